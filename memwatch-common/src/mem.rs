@@ -1,0 +1,63 @@
+//! Memory syscalls: mmap, munmap, mremap, brk, mprotect.
+
+use crate::event::EventHeader;
+
+/// Which memory syscall a [`MemEvent`] reports.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemOp {
+    Mmap = 1,
+    Munmap = 2,
+    Mremap = 3,
+    Brk = 4,
+    Mprotect = 5,
+}
+
+impl MemOp {
+    pub const fn from_u32(v: u32) -> Option<Self> {
+        Some(match v {
+            1 => Self::Mmap,
+            2 => Self::Munmap,
+            3 => Self::Mremap,
+            4 => Self::Brk,
+            5 => Self::Mprotect,
+            _ => return None,
+        })
+    }
+}
+
+/// The arguments of a memory syscall, stashed at `sys_enter_*` until `sys_exit_*` gives the result.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemArgs {
+    /// A [`MemOp`] as `u32`.
+    pub op: u32,
+    /// `prot` for mmap and mprotect.
+    pub prot: u32,
+    /// `flags` for mmap and mremap.
+    pub flags: u64,
+    /// `addr` (mmap hint, munmap/mprotect start, mremap old address, brk requested break).
+    pub addr: u64,
+    /// `len` (mmap, munmap, mprotect) or `old_len` (mremap).
+    pub len: u64,
+    /// `new_len` for mremap; zero otherwise.
+    pub new_len: u64,
+    /// `fd` for mmap (-1 for anonymous); zero otherwise.
+    pub fd: i64,
+}
+
+/// A completed memory syscall.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemEvent {
+    pub header: EventHeader,
+    pub args: MemArgs,
+    /// The syscall's return value: an address for mmap/mremap/brk, 0 for success, or -errno.
+    pub ret: i64,
+}
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: plain-old-data: repr(C), integer fields only, no implicit padding.
+    unsafe impl aya::Pod for super::MemArgs {}
+}

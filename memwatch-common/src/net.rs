@@ -1,0 +1,102 @@
+//! Socket syscalls on server-side connections: accept, read/recv, write/send, close.
+//!
+//! The kernel side keeps one [`ConnState`] per connection and sends only the events that cut
+//! requests (see [`NetOp`]); everything else is summed into the state and reported with the next
+//! boundary, so a keep-alive request costs about two events.
+
+use crate::event::EventHeader;
+
+/// Largest socket payload prefix the kernel side can copy into one event.
+pub const MAX_CAPTURE: usize = 1024;
+/// Default prefix length: a request line plus `Host` in the common case.
+pub const DEFAULT_CAPTURE: u32 = 512;
+
+/// What a [`NetEvent`] reports.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NetOp {
+    /// `accept`/`accept4` returned a new connection `fd`.
+    Accept = 1,
+    /// A read on a connection whose last activity was a write (or nothing): a request starts.
+    /// `data` holds the prefix.
+    ReadStart = 2,
+    /// A further read of the same request while its head may still be incomplete (at most
+    /// `capture_len` bytes of request are sent in all; the rest is only counted).
+    ReadMore = 3,
+    /// The first write after a read, or any write whose data starts with `HTTP/`: a response
+    /// starts. `data` holds the prefix.
+    WriteStart = 4,
+    /// `close` of a connection. The `last_write_*` fields summarise its last response.
+    Close = 5,
+}
+
+impl NetOp {
+    pub const fn from_u32(v: u32) -> Option<Self> {
+        Some(match v {
+            1 => Self::Accept,
+            2 => Self::ReadStart,
+            3 => Self::ReadMore,
+            4 => Self::WriteStart,
+            5 => Self::Close,
+            _ => return None,
+        })
+    }
+}
+
+/// Connection state kept by the kernel side, keyed by `(tgid << 32) | fd`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnState {
+    /// Monotonic ns when memwatch first saw the connection: with the fd, this names the
+    /// connection uniquely even when the fd number is reused.
+    pub generation: u64,
+    /// 0 = idle, 1 = reading a request, 2 = writing a response.
+    pub phase: u32,
+    /// Tid of the last write.
+    pub last_write_tid: u32,
+    /// Monotonic ns of the last write.
+    pub last_write_ns: u64,
+    /// The writing thread's page-fault counter just after its last write.
+    pub last_write_faults: u64,
+    /// Bytes read since the current request started.
+    pub bytes_in: u64,
+    /// Bytes written since the current response started.
+    pub bytes_out: u64,
+}
+
+/// Connection phases, stored in [`ConnState::phase`].
+pub const PHASE_IDLE: u32 = 0;
+pub const PHASE_READING: u32 = 1;
+pub const PHASE_WRITING: u32 = 2;
+
+/// A boundary on a connection. Fixed size so it can be reserved in the ring buffer; only
+/// `data[..captured]` is meaningful.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct NetEvent {
+    pub header: EventHeader,
+    /// A [`NetOp`] as `u32`.
+    pub op: u32,
+    pub fd: u32,
+    /// [`ConnState::generation`] of the connection.
+    pub generation: u64,
+    /// This thread's page-fault counter at the event.
+    pub faults: u64,
+    /// Bytes this syscall moved (the real count, not the captured one).
+    pub bytes: u64,
+    /// State of the previous response, for ReadStart and Close: when and on which thread its
+    /// last write happened, the fault counter then, and the bytes it wrote.
+    pub last_write_ns: u64,
+    pub last_write_faults: u64,
+    pub last_bytes_out: u64,
+    pub last_write_tid: u32,
+    /// How many bytes of `data` were copied.
+    pub captured: u32,
+    pub data: [u8; MAX_CAPTURE],
+}
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: plain-old-data: repr(C), integer fields only, no implicit padding.
+    unsafe impl aya::Pod for super::ConnState {}
+}

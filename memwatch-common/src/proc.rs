@@ -1,0 +1,38 @@
+//! Process lifecycle (fork, exec, exit) and per-thread page-fault counters.
+
+use crate::event::EventHeader;
+
+/// `clone_flags` bit that makes a new task a thread of its creator's process.
+pub const CLONE_THREAD: u64 = 0x0001_0000;
+
+/// A fork, exec or exit of a traced task.
+///
+/// - Fork: `header.tgid`/`tid` are the parent; `child` is the new process id.
+/// - Exec: `header` is the task that exec'd; `comm` its new name.
+/// - Exit: `header` is the exiting thread; `faults` its final page-fault count, and
+///   `group_dead` is 1 when it was the last thread of its process.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProcEvent {
+    pub header: EventHeader,
+    pub child: u32,
+    pub group_dead: u32,
+    pub faults: u64,
+    pub comm: [u8; 16],
+}
+
+/// Value of the per-thread page-fault map: readable from user space at any instant.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ThreadFaults {
+    pub tgid: u32,
+    pub _pad: u32,
+    /// User page faults this thread has taken since memwatch started watching it.
+    pub faults: u64,
+}
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: plain-old-data: repr(C), integer fields only, no implicit padding.
+    unsafe impl aya::Pod for super::ThreadFaults {}
+}

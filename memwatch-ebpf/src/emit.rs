@@ -1,0 +1,54 @@
+//! Ring-buffer submission and the loss counters.
+
+use aya_ebpf::maps::ring_buf::RingBufEntry;
+use memwatch_common::{config::Counter, event::EventHeader};
+
+use crate::maps::{COUNTERS, EVENTS, WAKEUP_BYTES, global};
+
+const BPF_RB_AVAIL_DATA: u64 = 0;
+const BPF_RB_NO_WAKEUP: u64 = 1;
+const BPF_RB_FORCE_WAKEUP: u64 = 2;
+
+/// Adds one to a per-CPU counter.
+#[inline(always)]
+pub fn count(counter: Counter) {
+    if let Some(slot) = COUNTERS.get_ptr_mut(counter as u32) {
+        // SAFETY: per-CPU slot; programs do not preempt each other on one CPU.
+        unsafe { *slot += 1 };
+    }
+}
+
+/// Reserves room for a `T`, or counts a drop and returns `None`.
+#[inline(always)]
+pub fn reserve<T: 'static>() -> Option<RingBufEntry<T>> {
+    let entry = EVENTS.reserve::<T>(0);
+    if entry.is_none() {
+        count(Counter::RingbufDrops);
+    }
+    entry
+}
+
+/// Submits an entry. The reader is woken only once enough data is waiting; otherwise it polls
+/// on a short timer. Waking per event would cost more than the event itself.
+#[inline(always)]
+pub fn submit<T>(entry: RingBufEntry<T>) {
+    let flags = if EVENTS.query(BPF_RB_AVAIL_DATA) >= global(&WAKEUP_BYTES) {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    };
+    entry.submit(flags);
+}
+
+/// Builds a header for the current task.
+#[inline(always)]
+pub fn header(kind: memwatch_common::EventKind, tgid: u32, tid: u32) -> EventHeader {
+    EventHeader {
+        kind: kind as u32,
+        tgid,
+        tid,
+        _pad: 0,
+        // SAFETY: helper with no preconditions.
+        ts_ns: unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() },
+    }
+}

@@ -1,0 +1,22 @@
+//! memwatch's kernel side. One module per concern; maps and emit helpers in one place each.
+#![no_std]
+#![no_main]
+
+mod emit;
+mod fault;
+mod maps;
+mod mem;
+mod net;
+mod proc;
+mod target;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {
+    // The verifier rejects any reachable panic, so this is never reached at run time.
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

@@ -1,0 +1,153 @@
+//! Memory syscalls: arguments are stashed per thread at `sys_enter_*` and sent with the result
+//! at `sys_exit_*`, so failed calls are reported as failed.
+//!
+//! Syscall tracepoint records: 8-byte common header, `__syscall_nr` at 8, then each argument in
+//! its own 8-byte slot from offset 16; `sys_exit_*` has `long ret` at 16.
+
+use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
+use memwatch_common::{
+    EventKind,
+    config::Counter,
+    mem::{MemArgs, MemEvent, MemOp},
+};
+
+use crate::{
+    emit::{count, header, reserve, submit},
+    maps::PENDING_MEM,
+    target::{current, is_target},
+};
+
+#[inline(always)]
+fn arg(ctx: &TracePointContext, n: usize) -> u64 {
+    // SAFETY: syscall tracepoint records have at least six 8-byte argument slots at 16.
+    unsafe { ctx.read_at::<u64>(16 + 8 * n) }.unwrap_or(0)
+}
+
+#[inline(always)]
+fn stash(args: MemArgs) {
+    let (tgid, tid) = current();
+    if !is_target(tgid) {
+        return;
+    }
+    if PENDING_MEM.insert(&tid, &args, 0).is_err() {
+        count(Counter::MapFull);
+    }
+}
+
+#[inline(always)]
+fn finish(ctx: &TracePointContext, op: MemOp) {
+    let (tgid, tid) = current();
+    // SAFETY: the value is copied out before the entry is removed.
+    let Some(args) = (unsafe { PENDING_MEM.get(&tid) }).copied() else {
+        if is_target(tgid) {
+            count(Counter::UnpairedExits);
+        }
+        return;
+    };
+    let _ = PENDING_MEM.remove(&tid);
+    if args.op != op as u32 {
+        count(Counter::UnpairedExits);
+        return;
+    }
+    // SAFETY: `ret` is at offset 16 of every sys_exit record.
+    let ret = unsafe { ctx.read_at::<i64>(16) }.unwrap_or(0);
+    let Some(mut entry) = reserve::<MemEvent>() else {
+        return;
+    };
+    entry.write(MemEvent {
+        header: header(EventKind::Mem, tgid, tid),
+        args,
+        ret,
+    });
+    submit(entry);
+}
+
+#[tracepoint]
+pub fn mmap_enter(ctx: TracePointContext) -> u32 {
+    stash(MemArgs {
+        op: MemOp::Mmap as u32,
+        addr: arg(&ctx, 0),
+        len: arg(&ctx, 1),
+        prot: arg(&ctx, 2) as u32,
+        flags: arg(&ctx, 3),
+        fd: arg(&ctx, 4) as i32 as i64,
+        new_len: 0,
+    });
+    0
+}
+
+#[tracepoint]
+pub fn mmap_exit(ctx: TracePointContext) -> u32 {
+    finish(&ctx, MemOp::Mmap);
+    0
+}
+
+#[tracepoint]
+pub fn munmap_enter(ctx: TracePointContext) -> u32 {
+    stash(MemArgs {
+        op: MemOp::Munmap as u32,
+        addr: arg(&ctx, 0),
+        len: arg(&ctx, 1),
+        ..MemArgs::default()
+    });
+    0
+}
+
+#[tracepoint]
+pub fn munmap_exit(ctx: TracePointContext) -> u32 {
+    finish(&ctx, MemOp::Munmap);
+    0
+}
+
+#[tracepoint]
+pub fn mremap_enter(ctx: TracePointContext) -> u32 {
+    stash(MemArgs {
+        op: MemOp::Mremap as u32,
+        addr: arg(&ctx, 0),
+        len: arg(&ctx, 1),
+        new_len: arg(&ctx, 2),
+        flags: arg(&ctx, 3),
+        ..MemArgs::default()
+    });
+    0
+}
+
+#[tracepoint]
+pub fn mremap_exit(ctx: TracePointContext) -> u32 {
+    finish(&ctx, MemOp::Mremap);
+    0
+}
+
+#[tracepoint]
+pub fn brk_enter(ctx: TracePointContext) -> u32 {
+    stash(MemArgs {
+        op: MemOp::Brk as u32,
+        addr: arg(&ctx, 0),
+        ..MemArgs::default()
+    });
+    0
+}
+
+#[tracepoint]
+pub fn brk_exit(ctx: TracePointContext) -> u32 {
+    finish(&ctx, MemOp::Brk);
+    0
+}
+
+#[tracepoint]
+pub fn mprotect_enter(ctx: TracePointContext) -> u32 {
+    stash(MemArgs {
+        op: MemOp::Mprotect as u32,
+        addr: arg(&ctx, 0),
+        len: arg(&ctx, 1),
+        prot: arg(&ctx, 2) as u32,
+        ..MemArgs::default()
+    });
+    0
+}
+
+#[tracepoint]
+pub fn mprotect_exit(ctx: TracePointContext) -> u32 {
+    finish(&ctx, MemOp::Mprotect);
+    0
+}

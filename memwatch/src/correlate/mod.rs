@@ -1,0 +1,2 @@
+//! Correlation: connections → HTTP requests → attribution.
+pub mod route;

@@ -1,0 +1,1 @@
+//! HTTP/1.x parsing over captured socket prefixes.

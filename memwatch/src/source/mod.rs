@@ -1,0 +1,3 @@
+//! Sources of data other than the eBPF ring buffer.
+
+pub mod accesslog;
