@@ -3,8 +3,18 @@
 //! Data flows one way (see `docs/architecture.md`):
 //! sources ([`probe`] ring buffer, [`source`] /proc sampler and access-log tail) →
 //! [`correlate`] (connections → HTTP requests → attribution) → [`recording`] → views
-//! ([`report`]).
+//! ([`report`]). [`commands`] glues them per subcommand.
 
-pub mod http;
-pub mod source;
+pub mod cli;
+pub mod commands;
 pub mod correlate;
+pub mod error;
+pub mod http;
+pub mod probe;
+pub mod recording;
+pub mod report;
+pub mod source;
+pub mod spawn;
+
+/// The eBPF object built by `build.rs` (empty when built with `AYA_BUILD_SKIP=1`).
+pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/memwatch"));

@@ -1,1 +1,191 @@
-//! Shared harness for the integration tests.
+//! Shared harness for the integration tests: where the binaries are, running memwatch with a
+//! deadline, and reading its reports.
+
+use std::{
+    io::{BufRead as _, BufReader, Read as _},
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+pub use serde_json::Value;
+
+/// The memwatch binary under test: `MEMWATCH_BIN` (set by `cargo xtask test`), else the release
+/// build in this workspace.
+pub fn memwatch() -> PathBuf {
+    let path = std::env::var_os("MEMWATCH_BIN").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/memwatch"),
+        PathBuf::from,
+    );
+    assert!(
+        path.is_file(),
+        "memwatch binary not found at {}: run the tests with `cargo xtask test`",
+        path.display()
+    );
+    path
+}
+
+/// A binary built from this workspace (fixtures, the demo server), beside memwatch.
+pub fn bin(name: &str) -> PathBuf {
+    let path = memwatch().with_file_name(name);
+    assert!(
+        path.is_file(),
+        "{} not found: run the tests with `cargo xtask test`",
+        path.display()
+    );
+    path
+}
+
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("memwatch-test-")
+        .tempdir()
+        .expect("tempdir")
+}
+
+/// What a finished command did.
+#[derive(Debug)]
+pub struct Finished {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Finished {
+    pub fn code(&self) -> i32 {
+        self.status.code().unwrap_or(-1)
+    }
+}
+
+/// A running memwatch whose stderr is watched line by line.
+pub struct Running {
+    pub child: Child,
+    lines: mpsc::Receiver<String>,
+    stderr: Vec<String>,
+}
+
+impl Running {
+    /// Starts memwatch with `args`.
+    pub fn start(args: &[&str]) -> Self {
+        let mut child = Command::new(memwatch())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start memwatch");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            child,
+            lines,
+            stderr: Vec::new(),
+        }
+    }
+
+    /// Waits until memwatch says it is recording (the probes are attached).
+    pub fn wait_recording(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(50)) {
+                let done = line.contains("recording");
+                self.stderr.push(line);
+                if done {
+                    return;
+                }
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("memwatch exited with {status} before recording: {:?}", self.stderr);
+            }
+        }
+        let _ = self.child.kill();
+        panic!("memwatch did not start recording in {timeout:?}: {:?}", self.stderr);
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
+    /// Waits for memwatch to exit by itself within `timeout`; kills it and panics otherwise.
+    pub fn wait(mut self, timeout: Duration) -> Finished {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                let mut stdout = String::new();
+                if let Some(mut out) = self.child.stdout.take() {
+                    let _ = out.read_to_string(&mut stdout);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+                self.stderr.extend(self.lines.try_iter());
+                return Finished {
+                    status,
+                    stdout,
+                    stderr: self.stderr.join("\n"),
+                };
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                self.stderr.extend(self.lines.try_iter());
+                panic!("memwatch did not exit within {timeout:?}: {:?}", self.stderr);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Runs memwatch to completion with a deadline.
+pub fn run(args: &[&str], timeout: Duration) -> Finished {
+    Running::start(args).wait(timeout)
+}
+
+/// `memwatch report FILE --format json`, parsed.
+pub fn report(file: &Path) -> Value {
+    let out = run(
+        &["report", file.to_str().expect("utf-8 path"), "--format", "json"],
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.code(), 0, "report failed: {}", out.stderr);
+    serde_json::from_str(&out.stdout).expect("report is JSON")
+}
+
+/// The `calls` of the `calls_by_size` bucket for `op` and `bytes`, or 0.
+pub fn calls_of_size(memory: &Value, op: &str, bytes: i64) -> u64 {
+    memory["calls_by_size"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|b| b["op"] == op && b["bytes"] == bytes)
+        .and_then(|b| b["calls"].as_u64())
+        .unwrap_or(0)
+}
+
+/// The per-process memory object of `pid`.
+pub fn process_memory(report: &Value, pid: u32) -> Value {
+    report["per_process"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["pid"] == pid)
+        .map(|p| p["memory"].clone())
+        .unwrap_or_else(|| panic!("pid {pid} not in report: {report:#}"))
+}
+
+/// `key=value` from a fixture's stdout.
+pub fn stdout_value(stdout: &str, key: &str) -> u32 {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {key}= in {stdout:?}"))
+}
+
+pub const MIB: i64 = 1024 * 1024;

@@ -1,1 +1,160 @@
-fn main() {}
+//! memwatch's developer commands: `cargo xtask setup | build | run | test | bench`.
+//!
+//! Every command checks its prerequisites first (fast when present) and installs what is
+//! missing, so a fresh Debian/Ubuntu machine needs nothing but Rust and this checkout.
+
+mod setup;
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "xtask", about = "memwatch developer commands")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Install every prerequisite (idempotent): nightly rust-src, LLVM, bpf-linker, and with
+    /// --test the servers and load generators the tests use.
+    Setup {
+        #[arg(long)]
+        test: bool,
+    },
+    /// Build memwatch (eBPF included) in release.
+    Build,
+    /// Build, then run memwatch: `--pid N` records process N; `-- ARGS` passes ARGS through.
+    Run {
+        #[arg(long)]
+        pid: Option<u32>,
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Everything: formatting, clippy, unit tests and the privileged integration tests.
+    Test {
+        /// Extra arguments for the test harness (e.g. a test name filter).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Benchmarks; writes BENCHMARKS.md.
+    Bench {
+        #[arg(long)]
+        quick: bool,
+    },
+}
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+/// Runs a command in the workspace root, echoing it; fails with its exit status.
+pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    eprintln!("+ {}", describe(cmd));
+    let status = cmd
+        .current_dir(root())
+        .status()
+        .with_context(|| format!("could not start {}", describe(cmd)))?;
+    if !status.success() {
+        bail!("{} failed with {status}", describe(cmd));
+    }
+    Ok(())
+}
+
+pub fn describe(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&a.to_string_lossy());
+    }
+    s
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn build() -> anyhow::Result<()> {
+    setup::ensure(false)?;
+    run(cargo().args(["build", "--release", "--workspace", "--bins"]))
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc_geteuid() == 0 }
+}
+
+unsafe extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Setup { test } => setup::ensure(test),
+        Cmd::Build => build(),
+        Cmd::Run { pid, args } => {
+            build()?;
+            let bin = root().join("target/release/memwatch");
+            let mut argv: Vec<String> = Vec::new();
+            if let Some(pid) = pid {
+                argv.extend(["record".into(), "-p".into(), pid.to_string()]);
+            }
+            argv.extend(args);
+            if argv.is_empty() {
+                bail!("nothing to run: pass --pid N, or memwatch arguments after `--`");
+            }
+            let mut cmd = if is_root() {
+                Command::new(&bin)
+            } else {
+                // Build as the user, run the built binary with privileges.
+                let mut c = Command::new("sudo");
+                c.arg(&bin);
+                c
+            };
+            cmd.args(&argv);
+            eprintln!("+ {}", describe(&cmd));
+            let status = cmd.status().context("could not start memwatch")?;
+            std::process::exit(status.code().unwrap_or(1));
+        }
+        Cmd::Test { args } => {
+            setup::ensure(true)?;
+            run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+            run(cargo().args([
+                "clippy",
+                "--release",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ]))?;
+            run(cargo().args(["build", "--release", "--workspace", "--bins"]))?;
+            let mut cmd = cargo();
+            cmd.args(["test", "--release", "--workspace", "--no-fail-fast", "--"]);
+            cmd.args(["--test-threads", "2"]);
+            cmd.args(&args);
+            cmd.env("MEMWATCH_BIN", root().join("target/release/memwatch"));
+            run(&mut cmd)
+        }
+        Cmd::Bench { quick } => {
+            build()?;
+            let mut cmd = cargo();
+            cmd.args(["run", "--release", "-p", "memwatch-tests", "--bin", "bench", "--"]);
+            if quick {
+                cmd.arg("--quick");
+            }
+            run(&mut cmd)
+        }
+    }
+}

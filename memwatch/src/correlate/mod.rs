@@ -1,2 +1,351 @@
-//! Correlation: connections → HTTP requests → attribution.
+//! Correlation: connections → HTTP requests → attribution. Pure logic: typed events in, rows
+//! out, no I/O, so attribution is unit-tested with hand-built event sequences.
+//!
+//! # What is exact and what is not
+//!
+//! A request starts at the read that begins it and ends at the last write of its response
+//! (known at the connection's next request or close, from the kernel's per-connection state).
+//! While it runs, the thread that read it is busy with it:
+//! - memory syscalls on that thread between start and end are charged to it (net virtual
+//!   growth and count);
+//! - page faults on that thread between start and end are charged to it, exactly, from the
+//!   kernel's per-thread counter read at each boundary; resident growth = faults × page size
+//!   (4 KiB pages; with transparent huge pages one fault can map 2 MiB, not accounted).
+//!
+//! That is exact for thread-per-request servers. When a thread starts another request before
+//! the current one ends (event loops such as nginx, pipelining), each event is charged to the
+//! request most recently read on that thread, and every request involved is marked
+//! approximate. A response written by a thread other than the reader is followed from its
+//! first write on, and the request is marked approximate.
+
+pub mod conn;
 pub mod route;
+
+use std::collections::HashMap;
+
+use conn::{ConnTrack, Parsed};
+use memwatch_common::net::NetOp;
+
+use crate::{
+    probe::NetRecord,
+    recording::{
+        Row,
+        writer::{MemRow, RequestRow},
+    },
+};
+use route::Router;
+
+/// Page size used to turn page faults into resident bytes.
+pub const PAGE: i64 = 4096;
+/// Memory rows held for one request before they are written early.
+const MAX_HELD_ROWS: usize = 100_000;
+
+type ReqId = i64;
+type ConnKey = (u32, u32, u64);
+
+#[derive(Debug)]
+struct InFlight {
+    row: RequestRow,
+    key: ConnKey,
+    /// Memory rows charged so far, held until the end is known.
+    mem: Vec<MemRow>,
+    responded: bool,
+}
+
+#[derive(Debug, Default)]
+struct ThreadState {
+    /// The thread's fault counter at the last boundary seen on it.
+    faults_seen: u64,
+    /// The request this thread is working for.
+    current: Option<ReqId>,
+}
+
+/// Turns socket boundaries and memory events into requests.
+#[derive(Debug)]
+pub struct Correlator {
+    router: Router,
+    redact_query: bool,
+    next_id: ReqId,
+    inflight: HashMap<ReqId, InFlight>,
+    threads: HashMap<u32, ThreadState>,
+    conns: HashMap<ConnKey, ConnTrack>,
+    completed: u64,
+    /// Page faults on traced threads outside any request.
+    pub unattributed_faults: u64,
+}
+
+impl Correlator {
+    pub fn new(router: Router, redact_query: bool) -> Self {
+        Self {
+            router,
+            redact_query,
+            next_id: 1,
+            inflight: HashMap::new(),
+            threads: HashMap::new(),
+            conns: HashMap::new(),
+            completed: 0,
+            unattributed_faults: 0,
+        }
+    }
+
+    /// Requests completed so far.
+    pub fn requests(&self) -> u64 {
+        self.completed
+    }
+
+    /// A memory syscall: charged to the request its thread is serving, if any.
+    pub fn mem(&mut self, mut row: MemRow, out: &mut Vec<Row>) {
+        let current = self.threads.get(&row.tid).and_then(|t| t.current);
+        match current.and_then(|id| self.inflight.get_mut(&id)) {
+            Some(req) => {
+                row.request_id = Some(req.row.id);
+                req.mem.push(row);
+                if req.mem.len() >= MAX_HELD_ROWS {
+                    // Bounded memory: write early; the request keeps its charge.
+                    for r in req.mem.drain(..) {
+                        req.row.vm_bytes += r.vm_delta;
+                        req.row.mem_calls += 1;
+                        out.push(Row::Mem(r));
+                    }
+                }
+            }
+            None => out.push(Row::Mem(row)),
+        }
+    }
+
+    /// Charges the faults a thread took since its last boundary, up to `now_faults`.
+    fn charge_faults(&mut self, tid: u32, now_faults: u64) {
+        let t = self.threads.entry(tid).or_default();
+        let delta = now_faults.saturating_sub(t.faults_seen);
+        t.faults_seen = now_faults;
+        match t.current.and_then(|id| self.inflight.get_mut(&id)) {
+            Some(req) => req.row.faults += delta,
+            None => self.unattributed_faults += delta,
+        }
+    }
+
+    fn mark_approximate(&mut self, id: ReqId) {
+        if let Some(r) = self.inflight.get_mut(&id) {
+            r.row.exact = false;
+        }
+    }
+
+    /// A socket boundary event. `offset` turns monotonic into wall-clock ns.
+    pub fn net(&mut self, ev: &NetRecord, offset: i64, out: &mut Vec<Row>) {
+        let tid = ev.header.tid;
+        let pid = ev.header.tgid;
+        let key = (pid, ev.fd, ev.generation);
+        let wall = |mono: u64| mono as i64 + offset;
+        let now = wall(ev.header.ts_ns);
+
+        // The previous response on this connection is complete: its last write is known.
+        if matches!(ev.op, NetOp::ReadStart | NetOp::Close)
+            && let Some(id) = self.conns.get_mut(&key).and_then(|c| c.responding.take())
+        {
+            let writer = ev.last_write_tid;
+            if writer != 0
+                && self.threads.get(&writer).and_then(|t| t.current) == Some(id)
+            {
+                self.charge_faults(writer, ev.last_write_faults);
+            }
+            let end = if ev.last_write_ns != 0 { wall(ev.last_write_ns) } else { now };
+            self.finish(id, end, Some(ev.last_bytes_out), out);
+        }
+        self.charge_faults(tid, ev.faults);
+
+        match ev.op {
+            NetOp::Accept => {
+                self.conns.insert(key, ConnTrack::default());
+            }
+            NetOp::ReadStart | NetOp::ReadMore => {
+                let conn = self.conns.entry(key).or_default();
+                if conn.non_http.is_some() {
+                    return;
+                }
+                if ev.op == NetOp::ReadStart
+                    && let Some(kind) = conn.abandon_phase()
+                {
+                    out.push(Row::NonHttp {
+                        ts_ns: now,
+                        pid,
+                        conn: format!("{}:{}", ev.fd, ev.generation),
+                        kind: kind.name(),
+                        bytes: 0,
+                    });
+                }
+                let parsed = conn.push(&ev.data, ev.bytes, ev.op == NetOp::ReadStart);
+                match parsed {
+                    Parsed::Requests(heads) => {
+                        let pipelined = heads.len() > 1;
+                        let mut first = None;
+                        for head in heads {
+                            let id = self.next_id;
+                            self.next_id += 1;
+                            let target = head.target.map(|t| {
+                                if self.redact_query {
+                                    route::redact_query(&t).into_owned()
+                                } else {
+                                    t
+                                }
+                            });
+                            let route = target.as_deref().map(|t| self.router.route(t));
+                            let row = RequestRow {
+                                id,
+                                pid,
+                                tid,
+                                conn: format!("{}:{}", ev.fd, ev.generation),
+                                method: head.method,
+                                target,
+                                route,
+                                host: head.host,
+                                start_ns: now,
+                                end_ns: now,
+                                bytes_in: ev.bytes,
+                                exact: !pipelined,
+                                ..RequestRow::default()
+                            };
+                            self.inflight.insert(
+                                id,
+                                InFlight {
+                                    row,
+                                    key,
+                                    mem: Vec::new(),
+                                    responded: false,
+                                },
+                            );
+                            if let Some(c) = self.conns.get_mut(&key) {
+                                c.awaiting.push_back(id);
+                            }
+                            first.get_or_insert(id);
+                        }
+                        if let Some(id) = first {
+                            let previous = self.threads.entry(tid).or_default().current;
+                            if let Some(prev) = previous
+                                && self.inflight.contains_key(&prev)
+                            {
+                                // The thread already serves another request: an event loop.
+                                self.mark_approximate(prev);
+                                self.mark_approximate(id);
+                            }
+                            self.threads.entry(tid).or_default().current = Some(id);
+                        }
+                    }
+                    Parsed::More => {
+                        if let Some(id) = conn.awaiting.back().copied()
+                            && let Some(r) = self.inflight.get_mut(&id)
+                        {
+                            r.row.bytes_in += ev.bytes;
+                        }
+                    }
+                    Parsed::NonHttp(kind) => {
+                        if kind.is_permanent() {
+                            conn.non_http = Some(kind);
+                        }
+                        out.push(Row::NonHttp {
+                            ts_ns: now,
+                            pid,
+                            conn: format!("{}:{}", ev.fd, ev.generation),
+                            kind: kind.name(),
+                            bytes: ev.bytes,
+                        });
+                    }
+                }
+            }
+            NetOp::WriteStart => {
+                let Some(conn) = self.conns.get_mut(&key) else {
+                    return;
+                };
+                if conn.non_http.is_some() {
+                    return;
+                }
+                let Some(id) = conn.awaiting.pop_front() else {
+                    return;
+                };
+                let previous = conn.responding.replace(id);
+                if let Some(prev) = previous {
+                    // Pipelined responses written back to back: the previous one ended here.
+                    self.finish(prev, now, None, out);
+                }
+                if let Some(r) = self.inflight.get_mut(&id) {
+                    r.responded = true;
+                    r.row.first_byte_ns = Some(now);
+                    r.row.status = crate::http::parse_status(&ev.data).map(|s| s.code);
+                    if r.row.tid != tid {
+                        r.row.exact = false;
+                    }
+                }
+                self.threads.entry(tid).or_default().current = Some(id);
+            }
+            NetOp::Close => {
+                if let Some(mut conn) = self.conns.remove(&key) {
+                    if conn.non_http.is_none()
+                        && let Some(kind) = conn.abandon_phase()
+                    {
+                        out.push(Row::NonHttp {
+                            ts_ns: now,
+                            pid,
+                            conn: format!("{}:{}", ev.fd, ev.generation),
+                            kind: kind.name(),
+                            bytes: 0,
+                        });
+                    }
+                    for id in conn.awaiting {
+                        self.finish(id, now, None, out);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Completes a request: memory after `end` is not its own.
+    fn finish(&mut self, id: ReqId, end: i64, bytes_out: Option<u64>, out: &mut Vec<Row>) {
+        let Some(mut req) = self.inflight.remove(&id) else {
+            return;
+        };
+        for t in self.threads.values_mut() {
+            if t.current == Some(id) {
+                t.current = None;
+            }
+        }
+        if let Some(conn) = self.conns.get_mut(&req.key) {
+            conn.awaiting.retain(|&a| a != id);
+            if conn.responding == Some(id) {
+                conn.responding = None;
+            }
+        }
+        req.row.end_ns = end.max(req.row.start_ns);
+        if let Some(b) = bytes_out {
+            req.row.bytes_out = b;
+        }
+        for mut m in req.mem {
+            if m.ts_ns <= req.row.end_ns {
+                req.row.vm_bytes += m.vm_delta;
+                req.row.mem_calls += 1;
+            } else {
+                m.request_id = None;
+            }
+            out.push(Row::Mem(m));
+        }
+        req.row.rss_bytes = req.row.faults as i64 * PAGE;
+        self.completed += 1;
+        out.push(Row::Request(Box::new(req.row)));
+    }
+
+    /// A traced thread exited.
+    pub fn thread_exit(&mut self, tid: u32, _out: &mut [Row]) {
+        self.threads.remove(&tid);
+    }
+
+    /// End of recording: requests still open are written as they are.
+    pub fn finish_all(&mut self, out: &mut Vec<Row>) {
+        let mut ids: Vec<(ReqId, i64)> = self
+            .inflight
+            .iter()
+            .map(|(&id, r)| (id, r.row.first_byte_ns.unwrap_or(r.row.start_ns)))
+            .collect();
+        ids.sort_unstable();
+        for (id, end) in ids {
+            self.finish(id, end, None, out);
+        }
+    }
+}

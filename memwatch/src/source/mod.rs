@@ -1,3 +1,4 @@
 //! Sources of data other than the eBPF ring buffer.
 
 pub mod accesslog;
+pub mod procfs;

@@ -1,0 +1,141 @@
+//! Command-line types. Every option is validated here or in the command's preflight, before
+//! anything is loaded.
+
+use std::{ffi::OsString, path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "memwatch",
+    version,
+    about = "Which requests make this process's memory grow?",
+    long_about = "memwatch attaches to a running Linux process (or starts a command), traces its \
+                  memory syscalls, page faults and HTTP traffic with eBPF, records everything to \
+                  a file, and reports memory growth per request and URL.\n\nExit codes: 0 ok; \
+                  1 regression found (diff, ci); 2 bad input (usage, PID, files); 3 environment \
+                  cannot run memwatch (privileges, kernel, tracefs); 4 failure while running."
+)]
+pub struct Cli {
+    /// More logging (-v info, -vv debug, -vvv trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Trace processes and record their memory and requests to a file.
+    Record(RecordArgs),
+    /// Summarise a recording as text or JSON.
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    /// Process to trace, with its current descendants (repeatable).
+    #[arg(short, long = "pid", value_name = "PID")]
+    pub pids: Vec<u32>,
+    /// Recording file (SQLite). Default: memwatch-<date>-<time>.db in the current directory.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Overwrite the output file if it exists.
+    #[arg(long)]
+    pub force: bool,
+    /// Stop after this long (seconds, or with a unit: 500ms, 2m).
+    #[arg(long, value_parser = parse_duration, value_name = "SECS")]
+    pub duration: Option<Duration>,
+    /// Trace only the given PIDs: not their descendants, not processes they fork later.
+    #[arg(long)]
+    pub no_follow_forks: bool,
+    /// How often to sample RSS and VmSize from /proc.
+    #[arg(long, value_parser = parse_duration, default_value = "100ms", value_name = "DURATION")]
+    pub sample_interval: Duration,
+    /// Do not hook socket syscalls (memory only; no HTTP requests).
+    #[arg(long)]
+    pub no_net: bool,
+    /// Bytes of each request and response captured from the socket (64..=1024).
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(64..=1024))]
+    pub capture_bytes: u32,
+    /// Ring-buffer size in MiB (a power of two).
+    #[arg(long, default_value_t = 8, value_parser = parse_ring_mib)]
+    pub ring_mib: u32,
+    /// Route pattern such as /users/{id}/posts or /static/* (repeatable; first match wins).
+    #[arg(long = "route", value_name = "PATTERN")]
+    pub routes: Vec<String>,
+    /// Drop query strings before anything is stored.
+    #[arg(long)]
+    pub redact_query: bool,
+    /// Command to start and trace from its first instruction (after `--`).
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<OsString>,
+}
+
+#[derive(Debug, Clone, Copy, Default, ValueEnum)]
+pub enum Format {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A recording written by `memwatch record`.
+    pub file: PathBuf,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+/// Seconds as a number (`10`, `0.5`) or a duration with a unit (`500ms`, `2m`).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let d = match s.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs >= 0.0 && secs < 1e9 => Duration::from_secs_f64(secs),
+        Ok(_) => return Err(format!("{s:?} is not a duration between 0 and 1e9 seconds")),
+        Err(_) => humantime::parse_duration(s)
+            .map_err(|e| format!("{s:?} is not a duration ({e}); use e.g. 10, 1.5, 500ms or 2m"))?,
+    };
+    if d.is_zero() {
+        return Err(format!("{s:?}: the duration must be greater than zero"));
+    }
+    Ok(d)
+}
+
+fn parse_ring_mib(s: &str) -> Result<u32, String> {
+    let n: u32 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of MiB"))?;
+    if !(1..=1024).contains(&n) || !n.is_power_of_two() {
+        return Err(format!("{n} MiB: the ring buffer must be a power of two from 1 to 1024 MiB"));
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("0").is_err());
+        assert!(parse_duration("-1").is_err());
+        assert!(parse_duration("soon").unwrap_err().contains("\"soon\""));
+    }
+
+    #[test]
+    fn ring_sizes() {
+        assert_eq!(parse_ring_mib("8"), Ok(8));
+        assert!(parse_ring_mib("3").is_err());
+        assert!(parse_ring_mib("0").is_err());
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

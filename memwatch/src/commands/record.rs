@@ -1,0 +1,548 @@
+//! `memwatch record`: preflight, load, attach, then one loop that drains the ring buffer,
+//! samples /proc and feeds the correlator and the writer until a stop condition.
+
+use std::{
+    collections::{HashMap, HashSet},
+    io::IsTerminal as _,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use memwatch_common::mem::MemOp;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::{
+    cli::RecordArgs,
+    correlate::{Correlator, route::Router},
+    error::SetupError,
+    probe::{
+        Event, Probe, ProbeConfig,
+        event::comm_str,
+        loader::KernelCounters,
+        preflight,
+    },
+    recording::{
+        Recording, Row, Writer,
+        writer::{MemRow, ProcessRow, check_output},
+    },
+    report::Report,
+    source::procfs,
+    spawn::{self, HeldChild},
+};
+
+/// How often the ring buffer is drained when the kernel has not woken us.
+const DRAIN_EVERY: Duration = Duration::from_millis(50);
+/// How often per-thread fault totals and loss counters are written.
+const COUNTERS_EVERY: Duration = Duration::from_secs(1);
+
+/// CLOCK_MONOTONIC now, in ns: the clock of `bpf_ktime_get_ns`.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn wall_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
+fn default_output() -> PathBuf {
+    PathBuf::from(format!(
+        "memwatch-{}.db",
+        chrono::Local::now().format("%Y%m%d-%H%M%S")
+    ))
+}
+
+/// Why recording stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Signal,
+    Duration,
+    TargetsExited,
+}
+
+/// State of one recording session: everything the loop mutates.
+struct Session {
+    probe: Probe,
+    writer: Writer,
+    correlator: Correlator,
+    /// Wall ns = monotonic ns + offset.
+    offset: i64,
+    alive: HashSet<u32>,
+    spawned: Option<u32>,
+    /// Last known program break per process, to measure brk growth.
+    brk: HashMap<u32, u64>,
+    /// Page faults of threads that have exited, per process.
+    exited_faults: HashMap<u32, u64>,
+    events: u64,
+    rows: Vec<Row>,
+    counters: KernelCounters,
+}
+
+impl Session {
+    fn wall(&self, mono: u64) -> i64 {
+        mono as i64 + self.offset
+    }
+
+    fn add_process(&mut self, pid: u32, origin: &'static str) {
+        let info = procfs::info(pid);
+        if let Some(end) = procfs::heap_end(pid) {
+            self.brk.insert(pid, end);
+        }
+        self.rows.push(Row::Process(ProcessRow {
+            pid,
+            ppid: info.as_ref().map(|i| i.ppid),
+            comm: info.as_ref().map(|i| i.comm.clone()).unwrap_or_default(),
+            cmdline: info.as_ref().and_then(|i| i.cmdline.clone()),
+            started_ns: info.as_ref().and_then(|i| i.started_ns),
+            origin,
+        }));
+        self.alive.insert(pid);
+    }
+
+    fn on_event(&mut self, ev: Event) {
+        self.events += 1;
+        match ev {
+            Event::Mem(m) => {
+                let ts_ns = self.wall(m.header.ts_ns);
+                let pid = m.header.tgid;
+                let a = m.args;
+                let Some(op) = MemOp::from_u32(a.op) else {
+                    return;
+                };
+                let page = |n: u64| n.div_ceil(4096) * 4096;
+                let is_err = (-4095..0).contains(&m.ret);
+                let (name, ok, delta) = match op {
+                    MemOp::Mmap => ("mmap", !is_err, page(a.len) as i64),
+                    MemOp::Munmap => ("munmap", m.ret == 0, -(page(a.len) as i64)),
+                    MemOp::Mremap => (
+                        "mremap",
+                        !is_err,
+                        page(a.new_len) as i64 - page(a.len) as i64,
+                    ),
+                    MemOp::Mprotect => ("mprotect", m.ret == 0, 0),
+                    MemOp::Brk => {
+                        // brk returns the new break, or the old one when it fails.
+                        let ok = a.addr == 0 || m.ret as u64 == a.addr;
+                        let new = m.ret as u64;
+                        let delta = self
+                            .brk
+                            .insert(pid, new)
+                            .map_or(0, |old| new as i64 - old as i64);
+                        ("brk", ok, delta)
+                    }
+                };
+                let row = MemRow {
+                    ts_ns,
+                    pid,
+                    tid: m.header.tid,
+                    op: name,
+                    addr: a.addr,
+                    len: a.len,
+                    new_len: a.new_len,
+                    prot: a.prot,
+                    flags: a.flags,
+                    fd: a.fd,
+                    ret: m.ret,
+                    ok,
+                    vm_delta: if ok { delta } else { 0 },
+                    request_id: None,
+                };
+                self.correlator.mem(row, &mut self.rows);
+            }
+            Event::Fork(p) => {
+                let child = p.child;
+                if let Some(&b) = self.brk.get(&p.header.tgid) {
+                    self.brk.insert(child, b);
+                }
+                self.rows.push(Row::Process(ProcessRow {
+                    pid: child,
+                    ppid: Some(p.header.tgid),
+                    comm: comm_str(&p.comm),
+                    cmdline: None,
+                    started_ns: Some(self.wall(p.header.ts_ns)),
+                    origin: "forked",
+                }));
+                self.alive.insert(child);
+            }
+            Event::Exec(p) => {
+                let pid = p.header.tgid;
+                self.brk.remove(&pid);
+                let info = procfs::info(pid);
+                self.rows.push(Row::Process(ProcessRow {
+                    pid,
+                    ppid: info.as_ref().map(|i| i.ppid),
+                    comm: comm_str(&p.comm),
+                    cmdline: info.and_then(|i| i.cmdline),
+                    started_ns: None,
+                    origin: "forked",
+                }));
+            }
+            Event::Exit(p) => {
+                let ts_ns = self.wall(p.header.ts_ns);
+                let (pid, tid) = (p.header.tgid, p.header.tid);
+                *self.exited_faults.entry(pid).or_default() += p.faults;
+                self.rows.push(Row::Thread {
+                    tid,
+                    pid,
+                    faults: p.faults,
+                    exited_ns: Some(ts_ns),
+                });
+                self.correlator.thread_exit(tid, &mut self.rows);
+                if p.group_dead != 0 {
+                    self.rows.push(Row::ProcessExit {
+                        pid,
+                        ts_ns,
+                        exit_code: None,
+                    });
+                    self.alive.remove(&pid);
+                }
+            }
+            Event::Net(n) => {
+                let offset = self.offset;
+                self.correlator.net(&n, offset, &mut self.rows);
+            }
+        }
+    }
+
+    fn drain(&mut self) {
+        let mut events = Vec::new();
+        self.probe.drain(|e| events.push(e));
+        for e in events {
+            self.on_event(e);
+        }
+        self.flush();
+    }
+
+    fn flush(&mut self) {
+        if !self.rows.is_empty() {
+            self.writer.send(std::mem::take(&mut self.rows));
+        }
+    }
+
+    /// One /proc sample of every live target; returns the total RSS.
+    fn sample(&mut self, thread_faults: &[(u32, u32, u64)]) -> u64 {
+        let ts_ns = wall_ns();
+        let mut live: HashMap<u32, u64> = HashMap::new();
+        for &(_, tgid, faults) in thread_faults {
+            *live.entry(tgid).or_default() += faults;
+        }
+        let mut total = 0;
+        let pids: Vec<u32> = self.alive.iter().copied().collect();
+        for pid in pids {
+            if let Some(code) = self.spawned.filter(|&s| s == pid).and_then(spawn::try_reap) {
+                self.rows.push(Row::ProcessExit {
+                    pid,
+                    ts_ns,
+                    exit_code: Some(code),
+                });
+            }
+            match procfs::memory(pid) {
+                Some((rss, vm)) if rss > 0 || vm > 0 => {
+                    total += rss;
+                    let faults = self.exited_faults.get(&pid).copied().unwrap_or(0)
+                        + live.get(&pid).copied().unwrap_or(0);
+                    self.rows.push(Row::Sample {
+                        ts_ns,
+                        pid,
+                        rss_bytes: rss,
+                        vm_bytes: vm,
+                        faults,
+                    });
+                }
+                _ => {
+                    // Gone (or a zombie: no memory left) without an exit event reaching us: stop waiting for it.
+                    tracing::debug!(pid, "process gone from /proc");
+                    self.rows.push(Row::ProcessExit {
+                        pid,
+                        ts_ns,
+                        exit_code: None,
+                    });
+                    self.alive.remove(&pid);
+                }
+            }
+        }
+        total
+    }
+
+    fn write_counters(&mut self, thread_faults: &[(u32, u32, u64)]) {
+        for &(tid, pid, faults) in thread_faults {
+            self.rows.push(Row::Thread {
+                tid,
+                pid,
+                faults,
+                exited_ns: None,
+            });
+        }
+        self.counters = self.probe.counters();
+        let KernelCounters {
+            dropped_events,
+            unpaired_exits,
+            map_full,
+        } = self.counters;
+        self.rows.push(Row::Counters {
+            ts_ns: wall_ns(),
+            events: self.events,
+            dropped: dropped_events,
+            unpaired_exits,
+            map_full,
+            undecodable: self.probe.undecodable,
+        });
+    }
+}
+
+fn status_bar() -> Option<indicatif::ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    Some(bar)
+}
+
+/// Runs `memwatch record`; returns the process exit code.
+pub async fn run(args: RecordArgs) -> anyhow::Result<i32> {
+    // Preflight: everything the user can get wrong is checked before anything is loaded.
+    if args.pids.is_empty() && args.command.is_empty() {
+        anyhow::bail!(crate::error::UsageError(
+            "nothing to trace: pass -p PID, or a command after `--` (memwatch record -- ./server)"
+                .into()
+        ));
+    }
+    if !args.pids.is_empty() && !args.command.is_empty() {
+        anyhow::bail!(crate::error::UsageError(
+            "pass either -p PID or a command after `--`, not both".into()
+        ));
+    }
+    let router = Router::new(&args.routes)?;
+    for &pid in &args.pids {
+        preflight::check_pid(pid)?;
+    }
+    if let Some(cmd) = args.command.first() {
+        spawn::resolve(cmd)?;
+    }
+    let output = args.output.clone().unwrap_or_else(default_output);
+    preflight::check_privileges()?;
+    preflight::ensure_tracefs()?;
+    let config = ProbeConfig {
+        follow_forks: !args.no_follow_forks,
+        net: !args.no_net,
+        capture_len: args.capture_bytes,
+        ring_bytes: args.ring_mib * 1024 * 1024,
+    };
+    preflight::check_tracepoints(config.tracepoints())?;
+    check_output(&output, args.force)?;
+    // From here on a failure must not leave an empty recording behind.
+    let result = record(&args, &config, router, &output).await;
+    if result.is_err() && std::fs::metadata(&output).is_ok_and(|m| m.len() == 0) {
+        let _ = std::fs::remove_file(&output);
+    }
+    result
+}
+
+async fn record(
+    args: &RecordArgs,
+    config: &ProbeConfig,
+    router: Router,
+    output: &std::path::Path,
+) -> anyhow::Result<i32> {
+    let held = if args.command.is_empty() {
+        None
+    } else {
+        Some(HeldChild::spawn(&args.command)?)
+    };
+    let mut probe = Probe::load(config)?;
+    let (roots, origin) = match &held {
+        Some(child) => (vec![child.pid], "spawned"),
+        None => (args.pids.clone(), "attached"),
+    };
+    let targets = if config.follow_forks && held.is_none() {
+        procfs::with_descendants(&roots)
+    } else {
+        roots.clone()
+    };
+    // Test hook: widens the window between the checks and attaching, so the tests can make a
+    // target exit inside it. Has no other effect.
+    if let Some(ms) = std::env::var("MEMWATCH_DEBUG_ATTACH_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        tokio::time::sleep(Duration::from_millis(ms.min(10_000))).await;
+    }
+    let self_pid = std::process::id();
+    let generation = monotonic_ns();
+    for &pid in &targets {
+        if pid == self_pid {
+            continue;
+        }
+        probe.add_target(pid)?;
+        if config.net {
+            for fd in procfs::server_connections(pid) {
+                probe.add_connection(pid, fd, generation)?;
+            }
+        }
+    }
+    let offset = wall_ns() - monotonic_ns() as i64;
+    let started_ns = wall_ns();
+    let argv: Vec<String> = std::env::args().collect();
+    let meta = [
+        ("memwatch_version", env!("CARGO_PKG_VERSION").to_owned()),
+        ("started_ns", started_ns.to_string()),
+        ("clock_offset_ns", offset.to_string()),
+        ("command_line", argv.join(" ")),
+        ("sample_interval_ms", args.sample_interval.as_millis().to_string()),
+        ("capture_bytes", config.capture_len.to_string()),
+        ("follow_forks", config.follow_forks.to_string()),
+        ("net", config.net.to_string()),
+        (
+            "kernel",
+            procfs::kernel_release().unwrap_or_else(|| "unknown".into()),
+        ),
+        ("page_size", ::procfs::page_size().to_string()),
+    ];
+    let writer = Writer::create(output, &meta)?;
+    let mut session = Session {
+        probe,
+        writer,
+        correlator: Correlator::new(router, args.redact_query),
+        offset,
+        alive: HashSet::new(),
+        spawned: held.as_ref().map(|h| h.pid),
+        brk: HashMap::new(),
+        exited_faults: HashMap::new(),
+        events: 0,
+        rows: Vec::new(),
+        counters: KernelCounters::default(),
+    };
+    for (i, &pid) in targets.iter().enumerate() {
+        let origin = if i < roots.len() { origin } else { "descendant" };
+        session.add_process(pid, origin);
+    }
+    session.probe.attach(config)?;
+    if let Some(child) = held {
+        child.release()?;
+    } else {
+        for &pid in &roots {
+            if procfs::memory(pid).is_none_or(|(rss, vm)| rss == 0 && vm == 0) {
+                return Err(SetupError::ExitedWhileAttaching { pid }.into());
+            }
+        }
+    }
+    session.flush();
+    eprintln!(
+        "memwatch: recording {} process(es) to {}; Ctrl-C stops",
+        targets.len(),
+        output.display()
+    );
+
+    let stop = event_loop(&mut session, args).await?;
+    tracing::info!(?stop, "stopping");
+
+    // Stop the command we started if it outlived the recording.
+    if let Some(pid) = session.spawned
+        && session.alive.contains(&pid)
+        && stop != Stop::TargetsExited
+    {
+        // SAFETY: plain syscall on a PID we forked and have not reaped.
+        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    }
+    session.drain();
+    let faults = session.probe.thread_faults();
+    session.write_counters(&faults);
+    session.correlator.finish_all(&mut session.rows);
+    let ended_ns = wall_ns();
+    session.rows.push(Row::Meta("ended_ns".into(), ended_ns.to_string()));
+    session.rows.push(Row::Meta(
+        "stop_reason".into(),
+        format!("{stop:?}").to_lowercase(),
+    ));
+    session.flush();
+    if let Some(pid) = session.spawned {
+        // Give a command we just signalled a moment to go, then record its exit code.
+        for _ in 0..50 {
+            if let Some(code) = spawn::try_reap(pid) {
+                session.writer.send(vec![Row::ProcessExit {
+                    pid,
+                    ts_ns: wall_ns(),
+                    exit_code: Some(code),
+                }]);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let Session { writer, probe, .. } = session;
+    drop(probe);
+    writer.finish()?;
+    let report = Report::build(&Recording::open(output)?)?;
+    print!("{}", report.to_text());
+    println!("recording: {}", output.display());
+    Ok(crate::error::exit::OK)
+}
+
+async fn event_loop(session: &mut Session, args: &RecordArgs) -> anyhow::Result<Stop> {
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut drain_tick = tokio::time::interval(DRAIN_EVERY);
+    let mut sample_tick = tokio::time::interval(args.sample_interval);
+    sample_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let start = Instant::now();
+    let deadline = args.duration.map(|d| start + d);
+    let bar = status_bar();
+    let mut last_counters = Instant::now();
+    let mut last_events = (Instant::now(), 0u64);
+    let mut rate = 0.0;
+    loop {
+        tokio::select! {
+            _ = sigint.recv() => return Ok(Stop::Signal),
+            _ = sigterm.recv() => return Ok(Stop::Signal),
+            () = session.probe.readable() => session.drain(),
+            _ = drain_tick.tick() => session.drain(),
+            _ = sample_tick.tick() => {
+                session.drain();
+                let faults = session.probe.thread_faults();
+                let rss = session.sample(&faults);
+                if last_counters.elapsed() >= COUNTERS_EVERY {
+                    last_counters = Instant::now();
+                    session.write_counters(&faults);
+                    let dt = last_events.0.elapsed().as_secs_f64();
+                    rate = (session.events - last_events.1) as f64 / dt.max(1e-3);
+                    last_events = (Instant::now(), session.events);
+                }
+                session.flush();
+                if let Some(bar) = &bar {
+                    bar.set_message(format!(
+                        "{:.0} events/s  RSS {}  requests {}  drops {}",
+                        rate,
+                        crate::report::bytes(rss as i64),
+                        session.correlator.requests(),
+                        session.counters.dropped_events
+                    ));
+                    bar.tick();
+                }
+                if session.alive.is_empty() {
+                    if let Some(bar) = &bar { bar.finish_and_clear(); }
+                    return Ok(Stop::TargetsExited);
+                }
+            }
+            () = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d.into()).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                if let Some(bar) = &bar { bar.finish_and_clear(); }
+                return Ok(Stop::Duration);
+            }
+        }
+    }
+}

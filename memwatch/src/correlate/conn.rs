@@ -1,0 +1,168 @@
+//! One connection's read side: captured reads in, request heads (or a non-HTTP verdict) out.
+
+use std::collections::VecDeque;
+
+use crate::http::{ReadMeta, RequestStream, StreamEvent};
+
+/// A request head, reduced to what the recording keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    pub method: Option<String>,
+    pub target: Option<String>,
+    pub host: Option<String>,
+}
+
+/// What a read told us.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Parsed {
+    /// One or more request heads completed (several when pipelined).
+    Requests(Vec<Head>),
+    /// Nothing new yet: a head still incomplete, or body bytes.
+    More,
+    /// The bytes are not HTTP/1.x; the kind's stable name.
+    NonHttp(NonHttp),
+}
+
+/// Kinds of traffic that is not HTTP/1.x, counted in the recording under these names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NonHttp {
+    Http(crate::http::NonHttpKind),
+    /// A request head that never completed before the next response or close.
+    Incomplete,
+}
+
+impl NonHttp {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Http(k) => k.as_str(),
+            Self::Incomplete => "incomplete",
+        }
+    }
+}
+
+/// Per-connection state in user space.
+#[derive(Debug, Default)]
+pub struct ConnTrack {
+    stream: RequestStream,
+    /// Requests read on this connection and not yet answered, oldest first.
+    pub awaiting: VecDeque<i64>,
+    /// The request whose response is being written.
+    pub responding: Option<i64>,
+    /// Set once the connection is known not to carry HTTP/1.x; it is then ignored.
+    pub non_http: Option<NonHttp>,
+    /// Bytes read since the current request phase began, and requests found in it.
+    phase_bytes: u64,
+    phase_requests: usize,
+}
+
+impl ConnTrack {
+    /// Feeds a read. Call [`Self::abandon_phase`] first when `start`. `start` is true for the read that begins a request (after a response, or
+    /// the connection's first): the parser starts afresh at a head boundary there, since body
+    /// bytes beyond the capture are not sent by the kernel side.
+    pub fn push(&mut self, captured: &[u8], real_len: u64, start: bool) -> Parsed {
+        if start {
+            self.stream = RequestStream::new();
+        }
+        self.phase_bytes += real_len;
+        self.feed(captured, real_len)
+    }
+
+    fn feed(&mut self, captured: &[u8], real_len: u64) -> Parsed {
+        let mut heads = Vec::new();
+        for ev in self.stream.push(captured, ReadMeta::new(real_len, ())) {
+            match ev {
+                StreamEvent::Request(r) => heads.push(Head {
+                    method: Some(r.method.clone()),
+                    target: Some(r.target_lossy().into_owned()),
+                    host: r.host.clone(),
+                }),
+                StreamEvent::NotRequest { kind, .. } if heads.is_empty() => {
+                    return Parsed::NonHttp(NonHttp::Http(kind));
+                }
+                StreamEvent::NotRequest { .. } | StreamEvent::LostSync { .. } => break,
+            }
+        }
+        if heads.is_empty() {
+            Parsed::More
+        } else {
+            self.phase_requests += heads.len();
+            Parsed::Requests(heads)
+        }
+    }
+
+    /// Ends the current phase; `Some` when bytes were read but no request completed.
+    pub fn abandon_phase(&mut self) -> Option<NonHttp> {
+        let incomplete = self.phase_bytes > 0 && self.phase_requests == 0;
+        self.phase_bytes = 0;
+        self.phase_requests = 0;
+        incomplete.then_some(NonHttp::Incomplete)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_request_line_completes() {
+        let mut c = ConnTrack::default();
+        let req = b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n";
+        let mut got = Vec::new();
+        for (i, b) in req.iter().enumerate() {
+            match c.push(&[*b], 1, i == 0) {
+                Parsed::Requests(h) => got.extend(h),
+                Parsed::More => {}
+                Parsed::NonHttp(k) => panic!("unexpected {k:?}"),
+            }
+        }
+        assert_eq!(
+            got,
+            vec![Head {
+                method: Some("GET".into()),
+                target: Some("/x".into()),
+                host: Some("a".into())
+            }]
+        );
+    }
+
+    #[test]
+    fn pipelined_three() {
+        let mut c = ConnTrack::default();
+        let data = b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\nGET /c HTTP/1.1\r\n\r\n";
+        match c.push(data, data.len() as u64, true) {
+            Parsed::Requests(h) => assert_eq!(h.len(), 3),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn tls_is_not_http() {
+        let mut c = ConnTrack::default();
+        let hello = [0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03];
+        assert_eq!(
+            c.push(&hello, 517, true),
+            Parsed::NonHttp(NonHttp::Http(crate::http::NonHttpKind::Tls))
+        );
+    }
+
+    #[test]
+    fn incomplete_head_reported_at_next_phase() {
+        let mut c = ConnTrack::default();
+        assert_eq!(c.abandon_phase(), None);
+        assert_eq!(c.push(b"GET /aaaa", 9, true), Parsed::More);
+        assert_eq!(c.abandon_phase(), Some(NonHttp::Incomplete));
+        assert!(matches!(
+            c.push(b"GET / HTTP/1.1\r\n\r\n", 18, true),
+            Parsed::Requests(_)
+        ));
+    }
+}
+
+impl NonHttp {
+    /// TLS, HTTP/2 and binary traffic make the whole connection not HTTP/1.x; an oversized,
+    /// malformed or incomplete head spoils only its own request.
+    pub fn is_permanent(self) -> bool {
+        use crate::http::NonHttpKind as K;
+        matches!(self, Self::Http(K::Tls | K::Http2 | K::Binary))
+    }
+}

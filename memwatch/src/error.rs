@@ -1,0 +1,147 @@
+//! Errors that reach the user: each says what was wrong, shows the offending value, and says
+//! what to do. [`Error::exit_code`] maps them to the documented exit codes.
+
+use std::path::PathBuf;
+
+/// Exit codes, documented in the README.
+pub mod exit {
+    /// Success (for `diff`: within thresholds).
+    pub const OK: i32 = 0;
+    /// `diff`/`ci`: a regression was found.
+    pub const REGRESSION: i32 = 1;
+    /// Bad input: usage, PIDs, files.
+    pub const INPUT: i32 = 2;
+    /// The environment cannot run memwatch: privileges, kernel features, tracefs.
+    pub const ENVIRONMENT: i32 = 3;
+    /// Something failed while running.
+    pub const RUNTIME: i32 = 4;
+}
+
+/// Failures of the checks memwatch runs before it loads anything, and of loading itself.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(
+        "memwatch needs CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN (or root) to load eBPF programs, \
+         and this process has {have}.\n  Run it as root: sudo memwatch ..."
+    )]
+    Privileges { have: String },
+    #[error(
+        "tracefs is not mounted at /sys/kernel/tracing and mounting it failed ({reason}).\n  \
+         Mount it yourself: sudo mount -t tracefs nodev /sys/kernel/tracing"
+    )]
+    Tracefs { reason: String },
+    #[error(
+        "this kernel has no tracepoint {name} (looked for {path}).\n  memwatch needs Linux >= 5.8 \
+         with CONFIG_FTRACE_SYSCALLS and tracepoints enabled"
+    )]
+    MissingTracepoint { name: String, path: PathBuf },
+    #[error("no process with PID {pid}: check it with `ps -p {pid}`")]
+    NoSuchPid { pid: u32 },
+    #[error("PID {pid} is memwatch itself; memwatch never traces itself. Pass the server's PID")]
+    SelfTarget { pid: u32 },
+    #[error("process {pid} exited while memwatch was attaching; nothing was recorded")]
+    ExitedWhileAttaching { pid: u32 },
+    #[error("{path} already exists; pass --force to overwrite it, or choose another -o path")]
+    OutputExists { path: PathBuf },
+    #[error("cannot write the recording {path}: {source}.\n  Choose a writable -o path")]
+    OutputNotWritable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("command not found: {command:?} is not an executable file and is not on PATH")]
+    CommandNotFound { command: String },
+    #[error(
+        "the eBPF object in this binary is empty: it was built with AYA_BUILD_SKIP=1.\n  \
+         Build memwatch with `cargo xtask build` (it installs what the eBPF build needs)"
+    )]
+    EmptyObject,
+    #[error("loading the eBPF programs failed: {0}")]
+    Load(String),
+    #[error("attaching to tracepoint {name} failed: {reason}")]
+    Attach { name: String, reason: String },
+}
+
+impl SetupError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Self::Privileges { .. }
+            | Self::Tracefs { .. }
+            | Self::MissingTracepoint { .. }
+            | Self::EmptyObject
+            | Self::Load(_)
+            | Self::Attach { .. } => exit::ENVIRONMENT,
+            Self::NoSuchPid { .. }
+            | Self::SelfTarget { .. }
+            | Self::ExitedWhileAttaching { .. }
+            | Self::OutputExists { .. }
+            | Self::OutputNotWritable { .. }
+            | Self::CommandNotFound { .. } => exit::INPUT,
+        }
+    }
+}
+
+/// Failures reading a recording file.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordingError {
+    #[error("{path}: no such file")]
+    Missing { path: PathBuf },
+    #[error(
+        "{path} is not a memwatch recording (application id {found:#x}, expected {expected:#x}).\n  \
+         Pass a file written by `memwatch record -o FILE`"
+    )]
+    NotARecording {
+        path: PathBuf,
+        found: i64,
+        expected: i64,
+    },
+    #[error(
+        "{path} is truncated or corrupt: {reason}.\n  A recording cut off by a crash keeps what \
+         was committed; this one cannot be read"
+    )]
+    Corrupt { path: PathBuf, reason: String },
+    #[error(
+        "{path} was written by a newer memwatch (recording schema {found}; this memwatch reads up \
+         to {supported}).\n  Upgrade memwatch to read it"
+    )]
+    NewerSchema {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+    #[error("SQLite error on {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+}
+
+impl RecordingError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Self::Sqlite { .. } => exit::RUNTIME,
+            _ => exit::INPUT,
+        }
+    }
+}
+
+/// A command line that does not make sense, caught after clap's own checks.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// The exit code for any error that reached `main`.
+pub fn exit_code(err: &anyhow::Error) -> i32 {
+    if let Some(e) = err.downcast_ref::<SetupError>() {
+        e.exit_code()
+    } else if let Some(e) = err.downcast_ref::<RecordingError>() {
+        e.exit_code()
+    } else if err.downcast_ref::<UsageError>().is_some()
+        || err.downcast_ref::<crate::correlate::route::RouteError>().is_some()
+    {
+        exit::INPUT
+    } else {
+        exit::RUNTIME
+    }
+}

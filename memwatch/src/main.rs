@@ -1,0 +1,40 @@
+//! The `memwatch` binary: parse, set up logging, run one subcommand, map errors to exit codes.
+
+use clap::Parser as _;
+use memwatch::{
+    cli::{Cli, Command},
+    commands,
+    error::{exit, exit_code},
+};
+use tracing_subscriber::EnvFilter;
+
+fn main() {
+    let cli = Cli::parse();
+    let default = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Report(args) => commands::report::run(&args).map(|()| exit::OK),
+        Command::Record(args) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(commands::record::run(args))),
+    };
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::exit(exit_code(&err));
+        }
+    }
+}

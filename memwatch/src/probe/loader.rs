@@ -1,0 +1,307 @@
+//! Loading the eBPF object, attaching its tracepoints, and the user-space handles on its maps.
+//! Dropping the [`Probe`] detaches everything (aya links are RAII).
+
+use std::os::fd::AsRawFd;
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{HashMap, MapData, PerCpuArray, RingBuf},
+    programs::TracePoint,
+};
+use memwatch_common::{
+    config::{self, COUNTER_SLOTS, Counter},
+    net::{ConnState, MAX_CAPTURE},
+    proc::ThreadFaults,
+};
+use tokio::io::unix::AsyncFd;
+
+use super::event::{DecodeError, Event};
+use crate::error::SetupError;
+
+/// One program and the tracepoints (category, name) it attaches to.
+struct Hook {
+    program: &'static str,
+    tracepoints: &'static [(&'static str, &'static str)],
+}
+
+const MEM_HOOKS: &[Hook] = &[
+    Hook { program: "mmap_enter", tracepoints: &[("syscalls", "sys_enter_mmap")] },
+    Hook { program: "mmap_exit", tracepoints: &[("syscalls", "sys_exit_mmap")] },
+    Hook { program: "munmap_enter", tracepoints: &[("syscalls", "sys_enter_munmap")] },
+    Hook { program: "munmap_exit", tracepoints: &[("syscalls", "sys_exit_munmap")] },
+    Hook { program: "mremap_enter", tracepoints: &[("syscalls", "sys_enter_mremap")] },
+    Hook { program: "mremap_exit", tracepoints: &[("syscalls", "sys_exit_mremap")] },
+    Hook { program: "brk_enter", tracepoints: &[("syscalls", "sys_enter_brk")] },
+    Hook { program: "brk_exit", tracepoints: &[("syscalls", "sys_exit_brk")] },
+    Hook { program: "mprotect_enter", tracepoints: &[("syscalls", "sys_enter_mprotect")] },
+    Hook { program: "mprotect_exit", tracepoints: &[("syscalls", "sys_exit_mprotect")] },
+    Hook { program: "page_fault_user", tracepoints: &[("exceptions", "page_fault_user")] },
+    Hook { program: "task_newtask", tracepoints: &[("task", "task_newtask")] },
+    Hook { program: "sched_process_exec", tracepoints: &[("sched", "sched_process_exec")] },
+    Hook { program: "sched_process_exit", tracepoints: &[("sched", "sched_process_exit")] },
+];
+
+const NET_HOOKS: &[Hook] = &[
+    Hook {
+        program: "accept_exit_tp",
+        tracepoints: &[("syscalls", "sys_exit_accept"), ("syscalls", "sys_exit_accept4")],
+    },
+    Hook {
+        program: "read_enter",
+        tracepoints: &[("syscalls", "sys_enter_read"), ("syscalls", "sys_enter_recvfrom")],
+    },
+    Hook {
+        program: "write_enter",
+        tracepoints: &[("syscalls", "sys_enter_write"), ("syscalls", "sys_enter_sendto")],
+    },
+    Hook { program: "readv_enter", tracepoints: &[("syscalls", "sys_enter_readv")] },
+    Hook { program: "writev_enter", tracepoints: &[("syscalls", "sys_enter_writev")] },
+    Hook { program: "recvmsg_enter", tracepoints: &[("syscalls", "sys_enter_recvmsg")] },
+    Hook { program: "sendmsg_enter", tracepoints: &[("syscalls", "sys_enter_sendmsg")] },
+    Hook { program: "sendfile_enter", tracepoints: &[("syscalls", "sys_enter_sendfile64")] },
+    Hook {
+        program: "io_exit_tp",
+        tracepoints: &[
+            ("syscalls", "sys_exit_read"),
+            ("syscalls", "sys_exit_recvfrom"),
+            ("syscalls", "sys_exit_readv"),
+            ("syscalls", "sys_exit_recvmsg"),
+            ("syscalls", "sys_exit_write"),
+            ("syscalls", "sys_exit_sendto"),
+            ("syscalls", "sys_exit_writev"),
+            ("syscalls", "sys_exit_sendmsg"),
+            ("syscalls", "sys_exit_sendfile64"),
+        ],
+    },
+    Hook { program: "close_enter", tracepoints: &[("syscalls", "sys_enter_close")] },
+];
+
+/// What to load, decided by the command line.
+#[derive(Debug, Clone)]
+pub struct ProbeConfig {
+    /// New processes forked by a target become targets.
+    pub follow_forks: bool,
+    /// Attach the socket hooks (HTTP capture).
+    pub net: bool,
+    /// Bytes of socket payload captured per boundary event.
+    pub capture_len: u32,
+    /// Ring-buffer size in bytes (a power of two, multiple of the page size).
+    pub ring_bytes: u32,
+}
+
+impl Default for ProbeConfig {
+    fn default() -> Self {
+        Self {
+            follow_forks: true,
+            net: true,
+            capture_len: memwatch_common::net::DEFAULT_CAPTURE,
+            ring_bytes: 8 * 1024 * 1024,
+        }
+    }
+}
+
+impl ProbeConfig {
+    /// Every tracepoint this configuration attaches, for the preflight check.
+    pub fn tracepoints(&self) -> Vec<(&'static str, &'static str)> {
+        self.hooks().flat_map(|h| h.tracepoints.iter().copied()).collect()
+    }
+
+    fn hooks(&self) -> impl Iterator<Item = &'static Hook> {
+        let net: &'static [Hook] = if self.net { NET_HOOKS } else { &[] };
+        MEM_HOOKS.iter().chain(net)
+    }
+}
+
+/// Counters the kernel side keeps about what it could not do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct KernelCounters {
+    /// Ring-buffer reservations that failed: events lost.
+    pub dropped_events: u64,
+    /// Syscall exits whose enter was not seen (attached in between, or a full map).
+    pub unpaired_exits: u64,
+    /// Insertions refused because a map was full.
+    pub map_full: u64,
+}
+
+/// The loaded, attached kernel side.
+pub struct Probe {
+    ebpf: Ebpf,
+    ring: AsyncFd<RingBuf<MapData>>,
+    /// Records that could not be decoded.
+    pub undecodable: u64,
+}
+
+impl std::fmt::Debug for Probe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Probe")
+            .field("ring_fd", &self.ring.get_ref().as_raw_fd())
+            .field("undecodable", &self.undecodable)
+            .finish_non_exhaustive()
+    }
+}
+
+fn load_err(e: impl std::fmt::Display) -> SetupError {
+    SetupError::Load(e.to_string())
+}
+
+impl Probe {
+    /// Loads the programs with `config` baked in as constants. Nothing is attached yet, so
+    /// targets can be added before any event flows.
+    pub fn load(config: &ProbeConfig) -> Result<Self, SetupError> {
+        if crate::EBPF_OBJECT.is_empty() {
+            return Err(SetupError::EmptyObject);
+        }
+        let self_tgid = std::process::id();
+        let follow = u32::from(config.follow_forks);
+        let capture = config.capture_len.min(MAX_CAPTURE as u32);
+        let wakeup = u64::from(config.ring_bytes / 8);
+        let mut ebpf = EbpfLoader::new()
+            .override_global(config::GLOBAL_SELF_TGID, &self_tgid, true)
+            .override_global(config::GLOBAL_FOLLOW_FORKS, &follow, true)
+            .override_global(config::GLOBAL_CAPTURE_LEN, &capture, true)
+            .override_global(config::GLOBAL_WAKEUP_BYTES, &wakeup, true)
+            .map_max_entries(config::MAP_EVENTS, config.ring_bytes)
+            .load(crate::EBPF_OBJECT)
+            .map_err(load_err)?;
+        for hook in config.hooks() {
+            let program: &mut TracePoint = ebpf
+                .program_mut(hook.program)
+                .ok_or_else(|| load_err(format!("program {} missing from object", hook.program)))?
+                .try_into()
+                .map_err(load_err)?;
+            program
+                .load()
+                .map_err(|e| load_err(format!("{}: {e:?}", hook.program)))?;
+        }
+        let ring = RingBuf::try_from(
+            ebpf.take_map(config::MAP_EVENTS)
+                .ok_or_else(|| load_err("map EVENTS missing"))?,
+        )
+        .map_err(load_err)?;
+        // SAFETY: the RingBuf owns its map fd, which stays open and unchanged until the
+        // AsyncFd (and with it the RingBuf) is dropped.
+        let ring = unsafe { AsyncFd::register(ring) }
+            .map_err(|e| load_err(format!("registering the ring buffer with tokio: {e}")))?;
+        Ok(Self {
+            ebpf,
+            ring,
+            undecodable: 0,
+        })
+    }
+
+    /// Attaches every loaded program. Call after the initial targets are in.
+    pub fn attach(&mut self, config: &ProbeConfig) -> Result<(), SetupError> {
+        for hook in config.hooks() {
+            let program: &mut TracePoint = self
+                .ebpf
+                .program_mut(hook.program)
+                .ok_or_else(|| load_err(format!("program {} missing", hook.program)))?
+                .try_into()
+                .map_err(load_err)?;
+            for (category, name) in hook.tracepoints {
+                program
+                    .attach(category, name)
+                    .map_err(|e| SetupError::Attach {
+                        name: format!("{category}:{name}"),
+                        reason: e.to_string(),
+                    })?;
+            }
+        }
+        Ok(())
+    }
+
+    fn targets(&mut self) -> Result<HashMap<&mut MapData, u32, u32>, SetupError> {
+        HashMap::try_from(
+            self.ebpf
+                .map_mut(config::MAP_TARGETS)
+                .ok_or_else(|| load_err("map TARGETS missing"))?,
+        )
+        .map_err(load_err)
+    }
+
+    /// Makes `pid` a target. memwatch's own PID is refused earlier, and the kernel side ignores
+    /// it regardless.
+    pub fn add_target(&mut self, pid: u32) -> Result<(), SetupError> {
+        self.targets()?.insert(pid, 1, 0).map_err(load_err)
+    }
+
+    /// Registers a connection that was open before memwatch attached, so its traffic is seen.
+    pub fn add_connection(&mut self, pid: u32, fd: u32, generation: u64) -> Result<(), SetupError> {
+        let mut conns: HashMap<&mut MapData, u64, ConnState> = HashMap::try_from(
+            self.ebpf
+                .map_mut(config::MAP_CONNS)
+                .ok_or_else(|| load_err("map CONNS missing"))?,
+        )
+        .map_err(load_err)?;
+        let state = ConnState {
+            generation,
+            ..ConnState::default()
+        };
+        conns
+            .insert((u64::from(pid) << 32) | u64::from(fd), state, 0)
+            .map_err(load_err)
+    }
+
+    /// Page faults per live traced thread: `(tid, tgid, faults)`.
+    pub fn thread_faults(&self) -> Vec<(u32, u32, u64)> {
+        let Some(map) = self.ebpf.map(config::MAP_THREAD_FAULTS) else {
+            return Vec::new();
+        };
+        let Ok(map) = HashMap::<&MapData, u32, ThreadFaults>::try_from(map) else {
+            return Vec::new();
+        };
+        map.iter()
+            .filter_map(Result::ok)
+            .map(|(tid, v)| (tid, v.tgid, v.faults))
+            .collect()
+    }
+
+    /// Sums of the per-CPU counters.
+    pub fn counters(&self) -> KernelCounters {
+        let Some(map) = self.ebpf.map(config::MAP_COUNTERS) else {
+            return KernelCounters::default();
+        };
+        let Ok(array) = PerCpuArray::<&MapData, u64>::try_from(map) else {
+            return KernelCounters::default();
+        };
+        let sum = |c: Counter| -> u64 {
+            debug_assert!((c as u32) < COUNTER_SLOTS);
+            array
+                .get(&(c as u32), 0)
+                .map(|values| values.iter().sum())
+                .unwrap_or(0)
+        };
+        KernelCounters {
+            dropped_events: sum(Counter::RingbufDrops),
+            unpaired_exits: sum(Counter::UnpairedExits),
+            map_full: sum(Counter::MapFull),
+        }
+    }
+
+    /// Waits until the ring buffer signals data (the kernel wakes it only past a fill
+    /// threshold; callers also drain on a timer).
+    pub async fn readable(&self) {
+        if let Ok(mut guard) = self.ring.readable().await {
+            guard.clear_ready();
+        }
+    }
+
+    /// Decodes every waiting record into `sink`; returns how many were read.
+    pub fn drain(&mut self, mut sink: impl FnMut(Event)) -> usize {
+        let mut n = 0;
+        let mut bad = 0;
+        let ring = self.ring.get_mut();
+        while let Some(item) = ring.next() {
+            n += 1;
+            match Event::decode(&item) {
+                Ok(ev) => sink(ev),
+                Err(e @ (DecodeError::Short(_) | DecodeError::UnknownKind(_) | DecodeError::UnknownNetOp(_))) => {
+                    bad += 1;
+                    tracing::debug!("undecodable ring-buffer record: {e}");
+                }
+            }
+        }
+        self.undecodable += bad;
+        n
+    }
+}

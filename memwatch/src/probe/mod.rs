@@ -1,0 +1,9 @@
+//! The kernel side from user space: checks before loading ([`preflight`]), loading and
+//! attaching ([`loader`]), and typed events from the ring buffer ([`event`]).
+
+pub mod event;
+pub mod loader;
+pub mod preflight;
+
+pub use event::{Event, NetRecord};
+pub use loader::{Probe, ProbeConfig};

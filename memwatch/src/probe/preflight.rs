@@ -1,0 +1,144 @@
+//! Checks that run before anything is loaded: privileges, tracefs, tracepoints.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::SetupError;
+
+pub const TRACEFS: &str = "/sys/kernel/tracing";
+
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_PERFMON: u32 = 38;
+const CAP_BPF: u32 = 39;
+
+/// Effective capability bits of this process, from /proc/self/status.
+fn effective_caps() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or(0)
+}
+
+/// Names of the relevant capabilities present in `caps`, for the error message.
+fn describe(caps: u64) -> String {
+    let names: Vec<&str> = [
+        (CAP_BPF, "CAP_BPF"),
+        (CAP_PERFMON, "CAP_PERFMON"),
+        (CAP_SYS_ADMIN, "CAP_SYS_ADMIN"),
+    ]
+    .into_iter()
+    .filter(|(bit, _)| caps & (1 << bit) != 0)
+    .map(|(_, name)| name)
+    .collect();
+    if names.is_empty() {
+        "none of them".to_owned()
+    } else {
+        format!("only {}", names.join(", "))
+    }
+}
+
+/// Loading and attaching needs CAP_BPF + CAP_PERFMON, or CAP_SYS_ADMIN; mounting tracefs needs
+/// CAP_SYS_ADMIN. RLIMIT_MEMLOCK is not needed on kernels >= 5.11 and is not checked.
+pub fn check_privileges() -> Result<(), SetupError> {
+    let caps = effective_caps();
+    let has = |bit: u32| caps & (1 << bit) != 0;
+    if has(CAP_SYS_ADMIN) && has(CAP_BPF) && has(CAP_PERFMON) {
+        return Ok(());
+    }
+    Err(SetupError::Privileges {
+        have: describe(caps),
+    })
+}
+
+/// Makes sure tracefs is mounted, mounting it when it is not (many hosts do not at boot).
+pub fn ensure_tracefs() -> Result<(), SetupError> {
+    let events = Path::new(TRACEFS).join("events");
+    if events.is_dir() {
+        return Ok(());
+    }
+    tracing::info!("tracefs is not mounted; mounting it at {TRACEFS}");
+    let target = c"/sys/kernel/tracing";
+    // SAFETY: all pointers are valid NUL-terminated strings; data is null.
+    let rc = unsafe {
+        libc::mount(
+            c"nodev".as_ptr(),
+            target.as_ptr(),
+            c"tracefs".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(SetupError::Tracefs {
+            reason: std::io::Error::last_os_error().to_string(),
+        });
+    }
+    if !events.is_dir() {
+        return Err(SetupError::Tracefs {
+            reason: format!("{} is still missing after mounting", events.display()),
+        });
+    }
+    Ok(())
+}
+
+/// Path of a tracepoint's directory in tracefs.
+pub fn tracepoint_dir(category: &str, name: &str) -> PathBuf {
+    Path::new(TRACEFS).join("events").join(category).join(name)
+}
+
+/// Fails with the first tracepoint of `wanted` that this kernel lacks.
+pub fn check_tracepoints<'a>(
+    wanted: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<(), SetupError> {
+    for (category, name) in wanted {
+        let path = tracepoint_dir(category, name);
+        if !path.is_dir() {
+            return Err(SetupError::MissingTracepoint {
+                name: format!("{category}:{name}"),
+                path,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A target PID must exist and must not be memwatch.
+pub fn check_pid(pid: u32) -> Result<(), SetupError> {
+    if pid == std::process::id() {
+        return Err(SetupError::SelfTarget { pid });
+    }
+    if pid == 0 || !Path::new(&format!("/proc/{pid}")).is_dir() {
+        return Err(SetupError::NoSuchPid { pid });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn describes_missing_capabilities() {
+        assert_eq!(describe(0), "none of them");
+        assert_eq!(describe(1 << CAP_BPF), "only CAP_BPF");
+        assert_eq!(
+            describe((1 << CAP_BPF) | (1 << CAP_SYS_ADMIN)),
+            "only CAP_BPF, CAP_SYS_ADMIN"
+        );
+    }
+
+    #[test]
+    fn rejects_self_and_missing_pids() {
+        assert!(matches!(
+            check_pid(std::process::id()),
+            Err(SetupError::SelfTarget { .. })
+        ));
+        assert!(matches!(check_pid(0), Err(SetupError::NoSuchPid { pid: 0 })));
+        // PIDs are at most 2^22 on Linux.
+        assert!(matches!(
+            check_pid(4_194_304 + 17),
+            Err(SetupError::NoSuchPid { .. })
+        ));
+    }
+}

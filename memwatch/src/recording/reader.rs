@@ -1,0 +1,128 @@
+//! Opens a recording with every check a user's file deserves: missing, not a recording,
+//! truncated or corrupt, or from a newer schema.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, ffi::ErrorCode};
+
+use super::schema::{APPLICATION_ID, SCHEMA_VERSION};
+use crate::error::RecordingError;
+
+/// An open recording. Live and offline views read through this same type.
+pub struct Recording {
+    conn: Connection,
+    path: PathBuf,
+    schema_version: i64,
+}
+
+impl std::fmt::Debug for Recording {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recording")
+            .field("path", &self.path)
+            .field("schema_version", &self.schema_version)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Recording {
+    /// Opens and validates `path`.
+    pub fn open(path: &Path) -> Result<Self, RecordingError> {
+        if !path.is_file() {
+            return Err(RecordingError::Missing {
+                path: path.to_owned(),
+            });
+        }
+        // Read-write so that SQLite can recover a WAL left by a killed recorder; fall back to
+        // read-only for files the user may not write.
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .or_else(|_| {
+            Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+        })
+        .map_err(|e| classify(path, e))?;
+        let app_id: i64 = conn
+            .pragma_query_value(None, "application_id", |r| r.get(0))
+            .map_err(|e| classify(path, e))?;
+        if app_id != APPLICATION_ID {
+            return Err(RecordingError::NotARecording {
+                path: path.to_owned(),
+                found: app_id,
+                expected: APPLICATION_ID,
+            });
+        }
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(|e| classify(path, e))?;
+        if version > SCHEMA_VERSION {
+            return Err(RecordingError::NewerSchema {
+                path: path.to_owned(),
+                found: version,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        let check: String = conn
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .map_err(|e| classify(path, e))?;
+        if check != "ok" {
+            return Err(RecordingError::Corrupt {
+                path: path.to_owned(),
+                reason: check,
+            });
+        }
+        Ok(Self {
+            conn,
+            path: path.to_owned(),
+            schema_version: version,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn schema_version(&self) -> i64 {
+        self.schema_version
+    }
+
+    /// The underlying connection, for queries by the views.
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// A `meta` value.
+    pub fn meta(&self, key: &str) -> Result<Option<String>, RecordingError> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.error(e))
+    }
+
+    /// Maps a query failure to the error a user should see.
+    pub fn error(&self, e: rusqlite::Error) -> RecordingError {
+        classify(&self.path, e)
+    }
+}
+
+fn classify(path: &Path, e: rusqlite::Error) -> RecordingError {
+    let code = e.sqlite_error_code();
+    match code {
+        Some(ErrorCode::NotADatabase) => RecordingError::NotARecording {
+            path: path.to_owned(),
+            found: 0,
+            expected: APPLICATION_ID,
+        },
+        Some(ErrorCode::DatabaseCorrupt | ErrorCode::SystemIoFailure) => RecordingError::Corrupt {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        },
+        _ => RecordingError::Sqlite {
+            path: path.to_owned(),
+            source: e,
+        },
+    }
+}

@@ -1,0 +1,94 @@
+//! The recording schema. Bump [`SCHEMA_VERSION`] on any incompatible change and document it in
+//! `docs/recording.md`.
+
+/// `PRAGMA application_id`: "MWAT". Tells a memwatch recording from any other SQLite file.
+pub const APPLICATION_ID: i64 = 0x4D57_4154;
+/// `PRAGMA user_version`: the schema version this memwatch writes and the newest it reads.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// All times are wall-clock nanoseconds since the Unix epoch, derived from the kernel's
+/// monotonic clock through an offset measured once at start (`meta.clock_offset_ns`).
+pub const CREATE: &str = r#"
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE processes (
+    pid        INTEGER PRIMARY KEY,
+    ppid       INTEGER,
+    comm       TEXT NOT NULL,
+    cmdline    TEXT,
+    started_ns INTEGER,
+    exited_ns  INTEGER,
+    exit_code  INTEGER,
+    origin     TEXT NOT NULL          -- 'attached', 'descendant', 'spawned' or 'forked'
+);
+CREATE TABLE threads (
+    tid       INTEGER PRIMARY KEY,
+    pid       INTEGER NOT NULL,
+    faults    INTEGER NOT NULL,       -- user page faults while traced
+    exited_ns INTEGER
+);
+CREATE TABLE mem_events (
+    ts_ns      INTEGER NOT NULL,
+    pid        INTEGER NOT NULL,
+    tid        INTEGER NOT NULL,
+    op         TEXT NOT NULL,         -- mmap, munmap, mremap, brk, mprotect
+    addr       INTEGER NOT NULL,
+    len        INTEGER NOT NULL,
+    new_len    INTEGER NOT NULL,
+    prot       INTEGER NOT NULL,
+    flags      INTEGER NOT NULL,
+    fd         INTEGER NOT NULL,
+    ret        INTEGER NOT NULL,      -- address, 0, or -errno
+    ok         INTEGER NOT NULL,      -- 1 when the call succeeded
+    vm_delta   INTEGER NOT NULL,      -- signed change of mapped bytes this call made
+    request_id INTEGER                -- the request it was charged to, if any
+);
+CREATE INDEX mem_events_ts ON mem_events (ts_ns);
+CREATE TABLE samples (
+    ts_ns     INTEGER NOT NULL,
+    pid       INTEGER NOT NULL,
+    rss_bytes INTEGER NOT NULL,
+    vm_bytes  INTEGER NOT NULL,
+    faults    INTEGER NOT NULL        -- cumulative user page faults of the process
+);
+CREATE INDEX samples_ts ON samples (ts_ns);
+CREATE TABLE counters (
+    ts_ns          INTEGER NOT NULL,
+    events         INTEGER NOT NULL,  -- cumulative ring-buffer records read
+    dropped        INTEGER NOT NULL,  -- cumulative ring-buffer reservations that failed
+    unpaired_exits INTEGER NOT NULL,
+    map_full       INTEGER NOT NULL,
+    undecodable    INTEGER NOT NULL
+);
+CREATE TABLE requests (
+    id            INTEGER PRIMARY KEY,
+    pid           INTEGER NOT NULL,
+    tid           INTEGER NOT NULL,
+    conn          TEXT NOT NULL,      -- "fd:generation"
+    method        TEXT,
+    target        TEXT,
+    route         TEXT,
+    host          TEXT,
+    status        INTEGER,
+    start_ns      INTEGER NOT NULL,
+    first_byte_ns INTEGER,
+    end_ns        INTEGER NOT NULL,
+    bytes_in      INTEGER NOT NULL,
+    bytes_out     INTEGER NOT NULL,
+    vm_bytes      INTEGER NOT NULL,
+    rss_bytes     INTEGER NOT NULL,
+    faults        INTEGER NOT NULL,
+    mem_calls     INTEGER NOT NULL,
+    exact         INTEGER NOT NULL    -- 1 exact, 0 approximate attribution
+);
+CREATE INDEX requests_end ON requests (end_ns);
+CREATE TABLE non_http (
+    ts_ns INTEGER NOT NULL,
+    pid   INTEGER NOT NULL,
+    conn  TEXT NOT NULL,
+    kind  TEXT NOT NULL,              -- tls, http2, binary, oversized, malformed
+    bytes INTEGER NOT NULL
+);
+"#;

@@ -1,0 +1,667 @@
+//! `memwatch report`: what a recording says, as text for people and JSON for programs.
+//! The JSON is documented in `docs/recording.md` ("Report JSON").
+
+use std::collections::BTreeMap;
+
+use rusqlite::params;
+use serde::Serialize;
+
+use crate::{error::RecordingError, recording::Recording};
+
+/// How many entries size and thread lists keep.
+const TOP: usize = 20;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub memwatch_version: String,
+    pub schema_version: i64,
+    /// False when memwatch did not finish the recording (killed, crashed): the figures cover
+    /// what was committed.
+    pub complete: bool,
+    pub started_ns: i64,
+    pub ended_ns: i64,
+    pub duration_s: f64,
+    pub processes: Vec<ProcessReport>,
+    /// Ring-buffer events the kernel side could not deliver. Non-zero means the counts below
+    /// are lower bounds.
+    pub dropped_events: u64,
+    pub lost: Lost,
+    /// Ring-buffer records read.
+    pub events: u64,
+    pub memory: Memory,
+    pub per_process: Vec<ProcessMemory>,
+    /// Threads with the most page faults.
+    pub threads: Vec<ThreadReport>,
+    /// Completed HTTP requests.
+    pub requests: u64,
+    /// Traffic that was not HTTP/1.x, by kind.
+    pub non_http: BTreeMap<String, u64>,
+    /// Requests whose memory could only be charged approximately (event-loop servers).
+    pub approximate_requests: u64,
+    /// Memory events on traced threads outside any request.
+    pub unattributed: Unattributed,
+    pub endpoints: Vec<Endpoint>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Lost {
+    pub dropped_events: u64,
+    pub unpaired_exits: u64,
+    pub map_full: u64,
+    pub undecodable: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProcessReport {
+    pub pid: u32,
+    pub ppid: Option<u32>,
+    pub comm: String,
+    pub cmdline: Option<String>,
+    pub origin: String,
+    pub started_ns: Option<i64>,
+    pub exited_ns: Option<i64>,
+    pub exit_code: Option<i32>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Memory {
+    pub mmap_calls: u64,
+    pub mmap_bytes: u64,
+    pub mmap_anon_bytes: u64,
+    pub munmap_calls: u64,
+    pub munmap_bytes: u64,
+    pub mremap_calls: u64,
+    pub mremap_growth_bytes: i64,
+    pub brk_calls: u64,
+    pub brk_growth_bytes: i64,
+    pub mprotect_calls: u64,
+    /// Bytes made writable by mprotect: how glibc grows thread arenas.
+    pub mprotect_rw_bytes: u64,
+    /// Calls that returned an error: reported, never counted as growth.
+    pub failed_calls: u64,
+    /// Net change of mapped bytes from all of the above.
+    pub vm_growth_bytes: i64,
+    pub page_faults: u64,
+    pub rss_samples: u64,
+    pub rss_start_bytes: u64,
+    pub rss_end_bytes: u64,
+    pub rss_peak_bytes: u64,
+    pub vm_start_bytes: u64,
+    pub vm_end_bytes: u64,
+    pub vm_peak_bytes: u64,
+    /// Successful calls grouped by syscall and size (for brk and mremap: the signed change),
+    /// largest total first.
+    pub calls_by_size: Vec<SizeBucket>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SizeBucket {
+    pub op: String,
+    pub bytes: i64,
+    pub calls: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProcessMemory {
+    pub pid: u32,
+    pub comm: String,
+    pub memory: Memory,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ThreadReport {
+    pub tid: u32,
+    pub pid: u32,
+    pub page_faults: u64,
+    pub mmap_calls: u64,
+    pub munmap_calls: u64,
+    pub brk_calls: u64,
+    pub mprotect_calls: u64,
+    pub vm_growth_bytes: i64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Unattributed {
+    pub mem_calls: u64,
+    pub vm_bytes: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Endpoint {
+    pub method: String,
+    pub route: String,
+    pub requests: u64,
+    pub statuses: BTreeMap<String, u64>,
+    pub vm_bytes: i64,
+    pub rss_bytes: i64,
+    pub page_faults: u64,
+    pub mem_calls: u64,
+    pub approximate: u64,
+    pub vm_bytes_per_request_p50: i64,
+    pub vm_bytes_per_request_p95: i64,
+    pub rss_bytes_per_request_p50: i64,
+    pub rss_bytes_per_request_p95: i64,
+    pub duration_ms_p50: f64,
+    pub duration_ms_p95: f64,
+}
+
+/// Nearest-rank percentile of a sorted slice.
+pub fn percentile<T: Copy + Default>(sorted: &[T], p: f64) -> T {
+    if sorted.is_empty() {
+        return T::default();
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// A time range in wall-clock ns; `None` ends are open.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Range {
+    pub from_ns: Option<i64>,
+    pub to_ns: Option<i64>,
+}
+
+impl Range {
+    fn bounds(self) -> (i64, i64) {
+        (self.from_ns.unwrap_or(i64::MIN), self.to_ns.unwrap_or(i64::MAX))
+    }
+}
+
+type Q<T> = Result<T, RecordingError>;
+
+fn memory(rec: &Recording, pid: Option<u32>) -> Q<Memory> {
+    let conn = rec.conn();
+    let pid = pid.map(i64::from);
+    let mut m = Memory::default();
+    let mut stmt = conn
+        .prepare(
+            "SELECT op, COUNT(*), SUM(ok = 0),
+                    SUM(CASE WHEN ok THEN len ELSE 0 END),
+                    SUM(CASE WHEN ok AND (fd < 0 OR (flags & 32) != 0) THEN len ELSE 0 END),
+                    SUM(CASE WHEN ok THEN vm_delta ELSE 0 END),
+                    SUM(CASE WHEN ok AND (prot & 2) != 0 THEN len ELSE 0 END)
+             FROM mem_events WHERE (?1 IS NULL OR pid = ?1) GROUP BY op",
+        )
+        .map_err(|e| rec.error(e))?;
+    let rows = stmt
+        .query_map(params![pid], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)? as u64,
+                r.get::<_, i64>(2)? as u64,
+                r.get::<_, i64>(3)? as u64,
+                r.get::<_, i64>(4)? as u64,
+                r.get::<_, i64>(5)?,
+                r.get::<_, i64>(6)? as u64,
+            ))
+        })
+        .map_err(|e| rec.error(e))?;
+    for row in rows {
+        let (op, calls, failed, len, anon, delta, rw) = row.map_err(|e| rec.error(e))?;
+        m.failed_calls += failed;
+        m.vm_growth_bytes += delta;
+        match op.as_str() {
+            "mmap" => {
+                m.mmap_calls = calls;
+                m.mmap_bytes = len;
+                m.mmap_anon_bytes = anon;
+            }
+            "munmap" => {
+                m.munmap_calls = calls;
+                m.munmap_bytes = len;
+            }
+            "mremap" => {
+                m.mremap_calls = calls;
+                m.mremap_growth_bytes = delta;
+            }
+            "brk" => {
+                m.brk_calls = calls;
+                m.brk_growth_bytes = delta;
+            }
+            "mprotect" => {
+                m.mprotect_calls = calls;
+                m.mprotect_rw_bytes = rw;
+            }
+            other => tracing::warn!("unknown op {other:?} in recording"),
+        }
+    }
+    let mut stmt = conn
+        .prepare(
+            "SELECT op, CASE WHEN op IN ('brk', 'mremap') THEN vm_delta ELSE len END AS size,
+                    COUNT(*) AS n
+             FROM mem_events WHERE ok AND (?1 IS NULL OR pid = ?1)
+             GROUP BY op, size ORDER BY ABS(size) * n DESC, op LIMIT ?2",
+        )
+        .map_err(|e| rec.error(e))?;
+    m.calls_by_size = stmt
+        .query_map(params![pid, TOP as i64], |r| {
+            Ok(SizeBucket {
+                op: r.get(0)?,
+                bytes: r.get(1)?,
+                calls: r.get::<_, i64>(2)? as u64,
+            })
+        })
+        .map_err(|e| rec.error(e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| rec.error(e))?;
+    m.page_faults = conn
+        .query_row(
+            "SELECT COALESCE(SUM(faults), 0) FROM threads WHERE (?1 IS NULL OR pid = ?1)",
+            params![pid],
+            |r| r.get::<_, i64>(0),
+        )
+        .map_err(|e| rec.error(e))? as u64;
+    // Whole-target series: one point per sampling tick, summed over processes.
+    let mut stmt = conn
+        .prepare(
+            "SELECT SUM(rss_bytes), SUM(vm_bytes) FROM samples WHERE (?1 IS NULL OR pid = ?1)
+             GROUP BY ts_ns ORDER BY ts_ns",
+        )
+        .map_err(|e| rec.error(e))?;
+    let series = stmt
+        .query_map(params![pid], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
+        })
+        .map_err(|e| rec.error(e))?;
+    for (i, point) in series.enumerate() {
+        let (rss, vm) = point.map_err(|e| rec.error(e))?;
+        if i == 0 {
+            m.rss_start_bytes = rss;
+            m.vm_start_bytes = vm;
+        }
+        m.rss_samples += 1;
+        m.rss_end_bytes = rss;
+        m.vm_end_bytes = vm;
+        m.rss_peak_bytes = m.rss_peak_bytes.max(rss);
+        m.vm_peak_bytes = m.vm_peak_bytes.max(vm);
+    }
+    Ok(m)
+}
+
+fn processes(rec: &Recording) -> Q<Vec<ProcessReport>> {
+    let mut stmt = rec
+        .conn()
+        .prepare(
+            "SELECT pid, ppid, comm, cmdline, origin, started_ns, exited_ns, exit_code
+             FROM processes ORDER BY COALESCE(started_ns, 0), pid",
+        )
+        .map_err(|e| rec.error(e))?;
+    stmt.query_map([], |r| {
+        Ok(ProcessReport {
+            pid: r.get(0)?,
+            ppid: r.get(1)?,
+            comm: r.get(2)?,
+            cmdline: r.get(3)?,
+            origin: r.get(4)?,
+            started_ns: r.get(5)?,
+            exited_ns: r.get(6)?,
+            exit_code: r.get(7)?,
+        })
+    })
+    .map_err(|e| rec.error(e))?
+    .collect::<Result<_, _>>()
+    .map_err(|e| rec.error(e))
+}
+
+fn threads(rec: &Recording) -> Q<Vec<ThreadReport>> {
+    let mut stmt = rec
+        .conn()
+        .prepare(
+            "SELECT t.tid, t.pid, t.faults,
+                    COALESCE(SUM(m.op = 'mmap'), 0), COALESCE(SUM(m.op = 'munmap'), 0),
+                    COALESCE(SUM(m.op = 'brk'), 0), COALESCE(SUM(m.op = 'mprotect'), 0),
+                    COALESCE(SUM(CASE WHEN m.ok THEN m.vm_delta ELSE 0 END), 0)
+             FROM threads t LEFT JOIN mem_events m ON m.tid = t.tid
+             GROUP BY t.tid ORDER BY t.faults DESC, t.tid LIMIT ?1",
+        )
+        .map_err(|e| rec.error(e))?;
+    stmt.query_map([TOP as i64], |r| {
+        Ok(ThreadReport {
+            tid: r.get(0)?,
+            pid: r.get(1)?,
+            page_faults: r.get::<_, i64>(2)? as u64,
+            mmap_calls: r.get::<_, i64>(3)? as u64,
+            munmap_calls: r.get::<_, i64>(4)? as u64,
+            brk_calls: r.get::<_, i64>(5)? as u64,
+            mprotect_calls: r.get::<_, i64>(6)? as u64,
+            vm_growth_bytes: r.get(7)?,
+        })
+    })
+    .map_err(|e| rec.error(e))?
+    .collect::<Result<_, _>>()
+    .map_err(|e| rec.error(e))
+}
+
+/// Per-route figures for requests that ended in `range`, sorted by resident bytes.
+pub fn endpoints(rec: &Recording, range: Range) -> Q<Vec<Endpoint>> {
+    let (from, to) = range.bounds();
+    let mut stmt = rec
+        .conn()
+        .prepare_cached(
+            "SELECT COALESCE(method, '-'), COALESCE(route, '-'), status, vm_bytes, rss_bytes,
+                    faults, mem_calls, exact, end_ns - start_ns
+             FROM requests WHERE end_ns >= ?1 AND end_ns <= ?2",
+        )
+        .map_err(|e| rec.error(e))?;
+    #[derive(Default)]
+    struct Acc {
+        statuses: BTreeMap<String, u64>,
+        vm: Vec<i64>,
+        rss: Vec<i64>,
+        dur_ns: Vec<i64>,
+        faults: u64,
+        calls: u64,
+        approximate: u64,
+    }
+    let mut groups: BTreeMap<(String, String), Acc> = BTreeMap::new();
+    let rows = stmt
+        .query_map(params![from, to], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<i64>>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, i64>(5)?,
+                r.get::<_, i64>(6)?,
+                r.get::<_, bool>(7)?,
+                r.get::<_, i64>(8)?,
+            ))
+        })
+        .map_err(|e| rec.error(e))?;
+    for row in rows {
+        let (method, route, status, vm, rss, faults, calls, exact, dur) =
+            row.map_err(|e| rec.error(e))?;
+        let acc = groups.entry((method, route)).or_default();
+        let status = status.map_or_else(|| "-".to_owned(), |s| s.to_string());
+        *acc.statuses.entry(status).or_default() += 1;
+        acc.vm.push(vm);
+        acc.rss.push(rss);
+        acc.dur_ns.push(dur);
+        acc.faults += faults as u64;
+        acc.calls += calls as u64;
+        acc.approximate += u64::from(!exact);
+    }
+    let mut out: Vec<Endpoint> = groups
+        .into_iter()
+        .map(|((method, route), mut a)| {
+            let vm_bytes = a.vm.iter().sum();
+            let rss_bytes = a.rss.iter().sum();
+            a.vm.sort_unstable();
+            a.rss.sort_unstable();
+            a.dur_ns.sort_unstable();
+            Endpoint {
+                method,
+                route,
+                requests: a.vm.len() as u64,
+                statuses: a.statuses,
+                vm_bytes,
+                rss_bytes,
+                page_faults: a.faults,
+                mem_calls: a.calls,
+                approximate: a.approximate,
+                vm_bytes_per_request_p50: percentile(&a.vm, 50.0),
+                vm_bytes_per_request_p95: percentile(&a.vm, 95.0),
+                rss_bytes_per_request_p50: percentile(&a.rss, 50.0),
+                rss_bytes_per_request_p95: percentile(&a.rss, 95.0),
+                duration_ms_p50: percentile(&a.dur_ns, 50.0) as f64 / 1e6,
+                duration_ms_p95: percentile(&a.dur_ns, 95.0) as f64 / 1e6,
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        b.rss_bytes
+            .cmp(&a.rss_bytes)
+            .then(b.requests.cmp(&a.requests))
+            .then(a.route.cmp(&b.route))
+    });
+    Ok(out)
+}
+
+fn count(rec: &Recording, sql: &str) -> Q<i64> {
+    rec.conn()
+        .query_row(sql, [], |r| r.get::<_, Option<i64>>(0))
+        .map(Option::unwrap_or_default)
+        .map_err(|e| rec.error(e))
+}
+
+impl Report {
+    /// Builds the whole report from a recording.
+    pub fn build(rec: &Recording) -> Q<Self> {
+        let parse = |v: Option<String>| v.and_then(|s| s.parse::<i64>().ok());
+        let started_ns = parse(rec.meta("started_ns")?).unwrap_or(0);
+        let ended_meta = parse(rec.meta("ended_ns")?);
+        let complete = ended_meta.is_some();
+        // A recording cut off mid-way ends at its last committed row.
+        let ended_ns = match ended_meta {
+            Some(e) => e,
+            None => count(
+                rec,
+                "SELECT MAX(t) FROM (SELECT MAX(ts_ns) AS t FROM samples
+                   UNION ALL SELECT MAX(ts_ns) FROM mem_events
+                   UNION ALL SELECT MAX(ts_ns) FROM counters
+                   UNION ALL SELECT MAX(end_ns) FROM requests)",
+            )?
+            .max(started_ns),
+        };
+        let lost = rec
+            .conn()
+            .query_row(
+                "SELECT events, dropped, unpaired_exits, map_full, undecodable FROM counters
+                 ORDER BY ts_ns DESC LIMIT 1",
+                [],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)? as u64,
+                        Lost {
+                            dropped_events: r.get::<_, i64>(1)? as u64,
+                            unpaired_exits: r.get::<_, i64>(2)? as u64,
+                            map_full: r.get::<_, i64>(3)? as u64,
+                            undecodable: r.get::<_, i64>(4)? as u64,
+                        },
+                    ))
+                },
+            )
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok((0, Lost::default())),
+                e => Err(e),
+            })
+            .map_err(|e| rec.error(e))?;
+        let (events, lost) = lost;
+        let processes = processes(rec)?;
+        let mut per_process = Vec::with_capacity(processes.len());
+        for p in &processes {
+            per_process.push(ProcessMemory {
+                pid: p.pid,
+                comm: p.comm.clone(),
+                memory: memory(rec, Some(p.pid))?,
+            });
+        }
+        let mut non_http = BTreeMap::new();
+        {
+            let mut stmt = rec
+                .conn()
+                .prepare("SELECT kind, COUNT(*) FROM non_http GROUP BY kind")
+                .map_err(|e| rec.error(e))?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))
+                .map_err(|e| rec.error(e))?;
+            for row in rows {
+                let (k, n) = row.map_err(|e| rec.error(e))?;
+                non_http.insert(k, n);
+            }
+        }
+        Ok(Self {
+            memwatch_version: rec.meta("memwatch_version")?.unwrap_or_default(),
+            schema_version: rec.schema_version(),
+            complete,
+            started_ns,
+            ended_ns,
+            duration_s: (ended_ns - started_ns).max(0) as f64 / 1e9,
+            processes,
+            dropped_events: lost.dropped_events,
+            lost,
+            events,
+            memory: memory(rec, None)?,
+            per_process,
+            threads: threads(rec)?,
+            requests: count(rec, "SELECT COUNT(*) FROM requests")? as u64,
+            non_http,
+            approximate_requests: count(rec, "SELECT COUNT(*) FROM requests WHERE NOT exact")?
+                as u64,
+            unattributed: Unattributed {
+                mem_calls: count(
+                    rec,
+                    "SELECT COUNT(*) FROM mem_events WHERE request_id IS NULL",
+                )? as u64,
+                vm_bytes: count(
+                    rec,
+                    "SELECT SUM(vm_delta) FROM mem_events WHERE ok AND request_id IS NULL",
+                )?,
+            },
+            endpoints: endpoints(rec, Range::default())?,
+        })
+    }
+
+    /// One screen of text.
+    pub fn to_text(&self) -> String {
+        use std::fmt::Write as _;
+        let mut s = String::new();
+        let m = &self.memory;
+        let _ = writeln!(
+            s,
+            "memwatch recording: {:.1} s{}, {} process(es), {} events",
+            self.duration_s,
+            if self.complete { "" } else { " (INCOMPLETE: memwatch was stopped abruptly)" },
+            self.processes.len(),
+            self.events
+        );
+        for p in self.processes.iter().take(8) {
+            let exited = if p.exited_ns.is_some() { " (exited)" } else { "" };
+            let _ = writeln!(s, "  pid {:<7} {:<16} {}{exited}", p.pid, p.comm, p.origin);
+        }
+        if self.processes.len() > 8 {
+            let _ = writeln!(s, "  ... and {} more", self.processes.len() - 8);
+        }
+        let lost = &self.lost;
+        if lost.dropped_events + lost.unpaired_exits + lost.map_full + lost.undecodable > 0 {
+            let _ = writeln!(
+                s,
+                "WARNING: lost {} events (ring buffer full), {} unpaired syscall exits, {} map-full, \
+                 {} undecodable: counts are lower bounds",
+                lost.dropped_events, lost.unpaired_exits, lost.map_full, lost.undecodable
+            );
+        }
+        let _ = writeln!(
+            s,
+            "RSS     start {}  end {}  peak {}  ({} samples)",
+            bytes(m.rss_start_bytes as i64),
+            bytes(m.rss_end_bytes as i64),
+            bytes(m.rss_peak_bytes as i64),
+            m.rss_samples
+        );
+        let _ = writeln!(
+            s,
+            "VmSize  start {}  end {}  peak {}",
+            bytes(m.vm_start_bytes as i64),
+            bytes(m.vm_end_bytes as i64),
+            bytes(m.vm_peak_bytes as i64)
+        );
+        let _ = writeln!(
+            s,
+            "mmap {} calls {} | munmap {} calls {} | mremap {} calls {:+} | brk {} calls {:+} | \
+             mprotect {} calls ({} made writable)",
+            m.mmap_calls,
+            bytes(m.mmap_bytes as i64),
+            m.munmap_calls,
+            bytes(m.munmap_bytes as i64),
+            m.mremap_calls,
+            bytes(m.mremap_growth_bytes),
+            m.brk_calls,
+            bytes(m.brk_growth_bytes),
+            m.mprotect_calls,
+            bytes(m.mprotect_rw_bytes as i64)
+        );
+        let _ = writeln!(
+            s,
+            "net mapped {:+}, {} page faults, {} failed calls",
+            bytes(m.vm_growth_bytes),
+            m.page_faults,
+            m.failed_calls
+        );
+        if self.requests > 0 || !self.non_http.is_empty() {
+            let _ = writeln!(
+                s,
+                "\n{} requests ({} approximate), non-HTTP: {:?}",
+                self.requests, self.approximate_requests, self.non_http
+            );
+            let _ = writeln!(
+                s,
+                "{:<7} {:<32} {:>8} {:>11} {:>11} {:>9} {:>9}  statuses",
+                "method", "route", "requests", "rss", "vm", "p50 ms", "p95 ms"
+            );
+            for e in self.endpoints.iter().take(15) {
+                let _ = writeln!(
+                    s,
+                    "{:<7} {:<32} {:>8} {:>11} {:>11} {:>9.2} {:>9.2}  {:?}{}",
+                    e.method,
+                    truncate(&e.route, 32),
+                    e.requests,
+                    bytes(e.rss_bytes),
+                    bytes(e.vm_bytes),
+                    e.duration_ms_p50,
+                    e.duration_ms_p95,
+                    e.statuses,
+                    if e.approximate > 0 { " ~" } else { "" }
+                );
+            }
+        }
+        s
+    }
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_owned()
+    } else {
+        let mut t: String = s.chars().take(n - 1).collect();
+        t.push('…');
+        t
+    }
+}
+
+/// Human-readable signed byte count.
+pub fn bytes(b: i64) -> String {
+    let sign = if b < 0 { "-" } else { "" };
+    let v = b.unsigned_abs() as f64;
+    if v >= 1024.0 * 1024.0 * 1024.0 {
+        format!("{sign}{:.2} GiB", v / (1024.0 * 1024.0 * 1024.0))
+    } else if v >= 1024.0 * 1024.0 {
+        format!("{sign}{:.1} MiB", v / (1024.0 * 1024.0))
+    } else if v >= 1024.0 {
+        format!("{sign}{:.1} KiB", v / 1024.0)
+    } else {
+        format!("{sign}{v} B")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_nearest_rank() {
+        let v: Vec<i64> = (1..=100).collect();
+        assert_eq!(percentile(&v, 50.0), 50);
+        assert_eq!(percentile(&v, 95.0), 95);
+        assert_eq!(percentile(&[7i64], 95.0), 7);
+        assert_eq!(percentile::<i64>(&[], 50.0), 0);
+    }
+
+    #[test]
+    fn formats_bytes() {
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(-2048), "-2.0 KiB");
+        assert_eq!(bytes(40 * 1024 * 1024), "40.0 MiB");
+    }
+}

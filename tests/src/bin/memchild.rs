@@ -1,0 +1,172 @@
+//! A child whose memory behaviour is known exactly, for the integration tests.
+//!
+//! Modes (first argument):
+//! - `exact`: 40 anonymous 1 MiB mmaps, each page touched; hold 400 ms; 20 munmaps; one mremap
+//!   growing 1 MiB to 3 MiB; one brk growth of 8 MiB; two calls that fail (EINVAL).
+//! - `threaded`: a second thread mallocs 64 MiB in 1 KiB pieces and touches them; prints
+//!   `tid=N` first.
+//! - `forker`: forks a child that forks a grandchild; the grandchild prints `grandchild=PID`,
+//!   mmaps and touches 10 MiB, holds it 300 ms and exits.
+//! - `family TRIGGER`: forks two children that wait for the file TRIGGER to exist, then each
+//!   mmaps 10 MiB, prints `child=PID`, and exits; the parent waits for both.
+//! - `sleeper SECS`: mmaps and touches 1 MiB every 50 ms for SECS seconds.
+//! - `exit-soon MS`: sleeps MS milliseconds and exits.
+
+use std::{io::Write as _, time::Duration};
+
+const MIB: usize = 1024 * 1024;
+const PAGE: usize = 4096;
+
+fn mmap_anon(len: usize) -> *mut u8 {
+    // SAFETY: anonymous private mapping; the result is checked.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(p, libc::MAP_FAILED, "mmap failed");
+    p.cast()
+}
+
+fn touch(p: *mut u8, len: usize) {
+    for off in (0..len).step_by(PAGE) {
+        // SAFETY: `p..p+len` is a writable mapping owned by the caller.
+        unsafe { p.add(off).write_volatile(1) };
+    }
+}
+
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+fn exact() {
+    let mut maps = Vec::new();
+    for _ in 0..40 {
+        let p = mmap_anon(MIB);
+        touch(p, MIB);
+        maps.push(p);
+    }
+    std::thread::sleep(Duration::from_millis(400));
+    for p in maps.drain(..20) {
+        // SAFETY: unmapping a mapping made above.
+        assert_eq!(unsafe { libc::munmap(p.cast(), MIB) }, 0);
+    }
+    let old = maps[0];
+    // SAFETY: growing a mapping made above; MAYMOVE lets the kernel move it.
+    let grown = unsafe { libc::mremap(old.cast(), MIB, 3 * MIB, libc::MREMAP_MAYMOVE) };
+    assert_ne!(grown, libc::MAP_FAILED);
+    // SAFETY: sbrk grows the heap; the result is checked.
+    let brk = unsafe { libc::sbrk(8 * MIB as libc::intptr_t) };
+    assert_ne!(brk as isize, -1);
+    // Two calls that fail with EINVAL: an unaligned munmap and an mmap without MAP_PRIVATE
+    // or MAP_SHARED. Neither may count as growth.
+    // SAFETY: both calls are rejected by the kernel before touching memory.
+    unsafe {
+        assert_eq!(libc::munmap(1 as *mut libc::c_void, PAGE), -1);
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            7 * MIB,
+            libc::PROT_READ,
+            libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        assert_eq!(p, libc::MAP_FAILED);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+}
+
+fn threaded() {
+    let handle = std::thread::spawn(|| {
+        // SAFETY: gettid has no preconditions.
+        let tid = unsafe { libc::gettid() };
+        say(&format!("tid={tid}"));
+        let mut kept = Vec::with_capacity(65536);
+        for _ in 0..65536 {
+            // SAFETY: malloc of 1 KiB; checked and written within bounds.
+            let p = unsafe { libc::malloc(1024) }.cast::<u8>();
+            assert!(!p.is_null());
+            // SAFETY: p points to 1024 writable bytes.
+            unsafe { std::ptr::write_bytes(p, 7, 1024) };
+            kept.push(p as usize);
+        }
+        std::thread::sleep(Duration::from_millis(400));
+        kept.len()
+    });
+    let n = handle.join().unwrap_or(0);
+    assert_eq!(n, 65536);
+}
+
+fn fork() -> i32 {
+    // SAFETY: the fixture is single-threaded when it forks.
+    unsafe { libc::fork() }
+}
+
+fn wait_all() {
+    // SAFETY: reaps children; -1 means any child.
+    while unsafe { libc::waitpid(-1, std::ptr::null_mut(), 0) } > 0 {}
+}
+
+fn forker() {
+    if fork() == 0 {
+        if fork() == 0 {
+            say(&format!("grandchild={}", std::process::id()));
+            let p = mmap_anon(10 * MIB);
+            touch(p, 10 * MIB);
+            std::thread::sleep(Duration::from_millis(300));
+            std::process::exit(0);
+        }
+        wait_all();
+        std::process::exit(0);
+    }
+    wait_all();
+}
+
+fn family(trigger: &str) {
+    for _ in 0..2 {
+        if fork() == 0 {
+            while !std::path::Path::new(trigger).exists() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let p = mmap_anon(10 * MIB);
+            touch(p, 10 * MIB);
+            say(&format!("child={}", std::process::id()));
+            std::thread::sleep(Duration::from_millis(300));
+            std::process::exit(0);
+        }
+    }
+    wait_all();
+}
+
+fn sleeper(secs: f64) {
+    let end = std::time::Instant::now() + Duration::from_secs_f64(secs);
+    while std::time::Instant::now() < end {
+        let p = mmap_anon(MIB);
+        touch(p, MIB);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or("");
+    match arg(1) {
+        "exact" => exact(),
+        "threaded" => threaded(),
+        "forker" => forker(),
+        "family" => family(arg(2)),
+        "sleeper" => sleeper(arg(2).parse().unwrap_or(5.0)),
+        "exit-soon" => std::thread::sleep(Duration::from_millis(arg(2).parse().unwrap_or(100))),
+        other => {
+            eprintln!("memchild: unknown mode {other:?}");
+            std::process::exit(2);
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! Bad input gets a clear error and a non-zero exit, never a panic.
+
+use std::{os::unix::process::CommandExt as _, process::Command, time::Duration};
+
+use memwatch_tests::{Finished, bin, memwatch, run, tempdir};
+
+const T: Duration = Duration::from_secs(60);
+
+fn assert_error(done: &Finished, code: i32, needles: &[&str]) {
+    assert_eq!(done.code(), code, "stderr: {}", done.stderr);
+    for n in needles {
+        assert!(done.stderr.contains(n), "{n:?} not in: {}", done.stderr);
+    }
+    assert!(!done.stderr.contains("panicked"), "{}", done.stderr);
+}
+
+fn sh(script: &str) -> Finished {
+    let out = Command::new("unshare")
+        .args(["-m", "sh", "-c", script])
+        .env("MW", memwatch())
+        .output()
+        .expect("unshare");
+    Finished {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into(),
+        stderr: String::from_utf8_lossy(&out.stderr).into(),
+    }
+}
+
+#[test]
+fn missing_pid() {
+    let done = run(&["record", "-p", "4194000", "-o", "/tmp/never.db"], T);
+    assert_error(&done, 2, &["no process with PID 4194000", "ps -p 4194000"]);
+    assert!(!std::path::Path::new("/tmp/never.db").exists());
+}
+
+#[test]
+fn own_pid_is_refused_and_nothing_to_trace() {
+    let done = run(&["record"], T);
+    assert_error(&done, 2, &["nothing to trace", "-p PID"]);
+}
+
+#[test]
+fn not_root() {
+    let dir = tempdir();
+    let out = Command::new(memwatch())
+        .args(["record", "-p", "1", "-o"])
+        .arg(dir.path().join("x.db"))
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    let done = Finished {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into(),
+        stderr: String::from_utf8_lossy(&out.stderr).into(),
+    };
+    assert_error(&done, 3, &["CAP_BPF", "CAP_PERFMON", "sudo memwatch"]);
+}
+
+#[test]
+fn pid_that_exits_while_attaching() {
+    let dir = tempdir();
+    let out = dir.path().join("gone.db");
+    let mut child = Command::new(bin("memchild"))
+        .args(["exit-soon", "300"])
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    let done = Command::new(memwatch())
+        .args(["record", "-p", &pid, "-o", out.to_str().unwrap()])
+        // Test hook: widen the window between the checks and attaching.
+        .env("MEMWATCH_DEBUG_ATTACH_DELAY_MS", "1200")
+        .output()
+        .unwrap();
+    let _ = child.wait();
+    let done = Finished {
+        status: done.status,
+        stdout: String::from_utf8_lossy(&done.stdout).into(),
+        stderr: String::from_utf8_lossy(&done.stderr).into(),
+    };
+    assert_error(&done, 2, &[&format!("process {pid} exited while memwatch was attaching")]);
+    assert!(!out.exists(), "no empty recording is left behind");
+}
+
+#[test]
+fn tracefs_unmounted_is_mounted() {
+    let dir = tempdir();
+    let out = dir.path().join("t.db");
+    let memchild = bin("memchild");
+    let done = sh(&format!(
+        "umount /sys/kernel/tracing 2>/dev/null; umount /sys/kernel/debug/tracing 2>/dev/null; \
+         test ! -d /sys/kernel/tracing/events || exit 99; \
+         exec \"$MW\" record -o {} -- {} exit-soon 10",
+        out.display(),
+        memchild.display()
+    ));
+    assert_eq!(done.code(), 0, "{}", done.stderr);
+}
+
+#[test]
+fn tracefs_unavailable() {
+    let dir = tempdir();
+    let done = sh(&format!(
+        "mount -t tmpfs none /sys/kernel || exit 98; exec \"$MW\" record -o {}/t.db -p 1",
+        dir.path().display()
+    ));
+    assert_error(
+        &done,
+        3,
+        &["tracefs is not mounted", "mount -t tracefs nodev /sys/kernel/tracing"],
+    );
+}
+
+#[test]
+fn missing_tracepoint() {
+    let dir = tempdir();
+    let done = sh(&format!(
+        "mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null; \
+         mount -t tmpfs none /sys/kernel/tracing/events/exceptions || exit 98; \
+         exec \"$MW\" record -o {}/t.db -p 1",
+        dir.path().display()
+    ));
+    assert_error(&done, 3, &["no tracepoint exceptions:page_fault_user"]);
+}
+
+#[test]
+fn output_exists_or_not_writable() {
+    let dir = tempdir();
+    let existing = dir.path().join("exists.db");
+    std::fs::write(&existing, b"keep me").unwrap();
+    let done = run(&["record", "-p", "1", "-o", existing.to_str().unwrap()], T);
+    assert_error(&done, 2, &["already exists", "--force"]);
+    assert_eq!(std::fs::read(&existing).unwrap(), b"keep me");
+
+    let done = run(&["record", "-p", "1", "-o", "/nonexistent-dir/x.db"], T);
+    assert_error(&done, 2, &["cannot write the recording /nonexistent-dir/x.db"]);
+}
+
+#[test]
+fn bad_durations_and_options() {
+    let done = run(&["record", "-p", "1", "--duration", "soon"], T);
+    assert_error(&done, 2, &["\"soon\" is not a duration"]);
+    let done = run(&["record", "-p", "1", "--capture-bytes", "5000"], T);
+    assert_error(&done, 2, &["5000"]);
+}
+
+#[test]
+fn command_not_found() {
+    let done = run(&["record", "-o", "/tmp/nf.db", "--", "no-such-command-xyz"], T);
+    assert_error(&done, 2, &["command not found", "no-such-command-xyz"]);
+}
+
+fn good_recording(dir: &std::path::Path) -> std::path::PathBuf {
+    let out = dir.join("good.db");
+    let memchild = bin("memchild");
+    let done = run(
+        &["record", "-o", out.to_str().unwrap(), "--", memchild.to_str().unwrap(), "exact"],
+        T,
+    );
+    assert_eq!(done.code(), 0, "{}", done.stderr);
+    out
+}
+
+#[test]
+fn report_rejects_bad_files() {
+    let dir = tempdir();
+    let done = run(&["report", "/nonexistent.db"], T);
+    assert_error(&done, 2, &["/nonexistent.db: no such file"]);
+
+    let text = dir.path().join("notes.txt");
+    std::fs::write(&text, "just some text, not a database\n".repeat(100)).unwrap();
+    let done = run(&["report", text.to_str().unwrap()], T);
+    assert_error(&done, 2, &["is not a memwatch recording"]);
+
+    let other = dir.path().join("other.sqlite");
+    rusqlite::Connection::open(&other)
+        .unwrap()
+        .execute_batch("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1);")
+        .unwrap();
+    let done = run(&["report", other.to_str().unwrap()], T);
+    assert_error(&done, 2, &["is not a memwatch recording"]);
+
+    let good = good_recording(dir.path());
+    let newer = dir.path().join("newer.db");
+    std::fs::copy(&good, &newer).unwrap();
+    rusqlite::Connection::open(&newer)
+        .unwrap()
+        .pragma_update(None, "user_version", 99)
+        .unwrap();
+    let done = run(&["report", newer.to_str().unwrap()], T);
+    assert_error(&done, 2, &["newer memwatch", "schema 99"]);
+
+    let truncated = dir.path().join("truncated.db");
+    let bytes = std::fs::read(&good).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let done = run(&["report", truncated.to_str().unwrap()], T);
+    assert_error(&done, 2, &["truncated or corrupt"]);
+}

@@ -1,0 +1,249 @@
+//! Issue: attach to a process, trace its memory with eBPF, record it, report it.
+//! These run as root for real: each traces a child whose memory behaviour is known.
+
+use std::time::Duration;
+
+use memwatch_tests::{
+    MIB, Running, bin, calls_of_size, process_memory, report, run, stdout_value, tempdir,
+};
+
+const T: Duration = Duration::from_secs(60);
+
+fn record_cmd(dir: &std::path::Path, name: &str, cmd: &[&str]) -> (std::path::PathBuf, String) {
+    let out = dir.join(name);
+    let memchild = bin("memchild");
+    let mut args = vec!["record", "-o", out.to_str().unwrap(), "--"];
+    args.push(memchild.to_str().unwrap());
+    args.extend_from_slice(cmd);
+    let done = run(&args, T);
+    assert_eq!(done.code(), 0, "record failed: {}", done.stderr);
+    (out, done.stdout)
+}
+
+#[test]
+fn exact_child_is_counted_exactly() {
+    let dir = tempdir();
+    let (file, _) = record_cmd(dir.path(), "exact.db", &["exact"]);
+    let r = report(&file);
+    let m = &r["memory"];
+    assert_eq!(calls_of_size(m, "mmap", MIB), 40, "{m:#}");
+    assert_eq!(calls_of_size(m, "munmap", MIB), 20, "{m:#}");
+    assert_eq!(calls_of_size(m, "mremap", 2 * MIB), 1, "{m:#}");
+    assert_eq!(calls_of_size(m, "brk", 8 * MIB), 1, "{m:#}");
+    // The failing 7 MiB mmap is reported as failed, never as growth.
+    assert_eq!(calls_of_size(m, "mmap", 7 * MIB), 0, "{m:#}");
+    assert!(m["failed_calls"].as_u64().unwrap() >= 2, "{m:#}");
+    assert!(m["mmap_bytes"].as_i64().unwrap() >= 40 * MIB);
+    assert!(m["munmap_bytes"].as_i64().unwrap() >= 20 * MIB);
+    // 40 MiB touched page by page: at least 10240 faults, and RSS saw it.
+    assert!(m["page_faults"].as_u64().unwrap() >= 10240, "{m:#}");
+    assert!(m["rss_peak_bytes"].as_i64().unwrap() >= 40 * MIB, "{m:#}");
+    assert!(m["rss_samples"].as_u64().unwrap() >= 3);
+    assert_eq!(r["dropped_events"], 0);
+    assert_eq!(r["complete"], true);
+    let p = &r["processes"][0];
+    assert_eq!(p["origin"], "spawned");
+    assert_eq!(p["comm"], "memchild");
+    assert_eq!(p["exit_code"], 0, "{r:#}");
+    assert!(p["exited_ns"].as_i64().is_some());
+}
+
+#[test]
+fn command_is_traced_from_its_first_instruction() {
+    let dir = tempdir();
+    let (file, _) = record_cmd(dir.path(), "first.db", &["exit-soon", "10"]);
+    let conn = rusqlite::Connection::open(&file).unwrap();
+    // The dynamic loader's first memory syscall is brk(NULL), before libc is even mapped.
+    let (op, addr): (String, i64) = conn
+        .query_row(
+            "SELECT op, addr FROM mem_events ORDER BY ts_ns LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((op.as_str(), addr), ("brk", 0));
+    // The loader then maps the C library from a file.
+    let file_maps: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM mem_events WHERE op = 'mmap' AND fd >= 0",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(file_maps >= 1);
+}
+
+#[test]
+fn thread_heap_growth_is_visible() {
+    let dir = tempdir();
+    let (file, stdout) = record_cmd(dir.path(), "threaded.db", &["threaded"]);
+    let tid = stdout_value(&stdout, "tid");
+    let r = report(&file);
+    let thread = r["threads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tid"] == tid)
+        .unwrap_or_else(|| panic!("thread {tid} missing: {:#}", r["threads"]))
+        .clone();
+    // glibc grows a thread arena with mprotect, not brk; 64 MiB of touched heap.
+    assert!(thread["mprotect_calls"].as_u64().unwrap() >= 10, "{thread:#}");
+    assert!(thread["page_faults"].as_u64().unwrap() >= 16384, "{thread:#}");
+    assert_eq!(thread["brk_calls"], 0, "{thread:#}");
+    assert!(r["memory"]["rss_peak_bytes"].as_i64().unwrap() >= 64 * MIB);
+    assert!(r["memory"]["mprotect_rw_bytes"].as_i64().unwrap() >= 60 * MIB);
+}
+
+#[test]
+fn forked_grandchild_is_followed() {
+    let dir = tempdir();
+    let (file, stdout) = record_cmd(dir.path(), "forker.db", &["forker"]);
+    let grandchild = stdout_value(&stdout, "grandchild");
+    let r = report(&file);
+    assert_eq!(r["processes"].as_array().unwrap().len(), 3, "{:#}", r["processes"]);
+    let g = process_memory(&r, grandchild);
+    assert_eq!(calls_of_size(&g, "mmap", 10 * MIB), 1, "{g:#}");
+    assert!(g["page_faults"].as_u64().unwrap() >= 2560);
+    // Nobody else made that mapping.
+    assert_eq!(calls_of_size(&r["memory"], "mmap", 10 * MIB), 1);
+    let gp = r["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["pid"] == grandchild)
+        .unwrap()
+        .clone();
+    assert_eq!(gp["origin"], "forked");
+    assert!(gp["exited_ns"].as_i64().is_some());
+}
+
+#[test]
+fn attaching_to_a_parent_covers_its_running_children() {
+    let dir = tempdir();
+    let trigger = dir.path().join("go");
+    let mut family = std::process::Command::new(bin("memchild"))
+        .args(["family", trigger.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Both children exist once the parent has two.
+    let pid = family.id();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let kids = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .unwrap_or_default();
+        if kids.split_whitespace().count() == 2 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "children never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = dir.path().join("family.db");
+    let pid_s = pid.to_string();
+    let mut rec = Running::start(&["record", "-p", &pid_s, "-o", out.to_str().unwrap()]);
+    rec.wait_recording(T);
+    std::fs::write(&trigger, b"").unwrap();
+    let status = family.wait().unwrap();
+    assert!(status.success());
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut family.stdout.take().unwrap(), &mut stdout).unwrap();
+    // The parent exits after its children: memwatch stops by itself.
+    let done = rec.wait(T);
+    assert_eq!(done.code(), 0, "{}", done.stderr);
+    let r = report(&out);
+    let children: Vec<u32> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("child=")?.parse().ok())
+        .collect();
+    assert_eq!(children.len(), 2);
+    for child in children {
+        let m = process_memory(&r, child);
+        assert_eq!(calls_of_size(&m, "mmap", 10 * MIB), 1, "{m:#}");
+    }
+    let origins: Vec<&str> = r["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["origin"].as_str().unwrap())
+        .collect();
+    assert_eq!(origins.iter().filter(|o| **o == "descendant").count(), 2, "{origins:?}");
+    assert_eq!(r["memory"]["mmap_calls"].as_u64().unwrap(), 2, "{:#}", r["memory"]);
+}
+
+#[test]
+fn no_follow_forks_limits_tracing_to_the_given_pid() {
+    let dir = tempdir();
+    let out = dir.path().join("nofollow.db");
+    let memchild = bin("memchild");
+    let done = run(
+        &[
+            "record",
+            "--no-follow-forks",
+            "-o",
+            out.to_str().unwrap(),
+            "--",
+            memchild.to_str().unwrap(),
+            "forker",
+        ],
+        T,
+    );
+    assert_eq!(done.code(), 0, "{}", done.stderr);
+    let r = report(&out);
+    assert_eq!(r["processes"].as_array().unwrap().len(), 1);
+    assert_eq!(calls_of_size(&r["memory"], "mmap", 10 * MIB), 0);
+}
+
+#[test]
+fn sigkill_leaves_a_readable_recording() {
+    let dir = tempdir();
+    let out = dir.path().join("killed.db");
+    let memchild = bin("memchild");
+    let mut rec = Running::start(&[
+        "record",
+        "-o",
+        out.to_str().unwrap(),
+        "--",
+        memchild.to_str().unwrap(),
+        "sleeper",
+        "4",
+    ]);
+    rec.wait_recording(T);
+    std::thread::sleep(Duration::from_millis(2000));
+    rec.signal(libc::SIGKILL);
+    let done = rec.wait(T);
+    assert_eq!(done.status.code(), None, "killed by a signal");
+    let r = report(&out);
+    assert_eq!(r["complete"], false);
+    // About 40 1 MiB maps in 2 s; at least those committed a second before the kill.
+    assert!(calls_of_size(&r["memory"], "mmap", MIB) >= 15, "{:#}", r["memory"]);
+    assert!(r["memory"]["rss_samples"].as_u64().unwrap() >= 5);
+    assert!(r["duration_s"].as_f64().unwrap() >= 1.0);
+}
+
+#[test]
+fn duration_stops_recording() {
+    let dir = tempdir();
+    let out = dir.path().join("duration.db");
+    let memchild = bin("memchild");
+    let started = std::time::Instant::now();
+    let done = run(
+        &[
+            "record",
+            "--duration",
+            "1.5",
+            "-o",
+            out.to_str().unwrap(),
+            "--",
+            memchild.to_str().unwrap(),
+            "sleeper",
+            "30",
+        ],
+        T,
+    );
+    assert_eq!(done.code(), 0, "{}", done.stderr);
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let r = report(&out);
+    assert_eq!(r["complete"], true);
+    let d = r["duration_s"].as_f64().unwrap();
+    assert!((1.4..5.0).contains(&d), "duration {d}");
+}
