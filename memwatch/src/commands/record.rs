@@ -343,8 +343,13 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<i32> {
     check_output(&output, args.force)?;
     // From here on a failure must not leave an empty recording behind.
     let result = record(&args, &config, router, &output).await;
-    if result.is_err() && std::fs::metadata(&output).is_ok_and(|m| m.len() == 0) {
-        let _ = std::fs::remove_file(&output);
+    if let Err(e) = &result
+        && e.downcast_ref::<SetupError>().is_some()
+    {
+        // Setup failed before anything was recorded: leave no empty recording behind.
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", output.display()));
+        }
     }
     result
 }
