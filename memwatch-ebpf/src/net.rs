@@ -145,10 +145,16 @@ fn accept_exit(ctx: &TracePointContext) {
 fn io_exit(ctx: &TracePointContext) {
     let (tgid, tid) = current();
     // SAFETY: the value is copied out before the entry is removed.
-    let Some(p) = (unsafe { PENDING_NET.get(&tid) }).copied() else {
-        return;
+    let p = match (unsafe { PENDING_NET.get(&tid) }).copied() {
+        Some(p) => {
+            let _ = PENDING_NET.remove(&tid);
+            p
+        }
+        None => match missed_enter(ctx, tgid) {
+            Some(p) => p,
+            None => return,
+        },
     };
-    let _ = PENDING_NET.remove(&tid);
     // SAFETY: `ret` is at offset 16 of every sys_exit record.
     let ret = unsafe { ctx.read_at::<i64>(16) }.unwrap_or(-1);
     if ret <= 0 {
@@ -203,6 +209,66 @@ fn io_exit(ctx: &TracePointContext) {
     conn.last_write_ns = unsafe { bpf_ktime_get_ns() };
     conn.last_write_tid = tid;
     conn.last_write_faults = thread_faults(tid);
+}
+
+/// A read or write whose enter ran before memwatch attached: a thread of a keep-alive server
+/// that was already blocked in `recv` when tracing started. Its arguments are still in the
+/// task's saved user registers (x86-64 syscall ABI: rdi, rsi, rdx), so the first request on a
+/// connection open before attach is not lost.
+#[cfg(bpf_target_arch = "x86_64")]
+#[inline(always)]
+fn missed_enter(ctx: &TracePointContext, tgid: u32) -> Option<PendingNet> {
+    if !is_target(tgid) {
+        return None;
+    }
+    // SAFETY: `__syscall_nr` is at offset 8 of every sys_exit record.
+    let nr = unsafe { ctx.read_at::<i32>(8) }.ok()?;
+    let dir = match nr {
+        0 | 19 | 45 | 47 => DIR_READ,   // read, readv, recvfrom, recvmsg
+        1 | 20 | 44 | 46 => DIR_WRITE,  // write, writev, sendto, sendmsg
+        40 => DIR_WRITE_NOBUF,          // sendfile
+        _ => return None,
+    };
+    // SAFETY: helpers with no preconditions; the pt_regs pointer is only read through
+    // bpf_probe_read_kernel, which fails safely.
+    let regs = unsafe { generated::bpf_task_pt_regs(generated::bpf_get_current_task_btf()) };
+    if regs == 0 {
+        return None;
+    }
+    let reg = |index: u64| -> u64 {
+        let mut v = 0u64;
+        // SAFETY: reading one u64 of the saved registers; failure leaves 0.
+        unsafe {
+            generated::bpf_probe_read_kernel(
+                (&raw mut v).cast(),
+                8,
+                (regs as u64 + index * 8) as *const core::ffi::c_void,
+            )
+        };
+        v
+    };
+    // struct pt_regs on x86-64: ... dx (12), si (13), di (14).
+    let fd = reg(14) as u32;
+    // SAFETY: presence test only.
+    unsafe { CONNS.get(&conn_key(tgid, fd)) }?;
+    let (buf, buf_len) = match nr {
+        19 | 20 => first_iov(reg(13)),
+        46 | 47 => msg_iov(reg(13)),
+        40 => (0, 0),
+        _ => (reg(13), reg(12)),
+    };
+    Some(PendingNet {
+        dir,
+        fd,
+        buf,
+        buf_len,
+    })
+}
+
+#[cfg(not(bpf_target_arch = "x86_64"))]
+#[inline(always)]
+fn missed_enter(_ctx: &TracePointContext, _tgid: u32) -> Option<PendingNet> {
+    None
 }
 
 #[tracepoint]

@@ -189,3 +189,94 @@ pub fn stdout_value(stdout: &str, key: &str) -> u32 {
 }
 
 pub const MIB: i64 = 1024 * 1024;
+
+/// A server process started by a test, killed (with its process group) when dropped.
+pub struct Server {
+    pub child: Child,
+    pub port: u16,
+}
+
+impl Server {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // SAFETY: signalling the process group we created for the server.
+        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
+        let _ = self.child.wait();
+    }
+}
+
+/// The real Python interpreter (not a version-manager shim, whose PID is not the server's).
+pub fn python() -> PathBuf {
+    let out = Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .expect("python3 on PATH");
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// Starts a server that prints its port as the first stdout line.
+pub fn start_server(cmd: &mut Command) -> Server {
+    use std::os::unix::process::CommandExt as _;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stdin(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("start server");
+    let mut line = String::new();
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    out.read_line(&mut line).expect("port line");
+    let port = line
+        .trim()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no port in {line:?}"));
+    // Keep draining stdout so the server never blocks on a full pipe.
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        while out.read_line(&mut sink).is_ok_and(|n| n > 0) {
+            sink.clear();
+        }
+    });
+    Server { child, port }
+}
+
+/// Python's ThreadingHTTPServer fixture.
+pub fn python_server() -> Server {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/pyserver.py");
+    start_server(Command::new(python()).arg(script))
+}
+
+/// One HTTP/1.1 request on a fresh connection; returns the status code.
+pub fn http_get(port: u16, path: &str) -> u16 {
+    use std::io::Write as _;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    resp.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0)
+}
+
+/// A free loopback port (bound then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// The endpoint object for `method route`.
+pub fn endpoint<'a>(report: &'a Value, method: &str, route: &str) -> &'a Value {
+    report["endpoints"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["method"] == method && e["route"] == route)
+        .unwrap_or_else(|| panic!("no endpoint {method} {route}: {:#}", report["endpoints"]))
+}
