@@ -10,6 +10,7 @@
 //! - `family TRIGGER`: forks two children that wait for the file TRIGGER to exist, then each
 //!   mmaps 10 MiB, prints `child=PID`, and exits; the parent waits for both.
 //! - `sleeper SECS`: mmaps and touches 1 MiB every 50 ms for SECS seconds.
+//! - `storm SECS`: mmap/munmap 64 KiB in a tight loop; prints the syscall rate.
 //! - `exit-soon MS`: sleeps MS milliseconds and exits.
 
 use std::{io::Write as _, time::Duration};
@@ -154,6 +155,24 @@ fn sleeper(secs: f64) {
     }
 }
 
+/// mmap + touch + munmap of 64 KiB as fast as possible; prints `rate=CALLS_PER_SECOND`
+/// (one call = one syscall).
+fn storm(secs: f64) {
+    let start = std::time::Instant::now();
+    let end = start + Duration::from_secs_f64(secs);
+    let mut iterations = 0u64;
+    while std::time::Instant::now() < end {
+        for _ in 0..256 {
+            let p = mmap_anon(64 * 1024);
+            // SAFETY: unmapping the mapping just made.
+            unsafe { libc::munmap(p.cast(), 64 * 1024) };
+        }
+        iterations += 256;
+    }
+    let rate = (iterations * 2) as f64 / start.elapsed().as_secs_f64();
+    say(&format!("rate={rate:.0}"));
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or("");
@@ -163,6 +182,7 @@ fn main() {
         "forker" => forker(),
         "family" => family(arg(2)),
         "sleeper" => sleeper(arg(2).parse().unwrap_or(5.0)),
+        "storm" => storm(arg(2).parse().unwrap_or(2.0)),
         "exit-soon" => std::thread::sleep(Duration::from_millis(arg(2).parse().unwrap_or(100))),
         other => {
             eprintln!("memchild: unknown mode {other:?}");
