@@ -10,9 +10,7 @@ use aya_ebpf::{
 use memwatch_common::{
     EventKind,
     config::Counter,
-    net::{
-        ConnState, MAX_CAPTURE, NetEvent, NetOp, PHASE_IDLE, PHASE_READING, PHASE_WRITING,
-    },
+    net::{ConnState, MAX_CAPTURE, NetEvent, NetOp, PHASE_IDLE, PHASE_READING, PHASE_WRITING},
 };
 
 use crate::{
@@ -75,7 +73,16 @@ fn stash(dir: u32, fd: u64, buf: u64, buf_len: u64) {
 
 /// Sends one boundary event, copying up to `want` bytes from `buf`.
 #[inline(always)]
-fn send(op: NetOp, tgid: u32, tid: u32, fd: u32, conn: &ConnState, bytes: u64, buf: u64, want: u64) {
+fn send(
+    op: NetOp,
+    tgid: u32,
+    tid: u32,
+    fd: u32,
+    conn: &ConnState,
+    bytes: u64,
+    buf: u64,
+    want: u64,
+) {
     let Some(mut entry) = reserve::<NetEvent>() else {
         return;
     };
@@ -224,9 +231,9 @@ fn missed_enter(ctx: &TracePointContext, tgid: u32) -> Option<PendingNet> {
     // SAFETY: `__syscall_nr` is at offset 8 of every sys_exit record.
     let nr = unsafe { ctx.read_at::<i32>(8) }.ok()?;
     let dir = match nr {
-        0 | 19 | 45 | 47 => DIR_READ,   // read, readv, recvfrom, recvmsg
-        1 | 20 | 44 | 46 => DIR_WRITE,  // write, writev, sendto, sendmsg
-        40 => DIR_WRITE_NOBUF,          // sendfile
+        0 | 19 | 45 | 47 => DIR_READ,  // read, readv, recvfrom, recvmsg
+        1 | 20 | 44 | 46 => DIR_WRITE, // write, writev, sendto, sendmsg
+        40 => DIR_WRITE_NOBUF,         // sendfile
         _ => return None,
     };
     // SAFETY: helpers with no preconditions; the pt_regs pointer is only read through

@@ -91,7 +91,7 @@ pub struct ReportArgs {
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let d = match s.parse::<f64>() {
-        Ok(secs) if secs.is_finite() && secs >= 0.0 && secs < 1e9 => Duration::from_secs_f64(secs),
+        Ok(secs) if (0.0..1e9).contains(&secs) => Duration::from_secs_f64(secs),
         Ok(_) => return Err(format!("{s:?} is not a duration between 0 and 1e9 seconds")),
         Err(_) => humantime::parse_duration(s)
             .map_err(|e| format!("{s:?} is not a duration ({e}); use e.g. 10, 1.5, 500ms or 2m"))?,
@@ -107,7 +107,9 @@ fn parse_ring_mib(s: &str) -> Result<u32, String> {
         .parse()
         .map_err(|_| format!("{s:?} is not a number of MiB"))?;
     if !(1..=1024).contains(&n) || !n.is_power_of_two() {
-        return Err(format!("{n} MiB: the ring buffer must be a power of two from 1 to 1024 MiB"));
+        return Err(format!(
+            "{n} MiB: the ring buffer must be a power of two from 1 to 1024 MiB"
+        ));
     }
     Ok(n)
 }

@@ -138,7 +138,9 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
     } else if let Some(e) = err.downcast_ref::<RecordingError>() {
         e.exit_code()
     } else if err.downcast_ref::<UsageError>().is_some()
-        || err.downcast_ref::<crate::correlate::route::RouteError>().is_some()
+        || err
+            .downcast_ref::<crate::correlate::route::RouteError>()
+            .is_some()
     {
         exit::INPUT
     } else {

@@ -163,7 +163,10 @@ pub struct Range {
 
 impl Range {
     fn bounds(self) -> (i64, i64) {
-        (self.from_ns.unwrap_or(i64::MIN), self.to_ns.unwrap_or(i64::MAX))
+        (
+            self.from_ns.unwrap_or(i64::MIN),
+            self.to_ns.unwrap_or(i64::MAX),
+        )
     }
 }
 
@@ -484,7 +487,9 @@ impl Report {
                 .prepare("SELECT kind, COUNT(*) FROM non_http GROUP BY kind")
                 .map_err(|e| rec.error(e))?;
             let rows = stmt
-                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))
+                .query_map([], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+                })
                 .map_err(|e| rec.error(e))?;
             for row in rows {
                 let (k, n) = row.map_err(|e| rec.error(e))?;
@@ -532,12 +537,20 @@ impl Report {
             s,
             "memwatch recording: {:.1} s{}, {} process(es), {} events",
             self.duration_s,
-            if self.complete { "" } else { " (INCOMPLETE: memwatch was stopped abruptly)" },
+            if self.complete {
+                ""
+            } else {
+                " (INCOMPLETE: memwatch was stopped abruptly)"
+            },
             self.processes.len(),
             self.events
         );
         for p in self.processes.iter().take(8) {
-            let exited = if p.exited_ns.is_some() { " (exited)" } else { "" };
+            let exited = if p.exited_ns.is_some() {
+                " (exited)"
+            } else {
+                ""
+            };
             let _ = writeln!(s, "  pid {:<7} {:<16} {}{exited}", p.pid, p.comm, p.origin);
         }
         if self.processes.len() > 8 {

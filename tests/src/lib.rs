@@ -103,11 +103,17 @@ impl Running {
                 }
             }
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("memwatch exited with {status} before recording: {:?}", self.stderr);
+                panic!(
+                    "memwatch exited with {status} before recording: {:?}",
+                    self.stderr
+                );
             }
         }
         let _ = self.child.kill();
-        panic!("memwatch did not start recording in {timeout:?}: {:?}", self.stderr);
+        panic!(
+            "memwatch did not start recording in {timeout:?}: {:?}",
+            self.stderr
+        );
     }
 
     pub fn signal(&self, sig: i32) {
@@ -135,7 +141,10 @@ impl Running {
             if Instant::now() > deadline {
                 let _ = self.child.kill();
                 self.stderr.extend(self.lines.try_iter());
-                panic!("memwatch did not exit within {timeout:?}: {:?}", self.stderr);
+                panic!(
+                    "memwatch did not exit within {timeout:?}: {:?}",
+                    self.stderr
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -150,7 +159,12 @@ pub fn run(args: &[&str], timeout: Duration) -> Finished {
 /// `memwatch report FILE --format json`, parsed.
 pub fn report(file: &Path) -> Value {
     let out = run(
-        &["report", file.to_str().expect("utf-8 path"), "--format", "json"],
+        &[
+            "report",
+            file.to_str().expect("utf-8 path"),
+            "--format",
+            "json",
+        ],
         Duration::from_secs(60),
     );
     assert_eq!(out.code(), 0, "report failed: {}", out.stderr);
@@ -257,7 +271,11 @@ pub fn python_server() -> Server {
 pub fn http_get(port: u16, path: &str) -> u16 {
     use std::io::Write as _;
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut resp = String::new();
     let _ = s.read_to_string(&mut resp);
     resp.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0)

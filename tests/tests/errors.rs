@@ -79,7 +79,13 @@ fn pid_that_exits_while_attaching() {
         stdout: String::from_utf8_lossy(&done.stdout).into(),
         stderr: String::from_utf8_lossy(&done.stderr).into(),
     };
-    assert_error(&done, 2, &[&format!("process {pid} exited while memwatch was attaching")]);
+    assert_error(
+        &done,
+        2,
+        &[&format!(
+            "process {pid} exited while memwatch was attaching"
+        )],
+    );
     assert!(!out.exists(), "no empty recording is left behind");
 }
 
@@ -108,7 +114,10 @@ fn tracefs_unavailable() {
     assert_error(
         &done,
         3,
-        &["tracefs is not mounted", "mount -t tracefs nodev /sys/kernel/tracing"],
+        &[
+            "tracefs is not mounted",
+            "mount -t tracefs nodev /sys/kernel/tracing",
+        ],
     );
 }
 
@@ -134,7 +143,11 @@ fn output_exists_or_not_writable() {
     assert_eq!(std::fs::read(&existing).unwrap(), b"keep me");
 
     let done = run(&["record", "-p", "1", "-o", "/nonexistent-dir/x.db"], T);
-    assert_error(&done, 2, &["cannot write the recording /nonexistent-dir/x.db"]);
+    assert_error(
+        &done,
+        2,
+        &["cannot write the recording /nonexistent-dir/x.db"],
+    );
 }
 
 #[test]
@@ -147,7 +160,10 @@ fn bad_durations_and_options() {
 
 #[test]
 fn command_not_found() {
-    let done = run(&["record", "-o", "/tmp/nf.db", "--", "no-such-command-xyz"], T);
+    let done = run(
+        &["record", "-o", "/tmp/nf.db", "--", "no-such-command-xyz"],
+        T,
+    );
     assert_error(&done, 2, &["command not found", "no-such-command-xyz"]);
 }
 
@@ -155,7 +171,14 @@ fn good_recording(dir: &std::path::Path) -> std::path::PathBuf {
     let out = dir.join("good.db");
     let memchild = bin("memchild");
     let done = run(
-        &["record", "-o", out.to_str().unwrap(), "--", memchild.to_str().unwrap(), "exact"],
+        &[
+            "record",
+            "-o",
+            out.to_str().unwrap(),
+            "--",
+            memchild.to_str().unwrap(),
+            "exact",
+        ],
         T,
     );
     assert_eq!(done.code(), 0, "{}", done.stderr);

@@ -87,8 +87,14 @@ fn thread_heap_growth_is_visible() {
         .unwrap_or_else(|| panic!("thread {tid} missing: {:#}", r["threads"]))
         .clone();
     // glibc grows a thread arena with mprotect, not brk; 64 MiB of touched heap.
-    assert!(thread["mprotect_calls"].as_u64().unwrap() >= 10, "{thread:#}");
-    assert!(thread["page_faults"].as_u64().unwrap() >= 16384, "{thread:#}");
+    assert!(
+        thread["mprotect_calls"].as_u64().unwrap() >= 10,
+        "{thread:#}"
+    );
+    assert!(
+        thread["page_faults"].as_u64().unwrap() >= 16384,
+        "{thread:#}"
+    );
     assert_eq!(thread["brk_calls"], 0, "{thread:#}");
     assert!(r["memory"]["rss_peak_bytes"].as_i64().unwrap() >= 64 * MIB);
     assert!(r["memory"]["mprotect_rw_bytes"].as_i64().unwrap() >= 60 * MIB);
@@ -100,7 +106,12 @@ fn forked_grandchild_is_followed() {
     let (file, stdout) = record_cmd(dir.path(), "forker.db", &["forker"]);
     let grandchild = stdout_value(&stdout, "grandchild");
     let r = report(&file);
-    assert_eq!(r["processes"].as_array().unwrap().len(), 3, "{:#}", r["processes"]);
+    assert_eq!(
+        r["processes"].as_array().unwrap().len(),
+        3,
+        "{:#}",
+        r["processes"]
+    );
     let g = process_memory(&r, grandchild);
     assert_eq!(calls_of_size(&g, "mmap", 10 * MIB), 1, "{g:#}");
     assert!(g["page_faults"].as_u64().unwrap() >= 2560);
@@ -130,12 +141,15 @@ fn attaching_to_a_parent_covers_its_running_children() {
     let pid = family.id();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let kids = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-            .unwrap_or_default();
+        let kids =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
         if kids.split_whitespace().count() == 2 {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "children never started");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "children never started"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     let out = dir.path().join("family.db");
@@ -166,8 +180,17 @@ fn attaching_to_a_parent_covers_its_running_children() {
         .iter()
         .map(|p| p["origin"].as_str().unwrap())
         .collect();
-    assert_eq!(origins.iter().filter(|o| **o == "descendant").count(), 2, "{origins:?}");
-    assert_eq!(r["memory"]["mmap_calls"].as_u64().unwrap(), 2, "{:#}", r["memory"]);
+    assert_eq!(
+        origins.iter().filter(|o| **o == "descendant").count(),
+        2,
+        "{origins:?}"
+    );
+    assert_eq!(
+        r["memory"]["mmap_calls"].as_u64().unwrap(),
+        2,
+        "{:#}",
+        r["memory"]
+    );
 }
 
 #[test]
@@ -215,7 +238,11 @@ fn sigkill_leaves_a_readable_recording() {
     let r = report(&out);
     assert_eq!(r["complete"], false);
     // About 40 1 MiB maps in 2 s; at least those committed a second before the kill.
-    assert!(calls_of_size(&r["memory"], "mmap", MIB) >= 15, "{:#}", r["memory"]);
+    assert!(
+        calls_of_size(&r["memory"], "mmap", MIB) >= 15,
+        "{:#}",
+        r["memory"]
+    );
     assert!(r["memory"]["rss_samples"].as_u64().unwrap() >= 5);
     assert!(r["duration_s"].as_f64().unwrap() >= 1.0);
 }

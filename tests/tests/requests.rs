@@ -63,7 +63,12 @@ fn python_threading_server_exact_counts() {
     let missing = endpoint(&r, "GET", "/missing");
     assert_eq!(missing["requests"], 20);
     assert_eq!(missing["statuses"]["404"], 20);
-    assert_eq!(r["non_http"].as_object().unwrap().len(), 0, "{:#}", r["non_http"]);
+    assert_eq!(
+        r["non_http"].as_object().unwrap().len(),
+        0,
+        "{:#}",
+        r["non_http"]
+    );
     assert_eq!(r["dropped_events"], 0);
 }
 
@@ -99,14 +104,17 @@ fn hostile_bytes_are_counted_and_tracing_goes_on() {
     let port = server.port;
     let send = |bytes: &[u8]| {
         let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
         let _ = s.write_all(bytes);
         let _ = s.shutdown(std::net::Shutdown::Write);
         let mut sink = Vec::new();
         let _ = s.read_to_end(&mut sink);
     };
     // A TLS 1.2 ClientHello (record header, handshake header, version, random).
-    let mut hello = vec![0x16, 0x03, 0x01, 0x00, 0xc8, 0x01, 0x00, 0x00, 0xc4, 0x03, 0x03];
+    let mut hello = vec![
+        0x16, 0x03, 0x01, 0x00, 0xc8, 0x01, 0x00, 0x00, 0xc4, 0x03, 0x03,
+    ];
     hello.extend((0..32).map(|i| i as u8));
     send(&hello);
     // 64 KiB of random bytes (xorshift), starting with a control byte.
@@ -210,7 +218,12 @@ fn nginx(dir: &std::path::Path) -> memwatch_tests::Server {
     );
     std::fs::write(dir.join("nginx.conf"), conf).unwrap();
     std::fs::create_dir_all(dir.join("tmp")).unwrap();
-    for p in [dir.to_path_buf(), dir.join("logs"), dir.join("html"), dir.join("tmp")] {
+    for p in [
+        dir.to_path_buf(),
+        dir.join("logs"),
+        dir.join("html"),
+        dir.join("tmp"),
+    ] {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o777)).unwrap();
         let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
         // SAFETY: valid path; hand the scratch dirs to the unprivileged user.
@@ -264,7 +277,11 @@ fn nginx_under_ab_exact_counts() {
         stop(rec);
         let r = report(&out);
         let root = endpoint(&r, "GET", "/");
-        assert_eq!(root["requests"], 2000, "keepalive={keepalive}: {:#}", r["endpoints"]);
+        assert_eq!(
+            root["requests"], 2000,
+            "keepalive={keepalive}: {:#}",
+            r["endpoints"]
+        );
         assert_eq!(root["statuses"]["200"], 2000);
         assert_eq!(r["requests"], 2000);
         assert_eq!(r["dropped_events"], 0);

@@ -85,7 +85,7 @@ fn cargo() -> Command {
 
 fn build() -> anyhow::Result<()> {
     setup::ensure(false)?;
-    run(cargo().args(["build", "--release", "--workspace", "--bins"]))
+    run(cargo().args(["build", "--release", "--bins"]))
 }
 
 fn is_root() -> bool {
@@ -133,15 +133,14 @@ fn main() -> anyhow::Result<()> {
             run(cargo().args([
                 "clippy",
                 "--release",
-                "--workspace",
                 "--all-targets",
                 "--",
                 "-D",
                 "warnings",
             ]))?;
-            run(cargo().args(["build", "--release", "--workspace", "--bins"]))?;
+            run(cargo().args(["build", "--release", "--bins"]))?;
             let mut cmd = cargo();
-            cmd.args(["test", "--release", "--workspace", "--no-fail-fast", "--"]);
+            cmd.args(["test", "--release", "--no-fail-fast", "--"]);
             cmd.args(["--test-threads", "2"]);
             cmd.args(&args);
             cmd.env("MEMWATCH_BIN", root().join("target/release/memwatch"));
@@ -150,7 +149,15 @@ fn main() -> anyhow::Result<()> {
         Cmd::Bench { quick } => {
             build()?;
             let mut cmd = cargo();
-            cmd.args(["run", "--release", "-p", "memwatch-tests", "--bin", "bench", "--"]);
+            cmd.args([
+                "run",
+                "--release",
+                "-p",
+                "memwatch-tests",
+                "--bin",
+                "bench",
+                "--",
+            ]);
             if quick {
                 cmd.arg("--quick");
             }

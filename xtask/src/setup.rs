@@ -11,7 +11,12 @@ use crate::{describe, is_root};
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 /// Debian packages the eBPF build needs.
-const BUILD_PACKAGES: &[&str] = &["llvm-22-dev", "libpolly-22-dev", "libzstd-dev", "zlib1g-dev"];
+const BUILD_PACKAGES: &[&str] = &[
+    "llvm-22-dev",
+    "libpolly-22-dev",
+    "libzstd-dev",
+    "zlib1g-dev",
+];
 /// Debian packages the tests and benchmarks drive.
 const TEST_PACKAGES: &[&str] = &["nginx-light", "apache2-utils", "wrk", "bpftrace", "strace"];
 
@@ -77,8 +82,20 @@ pub fn ensure(test: bool) -> anyhow::Result<()> {
         "--installed",
     ]));
     if !installed.lines().any(|l| l.starts_with("rust-src")) {
-        crate::run(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]))?;
-        crate::run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
+        crate::run(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            "nightly",
+            "--profile",
+            "minimal",
+        ]))?;
+        crate::run(Command::new("rustup").args([
+            "component",
+            "add",
+            "rust-src",
+            "--toolchain",
+            "nightly",
+        ]))?;
     }
 
     step("LLVM 22 development libraries (bpf-linker links against them)");
@@ -108,7 +125,10 @@ pub fn ensure(test: bool) -> anyhow::Result<()> {
         .env("LLVM_SYS_221_PREFIX", LLVM_PREFIX)
         .env("LLVM_PREFIX", LLVM_PREFIX);
         crate::run(&mut cmd).with_context(|| {
-            format!("installing bpf-linker failed; the command was: {}", describe(&cmd))
+            format!(
+                "installing bpf-linker failed; the command was: {}",
+                describe(&cmd)
+            )
         })?;
     }
     if !quiet(Command::new("bpf-linker").arg("--version")) {

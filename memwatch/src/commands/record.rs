@@ -15,12 +15,7 @@ use crate::{
     cli::RecordArgs,
     correlate::{Correlator, route::Router},
     error::SetupError,
-    probe::{
-        Event, Probe, ProbeConfig,
-        event::comm_str,
-        loader::KernelCounters,
-        preflight,
-    },
+    probe::{Event, Probe, ProbeConfig, event::comm_str, loader::KernelCounters, preflight},
     recording::{
         Recording, Row, Writer,
         writer::{MemRow, ProcessRow, check_output},
@@ -404,7 +399,10 @@ async fn record(
         ("started_ns", started_ns.to_string()),
         ("clock_offset_ns", offset.to_string()),
         ("command_line", argv.join(" ")),
-        ("sample_interval_ms", args.sample_interval.as_millis().to_string()),
+        (
+            "sample_interval_ms",
+            args.sample_interval.as_millis().to_string(),
+        ),
         ("capture_bytes", config.capture_len.to_string()),
         ("follow_forks", config.follow_forks.to_string()),
         ("net", config.net.to_string()),
@@ -429,7 +427,11 @@ async fn record(
         counters: KernelCounters::default(),
     };
     for (i, &pid) in targets.iter().enumerate() {
-        let origin = if i < roots.len() { origin } else { "descendant" };
+        let origin = if i < roots.len() {
+            origin
+        } else {
+            "descendant"
+        };
         session.add_process(pid, origin);
     }
     session.probe.attach(config)?;
@@ -465,7 +467,9 @@ async fn record(
     session.write_counters(&faults);
     session.correlator.finish_all(&mut session.rows);
     let ended_ns = wall_ns();
-    session.rows.push(Row::Meta("ended_ns".into(), ended_ns.to_string()));
+    session
+        .rows
+        .push(Row::Meta("ended_ns".into(), ended_ns.to_string()));
     session.rows.push(Row::Meta(
         "stop_reason".into(),
         format!("{stop:?}").to_lowercase(),

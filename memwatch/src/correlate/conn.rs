@@ -99,6 +99,15 @@ impl ConnTrack {
     }
 }
 
+impl NonHttp {
+    /// TLS, HTTP/2 and binary traffic make the whole connection not HTTP/1.x; an oversized,
+    /// malformed or incomplete head spoils only its own request.
+    pub fn is_permanent(self) -> bool {
+        use crate::http::NonHttpKind as K;
+        matches!(self, Self::Http(K::Tls | K::Http2 | K::Binary))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,7 +147,9 @@ mod tests {
     #[test]
     fn tls_is_not_http() {
         let mut c = ConnTrack::default();
-        let hello = [0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03];
+        let hello = [
+            0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,
+        ];
         assert_eq!(
             c.push(&hello, 517, true),
             Parsed::NonHttp(NonHttp::Http(crate::http::NonHttpKind::Tls))
@@ -155,14 +166,5 @@ mod tests {
             c.push(b"GET / HTTP/1.1\r\n\r\n", 18, true),
             Parsed::Requests(_)
         ));
-    }
-}
-
-impl NonHttp {
-    /// TLS, HTTP/2 and binary traffic make the whole connection not HTTP/1.x; an oversized,
-    /// malformed or incomplete head spoils only its own request.
-    pub fn is_permanent(self) -> bool {
-        use crate::http::NonHttpKind as K;
-        matches!(self, Self::Http(K::Tls | K::Http2 | K::Binary))
     }
 }

@@ -143,12 +143,14 @@ impl Correlator {
             && let Some(id) = self.conns.get_mut(&key).and_then(|c| c.responding.take())
         {
             let writer = ev.last_write_tid;
-            if writer != 0
-                && self.threads.get(&writer).and_then(|t| t.current) == Some(id)
-            {
+            if writer != 0 && self.threads.get(&writer).and_then(|t| t.current) == Some(id) {
                 self.charge_faults(writer, ev.last_write_faults);
             }
-            let end = if ev.last_write_ns != 0 { wall(ev.last_write_ns) } else { now };
+            let end = if ev.last_write_ns != 0 {
+                wall(ev.last_write_ns)
+            } else {
+                now
+            };
             self.finish(id, end, Some(ev.last_bytes_out), out);
         }
         self.charge_faults(tid, ev.faults);

@@ -138,8 +138,7 @@ mod tests {
 
     fn bytes_of<T>(v: &T) -> Vec<u8> {
         // SAFETY: reading the bytes of a plain repr(C) value.
-        unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }
-            .to_vec()
+        unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }.to_vec()
     }
 
     #[test]
@@ -167,7 +166,10 @@ mod tests {
 
     #[test]
     fn rejects_short_and_unknown() {
-        assert_eq!(Event::decode(&[1, 2, 3]).unwrap_err(), DecodeError::Short(3));
+        assert_eq!(
+            Event::decode(&[1, 2, 3]).unwrap_err(),
+            DecodeError::Short(3)
+        );
         let h = EventHeader {
             kind: 77,
             ..EventHeader::default()

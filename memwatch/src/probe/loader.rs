@@ -25,40 +25,106 @@ struct Hook {
 }
 
 const MEM_HOOKS: &[Hook] = &[
-    Hook { program: "mmap_enter", tracepoints: &[("syscalls", "sys_enter_mmap")] },
-    Hook { program: "mmap_exit", tracepoints: &[("syscalls", "sys_exit_mmap")] },
-    Hook { program: "munmap_enter", tracepoints: &[("syscalls", "sys_enter_munmap")] },
-    Hook { program: "munmap_exit", tracepoints: &[("syscalls", "sys_exit_munmap")] },
-    Hook { program: "mremap_enter", tracepoints: &[("syscalls", "sys_enter_mremap")] },
-    Hook { program: "mremap_exit", tracepoints: &[("syscalls", "sys_exit_mremap")] },
-    Hook { program: "brk_enter", tracepoints: &[("syscalls", "sys_enter_brk")] },
-    Hook { program: "brk_exit", tracepoints: &[("syscalls", "sys_exit_brk")] },
-    Hook { program: "mprotect_enter", tracepoints: &[("syscalls", "sys_enter_mprotect")] },
-    Hook { program: "mprotect_exit", tracepoints: &[("syscalls", "sys_exit_mprotect")] },
-    Hook { program: "page_fault_user", tracepoints: &[("exceptions", "page_fault_user")] },
-    Hook { program: "task_newtask", tracepoints: &[("task", "task_newtask")] },
-    Hook { program: "sched_process_exec", tracepoints: &[("sched", "sched_process_exec")] },
-    Hook { program: "sched_process_exit", tracepoints: &[("sched", "sched_process_exit")] },
+    Hook {
+        program: "mmap_enter",
+        tracepoints: &[("syscalls", "sys_enter_mmap")],
+    },
+    Hook {
+        program: "mmap_exit",
+        tracepoints: &[("syscalls", "sys_exit_mmap")],
+    },
+    Hook {
+        program: "munmap_enter",
+        tracepoints: &[("syscalls", "sys_enter_munmap")],
+    },
+    Hook {
+        program: "munmap_exit",
+        tracepoints: &[("syscalls", "sys_exit_munmap")],
+    },
+    Hook {
+        program: "mremap_enter",
+        tracepoints: &[("syscalls", "sys_enter_mremap")],
+    },
+    Hook {
+        program: "mremap_exit",
+        tracepoints: &[("syscalls", "sys_exit_mremap")],
+    },
+    Hook {
+        program: "brk_enter",
+        tracepoints: &[("syscalls", "sys_enter_brk")],
+    },
+    Hook {
+        program: "brk_exit",
+        tracepoints: &[("syscalls", "sys_exit_brk")],
+    },
+    Hook {
+        program: "mprotect_enter",
+        tracepoints: &[("syscalls", "sys_enter_mprotect")],
+    },
+    Hook {
+        program: "mprotect_exit",
+        tracepoints: &[("syscalls", "sys_exit_mprotect")],
+    },
+    Hook {
+        program: "page_fault_user",
+        tracepoints: &[("exceptions", "page_fault_user")],
+    },
+    Hook {
+        program: "task_newtask",
+        tracepoints: &[("task", "task_newtask")],
+    },
+    Hook {
+        program: "sched_process_exec",
+        tracepoints: &[("sched", "sched_process_exec")],
+    },
+    Hook {
+        program: "sched_process_exit",
+        tracepoints: &[("sched", "sched_process_exit")],
+    },
 ];
 
 const NET_HOOKS: &[Hook] = &[
     Hook {
         program: "accept_exit_tp",
-        tracepoints: &[("syscalls", "sys_exit_accept"), ("syscalls", "sys_exit_accept4")],
+        tracepoints: &[
+            ("syscalls", "sys_exit_accept"),
+            ("syscalls", "sys_exit_accept4"),
+        ],
     },
     Hook {
         program: "read_enter",
-        tracepoints: &[("syscalls", "sys_enter_read"), ("syscalls", "sys_enter_recvfrom")],
+        tracepoints: &[
+            ("syscalls", "sys_enter_read"),
+            ("syscalls", "sys_enter_recvfrom"),
+        ],
     },
     Hook {
         program: "write_enter",
-        tracepoints: &[("syscalls", "sys_enter_write"), ("syscalls", "sys_enter_sendto")],
+        tracepoints: &[
+            ("syscalls", "sys_enter_write"),
+            ("syscalls", "sys_enter_sendto"),
+        ],
     },
-    Hook { program: "readv_enter", tracepoints: &[("syscalls", "sys_enter_readv")] },
-    Hook { program: "writev_enter", tracepoints: &[("syscalls", "sys_enter_writev")] },
-    Hook { program: "recvmsg_enter", tracepoints: &[("syscalls", "sys_enter_recvmsg")] },
-    Hook { program: "sendmsg_enter", tracepoints: &[("syscalls", "sys_enter_sendmsg")] },
-    Hook { program: "sendfile_enter", tracepoints: &[("syscalls", "sys_enter_sendfile64")] },
+    Hook {
+        program: "readv_enter",
+        tracepoints: &[("syscalls", "sys_enter_readv")],
+    },
+    Hook {
+        program: "writev_enter",
+        tracepoints: &[("syscalls", "sys_enter_writev")],
+    },
+    Hook {
+        program: "recvmsg_enter",
+        tracepoints: &[("syscalls", "sys_enter_recvmsg")],
+    },
+    Hook {
+        program: "sendmsg_enter",
+        tracepoints: &[("syscalls", "sys_enter_sendmsg")],
+    },
+    Hook {
+        program: "sendfile_enter",
+        tracepoints: &[("syscalls", "sys_enter_sendfile64")],
+    },
     Hook {
         program: "io_exit_tp",
         tracepoints: &[
@@ -73,7 +139,10 @@ const NET_HOOKS: &[Hook] = &[
             ("syscalls", "sys_exit_sendfile64"),
         ],
     },
-    Hook { program: "close_enter", tracepoints: &[("syscalls", "sys_enter_close")] },
+    Hook {
+        program: "close_enter",
+        tracepoints: &[("syscalls", "sys_enter_close")],
+    },
 ];
 
 /// What to load, decided by the command line.
@@ -103,7 +172,9 @@ impl Default for ProbeConfig {
 impl ProbeConfig {
     /// Every tracepoint this configuration attaches, for the preflight check.
     pub fn tracepoints(&self) -> Vec<(&'static str, &'static str)> {
-        self.hooks().flat_map(|h| h.tracepoints.iter().copied()).collect()
+        self.hooks()
+            .flat_map(|h| h.tracepoints.iter().copied())
+            .collect()
     }
 
     fn hooks(&self) -> impl Iterator<Item = &'static Hook> {
@@ -295,7 +366,11 @@ impl Probe {
             n += 1;
             match Event::decode(&item) {
                 Ok(ev) => sink(ev),
-                Err(e @ (DecodeError::Short(_) | DecodeError::UnknownKind(_) | DecodeError::UnknownNetOp(_))) => {
+                Err(
+                    e @ (DecodeError::Short(_)
+                    | DecodeError::UnknownKind(_)
+                    | DecodeError::UnknownNetOp(_)),
+                ) => {
                     bad += 1;
                     tracing::debug!("undecodable ring-buffer record: {e}");
                 }

@@ -134,7 +134,10 @@ mod tests {
             check_pid(std::process::id()),
             Err(SetupError::SelfTarget { .. })
         ));
-        assert!(matches!(check_pid(0), Err(SetupError::NoSuchPid { pid: 0 })));
+        assert!(matches!(
+            check_pid(0),
+            Err(SetupError::NoSuchPid { pid: 0 })
+        ));
         // PIDs are at most 2^22 on Linux.
         assert!(matches!(
             check_pid(4_194_304 + 17),

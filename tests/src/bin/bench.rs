@@ -21,7 +21,11 @@ fn rate(stdout: &str) -> f64 {
 
 /// Runs a command and returns (stdout, user+system CPU seconds of it and its children).
 fn run_timed(cmd: &mut Command) -> (String, f64) {
-    let child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("spawn");
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
     let output = child.wait_with_output().expect("wait");
     // SAFETY: getrusage on our own reaped children.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
@@ -72,8 +76,7 @@ fn main() {
             .args(["report", file.to_str().expect("utf-8"), "--format", "json"])
             .output()
             .expect("report");
-        let json: serde_json::Value =
-            serde_json::from_slice(&report.stdout).expect("report JSON");
+        let json: serde_json::Value = serde_json::from_slice(&report.stdout).expect("report JSON");
         let events = json["events"].as_f64().unwrap_or(0.0);
         drops += json["dropped_events"].as_u64().unwrap_or(0);
         // CPU of memwatch and its child together, minus what the child's own calls cost
@@ -85,22 +88,45 @@ fn main() {
         traced.push(t);
         ratios.push(if b > 0.0 { t / b } else { 0.0 });
         events_per_s.push(events / wall.max(1e-3));
-        cpu_per_event_us.push(if events > 0.0 { memwatch_cpu / events * 1e6 } else { 0.0 });
+        cpu_per_event_us.push(if events > 0.0 {
+            memwatch_cpu / events * 1e6
+        } else {
+            0.0
+        });
         let _ = std::fs::remove_file(&file);
         eprintln!("round {round}: untraced {b:.0}/s, traced {t:.0}/s, {events:.0} events");
     }
     let mut md = String::new();
-    let _ = writeln!(md, "## Allocation storm (mmap + munmap of 64 KiB in a tight loop)\n");
+    let _ = writeln!(
+        md,
+        "## Allocation storm (mmap + munmap of 64 KiB in a tight loop)\n"
+    );
     let _ = writeln!(
         md,
         "Command: `cargo xtask bench{}` ({rounds} interleaved round(s) of {secs} s; medians).\n",
         if quick { " --quick" } else { "" }
     );
     let _ = writeln!(md, "| figure | value |\n|---|---|");
-    let _ = writeln!(md, "| child syscalls/s, untraced | {:.0} |", median(base.clone()));
-    let _ = writeln!(md, "| child syscalls/s, under memwatch | {:.0} |", median(traced.clone()));
-    let _ = writeln!(md, "| ratio traced / untraced | {:.3} |", median(ratios.clone()));
-    let _ = writeln!(md, "| events/s recorded | {:.0} |", median(events_per_s.clone()));
+    let _ = writeln!(
+        md,
+        "| child syscalls/s, untraced | {:.0} |",
+        median(base.clone())
+    );
+    let _ = writeln!(
+        md,
+        "| child syscalls/s, under memwatch | {:.0} |",
+        median(traced.clone())
+    );
+    let _ = writeln!(
+        md,
+        "| ratio traced / untraced | {:.3} |",
+        median(ratios.clone())
+    );
+    let _ = writeln!(
+        md,
+        "| events/s recorded | {:.0} |",
+        median(events_per_s.clone())
+    );
     let _ = writeln!(md, "| events dropped (all rounds) | {drops} |");
     let _ = writeln!(
         md,
