@@ -70,7 +70,10 @@ fn exact() {
     // or MAP_SHARED. Neither may count as growth.
     // SAFETY: both calls are rejected by the kernel before touching memory.
     unsafe {
-        assert_eq!(libc::munmap(std::ptr::dangling_mut::<u8>().cast(), PAGE), -1);
+        assert_eq!(
+            libc::munmap(std::ptr::dangling_mut::<u8>().cast(), PAGE),
+            -1
+        );
         let p = libc::mmap(
             std::ptr::null_mut(),
             7 * MIB,

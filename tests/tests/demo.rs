@@ -1,0 +1,101 @@
+//! Issue: see the requests. The demo server's endpoints have exactly known memory effects.
+
+use std::{
+    io::{Read as _, Write as _},
+    net::TcpStream,
+    process::Command,
+    time::Duration,
+};
+
+use memwatch_tests::{MIB, Running, bin, endpoint, report, start_server, tempdir};
+
+const T: Duration = Duration::from_secs(120);
+
+/// Sends `paths` in order on one keep-alive connection, reading each whole response.
+fn keepalive_client(port: u16, paths: Vec<String>) -> Vec<u16> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut codes = Vec::new();
+    for path in paths {
+        write!(s, "GET {path} HTTP/1.1\r\nHost: demo\r\n\r\n").unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "connection closed early");
+            got.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&got);
+            if let Some(end) = text.find("\r\n\r\n") {
+                let len: usize = text[..end]
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().to_owned())
+                    })
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                if got.len() >= end + 4 + len {
+                    codes.push(text[9..12].parse().unwrap_or(0));
+                    break;
+                }
+            }
+        }
+    }
+    codes
+}
+
+#[test]
+fn demo_server_leak_churn_and_root_are_attributed() {
+    let demo = start_server(Command::new(bin("memwatch-demo")).args(["--quiet"]));
+    let dir = tempdir();
+    let out = dir.path().join("demo.db");
+    let pid = demo.pid().to_string();
+    let mut rec = Running::start(&["record", "-p", &pid, "-o", out.to_str().unwrap()]);
+    rec.wait_recording(T);
+    let port = demo.port;
+    // Four clients, each one keep-alive connection: 5 leaks, 12 or 13 roots and 2 or 3 churns.
+    let mut work: Vec<Vec<String>> = vec![Vec::new(); 4];
+    for i in 0..20 {
+        work[i % 4].push("/leak?kb=512".into());
+    }
+    for i in 0..50 {
+        work[i % 4].push("/".into());
+    }
+    for i in 0..10 {
+        work[i % 4].push("/churn?kb=1024".into());
+    }
+    let clients: Vec<_> = work
+        .into_iter()
+        .map(|paths| std::thread::spawn(move || keepalive_client(port, paths)))
+        .collect();
+    for c in clients {
+        assert!(c.join().unwrap().iter().all(|&code| code == 200));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    rec.signal(libc::SIGINT);
+    let done = rec.wait(T);
+    assert_eq!(done.code(), 0, "{}", done.stderr);
+    let r = report(&out);
+    assert_eq!(r["requests"], 80, "{:#}", r["endpoints"]);
+    let leak = endpoint(&r, "GET", "/leak");
+    assert_eq!(leak["requests"], 20);
+    let ten = 10 * MIB;
+    let near = |v: i64| (v - ten).abs() <= ten / 10;
+    assert!(near(leak["rss_bytes"].as_i64().unwrap()), "{leak:#}");
+    assert!(near(leak["vm_bytes"].as_i64().unwrap()), "{leak:#}");
+    assert_eq!(leak["approximate"], 0);
+    let root = endpoint(&r, "GET", "/");
+    assert_eq!(root["requests"], 50);
+    assert!(root["rss_bytes"].as_i64().unwrap() < 64 * 1024, "{root:#}");
+    let churn = endpoint(&r, "GET", "/churn");
+    assert_eq!(churn["requests"], 10);
+    assert!(
+        churn["vm_bytes"].as_i64().unwrap().abs() <= 64 * 1024,
+        "{churn:#}"
+    );
+    assert!(
+        churn["page_faults"].as_u64().unwrap() >= 10 * 256,
+        "{churn:#}"
+    );
+    assert_eq!(r["dropped_events"], 0);
+}
