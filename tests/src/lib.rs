@@ -298,3 +298,86 @@ pub fn endpoint<'a>(report: &'a Value, method: &str, route: &str) -> &'a Value {
         .find(|e| e["method"] == method && e["route"] == route)
         .unwrap_or_else(|| panic!("no endpoint {method} {route}: {:#}", report["endpoints"]))
 }
+
+/// nginx from the Debian package, unprivileged (uid 65534) on a free loopback port, two
+/// workers, serving a small static file, logging `combined` to `DIR/logs/access.log`.
+pub fn nginx(dir: &Path) -> Server {
+    use std::{
+        net::TcpStream,
+        os::unix::{fs::PermissionsExt as _, process::CommandExt as _},
+    };
+    let port = free_port();
+    std::fs::create_dir_all(dir.join("logs")).unwrap();
+    std::fs::create_dir_all(dir.join("html")).unwrap();
+    std::fs::write(dir.join("html/index.html"), "hello from nginx\n").unwrap();
+    let conf = format!(
+        "worker_processes 2;\npid {d}/nginx.pid;\nerror_log {d}/logs/error.log;\n\
+         events {{ worker_connections 256; }}\n\
+         http {{\n  access_log {d}/logs/access.log combined;\n\
+           client_body_temp_path {d}/tmp;\n proxy_temp_path {d}/tmp;\n fastcgi_temp_path {d}/tmp;\n\
+           uwsgi_temp_path {d}/tmp;\n scgi_temp_path {d}/tmp;\n\
+           server {{ listen 127.0.0.1:{port}; root {d}/html; location / {{ }} }}\n}}\n",
+        d = dir.display()
+    );
+    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+    std::fs::create_dir_all(dir.join("tmp")).unwrap();
+    for p in [
+        dir.to_path_buf(),
+        dir.join("logs"),
+        dir.join("html"),
+        dir.join("tmp"),
+    ] {
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+        // SAFETY: valid path; hand the scratch dirs to the unprivileged user.
+        unsafe { libc::chown(c.as_ptr(), 65534, 65534) };
+    }
+    // nginx prints nothing; the port line comes from a wrapper shell.
+    let mut cmd = Command::new("sh");
+    cmd.args([
+        "-c",
+        &format!(
+            "echo {port}; exec /usr/sbin/nginx -p {d} -c {d}/nginx.conf -g 'daemon off;'",
+            d = dir.display()
+        ),
+    ])
+    .uid(65534)
+    .gid(65534);
+    let server = start_server(&mut cmd);
+    // Ready when it answers.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server
+}
+
+/// Reads one whole HTTP/1.1 response from a keep-alive connection (head, then Content-Length
+/// bytes of body) and returns its status code.
+pub fn read_response(s: &mut std::net::TcpStream) -> u16 {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = s.read(&mut buf).expect("read response");
+        assert!(n > 0, "connection closed before a whole response");
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got);
+        if let Some(end) = text.find("\r\n\r\n") {
+            let len: usize = text[..end]
+                .lines()
+                .find_map(|l| {
+                    let l = l.to_ascii_lowercase();
+                    l.strip_prefix("content-length:")
+                        .map(|v| v.trim().to_owned())
+                })
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            if got.len() >= end + 4 + len {
+                return text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+            }
+        }
+    }
+}

@@ -1,13 +1,8 @@
 //! Issue: see the requests. The demo server's endpoints have exactly known memory effects.
 
-use std::{
-    io::{Read as _, Write as _},
-    net::TcpStream,
-    process::Command,
-    time::Duration,
-};
+use std::{io::Write as _, net::TcpStream, process::Command, time::Duration};
 
-use memwatch_tests::{MIB, Running, bin, endpoint, report, start_server, tempdir};
+use memwatch_tests::{MIB, Running, bin, endpoint, read_response, report, start_server, tempdir};
 
 const T: Duration = Duration::from_secs(120);
 
@@ -17,29 +12,7 @@ fn keepalive_client(port: u16, paths: Vec<String>) -> Vec<u16> {
     let mut codes = Vec::new();
     for path in paths {
         write!(s, "GET {path} HTTP/1.1\r\nHost: demo\r\n\r\n").unwrap();
-        let mut got = Vec::new();
-        let mut buf = [0u8; 4096];
-        loop {
-            let n = s.read(&mut buf).unwrap();
-            assert!(n > 0, "connection closed early");
-            got.extend_from_slice(&buf[..n]);
-            let text = String::from_utf8_lossy(&got);
-            if let Some(end) = text.find("\r\n\r\n") {
-                let len: usize = text[..end]
-                    .lines()
-                    .find_map(|l| {
-                        l.to_ascii_lowercase()
-                            .strip_prefix("content-length:")
-                            .map(|v| v.trim().to_owned())
-                    })
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0);
-                if got.len() >= end + 4 + len {
-                    codes.push(text[9..12].parse().unwrap_or(0));
-                    break;
-                }
-            }
-        }
+        codes.push(read_response(&mut s));
     }
     codes
 }

@@ -8,7 +8,7 @@ use std::{
 };
 
 use memwatch_tests::{
-    Running, endpoint, free_port, http_get, python_server, report, start_server, tempdir,
+    Running, endpoint, http_get, nginx, python_server, read_response, report, tempdir,
 };
 
 const T: Duration = Duration::from_secs(120);
@@ -163,26 +163,7 @@ fn attach_mid_flight_catches_open_keepalive_connections() {
         .collect();
     let get = |s: &mut TcpStream, path: &str| {
         write!(s, "GET {path} HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
-        // Read one whole response: headers, then Content-Length bytes of body.
-        let mut got = Vec::new();
-        let mut buf = [0u8; 4096];
-        loop {
-            let n = s.read(&mut buf).unwrap();
-            assert!(n > 0, "connection closed early");
-            got.extend_from_slice(&buf[..n]);
-            let text = String::from_utf8_lossy(&got);
-            if let Some(end) = text.find("\r\n\r\n") {
-                let len: usize = text[..end]
-                    .lines()
-                    .find_map(|l| l.strip_prefix("Content-Length: "))
-                    .and_then(|v| v.trim().parse().ok())
-                    .unwrap_or(0);
-                if got.len() >= end + 4 + len {
-                    break;
-                }
-            }
-        }
-        assert!(got.starts_with(b"HTTP/1.1 200"));
+        assert_eq!(read_response(s), 200);
     };
     for s in &mut conns {
         get(s, "/hello/before");
@@ -199,57 +180,6 @@ fn attach_mid_flight_catches_open_keepalive_connections() {
     let r = report(&out);
     assert_eq!(r["requests"], 6, "{:#}", r["endpoints"]);
     assert_eq!(endpoint(&r, "GET", "/hello/during")["requests"], 6);
-}
-
-fn nginx(dir: &std::path::Path) -> memwatch_tests::Server {
-    use std::os::unix::{fs::PermissionsExt as _, process::CommandExt as _};
-    let port = free_port();
-    std::fs::create_dir_all(dir.join("logs")).unwrap();
-    std::fs::create_dir_all(dir.join("html")).unwrap();
-    std::fs::write(dir.join("html/index.html"), "hello from nginx\n").unwrap();
-    let conf = format!(
-        "worker_processes 2;\npid {d}/nginx.pid;\nerror_log {d}/logs/error.log;\n\
-         events {{ worker_connections 256; }}\n\
-         http {{\n  access_log {d}/logs/access.log combined;\n\
-           client_body_temp_path {d}/tmp;\n proxy_temp_path {d}/tmp;\n fastcgi_temp_path {d}/tmp;\n\
-           uwsgi_temp_path {d}/tmp;\n scgi_temp_path {d}/tmp;\n\
-           server {{ listen 127.0.0.1:{port}; root {d}/html; location / {{ }} }}\n}}\n",
-        d = dir.display()
-    );
-    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
-    std::fs::create_dir_all(dir.join("tmp")).unwrap();
-    for p in [
-        dir.to_path_buf(),
-        dir.join("logs"),
-        dir.join("html"),
-        dir.join("tmp"),
-    ] {
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o777)).unwrap();
-        let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
-        // SAFETY: valid path; hand the scratch dirs to the unprivileged user.
-        unsafe { libc::chown(c.as_ptr(), 65534, 65534) };
-    }
-    // nginx prints nothing; the port line comes from a wrapper shell.
-    let mut cmd = Command::new("sh");
-    cmd.args([
-        "-c",
-        &format!(
-            "echo {port}; exec /usr/sbin/nginx -p {d} -c {d}/nginx.conf -g 'daemon off;'",
-            d = dir.display()
-        ),
-    ])
-    .uid(65534)
-    .gid(65534);
-    let server = start_server(&mut cmd);
-    // Ready when it answers.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while std::time::Instant::now() < deadline {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    server
 }
 
 fn ab(port: u16, keepalive: bool) {

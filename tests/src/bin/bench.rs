@@ -9,7 +9,7 @@ use std::{
     time::Instant,
 };
 
-use memwatch_tests::{bin, memwatch, tempdir};
+use memwatch_tests::{Running, bin, memwatch, nginx, tempdir};
 
 fn rate(stdout: &str) -> f64 {
     stdout
@@ -41,6 +41,81 @@ fn run_timed(cmd: &mut Command) -> (String, f64) {
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// wrk against `port` for `secs`; requests per second.
+fn wrk(port: u16, secs: f64) -> f64 {
+    let out = Command::new("wrk")
+        .args(["-t2", "-c16", &format!("-d{}s", secs.max(1.0) as u64)])
+        .arg(format!("http://127.0.0.1:{port}/"))
+        .output()
+        .expect("wrk (Debian package wrk)");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// nginx under wrk, untraced and with memwatch attached to its master, interleaved.
+fn nginx_bench(rounds: usize, secs: f64, md: &mut String) {
+    let dir = tempdir();
+    let server = nginx(dir.path());
+    let mut ratios = Vec::new();
+    let (mut base, mut traced, mut eps) = (Vec::new(), Vec::new(), Vec::new());
+    let mut drops = 0;
+    let mut requests = 0.0;
+    for round in 0..rounds {
+        let b = wrk(server.port, secs);
+        let file = dir.path().join(format!("nginx-{round}.db"));
+        let pid = server.pid().to_string();
+        let mut rec = Running::start(&["record", "-p", &pid, "-o", file.to_str().expect("utf-8")]);
+        rec.wait_recording(std::time::Duration::from_secs(60));
+        let t = wrk(server.port, secs);
+        rec.signal(libc::SIGINT);
+        let _ = rec.wait(std::time::Duration::from_secs(120));
+        let report = Command::new(memwatch())
+            .args(["report", file.to_str().expect("utf-8"), "--format", "json"])
+            .output()
+            .expect("report");
+        let json: serde_json::Value = serde_json::from_slice(&report.stdout).expect("JSON");
+        drops += json["dropped_events"].as_u64().unwrap_or(0);
+        requests = json["requests"].as_f64().unwrap_or(0.0);
+        eps.push(json["events"].as_f64().unwrap_or(0.0) / secs.max(1.0).floor());
+        let _ = std::fs::remove_file(&file);
+        eprintln!("nginx round {round}: untraced {b:.0} req/s, traced {t:.0} req/s");
+        base.push(b);
+        traced.push(t);
+        ratios.push(if b > 0.0 { t / b } else { 0.0 });
+    }
+    let _ = writeln!(
+        md,
+        "\n## nginx (2 workers, static file, wrk -t2 -c16, loopback)\n"
+    );
+    let _ = writeln!(md, "| figure | value |\n|---|---|");
+    let _ = writeln!(md, "| req/s untraced | {:.0} |", median(base));
+    let _ = writeln!(
+        md,
+        "| req/s with memwatch attached (memory + faults + sockets) | {:.0} |",
+        median(traced)
+    );
+    let _ = writeln!(
+        md,
+        "| ratio traced / untraced | {:.3} |",
+        median(ratios.clone())
+    );
+    let _ = writeln!(md, "| events/s handled (approx.) | {:.0} |", median(eps));
+    let _ = writeln!(md, "| events dropped (all rounds) | {drops} |");
+    let _ = writeln!(
+        md,
+        "| requests recorded in the last round | {requests:.0} |"
+    );
+    let _ = writeln!(
+        md,
+        "\nSpread of the ratio: {:.3} to {:.3}.",
+        ratios.iter().copied().fold(f64::INFINITY, f64::min),
+        ratios.iter().copied().fold(0.0, f64::max)
+    );
 }
 
 fn main() {
@@ -139,6 +214,7 @@ fn main() {
         ratios.iter().copied().fold(f64::INFINITY, f64::min),
         ratios.iter().copied().fold(0.0, f64::max)
     );
+    nginx_bench(rounds, if quick { 1.0 } else { secs }, &mut md);
     print!("{md}");
     if !quick {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../BENCHMARKS.md");
