@@ -62,6 +62,10 @@ pub struct ConnState {
     pub bytes_in: u64,
     /// Bytes written since the current response started.
     pub bytes_out: u64,
+    /// 1 for a connection that was open before memwatch attached and whose first syscall has
+    /// not been seen yet (see [`crate::config::MAP_LATE_CONNS`]).
+    pub late: u32,
+    pub _pad: u32,
 }
 
 /// Connection phases, stored in [`ConnState::phase`].
@@ -69,11 +73,10 @@ pub const PHASE_IDLE: u32 = 0;
 pub const PHASE_READING: u32 = 1;
 pub const PHASE_WRITING: u32 = 2;
 
-/// A boundary on a connection. Fixed size so it can be reserved in the ring buffer; only
-/// `data[..captured]` is meaningful.
+/// The fixed part of a boundary event: everything but the payload.
 #[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct NetEvent {
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NetMeta {
     pub header: EventHeader,
     /// A [`NetOp`] as `u32`.
     pub op: u32,
@@ -90,8 +93,16 @@ pub struct NetEvent {
     pub last_write_faults: u64,
     pub last_bytes_out: u64,
     pub last_write_tid: u32,
-    /// How many bytes of `data` were copied.
+    /// How many bytes of the payload were copied.
     pub captured: u32,
+}
+
+/// A boundary on a connection. Fixed size so it can be reserved in the ring buffer; only
+/// `data[..meta.captured]` is meaningful.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct NetEvent {
+    pub meta: NetMeta,
     pub data: [u8; MAX_CAPTURE],
 }
 

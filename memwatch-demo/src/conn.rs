@@ -88,30 +88,20 @@ fn serve_inner(stream: &mut TcpStream, peer: SocketAddr, shared: &Shared) -> io:
             }
             Parse::Complete(head) => head,
         };
-        if head.content_length > MAX_BODY {
-            let reply = Reply::new(413, "request body too large\n");
-            let sent = respond(stream, &reply, false, false)?;
-            finish(
-                shared,
-                peer,
-                received,
-                Some(&head.request_line),
-                Some(&head),
-                &reply,
-                sent,
-            );
-            return Ok(());
-        }
-        let total = head.len + head.content_length;
-        while buf.len() < total {
-            if read_more(stream, &mut buf)? == 0 {
-                return Ok(());
+        // A body over the limit is refused (and the connection closed) without reading it.
+        let (reply, keep_alive) = if head.content_length > MAX_BODY {
+            (Reply::new(413, "request body too large\n"), false)
+        } else {
+            let total = head.len + head.content_length;
+            while buf.len() < total {
+                if read_more(stream, &mut buf)? == 0 {
+                    return Ok(());
+                }
             }
-        }
-        buf.drain(..total);
-
-        let reply = handle(&head);
-        let sent = respond(stream, &reply, head.keep_alive, head.method == "HEAD")?;
+            buf.drain(..total);
+            (handle(&head), head.keep_alive)
+        };
+        let sent = respond(stream, &reply, keep_alive, head.method == "HEAD")?;
         finish(
             shared,
             peer,
@@ -121,7 +111,7 @@ fn serve_inner(stream: &mut TcpStream, peer: SocketAddr, shared: &Shared) -> io:
             &reply,
             sent,
         );
-        if !head.keep_alive {
+        if !keep_alive {
             return Ok(());
         }
         // A pipelined request already read started arriving now, as far as we can tell.

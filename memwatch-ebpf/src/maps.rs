@@ -52,6 +52,10 @@ pub static PENDING_MEM: HashMap<u32, MemArgs> = HashMap::with_max_entries(16384,
 #[map]
 pub static CONNS: HashMap<u64, ConnState> = HashMap::with_max_entries(65536, 0);
 
+/// Connections open before attach and not yet seen, per tgid.
+#[map]
+pub static LATE_CONNS: HashMap<u32, u64> = HashMap::with_max_entries(4096, 0);
+
 /// Socket-syscall arguments stashed at enter, keyed by tid: `fd` and the user buffer.
 #[map]
 pub static PENDING_NET: HashMap<u32, PendingNet> = HashMap::with_max_entries(16384, 0);

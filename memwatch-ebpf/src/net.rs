@@ -10,13 +10,15 @@ use aya_ebpf::{
 use memwatch_common::{
     EventKind,
     config::Counter,
-    net::{ConnState, MAX_CAPTURE, NetEvent, NetOp, PHASE_IDLE, PHASE_READING, PHASE_WRITING},
+    net::{
+        ConnState, MAX_CAPTURE, NetEvent, NetMeta, NetOp, PHASE_IDLE, PHASE_READING, PHASE_WRITING,
+    },
 };
 
 use crate::{
     emit::{count, header, reserve, submit},
     fault::thread_faults,
-    maps::{CAPTURE_LEN, CONNS, PENDING_NET, PendingNet, global},
+    maps::{CAPTURE_LEN, CONNS, LATE_CONNS, PENDING_NET, PendingNet, global},
     target::{current, is_target},
 };
 
@@ -94,35 +96,39 @@ fn send(
     if buf == 0 {
         len = 0;
     }
-    // SAFETY: `ev` points to a reserved, writable NetEvent; fields are written one by one so the
-    // 1 KiB payload is never built on the 512-byte stack.
-    unsafe {
-        (*ev).header = header(EventKind::Net, tgid, tid);
-        (*ev).op = op as u32;
-        (*ev).fd = fd;
-        (*ev).generation = conn.generation;
-        (*ev).faults = thread_faults(tid);
-        (*ev).bytes = bytes;
-        (*ev).last_write_ns = conn.last_write_ns;
-        (*ev).last_write_faults = conn.last_write_faults;
-        (*ev).last_bytes_out = conn.bytes_out;
-        (*ev).last_write_tid = conn.last_write_tid;
-        let mut copied = 0u32;
-        if len > 0 {
-            // Clamp, then mask: the verifier needs a provable bound on the length.
-            let n = (len as u32) & (MAX_CAPTURE as u32 * 2 - 1);
-            if n <= MAX_CAPTURE as u32
-                && generated::bpf_probe_read_user(
+    let mut meta = NetMeta {
+        header: header(EventKind::Net, tgid, tid),
+        op: op as u32,
+        fd,
+        generation: conn.generation,
+        faults: thread_faults(tid),
+        bytes,
+        last_write_ns: conn.last_write_ns,
+        last_write_faults: conn.last_write_faults,
+        last_bytes_out: conn.bytes_out,
+        last_write_tid: conn.last_write_tid,
+        captured: 0,
+    };
+    if len > 0 {
+        // Clamp, then mask: the verifier needs a provable bound on the length.
+        let n = (len as u32) & (MAX_CAPTURE as u32 * 2 - 1);
+        // SAFETY: `ev` points to a reserved NetEvent; the payload is written in place (it is
+        // too large for the 512-byte stack) from user memory through the helper, which fails
+        // safely.
+        if n <= MAX_CAPTURE as u32
+            && unsafe {
+                generated::bpf_probe_read_user(
                     (*ev).data.as_mut_ptr().cast(),
                     n,
                     buf as *const core::ffi::c_void,
-                ) == 0
-            {
-                copied = n;
-            }
+                )
+            } == 0
+        {
+            meta.captured = n;
         }
-        (*ev).captured = copied;
     }
+    // SAFETY: as above; the 88-byte header part is written once.
+    unsafe { (*ev).meta = meta };
     submit(entry);
 }
 
@@ -174,6 +180,7 @@ fn io_exit(ctx: &TracePointContext) {
     // SAFETY: map value pointer valid for this program run; races with another thread of the
     // same connection only blur counters, never memory safety.
     let conn = unsafe { &mut *conn };
+    seen(tgid, conn);
     let cap = global(&CAPTURE_LEN) as u64;
     let avail = if p.buf_len < ret { p.buf_len } else { ret };
     if p.dir == DIR_READ {
@@ -225,7 +232,10 @@ fn io_exit(ctx: &TracePointContext) {
 #[cfg(bpf_target_arch = "x86_64")]
 #[inline(always)]
 fn missed_enter(ctx: &TracePointContext, tgid: u32) -> Option<PendingNet> {
-    if !is_target(tgid) {
+    // Only while some connection of this process is still unseen: otherwise every file read and
+    // write of the target would pay for the register reads below.
+    // SAFETY: the value is copied out.
+    if unsafe { LATE_CONNS.get(&tgid) }.copied().unwrap_or(0) == 0 || !is_target(tgid) {
         return None;
     }
     // SAFETY: `__syscall_nr` is at offset 8 of every sys_exit record.
@@ -276,6 +286,21 @@ fn missed_enter(ctx: &TracePointContext, tgid: u32) -> Option<PendingNet> {
 #[inline(always)]
 fn missed_enter(_ctx: &TracePointContext, _tgid: u32) -> Option<PendingNet> {
     None
+}
+
+/// A connection open before attach has been seen: one fewer to wait for.
+#[inline(always)]
+fn seen(tgid: u32, conn: &mut ConnState) {
+    if conn.late == 0 {
+        return;
+    }
+    conn.late = 0;
+    if let Some(count) = LATE_CONNS.get_ptr_mut(&tgid) {
+        // SAFETY: valid map value pointer. Not atomic (the BPF target has no atomic RMW in
+        // core): two threads racing can lose a decrement, which only keeps the recovery path
+        // open longer, never loses data.
+        unsafe { *count = (*count).saturating_sub(1) };
+    }
 }
 
 #[tracepoint]
@@ -359,10 +384,11 @@ pub fn close_enter(ctx: TracePointContext) -> u32 {
     let fd = arg(&ctx, 0) as u32;
     let key = conn_key(tgid, fd);
     // SAFETY: the value is copied out before the entry is removed.
-    let Some(conn) = (unsafe { CONNS.get(&key) }).copied() else {
+    let Some(mut conn) = (unsafe { CONNS.get(&key) }).copied() else {
         return 0;
     };
     let _ = CONNS.remove(&key);
+    seen(tgid, &mut conn);
     send(NetOp::Close, tgid, tid, fd, &conn, 0, 0, 0);
     0
 }

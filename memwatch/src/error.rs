@@ -49,14 +49,31 @@ pub enum SetupError {
         #[source]
         source: std::io::Error,
     },
-    #[error("command not found: {command:?} is not an executable file and is not on PATH")]
+    #[error(
+        "command not found: {command:?} is not an executable file and is not on PATH.\n  Pass \
+         the command after `--` with its path, e.g. memwatch record -- ./server --port 8080"
+    )]
     CommandNotFound { command: String },
+    #[error("the command argument {argument:?} contains a NUL byte, which exec cannot pass")]
+    NulInArgument { argument: String },
+    #[error(
+        "could not start the command: {what} failed: {source}.\n  The system may be out of \
+         processes or file descriptors (check ulimit -u and ulimit -n)"
+    )]
+    Spawn {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
     #[error(
         "the eBPF object in this binary is empty: it was built with AYA_BUILD_SKIP=1.\n  \
          Build memwatch with `cargo xtask build` (it installs what the eBPF build needs)"
     )]
     EmptyObject,
-    #[error("loading the eBPF programs failed: {0}")]
+    #[error(
+        "loading or configuring the eBPF programs failed: {0}.\n  memwatch needs Linux >= 5.8 \
+         with BTF (/sys/kernel/btf/vmlinux); run with -vv for details"
+    )]
     Load(String),
     #[error("attaching to tracepoint {name} failed: {reason}")]
     Attach { name: String, reason: String },
@@ -70,13 +87,15 @@ impl SetupError {
             | Self::MissingTracepoint { .. }
             | Self::EmptyObject
             | Self::Load(_)
-            | Self::Attach { .. } => exit::ENVIRONMENT,
+            | Self::Attach { .. }
+            | Self::Spawn { .. } => exit::ENVIRONMENT,
             Self::NoSuchPid { .. }
             | Self::SelfTarget { .. }
             | Self::ExitedWhileAttaching { .. }
             | Self::OutputExists { .. }
             | Self::OutputNotWritable { .. }
-            | Self::CommandNotFound { .. } => exit::INPUT,
+            | Self::CommandNotFound { .. }
+            | Self::NulInArgument { .. } => exit::INPUT,
         }
     }
 }
@@ -109,7 +128,10 @@ pub enum RecordingError {
         found: i64,
         supported: i64,
     },
-    #[error("SQLite error on {path}: {source}")]
+    #[error(
+        "SQLite error on {path}: {source}.\n  Another process may hold the file locked, or its \
+         filesystem is read-only; copy it elsewhere and retry"
+    )]
     Sqlite {
         path: PathBuf,
         #[source]

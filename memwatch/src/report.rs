@@ -124,6 +124,8 @@ pub struct ThreadReport {
 pub struct Unattributed {
     pub mem_calls: u64,
     pub vm_bytes: i64,
+    /// Page faults of traced threads not charged to any request.
+    pub page_faults: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -471,6 +473,10 @@ impl Report {
             })
             .map_err(|e| rec.error(e))?;
         let (events, lost) = lost;
+        let totals = memory(rec, None)?;
+        let unattributed_faults = totals
+            .page_faults
+            .saturating_sub(count(rec, "SELECT SUM(faults) FROM requests")? as u64);
         let processes = processes(rec)?;
         let mut per_process = Vec::with_capacity(processes.len());
         for p in &processes {
@@ -507,7 +513,7 @@ impl Report {
             dropped_events: lost.dropped_events,
             lost,
             events,
-            memory: memory(rec, None)?,
+            memory: totals,
             per_process,
             threads: threads(rec)?,
             requests: count(rec, "SELECT COUNT(*) FROM requests")? as u64,
@@ -523,6 +529,7 @@ impl Report {
                     rec,
                     "SELECT SUM(vm_delta) FROM mem_events WHERE ok AND request_id IS NULL",
                 )?,
+                page_faults: unattributed_faults,
             },
             endpoints: endpoints(rec, Range::default())?,
         })
@@ -582,23 +589,23 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "mmap {} calls {} | munmap {} calls {} | mremap {} calls {:+} | brk {} calls {:+} | \
+            "mmap {} calls {} | munmap {} calls {} | mremap {} calls {} | brk {} calls {} | \
              mprotect {} calls ({} made writable)",
             m.mmap_calls,
             bytes(m.mmap_bytes as i64),
             m.munmap_calls,
             bytes(m.munmap_bytes as i64),
             m.mremap_calls,
-            bytes(m.mremap_growth_bytes),
+            signed_bytes(m.mremap_growth_bytes),
             m.brk_calls,
-            bytes(m.brk_growth_bytes),
+            signed_bytes(m.brk_growth_bytes),
             m.mprotect_calls,
             bytes(m.mprotect_rw_bytes as i64)
         );
         let _ = writeln!(
             s,
-            "net mapped {:+}, {} page faults, {} failed calls",
-            bytes(m.vm_growth_bytes),
+            "net mapped {}, {} page faults, {} failed calls",
+            signed_bytes(m.vm_growth_bytes),
             m.page_faults,
             m.failed_calls
         );
@@ -643,6 +650,15 @@ fn truncate(s: &str, n: usize) -> String {
     }
 }
 
+/// A change in bytes, always with its sign: `+2.0 MiB`, `-4.0 KiB`, `0 B`.
+pub fn signed_bytes(b: i64) -> String {
+    if b > 0 {
+        format!("+{}", bytes(b))
+    } else {
+        bytes(b)
+    }
+}
+
 /// Human-readable signed byte count.
 pub fn bytes(b: i64) -> String {
     let sign = if b < 0 { "-" } else { "" };
@@ -676,5 +692,8 @@ mod tests {
         assert_eq!(bytes(512), "512 B");
         assert_eq!(bytes(-2048), "-2.0 KiB");
         assert_eq!(bytes(40 * 1024 * 1024), "40.0 MiB");
+        assert_eq!(signed_bytes(2 * 1024 * 1024), "+2.0 MiB");
+        assert_eq!(signed_bytes(-4096), "-4.0 KiB");
+        assert_eq!(signed_bytes(0), "0 B");
     }
 }

@@ -48,8 +48,8 @@ pub fn resolve(command: &OsString) -> Result<PathBuf, SetupError> {
 }
 
 fn cstring(s: OsString) -> Result<CString, SetupError> {
-    CString::new(s.into_vec()).map_err(|e| SetupError::CommandNotFound {
-        command: format!("argument with a NUL byte: {e}"),
+    CString::new(s.into_vec()).map_err(|e| SetupError::NulInArgument {
+        argument: String::from_utf8_lossy(&e.into_vec()).into_owned(),
     })
 }
 
@@ -59,6 +59,10 @@ impl HeldChild {
         let first = argv.first().ok_or_else(|| SetupError::CommandNotFound {
             command: String::new(),
         })?;
+        let spawn_err = |what: &'static str| SetupError::Spawn {
+            what,
+            source: std::io::Error::last_os_error(),
+        };
         let path = cstring(resolve(first)?.into_os_string())?;
         let args: Vec<CString> = argv
             .iter()
@@ -81,10 +85,7 @@ impl HeldChild {
         let mut fds = [0; 2];
         // SAFETY: fds is a valid two-int array.
         if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-            return Err(SetupError::Load(format!(
-                "pipe2: {}",
-                std::io::Error::last_os_error()
-            )));
+            return Err(spawn_err("pipe2"));
         }
         // SAFETY: both fds were just created and are owned here.
         let (rx, tx) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
@@ -92,10 +93,7 @@ impl HeldChild {
         // _exit) on memory prepared before the fork, as required in a multi-threaded parent.
         let pid = unsafe { libc::fork() };
         if pid < 0 {
-            return Err(SetupError::Load(format!(
-                "fork: {}",
-                std::io::Error::last_os_error()
-            )));
+            return Err(spawn_err("fork"));
         }
         if pid == 0 {
             let mut byte = 0u8;

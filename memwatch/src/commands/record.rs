@@ -76,6 +76,8 @@ struct Session {
     /// Page faults of threads that have exited, per process.
     exited_faults: HashMap<u32, u64>,
     events: u64,
+    /// Decoded events waiting for `on_event` (reused between drains).
+    pending: Vec<Event>,
     rows: Vec<Row>,
     counters: KernelCounters,
 }
@@ -111,7 +113,8 @@ impl Session {
                 let Some(op) = MemOp::from_u32(a.op) else {
                     return;
                 };
-                let page = |n: u64| n.div_ceil(4096) * 4096;
+                let page_size = crate::correlate::PAGE as u64;
+                let page = |n: u64| n.div_ceil(page_size) * page_size;
                 let is_err = (-4095..0).contains(&m.ret);
                 let (name, ok, delta) = match op {
                     MemOp::Mmap => ("mmap", !is_err, page(a.len) as i64),
@@ -189,7 +192,7 @@ impl Session {
                     faults: p.faults,
                     exited_ns: Some(ts_ns),
                 });
-                self.correlator.thread_exit(tid, &mut self.rows);
+                self.correlator.thread_exit(tid);
                 if p.group_dead != 0 {
                     self.rows.push(Row::ProcessExit {
                         pid,
@@ -207,11 +210,14 @@ impl Session {
     }
 
     fn drain(&mut self) {
-        let mut events = Vec::new();
+        // The probe and the handlers both need `self`: collect first, into a buffer whose
+        // capacity is kept between drains.
+        let mut events = std::mem::take(&mut self.pending);
         self.probe.drain(|e| events.push(e));
-        for e in events {
+        for e in events.drain(..) {
             self.on_event(e);
         }
+        self.pending = events;
         self.flush();
     }
 
@@ -386,9 +392,7 @@ async fn record(
         }
         probe.add_target(pid)?;
         if config.net {
-            for fd in procfs::server_connections(pid) {
-                probe.add_connection(pid, fd, generation)?;
-            }
+            probe.add_connections(pid, &procfs::server_connections(pid), generation)?;
         }
     }
     let offset = wall_ns() - monotonic_ns() as i64;
@@ -423,6 +427,7 @@ async fn record(
         brk: HashMap::new(),
         exited_faults: HashMap::new(),
         events: 0,
+        pending: Vec::new(),
         rows: Vec::new(),
         counters: KernelCounters::default(),
     };
@@ -436,7 +441,10 @@ async fn record(
     }
     session.probe.attach(config)?;
     if let Some(child) = held {
-        child.release()?;
+        child.release().map_err(|source| SetupError::Spawn {
+            what: "releasing the held command",
+            source,
+        })?;
     } else {
         for &pid in &roots {
             if procfs::memory(pid).is_none_or(|(rss, vm)| rss == 0 && vm == 0) {

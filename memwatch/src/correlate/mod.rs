@@ -49,7 +49,8 @@ struct InFlight {
     key: ConnKey,
     /// Memory rows charged so far, held until the end is known.
     mem: Vec<MemRow>,
-    responded: bool,
+    /// Threads whose `current` was set to this request, to clear at its end.
+    serving: Vec<u32>,
 }
 
 #[derive(Debug, Default)]
@@ -70,8 +71,6 @@ pub struct Correlator {
     threads: HashMap<u32, ThreadState>,
     conns: HashMap<ConnKey, ConnTrack>,
     completed: u64,
-    /// Page faults on traced threads outside any request.
-    pub unattributed_faults: u64,
 }
 
 impl Correlator {
@@ -84,7 +83,6 @@ impl Correlator {
             threads: HashMap::new(),
             conns: HashMap::new(),
             completed: 0,
-            unattributed_faults: 0,
         }
     }
 
@@ -118,9 +116,20 @@ impl Correlator {
         let t = self.threads.entry(tid).or_default();
         let delta = now_faults.saturating_sub(t.faults_seen);
         t.faults_seen = now_faults;
-        match t.current.and_then(|id| self.inflight.get_mut(&id)) {
-            Some(req) => req.row.faults += delta,
-            None => self.unattributed_faults += delta,
+        // Faults outside any request are not kept here: the report derives them as the
+        // process total minus what requests were charged.
+        if let Some(req) = t.current.and_then(|id| self.inflight.get_mut(&id)) {
+            req.row.faults += delta;
+        }
+    }
+
+    /// Makes `tid` work for request `id` from now on.
+    fn set_current(&mut self, tid: u32, id: ReqId) {
+        self.threads.entry(tid).or_default().current = Some(id);
+        if let Some(r) = self.inflight.get_mut(&id)
+            && !r.serving.contains(&tid)
+        {
+            r.serving.push(tid);
         }
     }
 
@@ -132,28 +141,29 @@ impl Correlator {
 
     /// A socket boundary event. `offset` turns monotonic into wall-clock ns.
     pub fn net(&mut self, ev: &NetRecord, offset: i64, out: &mut Vec<Row>) {
-        let tid = ev.header.tid;
-        let pid = ev.header.tgid;
-        let key = (pid, ev.fd, ev.generation);
+        let m = &ev.meta;
+        let tid = m.header.tid;
+        let pid = m.header.tgid;
+        let key = (pid, m.fd, m.generation);
         let wall = |mono: u64| mono as i64 + offset;
-        let now = wall(ev.header.ts_ns);
+        let now = wall(m.header.ts_ns);
 
         // The previous response on this connection is complete: its last write is known.
         if matches!(ev.op, NetOp::ReadStart | NetOp::Close)
             && let Some(id) = self.conns.get_mut(&key).and_then(|c| c.responding.take())
         {
-            let writer = ev.last_write_tid;
+            let writer = m.last_write_tid;
             if writer != 0 && self.threads.get(&writer).and_then(|t| t.current) == Some(id) {
-                self.charge_faults(writer, ev.last_write_faults);
+                self.charge_faults(writer, m.last_write_faults);
             }
-            let end = if ev.last_write_ns != 0 {
-                wall(ev.last_write_ns)
+            let end = if m.last_write_ns != 0 {
+                wall(m.last_write_ns)
             } else {
                 now
             };
-            self.finish(id, end, Some(ev.last_bytes_out), out);
+            self.finish(id, end, Some(m.last_bytes_out), out);
         }
-        self.charge_faults(tid, ev.faults);
+        self.charge_faults(tid, m.faults);
 
         match ev.op {
             NetOp::Accept => {
@@ -170,12 +180,12 @@ impl Correlator {
                     out.push(Row::NonHttp {
                         ts_ns: now,
                         pid,
-                        conn: format!("{}:{}", ev.fd, ev.generation),
+                        conn: ev.conn_label(),
                         kind: kind.name(),
                         bytes: 0,
                     });
                 }
-                let parsed = conn.push(&ev.data, ev.bytes, ev.op == NetOp::ReadStart);
+                let parsed = conn.push(&ev.data, m.bytes, ev.op == NetOp::ReadStart);
                 match parsed {
                     Parsed::Requests(heads) => {
                         let pipelined = heads.len() > 1;
@@ -195,14 +205,14 @@ impl Correlator {
                                 id,
                                 pid,
                                 tid,
-                                conn: format!("{}:{}", ev.fd, ev.generation),
+                                conn: ev.conn_label(),
                                 method: head.method,
                                 target,
                                 route,
                                 host: head.host,
                                 start_ns: now,
                                 end_ns: now,
-                                bytes_in: ev.bytes,
+                                bytes_in: m.bytes,
                                 exact: !pipelined,
                                 ..RequestRow::default()
                             };
@@ -212,7 +222,7 @@ impl Correlator {
                                     row,
                                     key,
                                     mem: Vec::new(),
-                                    responded: false,
+                                    serving: Vec::new(),
                                 },
                             );
                             if let Some(c) = self.conns.get_mut(&key) {
@@ -229,14 +239,14 @@ impl Correlator {
                                 self.mark_approximate(prev);
                                 self.mark_approximate(id);
                             }
-                            self.threads.entry(tid).or_default().current = Some(id);
+                            self.set_current(tid, id);
                         }
                     }
                     Parsed::More => {
                         if let Some(id) = conn.awaiting.back().copied()
                             && let Some(r) = self.inflight.get_mut(&id)
                         {
-                            r.row.bytes_in += ev.bytes;
+                            r.row.bytes_in += m.bytes;
                         }
                     }
                     Parsed::NonHttp(kind) => {
@@ -246,9 +256,9 @@ impl Correlator {
                         out.push(Row::NonHttp {
                             ts_ns: now,
                             pid,
-                            conn: format!("{}:{}", ev.fd, ev.generation),
+                            conn: ev.conn_label(),
                             kind: kind.name(),
-                            bytes: ev.bytes,
+                            bytes: m.bytes,
                         });
                     }
                 }
@@ -269,14 +279,13 @@ impl Correlator {
                     self.finish(prev, now, None, out);
                 }
                 if let Some(r) = self.inflight.get_mut(&id) {
-                    r.responded = true;
                     r.row.first_byte_ns = Some(now);
                     r.row.status = crate::http::parse_status(&ev.data).map(|s| s.code);
                     if r.row.tid != tid {
                         r.row.exact = false;
                     }
                 }
-                self.threads.entry(tid).or_default().current = Some(id);
+                self.set_current(tid, id);
             }
             NetOp::Close => {
                 if let Some(mut conn) = self.conns.remove(&key) {
@@ -286,7 +295,7 @@ impl Correlator {
                         out.push(Row::NonHttp {
                             ts_ns: now,
                             pid,
-                            conn: format!("{}:{}", ev.fd, ev.generation),
+                            conn: ev.conn_label(),
                             kind: kind.name(),
                             bytes: 0,
                         });
@@ -304,8 +313,10 @@ impl Correlator {
         let Some(mut req) = self.inflight.remove(&id) else {
             return;
         };
-        for t in self.threads.values_mut() {
-            if t.current == Some(id) {
+        for tid in &req.serving {
+            if let Some(t) = self.threads.get_mut(tid)
+                && t.current == Some(id)
+            {
                 t.current = None;
             }
         }
@@ -334,7 +345,7 @@ impl Correlator {
     }
 
     /// A traced thread exited.
-    pub fn thread_exit(&mut self, tid: u32, _out: &mut [Row]) {
+    pub fn thread_exit(&mut self, tid: u32) {
         self.threads.remove(&tid);
     }
 

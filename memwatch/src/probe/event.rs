@@ -3,7 +3,7 @@
 use memwatch_common::{
     EventHeader, EventKind,
     mem::MemEvent,
-    net::{NetEvent, NetOp},
+    net::{NetEvent, NetMeta, NetOp},
     proc::ProcEvent,
 };
 
@@ -20,34 +20,29 @@ pub enum Event {
 /// A [`NetEvent`] with its payload cut to what was captured.
 #[derive(Clone)]
 pub struct NetRecord {
-    pub header: EventHeader,
+    pub meta: NetMeta,
+    /// `meta.op`, decoded.
     pub op: NetOp,
-    pub fd: u32,
-    pub generation: u64,
-    pub faults: u64,
-    pub bytes: u64,
-    pub last_write_ns: u64,
-    pub last_write_faults: u64,
-    pub last_bytes_out: u64,
-    pub last_write_tid: u32,
     pub data: Vec<u8>,
+}
+
+impl NetRecord {
+    /// The connection's name in the recording: `fd:generation`.
+    pub fn conn_label(&self) -> String {
+        format!("{}:{}", self.meta.fd, self.meta.generation)
+    }
 }
 
 impl std::fmt::Debug for NetRecord {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NetRecord")
             .field("op", &self.op)
-            .field("tgid", &self.header.tgid)
-            .field("tid", &self.header.tid)
-            .field("fd", &self.fd)
-            .field("generation", &self.generation)
-            .field("bytes", &self.bytes)
-            .field("faults", &self.faults)
+            .field("meta", &self.meta)
             .field(
                 "data",
                 &String::from_utf8_lossy(&self.data[..self.data.len().min(64)]),
             )
-            .finish_non_exhaustive()
+            .finish()
     }
 }
 
@@ -75,7 +70,7 @@ impl Event {
         match self {
             Self::Mem(e) => &e.header,
             Self::Fork(e) | Self::Exit(e) | Self::Exec(e) => &e.header,
-            Self::Net(e) => &e.header,
+            Self::Net(e) => &e.meta.header,
         }
     }
 
@@ -89,34 +84,12 @@ impl Event {
             EventKind::Exit => Self::Exit(read(bytes)?),
             EventKind::Exec => Self::Exec(read(bytes)?),
             EventKind::Net => {
-                let ev: NetEvent = read(bytes)?;
-                let NetEvent {
-                    header,
-                    op,
-                    fd,
-                    generation,
-                    faults,
-                    bytes,
-                    last_write_ns,
-                    last_write_faults,
-                    last_bytes_out,
-                    last_write_tid,
-                    captured,
-                    data,
-                } = ev;
-                let op = NetOp::from_u32(op).ok_or(DecodeError::UnknownNetOp(op))?;
-                let n = (captured as usize).min(data.len());
+                let NetEvent { meta, data } = read(bytes)?;
+                let op = NetOp::from_u32(meta.op).ok_or(DecodeError::UnknownNetOp(meta.op))?;
+                let n = (meta.captured as usize).min(data.len());
                 Self::Net(NetRecord {
-                    header,
+                    meta,
                     op,
-                    fd,
-                    generation,
-                    faults,
-                    bytes,
-                    last_write_ns,
-                    last_write_faults,
-                    last_bytes_out,
-                    last_write_tid,
                     data: data[..n].to_vec(),
                 })
             }

@@ -15,7 +15,7 @@ use memwatch_common::{
 };
 use tokio::io::unix::AsyncFd;
 
-use super::event::{DecodeError, Event};
+use super::event::Event;
 use crate::error::SetupError;
 
 /// One program and the tracepoints (category, name) it attaches to.
@@ -296,21 +296,37 @@ impl Probe {
         self.targets()?.insert(pid, 1, 0).map_err(load_err)
     }
 
-    /// Registers a connection that was open before memwatch attached, so its traffic is seen.
-    pub fn add_connection(&mut self, pid: u32, fd: u32, generation: u64) -> Result<(), SetupError> {
-        let mut conns: HashMap<&mut MapData, u64, ConnState> = HashMap::try_from(
-            self.ebpf
-                .map_mut(config::MAP_CONNS)
-                .ok_or_else(|| load_err("map CONNS missing"))?,
-        )
-        .map_err(load_err)?;
-        let state = ConnState {
-            generation,
-            ..ConnState::default()
-        };
-        conns
-            .insert((u64::from(pid) << 32) | u64::from(fd), state, 0)
-            .map_err(load_err)
+    /// Registers connections that were open before memwatch attached, so their traffic is seen
+    /// (including a read their thread was already blocked in).
+    pub fn add_connections(
+        &mut self,
+        pid: u32,
+        fds: &[u32],
+        generation: u64,
+    ) -> Result<(), SetupError> {
+        if fds.is_empty() {
+            return Ok(());
+        }
+        let [conns, late] = self
+            .ebpf
+            .maps_disjoint_mut([config::MAP_CONNS, config::MAP_LATE_CONNS]);
+        let mut conns: HashMap<&mut MapData, u64, ConnState> =
+            HashMap::try_from(conns.ok_or_else(|| load_err("map CONNS missing"))?)
+                .map_err(load_err)?;
+        let mut late: HashMap<&mut MapData, u32, u64> =
+            HashMap::try_from(late.ok_or_else(|| load_err("map LATE_CONNS missing"))?)
+                .map_err(load_err)?;
+        for &fd in fds {
+            let state = ConnState {
+                generation,
+                late: 1,
+                ..ConnState::default()
+            };
+            conns
+                .insert((u64::from(pid) << 32) | u64::from(fd), state, 0)
+                .map_err(load_err)?;
+        }
+        late.insert(pid, fds.len() as u64, 0).map_err(load_err)
     }
 
     /// Page faults per live traced thread: `(tid, tgid, faults)`.
@@ -366,11 +382,7 @@ impl Probe {
             n += 1;
             match Event::decode(&item) {
                 Ok(ev) => sink(ev),
-                Err(
-                    e @ (DecodeError::Short(_)
-                    | DecodeError::UnknownKind(_)
-                    | DecodeError::UnknownNetOp(_)),
-                ) => {
+                Err(e) => {
                     bad += 1;
                     tracing::debug!("undecodable ring-buffer record: {e}");
                 }

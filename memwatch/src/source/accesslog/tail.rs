@@ -373,6 +373,16 @@ mod tests {
         }
     }
 
+    /// copytruncate's second half: empty the file in place.
+    fn truncate(path: &Path) {
+        File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+    }
+
     fn append(path: &Path, text: &str) {
         let mut f = fs::OpenOptions::new()
             .create(true)
@@ -513,12 +523,7 @@ mod tests {
         assert!(t.poll().unwrap().is_empty());
         append(&path, "line 1\nline 2\nline 3\n");
         assert_eq!(t.poll().unwrap().len(), 3);
-        File::options()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_len(0)
-            .unwrap();
+        truncate(&path);
         append(&path, "x\n");
         assert_eq!(strings(t.poll().unwrap()), ["x"]);
     }
@@ -532,12 +537,7 @@ mod tests {
         assert!(t.poll().unwrap().is_empty());
         append(&path, "line 1\nline 2\n");
         assert_eq!(t.poll().unwrap().len(), 2);
-        File::options()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_len(0)
-            .unwrap();
+        truncate(&path);
         // Longer than before by the next poll: only the changed bytes tell.
         append(&path, "new 1\nnew 2\nnew 3\n");
         assert_eq!(strings(t.poll().unwrap()), ["new 1", "new 2", "new 3"]);
