@@ -24,19 +24,13 @@ pub const MAP_COUNTERS: &str = "COUNTERS";
 /// `HashMap<u64 (tgid << 32 | fd), ConnState>`: server-side connections.
 pub const MAP_CONNS: &str = "CONNS";
 
-/// `HashMap<u32 tgid, u64 count>`: connections of a target that were open before memwatch
-/// attached and have not been seen yet. While non-zero, a read or write whose enter was missed
-/// (the thread was already blocked in it at attach) is recovered from the saved user registers;
-/// at zero that costlier path is skipped.
-pub const MAP_LATE_CONNS: &str = "LATE_CONNS";
-
 /// Indexes into [`MAP_COUNTERS`].
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Counter {
     /// Ring-buffer reservations that failed: events lost.
     RingbufDrops = 0,
-    /// A syscall exit with no stashed enter (memwatch attached between the two): not paired.
+    /// A memory-syscall exit with no stashed enter (memwatch attached between the two).
     UnpairedExits = 1,
     /// A new connection or process could not be inserted because a map was full.
     MapFull = 2,

@@ -10,6 +10,9 @@ use crate::event::EventHeader;
 pub const MAX_CAPTURE: usize = 1024;
 /// Default prefix length: a request line plus `Host` in the common case.
 pub const DEFAULT_CAPTURE: u32 = 512;
+/// Payload room of the small events used for responses (the status line is all user space
+/// reads from them), accepts and closes: most events, at a fraction of the ring-buffer space.
+pub const SMALL_CAPTURE: usize = 64;
 
 /// What a [`NetEvent`] reports.
 #[repr(u32)]
@@ -62,10 +65,6 @@ pub struct ConnState {
     pub bytes_in: u64,
     /// Bytes written since the current response started.
     pub bytes_out: u64,
-    /// 1 for a connection that was open before memwatch attached and whose first syscall has
-    /// not been seen yet (see [`crate::config::MAP_LATE_CONNS`]).
-    pub late: u32,
-    pub _pad: u32,
 }
 
 /// Connection phases, stored in [`ConnState::phase`].
@@ -97,14 +96,20 @@ pub struct NetMeta {
     pub captured: u32,
 }
 
-/// A boundary on a connection. Fixed size so it can be reserved in the ring buffer; only
-/// `data[..meta.captured]` is meaningful.
+/// A boundary on a connection with room for `N` bytes of payload. Fixed size so it can be
+/// reserved in the ring buffer; only `data[..meta.captured]` is meaningful, and user space takes
+/// the payload room from the record's length.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
-pub struct NetEvent {
+pub struct NetEventOf<const N: usize> {
     pub meta: NetMeta,
-    pub data: [u8; MAX_CAPTURE],
+    pub data: [u8; N],
 }
+
+/// Requests: room for the configured capture.
+pub type NetEvent = NetEventOf<MAX_CAPTURE>;
+/// Responses, accepts and closes.
+pub type NetEventSmall = NetEventOf<SMALL_CAPTURE>;
 
 #[cfg(feature = "user")]
 mod user {

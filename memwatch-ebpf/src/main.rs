@@ -2,6 +2,7 @@
 #![no_std]
 #![no_main]
 
+mod ctx;
 mod emit;
 mod fault;
 mod maps;

@@ -4,12 +4,7 @@ use aya_ebpf::{
     macros::map,
     maps::{HashMap, PerCpuArray, RingBuf},
 };
-use memwatch_common::{
-    config::COUNTER_SLOTS,
-    mem::MemArgs,
-    net::{ConnState, NetEvent},
-    proc::ThreadFaults,
-};
+use memwatch_common::{config::COUNTER_SLOTS, mem::MemArgs, net::ConnState, proc::ThreadFaults};
 
 // Load-time globals (set by user space before verification; names in memwatch_common::config).
 #[unsafe(no_mangle)]
@@ -51,29 +46,3 @@ pub static PENDING_MEM: HashMap<u32, MemArgs> = HashMap::with_max_entries(16384,
 /// Server-side connections, keyed by `(tgid << 32) | fd`.
 #[map]
 pub static CONNS: HashMap<u64, ConnState> = HashMap::with_max_entries(65536, 0);
-
-/// Connections open before attach and not yet seen, per tgid.
-#[map]
-pub static LATE_CONNS: HashMap<u32, u64> = HashMap::with_max_entries(4096, 0);
-
-/// Socket-syscall arguments stashed at enter, keyed by tid: `fd` and the user buffer.
-#[map]
-pub static PENDING_NET: HashMap<u32, PendingNet> = HashMap::with_max_entries(16384, 0);
-
-/// Scratch space for building a [`NetEvent`] off the 512-byte stack, one per CPU.
-#[map]
-pub static NET_SCRATCH: PerCpuArray<NetEvent> = PerCpuArray::with_max_entries(1, 0);
-
-/// What a socket syscall's enter leaves for its exit.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct PendingNet {
-    /// 1 = read-like, 2 = write-like without a buffer (sendfile), 3 = write-like.
-    pub dir: u32,
-    pub fd: u32,
-    /// Address of the first user buffer (already resolved through the iovec for readv/writev
-    /// and recvmsg/sendmsg), or 0.
-    pub buf: u64,
-    /// Length of that buffer.
-    pub buf_len: u64,
-}

@@ -12,16 +12,11 @@ use memwatch_common::{
 };
 
 use crate::{
+    ctx::{syscall_arg, syscall_ret},
     emit::{count, header, reserve, submit},
     maps::PENDING_MEM,
     target::{current, is_target},
 };
-
-#[inline(always)]
-fn arg(ctx: &TracePointContext, n: usize) -> u64 {
-    // SAFETY: syscall tracepoint records have at least six 8-byte argument slots at 16.
-    unsafe { ctx.read_at::<u64>(16 + 8 * n) }.unwrap_or(0)
-}
 
 #[inline(always)]
 fn stash(args: MemArgs) {
@@ -49,8 +44,7 @@ fn finish(ctx: &TracePointContext, op: MemOp) {
         count(Counter::UnpairedExits);
         return;
     }
-    // SAFETY: `ret` is at offset 16 of every sys_exit record.
-    let ret = unsafe { ctx.read_at::<i64>(16) }.unwrap_or(0);
+    let ret = syscall_ret(ctx);
     let Some(mut entry) = reserve::<MemEvent>() else {
         return;
     };
@@ -66,11 +60,11 @@ fn finish(ctx: &TracePointContext, op: MemOp) {
 pub fn mmap_enter(ctx: TracePointContext) -> u32 {
     stash(MemArgs {
         op: MemOp::Mmap as u32,
-        addr: arg(&ctx, 0),
-        len: arg(&ctx, 1),
-        prot: arg(&ctx, 2) as u32,
-        flags: arg(&ctx, 3),
-        fd: arg(&ctx, 4) as i32 as i64,
+        addr: syscall_arg(&ctx, 0),
+        len: syscall_arg(&ctx, 1),
+        prot: syscall_arg(&ctx, 2) as u32,
+        flags: syscall_arg(&ctx, 3),
+        fd: syscall_arg(&ctx, 4) as i32 as i64,
         new_len: 0,
     });
     0
@@ -86,8 +80,8 @@ pub fn mmap_exit(ctx: TracePointContext) -> u32 {
 pub fn munmap_enter(ctx: TracePointContext) -> u32 {
     stash(MemArgs {
         op: MemOp::Munmap as u32,
-        addr: arg(&ctx, 0),
-        len: arg(&ctx, 1),
+        addr: syscall_arg(&ctx, 0),
+        len: syscall_arg(&ctx, 1),
         ..MemArgs::default()
     });
     0
@@ -103,10 +97,10 @@ pub fn munmap_exit(ctx: TracePointContext) -> u32 {
 pub fn mremap_enter(ctx: TracePointContext) -> u32 {
     stash(MemArgs {
         op: MemOp::Mremap as u32,
-        addr: arg(&ctx, 0),
-        len: arg(&ctx, 1),
-        new_len: arg(&ctx, 2),
-        flags: arg(&ctx, 3),
+        addr: syscall_arg(&ctx, 0),
+        len: syscall_arg(&ctx, 1),
+        new_len: syscall_arg(&ctx, 2),
+        flags: syscall_arg(&ctx, 3),
         ..MemArgs::default()
     });
     0
@@ -122,7 +116,7 @@ pub fn mremap_exit(ctx: TracePointContext) -> u32 {
 pub fn brk_enter(ctx: TracePointContext) -> u32 {
     stash(MemArgs {
         op: MemOp::Brk as u32,
-        addr: arg(&ctx, 0),
+        addr: syscall_arg(&ctx, 0),
         ..MemArgs::default()
     });
     0
@@ -138,9 +132,9 @@ pub fn brk_exit(ctx: TracePointContext) -> u32 {
 pub fn mprotect_enter(ctx: TracePointContext) -> u32 {
     stash(MemArgs {
         op: MemOp::Mprotect as u32,
-        addr: arg(&ctx, 0),
-        len: arg(&ctx, 1),
-        prot: arg(&ctx, 2) as u32,
+        addr: syscall_arg(&ctx, 0),
+        len: syscall_arg(&ctx, 1),
+        prot: syscall_arg(&ctx, 2) as u32,
         ..MemArgs::default()
     });
     0

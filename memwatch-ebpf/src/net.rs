@@ -1,35 +1,48 @@
 //! Server-side connections: accept creates state, reads and writes move it between phases, close
 //! ends it. Only request boundaries are sent (see `memwatch_common::net::NetOp`); payload is
 //! copied only from sockets memwatch tracks, never from files or pipes.
+//!
+//! Reads and writes are seen at `sock:sock_recv_length` and `sock:sock_send_length` (raw
+//! tracepoints), which fire only for socket transfers, after the data has been copied. The
+//! syscall's fd and user buffer are read from the task's saved user registers. Compared with
+//! enter/exit hooks on nine syscalls, this costs one cheap hook per transfer, nothing for file
+//! I/O, no per-thread stash, and it also sees a read the thread was already blocked in when
+//! memwatch attached.
 
 use aya_ebpf::{
     helpers::{bpf_ktime_get_ns, bpf_probe_read_user, generated},
-    macros::tracepoint,
-    programs::TracePointContext,
+    macros::{raw_tracepoint, tracepoint},
+    programs::{RawTracePointContext, TracePointContext},
 };
 use memwatch_common::{
     EventKind,
     config::Counter,
     net::{
-        ConnState, MAX_CAPTURE, NetEvent, NetMeta, NetOp, PHASE_IDLE, PHASE_READING, PHASE_WRITING,
+        ConnState, MAX_CAPTURE, NetEventOf, NetMeta, NetOp, PHASE_IDLE, PHASE_READING,
+        PHASE_WRITING, SMALL_CAPTURE,
     },
 };
 
 use crate::{
+    ctx::{syscall_arg, syscall_ret},
     emit::{count, header, reserve, submit},
     fault::thread_faults,
-    maps::{CAPTURE_LEN, CONNS, LATE_CONNS, PENDING_NET, PendingNet, global},
+    maps::{CAPTURE_LEN, CONNS, global},
     target::{current, is_target},
 };
 
-const DIR_READ: u32 = 1;
-const DIR_WRITE_NOBUF: u32 = 2;
-const DIR_WRITE: u32 = 3;
+/// `recv` flag that leaves the data in the socket: not a transfer.
+const MSG_PEEK: u64 = 2;
 
-#[inline(always)]
-fn arg(ctx: &TracePointContext, n: usize) -> u64 {
-    // SAFETY: syscall tracepoint records have at least six 8-byte argument slots at 16.
-    unsafe { ctx.read_at::<u64>(16 + 8 * n) }.unwrap_or(0)
+/// A socket transfer, described by the syscall that made it.
+#[derive(Clone, Copy)]
+struct Io {
+    read: bool,
+    fd: u32,
+    /// First user buffer (resolved through the iovec for readv/writev and recvmsg/sendmsg), or
+    /// 0 when there is none to capture (sendfile).
+    buf: u64,
+    buf_len: u64,
 }
 
 #[inline(always)]
@@ -50,31 +63,75 @@ fn first_iov(iov: u64) -> (u64, u64) {
     (base, len)
 }
 
-/// Stashes a socket syscall's fd and buffer when the fd is a tracked connection of a target.
+/// recvmsg(fd, msg, flags) and sendmsg: `msg_iov` is at offset 16 of `struct user_msghdr`.
 #[inline(always)]
-fn stash(dir: u32, fd: u64, buf: u64, buf_len: u64) {
-    let (tgid, tid) = current();
-    if !is_target(tgid) {
-        return;
+fn msg_iov(msg: u64) -> (u64, u64) {
+    if msg == 0 {
+        return (0, 0);
     }
-    let fd = fd as u32;
-    // SAFETY: presence test only.
-    if unsafe { CONNS.get(&conn_key(tgid, fd)) }.is_none() {
-        return;
+    // SAFETY: reading user memory through the helper, which fails safely.
+    let iov = unsafe { bpf_probe_read_user((msg + 16) as *const u64) }.unwrap_or(0);
+    first_iov(iov)
+}
+
+/// The syscall behind the current socket transfer, from the saved user registers.
+#[cfg(bpf_target_arch = "x86_64")]
+#[inline(always)]
+fn syscall_io() -> Option<Io> {
+    // SAFETY: helpers with no preconditions; the pt_regs pointer is only read through
+    // bpf_probe_read_kernel, which fails safely.
+    let regs = unsafe { generated::bpf_task_pt_regs(generated::bpf_get_current_task_btf()) };
+    if regs == 0 {
+        return None;
     }
-    let pending = PendingNet {
-        dir,
+    // struct pt_regs on x86-64: dx (12), si (13), di (14), orig_ax (15) = the syscall number;
+    // the four are adjacent, so one helper call reads them all.
+    let mut r = [0u64; 4];
+    // SAFETY: reading 32 bytes of the saved registers into a local.
+    let rc = unsafe {
+        generated::bpf_probe_read_kernel(
+            r.as_mut_ptr().cast(),
+            32,
+            (regs as u64 + 12 * 8) as *const core::ffi::c_void,
+        )
+    };
+    if rc != 0 {
+        return None;
+    }
+    let [dx, si, di, nr] = r;
+    let fd = di as u32;
+    let (read, (buf, buf_len)) = match nr {
+        0 | 45 => (true, (si, dx)),   // read, recvfrom
+        19 => (true, first_iov(si)),  // readv
+        47 => (true, msg_iov(si)),    // recvmsg
+        1 | 44 => (false, (si, dx)),  // write, sendto
+        20 => (false, first_iov(si)), // writev
+        46 => (false, msg_iov(si)),   // sendmsg
+        40 => (false, (0, 0)),        // sendfile: the data is a file's
+        _ => return None,             // io_uring, recvmmsg, splice...: not captured
+    };
+    Some(Io {
+        read,
         fd,
         buf,
         buf_len,
-    };
-    if PENDING_NET.insert(&tid, &pending, 0).is_err() {
-        count(Counter::MapFull);
-    }
+    })
 }
 
-/// Sends one boundary event, copying up to `want` bytes from `buf`.
+/// Other architectures keep their syscall arguments elsewhere; HTTP capture is x86-64 only.
+#[cfg(not(bpf_target_arch = "x86_64"))]
 #[inline(always)]
+fn syscall_io() -> Option<Io> {
+    None
+}
+
+/// Sends one boundary event, copying up to `want` bytes from `buf`, in the smallest event that
+/// holds them.
+#[inline(always)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "flat arguments keep the verifier's job simple"
+)]
 fn send(
     op: NetOp,
     tgid: u32,
@@ -85,18 +142,8 @@ fn send(
     buf: u64,
     want: u64,
 ) {
-    let Some(mut entry) = reserve::<NetEvent>() else {
-        return;
-    };
-    let ev = entry.as_mut_ptr();
-    let mut len = want;
-    if len > MAX_CAPTURE as u64 {
-        len = MAX_CAPTURE as u64;
-    }
-    if buf == 0 {
-        len = 0;
-    }
-    let mut meta = NetMeta {
+    let want = if buf == 0 { 0 } else { want };
+    let meta = NetMeta {
         header: header(EventKind::Net, tgid, tid),
         op: op as u32,
         fd,
@@ -109,13 +156,27 @@ fn send(
         last_write_tid: conn.last_write_tid,
         captured: 0,
     };
+    if want <= SMALL_CAPTURE as u64 {
+        send_sized::<SMALL_CAPTURE>(meta, buf, want);
+    } else {
+        send_sized::<MAX_CAPTURE>(meta, buf, want);
+    }
+}
+
+#[inline(always)]
+fn send_sized<const N: usize>(mut meta: NetMeta, buf: u64, want: u64) {
+    let Some(mut entry) = reserve::<NetEventOf<N>>() else {
+        return;
+    };
+    let ev = entry.as_mut_ptr();
+    let len = if want > N as u64 { N as u64 } else { want };
     if len > 0 {
         // Clamp, then mask: the verifier needs a provable bound on the length.
-        let n = (len as u32) & (MAX_CAPTURE as u32 * 2 - 1);
-        // SAFETY: `ev` points to a reserved NetEvent; the payload is written in place (it is
+        let n = (len as u32) & (N as u32 * 2 - 1);
+        // SAFETY: `ev` points to a reserved event; the payload is written in place (it may be
         // too large for the 512-byte stack) from user memory through the helper, which fails
         // safely.
-        if n <= MAX_CAPTURE as u32
+        if n <= N as u32
             && unsafe {
                 generated::bpf_probe_read_user(
                     (*ev).data.as_mut_ptr().cast(),
@@ -127,7 +188,7 @@ fn send(
             meta.captured = n;
         }
     }
-    // SAFETY: as above; the 88-byte header part is written once.
+    // SAFETY: as above; the 88-byte head is written once.
     unsafe { (*ev).meta = meta };
     submit(entry);
 }
@@ -135,8 +196,7 @@ fn send(
 #[inline(always)]
 fn accept_exit(ctx: &TracePointContext) {
     let (tgid, tid) = current();
-    // SAFETY: `ret` is at offset 16 of every sys_exit record.
-    let ret = unsafe { ctx.read_at::<i64>(16) }.unwrap_or(-1);
+    let ret = syscall_ret(ctx);
     if ret < 0 || !is_target(tgid) {
         return;
     }
@@ -154,25 +214,16 @@ fn accept_exit(ctx: &TracePointContext) {
     send(NetOp::Accept, tgid, tid, fd, &conn, 0, 0, 0);
 }
 
+/// A transfer of `ret` bytes on a socket of the current task.
 #[inline(always)]
-fn io_exit(ctx: &TracePointContext) {
+fn transfer(ret: i64) {
     let (tgid, tid) = current();
-    // SAFETY: the value is copied out before the entry is removed.
-    let p = match (unsafe { PENDING_NET.get(&tid) }).copied() {
-        Some(p) => {
-            let _ = PENDING_NET.remove(&tid);
-            p
-        }
-        None => match missed_enter(ctx, tgid) {
-            Some(p) => p,
-            None => return,
-        },
-    };
-    // SAFETY: `ret` is at offset 16 of every sys_exit record.
-    let ret = unsafe { ctx.read_at::<i64>(16) }.unwrap_or(-1);
-    if ret <= 0 {
+    if ret <= 0 || !is_target(tgid) {
         return;
     }
+    let Some(p) = syscall_io() else {
+        return;
+    };
     let ret = ret as u64;
     let Some(conn) = CONNS.get_ptr_mut(&conn_key(tgid, p.fd)) else {
         return;
@@ -180,10 +231,9 @@ fn io_exit(ctx: &TracePointContext) {
     // SAFETY: map value pointer valid for this program run; races with another thread of the
     // same connection only blur counters, never memory safety.
     let conn = unsafe { &mut *conn };
-    seen(tgid, conn);
     let cap = global(&CAPTURE_LEN) as u64;
     let avail = if p.buf_len < ret { p.buf_len } else { ret };
-    if p.dir == DIR_READ {
+    if p.read {
         if conn.phase != PHASE_READING {
             let want = if avail < cap { avail } else { cap };
             send(NetOp::ReadStart, tgid, tid, p.fd, conn, ret, p.buf, want);
@@ -203,14 +253,19 @@ fn io_exit(ctx: &TracePointContext) {
     // A write. A new response starts after a read, or wherever a write begins with "HTTP/"
     // (pipelined responses written back to back).
     let mut starts = conn.phase != PHASE_WRITING;
-    if !starts && p.dir == DIR_WRITE && avail >= 5 {
+    if !starts && p.buf != 0 && avail >= 5 {
         // SAFETY: reading user memory through the helper, which fails safely.
         let head = unsafe { bpf_probe_read_user(p.buf as *const [u8; 5]) }.unwrap_or([0; 5]);
         starts = head == *b"HTTP/";
     }
     if starts {
-        let want = if p.dir == DIR_WRITE {
-            if avail < cap { avail } else { cap }
+        // Only the status line is read from a response.
+        let want = if p.buf != 0 {
+            if avail < SMALL_CAPTURE as u64 {
+                avail
+            } else {
+                SMALL_CAPTURE as u64
+            }
         } else {
             0
         };
@@ -225,153 +280,26 @@ fn io_exit(ctx: &TracePointContext) {
     conn.last_write_faults = thread_faults(tid);
 }
 
-/// A read or write whose enter ran before memwatch attached: a thread of a keep-alive server
-/// that was already blocked in `recv` when tracing started. Its arguments are still in the
-/// task's saved user registers (x86-64 syscall ABI: rdi, rsi, rdx), so the first request on a
-/// connection open before attach is not lost.
-#[cfg(bpf_target_arch = "x86_64")]
-#[inline(always)]
-fn missed_enter(ctx: &TracePointContext, tgid: u32) -> Option<PendingNet> {
-    // Only while some connection of this process is still unseen: otherwise every file read and
-    // write of the target would pay for the register reads below.
-    // SAFETY: the value is copied out.
-    if unsafe { LATE_CONNS.get(&tgid) }.copied().unwrap_or(0) == 0 || !is_target(tgid) {
-        return None;
-    }
-    // SAFETY: `__syscall_nr` is at offset 8 of every sys_exit record.
-    let nr = unsafe { ctx.read_at::<i32>(8) }.ok()?;
-    let dir = match nr {
-        0 | 19 | 45 | 47 => DIR_READ,  // read, readv, recvfrom, recvmsg
-        1 | 20 | 44 | 46 => DIR_WRITE, // write, writev, sendto, sendmsg
-        40 => DIR_WRITE_NOBUF,         // sendfile
-        _ => return None,
-    };
-    // SAFETY: helpers with no preconditions; the pt_regs pointer is only read through
-    // bpf_probe_read_kernel, which fails safely.
-    let regs = unsafe { generated::bpf_task_pt_regs(generated::bpf_get_current_task_btf()) };
-    if regs == 0 {
-        return None;
-    }
-    let reg = |index: u64| -> u64 {
-        let mut v = 0u64;
-        // SAFETY: reading one u64 of the saved registers; failure leaves 0.
-        unsafe {
-            generated::bpf_probe_read_kernel(
-                (&raw mut v).cast(),
-                8,
-                (regs as u64 + index * 8) as *const core::ffi::c_void,
-            )
-        };
-        v
-    };
-    // struct pt_regs on x86-64: ... dx (12), si (13), di (14).
-    let fd = reg(14) as u32;
-    // SAFETY: presence test only.
-    unsafe { CONNS.get(&conn_key(tgid, fd)) }?;
-    let (buf, buf_len) = match nr {
-        19 | 20 => first_iov(reg(13)),
-        46 | 47 => msg_iov(reg(13)),
-        40 => (0, 0),
-        _ => (reg(13), reg(12)),
-    };
-    Some(PendingNet {
-        dir,
-        fd,
-        buf,
-        buf_len,
-    })
-}
-
-#[cfg(not(bpf_target_arch = "x86_64"))]
-#[inline(always)]
-fn missed_enter(_ctx: &TracePointContext, _tgid: u32) -> Option<PendingNet> {
-    None
-}
-
-/// A connection open before attach has been seen: one fewer to wait for.
-#[inline(always)]
-fn seen(tgid: u32, conn: &mut ConnState) {
-    if conn.late == 0 {
-        return;
-    }
-    conn.late = 0;
-    if let Some(count) = LATE_CONNS.get_ptr_mut(&tgid) {
-        // SAFETY: valid map value pointer. Not atomic (the BPF target has no atomic RMW in
-        // core): two threads racing can lose a decrement, which only keeps the recovery path
-        // open longer, never loses data.
-        unsafe { *count = (*count).saturating_sub(1) };
-    }
-}
-
 #[tracepoint]
 pub fn accept_exit_tp(ctx: TracePointContext) -> u32 {
     accept_exit(&ctx);
     0
 }
 
-/// read(fd, buf, count), recvfrom(fd, buf, len, ...), write(fd, buf, count), sendto(fd, buf, ...).
-#[tracepoint]
-pub fn read_enter(ctx: TracePointContext) -> u32 {
-    stash(DIR_READ, arg(&ctx, 0), arg(&ctx, 1), arg(&ctx, 2));
-    0
-}
-
-#[tracepoint]
-pub fn write_enter(ctx: TracePointContext) -> u32 {
-    stash(DIR_WRITE, arg(&ctx, 0), arg(&ctx, 1), arg(&ctx, 2));
-    0
-}
-
-/// readv(fd, iov, iovcnt) and writev: the first iovec is captured.
-#[tracepoint]
-pub fn readv_enter(ctx: TracePointContext) -> u32 {
-    let (base, len) = first_iov(arg(&ctx, 1));
-    stash(DIR_READ, arg(&ctx, 0), base, len);
-    0
-}
-
-#[tracepoint]
-pub fn writev_enter(ctx: TracePointContext) -> u32 {
-    let (base, len) = first_iov(arg(&ctx, 1));
-    stash(DIR_WRITE, arg(&ctx, 0), base, len);
-    0
-}
-
-/// recvmsg(fd, msg, flags) and sendmsg: `msg_iov` is at offset 16 of `struct user_msghdr`.
-#[inline(always)]
-fn msg_iov(msg: u64) -> (u64, u64) {
-    if msg == 0 {
-        return (0, 0);
+/// `sock_recv_length(struct sock *sk, int ret, int flags)`: after a socket receive.
+#[raw_tracepoint(tracepoint = "sock_recv_length")]
+pub fn sock_recv(ctx: RawTracePointContext) -> i32 {
+    let ret = ctx.arg::<u64>(1) as i32;
+    if ctx.arg::<u64>(2) & MSG_PEEK == 0 {
+        transfer(i64::from(ret));
     }
-    // SAFETY: reading user memory through the helper, which fails safely.
-    let iov = unsafe { bpf_probe_read_user((msg + 16) as *const u64) }.unwrap_or(0);
-    first_iov(iov)
-}
-
-#[tracepoint]
-pub fn recvmsg_enter(ctx: TracePointContext) -> u32 {
-    let (base, len) = msg_iov(arg(&ctx, 1));
-    stash(DIR_READ, arg(&ctx, 0), base, len);
     0
 }
 
-#[tracepoint]
-pub fn sendmsg_enter(ctx: TracePointContext) -> u32 {
-    let (base, len) = msg_iov(arg(&ctx, 1));
-    stash(DIR_WRITE, arg(&ctx, 0), base, len);
-    0
-}
-
-/// sendfile(out_fd, in_fd, offset, count): counted, never captured (the data is a file's).
-#[tracepoint]
-pub fn sendfile_enter(ctx: TracePointContext) -> u32 {
-    stash(DIR_WRITE_NOBUF, arg(&ctx, 0), 0, 0);
-    0
-}
-
-#[tracepoint]
-pub fn io_exit_tp(ctx: TracePointContext) -> u32 {
-    io_exit(&ctx);
+/// `sock_send_length(struct sock *sk, int ret, int flags)`: after a socket send.
+#[raw_tracepoint(tracepoint = "sock_send_length")]
+pub fn sock_send(ctx: RawTracePointContext) -> i32 {
+    transfer(i64::from(ctx.arg::<u64>(1) as i32));
     0
 }
 
@@ -381,14 +309,13 @@ pub fn close_enter(ctx: TracePointContext) -> u32 {
     if !is_target(tgid) {
         return 0;
     }
-    let fd = arg(&ctx, 0) as u32;
+    let fd = syscall_arg(&ctx, 0) as u32;
     let key = conn_key(tgid, fd);
     // SAFETY: the value is copied out before the entry is removed.
-    let Some(mut conn) = (unsafe { CONNS.get(&key) }).copied() else {
+    let Some(conn) = (unsafe { CONNS.get(&key) }).copied() else {
         return 0;
     };
     let _ = CONNS.remove(&key);
-    seen(tgid, &mut conn);
     send(NetOp::Close, tgid, tid, fd, &conn, 0, 0, 0);
     0
 }

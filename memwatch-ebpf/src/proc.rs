@@ -9,6 +9,7 @@ use memwatch_common::{
 };
 
 use crate::{
+    ctx::field,
     emit::{count, header, reserve, submit},
     fault::thread_faults,
     maps::{FOLLOW_FORKS, TARGETS, THREAD_FAULTS, global},
@@ -37,10 +38,9 @@ pub fn task_newtask(ctx: TracePointContext) -> u32 {
     if global(&FOLLOW_FORKS) == 0 || !is_target(tgid) {
         return 0;
     }
-    // SAFETY: offsets from /sys/kernel/tracing/events/task/task_newtask/format.
-    let pid = unsafe { ctx.read_at::<i32>(8) }.unwrap_or(0) as u32;
-    // SAFETY: as above.
-    let flags = unsafe { ctx.read_at::<u64>(32) }.unwrap_or(0);
+    // Offsets from /sys/kernel/tracing/events/task/task_newtask/format.
+    let pid = field::<i32>(&ctx, 8) as u32;
+    let flags = field::<u64>(&ctx, 32);
     if pid == 0 || flags & CLONE_THREAD != 0 {
         return 0;
     }
@@ -67,8 +67,8 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     if !is_target(tgid) {
         return 0;
     }
-    // SAFETY: offset from /sys/kernel/tracing/events/sched/sched_process_exit/format.
-    let group_dead = unsafe { ctx.read_at::<u8>(32) }.unwrap_or(0) as u32;
+    // Offset from /sys/kernel/tracing/events/sched/sched_process_exit/format.
+    let group_dead = u32::from(field::<u8>(&ctx, 32));
     let faults = thread_faults(tid);
     let _ = THREAD_FAULTS.remove(&tid);
     if group_dead != 0 {

@@ -21,7 +21,9 @@
 pub mod conn;
 pub mod route;
 
-use std::collections::HashMap;
+// Keys are pids, tids, fds and kernel timestamps, not attacker-chosen strings: a fast
+// non-cryptographic hash is safe here and is paid on every event.
+use rustc_hash::FxHashMap as HashMap;
 
 use conn::{ConnTrack, Parsed};
 use memwatch_common::net::NetOp;
@@ -79,9 +81,9 @@ impl Correlator {
             router,
             redact_query,
             next_id: 1,
-            inflight: HashMap::new(),
-            threads: HashMap::new(),
-            conns: HashMap::new(),
+            inflight: HashMap::default(),
+            threads: HashMap::default(),
+            conns: HashMap::default(),
             completed: 0,
         }
     }

@@ -3,7 +3,7 @@
 use memwatch_common::{
     EventHeader, EventKind,
     mem::MemEvent,
-    net::{NetEvent, NetMeta, NetOp},
+    net::{NetMeta, NetOp},
     proc::ProcEvent,
 };
 
@@ -17,7 +17,7 @@ pub enum Event {
     Net(NetRecord),
 }
 
-/// A [`NetEvent`] with its payload cut to what was captured.
+/// A socket boundary event with its payload cut to what was captured.
 #[derive(Clone)]
 pub struct NetRecord {
     pub meta: NetMeta,
@@ -84,13 +84,16 @@ impl Event {
             EventKind::Exit => Self::Exit(read(bytes)?),
             EventKind::Exec => Self::Exec(read(bytes)?),
             EventKind::Net => {
-                let NetEvent { meta, data } = read(bytes)?;
+                // The payload room depends on the event's size class; the record's length
+                // says which, and `captured` never reaches past it.
+                let meta: NetMeta = read(bytes)?;
                 let op = NetOp::from_u32(meta.op).ok_or(DecodeError::UnknownNetOp(meta.op))?;
-                let n = (meta.captured as usize).min(data.len());
+                let room = &bytes[size_of::<NetMeta>()..];
+                let n = (meta.captured as usize).min(room.len());
                 Self::Net(NetRecord {
                     meta,
                     op,
-                    data: data[..n].to_vec(),
+                    data: room[..n].to_vec(),
                 })
             }
         })
@@ -133,6 +136,47 @@ mod tests {
         };
         match Event::decode(&bytes_of(&ev)) {
             Ok(Event::Mem(got)) => assert_eq!(got, ev),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn decodes_net_events_of_either_size() {
+        use memwatch_common::net::{NetEvent, NetEventSmall};
+        let meta = NetMeta {
+            header: EventHeader {
+                kind: EventKind::Net as u32,
+                tgid: 7,
+                tid: 8,
+                _pad: 0,
+                ts_ns: 5,
+            },
+            op: NetOp::WriteStart as u32,
+            fd: 3,
+            captured: 12,
+            ..NetMeta::default()
+        };
+        let mut small = NetEventSmall {
+            meta,
+            data: [0; 64],
+        };
+        small.data[..12].copy_from_slice(b"HTTP/1.1 200");
+        match Event::decode(&bytes_of(&small)) {
+            Ok(Event::Net(n)) => {
+                assert_eq!(n.op, NetOp::WriteStart);
+                assert_eq!(n.data, b"HTTP/1.1 200");
+                assert_eq!(n.conn_label(), "3:0");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        // A `captured` larger than the record's room is cut to the room, never trusted.
+        let mut big = NetEvent {
+            meta,
+            data: [b'x'; 1024],
+        };
+        big.meta.captured = 5000;
+        match Event::decode(&bytes_of(&big)) {
+            Ok(Event::Net(n)) => assert_eq!(n.data.len(), 1024),
             other => panic!("unexpected {other:?}"),
         }
     }

@@ -6,7 +6,7 @@ use std::os::fd::AsRawFd;
 use aya::{
     Ebpf, EbpfLoader,
     maps::{HashMap, MapData, PerCpuArray, RingBuf},
-    programs::TracePoint,
+    programs::Program,
 };
 use memwatch_common::{
     config::{self, COUNTER_SLOTS, Counter},
@@ -21,6 +21,7 @@ use crate::error::SetupError;
 /// One program and the tracepoints (category, name) it attaches to.
 struct Hook {
     program: &'static str,
+    /// (category, name) pairs; a raw-tracepoint program attaches by name alone.
     tracepoints: &'static [(&'static str, &'static str)],
 }
 
@@ -92,52 +93,12 @@ const NET_HOOKS: &[Hook] = &[
         ],
     },
     Hook {
-        program: "read_enter",
-        tracepoints: &[
-            ("syscalls", "sys_enter_read"),
-            ("syscalls", "sys_enter_recvfrom"),
-        ],
+        program: "sock_recv",
+        tracepoints: &[("sock", "sock_recv_length")],
     },
     Hook {
-        program: "write_enter",
-        tracepoints: &[
-            ("syscalls", "sys_enter_write"),
-            ("syscalls", "sys_enter_sendto"),
-        ],
-    },
-    Hook {
-        program: "readv_enter",
-        tracepoints: &[("syscalls", "sys_enter_readv")],
-    },
-    Hook {
-        program: "writev_enter",
-        tracepoints: &[("syscalls", "sys_enter_writev")],
-    },
-    Hook {
-        program: "recvmsg_enter",
-        tracepoints: &[("syscalls", "sys_enter_recvmsg")],
-    },
-    Hook {
-        program: "sendmsg_enter",
-        tracepoints: &[("syscalls", "sys_enter_sendmsg")],
-    },
-    Hook {
-        program: "sendfile_enter",
-        tracepoints: &[("syscalls", "sys_enter_sendfile64")],
-    },
-    Hook {
-        program: "io_exit_tp",
-        tracepoints: &[
-            ("syscalls", "sys_exit_read"),
-            ("syscalls", "sys_exit_recvfrom"),
-            ("syscalls", "sys_exit_readv"),
-            ("syscalls", "sys_exit_recvmsg"),
-            ("syscalls", "sys_exit_write"),
-            ("syscalls", "sys_exit_sendto"),
-            ("syscalls", "sys_exit_writev"),
-            ("syscalls", "sys_exit_sendmsg"),
-            ("syscalls", "sys_exit_sendfile64"),
-        ],
+        program: "sock_send",
+        tracepoints: &[("sock", "sock_send_length")],
     },
     Hook {
         program: "close_enter",
@@ -211,6 +172,11 @@ impl std::fmt::Debug for Probe {
     }
 }
 
+fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Program, SetupError> {
+    ebpf.program_mut(name)
+        .ok_or_else(|| load_err(format!("program {name} missing from the eBPF object")))
+}
+
 fn load_err(e: impl std::fmt::Display) -> SetupError {
     SetupError::Load(e.to_string())
 }
@@ -235,14 +201,18 @@ impl Probe {
             .load(crate::EBPF_OBJECT)
             .map_err(load_err)?;
         for hook in config.hooks() {
-            let program: &mut TracePoint = ebpf
-                .program_mut(hook.program)
-                .ok_or_else(|| load_err(format!("program {} missing from object", hook.program)))?
-                .try_into()
-                .map_err(load_err)?;
-            program
-                .load()
-                .map_err(|e| load_err(format!("{}: {e:?}", hook.program)))?;
+            let loaded = match program(&mut ebpf, hook.program)? {
+                Program::TracePoint(p) => p.load(),
+                Program::RawTracePoint(p) => p.load(),
+                other => {
+                    return Err(load_err(format!(
+                        "{} is a {:?} program, not a tracepoint",
+                        hook.program,
+                        other.prog_type()
+                    )));
+                }
+            };
+            loaded.map_err(|e| load_err(format!("{}: {e:?}", hook.program)))?;
         }
         let ring = RingBuf::try_from(
             ebpf.take_map(config::MAP_EVENTS)
@@ -263,19 +233,17 @@ impl Probe {
     /// Attaches every loaded program. Call after the initial targets are in.
     pub fn attach(&mut self, config: &ProbeConfig) -> Result<(), SetupError> {
         for hook in config.hooks() {
-            let program: &mut TracePoint = self
-                .ebpf
-                .program_mut(hook.program)
-                .ok_or_else(|| load_err(format!("program {} missing", hook.program)))?
-                .try_into()
-                .map_err(load_err)?;
+            let program = program(&mut self.ebpf, hook.program)?;
             for (category, name) in hook.tracepoints {
-                program
-                    .attach(category, name)
-                    .map_err(|e| SetupError::Attach {
-                        name: format!("{category}:{name}"),
-                        reason: e.to_string(),
-                    })?;
+                let attached = match &mut *program {
+                    Program::RawTracePoint(p) => p.attach(name).map(drop),
+                    Program::TracePoint(p) => p.attach(category, name).map(drop),
+                    _ => Ok(()),
+                };
+                attached.map_err(|e| SetupError::Attach {
+                    name: format!("{category}:{name}"),
+                    reason: e.to_string(),
+                })?;
             }
         }
         Ok(())
@@ -304,29 +272,22 @@ impl Probe {
         fds: &[u32],
         generation: u64,
     ) -> Result<(), SetupError> {
-        if fds.is_empty() {
-            return Ok(());
-        }
-        let [conns, late] = self
-            .ebpf
-            .maps_disjoint_mut([config::MAP_CONNS, config::MAP_LATE_CONNS]);
-        let mut conns: HashMap<&mut MapData, u64, ConnState> =
-            HashMap::try_from(conns.ok_or_else(|| load_err("map CONNS missing"))?)
-                .map_err(load_err)?;
-        let mut late: HashMap<&mut MapData, u32, u64> =
-            HashMap::try_from(late.ok_or_else(|| load_err("map LATE_CONNS missing"))?)
-                .map_err(load_err)?;
+        let mut conns: HashMap<&mut MapData, u64, ConnState> = HashMap::try_from(
+            self.ebpf
+                .map_mut(config::MAP_CONNS)
+                .ok_or_else(|| load_err("map CONNS missing"))?,
+        )
+        .map_err(load_err)?;
         for &fd in fds {
             let state = ConnState {
                 generation,
-                late: 1,
                 ..ConnState::default()
             };
             conns
                 .insert((u64::from(pid) << 32) | u64::from(fd), state, 0)
                 .map_err(load_err)?;
         }
-        late.insert(pid, fds.len() as u64, 0).map_err(load_err)
+        Ok(())
     }
 
     /// Page faults per live traced thread: `(tid, tgid, faults)`.
