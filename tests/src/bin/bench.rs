@@ -43,51 +43,129 @@ fn median(mut v: Vec<f64>) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
-/// wrk against `port` for `secs`; requests per second.
-fn wrk(port: u16, secs: f64) -> f64 {
+/// wrk against `port` for `secs`; (requests per second, requests completed).
+fn wrk(port: u16, secs: f64) -> (f64, f64) {
     let out = Command::new("wrk")
         .args(["-t2", "-c16", &format!("-d{}s", secs.max(1.0) as u64)])
         .arg(format!("http://127.0.0.1:{port}/"))
         .output()
         .expect("wrk (Debian package wrk)");
-    String::from_utf8_lossy(&out.stdout)
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rate = text
         .lines()
         .find_map(|l| l.strip_prefix("Requests/sec:"))
         .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
+        .unwrap_or(0.0);
+    // "  160021 requests in 3.00s, 36.63MB read"
+    let total = text
+        .lines()
+        .find(|l| l.contains(" requests in "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    (rate, total)
 }
 
-/// nginx under wrk, untraced and with memwatch attached to its master, interleaved.
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of stat, 12 and 13 after the name.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// What one traced wrk run measured.
+struct Traced {
+    rate: f64,
+    served: f64,
+    events: f64,
+    dropped: u64,
+    recorded: f64,
+    cpu: f64,
+}
+
+/// One wrk run against nginx with memwatch attached with `extra` options.
+fn nginx_traced(
+    server: &memwatch_tests::Server,
+    dir: &std::path::Path,
+    secs: f64,
+    extra: &[&str],
+) -> Traced {
+    let file = dir.join("nginx.db");
+    let _ = std::fs::remove_file(&file);
+    let pid = server.pid().to_string();
+    let mut args = vec!["record", "-p", &pid, "-o", file.to_str().expect("utf-8")];
+    args.extend_from_slice(extra);
+    let mut rec = Running::start(&args);
+    rec.wait_recording(std::time::Duration::from_secs(60));
+    let before = cpu_seconds(rec.child.id());
+    let (rate, total) = wrk(server.port, secs);
+    let cpu = cpu_seconds(rec.child.id()) - before;
+    rec.signal(libc::SIGINT);
+    let _ = rec.wait(std::time::Duration::from_secs(120));
+    let report = Command::new(memwatch())
+        .args(["report", file.to_str().expect("utf-8"), "--format", "json"])
+        .output()
+        .expect("report");
+    let json: serde_json::Value = serde_json::from_slice(&report.stdout).expect("JSON");
+    Traced {
+        rate,
+        served: total,
+        events: json["events"].as_f64().unwrap_or(0.0),
+        dropped: json["dropped_events"].as_u64().unwrap_or(0),
+        recorded: json["requests"].as_f64().unwrap_or(0.0),
+        cpu,
+    }
+}
+
+/// nginx under wrk: untraced, memwatch with memory hooks only, and full memwatch, interleaved.
 fn nginx_bench(rounds: usize, secs: f64, md: &mut String) {
     let dir = tempdir();
     let server = nginx(dir.path());
-    let mut ratios = Vec::new();
-    let (mut base, mut traced, mut eps) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut base, mut full, mut mem_only) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut full_ratio, mut mem_ratio) = (Vec::new(), Vec::new());
+    let (mut eps, mut cpu_pct, mut per_req_events) = (Vec::new(), Vec::new(), Vec::new());
     let mut drops = 0;
-    let mut requests = 0.0;
+    let mut recorded = 0.0;
+    let mut served = 0.0;
     for round in 0..rounds {
-        let b = wrk(server.port, secs);
-        let file = dir.path().join(format!("nginx-{round}.db"));
-        let pid = server.pid().to_string();
-        let mut rec = Running::start(&["record", "-p", &pid, "-o", file.to_str().expect("utf-8")]);
-        rec.wait_recording(std::time::Duration::from_secs(60));
-        let t = wrk(server.port, secs);
-        rec.signal(libc::SIGINT);
-        let _ = rec.wait(std::time::Duration::from_secs(120));
-        let report = Command::new(memwatch())
-            .args(["report", file.to_str().expect("utf-8"), "--format", "json"])
-            .output()
-            .expect("report");
-        let json: serde_json::Value = serde_json::from_slice(&report.stdout).expect("JSON");
-        drops += json["dropped_events"].as_u64().unwrap_or(0);
-        requests = json["requests"].as_f64().unwrap_or(0.0);
-        eps.push(json["events"].as_f64().unwrap_or(0.0) / secs.max(1.0).floor());
-        let _ = std::fs::remove_file(&file);
-        eprintln!("nginx round {round}: untraced {b:.0} req/s, traced {t:.0} req/s");
+        let (b, _) = wrk(server.port, secs);
+        let mem = nginx_traced(&server, dir.path(), secs, &["--no-net"]);
+        let all = nginx_traced(&server, dir.path(), secs, &[]);
+        let (m, t) = (mem.rate, all.rate);
+        drops += mem.dropped + all.dropped;
+        recorded += all.recorded;
+        served += all.served;
+        let window = secs.max(1.0).floor();
+        eps.push(all.events / window);
+        per_req_events.push(if all.recorded > 0.0 {
+            all.events / all.recorded
+        } else {
+            0.0
+        });
+        cpu_pct.push(all.cpu / window * 100.0);
+        eprintln!("nginx round {round}: untraced {b:.0}, memory-only {m:.0}, full {t:.0} req/s");
         base.push(b);
-        traced.push(t);
-        ratios.push(if b > 0.0 { t / b } else { 0.0 });
+        full.push(t);
+        mem_only.push(m);
+        full_ratio.push(if b > 0.0 { t / b } else { 0.0 });
+        mem_ratio.push(if b > 0.0 { m / b } else { 0.0 });
     }
+    let spread = |v: &[f64]| {
+        format!(
+            "{:.3} to {:.3}",
+            v.iter().copied().fold(f64::INFINITY, f64::min),
+            v.iter().copied().fold(0.0, f64::max)
+        )
+    };
     let _ = writeln!(
         md,
         "\n## nginx (2 workers, static file, wrk -t2 -c16, loopback)\n"
@@ -96,25 +174,37 @@ fn nginx_bench(rounds: usize, secs: f64, md: &mut String) {
     let _ = writeln!(md, "| req/s untraced | {:.0} |", median(base));
     let _ = writeln!(
         md,
-        "| req/s with memwatch attached (memory + faults + sockets) | {:.0} |",
-        median(traced)
+        "| req/s, memwatch memory hooks only (`--no-net`) | {:.0} |",
+        median(mem_only)
     );
     let _ = writeln!(
         md,
-        "| ratio traced / untraced | {:.3} |",
-        median(ratios.clone())
-    );
-    let _ = writeln!(md, "| events/s handled (approx.) | {:.0} |", median(eps));
-    let _ = writeln!(md, "| events dropped (all rounds) | {drops} |");
-    let _ = writeln!(
-        md,
-        "| requests recorded in the last round | {requests:.0} |"
+        "| req/s, full memwatch (memory + faults + sockets) | {:.0} |",
+        median(full)
     );
     let _ = writeln!(
         md,
-        "\nSpread of the ratio: {:.3} to {:.3}.",
-        ratios.iter().copied().fold(f64::INFINITY, f64::min),
-        ratios.iter().copied().fold(0.0, f64::max)
+        "| ratio memory-only / untraced (spread {}) | {:.3} |",
+        spread(&mem_ratio),
+        median(mem_ratio.clone())
+    );
+    let _ = writeln!(
+        md,
+        "| ratio full / untraced (spread {}) | {:.3} |",
+        spread(&full_ratio),
+        median(full_ratio.clone())
+    );
+    let _ = writeln!(md, "| events/s handled (full) | {:.0} |", median(eps));
+    let _ = writeln!(md, "| events per request | {:.2} |", median(per_req_events));
+    let _ = writeln!(
+        md,
+        "| memwatch user-space CPU during the load (% of one core) | {:.0} |",
+        median(cpu_pct)
+    );
+    let _ = writeln!(md, "| events dropped (all rounds, both modes) | {drops} |");
+    let _ = writeln!(
+        md,
+        "| requests recorded / served by wrk (full, all rounds) | {recorded:.0} / {served:.0} |"
     );
 }
 
@@ -225,7 +315,13 @@ fn main() {
                 .unwrap_or_default()
                 .trim()
         );
-        let doc = format!("# memwatch benchmarks\n\n{machine}{md}");
+        // Hand-written analysis below the marker survives regeneration.
+        const MARKER: &str = "<!-- analysis: kept when the tables above are regenerated -->";
+        let old = std::fs::read_to_string(&path).unwrap_or_default();
+        let notes = old
+            .split_once(MARKER)
+            .map_or_else(String::new, |(_, tail)| tail.to_owned());
+        let doc = format!("# memwatch benchmarks\n\n{machine}{md}\n{MARKER}{notes}");
         std::fs::write(&path, doc).expect("write BENCHMARKS.md");
         eprintln!("wrote {}", path.display());
     }
