@@ -67,9 +67,31 @@ pub struct RecordArgs {
     /// Drop query strings before anything is stored.
     #[arg(long)]
     pub redact_query: bool,
+    /// The server's access log, joined to the captured requests (repeatable). A file that does
+    /// not exist yet is waited for; rotation is followed.
+    #[arg(long = "access-log", value_name = "PATH")]
+    pub access_logs: Vec<PathBuf>,
+    /// Access-log format: combined, common, vhost_combined, nginx, or an Apache LogFormat
+    /// string such as '%h %l %u %t "%r" %>s %b %D'. Default: detected from the first lines.
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    /// Read the access logs from their beginning instead of from the end at attach time.
+    #[arg(long)]
+    pub log_from_start: bool,
+    /// No eBPF and no privileges: sample RSS/VmSize from /proc and share each interval's growth
+    /// among the access-log lines completed in it (approximate, as the 2008 tool did).
+    #[arg(long)]
+    pub no_ebpf: bool,
     /// Command to start and trace from its first instruction (after `--`).
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<OsString>,
+}
+
+impl RecordArgs {
+    /// New processes are followed unless `--no-follow-forks`.
+    pub fn follow_forks(&self) -> bool {
+        !self.no_follow_forks
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, ValueEnum)]

@@ -22,7 +22,9 @@ pub mod exit {
 pub enum SetupError {
     #[error(
         "memwatch needs CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN (or root) to load eBPF programs, \
-         and this process has {have}.\n  Run it as root: sudo memwatch ..."
+         and this process has {have}.\n  Run it as root: sudo memwatch ...\n  Without root, \
+         `memwatch record --no-ebpf -p PID --access-log PATH` samples memory and reads the \
+         access log instead (approximate attribution)"
     )]
     Privileges { have: String },
     #[error(
@@ -41,6 +43,20 @@ pub enum SetupError {
     SelfTarget { pid: u32 },
     #[error("process {pid} exited while memwatch was attaching; nothing was recorded")]
     ExitedWhileAttaching { pid: u32 },
+    #[error(
+        "cannot read the access log {path}: {source}.\n  Check the path and that this user may \
+         read it"
+    )]
+    LogUnreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "the access log {path} does not exist and neither does its directory; check the path \
+         (a log that does not exist yet is waited for, but its directory must exist)"
+    )]
+    LogDirMissing { path: PathBuf },
     #[error("{path} already exists; pass --force to overwrite it, or choose another -o path")]
     OutputExists { path: PathBuf },
     #[error("cannot write the recording {path}: {source}.\n  Choose a writable -o path")]
@@ -95,7 +111,9 @@ impl SetupError {
             | Self::OutputExists { .. }
             | Self::OutputNotWritable { .. }
             | Self::CommandNotFound { .. }
-            | Self::NulInArgument { .. } => exit::INPUT,
+            | Self::NulInArgument { .. }
+            | Self::LogUnreadable { .. }
+            | Self::LogDirMissing { .. } => exit::INPUT,
         }
     }
 }
@@ -162,6 +180,9 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
     } else if err.downcast_ref::<UsageError>().is_some()
         || err
             .downcast_ref::<crate::correlate::route::RouteError>()
+            .is_some()
+        || err
+            .downcast_ref::<crate::source::accesslog::AccessLogError>()
             .is_some()
     {
         exit::INPUT

@@ -41,6 +41,28 @@ pub struct Report {
     /// Memory events on traced threads outside any request.
     pub unattributed: Unattributed,
     pub endpoints: Vec<Endpoint>,
+    /// Present when the recording followed access logs.
+    pub access_log: Option<AccessLog>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AccessLog {
+    pub sources: Vec<String>,
+    /// The format of each source, in order (`unknown` if no line arrived to detect it).
+    pub format: Vec<String>,
+    /// `joined` (lines matched to captured requests) or `interval` (`--no-ebpf`: lines are the
+    /// requests, charged their interval's growth).
+    pub mode: String,
+    pub lines: u64,
+    pub parsed: u64,
+    pub rejected: BTreeMap<String, u64>,
+    /// Parsed lines whose request field is not a valid HTTP request (scanners' garbage).
+    pub invalid_requests: u64,
+    pub matched: u64,
+    pub unmatched_lines: u64,
+    pub unmatched_requests: u64,
+    /// The first rejected lines, as text (at most 5, each at most 4 KiB).
+    pub rejected_examples: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -423,6 +445,80 @@ pub fn endpoints(rec: &Recording, range: Range) -> Q<Vec<Endpoint>> {
     Ok(out)
 }
 
+fn access_log(rec: &Recording) -> Q<Option<AccessLog>> {
+    let sources: Vec<String> = rec
+        .meta("access_logs")?
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if sources.is_empty() {
+        return Ok(None);
+    }
+    let mut format = Vec::new();
+    for i in 0..sources.len() {
+        format.push(
+            rec.meta(&format!("access_log_format.{i}"))?
+                .unwrap_or_else(|| "unknown".into()),
+        );
+    }
+    let ebpf = rec.meta("ebpf")?.is_none_or(|v| v == "true");
+    let mut rejected = BTreeMap::new();
+    let mut stmt = rec
+        .conn()
+        .prepare("SELECT reason, COUNT(*) FROM log_lines WHERE NOT ok GROUP BY reason")
+        .map_err(|e| rec.error(e))?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+        })
+        .map_err(|e| rec.error(e))?;
+    for row in rows {
+        let (k, n) = row.map_err(|e| rec.error(e))?;
+        rejected.insert(k, n);
+    }
+    let mut stmt = rec
+        .conn()
+        .prepare("SELECT raw FROM log_lines WHERE NOT ok ORDER BY id LIMIT 5")
+        .map_err(|e| rec.error(e))?;
+    let rejected_examples = stmt
+        .query_map([], |r| r.get::<_, Option<String>>(0))
+        .map_err(|e| rec.error(e))?
+        .filter_map(|r| r.ok().flatten())
+        .collect();
+    Ok(Some(AccessLog {
+        sources,
+        format,
+        mode: if ebpf { "joined" } else { "interval" }.into(),
+        lines: count(rec, "SELECT COUNT(*) FROM log_lines")? as u64,
+        parsed: count(rec, "SELECT COUNT(*) FROM log_lines WHERE ok")? as u64,
+        rejected,
+        invalid_requests: count(
+            rec,
+            "SELECT COUNT(*) FROM log_lines WHERE ok AND method IS NULL",
+        )? as u64,
+        matched: count(
+            rec,
+            "SELECT COUNT(*) FROM log_lines WHERE request_id IS NOT NULL",
+        )? as u64,
+        unmatched_lines: count(
+            rec,
+            "SELECT COUNT(*) FROM log_lines WHERE ok AND method IS NOT NULL AND request_id IS NULL",
+        )? as u64,
+        unmatched_requests: if ebpf {
+            count(
+                rec,
+                "SELECT COUNT(*) FROM requests r WHERE NOT EXISTS
+                   (SELECT 1 FROM log_lines l WHERE l.request_id = r.id)",
+            )? as u64
+        } else {
+            0
+        },
+        rejected_examples,
+    }))
+}
+
 fn count(rec: &Recording, sql: &str) -> Q<i64> {
     rec.conn()
         .query_row(sql, [], |r| r.get::<_, Option<i64>>(0))
@@ -532,6 +628,7 @@ impl Report {
                 page_faults: unattributed_faults,
             },
             endpoints: endpoints(rec, Range::default())?,
+            access_log: access_log(rec)?,
         })
     }
 
@@ -609,6 +706,23 @@ impl Report {
             m.page_faults,
             m.failed_calls
         );
+        if let Some(a) = &self.access_log {
+            let _ = writeln!(
+                s,
+                "access log ({}, {}): {} lines, {} parsed, {} rejected {:?}, {} invalid requests; \
+                 {} matched, {} unmatched lines, {} unmatched requests",
+                a.format.join(", "),
+                a.mode,
+                a.lines,
+                a.parsed,
+                a.lines - a.parsed,
+                a.rejected,
+                a.invalid_requests,
+                a.matched,
+                a.unmatched_lines,
+                a.unmatched_requests
+            );
+        }
         if self.requests > 0 || !self.non_http.is_empty() {
             let _ = writeln!(
                 s,

@@ -68,8 +68,17 @@ pub struct Running {
 impl Running {
     /// Starts memwatch with `args`.
     pub fn start(args: &[&str]) -> Self {
-        let mut child = Command::new(memwatch())
-            .args(args)
+        Self::spawn(Command::new(memwatch()).args(args))
+    }
+
+    /// Starts memwatch with `args` as an unprivileged user (uid and gid 65534).
+    pub fn start_unprivileged(args: &[&str]) -> Self {
+        use std::os::unix::process::CommandExt as _;
+        Self::spawn(Command::new(memwatch()).args(args).uid(65534).gid(65534))
+    }
+
+    fn spawn(cmd: &mut Command) -> Self {
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -55,7 +55,11 @@ fn not_root() {
         stdout: String::from_utf8_lossy(&out.stdout).into(),
         stderr: String::from_utf8_lossy(&out.stderr).into(),
     };
-    assert_error(&done, 3, &["CAP_BPF", "CAP_PERFMON", "sudo memwatch"]);
+    assert_error(
+        &done,
+        3,
+        &["CAP_BPF", "CAP_PERFMON", "sudo memwatch", "--no-ebpf"],
+    );
 }
 
 #[test]

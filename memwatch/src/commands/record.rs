@@ -13,7 +13,12 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
     cli::RecordArgs,
-    correlate::{Correlator, route::Router},
+    correlate::{
+        Correlator,
+        interval::IntervalAttributor,
+        join::Joiner,
+        route::{self, Router},
+    },
     error::SetupError,
     probe::{Event, Probe, ProbeConfig, event::comm_str, loader::KernelCounters, preflight},
     recording::{
@@ -21,7 +26,11 @@ use crate::{
         writer::{MemRow, ProcessRow, check_output},
     },
     report::Report,
-    source::procfs,
+    source::{
+        accesslog::Format,
+        logtail::{self, LogSource},
+        procfs,
+    },
     spawn::{self, HeldChild},
 };
 
@@ -64,7 +73,8 @@ enum Stop {
 
 /// State of one recording session: everything the loop mutates.
 struct Session {
-    probe: Probe,
+    /// `None` with `--no-ebpf`.
+    probe: Option<Probe>,
     writer: Writer,
     correlator: Correlator,
     /// Wall ns = monotonic ns + offset.
@@ -80,6 +90,13 @@ struct Session {
     pending: Vec<Event>,
     rows: Vec<Row>,
     counters: KernelCounters,
+    /// Access logs being followed, and whether each one's format is in the recording yet.
+    logs: Vec<(LogSource, bool)>,
+    joiner: Joiner,
+    /// `--no-ebpf`: growth per sampling interval shared among log lines.
+    interval: Option<IntervalAttributor>,
+    router: Router,
+    redact_query: bool,
 }
 
 impl Session {
@@ -212,8 +229,11 @@ impl Session {
     fn drain(&mut self) {
         // The probe and the handlers both need `self`: collect first, into a buffer whose
         // capacity is kept between drains.
+        let Some(probe) = self.probe.as_mut() else {
+            return;
+        };
         let mut events = std::mem::take(&mut self.pending);
-        self.probe.drain(|e| events.push(e));
+        probe.drain(|e| events.push(e));
         for e in events.drain(..) {
             self.on_event(e);
         }
@@ -227,9 +247,58 @@ impl Session {
         }
     }
 
+    /// Page faults per live traced thread (none without eBPF).
+    fn thread_faults(&self) -> Vec<(u32, u32, u64)> {
+        self.probe
+            .as_ref()
+            .map_or_else(Vec::new, Probe::thread_faults)
+    }
+
+    /// Reads the access logs: each line is routed, then joined to a captured request (or, with
+    /// `--no-ebpf`, queued for the interval's growth). `done` flushes everything held.
+    fn read_logs(&mut self, done: bool) {
+        let now = wall_ns();
+        for i in 0..self.logs.len() {
+            let lines = self.logs[i].0.poll(now);
+            if !self.logs[i].1
+                && let Some(name) = self.logs[i].0.format_name().map(str::to_owned)
+            {
+                self.logs[i].1 = true;
+                self.rows
+                    .push(Row::Meta(format!("access_log_format.{i}"), name));
+            }
+            for mut line in lines {
+                if let Some(t) = line.target.as_mut() {
+                    if self.redact_query {
+                        *t = route::redact_query(t.as_str()).into_owned();
+                    }
+                    line.route = Some(self.router.route(t.as_str()));
+                }
+                match self.interval.as_mut() {
+                    Some(interval) => interval.line(line, &mut self.rows),
+                    None => {
+                        let rows = self.joiner.line(line, now);
+                        self.rows.extend(rows);
+                    }
+                }
+            }
+        }
+        for c in self.correlator.take_candidates() {
+            let rows = self.joiner.request(c, now);
+            self.rows.extend(rows);
+        }
+        let rows = if done {
+            self.joiner.finish()
+        } else {
+            self.joiner.tick(now)
+        };
+        self.rows.extend(rows);
+    }
+
     /// One /proc sample of every live target; returns the total RSS.
     fn sample(&mut self, thread_faults: &[(u32, u32, u64)]) -> u64 {
         let ts_ns = wall_ns();
+        let mut total_vm = 0;
         let mut live: HashMap<u32, u64> = HashMap::new();
         for &(_, tgid, faults) in thread_faults {
             *live.entry(tgid).or_default() += faults;
@@ -247,6 +316,7 @@ impl Session {
             match procfs::memory(pid) {
                 Some((rss, vm)) if rss > 0 || vm > 0 => {
                     total += rss;
+                    total_vm += vm;
                     let faults = self.exited_faults.get(&pid).copied().unwrap_or(0)
                         + live.get(&pid).copied().unwrap_or(0);
                     self.rows.push(Row::Sample {
@@ -269,7 +339,27 @@ impl Session {
                 }
             }
         }
+        if let Some(interval) = self.interval.as_mut() {
+            interval.sample(total, total_vm, &mut self.rows);
+        }
         total
+    }
+
+    /// Without eBPF nothing reports forks: new descendants are picked up from /proc.
+    fn adopt_descendants(&mut self) {
+        let alive: Vec<u32> = self.alive.iter().copied().collect();
+        for pid in procfs::with_descendants(&alive) {
+            if !self.alive.contains(&pid) && pid != std::process::id() {
+                self.add_process(pid, "descendant");
+            }
+        }
+    }
+
+    /// Requests seen so far, by whichever mode is recording them.
+    fn requests(&self) -> u64 {
+        self.interval
+            .as_ref()
+            .map_or_else(|| self.correlator.requests(), IntervalAttributor::requests)
     }
 
     fn write_counters(&mut self, thread_faults: &[(u32, u32, u64)]) {
@@ -281,7 +371,10 @@ impl Session {
                 exited_ns: None,
             });
         }
-        self.counters = self.probe.counters();
+        self.counters = self
+            .probe
+            .as_ref()
+            .map_or_else(KernelCounters::default, Probe::counters);
         let KernelCounters {
             dropped_events,
             unpaired_exits,
@@ -293,7 +386,7 @@ impl Session {
             dropped: dropped_events,
             unpaired_exits,
             map_full,
-            undecodable: self.probe.undecodable,
+            undecodable: self.probe.as_ref().map_or(0, |p| p.undecodable),
         });
     }
 }
@@ -331,19 +424,29 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<i32> {
     if let Some(cmd) = args.command.first() {
         spawn::resolve(cmd)?;
     }
+    let log_format = args
+        .log_format
+        .as_deref()
+        .map(Format::from_name_or_log_format)
+        .transpose()?;
+    for log in &args.access_logs {
+        logtail::check(log)?;
+    }
     let output = args.output.clone().unwrap_or_else(default_output);
-    preflight::check_privileges()?;
-    preflight::ensure_tracefs()?;
     let config = ProbeConfig {
         follow_forks: !args.no_follow_forks,
         net: !args.no_net,
         capture_len: args.capture_bytes,
         ring_bytes: args.ring_mib * 1024 * 1024,
     };
-    preflight::check_tracepoints(config.tracepoints())?;
+    if !args.no_ebpf {
+        preflight::check_privileges()?;
+        preflight::ensure_tracefs()?;
+        preflight::check_tracepoints(config.tracepoints())?;
+    }
     check_output(&output, args.force)?;
     // From here on a failure must not leave an empty recording behind.
-    let result = record(&args, &config, router, &output).await;
+    let result = record(&args, &config, router, log_format, &output).await;
     if let Err(e) = &result
         && e.downcast_ref::<SetupError>().is_some()
     {
@@ -359,6 +462,7 @@ async fn record(
     args: &RecordArgs,
     config: &ProbeConfig,
     router: Router,
+    log_format: Option<Format>,
     output: &std::path::Path,
 ) -> anyhow::Result<i32> {
     let held = if args.command.is_empty() {
@@ -366,7 +470,11 @@ async fn record(
     } else {
         Some(HeldChild::spawn(&args.command)?)
     };
-    let mut probe = Probe::load(config)?;
+    let mut probe = if args.no_ebpf {
+        None
+    } else {
+        Some(Probe::load(config)?)
+    };
     let (roots, origin) = match &held {
         Some(child) => (vec![child.pid], "spawned"),
         None => (args.pids.clone(), "attached"),
@@ -390,9 +498,11 @@ async fn record(
         if pid == self_pid {
             continue;
         }
-        probe.add_target(pid)?;
-        if config.net {
-            probe.add_connections(pid, &procfs::server_connections(pid), generation)?;
+        if let Some(probe) = probe.as_mut() {
+            probe.add_target(pid)?;
+            if config.net {
+                probe.add_connections(pid, &procfs::server_connections(pid), generation)?;
+            }
         }
     }
     let offset = wall_ns() - monotonic_ns() as i64;
@@ -410,6 +520,15 @@ async fn record(
         ("capture_bytes", config.capture_len.to_string()),
         ("follow_forks", config.follow_forks.to_string()),
         ("net", config.net.to_string()),
+        ("ebpf", (!args.no_ebpf).to_string()),
+        (
+            "access_logs",
+            args.access_logs
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        ),
         (
             "kernel",
             procfs::kernel_release().unwrap_or_else(|| "unknown".into()),
@@ -420,7 +539,7 @@ async fn record(
     let mut session = Session {
         probe,
         writer,
-        correlator: Correlator::new(router, args.redact_query),
+        correlator: Correlator::new(router.clone(), args.redact_query),
         offset,
         alive: HashSet::new(),
         spawned: held.as_ref().map(|h| h.pid),
@@ -430,6 +549,20 @@ async fn record(
         pending: Vec::new(),
         rows: Vec::new(),
         counters: KernelCounters::default(),
+        logs: args
+            .access_logs
+            .iter()
+            .map(|p| {
+                let source = LogSource::new(p.clone(), log_format.clone(), args.log_from_start);
+                (source, false)
+            })
+            .collect(),
+        joiner: Joiner::default(),
+        interval: args
+            .no_ebpf
+            .then(|| IntervalAttributor::new(roots.first().copied().unwrap_or(0))),
+        router,
+        redact_query: args.redact_query,
     };
     for (i, &pid) in targets.iter().enumerate() {
         let origin = if i < roots.len() {
@@ -439,7 +572,9 @@ async fn record(
         };
         session.add_process(pid, origin);
     }
-    session.probe.attach(config)?;
+    if let Some(probe) = session.probe.as_mut() {
+        probe.attach(config)?;
+    }
     if let Some(child) = held {
         child.release().map_err(|source| SetupError::Spawn {
             what: "releasing the held command",
@@ -471,7 +606,8 @@ async fn record(
         unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     }
     session.drain();
-    let faults = session.probe.thread_faults();
+    session.read_logs(true);
+    let faults = session.thread_faults();
     session.write_counters(&faults);
     session.correlator.finish_all(&mut session.rows);
     let ended_ns = wall_ns();
@@ -522,14 +658,23 @@ async fn event_loop(session: &mut Session, args: &RecordArgs) -> anyhow::Result<
         tokio::select! {
             _ = sigint.recv() => return Ok(Stop::Signal),
             _ = sigterm.recv() => return Ok(Stop::Signal),
-            () = session.probe.readable() => session.drain(),
+            () = async {
+                match &session.probe {
+                    Some(probe) => probe.readable().await,
+                    None => std::future::pending().await,
+                }
+            } => session.drain(),
             _ = drain_tick.tick() => session.drain(),
             _ = sample_tick.tick() => {
                 session.drain();
-                let faults = session.probe.thread_faults();
+                session.read_logs(false);
+                let faults = session.thread_faults();
                 let rss = session.sample(&faults);
                 if last_counters.elapsed() >= COUNTERS_EVERY {
                     last_counters = Instant::now();
+                    if session.probe.is_none() && args.follow_forks() {
+                        session.adopt_descendants();
+                    }
                     session.write_counters(&faults);
                     let dt = last_events.0.elapsed().as_secs_f64();
                     rate = (session.events - last_events.1) as f64 / dt.max(1e-3);
@@ -541,7 +686,7 @@ async fn event_loop(session: &mut Session, args: &RecordArgs) -> anyhow::Result<
                         "{:.0} events/s  RSS {}  requests {}  drops {}",
                         rate,
                         crate::report::bytes(rss as i64),
-                        session.correlator.requests(),
+                        session.requests(),
                         session.counters.dropped_events
                     ));
                     bar.tick();

@@ -19,6 +19,8 @@
 //! first write on, and the request is marked approximate.
 
 pub mod conn;
+pub mod interval;
+pub mod join;
 pub mod route;
 
 // Keys are pids, tids, fds and kernel timestamps, not attacker-chosen strings: a fast
@@ -73,6 +75,8 @@ pub struct Correlator {
     threads: HashMap<u32, ThreadState>,
     conns: HashMap<ConnKey, ConnTrack>,
     completed: u64,
+    /// Requests whose response started since the last [`Correlator::take_candidates`].
+    candidates: Vec<join::Candidate>,
 }
 
 impl Correlator {
@@ -85,7 +89,13 @@ impl Correlator {
             threads: HashMap::default(),
             conns: HashMap::default(),
             completed: 0,
+            candidates: Vec::new(),
         }
+    }
+
+    /// Requests whose response has started since the last call, for the access-log join.
+    pub fn take_candidates(&mut self) -> Vec<join::Candidate> {
+        std::mem::take(&mut self.candidates)
     }
 
     /// Requests completed so far.
@@ -283,6 +293,18 @@ impl Correlator {
                 if let Some(r) = self.inflight.get_mut(&id) {
                     r.row.first_byte_ns = Some(now);
                     r.row.status = crate::http::parse_status(&ev.data).map(|s| s.code);
+                    if let (Some(method), Some(target), Some(status)) =
+                        (&r.row.method, &r.row.target, r.row.status)
+                    {
+                        self.candidates.push(join::Candidate {
+                            id,
+                            method: method.clone(),
+                            target: target.clone(),
+                            status,
+                            start_ns: r.row.start_ns,
+                            first_byte_ns: now,
+                        });
+                    }
                     if r.row.tid != tid {
                         r.row.exact = false;
                     }

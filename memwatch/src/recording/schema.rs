@@ -84,6 +84,26 @@ CREATE TABLE requests (
     exact         INTEGER NOT NULL    -- 1 exact, 0 approximate attribution
 );
 CREATE INDEX requests_end ON requests (end_ns);
+CREATE TABLE log_lines (
+    id          INTEGER PRIMARY KEY,
+    source      TEXT NOT NULL,        -- the log path as given on the command line (display only)
+    arrived_ns  INTEGER NOT NULL,     -- when memwatch read the line
+    ts_ns       INTEGER,              -- the line's own timestamp (one-second resolution)
+    ok          INTEGER NOT NULL,     -- 1 parsed, 0 rejected
+    reason      TEXT,                 -- reject reason (stable snake_case name)
+    raw         TEXT,                 -- rejected lines only, at most 4 KiB
+    method      TEXT,
+    target      TEXT,
+    route       TEXT,
+    status      INTEGER,
+    bytes       INTEGER,
+    duration_us INTEGER,
+    client      TEXT,
+    user_agent  TEXT,
+    request_id  INTEGER               -- the captured (or, with --no-ebpf, derived) request
+);
+CREATE INDEX log_lines_arrived ON log_lines (arrived_ns);
+CREATE INDEX log_lines_request ON log_lines (request_id);
 CREATE TABLE non_http (
     ts_ns INTEGER NOT NULL,
     pid   INTEGER NOT NULL,

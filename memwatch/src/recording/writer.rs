@@ -71,6 +71,25 @@ pub struct RequestRow {
     pub exact: bool,
 }
 
+/// An access-log line, parsed or rejected, with the request it was joined to.
+#[derive(Debug, Clone, Default)]
+pub struct LogLineRow {
+    pub source: std::sync::Arc<str>,
+    pub arrived_ns: i64,
+    pub ts_ns: Option<i64>,
+    pub reason: Option<&'static str>,
+    pub raw: Option<String>,
+    pub method: Option<String>,
+    pub target: Option<String>,
+    pub route: Option<String>,
+    pub status: Option<u16>,
+    pub bytes: Option<u64>,
+    pub duration_us: Option<u64>,
+    pub client: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<i64>,
+}
+
 /// Everything the writer stores.
 #[derive(Debug, Clone)]
 pub enum Row {
@@ -104,6 +123,7 @@ pub enum Row {
         undecodable: u64,
     },
     Request(Box<RequestRow>),
+    LogLine(Box<LogLineRow>),
     NonHttp {
         ts_ns: i64,
         pid: u32,
@@ -439,6 +459,46 @@ fn insert(tx: &rusqlite::Transaction<'_>, row: Row) -> rusqlite::Result<()> {
                 faults as i64,
                 mem_calls as i64,
                 exact
+            ])?;
+        }
+        Row::LogLine(line) => {
+            let LogLineRow {
+                source,
+                arrived_ns,
+                ts_ns,
+                reason,
+                raw,
+                method,
+                target,
+                route,
+                status,
+                bytes,
+                duration_us,
+                client,
+                user_agent,
+                request_id,
+            } = *line;
+            tx.prepare_cached(
+                "INSERT INTO log_lines (source, arrived_ns, ts_ns, ok, reason, raw, method, target,
+                   route, status, bytes, duration_us, client, user_agent, request_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+            )?
+            .execute(params![
+                &*source,
+                arrived_ns,
+                ts_ns,
+                reason.is_none(),
+                reason,
+                raw,
+                method,
+                target,
+                route,
+                status,
+                bytes.map(|b| b as i64),
+                duration_us.map(|d| d as i64),
+                client,
+                user_agent,
+                request_id
             ])?;
         }
         Row::NonHttp {
