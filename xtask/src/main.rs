@@ -43,6 +43,12 @@ enum Cmd {
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// Fuzz every parser for a bounded time (cargo-fuzz, libFuzzer; installed if missing).
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+    },
     /// Benchmarks; writes BENCHMARKS.md.
     Bench {
         #[arg(long)]
@@ -146,7 +152,26 @@ fn main() -> anyhow::Result<()> {
             cmd.env("MEMWATCH_BIN", root().join("target/release/memwatch"));
             run(&mut cmd)
         }
+        Cmd::Fuzz { seconds } => {
+            setup::ensure(false)?;
+            setup::ensure_cargo_fuzz()?;
+            for target in ["accesslog_line"] {
+                let mut cmd = Command::new("cargo");
+                cmd.args(["+nightly", "fuzz", "run", target, "--"])
+                    .arg(format!("-max_total_time={seconds}"))
+                    // The fuzz targets need the library, not the eBPF object.
+                    .env("AYA_BUILD_SKIP", "1")
+                    .current_dir(root().join("fuzz"));
+                eprintln!("+ (in fuzz/) {}", describe(&cmd));
+                let status = cmd.status().context("could not start cargo fuzz")?;
+                if !status.success() {
+                    bail!("fuzzing {target} failed ({status}): see fuzz/artifacts/{target}/");
+                }
+            }
+            Ok(())
+        }
         Cmd::Bench { quick } => {
+            setup::ensure(true)?;
             build()?;
             let mut cmd = cargo();
             cmd.args([

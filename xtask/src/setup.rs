@@ -18,7 +18,14 @@ const BUILD_PACKAGES: &[&str] = &[
     "zlib1g-dev",
 ];
 /// Debian packages the tests and benchmarks drive.
-const TEST_PACKAGES: &[&str] = &["nginx-light", "apache2-utils", "wrk", "bpftrace", "strace"];
+const TEST_PACKAGES: &[&str] = &[
+    "nginx-light",
+    "apache2-utils",
+    "wrk",
+    "bpftrace",
+    "strace",
+    "goaccess",
+];
 
 fn quiet(cmd: &mut Command) -> bool {
     cmd.stdout(std::process::Stdio::null())
@@ -135,5 +142,14 @@ pub fn ensure(test: bool) -> anyhow::Result<()> {
         bail!("bpf-linker is installed but not on PATH: add ~/.cargo/bin to PATH");
     }
     step("ready");
+    Ok(())
+}
+
+/// cargo-fuzz, for `cargo xtask fuzz`.
+pub fn ensure_cargo_fuzz() -> anyhow::Result<()> {
+    step("cargo-fuzz");
+    if !quiet(Command::new("cargo").args(["fuzz", "--version"])) {
+        crate::run(Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]))?;
+    }
     Ok(())
 }
