@@ -56,6 +56,9 @@ enum Cmd {
     },
 }
 
+/// cargo-fuzz targets in fuzz/, one per parser that reads hostile input.
+const FUZZ_TARGETS: &[&str] = &["accesslog_line"];
+
 /// The workspace root.
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -155,7 +158,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Fuzz { seconds } => {
             setup::ensure(false)?;
             setup::ensure_cargo_fuzz()?;
-            for target in ["accesslog_line"] {
+            for target in FUZZ_TARGETS {
                 let mut cmd = Command::new("cargo");
                 cmd.args(["+nightly", "fuzz", "run", target, "--"])
                     .arg(format!("-max_total_time={seconds}"))
