@@ -30,6 +30,33 @@ pub enum Command {
     Record(RecordArgs),
     /// Summarise a recording as text or JSON.
     Report(ReportArgs),
+    /// Record like `record`, and serve the live page while recording.
+    Serve(ServeArgs),
+    /// Serve the page for a finished recording (or for an access log alone).
+    View(ViewArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub serve: crate::server::ServeOptions,
+    #[command(flatten)]
+    pub record: RecordArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ViewArgs {
+    /// A recording written by `memwatch record` or `memwatch serve`.
+    #[arg(required_unless_present = "access_logs")]
+    pub file: Option<PathBuf>,
+    /// With no recording: show this access log's request volume and URLs (no memory series).
+    #[arg(long = "access-log", value_name = "PATH", conflicts_with = "file")]
+    pub access_logs: Vec<PathBuf>,
+    /// Access-log format (as for `record`).
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    #[command(flatten)]
+    pub serve: crate::server::ServeOptions,
 }
 
 #[derive(Debug, Args)]

@@ -13,6 +13,7 @@ pub mod http;
 pub mod probe;
 pub mod recording;
 pub mod report;
+pub mod server;
 pub mod source;
 pub mod spawn;
 

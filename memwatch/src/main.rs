@@ -8,6 +8,13 @@ use memwatch::{
 };
 use tracing_subscriber::EnvFilter;
 
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
 fn main() {
     let cli = Cli::parse();
     let default = match cli.verbose {
@@ -23,12 +30,12 @@ fn main() {
         .init();
     let result = match cli.command {
         Command::Report(args) => commands::report::run(&args).map(|()| exit::OK),
-        Command::Record(args) => tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .map_err(anyhow::Error::from)
-            .and_then(|rt| rt.block_on(commands::record::run(args))),
+        Command::Record(args) => {
+            runtime().and_then(|rt| rt.block_on(commands::record::run(args, None)))
+        }
+        Command::Serve(args) => runtime()
+            .and_then(|rt| rt.block_on(commands::record::run(args.record, Some(args.serve)))),
+        Command::View(args) => runtime().and_then(|rt| rt.block_on(commands::view::run(args))),
     };
     match result {
         Ok(code) => std::process::exit(code),

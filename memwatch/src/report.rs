@@ -161,6 +161,8 @@ pub struct Endpoint {
     pub page_faults: u64,
     pub mem_calls: u64,
     pub approximate: u64,
+    pub vm_bytes_mean: i64,
+    pub rss_bytes_mean: i64,
     pub vm_bytes_per_request_p50: i64,
     pub vm_bytes_per_request_p95: i64,
     pub rss_bytes_per_request_p50: i64,
@@ -305,7 +307,7 @@ fn memory(rec: &Recording, pid: Option<u32>) -> Q<Memory> {
     Ok(m)
 }
 
-fn processes(rec: &Recording) -> Q<Vec<ProcessReport>> {
+pub(crate) fn processes(rec: &Recording) -> Q<Vec<ProcessReport>> {
     let mut stmt = rec
         .conn()
         .prepare(
@@ -359,30 +361,50 @@ fn threads(rec: &Recording) -> Q<Vec<ThreadReport>> {
     .map_err(|e| rec.error(e))
 }
 
-/// Per-route figures for requests that ended in `range`, sorted by resident bytes.
-pub fn endpoints(rec: &Recording, range: Range) -> Q<Vec<Endpoint>> {
-    let (from, to) = range.bounds();
+/// Ranges with more requests than this are summed from the per-second rollup, and their
+/// percentiles estimated from a sample of about this many requests.
+pub const EXACT_LIMIT: i64 = 50_000;
+
+#[derive(Default)]
+struct Acc {
+    statuses: BTreeMap<String, u64>,
+    n: u64,
+    vm_sum: i64,
+    rss_sum: i64,
+    faults: u64,
+    calls: u64,
+    approximate: u64,
+    /// Per-request values for percentiles: all of them, or a sample.
+    vm: Vec<i64>,
+    rss: Vec<i64>,
+    dur_ns: Vec<i64>,
+}
+
+fn status_key(status: Option<i64>) -> String {
+    status
+        .filter(|s| *s >= 0)
+        .map_or_else(|| "-".to_owned(), |s| s.to_string())
+}
+
+/// Adds the requests that ended in `[from, to]` (every `every`-th by id) to `groups`: to the
+/// totals when `totals`, to the percentile values always.
+fn add_rows(
+    rec: &Recording,
+    groups: &mut BTreeMap<(String, String), Acc>,
+    (from, to): (i64, i64),
+    every: i64,
+    totals: bool,
+) -> Q<()> {
     let mut stmt = rec
         .conn()
         .prepare_cached(
             "SELECT COALESCE(method, '-'), COALESCE(route, '-'), status, vm_bytes, rss_bytes,
                     faults, mem_calls, exact, end_ns - start_ns
-             FROM requests WHERE end_ns >= ?1 AND end_ns <= ?2",
+             FROM requests WHERE end_ns >= ?1 AND end_ns <= ?2 AND id % ?3 = 0",
         )
         .map_err(|e| rec.error(e))?;
-    #[derive(Default)]
-    struct Acc {
-        statuses: BTreeMap<String, u64>,
-        vm: Vec<i64>,
-        rss: Vec<i64>,
-        dur_ns: Vec<i64>,
-        faults: u64,
-        calls: u64,
-        approximate: u64,
-    }
-    let mut groups: BTreeMap<(String, String), Acc> = BTreeMap::new();
     let rows = stmt
-        .query_map(params![from, to], |r| {
+        .query_map(params![from, to, every.max(1)], |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,
@@ -400,33 +422,130 @@ pub fn endpoints(rec: &Recording, range: Range) -> Q<Vec<Endpoint>> {
         let (method, route, status, vm, rss, faults, calls, exact, dur) =
             row.map_err(|e| rec.error(e))?;
         let acc = groups.entry((method, route)).or_default();
-        let status = status.map_or_else(|| "-".to_owned(), |s| s.to_string());
-        *acc.statuses.entry(status).or_default() += 1;
+        if totals {
+            *acc.statuses.entry(status_key(status)).or_default() += 1;
+            acc.n += 1;
+            acc.vm_sum += vm;
+            acc.rss_sum += rss;
+            acc.faults += faults as u64;
+            acc.calls += calls as u64;
+            acc.approximate += u64::from(!exact);
+        }
         acc.vm.push(vm);
         acc.rss.push(rss);
         acc.dur_ns.push(dur);
-        acc.faults += faults as u64;
-        acc.calls += calls as u64;
-        acc.approximate += u64::from(!exact);
+    }
+    Ok(())
+}
+
+/// Per-route figures for requests that ended in `range`, sorted by resident bytes.
+///
+/// Totals (requests, statuses, bytes, faults) are always exact. Up to [`EXACT_LIMIT`] requests,
+/// percentiles are exact too; above it, whole seconds come from the per-second rollup, the
+/// partial seconds at the edges from the rows, and percentiles from a sample of about
+/// [`EXACT_LIMIT`] requests (every k-th by id).
+pub fn endpoints(rec: &Recording, range: Range) -> Q<Vec<Endpoint>> {
+    const S: i64 = 1_000_000_000;
+    let (from, to) = range.bounds();
+    let (first_s, last_s) = (from.div_euclid(S), to.div_euclid(S));
+    let estimate: i64 = rec
+        .conn()
+        .query_row(
+            "SELECT COALESCE(SUM(n), 0) FROM request_rollup WHERE second BETWEEN ?1 AND ?2",
+            params![first_s, last_s],
+            |r| r.get(0),
+        )
+        .map_err(|e| rec.error(e))?;
+    let mut groups: BTreeMap<(String, String), Acc> = BTreeMap::new();
+    if estimate <= EXACT_LIMIT {
+        add_rows(rec, &mut groups, (from, to), 1, true)?;
+    } else {
+        // Whole seconds inside the range from the rollup...
+        let inner = (first_s + 1, last_s - 1);
+        let mut stmt = rec
+            .conn()
+            .prepare_cached(
+                "SELECT method, route, status, SUM(n), SUM(approx), SUM(vm_sum), SUM(rss_sum),
+                        SUM(faults), SUM(mem_calls)
+                 FROM request_rollup WHERE second BETWEEN ?1 AND ?2
+                 GROUP BY method, route, status",
+            )
+            .map_err(|e| rec.error(e))?;
+        let rows = stmt
+            .query_map(params![inner.0, inner.1], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    [
+                        r.get::<_, i64>(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                        r.get(7)?,
+                        r.get(8)?,
+                    ],
+                ))
+            })
+            .map_err(|e| rec.error(e))?;
+        for row in rows {
+            let (method, route, status, [n, approx, vm, rss, faults, calls]) =
+                row.map_err(|e| rec.error(e))?;
+            let acc = groups.entry((method, route)).or_default();
+            *acc.statuses.entry(status_key(Some(status))).or_default() += n as u64;
+            acc.n += n as u64;
+            acc.approximate += approx as u64;
+            acc.vm_sum += vm;
+            acc.rss_sum += rss;
+            acc.faults += faults as u64;
+            acc.calls += calls as u64;
+        }
+        // ...the partial seconds at both edges from the rows...
+        let mut edges = BTreeMap::new();
+        add_rows(rec, &mut edges, (from, (inner.0 * S - 1).min(to)), 1, true)?;
+        let tail_from = ((inner.1 + 1) * S).max(from).max(inner.0 * S);
+        add_rows(rec, &mut edges, (tail_from, to), 1, true)?;
+        for (key, e) in edges {
+            let acc = groups.entry(key).or_default();
+            for (status, n) in e.statuses {
+                *acc.statuses.entry(status).or_default() += n;
+            }
+            acc.n += e.n;
+            acc.approximate += e.approximate;
+            acc.vm_sum += e.vm_sum;
+            acc.rss_sum += e.rss_sum;
+            acc.faults += e.faults;
+            acc.calls += e.calls;
+        }
+        // ...and percentiles from a sample.
+        add_rows(
+            rec,
+            &mut groups,
+            (from, to),
+            estimate / EXACT_LIMIT + 1,
+            false,
+        )?;
     }
     let mut out: Vec<Endpoint> = groups
         .into_iter()
+        .filter(|(_, a)| a.n > 0)
         .map(|((method, route), mut a)| {
-            let vm_bytes = a.vm.iter().sum();
-            let rss_bytes = a.rss.iter().sum();
+            let (vm_bytes, rss_bytes) = (a.vm_sum, a.rss_sum);
             a.vm.sort_unstable();
             a.rss.sort_unstable();
             a.dur_ns.sort_unstable();
             Endpoint {
                 method,
                 route,
-                requests: a.vm.len() as u64,
+                requests: a.n,
                 statuses: a.statuses,
                 vm_bytes,
                 rss_bytes,
                 page_faults: a.faults,
                 mem_calls: a.calls,
                 approximate: a.approximate,
+                vm_bytes_mean: vm_bytes / (a.n.max(1) as i64),
+                rss_bytes_mean: rss_bytes / (a.n.max(1) as i64),
                 vm_bytes_per_request_p50: percentile(&a.vm, 50.0),
                 vm_bytes_per_request_p95: percentile(&a.vm, 95.0),
                 rss_bytes_per_request_p50: percentile(&a.rss, 50.0),
@@ -445,7 +564,7 @@ pub fn endpoints(rec: &Recording, range: Range) -> Q<Vec<Endpoint>> {
     Ok(out)
 }
 
-fn access_log(rec: &Recording) -> Q<Option<AccessLog>> {
+pub(crate) fn access_log(rec: &Recording) -> Q<Option<AccessLog>> {
     let sources: Vec<String> = rec
         .meta("access_logs")?
         .unwrap_or_default()
@@ -519,7 +638,7 @@ fn access_log(rec: &Recording) -> Q<Option<AccessLog>> {
     }))
 }
 
-fn count(rec: &Recording, sql: &str) -> Q<i64> {
+pub(crate) fn count(rec: &Recording, sql: &str) -> Q<i64> {
     rec.conn()
         .query_row(sql, [], |r| r.get::<_, Option<i64>>(0))
         .map(Option::unwrap_or_default)
@@ -799,6 +918,55 @@ mod tests {
         assert_eq!(percentile(&v, 95.0), 95);
         assert_eq!(percentile(&[7i64], 95.0), 7);
         assert_eq!(percentile::<i64>(&[], 50.0), 0);
+    }
+
+    /// Above EXACT_LIMIT, totals come from the rollup plus the edge rows: they must equal what
+    /// reading every row gives, for ranges that cut seconds in the middle.
+    #[test]
+    fn rollup_totals_equal_exact_totals() {
+        use crate::recording::{Row, Writer, writer::RequestRow};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        let writer = Writer::create(&path, &[]).unwrap();
+        let n = EXACT_LIMIT + 20_000;
+        let rows = (0..n)
+            .map(|i| {
+                Row::Request(Box::new(RequestRow {
+                    id: i + 1,
+                    conn: "c".into(),
+                    method: Some(if i % 3 == 0 { "POST" } else { "GET" }.into()),
+                    route: Some(format!("/r{}", i % 5)),
+                    status: (i % 7 != 0).then_some(200 + (i % 4) as u16 * 100),
+                    start_ns: i * 1_000_000,
+                    end_ns: i * 1_000_000 + 500,
+                    vm_bytes: i % 1000,
+                    rss_bytes: i % 333,
+                    faults: (i % 9) as u64,
+                    exact: i % 11 != 0,
+                    ..RequestRow::default()
+                }))
+            })
+            .collect();
+        writer.send(rows);
+        writer.finish().unwrap();
+        let rec = Recording::open(&path).unwrap();
+        let range = Range {
+            from_ns: Some(1_234_567_891),
+            to_ns: Some(68_765_432_109),
+        };
+        let fast = endpoints(&rec, range).unwrap();
+        let mut exact = BTreeMap::new();
+        add_rows(&rec, &mut exact, range.bounds(), 1, true).unwrap();
+        assert_eq!(fast.len(), exact.len());
+        let total: u64 = fast.iter().map(|e| e.requests).sum();
+        assert!(total > EXACT_LIMIT as u64, "the rollup path ran");
+        for e in &fast {
+            let x = &exact[&(e.method.clone(), e.route.clone())];
+            assert_eq!(e.requests, x.n, "{}", e.route);
+            assert_eq!(e.statuses, x.statuses);
+            assert_eq!((e.vm_bytes, e.rss_bytes), (x.vm_sum, x.rss_sum));
+            assert_eq!((e.page_faults, e.approximate), (x.faults, x.approximate));
+        }
     }
 
     #[test]

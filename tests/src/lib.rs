@@ -102,27 +102,43 @@ impl Running {
 
     /// Waits until memwatch says it is recording (the probes are attached).
     pub fn wait_recording(&mut self, timeout: Duration) {
+        self.wait_for("recording", timeout);
+    }
+
+    /// Waits for a stderr line containing `needle` and returns it.
+    pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(50)) {
-                let done = line.contains("recording");
-                self.stderr.push(line);
+                let done = line.contains(needle);
+                self.stderr.push(line.clone());
                 if done {
-                    return;
+                    return line;
                 }
             }
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!(
-                    "memwatch exited with {status} before recording: {:?}",
+                    "memwatch exited with {status} before {needle:?}: {:?}",
                     self.stderr
                 );
             }
         }
         let _ = self.child.kill();
         panic!(
-            "memwatch did not start recording in {timeout:?}: {:?}",
+            "memwatch did not print {needle:?} in {timeout:?}: {:?}",
             self.stderr
         );
+    }
+
+    /// Waits for the page server's URL line; returns the port.
+    pub fn wait_page(&mut self, timeout: Duration) -> u16 {
+        let line = self.wait_for("page at http://", timeout);
+        line.split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|addr| addr.rsplit(':').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {line:?}"))
     }
 
     pub fn signal(&self, sig: i32) {
@@ -156,6 +172,16 @@ impl Running {
                 );
             }
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Running {
+    /// A memwatch a test did not wait for (a page server, a failed test) does not outlive it.
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
     }
 }
@@ -389,4 +415,67 @@ pub fn read_response(s: &mut std::net::TcpStream) -> u16 {
             }
         }
     }
+}
+
+/// A GET on loopback: (status, raw headers, body).
+pub fn http(port: u16, path: &str, headers: &[(&str, &str)]) -> (u16, String, String) {
+    use std::io::Write as _;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).expect("send");
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).expect("read");
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+    let status = head.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, head.to_ascii_lowercase(), body.to_owned())
+}
+
+/// A GET whose body is JSON.
+pub fn http_json(port: u16, path: &str) -> (u16, Value) {
+    let (status, _, body) = http(port, path, &[]);
+    let value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body:?}"));
+    (status, value)
+}
+
+/// Milliseconds since the epoch, now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// `n` keep-alive GETs of `path` on one connection.
+pub fn hit(port: u16, path: &str, n: usize) {
+    use std::io::Write as _;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    for _ in 0..n {
+        write!(s, "GET {path} HTTP/1.1\r\nHost: demo\r\n\r\n").unwrap();
+        assert_eq!(read_response(&mut s), 200);
+    }
+}
+
+/// A recording of the demo server in three phases: `/` ×30, `/leak?kb=256` ×12, `/` ×20.
+/// Returns the file and the leak phase's bounds in epoch ms.
+pub fn phased(dir: &std::path::Path) -> (std::path::PathBuf, i64, i64) {
+    let demo = start_server(Command::new(bin("memwatch-demo")).arg("--quiet"));
+    let out = dir.join("phased.db");
+    let pid = demo.pid().to_string();
+    let mut rec = Running::start(&["record", "-p", &pid, "-o", out.to_str().unwrap()]);
+    rec.wait_recording(Duration::from_secs(60));
+    hit(demo.port, "/", 30);
+    std::thread::sleep(Duration::from_millis(700));
+    let leak_from = now_ms();
+    hit(demo.port, "/leak?kb=256", 12);
+    let leak_to = now_ms() + 1;
+    std::thread::sleep(Duration::from_millis(700));
+    hit(demo.port, "/", 20);
+    std::thread::sleep(Duration::from_millis(300));
+    rec.signal(libc::SIGINT);
+    let done = rec.wait(Duration::from_secs(60));
+    assert_eq!(done.code(), 0, "{}", done.stderr);
+    (out, leak_from, leak_to)
 }

@@ -3,6 +3,7 @@
 //! Every command checks its prerequisites first (fast when present) and installs what is
 //! missing, so a fresh Debian/Ubuntu machine needs nothing but Rust and this checkout.
 
+mod demo;
 mod setup;
 
 use std::{
@@ -30,7 +31,8 @@ enum Cmd {
     },
     /// Build memwatch (eBPF included) in release.
     Build,
-    /// Build, then run memwatch: `--pid N` records process N; `-- ARGS` passes ARGS through.
+    /// Build, then run memwatch: `--pid N` records process N and serves the live page;
+    /// `-- ARGS` passes ARGS through.
     Run {
         #[arg(long)]
         pid: Option<u32>,
@@ -42,6 +44,12 @@ enum Cmd {
         /// Extra arguments for the test harness (e.g. a test name filter).
         #[arg(last = true)]
         args: Vec<String>,
+    },
+    /// A first look: the demo server under a mixed workload where one route leaks, recorded
+    /// and served live at http://127.0.0.1:7070/.
+    Demo {
+        #[arg(long, default_value = "127.0.0.1:7070")]
+        listen: String,
     },
     /// Fuzz every parser for a bounded time (cargo-fuzz, libFuzzer; installed if missing).
     Fuzz {
@@ -117,7 +125,7 @@ fn main() -> anyhow::Result<()> {
             let bin = root().join("target/release/memwatch");
             let mut argv: Vec<String> = Vec::new();
             if let Some(pid) = pid {
-                argv.extend(["record".into(), "-p".into(), pid.to_string()]);
+                argv.extend(["serve".into(), "-p".into(), pid.to_string()]);
             }
             argv.extend(args);
             if argv.is_empty() {
@@ -154,6 +162,10 @@ fn main() -> anyhow::Result<()> {
             cmd.args(&args);
             cmd.env("MEMWATCH_BIN", root().join("target/release/memwatch"));
             run(&mut cmd)
+        }
+        Cmd::Demo { listen } => {
+            build()?;
+            demo::run(&listen)
         }
         Cmd::Fuzz { seconds } => {
             setup::ensure(false)?;

@@ -25,6 +25,7 @@ const TEST_PACKAGES: &[&str] = &[
     "bpftrace",
     "strace",
     "goaccess",
+    "chromium",
 ];
 
 fn quiet(cmd: &mut Command) -> bool {
@@ -113,6 +114,10 @@ pub fn ensure(test: bool) -> anyhow::Result<()> {
     }
     apt_install(&packages)?;
 
+    if test {
+        ensure_e2e()?;
+    }
+
     step(&format!("bpf-linker {BPF_LINKER_VERSION}"));
     let version = output(Command::new("bpf-linker").arg("--version"));
     if !version.contains(BPF_LINKER_VERSION) {
@@ -150,6 +155,27 @@ pub fn ensure_cargo_fuzz() -> anyhow::Result<()> {
     step("cargo-fuzz");
     if !quiet(Command::new("cargo").args(["fuzz", "--version"])) {
         crate::run(Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]))?;
+    }
+    Ok(())
+}
+
+/// The browser tests' npm packages (playwright-core, pinned in tests/e2e/package-lock.json).
+fn ensure_e2e() -> anyhow::Result<()> {
+    step("npm packages for the browser tests (tests/e2e)");
+    let dir = crate::root().join("tests/e2e");
+    if dir.join("node_modules/playwright-core").is_dir() {
+        return Ok(());
+    }
+    if !quiet(Command::new("npm").arg("--version")) {
+        apt_install(&["nodejs".to_owned(), "npm".to_owned()])?;
+    }
+    let mut cmd = Command::new("npm");
+    cmd.args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(&dir);
+    eprintln!("+ (in tests/e2e) {}", describe(&cmd));
+    let status = cmd.status().context("could not start npm")?;
+    if !status.success() {
+        bail!("npm ci in tests/e2e failed with {status}");
     }
     Ok(())
 }

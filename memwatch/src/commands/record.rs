@@ -8,6 +8,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use std::sync::Arc;
+
 use memwatch_common::mem::MemOp;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -26,6 +28,7 @@ use crate::{
         writer::{MemRow, ProcessRow, check_output},
     },
     report::Report,
+    server::{self, ServeOptions},
     source::{
         accesslog::Format,
         logtail::{self, LogSource},
@@ -403,8 +406,8 @@ fn status_bar() -> Option<indicatif::ProgressBar> {
     Some(bar)
 }
 
-/// Runs `memwatch record`; returns the process exit code.
-pub async fn run(args: RecordArgs) -> anyhow::Result<i32> {
+/// Runs `memwatch record` (and with `serve`, `memwatch serve`); returns the exit code.
+pub async fn run(args: RecordArgs, serve: Option<ServeOptions>) -> anyhow::Result<i32> {
     // Preflight: everything the user can get wrong is checked before anything is loaded.
     if args.pids.is_empty() && args.command.is_empty() {
         anyhow::bail!(crate::error::UsageError(
@@ -446,7 +449,7 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<i32> {
     }
     check_output(&output, args.force)?;
     // From here on a failure must not leave an empty recording behind.
-    let result = record(&args, &config, router, log_format, &output).await;
+    let result = record(&args, &config, router, log_format, &output, serve).await;
     if let Err(e) = &result
         && e.downcast_ref::<SetupError>().is_some()
     {
@@ -464,6 +467,7 @@ async fn record(
     router: Router,
     log_format: Option<Format>,
     output: &std::path::Path,
+    serve: Option<ServeOptions>,
 ) -> anyhow::Result<i32> {
     let held = if args.command.is_empty() {
         None
@@ -588,6 +592,24 @@ async fn record(
         }
     }
     session.flush();
+    // The page reads the file the writer fills: live and offline views use the same reader.
+    let server = match serve {
+        Some(options) => {
+            let state =
+                server::AppState::new(Recording::open(output)?, true, options.token.clone());
+            let stop = Arc::new(tokio::sync::Notify::new());
+            let stopped = Arc::clone(&stop);
+            let shutdown = async move { stopped.notified().await };
+            let task_state = Arc::clone(&state);
+            let task = tokio::spawn(async move {
+                if let Err(e) = server::serve(task_state, &options, shutdown).await {
+                    eprintln!("memwatch: the page server stopped: {e:#}");
+                }
+            });
+            Some((state, stop, task))
+        }
+        None => None,
+    };
     eprintln!(
         "memwatch: recording {} process(es) to {}; Ctrl-C stops",
         targets.len(),
@@ -636,10 +658,28 @@ async fn record(
     let Session { writer, probe, .. } = session;
     drop(probe);
     writer.finish()?;
+    if let Some((state, stop, task)) = server {
+        state.set_live(false);
+        eprintln!("memwatch: recording finished; the page stays up until Ctrl-C");
+        wait_for_stop().await?;
+        stop.notify_one();
+        let _ = task.await;
+    }
     let report = Report::build(&Recording::open(output)?)?;
     print!("{}", report.to_text());
     println!("recording: {}", output.display());
     Ok(crate::error::exit::OK)
+}
+
+/// Waits for Ctrl-C or SIGTERM.
+pub async fn wait_for_stop() -> anyhow::Result<()> {
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    tokio::select! {
+        _ = sigint.recv() => {}
+        _ = sigterm.recv() => {}
+    }
+    Ok(())
 }
 
 async fn event_loop(session: &mut Session, args: &RecordArgs) -> anyhow::Result<Stop> {

@@ -84,6 +84,21 @@ CREATE TABLE requests (
     exact         INTEGER NOT NULL    -- 1 exact, 0 approximate attribution
 );
 CREATE INDEX requests_end ON requests (end_ns);
+-- Requests summed per second of their end, kept by the writer: range queries over many
+-- requests read these instead of every row.
+CREATE TABLE request_rollup (
+    second    INTEGER NOT NULL,        -- end_ns / 1e9
+    method    TEXT NOT NULL,           -- '-' when unknown
+    route     TEXT NOT NULL,           -- '-' when unknown
+    status    INTEGER NOT NULL,        -- -1 when unknown
+    n         INTEGER NOT NULL,
+    approx    INTEGER NOT NULL,        -- how many were approximate
+    vm_sum    INTEGER NOT NULL,
+    rss_sum   INTEGER NOT NULL,
+    faults    INTEGER NOT NULL,
+    mem_calls INTEGER NOT NULL,
+    PRIMARY KEY (second, method, route, status)
+) WITHOUT ROWID;
 CREATE TABLE log_lines (
     id          INTEGER PRIMARY KEY,
     source      TEXT NOT NULL,        -- the log path as given on the command line (display only)

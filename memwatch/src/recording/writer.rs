@@ -275,11 +275,47 @@ fn run(mut conn: Connection, rx: &mpsc::Receiver<Msg>) -> Result<u64, rusqlite::
     Ok(written)
 }
 
+/// Per-second sums of one batch's requests: (second, method, route, status) → sums.
+type Rollup = std::collections::HashMap<(i64, String, String, i64), [i64; 6]>;
+
+fn roll(rollup: &mut Rollup, r: &RequestRow) {
+    let key = (
+        r.end_ns.div_euclid(1_000_000_000),
+        r.method.clone().unwrap_or_else(|| "-".into()),
+        r.route.clone().unwrap_or_else(|| "-".into()),
+        r.status.map_or(-1, i64::from),
+    );
+    let sums = rollup.entry(key).or_default();
+    sums[0] += 1;
+    sums[1] += i64::from(!r.exact);
+    sums[2] += r.vm_bytes;
+    sums[3] += r.rss_bytes;
+    sums[4] += r.faults as i64;
+    sums[5] += r.mem_calls as i64;
+}
+
 fn commit(conn: &mut Connection, rows: &mut Vec<Row>) -> rusqlite::Result<u64> {
     let tx = conn.transaction()?;
     let n = rows.len() as u64;
+    let mut rollup = Rollup::new();
     for row in rows.drain(..) {
+        if let Row::Request(r) = &row {
+            roll(&mut rollup, r);
+        }
         insert(&tx, row)?;
+    }
+    for ((second, method, route, status), [n, approx, vm, rss, faults, calls]) in rollup {
+        tx.prepare_cached(
+            "INSERT INTO request_rollup (second, method, route, status, n, approx, vm_sum,
+               rss_sum, faults, mem_calls) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+             ON CONFLICT (second, method, route, status) DO UPDATE SET n = n + excluded.n,
+               approx = approx + excluded.approx, vm_sum = vm_sum + excluded.vm_sum,
+               rss_sum = rss_sum + excluded.rss_sum, faults = faults + excluded.faults,
+               mem_calls = mem_calls + excluded.mem_calls",
+        )?
+        .execute(params![
+            second, method, route, status, n, approx, vm, rss, faults, calls
+        ])?;
     }
     tx.commit()?;
     Ok(n)

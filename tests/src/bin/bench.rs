@@ -286,8 +286,129 @@ fn log_bench(rounds: usize, mb: usize, md: &mut String) {
     );
 }
 
+/// A recording with `n` requests over 1000 s, written through memwatch's own writer.
+fn big_recording(path: &std::path::Path, n: i64) {
+    use memwatch::recording::{
+        Row, Writer,
+        writer::{RequestRow, check_output},
+    };
+    let start = 1_700_000_000_000_000_000i64;
+    let span = 1_000_000_000_000i64;
+    check_output(path, true).expect("output");
+    let meta = [
+        ("started_ns", start.to_string()),
+        ("ended_ns", (start + span).to_string()),
+    ];
+    let writer = Writer::create(path, &meta).expect("writer");
+    let routes = [
+        "/",
+        "/leak",
+        "/churn",
+        "/users/{id}",
+        "/slow",
+        "/static/*",
+        "/api/items",
+        "/login",
+    ];
+    let mut batch = Vec::new();
+    for i in 0..n {
+        let end = start + span * i / n;
+        let route = routes[(i as usize * 7919) % routes.len()];
+        batch.push(Row::Request(Box::new(RequestRow {
+            id: i + 1,
+            pid: 1,
+            tid: 1 + (i % 16) as u32,
+            conn: "1:1".into(),
+            method: Some("GET".into()),
+            target: Some(route.into()),
+            route: Some(route.into()),
+            status: Some(if i % 50 == 0 { 404 } else { 200 }),
+            start_ns: end - 300_000,
+            end_ns: end,
+            vm_bytes: (i % 13) * 4096,
+            rss_bytes: (i % 11) * 4096,
+            exact: true,
+            ..RequestRow::default()
+        })));
+        if i % 1000 == 0 {
+            batch.push(Row::Sample {
+                ts_ns: end,
+                pid: 1,
+                rss_bytes: (i * 64) as u64,
+                vm_bytes: (i * 128) as u64,
+                faults: 0,
+            });
+        }
+        if batch.len() >= 50_000 {
+            writer.send(std::mem::take(&mut batch));
+        }
+    }
+    writer.send(batch);
+    writer.finish().expect("finish");
+}
+
+/// `/api/endpoints` over a million requests, whole run and 1% of it; timeline point bounds.
+fn api_bench(quick: bool, md: &mut String) {
+    let dir = tempdir();
+    let file = dir.path().join("million.db");
+    let n = if quick { 20_000 } else { 1_000_000 };
+    big_recording(&file, n);
+    let mut view = Running::start(&[
+        "view",
+        file.to_str().expect("utf-8"),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let port = view.wait_page(std::time::Duration::from_secs(60));
+    let start_ms = 1_700_000_000_000i64;
+    let time = |path: &str| -> f64 {
+        let mut runs = Vec::new();
+        for _ in 0..5 {
+            let t = Instant::now();
+            let (status, _, _) = memwatch_tests::http(port, path, &[]);
+            assert_eq!(status, 200, "{path}");
+            runs.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        median(runs)
+    };
+    let full = time("/api/endpoints");
+    let one = time(&format!(
+        "/api/endpoints?from={}&to={}",
+        start_ms + 500_000,
+        start_ms + 510_000
+    ));
+    let tl = time("/api/timeline?points=1000");
+    let mut max_points = 0;
+    for points in [10, 100, 1000] {
+        let (_, v) = memwatch_tests::http_json(port, &format!("/api/timeline?points={points}"));
+        let n = v["rss"]["t"].as_array().map_or(0, Vec::len);
+        assert!(n <= points, "timeline returned {n} > {points} points");
+        max_points = max_points.max(n);
+    }
+    drop(view);
+    let _ = writeln!(
+        md,
+        "\n## API over a recording of {n} requests (`memwatch view`, loopback, median of 5)\n"
+    );
+    let _ = writeln!(md, "| request | ms |\n|---|---|");
+    let _ = writeln!(md, "| `/api/endpoints` (whole run) | {full:.1} |");
+    let _ = writeln!(md, "| `/api/endpoints` (1% of the run) | {one:.1} |");
+    let _ = writeln!(md, "| `/api/timeline?points=1000` | {tl:.1} |");
+    let _ = writeln!(
+        md,
+        "\n`/api/timeline` returned at most `points` points per series for 10, 100 and 1000 (largest: {max_points})."
+    );
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
+    // `--only-api`: the API section alone, printed and not written (for working on the API).
+    if std::env::args().any(|a| a == "--only-api") {
+        let mut md = String::new();
+        api_bench(quick, &mut md);
+        print!("{md}");
+        return;
+    }
     let (rounds, secs) = if quick { (1, 0.5) } else { (5, 3.0) };
     let memchild = bin("memchild");
     let dir = tempdir();
@@ -388,6 +509,7 @@ fn main() {
         if quick { 5 } else { 200 },
         &mut md,
     );
+    api_bench(quick, &mut md);
     print!("{md}");
     if !quick {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../BENCHMARKS.md");

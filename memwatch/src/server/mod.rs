@@ -1,0 +1,216 @@
+//! The page and its JSON API (`docs/api.md`): axum on a loopback address by default, embedded
+//! assets only, a Content-Security-Policy on every response, and an optional token.
+
+mod api;
+mod assets;
+
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+};
+
+use axum::{
+    Router,
+    extract::{Request, State},
+    http::{HeaderValue, StatusCode, header},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+
+use crate::recording::Recording;
+
+/// Served on every response: scripts and data only from this origin. uPlot sets inline
+/// styles, hence `'unsafe-inline'` for styles alone.
+pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+                       img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; \
+                       base-uri 'none'; form-action 'none'";
+
+/// `--listen` and `--token`, shared by `serve` and `view`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeOptions {
+    /// Address for the page. Port 0 picks a free port. Non-loopback addresses are reachable by
+    /// anyone who can reach this host: use --token.
+    #[arg(long, default_value = "127.0.0.1:7070", value_name = "ADDR")]
+    pub listen: SocketAddr,
+    /// Require this token on every request (`Authorization: Bearer TOKEN` or `?token=`); the
+    /// printed URL carries it.
+    #[arg(long, value_name = "TOKEN", env = "MEMWATCH_TOKEN")]
+    pub token: Option<String>,
+}
+
+/// What the handlers share.
+#[derive(Debug)]
+pub struct AppState {
+    pub recording: Mutex<Recording>,
+    /// True while memwatch is still recording into the file.
+    pub live: AtomicBool,
+    token: Option<String>,
+    pub path: PathBuf,
+}
+
+impl AppState {
+    pub fn new(recording: Recording, live: bool, token: Option<String>) -> Arc<Self> {
+        let path = recording.path().to_owned();
+        Arc::new(Self {
+            recording: Mutex::new(recording),
+            live: AtomicBool::new(live),
+            token,
+            path,
+        })
+    }
+
+    pub fn set_live(&self, live: bool) {
+        self.live.store(live, Ordering::Relaxed);
+    }
+}
+
+/// An API error: a 4xx (or 500) with `{"error": ...}`.
+#[derive(Debug)]
+pub struct ApiError(pub StatusCode, pub String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "error": self.1 });
+        (self.0, axum::Json(body)).into_response()
+    }
+}
+
+async fn security_headers(req: Request, next: Next) -> Response {
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+/// Constant-time comparison, so the token cannot be guessed byte by byte from timing.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn require_token(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let Some(token) = state.token.as_deref() else {
+        return next.run(req).await;
+    };
+    // The page itself is public (it holds no data); every API call needs the token.
+    if !req.uri().path().starts_with("/api/") {
+        return next.run(req).await;
+    }
+    let bearer = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let query = req
+        .uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("token="));
+    if bearer
+        .or(query)
+        .is_some_and(|t| same(t.as_bytes(), token.as_bytes()))
+    {
+        next.run(req).await
+    } else {
+        ApiError(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong token: open the URL memwatch printed (it ends in #token=...), or \
+             send Authorization: Bearer TOKEN"
+                .into(),
+        )
+        .into_response()
+    }
+}
+
+async fn asset(req: Request) -> Response {
+    match assets::lookup(req.uri().path()) {
+        Some((ty, body)) => ([(header::CONTENT_TYPE, ty)], body).into_response(),
+        None => ApiError(
+            StatusCode::NOT_FOUND,
+            "no such page: the page is at / and the API under /api/ (see docs/api.md)".into(),
+        )
+        .into_response(),
+    }
+}
+
+/// The whole router.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/api/summary", get(api::summary))
+        .route("/api/timeline", get(api::timeline))
+        .route("/api/endpoints", get(api::endpoints))
+        .route("/api/requests", get(api::requests))
+        .route("/api/log_lines", get(api::log_lines))
+        .route("/api/stream", get(api::stream))
+        .fallback(asset)
+        .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .layer(middleware::from_fn(security_headers))
+        .with_state(state)
+}
+
+/// Binds, prints the URL, and serves until `shutdown` resolves.
+pub async fn serve(
+    state: Arc<AppState>,
+    options: &ServeOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(crate::error::UsageError(format!(
+                "cannot listen on {}: {e}. Choose another address with --listen (port 0 picks \
+                 a free one)",
+                options.listen
+            )))
+        })?;
+    let addr = listener.local_addr()?;
+    if !addr.ip().is_loopback() {
+        eprintln!(
+            "memwatch: WARNING: serving on {addr}, reachable from other hosts{}",
+            if options.token.is_some() {
+                ""
+            } else {
+                "; anyone who can connect sees the recording (use --token)"
+            }
+        );
+    }
+    let fragment = options
+        .token
+        .as_deref()
+        .map(|t| format!("#token={t}"))
+        .unwrap_or_default();
+    eprintln!("memwatch: page at http://{addr}/{fragment}");
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_comparison() {
+        assert!(same(b"abc", b"abc"));
+        assert!(!same(b"abc", b"abd"));
+        assert!(!same(b"abc", b"ab"));
+    }
+}
