@@ -1,0 +1,1302 @@
+// memwatch page: memory over time, requests per bucket, and which routes made memory grow.
+//
+// Everything the API returns came from the network or from a traced process and is treated as
+// hostile: the DOM is built with createElement and textContent only, never from HTML strings.
+//
+// Test hook: `window.memwatch` (see the end of this file) exposes the uPlot charts,
+// `valToPos(ms)` (x pixel of a time inside the chart's `.u-over` overlay), `select(from, to)`,
+// `clearSelection()`, `idle()`, `requestLimit`, `highlightCount` and the page `state`.
+'use strict';
+
+(function () {
+  const KiB = 1024;
+  const MiB = 1024 * 1024;
+  const GiB = 1024 * MiB;
+  /** Rows fetched for the selected route's request list (and drawn on the chart). */
+  const REQUEST_LIMIT = 500;
+  const LOG_LIMIT = 200;
+  /** Without an `update` event for this long, a live page polls by itself. */
+  const LIVE_FALLBACK_MS = 2500;
+  const MIN_SELECT_PX = 3;
+  const CHART_HEIGHT = 380;
+  const LANE_HEIGHT = 84;
+  const AXIS_LEFT = 76;
+  const AXIS_RIGHT = 76;
+  const FONT = '11px system-ui, -apple-system, "Segoe UI", Roboto, "Liberation Sans", "DejaVu Sans", sans-serif';
+  const AXIS_STROKE = '#5f6b7a';
+  const GRID = { stroke: 'rgba(31, 41, 55, 0.07)', width: 1 };
+  const TICKS = { stroke: 'rgba(31, 41, 55, 0.18)', width: 1, size: 4 };
+
+  const COLOR = {
+    rss: '#5b3cc4',
+    rssFill: 'rgba(91, 60, 196, 0.09)',
+    vm: '#7b8794',
+    s2xx: '#2f9e44',
+    s3xx: '#1c7ed6',
+    s4xx: '#f08c00',
+    s5xx: '#e03131',
+    other: '#adb5bd',
+    mem: { mmap: '#d9480f', mremap: '#ae3ec9', brk: '#0b7285' },
+    hl: 'rgba(214, 51, 108, 0.20)',
+    hlEdge: 'rgba(214, 51, 108, 0.85)',
+    hlHover: 'rgba(214, 51, 108, 0.45)',
+  };
+  const CLASSES = [
+    { key: 's2xx', label: '2xx' },
+    { key: 's3xx', label: '3xx' },
+    { key: 's4xx', label: '4xx' },
+    { key: 's5xx', label: '5xx' },
+    { key: 'other', label: 'other' },
+  ];
+
+  // ---------------------------------------------------------------- small helpers
+
+  const $ = (id) => document.getElementById(id);
+
+  /** An element with optional class and text; children appended as given. */
+  function el(tag, cls, text) {
+    const e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined && text !== null) e.textContent = String(text);
+    return e;
+  }
+
+  function clear(node) {
+    while (node.firstChild) node.removeChild(node.firstChild);
+  }
+
+  const isNum = (v) => typeof v === 'number' && Number.isFinite(v);
+
+  function fmtBytes(b) {
+    if (!isNum(b)) return '–';
+    const sign = b < 0 ? '−' : '';
+    const a = Math.abs(b);
+    if (a < KiB) return sign + a + ' B';
+    const units = [['KiB', KiB], ['MiB', MiB], ['GiB', GiB], ['TiB', GiB * 1024]];
+    let u = units[0];
+    for (const x of units) if (a >= x[1]) u = x;
+    const v = a / u[1];
+    const digits = v >= 100 ? 0 : v >= 10 ? 1 : 2;
+    return sign + trimZeros(v.toFixed(digits)) + ' ' + u[0];
+  }
+
+  /** "37.8 → 88.8 MiB" (one unit when both share it). */
+  function fmtBytesPair(a, b) {
+    const x = fmtBytes(a);
+    const y = fmtBytes(b);
+    const ux = x.split(' ')[1];
+    return ux && ux === y.split(' ')[1] ? `${x.split(' ')[0]} → ${y}` : `${x} → ${y}`;
+  }
+
+  function trimZeros(s) {
+    return s.indexOf('.') >= 0 ? s.replace(/\.?0+$/, '') : s;
+  }
+
+  /** Axis label for a value in MiB. */
+  function fmtMiBAxis(v) {
+    if (!isNum(v)) return '';
+    if (Math.abs(v) >= 1024) return trimZeros((v / 1024).toFixed(2)) + ' GiB';
+    if (Math.abs(v) >= 1) return trimZeros(v.toFixed(1)) + ' MiB';
+    return trimZeros((v * 1024).toFixed(0)) + ' KiB';
+  }
+
+  function fmtInt(n) {
+    return isNum(n) ? Math.round(n).toLocaleString('en-US') : '–';
+  }
+
+  function fmtMs(ms) {
+    if (!isNum(ms)) return '–';
+    if (ms < 1) return trimZeros(ms.toFixed(2)) + ' ms';
+    if (ms < 100) return trimZeros(ms.toFixed(1)) + ' ms';
+    if (ms < 10000) return Math.round(ms) + ' ms';
+    return trimZeros((ms / 1000).toFixed(1)) + ' s';
+  }
+
+  function fmtDuration(s) {
+    if (!isNum(s)) return '–';
+    if (s < 60) return trimZeros(s.toFixed(s < 10 ? 2 : 1)) + ' s';
+    const h = Math.floor(s / 3600);
+    const m = Math.floor((s % 3600) / 60);
+    const sec = Math.floor(s % 60);
+    return h > 0 ? `${h} h ${m} min` : `${m} min ${sec} s`;
+  }
+
+  const pad = (n, w) => String(n).padStart(w || 2, '0');
+
+  /** Local wall-clock time with milliseconds. */
+  function fmtTime(ms) {
+    if (!isNum(ms)) return '–';
+    const d = new Date(ms);
+    return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
+  }
+
+  function fmtDate(ms) {
+    const d = new Date(ms);
+    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
+  }
+
+  function fmtRange(from, to) {
+    const sameDay = fmtDate(from) === fmtDate(to);
+    const a = fmtDate(from) + ' ' + fmtTime(from);
+    const b = sameDay ? fmtTime(to) : fmtDate(to) + ' ' + fmtTime(to);
+    return `${a} – ${b} (${fmtDuration((to - from) / 1000)})`;
+  }
+
+  function statusClass(code) {
+    const c = Number(code);
+    if (!Number.isFinite(c) || c < 200 || c >= 600) return 'other';
+    return 's' + Math.floor(c / 100) + 'xx';
+  }
+
+  // ---------------------------------------------------------------- API
+
+  function parseToken() {
+    const h = location.hash.replace(/^#/, '');
+    if (!h) return '';
+    return new URLSearchParams(h).get('token') || '';
+  }
+  const token = parseToken();
+
+  function apiUrl(path, params) {
+    const q = new URLSearchParams();
+    for (const [k, v] of Object.entries(params || {})) {
+      if (v !== undefined && v !== null && v !== '') q.set(k, String(v));
+    }
+    if (token) q.set('token', token);
+    const s = q.toString();
+    return path + (s ? '?' + s : '');
+  }
+
+  let pending = 0;
+  let idleWaiters = [];
+  function settle() {
+    if (pending === 0) {
+      const w = idleWaiters;
+      idleWaiters = [];
+      w.forEach((f) => f());
+    }
+  }
+
+  async function api(path, params) {
+    pending++;
+    try {
+      let res;
+      try {
+        res = await fetch(apiUrl(path, params), { cache: 'no-store', headers: { Accept: 'application/json' } });
+      } catch (e) {
+        throw new Error(`${path}: the memwatch server did not answer (${e && e.message ? e.message : e})`);
+      }
+      let body = null;
+      try {
+        body = await res.json();
+      } catch (e) {
+        body = null;
+      }
+      if (!res.ok) {
+        const msg = body && typeof body.error === 'string' ? body.error : `HTTP ${res.status}`;
+        throw new Error(`${path}: ${msg}`);
+      }
+      if (body === null || typeof body !== 'object') throw new Error(`${path}: the answer was not JSON`);
+      clearError(path);
+      return body;
+    } finally {
+      pending--;
+      // Let the caller render before idle() resolves.
+      setTimeout(settle, 0);
+    }
+  }
+
+  // ---------------------------------------------------------------- error bar
+
+  const errors = new Map();
+  function showError(key, msg) {
+    errors.set(key, msg);
+    renderErrors();
+  }
+  function clearError(key) {
+    if (errors.delete(key)) renderErrors();
+  }
+  function renderErrors() {
+    const bar = $('error-bar');
+    if (errors.size === 0) {
+      bar.hidden = true;
+      return;
+    }
+    $('error-text').textContent = Array.from(errors.values()).join(' · ');
+    bar.hidden = false;
+  }
+
+  // ---------------------------------------------------------------- state
+
+  const state = {
+    summary: null,
+    timeline: null,
+    /** Selected range {from, to} in epoch ms, or null for the whole run. */
+    sel: null,
+    /** Zoomed x range {from, to}, or null to show the whole run. */
+    zoom: null,
+    /** Live mode with a selection: the x range stays where it was. */
+    frozenX: null,
+    /** Clicked route {method, route}, or null. */
+    route: null,
+    endpoints: null,
+    sort: { key: 'rss_bytes', dir: -1 },
+    requests: null,
+    logLines: null,
+    hoverReq: null,
+    streaming: false,
+    lastUpdate: 0,
+  };
+  const seq = { summary: 0, timeline: 0, endpoints: 0, requests: 0, logLines: 0 };
+
+  let chart = null;
+  let lane = null;
+  let laneRaw = null;
+  let highlightCount = 0;
+
+  const rangeParams = () => (state.sel ? { from: state.sel.from, to: state.sel.to } : {});
+
+  function runBounds() {
+    const s = state.summary;
+    if (!s) return null;
+    const from = s.started_ms;
+    const to = isNum(s.ended_ms) ? s.ended_ms : isNum(s.latest_ms) ? s.latest_ms : Date.now();
+    return isNum(from) ? { from, to: Math.max(to, from + 1) } : null;
+  }
+
+  function xRange() {
+    if (state.zoom) return state.zoom;
+    if (state.frozenX) return state.frozenX;
+    return runBounds();
+  }
+
+  // ---------------------------------------------------------------- header
+
+  function renderSummary() {
+    const s = state.summary;
+    if (!s) return;
+
+    const badge = $('mode-badge');
+    if (s.live) {
+      badge.className = 'badge badge-live';
+      badge.textContent = state.streaming ? 'live' : 'live · reconnecting';
+      badge.title = 'Recording now: the page follows new data every second';
+    } else {
+      badge.className = 'badge badge-offline';
+      badge.textContent = 'offline';
+      badge.title = 'Viewing a finished recording';
+    }
+
+    const procs = $('processes');
+    clear(procs);
+    const list = Array.isArray(s.processes) ? s.processes : [];
+    const shown = list.slice(0, 4);
+    for (const p of shown) {
+      const chip = el('span', 'proc');
+      chip.appendChild(el('span', 'comm', p.comm || '?'));
+      chip.appendChild(el('span', 'pid', p.pid));
+      const exited = isNum(p.exited_ms) && p.exited_ms > 0;
+      if (exited) chip.classList.add('exited');
+      chip.title = `pid ${p.pid}, parent ${p.ppid}, ${p.origin || ''}${exited ? ', exited ' + fmtTime(p.exited_ms) : ''}`;
+      procs.appendChild(chip);
+    }
+    if (list.length > shown.length) {
+      const more = el('span', 'proc more', `+${list.length - shown.length}`);
+      more.title = list.slice(shown.length).map((p) => `${p.comm} ${p.pid}`).join(', ');
+      procs.appendChild(more);
+    }
+
+    $('duration').textContent = fmtDuration(s.duration_s);
+    $('duration').title = runBounds() ? fmtRange(runBounds().from, runBounds().to) : '';
+    $('request-count').textContent = isNum(s.requests) ? String(s.requests) : '0';
+    const approx = $('approx-count');
+    if (isNum(s.approximate_requests) && s.approximate_requests > 0) {
+      approx.textContent = ` ≈${fmtInt(s.approximate_requests)}`;
+      approx.title = `${fmtInt(s.approximate_requests)} requests have approximately attributed memory`;
+    } else {
+      approx.textContent = '';
+      approx.title = '';
+    }
+
+    const m = s.memory || {};
+    $('rss-summary').textContent = isNum(m.rss_end_bytes) ? fmtBytesPair(m.rss_start_bytes, m.rss_end_bytes) : '–';
+    $('rss-summary').title = `resident set size, summed over traced processes; peak ${fmtBytes(m.rss_peak_bytes)}`;
+    $('vm-summary').textContent = isNum(m.vm_end_bytes) ? fmtBytesPair(m.vm_start_bytes, m.vm_end_bytes) : '–';
+    $('vm-summary').title = `virtual size (VmSize), summed over traced processes; peak ${fmtBytes(m.vm_peak_bytes)}`;
+
+    renderCounts($('non-http'), s.non_http);
+    $('non-http-stat').hidden = !hasCounts(s.non_http);
+
+    const al = s.access_log;
+    const alStat = $('access-log-stat');
+    if (al && typeof al === 'object') {
+      const rejected = countOf(al.rejected);
+      const unmatched = isNum(al.unmatched_lines) ? al.unmatched_lines : al.unmatched;
+      $('access-log').textContent =
+        `${fmtInt(al.lines)} lines · ${fmtInt(al.matched)} matched · ${fmtInt(unmatched)} unmatched · ${fmtInt(rejected)} rejected`;
+      const parts = [];
+      if (al.mode) parts.push(`mode: ${al.mode}`);
+      if (Array.isArray(al.format) && al.format.length) parts.push(`format: ${al.format.join(', ')}`);
+      else if (typeof al.format === 'string') parts.push(`format: ${al.format}`);
+      if (isNum(al.unmatched_requests)) parts.push(`${fmtInt(al.unmatched_requests)} captured requests without a log line`);
+      if (al.rejected && typeof al.rejected === 'object') {
+        for (const [k, v] of Object.entries(al.rejected)) parts.push(`rejected ${k}: ${v}`);
+      }
+      $('access-log').title = parts.join('\n');
+      alStat.hidden = false;
+    } else {
+      alStat.hidden = true;
+    }
+
+    const lost = s.dropped_events;
+    const warn = $('drop-warning');
+    if (isNum(lost) && lost > 0) {
+      warn.textContent =
+        `⚠ ${fmtInt(lost)} kernel event${lost === 1 ? ' was' : 's were'} lost (ring buffer full): ` +
+        'request counts and attributed bytes below are lower bounds.';
+      const l = s.lost || {};
+      warn.title = `dropped events ${fmtInt(l.dropped_events)}, unpaired exits ${fmtInt(l.unpaired_exits)}, ` +
+        `map full ${fmtInt(l.map_full)}, undecodable ${fmtInt(l.undecodable)}`;
+      warn.hidden = false;
+    } else {
+      warn.hidden = true;
+    }
+  }
+
+  function countOf(v) {
+    if (isNum(v)) return v;
+    if (v && typeof v === 'object') return Object.values(v).reduce((a, x) => a + (isNum(x) ? x : 0), 0);
+    return 0;
+  }
+
+  function hasCounts(obj) {
+    return !!obj && typeof obj === 'object' && Object.values(obj).some((v) => isNum(v) && v > 0);
+  }
+
+  /** Fills `node` with "kind count" chips from a {kind: count} object. */
+  function renderCounts(node, obj) {
+    clear(node);
+    if (!hasCounts(obj)) return;
+    for (const [k, v] of Object.entries(obj)) {
+      if (!isNum(v) || v <= 0) continue;
+      const c = el('span', 'count-chip');
+      c.appendChild(el('span', 'k', k));
+      c.appendChild(el('span', 'v', fmtInt(v)));
+      node.appendChild(c);
+    }
+  }
+
+  // ---------------------------------------------------------------- charts
+
+  function plotWidth() {
+    const w = $('chart').clientWidth;
+    return Math.max(320, w || 1000);
+  }
+
+  function timelinePoints() {
+    return Math.max(200, Math.min(4000, Math.round((plotWidth() - AXIS_LEFT - AXIS_RIGHT) * 2)));
+  }
+
+  function baseCursor() {
+    return {
+      sync: { key: 'memwatch', setSeries: false },
+      drag: { x: true, y: false, setScale: false },
+      y: false,
+      points: { size: 7, width: 2 },
+      bind: {
+        dblclick: () => () => {
+          resetZoom();
+          return null;
+        },
+      },
+    };
+  }
+
+  /** 24-hour local time tick labels, precise enough for the tick spacing; the date on day changes. */
+  function timeTicks(u, splits, axisIdx, space, incr) {
+    let prevDay = null;
+    return splits.map((v) => {
+      if (!isNum(v)) return null;
+      const d = new Date(v);
+      const day = fmtDate(v);
+      let s;
+      if (incr >= 86400000) s = day;
+      else if (incr >= 60000) s = `${pad(d.getHours())}:${pad(d.getMinutes())}`;
+      else if (incr >= 1000) s = `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+      else s = fmtTime(v);
+      if (incr < 86400000 && prevDay !== null && day !== prevDay) s += '\n' + day;
+      prevDay = day;
+      return s;
+    });
+  }
+
+  function xAxis(showValues) {
+    return {
+      stroke: AXIS_STROKE,
+      font: FONT,
+      grid: GRID,
+      ticks: TICKS,
+      size: showValues ? 30 : 4,
+      values: showValues ? timeTicks : (u, splits) => splits.map(() => ''),
+      space: 90,
+    };
+  }
+
+  function yAxis(scale, side, label, stroke, grid) {
+    return {
+      scale,
+      side,
+      label,
+      labelSize: 16,
+      labelFont: '600 11px system-ui, -apple-system, "Segoe UI", Roboto, "Liberation Sans", "DejaVu Sans", sans-serif',
+      stroke,
+      font: FONT,
+      grid: grid ? GRID : { show: false },
+      ticks: TICKS,
+      size: side === 3 ? AXIS_LEFT : AXIS_RIGHT,
+      values: (u, splits) => splits.map(fmtMiBAxis),
+    };
+  }
+
+  function yRangePadded(u, min, max) {
+    if (!isNum(min) || !isNum(max)) return [0, 1];
+    if (min === max) {
+      const d = Math.max(Math.abs(max) * 0.05, 1);
+      return [Math.max(0, min - d), max + d];
+    }
+    const pad = (max - min) * 0.08;
+    return [Math.max(0, min - pad), max + pad];
+  }
+
+  function makeChart() {
+    const opts = {
+      width: plotWidth(),
+      height: CHART_HEIGHT,
+      ms: 1,
+      pxAlign: 1,
+      cursor: baseCursor(),
+      select: { show: true },
+      legend: { live: true, mount: (u, table) => $('legend').appendChild(table) },
+      focus: { alpha: 0.35 },
+      scales: {
+        x: { time: true },
+        rss: { range: yRangePadded },
+        vm: { range: yRangePadded },
+      },
+      series: [
+        { label: 'Time', value: (u, v) => (v == null ? '–' : fmtTime(v)) },
+        {
+          label: 'Resident (RSS)',
+          scale: 'rss',
+          stroke: COLOR.rss,
+          fill: COLOR.rssFill,
+          width: 2,
+          spanGaps: true,
+          points: { show: false },
+          value: (u, v) => (v == null ? '–' : fmtBytes(v * MiB)),
+        },
+        {
+          label: 'Virtual (VmSize)',
+          scale: 'vm',
+          stroke: COLOR.vm,
+          width: 1.5,
+          dash: [6, 4],
+          spanGaps: true,
+          points: { show: false },
+          value: (u, v) => (v == null ? '–' : fmtBytes(v * MiB)),
+        },
+      ],
+      axes: [
+        xAxis(true),
+        yAxis('rss', 3, 'Resident (RSS)', COLOR.rss, true),
+        yAxis('vm', 1, 'Virtual (VmSize)', COLOR.vm, false),
+      ],
+      hooks: {
+        drawClear: [drawHighlights],
+        draw: [drawMemEvents],
+        setSelect: [onSelect],
+        setCursor: [onCursor],
+      },
+    };
+    return new uPlot(opts, [[], [], []], $('chart'));
+  }
+
+  function makeLane() {
+    const bars = uPlot.paths.bars({ size: [0.92, Infinity, 1], gap: 0 });
+    const series = [{ label: 'Bucket', value: (u, v) => (v == null ? '–' : fmtTime(v)) }];
+    CLASSES.forEach((c, i) => {
+      series.push({
+        label: c.label,
+        stroke: COLOR[c.key],
+        fill: COLOR[c.key],
+        width: 0,
+        paths: bars,
+        points: { show: false },
+        value: (u, v, si, idx) => (idx == null || !laneRaw ? '–' : fmtInt(laneRaw[c.key][idx])),
+      });
+      void i;
+    });
+    const opts = {
+      width: plotWidth(),
+      height: LANE_HEIGHT,
+      ms: 1,
+      cursor: baseCursor(),
+      select: { show: true },
+      legend: { show: false },
+      scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(1, max || 1) * 1.1] } },
+      series,
+      axes: [
+        xAxis(false),
+        Object.assign(yAxis('y', 3, 'Requests', AXIS_STROKE, true), {
+          space: 22,
+          values: (u, splits) => splits.map((v) => (Number.isInteger(v) ? fmtInt(v) : '')),
+        }),
+        Object.assign(yAxis('y', 1, '', 'transparent', false), { ticks: { show: false }, values: (u, s) => s.map(() => '') }),
+      ],
+      hooks: {
+        setSelect: [onSelect],
+        setCursor: [onCursor],
+      },
+    };
+    return new uPlot(opts, [[], [], [], [], [], []], $('lane'));
+  }
+
+  function toMiB(arr) {
+    return arr.map((v) => (isNum(v) ? v / MiB : null));
+  }
+
+  function seriesOf(obj) {
+    const t = obj && Array.isArray(obj.t) ? obj.t : [];
+    const v = obj && Array.isArray(obj.v) ? obj.v : [];
+    const n = Math.min(t.length, v.length);
+    return [t.slice(0, n), toMiB(v.slice(0, n))];
+  }
+
+  function renderTimeline() {
+    const tl = state.timeline;
+    if (!tl) return;
+    if (!chart) chart = makeChart();
+    if (!lane) lane = makeLane();
+
+    const rss = seriesOf(tl.rss);
+    const vm = seriesOf(tl.vm);
+    const joined = uPlot.join([rss, vm]);
+    chart.setData(joined, false);
+
+    // Requests lane: bars at the middle of each bucket, drawn as a stack whose top is 2xx and
+    // whose bottom holds errors, so that rare 5xx stay visible next to thousands of 2xx.
+    const r = tl.requests || {};
+    const t = Array.isArray(r.t) ? r.t : [];
+    const w = isNum(r.width_ms) ? r.width_ms : 0;
+    laneRaw = {};
+    for (const c of CLASSES) laneRaw[c.key] = t.map((_, i) => (Array.isArray(r[c.key]) && isNum(r[c.key][i]) ? r[c.key][i] : 0));
+    const xs = t.map((v) => v + w / 2);
+    const stacks = CLASSES.map((c, ci) => t.map((_, i) => {
+      let sum = 0;
+      for (let k = ci; k < CLASSES.length; k++) sum += laneRaw[CLASSES[k].key][i];
+      return sum;
+    }));
+    lane.setData([xs, ...stacks], false);
+    applyXRange();
+    showLatestLegend();
+  }
+
+  function applyXRange() {
+    const r = xRange();
+    if (!r || !chart) return;
+    chart.setScale('x', { min: r.from, max: r.to });
+    if (lane) lane.setScale('x', { min: r.from, max: r.to });
+    syncSelectBoxes();
+    updateButtons();
+  }
+
+  function syncSelectBoxes() {
+    for (const u of [chart, lane]) {
+      if (!u) continue;
+      const h = u.over.clientHeight;
+      if (state.sel) {
+        const w = u.over.clientWidth;
+        const a = Math.max(0, Math.min(w, u.valToPos(state.sel.from, 'x')));
+        const b = Math.max(0, Math.min(w, u.valToPos(state.sel.to, 'x')));
+        u.setSelect({ left: a, width: Math.max(0, b - a), top: 0, height: h }, false);
+      } else {
+        u.setSelect({ left: 0, width: 0, top: 0, height: 0 }, false);
+      }
+    }
+  }
+
+  function onSelect(u) {
+    const { left, width } = u.select;
+    if (width < MIN_SELECT_PX) {
+      // A click, not a drag: keep the current selection.
+      syncSelectBoxes();
+      return;
+    }
+    const from = Math.floor(u.posToVal(left, 'x'));
+    const to = Math.ceil(u.posToVal(left + width, 'x'));
+    if (state.sel && state.sel.from === from && state.sel.to === to) return; // the synced twin
+    setSelection({ from, to });
+  }
+
+  /** With the cursor off the chart, the legend shows the latest values. */
+  function showLatestLegend() {
+    if (!chart || chart.cursor.idx != null) return;
+    const d = chart.data;
+    const last = (arr) => {
+      for (let i = arr.length - 1; i >= 0; i--) if (arr[i] != null) return i;
+      return null;
+    };
+    if (!d || !d[0] || d[0].length === 0) return;
+    chart.setLegend({ idxs: [d[0].length - 1, last(d[1]), last(d[2])] }, false);
+  }
+
+  /** Both charts share one cursor: describe the bucket and the mmap/brk marker under it. */
+  function onCursor() {
+    if (!chart) return;
+    showLatestLegend();
+    const info = $('hover-info');
+    const left = chart.cursor.left;
+    const parts = [];
+    // Requests in the bucket under the cursor (both charts share the cursor).
+    const li = lane ? lane.cursor.idx : null;
+    if (laneRaw && isNum(li) && lane.data[0][li] !== undefined) {
+      const counts = CLASSES.map((c) => [c.label, laneRaw[c.key][li]]).filter(([, n]) => n > 0);
+      const total = counts.reduce((a, [, n]) => a + n, 0);
+      const w = state.timeline && state.timeline.requests ? state.timeline.requests.width_ms : 0;
+      parts.push((total ? `${fmtInt(total)} request${total === 1 ? '' : 's'}` : 'no requests') + ` in this ${fmtMs(w)} bucket` +
+        (counts.length ? ' (' + counts.map(([l, n]) => `${l} ${fmtInt(n)}`).join(', ') + ')' : ''));
+    }
+    const evs = state.timeline && Array.isArray(state.timeline.mem_events) ? state.timeline.mem_events : [];
+    let best = null;
+    let bestD = 5;
+    if (isNum(left) && left >= 0) {
+      for (const e of evs) {
+        const d = Math.abs(chart.valToPos(e.t, 'x') - left);
+        if (d < bestD) {
+          bestD = d;
+          best = e;
+        }
+      }
+    }
+    if (best) parts.unshift(`${best.op} ${best.bytes >= 0 ? '+' : ''}${fmtBytes(best.bytes)} · pid ${best.pid} · ${fmtTime(best.t)}`);
+    info.classList.toggle('mem', !!best);
+    info.textContent = parts.join(' · ');
+  }
+
+  /** Requests of the clicked route, as bands behind the memory lines. */
+  function drawHighlights(u) {
+    highlightCount = 0;
+    const reqs = state.route && state.requests && Array.isArray(state.requests.requests) ? state.requests.requests : [];
+    const ctx = u.ctx;
+    const { left, top, width, height } = u.bbox;
+    const dpr = window.devicePixelRatio || 1;
+    ctx.save();
+    ctx.beginPath();
+    ctx.rect(left, top, width, height);
+    ctx.clip();
+    const minW = 2 * dpr;
+    const band = (r, fill) => {
+      if (!isNum(r.start_ms)) return false;
+      const end = isNum(r.end_ms) ? r.end_ms : r.start_ms;
+      let a = u.valToPos(r.start_ms, 'x', true);
+      let b = u.valToPos(end, 'x', true);
+      if (b < left || a > left + width) return false;
+      if (b - a < minW) {
+        const m = (a + b) / 2;
+        a = m - minW / 2;
+        b = m + minW / 2;
+      }
+      ctx.fillStyle = fill;
+      ctx.fillRect(a, top, b - a, height);
+      return true;
+    };
+    for (const r of reqs) {
+      if (band(r, COLOR.hl)) {
+        highlightCount++;
+        const m = (u.valToPos(r.start_ms, 'x', true) + u.valToPos(isNum(r.end_ms) ? r.end_ms : r.start_ms, 'x', true)) / 2;
+        ctx.fillStyle = COLOR.hlEdge;
+        ctx.fillRect(m - dpr, top + height - 6 * dpr, 2 * dpr, 6 * dpr);
+      }
+    }
+    if (state.hoverReq) band(state.hoverReq, COLOR.hlHover);
+    ctx.restore();
+  }
+
+  /** Large mmap / mremap / brk changes as small triangles on the top edge. */
+  function drawMemEvents(u) {
+    const evs = state.timeline && Array.isArray(state.timeline.mem_events) ? state.timeline.mem_events : [];
+    if (!evs.length) return;
+    const ctx = u.ctx;
+    const { left, top, width, height } = u.bbox;
+    const dpr = window.devicePixelRatio || 1;
+    const s = 5 * dpr;
+    ctx.save();
+    ctx.beginPath();
+    ctx.rect(left - s, top - s, width + 2 * s, height + s);
+    ctx.clip();
+    for (const e of evs) {
+      if (!isNum(e.t)) continue;
+      const x = u.valToPos(e.t, 'x', true);
+      if (x < left || x > left + width) continue;
+      const c = COLOR.mem[e.op] || COLOR.mem.mmap;
+      ctx.strokeStyle = c;
+      ctx.globalAlpha = 0.25;
+      ctx.lineWidth = dpr;
+      ctx.beginPath();
+      ctx.moveTo(x, top);
+      ctx.lineTo(x, top + height);
+      ctx.stroke();
+      ctx.globalAlpha = 1;
+      ctx.fillStyle = c;
+      ctx.beginPath();
+      ctx.moveTo(x - s, top);
+      ctx.lineTo(x + s, top);
+      ctx.lineTo(x, top + s * 1.6);
+      ctx.closePath();
+      ctx.fill();
+    }
+    ctx.restore();
+  }
+
+  function resizeCharts() {
+    const w = plotWidth();
+    if (chart && chart.width !== w) chart.setSize({ width: w, height: CHART_HEIGHT });
+    if (lane && lane.width !== w) lane.setSize({ width: w, height: LANE_HEIGHT });
+    syncSelectBoxes();
+  }
+
+  // ---------------------------------------------------------------- selection and zoom
+
+  function setSelection(sel) {
+    state.sel = sel;
+    if (sel && state.summary && state.summary.live && !state.zoom) {
+      state.frozenX = chart ? { from: chart.scales.x.min, to: chart.scales.x.max } : runBounds();
+    }
+    if (!sel) state.frozenX = null;
+    renderSelectionLabel();
+    syncSelectBoxes();
+    updateButtons();
+    loadEndpoints();
+    loadLogLines();
+    if (state.route) loadRequests();
+    if (!sel && !state.zoom) applyXRange();
+  }
+
+  function renderSelectionLabel() {
+    const label = $('selection');
+    if (state.sel) {
+      label.textContent = fmtRange(state.sel.from, state.sel.to);
+      label.classList.add('active');
+    } else {
+      const b = runBounds();
+      label.textContent = b ? 'whole run · ' + fmtRange(b.from, b.to) : 'whole run';
+      label.classList.remove('active');
+    }
+  }
+
+  function zoomTo(range) {
+    state.zoom = range;
+    state.frozenX = null;
+    loadTimeline();
+    applyXRange();
+  }
+
+  function resetZoom() {
+    if (!state.zoom) return;
+    state.zoom = null;
+    if (state.sel && state.summary && state.summary.live) state.frozenX = runBounds();
+    loadTimeline();
+    applyXRange();
+  }
+
+  function updateButtons() {
+    $('zoom-selection').disabled = !state.sel;
+    $('zoom-reset').disabled = !state.zoom;
+    $('clear-selection').disabled = !state.sel;
+  }
+
+  // ---------------------------------------------------------------- routes table
+
+  function errorShare(e) {
+    const st = e.statuses && typeof e.statuses === 'object' ? e.statuses : {};
+    let err = 0;
+    let all = 0;
+    for (const [k, v] of Object.entries(st)) {
+      if (!isNum(v)) continue;
+      all += v;
+      const c = statusClass(k);
+      if (c === 's5xx') err += v * 1000;
+      else if (c === 's4xx') err += v;
+    }
+    return all ? err / all : 0;
+  }
+
+  function sortValue(e, key) {
+    if (key === 'errors') return errorShare(e);
+    const v = e[key];
+    return typeof v === 'string' ? v.toLowerCase() : isNum(v) ? v : -Infinity;
+  }
+
+  function sortedEndpoints() {
+    const list = state.endpoints && Array.isArray(state.endpoints.endpoints) ? state.endpoints.endpoints.slice() : [];
+    const { key, dir } = state.sort;
+    list.sort((a, b) => {
+      const x = sortValue(a, key);
+      const y = sortValue(b, key);
+      if (x < y) return -dir;
+      if (x > y) return dir;
+      return String(a.route).localeCompare(String(b.route)) || String(a.method).localeCompare(String(b.method));
+    });
+    return list;
+  }
+
+  function statusCell(e) {
+    const td = el('td', 'status');
+    const wrap = el('span', 'status-wrap');
+    td.appendChild(wrap);
+    const st = e.statuses && typeof e.statuses === 'object' ? e.statuses : {};
+    const entries = Object.entries(st).filter(([, v]) => isNum(v) && v > 0).sort((a, b) => b[1] - a[1]);
+    const total = entries.reduce((a, [, v]) => a + v, 0);
+    const byClass = {};
+    for (const [k, v] of entries) byClass[statusClass(k)] = (byClass[statusClass(k)] || 0) + v;
+    const bar = el('span', 'mix');
+    for (const c of CLASSES) {
+      if (!byClass[c.key]) continue;
+      const seg = el('span', 'seg seg-' + c.key);
+      seg.style.width = ((byClass[c.key] / total) * 100).toFixed(2) + '%';
+      bar.appendChild(seg);
+    }
+    wrap.appendChild(bar);
+    const text = entries.slice(0, 2).map(([k, v]) => `${k}×${fmtInt(v)}`).join(' ');
+    wrap.appendChild(el('span', 'mix-text', text + (entries.length > 2 ? ` +${entries.length - 2}` : '')));
+    td.title = entries.map(([k, v]) => `${k}: ${fmtInt(v)}`).join('\n');
+    return td;
+  }
+
+  function numCell(text, cls, title) {
+    const td = el('td', 'num' + (cls ? ' ' + cls : ''), text);
+    if (title) td.title = title;
+    return td;
+  }
+
+  function renderRoutes() {
+    const tbody = $('routes').tBodies[0];
+    clear(tbody);
+    const list = sortedEndpoints();
+    $('routes-empty').hidden = list.length > 0 || !state.endpoints;
+    for (const e of list) {
+      const tr = el('tr', 'route-row');
+      const route = String(e.route == null ? '' : e.route);
+      const method = String(e.method == null ? '' : e.method);
+      tr.dataset.route = route;
+      tr.dataset.method = method;
+      tr.tabIndex = 0;
+      if (state.route && state.route.route === route && state.route.method === method) tr.classList.add('selected');
+
+      tr.appendChild(el('td', 'method', method));
+      const rc = el('td', 'route');
+      rc.appendChild(el('span', 'route-text', route));
+      rc.title = route;
+      if (isNum(e.approximate) && e.approximate > 0) {
+        const b = el('span', 'approx', '≈');
+        b.title = `${fmtInt(e.approximate)} of ${fmtInt(e.requests)} requests approximately attributed: on event loops ` +
+          'and pipelined connections, memory goes to the request most recently read on the thread';
+        rc.appendChild(b);
+        tr.classList.add('approximate');
+      }
+      tr.appendChild(rc);
+      tr.appendChild(numCell(fmtInt(e.requests), 'requests'));
+      tr.appendChild(statusCell(e));
+      tr.appendChild(numCell(fmtBytes(e.rss_bytes), 'bytes group-start strong', `${fmtInt(e.rss_bytes)} bytes, ${fmtInt(e.page_faults)} page faults`));
+      tr.appendChild(numCell(fmtBytes(e.rss_bytes_mean), 'bytes'));
+      tr.appendChild(numCell(fmtBytes(e.rss_bytes_per_request_p95), 'bytes'));
+      tr.appendChild(numCell(fmtBytes(e.vm_bytes), 'bytes group-start', `${fmtInt(e.vm_bytes)} bytes, ${fmtInt(e.mem_calls)} memory calls`));
+      tr.appendChild(numCell(fmtBytes(e.vm_bytes_mean), 'bytes'));
+      tr.appendChild(numCell(fmtBytes(e.vm_bytes_per_request_p95), 'bytes'));
+      tr.appendChild(numCell(fmtMs(e.duration_ms_p50), 'group-start'));
+      tr.appendChild(numCell(fmtMs(e.duration_ms_p95)));
+      tbody.appendChild(tr);
+    }
+    renderSortIndicators();
+
+    const extras = $('range-extras');
+    clear(extras);
+    const ep = state.endpoints;
+    if (ep) {
+      if (hasCounts(ep.non_http)) {
+        const g = el('span', 'extra');
+        g.appendChild(el('span', 'extra-label', 'Non-HTTP traffic in range'));
+        const chips = el('span', 'chips');
+        renderCounts(chips, ep.non_http);
+        g.appendChild(chips);
+        extras.appendChild(g);
+      }
+      if (isNum(ep.unmatched_lines) && ep.unmatched_lines > 0) {
+        const g = el('span', 'extra');
+        g.appendChild(el('span', 'extra-label', 'Unmatched access-log lines in range'));
+        g.appendChild(el('span', 'count-chip', fmtInt(ep.unmatched_lines)));
+        extras.appendChild(g);
+      }
+    }
+    extras.hidden = extras.childNodes.length === 0;
+  }
+
+  function renderSortIndicators() {
+    for (const th of $('routes').tHead.querySelectorAll('th[data-sort]')) {
+      const on = th.dataset.sort === state.sort.key;
+      th.classList.toggle('sorted', on);
+      th.setAttribute('aria-sort', on ? (state.sort.dir < 0 ? 'descending' : 'ascending') : 'none');
+      th.dataset.dir = on ? (state.sort.dir < 0 ? '▼' : '▲') : '';
+    }
+  }
+
+  function onSortClick(ev) {
+    const th = ev.target.closest('th[data-sort]');
+    if (!th) return;
+    const key = th.dataset.sort;
+    if (state.sort.key === key) state.sort.dir = -state.sort.dir;
+    else state.sort = { key, dir: key === 'method' || key === 'route' ? 1 : -1 };
+    renderRoutes();
+  }
+
+  function onRouteClick(ev) {
+    const tr = ev.target.closest('tr.route-row');
+    if (!tr) return;
+    selectRoute(tr.dataset.method, tr.dataset.route);
+  }
+
+  function selectRoute(method, route) {
+    if (state.route && state.route.method === method && state.route.route === route) {
+      closeRoute();
+      return;
+    }
+    state.route = { method, route };
+    state.requests = null;
+    for (const tr of $('routes').tBodies[0].rows) {
+      tr.classList.toggle('selected', tr.dataset.method === method && tr.dataset.route === route);
+    }
+    $('requests-route').textContent = `${method} ${route}`;
+    $('requests-meta').textContent = 'loading…';
+    clear($('requests').tBodies[0]);
+    $('requests-card').hidden = false;
+    loadRequests();
+  }
+
+  function closeRoute() {
+    state.route = null;
+    state.requests = null;
+    state.hoverReq = null;
+    $('requests-card').hidden = true;
+    for (const tr of $('routes').tBodies[0].rows) tr.classList.remove('selected');
+    if (chart) chart.redraw(false);
+  }
+
+  // ---------------------------------------------------------------- requests list
+
+  function renderRequests() {
+    const r = state.requests;
+    const tbody = $('requests').tBodies[0];
+    clear(tbody);
+    if (!r) return;
+    const list = Array.isArray(r.requests) ? r.requests : [];
+    const total = isNum(r.total) ? r.total : list.length;
+    $('requests-meta').textContent =
+      (r.truncated || total > list.length ? `newest ${fmtInt(list.length)} of ${fmtInt(total)}` : `${fmtInt(total)} request${total === 1 ? '' : 's'}`) +
+      (state.sel ? ' in the selected range' : ' in the whole run') + ' · highlighted on the chart';
+    for (const q of list) {
+      const tr = el('tr', 'request-row');
+      tr.appendChild(el('td', 'time', fmtTime(q.start_ms)));
+      tr.appendChild(el('td', 'pid', `${q.pid} / ${q.tid}`));
+      tr.appendChild(el('td', 'method', q.method));
+      const tc = el('td', 'target');
+      tc.appendChild(el('span', 'target-text', q.target));
+      const tip = [String(q.target)];
+      if (q.host) tip.push(`host: ${q.host}`);
+      if (q.user_agent) tip.push(`user agent: ${q.user_agent}`);
+      if (isNum(q.id)) tip.push(`request #${q.id}`);
+      tc.title = tip.join('\n');
+      if (q.user_agent) tc.appendChild(el('span', 'ua', q.user_agent));
+      tr.appendChild(tc);
+      const sc = el('td', 'num');
+      sc.appendChild(el('span', 'code code-' + statusClass(q.status), q.status == null ? '–' : q.status));
+      tr.appendChild(sc);
+      tr.appendChild(numCell(fmtBytes(q.bytes_in)));
+      tr.appendChild(numCell(fmtBytes(q.bytes_out)));
+      tr.appendChild(numCell(fmtMs(q.duration_ms)));
+      tr.appendChild(numCell(fmtBytes(q.vm_bytes), '', `${fmtInt(q.vm_bytes)} bytes`));
+      tr.appendChild(numCell(fmtBytes(q.rss_bytes), 'strong', `${fmtInt(q.rss_bytes)} bytes`));
+      const ex = el('td', 'center exact');
+      if (q.exact === false) {
+        const b = el('span', 'approx', '≈');
+        b.title = 'approximately attributed: another request was read on the same thread in the meantime';
+        ex.appendChild(b);
+      } else {
+        ex.appendChild(el('span', 'check', '✓'));
+        ex.title = 'exact';
+      }
+      tr.appendChild(ex);
+      tr.addEventListener('mouseenter', () => {
+        state.hoverReq = q;
+        if (chart) chart.redraw(false);
+      });
+      tr.addEventListener('mouseleave', () => {
+        if (state.hoverReq === q) state.hoverReq = null;
+        if (chart) chart.redraw(false);
+      });
+      tbody.appendChild(tr);
+    }
+  }
+
+  // ---------------------------------------------------------------- log lines
+
+  function renderLogLines() {
+    const card = $('log-card');
+    const lines = state.logLines && Array.isArray(state.logLines.lines) ? state.logLines.lines : [];
+    const s = state.summary;
+    const hasLog = !!(s && s.access_log) || lines.length > 0;
+    card.hidden = !hasLog;
+    if (!hasLog) return;
+    const tbody = $('log-lines').tBodies[0];
+    clear(tbody);
+    $('log-meta').textContent = `${lines.length >= LOG_LIMIT ? 'newest ' : ''}${fmtInt(lines.length)} line${lines.length === 1 ? '' : 's'}` +
+      (state.sel ? ' in the selected range' : ' in the whole run');
+    $('log-empty').hidden = lines.length > 0;
+    for (const l of lines) {
+      const tr = el('tr', 'log-row');
+      tr.appendChild(el('td', 'time', fmtTime(l.arrived_ms)));
+      tr.appendChild(el('td', 'time', isNum(l.ts_ms) ? fmtTime(l.ts_ms) : '–'));
+      const kind = el('td', 'kind');
+      if (l.ok) kind.appendChild(el('span', 'tag tag-unmatched', 'unmatched'));
+      else {
+        kind.appendChild(el('span', 'tag tag-rejected', 'rejected'));
+        if (l.reason) kind.appendChild(el('span', 'reason', l.reason));
+      }
+      tr.appendChild(kind);
+      let text;
+      if (l.ok || l.method || l.target) {
+        text = [l.method, l.target, l.status].filter((x) => x !== null && x !== undefined && x !== '').join(' ');
+      } else {
+        text = l.raw == null ? '' : String(l.raw);
+      }
+      const lc = el('td', 'line mono', text);
+      lc.title = l.raw ? String(l.raw) : text;
+      tr.appendChild(lc);
+      tbody.appendChild(tr);
+    }
+  }
+
+  // ---------------------------------------------------------------- loading
+
+  async function loadSummary() {
+    const gen = ++seq.summary;
+    try {
+      const s = await api('/api/summary');
+      if (gen !== seq.summary) return;
+      state.summary = s;
+      renderSummary();
+      if (!state.sel) renderSelectionLabel();
+      manageStream();
+    } catch (e) {
+      showError('/api/summary', e.message);
+    }
+  }
+
+  async function loadTimeline() {
+    const gen = ++seq.timeline;
+    const params = { points: timelinePoints() };
+    if (state.zoom) {
+      params.from = state.zoom.from;
+      params.to = state.zoom.to;
+    }
+    try {
+      const tl = await api('/api/timeline', params);
+      if (gen !== seq.timeline) return;
+      state.timeline = tl;
+      renderTimeline();
+    } catch (e) {
+      showError('/api/timeline', e.message);
+    }
+  }
+
+  async function loadEndpoints() {
+    const gen = ++seq.endpoints;
+    try {
+      const ep = await api('/api/endpoints', rangeParams());
+      if (gen !== seq.endpoints) return;
+      state.endpoints = ep;
+      renderRoutes();
+    } catch (e) {
+      showError('/api/endpoints', e.message);
+    }
+  }
+
+  async function loadRequests() {
+    if (!state.route) return;
+    const gen = ++seq.requests;
+    const params = Object.assign({ route: state.route.route, method: state.route.method, limit: REQUEST_LIMIT }, rangeParams());
+    try {
+      const r = await api('/api/requests', params);
+      if (gen !== seq.requests || !state.route) return;
+      state.requests = r;
+      renderRequests();
+      if (chart) chart.redraw(false);
+    } catch (e) {
+      showError('/api/requests', e.message);
+    }
+  }
+
+  async function loadLogLines() {
+    const gen = ++seq.logLines;
+    try {
+      const r = await api('/api/log_lines', Object.assign({ limit: LOG_LIMIT }, rangeParams()));
+      if (gen !== seq.logLines) return;
+      state.logLines = r;
+      renderLogLines();
+    } catch (e) {
+      showError('/api/log_lines', e.message);
+    }
+  }
+
+  let refreshing = false;
+  let refreshAgain = false;
+  async function refreshAll() {
+    if (refreshing) {
+      refreshAgain = true;
+      return;
+    }
+    refreshing = true;
+    try {
+      await loadSummary();
+      await Promise.all([loadTimeline(), loadEndpoints(), loadLogLines(), state.route ? loadRequests() : null]);
+    } finally {
+      refreshing = false;
+      if (refreshAgain) {
+        refreshAgain = false;
+        refreshAll();
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- live updates
+
+  let stream = null;
+  let fallbackTimer = null;
+
+  function manageStream() {
+    const live = !!(state.summary && state.summary.live);
+    if (live && !stream && typeof EventSource === 'function') {
+      stream = new EventSource(apiUrl('/api/stream'));
+      stream.addEventListener('open', () => {
+        state.streaming = true;
+        renderSummary();
+      });
+      stream.addEventListener('update', () => {
+        state.streaming = true;
+        state.lastUpdate = Date.now();
+        refreshAll();
+      });
+      stream.addEventListener('error', () => {
+        state.streaming = false;
+        renderSummary();
+      });
+    }
+    if (live && !fallbackTimer) {
+      state.lastUpdate = Date.now();
+      fallbackTimer = setInterval(() => {
+        if (Date.now() - state.lastUpdate >= LIVE_FALLBACK_MS) {
+          state.lastUpdate = Date.now();
+          refreshAll();
+        }
+      }, 500);
+    }
+    if (!live) {
+      if (stream) {
+        stream.close();
+        stream = null;
+        state.streaming = false;
+        // The recording just ended: one last look at everything.
+        refreshAll();
+      }
+      if (fallbackTimer) {
+        clearInterval(fallbackTimer);
+        fallbackTimer = null;
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- start
+
+  function init() {
+    if (typeof uPlot !== 'function') {
+      showError('uPlot', 'the chart library /assets/vendor/uPlot.iife.min.js did not load');
+      return;
+    }
+    $('error-close').addEventListener('click', () => {
+      errors.clear();
+      renderErrors();
+    });
+    $('clear-selection').addEventListener('click', () => setSelection(null));
+    $('zoom-selection').addEventListener('click', () => {
+      if (state.sel) zoomTo({ from: state.sel.from, to: state.sel.to });
+    });
+    $('zoom-reset').addEventListener('click', resetZoom);
+    $('close-route').addEventListener('click', closeRoute);
+    $('routes').tHead.addEventListener('click', onSortClick);
+    const tbody = $('routes').tBodies[0];
+    tbody.addEventListener('click', onRouteClick);
+    tbody.addEventListener('keydown', (ev) => {
+      if (ev.key === 'Enter' || ev.key === ' ') {
+        ev.preventDefault();
+        onRouteClick(ev);
+      }
+    });
+    document.addEventListener('keydown', (ev) => {
+      if (ev.key === 'Escape' && state.sel && !ev.target.closest('input, textarea')) setSelection(null);
+    });
+    let resizeQueued = false;
+    new ResizeObserver(() => {
+      if (resizeQueued) return;
+      resizeQueued = true;
+      requestAnimationFrame(() => {
+        resizeQueued = false;
+        resizeCharts();
+      });
+    }).observe($('chart'));
+    renderSortIndicators();
+    updateButtons();
+    refreshAll();
+  }
+
+  // Test hook for the browser end-to-end test (tests/e2e/page.test.mjs); not an API.
+  window.memwatch = {
+    get chart() {
+      return chart;
+    },
+    get lane() {
+      return lane;
+    },
+    /** CSS pixels from the left edge of the main chart's `.u-over` to time `ms`. */
+    valToPos(ms) {
+      return chart ? chart.valToPos(ms, 'x') : NaN;
+    },
+    select(from, to) {
+      setSelection(from == null ? null : { from, to });
+    },
+    clearSelection() {
+      setSelection(null);
+    },
+    /** Resolves once no API request is in flight. */
+    idle() {
+      return pending === 0 ? Promise.resolve() : new Promise((r) => idleWaiters.push(r));
+    },
+    requestLimit: REQUEST_LIMIT,
+    /** How many request bands the last chart draw highlighted. */
+    get highlightCount() {
+      return highlightCount;
+    },
+    state,
+  };
+
+  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', init);
+  else init();
+})();
