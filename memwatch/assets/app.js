@@ -36,7 +36,7 @@
     s4xx: '#f08c00',
     s5xx: '#e03131',
     other: '#adb5bd',
-    mem: { mmap: '#d9480f', mremap: '#ae3ec9', brk: '#0b7285' },
+    mem: { mmap: '#d9480f', mremap: '#ae3ec9', brk: '#0b7285', munmap: '#1971c2' },
     hl: 'rgba(214, 51, 108, 0.20)',
     hlEdge: 'rgba(214, 51, 108, 0.85)',
     hlHover: 'rgba(214, 51, 108, 0.45)',
@@ -184,19 +184,18 @@
       try {
         res = await fetch(apiUrl(path, params), { cache: 'no-store', headers: { Accept: 'application/json' } });
       } catch (e) {
-        throw new Error(`${path}: the memwatch server did not answer (${e && e.message ? e.message : e})`);
+        throw new Error(`the memwatch server did not answer (${e && e.message ? e.message : e})`);
       }
       let body = null;
       try {
         body = await res.json();
-      } catch (e) {
+      } catch {
         body = null;
       }
       if (!res.ok) {
-        const msg = body && typeof body.error === 'string' ? body.error : `HTTP ${res.status}`;
-        throw new Error(`${path}: ${msg}`);
+        throw new Error(body && typeof body.error === 'string' ? body.error : `HTTP ${res.status}`);
       }
-      if (body === null || typeof body !== 'object') throw new Error(`${path}: the answer was not JSON`);
+      if (body === null || typeof body !== 'object') throw new Error('the answer was not JSON');
       clearError(path);
       return body;
     } finally {
@@ -222,7 +221,20 @@
       bar.hidden = true;
       return;
     }
-    $('error-text').textContent = Array.from(errors.values()).join(' · ');
+    // One line per distinct message, naming every endpoint that answered it.
+    const byMsg = new Map();
+    for (const [key, msg] of errors) {
+      if (!byMsg.has(msg)) byMsg.set(msg, []);
+      byMsg.get(msg).push(key);
+    }
+    const text = $('error-text');
+    clear(text);
+    for (const [msg, keys] of byMsg) {
+      const line = el('span', 'error-line');
+      line.appendChild(el('span', 'error-src', keys.join(', ')));
+      line.appendChild(document.createTextNode(': ' + msg));
+      text.appendChild(line);
+    }
     bar.hidden = false;
   }
 
@@ -393,8 +405,14 @@
     return Math.max(320, w || 1000);
   }
 
-  function timelinePoints() {
-    return Math.max(200, Math.min(4000, Math.round((plotWidth() - AXIS_LEFT - AXIS_RIGHT) * 2)));
+  /**
+   * About one request bucket (and one min/max pair of memory samples) per two pixels, and never
+   * buckets shorter than a millisecond (the API's times are whole milliseconds).
+   */
+  function timelinePoints(range) {
+    let n = Math.round(plotWidth() - AXIS_LEFT - AXIS_RIGHT);
+    if (range) n = Math.min(n, 2 * Math.max(1, Math.floor(range.to - range.from)));
+    return Math.max(2, Math.min(10000, n));
   }
 
   function baseCursor() {
@@ -423,7 +441,7 @@
       if (incr >= 86400000) s = day;
       else if (incr >= 60000) s = `${pad(d.getHours())}:${pad(d.getMinutes())}`;
       else if (incr >= 1000) s = `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
-      else s = fmtTime(v);
+      else s = fmtTime(v).replace(/\.?0+$/, '');
       if (incr < 86400000 && prevDay !== null && day !== prevDay) s += '\n' + day;
       prevDay = day;
       return s;
@@ -524,7 +542,7 @@
   function makeLane() {
     const bars = uPlot.paths.bars({ size: [0.92, Infinity, 1], gap: 0 });
     const series = [{ label: 'Bucket', value: (u, v) => (v == null ? '–' : fmtTime(v)) }];
-    CLASSES.forEach((c, i) => {
+    CLASSES.forEach((c) => {
       series.push({
         label: c.label,
         stroke: COLOR[c.key],
@@ -534,7 +552,6 @@
         points: { show: false },
         value: (u, v, si, idx) => (idx == null || !laneRaw ? '–' : fmtInt(laneRaw[c.key][idx])),
       });
-      void i;
     });
     const opts = {
       width: plotWidth(),
@@ -575,13 +592,14 @@
   function renderTimeline() {
     const tl = state.timeline;
     if (!tl) return;
-    if (!chart) chart = makeChart();
-    if (!lane) lane = makeLane();
+    if (!chart) chart = trackDrags(makeChart());
+    if (!lane) lane = trackDrags(makeLane());
 
     const rss = seriesOf(tl.rss);
     const vm = seriesOf(tl.vm);
     const joined = uPlot.join([rss, vm]);
     chart.setData(joined, false);
+    $('chart-empty').hidden = rss[0].length + vm[0].length > 0;
 
     // Requests lane: bars at the middle of each bucket, drawn as a stack whose top is 2xx and
     // whose bottom holds errors, so that rare 5xx stay visible next to thousands of 2xx.
@@ -625,7 +643,17 @@
     }
   }
 
+  /** The chart the user pressed the mouse on: the other one only mirrors its selection. */
+  let dragSource = null;
+  function trackDrags(u) {
+    u.over.addEventListener('mousedown', () => {
+      dragSource = u;
+    });
+    return u;
+  }
+
   function onSelect(u) {
+    if (dragSource !== null && u !== dragSource) return;
     const { left, width } = u.select;
     if (width < MIN_SELECT_PX) {
       // A click, not a drag: keep the current selection.
@@ -663,23 +691,24 @@
       const counts = CLASSES.map((c) => [c.label, laneRaw[c.key][li]]).filter(([, n]) => n > 0);
       const total = counts.reduce((a, [, n]) => a + n, 0);
       const w = state.timeline && state.timeline.requests ? state.timeline.requests.width_ms : 0;
-      parts.push((total ? `${fmtInt(total)} request${total === 1 ? '' : 's'}` : 'no requests') + ` in this ${fmtMs(w)} bucket` +
+      parts.push((total ? `${fmtInt(total)} request${total === 1 ? '' : 's'}` : 'no requests') + ` in ${fmtMs(w)}` +
         (counts.length ? ' (' + counts.map(([l, n]) => `${l} ${fmtInt(n)}`).join(', ') + ')' : ''));
     }
+    // Memory events drawn within a few pixels of the cursor, largest first.
     const evs = state.timeline && Array.isArray(state.timeline.mem_events) ? state.timeline.mem_events : [];
-    let best = null;
-    let bestD = 5;
+    const near = [];
     if (isNum(left) && left >= 0) {
       for (const e of evs) {
-        const d = Math.abs(chart.valToPos(e.t, 'x') - left);
-        if (d < bestD) {
-          bestD = d;
-          best = e;
-        }
+        if (isNum(e.t) && Math.abs(chart.valToPos(e.t, 'x') - left) <= 5) near.push(e);
       }
     }
-    if (best) parts.unshift(`${best.op} ${best.bytes >= 0 ? '+' : ''}${fmtBytes(best.bytes)} · pid ${best.pid} · ${fmtTime(best.t)}`);
-    info.classList.toggle('mem', !!best);
+    if (near.length) {
+      near.sort((a, b) => Math.abs(b.bytes) - Math.abs(a.bytes));
+      const shown = near.slice(0, 3).map((e) => `${e.op} ${e.bytes >= 0 ? '+' : ''}${fmtBytes(e.bytes)} (pid ${e.pid}, ${fmtTime(e.t)})`);
+      if (near.length > 3) shown.push(`${near.length - 3} more`);
+      parts.unshift(shown.join(', '));
+    }
+    info.classList.toggle('mem', near.length > 0);
     info.textContent = parts.join(' · ');
   }
 
@@ -747,13 +776,22 @@
       ctx.lineTo(x, top + height);
       ctx.stroke();
       ctx.globalAlpha = 1;
-      ctx.fillStyle = c;
       ctx.beginPath();
       ctx.moveTo(x - s, top);
       ctx.lineTo(x + s, top);
       ctx.lineTo(x, top + s * 1.6);
       ctx.closePath();
-      ctx.fill();
+      if (isNum(e.bytes) && e.bytes < 0) {
+        // Memory given back (munmap, shrinking brk or mremap): hollow.
+        ctx.fillStyle = '#ffffff';
+        ctx.fill();
+        ctx.strokeStyle = c;
+        ctx.lineWidth = 1.5 * dpr;
+        ctx.stroke();
+      } else {
+        ctx.fillStyle = c;
+        ctx.fill();
+      }
     }
     ctx.restore();
   }
@@ -1098,12 +1136,20 @@
       manageStream();
     } catch (e) {
       showError('/api/summary', e.message);
+      // Nothing to show yet: try again in a while (the server may be restarting).
+      if (!state.summary && !retryTimer) {
+        retryTimer = setTimeout(() => {
+          retryTimer = null;
+          refreshAll();
+        }, 5000);
+      }
     }
   }
+  let retryTimer = null;
 
   async function loadTimeline() {
     const gen = ++seq.timeline;
-    const params = { points: timelinePoints() };
+    const params = { points: timelinePoints(state.zoom || runBounds()) };
     if (state.zoom) {
       params.from = state.zoom.from;
       params.to = state.zoom.to;
@@ -1280,7 +1326,8 @@
       return chart ? chart.valToPos(ms, 'x') : NaN;
     },
     select(from, to) {
-      setSelection(from == null ? null : { from, to });
+      // The API takes whole milliseconds, as a drag produces.
+      setSelection(from == null ? null : { from: Math.floor(from), to: Math.ceil(to) });
     },
     clearSelection() {
       setSelection(null);

@@ -1,0 +1,243 @@
+// Browser end-to-end test of the memwatch page, in Debian's headless Chromium via playwright-core.
+//
+//   cd tests/e2e && npm ci && node page.test.mjs
+//
+// Environment (every variable is required; a missing one fails its test with a message):
+//   MEMWATCH_URL_OFFLINE      `memwatch view` of a recording: `/` requests, then only `/leak?kb=..`
+//   MEMWATCH_LEAK_COUNT       how many `/leak` requests the leak phase made
+//   MEMWATCH_LEAK_FROM_MS     start of the leak phase (epoch ms)
+//   MEMWATCH_LEAK_TO_MS       end of the leak phase (epoch ms)
+//   MEMWATCH_URL_LIVE         a live `memwatch serve` while load runs
+//   MEMWATCH_URL_XSS          a view of a recording with requests to `/<img src=x onerror=alert(1)>`
+//   MEMWATCH_SCREENSHOT_DIR   where offline.png, route.png, live.png and xss.png are written
+//   MEMWATCH_CHROMIUM         optional, the browser binary (default /usr/bin/chromium)
+//
+// The page exposes `window.memwatch` as a test hook (memwatch/assets/app.js).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+
+const VIEWPORT = { width: 1280, height: 800 };
+const TIMEOUT = 15_000;
+// A request line cannot carry a raw space, so a client sends the spaces as %20: either form must
+// appear, as text, in a route cell.
+const XSS_ROUTE = '/<img src=x onerror=alert(1)>';
+const XSS_FORMS = [XSS_ROUTE, XSS_ROUTE.replaceAll(' ', '%20')];
+
+function env(name) {
+  const v = process.env[name];
+  assert.ok(v !== undefined && v !== '', `${name} is not set: see the header of tests/e2e/page.test.mjs`);
+  return v;
+}
+
+function envInt(name) {
+  const v = Number(env(name));
+  assert.ok(Number.isFinite(v), `${name}=${JSON.stringify(process.env[name])} is not a number`);
+  return v;
+}
+
+function shotPath(name) {
+  const dir = env('MEMWATCH_SCREENSHOT_DIR');
+  fs.mkdirSync(dir, { recursive: true });
+  return path.join(dir, name);
+}
+
+let browser;
+
+before(async () => {
+  const executablePath = process.env.MEMWATCH_CHROMIUM || '/usr/bin/chromium';
+  assert.ok(fs.existsSync(executablePath), `no browser at ${executablePath}: apt-get install chromium, or set MEMWATCH_CHROMIUM`);
+  // playwright-core gives the browser a fresh temporary profile of its own.
+  browser = await chromium.launch({
+    executablePath,
+    args: [
+      '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    ],
+  });
+});
+
+after(async () => {
+  if (browser) await browser.close();
+});
+
+/** A fresh page that records script errors, CSP violations and dialogs. */
+async function openPage(url) {
+  const context = await browser.newContext({ viewport: VIEWPORT, deviceScaleFactor: 1 });
+  const page = await context.newPage();
+  page.setDefaultTimeout(TIMEOUT);
+  const problems = [];
+  const dialogs = [];
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('console', (m) => {
+    // Failed loads are reported with their address by the 'response' handler below.
+    if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) problems.push(`console error: ${m.text()}`);
+  });
+  page.on('response', (r) => {
+    if (r.status() >= 400) problems.push(`HTTP ${r.status()} for ${r.url()}`);
+  });
+  page.on('requestfailed', (r) => {
+    // The page closing its event stream is not a failure.
+    if (!r.url().includes('/api/stream')) problems.push(`request failed: ${r.url()} (${r.failure()?.errorText})`);
+  });
+  page.on('dialog', async (d) => {
+    dialogs.push(`${d.type()}: ${d.message()}`);
+    await d.dismiss().catch(() => {});
+  });
+  await page.goto(url, { waitUntil: 'load' });
+  await page.waitForFunction(() => window.memwatch && window.memwatch.chart && window.memwatch.state.summary);
+  return { context, page, problems, dialogs };
+}
+
+/** Route rows of the table as [{route, method, requests}]. */
+function routeRows(page) {
+  return page.$$eval('#routes tbody tr.route-row', (rows) => rows.map((r) => ({
+    route: r.dataset.route,
+    method: r.dataset.method,
+    requests: Number(r.querySelector('.requests').textContent.replace(/[^0-9]/g, '')),
+  })));
+}
+
+async function idle(page) {
+  await page.evaluate(() => window.memwatch.idle());
+}
+
+// Tests 1 and 2 share the offline page: 2 clicks a row of the table 1 selected.
+let offline = null;
+
+test('offline: dragging over the leak phase lists only /leak with every request', async () => {
+  const url = env('MEMWATCH_URL_OFFLINE');
+  const count = envInt('MEMWATCH_LEAK_COUNT');
+  const from = envInt('MEMWATCH_LEAK_FROM_MS');
+  const to = envInt('MEMWATCH_LEAK_TO_MS');
+  assert.ok(to > from, 'MEMWATCH_LEAK_TO_MS must be after MEMWATCH_LEAK_FROM_MS');
+
+  offline = await openPage(url);
+  const { page } = offline;
+  await idle(page);
+
+  const over = page.locator('#chart .u-over');
+  await over.waitFor({ state: 'visible' });
+  const box = await over.boundingBox();
+  assert.ok(box && box.width > 200, `the chart overlay is too small: ${JSON.stringify(box)}`);
+  const [x0, x1] = await page.evaluate(([a, b]) => [window.memwatch.valToPos(a), window.memwatch.valToPos(b)], [from, to]);
+  assert.ok(Number.isFinite(x0) && Number.isFinite(x1), `valToPos gave ${x0}, ${x1}`);
+  assert.ok(x0 >= 0 && x1 <= box.width + 0.5, `the leak phase [${from}, ${to}] lies outside the chart (x ${x0}..${x1} of ${box.width})`);
+
+  // Whole pixels just outside the phase, so that rounding never cuts its first or last request.
+  const y = box.y + box.height / 2;
+  await page.mouse.move(box.x + Math.floor(x0), y);
+  await page.mouse.down();
+  await page.mouse.move(box.x + (x0 + x1) / 2, y, { steps: 5 });
+  await page.mouse.move(box.x + Math.ceil(x1), y, { steps: 5 });
+  await page.mouse.up();
+
+  await page.waitForFunction(() => window.memwatch.state.sel !== null);
+  await idle(page);
+  const { sel, msPerPx } = await page.evaluate(() => {
+    const x = window.memwatch.chart.scales.x;
+    return { sel: window.memwatch.state.sel, msPerPx: (x.max - x.min) / window.memwatch.chart.over.clientWidth };
+  });
+  const slack = 2 * msPerPx;
+  assert.ok(sel.from <= from + slack && sel.to >= to - slack, `selection ${JSON.stringify(sel)} does not cover [${from}, ${to}]`);
+  await page.waitForFunction(() => document.querySelectorAll('#routes tr.route-row').length > 0);
+
+  const rows = await routeRows(page);
+  assert.deepEqual(rows.map((r) => r.route), ['/leak'], `routes in the leak phase: ${JSON.stringify(rows)}`);
+  assert.equal(rows[0].requests, count, `requests of /leak: ${JSON.stringify(rows)}`);
+  const label = await page.textContent('#selection');
+  assert.match(label, /\d\d:\d\d:\d\d/, `#selection shows the range: ${label}`);
+
+  await page.mouse.move(box.x + (x0 + x1) / 2, box.y + box.height * 0.3);
+  await page.screenshot({ path: shotPath('offline.png') });
+  assert.deepEqual(offline.problems, [], 'no script errors or CSP violations');
+});
+
+test('offline: clicking /leak lists its requests and highlights them on the chart', async () => {
+  assert.ok(offline, 'needs the page that the previous test left with the leak phase selected (it failed)');
+  const count = envInt('MEMWATCH_LEAK_COUNT');
+  const { page } = offline;
+  const row = page.locator('#routes tr.route-row[data-route="/leak"]');
+  await row.click();
+  const limit = await page.evaluate(() => window.memwatch.requestLimit);
+  const want = Math.min(count, limit);
+  await page.waitForFunction((n) => document.querySelectorAll('#requests tr.request-row').length === n, want)
+    .catch(async () => {
+      const got = await page.locator('#requests tr.request-row').count();
+      assert.fail(`#requests has ${got} rows, expected ${want}`);
+    });
+  await idle(page);
+  assert.equal(await page.locator('#requests tr.request-row').count(), want);
+  const targets = await page.$$eval('#requests tr.request-row .target-text', (c) => c.map((x) => x.textContent));
+  assert.ok(targets.every((t) => t.startsWith('/leak')), `targets: ${targets.slice(0, 5)}`);
+  assert.ok(await row.evaluate((r) => r.classList.contains('selected')), 'the clicked row is marked');
+  const highlighted = await page.evaluate(() => window.memwatch.highlightCount);
+  assert.ok(highlighted > 0, 'the chart highlights the route’s requests');
+  assert.equal(highlighted, want, 'every listed request is drawn on the chart');
+
+  await page.screenshot({ path: shotPath('route.png'), fullPage: true });
+  assert.deepEqual(offline.problems, [], 'no script errors or CSP violations');
+  await offline.context.close();
+  offline = null;
+});
+
+test('live: the request count grows without reloading', async () => {
+  const url = env('MEMWATCH_URL_LIVE');
+  const { context, page, problems } = await openPage(url);
+  try {
+    assert.equal(await page.evaluate(() => window.memwatch.state.summary.live), true, 'summary.live is true');
+    const read = async () => Number((await page.textContent('#request-count')).trim());
+    const first = await read();
+    assert.ok(Number.isInteger(first), '#request-count holds a number');
+    const navigations = [];
+    page.on('framenavigated', (f) => navigations.push(f.url()));
+    const grew = await page.waitForFunction(
+      (n) => Number(document.getElementById('request-count').textContent.trim()) > n, first, { timeout: 5000 },
+    ).then(() => true, () => false);
+    const last = await read();
+    assert.ok(grew, `#request-count stayed at ${first} for 5 s (now ${last})`);
+    assert.deepEqual(navigations, [], 'the page did not reload');
+    await idle(page);
+    await page.screenshot({ path: shotPath('live.png') });
+    assert.deepEqual(problems, [], 'no script errors or CSP violations');
+  } finally {
+    await context.close();
+  }
+});
+
+test('xss: hostile routes and user agents are shown as text, never run', async () => {
+  const url = env('MEMWATCH_URL_XSS');
+  const { context, page, problems, dialogs } = await openPage(url);
+  try {
+    await page.evaluate(() => window.memwatch.clearSelection());
+    await idle(page);
+    await page.waitForFunction(() => document.querySelectorAll('#routes tr.route-row').length > 0);
+    const cells = await page.$$eval('#routes tr.route-row td.route', (c) => c.map((x) => x.textContent));
+    const form = XSS_FORMS.find((f) => cells.some((t) => t.includes(f)));
+    assert.ok(form, `no .route cell shows ${XSS_FORMS.join(' or ')}: ${JSON.stringify(cells)}`);
+
+    // Open the hostile route too, so its targets (and user agents) are rendered.
+    await page.locator('#routes tr.route-row', { hasText: form }).first().click();
+    await page.waitForFunction(() => document.querySelectorAll('#requests tr.request-row').length > 0);
+    await idle(page);
+    await page.waitForTimeout(500); // an injected <img onerror> would have fired by now
+
+    const dom = await page.evaluate(() => ({
+      imgOnerror: document.querySelectorAll('img[onerror], [onerror], [onload]').length,
+      imgs: document.querySelectorAll('img').length,
+      scripts: Array.from(document.scripts).map((s) => s.getAttribute('src')),
+      xss: typeof window.__xss,
+    }));
+    assert.equal(dom.imgOnerror, 0, 'no element with onerror/onload in the DOM');
+    assert.equal(dom.imgs, 0, 'no img element at all');
+    assert.deepEqual(dom.scripts, ['/assets/vendor/uPlot.iife.min.js', '/assets/app.js'], 'only the page’s own scripts');
+    assert.equal(dom.xss, 'undefined', 'window.__xss is undefined');
+    assert.deepEqual(dialogs, [], 'no dialog was opened');
+    await page.screenshot({ path: shotPath('xss.png'), fullPage: true });
+    assert.deepEqual(problems, [], 'no script errors, and no CSP violation (an injected script would cause one)');
+  } finally {
+    await context.close();
+  }
+});
