@@ -209,12 +209,14 @@ pub fn downsample(
         return (t, v);
     }
     let width = ((to - from).max(1) as f64 / buckets as f64).max(1.0);
+    // The last bucket is closed: a point at `to` (or past it) belongs to it, never to a new one.
+    let bucket = |t: i64| (((t - from) as f64 / width).floor().max(0.0) as usize).min(buckets - 1);
     let mut i = 0;
     while i < points.len() {
-        let b = ((points[i].0 - from) as f64 / width).floor();
+        let b = bucket(points[i].0);
         let mut j = i;
         let (mut lo, mut hi) = (i, i);
-        while j < points.len() && ((points[j].0 - from) as f64 / width).floor() == b {
+        while j < points.len() && bucket(points[j].0) == b {
             if points[j].1 < points[lo].1 {
                 lo = j;
             }
