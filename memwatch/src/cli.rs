@@ -34,6 +34,107 @@ pub enum Command {
     Serve(ServeArgs),
     /// Serve the page for a finished recording (or for an access log alone).
     View(ViewArgs),
+    /// Write a recording's allocation profile: per-route figures as stable JSON.
+    Profile(ProfileArgs),
+    /// Compare two profiles (or recordings) route by route; exit 1 on a regression.
+    Diff(DiffArgs),
+    /// Start a server traced, wait until it answers, run a workload, stop everything cleanly,
+    /// profile and compare with a baseline: a CI step.
+    Ci(CiArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ProfileArgs {
+    /// A recording.
+    pub file: PathBuf,
+    /// Where to write the profile (default: standard output).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, Default, ValueEnum)]
+pub enum DiffFormat {
+    #[default]
+    Text,
+    Markdown,
+    Json,
+}
+
+/// Regression thresholds, shared by `diff` and `ci`.
+#[derive(Debug, Clone, Args)]
+pub struct ThresholdArgs {
+    /// Per-request growth (percent) of the metric above which a route regressed.
+    #[arg(long, default_value_t = 25.0, value_name = "PCT")]
+    pub max_growth: f64,
+    /// What to compare per request: rss (resident bytes), vm (virtual bytes) or duration.
+    #[arg(long, value_enum, default_value_t = crate::profile::Metric::Rss)]
+    pub metric: crate::profile::Metric,
+    /// Whole-run RSS growth (percent of the base run's) above which the run regressed.
+    #[arg(long, value_name = "PCT")]
+    pub max_run_growth: Option<f64>,
+    /// Routes with fewer requests in either run are shown but never fail.
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub min_requests: u64,
+}
+
+impl ThresholdArgs {
+    pub fn thresholds(&self) -> crate::profile::Thresholds {
+        crate::profile::Thresholds {
+            metric: self.metric,
+            max_growth_pct: self.max_growth,
+            max_run_growth_pct: self.max_run_growth,
+            min_requests: self.min_requests,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The baseline: a profile or a recording.
+    pub base: PathBuf,
+    /// The change under test: a profile or a recording.
+    pub head: PathBuf,
+    #[command(flatten)]
+    pub thresholds: ThresholdArgs,
+    #[arg(long, value_enum, default_value_t = DiffFormat::Text)]
+    pub format: DiffFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct CiArgs {
+    /// The server command, run with `sh -c` in its own process group, traced from its first
+    /// instruction.
+    #[arg(long, value_name = "CMD")]
+    pub server: String,
+    /// An http:// URL that answers (not 5xx) once the server is ready.
+    #[arg(long, value_name = "URL")]
+    pub ready: String,
+    /// The workload command, run with `sh -c` once the server is ready; its output is shown.
+    #[arg(long, value_name = "CMD")]
+    pub workload: String,
+    /// The server's access log, joined to the captured requests.
+    #[arg(long = "access-log", value_name = "PATH")]
+    pub access_logs: Vec<PathBuf>,
+    /// The recording (default: memwatch-ci.db; overwritten).
+    #[arg(short, long, default_value = "memwatch-ci.db", value_name = "FILE")]
+    pub output: PathBuf,
+    /// Where to write this run's profile.
+    #[arg(long, value_name = "FILE")]
+    pub profile_out: Option<PathBuf>,
+    /// A profile (or recording) to compare with; a regression exits 1.
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
+    #[command(flatten)]
+    pub thresholds: ThresholdArgs,
+    /// Write the comparison as markdown here too (for a pull-request comment).
+    #[arg(long, value_name = "FILE")]
+    pub markdown_out: Option<PathBuf>,
+    /// How long the server may take to answer the ready URL.
+    #[arg(long, value_parser = parse_duration, default_value = "60s", value_name = "DURATION")]
+    pub ready_timeout: Duration,
+    /// How long the server may take to exit after SIGTERM before SIGKILL.
+    #[arg(long, value_parser = parse_duration, default_value = "10s", value_name = "DURATION")]
+    pub stop_timeout: Duration,
 }
 
 #[derive(Debug, Args)]

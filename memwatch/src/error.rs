@@ -184,6 +184,7 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
         || err
             .downcast_ref::<crate::source::accesslog::AccessLogError>()
             .is_some()
+        || err.downcast_ref::<crate::profile::ProfileError>().is_some()
     {
         exit::INPUT
     } else {

@@ -11,6 +11,7 @@ pub mod correlate;
 pub mod error;
 pub mod http;
 pub mod probe;
+pub mod profile;
 pub mod recording;
 pub mod report;
 pub mod server;

@@ -35,6 +35,9 @@ fn main() {
         }
         Command::Serve(args) => runtime()
             .and_then(|rt| rt.block_on(commands::record::run(args.record, Some(args.serve)))),
+        Command::Profile(args) => commands::profile::profile(&args),
+        Command::Diff(args) => commands::profile::diff_command(&args),
+        Command::Ci(args) => runtime().and_then(|rt| rt.block_on(commands::ci::run(args))),
         Command::View(args) => runtime().and_then(|rt| rt.block_on(commands::view::run(args))),
     };
     match result {

@@ -53,9 +53,25 @@ fn cstring(s: OsString) -> Result<CString, SetupError> {
     })
 }
 
+/// How `record -- CMD` starts the command.
+#[derive(Debug, Default)]
+pub struct SpawnOptions {
+    /// Put the command in a process group of its own (`memwatch ci` stops the whole group).
+    pub new_group: bool,
+    /// Send the command's standard error here instead of memwatch's.
+    pub stderr: Option<OwnedFd>,
+}
+
 impl HeldChild {
     /// Forks `argv[0]` with `argv`, held before exec.
     pub fn spawn(argv: &[OsString]) -> Result<Self, SetupError> {
+        Self::spawn_with(argv, &SpawnOptions::default())
+    }
+
+    /// As [`HeldChild::spawn`], with options.
+    pub fn spawn_with(argv: &[OsString], options: &SpawnOptions) -> Result<Self, SetupError> {
+        let stderr_fd = options.stderr.as_ref().map(AsRawFd::as_raw_fd);
+        let new_group = options.new_group;
         let first = argv.first().ok_or_else(|| SetupError::CommandNotFound {
             command: String::new(),
         })?;
@@ -98,7 +114,14 @@ impl HeldChild {
         if pid == 0 {
             let mut byte = 0u8;
             // SAFETY: see above; the read end is valid in the child, CLOEXEC closes it on exec.
+            // setpgid and dup2 are async-signal-safe too.
             unsafe {
+                if new_group {
+                    libc::setpgid(0, 0);
+                }
+                if let Some(fd) = stderr_fd {
+                    libc::dup2(fd, 2);
+                }
                 if libc::read(rx.as_raw_fd(), (&raw mut byte).cast(), 1) == 1 {
                     libc::execve(path.as_ptr(), argp.as_ptr(), envp.as_ptr());
                 }
@@ -106,6 +129,11 @@ impl HeldChild {
             }
         }
         drop(rx);
+        if new_group {
+            // Also from the parent, so the group exists before either side runs on.
+            // SAFETY: plain syscall on our own child.
+            unsafe { libc::setpgid(pid, pid) };
+        }
         Ok(Self {
             pid: pid as u32,
             go: tx,

@@ -334,13 +334,10 @@ pub fn endpoint<'a>(report: &'a Value, method: &str, route: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no endpoint {method} {route}: {:#}", report["endpoints"]))
 }
 
-/// nginx from the Debian package, unprivileged (uid 65534) on a free loopback port, two
-/// workers, serving a small static file, logging `combined` to `DIR/logs/access.log`.
-pub fn nginx(dir: &Path) -> Server {
-    use std::{
-        net::TcpStream,
-        os::unix::{fs::PermissionsExt as _, process::CommandExt as _},
-    };
+/// Writes an nginx configuration for `dir` (two workers, a static file, a combined access log
+/// at `dir/logs/access.log`, scratch dirs owned by uid 65534) and returns its port.
+pub fn nginx_conf(dir: &Path) -> u16 {
+    use std::os::unix::fs::PermissionsExt as _;
     let port = free_port();
     std::fs::create_dir_all(dir.join("logs")).unwrap();
     std::fs::create_dir_all(dir.join("html")).unwrap();
@@ -367,6 +364,14 @@ pub fn nginx(dir: &Path) -> Server {
         // SAFETY: valid path; hand the scratch dirs to the unprivileged user.
         unsafe { libc::chown(c.as_ptr(), 65534, 65534) };
     }
+    port
+}
+
+/// nginx from the Debian package, unprivileged (uid 65534) on a free loopback port, two
+/// workers, serving a small static file, logging `combined` to `DIR/logs/access.log`.
+pub fn nginx(dir: &Path) -> Server {
+    use std::os::unix::process::CommandExt as _;
+    let port = nginx_conf(dir);
     // nginx prints nothing; the port line comes from a wrapper shell.
     let mut cmd = Command::new("sh");
     cmd.args([
@@ -382,7 +387,7 @@ pub fn nginx(dir: &Path) -> Server {
     // Ready when it answers.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while std::time::Instant::now() < deadline {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
             break;
         }
         std::thread::sleep(Duration::from_millis(20));

@@ -34,7 +34,7 @@ use crate::{
         logtail::{self, LogSource},
         procfs,
     },
-    spawn::{self, HeldChild},
+    spawn::{self, HeldChild, SpawnOptions},
 };
 
 /// How often the ring buffer is drained when the kernel has not woken us.
@@ -406,8 +406,28 @@ fn status_bar() -> Option<indicatif::ProgressBar> {
     Some(bar)
 }
 
+/// What `memwatch ci` needs from a recording it drives.
+#[derive(Debug, Default)]
+pub struct Hooks {
+    /// How the command is started.
+    pub spawn: SpawnOptions,
+    /// Receives the command's PID once it runs traced.
+    pub started: Option<tokio::sync::oneshot::Sender<u32>>,
+    /// Notified to stop recording.
+    pub stop: Option<Arc<tokio::sync::Notify>>,
+}
+
 /// Runs `memwatch record` (and with `serve`, `memwatch serve`); returns the exit code.
 pub async fn run(args: RecordArgs, serve: Option<ServeOptions>) -> anyhow::Result<i32> {
+    run_with(args, serve, Hooks::default()).await
+}
+
+/// [`run`], driven by another command.
+pub async fn run_with(
+    args: RecordArgs,
+    serve: Option<ServeOptions>,
+    hooks: Hooks,
+) -> anyhow::Result<i32> {
     // Preflight: everything the user can get wrong is checked before anything is loaded.
     if args.pids.is_empty() && args.command.is_empty() {
         anyhow::bail!(crate::error::UsageError(
@@ -449,7 +469,7 @@ pub async fn run(args: RecordArgs, serve: Option<ServeOptions>) -> anyhow::Resul
     }
     check_output(&output, args.force)?;
     // From here on a failure must not leave an empty recording behind.
-    let result = record(&args, &config, router, log_format, &output, serve).await;
+    let result = record(&args, &config, router, log_format, &output, serve, hooks).await;
     if let Err(e) = &result
         && e.downcast_ref::<SetupError>().is_some()
     {
@@ -468,11 +488,12 @@ async fn record(
     log_format: Option<Format>,
     output: &std::path::Path,
     serve: Option<ServeOptions>,
+    mut hooks: Hooks,
 ) -> anyhow::Result<i32> {
     let held = if args.command.is_empty() {
         None
     } else {
-        Some(HeldChild::spawn(&args.command)?)
+        Some(HeldChild::spawn_with(&args.command, &hooks.spawn)?)
     };
     let mut probe = if args.no_ebpf {
         None
@@ -580,10 +601,14 @@ async fn record(
         probe.attach(config)?;
     }
     if let Some(child) = held {
+        let pid = child.pid;
         child.release().map_err(|source| SetupError::Spawn {
             what: "releasing the held command",
             source,
         })?;
+        if let Some(started) = hooks.started.take() {
+            let _ = started.send(pid);
+        }
     } else {
         for &pid in &roots {
             if procfs::memory(pid).is_none_or(|(rss, vm)| rss == 0 && vm == 0) {
@@ -616,7 +641,7 @@ async fn record(
         output.display()
     );
 
-    let stop = event_loop(&mut session, args).await?;
+    let stop = event_loop(&mut session, args, hooks.stop.clone()).await?;
     tracing::info!(?stop, "stopping");
 
     // Stop the command we started if it outlived the recording.
@@ -682,7 +707,11 @@ pub async fn wait_for_stop() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn event_loop(session: &mut Session, args: &RecordArgs) -> anyhow::Result<Stop> {
+async fn event_loop(
+    session: &mut Session,
+    args: &RecordArgs,
+    stop: Option<Arc<tokio::sync::Notify>>,
+) -> anyhow::Result<Stop> {
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut drain_tick = tokio::time::interval(DRAIN_EVERY);
@@ -697,6 +726,19 @@ async fn event_loop(session: &mut Session, args: &RecordArgs) -> anyhow::Result<
     loop {
         tokio::select! {
             _ = sigint.recv() => return Ok(Stop::Signal),
+            () = async {
+                match &stop {
+                    Some(stop) => stop.notified().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                // Asked to stop while the targets still run: one last sample, so the
+                // recording ends with their final memory.
+                session.drain();
+                let faults = session.thread_faults();
+                session.sample(&faults);
+                return Ok(Stop::Signal);
+            }
             _ = sigterm.recv() => return Ok(Stop::Signal),
             () = async {
                 match &session.probe {

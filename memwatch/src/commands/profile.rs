@@ -1,0 +1,40 @@
+//! `memwatch profile FILE [-o profile.json]` and `memwatch diff BASE HEAD`.
+
+use crate::{
+    cli::{DiffArgs, DiffFormat, ProfileArgs},
+    error::exit,
+    profile::{Profile, diff},
+    recording::Recording,
+};
+
+pub fn profile(args: &ProfileArgs) -> anyhow::Result<i32> {
+    let profile = Profile::from_recording(&Recording::open(&args.file)?)?;
+    let json = serde_json::to_string_pretty(&profile)?;
+    match &args.output {
+        Some(path) => std::fs::write(path, json + "\n").map_err(|e| {
+            anyhow::anyhow!(crate::error::UsageError(format!(
+                "cannot write the profile {}: {e}",
+                path.display()
+            )))
+        })?,
+        None => println!("{json}"),
+    }
+    Ok(exit::OK)
+}
+
+/// Exit 0 within thresholds, 1 on a regression, 2 (through the error) on bad input.
+pub fn diff_command(args: &DiffArgs) -> anyhow::Result<i32> {
+    let base = Profile::load(&args.base)?;
+    let head = Profile::load(&args.head)?;
+    let d = diff(&base, &head, args.thresholds.thresholds());
+    match args.format {
+        DiffFormat::Text => print!("{}", d.to_text()),
+        DiffFormat::Markdown => print!("{}", d.to_markdown()),
+        DiffFormat::Json => println!("{}", serde_json::to_string_pretty(&d)?),
+    }
+    Ok(if d.regressions > 0 {
+        exit::REGRESSION
+    } else {
+        exit::OK
+    })
+}

@@ -1,0 +1,548 @@
+//! Allocation profiles and their diff: a small, stable, versioned JSON document of per-route
+//! figures (`docs/profile.md`), and the comparison that CI gates on.
+
+use std::{collections::BTreeMap, path::Path};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    recording::Recording,
+    report::{self, Range, Report},
+};
+
+/// The `format` field of every profile.
+pub const FORMAT: &str = "memwatch-profile";
+/// The profile version this memwatch writes and the newest it reads.
+pub const VERSION: u32 = 1;
+
+/// Failures reading a profile or recording for `diff`.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    #[error("{path}: cannot read it: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{path} is neither a memwatch profile (JSON with \"format\": \"{FORMAT}\") nor a \
+         recording: {reason}.\n  Pass a file written by `memwatch profile` or `memwatch record`"
+    )]
+    NotAProfile { path: String, reason: String },
+    #[error(
+        "{path} is a version {found} profile; this memwatch reads up to version {VERSION}.\n  \
+         Upgrade memwatch, or regenerate the profile with this version from its recording"
+    )]
+    NewerVersion { path: String, found: u32 },
+    #[error(transparent)]
+    Recording(#[from] crate::error::RecordingError),
+}
+
+/// Whole-run figures.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunFigures {
+    pub duration_s: f64,
+    pub requests: u64,
+    pub rss_start_bytes: u64,
+    pub rss_end_bytes: u64,
+    pub rss_peak_bytes: u64,
+    /// `rss_end - rss_start`.
+    pub rss_growth_bytes: i64,
+    /// RSS growth per 1,000 requests (0 without requests).
+    pub rss_growth_per_1000_requests: i64,
+    pub dropped_events: u64,
+}
+
+/// One route's figures.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RouteFigures {
+    pub method: String,
+    pub route: String,
+    pub requests: u64,
+    pub statuses: BTreeMap<String, u64>,
+    pub approximate: u64,
+    pub vm_bytes_total: i64,
+    pub rss_bytes_total: i64,
+    pub vm_bytes_mean: i64,
+    pub vm_bytes_p50: i64,
+    pub vm_bytes_p95: i64,
+    pub rss_bytes_mean: i64,
+    pub rss_bytes_p50: i64,
+    pub rss_bytes_p95: i64,
+    pub duration_ms_p50: f64,
+    pub duration_ms_p95: f64,
+}
+
+/// A profile. Routes are keyed `"METHOD route"` in a sorted map, so the document is stable.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Profile {
+    pub format: String,
+    pub version: u32,
+    pub memwatch_version: String,
+    pub run: RunFigures,
+    pub routes: BTreeMap<String, RouteFigures>,
+}
+
+impl Profile {
+    /// Builds the profile of a recording.
+    pub fn from_recording(rec: &Recording) -> Result<Self, ProfileError> {
+        let r = Report::build(rec)?;
+        let endpoints = report::endpoints(rec, Range::default())?;
+        let m = &r.memory;
+        let growth = m.rss_end_bytes as i64 - m.rss_start_bytes as i64;
+        let routes = endpoints
+            .into_iter()
+            .map(|e| {
+                let key = format!("{} {}", e.method, e.route);
+                let figures = RouteFigures {
+                    method: e.method,
+                    route: e.route,
+                    requests: e.requests,
+                    statuses: e.statuses,
+                    approximate: e.approximate,
+                    vm_bytes_total: e.vm_bytes,
+                    rss_bytes_total: e.rss_bytes,
+                    vm_bytes_mean: e.vm_bytes_mean,
+                    vm_bytes_p50: e.vm_bytes_per_request_p50,
+                    vm_bytes_p95: e.vm_bytes_per_request_p95,
+                    rss_bytes_mean: e.rss_bytes_mean,
+                    rss_bytes_p50: e.rss_bytes_per_request_p50,
+                    rss_bytes_p95: e.rss_bytes_per_request_p95,
+                    duration_ms_p50: e.duration_ms_p50,
+                    duration_ms_p95: e.duration_ms_p95,
+                };
+                (key, figures)
+            })
+            .collect();
+        Ok(Self {
+            format: FORMAT.into(),
+            version: VERSION,
+            memwatch_version: env!("CARGO_PKG_VERSION").into(),
+            run: RunFigures {
+                duration_s: r.duration_s,
+                requests: r.requests,
+                rss_start_bytes: m.rss_start_bytes,
+                rss_end_bytes: m.rss_end_bytes,
+                rss_peak_bytes: m.rss_peak_bytes,
+                rss_growth_bytes: growth,
+                rss_growth_per_1000_requests: if r.requests > 0 {
+                    growth * 1000 / r.requests as i64
+                } else {
+                    0
+                },
+                dropped_events: r.dropped_events,
+            },
+            routes,
+        })
+    }
+
+    /// Reads a profile, or builds one from a recording: SQLite files are told apart by their
+    /// header.
+    pub fn load(path: &Path) -> Result<Self, ProfileError> {
+        let shown = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|source| ProfileError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        if bytes.starts_with(b"SQLite format 3\0") {
+            return Self::from_recording(&Recording::open(path)?);
+        }
+        Self::parse(&bytes).map_err(|e| match e {
+            ParseError::Newer(found) => ProfileError::NewerVersion {
+                path: shown.clone(),
+                found,
+            },
+            ParseError::Invalid(reason) => ProfileError::NotAProfile {
+                path: shown.clone(),
+                reason,
+            },
+        })
+    }
+
+    fn parse(bytes: &[u8]) -> Result<Self, ParseError> {
+        let value: serde_json::Value = serde_json::from_slice(bytes)
+            .map_err(|e| ParseError::Invalid(format!("not JSON ({e})")))?;
+        if value.get("format").and_then(|f| f.as_str()) != Some(FORMAT) {
+            return Err(ParseError::Invalid(format!(
+                "its \"format\" is {}, not \"{FORMAT}\"",
+                value
+                    .get("format")
+                    .map_or("missing".into(), ToString::to_string)
+            )));
+        }
+        let version = value
+            .get("version")
+            .and_then(serde_json::Value::as_u64)
+            .ok_or_else(|| ParseError::Invalid("\"version\" is missing or not a number".into()))?;
+        if version > u64::from(VERSION) {
+            return Err(ParseError::Newer(
+                u32::try_from(version).unwrap_or(u32::MAX),
+            ));
+        }
+        serde_json::from_value(value).map_err(|e| ParseError::Invalid(e.to_string()))
+    }
+}
+
+enum ParseError {
+    Newer(u32),
+    Invalid(String),
+}
+
+/// Which per-request figure `diff` compares.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// Resident bytes per request (mean).
+    #[default]
+    Rss,
+    /// Virtual bytes per request (mean).
+    Vm,
+    /// Duration per request (p50).
+    Duration,
+}
+
+impl Metric {
+    fn of(self, r: &RouteFigures) -> f64 {
+        match self {
+            Self::Rss => r.rss_bytes_mean as f64,
+            Self::Vm => r.vm_bytes_mean as f64,
+            Self::Duration => r.duration_ms_p50,
+        }
+    }
+
+    /// Below this a change is noise: one page, or one millisecond.
+    fn floor(self) -> f64 {
+        match self {
+            Self::Rss | Self::Vm => 4096.0,
+            Self::Duration => 1.0,
+        }
+    }
+
+    fn unit(self, v: f64) -> String {
+        match self {
+            Self::Rss | Self::Vm => report::bytes(v as i64),
+            Self::Duration => format!("{v:.2} ms"),
+        }
+    }
+}
+
+/// Thresholds for `diff`.
+#[derive(Debug, Clone, Copy)]
+pub struct Thresholds {
+    pub metric: Metric,
+    /// Per-request growth, in percent, above which a route regressed.
+    pub max_growth_pct: f64,
+    /// Whole-run RSS growth, in percent of the base run's, above which the run regressed.
+    pub max_run_growth_pct: Option<f64>,
+    /// Routes with fewer requests in either run are compared but never fail the build.
+    pub min_requests: u64,
+}
+
+/// How one route changed.
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteChange {
+    pub route: String,
+    pub base: Option<f64>,
+    pub head: Option<f64>,
+    /// Percent change against `max(base, floor)`; `None` for routes in only one run.
+    pub growth_pct: Option<f64>,
+    pub base_requests: u64,
+    pub head_requests: u64,
+    pub regression: bool,
+    /// `appeared`, `disappeared`, `compared` or `too_few_requests`.
+    pub status: &'static str,
+}
+
+/// The outcome of `diff`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Diff {
+    pub metric: Metric,
+    pub max_growth_pct: f64,
+    pub routes: Vec<RouteChange>,
+    pub run_rss_growth_base: i64,
+    pub run_rss_growth_head: i64,
+    pub run_growth_pct: f64,
+    pub run_regression: bool,
+    pub regressions: usize,
+}
+
+/// Compares two profiles route by route.
+pub fn diff(base: &Profile, head: &Profile, t: Thresholds) -> Diff {
+    let floor = t.metric.floor();
+    let keys: std::collections::BTreeSet<&String> =
+        base.routes.keys().chain(head.routes.keys()).collect();
+    let mut routes: Vec<RouteChange> = keys
+        .into_iter()
+        .map(|k| {
+            let b = base.routes.get(k);
+            let h = head.routes.get(k);
+            let (bv, hv) = (b.map(|r| t.metric.of(r)), h.map(|r| t.metric.of(r)));
+            let (bn, hn) = (b.map_or(0, |r| r.requests), h.map_or(0, |r| r.requests));
+            let (growth, status, regression) = match (bv, hv) {
+                (Some(bv), Some(hv)) => {
+                    let g = (hv - bv) / bv.max(floor) * 100.0;
+                    if bn < t.min_requests || hn < t.min_requests {
+                        (Some(g), "too_few_requests", false)
+                    } else {
+                        (Some(g), "compared", g > t.max_growth_pct)
+                    }
+                }
+                (None, Some(_)) => (None, "appeared", false),
+                _ => (None, "disappeared", false),
+            };
+            RouteChange {
+                route: k.clone(),
+                base: bv,
+                head: hv,
+                growth_pct: growth,
+                base_requests: bn,
+                head_requests: hn,
+                regression,
+                status,
+            }
+        })
+        .collect();
+    // Worst first: regressions, then by growth.
+    routes.sort_by(|a, b| {
+        b.regression.cmp(&a.regression).then(
+            b.growth_pct
+                .unwrap_or(f64::MIN)
+                .total_cmp(&a.growth_pct.unwrap_or(f64::MIN)),
+        )
+    });
+    let (rb, rh) = (base.run.rss_growth_bytes, head.run.rss_growth_bytes);
+    // Whole-run growth below 1 MiB is noise (allocator and library warm-up).
+    let run_growth_pct = (rh - rb) as f64 / (rb.max(1 << 20) as f64) * 100.0;
+    let run_regression = t.max_run_growth_pct.is_some_and(|max| run_growth_pct > max);
+    let regressions = routes.iter().filter(|r| r.regression).count() + usize::from(run_regression);
+    Diff {
+        metric: t.metric,
+        max_growth_pct: t.max_growth_pct,
+        routes,
+        run_rss_growth_base: rb,
+        run_rss_growth_head: rh,
+        run_growth_pct,
+        run_regression,
+        regressions,
+    }
+}
+
+impl Diff {
+    fn arrow(c: &RouteChange) -> &'static str {
+        match (c.status, c.growth_pct) {
+            ("appeared", _) => "🆕",
+            ("disappeared", _) => "➖",
+            (_, Some(_)) if c.regression => "🔺",
+            (_, Some(g)) if g > 0.5 => "↗",
+            (_, Some(g)) if g < -0.5 => "↘",
+            _ => "→",
+        }
+    }
+
+    fn cell(&self, v: Option<f64>) -> String {
+        v.map_or_else(|| "–".into(), |v| self.metric.unit(v))
+    }
+
+    fn pct(c: &RouteChange) -> String {
+        c.growth_pct
+            .map_or_else(|| "–".into(), |g| format!("{g:+.1}%"))
+    }
+
+    /// Plain text.
+    pub fn to_text(&self) -> String {
+        use std::fmt::Write as _;
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "{}: {} regression(s) (metric {:?}, threshold +{}% per request)",
+            if self.regressions > 0 { "FAIL" } else { "ok" },
+            self.regressions,
+            self.metric,
+            self.max_growth_pct
+        );
+        for c in &self.routes {
+            let _ = writeln!(
+                s,
+                "{} {:<40} {:>12} -> {:<12} {:>8}  ({} -> {} requests){}",
+                Self::arrow(c),
+                c.route,
+                self.cell(c.base),
+                self.cell(c.head),
+                Self::pct(c),
+                c.base_requests,
+                c.head_requests,
+                match c.status {
+                    "too_few_requests" => " [too few requests to judge]",
+                    "appeared" => " [new route]",
+                    "disappeared" => " [route gone]",
+                    _ if c.regression => " REGRESSION",
+                    _ => "",
+                }
+            );
+        }
+        let _ = writeln!(
+            s,
+            "whole run RSS growth: {} -> {} ({:+.1}%){}",
+            report::bytes(self.run_rss_growth_base),
+            report::bytes(self.run_rss_growth_head),
+            self.run_growth_pct,
+            if self.run_regression {
+                " REGRESSION"
+            } else {
+                ""
+            }
+        );
+        s
+    }
+
+    /// A pull-request comment: a table, worst regression first, an arrow per change.
+    pub fn to_markdown(&self) -> String {
+        use std::fmt::Write as _;
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "### memwatch: {}\n",
+            if self.regressions > 0 {
+                format!("{} memory regression(s)", self.regressions)
+            } else {
+                "no memory regression".into()
+            }
+        );
+        let _ = writeln!(
+            s,
+            "| | route | base | head | change | requests (base → head) |\n|---|---|---:|---:|---:|---:|"
+        );
+        for c in &self.routes {
+            // Routes come from traffic: keep table syntax out of them.
+            let route = c.route.replace('|', "\\|").replace('`', "'");
+            let _ = writeln!(
+                s,
+                "| {} | `{}` | {} | {} | {} | {} → {} |",
+                Self::arrow(c),
+                route,
+                self.cell(c.base),
+                self.cell(c.head),
+                Self::pct(c),
+                c.base_requests,
+                c.head_requests
+            );
+        }
+        let _ = writeln!(
+            s,
+            "\nMetric: {:?} per request; threshold +{}%. Whole-run RSS growth: {} → {} ({:+.1}%){}.",
+            self.metric,
+            self.max_growth_pct,
+            report::bytes(self.run_rss_growth_base),
+            report::bytes(self.run_rss_growth_head),
+            self.run_growth_pct,
+            if self.run_regression {
+                " **regression**"
+            } else {
+                ""
+            }
+        );
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profile(routes: &[(&str, u64, i64)], growth: i64) -> Profile {
+        Profile {
+            format: FORMAT.into(),
+            version: VERSION,
+            memwatch_version: "test".into(),
+            run: RunFigures {
+                rss_growth_bytes: growth,
+                ..RunFigures::default()
+            },
+            routes: routes
+                .iter()
+                .map(|(r, n, rss)| {
+                    (
+                        format!("GET {r}"),
+                        RouteFigures {
+                            method: "GET".into(),
+                            route: (*r).into(),
+                            requests: *n,
+                            rss_bytes_mean: *rss,
+                            ..RouteFigures::default()
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    const T: Thresholds = Thresholds {
+        metric: Metric::Rss,
+        max_growth_pct: 20.0,
+        max_run_growth_pct: None,
+        min_requests: 10,
+    };
+
+    #[test]
+    fn doubled_route_is_a_regression_and_comes_first() {
+        let base = profile(&[("/", 100, 0), ("/leak", 20, 262_144)], 0);
+        let head = profile(&[("/", 100, 0), ("/leak", 20, 524_288)], 0);
+        let d = diff(&base, &head, T);
+        assert_eq!(d.regressions, 1);
+        assert_eq!(d.routes[0].route, "GET /leak");
+        assert_eq!(d.routes[0].growth_pct, Some(100.0));
+        assert!(
+            d.to_markdown()
+                .contains("| 🔺 | `GET /leak` | 256.0 KiB | 512.0 KiB | +100.0% |")
+        );
+    }
+
+    #[test]
+    fn noise_below_a_page_and_rare_routes_never_fail() {
+        let base = profile(&[("/", 100, 0), ("/rare", 2, 1000)], 0);
+        let head = profile(&[("/", 100, 3000), ("/rare", 2, 900_000)], 0);
+        let d = diff(&base, &head, T);
+        assert_eq!(d.regressions, 0, "{}", d.to_text());
+        assert!(d.to_text().contains("too few requests"));
+    }
+
+    #[test]
+    fn appearing_and_disappearing_routes_are_named() {
+        let d = diff(
+            &profile(&[("/old", 50, 0)], 0),
+            &profile(&[("/new", 50, 0)], 0),
+            T,
+        );
+        let statuses: Vec<(&str, &str)> = d
+            .routes
+            .iter()
+            .map(|r| (r.route.as_str(), r.status))
+            .collect();
+        assert!(statuses.contains(&("GET /new", "appeared")));
+        assert!(statuses.contains(&("GET /old", "disappeared")));
+    }
+
+    #[test]
+    fn run_growth_threshold() {
+        let t = Thresholds {
+            max_run_growth_pct: Some(50.0),
+            ..T
+        };
+        let d = diff(&profile(&[], 4 << 20), &profile(&[], 8 << 20), t);
+        assert!(d.run_regression);
+        assert_eq!(d.run_growth_pct, 100.0);
+    }
+
+    #[test]
+    fn rejects_foreign_and_newer_documents() {
+        assert!(matches!(Profile::parse(b"{}"), Err(ParseError::Invalid(_))));
+        assert!(matches!(
+            Profile::parse(b"not json"),
+            Err(ParseError::Invalid(_))
+        ));
+        let newer = br#"{"format": "memwatch-profile", "version": 99}"#;
+        assert!(matches!(Profile::parse(newer), Err(ParseError::Newer(99))));
+        let good = serde_json::to_vec(&profile(&[("/", 1, 0)], 0)).unwrap();
+        assert!(Profile::parse(&good).is_ok());
+    }
+}
