@@ -210,7 +210,7 @@ impl Metric {
         }
     }
 
-    /// Below this a change is noise: one page, or one millisecond.
+    /// Changes up to this are noise: one page, or one millisecond.
     fn floor(self) -> f64 {
         match self {
             Self::Rss | Self::Vm => 4096.0,
@@ -284,7 +284,9 @@ pub fn diff(base: &Profile, head: &Profile, t: Thresholds) -> Diff {
                     if bn < t.min_requests || hn < t.min_requests {
                         (Some(g), "too_few_requests", false)
                     } else {
-                        (Some(g), "compared", g > t.max_growth_pct)
+                        // A change smaller than the floor (a page, a millisecond) is noise,
+                        // whatever its percentage.
+                        (Some(g), "compared", g > t.max_growth_pct && hv - bv > floor)
                     }
                 }
                 (None, Some(_)) => (None, "appeared", false),
