@@ -6,6 +6,10 @@
 use std::{
     fmt::Write as _,
     process::{Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Instant,
 };
 
@@ -19,34 +23,24 @@ fn rate(stdout: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Runs a command and returns (stdout, user+system CPU seconds of it and its children).
-fn run_timed(cmd: &mut Command) -> (String, f64) {
-    let child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let output = child.wait_with_output().expect("wait");
-    // SAFETY: getrusage on our own reaped children.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: valid out-pointer.
-    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
-    let cpu = ru.ru_utime.tv_sec as f64
-        + ru.ru_utime.tv_usec as f64 / 1e6
-        + ru.ru_stime.tv_sec as f64
-        + ru.ru_stime.tv_usec as f64 / 1e6;
-    (String::from_utf8_lossy(&output.stdout).into_owned(), cpu)
-}
-
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
-/// wrk against `port` for `secs`; (requests per second, requests completed).
-fn wrk(port: u16, secs: f64) -> (f64, f64) {
-    let out = Command::new("wrk")
-        .args(["-t2", "-c16", &format!("-d{}s", secs.max(1.0) as u64)])
+/// wrk, optionally with a Lua script; (requests/s, requests completed, p99 latency in ms).
+fn wrk_with(port: u16, secs: f64, script: Option<&std::path::Path>) -> (f64, f64, f64) {
+    let mut cmd = Command::new("wrk");
+    cmd.args([
+        "-t2",
+        "-c16",
+        "--latency",
+        &format!("-d{}s", secs.max(1.0) as u64),
+    ]);
+    if let Some(script) = script {
+        cmd.arg("-s").arg(script);
+    }
+    let out = cmd
         .arg(format!("http://127.0.0.1:{port}/"))
         .output()
         .expect("wrk (Debian package wrk)");
@@ -63,7 +57,23 @@ fn wrk(port: u16, secs: f64) -> (f64, f64) {
         .and_then(|l| l.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0);
-    (rate, total)
+    // "     99%    1.23ms" (or us, s)
+    let p99 = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("99%"))
+        .map(str::trim)
+        .and_then(|v| {
+            let (num, unit) = v.split_at(v.find(|c: char| c.is_ascii_alphabetic())?);
+            let n: f64 = num.parse().ok()?;
+            Some(match unit {
+                "us" => n / 1000.0,
+                "ms" => n,
+                "s" => n * 1000.0,
+                _ => return None,
+            })
+        })
+        .unwrap_or(0.0);
+    (rate, total, p99)
 }
 
 /// CPU seconds (user + system) a process has used so far.
@@ -80,132 +90,6 @@ fn cpu_seconds(pid: u32) -> f64 {
     };
     // utime and stime are fields 14 and 15 of stat, 12 and 13 after the name.
     (ticks(11) + ticks(12)) / 100.0
-}
-
-/// What one traced wrk run measured.
-struct Traced {
-    rate: f64,
-    served: f64,
-    events: f64,
-    dropped: u64,
-    recorded: f64,
-    cpu: f64,
-}
-
-/// One wrk run against nginx with memwatch attached with `extra` options.
-fn nginx_traced(
-    server: &memwatch_tests::Server,
-    dir: &std::path::Path,
-    secs: f64,
-    extra: &[&str],
-) -> Traced {
-    let file = dir.join("nginx.db");
-    let _ = std::fs::remove_file(&file);
-    let pid = server.pid().to_string();
-    let mut args = vec!["record", "-p", &pid, "-o", file.to_str().expect("utf-8")];
-    args.extend_from_slice(extra);
-    let mut rec = Running::start(&args);
-    rec.wait_recording(std::time::Duration::from_secs(60));
-    let before = cpu_seconds(rec.child.id());
-    let (rate, total) = wrk(server.port, secs);
-    let cpu = cpu_seconds(rec.child.id()) - before;
-    rec.signal(libc::SIGINT);
-    let _ = rec.wait(std::time::Duration::from_secs(120));
-    let report = Command::new(memwatch())
-        .args(["report", file.to_str().expect("utf-8"), "--format", "json"])
-        .output()
-        .expect("report");
-    let json: serde_json::Value = serde_json::from_slice(&report.stdout).expect("JSON");
-    Traced {
-        rate,
-        served: total,
-        events: json["events"].as_f64().unwrap_or(0.0),
-        dropped: json["dropped_events"].as_u64().unwrap_or(0),
-        recorded: json["requests"].as_f64().unwrap_or(0.0),
-        cpu,
-    }
-}
-
-/// nginx under wrk: untraced, memwatch with memory hooks only, and full memwatch, interleaved.
-fn nginx_bench(rounds: usize, secs: f64, md: &mut String) {
-    let dir = tempdir();
-    let server = nginx(dir.path());
-    let (mut base, mut full, mut mem_only) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut full_ratio, mut mem_ratio) = (Vec::new(), Vec::new());
-    let (mut eps, mut cpu_pct, mut per_req_events) = (Vec::new(), Vec::new(), Vec::new());
-    let mut drops = 0;
-    let mut recorded = 0.0;
-    let mut served = 0.0;
-    for round in 0..rounds {
-        let (b, _) = wrk(server.port, secs);
-        let mem = nginx_traced(&server, dir.path(), secs, &["--no-net"]);
-        let all = nginx_traced(&server, dir.path(), secs, &[]);
-        let (m, t) = (mem.rate, all.rate);
-        drops += mem.dropped + all.dropped;
-        recorded += all.recorded;
-        served += all.served;
-        let window = secs.max(1.0).floor();
-        eps.push(all.events / window);
-        per_req_events.push(if all.recorded > 0.0 {
-            all.events / all.recorded
-        } else {
-            0.0
-        });
-        cpu_pct.push(all.cpu / window * 100.0);
-        eprintln!("nginx round {round}: untraced {b:.0}, memory-only {m:.0}, full {t:.0} req/s");
-        base.push(b);
-        full.push(t);
-        mem_only.push(m);
-        full_ratio.push(if b > 0.0 { t / b } else { 0.0 });
-        mem_ratio.push(if b > 0.0 { m / b } else { 0.0 });
-    }
-    let spread = |v: &[f64]| {
-        format!(
-            "{:.3} to {:.3}",
-            v.iter().copied().fold(f64::INFINITY, f64::min),
-            v.iter().copied().fold(0.0, f64::max)
-        )
-    };
-    let _ = writeln!(
-        md,
-        "\n## nginx (2 workers, static file, wrk -t2 -c16, loopback)\n"
-    );
-    let _ = writeln!(md, "| figure | value |\n|---|---|");
-    let _ = writeln!(md, "| req/s untraced | {:.0} |", median(base));
-    let _ = writeln!(
-        md,
-        "| req/s, memwatch memory hooks only (`--no-net`) | {:.0} |",
-        median(mem_only)
-    );
-    let _ = writeln!(
-        md,
-        "| req/s, full memwatch (memory + faults + sockets) | {:.0} |",
-        median(full)
-    );
-    let _ = writeln!(
-        md,
-        "| ratio memory-only / untraced (spread {}) | {:.3} |",
-        spread(&mem_ratio),
-        median(mem_ratio.clone())
-    );
-    let _ = writeln!(
-        md,
-        "| ratio full / untraced (spread {}) | {:.3} |",
-        spread(&full_ratio),
-        median(full_ratio.clone())
-    );
-    let _ = writeln!(md, "| events/s handled (full) | {:.0} |", median(eps));
-    let _ = writeln!(md, "| events per request | {:.2} |", median(per_req_events));
-    let _ = writeln!(
-        md,
-        "| memwatch user-space CPU during the load (% of one core) | {:.0} |",
-        median(cpu_pct)
-    );
-    let _ = writeln!(md, "| events dropped (all rounds, both modes) | {drops} |");
-    let _ = writeln!(
-        md,
-        "| requests recorded / served by wrk (full, all rounds) | {recorded:.0} / {served:.0} |"
-    );
 }
 
 /// The corpus's elastic log, repeated into one file of at least `mb` MB.
@@ -400,6 +284,453 @@ fn api_bench(quick: bool, md: &mut String) {
     );
 }
 
+/// What watches the workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tracer {
+    None,
+    Memwatch,
+    MemwatchMemory,
+    Bpftrace,
+    Strace,
+    ProcSampler,
+}
+
+impl Tracer {
+    const ALL: [Self; 6] = [
+        Self::None,
+        Self::Memwatch,
+        Self::MemwatchMemory,
+        Self::Bpftrace,
+        Self::Strace,
+        Self::ProcSampler,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::None => "no tracer",
+            Self::Memwatch => "memwatch (full)",
+            Self::MemwatchMemory => "memwatch --no-net",
+            Self::Bpftrace => "bpftrace script",
+            Self::Strace => "strace -f (same syscalls)",
+            Self::ProcSampler => "/proc RSS sampling (psrecord-like)",
+        }
+    }
+}
+
+/// bpftrace doing comparable work: the same tracepoints, counting per tid, and copying a
+/// request prefix on each receive (as memwatch does), filtered by process name.
+fn bpftrace_script(comm: &str) -> String {
+    let mut s = String::new();
+    for sc in ["mmap", "munmap", "mremap", "brk", "mprotect"] {
+        let _ = writeln!(
+            s,
+            "tracepoint:syscalls:sys_enter_{sc} /comm == \"{comm}\"/ {{ @args[tid] = args.addr; }}"
+        );
+        let _ = writeln!(
+            s,
+            "tracepoint:syscalls:sys_exit_{sc} /comm == \"{comm}\"/ {{ @mem[tid] = count(); delete(@args[tid]); }}"
+        );
+    }
+    let _ = writeln!(
+        s,
+        "tracepoint:exceptions:page_fault_user /comm == \"{comm}\"/ {{ @faults[tid] = count(); }}"
+    );
+    let _ = writeln!(
+        s,
+        "tracepoint:syscalls:sys_enter_recvfrom /comm == \"{comm}\"/ {{ @buf[tid] = args.ubuf; }}"
+    );
+    let _ = writeln!(
+        s,
+        "tracepoint:syscalls:sys_exit_recvfrom /comm == \"{comm}\" && args.ret > 0/ {{ @req[tid] = count(); @last[tid] = str(@buf[tid], 64); }}"
+    );
+    for sc in ["writev", "sendto", "write", "close", "accept4"] {
+        let _ = writeln!(
+            s,
+            "tracepoint:syscalls:sys_enter_{sc} /comm == \"{comm}\"/ {{ @net[tid] = count(); }}"
+        );
+    }
+    s
+}
+
+/// A tracer attached to a workload's processes.
+struct Attached {
+    tracer: Tracer,
+    memwatch: Option<(Running, std::path::PathBuf)>,
+    other: Option<std::process::Child>,
+    sampler: Option<(Arc<AtomicBool>, std::thread::JoinHandle<()>)>,
+    cpu_before: f64,
+}
+
+/// What the tracer reported over the run.
+#[derive(Default)]
+struct TracerStats {
+    events: f64,
+    dropped: u64,
+    requests: f64,
+    cpu_s: f64,
+    peak_rss_mb: f64,
+    file_bytes: f64,
+}
+
+fn peak_rss_mb(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn attach(tracer: Tracer, pids: &[u32], comm: &str, dir: &std::path::Path) -> Attached {
+    let mut a = Attached {
+        tracer,
+        memwatch: None,
+        other: None,
+        sampler: None,
+        cpu_before: 0.0,
+    };
+    match tracer {
+        Tracer::None => {}
+        Tracer::Memwatch | Tracer::MemwatchMemory => {
+            let file = dir.join("bench.db");
+            let _ = std::fs::remove_file(&file);
+            let mut args: Vec<String> =
+                vec!["record".into(), "-o".into(), file.display().to_string()];
+            for pid in pids {
+                args.extend(["-p".into(), pid.to_string()]);
+            }
+            if tracer == Tracer::MemwatchMemory {
+                args.push("--no-net".into());
+            }
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            let mut rec = Running::start(&refs);
+            rec.wait_recording(std::time::Duration::from_secs(60));
+            a.cpu_before = cpu_seconds(rec.child.id());
+            a.memwatch = Some((rec, file));
+        }
+        Tracer::Bpftrace => {
+            let script = dir.join("bench.bt");
+            std::fs::write(&script, bpftrace_script(comm)).expect("write bpftrace script");
+            let mut child = Command::new("bpftrace")
+                .arg(&script)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("bpftrace (Debian package bpftrace)");
+            // bpftrace prints "Attaching N probes..." once attached.
+            let mut line = String::new();
+            let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+            let _ = std::io::BufRead::read_line(&mut out, &mut line);
+            std::thread::spawn(move || {
+                let mut sink = String::new();
+                while std::io::BufRead::read_line(&mut out, &mut sink).is_ok_and(|n| n > 0) {
+                    sink.clear();
+                }
+            });
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            a.other = Some(child);
+        }
+        Tracer::Strace => {
+            let mut cmd = Command::new("strace");
+            cmd.args([
+                "-f",
+                "-qq",
+                "-o",
+                "/dev/null",
+                "-e",
+                "trace=mmap,munmap,mremap,brk,mprotect,read,write,recvfrom,sendto,readv,writev,\
+                 recvmsg,sendmsg,sendfile,accept4,close",
+            ]);
+            for pid in pids {
+                cmd.arg("-p").arg(pid.to_string());
+            }
+            let child = cmd
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("strace (Debian package strace)");
+            std::thread::sleep(std::time::Duration::from_millis(800));
+            a.other = Some(child);
+        }
+        Tracer::ProcSampler => {
+            let stop = Arc::new(AtomicBool::new(false));
+            let flag = Arc::clone(&stop);
+            let pids = pids.to_vec();
+            let handle = std::thread::spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    for pid in &pids {
+                        let _ = std::fs::read_to_string(format!("/proc/{pid}/statm"));
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+            });
+            a.sampler = Some((stop, handle));
+        }
+    }
+    a
+}
+
+fn detach(a: Attached) -> TracerStats {
+    let mut stats = TracerStats::default();
+    if let Some((rec, file)) = a.memwatch {
+        let pid = rec.child.id();
+        stats.cpu_s = cpu_seconds(pid) - a.cpu_before;
+        stats.peak_rss_mb = peak_rss_mb(pid);
+        rec.signal(libc::SIGINT);
+        let _ = rec.wait(std::time::Duration::from_secs(120));
+        let report = Command::new(memwatch())
+            .args(["report", file.to_str().expect("utf-8"), "--format", "json"])
+            .output()
+            .expect("report");
+        let json: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap_or_default();
+        stats.events = json["events"].as_f64().unwrap_or(0.0);
+        stats.dropped = json["dropped_events"].as_u64().unwrap_or(0);
+        stats.requests = json["requests"].as_f64().unwrap_or(0.0);
+        stats.file_bytes = std::fs::metadata(&file).map_or(0.0, |m| m.len() as f64);
+    }
+    if let Some(mut child) = a.other {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        let _ = child.wait();
+    }
+    if let Some((stop, handle)) = a.sampler {
+        stop.store(true, Ordering::Relaxed);
+        let _ = handle.join();
+    }
+    let _ = a.tracer;
+    stats
+}
+
+/// One workload under every tracer, interleaved, medians over `rounds`.
+struct Row {
+    tracer: Tracer,
+    ratio: Vec<f64>,
+    p99_ratio: Vec<f64>,
+    stats: Vec<TracerStats>,
+    window_s: f64,
+}
+
+fn table(title: &str, unit: &str, base_rate: f64, rows: &[Row], md: &mut String) {
+    let _ = writeln!(md, "\n### {title}\n");
+    let _ = writeln!(
+        md,
+        "Untraced: {base_rate:.0} {unit}. Ratios are medians of interleaved rounds (spread in \
+         brackets).\n"
+    );
+    let _ = writeln!(
+        md,
+        "| tracer | throughput ratio | p99 latency ratio | events/s | dropped | memwatch CPU % | \
+         memwatch peak RSS | recording bytes/request |\n|---|---|---|---|---|---|---|---|"
+    );
+    let spread = |v: &[f64]| {
+        format!(
+            "{:.3} [{:.2}–{:.2}]",
+            median(v.to_vec()),
+            v.iter().copied().fold(f64::INFINITY, f64::min),
+            v.iter().copied().fold(0.0, f64::max)
+        )
+    };
+    for r in rows {
+        let is_mw = matches!(r.tracer, Tracer::Memwatch | Tracer::MemwatchMemory);
+        let med = |f: &dyn Fn(&TracerStats) -> f64| median(r.stats.iter().map(f).collect());
+        let p99 = if r.p99_ratio.iter().all(|v| *v == 0.0) {
+            "–".to_owned()
+        } else {
+            spread(&r.p99_ratio)
+        };
+        let (events, dropped, cpu, rss, bpr) = if is_mw {
+            let requests = med(&|s| s.requests);
+            (
+                format!("{:.0}", med(&|s| s.events) / r.window_s),
+                r.stats.iter().map(|s| s.dropped).sum::<u64>().to_string(),
+                format!("{:.0}", med(&|s| s.cpu_s) / r.window_s * 100.0),
+                format!("{:.0} MB", med(&|s| s.peak_rss_mb)),
+                if requests > 0.0 {
+                    format!("{:.0}", med(&|s| s.file_bytes) / requests)
+                } else {
+                    "–".into()
+                },
+            )
+        } else {
+            ("–".into(), "–".into(), "–".into(), "–".into(), "–".into())
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {p99} | {events} | {dropped} | {cpu} | {rss} | {bpr} |",
+            r.tracer.name(),
+            spread(&r.ratio)
+        );
+    }
+}
+
+/// Runs `measure` untraced and under each tracer, interleaved round by round.
+fn compare(
+    rounds: usize,
+    pids: &dyn Fn() -> Vec<u32>,
+    comm: &str,
+    window_s: f64,
+    measure: &mut dyn FnMut() -> (f64, f64),
+) -> (f64, Vec<Row>) {
+    let dir = tempdir();
+    let mut rows: Vec<Row> = Tracer::ALL
+        .iter()
+        .map(|&tracer| Row {
+            tracer,
+            ratio: Vec::new(),
+            p99_ratio: Vec::new(),
+            stats: Vec::new(),
+            window_s,
+        })
+        .collect();
+    let mut bases = Vec::new();
+    for round in 0..rounds {
+        let (base, base_p99) = measure();
+        bases.push(base);
+        for row in rows.iter_mut() {
+            let (rate, p99, stats) = if row.tracer == Tracer::None {
+                let (r, p) = measure();
+                (r, p, TracerStats::default())
+            } else {
+                let a = attach(row.tracer, &pids(), comm, dir.path());
+                let (r, p) = measure();
+                (r, p, detach(a))
+            };
+            row.ratio.push(if base > 0.0 { rate / base } else { 0.0 });
+            row.p99_ratio
+                .push(if base_p99 > 0.0 { p99 / base_p99 } else { 0.0 });
+            row.stats.push(stats);
+            eprintln!("round {round}: {:<36} {rate:.0}", row.tracer.name());
+        }
+    }
+    (median(bases), rows)
+}
+
+/// The process and its children (nginx's master and workers).
+fn family(pid: u32) -> Vec<u32> {
+    let mut out = vec![pid];
+    let kids =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    out.extend(
+        kids.split_whitespace()
+            .filter_map(|k| k.parse::<u32>().ok()),
+    );
+    out
+}
+
+/// Workloads × tracers: nginx, the demo server, and an allocation storm.
+fn tracer_bench(rounds: usize, secs: f64, quick: bool, md: &mut String) {
+    let _ = writeln!(
+        md,
+        "## What memwatch costs, next to what users would use instead\n"
+    );
+    let dir = tempdir();
+    // nginx, many short requests.
+    let server = nginx(dir.path());
+    let pid = server.pid();
+    let port = server.port;
+    let (base, rows) = compare(
+        rounds,
+        &|| family(pid),
+        "nginx",
+        secs.max(1.0).floor(),
+        &mut || {
+            let (rate, _, p99) = wrk_with(port, secs, None);
+            (rate, p99)
+        },
+    );
+    table(
+        "nginx 1.22, 2 workers, static file (wrk -t2 -c16)",
+        "req/s",
+        base,
+        &rows,
+        md,
+    );
+    drop(server);
+
+    // The demo server: thread per connection, a steady mix of /, /churn and a small /leak.
+    let demo = memwatch_tests::start_server(Command::new(bin("memwatch-demo")).arg("--quiet"));
+    let script = dir.path().join("mix.lua");
+    std::fs::write(
+        &script,
+        "local paths = {'/', '/', '/', '/churn?kb=64', '/', '/', '/', '/', '/', '/leak?kb=4'}\n\
+         local i = 0\nrequest = function()\n  i = i + 1\n  \
+         return wrk.format('GET', paths[(i % #paths) + 1])\nend\n",
+    )
+    .expect("write the wrk script");
+    let (dpid, dport) = (demo.pid(), demo.port);
+    let (base, rows) = compare(
+        rounds,
+        &|| vec![dpid],
+        "memwatch-demo",
+        secs.max(1.0).floor(),
+        &mut || {
+            let (rate, _, p99) = wrk_with(dport, secs, Some(&script));
+            (rate, p99)
+        },
+    );
+    table(
+        "memwatch-demo, thread per connection, mix of /, /churn and /leak (wrk -t2 -c16)",
+        "req/s",
+        base,
+        &rows,
+        md,
+    );
+    drop(demo);
+
+    // Allocation storm: mmap + munmap in a tight loop; one event per call.
+    let memchild = bin("memchild");
+    let storm_dir = tempdir();
+    let mut n = 0;
+    let spawn = |n: &mut u32| {
+        *n += 1;
+        let trigger = storm_dir.path().join(format!("go-{n}"));
+        let child = Command::new(&memchild)
+            .args([
+                "storm-when",
+                trigger.to_str().expect("utf-8"),
+                &secs.to_string(),
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("memchild");
+        (child, trigger)
+    };
+    let current = std::cell::RefCell::new(Some(spawn(&mut n)));
+    let (base, rows) = compare(
+        rounds,
+        &|| {
+            current
+                .borrow()
+                .as_ref()
+                .map_or_else(Vec::new, |(c, _)| vec![c.id()])
+        },
+        "memchild",
+        secs,
+        &mut || {
+            let Some((child, trigger)) = current.borrow_mut().take() else {
+                return (0.0, 0.0);
+            };
+            std::fs::write(&trigger, b"").expect("trigger");
+            let out = child.wait_with_output().expect("storm");
+            *current.borrow_mut() = Some(spawn(&mut n));
+            (rate(&String::from_utf8_lossy(&out.stdout)), 0.0)
+        },
+    );
+    table(
+        "Allocation storm (mmap + munmap of 64 KiB)",
+        "syscalls/s",
+        base,
+        &rows,
+        md,
+    );
+    if let Some((mut child, trigger)) = current.borrow_mut().take() {
+        let _ = std::fs::write(&trigger, b"");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let _ = quick;
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     // `--only-api`: the API section alone, printed and not written (for working on the API).
@@ -409,101 +740,9 @@ fn main() {
         print!("{md}");
         return;
     }
-    let (rounds, secs) = if quick { (1, 0.5) } else { (5, 3.0) };
-    let memchild = bin("memchild");
-    let dir = tempdir();
-    let mut base = Vec::new();
-    let mut traced = Vec::new();
-    let mut ratios = Vec::new();
-    let mut events_per_s = Vec::new();
-    let mut cpu_per_event_us = Vec::new();
-    let mut drops = 0u64;
-    for round in 0..rounds {
-        let (out, cpu) = run_timed(Command::new(&memchild).args(["storm", &secs.to_string()]));
-        let cpu_before = cpu;
-        let b = rate(&out);
-        let file = dir.path().join(format!("storm-{round}.db"));
-        let started = Instant::now();
-        let (out, cpu_after) = run_timed(Command::new(memwatch()).args([
-            "record",
-            "--no-net",
-            "-o",
-            file.to_str().expect("utf-8"),
-            "--",
-            memchild.to_str().expect("utf-8"),
-            "storm",
-            &secs.to_string(),
-        ]));
-        let wall = started.elapsed().as_secs_f64();
-        let t = rate(&out);
-        let report = Command::new(memwatch())
-            .args(["report", file.to_str().expect("utf-8"), "--format", "json"])
-            .output()
-            .expect("report");
-        let json: serde_json::Value = serde_json::from_slice(&report.stdout).expect("report JSON");
-        let events = json["events"].as_f64().unwrap_or(0.0);
-        drops += json["dropped_events"].as_u64().unwrap_or(0);
-        // CPU of memwatch and its child together, minus what the child's own calls cost
-        // untraced (secs of CPU for b*secs calls). What remains is memwatch's user space plus
-        // the in-kernel probe cost, which the kernel charges to the traced child.
-        let child_cpu = if b > 0.0 { t * secs / b } else { 0.0 };
-        let memwatch_cpu = (cpu_after - cpu_before - child_cpu).max(0.0);
-        base.push(b);
-        traced.push(t);
-        ratios.push(if b > 0.0 { t / b } else { 0.0 });
-        events_per_s.push(events / wall.max(1e-3));
-        cpu_per_event_us.push(if events > 0.0 {
-            memwatch_cpu / events * 1e6
-        } else {
-            0.0
-        });
-        let _ = std::fs::remove_file(&file);
-        eprintln!("round {round}: untraced {b:.0}/s, traced {t:.0}/s, {events:.0} events");
-    }
+    let (rounds, secs) = if quick { (1, 1.0) } else { (3, 3.0) };
     let mut md = String::new();
-    let _ = writeln!(
-        md,
-        "## Allocation storm (mmap + munmap of 64 KiB in a tight loop)\n"
-    );
-    let _ = writeln!(
-        md,
-        "Command: `cargo xtask bench{}` ({rounds} interleaved round(s) of {secs} s; medians).\n",
-        if quick { " --quick" } else { "" }
-    );
-    let _ = writeln!(md, "| figure | value |\n|---|---|");
-    let _ = writeln!(
-        md,
-        "| child syscalls/s, untraced | {:.0} |",
-        median(base.clone())
-    );
-    let _ = writeln!(
-        md,
-        "| child syscalls/s, under memwatch | {:.0} |",
-        median(traced.clone())
-    );
-    let _ = writeln!(
-        md,
-        "| ratio traced / untraced | {:.3} |",
-        median(ratios.clone())
-    );
-    let _ = writeln!(
-        md,
-        "| events/s recorded | {:.0} |",
-        median(events_per_s.clone())
-    );
-    let _ = writeln!(md, "| events dropped (all rounds) | {drops} |");
-    let _ = writeln!(
-        md,
-        "| memwatch CPU per event, user space + in-kernel probes (µs) | {:.2} |",
-        median(cpu_per_event_us.clone())
-    );
-    let _ = writeln!(
-        md,
-        "\nSpread of the ratio: {:.3} to {:.3}.",
-        ratios.iter().copied().fold(f64::INFINITY, f64::min),
-        ratios.iter().copied().fold(0.0, f64::max)
-    );
-    nginx_bench(rounds, if quick { 1.0 } else { secs }, &mut md);
+    tracer_bench(rounds, secs, quick, &mut md);
     log_bench(
         if quick { 1 } else { 3 },
         if quick { 5 } else { 200 },

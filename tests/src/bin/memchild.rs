@@ -11,6 +11,7 @@
 //!   mmaps 10 MiB, prints `child=PID`, and exits; the parent waits for both.
 //! - `sleeper SECS`: mmaps and touches 1 MiB every 50 ms for SECS seconds.
 //! - `storm SECS`: mmap/munmap 64 KiB in a tight loop; prints the syscall rate.
+//! - `storm-when TRIGGER SECS`: the same, once the file TRIGGER exists.
 //! - `exit-soon MS`: sleeps MS milliseconds and exits.
 
 use std::{io::Write as _, time::Duration};
@@ -186,6 +187,13 @@ fn main() {
         "family" => family(arg(2)),
         "sleeper" => sleeper(arg(2).parse().unwrap_or(5.0)),
         "storm" => storm(arg(2).parse().unwrap_or(2.0)),
+        "storm-when" => {
+            // Waits for the file TRIGGER to exist (a tracer is attached by then), then storms.
+            while !std::path::Path::new(arg(2)).exists() {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            storm(arg(3).parse().unwrap_or(2.0));
+        }
         "exit-soon" => std::thread::sleep(Duration::from_millis(arg(2).parse().unwrap_or(100))),
         other => {
             eprintln!("memchild: unknown mode {other:?}");
