@@ -583,20 +583,11 @@ pub(crate) fn access_log(rec: &Recording) -> Q<Option<AccessLog>> {
         );
     }
     let ebpf = rec.meta("ebpf")?.is_none_or(|v| v == "true");
-    let mut rejected = BTreeMap::new();
-    let mut stmt = rec
-        .conn()
-        .prepare("SELECT reason, COUNT(*) FROM log_lines WHERE NOT ok GROUP BY reason")
-        .map_err(|e| rec.error(e))?;
-    let rows = stmt
-        .query_map([], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
-        })
-        .map_err(|e| rec.error(e))?;
-    for row in rows {
-        let (k, n) = row.map_err(|e| rec.error(e))?;
-        rejected.insert(k, n);
-    }
+    let rejected = counts_by(
+        rec,
+        "SELECT reason, COUNT(*) FROM log_lines WHERE NOT ok GROUP BY reason",
+        [],
+    )?;
     let mut stmt = rec
         .conn()
         .prepare("SELECT raw FROM log_lines WHERE NOT ok ORDER BY id LIMIT 5")
@@ -638,6 +629,59 @@ pub(crate) fn access_log(rec: &Recording) -> Q<Option<AccessLog>> {
     }))
 }
 
+/// `SELECT key, COUNT(*) ... GROUP BY key` into a map.
+pub(crate) fn counts_by(
+    rec: &Recording,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Q<BTreeMap<String, u64>> {
+    let mut stmt = rec.conn().prepare_cached(sql).map_err(|e| rec.error(e))?;
+    let rows = stmt
+        .query_map(params, |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+        })
+        .map_err(|e| rec.error(e))?;
+    rows.collect::<Result<_, _>>().map_err(|e| rec.error(e))
+}
+
+/// The latest loss counters and the events read: `(events, lost)`.
+pub(crate) fn lost(rec: &Recording) -> Q<(u64, Lost)> {
+    rec.conn()
+        .query_row(
+            "SELECT events, dropped, unpaired_exits, map_full, undecodable FROM counters
+             ORDER BY ts_ns DESC LIMIT 1",
+            [],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)? as u64,
+                    Lost {
+                        dropped_events: r.get::<_, i64>(1)? as u64,
+                        unpaired_exits: r.get::<_, i64>(2)? as u64,
+                        map_full: r.get::<_, i64>(3)? as u64,
+                        undecodable: r.get::<_, i64>(4)? as u64,
+                    },
+                ))
+            },
+        )
+        .or_else(|e| match e {
+            rusqlite::Error::QueryReturnedNoRows => Ok((0, Lost::default())),
+            e => Err(e),
+        })
+        .map_err(|e| rec.error(e))
+}
+
+/// The time of the newest row of any kind: where a recording cut off mid-way ends.
+pub(crate) fn latest_ns(rec: &Recording) -> Q<i64> {
+    count(
+        rec,
+        "SELECT MAX(t) FROM (SELECT MAX(ts_ns) AS t FROM samples
+           UNION ALL SELECT MAX(ts_ns) FROM mem_events
+           UNION ALL SELECT MAX(ts_ns) FROM counters
+           UNION ALL SELECT MAX(end_ns) FROM requests
+           UNION ALL SELECT MAX(arrived_ns) FROM log_lines)",
+    )
+}
+
 pub(crate) fn count(rec: &Recording, sql: &str) -> Q<i64> {
     rec.conn()
         .query_row(sql, [], |r| r.get::<_, Option<i64>>(0))
@@ -655,39 +699,9 @@ impl Report {
         // A recording cut off mid-way ends at its last committed row.
         let ended_ns = match ended_meta {
             Some(e) => e,
-            None => count(
-                rec,
-                "SELECT MAX(t) FROM (SELECT MAX(ts_ns) AS t FROM samples
-                   UNION ALL SELECT MAX(ts_ns) FROM mem_events
-                   UNION ALL SELECT MAX(ts_ns) FROM counters
-                   UNION ALL SELECT MAX(end_ns) FROM requests)",
-            )?
-            .max(started_ns),
+            None => latest_ns(rec)?.max(started_ns),
         };
-        let lost = rec
-            .conn()
-            .query_row(
-                "SELECT events, dropped, unpaired_exits, map_full, undecodable FROM counters
-                 ORDER BY ts_ns DESC LIMIT 1",
-                [],
-                |r| {
-                    Ok((
-                        r.get::<_, i64>(0)? as u64,
-                        Lost {
-                            dropped_events: r.get::<_, i64>(1)? as u64,
-                            unpaired_exits: r.get::<_, i64>(2)? as u64,
-                            map_full: r.get::<_, i64>(3)? as u64,
-                            undecodable: r.get::<_, i64>(4)? as u64,
-                        },
-                    ))
-                },
-            )
-            .or_else(|e| match e {
-                rusqlite::Error::QueryReturnedNoRows => Ok((0, Lost::default())),
-                e => Err(e),
-            })
-            .map_err(|e| rec.error(e))?;
-        let (events, lost) = lost;
+        let (events, lost) = lost(rec)?;
         let totals = memory(rec, None)?;
         let unattributed_faults = totals
             .page_faults
@@ -701,22 +715,7 @@ impl Report {
                 memory: memory(rec, Some(p.pid))?,
             });
         }
-        let mut non_http = BTreeMap::new();
-        {
-            let mut stmt = rec
-                .conn()
-                .prepare("SELECT kind, COUNT(*) FROM non_http GROUP BY kind")
-                .map_err(|e| rec.error(e))?;
-            let rows = stmt
-                .query_map([], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
-                })
-                .map_err(|e| rec.error(e))?;
-            for row in rows {
-                let (k, n) = row.map_err(|e| rec.error(e))?;
-                non_http.insert(k, n);
-            }
-        }
+        let non_http = counts_by(rec, "SELECT kind, COUNT(*) FROM non_http GROUP BY kind", [])?;
         Ok(Self {
             memwatch_version: rec.meta("memwatch_version")?.unwrap_or_default(),
             schema_version: rec.schema_version(),

@@ -65,6 +65,17 @@ struct ThreadState {
     current: Option<ReqId>,
 }
 
+/// A connection's traffic that is not HTTP/1.x, as a row.
+fn non_http_row(ev: &NetRecord, ts_ns: i64, kind: conn::NonHttp, bytes: u64) -> Row {
+    Row::NonHttp {
+        ts_ns,
+        pid: ev.meta.header.tgid,
+        conn: ev.conn_label(),
+        kind: kind.name(),
+        bytes,
+    }
+}
+
 /// Turns socket boundaries and memory events into requests.
 #[derive(Debug)]
 pub struct Correlator {
@@ -189,13 +200,7 @@ impl Correlator {
                 if ev.op == NetOp::ReadStart
                     && let Some(kind) = conn.abandon_phase()
                 {
-                    out.push(Row::NonHttp {
-                        ts_ns: now,
-                        pid,
-                        conn: ev.conn_label(),
-                        kind: kind.name(),
-                        bytes: 0,
-                    });
+                    out.push(non_http_row(ev, now, kind, 0));
                 }
                 let parsed = conn.push(&ev.data, m.bytes, ev.op == NetOp::ReadStart);
                 match parsed {
@@ -265,13 +270,7 @@ impl Correlator {
                         if kind.is_permanent() {
                             conn.non_http = Some(kind);
                         }
-                        out.push(Row::NonHttp {
-                            ts_ns: now,
-                            pid,
-                            conn: ev.conn_label(),
-                            kind: kind.name(),
-                            bytes: m.bytes,
-                        });
+                        out.push(non_http_row(ev, now, kind, m.bytes));
                     }
                 }
             }
@@ -316,13 +315,7 @@ impl Correlator {
                     if conn.non_http.is_none()
                         && let Some(kind) = conn.abandon_phase()
                     {
-                        out.push(Row::NonHttp {
-                            ts_ns: now,
-                            pid,
-                            conn: ev.conn_label(),
-                            kind: kind.name(),
-                            bytes: 0,
-                        });
+                        out.push(non_http_row(ev, now, kind, 0));
                     }
                     for id in conn.awaiting {
                         self.finish(id, now, None, out);

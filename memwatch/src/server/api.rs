@@ -99,13 +99,7 @@ fn bounds(rec: &Recording) -> Result<(i64, Option<i64>, i64), ApiError> {
     };
     let started = meta("started_ns")?.unwrap_or(0);
     let ended = meta("ended_ns")?;
-    let latest = report::count(
-        rec,
-        "SELECT MAX(t) FROM (SELECT MAX(ts_ns) AS t FROM samples
-           UNION ALL SELECT MAX(end_ns) FROM requests
-           UNION ALL SELECT MAX(arrived_ns) FROM log_lines)",
-    )
-    .map_err(internal)?;
+    let latest = report::latest_ns(rec).map_err(internal)?;
     Ok((started, ended, latest.max(started)))
 }
 
@@ -122,36 +116,10 @@ pub async fn summary(State(state): State<Arc<AppState>>) -> ApiResult {
             })
             .collect();
         let q = |sql: &str| report::count(rec, sql).map_err(internal);
-        let lost = rec
-            .conn()
-            .query_row(
-                "SELECT events, dropped, unpaired_exits, map_full, undecodable FROM counters
-                 ORDER BY ts_ns DESC LIMIT 1",
-                [],
-                |r| {
-                    Ok([
-                        r.get::<_, i64>(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                    ])
-                },
-            )
-            .unwrap_or([0; 5]);
-        let mut non_http = serde_json::Map::new();
-        {
-            let mut stmt = rec
-                .conn()
-                .prepare_cached("SELECT kind, COUNT(*) FROM non_http GROUP BY kind")
+        let (events, lost) = report::lost(rec).map_err(internal)?;
+        let non_http =
+            report::counts_by(rec, "SELECT kind, COUNT(*) FROM non_http GROUP BY kind", [])
                 .map_err(internal)?;
-            let rows = stmt
-                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
-                .map_err(internal)?;
-            for row in rows.flatten() {
-                non_http.insert(row.0, row.1.into());
-            }
-        }
         let (rss_start, rss_end, rss_peak, vm_start, vm_end, vm_peak) = {
             let mut stmt = rec
                 .conn()
@@ -179,10 +147,9 @@ pub async fn summary(State(state): State<Arc<AppState>>) -> ApiResult {
             "latest_ms": latest / MS,
             "duration_s": (ended.unwrap_or(latest) - started).max(0) as f64 / 1e9,
             "processes": processes,
-            "events": lost[0],
-            "dropped_events": lost[1],
-            "lost": {"dropped_events": lost[1], "unpaired_exits": lost[2], "map_full": lost[3],
-                     "undecodable": lost[4]},
+            "events": events,
+            "dropped_events": lost.dropped_events,
+            "lost": lost,
             "requests": q("SELECT COUNT(*) FROM requests")?,
             "approximate_requests": q("SELECT COUNT(*) FROM requests WHERE NOT exact")?,
             "non_http": non_http,
@@ -343,22 +310,12 @@ pub async fn endpoints(State(state): State<Arc<AppState>>, Query(p): Params) -> 
     with_rec(&state, move |rec| {
         let (from, to) = (range.from_ns.unwrap_or(0), range.to_ns.unwrap_or(i64::MAX));
         let endpoints = report::endpoints(rec, range).map_err(internal)?;
-        let mut non_http = serde_json::Map::new();
-        let mut stmt = rec
-            .conn()
-            .prepare_cached(
-                "SELECT kind, COUNT(*) FROM non_http WHERE ts_ns BETWEEN ?1 AND ?2 GROUP BY kind",
-            )
-            .map_err(internal)?;
-        for row in stmt
-            .query_map(params![from, to], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-            })
-            .map_err(internal)?
-            .flatten()
-        {
-            non_http.insert(row.0, row.1.into());
-        }
+        let non_http = report::counts_by(
+            rec,
+            "SELECT kind, COUNT(*) FROM non_http WHERE ts_ns BETWEEN ?1 AND ?2 GROUP BY kind",
+            params![from, to],
+        )
+        .map_err(internal)?;
         let unmatched: i64 = rec
             .conn()
             .query_row(
