@@ -617,6 +617,48 @@ fn family(pid: u32) -> Vec<u32> {
     out
 }
 
+/// A paced load: `rate` requests/s over 4 keep-alive connections for `secs`; returns the
+/// achieved rate and the p99 latency in ms.
+fn paced(port: u16, rate: f64, secs: f64) -> (f64, f64) {
+    use std::io::Write as _;
+    let threads = 4;
+    let interval = std::time::Duration::from_secs_f64(threads as f64 / rate);
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut lat = Vec::new();
+                let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+                    return lat;
+                };
+                let start = Instant::now();
+                let mut next = start;
+                while start.elapsed().as_secs_f64() < secs {
+                    let now = Instant::now();
+                    if next > now {
+                        std::thread::sleep(next - now);
+                    }
+                    next += interval;
+                    let t = Instant::now();
+                    if write!(s, "GET / HTTP/1.1\r\nHost: bench\r\n\r\n").is_err()
+                        || memwatch_tests::read_response(&mut s) != 200
+                    {
+                        break;
+                    }
+                    lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut all: Vec<f64> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap_or_default())
+        .collect();
+    all.sort_by(f64::total_cmp);
+    let p99 = all.get(all.len() * 99 / 100).copied().unwrap_or(0.0);
+    (all.len() as f64 / secs, p99)
+}
+
 /// Workloads × tracers: nginx, the demo server, and an allocation storm.
 fn tracer_bench(rounds: usize, secs: f64, quick: bool, md: &mut String) {
     let _ = writeln!(
@@ -641,6 +683,17 @@ fn tracer_bench(rounds: usize, secs: f64, quick: bool, md: &mut String) {
     table(
         "nginx 1.22, 2 workers, static file (wrk -t2 -c16)",
         "req/s",
+        base,
+        &rows,
+        md,
+    );
+    // The same nginx at a steady 1,000 requests/s: what a typical production rate pays.
+    let (base, rows) = compare(rounds, &|| family(pid), "nginx", secs, &mut || {
+        paced(port, 1000.0, secs)
+    });
+    table(
+        "nginx at a paced 1,000 req/s (4 keep-alive connections)",
+        "req/s achieved",
         base,
         &rows,
         md,
