@@ -621,8 +621,8 @@ fn family(pid: u32) -> Vec<u32> {
 /// achieved rate and the p99 latency in ms.
 fn paced(port: u16, rate: f64, secs: f64) -> (f64, f64) {
     use std::io::Write as _;
-    let threads = 4;
-    let interval = std::time::Duration::from_secs_f64(threads as f64 / rate);
+    let threads: u32 = 4;
+    let interval = std::time::Duration::from_secs_f64(f64::from(threads) / rate);
     let handles: Vec<_> = (0..threads)
         .map(|_| {
             std::thread::spawn(move || {
