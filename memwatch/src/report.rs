@@ -932,7 +932,7 @@ mod tests {
             .map(|i| {
                 Row::Request(Box::new(RequestRow {
                     id: i + 1,
-                    conn: "c".into(),
+                    conn: 1,
                     method: Some(if i % 3 == 0 { "POST" } else { "GET" }.into()),
                     route: Some(format!("/r{}", i % 5)),
                     status: (i % 7 != 0).then_some(200 + (i % 4) as u16 * 100),

@@ -180,6 +180,20 @@ fn attach_mid_flight_catches_open_keepalive_connections() {
     let r = report(&out);
     assert_eq!(r["requests"], 6, "{:#}", r["endpoints"]);
     assert_eq!(endpoint(&r, "GET", "/hello/during")["requests"], 6);
+    // Each connection keeps one number: three connections of two requests each.
+    assert_eq!(requests_per_conn(&out), vec![2, 2, 2]);
+}
+
+/// Requests on each connection number, sorted.
+fn requests_per_conn(file: &std::path::Path) -> Vec<i64> {
+    let db = rusqlite::Connection::open(file).unwrap();
+    let mut stmt = db
+        .prepare("SELECT COUNT(*) AS n FROM requests GROUP BY conn ORDER BY n")
+        .unwrap();
+    stmt.query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
 }
 
 fn ab(port: u16, keepalive: bool) {
@@ -215,6 +229,14 @@ fn nginx_under_ab_exact_counts() {
         assert_eq!(root["statuses"]["200"], 2000);
         assert_eq!(r["requests"], 2000);
         assert_eq!(r["dropped_events"], 0);
+        // One connection per request, or ab's 8 kept-alive connections.
+        let per_conn = requests_per_conn(&out);
+        if keepalive {
+            assert_eq!(per_conn.len(), 8, "{per_conn:?}");
+            assert_eq!(per_conn.iter().sum::<i64>(), 2000);
+        } else {
+            assert_eq!(per_conn, vec![1; 2000]);
+        }
         let workers = r["processes"]
             .as_array()
             .unwrap()

@@ -43,6 +43,9 @@ impl NonHttp {
 /// Per-connection state in user space.
 #[derive(Debug, Default)]
 pub struct ConnTrack {
+    /// The connection's number in this recording (1, 2, ... in order first seen): the
+    /// `conn` column. Small integers keep request rows short on disk.
+    pub serial: u64,
     stream: RequestStream,
     /// Requests read on this connection and not yet answered, oldest first.
     pub awaiting: VecDeque<i64>,
@@ -56,6 +59,14 @@ pub struct ConnTrack {
 }
 
 impl ConnTrack {
+    /// A connection seen for the first time, numbered `serial`.
+    pub fn new(serial: u64) -> Self {
+        Self {
+            serial,
+            ..Self::default()
+        }
+    }
+
     /// Feeds a read. Call [`Self::abandon_phase`] first when `start`. `start` is true for the read that begins a request (after a response, or
     /// the connection's first): the parser starts afresh at a head boundary there, since body
     /// bytes beyond the capture are not sent by the kernel side.

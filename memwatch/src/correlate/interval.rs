@@ -62,7 +62,7 @@ impl IntervalAttributor {
                 id,
                 pid: self.pid,
                 tid: 0,
-                conn: "log".into(),
+                conn: 0, // derived from the access log, no connection
                 method: line.method.clone(),
                 target: line.target.clone(),
                 route: line.route.clone(),

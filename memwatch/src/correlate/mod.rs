@@ -66,11 +66,11 @@ struct ThreadState {
 }
 
 /// A connection's traffic that is not HTTP/1.x, as a row.
-fn non_http_row(ev: &NetRecord, ts_ns: i64, kind: conn::NonHttp, bytes: u64) -> Row {
+fn non_http_row(ev: &NetRecord, conn: u64, ts_ns: i64, kind: conn::NonHttp, bytes: u64) -> Row {
     Row::NonHttp {
         ts_ns,
         pid: ev.meta.header.tgid,
-        conn: ev.conn_label(),
+        conn,
         kind: kind.name(),
         bytes,
     }
@@ -85,6 +85,8 @@ pub struct Correlator {
     inflight: HashMap<ReqId, InFlight>,
     threads: HashMap<u32, ThreadState>,
     conns: HashMap<ConnKey, ConnTrack>,
+    /// The last connection serial handed out.
+    conn_serial: u64,
     completed: u64,
     /// Requests whose response started since the last [`Correlator::take_candidates`].
     candidates: Vec<join::Candidate>,
@@ -99,6 +101,7 @@ impl Correlator {
             inflight: HashMap::default(),
             threads: HashMap::default(),
             conns: HashMap::default(),
+            conn_serial: 0,
             completed: 0,
             candidates: Vec::new(),
         }
@@ -190,17 +193,23 @@ impl Correlator {
 
         match ev.op {
             NetOp::Accept => {
-                self.conns.insert(key, ConnTrack::default());
+                self.conn_serial += 1;
+                self.conns.insert(key, ConnTrack::new(self.conn_serial));
             }
             NetOp::ReadStart | NetOp::ReadMore => {
-                let conn = self.conns.entry(key).or_default();
+                // A connection accepted before attach is first seen at a read.
+                let conn = self.conns.entry(key).or_insert_with(|| {
+                    self.conn_serial += 1;
+                    ConnTrack::new(self.conn_serial)
+                });
+                let serial = conn.serial;
                 if conn.non_http.is_some() {
                     return;
                 }
                 if ev.op == NetOp::ReadStart
                     && let Some(kind) = conn.abandon_phase()
                 {
-                    out.push(non_http_row(ev, now, kind, 0));
+                    out.push(non_http_row(ev, serial, now, kind, 0));
                 }
                 let parsed = conn.push(&ev.data, m.bytes, ev.op == NetOp::ReadStart);
                 match parsed {
@@ -222,7 +231,7 @@ impl Correlator {
                                 id,
                                 pid,
                                 tid,
-                                conn: ev.conn_label(),
+                                conn: serial,
                                 method: head.method,
                                 target,
                                 route,
@@ -270,7 +279,7 @@ impl Correlator {
                         if kind.is_permanent() {
                             conn.non_http = Some(kind);
                         }
-                        out.push(non_http_row(ev, now, kind, m.bytes));
+                        out.push(non_http_row(ev, serial, now, kind, m.bytes));
                     }
                 }
             }
@@ -315,7 +324,7 @@ impl Correlator {
                     if conn.non_http.is_none()
                         && let Some(kind) = conn.abandon_phase()
                     {
-                        out.push(non_http_row(ev, now, kind, 0));
+                        out.push(non_http_row(ev, conn.serial, now, kind, 0));
                     }
                     for id in conn.awaiting {
                         self.finish(id, now, None, out);

@@ -26,13 +26,6 @@ pub struct NetRecord {
     pub data: Vec<u8>,
 }
 
-impl NetRecord {
-    /// The connection's name in the recording: `fd:generation`.
-    pub fn conn_label(&self) -> String {
-        format!("{}:{}", self.meta.fd, self.meta.generation)
-    }
-}
-
 impl std::fmt::Debug for NetRecord {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NetRecord")
@@ -165,7 +158,7 @@ mod tests {
             Ok(Event::Net(n)) => {
                 assert_eq!(n.op, NetOp::WriteStart);
                 assert_eq!(n.data, b"HTTP/1.1 200");
-                assert_eq!(n.conn_label(), "3:0");
+                assert_eq!((n.meta.fd, n.meta.generation), (3, 0));
             }
             other => panic!("unexpected {other:?}"),
         }

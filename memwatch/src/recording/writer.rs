@@ -53,7 +53,8 @@ pub struct RequestRow {
     pub id: i64,
     pub pid: u32,
     pub tid: u32,
-    pub conn: String,
+    /// Connection number in this recording; 0 for a request derived from an access log.
+    pub conn: u64,
     pub method: Option<String>,
     pub target: Option<String>,
     pub route: Option<String>,
@@ -127,7 +128,7 @@ pub enum Row {
     NonHttp {
         ts_ns: i64,
         pid: u32,
-        conn: String,
+        conn: u64,
         kind: &'static str,
         bytes: u64,
     },
@@ -248,6 +249,7 @@ impl Writer {
 
 fn run(mut conn: Connection, rx: &mpsc::Receiver<Msg>) -> Result<u64, rusqlite::Error> {
     let mut written = 0u64;
+    let mut hosts = Hosts::default();
     let mut pending: Vec<Row> = Vec::new();
     let mut since = Instant::now();
     loop {
@@ -264,7 +266,7 @@ fn run(mut conn: Connection, rx: &mpsc::Receiver<Msg>) -> Result<u64, rusqlite::
             Err(mpsc::RecvTimeoutError::Timeout) => false,
         };
         if !pending.is_empty() && (finish || since.elapsed() >= COMMIT_EVERY) {
-            written += commit(&mut conn, &mut pending)?;
+            written += commit(&mut conn, &mut hosts, &mut pending)?;
         }
         if finish {
             break;
@@ -294,7 +296,7 @@ fn roll(rollup: &mut Rollup, r: &RequestRow) {
     sums[5] += r.mem_calls as i64;
 }
 
-fn commit(conn: &mut Connection, rows: &mut Vec<Row>) -> rusqlite::Result<u64> {
+fn commit(conn: &mut Connection, hosts: &mut Hosts, rows: &mut Vec<Row>) -> rusqlite::Result<u64> {
     let tx = conn.transaction()?;
     let n = rows.len() as u64;
     let mut rollup = Rollup::new();
@@ -302,7 +304,7 @@ fn commit(conn: &mut Connection, rows: &mut Vec<Row>) -> rusqlite::Result<u64> {
         if let Row::Request(r) = &row {
             roll(&mut rollup, r);
         }
-        insert(&tx, row)?;
+        insert(&tx, hosts, row)?;
     }
     for ((second, method, route, status), [n, approx, vm, rss, faults, calls]) in rollup {
         tx.prepare_cached(
@@ -321,7 +323,27 @@ fn commit(conn: &mut Connection, rows: &mut Vec<Row>) -> rusqlite::Result<u64> {
     Ok(n)
 }
 
-fn insert(tx: &rusqlite::Transaction<'_>, row: Row) -> rusqlite::Result<()> {
+/// Host names seen so far and their `hosts.id`: a request row stores the small id.
+#[derive(Debug, Default)]
+struct Hosts(rustc_hash::FxHashMap<String, i64>);
+
+impl Hosts {
+    fn intern(&mut self, tx: &rusqlite::Transaction<'_>, host: String) -> rusqlite::Result<i64> {
+        if let Some(&id) = self.0.get(&host) {
+            return Ok(id);
+        }
+        let id = tx
+            .prepare_cached(
+                "INSERT INTO hosts (host) VALUES (?1)
+                 ON CONFLICT (host) DO UPDATE SET host = host RETURNING id",
+            )?
+            .query_row(params![host], |r| r.get(0))?;
+        self.0.insert(host, id);
+        Ok(id)
+    }
+}
+
+fn insert(tx: &rusqlite::Transaction<'_>, hosts: &mut Hosts, row: Row) -> rusqlite::Result<()> {
     match row {
         Row::Meta(k, v) => {
             tx.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")?
@@ -468,9 +490,15 @@ fn insert(tx: &rusqlite::Transaction<'_>, row: Row) -> rusqlite::Result<()> {
                 mem_calls,
                 exact,
             } = *r;
+            let host_id = match host {
+                Some(h) => Some(hosts.intern(tx, h)?),
+                None => None,
+            };
+            // Stored once when the route is the target itself (no query, no normalisation).
+            let target = target.filter(|t| route.as_deref() != Some(t.as_str()));
             tx.prepare_cached(
-                "INSERT INTO requests (id, pid, tid, conn, method, target, route, host, status,
-                   start_ns, first_byte_ns, end_ns, bytes_in, bytes_out, vm_bytes, rss_bytes,
+                "INSERT INTO request_rows (id, pid, tid, conn, method, target, route, host_id,
+                   status, end_ns, dur_ns, ttfb_ns, bytes_in, bytes_out, vm_bytes, rss_bytes,
                    faults, mem_calls, exact)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
                    ?17, ?18, ?19)",
@@ -479,15 +507,15 @@ fn insert(tx: &rusqlite::Transaction<'_>, row: Row) -> rusqlite::Result<()> {
                 id,
                 pid,
                 tid,
-                conn,
+                conn as i64,
                 method,
                 target,
                 route,
-                host,
+                host_id,
                 status,
-                start_ns,
-                first_byte_ns,
                 end_ns,
+                end_ns - start_ns,
+                first_byte_ns.map(|f| f - start_ns),
                 bytes_in as i64,
                 bytes_out as i64,
                 vm_bytes,
@@ -547,8 +575,115 @@ fn insert(tx: &rusqlite::Transaction<'_>, row: Row) -> rusqlite::Result<()> {
             tx.prepare_cached(
                 "INSERT INTO non_http (ts_ns, pid, conn, kind, bytes) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
-            .execute(params![ts_ns, pid, conn, kind, bytes as i64])?;
+            .execute(params![ts_ns, pid, conn as i64, kind, bytes as i64])?;
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The compact `request_rows` must read back through the `requests` view exactly as written.
+    #[test]
+    fn request_rows_read_back_through_the_view() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        let writer = Writer::create(&path, &[]).unwrap();
+        let full = RequestRow {
+            id: 7,
+            pid: 10,
+            tid: 11,
+            conn: 3,
+            method: Some("GET".into()),
+            target: Some("/item/42?x=1".into()),
+            route: Some("/item/:n".into()),
+            host: Some("example.org".into()),
+            status: Some(200),
+            start_ns: 1_795_000_000_000_000_000,
+            first_byte_ns: Some(1_795_000_000_000_120_000),
+            end_ns: 1_795_000_000_000_250_000,
+            bytes_in: 80,
+            bytes_out: 300,
+            vm_bytes: -4096,
+            rss_bytes: 8192,
+            faults: 2,
+            mem_calls: 1,
+            exact: true,
+        };
+        let plain = RequestRow {
+            id: 8,
+            conn: 3,
+            target: Some("/".into()),
+            route: Some("/".into()),
+            host: Some("example.org".into()),
+            start_ns: 5,
+            end_ns: 9,
+            ..RequestRow::default()
+        };
+        writer.send(vec![
+            Row::Request(Box::new(full.clone())),
+            Row::Request(Box::new(plain)),
+        ]);
+        writer.finish().unwrap();
+
+        let db = Connection::open(&path).unwrap();
+        let read = |id: i64| {
+            db.query_row(
+                "SELECT conn, target, route, host, start_ns, first_byte_ns, end_ns, vm_bytes
+                 FROM requests WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, Option<String>>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                        r.get::<_, i64>(4)?,
+                        r.get::<_, Option<i64>>(5)?,
+                        r.get::<_, i64>(6)?,
+                        r.get::<_, i64>(7)?,
+                    ))
+                },
+            )
+            .unwrap()
+        };
+        assert_eq!(
+            read(7),
+            (
+                3,
+                full.target,
+                full.route,
+                full.host,
+                full.start_ns,
+                full.first_byte_ns,
+                full.end_ns,
+                -4096
+            )
+        );
+        assert_eq!(
+            read(8),
+            (
+                3,
+                Some("/".into()),
+                Some("/".into()),
+                Some("example.org".into()),
+                5,
+                None,
+                9,
+                0
+            )
+        );
+        // Stored compactly: one host row, and the target only where it differs from the route.
+        let (hosts, stored_targets): (i64, i64) = db
+            .query_row(
+                "SELECT (SELECT COUNT(*) FROM hosts),
+                        (SELECT COUNT(target) FROM request_rows)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((hosts, stored_targets), (1, 1));
+    }
 }

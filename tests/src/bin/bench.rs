@@ -202,7 +202,7 @@ fn big_recording(path: &std::path::Path, n: i64) {
             id: i + 1,
             pid: 1,
             tid: 1 + (i % 16) as u32,
-            conn: "1:1".into(),
+            conn: 1,
             method: Some("GET".into()),
             target: Some(route.into()),
             route: Some(route.into()),
