@@ -321,10 +321,17 @@ impl Tracer {
 /// request prefix on each receive (as memwatch does), filtered by process name.
 fn bpftrace_script(comm: &str) -> String {
     let mut s = String::new();
-    for sc in ["mmap", "munmap", "mremap", "brk", "mprotect"] {
+    // Each syscall's first argument, by its tracepoint field name.
+    for (sc, arg) in [
+        ("mmap", "addr"),
+        ("munmap", "addr"),
+        ("mremap", "addr"),
+        ("brk", "brk"),
+        ("mprotect", "start"),
+    ] {
         let _ = writeln!(
             s,
-            "tracepoint:syscalls:sys_enter_{sc} /comm == \"{comm}\"/ {{ @args[tid] = args.addr; }}"
+            "tracepoint:syscalls:sys_enter_{sc} /comm == \"{comm}\"/ {{ @args[tid] = args.{arg}; }}"
         );
         let _ = writeln!(
             s,
@@ -414,19 +421,35 @@ fn attach(tracer: Tracer, pids: &[u32], comm: &str, dir: &std::path::Path) -> At
             let mut child = Command::new("bpftrace")
                 .arg(&script)
                 .stdout(Stdio::piped())
-                .stderr(Stdio::null())
+                .stderr(Stdio::piped())
                 .spawn()
                 .expect("bpftrace (Debian package bpftrace)");
-            // bpftrace prints "Attaching N probes..." once attached.
+            // bpftrace prints "Attaching N probes..." once attached. Without it the script did
+            // not load, and the row would silently measure an untraced server.
             let mut line = String::new();
             let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
             let _ = std::io::BufRead::read_line(&mut out, &mut line);
+            if !line.starts_with("Attaching") {
+                let _ = child.kill();
+                let mut err = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut e, &mut err);
+                }
+                let _ = child.wait();
+                panic!("bpftrace did not attach ({line:?}):\n{err}");
+            }
             std::thread::spawn(move || {
                 let mut sink = String::new();
                 while std::io::BufRead::read_line(&mut out, &mut sink).is_ok_and(|n| n > 0) {
                     sink.clear();
                 }
             });
+            // Its warnings (RLIMIT_MEMLOCK) would fill the pipe: drain stderr too.
+            if let Some(mut err) = child.stderr.take() {
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut err, &mut std::io::sink());
+                });
+            }
             std::thread::sleep(std::time::Duration::from_millis(500));
             a.other = Some(child);
         }
