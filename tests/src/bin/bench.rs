@@ -318,8 +318,15 @@ impl Tracer {
 }
 
 /// bpftrace doing comparable work: the same tracepoints, counting per tid, and copying a
-/// request prefix on each receive (as memwatch does), filtered by process name.
-fn bpftrace_script(comm: &str) -> String {
+/// request prefix on each receive (as memwatch does), filtered by process id as memwatch is.
+/// (Debian's bpftrace 0.17 wants `args->field`.)
+fn bpftrace_script(pids: &[u32]) -> String {
+    let filter = pids
+        .iter()
+        .map(|p| format!("pid == {p}"))
+        .collect::<Vec<_>>()
+        .join(" || ");
+    let filter = format!("({filter})");
     let mut s = String::new();
     // Each syscall's first argument, by its tracepoint field name.
     for (sc, arg) in [
@@ -331,29 +338,29 @@ fn bpftrace_script(comm: &str) -> String {
     ] {
         let _ = writeln!(
             s,
-            "tracepoint:syscalls:sys_enter_{sc} /comm == \"{comm}\"/ {{ @args[tid] = args.{arg}; }}"
+            "tracepoint:syscalls:sys_enter_{sc} /{filter}/ {{ @args[tid] = args->{arg}; }}"
         );
         let _ = writeln!(
             s,
-            "tracepoint:syscalls:sys_exit_{sc} /comm == \"{comm}\"/ {{ @mem[tid] = count(); delete(@args[tid]); }}"
+            "tracepoint:syscalls:sys_exit_{sc} /{filter}/ {{ @mem[tid] = count(); delete(@args[tid]); }}"
         );
     }
     let _ = writeln!(
         s,
-        "tracepoint:exceptions:page_fault_user /comm == \"{comm}\"/ {{ @faults[tid] = count(); }}"
+        "tracepoint:exceptions:page_fault_user /{filter}/ {{ @faults[tid] = count(); }}"
     );
     let _ = writeln!(
         s,
-        "tracepoint:syscalls:sys_enter_recvfrom /comm == \"{comm}\"/ {{ @buf[tid] = args.ubuf; }}"
+        "tracepoint:syscalls:sys_enter_recvfrom /{filter}/ {{ @buf[tid] = args->ubuf; }}"
     );
     let _ = writeln!(
         s,
-        "tracepoint:syscalls:sys_exit_recvfrom /comm == \"{comm}\" && args.ret > 0/ {{ @req[tid] = count(); @last[tid] = str(@buf[tid], 64); }}"
+        "tracepoint:syscalls:sys_exit_recvfrom /{filter} && args->ret > 0/ {{ @req[tid] = count(); @last[tid] = str(@buf[tid], 64); }}"
     );
     for sc in ["writev", "sendto", "write", "close", "accept4"] {
         let _ = writeln!(
             s,
-            "tracepoint:syscalls:sys_enter_{sc} /comm == \"{comm}\"/ {{ @net[tid] = count(); }}"
+            "tracepoint:syscalls:sys_enter_{sc} /{filter}/ {{ @net[tid] = count(); }}"
         );
     }
     s
@@ -388,7 +395,7 @@ fn peak_rss_mb(pid: u32) -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-fn attach(tracer: Tracer, pids: &[u32], comm: &str, dir: &std::path::Path) -> Attached {
+fn attach(tracer: Tracer, pids: &[u32], dir: &std::path::Path) -> Attached {
     let mut a = Attached {
         tracer,
         memwatch: None,
@@ -417,7 +424,7 @@ fn attach(tracer: Tracer, pids: &[u32], comm: &str, dir: &std::path::Path) -> At
         }
         Tracer::Bpftrace => {
             let script = dir.join("bench.bt");
-            std::fs::write(&script, bpftrace_script(comm)).expect("write bpftrace script");
+            std::fs::write(&script, bpftrace_script(pids)).expect("write bpftrace script");
             let mut child = Command::new("bpftrace")
                 .arg(&script)
                 .stdout(Stdio::piped())
@@ -590,7 +597,6 @@ fn table(title: &str, unit: &str, base_rate: f64, rows: &[Row], md: &mut String)
 fn compare(
     rounds: usize,
     pids: &dyn Fn() -> Vec<u32>,
-    comm: &str,
     window_s: f64,
     measure: &mut dyn FnMut() -> (f64, f64),
 ) -> (f64, Vec<Row>) {
@@ -614,7 +620,7 @@ fn compare(
                 let (r, p) = measure();
                 (r, p, TracerStats::default())
             } else {
-                let a = attach(row.tracer, &pids(), comm, dir.path());
+                let a = attach(row.tracer, &pids(), dir.path());
                 let (r, p) = measure();
                 (r, p, detach(a))
             };
@@ -693,16 +699,10 @@ fn tracer_bench(rounds: usize, secs: f64, quick: bool, md: &mut String) {
     let server = nginx(dir.path());
     let pid = server.pid();
     let port = server.port;
-    let (base, rows) = compare(
-        rounds,
-        &|| family(pid),
-        "nginx",
-        secs.max(1.0).floor(),
-        &mut || {
-            let (rate, _, p99) = wrk_with(port, secs, None);
-            (rate, p99)
-        },
-    );
+    let (base, rows) = compare(rounds, &|| family(pid), secs.max(1.0).floor(), &mut || {
+        let (rate, _, p99) = wrk_with(port, secs, None);
+        (rate, p99)
+    });
     table(
         "nginx 1.22, 2 workers, static file (wrk -t2 -c16)",
         "req/s",
@@ -711,7 +711,7 @@ fn tracer_bench(rounds: usize, secs: f64, quick: bool, md: &mut String) {
         md,
     );
     // The same nginx at a steady 1,000 requests/s: what a typical production rate pays.
-    let (base, rows) = compare(rounds, &|| family(pid), "nginx", secs, &mut || {
+    let (base, rows) = compare(rounds, &|| family(pid), secs, &mut || {
         paced(port, 1000.0, secs)
     });
     table(
@@ -734,16 +734,10 @@ fn tracer_bench(rounds: usize, secs: f64, quick: bool, md: &mut String) {
     )
     .expect("write the wrk script");
     let (dpid, dport) = (demo.pid(), demo.port);
-    let (base, rows) = compare(
-        rounds,
-        &|| vec![dpid],
-        "memwatch-demo",
-        secs.max(1.0).floor(),
-        &mut || {
-            let (rate, _, p99) = wrk_with(dport, secs, Some(&script));
-            (rate, p99)
-        },
-    );
+    let (base, rows) = compare(rounds, &|| vec![dpid], secs.max(1.0).floor(), &mut || {
+        let (rate, _, p99) = wrk_with(dport, secs, Some(&script));
+        (rate, p99)
+    });
     table(
         "memwatch-demo, thread per connection, mix of /, /churn and /leak (wrk -t2 -c16)",
         "req/s",
@@ -780,7 +774,6 @@ fn tracer_bench(rounds: usize, secs: f64, quick: bool, md: &mut String) {
                 .as_ref()
                 .map_or_else(Vec::new, |(c, _)| vec![c.id()])
         },
-        "memchild",
         secs,
         &mut || {
             let Some((child, trigger)) = current.borrow_mut().take() else {
