@@ -564,7 +564,8 @@ async fn record(
     let mut session = Session {
         probe,
         writer,
-        correlator: Correlator::new(router.clone(), args.redact_query),
+        correlator: Correlator::new(router.clone(), args.redact_query)
+            .joining(!args.access_logs.is_empty()),
         offset,
         alive: HashSet::new(),
         spawned: held.as_ref().map(|h| h.pid),

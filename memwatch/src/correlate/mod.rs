@@ -88,8 +88,10 @@ pub struct Correlator {
     /// The last connection serial handed out.
     conn_serial: u64,
     completed: u64,
-    /// Requests whose response started since the last [`Correlator::take_candidates`].
+    /// Requests whose response started since the last [`Correlator::take_candidates`]; kept
+    /// only when an access log is joined (see [`Correlator::joining`]).
     candidates: Vec<join::Candidate>,
+    joining: bool,
 }
 
 impl Correlator {
@@ -104,7 +106,16 @@ impl Correlator {
             conn_serial: 0,
             completed: 0,
             candidates: Vec::new(),
+            joining: false,
         }
+    }
+
+    /// Offers every request to the access-log join ([`Correlator::take_candidates`]). Off by
+    /// default: without a log to join, the candidates would only be cloned and held.
+    #[must_use]
+    pub fn joining(mut self, on: bool) -> Self {
+        self.joining = on;
+        self
     }
 
     /// Requests whose response has started since the last call, for the access-log join.
@@ -301,8 +312,9 @@ impl Correlator {
                 if let Some(r) = self.inflight.get_mut(&id) {
                     r.row.first_byte_ns = Some(now);
                     r.row.status = crate::http::parse_status(&ev.data).map(|s| s.code);
-                    if let (Some(method), Some(target), Some(status)) =
-                        (&r.row.method, &r.row.target, r.row.status)
+                    if self.joining
+                        && let (Some(method), Some(target), Some(status)) =
+                            (&r.row.method, &r.row.target, r.row.status)
                     {
                         self.candidates.push(join::Candidate {
                             id,
