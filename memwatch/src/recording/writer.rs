@@ -277,14 +277,15 @@ fn run(mut conn: Connection, rx: &mpsc::Receiver<Msg>) -> Result<u64, rusqlite::
     Ok(written)
 }
 
-/// Per-second sums of one batch's requests: (second, method, route, status) → sums.
-type Rollup = std::collections::HashMap<(i64, String, String, i64), [i64; 6]>;
+/// Per-second sums of one batch's requests: (second, method, route, status) → sums. Keys
+/// borrow from the batch: nothing is cloned per request.
+type Rollup<'a> = rustc_hash::FxHashMap<(i64, &'a str, &'a str, i64), [i64; 6]>;
 
-fn roll(rollup: &mut Rollup, r: &RequestRow) {
+fn roll<'a>(rollup: &mut Rollup<'a>, r: &'a RequestRow) {
     let key = (
         r.end_ns.div_euclid(1_000_000_000),
-        r.method.clone().unwrap_or_else(|| "-".into()),
-        r.route.clone().unwrap_or_else(|| "-".into()),
+        r.method.as_deref().unwrap_or("-"),
+        r.route.as_deref().unwrap_or("-"),
         r.status.map_or(-1, i64::from),
     );
     let sums = rollup.entry(key).or_default();
@@ -296,28 +297,42 @@ fn roll(rollup: &mut Rollup, r: &RequestRow) {
     sums[5] += r.mem_calls as i64;
 }
 
+const INSERT_ROLLUP: &str = "INSERT INTO request_rollup (second, method, route, status, n, approx,
+       vm_sum, rss_sum, faults, mem_calls) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+     ON CONFLICT (second, method, route, status) DO UPDATE SET n = n + excluded.n,
+       approx = approx + excluded.approx, vm_sum = vm_sum + excluded.vm_sum,
+       rss_sum = rss_sum + excluded.rss_sum, faults = faults + excluded.faults,
+       mem_calls = mem_calls + excluded.mem_calls";
+
+const INSERT_REQUEST: &str = "INSERT INTO request_rows (id, pid, tid, conn, method, target,
+       route, host_id, status, end_ns, dur_ns, ttfb_ns, bytes_in, bytes_out, vm_bytes, rss_bytes,
+       faults, mem_calls, exact)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)";
+
 fn commit(conn: &mut Connection, hosts: &mut Hosts, rows: &mut Vec<Row>) -> rusqlite::Result<u64> {
     let tx = conn.transaction()?;
     let n = rows.len() as u64;
-    let mut rollup = Rollup::new();
-    for row in rows.drain(..) {
-        if let Row::Request(r) = &row {
-            roll(&mut rollup, r);
+    {
+        let mut rollup = Rollup::default();
+        for row in rows.iter() {
+            if let Row::Request(r) = row {
+                roll(&mut rollup, r);
+            }
         }
-        insert(&tx, hosts, row)?;
+        let mut upsert = tx.prepare_cached(INSERT_ROLLUP)?;
+        for ((second, method, route, status), [n, approx, vm, rss, faults, calls]) in rollup {
+            upsert.execute(params![
+                second, method, route, status, n, approx, vm, rss, faults, calls
+            ])?;
+        }
     }
-    for ((second, method, route, status), [n, approx, vm, rss, faults, calls]) in rollup {
-        tx.prepare_cached(
-            "INSERT INTO request_rollup (second, method, route, status, n, approx, vm_sum,
-               rss_sum, faults, mem_calls) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-             ON CONFLICT (second, method, route, status) DO UPDATE SET n = n + excluded.n,
-               approx = approx + excluded.approx, vm_sum = vm_sum + excluded.vm_sum,
-               rss_sum = rss_sum + excluded.rss_sum, faults = faults + excluded.faults,
-               mem_calls = mem_calls + excluded.mem_calls",
-        )?
-        .execute(params![
-            second, method, route, status, n, approx, vm, rss, faults, calls
-        ])?;
+    {
+        // Requests are most of the rows: their statement is looked up once per batch, not per
+        // row (the cache lookup hashes the SQL text).
+        let mut requests = tx.prepare_cached(INSERT_REQUEST)?;
+        for row in rows.drain(..) {
+            insert(&tx, &mut requests, hosts, row)?;
+        }
     }
     tx.commit()?;
     Ok(n)
@@ -343,7 +358,12 @@ impl Hosts {
     }
 }
 
-fn insert(tx: &rusqlite::Transaction<'_>, hosts: &mut Hosts, row: Row) -> rusqlite::Result<()> {
+fn insert(
+    tx: &rusqlite::Transaction<'_>,
+    requests: &mut rusqlite::CachedStatement<'_>,
+    hosts: &mut Hosts,
+    row: Row,
+) -> rusqlite::Result<()> {
     match row {
         Row::Meta(k, v) => {
             tx.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")?
@@ -468,63 +488,7 @@ fn insert(tx: &rusqlite::Transaction<'_>, hosts: &mut Hosts, row: Row) -> rusqli
                 undecodable as i64
             ])?;
         }
-        Row::Request(r) => {
-            let RequestRow {
-                id,
-                pid,
-                tid,
-                conn,
-                method,
-                target,
-                route,
-                host,
-                status,
-                start_ns,
-                first_byte_ns,
-                end_ns,
-                bytes_in,
-                bytes_out,
-                vm_bytes,
-                rss_bytes,
-                faults,
-                mem_calls,
-                exact,
-            } = *r;
-            let host_id = match host {
-                Some(h) => Some(hosts.intern(tx, h)?),
-                None => None,
-            };
-            // Stored once when the route is the target itself (no query, no normalisation).
-            let target = target.filter(|t| route.as_deref() != Some(t.as_str()));
-            tx.prepare_cached(
-                "INSERT INTO request_rows (id, pid, tid, conn, method, target, route, host_id,
-                   status, end_ns, dur_ns, ttfb_ns, bytes_in, bytes_out, vm_bytes, rss_bytes,
-                   faults, mem_calls, exact)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                   ?17, ?18, ?19)",
-            )?
-            .execute(params![
-                id,
-                pid,
-                tid,
-                conn as i64,
-                method,
-                target,
-                route,
-                host_id,
-                status,
-                end_ns,
-                end_ns - start_ns,
-                first_byte_ns.map(|f| f - start_ns),
-                bytes_in as i64,
-                bytes_out as i64,
-                vm_bytes,
-                rss_bytes,
-                faults as i64,
-                mem_calls as i64,
-                exact
-            ])?;
-        }
+        Row::Request(r) => insert_request(tx, requests, hosts, *r)?,
         Row::LogLine(line) => {
             let LogLineRow {
                 source,
@@ -578,6 +542,64 @@ fn insert(tx: &rusqlite::Transaction<'_>, hosts: &mut Hosts, row: Row) -> rusqli
             .execute(params![ts_ns, pid, conn as i64, kind, bytes as i64])?;
         }
     }
+    Ok(())
+}
+
+/// One request row, through the batch's prepared statement.
+fn insert_request(
+    tx: &rusqlite::Transaction<'_>,
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    hosts: &mut Hosts,
+    r: RequestRow,
+) -> rusqlite::Result<()> {
+    let RequestRow {
+        id,
+        pid,
+        tid,
+        conn,
+        method,
+        target,
+        route,
+        host,
+        status,
+        start_ns,
+        first_byte_ns,
+        end_ns,
+        bytes_in,
+        bytes_out,
+        vm_bytes,
+        rss_bytes,
+        faults,
+        mem_calls,
+        exact,
+    } = r;
+    let host_id = match host {
+        Some(h) => Some(hosts.intern(tx, h)?),
+        None => None,
+    };
+    // Stored once when the route is the target itself (no query, no normalisation).
+    let target = target.filter(|t| route.as_deref() != Some(t.as_str()));
+    stmt.execute(params![
+        id,
+        pid,
+        tid,
+        conn as i64,
+        method,
+        target,
+        route,
+        host_id,
+        status,
+        end_ns,
+        end_ns - start_ns,
+        first_byte_ns.map(|f| f - start_ns),
+        bytes_in as i64,
+        bytes_out as i64,
+        vm_bytes,
+        rss_bytes,
+        faults as i64,
+        mem_calls as i64,
+        exact
+    ])?;
     Ok(())
 }
 
