@@ -387,10 +387,15 @@ struct TracerStats {
 }
 
 fn peak_rss_mb(pid: u32) -> f64 {
+    status_mb(pid, "VmHWM:")
+}
+
+/// A `kB` line of /proc/PID/status, in MB.
+fn status_mb(pid: u32, field: &str) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
 }
@@ -800,6 +805,68 @@ fn tracer_bench(rounds: usize, secs: f64, quick: bool, md: &mut String) {
     let _ = quick;
 }
 
+/// memwatch's own memory over a long run: nginx at full speed until wrk has made `target`
+/// requests, memwatch's RSS read after every chunk.
+fn long_run(target: f64, md: &mut String) {
+    let dir = tempdir();
+    let server = nginx(dir.path());
+    let file = dir.path().join("long.db");
+    let mut args: Vec<String> = vec!["record".into(), "-o".into(), file.display().to_string()];
+    for pid in family(server.pid()) {
+        args.extend(["-p".into(), pid.to_string()]);
+    }
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut rec = Running::start(&refs);
+    rec.wait_recording(std::time::Duration::from_secs(60));
+    let pid = rec.child.id();
+    let mut sent = 0.0;
+    let mut points = Vec::new();
+    let started = Instant::now();
+    while sent < target {
+        let (_, total, _) = wrk_with(server.port, 5.0, None);
+        if total == 0.0 {
+            panic!("wrk made no requests against nginx");
+        }
+        sent += total;
+        points.push((sent, status_mb(pid, "VmRSS:"), peak_rss_mb(pid)));
+        eprintln!(
+            "long run: {sent:.0} requests, memwatch RSS {:.0} MB",
+            status_mb(pid, "VmRSS:")
+        );
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let peak = peak_rss_mb(pid);
+    rec.signal(libc::SIGINT);
+    let _ = rec.wait(std::time::Duration::from_secs(300));
+    let report = Command::new(memwatch())
+        .args(["report", file.to_str().expect("utf-8"), "--format", "json"])
+        .output()
+        .expect("report");
+    let json: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap_or_default();
+    let counted = json["requests"].as_f64().unwrap_or(0.0);
+    let bytes = std::fs::metadata(&file).map_or(0.0, |m| m.len() as f64);
+    let _ = writeln!(
+        md,
+        "\n## memwatch's own memory over a long run\n\nnginx at full speed (wrk -t2 -c16 in 5 s \
+         chunks) for {secs:.0} s, memwatch recording everything. wrk made {sent:.0} requests; \
+         memwatch recorded {counted:.0}, dropped {} events, and wrote {:.0} bytes per request \
+         ({:.0} MB). Peak RSS over the whole run: **{peak:.0} MB**.\n",
+        json["dropped_events"].as_u64().unwrap_or(0),
+        if counted > 0.0 { bytes / counted } else { 0.0 },
+        bytes / 1e6,
+    );
+    let _ = writeln!(
+        md,
+        "| requests so far | memwatch RSS (MB) | peak RSS so far (MB) |\n|---|---|---|"
+    );
+    let step = (points.len() / 8).max(1);
+    for (i, (n, rss, hwm)) in points.iter().enumerate() {
+        if i % step == 0 || i + 1 == points.len() {
+            let _ = writeln!(md, "| {n:.0} | {rss:.0} | {hwm:.0} |");
+        }
+    }
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     // `--only-api`: the API section alone, printed and not written (for working on the API).
@@ -817,6 +884,7 @@ fn main() {
         if quick { 5 } else { 200 },
         &mut md,
     );
+    long_run(if quick { 10_000.0 } else { 1_000_000.0 }, &mut md);
     api_bench(quick, &mut md);
     print!("{md}");
     if !quick {
