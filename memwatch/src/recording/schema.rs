@@ -64,14 +64,15 @@ CREATE TABLE counters (
     map_full       INTEGER NOT NULL,
     undecodable    INTEGER NOT NULL
 );
--- Requests are stored compactly in `request_rows` (about 60 bytes each at nginx rates) and read
--- through the `requests` view, which has the readable shape.
+-- Requests are stored compactly in `request_rows` and read through the `requests` view, which
+-- has the readable shape. The table is clustered by end time (range queries and the page's
+-- newest-first lists need no separate index); looking a request up by id alone scans.
 CREATE TABLE hosts (
     id   INTEGER PRIMARY KEY,
     host TEXT NOT NULL UNIQUE
 );
 CREATE TABLE request_rows (
-    id        INTEGER PRIMARY KEY,
+    id        INTEGER NOT NULL,
     pid       INTEGER NOT NULL,
     tid       INTEGER NOT NULL,
     conn      INTEGER NOT NULL,      -- connection number in this recording; 0: from an access log
@@ -89,9 +90,9 @@ CREATE TABLE request_rows (
     rss_bytes INTEGER NOT NULL,
     faults    INTEGER NOT NULL,
     mem_calls INTEGER NOT NULL,
-    exact     INTEGER NOT NULL       -- 1 exact, 0 approximate attribution
-);
-CREATE INDEX request_rows_end ON request_rows (end_ns);
+    exact     INTEGER NOT NULL,      -- 1 exact, 0 approximate attribution
+    PRIMARY KEY (end_ns, id)
+) WITHOUT ROWID;
 CREATE VIEW requests AS
 SELECT r.id, r.pid, r.tid, r.conn, r.method, COALESCE(r.target, r.route) AS target, r.route,
        h.host, r.status, r.end_ns - r.dur_ns AS start_ns,
