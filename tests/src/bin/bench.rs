@@ -166,7 +166,8 @@ fn log_bench(rounds: usize, mb: usize, md: &mut String) {
     let _ = writeln!(
         md,
         "\nGoAccess also builds its whole report; memwatch's figure is parsing alone, which is what \
-         it does per line while recording (the join then scans a window of a few seconds)."
+         it does per line while recording (the join then looks the line up among recent requests \
+         with the same method, target and status)."
     );
 }
 
