@@ -40,15 +40,23 @@ pub fn submit<T>(entry: RingBufEntry<T>) {
     entry.submit(flags);
 }
 
-/// Builds a header for the current task.
+/// Builds a header for the current task, stamped now.
 #[inline(always)]
 pub fn header(kind: memwatch_common::EventKind, tgid: u32, tid: u32) -> EventHeader {
+    // SAFETY: helper with no preconditions.
+    header_at(kind, tgid, tid, unsafe {
+        aya_ebpf::helpers::bpf_ktime_get_ns()
+    })
+}
+
+/// Builds a header stamped `ts_ns`, for a program that already read the clock.
+#[inline(always)]
+pub fn header_at(kind: memwatch_common::EventKind, tgid: u32, tid: u32, ts_ns: u64) -> EventHeader {
     EventHeader {
         kind: kind as u32,
         tgid,
         tid,
         _pad: 0,
-        // SAFETY: helper with no preconditions.
-        ts_ns: unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() },
+        ts_ns,
     }
 }

@@ -13,7 +13,7 @@ use crate::{
 #[tracepoint]
 pub fn page_fault_user(_ctx: TracePointContext) -> u32 {
     let (tgid, tid) = current();
-    if let Some(slot) = THREAD_FAULTS.get_ptr_mut(&tid) {
+    if let Some(slot) = THREAD_FAULTS.get_ptr_mut(tid) {
         // SAFETY: only this thread writes its own slot, and a thread runs on one CPU at a time.
         unsafe { (*slot).faults += 1 };
         return 0;
@@ -24,7 +24,7 @@ pub fn page_fault_user(_ctx: TracePointContext) -> u32 {
             _pad: 0,
             faults: 1,
         };
-        if THREAD_FAULTS.insert(&tid, &value, 0).is_err() {
+        if THREAD_FAULTS.insert(tid, value, 0).is_err() {
             count(Counter::MapFull);
         }
     }
@@ -35,5 +35,5 @@ pub fn page_fault_user(_ctx: TracePointContext) -> u32 {
 #[inline(always)]
 pub fn thread_faults(tid: u32) -> u64 {
     // SAFETY: the value is copied out.
-    unsafe { THREAD_FAULTS.get(&tid) }.map_or(0, |v| v.faults)
+    unsafe { THREAD_FAULTS.get(tid) }.map_or(0, |v| v.faults)
 }

@@ -24,7 +24,7 @@ fn stash(args: MemArgs) {
     if !is_target(tgid) {
         return;
     }
-    if PENDING_MEM.insert(&tid, &args, 0).is_err() {
+    if PENDING_MEM.insert(tid, args, 0).is_err() {
         count(Counter::MapFull);
     }
 }
@@ -33,13 +33,13 @@ fn stash(args: MemArgs) {
 fn finish(ctx: &TracePointContext, op: MemOp) {
     let (tgid, tid) = current();
     // SAFETY: the value is copied out before the entry is removed.
-    let Some(args) = (unsafe { PENDING_MEM.get(&tid) }).copied() else {
+    let Some(args) = (unsafe { PENDING_MEM.get(tid) }).copied() else {
         if is_target(tgid) {
             count(Counter::UnpairedExits);
         }
         return;
     };
-    let _ = PENDING_MEM.remove(&tid);
+    let _ = PENDING_MEM.remove(tid);
     if args.op != op as u32 {
         count(Counter::UnpairedExits);
         return;
@@ -64,7 +64,7 @@ pub fn mmap_enter(ctx: TracePointContext) -> u32 {
         len: syscall_arg(&ctx, 1),
         prot: syscall_arg(&ctx, 2) as u32,
         flags: syscall_arg(&ctx, 3),
-        fd: syscall_arg(&ctx, 4) as i32 as i64,
+        fd: i64::from(syscall_arg(&ctx, 4) as i32),
         new_len: 0,
     });
     0

@@ -25,7 +25,7 @@ use memwatch_common::{
 
 use crate::{
     ctx::{syscall_arg, syscall_ret},
-    emit::{count, header, reserve, submit},
+    emit::{count, header_at, reserve, submit},
     fault::thread_faults,
     maps::{CAPTURE_LEN, CONNS, global},
     target::{current, is_target},
@@ -47,7 +47,7 @@ struct Io {
 
 #[inline(always)]
 fn conn_key(tgid: u32, fd: u32) -> u64 {
-    ((tgid as u64) << 32) | fd as u64
+    (u64::from(tgid) << 32) | u64::from(fd)
 }
 
 /// First `(base, len)` of a user iovec array.
@@ -86,7 +86,9 @@ fn syscall_io() -> Option<Io> {
     }
     // struct pt_regs on x86-64: dx (12), si (13), di (14), orig_ax (15) = the syscall number;
     // the four are adjacent, so one helper call reads them all.
-    let mut r = [0u64; 4];
+    // Left uninitialised: zeroing it first compiled to a call to a memset subprogram on every
+    // transfer, and the helper fills (or, on failure, zeroes) all 32 bytes anyway.
+    let mut r = core::mem::MaybeUninit::<[u64; 4]>::uninit();
     // SAFETY: reading 32 bytes of the saved registers into a local.
     let rc = unsafe {
         generated::bpf_probe_read_kernel(
@@ -98,7 +100,8 @@ fn syscall_io() -> Option<Io> {
     if rc != 0 {
         return None;
     }
-    let [dx, si, di, nr] = r;
+    // SAFETY: the helper succeeded, so all 32 bytes were written.
+    let [dx, si, di, nr] = unsafe { r.assume_init() };
     let fd = di as u32;
     let (read, (buf, buf_len)) = match nr {
         0 | 45 => (true, (si, dx)),   // read, recvfrom
@@ -125,30 +128,39 @@ fn syscall_io() -> Option<Io> {
     None
 }
 
+/// The current task, the clock and its thread's fault counter, each read once per program run.
+#[derive(Clone, Copy)]
+struct Now {
+    tgid: u32,
+    tid: u32,
+    ns: u64,
+    faults: u64,
+}
+
+impl Now {
+    #[inline(always)]
+    fn read(tgid: u32, tid: u32) -> Self {
+        Self {
+            tgid,
+            tid,
+            // SAFETY: helper with no preconditions.
+            ns: unsafe { bpf_ktime_get_ns() },
+            faults: thread_faults(tid),
+        }
+    }
+}
+
 /// Sends one boundary event, copying up to `want` bytes from `buf`, in the smallest event that
 /// holds them.
 #[inline(always)]
-#[expect(
-    clippy::too_many_arguments,
-    reason = "flat arguments keep the verifier's job simple"
-)]
-fn send(
-    op: NetOp,
-    tgid: u32,
-    tid: u32,
-    fd: u32,
-    conn: &ConnState,
-    bytes: u64,
-    buf: u64,
-    want: u64,
-) {
+fn send(op: NetOp, now: Now, fd: u32, conn: &ConnState, bytes: u64, buf: u64, want: u64) {
     let want = if buf == 0 { 0 } else { want };
     let meta = NetMeta {
-        header: header(EventKind::Net, tgid, tid),
+        header: header_at(EventKind::Net, now.tgid, now.tid, now.ns),
         op: op as u32,
         fd,
         generation: conn.generation,
-        faults: thread_faults(tid),
+        faults: now.faults,
         bytes,
         last_write_ns: conn.last_write_ns,
         last_write_faults: conn.last_write_faults,
@@ -173,19 +185,20 @@ fn send_sized<const N: usize>(mut meta: NetMeta, buf: u64, want: u64) {
     if len > 0 {
         // Clamp, then mask: the verifier needs a provable bound on the length.
         let n = (len as u32) & (N as u32 * 2 - 1);
-        // SAFETY: `ev` points to a reserved event; the payload is written in place (it may be
-        // too large for the 512-byte stack) from user memory through the helper, which fails
-        // safely.
-        if n <= N as u32
-            && unsafe {
+        if n <= N as u32 {
+            // SAFETY: `ev` points to a reserved event; the payload is written in place (it may
+            // be too large for the 512-byte stack) from user memory through the helper, which
+            // fails safely.
+            let rc = unsafe {
                 generated::bpf_probe_read_user(
                     (*ev).data.as_mut_ptr().cast(),
                     n,
                     buf as *const core::ffi::c_void,
                 )
-            } == 0
-        {
-            meta.captured = n;
+            };
+            if rc == 0 {
+                meta.captured = n;
+            }
         }
     }
     // SAFETY: as above; the 88-byte head is written once.
@@ -201,17 +214,17 @@ fn accept_exit(ctx: &TracePointContext) {
         return;
     }
     let fd = ret as u32;
+    let now = Now::read(tgid, tid);
     let conn = ConnState {
-        // SAFETY: helper with no preconditions.
-        generation: unsafe { bpf_ktime_get_ns() },
+        generation: now.ns,
         phase: PHASE_IDLE,
         ..ConnState::default()
     };
-    if CONNS.insert(&conn_key(tgid, fd), &conn, 0).is_err() {
+    if CONNS.insert(conn_key(tgid, fd), conn, 0).is_err() {
         count(Counter::MapFull);
         return;
     }
-    send(NetOp::Accept, tgid, tid, fd, &conn, 0, 0, 0);
+    send(NetOp::Accept, now, fd, &conn, 0, 0, 0);
 }
 
 /// A transfer of `ret` bytes on a socket of the current task.
@@ -225,18 +238,26 @@ fn transfer(ret: i64) {
         return;
     };
     let ret = ret as u64;
-    let Some(conn) = CONNS.get_ptr_mut(&conn_key(tgid, p.fd)) else {
+    let Some(conn) = CONNS.get_ptr_mut(conn_key(tgid, p.fd)) else {
         return;
     };
     // SAFETY: map value pointer valid for this program run; races with another thread of the
     // same connection only blur counters, never memory safety.
     let conn = unsafe { &mut *conn };
-    let cap = global(&CAPTURE_LEN) as u64;
+    let cap = u64::from(global(&CAPTURE_LEN));
     let avail = if p.buf_len < ret { p.buf_len } else { ret };
     if p.read {
         if conn.phase != PHASE_READING {
             let want = if avail < cap { avail } else { cap };
-            send(NetOp::ReadStart, tgid, tid, p.fd, conn, ret, p.buf, want);
+            send(
+                NetOp::ReadStart,
+                Now::read(tgid, tid),
+                p.fd,
+                conn,
+                ret,
+                p.buf,
+                want,
+            );
             conn.phase = PHASE_READING;
             conn.bytes_in = ret;
             conn.bytes_out = 0;
@@ -244,13 +265,23 @@ fn transfer(ret: i64) {
             if conn.bytes_in < cap {
                 let room = cap - conn.bytes_in;
                 let want = if avail < room { avail } else { room };
-                send(NetOp::ReadMore, tgid, tid, p.fd, conn, ret, p.buf, want);
+                send(
+                    NetOp::ReadMore,
+                    Now::read(tgid, tid),
+                    p.fd,
+                    conn,
+                    ret,
+                    p.buf,
+                    want,
+                );
             }
             conn.bytes_in += ret;
         }
         return;
     }
-    // A write. A new response starts after a read, or wherever a write begins with "HTTP/"
+    // A write: its time and fault counter are kept as the response's last write.
+    let now = Now::read(tgid, tid);
+    // A new response starts after a read, or wherever a write begins with "HTTP/"
     // (pipelined responses written back to back).
     let mut starts = conn.phase != PHASE_WRITING;
     if !starts && p.buf != 0 && avail >= 5 {
@@ -269,15 +300,14 @@ fn transfer(ret: i64) {
         } else {
             0
         };
-        send(NetOp::WriteStart, tgid, tid, p.fd, conn, ret, p.buf, want);
+        send(NetOp::WriteStart, now, p.fd, conn, ret, p.buf, want);
         conn.phase = PHASE_WRITING;
         conn.bytes_out = 0;
     }
     conn.bytes_out += ret;
-    // SAFETY: helper with no preconditions.
-    conn.last_write_ns = unsafe { bpf_ktime_get_ns() };
+    conn.last_write_ns = now.ns;
     conn.last_write_tid = tid;
-    conn.last_write_faults = thread_faults(tid);
+    conn.last_write_faults = now.faults;
 }
 
 #[tracepoint]
@@ -312,10 +342,10 @@ pub fn close_enter(ctx: TracePointContext) -> u32 {
     let fd = syscall_arg(&ctx, 0) as u32;
     let key = conn_key(tgid, fd);
     // SAFETY: the value is copied out before the entry is removed.
-    let Some(conn) = (unsafe { CONNS.get(&key) }).copied() else {
+    let Some(conn) = (unsafe { CONNS.get(key) }).copied() else {
         return 0;
     };
-    let _ = CONNS.remove(&key);
-    send(NetOp::Close, tgid, tid, fd, &conn, 0, 0, 0);
+    let _ = CONNS.remove(key);
+    send(NetOp::Close, Now::read(tgid, tid), fd, &conn, 0, 0, 0);
     0
 }

@@ -44,7 +44,7 @@ pub fn task_newtask(ctx: TracePointContext) -> u32 {
     if pid == 0 || flags & CLONE_THREAD != 0 {
         return 0;
     }
-    if TARGETS.insert(&pid, &1, 0).is_err() {
+    if TARGETS.insert(pid, 1, 0).is_err() {
         count(Counter::MapFull);
         return 0;
     }
@@ -70,9 +70,9 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     // Offset from /sys/kernel/tracing/events/sched/sched_process_exit/format.
     let group_dead = u32::from(field::<u8>(&ctx, 32));
     let faults = thread_faults(tid);
-    let _ = THREAD_FAULTS.remove(&tid);
+    let _ = THREAD_FAULTS.remove(tid);
     if group_dead != 0 {
-        let _ = TARGETS.remove(&tgid);
+        let _ = TARGETS.remove(tgid);
     }
     send(EventKind::Exit, tgid, tid, 0, group_dead, faults);
     0

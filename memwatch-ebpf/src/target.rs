@@ -16,5 +16,5 @@ pub fn current() -> (u32, u32) {
 #[inline(always)]
 pub fn is_target(tgid: u32) -> bool {
     // SAFETY: the value is only tested for presence.
-    tgid != global(&SELF_TGID) && unsafe { TARGETS.get(&tgid) }.is_some()
+    tgid != global(&SELF_TGID) && unsafe { TARGETS.get(tgid) }.is_some()
 }

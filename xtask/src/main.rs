@@ -155,6 +155,22 @@ fn main() -> anyhow::Result<()> {
                 "-D",
                 "warnings",
             ]))?;
+            // The eBPF crate is not a default member: it only builds for the BPF target.
+            run(Command::new("cargo")
+                .current_dir(root().join("memwatch-ebpf"))
+                .env_remove("RUSTUP_TOOLCHAIN")
+                .args([
+                    "+nightly",
+                    "clippy",
+                    "--release",
+                    "--target",
+                    "bpfel-unknown-none",
+                    "-Z",
+                    "build-std=core",
+                    "--",
+                    "-D",
+                    "warnings",
+                ]))?;
             run(cargo().args(["build", "--release", "--bins"]))?;
             let mut cmd = cargo();
             cmd.args(["test", "--release", "--no-fail-fast", "--"]);

@@ -106,6 +106,17 @@ pub fn ensure(test: bool) -> anyhow::Result<()> {
         ]))?;
     }
 
+    if test && !installed.lines().any(|l| l.starts_with("clippy")) {
+        step("nightly clippy (the tests lint the eBPF crate for its own target)");
+        crate::run(Command::new("rustup").args([
+            "component",
+            "add",
+            "clippy",
+            "--toolchain",
+            "nightly",
+        ]))?;
+    }
+
     step("LLVM 22 development libraries (bpf-linker links against them)");
     let mut packages = missing_packages(BUILD_PACKAGES);
     if test {
