@@ -291,16 +291,18 @@ enum Tracer {
     None,
     Memwatch,
     MemwatchMemory,
+    MemwatchIdle,
     Bpftrace,
     Strace,
     ProcSampler,
 }
 
 impl Tracer {
-    const ALL: [Self; 6] = [
+    const ALL: [Self; 7] = [
         Self::None,
         Self::Memwatch,
         Self::MemwatchMemory,
+        Self::MemwatchIdle,
         Self::Bpftrace,
         Self::Strace,
         Self::ProcSampler,
@@ -311,6 +313,7 @@ impl Tracer {
             Self::None => "no tracer",
             Self::Memwatch => "memwatch (full)",
             Self::MemwatchMemory => "memwatch --no-net",
+            Self::MemwatchIdle => "memwatch on an idle process (hook tax)",
             Self::Bpftrace => "bpftrace script",
             Self::Strace => "strace -f (same syscalls)",
             Self::ProcSampler => "/proc RSS sampling (psrecord-like)",
@@ -411,14 +414,22 @@ fn attach(tracer: Tracer, pids: &[u32], dir: &std::path::Path) -> Attached {
     };
     match tracer {
         Tracer::None => {}
-        Tracer::Memwatch | Tracer::MemwatchMemory => {
+        Tracer::Memwatch | Tracer::MemwatchMemory | Tracer::MemwatchIdle => {
             let file = dir.join("bench.db");
             let _ = std::fs::remove_file(&file);
             let mut args: Vec<String> =
                 vec!["record".into(), "-o".into(), file.display().to_string()];
+            // The idle row attaches every hook but traces a sleeping process: what the workload
+            // pays for hooks that fire and filter out (the load generator included).
+            let idle = (tracer == Tracer::MemwatchIdle)
+                .then(|| Command::new("sleep").arg("3600").spawn().expect("sleep"));
+            let pids = idle
+                .as_ref()
+                .map_or_else(|| pids.to_vec(), |c| vec![c.id()]);
             for pid in pids {
                 args.extend(["-p".into(), pid.to_string()]);
             }
+            a.other = idle;
             if tracer == Tracer::MemwatchMemory {
                 args.push("--no-net".into());
             }
@@ -567,7 +578,10 @@ fn table(title: &str, unit: &str, base_rate: f64, rows: &[Row], md: &mut String)
         )
     };
     for r in rows {
-        let is_mw = matches!(r.tracer, Tracer::Memwatch | Tracer::MemwatchMemory);
+        let is_mw = matches!(
+            r.tracer,
+            Tracer::Memwatch | Tracer::MemwatchMemory | Tracer::MemwatchIdle
+        );
         let med = |f: &dyn Fn(&TracerStats) -> f64| median(r.stats.iter().map(f).collect());
         let p99 = if r.p99_ratio.iter().all(|v| *v == 0.0) {
             "–".to_owned()
@@ -877,7 +891,7 @@ fn main() {
         print!("{md}");
         return;
     }
-    let (rounds, secs) = if quick { (1, 1.0) } else { (3, 3.0) };
+    let (rounds, secs) = if quick { (1, 1.0) } else { (5, 3.0) };
     let mut md = String::new();
     tracer_bench(rounds, secs, quick, &mut md);
     log_bench(
