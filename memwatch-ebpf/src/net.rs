@@ -247,34 +247,23 @@ fn transfer(ret: i64) {
     let cap = u64::from(global(&CAPTURE_LEN));
     let avail = if p.buf_len < ret { p.buf_len } else { ret };
     if p.read {
-        if conn.phase != PHASE_READING {
-            let want = if avail < cap { avail } else { cap };
-            send(
-                NetOp::ReadStart,
-                Now::read(tgid, tid),
-                p.fd,
-                conn,
-                ret,
-                p.buf,
-                want,
-            );
+        // The read that starts a request is always sent; further reads only while the capture
+        // still has room.
+        let start = conn.phase != PHASE_READING;
+        let (op, room) = if start {
+            (NetOp::ReadStart, cap)
+        } else {
+            (NetOp::ReadMore, cap.saturating_sub(conn.bytes_in))
+        };
+        if start || room > 0 {
+            let want = if avail < room { avail } else { room };
+            send(op, Now::read(tgid, tid), p.fd, conn, ret, p.buf, want);
+        }
+        if start {
             conn.phase = PHASE_READING;
             conn.bytes_in = ret;
             conn.bytes_out = 0;
         } else {
-            if conn.bytes_in < cap {
-                let room = cap - conn.bytes_in;
-                let want = if avail < room { avail } else { room };
-                send(
-                    NetOp::ReadMore,
-                    Now::read(tgid, tid),
-                    p.fd,
-                    conn,
-                    ret,
-                    p.buf,
-                    want,
-                );
-            }
             conn.bytes_in += ret;
         }
         return;

@@ -156,21 +156,20 @@ fn main() -> anyhow::Result<()> {
                 "warnings",
             ]))?;
             // The eBPF crate is not a default member: it only builds for the BPF target.
-            run(Command::new("cargo")
-                .current_dir(root().join("memwatch-ebpf"))
-                .env_remove("RUSTUP_TOOLCHAIN")
-                .args([
-                    "+nightly",
-                    "clippy",
-                    "--release",
-                    "--target",
-                    "bpfel-unknown-none",
-                    "-Z",
-                    "build-std=core",
-                    "--",
-                    "-D",
-                    "warnings",
-                ]))?;
+            run(Command::new("cargo").env_remove("RUSTUP_TOOLCHAIN").args([
+                "+nightly",
+                "clippy",
+                "-p",
+                "memwatch-ebpf",
+                "--release",
+                "--target",
+                "bpfel-unknown-none",
+                "-Z",
+                "build-std=core",
+                "--",
+                "-D",
+                "warnings",
+            ]))?;
             run(cargo().args(["build", "--release", "--bins"]))?;
             let mut cmd = cargo();
             cmd.args(["test", "--release", "--no-fail-fast", "--"]);

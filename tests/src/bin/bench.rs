@@ -517,6 +517,15 @@ fn attach(tracer: Tracer, pids: &[u32], dir: &std::path::Path) -> Attached {
     a
 }
 
+/// `memwatch report FILE --format json`, or `null` when it printed nothing readable.
+fn report_json(file: &std::path::Path) -> serde_json::Value {
+    let report = Command::new(memwatch())
+        .args(["report", file.to_str().expect("utf-8"), "--format", "json"])
+        .output()
+        .expect("report");
+    serde_json::from_slice(&report.stdout).unwrap_or_default()
+}
+
 fn detach(a: Attached) -> TracerStats {
     let mut stats = TracerStats::default();
     if let Some((rec, file)) = a.memwatch {
@@ -525,11 +534,7 @@ fn detach(a: Attached) -> TracerStats {
         stats.peak_rss_mb = peak_rss_mb(pid);
         rec.signal(libc::SIGINT);
         let _ = rec.wait(std::time::Duration::from_secs(120));
-        let report = Command::new(memwatch())
-            .args(["report", file.to_str().expect("utf-8"), "--format", "json"])
-            .output()
-            .expect("report");
-        let json: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap_or_default();
+        let json = report_json(&file);
         stats.events = json["events"].as_f64().unwrap_or(0.0);
         stats.dropped = json["dropped_events"].as_u64().unwrap_or(0);
         stats.requests = json["requests"].as_f64().unwrap_or(0.0);
@@ -853,11 +858,7 @@ fn long_run(target: f64, md: &mut String) {
     let peak = peak_rss_mb(pid);
     rec.signal(libc::SIGINT);
     let _ = rec.wait(std::time::Duration::from_secs(300));
-    let report = Command::new(memwatch())
-        .args(["report", file.to_str().expect("utf-8"), "--format", "json"])
-        .output()
-        .expect("report");
-    let json: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap_or_default();
+    let json = report_json(&file);
     let counted = json["requests"].as_f64().unwrap_or(0.0);
     let bytes = std::fs::metadata(&file).map_or(0.0, |m| m.len() as f64);
     let _ = writeln!(
