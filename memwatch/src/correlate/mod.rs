@@ -400,3 +400,167 @@ impl Correlator {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use memwatch_common::{EventHeader, net::NetMeta};
+
+    use super::*;
+
+    const PID: u32 = 100;
+    const TID: u32 = 101;
+
+    /// A socket event on fd 5 of thread TID at `ts` with the thread's fault counter `faults`.
+    fn ev(op: NetOp, ts: u64, faults: u64, data: &[u8], last_write_ns: u64) -> NetRecord {
+        NetRecord {
+            meta: NetMeta {
+                header: EventHeader {
+                    tgid: PID,
+                    tid: TID,
+                    ts_ns: ts,
+                    ..EventHeader::default()
+                },
+                op: op as u32,
+                fd: 5,
+                generation: 1,
+                faults,
+                bytes: data.len() as u64,
+                last_write_ns,
+                last_write_faults: faults,
+                last_bytes_out: 300,
+                last_write_tid: if last_write_ns == 0 { 0 } else { TID },
+                captured: data.len() as u32,
+            },
+            op,
+            data: data.to_vec(),
+        }
+    }
+
+    fn requests(rows: &[Row]) -> Vec<&RequestRow> {
+        rows.iter()
+            .filter_map(|r| match r {
+                Row::Request(r) => Some(&**r),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn mmap(ts: i64, len: i64) -> MemRow {
+        MemRow {
+            ts_ns: ts,
+            pid: PID,
+            tid: TID,
+            op: "mmap",
+            addr: 0,
+            len: len as u64,
+            new_len: 0,
+            prot: 3,
+            flags: 0x22,
+            fd: -1,
+            ret: 0x7000_0000,
+            ok: true,
+            vm_delta: len,
+            request_id: None,
+        }
+    }
+
+    /// Two requests on one kept-alive connection: each ends at its last write, is charged the
+    /// memory and faults between its read and that write, and both carry the same connection
+    /// number.
+    #[test]
+    fn keep_alive_requests_are_charged_exactly() {
+        let mut c = Correlator::new(Router::new(Vec::<String>::new()).unwrap(), false);
+        let mut out = Vec::new();
+        c.net(&ev(NetOp::Accept, 10, 0, b"", 0), 0, &mut out);
+        c.net(
+            &ev(
+                NetOp::ReadStart,
+                100,
+                2,
+                b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n",
+                0,
+            ),
+            0,
+            &mut out,
+        );
+        c.mem(mmap(150, 8192), &mut out);
+        c.net(
+            &ev(NetOp::WriteStart, 200, 5, b"HTTP/1.1 201 Created\r\n", 0),
+            0,
+            &mut out,
+        );
+        // Outside any request (after the last write): not charged.
+        c.mem(mmap(260, 4096), &mut out);
+        c.net(
+            &ev(
+                NetOp::ReadStart,
+                300,
+                7,
+                b"GET /b?x=1 HTTP/1.1\r\n\r\n",
+                250,
+            ),
+            0,
+            &mut out,
+        );
+        c.net(
+            &ev(NetOp::WriteStart, 320, 7, b"HTTP/1.1 404 Not Found\r\n", 0),
+            0,
+            &mut out,
+        );
+        c.net(&ev(NetOp::Close, 400, 9, b"", 330), 0, &mut out);
+
+        let reqs = requests(&out);
+        assert_eq!(reqs.len(), 2, "{out:#?}");
+        let (a, b) = (reqs[0], reqs[1]);
+        assert_eq!(
+            (a.target.as_deref(), a.host.as_deref(), a.status),
+            (Some("/a"), Some("h"), Some(201))
+        );
+        assert_eq!(
+            (a.start_ns, a.first_byte_ns, a.end_ns),
+            (100, Some(200), 250)
+        );
+        // Faults 2 -> 7: the counter at the read, and at the last write (carried by the next
+        // read); the 2 before the read belong to no request.
+        assert_eq!(
+            (a.vm_bytes, a.mem_calls, a.faults, a.rss_bytes),
+            (8192, 1, 5, 5 * PAGE)
+        );
+        assert_eq!((b.target.as_deref(), b.status), (Some("/b?x=1"), Some(404)));
+        assert_eq!(
+            (b.start_ns, b.end_ns, b.vm_bytes, b.faults),
+            (300, 330, 0, 2)
+        );
+        assert_eq!((a.conn, b.conn), (1, 1));
+        assert!(a.exact && b.exact);
+        assert_eq!(c.requests(), 2);
+        // Without an access log to join, nothing is held for the join.
+        assert!(c.take_candidates().is_empty());
+    }
+
+    #[test]
+    fn candidates_are_offered_only_when_joining() {
+        let mut c =
+            Correlator::new(Router::new(Vec::<String>::new()).unwrap(), false).joining(true);
+        let mut out = Vec::new();
+        c.net(
+            &ev(NetOp::ReadStart, 100, 0, b"GET /a HTTP/1.1\r\n\r\n", 0),
+            0,
+            &mut out,
+        );
+        c.net(
+            &ev(NetOp::WriteStart, 200, 0, b"HTTP/1.1 200 OK\r\n", 0),
+            0,
+            &mut out,
+        );
+        let cands = c.take_candidates();
+        assert_eq!(cands.len(), 1);
+        assert_eq!(
+            (cands[0].target.as_str(), cands[0].status, cands[0].start_ns),
+            ("/a", 200, 100)
+        );
+        // A connection first seen at a read (accepted before attach) still gets a number.
+        c.finish_all(&mut out);
+        assert_eq!(requests(&out)[0].conn, 1);
+    }
+}
