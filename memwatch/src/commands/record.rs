@@ -29,11 +29,7 @@ use crate::{
     },
     report::Report,
     server::{self, ServeOptions},
-    source::{
-        accesslog::Format,
-        logtail::{self, LogSource},
-        procfs,
-    },
+    source::{accesslog::Format, logtail::LogSource, procfs},
     spawn::{self, HeldChild, SpawnOptions},
 };
 
@@ -447,14 +443,7 @@ pub async fn run_with(
     if let Some(cmd) = args.command.first() {
         spawn::resolve(cmd)?;
     }
-    let log_format = args
-        .log_format
-        .as_deref()
-        .map(Format::from_name_or_log_format)
-        .transpose()?;
-    for log in &args.access_logs {
-        logtail::check(log)?;
-    }
+    let log_format = super::check_access_logs(args.log_format.as_deref(), &args.access_logs)?;
     let output = args.output.clone().unwrap_or_else(default_output);
     let config = ProbeConfig {
         follow_forks: !args.no_follow_forks,

@@ -10,10 +10,7 @@ use crate::{
     correlate::{interval::IntervalAttributor, route::Router},
     recording::{Recording, Row, Writer},
     server::{self, AppState},
-    source::{
-        accesslog::Format,
-        logtail::{self, LogSource},
-    },
+    source::{accesslog::Format, logtail::LogSource},
 };
 
 /// A temporary recording removed when dropped.
@@ -89,14 +86,7 @@ pub async fn run(args: ViewArgs) -> anyhow::Result<i32> {
     let (recording, _temp) = match &args.file {
         Some(file) => (Recording::open(file)?, None),
         None => {
-            let format = args
-                .log_format
-                .as_deref()
-                .map(Format::from_name_or_log_format)
-                .transpose()?;
-            for log in &args.access_logs {
-                logtail::check(log)?;
-            }
+            let format = super::check_access_logs(args.log_format.as_deref(), &args.access_logs)?;
             let path = std::env::temp_dir().join(format!(
                 "memwatch-view-{}-{}.db",
                 std::process::id(),
