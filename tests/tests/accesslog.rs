@@ -14,6 +14,31 @@ fn stop(rec: Running) {
     assert_eq!(done.code(), 0, "{}", done.stderr);
 }
 
+/// `memwatch record -p PID -o OUT --access-log LOG EXTRA...`, started by `start` (as root or
+/// not), once it is recording.
+fn record_with_log(
+    start: fn(&[&str]) -> Running,
+    pid: u32,
+    out: &std::path::Path,
+    log: &std::path::Path,
+    extra: &[&str],
+) -> Running {
+    let pid = pid.to_string();
+    let mut args = vec![
+        "record",
+        "-p",
+        &pid,
+        "-o",
+        out.to_str().unwrap(),
+        "--access-log",
+        log.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let mut rec = start(&args);
+    rec.wait_recording(T);
+    rec
+}
+
 fn ab(url: &str, n: u32, keepalive: bool) {
     let mut cmd = Command::new("ab");
     cmd.args(["-q", "-n", &n.to_string(), "-c", &n.min(4).to_string()]);
@@ -38,17 +63,7 @@ fn demo_server_log_lines_all_match_captured_requests() {
         log.to_str().unwrap(),
     ]));
     let out = dir.path().join("demo.db");
-    let pid = demo.pid().to_string();
-    let mut rec = Running::start(&[
-        "record",
-        "-p",
-        &pid,
-        "-o",
-        out.to_str().unwrap(),
-        "--access-log",
-        log.to_str().unwrap(),
-    ]);
-    rec.wait_recording(T);
+    let rec = record_with_log(Running::start, demo.pid(), &out, &log, &[]);
     let base = format!("http://127.0.0.1:{}", demo.port);
     ab(&format!("{base}/leak?kb=64"), 100, false);
     ab(&format!("{base}/"), 300, true);
@@ -73,19 +88,13 @@ fn nginx_combined_log_2000_lines_2000_matched() {
     let server = nginx(dir.path());
     let log = dir.path().join("logs/access.log");
     let out = dir.path().join("nginx.db");
-    let pid = server.pid().to_string();
-    let mut rec = Running::start(&[
-        "record",
-        "-p",
-        &pid,
-        "-o",
-        out.to_str().unwrap(),
-        "--access-log",
-        log.to_str().unwrap(),
-        "--log-format",
-        "nginx",
-    ]);
-    rec.wait_recording(T);
+    let rec = record_with_log(
+        Running::start,
+        server.pid(),
+        &out,
+        &log,
+        &["--log-format", "nginx"],
+    );
     ab(&format!("http://127.0.0.1:{}/", server.port), 2000, false);
     stop(rec);
     let r = report(&out);
@@ -188,18 +197,13 @@ fn no_ebpf_mode_unprivileged_finds_the_leaking_route() {
             .gid(65534),
     );
     let out = dir.path().join("noebpf.db");
-    let pid = demo.pid().to_string();
-    let mut rec = Running::start_unprivileged(&[
-        "record",
-        "--no-ebpf",
-        "-p",
-        &pid,
-        "-o",
-        out.to_str().unwrap(),
-        "--access-log",
-        log.to_str().unwrap(),
-    ]);
-    rec.wait_recording(T);
+    let rec = record_with_log(
+        Running::start_unprivileged,
+        demo.pid(),
+        &out,
+        &log,
+        &["--no-ebpf"],
+    );
     let base = format!("http://127.0.0.1:{}", demo.port);
     for _ in 0..10 {
         ab(&format!("{base}/leak?kb=1024"), 1, false);
