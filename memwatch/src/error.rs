@@ -82,11 +82,6 @@ pub enum SetupError {
         source: std::io::Error,
     },
     #[error(
-        "the eBPF object in this binary is empty: it was built with AYA_BUILD_SKIP=1.\n  \
-         Build memwatch with `cargo xtask build` (it installs what the eBPF build needs)"
-    )]
-    EmptyObject,
-    #[error(
         "loading or configuring the eBPF programs failed: {0}.\n  memwatch needs Linux >= 5.8 \
          with BTF (/sys/kernel/btf/vmlinux); run with -vv for details"
     )]
@@ -101,7 +96,6 @@ impl SetupError {
             Self::Privileges { .. }
             | Self::Tracefs { .. }
             | Self::MissingTracepoint { .. }
-            | Self::EmptyObject
             | Self::Load(_)
             | Self::Attach { .. }
             | Self::Spawn { .. } => exit::ENVIRONMENT,

@@ -18,5 +18,7 @@ pub mod server;
 pub mod source;
 pub mod spawn;
 
-/// The eBPF object built by `build.rs` (empty when built with `AYA_BUILD_SKIP=1`).
-pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/memwatch"));
+/// The kernel side's eBPF object: the one committed under `memwatch-ebpf/object/`, embedded by
+/// `build.rs` (see `cargo xtask ebpf`).
+pub static EBPF_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/memwatch.bpf.o"));

@@ -1,9 +1,15 @@
-//! memwatch's developer commands: `cargo xtask setup | build | run | test | bench`.
+//! memwatch's developer commands: `cargo xtask setup | build | run | demo | ebpf | test | fuzz |
+//! bench`.
 //!
 //! Every command checks its prerequisites first (fast when present) and installs what is
-//! missing, so a fresh Debian/Ubuntu machine needs nothing but Rust and this checkout.
+//! missing, so a fresh Debian/Ubuntu machine needs nothing but Rust and this checkout. Building
+//! and running memwatch needs stable Rust alone: the eBPF object is committed. Only `ebpf`, `test`
+//! and `fuzz` need the kernel-side toolchain pinned in `[workspace.metadata.ebpf]`.
 
 mod demo;
+mod ebpf;
+mod fingerprint;
+mod pin;
 mod setup;
 
 use std::{
@@ -23,14 +29,20 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
-    /// Install every prerequisite (idempotent): nightly rust-src, LLVM, bpf-linker, and with
-    /// --test the servers and load generators the tests use.
+    /// Install the kernel-side toolchain (idempotent): the pinned nightly with rust-src and
+    /// clippy, LLVM, bpf-linker; with --test also the servers and load generators the tests use.
     Setup {
         #[arg(long)]
         test: bool,
     },
-    /// Build memwatch (eBPF included) in release.
+    /// Build memwatch in release (the committed eBPF object is embedded; stable Rust suffices).
     Build,
+    /// Rebuild the eBPF object with the pinned toolchain and write it to memwatch-ebpf/object/;
+    /// with --check, fail when the committed object differs from a fresh build.
+    Ebpf {
+        #[arg(long)]
+        check: bool,
+    },
     /// Build, then run memwatch: `--pid N` records process N and serves the live page;
     /// `-- ARGS` passes ARGS through.
     Run {
@@ -101,8 +113,54 @@ fn cargo() -> Command {
 }
 
 fn build() -> anyhow::Result<()> {
-    setup::ensure(false)?;
     run(cargo().args(["build", "--release", "--bins"]))
+}
+
+/// The README's test command: prerequisites, formatting, lints (the eBPF crate too, for its own
+/// target), the committed eBPF object against a fresh build, then every test.
+fn test(args: &[String]) -> anyhow::Result<()> {
+    let pin = pin::Pin::read()?;
+    setup::ensure_ebpf(&pin)?;
+    setup::ensure_test_tools()?;
+    run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    run(cargo().args([
+        "clippy",
+        "--release",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    // The eBPF crate is not a default member: it only builds for the BPF target.
+    run(pin.cargo().args([
+        "clippy",
+        "-p",
+        "memwatch-ebpf",
+        "--release",
+        "--target",
+        "bpfel-unknown-none",
+        "-Z",
+        "build-std=core",
+        "--target-dir",
+        "target/ebpf",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    ebpf::check(&pin)?;
+    build()?;
+    let mut cmd = cargo();
+    cmd.args([
+        "test",
+        "--release",
+        "--workspace",
+        "--exclude",
+        "memwatch-ebpf",
+    ]);
+    cmd.args(["--no-fail-fast", "--", "--test-threads", "2"]);
+    cmd.args(args);
+    cmd.env("MEMWATCH_BIN", root().join("target/release/memwatch"));
+    run(&mut cmd)
 }
 
 fn is_root() -> bool {
@@ -118,8 +176,23 @@ unsafe extern "C" {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Cmd::Setup { test } => setup::ensure(test),
+        Cmd::Setup { test } => {
+            setup::ensure_ebpf(&pin::Pin::read()?)?;
+            if test {
+                setup::ensure_test_tools()?;
+            }
+            Ok(())
+        }
         Cmd::Build => build(),
+        Cmd::Ebpf { check } => {
+            let pin = pin::Pin::read()?;
+            setup::ensure_ebpf(&pin)?;
+            if check {
+                ebpf::check(&pin)
+            } else {
+                ebpf::update(&pin)
+            }
+        }
         Cmd::Run { pid, args } => {
             build()?;
             let bin = root().join("target/release/memwatch");
@@ -144,53 +217,20 @@ fn main() -> anyhow::Result<()> {
             let status = cmd.status().context("could not start memwatch")?;
             std::process::exit(status.code().unwrap_or(1));
         }
-        Cmd::Test { args } => {
-            setup::ensure(true)?;
-            run(cargo().args(["fmt", "--all", "--", "--check"]))?;
-            run(cargo().args([
-                "clippy",
-                "--release",
-                "--all-targets",
-                "--",
-                "-D",
-                "warnings",
-            ]))?;
-            // The eBPF crate is not a default member: it only builds for the BPF target.
-            run(Command::new("cargo").env_remove("RUSTUP_TOOLCHAIN").args([
-                "+nightly",
-                "clippy",
-                "-p",
-                "memwatch-ebpf",
-                "--release",
-                "--target",
-                "bpfel-unknown-none",
-                "-Z",
-                "build-std=core",
-                "--",
-                "-D",
-                "warnings",
-            ]))?;
-            run(cargo().args(["build", "--release", "--bins"]))?;
-            let mut cmd = cargo();
-            cmd.args(["test", "--release", "--no-fail-fast", "--"]);
-            cmd.args(["--test-threads", "2"]);
-            cmd.args(&args);
-            cmd.env("MEMWATCH_BIN", root().join("target/release/memwatch"));
-            run(&mut cmd)
-        }
+        Cmd::Test { args } => test(&args),
         Cmd::Demo { listen } => {
             build()?;
             demo::run(&listen)
         }
         Cmd::Fuzz { seconds } => {
-            setup::ensure(false)?;
+            // cargo-fuzz needs a nightly: the pinned one, never the moving `nightly`.
+            let pin = pin::Pin::read()?;
+            setup::ensure_nightly(&pin)?;
             setup::ensure_cargo_fuzz()?;
             for target in FUZZ_TARGETS {
-                let mut cmd = Command::new("cargo");
-                cmd.args(["+nightly", "fuzz", "run", target, "--"])
+                let mut cmd = pin.cargo();
+                cmd.args(["fuzz", "run", target, "--"])
                     .arg(format!("-max_total_time={seconds}"))
-                    // The fuzz targets need the library, not the eBPF object.
-                    .env("AYA_BUILD_SKIP", "1")
                     .current_dir(root().join("fuzz"));
                 eprintln!("+ (in fuzz/) {}", describe(&cmd));
                 let status = cmd.status().context("could not start cargo fuzz")?;
@@ -201,7 +241,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Bench { quick } => {
-            setup::ensure(true)?;
+            setup::ensure_test_tools()?;
             build()?;
             let mut cmd = cargo();
             cmd.args([

@@ -5,18 +5,8 @@ use std::process::Command;
 
 use anyhow::{Context as _, bail};
 
-use crate::{describe, is_root};
+use crate::{describe, is_root, pin::Pin};
 
-/// bpf-linker pinned to the release that links against LLVM 22 (nightly's LLVM).
-const BPF_LINKER_VERSION: &str = "0.13.0";
-const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
-/// Debian packages the eBPF build needs.
-const BUILD_PACKAGES: &[&str] = &[
-    "llvm-22-dev",
-    "libpolly-22-dev",
-    "libzstd-dev",
-    "zlib1g-dev",
-];
 /// Debian packages the tests and benchmarks drive.
 const TEST_PACKAGES: &[&str] = &[
     "nginx-light",
@@ -79,86 +69,154 @@ fn apt_install(packages: &[String]) -> anyhow::Result<()> {
     )
 }
 
-/// Makes sure everything the build (and, with `test`, the test suite) needs is installed.
-pub fn ensure(test: bool) -> anyhow::Result<()> {
-    step("nightly toolchain with rust-src (the eBPF crate builds core from source)");
+/// The pinned nightly with the components the kernel side needs (`rust-src`: it builds core from
+/// source; `clippy`: the tests lint it for its own target), installed when missing; then checks
+/// that its LLVM is the pinned one, before anything is built with it.
+pub fn ensure_nightly(pin: &Pin) -> anyhow::Result<()> {
+    step(&format!(
+        "{} with rust-src and clippy (the kernel-side toolchain)",
+        pin.nightly
+    ));
     let installed = output(Command::new("rustup").args([
         "component",
         "list",
         "--toolchain",
-        "nightly",
+        &pin.nightly,
         "--installed",
     ]));
-    if !installed.lines().any(|l| l.starts_with("rust-src")) {
+    let has = |c: &str| installed.lines().any(|l| l.starts_with(c));
+    if !has("rust-src") || !has("clippy") {
         crate::run(Command::new("rustup").args([
             "toolchain",
             "install",
-            "nightly",
+            &pin.nightly,
             "--profile",
             "minimal",
-        ]))?;
-        crate::run(Command::new("rustup").args([
-            "component",
-            "add",
-            "rust-src",
-            "--toolchain",
-            "nightly",
+            "--component",
+            "rust-src,clippy",
         ]))?;
     }
-
-    if test && !installed.lines().any(|l| l.starts_with("clippy")) {
-        step("nightly clippy (the tests lint the eBPF crate for its own target)");
-        crate::run(Command::new("rustup").args([
-            "component",
-            "add",
-            "clippy",
-            "--toolchain",
-            "nightly",
-        ]))?;
+    let version = output(Command::new("rustup").args(["run", &pin.nightly, "rustc", "-vV"]));
+    let llvm = crate::pin::rustc_llvm_major(&version).with_context(|| {
+        format!(
+            "`rustup run {} rustc -vV` printed no LLVM version:\n{version}",
+            pin.nightly
+        )
+    })?;
+    if llvm != pin.llvm {
+        bail!(
+            "the pinned toolchain does not fit together: {} uses LLVM {llvm}, but bpf-linker {} is \
+             pinned with --features {} (LLVM {}), and bpf-linker cannot read bitcode from a newer \
+             LLVM.\n  Fix: in [workspace.metadata.ebpf] of Cargo.toml, pin a dated nightly whose \
+             LLVM major is {}; `rustup run nightly-YYYY-MM-DD rustc -vV | grep LLVM` tells. Or set \
+             `llvm = {llvm}` with a bpf-linker release that supports it.",
+            pin.nightly,
+            pin.bpf_linker,
+            pin.linker_feature(),
+            pin.llvm,
+            pin.llvm,
+        );
     }
+    Ok(())
+}
 
-    step("LLVM 22 development libraries (bpf-linker links against them)");
-    let mut packages = missing_packages(BUILD_PACKAGES);
-    if test {
-        step("servers and load generators for the tests (nginx, ab, wrk, bpftrace, strace)");
-        packages.extend(missing_packages(TEST_PACKAGES));
-    }
-    apt_install(&packages)?;
+/// Everything `cargo xtask ebpf` needs to build the kernel side: the pinned nightly, LLVM's
+/// development libraries and the pinned bpf-linker, with their LLVM majors checked against each
+/// other before anything is built.
+pub fn ensure_ebpf(pin: &Pin) -> anyhow::Result<()> {
+    ensure_nightly(pin)?;
+    step(&format!(
+        "LLVM {} development libraries (bpf-linker links against them)",
+        pin.llvm
+    ));
+    let packages: Vec<String> = [
+        format!("llvm-{}-dev", pin.llvm),
+        format!("libpolly-{}-dev", pin.llvm),
+        "libzstd-dev".to_owned(),
+        "zlib1g-dev".to_owned(),
+    ]
+    .into();
+    let wanted: Vec<&str> = packages.iter().map(String::as_str).collect();
+    apt_install(&missing_packages(&wanted))?;
+    ensure_linker(pin)?;
+    step("kernel-side toolchain ready");
+    Ok(())
+}
 
-    if test {
-        ensure_e2e()?;
-    }
-
-    step(&format!("bpf-linker {BPF_LINKER_VERSION}"));
-    let version = output(Command::new("bpf-linker").arg("--version"));
-    if !version.contains(BPF_LINKER_VERSION) {
+/// The pinned bpf-linker: installed when absent; a bpf-linker of another release or built for
+/// another LLVM stops setup with the command that replaces it (it may be another project's).
+fn ensure_linker(pin: &Pin) -> anyhow::Result<()> {
+    step(&format!(
+        "bpf-linker {} built for LLVM {}",
+        pin.bpf_linker, pin.llvm
+    ));
+    let Ok(path) = which::which("bpf-linker") else {
         let mut cmd = Command::new("cargo");
         cmd.args([
             "install",
             "bpf-linker",
             "--version",
-            BPF_LINKER_VERSION,
+            &pin.bpf_linker,
             "--no-default-features",
             "--features",
-            "llvm-22",
-            "--force",
+            &pin.linker_feature(),
         ])
         // Both variables: llvm-sys reads the first; bpf-linker's build script reads the second
         // and otherwise picks whatever llvm-config is first on PATH (often an older LLVM).
-        .env("LLVM_SYS_221_PREFIX", LLVM_PREFIX)
-        .env("LLVM_PREFIX", LLVM_PREFIX);
+        .env(pin.llvm_sys_prefix_var(), pin.llvm_prefix())
+        .env("LLVM_PREFIX", pin.llvm_prefix());
         crate::run(&mut cmd).with_context(|| {
             format!(
                 "installing bpf-linker failed; the command was: {}",
                 describe(&cmd)
             )
         })?;
+        if which::which("bpf-linker").is_err() {
+            bail!(
+                "bpf-linker was installed but is not on PATH: add $CARGO_HOME/bin (usually \
+                 ~/.cargo/bin) to PATH"
+            );
+        }
+        return Ok(());
+    };
+    let version = output(Command::new(&path).arg("--version"));
+    let version = version.trim().trim_start_matches("bpf-linker").trim();
+    let llvm = crate::pin::linker_llvm_major(&output(Command::new("ldd").arg(&path)));
+    let right_version = version == pin.bpf_linker;
+    let right_llvm = llvm.is_none_or(|v| v == pin.llvm);
+    if right_version && right_llvm {
+        if llvm.is_none() {
+            eprintln!(
+                "setup: could not tell which LLVM {} links against (no libLLVM in ldd's \
+                 output); assuming LLVM {}",
+                path.display(),
+                pin.llvm
+            );
+        }
+        return Ok(());
     }
-    if !quiet(Command::new("bpf-linker").arg("--version")) {
-        bail!("bpf-linker is installed but not on PATH: add ~/.cargo/bin to PATH");
-    }
-    step("ready");
-    Ok(())
+    let found = match llvm {
+        Some(v) => format!("bpf-linker {version} built for LLVM {v}"),
+        None => format!("bpf-linker {version}"),
+    };
+    bail!(
+        "{} is {found}, but memwatch's kernel side is pinned to {} with LLVM {} and needs bpf-linker \
+         {} built for LLVM {} (otherwise the link fails with `Invalid record`).\n  Fix: {}",
+        path.display(),
+        pin.nightly,
+        pin.llvm,
+        pin.bpf_linker,
+        pin.llvm,
+        pin.install_linker_command(),
+    );
+}
+
+/// Everything the test suite (and the benchmarks) drive: servers, load generators, peer tools,
+/// and the browser tests' npm packages.
+pub fn ensure_test_tools() -> anyhow::Result<()> {
+    step("servers and load generators for the tests (nginx, ab, wrk, bpftrace, strace)");
+    apt_install(&missing_packages(TEST_PACKAGES))?;
+    ensure_e2e()
 }
 
 /// cargo-fuzz, for `cargo xtask fuzz`.

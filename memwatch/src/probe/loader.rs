@@ -185,9 +185,6 @@ impl Probe {
     /// Loads the programs with `config` baked in as constants. Nothing is attached yet, so
     /// targets can be added before any event flows.
     pub fn load(config: &ProbeConfig) -> Result<Self, SetupError> {
-        if crate::EBPF_OBJECT.is_empty() {
-            return Err(SetupError::EmptyObject);
-        }
         let self_tgid = std::process::id();
         let follow = u32::from(config.follow_forks);
         let capture = config.capture_len.min(MAX_CAPTURE as u32);

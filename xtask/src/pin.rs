@@ -1,0 +1,142 @@
+//! The kernel-side toolchain pin, read from `[workspace.metadata.ebpf]` in the workspace
+//! `Cargo.toml`: the one place it is written.
+
+use std::process::Command;
+
+use anyhow::{Context as _, bail};
+
+/// The pinned kernel-side toolchain.
+#[derive(Debug, Clone)]
+pub struct Pin {
+    /// A dated nightly, e.g. `nightly-2026-05-19`.
+    pub nightly: String,
+    /// The LLVM major both the nightly and bpf-linker use.
+    pub llvm: u32,
+    /// The bpf-linker release.
+    pub bpf_linker: String,
+}
+
+impl Pin {
+    /// Reads the pin from the workspace manifest.
+    pub fn read() -> anyhow::Result<Self> {
+        let manifest = crate::root().join("Cargo.toml");
+        let metadata = cargo_metadata::MetadataCommand::new()
+            .manifest_path(&manifest)
+            .no_deps()
+            .exec()
+            .context("cargo metadata")?;
+        let table = &metadata.workspace_metadata["ebpf"];
+        let text = |key: &str| {
+            table[key].as_str().map(str::to_owned).with_context(|| {
+                format!(
+                    "[workspace.metadata.ebpf] in {} has no string `{key}` (found {})",
+                    manifest.display(),
+                    table[key]
+                )
+            })
+        };
+        let pin = Self {
+            nightly: text("nightly")?,
+            llvm: table["llvm"]
+                .as_u64()
+                .and_then(|v| u32::try_from(v).ok())
+                .with_context(|| {
+                    format!(
+                        "[workspace.metadata.ebpf] in {} has no integer `llvm` (found {})",
+                        manifest.display(),
+                        table["llvm"]
+                    )
+                })?,
+            bpf_linker: text("bpf-linker")?,
+        };
+        if !pin.nightly.starts_with("nightly-") {
+            bail!(
+                "[workspace.metadata.ebpf] nightly = {:?} in {}: pin a dated nightly such as \
+                 \"nightly-2026-05-19\", never the moving \"nightly\"",
+                pin.nightly,
+                manifest.display()
+            );
+        }
+        Ok(pin)
+    }
+
+    /// `cargo` of the pinned nightly. `rustup run` rather than `cargo +T`: it works whichever
+    /// cargo proxy is first on PATH, and ignores a RUSTUP_TOOLCHAIN set by an outer cargo.
+    pub fn cargo(&self) -> Command {
+        let mut cmd = Command::new("rustup");
+        cmd.args(["run", &self.nightly, "cargo"])
+            .env_remove("RUSTUP_TOOLCHAIN")
+            .env_remove("RUSTC")
+            .env_remove("RUSTC_WORKSPACE_WRAPPER")
+            .env_remove("CARGO");
+        cmd
+    }
+
+    /// bpf-linker's cargo feature for the pinned LLVM.
+    pub fn linker_feature(&self) -> String {
+        format!("llvm-{}", self.llvm)
+    }
+
+    /// Where Debian installs the pinned LLVM.
+    pub fn llvm_prefix(&self) -> String {
+        format!("/usr/lib/llvm-{}", self.llvm)
+    }
+
+    /// The command that installs the pinned bpf-linker, as a user would type it.
+    pub fn install_linker_command(&self) -> String {
+        format!(
+            "{}={prefix} LLVM_PREFIX={prefix} cargo install bpf-linker --version {} \
+             --no-default-features --features {} --force",
+            self.llvm_sys_prefix_var(),
+            self.bpf_linker,
+            self.linker_feature(),
+            prefix = self.llvm_prefix(),
+        )
+    }
+
+    /// llvm-sys reads `LLVM_SYS_<major><minor>_PREFIX`; its releases for LLVM 18 and later are
+    /// numbered `<major>1`.
+    pub fn llvm_sys_prefix_var(&self) -> String {
+        format!("LLVM_SYS_{}1_PREFIX", self.llvm)
+    }
+}
+
+/// The LLVM major in `rustc -vV` output (`LLVM version: 22.1.4`).
+pub fn rustc_llvm_major(verbose_version: &str) -> Option<u32> {
+    verbose_version
+        .lines()
+        .find_map(|l| l.strip_prefix("LLVM version:"))
+        .and_then(|v| v.trim().split('.').next()?.parse().ok())
+}
+
+/// The LLVM major a bpf-linker binary links against, from `ldd` (`libLLVM.so.22.1` or
+/// `libLLVM-22.so`). None when it cannot be told (a static build).
+pub fn linker_llvm_major(ldd: &str) -> Option<u32> {
+    ldd.lines().find_map(|line| {
+        let name = line.split_whitespace().next()?;
+        let rest = name
+            .strip_prefix("libLLVM.so.")
+            .or_else(|| name.strip_prefix("libLLVM-"))?;
+        rest.split(['.', '-']).next()?.parse().ok()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_llvm_majors() {
+        let rustc =
+            "rustc 1.97.0-nightly (9eb3be26b 2026-05-18)\nbinary: rustc\nLLVM version: 22.1.4\n";
+        assert_eq!(rustc_llvm_major(rustc), Some(22));
+        assert_eq!(rustc_llvm_major("rustc 1.95.0\n"), None);
+        let ldd = "\tlinux-vdso.so.1 (0x00007ffc)\n\tlibLLVM.so.22.1 => /usr/lib/llvm-22/lib/libLLVM.so.22.1 (0x1)\n";
+        assert_eq!(linker_llvm_major(ldd), Some(22));
+        assert_eq!(
+            linker_llvm_major("\tlibLLVM-21.so => /usr/lib/llvm-21/lib/libLLVM-21.so (0x1)\n"),
+            Some(21)
+        );
+        assert_eq!(linker_llvm_major("\tnot a dynamic executable\n"), None);
+    }
+}
