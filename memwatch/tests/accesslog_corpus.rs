@@ -10,15 +10,28 @@ use memwatch::source::accesslog::{
     AccessLine, IngestCounts, LogParser, MAX_REJECT_RAW, Reject, RejectReason, detect_format,
 };
 
-fn corpus_dir() -> PathBuf {
+/// The corpus beside the checkout, or None when it is absent: the tests then pass as skipped and
+/// say so on the terminal, except under CI (`CI=true`), where the corpus is always laid beside
+/// the clone and its absence is a failure.
+fn corpus_dir() -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/access-logs");
-    assert!(
-        dir.join("SOURCES.md").is_file(),
-        "the access-log corpus is missing: expected {} (with SOURCES.md) next to the project \
-         checkout, as on the developers' machines and in CI; these tests need it and do not skip",
+    if dir.join("SOURCES.md").is_file() {
+        return Some(dir);
+    }
+    let message = format!(
+        "the access-log corpus is missing: expected {} (with SOURCES.md) beside the project \
+         checkout",
         dir.display()
     );
-    dir
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{message}; CI=true requires it"
+    );
+    // Written to the process's stderr directly, not through eprintln!, which the test harness
+    // captures and hides for a passing test: a skip must be seen.
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "SKIPPED corpus test: {message}");
+    None
 }
 
 /// Expected outcome for one corpus file.
@@ -183,8 +196,8 @@ struct Outcome {
     results: Vec<(usize, Result<AccessLine, Reject>)>,
 }
 
-fn run(file: &str) -> Outcome {
-    let data = fs::read(corpus_dir().join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+fn run(dir: &Path, file: &str) -> Outcome {
+    let data = fs::read(dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
     let lines = log_lines(file, &data);
     let detection = detect_format(lines.iter().map(|(_, l)| l))
         .unwrap_or_else(|e| panic!("{file}: detection failed: {e}"));
@@ -207,7 +220,7 @@ fn run(file: &str) -> Outcome {
 
 #[test]
 fn every_corpus_file_is_covered() {
-    let dir = corpus_dir();
+    let Some(dir) = corpus_dir() else { return };
     let mut found = BTreeSet::new();
     let mut stack = vec![dir.clone()];
     while let Some(d) = stack.pop() {
@@ -233,9 +246,10 @@ fn every_corpus_file_is_covered() {
 
 #[test]
 fn exact_counts_and_rejects_per_file() {
+    let Some(dir) = corpus_dir() else { return };
     for expect in EXPECTED {
         let file = expect.file;
-        let Outcome { counts, results } = run(file);
+        let Outcome { counts, results } = run(&dir, file);
         assert_eq!(counts.lines, expect.lines, "{file}: lines");
         assert_eq!(counts.parsed, expect.parsed, "{file}: parsed");
         assert_eq!(
@@ -280,7 +294,8 @@ fn exact_counts_and_rejects_per_file() {
 #[test]
 fn elastic_log_matches_its_description() {
     // SOURCES.md: 669 lines with size `-`; statuses 200/206/301/304/403/404/416/500.
-    let Outcome { results, .. } = run("elastic_apache_logs.log");
+    let Some(dir) = corpus_dir() else { return };
+    let Outcome { results, .. } = run(&dir, "elastic_apache_logs.log");
     let parsed: Vec<&AccessLine> = results
         .iter()
         .filter_map(|(_, r)| r.as_ref().ok())
@@ -306,8 +321,8 @@ fn elastic_log_matches_its_description() {
 type Expectation = (usize, String, String);
 
 /// Reads `results["s01-parse"]["<parser>"][N].Evt.<Parsed|Meta>["key"] == "value"` lines.
-fn crowdsec_expectations(assert_file: &str, section: &str) -> Vec<Expectation> {
-    let text = fs::read_to_string(corpus_dir().join(assert_file)).unwrap();
+fn crowdsec_expectations(dir: &Path, assert_file: &str, section: &str) -> Vec<Expectation> {
+    let text = fs::read_to_string(dir.join(assert_file)).unwrap();
     let mut out = Vec::new();
     for line in text.lines() {
         let Some(rest) = line.strip_prefix(r#"results["s01-parse"][""#) else {
@@ -384,6 +399,7 @@ fn our_value(line: &AccessLine, key: &str) -> Option<Option<String>> {
 
 #[test]
 fn crowdsec_fields_match() {
+    let Some(dir) = corpus_dir() else { return };
     let pairs = [
         (
             "crowdsec/apache2-logs__apache2-logs.log",
@@ -406,8 +422,8 @@ fn crowdsec_fields_match() {
     let mut compared_fields = 0;
     let mut access_lines = 0;
     for (log, assert_file) in pairs {
-        let Outcome { results, .. } = run(log);
-        let log_types: BTreeMap<usize, String> = crowdsec_expectations(assert_file, "Meta")
+        let Outcome { results, .. } = run(&dir, log);
+        let log_types: BTreeMap<usize, String> = crowdsec_expectations(&dir, assert_file, "Meta")
             .into_iter()
             .filter(|(_, key, _)| key == "log_type")
             .map(|(i, _, v)| (i, v))
@@ -417,7 +433,7 @@ fn crowdsec_fields_match() {
             results.len(),
             "{assert_file}: log_type per line"
         );
-        let parsed = crowdsec_expectations(assert_file, "Parsed");
+        let parsed = crowdsec_expectations(&dir, assert_file, "Parsed");
         for (index, (n, result)) in results.iter().enumerate() {
             let where_ = format!("{log}:{n}");
             match log_types[&index].as_str() {

@@ -58,11 +58,30 @@ impl Finished {
     }
 }
 
+/// `bin` copied into `dir`, and `dir` opened to everyone (0755 at least), so that an unprivileged
+/// user can run it: the checkout, and with it `target/`, may sit in a directory only its owner can
+/// enter (a clone inside `mktemp -d`, for example).
+pub fn copy_for_anyone(bin: &Path, dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(dir)
+        .expect("stat dir")
+        .permissions()
+        .mode();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode | 0o755)).expect("open dir");
+    let name = bin.file_name().expect("binary has a name");
+    let copy = dir.join(name);
+    std::fs::copy(bin, &copy).expect("copy binary");
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    copy
+}
+
 /// A running memwatch whose stderr is watched line by line.
 pub struct Running {
     pub child: Child,
     lines: mpsc::Receiver<String>,
     stderr: Vec<String>,
+    /// Holds the copy of memwatch an unprivileged run uses, for as long as it runs.
+    _copy: Option<tempfile::TempDir>,
 }
 
 impl Running {
@@ -71,10 +90,15 @@ impl Running {
         Self::spawn(Command::new(memwatch()).args(args))
     }
 
-    /// Starts memwatch with `args` as an unprivileged user (uid and gid 65534).
+    /// Starts memwatch with `args` as an unprivileged user (uid and gid 65534), from a copy that
+    /// user can run.
     pub fn start_unprivileged(args: &[&str]) -> Self {
         use std::os::unix::process::CommandExt as _;
-        Self::spawn(Command::new(memwatch()).args(args).uid(65534).gid(65534))
+        let dir = tempdir();
+        let bin = copy_for_anyone(&memwatch(), dir.path());
+        let mut running = Self::spawn(Command::new(bin).args(args).uid(65534).gid(65534));
+        running._copy = Some(dir);
+        running
     }
 
     fn spawn(cmd: &mut Command) -> Self {
@@ -97,6 +121,7 @@ impl Running {
             child,
             lines,
             stderr: Vec::new(),
+            _copy: None,
         }
     }
 

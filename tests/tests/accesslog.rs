@@ -3,7 +3,9 @@
 
 use std::{os::unix::fs::PermissionsExt as _, process::Command, time::Duration};
 
-use memwatch_tests::{Running, bin, endpoint, nginx, report, run, start_server, tempdir};
+use memwatch_tests::{
+    Running, bin, copy_for_anyone, endpoint, nginx, report, run, start_server, tempdir,
+};
 
 const T: Duration = Duration::from_secs(120);
 
@@ -190,8 +192,9 @@ fn no_ebpf_mode_unprivileged_finds_the_leaking_route() {
     let dir = tempdir();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
     let log = dir.path().join("demo.log");
+    let demo_bin = copy_for_anyone(&bin("memwatch-demo"), dir.path());
     let demo = start_server(
-        Command::new(bin("memwatch-demo"))
+        Command::new(demo_bin)
             .args(["--quiet", "--access-log", log.to_str().unwrap()])
             .uid(65534)
             .gid(65534),

@@ -2,7 +2,7 @@
 
 use std::{os::unix::process::CommandExt as _, process::Command, time::Duration};
 
-use memwatch_tests::{Finished, bin, memwatch, run, tempdir};
+use memwatch_tests::{Finished, bin, copy_for_anyone, memwatch, run, tempdir};
 
 const T: Duration = Duration::from_secs(60);
 
@@ -43,7 +43,7 @@ fn own_pid_is_refused_and_nothing_to_trace() {
 #[test]
 fn not_root() {
     let dir = tempdir();
-    let out = Command::new(memwatch())
+    let out = Command::new(copy_for_anyone(&memwatch(), dir.path()))
         .args(["record", "-p", "1", "-o"])
         .arg(dir.path().join("x.db"))
         .uid(65534)
