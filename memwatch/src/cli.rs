@@ -1,9 +1,18 @@
-//! Command-line types. Every option is validated here or in the command's preflight, before
-//! anything is loaded.
+//! The command line, and nothing else: clap types that turn arguments into the plain option
+//! structs of the session and the views. Every option is validated here or in the session's
+//! preflight, before anything is loaded.
 
-use std::{ffi::OsString, path::PathBuf, time::Duration};
+use std::{ffi::OsString, net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::{
+    session::RecordOptions,
+    views::{
+        profile::{Metric, Thresholds},
+        server::ServeOptions,
+    },
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -67,8 +76,8 @@ pub struct ThresholdArgs {
     #[arg(long, default_value_t = 25.0, value_name = "PCT")]
     pub max_growth: f64,
     /// What to compare per request: rss (resident bytes), vm (virtual bytes) or duration.
-    #[arg(long, value_enum, default_value_t = crate::profile::Metric::Rss)]
-    pub metric: crate::profile::Metric,
+    #[arg(long, value_enum, default_value_t = MetricArg::Rss)]
+    pub metric: MetricArg,
     /// Whole-run RSS growth (percent of the base run's) above which the run regressed.
     #[arg(long, value_name = "PCT")]
     pub max_run_growth: Option<f64>,
@@ -77,10 +86,32 @@ pub struct ThresholdArgs {
     pub min_requests: u64,
 }
 
+/// `--metric`: which per-request figure `diff` compares.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum MetricArg {
+    /// Resident bytes per request (mean).
+    #[default]
+    Rss,
+    /// Virtual bytes per request (mean).
+    Vm,
+    /// Duration per request (p50).
+    Duration,
+}
+
+impl From<MetricArg> for Metric {
+    fn from(m: MetricArg) -> Self {
+        match m {
+            MetricArg::Rss => Self::Rss,
+            MetricArg::Vm => Self::Vm,
+            MetricArg::Duration => Self::Duration,
+        }
+    }
+}
+
 impl ThresholdArgs {
-    pub fn thresholds(&self) -> crate::profile::Thresholds {
-        crate::profile::Thresholds {
-            metric: self.metric,
+    pub fn thresholds(&self) -> Thresholds {
+        Thresholds {
+            metric: self.metric.into(),
             max_growth_pct: self.max_growth,
             max_run_growth_pct: self.max_run_growth,
             min_requests: self.min_requests,
@@ -140,9 +171,29 @@ pub struct CiArgs {
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     #[command(flatten)]
-    pub serve: crate::server::ServeOptions,
+    pub serve: PageArgs,
     #[command(flatten)]
     pub record: RecordArgs,
+}
+
+/// `--listen` and `--token`, shared by `serve` and `view`.
+#[derive(Debug, Clone, Args)]
+pub struct PageArgs {
+    /// Address for the page. Port 0 picks a free port. Non-loopback addresses are reachable by
+    /// anyone who can reach this host: use --token.
+    #[arg(long, default_value = "127.0.0.1:7070", value_name = "ADDR")]
+    pub listen: SocketAddr,
+    /// Require this token on every request (`Authorization: Bearer TOKEN` or `?token=`); the
+    /// printed URL carries it.
+    #[arg(long, value_name = "TOKEN", env = "MEMWATCH_TOKEN")]
+    pub token: Option<String>,
+}
+
+impl PageArgs {
+    pub fn options(&self) -> ServeOptions {
+        let Self { listen, token } = self.clone();
+        ServeOptions { listen, token }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -157,10 +208,10 @@ pub struct ViewArgs {
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<String>,
     #[command(flatten)]
-    pub serve: crate::server::ServeOptions,
+    pub serve: PageArgs,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct RecordArgs {
     /// Process to trace, with its current descendants (repeatable).
     #[arg(short, long = "pid", value_name = "PID")]
@@ -216,9 +267,58 @@ pub struct RecordArgs {
 }
 
 impl RecordArgs {
-    /// New processes are followed unless `--no-follow-forks`.
-    pub fn follow_forks(&self) -> bool {
-        !self.no_follow_forks
+    /// The options these arguments stand for.
+    pub fn options(&self) -> RecordOptions {
+        let Self {
+            pids,
+            output,
+            force,
+            duration,
+            no_follow_forks,
+            sample_interval,
+            no_net,
+            capture_bytes,
+            ring_mib,
+            routes,
+            redact_query,
+            access_logs,
+            log_format,
+            log_from_start,
+            no_ebpf,
+            command,
+        } = self.clone();
+        RecordOptions {
+            pids,
+            command,
+            output,
+            force,
+            duration,
+            follow_forks: !no_follow_forks,
+            sample_interval,
+            net: !no_net,
+            capture_bytes,
+            ring_mib,
+            routes,
+            redact_query,
+            access_logs,
+            log_format,
+            log_from_start,
+            ebpf: !no_ebpf,
+        }
+    }
+
+    /// The options of a bare `memwatch record`: the defaults declared above, in one place, for
+    /// commands that drive a recording themselves (`ci`).
+    pub fn defaults() -> RecordOptions {
+        #[derive(Parser)]
+        struct Bare {
+            #[command(flatten)]
+            record: RecordArgs,
+        }
+        // Parsing no arguments cannot fail: every option has a default or is optional.
+        Bare::try_parse_from(["record"])
+            .map(|b| b.record.options())
+            .unwrap_or_else(|e| unreachable!("defaults of `memwatch record` do not parse: {e}"))
     }
 }
 
@@ -283,6 +383,14 @@ mod tests {
         assert_eq!(parse_ring_mib("8"), Ok(8));
         assert!(parse_ring_mib("3").is_err());
         assert!(parse_ring_mib("0").is_err());
+    }
+
+    #[test]
+    fn record_defaults_are_the_cli_defaults() {
+        let d = RecordArgs::defaults();
+        assert_eq!(d.sample_interval, Duration::from_millis(100));
+        assert_eq!((d.capture_bytes, d.ring_mib), (512, 8));
+        assert!(d.follow_forks && d.net && d.ebpf && !d.force);
     }
 
     #[test]

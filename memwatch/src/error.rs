@@ -1,5 +1,7 @@
 //! Errors that reach the user: each says what was wrong, shows the offending value, and says
-//! what to do. [`Error::exit_code`] maps them to the documented exit codes.
+//! what to do. Each enum's `exit_code` gives its documented exit code; `commands::exit_code`
+//! does the same for any error that reaches `main`. This module imports nothing of memwatch's
+//! own: every other module may use it.
 
 use std::path::PathBuf;
 
@@ -164,24 +166,3 @@ impl RecordingError {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct UsageError(pub String);
-
-/// The exit code for any error that reached `main`.
-pub fn exit_code(err: &anyhow::Error) -> i32 {
-    if let Some(e) = err.downcast_ref::<SetupError>() {
-        e.exit_code()
-    } else if let Some(e) = err.downcast_ref::<RecordingError>() {
-        e.exit_code()
-    } else if err.downcast_ref::<UsageError>().is_some()
-        || err
-            .downcast_ref::<crate::correlate::route::RouteError>()
-            .is_some()
-        || err
-            .downcast_ref::<crate::source::accesslog::AccessLogError>()
-            .is_some()
-        || err.downcast_ref::<crate::profile::ProfileError>().is_some()
-    {
-        exit::INPUT
-    } else {
-        exit::RUNTIME
-    }
-}

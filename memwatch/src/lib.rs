@@ -1,22 +1,24 @@
 //! memwatch: which requests make this process's memory grow?
 //!
-//! Data flows one way (see `docs/architecture.md`):
-//! sources ([`probe`] ring buffer, [`source`] /proc sampler and access-log tail) →
-//! [`correlate`] (connections → HTTP requests → attribution) → [`recording`] → views
-//! ([`report`]). [`commands`] glues them per subcommand.
+//! Data flows one way (see `docs/architecture.md`), and the modules are listed in its order:
+//! [`capture`] (the eBPF ring buffer, /proc, access logs, the traced command) → [`correlate`]
+//! (connections → HTTP requests → attribution) → [`recording`] → [`views`] (report, profile,
+//! the page). [`session`] runs that flow for one recording; [`commands`] are thin subcommands.
+//! [`error`] and [`model`] sit below everything: errors, and the rows every stage passes on.
+
+pub mod error;
+pub mod model;
+pub mod units;
+
+pub mod capture;
+pub mod correlate;
+pub mod recording;
+pub mod views;
+
+pub mod session;
 
 pub mod cli;
 pub mod commands;
-pub mod correlate;
-pub mod error;
-pub mod http;
-pub mod probe;
-pub mod profile;
-pub mod recording;
-pub mod report;
-pub mod server;
-pub mod source;
-pub mod spawn;
 
 /// The kernel side's eBPF object: the one committed under `memwatch-ebpf/object/`, embedded by
 /// `build.rs` (see `cargo xtask ebpf`).

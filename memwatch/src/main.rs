@@ -3,8 +3,8 @@
 use clap::Parser as _;
 use memwatch::{
     cli::{Cli, Command},
-    commands,
-    error::{exit, exit_code},
+    commands::{self, exit_code},
+    error::exit,
 };
 use tracing_subscriber::EnvFilter;
 
@@ -31,10 +31,14 @@ fn main() {
     let result = match cli.command {
         Command::Report(args) => commands::report::run(&args).map(|()| exit::OK),
         Command::Record(args) => {
-            runtime().and_then(|rt| rt.block_on(commands::record::run(args, None)))
+            runtime().and_then(|rt| rt.block_on(commands::record::run(args.options(), None)))
         }
-        Command::Serve(args) => runtime()
-            .and_then(|rt| rt.block_on(commands::record::run(args.record, Some(args.serve)))),
+        Command::Serve(args) => runtime().and_then(|rt| {
+            rt.block_on(commands::record::run(
+                args.record.options(),
+                Some(args.serve.options()),
+            ))
+        }),
         Command::Profile(args) => commands::profile::profile(&args),
         Command::Diff(args) => commands::profile::diff_command(&args),
         Command::Ci(args) => runtime().and_then(|rt| rt.block_on(commands::ci::run(args))),

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use memwatch::source::accesslog::{
+use memwatch::capture::accesslog::{
     AccessLine, IngestCounts, LogParser, MAX_REJECT_RAW, Reject, RejectReason, detect_format,
 };
 

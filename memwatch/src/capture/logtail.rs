@@ -7,7 +7,7 @@ use std::{path::PathBuf, sync::Arc};
 use super::accesslog::{
     AccessLine, DETECT_SAMPLE_LINES, Format, LogParser, StartAt, TailOptions, Tailer, detect_format,
 };
-use crate::recording::writer::LogLineRow;
+use crate::model::LogLineRow;
 
 /// One access log being followed.
 pub struct LogSource {

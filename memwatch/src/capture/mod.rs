@@ -1,5 +1,9 @@
-//! Sources of data other than the eBPF ring buffer.
+//! Where the data comes from: the kernel side ([`probe`]: preflight, loading, the ring buffer's
+//! typed events), /proc ([`procfs`]), access logs ([`accesslog`] parses, [`logtail`] follows), and
+//! the traced command itself ([`spawn`]).
 
 pub mod accesslog;
 pub mod logtail;
+pub mod probe;
 pub mod procfs;
+pub mod spawn;

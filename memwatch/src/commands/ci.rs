@@ -14,12 +14,13 @@ use std::{
 use tokio::sync::{Notify, oneshot};
 
 use crate::{
-    cli::{CiArgs, RecordArgs},
-    commands::record::{self, Hooks},
+    capture::spawn::SpawnOptions,
+    cli::CiArgs,
+    commands::record,
     error::exit,
-    profile::{Profile, diff},
     recording::Recording,
-    spawn::SpawnOptions,
+    session::{Hooks, RecordOptions},
+    views::profile::{Profile, diff},
 };
 
 /// A stage that failed, and why.
@@ -96,7 +97,7 @@ fn signal_group(pgid: u32, sig: i32) {
 }
 
 fn alive(pid: u32) -> bool {
-    crate::source::procfs::memory(pid).is_some_and(|(rss, vm)| rss > 0 || vm > 0)
+    crate::capture::procfs::memory(pid).is_some_and(|(rss, vm)| rss > 0 || vm > 0)
 }
 
 /// The last `n` lines of the server's standard error.
@@ -232,27 +233,17 @@ pub async fn run(args: CiArgs) -> anyhow::Result<i32> {
         .write(true)
         .open(&stderr_path)?;
     let stderr_fd: OwnedFd = stderr_file.try_clone()?.into();
-    let record_args = RecordArgs {
-        pids: Vec::new(),
+    // Every other option keeps `memwatch record`'s own default.
+    let record_options = RecordOptions {
         output: Some(args.output.clone()),
         force: true,
-        duration: None,
-        no_follow_forks: false,
-        sample_interval: Duration::from_millis(100),
-        no_net: false,
-        capture_bytes: memwatch_common::net::DEFAULT_CAPTURE,
-        ring_mib: 8,
-        routes: Vec::new(),
-        redact_query: false,
         access_logs: args.access_logs.clone(),
-        log_format: None,
-        log_from_start: false,
-        no_ebpf: false,
         command: vec![
             OsString::from("sh"),
             OsString::from("-c"),
             OsString::from(&args.server),
         ],
+        ..crate::cli::RecordArgs::defaults()
     };
     let (started_tx, started_rx) = oneshot::channel();
     let stop = Arc::new(Notify::new());
@@ -264,7 +255,7 @@ pub async fn run(args: CiArgs) -> anyhow::Result<i32> {
         started: Some(started_tx),
         stop: Some(Arc::clone(&stop)),
     };
-    let recording = tokio::spawn(record::run_with(record_args, None, hooks));
+    let recording = tokio::spawn(record::run_with(record_options, None, hooks));
     let pid = match started_rx.await {
         Ok(pid) => pid,
         Err(_) => {

@@ -1,4 +1,6 @@
-//! One thin file per subcommand, gluing sources, correlation, recording and views.
+//! One thin file per subcommand: each turns its options into a session or a view and prints
+//! the outcome. The exit code of any error that reaches `main` is worked out here, at the top of
+//! the flow, where every module's errors are in sight.
 
 pub mod ci;
 pub mod profile;
@@ -6,18 +8,26 @@ pub mod record;
 pub mod report;
 pub mod view;
 
-use std::path::PathBuf;
+use crate::{
+    capture::accesslog::AccessLogError,
+    correlate::route::RouteError,
+    error::{RecordingError, SetupError, UsageError, exit},
+    views::profile::ProfileError,
+};
 
-use crate::source::{accesslog::Format, logtail};
-
-/// `--log-format` and `--access-log`, checked before anything is loaded: the format parses and
-/// every log is readable (or its directory exists, to wait for it).
-fn check_access_logs(log_format: Option<&str>, logs: &[PathBuf]) -> anyhow::Result<Option<Format>> {
-    let format = log_format
-        .map(Format::from_name_or_log_format)
-        .transpose()?;
-    for log in logs {
-        logtail::check(log)?;
+/// The documented exit code for an error that reached `main`.
+pub fn exit_code(err: &anyhow::Error) -> i32 {
+    if let Some(e) = err.downcast_ref::<SetupError>() {
+        e.exit_code()
+    } else if let Some(e) = err.downcast_ref::<RecordingError>() {
+        e.exit_code()
+    } else if err.downcast_ref::<UsageError>().is_some()
+        || err.downcast_ref::<RouteError>().is_some()
+        || err.downcast_ref::<AccessLogError>().is_some()
+        || err.downcast_ref::<ProfileError>().is_some()
+    {
+        exit::INPUT
+    } else {
+        exit::RUNTIME
     }
-    Ok(format)
 }

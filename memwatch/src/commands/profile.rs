@@ -3,8 +3,8 @@
 use crate::{
     cli::{DiffArgs, DiffFormat, ProfileArgs},
     error::exit,
-    profile::{Profile, diff},
     recording::Recording,
+    views::profile::{Profile, diff},
 };
 
 pub fn profile(args: &ProfileArgs) -> anyhow::Result<i32> {

@@ -3,7 +3,7 @@
 use crate::{
     cli::{Format, ReportArgs},
     recording::Recording,
-    report::Report,
+    views::report::Report,
 };
 
 pub fn run(args: &ReportArgs) -> anyhow::Result<()> {

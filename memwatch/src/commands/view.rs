@@ -5,12 +5,13 @@
 use std::path::{Path, PathBuf};
 
 use crate::{
+    capture::{accesslog::Format, logtail::LogSource},
     cli::ViewArgs,
-    commands::record::wait_for_stop,
     correlate::{interval::IntervalAttributor, route::Router},
-    recording::{Recording, Row, Writer},
-    server::{self, AppState},
-    source::{accesslog::Format, logtail::LogSource},
+    model::{Row, meta},
+    recording::{Recording, Writer},
+    session,
+    views::server::{self, AppState},
 };
 
 /// A temporary recording removed when dropped.
@@ -18,9 +19,7 @@ struct TempRecording(PathBuf);
 
 impl Drop for TempRecording {
     fn drop(&mut self) {
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", self.0.display()));
-        }
+        crate::recording::remove(&self.0);
     }
 }
 
@@ -28,10 +27,10 @@ impl Drop for TempRecording {
 fn import_logs(path: &Path, logs: &[PathBuf], format: Option<&Format>) -> anyhow::Result<()> {
     let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
     let meta = [
-        ("memwatch_version", env!("CARGO_PKG_VERSION").to_owned()),
-        ("ebpf", "false".to_owned()),
+        (meta::MEMWATCH_VERSION, env!("CARGO_PKG_VERSION").to_owned()),
+        (meta::EBPF, "false".to_owned()),
         (
-            "access_logs",
+            meta::ACCESS_LOGS,
             logs.iter()
                 .map(|p| p.display().to_string())
                 .collect::<Vec<_>>()
@@ -66,16 +65,13 @@ fn import_logs(path: &Path, logs: &[PathBuf], format: Option<&Format>) -> anyhow
             writer.send(rows);
         }
         if let Some(name) = source.format_name() {
-            writer.send(vec![Row::Meta(
-                format!("access_log_format.{i}"),
-                name.to_owned(),
-            )]);
+            writer.send(vec![Row::Meta(meta::access_log_format(i), name.to_owned())]);
         }
     }
     if first <= last {
         writer.send(vec![
-            Row::Meta("started_ns".into(), first.to_string()),
-            Row::Meta("ended_ns".into(), last.to_string()),
+            Row::Meta(meta::STARTED_NS.into(), first.to_string()),
+            Row::Meta(meta::ENDED_NS.into(), last.to_string()),
         ]);
     }
     writer.finish()?;
@@ -86,7 +82,7 @@ pub async fn run(args: ViewArgs) -> anyhow::Result<i32> {
     let (recording, _temp) = match &args.file {
         Some(file) => (Recording::open(file)?, None),
         None => {
-            let format = super::check_access_logs(args.log_format.as_deref(), &args.access_logs)?;
+            let format = session::check_access_logs(args.log_format.as_deref(), &args.access_logs)?;
             let path = std::env::temp_dir().join(format!(
                 "memwatch-view-{}-{}.db",
                 std::process::id(),
@@ -98,10 +94,11 @@ pub async fn run(args: ViewArgs) -> anyhow::Result<i32> {
             (Recording::open(&path)?, Some(temp))
         }
     };
-    let state = AppState::new(recording, false, args.serve.token.clone());
+    let options = args.serve.options();
+    let state = AppState::new(recording, false, options.token.clone());
     let stop = async {
-        let _ = wait_for_stop().await;
+        let _ = session::wait_for_stop().await;
     };
-    server::serve(state, &args.serve, stop).await?;
+    server::serve(state, &options, stop).await?;
     Ok(crate::error::exit::OK)
 }

@@ -2,7 +2,10 @@
 
 use std::collections::VecDeque;
 
-use crate::http::{ReadMeta, RequestStream, StreamEvent};
+use super::http::{
+    NonHttpKind,
+    stream::{ReadMeta, RequestStream, StreamEvent},
+};
 
 /// A request head, reduced to what the recording keeps.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,7 +29,7 @@ pub enum Parsed {
 /// Kinds of traffic that is not HTTP/1.x, counted in the recording under these names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NonHttp {
-    Http(crate::http::NonHttpKind),
+    Http(NonHttpKind),
     /// A request head that never completed before the next response or close.
     Incomplete,
 }
@@ -114,7 +117,7 @@ impl NonHttp {
     /// TLS, HTTP/2 and binary traffic make the whole connection not HTTP/1.x; an oversized,
     /// malformed or incomplete head spoils only its own request.
     pub fn is_permanent(self) -> bool {
-        use crate::http::NonHttpKind as K;
+        use NonHttpKind as K;
         matches!(self, Self::Http(K::Tls | K::Http2 | K::Binary))
     }
 }
@@ -163,7 +166,7 @@ mod tests {
         ];
         assert_eq!(
             c.push(&hello, 517, true),
-            Parsed::NonHttp(NonHttp::Http(crate::http::NonHttpKind::Tls))
+            Parsed::NonHttp(NonHttp::Http(NonHttpKind::Tls))
         );
     }
 

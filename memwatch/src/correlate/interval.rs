@@ -2,10 +2,7 @@
 //! and VmSize is shared equally among the access-log lines that arrived in it, and every such
 //! request is marked approximate. Pure logic.
 
-use crate::recording::{
-    Row,
-    writer::{LogLineRow, RequestRow},
-};
+use crate::model::{LogLineRow, RequestRow, Row};
 
 /// Shares interval growth among log lines.
 #[derive(Debug)]

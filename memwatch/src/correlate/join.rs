@@ -17,7 +17,7 @@ use std::{
     hash::{BuildHasher, RandomState},
 };
 
-use crate::recording::{Row, writer::LogLineRow};
+use crate::model::{LogLineRow, Row};
 
 /// How long a line or a request waits for its twin.
 pub const WAIT: i64 = 10_000_000_000;

@@ -19,8 +19,10 @@
 //! first write on, and the request is marked approximate.
 
 pub mod conn;
+pub mod http;
 pub mod interval;
 pub mod join;
+pub mod mem;
 pub mod route;
 
 // Keys are pids, tids, fds and kernel timestamps, not attacker-chosen strings: a fast
@@ -31,16 +33,11 @@ use conn::{ConnTrack, Parsed};
 use memwatch_common::net::NetOp;
 
 use crate::{
-    probe::NetRecord,
-    recording::{
-        Row,
-        writer::{MemRow, RequestRow},
-    },
+    capture::probe::NetRecord,
+    model::{MemRow, RequestRow, Row},
 };
 use route::Router;
 
-/// Page size used to turn page faults into resident bytes.
-pub const PAGE: i64 = 4096;
 /// Memory rows held for one request before they are written early.
 const MAX_HELD_ROWS: usize = 100_000;
 
@@ -81,6 +78,8 @@ fn non_http_row(ev: &NetRecord, conn: u64, ts_ns: i64, kind: conn::NonHttp, byte
 pub struct Correlator {
     router: Router,
     redact_query: bool,
+    /// The target's page size: resident growth is faults × this (one fault, one page).
+    page_size: i64,
     next_id: ReqId,
     inflight: HashMap<ReqId, InFlight>,
     threads: HashMap<u32, ThreadState>,
@@ -95,10 +94,11 @@ pub struct Correlator {
 }
 
 impl Correlator {
-    pub fn new(router: Router, redact_query: bool) -> Self {
+    pub fn new(router: Router, redact_query: bool, page_size: u64) -> Self {
         Self {
             router,
             redact_query,
+            page_size: i64::try_from(page_size).unwrap_or(4096),
             next_id: 1,
             inflight: HashMap::default(),
             threads: HashMap::default(),
@@ -311,7 +311,7 @@ impl Correlator {
                 }
                 if let Some(r) = self.inflight.get_mut(&id) {
                     r.row.first_byte_ns = Some(now);
-                    r.row.status = crate::http::parse_status(&ev.data).map(|s| s.code);
+                    r.row.status = http::response::parse_status(&ev.data).map(|s| s.code);
                     if self.joining
                         && let (Some(method), Some(target), Some(status)) =
                             (&r.row.method, &r.row.target, r.row.status)
@@ -377,7 +377,7 @@ impl Correlator {
             }
             out.push(Row::Mem(m));
         }
-        req.row.rss_bytes = req.row.faults as i64 * PAGE;
+        req.row.rss_bytes = req.row.faults as i64 * self.page_size;
         self.completed += 1;
         out.push(Row::Request(Box::new(req.row)));
     }
@@ -409,6 +409,7 @@ mod tests {
 
     const PID: u32 = 100;
     const TID: u32 = 101;
+    const PAGE: u64 = 4096;
 
     /// A socket event on fd 5 of thread TID at `ts` with the thread's fault counter `faults`.
     fn ev(op: NetOp, ts: u64, faults: u64, data: &[u8], last_write_ns: u64) -> NetRecord {
@@ -469,7 +470,7 @@ mod tests {
     /// number.
     #[test]
     fn keep_alive_requests_are_charged_exactly() {
-        let mut c = Correlator::new(Router::new(Vec::<String>::new()).unwrap(), false);
+        let mut c = Correlator::new(Router::new(Vec::<String>::new()).unwrap(), false, PAGE);
         let mut out = Vec::new();
         c.net(&ev(NetOp::Accept, 10, 0, b"", 0), 0, &mut out);
         c.net(
@@ -524,7 +525,7 @@ mod tests {
         // read); the 2 before the read belong to no request.
         assert_eq!(
             (a.vm_bytes, a.mem_calls, a.faults, a.rss_bytes),
-            (8192, 1, 5, 5 * PAGE)
+            (8192, 1, 5, 5 * PAGE as i64)
         );
         assert_eq!((b.target.as_deref(), b.status), (Some("/b?x=1"), Some(404)));
         assert_eq!(
@@ -541,7 +542,7 @@ mod tests {
     #[test]
     fn candidates_are_offered_only_when_joining() {
         let mut c =
-            Correlator::new(Router::new(Vec::<String>::new()).unwrap(), false).joining(true);
+            Correlator::new(Router::new(Vec::<String>::new()).unwrap(), false, PAGE).joining(true);
         let mut out = Vec::new();
         c.net(
             &ev(NetOp::ReadStart, 100, 0, b"GET /a HTTP/1.1\r\n\r\n", 0),

@@ -9,4 +9,28 @@ pub mod schema;
 pub mod writer;
 
 pub use reader::Recording;
-pub use writer::{Row, Writer};
+
+use std::path::{Path, PathBuf};
+
+/// Every file SQLite may keep for the recording at `path`: the database itself, its write-ahead
+/// log, the log's shared-memory index, and a rollback journal.
+pub fn files(path: &Path) -> [PathBuf; 4] {
+    ["", "-wal", "-shm", "-journal"].map(|suffix| {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
+    })
+}
+
+/// Removes the recording at `path` and its SQLite side files, as far as they exist; failures are
+/// logged, not returned (this cleans up after something else failed).
+pub fn remove(path: &Path) {
+    for file in files(path) {
+        match std::fs::remove_file(&file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(path = %file.display(), error = %e, "could not remove"),
+        }
+    }
+}
+pub use writer::Writer;

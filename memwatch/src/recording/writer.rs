@@ -12,127 +12,13 @@ use std::{
 use rusqlite::{Connection, params};
 
 use super::schema;
-use crate::error::SetupError;
+use crate::{
+    error::SetupError,
+    model::{LogLineRow, MemRow, ProcessRow, RequestRow, Row},
+};
 
 /// Longest time a row waits in memory before it is committed.
 pub const COMMIT_EVERY: Duration = Duration::from_millis(250);
-
-/// A process as first seen.
-#[derive(Debug, Clone)]
-pub struct ProcessRow {
-    pub pid: u32,
-    pub ppid: Option<u32>,
-    pub comm: String,
-    pub cmdline: Option<String>,
-    pub started_ns: Option<i64>,
-    pub origin: &'static str,
-}
-
-/// A memory syscall, with its virtual-size effect computed by the caller.
-#[derive(Debug, Clone)]
-pub struct MemRow {
-    pub ts_ns: i64,
-    pub pid: u32,
-    pub tid: u32,
-    pub op: &'static str,
-    pub addr: u64,
-    pub len: u64,
-    pub new_len: u64,
-    pub prot: u32,
-    pub flags: u64,
-    pub fd: i64,
-    pub ret: i64,
-    pub ok: bool,
-    pub vm_delta: i64,
-    pub request_id: Option<i64>,
-}
-
-/// A completed HTTP request with what it was charged.
-#[derive(Debug, Clone, Default)]
-pub struct RequestRow {
-    pub id: i64,
-    pub pid: u32,
-    pub tid: u32,
-    /// Connection number in this recording; 0 for a request derived from an access log.
-    pub conn: u64,
-    pub method: Option<String>,
-    pub target: Option<String>,
-    pub route: Option<String>,
-    pub host: Option<String>,
-    pub status: Option<u16>,
-    pub start_ns: i64,
-    pub first_byte_ns: Option<i64>,
-    pub end_ns: i64,
-    pub bytes_in: u64,
-    pub bytes_out: u64,
-    pub vm_bytes: i64,
-    pub rss_bytes: i64,
-    pub faults: u64,
-    pub mem_calls: u64,
-    pub exact: bool,
-}
-
-/// An access-log line, parsed or rejected, with the request it was joined to.
-#[derive(Debug, Clone, Default)]
-pub struct LogLineRow {
-    pub source: std::sync::Arc<str>,
-    pub arrived_ns: i64,
-    pub ts_ns: Option<i64>,
-    pub reason: Option<&'static str>,
-    pub raw: Option<String>,
-    pub method: Option<String>,
-    pub target: Option<String>,
-    pub route: Option<String>,
-    pub status: Option<u16>,
-    pub bytes: Option<u64>,
-    pub duration_us: Option<u64>,
-    pub client: Option<String>,
-    pub user_agent: Option<String>,
-    pub request_id: Option<i64>,
-}
-
-/// Everything the writer stores.
-#[derive(Debug, Clone)]
-pub enum Row {
-    Meta(String, String),
-    Process(ProcessRow),
-    ProcessExit {
-        pid: u32,
-        ts_ns: i64,
-        exit_code: Option<i32>,
-    },
-    Thread {
-        tid: u32,
-        pid: u32,
-        faults: u64,
-        exited_ns: Option<i64>,
-    },
-    Mem(MemRow),
-    Sample {
-        ts_ns: i64,
-        pid: u32,
-        rss_bytes: u64,
-        vm_bytes: u64,
-        faults: u64,
-    },
-    Counters {
-        ts_ns: i64,
-        events: u64,
-        dropped: u64,
-        unpaired_exits: u64,
-        map_full: u64,
-        undecodable: u64,
-    },
-    Request(Box<RequestRow>),
-    LogLine(Box<LogLineRow>),
-    NonHttp {
-        ts_ns: i64,
-        pid: u32,
-        conn: u64,
-        kind: &'static str,
-        bytes: u64,
-    },
-}
 
 enum Msg {
     Rows(Vec<Row>),
@@ -163,8 +49,7 @@ pub fn check_output(path: &Path, force: bool) -> Result<(), SetupError> {
                 path: path.to_owned(),
             });
         }
-        for suffix in ["", "-wal", "-shm", "-journal"] {
-            let p = PathBuf::from(format!("{}{suffix}", path.display()));
+        for p in super::files(path) {
             if p.exists() {
                 std::fs::remove_file(&p).map_err(|source| SetupError::OutputNotWritable {
                     path: p.clone(),

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     recording::Recording,
-    report::{self, Range, Report},
+    views::report::{self, Range, Report},
 };
 
 /// The `format` field of every profile.
@@ -189,7 +189,7 @@ enum ParseError {
 }
 
 /// Which per-request figure `diff` compares.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Metric {
     /// Resident bytes per request (mean).
@@ -220,7 +220,7 @@ impl Metric {
 
     fn unit(self, v: f64) -> String {
         match self {
-            Self::Rss | Self::Vm => report::bytes(v as i64),
+            Self::Rss | Self::Vm => crate::units::bytes(v as i64),
             Self::Duration => format!("{v:.2} ms"),
         }
     }
@@ -385,8 +385,8 @@ impl Diff {
         let _ = writeln!(
             s,
             "whole run RSS growth: {} -> {} ({:+.1}%){}",
-            report::bytes(self.run_rss_growth_base),
-            report::bytes(self.run_rss_growth_head),
+            crate::units::bytes(self.run_rss_growth_base),
+            crate::units::bytes(self.run_rss_growth_head),
             self.run_growth_pct,
             if self.run_regression {
                 " REGRESSION"
@@ -434,8 +434,8 @@ impl Diff {
             "\nMetric: {:?} per request; threshold +{}%. Whole-run RSS growth: {} → {} ({:+.1}%){}.",
             self.metric,
             self.max_growth_pct,
-            report::bytes(self.run_rss_growth_base),
-            report::bytes(self.run_rss_growth_head),
+            crate::units::bytes(self.run_rss_growth_base),
+            crate::units::bytes(self.run_rss_growth_head),
             self.run_growth_pct,
             if self.run_regression {
                 " **regression**"

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use rusqlite::params;
 use serde::Serialize;
 
-use crate::{error::RecordingError, recording::Recording};
+use crate::{error::RecordingError, model::meta, recording::Recording, units::bytes};
 
 /// How many entries size and thread lists keep.
 const TOP: usize = 20;
@@ -566,7 +566,7 @@ pub fn endpoints(rec: &Recording, range: Range) -> Q<Vec<Endpoint>> {
 
 pub(crate) fn access_log(rec: &Recording) -> Q<Option<AccessLog>> {
     let sources: Vec<String> = rec
-        .meta("access_logs")?
+        .meta(meta::ACCESS_LOGS)?
         .unwrap_or_default()
         .lines()
         .filter(|l| !l.is_empty())
@@ -578,11 +578,11 @@ pub(crate) fn access_log(rec: &Recording) -> Q<Option<AccessLog>> {
     let mut format = Vec::new();
     for i in 0..sources.len() {
         format.push(
-            rec.meta(&format!("access_log_format.{i}"))?
+            rec.meta(&meta::access_log_format(i))?
                 .unwrap_or_else(|| "unknown".into()),
         );
     }
-    let ebpf = rec.meta("ebpf")?.is_none_or(|v| v == "true");
+    let ebpf = rec.meta(meta::EBPF)?.is_none_or(|v| v == "true");
     let rejected = counts_by(
         rec,
         "SELECT reason, COUNT(*) FROM log_lines WHERE NOT ok GROUP BY reason",
@@ -693,8 +693,8 @@ impl Report {
     /// Builds the whole report from a recording.
     pub fn build(rec: &Recording) -> Q<Self> {
         let parse = |v: Option<String>| v.and_then(|s| s.parse::<i64>().ok());
-        let started_ns = parse(rec.meta("started_ns")?).unwrap_or(0);
-        let ended_meta = parse(rec.meta("ended_ns")?);
+        let started_ns = parse(rec.meta(meta::STARTED_NS)?).unwrap_or(0);
+        let ended_meta = parse(rec.meta(meta::ENDED_NS)?);
         let complete = ended_meta.is_some();
         // A recording cut off mid-way ends at its last committed row.
         let ended_ns = match ended_meta {
@@ -717,7 +717,7 @@ impl Report {
         }
         let non_http = counts_by(rec, "SELECT kind, COUNT(*) FROM non_http GROUP BY kind", [])?;
         Ok(Self {
-            memwatch_version: rec.meta("memwatch_version")?.unwrap_or_default(),
+            memwatch_version: rec.meta(meta::MEMWATCH_VERSION)?.unwrap_or_default(),
             schema_version: rec.schema_version(),
             complete,
             started_ns,
@@ -891,21 +891,6 @@ pub fn signed_bytes(b: i64) -> String {
     }
 }
 
-/// Human-readable signed byte count.
-pub fn bytes(b: i64) -> String {
-    let sign = if b < 0 { "-" } else { "" };
-    let v = b.unsigned_abs() as f64;
-    if v >= 1024.0 * 1024.0 * 1024.0 {
-        format!("{sign}{:.2} GiB", v / (1024.0 * 1024.0 * 1024.0))
-    } else if v >= 1024.0 * 1024.0 {
-        format!("{sign}{:.1} MiB", v / (1024.0 * 1024.0))
-    } else if v >= 1024.0 {
-        format!("{sign}{:.1} KiB", v / 1024.0)
-    } else {
-        format!("{sign}{v} B")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -923,7 +908,10 @@ mod tests {
     /// reading every row gives, for ranges that cut seconds in the middle.
     #[test]
     fn rollup_totals_equal_exact_totals() {
-        use crate::recording::{Row, Writer, writer::RequestRow};
+        use crate::{
+            model::{RequestRow, Row},
+            recording::Writer,
+        };
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.db");
         let writer = Writer::create(&path, &[]).unwrap();

@@ -113,7 +113,7 @@ fn big_log(dir: &std::path::Path, mb: usize) -> std::path::PathBuf {
 
 /// Access-log parsing: memwatch's parser against GoAccess on the same file, interleaved.
 fn log_bench(rounds: usize, mb: usize, md: &mut String) {
-    use memwatch::source::accesslog::{Format, LogParser};
+    use memwatch::capture::accesslog::{Format, LogParser};
     let dir = tempdir();
     let path = big_log(dir.path(), mb);
     let size = std::fs::metadata(&path).map_or(0, |m| m.len()) as f64 / 1e6;
@@ -173,9 +173,9 @@ fn log_bench(rounds: usize, mb: usize, md: &mut String) {
 
 /// A recording with `n` requests over 1000 s, written through memwatch's own writer.
 fn big_recording(path: &std::path::Path, n: i64) {
-    use memwatch::recording::{
-        Row, Writer,
-        writer::{RequestRow, check_output},
+    use memwatch::{
+        model::{RequestRow, Row},
+        recording::{Writer, writer::check_output},
     };
     let start = 1_700_000_000_000_000_000i64;
     let span = 1_000_000_000_000i64;

@@ -17,7 +17,7 @@
 //! See `docs/accesslog.md` for formats, escaping, rejects and tailing semantics.
 //!
 //! ```no_run
-//! use memwatch::source::accesslog::{LogParser, StartAt, TailOptions, Tailer, detect_format, Format};
+//! use memwatch::capture::accesslog::{LogParser, StartAt, TailOptions, Tailer, detect_format, Format};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let mut tailer = Tailer::new("/var/log/nginx/access.log", TailOptions {

@@ -14,8 +14,9 @@ use serde_json::{Value, json};
 
 use super::{ApiError, AppState};
 use crate::{
+    model::meta,
     recording::Recording,
-    report::{self, Range},
+    views::report::{self, Range},
 };
 
 type Params = Query<HashMap<String, String>>;
@@ -91,14 +92,14 @@ fn ms(ns: Option<i64>) -> Option<i64> {
 
 /// Start, end (if finished) and latest data time of the recording, in ns.
 fn bounds(rec: &Recording) -> Result<(i64, Option<i64>, i64), ApiError> {
-    let meta = |k: &str| -> Result<Option<i64>, ApiError> {
+    let meta_ns = |k: &str| -> Result<Option<i64>, ApiError> {
         Ok(rec
             .meta(k)
             .map_err(internal)?
             .and_then(|v| v.parse::<i64>().ok()))
     };
-    let started = meta("started_ns")?.unwrap_or(0);
-    let ended = meta("ended_ns")?;
+    let started = meta_ns(meta::STARTED_NS)?.unwrap_or(0);
+    let ended = meta_ns(meta::ENDED_NS)?;
     let latest = report::latest_ns(rec).map_err(internal)?;
     Ok((started, ended, latest.max(started)))
 }

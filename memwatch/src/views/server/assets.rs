@@ -6,27 +6,27 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
     (
         "/",
         "text/html; charset=utf-8",
-        include_bytes!("../../assets/index.html"),
+        include_bytes!("../../../assets/index.html"),
     ),
     (
         "/assets/app.js",
         "text/javascript; charset=utf-8",
-        include_bytes!("../../assets/app.js"),
+        include_bytes!("../../../assets/app.js"),
     ),
     (
         "/assets/style.css",
         "text/css; charset=utf-8",
-        include_bytes!("../../assets/style.css"),
+        include_bytes!("../../../assets/style.css"),
     ),
     (
         "/assets/vendor/uPlot.iife.min.js",
         "text/javascript; charset=utf-8",
-        include_bytes!("../../assets/vendor/uPlot.iife.min.js"),
+        include_bytes!("../../../assets/vendor/uPlot.iife.min.js"),
     ),
     (
         "/assets/vendor/uPlot.min.css",
         "text/css; charset=utf-8",
-        include_bytes!("../../assets/vendor/uPlot.min.css"),
+        include_bytes!("../../../assets/vendor/uPlot.min.css"),
     ),
 ];
 

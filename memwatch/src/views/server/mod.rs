@@ -30,16 +30,12 @@ pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' '
                        img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; \
                        base-uri 'none'; form-action 'none'";
 
-/// `--listen` and `--token`, shared by `serve` and `view`.
-#[derive(Debug, Clone, clap::Args)]
+/// Where the page listens and what guards it (`--listen`, `--token` of `serve` and `view`).
+#[derive(Debug, Clone)]
 pub struct ServeOptions {
-    /// Address for the page. Port 0 picks a free port. Non-loopback addresses are reachable by
-    /// anyone who can reach this host: use --token.
-    #[arg(long, default_value = "127.0.0.1:7070", value_name = "ADDR")]
+    /// Address for the page; port 0 picks a free port.
     pub listen: SocketAddr,
-    /// Require this token on every request (`Authorization: Bearer TOKEN` or `?token=`); the
-    /// printed URL carries it.
-    #[arg(long, value_name = "TOKEN", env = "MEMWATCH_TOKEN")]
+    /// A token every request must carry.
     pub token: Option<String>,
 }
 

@@ -1,0 +1,147 @@
+//! The rows every stage passes downstream: capture and correlation make them, the recording
+//! stores them. They live here, below all of those stages, so that no stage depends on the
+//! recording's writer for its own vocabulary.
+
+/// A process as first seen.
+#[derive(Debug, Clone)]
+pub struct ProcessRow {
+    pub pid: u32,
+    pub ppid: Option<u32>,
+    pub comm: String,
+    pub cmdline: Option<String>,
+    pub started_ns: Option<i64>,
+    pub origin: &'static str,
+}
+
+/// A memory syscall, with its virtual-size effect computed by the caller.
+#[derive(Debug, Clone)]
+pub struct MemRow {
+    pub ts_ns: i64,
+    pub pid: u32,
+    pub tid: u32,
+    pub op: &'static str,
+    pub addr: u64,
+    pub len: u64,
+    pub new_len: u64,
+    pub prot: u32,
+    pub flags: u64,
+    pub fd: i64,
+    pub ret: i64,
+    pub ok: bool,
+    pub vm_delta: i64,
+    pub request_id: Option<i64>,
+}
+
+/// A completed HTTP request with what it was charged.
+#[derive(Debug, Clone, Default)]
+pub struct RequestRow {
+    pub id: i64,
+    pub pid: u32,
+    pub tid: u32,
+    /// Connection number in this recording; 0 for a request derived from an access log.
+    pub conn: u64,
+    pub method: Option<String>,
+    pub target: Option<String>,
+    pub route: Option<String>,
+    pub host: Option<String>,
+    pub status: Option<u16>,
+    pub start_ns: i64,
+    pub first_byte_ns: Option<i64>,
+    pub end_ns: i64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub vm_bytes: i64,
+    pub rss_bytes: i64,
+    pub faults: u64,
+    pub mem_calls: u64,
+    pub exact: bool,
+}
+
+/// An access-log line, parsed or rejected, with the request it was joined to.
+#[derive(Debug, Clone, Default)]
+pub struct LogLineRow {
+    pub source: std::sync::Arc<str>,
+    pub arrived_ns: i64,
+    pub ts_ns: Option<i64>,
+    pub reason: Option<&'static str>,
+    pub raw: Option<String>,
+    pub method: Option<String>,
+    pub target: Option<String>,
+    pub route: Option<String>,
+    pub status: Option<u16>,
+    pub bytes: Option<u64>,
+    pub duration_us: Option<u64>,
+    pub client: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<i64>,
+}
+
+/// Everything the writer stores.
+#[derive(Debug, Clone)]
+pub enum Row {
+    Meta(String, String),
+    Process(ProcessRow),
+    ProcessExit {
+        pid: u32,
+        ts_ns: i64,
+        exit_code: Option<i32>,
+    },
+    Thread {
+        tid: u32,
+        pid: u32,
+        faults: u64,
+        exited_ns: Option<i64>,
+    },
+    Mem(MemRow),
+    Sample {
+        ts_ns: i64,
+        pid: u32,
+        rss_bytes: u64,
+        vm_bytes: u64,
+        faults: u64,
+    },
+    Counters {
+        ts_ns: i64,
+        events: u64,
+        dropped: u64,
+        unpaired_exits: u64,
+        map_full: u64,
+        undecodable: u64,
+    },
+    Request(Box<RequestRow>),
+    LogLine(Box<LogLineRow>),
+    NonHttp {
+        ts_ns: i64,
+        pid: u32,
+        conn: u64,
+        kind: &'static str,
+        bytes: u64,
+    },
+}
+
+/// The keys of the recording's `meta` table (documented in `docs/recording.md`), written by the
+/// session and `view --access-log`, read by the views.
+pub mod meta {
+    pub const MEMWATCH_VERSION: &str = "memwatch_version";
+    pub const STARTED_NS: &str = "started_ns";
+    pub const ENDED_NS: &str = "ended_ns";
+    pub const CLOCK_OFFSET_NS: &str = "clock_offset_ns";
+    pub const COMMAND_LINE: &str = "command_line";
+    pub const SAMPLE_INTERVAL_MS: &str = "sample_interval_ms";
+    pub const CAPTURE_BYTES: &str = "capture_bytes";
+    pub const FOLLOW_FORKS: &str = "follow_forks";
+    pub const NET: &str = "net";
+    /// `"true"` unless recorded with `--no-ebpf` (absent in old recordings: true).
+    pub const EBPF: &str = "ebpf";
+    /// The followed access logs' paths, one per line.
+    pub const ACCESS_LOGS: &str = "access_logs";
+    pub const KERNEL: &str = "kernel";
+    pub const PAGE_SIZE: &str = "page_size";
+    /// Why recording stopped: `signal`, `duration` or `targetsexited`.
+    pub const STOP_REASON: &str = "stop_reason";
+
+    /// The format detected or given for the `index`th access log.
+    pub fn access_log_format(index: usize) -> String {
+        format!("access_log_format.{index}")
+    }
+}

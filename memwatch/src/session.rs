@@ -1,0 +1,770 @@
+//! One recording: preflight, load, attach ([`start`]), then one loop that drains the ring
+//! buffer, samples /proc, follows the access logs and feeds the correlator and the writer until a
+//! stop condition ([`Session::run`]). Capture → correlation → recording, nothing further down the
+//! flow: the commands put a page or a report on top.
+
+use std::{
+    collections::{HashMap, HashSet},
+    ffi::OsString,
+    io::IsTerminal as _,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::{
+    capture::{
+        accesslog::Format,
+        logtail::LogSource,
+        probe::{Event, Probe, ProbeConfig, event::comm_str, loader::KernelCounters, preflight},
+        procfs,
+        spawn::{self, HeldChild, SpawnOptions},
+    },
+    correlate::{
+        Correlator,
+        interval::IntervalAttributor,
+        join::Joiner,
+        mem::MemAccounting,
+        route::{self, Router},
+    },
+    error::{SetupError, UsageError},
+    model::{ProcessRow, Row, meta},
+    recording::{Writer, writer::check_output},
+    units,
+};
+
+/// How often the ring buffer is drained when the kernel has not woken us.
+const DRAIN_EVERY: Duration = Duration::from_millis(50);
+/// How often per-thread fault totals and loss counters are written.
+const COUNTERS_EVERY: Duration = Duration::from_secs(1);
+
+/// CLOCK_MONOTONIC now, in ns: the clock of `bpf_ktime_get_ns`.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn wall_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
+fn default_output() -> PathBuf {
+    PathBuf::from(format!(
+        "memwatch-{}.db",
+        chrono::Local::now().format("%Y%m%d-%H%M%S")
+    ))
+}
+
+/// Why recording stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    Signal,
+    Duration,
+    TargetsExited,
+}
+
+/// One recording under way: everything the loop mutates. Made by [`start`].
+pub struct Session {
+    /// `None` with `--no-ebpf`.
+    probe: Option<Probe>,
+    writer: Writer,
+    correlator: Correlator,
+    /// Wall ns = monotonic ns + offset.
+    offset: i64,
+    alive: HashSet<u32>,
+    spawned: Option<u32>,
+    /// Memory-syscall accounting (brk tracking, vm deltas).
+    mem: MemAccounting,
+    /// Page faults of threads that have exited, per process.
+    exited_faults: HashMap<u32, u64>,
+    events: u64,
+    /// Decoded events waiting for `on_event` (reused between drains).
+    pending: Vec<Event>,
+    rows: Vec<Row>,
+    counters: KernelCounters,
+    /// Access logs being followed, and whether each one's format is in the recording yet.
+    logs: Vec<(LogSource, bool)>,
+    joiner: Joiner,
+    /// `--no-ebpf`: growth per sampling interval shared among log lines.
+    interval: Option<IntervalAttributor>,
+    router: Router,
+    redact_query: bool,
+    /// The recording being written.
+    output: PathBuf,
+    /// Notified to stop recording (`memwatch ci`).
+    stop: Option<Arc<tokio::sync::Notify>>,
+    options: RecordOptions,
+}
+
+impl Session {
+    fn wall(&self, mono: u64) -> i64 {
+        mono as i64 + self.offset
+    }
+
+    fn add_process(&mut self, pid: u32, origin: &'static str) {
+        let info = procfs::info(pid);
+        if let Some(end) = procfs::heap_end(pid) {
+            self.mem.known_break(pid, end);
+        }
+        self.rows.push(Row::Process(ProcessRow {
+            pid,
+            ppid: info.as_ref().map(|i| i.ppid),
+            comm: info.as_ref().map(|i| i.comm.clone()).unwrap_or_default(),
+            cmdline: info.as_ref().and_then(|i| i.cmdline.clone()),
+            started_ns: info.as_ref().and_then(|i| i.started_ns),
+            origin,
+        }));
+        self.alive.insert(pid);
+    }
+
+    fn on_event(&mut self, ev: Event) {
+        self.events += 1;
+        match ev {
+            Event::Mem(m) => {
+                let ts_ns = self.wall(m.header.ts_ns);
+                if let Some(row) = self.mem.row(ts_ns, &m) {
+                    self.correlator.mem(row, &mut self.rows);
+                }
+            }
+            Event::Fork(p) => {
+                let child = p.child;
+                self.mem.fork(p.header.tgid, child);
+                self.rows.push(Row::Process(ProcessRow {
+                    pid: child,
+                    ppid: Some(p.header.tgid),
+                    comm: comm_str(&p.comm),
+                    cmdline: None,
+                    started_ns: Some(self.wall(p.header.ts_ns)),
+                    origin: "forked",
+                }));
+                self.alive.insert(child);
+            }
+            Event::Exec(p) => {
+                let pid = p.header.tgid;
+                self.mem.exec(pid);
+                let info = procfs::info(pid);
+                self.rows.push(Row::Process(ProcessRow {
+                    pid,
+                    ppid: info.as_ref().map(|i| i.ppid),
+                    comm: comm_str(&p.comm),
+                    cmdline: info.and_then(|i| i.cmdline),
+                    started_ns: None,
+                    origin: "forked",
+                }));
+            }
+            Event::Exit(p) => {
+                let ts_ns = self.wall(p.header.ts_ns);
+                let (pid, tid) = (p.header.tgid, p.header.tid);
+                *self.exited_faults.entry(pid).or_default() += p.faults;
+                self.rows.push(Row::Thread {
+                    tid,
+                    pid,
+                    faults: p.faults,
+                    exited_ns: Some(ts_ns),
+                });
+                self.correlator.thread_exit(tid);
+                if p.group_dead != 0 {
+                    self.rows.push(Row::ProcessExit {
+                        pid,
+                        ts_ns,
+                        exit_code: None,
+                    });
+                    self.alive.remove(&pid);
+                }
+            }
+            Event::Net(n) => {
+                let offset = self.offset;
+                self.correlator.net(&n, offset, &mut self.rows);
+            }
+        }
+    }
+
+    fn drain(&mut self) {
+        // The probe and the handlers both need `self`: collect first, into a buffer whose
+        // capacity is kept between drains.
+        let Some(probe) = self.probe.as_mut() else {
+            return;
+        };
+        let mut events = std::mem::take(&mut self.pending);
+        probe.drain(|e| events.push(e));
+        for e in events.drain(..) {
+            self.on_event(e);
+        }
+        self.pending = events;
+        self.flush();
+    }
+
+    fn flush(&mut self) {
+        if !self.rows.is_empty() {
+            self.writer.send(std::mem::take(&mut self.rows));
+        }
+    }
+
+    /// Page faults per live traced thread (none without eBPF).
+    fn thread_faults(&self) -> Vec<(u32, u32, u64)> {
+        self.probe
+            .as_ref()
+            .map_or_else(Vec::new, Probe::thread_faults)
+    }
+
+    /// Reads the access logs: each line is routed, then joined to a captured request (or, with
+    /// `--no-ebpf`, queued for the interval's growth). `done` flushes everything held.
+    fn read_logs(&mut self, done: bool) {
+        let now = wall_ns();
+        for i in 0..self.logs.len() {
+            let lines = self.logs[i].0.poll(now);
+            if !self.logs[i].1
+                && let Some(name) = self.logs[i].0.format_name().map(str::to_owned)
+            {
+                self.logs[i].1 = true;
+                self.rows.push(Row::Meta(meta::access_log_format(i), name));
+            }
+            for mut line in lines {
+                if let Some(t) = line.target.as_mut() {
+                    if self.redact_query {
+                        *t = route::redact_query(t.as_str()).into_owned();
+                    }
+                    line.route = Some(self.router.route(t.as_str()));
+                }
+                match self.interval.as_mut() {
+                    Some(interval) => interval.line(line, &mut self.rows),
+                    None => {
+                        let rows = self.joiner.line(line, now);
+                        self.rows.extend(rows);
+                    }
+                }
+            }
+        }
+        for c in self.correlator.take_candidates() {
+            let rows = self.joiner.request(c, now);
+            self.rows.extend(rows);
+        }
+        let rows = if done {
+            self.joiner.finish()
+        } else {
+            self.joiner.tick(now)
+        };
+        self.rows.extend(rows);
+    }
+
+    /// One /proc sample of every live target; returns the total RSS.
+    fn sample(&mut self, thread_faults: &[(u32, u32, u64)]) -> u64 {
+        let ts_ns = wall_ns();
+        let mut total_vm = 0;
+        let mut live: HashMap<u32, u64> = HashMap::new();
+        for &(_, tgid, faults) in thread_faults {
+            *live.entry(tgid).or_default() += faults;
+        }
+        let mut total = 0;
+        let pids: Vec<u32> = self.alive.iter().copied().collect();
+        for pid in pids {
+            if let Some(code) = self.spawned.filter(|&s| s == pid).and_then(spawn::try_reap) {
+                self.rows.push(Row::ProcessExit {
+                    pid,
+                    ts_ns,
+                    exit_code: Some(code),
+                });
+            }
+            match procfs::memory(pid) {
+                Some((rss, vm)) if rss > 0 || vm > 0 => {
+                    total += rss;
+                    total_vm += vm;
+                    let faults = self.exited_faults.get(&pid).copied().unwrap_or(0)
+                        + live.get(&pid).copied().unwrap_or(0);
+                    self.rows.push(Row::Sample {
+                        ts_ns,
+                        pid,
+                        rss_bytes: rss,
+                        vm_bytes: vm,
+                        faults,
+                    });
+                }
+                _ => {
+                    // Gone (or a zombie: no memory left) without an exit event reaching us: stop waiting for it.
+                    tracing::debug!(pid, "process gone from /proc");
+                    self.rows.push(Row::ProcessExit {
+                        pid,
+                        ts_ns,
+                        exit_code: None,
+                    });
+                    self.alive.remove(&pid);
+                }
+            }
+        }
+        if let Some(interval) = self.interval.as_mut() {
+            interval.sample(total, total_vm, &mut self.rows);
+        }
+        total
+    }
+
+    /// Without eBPF nothing reports forks: new descendants are picked up from /proc.
+    fn adopt_descendants(&mut self) {
+        let alive: Vec<u32> = self.alive.iter().copied().collect();
+        for pid in procfs::with_descendants(&alive) {
+            if !self.alive.contains(&pid) && pid != std::process::id() {
+                self.add_process(pid, "descendant");
+            }
+        }
+    }
+
+    /// Requests seen so far, by whichever mode is recording them.
+    fn requests(&self) -> u64 {
+        self.interval
+            .as_ref()
+            .map_or_else(|| self.correlator.requests(), IntervalAttributor::requests)
+    }
+
+    fn write_counters(&mut self, thread_faults: &[(u32, u32, u64)]) {
+        for &(tid, pid, faults) in thread_faults {
+            self.rows.push(Row::Thread {
+                tid,
+                pid,
+                faults,
+                exited_ns: None,
+            });
+        }
+        self.counters = self
+            .probe
+            .as_ref()
+            .map_or_else(KernelCounters::default, Probe::counters);
+        let KernelCounters {
+            dropped_events,
+            unpaired_exits,
+            map_full,
+        } = self.counters;
+        self.rows.push(Row::Counters {
+            ts_ns: wall_ns(),
+            events: self.events,
+            dropped: dropped_events,
+            unpaired_exits,
+            map_full,
+            undecodable: self.probe.as_ref().map_or(0, |p| p.undecodable),
+        });
+    }
+}
+
+fn status_bar() -> Option<indicatif::ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    Some(bar)
+}
+
+/// What one recording does: the options of `memwatch record`, as plain values (the command line
+/// in `cli.rs` turns arguments into these).
+#[derive(Debug, Clone)]
+pub struct RecordOptions {
+    /// Processes to trace, with their current descendants.
+    pub pids: Vec<u32>,
+    /// Command to start and trace from its first instruction.
+    pub command: Vec<OsString>,
+    /// The recording; None picks `memwatch-<date>-<time>.db`.
+    pub output: Option<PathBuf>,
+    /// Overwrite an existing recording.
+    pub force: bool,
+    /// Stop after this long.
+    pub duration: Option<Duration>,
+    /// Follow descendants and processes forked later.
+    pub follow_forks: bool,
+    /// How often RSS and VmSize are sampled from /proc.
+    pub sample_interval: Duration,
+    /// Hook sockets (HTTP requests).
+    pub net: bool,
+    /// Bytes of each request and response captured.
+    pub capture_bytes: u32,
+    /// Ring-buffer size in MiB.
+    pub ring_mib: u32,
+    /// Route patterns, first match wins.
+    pub routes: Vec<String>,
+    /// Drop query strings before anything is stored.
+    pub redact_query: bool,
+    /// Access logs to follow and join.
+    pub access_logs: Vec<PathBuf>,
+    /// Their format (detected when None).
+    pub log_format: Option<String>,
+    /// Read the logs from their beginning.
+    pub log_from_start: bool,
+    /// Load the eBPF programs (false: /proc sampling and access logs only).
+    pub ebpf: bool,
+}
+
+/// What `memwatch ci` needs from a recording it drives.
+#[derive(Debug, Default)]
+pub struct Hooks {
+    /// How the command is started.
+    pub spawn: SpawnOptions,
+    /// Receives the command's PID once it runs traced.
+    pub started: Option<tokio::sync::oneshot::Sender<u32>>,
+    /// Notified to stop recording.
+    pub stop: Option<Arc<tokio::sync::Notify>>,
+}
+
+/// Everything the user can get wrong, checked before anything is loaded; then loads and attaches
+/// the probes, creates the recording and returns the session, recording. A setup failure leaves
+/// no recording behind.
+pub async fn start(args: RecordOptions, hooks: Hooks) -> anyhow::Result<Session> {
+    if args.pids.is_empty() && args.command.is_empty() {
+        anyhow::bail!(UsageError(
+            "nothing to trace: pass -p PID, or a command after `--` (memwatch record -- ./server)"
+                .into()
+        ));
+    }
+    if !args.pids.is_empty() && !args.command.is_empty() {
+        anyhow::bail!(UsageError(
+            "pass either -p PID or a command after `--`, not both".into()
+        ));
+    }
+    let router = Router::new(&args.routes)?;
+    for &pid in &args.pids {
+        preflight::check_pid(pid)?;
+    }
+    if let Some(cmd) = args.command.first() {
+        spawn::resolve(cmd)?;
+    }
+    let log_format = check_access_logs(args.log_format.as_deref(), &args.access_logs)?;
+    let output = args.output.clone().unwrap_or_else(default_output);
+    let config = ProbeConfig {
+        follow_forks: args.follow_forks,
+        net: args.net,
+        capture_len: args.capture_bytes,
+        ring_bytes: args.ring_mib * 1024 * 1024,
+    };
+    if args.ebpf {
+        preflight::check_privileges()?;
+        preflight::ensure_tracefs()?;
+        preflight::check_tracepoints(config.tracepoints())?;
+    }
+    check_output(&output, args.force)?;
+    let result = attach(args, &config, router, log_format, output.clone(), hooks).await;
+    if let Err(e) = &result
+        && e.downcast_ref::<SetupError>().is_some()
+    {
+        // Setup failed before anything was recorded: leave no empty recording behind.
+        crate::recording::remove(&output);
+    }
+    result
+}
+
+/// `--log-format` and `--access-log`, checked before anything is loaded: the format parses and
+/// every log is readable (or its directory exists, to wait for it).
+pub fn check_access_logs(
+    log_format: Option<&str>,
+    logs: &[PathBuf],
+) -> anyhow::Result<Option<Format>> {
+    let format = log_format
+        .map(Format::from_name_or_log_format)
+        .transpose()?;
+    for log in logs {
+        crate::capture::logtail::check(log)?;
+    }
+    Ok(format)
+}
+
+async fn attach(
+    args: RecordOptions,
+    config: &ProbeConfig,
+    router: Router,
+    log_format: Option<Format>,
+    output: PathBuf,
+    mut hooks: Hooks,
+) -> anyhow::Result<Session> {
+    let held = if args.command.is_empty() {
+        None
+    } else {
+        Some(HeldChild::spawn_with(&args.command, &hooks.spawn)?)
+    };
+    let mut probe = if args.ebpf {
+        Some(Probe::load(config)?)
+    } else {
+        None
+    };
+    let (roots, origin) = match &held {
+        Some(child) => (vec![child.pid], "spawned"),
+        None => (args.pids.clone(), "attached"),
+    };
+    let targets = if config.follow_forks && held.is_none() {
+        procfs::with_descendants(&roots)
+    } else {
+        roots.clone()
+    };
+    // Test hook: widens the window between the checks and attaching, so the tests can make a
+    // target exit inside it. Has no other effect.
+    if let Some(ms) = std::env::var("MEMWATCH_DEBUG_ATTACH_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        tokio::time::sleep(Duration::from_millis(ms.min(10_000))).await;
+    }
+    let self_pid = std::process::id();
+    let generation = monotonic_ns();
+    for &pid in &targets {
+        if pid == self_pid {
+            continue;
+        }
+        if let Some(probe) = probe.as_mut() {
+            probe.add_target(pid)?;
+            if config.net {
+                probe.add_connections(pid, &procfs::server_connections(pid), generation)?;
+            }
+        }
+    }
+    let offset = wall_ns() - monotonic_ns() as i64;
+    let started_ns = wall_ns();
+    let argv: Vec<String> = std::env::args().collect();
+    let page_size = ::procfs::page_size();
+    let meta = [
+        (meta::MEMWATCH_VERSION, env!("CARGO_PKG_VERSION").to_owned()),
+        (meta::STARTED_NS, started_ns.to_string()),
+        (meta::CLOCK_OFFSET_NS, offset.to_string()),
+        (meta::COMMAND_LINE, argv.join(" ")),
+        (
+            meta::SAMPLE_INTERVAL_MS,
+            args.sample_interval.as_millis().to_string(),
+        ),
+        (meta::CAPTURE_BYTES, config.capture_len.to_string()),
+        (meta::FOLLOW_FORKS, config.follow_forks.to_string()),
+        (meta::NET, config.net.to_string()),
+        (meta::EBPF, args.ebpf.to_string()),
+        (
+            meta::ACCESS_LOGS,
+            args.access_logs
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        ),
+        (
+            meta::KERNEL,
+            procfs::kernel_release().unwrap_or_else(|| "unknown".into()),
+        ),
+        (meta::PAGE_SIZE, page_size.to_string()),
+    ];
+    let writer = Writer::create(&output, &meta)?;
+    let mut session = Session {
+        probe,
+        writer,
+        correlator: Correlator::new(router.clone(), args.redact_query, page_size)
+            .joining(!args.access_logs.is_empty()),
+        offset,
+        alive: HashSet::new(),
+        spawned: held.as_ref().map(|h| h.pid),
+        mem: MemAccounting::new(page_size),
+        exited_faults: HashMap::new(),
+        events: 0,
+        pending: Vec::new(),
+        rows: Vec::new(),
+        counters: KernelCounters::default(),
+        logs: args
+            .access_logs
+            .iter()
+            .map(|p| {
+                let source = LogSource::new(p.clone(), log_format.clone(), args.log_from_start);
+                (source, false)
+            })
+            .collect(),
+        joiner: Joiner::default(),
+        interval: (!args.ebpf)
+            .then(|| IntervalAttributor::new(roots.first().copied().unwrap_or(0))),
+        router,
+        redact_query: args.redact_query,
+        output,
+        stop: hooks.stop.take(),
+        options: args,
+    };
+    for (i, &pid) in targets.iter().enumerate() {
+        let origin = if i < roots.len() {
+            origin
+        } else {
+            "descendant"
+        };
+        session.add_process(pid, origin);
+    }
+    if let Some(probe) = session.probe.as_mut() {
+        probe.attach(config)?;
+    }
+    if let Some(child) = held {
+        let pid = child.pid;
+        child.release().map_err(|source| SetupError::Spawn {
+            what: "releasing the held command",
+            source,
+        })?;
+        if let Some(started) = hooks.started.take() {
+            let _ = started.send(pid);
+        }
+    } else {
+        for &pid in &roots {
+            if procfs::memory(pid).is_none_or(|(rss, vm)| rss == 0 && vm == 0) {
+                return Err(SetupError::ExitedWhileAttaching { pid }.into());
+            }
+        }
+    }
+    session.flush();
+    eprintln!(
+        "memwatch: recording {} process(es) to {}; Ctrl-C stops",
+        targets.len(),
+        session.output.display()
+    );
+    Ok(session)
+}
+
+impl Session {
+    /// The recording being written.
+    pub fn output(&self) -> &Path {
+        &self.output
+    }
+
+    /// Records until a stop condition, then writes the last rows and closes the recording.
+    pub async fn run(mut self) -> anyhow::Result<Stop> {
+        let stop = event_loop(&mut self).await?;
+        tracing::info!(?stop, "stopping");
+
+        // Stop the command we started if it outlived the recording.
+        if let Some(pid) = self.spawned
+            && self.alive.contains(&pid)
+            && stop != Stop::TargetsExited
+        {
+            // SAFETY: plain syscall on a PID we forked and have not reaped.
+            unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+        }
+        self.drain();
+        self.read_logs(true);
+        let faults = self.thread_faults();
+        self.write_counters(&faults);
+        self.correlator.finish_all(&mut self.rows);
+        let ended_ns = wall_ns();
+        self.rows
+            .push(Row::Meta(meta::ENDED_NS.into(), ended_ns.to_string()));
+        self.rows.push(Row::Meta(
+            meta::STOP_REASON.into(),
+            format!("{stop:?}").to_lowercase(),
+        ));
+        self.flush();
+        if let Some(pid) = self.spawned {
+            // Give a command we just signalled a moment to go, then record its exit code.
+            for _ in 0..50 {
+                if let Some(code) = spawn::try_reap(pid) {
+                    self.writer.send(vec![Row::ProcessExit {
+                        pid,
+                        ts_ns: wall_ns(),
+                        exit_code: Some(code),
+                    }]);
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        let Self { writer, probe, .. } = self;
+        drop(probe);
+        writer.finish()?;
+        Ok(stop)
+    }
+}
+
+/// Waits for Ctrl-C or SIGTERM.
+pub async fn wait_for_stop() -> anyhow::Result<()> {
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    tokio::select! {
+        _ = sigint.recv() => {}
+        _ = sigterm.recv() => {}
+    }
+    Ok(())
+}
+
+async fn event_loop(session: &mut Session) -> anyhow::Result<Stop> {
+    let stop = session.stop.clone();
+    let sample_interval = session.options.sample_interval;
+    let duration = session.options.duration;
+    let follow_forks = session.options.follow_forks;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut drain_tick = tokio::time::interval(DRAIN_EVERY);
+    let mut sample_tick = tokio::time::interval(sample_interval);
+    sample_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let start = Instant::now();
+    let deadline = duration.map(|d| start + d);
+    let bar = status_bar();
+    let mut last_counters = Instant::now();
+    let mut last_events = (Instant::now(), 0u64);
+    let mut rate = 0.0;
+    loop {
+        tokio::select! {
+            _ = sigint.recv() => return Ok(Stop::Signal),
+            () = async {
+                match &stop {
+                    Some(stop) => stop.notified().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                // Asked to stop while the targets still run: one last sample, so the
+                // recording ends with their final memory.
+                session.drain();
+                let faults = session.thread_faults();
+                session.sample(&faults);
+                return Ok(Stop::Signal);
+            }
+            _ = sigterm.recv() => return Ok(Stop::Signal),
+            () = async {
+                match &session.probe {
+                    Some(probe) => probe.readable().await,
+                    None => std::future::pending().await,
+                }
+            } => session.drain(),
+            _ = drain_tick.tick() => session.drain(),
+            _ = sample_tick.tick() => {
+                session.drain();
+                session.read_logs(false);
+                let faults = session.thread_faults();
+                let rss = session.sample(&faults);
+                if last_counters.elapsed() >= COUNTERS_EVERY {
+                    last_counters = Instant::now();
+                    if session.probe.is_none() && follow_forks {
+                        session.adopt_descendants();
+                    }
+                    session.write_counters(&faults);
+                    let dt = last_events.0.elapsed().as_secs_f64();
+                    rate = (session.events - last_events.1) as f64 / dt.max(1e-3);
+                    last_events = (Instant::now(), session.events);
+                }
+                session.flush();
+                if let Some(bar) = &bar {
+                    bar.set_message(format!(
+                        "{:.0} events/s  RSS {}  requests {}  drops {}",
+                        rate,
+                        units::bytes(rss as i64),
+                        session.requests(),
+                        session.counters.dropped_events
+                    ));
+                    bar.tick();
+                }
+                if session.alive.is_empty() {
+                    if let Some(bar) = &bar { bar.finish_and_clear(); }
+                    return Ok(Stop::TargetsExited);
+                }
+            }
+            () = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d.into()).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                if let Some(bar) = &bar { bar.finish_and_clear(); }
+                return Ok(Stop::Duration);
+            }
+        }
+    }
+}
