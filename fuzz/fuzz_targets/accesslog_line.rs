@@ -6,7 +6,7 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use memwatch::source::accesslog::{BUILTIN_NAMES, Format, LogParser, detect_format};
+use memwatch::capture::accesslog::{BUILTIN_NAMES, Format, LogParser, detect_format};
 
 static BUILTIN: OnceLock<Vec<Format>> = OnceLock::new();
 
