@@ -162,6 +162,33 @@ impl RecordingError {
     }
 }
 
+/// Failures writing a recording.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error(
+        "writing the recording {path} failed: {source}.\n  Check that its filesystem has room \
+         and is writable; what was committed before the failure is still readable"
+    )]
+    Sqlite {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error(
+        "the thread writing the recording {path} panicked; what it committed is still readable. \
+         Please report this as a bug"
+    )]
+    WriterPanicked { path: PathBuf },
+}
+
+impl WriteError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Self::Sqlite { .. } | Self::WriterPanicked { .. } => exit::RUNTIME,
+        }
+    }
+}
+
 /// A command line that does not make sense, caught after clap's own checks.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]

@@ -137,6 +137,9 @@ pub mod meta {
     pub const ACCESS_LOGS: &str = "access_logs";
     pub const KERNEL: &str = "kernel";
     pub const PAGE_SIZE: &str = "page_size";
+    /// Rows the writer shed because its queue stayed full (written when the recording closes;
+    /// absent in recordings older than this key, and in ones killed before closing).
+    pub const WRITER_SHED_ROWS: &str = "writer_shed_rows";
     /// Why recording stopped: `signal`, `duration` or `targetsexited`.
     pub const STOP_REASON: &str = "stop_reason";
 

@@ -116,6 +116,19 @@ fn build() -> anyhow::Result<()> {
     run(cargo().args(["build", "--release", "--bins"]))
 }
 
+/// Every binary the tests drive: memwatch, the demo server and the test crate's helpers (the test
+/// crate is not a default member, so that a plain `cargo test` needs no root).
+fn build_all() -> anyhow::Result<()> {
+    run(cargo().args([
+        "build",
+        "--release",
+        "--bins",
+        "--workspace",
+        "--exclude",
+        "memwatch-ebpf",
+    ]))
+}
+
 /// The README's test command: prerequisites, formatting, lints (the eBPF crate too, for its own
 /// target), the committed eBPF object against a fresh build, then every test.
 fn test(args: &[String]) -> anyhow::Result<()> {
@@ -127,6 +140,9 @@ fn test(args: &[String]) -> anyhow::Result<()> {
         "clippy",
         "--release",
         "--all-targets",
+        "--workspace",
+        "--exclude",
+        "memwatch-ebpf",
         "--",
         "-D",
         "warnings",
@@ -148,7 +164,7 @@ fn test(args: &[String]) -> anyhow::Result<()> {
         "warnings",
     ]))?;
     ebpf::check(&pin)?;
-    build()?;
+    build_all()?;
     let mut cmd = cargo();
     cmd.args([
         "test",
@@ -242,7 +258,7 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Bench { quick } => {
             setup::ensure_test_tools()?;
-            build()?;
+            build_all()?;
             let mut cmd = cargo();
             cmd.args([
                 "run",

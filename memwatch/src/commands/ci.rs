@@ -17,6 +17,7 @@ use crate::{
     capture::spawn::SpawnOptions,
     cli::CiArgs,
     commands::record,
+    correlate::http::response::parse_status,
     error::exit,
     recording::Recording,
     session::{Hooks, RecordOptions},
@@ -37,24 +38,32 @@ fn fail(stage: &'static str, reason: impl Into<String>) -> Failure {
     }
 }
 
-/// `host:port` and path of an `http://` URL.
+/// `host:port` and path (with query) of an `http://` URL.
 fn parse_url(url: &str) -> Option<(String, String)> {
-    let rest = url.strip_prefix("http://")?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let authority = if authority.contains(':') {
-        authority.to_owned()
+    let uri: axum::http::Uri = url.parse().ok()?;
+    if uri.scheme_str() != Some("http") {
+        return None;
+    }
+    let authority = uri.authority()?;
+    let authority = format!(
+        "{}:{}",
+        authority.host(),
+        authority.port_u16().unwrap_or(80)
+    );
+    let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    let path = if path.is_empty() {
+        "/".to_owned()
     } else {
-        format!("{authority}:80")
+        path
     };
-    (!authority.is_empty()).then(|| (authority, path.to_owned()))
+    Some((authority, path))
 }
 
 /// One GET; `Ok(status)` or the connection error.
 async fn probe(authority: &str, path: &str) -> std::io::Result<u16> {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    /// Enough for any status line a server sends.
+    const MAX_STATUS_LINE: usize = 1024;
     let mut s = tokio::time::timeout(
         Duration::from_secs(2),
         tokio::net::TcpStream::connect(authority),
@@ -65,14 +74,29 @@ async fn probe(authority: &str, path: &str) -> std::io::Result<u16> {
         format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n").as_bytes(),
     )
     .await?;
-    let mut head = [0u8; 12];
-    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut head))
+    // Read until the status line is complete (or the server stops), then parse it the way the
+    // correlator parses responses.
+    let mut head = Vec::with_capacity(128);
+    let mut chunk = [0u8; 256];
+    let read_line = async {
+        while !head.contains(&b'\n') && head.len() < MAX_STATUS_LINE {
+            let n = s.read(&mut chunk).await?;
+            if n == 0 {
+                break;
+            }
+            head.extend_from_slice(&chunk[..n]);
+        }
+        Ok::<_, std::io::Error>(())
+    };
+    tokio::time::timeout(Duration::from_secs(5), read_line)
         .await
         .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
-    std::str::from_utf8(&head[9..12])
-        .ok()
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::other("not an HTTP response"))
+    parse_status(&head).map(|s| s.code).ok_or_else(|| {
+        std::io::Error::other(format!(
+            "not an HTTP response: {:?}",
+            String::from_utf8_lossy(&head[..head.len().min(64)])
+        ))
+    })
 }
 
 /// PIDs whose process group is `pgid`.
@@ -327,5 +351,10 @@ mod tests {
             Some(("localhost:80".into(), "/".into()))
         );
         assert_eq!(parse_url("https://x/"), None);
+        assert_eq!(
+            parse_url("http://[::1]:9000/ready?deep=1"),
+            Some(("[::1]:9000".into(), "/ready?deep=1".into()))
+        );
+        assert_eq!(parse_url("not a url"), None);
     }
 }

@@ -11,7 +11,7 @@ pub mod view;
 use crate::{
     capture::accesslog::AccessLogError,
     correlate::route::RouteError,
-    error::{RecordingError, SetupError, UsageError, exit},
+    error::{RecordingError, SetupError, UsageError, WriteError, exit},
     views::profile::ProfileError,
 };
 
@@ -20,6 +20,8 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
     if let Some(e) = err.downcast_ref::<SetupError>() {
         e.exit_code()
     } else if let Some(e) = err.downcast_ref::<RecordingError>() {
+        e.exit_code()
+    } else if let Some(e) = err.downcast_ref::<WriteError>() {
         e.exit_code()
     } else if err.downcast_ref::<UsageError>().is_some()
         || err.downcast_ref::<RouteError>().is_some()

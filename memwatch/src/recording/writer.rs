@@ -4,7 +4,11 @@
 
 use std::{
     path::{Path, PathBuf},
-    sync::mpsc,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+        mpsc,
+    },
     thread::JoinHandle,
     time::{Duration, Instant},
 };
@@ -13,29 +17,41 @@ use rusqlite::{Connection, params};
 
 use super::schema;
 use crate::{
-    error::SetupError,
-    model::{LogLineRow, MemRow, ProcessRow, RequestRow, Row},
+    error::{SetupError, WriteError},
+    model::{LogLineRow, MemRow, ProcessRow, RequestRow, Row, meta},
 };
 
 /// Longest time a row waits in memory before it is committed.
 pub const COMMIT_EVERY: Duration = Duration::from_millis(250);
+/// Batches the queue to the writer thread holds. The session sends one batch per drain (every
+/// 50 ms or sooner), so this is several seconds of rows: enough to ride out a slow commit.
+pub const QUEUE_BATCHES: usize = 256;
+/// How long [`Writer::send`] waits for room in a full queue before it sheds the batch. While
+/// it waits the session does not drain the ring buffer, so the kernel side absorbs (and counts)
+/// the pressure rather than memwatch's memory.
+pub const SEND_PATIENCE: Duration = Duration::from_millis(250);
 
 enum Msg {
     Rows(Vec<Row>),
     Finish,
 }
 
-/// Handle on the writer thread.
+/// Handle on the writer thread. Its queue is bounded ([`QUEUE_BATCHES`]): a writer that falls
+/// behind slows the sender down, and past [`SEND_PATIENCE`] batches are shed and counted, never
+/// buffered without bound.
 pub struct Writer {
-    tx: mpsc::Sender<Msg>,
+    tx: mpsc::SyncSender<Msg>,
     handle: Option<JoinHandle<Result<u64, rusqlite::Error>>>,
     path: PathBuf,
+    /// Rows shed because the queue stayed full.
+    shed: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Writer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Writer")
             .field("path", &self.path)
+            .field("shed_rows", &self.shed_rows())
             .finish_non_exhaustive()
     }
 }
@@ -95,10 +111,12 @@ impl Writer {
             Ok(())
         };
         init().map_err(|e| sqlite_err(path, &e))?;
-        let (tx, rx) = mpsc::channel();
+        let (tx, rx) = mpsc::sync_channel(QUEUE_BATCHES);
+        let shed = Arc::new(AtomicU64::new(0));
+        let thread_shed = Arc::clone(&shed);
         let handle = std::thread::Builder::new()
             .name("memwatch-writer".into())
-            .spawn(move || run(conn, &rx))
+            .spawn(move || run(conn, &rx, &thread_shed))
             .map_err(|source| SetupError::OutputNotWritable {
                 path: path.to_owned(),
                 source,
@@ -107,32 +125,67 @@ impl Writer {
             tx,
             handle: Some(handle),
             path: path.to_owned(),
+            shed,
         })
     }
 
-    /// Queues rows; never blocks the caller.
+    /// Queues rows. Blocks for at most [`SEND_PATIENCE`] while the queue is full, then sheds the
+    /// batch and counts its rows ([`Self::shed_rows`]).
     pub fn send(&self, rows: Vec<Row>) {
-        if !rows.is_empty() && self.tx.send(Msg::Rows(rows)).is_err() {
-            tracing::error!("recording writer has stopped; rows are being lost");
+        if rows.is_empty() {
+            return;
+        }
+        let deadline = Instant::now() + SEND_PATIENCE;
+        let mut msg = Msg::Rows(rows);
+        loop {
+            match self.tx.try_send(msg) {
+                Ok(()) => return,
+                Err(mpsc::TrySendError::Full(back)) if Instant::now() < deadline => {
+                    msg = back;
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err(mpsc::TrySendError::Full(Msg::Rows(rows))) => {
+                    let n = rows.len() as u64;
+                    let total = self.shed.fetch_add(n, Ordering::Relaxed) + n;
+                    tracing::warn!(rows = n, total, "the recording writer is behind; rows shed");
+                    return;
+                }
+                Err(mpsc::TrySendError::Disconnected(_) | mpsc::TrySendError::Full(_)) => {
+                    tracing::error!("recording writer has stopped; rows are being lost");
+                    return;
+                }
+            }
         }
     }
 
+    /// Rows shed so far because the writer's queue stayed full.
+    pub fn shed_rows(&self) -> u64 {
+        self.shed.load(Ordering::Relaxed)
+    }
+
     /// Commits everything, folds the WAL into the file, and returns the rows written.
-    pub fn finish(mut self) -> anyhow::Result<u64> {
+    pub fn finish(mut self) -> Result<u64, WriteError> {
+        // Blocking is right here: everything queued must be written.
         let _ = self.tx.send(Msg::Finish);
         match self.handle.take().map(JoinHandle::join) {
             Some(Ok(Ok(n))) => Ok(n),
-            Some(Ok(Err(e))) => Err(anyhow::anyhow!(
-                "writing the recording {} failed: {e}",
-                self.path.display()
-            )),
-            Some(Err(_)) => Err(anyhow::anyhow!("the recording writer thread panicked")),
+            Some(Ok(Err(source))) => Err(WriteError::Sqlite {
+                path: self.path.clone(),
+                source,
+            }),
+            Some(Err(_)) => Err(WriteError::WriterPanicked {
+                path: self.path.clone(),
+            }),
             None => Ok(0),
         }
     }
 }
 
-fn run(mut conn: Connection, rx: &mpsc::Receiver<Msg>) -> Result<u64, rusqlite::Error> {
+fn run(
+    mut conn: Connection,
+    rx: &mpsc::Receiver<Msg>,
+    shed: &AtomicU64,
+) -> Result<u64, rusqlite::Error> {
     let mut written = 0u64;
     let mut hosts = Hosts::default();
     let mut pending: Vec<Row> = Vec::new();
@@ -157,6 +210,14 @@ fn run(mut conn: Connection, rx: &mpsc::Receiver<Msg>) -> Result<u64, rusqlite::
             break;
         }
     }
+    // Written last, when no more rows can be shed.
+    conn.execute(
+        "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+        params![
+            meta::WRITER_SHED_ROWS,
+            shed.load(Ordering::Relaxed).to_string()
+        ],
+    )?;
     conn.pragma_update(None, "wal_checkpoint", "TRUNCATE")?;
     conn.pragma_update(None, "journal_mode", "DELETE")?;
     Ok(written)
@@ -491,6 +552,51 @@ fn insert_request(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn meta_row(i: usize) -> Row {
+        Row::Meta(format!("k{i}"), String::new())
+    }
+
+    /// A full queue makes `send` wait, then shed the batch and count its rows.
+    #[test]
+    fn a_full_queue_sheds_and_counts() {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let writer = Writer {
+            tx,
+            handle: None,
+            path: PathBuf::from("unused.db"),
+            shed: Arc::new(AtomicU64::new(0)),
+        };
+        writer.send((0..3).map(meta_row).collect());
+        assert_eq!(writer.shed_rows(), 0, "the first batch fits");
+        let started = Instant::now();
+        writer.send((0..2).map(meta_row).collect());
+        assert!(
+            started.elapsed() >= SEND_PATIENCE,
+            "it waited before shedding"
+        );
+        assert_eq!(writer.shed_rows(), 2);
+        assert!(matches!(rx.try_recv(), Ok(Msg::Rows(rows)) if rows.len() == 3));
+    }
+
+    /// A recording that closes normally says that nothing was shed.
+    #[test]
+    fn finish_records_the_shed_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        let writer = Writer::create(&path, &[]).unwrap();
+        writer.send(vec![meta_row(1)]);
+        writer.finish().unwrap();
+        let conn = Connection::open(&path).unwrap();
+        let shed: String = conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = ?1",
+                [meta::WRITER_SHED_ROWS],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(shed, "0");
+    }
 
     /// The compact `request_rows` must read back through the `requests` view exactly as written.
     #[test]
