@@ -413,28 +413,47 @@ mod tests {
 
     /// A socket event on fd 5 of thread TID at `ts` with the thread's fault counter `faults`.
     fn ev(op: NetOp, ts: u64, faults: u64, data: &[u8], last_write_ns: u64) -> NetRecord {
+        ev_on(5, TID, op, ts, faults, data, (last_write_ns, TID))
+    }
+
+    /// A socket event on `fd` of thread `tid`; `last_write` is the (time, thread) of the
+    /// connection's last write, carried by this boundary (time 0: none).
+    fn ev_on(
+        fd: u32,
+        tid: u32,
+        op: NetOp,
+        ts: u64,
+        faults: u64,
+        data: &[u8],
+        last_write: (u64, u32),
+    ) -> NetRecord {
+        let (last_write_ns, writer) = last_write;
         NetRecord {
             meta: NetMeta {
                 header: EventHeader {
                     tgid: PID,
-                    tid: TID,
+                    tid,
                     ts_ns: ts,
                     ..EventHeader::default()
                 },
                 op: op as u32,
-                fd: 5,
+                fd,
                 generation: 1,
                 faults,
                 bytes: data.len() as u64,
                 last_write_ns,
                 last_write_faults: faults,
                 last_bytes_out: 300,
-                last_write_tid: if last_write_ns == 0 { 0 } else { TID },
+                last_write_tid: if last_write_ns == 0 { 0 } else { writer },
                 captured: data.len() as u32,
             },
             op,
             data: data.to_vec(),
         }
+    }
+
+    fn correlator() -> Correlator {
+        Correlator::new(Router::new(Vec::<String>::new()).unwrap(), false, PAGE)
     }
 
     fn requests(rows: &[Row]) -> Vec<&RequestRow> {
@@ -563,5 +582,134 @@ mod tests {
         // A connection first seen at a read (accepted before attach) still gets a number.
         c.finish_all(&mut out);
         assert_eq!(requests(&out)[0].conn, 1);
+    }
+
+    /// An event loop: one thread reads a second request before the first is answered. Both
+    /// are marked approximate, and memory from then on goes to the request read last.
+    #[test]
+    fn an_event_loop_thread_makes_its_requests_approximate() {
+        let mut c = correlator();
+        let mut out = Vec::new();
+        let get = |path: &str| format!("GET {path} HTTP/1.1\r\n\r\n").into_bytes();
+        c.net(
+            &ev_on(5, TID, NetOp::ReadStart, 100, 0, &get("/a"), (0, 0)),
+            0,
+            &mut out,
+        );
+        c.mem(mmap(110, 4096), &mut out);
+        c.net(
+            &ev_on(6, TID, NetOp::ReadStart, 120, 1, &get("/b"), (0, 0)),
+            0,
+            &mut out,
+        );
+        c.mem(mmap(130, 8192), &mut out);
+        let ok = b"HTTP/1.1 200 OK\r\n";
+        c.net(
+            &ev_on(6, TID, NetOp::WriteStart, 140, 3, ok, (0, 0)),
+            0,
+            &mut out,
+        );
+        c.net(
+            &ev_on(5, TID, NetOp::WriteStart, 150, 3, ok, (0, 0)),
+            0,
+            &mut out,
+        );
+        c.net(
+            &ev_on(6, TID, NetOp::Close, 200, 3, b"", (145, TID)),
+            0,
+            &mut out,
+        );
+        c.net(
+            &ev_on(5, TID, NetOp::Close, 210, 3, b"", (155, TID)),
+            0,
+            &mut out,
+        );
+        let reqs = requests(&out);
+        assert_eq!(reqs.len(), 2, "{out:#?}");
+        let (b, a) = (reqs[0], reqs[1]);
+        assert_eq!(
+            (a.target.as_deref(), b.target.as_deref()),
+            (Some("/a"), Some("/b"))
+        );
+        assert!(!a.exact && !b.exact, "both are approximate");
+        // /a had the thread until /b was read; /b has it from then on.
+        assert_eq!((a.vm_bytes, a.faults), (4096, 1));
+        assert_eq!((b.vm_bytes, b.faults), (8192, 2));
+        assert_eq!((a.conn, b.conn), (1, 2));
+    }
+
+    /// A response written by another thread than the one that read the request: the request
+    /// is approximate, and the writer's faults up to its last write are charged to it.
+    #[test]
+    fn a_response_written_by_another_thread_is_charged_and_approximate() {
+        const WRITER: u32 = 202;
+        let mut c = correlator();
+        let mut out = Vec::new();
+        let get = b"GET /w HTTP/1.1\r\n\r\n";
+        c.net(
+            &ev_on(5, TID, NetOp::ReadStart, 100, 10, get, (0, 0)),
+            0,
+            &mut out,
+        );
+        // The writer thread's counter stands at 40 when it starts the response...
+        let ok = b"HTTP/1.1 200 OK\r\n";
+        c.net(
+            &ev_on(5, WRITER, NetOp::WriteStart, 200, 40, ok, (0, 0)),
+            0,
+            &mut out,
+        );
+        // ...and at 43 at its last write, which the close carries (seen on the reader's thread).
+        let mut close = ev_on(5, TID, NetOp::Close, 400, 10, b"", (300, WRITER));
+        close.meta.last_write_faults = 43;
+        c.net(&close, 0, &mut out);
+        let reqs = requests(&out);
+        assert_eq!(reqs.len(), 1, "{out:#?}");
+        let r = reqs[0];
+        assert!(!r.exact);
+        assert_eq!((r.tid, r.status, r.end_ns), (TID, Some(200), 300));
+        assert_eq!(
+            r.faults, 3,
+            "the writer's faults between its first and last write"
+        );
+        assert_eq!(r.rss_bytes, 3 * PAGE as i64);
+    }
+
+    /// A request that holds more memory rows than MAX_HELD_ROWS writes them early and keeps
+    /// their charge; rows after its end are still not its own.
+    #[test]
+    fn held_memory_rows_are_flushed_early_and_keep_their_charge() {
+        let mut c = correlator();
+        let mut out = Vec::new();
+        c.net(
+            &ev(NetOp::ReadStart, 100, 0, b"GET /big HTTP/1.1\r\n\r\n", 0),
+            0,
+            &mut out,
+        );
+        for i in 0..MAX_HELD_ROWS + 5 {
+            c.mem(mmap(101 + i as i64, 4096), &mut out);
+        }
+        let early = out.iter().filter(|r| matches!(r, Row::Mem(_))).count();
+        assert_eq!(
+            early, MAX_HELD_ROWS,
+            "one full batch written before the request ended"
+        );
+        assert!(requests(&out).is_empty());
+        let end = 101 + MAX_HELD_ROWS as u64 + 10;
+        c.net(
+            &ev(NetOp::WriteStart, end - 5, 0, b"HTTP/1.1 200 OK\r\n", 0),
+            0,
+            &mut out,
+        );
+        c.net(&ev(NetOp::Close, end + 50, 0, b"", end), 0, &mut out);
+        let reqs = requests(&out);
+        assert_eq!(reqs.len(), 1);
+        let calls = MAX_HELD_ROWS as u64 + 5;
+        assert_eq!(reqs[0].mem_calls, calls);
+        assert_eq!(reqs[0].vm_bytes, calls as i64 * 4096);
+        let charged = out
+            .iter()
+            .filter(|r| matches!(r, Row::Mem(m) if m.request_id == Some(reqs[0].id)))
+            .count();
+        assert_eq!(charged as u64, calls, "every row names its request");
     }
 }
