@@ -23,6 +23,7 @@ pub mod http;
 pub mod interval;
 pub mod join;
 pub mod mem;
+pub mod origin;
 pub mod route;
 
 // Keys are pids, tids, fds and kernel timestamps, not attacker-chosen strings: a fast
