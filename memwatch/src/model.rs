@@ -55,6 +55,11 @@ pub struct RequestRow {
     pub faults: u64,
     pub mem_calls: u64,
     pub exact: bool,
+    /// Resident bytes this request made resident (each page once; a page it faulted twice, or
+    /// one already resident, is not counted again).
+    pub grown: u64,
+    /// Of `grown`, the bytes released before the request ended (its own churn).
+    pub released: u64,
 }
 
 /// An access-log line, parsed or rejected, with the request it was joined to.
@@ -74,6 +79,20 @@ pub struct LogLineRow {
     pub client: Option<String>,
     pub user_agent: Option<String>,
     pub request_id: Option<i64>,
+}
+
+/// A release of resident memory credited back to its origin.
+#[derive(Debug, Clone, Default)]
+pub struct ReleaseRow {
+    pub ts_ns: i64,
+    pub pid: u32,
+    /// The request that made the memory resident; 0 for memory made outside any request.
+    pub request_id: i64,
+    /// That request's end (0 for outside): with the id, the key of its row.
+    pub request_end_ns: i64,
+    pub method: Option<std::sync::Arc<str>>,
+    pub route: Option<std::sync::Arc<str>>,
+    pub bytes: u64,
 }
 
 /// Everything the writer stores.
@@ -107,9 +126,22 @@ pub enum Row {
         unpaired_exits: u64,
         map_full: u64,
         undecodable: u64,
+        /// Bytes made resident that origin tracking could not keep (its span bound).
+        untracked_bytes: u64,
+        /// Bytes released that no tracked origin covered.
+        unmatched_release_bytes: u64,
     },
     Request(Box<RequestRow>),
     LogLine(Box<LogLineRow>),
+    /// Resident memory released after the request that made it resident had ended (or, with
+    /// `request_id` 0, memory made resident outside any request), by whatever thread.
+    Release(Box<ReleaseRow>),
+    /// Resident memory made resident while the thread served no request.
+    OutsideGrowth {
+        ts_ns: i64,
+        pid: u32,
+        bytes: u64,
+    },
     NonHttp {
         ts_ns: i64,
         pid: u32,

@@ -26,7 +26,7 @@ use crate::{
         Correlator,
         interval::IntervalAttributor,
         join::Joiner,
-        mem::MemAccounting,
+        mem::{MemAccounting, ResidentEffect},
         route::{self, Router},
     },
     error::{SetupError, UsageError},
@@ -131,7 +131,18 @@ impl Session {
         match ev {
             Event::Mem(m) => {
                 let ts_ns = self.wall(m.header.ts_ns);
-                if let Some(row) = self.mem.row(ts_ns, &m) {
+                let pid = m.header.tgid;
+                if let Some((row, effect)) = self.mem.account(ts_ns, &m) {
+                    match effect {
+                        ResidentEffect::None => {}
+                        ResidentEffect::Release { start, len } => {
+                            self.correlator
+                                .release(ts_ns, pid, start, len, &mut self.rows);
+                        }
+                        ResidentEffect::Remap { old, new } => {
+                            self.correlator.remap(ts_ns, pid, old, new, &mut self.rows);
+                        }
+                    }
                     self.correlator.mem(row, &mut self.rows);
                 }
             }
@@ -151,6 +162,10 @@ impl Session {
             Event::Exec(p) => {
                 let pid = p.header.tgid;
                 self.mem.exec(pid);
+                // The old address space, and all it held, is gone.
+                let ts_ns = self.wall(p.header.ts_ns);
+                self.correlator
+                    .address_space_gone(ts_ns, pid, &mut self.rows);
                 let info = procfs::info(pid);
                 self.rows.push(Row::Process(ProcessRow {
                     pid,
@@ -173,6 +188,8 @@ impl Session {
                 });
                 self.correlator.thread_exit(tid);
                 if p.group_dead != 0 {
+                    self.correlator
+                        .address_space_gone(ts_ns, pid, &mut self.rows);
                     self.rows.push(Row::ProcessExit {
                         pid,
                         ts_ns,
@@ -324,6 +341,7 @@ impl Session {
     }
 
     fn write_counters(&mut self, thread_faults: &[(u32, u32, u64)]) {
+        let origin = self.correlator.origin_counts();
         for &(tid, pid, faults) in thread_faults {
             self.rows.push(Row::Thread {
                 tid,
@@ -348,6 +366,8 @@ impl Session {
             unpaired_exits,
             map_full,
             undecodable: self.probe.as_ref().map_or(0, |p| p.undecodable),
+            untracked_bytes: origin.untracked_bytes,
+            unmatched_release_bytes: origin.unmatched_release_bytes,
         });
     }
 }

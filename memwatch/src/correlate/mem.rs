@@ -9,6 +9,21 @@ use memwatch_common::mem::{MemEvent, MemOp};
 
 use crate::model::MemRow;
 
+/// What a memory syscall did to resident memory, for origin tracking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResidentEffect {
+    /// Nothing resident changed (mprotect, a plain mmap, a failed call).
+    None,
+    /// `[start, start + len)` is no longer resident: munmap, a brk shrink, an mmap with
+    /// MAP_FIXED over existing pages.
+    Release { start: u64, len: u64 },
+    /// mremap: the pages of `old` now live at `new`; a shrink released the tail.
+    Remap { old: (u64, u64), new: (u64, u64) },
+}
+
+/// `MAP_FIXED`: the new mapping replaces whatever was mapped there.
+const MAP_FIXED: u64 = 0x10;
+
 /// Per-process state the accounting needs between events.
 #[derive(Debug)]
 pub struct MemAccounting {
@@ -46,17 +61,46 @@ impl MemAccounting {
     /// The row for one memory syscall, with `ts_ns` already on the wall clock; None for an
     /// operation this memwatch does not know.
     pub fn row(&mut self, ts_ns: i64, m: &MemEvent) -> Option<MemRow> {
+        self.account(ts_ns, m).map(|(row, _)| row)
+    }
+
+    /// The row for one memory syscall and what it did to resident memory.
+    pub fn account(&mut self, ts_ns: i64, m: &MemEvent) -> Option<(MemRow, ResidentEffect)> {
         let pid = m.header.tgid;
         let a = m.args;
         let op = MemOp::from_u32(a.op)?;
         let page_size = self.page_size;
         let page = |n: u64| n.div_ceil(page_size).saturating_mul(page_size) as i64;
         let is_err = (-4095..0).contains(&m.ret);
-        let (name, ok, delta) = match op {
-            MemOp::Mmap => ("mmap", !is_err, page(a.len)),
-            MemOp::Munmap => ("munmap", m.ret == 0, -page(a.len)),
-            MemOp::Mremap => ("mremap", !is_err, page(a.new_len) - page(a.len)),
-            MemOp::Mprotect => ("mprotect", m.ret == 0, 0),
+        let len = page(a.len) as u64;
+        let (name, ok, delta, effect) = match op {
+            MemOp::Mmap => {
+                let effect = if a.flags & MAP_FIXED != 0 {
+                    ResidentEffect::Release {
+                        start: m.ret as u64,
+                        len,
+                    }
+                } else {
+                    ResidentEffect::None
+                };
+                ("mmap", !is_err, page(a.len), effect)
+            }
+            MemOp::Munmap => (
+                "munmap",
+                m.ret == 0,
+                -page(a.len),
+                ResidentEffect::Release { start: a.addr, len },
+            ),
+            MemOp::Mremap => (
+                "mremap",
+                !is_err,
+                page(a.new_len) - page(a.len),
+                ResidentEffect::Remap {
+                    old: (a.addr, len),
+                    new: (m.ret as u64, page(a.new_len) as u64),
+                },
+            ),
+            MemOp::Mprotect => ("mprotect", m.ret == 0, 0, ResidentEffect::None),
             MemOp::Brk => {
                 // brk returns the new break, or the old one when it fails.
                 let ok = a.addr == 0 || m.ret as u64 == a.addr;
@@ -65,10 +109,19 @@ impl MemAccounting {
                     .brk
                     .insert(pid, new)
                     .map_or(0, |old| new as i64 - old as i64);
-                ("brk", ok, delta)
+                let effect = if delta < 0 {
+                    ResidentEffect::Release {
+                        start: new,
+                        len: delta.unsigned_abs(),
+                    }
+                } else {
+                    ResidentEffect::None
+                };
+                ("brk", ok, delta, effect)
             }
         };
-        Some(MemRow {
+        let effect = if ok { effect } else { ResidentEffect::None };
+        let row = MemRow {
             ts_ns,
             pid,
             tid: m.header.tid,
@@ -83,7 +136,8 @@ impl MemAccounting {
             ok,
             vm_delta: if ok { delta } else { 0 },
             request_id: None,
-        })
+        };
+        Some((row, effect))
     }
 }
 
@@ -156,6 +210,56 @@ mod tests {
         assert_eq!(
             fresh.vm_delta, 0,
             "after exec the first break is only learnt"
+        );
+    }
+
+    #[test]
+    fn releases_are_reported_for_origin_tracking() {
+        let mut acc = MemAccounting::new(4096);
+        let effect = |acc: &mut MemAccounting, e: MemEvent| acc.account(1, &e).unwrap().1;
+        assert_eq!(
+            effect(&mut acc, event(7, MemOp::Munmap, 0x7000, 5000, 0, 0)),
+            ResidentEffect::Release {
+                start: 0x7000,
+                len: 8192
+            }
+        );
+        assert_eq!(
+            effect(&mut acc, event(7, MemOp::Munmap, 0x7000, 4096, 0, -22)),
+            ResidentEffect::None,
+            "a failed munmap released nothing"
+        );
+        assert_eq!(
+            effect(
+                &mut acc,
+                event(7, MemOp::Mremap, 0x7000, 8192, 4096, 0x9000)
+            ),
+            ResidentEffect::Remap {
+                old: (0x7000, 8192),
+                new: (0x9000, 4096)
+            }
+        );
+        acc.known_break(7, 0x20000);
+        assert_eq!(
+            effect(&mut acc, event(7, MemOp::Brk, 0x18000, 0, 0, 0x18000)),
+            ResidentEffect::Release {
+                start: 0x18000,
+                len: 0x8000
+            }
+        );
+        assert_eq!(
+            effect(&mut acc, event(7, MemOp::Brk, 0x30000, 0, 0, 0x30000)),
+            ResidentEffect::None,
+            "growth makes nothing resident until touched"
+        );
+        let mut fixed = event(7, MemOp::Mmap, 0x5000, 4096, 0, 0x5000);
+        fixed.args.flags = MAP_FIXED | 0x22;
+        assert_eq!(
+            effect(&mut acc, fixed),
+            ResidentEffect::Release {
+                start: 0x5000,
+                len: 4096
+            }
         );
     }
 }

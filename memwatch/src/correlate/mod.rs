@@ -29,14 +29,16 @@ pub mod route;
 // Keys are pids, tids, fds and kernel timestamps, not attacker-chosen strings: a fast
 // non-cryptographic hash is safe here and is paid on every event.
 use rustc_hash::FxHashMap as HashMap;
+use std::sync::Arc;
 
 use conn::{ConnTrack, Parsed};
 use memwatch_common::net::NetOp;
 
 use crate::{
     capture::probe::NetRecord,
-    model::{MemRow, RequestRow, Row},
+    model::{MemRow, ReleaseRow, RequestRow, Row},
 };
+use origin::{OUTSIDE, OriginCounts, OriginMap};
 use route::Router;
 
 /// Memory rows held for one request before they are written early.
@@ -92,6 +94,20 @@ pub struct Correlator {
     /// only when an access log is joined (see [`Correlator::joining`]).
     candidates: Vec<join::Candidate>,
     joining: bool,
+    /// Which request made each resident page resident.
+    origin: OriginMap,
+    /// Completed requests that still hold resident memory: releases are credited to them.
+    retained: HashMap<ReqId, Retained>,
+}
+
+/// A completed request that still holds resident memory.
+#[derive(Debug)]
+struct Retained {
+    end_ns: i64,
+    method: Option<Arc<str>>,
+    route: Option<Arc<str>>,
+    /// Bytes it made resident that are still tracked.
+    held: u64,
 }
 
 impl Correlator {
@@ -108,6 +124,100 @@ impl Correlator {
             completed: 0,
             candidates: Vec::new(),
             joining: false,
+            origin: OriginMap::new(origin::DEFAULT_MAX_SPANS),
+            retained: HashMap::default(),
+        }
+    }
+
+    /// What the origin map could not attribute, and what it holds.
+    pub fn origin_counts(&self) -> OriginCounts {
+        self.origin.counts()
+    }
+
+    /// `[start, start + len)` of `pid` became resident on thread `tid`: charged to the request
+    /// the thread serves, or to the outside-requests row.
+    pub fn grow(
+        &mut self,
+        ts_ns: i64,
+        pid: u32,
+        tid: u32,
+        start: u64,
+        len: u64,
+        out: &mut Vec<Row>,
+    ) {
+        let serving = self
+            .threads
+            .get(&tid)
+            .and_then(|t| t.current)
+            .filter(|id| self.inflight.contains_key(id));
+        let owner = serving.unwrap_or(OUTSIDE);
+        let added = self.origin.grow(pid, start, len, owner);
+        if added == 0 {
+            return;
+        }
+        match serving.and_then(|id| self.inflight.get_mut(&id)) {
+            Some(req) => req.row.grown += added,
+            None => out.push(Row::OutsideGrowth {
+                ts_ns,
+                pid,
+                bytes: added,
+            }),
+        }
+    }
+
+    /// `[start, start + len)` of `pid` was released (munmap, madvise, a brk shrink).
+    pub fn release(&mut self, ts_ns: i64, pid: u32, start: u64, len: u64, out: &mut Vec<Row>) {
+        let credits = self.origin.release(pid, start, len);
+        self.credit(ts_ns, pid, credits, out);
+    }
+
+    /// mremap moved or resized `[old, old + old_len)` to `[new, new + new_len)`.
+    pub fn remap(
+        &mut self,
+        ts_ns: i64,
+        pid: u32,
+        (old, old_len): (u64, u64),
+        (new, new_len): (u64, u64),
+        out: &mut Vec<Row>,
+    ) {
+        let credits = self.origin.remap(pid, old, old_len, new, new_len);
+        self.credit(ts_ns, pid, credits, out);
+    }
+
+    /// The process's address space is gone (exit, or exec): everything it held is released.
+    pub fn address_space_gone(&mut self, ts_ns: i64, pid: u32, out: &mut Vec<Row>) {
+        let credits = self.origin.exit(pid);
+        self.credit(ts_ns, pid, credits, out);
+    }
+
+    /// Credits released bytes back to the requests (or the outside row) that made them resident.
+    fn credit(&mut self, ts_ns: i64, pid: u32, credits: origin::Credits, out: &mut Vec<Row>) {
+        for (owner, bytes) in credits {
+            if owner == OUTSIDE {
+                out.push(Row::Release(Box::new(ReleaseRow {
+                    ts_ns,
+                    pid,
+                    bytes,
+                    ..ReleaseRow::default()
+                })));
+            } else if let Some(req) = self.inflight.get_mut(&owner) {
+                // Released while the request still runs: its own churn.
+                req.row.released += bytes;
+            } else if let Some(r) = self.retained.get_mut(&owner) {
+                r.held = r.held.saturating_sub(bytes);
+                out.push(Row::Release(Box::new(ReleaseRow {
+                    ts_ns,
+                    pid,
+                    request_id: owner,
+                    request_end_ns: r.end_ns,
+                    method: r.method.clone(),
+                    route: r.route.clone(),
+                    bytes,
+                })));
+                if r.held == 0 {
+                    self.retained.remove(&owner);
+                }
+            }
         }
     }
 
@@ -379,6 +489,18 @@ impl Correlator {
             out.push(Row::Mem(m));
         }
         req.row.rss_bytes = req.row.faults as i64 * self.page_size;
+        let held = req.row.grown.saturating_sub(req.row.released);
+        if held > 0 {
+            self.retained.insert(
+                id,
+                Retained {
+                    end_ns: req.row.end_ns,
+                    method: req.row.method.as_deref().map(Arc::from),
+                    route: req.row.route.as_deref().map(Arc::from),
+                    held,
+                },
+            );
+        }
         self.completed += 1;
         out.push(Row::Request(Box::new(req.row)));
     }
@@ -712,5 +834,81 @@ mod tests {
             .filter(|r| matches!(r, Row::Mem(m) if m.request_id == Some(reqs[0].id)))
             .count();
         assert_eq!(charged as u64, calls, "every row names its request");
+    }
+
+    fn releases(rows: &[Row]) -> Vec<(i64, i64, Option<&str>, u64)> {
+        rows.iter()
+            .filter_map(|r| match r {
+                Row::Release(r) => {
+                    Some((r.request_id, r.request_end_ns, r.route.as_deref(), r.bytes))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Memory a request made resident and kept is credited back to it when another request
+    /// releases it later; its own churn is counted as released before it ended; memory made
+    /// outside any request is its own row.
+    #[test]
+    fn releases_are_credited_back_to_the_request_that_grew_the_memory() {
+        let p = PAGE;
+        let mut c = correlator();
+        let mut out = Vec::new();
+        // Outside any request: startup memory.
+        c.grow(50, PID, TID, 900 * p, 2 * p, &mut out);
+        c.net(
+            &ev(NetOp::ReadStart, 100, 0, b"GET /leak HTTP/1.1\r\n\r\n", 0),
+            0,
+            &mut out,
+        );
+        c.grow(110, PID, TID, 10 * p, 4 * p, &mut out);
+        // A re-fault of a page already resident is not growth.
+        c.grow(111, PID, TID, 11 * p, p, &mut out);
+        // Churn: grown and released within the request.
+        c.grow(112, PID, TID, 50 * p, 8 * p, &mut out);
+        c.release(113, PID, 50 * p, 8 * p, &mut out);
+        c.net(
+            &ev(NetOp::WriteStart, 120, 0, b"HTTP/1.1 200 OK\r\n", 0),
+            0,
+            &mut out,
+        );
+        c.net(&ev(NetOp::Close, 200, 0, b"", 150), 0, &mut out);
+        let leak = requests(&out)[0].clone();
+        assert_eq!((leak.grown, leak.released), (12 * p, 8 * p));
+        // Later another thread (a collector) frees half of what /leak kept, and some startup
+        // memory, and memory memwatch never saw resident.
+        c.release(500, PID, 10 * p, 2 * p, &mut out);
+        c.release(510, PID, 900 * p, p, &mut out);
+        c.release(520, PID, 5000 * p, 3 * p, &mut out);
+        assert_eq!(
+            releases(&out),
+            vec![(leak.id, 150, Some("/leak"), 2 * p), (0, 0, None, p)]
+        );
+        let outside: u64 = out
+            .iter()
+            .filter_map(|r| match r {
+                Row::OutsideGrowth { bytes, .. } => Some(*bytes),
+                _ => None,
+            })
+            .sum();
+        assert_eq!(outside, 2 * p);
+        assert_eq!(c.origin_counts().unmatched_release_bytes, 3 * p);
+        assert_eq!(
+            c.origin_counts().tracked_bytes,
+            3 * p,
+            "2 pages of /leak, 1 of startup"
+        );
+        // The process exits: the rest is released, /leak's last two pages included.
+        out.clear();
+        c.address_space_gone(900, PID, &mut out);
+        assert_eq!(
+            releases(&out),
+            vec![(leak.id, 150, Some("/leak"), 2 * p), (0, 0, None, p)]
+        );
+        assert!(
+            c.retained.is_empty(),
+            "nothing is held for a request that holds nothing"
+        );
     }
 }

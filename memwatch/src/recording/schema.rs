@@ -5,8 +5,12 @@
 pub const APPLICATION_ID: i64 = 0x4D57_4154;
 /// `PRAGMA user_version`: the schema version this memwatch writes and the newest it reads.
 /// Version 1 files (a plain `requests` table, `conn` as "fd:generation" text) read unchanged:
-/// the views query `requests` by column name, which both versions provide.
-pub const SCHEMA_VERSION: i64 = 2;
+/// the views query `requests` by column name, which every version provides. Version 3 adds the
+/// origin of resident memory: `grown` and `released` per request, `releases` and
+/// `outside_growth`; older files lack those figures ([`HAS_ORIGIN`]).
+pub const SCHEMA_VERSION: i64 = 3;
+/// The first schema version whose recordings carry retained-memory figures.
+pub const HAS_ORIGIN: i64 = 3;
 
 /// All times are wall-clock nanoseconds since the Unix epoch, derived from the kernel's
 /// monotonic clock through an offset measured once at start (`meta.clock_offset_ns`).
@@ -62,7 +66,9 @@ CREATE TABLE counters (
     dropped        INTEGER NOT NULL,  -- cumulative ring-buffer reservations that failed
     unpaired_exits INTEGER NOT NULL,
     map_full       INTEGER NOT NULL,
-    undecodable    INTEGER NOT NULL
+    undecodable    INTEGER NOT NULL,
+    untracked_bytes         INTEGER NOT NULL DEFAULT 0, -- resident growth origin tracking could not keep
+    unmatched_release_bytes INTEGER NOT NULL DEFAULT 0  -- releases of memory of no known origin
 );
 -- Requests are stored compactly in `request_rows` and read through the `requests` view, which
 -- has the readable shape. The table is clustered by end time (range queries and the page's
@@ -91,13 +97,15 @@ CREATE TABLE request_rows (
     faults    INTEGER NOT NULL,
     mem_calls INTEGER NOT NULL,
     exact     INTEGER NOT NULL,      -- 1 exact, 0 approximate attribution
+    grown     INTEGER NOT NULL,      -- bytes it made resident (each page once)
+    released  INTEGER NOT NULL,      -- of those, released before it ended
     PRIMARY KEY (end_ns, id)
 ) WITHOUT ROWID;
 CREATE VIEW requests AS
 SELECT r.id, r.pid, r.tid, r.conn, r.method, COALESCE(r.target, r.route) AS target, r.route,
        h.host, r.status, r.end_ns - r.dur_ns AS start_ns,
        r.end_ns - r.dur_ns + r.ttfb_ns AS first_byte_ns, r.end_ns, r.bytes_in, r.bytes_out,
-       r.vm_bytes, r.rss_bytes, r.faults, r.mem_calls, r.exact
+       r.vm_bytes, r.rss_bytes, r.faults, r.mem_calls, r.exact, r.grown, r.released
 FROM request_rows r LEFT JOIN hosts h ON h.id = r.host_id;
 -- Requests summed per second of their end, kept by the writer: range queries over many
 -- requests read these instead of every row.
@@ -112,7 +120,37 @@ CREATE TABLE request_rollup (
     rss_sum   INTEGER NOT NULL,
     faults    INTEGER NOT NULL,
     mem_calls INTEGER NOT NULL,
+    grown     INTEGER NOT NULL,
+    released  INTEGER NOT NULL,        -- released before the requests ended
     PRIMARY KEY (second, method, route, status)
+) WITHOUT ROWID;
+-- Resident memory released after the request that made it resident ended, summed per second of
+-- the release and per request (request_id 0: memory made resident outside any request). With
+-- req_end_ns the request's row is found by its key.
+CREATE TABLE releases (
+    second     INTEGER NOT NULL,      -- ts_ns / 1e9 of the release
+    request_id INTEGER NOT NULL,
+    req_end_ns INTEGER NOT NULL,
+    pid        INTEGER NOT NULL,
+    bytes      INTEGER NOT NULL,
+    PRIMARY KEY (second, request_id, pid)
+) WITHOUT ROWID;
+-- The same summed per (second of the release, second of the request's end, method, route):
+-- what a range query reads.
+CREATE TABLE release_rollup (
+    second     INTEGER NOT NULL,
+    req_second INTEGER NOT NULL,      -- req_end_ns / 1e9; 0 for outside
+    method     TEXT NOT NULL,         -- '-' when unknown or outside
+    route      TEXT NOT NULL,         -- '-' when unknown, '' for outside any request
+    bytes      INTEGER NOT NULL,
+    PRIMARY KEY (second, req_second, method, route)
+) WITHOUT ROWID;
+-- Resident memory made resident while no request was being served, per second and process.
+CREATE TABLE outside_growth (
+    second INTEGER NOT NULL,
+    pid    INTEGER NOT NULL,
+    bytes  INTEGER NOT NULL,
+    PRIMARY KEY (second, pid)
 ) WITHOUT ROWID;
 CREATE TABLE log_lines (
     id          INTEGER PRIMARY KEY,

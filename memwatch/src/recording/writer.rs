@@ -225,7 +225,7 @@ fn run(
 
 /// Per-second sums of one batch's requests: (second, method, route, status) → sums. Keys
 /// borrow from the batch: nothing is cloned per request.
-type Rollup<'a> = rustc_hash::FxHashMap<(i64, &'a str, &'a str, i64), [i64; 6]>;
+type Rollup<'a> = rustc_hash::FxHashMap<(i64, &'a str, &'a str, i64), [i64; 8]>;
 
 fn roll<'a>(rollup: &mut Rollup<'a>, r: &'a RequestRow) {
     let key = (
@@ -241,36 +241,128 @@ fn roll<'a>(rollup: &mut Rollup<'a>, r: &'a RequestRow) {
     sums[3] += r.rss_bytes;
     sums[4] += r.faults as i64;
     sums[5] += r.mem_calls as i64;
+    sums[6] += r.grown as i64;
+    sums[7] += r.released as i64;
+}
+
+/// One batch's releases and outside growth, summed by their keys before they are written.
+#[derive(Debug, Default)]
+struct OriginSums<'a> {
+    /// (second, request_id, pid) → (req_end_ns, bytes).
+    releases: rustc_hash::FxHashMap<(i64, i64, u32), (i64, i64)>,
+    /// (second, req_second, method, route) → bytes.
+    rollup: rustc_hash::FxHashMap<(i64, i64, &'a str, &'a str), i64>,
+    /// (second, pid) → bytes.
+    outside: rustc_hash::FxHashMap<(i64, u32), i64>,
+}
+
+impl<'a> OriginSums<'a> {
+    fn add(&mut self, row: &'a Row) {
+        match row {
+            Row::Release(r) => {
+                let second = r.ts_ns.div_euclid(1_000_000_000);
+                let e = self
+                    .releases
+                    .entry((second, r.request_id, r.pid))
+                    .or_insert((r.request_end_ns, 0));
+                e.1 += r.bytes as i64;
+                let (req_second, method, route) = if r.request_id == 0 {
+                    (0, "-", "")
+                } else {
+                    (
+                        r.request_end_ns.div_euclid(1_000_000_000),
+                        r.method.as_deref().unwrap_or("-"),
+                        r.route.as_deref().unwrap_or("-"),
+                    )
+                };
+                *self
+                    .rollup
+                    .entry((second, req_second, method, route))
+                    .or_default() += r.bytes as i64;
+            }
+            Row::OutsideGrowth { ts_ns, pid, bytes } => {
+                *self
+                    .outside
+                    .entry((ts_ns.div_euclid(1_000_000_000), *pid))
+                    .or_default() += *bytes as i64;
+            }
+            _ => {}
+        }
+    }
+
+    fn write(self, tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+        let Self {
+            releases,
+            rollup,
+            outside,
+        } = self;
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO releases (second, request_id, req_end_ns, pid, bytes)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (second, request_id, pid) DO UPDATE SET bytes = bytes + excluded.bytes",
+        )?;
+        for ((second, id, pid), (end, bytes)) in releases {
+            stmt.execute(params![second, id, end, pid, bytes])?;
+        }
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO release_rollup (second, req_second, method, route, bytes)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (second, req_second, method, route)
+             DO UPDATE SET bytes = bytes + excluded.bytes",
+        )?;
+        for ((second, req_second, method, route), bytes) in rollup {
+            stmt.execute(params![second, req_second, method, route, bytes])?;
+        }
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO outside_growth (second, pid, bytes) VALUES (?1, ?2, ?3)
+             ON CONFLICT (second, pid) DO UPDATE SET bytes = bytes + excluded.bytes",
+        )?;
+        for ((second, pid), bytes) in outside {
+            stmt.execute(params![second, pid, bytes])?;
+        }
+        Ok(())
+    }
 }
 
 const INSERT_ROLLUP: &str = "INSERT INTO request_rollup (second, method, route, status, n, approx,
-       vm_sum, rss_sum, faults, mem_calls) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+       vm_sum, rss_sum, faults, mem_calls, grown, released)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
      ON CONFLICT (second, method, route, status) DO UPDATE SET n = n + excluded.n,
        approx = approx + excluded.approx, vm_sum = vm_sum + excluded.vm_sum,
        rss_sum = rss_sum + excluded.rss_sum, faults = faults + excluded.faults,
-       mem_calls = mem_calls + excluded.mem_calls";
+       mem_calls = mem_calls + excluded.mem_calls, grown = grown + excluded.grown,
+       released = released + excluded.released";
 
 const INSERT_REQUEST: &str = "INSERT INTO request_rows (id, pid, tid, conn, method, target,
        route, host_id, status, end_ns, dur_ns, ttfb_ns, bytes_in, bytes_out, vm_bytes, rss_bytes,
-       faults, mem_calls, exact)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)";
+       faults, mem_calls, exact, grown, released)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
+       ?20, ?21)";
 
 fn commit(conn: &mut Connection, hosts: &mut Hosts, rows: &mut Vec<Row>) -> rusqlite::Result<u64> {
     let tx = conn.transaction()?;
     let n = rows.len() as u64;
     {
         let mut rollup = Rollup::default();
+        let mut origin = OriginSums::default();
         for row in rows.iter() {
             if let Row::Request(r) = row {
                 roll(&mut rollup, r);
+            } else {
+                origin.add(row);
             }
         }
         let mut upsert = tx.prepare_cached(INSERT_ROLLUP)?;
-        for ((second, method, route, status), [n, approx, vm, rss, faults, calls]) in rollup {
+        for (
+            (second, method, route, status),
+            [n, approx, vm, rss, faults, calls, grown, released],
+        ) in rollup
+        {
             upsert.execute(params![
-                second, method, route, status, n, approx, vm, rss, faults, calls
+                second, method, route, status, n, approx, vm, rss, faults, calls, grown, released
             ])?;
         }
+        origin.write(&tx)?;
     }
     {
         // Requests are most of the rows: their statement is looked up once per batch, not per
@@ -420,10 +512,13 @@ fn insert(
             unpaired_exits,
             map_full,
             undecodable,
+            untracked_bytes,
+            unmatched_release_bytes,
         } => {
             tx.prepare_cached(
                 "INSERT INTO counters (ts_ns, events, dropped, unpaired_exits, map_full,
-                   undecodable) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                   undecodable, untracked_bytes, unmatched_release_bytes)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?
             .execute(params![
                 ts_ns,
@@ -431,7 +526,9 @@ fn insert(
                 dropped as i64,
                 unpaired_exits as i64,
                 map_full as i64,
-                undecodable as i64
+                undecodable as i64,
+                untracked_bytes as i64,
+                unmatched_release_bytes as i64
             ])?;
         }
         Row::Request(r) => insert_request(tx, requests, hosts, *r)?,
@@ -475,6 +572,8 @@ fn insert(
                 request_id
             ])?;
         }
+        // Summed per batch in `commit` (OriginSums).
+        Row::Release(_) | Row::OutsideGrowth { .. } => {}
         Row::NonHttp {
             ts_ns,
             pid,
@@ -518,6 +617,8 @@ fn insert_request(
         faults,
         mem_calls,
         exact,
+        grown,
+        released,
     } = r;
     let host_id = match host {
         Some(h) => Some(hosts.intern(tx, h)?),
@@ -544,7 +645,9 @@ fn insert_request(
         rss_bytes,
         faults as i64,
         mem_calls as i64,
-        exact
+        exact,
+        grown as i64,
+        released as i64
     ])?;
     Ok(())
 }
@@ -577,6 +680,76 @@ mod tests {
         );
         assert_eq!(writer.shed_rows(), 2);
         assert!(matches!(rx.try_recv(), Ok(Msg::Rows(rows)) if rows.len() == 3));
+    }
+
+    /// Releases and outside growth are summed per key within and across batches.
+    #[test]
+    fn releases_and_outside_growth_are_summed_per_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        let writer = Writer::create(&path, &[]).unwrap();
+        let route: std::sync::Arc<str> = "/leak".into();
+        let release = |ts_ns: i64, request_id: i64, bytes: u64| {
+            Row::Release(Box::new(crate::model::ReleaseRow {
+                ts_ns,
+                pid: 9,
+                request_id,
+                request_end_ns: if request_id == 0 { 0 } else { 3_000_000_000 },
+                method: Some("GET".into()),
+                route: Some(std::sync::Arc::clone(&route)),
+                bytes,
+            }))
+        };
+        let s = 1_000_000_000;
+        writer.send(vec![release(5 * s, 7, 4096), release(5 * s + 10, 7, 8192)]);
+        writer.send(vec![
+            release(5 * s + 20, 7, 4096),
+            release(6 * s, 0, 100),
+            Row::OutsideGrowth {
+                ts_ns: 6 * s,
+                pid: 9,
+                bytes: 65536,
+            },
+            Row::OutsideGrowth {
+                ts_ns: 6 * s + 5,
+                pid: 9,
+                bytes: 4096,
+            },
+        ]);
+        writer.finish().unwrap();
+        let db = Connection::open(&path).unwrap();
+        let releases: Vec<(i64, i64, i64, i64)> = db
+            .prepare("SELECT second, request_id, req_end_ns, bytes FROM releases ORDER BY 1, 2")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(releases, vec![(5, 7, 3 * s, 16384), (6, 0, 0, 100)]);
+        let rollup: Vec<(i64, i64, String, String, i64)> = db
+            .prepare(
+                "SELECT second, req_second, method, route, bytes FROM release_rollup ORDER BY 1",
+            )
+            .unwrap()
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            rollup,
+            vec![
+                (5, 3, "GET".into(), "/leak".into(), 16384),
+                (6, 0, "-".into(), String::new(), 100)
+            ]
+        );
+        let outside: (i64, i64) = db
+            .query_row("SELECT second, bytes FROM outside_growth", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!(outside, (6, 69632));
     }
 
     /// A recording that closes normally says that nothing was shed.
@@ -624,6 +797,8 @@ mod tests {
             faults: 2,
             mem_calls: 1,
             exact: true,
+            grown: 12288,
+            released: 4096,
         };
         let plain = RequestRow {
             id: 8,
