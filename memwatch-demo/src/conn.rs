@@ -230,6 +230,20 @@ fn handle(head: &Head) -> Reply {
             },
             Err(reply) => reply,
         },
+        b"/reuse" => match number(query, b"kb", MAX_KIB) {
+            Ok(kb) => match mem::reuse(kb) {
+                Ok(()) => Reply::new(200, format!("reused {kb} KiB\n")),
+                Err(e) => Reply::new(500, format!("allocation failed: {e}\n")),
+            },
+            Err(reply) => reply,
+        },
+        b"/deferred" => match number(query, b"kb", MAX_KIB) {
+            Ok(kb) => match mem::deferred(kb) {
+                Ok(()) => Reply::new(200, format!("handed {kb} KiB to the collector\n")),
+                Err(e) => Reply::new(500, format!("mmap failed: {e}\n")),
+            },
+            Err(reply) => reply,
+        },
         b"/slow" => match number(query, b"ms", MAX_MS) {
             Ok(ms) => {
                 std::thread::sleep(Duration::from_millis(ms));

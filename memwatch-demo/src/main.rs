@@ -9,6 +9,10 @@
 //! - `/leak?kb=N` → maps N KiB (rounded up to pages) with anonymous `mmap`, writes one byte per
 //!   4 KiB page and keeps it forever. 200 `leaked N KiB`.
 //! - `/churn?kb=N` → the same mapping, touched, then `munmap`ed: no net growth. 200.
+//! - `/reuse?kb=N` → writes N KiB of one process-wide buffer that only grows: memory is kept once
+//!   (the high-water mark), then reused by every later request. 200.
+//! - `/deferred?kb=N` → maps and touches N KiB and hands it to a collector thread that unmaps it
+//!   200 ms later: freed after the request, by another thread, as a garbage collector does. 200.
 //! - `/slow?ms=N` → sleeps N ms. 200.
 //! - anything else → 404. N out of range (kb ≤ 1048576, ms ≤ 60000) or missing → 400; a request
 //!   that is not HTTP/1.x → 400 and close; `Transfer-Encoding` → 501; a body over 1 MiB → 413.
@@ -39,7 +43,7 @@ usage: memwatch-demo [--listen ADDR] [--access-log PATH] [--quiet]
   --access-log PATH   append a combined-format access log line per response to PATH
   --quiet             no per-request or error lines on stderr
 
-endpoints: /  /leak?kb=N  /churn?kb=N  /slow?ms=N";
+endpoints: /  /leak?kb=N  /churn?kb=N  /reuse?kb=N  /deferred?kb=N  /slow?ms=N";
 
 /// Command-line arguments.
 #[derive(Debug, PartialEq, Eq)]
