@@ -9,6 +9,8 @@ pub const GLOBAL_SELF_TGID: &str = "SELF_TGID";
 pub const GLOBAL_FOLLOW_FORKS: &str = "FOLLOW_FORKS";
 /// `u32`: bytes of socket payload to copy per read or write, at most [`crate::net::MAX_CAPTURE`].
 pub const GLOBAL_CAPTURE_LEN: &str = "CAPTURE_LEN";
+/// `u64`: the target's page size; faults are followed at this granularity.
+pub const GLOBAL_PAGE_SIZE: &str = "PAGE_SIZE";
 /// `u64`: ring-buffer fill (bytes) above which a submit wakes the reader; below it, user space
 /// polls on a timer. Batching wake-ups saves 7 to 15 µs per event on a busy server.
 pub const GLOBAL_WAKEUP_BYTES: &str = "WAKEUP_BYTES";

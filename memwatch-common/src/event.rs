@@ -16,6 +16,8 @@ pub enum EventKind {
     Exec = 4,
     /// Socket traffic on a traced process: [`crate::net::NetEvent`].
     Net = 5,
+    /// A run of pages a traced thread made resident: [`crate::proc::GrowthEvent`].
+    Growth = 6,
 }
 
 impl EventKind {
@@ -27,6 +29,7 @@ impl EventKind {
             3 => Self::Exit,
             4 => Self::Exec,
             5 => Self::Net,
+            6 => Self::Growth,
             _ => return None,
         })
     }

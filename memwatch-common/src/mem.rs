@@ -11,6 +11,9 @@ pub enum MemOp {
     Mremap = 3,
     Brk = 4,
     Mprotect = 5,
+    /// `madvise`: `flags` holds the advice (`MADV_DONTNEED`, `MADV_FREE`, `MADV_REMOVE` give
+    /// memory back).
+    Madvise = 6,
 }
 
 impl MemOp {
@@ -21,6 +24,7 @@ impl MemOp {
             3 => Self::Mremap,
             4 => Self::Brk,
             5 => Self::Mprotect,
+            6 => Self::Madvise,
             _ => return None,
         })
     }

@@ -29,10 +29,27 @@ pub struct ThreadFaults {
     pub _pad: u32,
     /// User page faults this thread has taken since memwatch started watching it.
     pub faults: u64,
+    /// The run of adjacent pages the thread has faulted in since its last [`GrowthEvent`]:
+    /// `[run_start, run_end)`, empty when equal. Sent as one event when a fault breaks the run,
+    /// and before any event of the thread that could change whom the memory is charged to.
+    pub run_start: u64,
+    pub run_end: u64,
+}
+
+/// Pages a traced thread made resident: `[start, start + len)`, faulted in one after another
+/// (a fault on a page already in the run is not counted twice).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GrowthEvent {
+    pub header: EventHeader,
+    pub start: u64,
+    pub len: u64,
 }
 
 #[cfg(feature = "user")]
 mod user {
     // SAFETY: plain-old-data: repr(C), integer fields only, no implicit padding.
     unsafe impl aya::Pod for super::ThreadFaults {}
+    // SAFETY: plain-old-data: repr(C), integer fields only, no implicit padding.
+    unsafe impl aya::Pod for super::GrowthEvent {}
 }

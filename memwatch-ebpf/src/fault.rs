@@ -1,21 +1,68 @@
 //! Resident growth: user page faults counted per thread in the kernel, never one event per fault.
 //! User space reads the map at any instant; socket events carry the current thread's count.
+//!
+//! Which pages: each thread keeps the run of adjacent pages it has faulted in (upwards, as a
+//! buffer is filled, or downwards, as a stack grows). A fault outside the run sends the run as
+//! one [`GrowthEvent`] and starts a new one; [`flush_run`] sends it before any event of the thread
+//! that may change whom the memory is charged to (a socket boundary, a memory syscall, an exit).
 
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
-use memwatch_common::{config::Counter, proc::ThreadFaults};
+use memwatch_common::{
+    EventKind,
+    config::Counter,
+    proc::{GrowthEvent, ThreadFaults},
+};
 
 use crate::{
-    emit::count,
-    maps::THREAD_FAULTS,
+    ctx::field,
+    emit::{count, header, reserve, submit},
+    maps::{PAGE_SIZE, THREAD_FAULTS, global},
     target::{current, is_target},
 };
 
+/// Longest run sent as one event (1 GiB of 4 KiB pages): bounds what one event stands for.
+const MAX_RUN: u64 = 1 << 30;
+
+fn send_run(tgid: u32, tid: u32, start: u64, end: u64) {
+    let Some(mut entry) = reserve::<GrowthEvent>() else {
+        return;
+    };
+    entry.write(GrowthEvent {
+        header: header(EventKind::Growth, tgid, tid),
+        start,
+        len: end - start,
+    });
+    submit(entry);
+}
+
 #[tracepoint]
-pub fn page_fault_user(_ctx: TracePointContext) -> u32 {
+pub fn page_fault_user(ctx: TracePointContext) -> u32 {
     let (tgid, tid) = current();
+    let page = global(&PAGE_SIZE);
+    // `address` at offset 8 of exceptions:page_fault_user (its format file).
+    let addr = field::<u64>(&ctx, 8) & !(page.wrapping_sub(1));
     if let Some(slot) = THREAD_FAULTS.get_ptr_mut(tid) {
         // SAFETY: only this thread writes its own slot, and a thread runs on one CPU at a time.
-        unsafe { (*slot).faults += 1 };
+        let t = unsafe { &mut *slot };
+        t.faults += 1;
+        if addr >= t.run_start && addr < t.run_end {
+            return 0;
+        }
+        if t.run_end - t.run_start < MAX_RUN {
+            if addr == t.run_end {
+                t.run_end += page;
+                return 0;
+            }
+            if addr.wrapping_add(page) == t.run_start {
+                t.run_start = addr;
+                return 0;
+            }
+        }
+        if t.run_end > t.run_start {
+            send_run(t.tgid, tid, t.run_start, t.run_end);
+        }
+        t.run_start = addr;
+        t.run_end = addr.wrapping_add(page);
         return 0;
     }
     if is_target(tgid) {
@@ -23,12 +70,28 @@ pub fn page_fault_user(_ctx: TracePointContext) -> u32 {
             tgid,
             _pad: 0,
             faults: 1,
+            run_start: addr,
+            run_end: addr.wrapping_add(page),
         };
         if THREAD_FAULTS.insert(tid, value, 0).is_err() {
             count(Counter::MapFull);
         }
     }
     0
+}
+
+/// Sends the current thread's pending run of faulted pages, if any.
+#[inline(always)]
+pub fn flush_run(tid: u32) {
+    if let Some(slot) = THREAD_FAULTS.get_ptr_mut(tid) {
+        // SAFETY: only this thread writes its own slot, and a thread runs on one CPU at a time.
+        let t = unsafe { &mut *slot };
+        if t.run_end > t.run_start {
+            send_run(t.tgid, tid, t.run_start, t.run_end);
+            t.run_start = 0;
+            t.run_end = 0;
+        }
+    }
 }
 
 /// The current thread's fault count (0 when it has taken none yet).

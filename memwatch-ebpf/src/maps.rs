@@ -15,6 +15,8 @@ pub static FOLLOW_FORKS: u32 = 1;
 pub static CAPTURE_LEN: u32 = memwatch_common::net::DEFAULT_CAPTURE;
 #[unsafe(no_mangle)]
 pub static WAKEUP_BYTES: u64 = 64 * 1024;
+#[unsafe(no_mangle)]
+pub static PAGE_SIZE: u64 = 4096;
 
 /// Reads a load-time global. `read_volatile` stops the compiler from folding the default value.
 #[inline(always)]

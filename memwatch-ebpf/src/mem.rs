@@ -14,6 +14,7 @@ use memwatch_common::{
 use crate::{
     ctx::{syscall_arg, syscall_ret},
     emit::{count, header, reserve, submit},
+    fault::flush_run,
     maps::PENDING_MEM,
     target::{current, is_target},
 };
@@ -45,6 +46,9 @@ fn finish(ctx: &TracePointContext, op: MemOp) {
         return;
     }
     let ret = syscall_ret(ctx);
+    // Pages faulted in before this call are reported before it, so that a release never
+    // precedes the growth it releases.
+    flush_run(tid);
     let Some(mut entry) = reserve::<MemEvent>() else {
         return;
     };
@@ -143,5 +147,23 @@ pub fn mprotect_enter(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn mprotect_exit(ctx: TracePointContext) -> u32 {
     finish(&ctx, MemOp::Mprotect);
+    0
+}
+
+#[tracepoint]
+pub fn madvise_enter(ctx: TracePointContext) -> u32 {
+    stash(MemArgs {
+        op: MemOp::Madvise as u32,
+        addr: syscall_arg(&ctx, 0),
+        len: syscall_arg(&ctx, 1),
+        flags: syscall_arg(&ctx, 2),
+        ..MemArgs::default()
+    });
+    0
+}
+
+#[tracepoint]
+pub fn madvise_exit(ctx: TracePointContext) -> u32 {
+    finish(&ctx, MemOp::Madvise);
     0
 }

@@ -26,7 +26,7 @@ use memwatch_common::{
 use crate::{
     ctx::{syscall_arg, syscall_ret},
     emit::{count, header_at, reserve, submit},
-    fault::thread_faults,
+    fault::{flush_run, thread_faults},
     maps::{CAPTURE_LEN, CONNS, global},
     target::{current, is_target},
 };
@@ -241,6 +241,8 @@ fn transfer(ret: i64) {
     let Some(conn) = CONNS.get_ptr_mut(conn_key(tgid, p.fd)) else {
         return;
     };
+    // Pages faulted in before this transfer belong to whatever the thread served until now.
+    flush_run(tid);
     // SAFETY: map value pointer valid for this program run; races with another thread of the
     // same connection only blur counters, never memory safety.
     let conn = unsafe { &mut *conn };
@@ -335,6 +337,7 @@ pub fn close_enter(ctx: TracePointContext) -> u32 {
         return 0;
     };
     let _ = CONNS.remove(key);
+    flush_run(tid);
     send(NetOp::Close, Now::read(tgid, tid), fd, &conn, 0, 0, 0);
     0
 }

@@ -11,7 +11,7 @@ use memwatch_common::{
 use crate::{
     ctx::field,
     emit::{count, header, reserve, submit},
-    fault::thread_faults,
+    fault::{flush_run, thread_faults},
     maps::{FOLLOW_FORKS, TARGETS, THREAD_FAULTS, global},
     target::{current, is_target},
 };
@@ -69,6 +69,7 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     }
     // Offset from /sys/kernel/tracing/events/sched/sched_process_exit/format.
     let group_dead = u32::from(field::<u8>(&ctx, 32));
+    flush_run(tid);
     let faults = thread_faults(tid);
     let _ = THREAD_FAULTS.remove(tid);
     if group_dead != 0 {

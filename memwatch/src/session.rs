@@ -198,6 +198,17 @@ impl Session {
                     self.alive.remove(&pid);
                 }
             }
+            Event::Growth(g) => {
+                let ts_ns = self.wall(g.header.ts_ns);
+                self.correlator.grow(
+                    ts_ns,
+                    g.header.tgid,
+                    g.header.tid,
+                    g.start,
+                    g.len,
+                    &mut self.rows,
+                );
+            }
             Event::Net(n) => {
                 let offset = self.offset;
                 self.correlator.net(&n, offset, &mut self.rows);
@@ -661,6 +672,16 @@ impl Session {
             unsafe { libc::kill(pid as i32, libc::SIGTERM) };
         }
         self.drain();
+        // Growth the kernel side has not sent yet (a thread idle since its last faults).
+        let pending = self
+            .probe
+            .as_ref()
+            .map_or_else(Vec::new, Probe::pending_runs);
+        let now = wall_ns();
+        for (tid, tgid, start, end) in pending {
+            self.correlator
+                .grow(now, tgid, tid, start, end - start, &mut self.rows);
+        }
         self.read_logs(true);
         let faults = self.thread_faults();
         self.write_counters(&faults);

@@ -23,6 +23,11 @@ pub enum ResidentEffect {
 
 /// `MAP_FIXED`: the new mapping replaces whatever was mapped there.
 const MAP_FIXED: u64 = 0x10;
+/// madvise advice that gives pages back: they stop being resident (FREE: lazily, when the
+/// kernel needs them; counted as released at the call, as the process has no further use).
+const MADV_DONTNEED: u64 = 4;
+const MADV_FREE: u64 = 8;
+const MADV_REMOVE: u64 = 9;
 
 /// Per-process state the accounting needs between events.
 #[derive(Debug)]
@@ -101,6 +106,14 @@ impl MemAccounting {
                 },
             ),
             MemOp::Mprotect => ("mprotect", m.ret == 0, 0, ResidentEffect::None),
+            MemOp::Madvise => {
+                let effect = if matches!(a.flags, MADV_DONTNEED | MADV_FREE | MADV_REMOVE) {
+                    ResidentEffect::Release { start: a.addr, len }
+                } else {
+                    ResidentEffect::None
+                };
+                ("madvise", m.ret == 0, 0, effect)
+            }
             MemOp::Brk => {
                 // brk returns the new break, or the old one when it fails.
                 let ok = a.addr == 0 || m.ret as u64 == a.addr;

@@ -4,7 +4,7 @@ use memwatch_common::{
     EventHeader, EventKind,
     mem::MemEvent,
     net::{NetMeta, NetOp},
-    proc::ProcEvent,
+    proc::{GrowthEvent, ProcEvent},
 };
 
 /// One decoded record.
@@ -15,6 +15,7 @@ pub enum Event {
     Exit(ProcEvent),
     Exec(ProcEvent),
     Net(NetRecord),
+    Growth(GrowthEvent),
 }
 
 /// A socket boundary event with its payload cut to what was captured.
@@ -64,6 +65,7 @@ impl Event {
             Self::Mem(e) => &e.header,
             Self::Fork(e) | Self::Exit(e) | Self::Exec(e) => &e.header,
             Self::Net(e) => &e.meta.header,
+            Self::Growth(e) => &e.header,
         }
     }
 
@@ -76,6 +78,7 @@ impl Event {
             EventKind::Fork => Self::Fork(read(bytes)?),
             EventKind::Exit => Self::Exit(read(bytes)?),
             EventKind::Exec => Self::Exec(read(bytes)?),
+            EventKind::Growth => Self::Growth(read(bytes)?),
             EventKind::Net => {
                 // The payload room depends on the event's size class; the record's length
                 // says which, and `captured` never reaches past it.

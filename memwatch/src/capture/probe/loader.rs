@@ -67,6 +67,14 @@ const MEM_HOOKS: &[Hook] = &[
         tracepoints: &[("syscalls", "sys_exit_mprotect")],
     },
     Hook {
+        program: "madvise_enter",
+        tracepoints: &[("syscalls", "sys_enter_madvise")],
+    },
+    Hook {
+        program: "madvise_exit",
+        tracepoints: &[("syscalls", "sys_exit_madvise")],
+    },
+    Hook {
         program: "page_fault_user",
         tracepoints: &[("exceptions", "page_fault_user")],
     },
@@ -189,11 +197,13 @@ impl Probe {
         let follow = u32::from(config.follow_forks);
         let capture = config.capture_len.min(MAX_CAPTURE as u32);
         let wakeup = u64::from(config.ring_bytes / 8);
+        let page_size = ::procfs::page_size();
         let mut ebpf = EbpfLoader::new()
             .override_global(config::GLOBAL_SELF_TGID, &self_tgid, true)
             .override_global(config::GLOBAL_FOLLOW_FORKS, &follow, true)
             .override_global(config::GLOBAL_CAPTURE_LEN, &capture, true)
             .override_global(config::GLOBAL_WAKEUP_BYTES, &wakeup, true)
+            .override_global(config::GLOBAL_PAGE_SIZE, &page_size, true)
             .map_max_entries(config::MAP_EVENTS, config.ring_bytes)
             .load(crate::EBPF_OBJECT)
             .map_err(load_err)?;
@@ -288,6 +298,22 @@ impl Probe {
     }
 
     /// Page faults per live traced thread: `(tid, tgid, faults)`.
+    /// Runs of pages faulted in but not yet sent, per live traced thread: (tid, tgid, start,
+    /// end). Read at the end of a recording, so that the last growth of idle threads is not lost.
+    pub fn pending_runs(&self) -> Vec<(u32, u32, u64, u64)> {
+        let Some(map) = self.ebpf.map(config::MAP_THREAD_FAULTS) else {
+            return Vec::new();
+        };
+        let Ok(map) = HashMap::<&MapData, u32, ThreadFaults>::try_from(map) else {
+            return Vec::new();
+        };
+        map.iter()
+            .filter_map(Result::ok)
+            .filter(|(_, v)| v.run_end > v.run_start)
+            .map(|(tid, v)| (tid, v.tgid, v.run_start, v.run_end))
+            .collect()
+    }
+
     pub fn thread_faults(&self) -> Vec<(u32, u32, u64)> {
         let Some(map) = self.ebpf.map(config::MAP_THREAD_FAULTS) else {
             return Vec::new();
