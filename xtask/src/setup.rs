@@ -16,6 +16,9 @@ const TEST_PACKAGES: &[&str] = &[
     "strace",
     "goaccess",
     "chromium",
+    // The runtime tests: a Go net/http server, and Python's venv for gunicorn and Flask.
+    "golang-go",
+    "python3-venv",
 ];
 
 fn quiet(cmd: &mut Command) -> bool {
@@ -212,11 +215,46 @@ fn ensure_linker(pin: &Pin) -> anyhow::Result<()> {
 }
 
 /// Everything the test suite (and the benchmarks) drive: servers, load generators, peer tools,
-/// and the browser tests' npm packages.
+/// the browser tests' npm packages, and the Python runtime tests' packages.
 pub fn ensure_test_tools() -> anyhow::Result<()> {
-    step("servers and load generators for the tests (nginx, ab, wrk, bpftrace, strace)");
+    step("servers and load generators for the tests (nginx, ab, wrk, bpftrace, strace, go)");
     apt_install(&missing_packages(TEST_PACKAGES))?;
-    ensure_e2e()
+    ensure_e2e()?;
+    ensure_python_runtime()
+}
+
+/// gunicorn and Flask from PyPI, pinned in tests/fixtures/runtimes/requirements.txt, in a venv
+/// under target/ (the tests find it there).
+fn ensure_python_runtime() -> anyhow::Result<()> {
+    step("gunicorn and Flask for the runtime tests (target/runtimes/venv)");
+    let root = crate::root();
+    let venv = root.join("target/runtimes/venv");
+    let requirements = root.join("tests/fixtures/runtimes/requirements.txt");
+    let stamp = venv.join("requirements.txt");
+    let wanted = std::fs::read(&requirements)
+        .with_context(|| format!("reading {}", requirements.display()))?;
+    if std::fs::read(&stamp).is_ok_and(|have| have == wanted) {
+        return Ok(());
+    }
+    // Debian's own python3, not whatever python3 comes first on PATH (a version manager's shim
+    // would hide the real interpreter from the tests).
+    let python = if std::path::Path::new("/usr/bin/python3").exists() {
+        "/usr/bin/python3"
+    } else {
+        "python3"
+    };
+    crate::run(
+        Command::new(python)
+            .args(["-m", "venv", "--clear"])
+            .arg(&venv),
+    )?;
+    crate::run(
+        Command::new(venv.join("bin/pip"))
+            .args(["install", "-q", "--disable-pip-version-check", "-r"])
+            .arg(&requirements),
+    )?;
+    std::fs::write(&stamp, wanted).with_context(|| format!("writing {}", stamp.display()))?;
+    Ok(())
 }
 
 /// cargo-fuzz, for `cargo xtask fuzz`.
