@@ -1,5 +1,6 @@
 //! Allocation profiles and their diff: a small, stable, versioned JSON document of per-route
-//! figures (`docs/profile.md`), and the comparison that CI gates on.
+//! figures (`docs/profile.md`), and the comparison that CI gates on. [`super::format`] renders a
+//! diff as text or markdown.
 
 use std::{collections::BTreeMap, path::Path};
 
@@ -217,13 +218,6 @@ impl Metric {
             Self::Duration => 1.0,
         }
     }
-
-    fn unit(self, v: f64) -> String {
-        match self {
-            Self::Rss | Self::Vm => crate::units::bytes(v as i64),
-            Self::Duration => format!("{v:.2} ms"),
-        }
-    }
 }
 
 /// Thresholds for `diff`.
@@ -326,124 +320,6 @@ pub fn diff(base: &Profile, head: &Profile, t: Thresholds) -> Diff {
         run_growth_pct,
         run_regression,
         regressions,
-    }
-}
-
-impl Diff {
-    fn arrow(c: &RouteChange) -> &'static str {
-        match (c.status, c.growth_pct) {
-            ("appeared", _) => "🆕",
-            ("disappeared", _) => "➖",
-            (_, Some(_)) if c.regression => "🔺",
-            (_, Some(g)) if g > 0.5 => "↗",
-            (_, Some(g)) if g < -0.5 => "↘",
-            _ => "→",
-        }
-    }
-
-    fn cell(&self, v: Option<f64>) -> String {
-        v.map_or_else(|| "–".into(), |v| self.metric.unit(v))
-    }
-
-    fn pct(c: &RouteChange) -> String {
-        c.growth_pct
-            .map_or_else(|| "–".into(), |g| format!("{g:+.1}%"))
-    }
-
-    /// Plain text.
-    pub fn to_text(&self) -> String {
-        use std::fmt::Write as _;
-        let mut s = String::new();
-        let _ = writeln!(
-            s,
-            "{}: {} regression(s) (metric {:?}, threshold +{}% per request)",
-            if self.regressions > 0 { "FAIL" } else { "ok" },
-            self.regressions,
-            self.metric,
-            self.max_growth_pct
-        );
-        for c in &self.routes {
-            let _ = writeln!(
-                s,
-                "{} {:<40} {:>12} -> {:<12} {:>8}  ({} -> {} requests){}",
-                Self::arrow(c),
-                c.route,
-                self.cell(c.base),
-                self.cell(c.head),
-                Self::pct(c),
-                c.base_requests,
-                c.head_requests,
-                match c.status {
-                    "too_few_requests" => " [too few requests to judge]",
-                    "appeared" => " [new route]",
-                    "disappeared" => " [route gone]",
-                    _ if c.regression => " REGRESSION",
-                    _ => "",
-                }
-            );
-        }
-        let _ = writeln!(
-            s,
-            "whole run RSS growth: {} -> {} ({:+.1}%){}",
-            crate::units::bytes(self.run_rss_growth_base),
-            crate::units::bytes(self.run_rss_growth_head),
-            self.run_growth_pct,
-            if self.run_regression {
-                " REGRESSION"
-            } else {
-                ""
-            }
-        );
-        s
-    }
-
-    /// A pull-request comment: a table, worst regression first, an arrow per change.
-    pub fn to_markdown(&self) -> String {
-        use std::fmt::Write as _;
-        let mut s = String::new();
-        let _ = writeln!(
-            s,
-            "### memwatch: {}\n",
-            if self.regressions > 0 {
-                format!("{} memory regression(s)", self.regressions)
-            } else {
-                "no memory regression".into()
-            }
-        );
-        let _ = writeln!(
-            s,
-            "| | route | base | head | change | requests (base → head) |\n|---|---|---:|---:|---:|---:|"
-        );
-        for c in &self.routes {
-            // Routes come from traffic: keep table syntax out of them.
-            let route = c.route.replace('|', "\\|").replace('`', "'");
-            let _ = writeln!(
-                s,
-                "| {} | `{}` | {} | {} | {} | {} → {} |",
-                Self::arrow(c),
-                route,
-                self.cell(c.base),
-                self.cell(c.head),
-                Self::pct(c),
-                c.base_requests,
-                c.head_requests
-            );
-        }
-        let _ = writeln!(
-            s,
-            "\nMetric: {:?} per request; threshold +{}%. Whole-run RSS growth: {} → {} ({:+.1}%){}.",
-            self.metric,
-            self.max_growth_pct,
-            crate::units::bytes(self.run_rss_growth_base),
-            crate::units::bytes(self.run_rss_growth_head),
-            self.run_growth_pct,
-            if self.run_regression {
-                " **regression**"
-            } else {
-                ""
-            }
-        );
-        s
     }
 }
 

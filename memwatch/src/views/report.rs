@@ -1,12 +1,12 @@
-//! `memwatch report`: what a recording says, as text for people and JSON for programs.
-//! The JSON is documented in `docs/recording.md` ("Report JSON").
+//! `memwatch report`: what a recording says. [`Report`] serialises as the report JSON
+//! (documented in `docs/recording.md`, "Report JSON"); [`super::format`] renders it as text.
 
 use std::collections::BTreeMap;
 
 use rusqlite::params;
 use serde::Serialize;
 
-use crate::{error::RecordingError, model::meta, recording::Recording, units::bytes};
+use crate::{error::RecordingError, model::meta, recording::Recording};
 
 /// How many entries size and thread lists keep.
 const TOP: usize = 20;
@@ -749,146 +749,6 @@ impl Report {
             access_log: access_log(rec)?,
         })
     }
-
-    /// One screen of text.
-    pub fn to_text(&self) -> String {
-        use std::fmt::Write as _;
-        let mut s = String::new();
-        let m = &self.memory;
-        let _ = writeln!(
-            s,
-            "memwatch recording: {:.1} s{}, {} process(es), {} events",
-            self.duration_s,
-            if self.complete {
-                ""
-            } else {
-                " (INCOMPLETE: memwatch was stopped abruptly)"
-            },
-            self.processes.len(),
-            self.events
-        );
-        for p in self.processes.iter().take(8) {
-            let exited = if p.exited_ns.is_some() {
-                " (exited)"
-            } else {
-                ""
-            };
-            let _ = writeln!(s, "  pid {:<7} {:<16} {}{exited}", p.pid, p.comm, p.origin);
-        }
-        if self.processes.len() > 8 {
-            let _ = writeln!(s, "  ... and {} more", self.processes.len() - 8);
-        }
-        let lost = &self.lost;
-        if lost.dropped_events + lost.unpaired_exits + lost.map_full + lost.undecodable > 0 {
-            let _ = writeln!(
-                s,
-                "WARNING: lost {} events (ring buffer full), {} unpaired syscall exits, {} map-full, \
-                 {} undecodable: counts are lower bounds",
-                lost.dropped_events, lost.unpaired_exits, lost.map_full, lost.undecodable
-            );
-        }
-        let _ = writeln!(
-            s,
-            "RSS     start {}  end {}  peak {}  ({} samples)",
-            bytes(m.rss_start_bytes as i64),
-            bytes(m.rss_end_bytes as i64),
-            bytes(m.rss_peak_bytes as i64),
-            m.rss_samples
-        );
-        let _ = writeln!(
-            s,
-            "VmSize  start {}  end {}  peak {}",
-            bytes(m.vm_start_bytes as i64),
-            bytes(m.vm_end_bytes as i64),
-            bytes(m.vm_peak_bytes as i64)
-        );
-        let _ = writeln!(
-            s,
-            "mmap {} calls {} | munmap {} calls {} | mremap {} calls {} | brk {} calls {} | \
-             mprotect {} calls ({} made writable)",
-            m.mmap_calls,
-            bytes(m.mmap_bytes as i64),
-            m.munmap_calls,
-            bytes(m.munmap_bytes as i64),
-            m.mremap_calls,
-            signed_bytes(m.mremap_growth_bytes),
-            m.brk_calls,
-            signed_bytes(m.brk_growth_bytes),
-            m.mprotect_calls,
-            bytes(m.mprotect_rw_bytes as i64)
-        );
-        let _ = writeln!(
-            s,
-            "net mapped {}, {} page faults, {} failed calls",
-            signed_bytes(m.vm_growth_bytes),
-            m.page_faults,
-            m.failed_calls
-        );
-        if let Some(a) = &self.access_log {
-            let _ = writeln!(
-                s,
-                "access log ({}, {}): {} lines, {} parsed, {} rejected {:?}, {} invalid requests; \
-                 {} matched, {} unmatched lines, {} unmatched requests",
-                a.format.join(", "),
-                a.mode,
-                a.lines,
-                a.parsed,
-                a.lines - a.parsed,
-                a.rejected,
-                a.invalid_requests,
-                a.matched,
-                a.unmatched_lines,
-                a.unmatched_requests
-            );
-        }
-        if self.requests > 0 || !self.non_http.is_empty() {
-            let _ = writeln!(
-                s,
-                "\n{} requests ({} approximate), non-HTTP: {:?}",
-                self.requests, self.approximate_requests, self.non_http
-            );
-            let _ = writeln!(
-                s,
-                "{:<7} {:<32} {:>8} {:>11} {:>11} {:>9} {:>9}  statuses",
-                "method", "route", "requests", "rss", "vm", "p50 ms", "p95 ms"
-            );
-            for e in self.endpoints.iter().take(15) {
-                let _ = writeln!(
-                    s,
-                    "{:<7} {:<32} {:>8} {:>11} {:>11} {:>9.2} {:>9.2}  {:?}{}",
-                    e.method,
-                    truncate(&e.route, 32),
-                    e.requests,
-                    bytes(e.rss_bytes),
-                    bytes(e.vm_bytes),
-                    e.duration_ms_p50,
-                    e.duration_ms_p95,
-                    e.statuses,
-                    if e.approximate > 0 { " ~" } else { "" }
-                );
-            }
-        }
-        s
-    }
-}
-
-fn truncate(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_owned()
-    } else {
-        let mut t: String = s.chars().take(n - 1).collect();
-        t.push('…');
-        t
-    }
-}
-
-/// A change in bytes, always with its sign: `+2.0 MiB`, `-4.0 KiB`, `0 B`.
-pub fn signed_bytes(b: i64) -> String {
-    if b > 0 {
-        format!("+{}", bytes(b))
-    } else {
-        bytes(b)
-    }
 }
 
 #[cfg(test)]
@@ -954,15 +814,5 @@ mod tests {
             assert_eq!((e.vm_bytes, e.rss_bytes), (x.vm_sum, x.rss_sum));
             assert_eq!((e.page_faults, e.approximate), (x.faults, x.approximate));
         }
-    }
-
-    #[test]
-    fn formats_bytes() {
-        assert_eq!(bytes(512), "512 B");
-        assert_eq!(bytes(-2048), "-2.0 KiB");
-        assert_eq!(bytes(40 * 1024 * 1024), "40.0 MiB");
-        assert_eq!(signed_bytes(2 * 1024 * 1024), "+2.0 MiB");
-        assert_eq!(signed_bytes(-4096), "-4.0 KiB");
-        assert_eq!(signed_bytes(0), "0 B");
     }
 }
