@@ -7,8 +7,8 @@ use std::{collections::BTreeMap, path::Path};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    recording::Recording,
-    views::report::{self, Range, Report},
+    recording::{Recording, query::Range},
+    views::report::{self, Report},
 };
 
 /// The `format` field of every profile.

@@ -9,14 +9,18 @@ use axum::{
     response::sse::{Event, KeepAlive, Sse},
 };
 use futures_util::stream::{self, Stream};
-use rusqlite::params;
 use serde_json::{Value, json};
 
 use super::{ApiError, AppState};
 use crate::{
-    model::meta,
-    recording::Recording,
-    views::report::{self, Range},
+    recording::{
+        Recording,
+        query::{
+            Range,
+            requests::{CountFrom, RequestFilter, rollup_seconds},
+        },
+    },
+    views::report::{self, AccessLog},
 };
 
 type Params = Query<HashMap<String, String>>;
@@ -92,23 +96,17 @@ fn ms(ns: Option<i64>) -> Option<i64> {
 
 /// Start, end (if finished) and latest data time of the recording, in ns.
 fn bounds(rec: &Recording) -> Result<(i64, Option<i64>, i64), ApiError> {
-    let meta_ns = |k: &str| -> Result<Option<i64>, ApiError> {
-        Ok(rec
-            .meta(k)
-            .map_err(internal)?
-            .and_then(|v| v.parse::<i64>().ok()))
-    };
-    let started = meta_ns(meta::STARTED_NS)?.unwrap_or(0);
-    let ended = meta_ns(meta::ENDED_NS)?;
-    let latest = report::latest_ns(rec).map_err(internal)?;
-    Ok((started, ended, latest.max(started)))
+    let span = rec.span().map_err(internal)?;
+    let latest = rec.latest_ns().map_err(internal)?;
+    Ok((span.started_ns, span.ended_ns, latest.max(span.started_ns)))
 }
 
 pub async fn summary(State(state): State<Arc<AppState>>) -> ApiResult {
     let live = state.live.load(std::sync::atomic::Ordering::Relaxed);
     with_rec(&state, move |rec| {
         let (started, ended, latest) = bounds(rec)?;
-        let processes: Vec<Value> = report::processes(rec)
+        let processes: Vec<Value> = rec
+            .processes()
             .map_err(internal)?
             .into_iter()
             .map(|p| {
@@ -116,23 +114,16 @@ pub async fn summary(State(state): State<Arc<AppState>>) -> ApiResult {
                        "started_ms": ms(p.started_ns), "exited_ms": ms(p.exited_ns)})
             })
             .collect();
-        let q = |sql: &str| report::count(rec, sql).map_err(internal);
-        let (events, lost) = report::lost(rec).map_err(internal)?;
-        let non_http =
-            report::counts_by(rec, "SELECT kind, COUNT(*) FROM non_http GROUP BY kind", [])
-                .map_err(internal)?;
+        let counters = rec.counters().map_err(internal)?;
+        let (events, lost) = (counters.events, counters.lost);
+        let non_http = rec.non_http_counts().map_err(internal)?;
         let (rss_start, rss_end, rss_peak, vm_start, vm_end, vm_peak) = {
-            let mut stmt = rec
-                .conn()
-                .prepare_cached(
-                    "SELECT SUM(rss_bytes), SUM(vm_bytes) FROM samples GROUP BY ts_ns
-                     ORDER BY ts_ns",
-                )
-                .map_err(internal)?;
-            let series: Vec<(i64, i64)> = stmt
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            let series: Vec<(i64, i64)> = rec
+                .sample_series(None)
                 .map_err(internal)?
-                .flatten()
+                .rows
+                .into_iter()
+                .map(|p| (p.rss_bytes, p.vm_bytes))
                 .collect();
             let first = series.first().copied().unwrap_or_default();
             let last = series.last().copied().unwrap_or_default();
@@ -140,7 +131,7 @@ pub async fn summary(State(state): State<Arc<AppState>>) -> ApiResult {
             let peak_vm = series.iter().map(|s| s.1).max().unwrap_or(0);
             (first.0, last.0, peak_rss, first.1, last.1, peak_vm)
         };
-        let access_log = report::access_log(rec).map_err(internal)?;
+        let access_log = AccessLog::read(rec).map_err(internal)?;
         Ok(Json(json!({
             "live": live,
             "started_ms": started / MS,
@@ -151,13 +142,13 @@ pub async fn summary(State(state): State<Arc<AppState>>) -> ApiResult {
             "events": events,
             "dropped_events": lost.dropped_events,
             "lost": lost,
-            "requests": q("SELECT COUNT(*) FROM requests")?,
-            "approximate_requests": q("SELECT COUNT(*) FROM requests WHERE NOT exact")?,
+            "requests": rec.request_count().map_err(internal)?,
+            "approximate_requests": rec.approximate_request_count().map_err(internal)?,
             "non_http": non_http,
             "memory": {"rss_start_bytes": rss_start, "rss_end_bytes": rss_end,
                        "rss_peak_bytes": rss_peak, "vm_start_bytes": vm_start,
                        "vm_end_bytes": vm_end, "vm_peak_bytes": vm_peak,
-                       "page_faults": q("SELECT SUM(faults) FROM threads")?},
+                       "page_faults": rec.thread_faults(None).map_err(internal)?},
             "access_log": access_log,
         })))
     })
@@ -215,17 +206,12 @@ pub async fn timeline(State(state): State<Arc<AppState>>, Query(p): Params) -> A
         let from = range.from_ns.unwrap_or(started);
         let to = range.to_ns.unwrap_or(ended.unwrap_or(latest)).max(from);
         let buckets = points / 2;
-        let mut stmt = rec
-            .conn()
-            .prepare_cached(
-                "SELECT ts_ns, SUM(rss_bytes), SUM(vm_bytes) FROM samples
-                 WHERE ts_ns BETWEEN ?1 AND ?2 GROUP BY ts_ns ORDER BY ts_ns",
-            )
-            .map_err(internal)?;
-        let rows: Vec<(i64, i64, i64)> = stmt
-            .query_map(params![from, to], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        let rows: Vec<(i64, i64, i64)> = rec
+            .sample_series(Some((from, to)))
             .map_err(internal)?
-            .flatten()
+            .rows
+            .into_iter()
+            .map(|p| (p.ts_ns, p.rss_bytes, p.vm_bytes))
             .collect();
         let to_ms = |(t, v): (Vec<i64>, Vec<i64>)| {
             json!({"t": t.into_iter().map(|x| x / MS).collect::<Vec<_>>(), "v": v})
@@ -237,29 +223,20 @@ pub async fn timeline(State(state): State<Arc<AppState>>, Query(p): Params) -> A
         // starts, so bucket edges are exact to the second).
         let width = ((to - from) / buckets.max(1) as i64).max(1);
         let mut classes = vec![[0i64; 5]; buckets.max(1)];
-        let many: i64 = rec
-            .conn()
-            .query_row(
-                "SELECT COALESCE(SUM(n), 0) FROM request_rollup WHERE second BETWEEN ?1 AND ?2",
-                params![from.div_euclid(1_000_000_000), to.div_euclid(1_000_000_000)],
-                |r| r.get(0),
-            )
+        let (first_s, last_s) = rollup_seconds(from, to);
+        let many = rec
+            .rollup_request_count(first_s, last_s)
             .map_err(internal)?;
-        let sql = if many > report::EXACT_LIMIT {
-            "SELECT (second * 1000000000 - ?1) / ?3, CASE WHEN status < 0 THEN 0
-                    ELSE status / 100 END, SUM(n) FROM request_rollup
-             WHERE second BETWEEN ?1 / 1000000000 AND ?2 / 1000000000 GROUP BY 1, 2"
+        let source = if many > report::EXACT_LIMIT {
+            CountFrom::Rollup
         } else {
-            "SELECT (end_ns - ?1) / ?3, COALESCE(status / 100, 0), COUNT(*) FROM requests
-             WHERE end_ns BETWEEN ?1 AND ?2 GROUP BY 1, 2"
+            CountFrom::Rows
         };
-        let mut stmt = rec.conn().prepare_cached(sql).map_err(internal)?;
-        let counts = stmt
-            .query_map(params![from, to, width], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
-            })
+        let counts = rec
+            .status_class_counts(from, to, width, source)
             .map_err(internal)?;
-        for (b, class, n) in counts.flatten() {
+        for c in counts.rows {
+            let (b, class, n) = (c.bucket, c.class, c.requests);
             let b = (b.max(0) as usize).min(classes.len() - 1);
             let c = match class {
                 2 => 0,
@@ -271,20 +248,12 @@ pub async fn timeline(State(state): State<Arc<AppState>>, Query(p): Params) -> A
             classes[b][c] += n;
         }
         let col = |c: usize| classes.iter().map(|x| x[c]).collect::<Vec<_>>();
-        let mut stmt = rec
-            .conn()
-            .prepare_cached(
-                "SELECT ts_ns, op, vm_delta, pid FROM mem_events
-                 WHERE ok AND ABS(vm_delta) >= 1048576 AND ts_ns BETWEEN ?1 AND ?2
-                 ORDER BY ABS(vm_delta) DESC LIMIT ?3",
-            )
-            .map_err(internal)?;
-        let mut big: Vec<(i64, String, i64, i64)> = stmt
-            .query_map(params![from, to, points as i64], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-            })
+        let mut big: Vec<(i64, String, i64, i64)> = rec
+            .largest_mem_events(from, to, points)
             .map_err(internal)?
-            .flatten()
+            .rows
+            .into_iter()
+            .map(|e| (e.ts_ns, e.op, e.vm_delta, e.pid))
             .collect();
         big.sort_unstable_by_key(|b| b.0);
         Ok(Json(json!({
@@ -311,20 +280,9 @@ pub async fn endpoints(State(state): State<Arc<AppState>>, Query(p): Params) -> 
     with_rec(&state, move |rec| {
         let (from, to) = (range.from_ns.unwrap_or(0), range.to_ns.unwrap_or(i64::MAX));
         let endpoints = report::endpoints(rec, range).map_err(internal)?;
-        let non_http = report::counts_by(
-            rec,
-            "SELECT kind, COUNT(*) FROM non_http WHERE ts_ns BETWEEN ?1 AND ?2 GROUP BY kind",
-            params![from, to],
-        )
-        .map_err(internal)?;
-        let unmatched: i64 = rec
-            .conn()
-            .query_row(
-                "SELECT COUNT(*) FROM log_lines WHERE ok AND method IS NOT NULL
-                 AND request_id IS NULL AND arrived_ns BETWEEN ?1 AND ?2",
-                params![from, to],
-                |r| r.get(0),
-            )
+        let non_http = rec.non_http_counts_between(from, to).map_err(internal)?;
+        let unmatched = rec
+            .unmatched_line_count_between(from, to)
             .map_err(internal)?;
         Ok(Json(json!({
             "from_ms": ms(range.from_ns),
@@ -344,46 +302,35 @@ pub async fn requests(State(state): State<Arc<AppState>>, Query(p): Params) -> A
     let method = p.get("method").cloned();
     with_rec(&state, move |rec| {
         let (from, to) = (range.from_ns.unwrap_or(0), range.to_ns.unwrap_or(i64::MAX));
-        let filter = "end_ns BETWEEN ?1 AND ?2 AND (?3 IS NULL OR route = ?3)
-                      AND (?4 IS NULL OR method = ?4)";
-        let total: i64 = rec
-            .conn()
-            .query_row(
-                &format!("SELECT COUNT(*) FROM requests WHERE {filter}"),
-                params![from, to, route, method],
-                |r| r.get(0),
-            )
-            .map_err(internal)?;
-        let mut stmt = rec
-            .conn()
-            .prepare_cached(&format!(
-                "SELECT id, start_ns, end_ns, pid, tid, method, target, route, host, status,
-                        bytes_in, bytes_out, vm_bytes, rss_bytes, exact,
-                        (SELECT user_agent FROM log_lines WHERE request_id = requests.id LIMIT 1)
-                 FROM requests WHERE {filter} ORDER BY end_ns DESC, id DESC LIMIT ?5"
-            ))
-            .map_err(internal)?;
-        let rows: Vec<Value> = stmt
-            .query_map(params![from, to, route, method, limit], |r| {
-                let start: i64 = r.get(1)?;
-                let end: i64 = r.get(2)?;
-                Ok(json!({
-                    "id": r.get::<_, i64>(0)?, "start_ms": start / MS, "end_ms": end / MS,
-                    "duration_ms": (end - start) as f64 / 1e6,
-                    "pid": r.get::<_, i64>(3)?, "tid": r.get::<_, i64>(4)?,
-                    "method": r.get::<_, Option<String>>(5)?,
-                    "target": r.get::<_, Option<String>>(6)?,
-                    "route": r.get::<_, Option<String>>(7)?,
-                    "host": r.get::<_, Option<String>>(8)?,
-                    "status": r.get::<_, Option<i64>>(9)?,
-                    "bytes_in": r.get::<_, i64>(10)?, "bytes_out": r.get::<_, i64>(11)?,
-                    "vm_bytes": r.get::<_, i64>(12)?, "rss_bytes": r.get::<_, i64>(13)?,
-                    "exact": r.get::<_, bool>(14)?,
-                    "user_agent": r.get::<_, Option<String>>(15)?,
-                }))
-            })
+        let filter = RequestFilter {
+            from_ns: from,
+            to_ns: to,
+            route,
+            method,
+        };
+        let total = rec.matching_request_count(&filter).map_err(internal)?;
+        let rows: Vec<Value> = rec
+            .newest_requests(&filter, limit)
             .map_err(internal)?
-            .flatten()
+            .rows
+            .into_iter()
+            .map(|r| {
+                let (start, end) = (r.start_ns, r.end_ns);
+                json!({
+                    "id": r.id, "start_ms": start / MS, "end_ms": end / MS,
+                    "duration_ms": (end - start) as f64 / 1e6,
+                    "pid": r.pid, "tid": r.tid,
+                    "method": r.method,
+                    "target": r.target,
+                    "route": r.route,
+                    "host": r.host,
+                    "status": r.status,
+                    "bytes_in": r.bytes_in, "bytes_out": r.bytes_out,
+                    "vm_bytes": r.vm_bytes, "rss_bytes": r.rss_bytes,
+                    "exact": r.exact,
+                    "user_agent": r.user_agent,
+                })
+            })
             .collect();
         Ok(Json(json!({
             "total": total,
@@ -399,30 +346,23 @@ pub async fn log_lines(State(state): State<Arc<AppState>>, Query(p): Params) -> 
     let limit = int(&p, "limit", 1, 5000)?.unwrap_or(200);
     with_rec(&state, move |rec| {
         let (from, to) = (range.from_ns.unwrap_or(0), range.to_ns.unwrap_or(i64::MAX));
-        let mut stmt = rec
-            .conn()
-            .prepare_cached(
-                "SELECT arrived_ns, ts_ns, ok, reason, raw, method, target, status
-                 FROM log_lines WHERE arrived_ns BETWEEN ?1 AND ?2
-                   AND (NOT ok OR (method IS NOT NULL AND request_id IS NULL))
-                 ORDER BY arrived_ns DESC, id DESC LIMIT ?3",
-            )
-            .map_err(internal)?;
-        let lines: Vec<Value> = stmt
-            .query_map(params![from, to, limit], |r| {
-                Ok(json!({
-                    "arrived_ms": r.get::<_, i64>(0)? / MS,
-                    "ts_ms": r.get::<_, Option<i64>>(1)?.map(|t| t / MS),
-                    "ok": r.get::<_, bool>(2)?,
-                    "reason": r.get::<_, Option<String>>(3)?,
-                    "raw": r.get::<_, Option<String>>(4)?,
-                    "method": r.get::<_, Option<String>>(5)?,
-                    "target": r.get::<_, Option<String>>(6)?,
-                    "status": r.get::<_, Option<i64>>(7)?,
-                }))
-            })
+        let lines: Vec<Value> = rec
+            .unmatched_or_rejected_lines(from, to, limit)
             .map_err(internal)?
-            .flatten()
+            .rows
+            .into_iter()
+            .map(|l| {
+                json!({
+                    "arrived_ms": l.arrived_ns / MS,
+                    "ts_ms": l.ts_ns.map(|t| t / MS),
+                    "ok": l.ok,
+                    "reason": l.reason,
+                    "raw": l.raw,
+                    "method": l.method,
+                    "target": l.target,
+                    "status": l.status,
+                })
+            })
             .collect();
         Ok(Json(json!({ "lines": lines })))
     })
@@ -446,15 +386,8 @@ pub async fn stream(
             }
             let data = with_rec(&state, |rec| {
             let (_, _, latest) = bounds(rec)?;
-            let requests = report::count(rec, "SELECT COUNT(*) FROM requests").map_err(internal)?;
-            let dropped = rec
-                .conn()
-                .query_row(
-                    "SELECT dropped FROM counters ORDER BY ts_ns DESC LIMIT 1",
-                    [],
-                    |r| r.get::<_, i64>(0),
-                )
-                .unwrap_or(0);
+            let requests = rec.request_count().map_err(internal)?;
+            let dropped = rec.counters().map_err(internal)?.lost.dropped_events;
             Ok(json!({"latest_ms": latest / MS, "requests": requests, "dropped_events": dropped}))
         })
         .await
