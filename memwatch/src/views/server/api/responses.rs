@@ -1,6 +1,10 @@
 //! The API's answers (`docs/api.md`) as typed structs, each read from the recording by its
 //! `read` function. Times go out as epoch milliseconds.
 //!
+//! Rows that do not decode are skipped, as the page would rather show what it can, but never
+//! silently: every answer that lists rows says how many it skipped in `undecodable_rows`, and
+//! the query logs the first one's error.
+//!
 //! Fields are declared in alphabetical order at every level, because that is the order the API
 //! has always sent (its answers used to be `serde_json::Value` maps, which sort their keys) and
 //! clients may compare answers byte for byte. `tests::keys_are_sorted` holds every answer to it;
@@ -55,6 +59,8 @@ pub struct Summary {
     pub processes: Vec<Process>,
     pub requests: u64,
     pub started_ms: i64,
+    /// Samples, and rejected access-log lines' text, that did not decode and were left out.
+    pub undecodable_rows: u64,
 }
 
 /// The report's `access_log` object.
@@ -118,6 +124,7 @@ impl From<report::AccessLog> for AccessLog {
             unmatched_lines,
             unmatched_requests,
             rejected_examples,
+            // Counted in the summary's `undecodable_rows`.
             undecodable_examples: _,
         } = a;
         Self {
@@ -180,7 +187,8 @@ impl Summary {
     pub fn read(rec: &Recording, live: bool) -> Result<Self, ApiError> {
         let (started, ended, latest) = bounds(rec)?;
         let counters = rec.counters()?;
-        let series = rec.sample_series(None)?.rows;
+        let samples = rec.sample_series(None)?;
+        let series = samples.rows;
         let first = series.first().map_or((0, 0), |p| (p.rss_bytes, p.vm_bytes));
         let last = series.last().map_or((0, 0), |p| (p.rss_bytes, p.vm_bytes));
         let memory = Memory {
@@ -192,8 +200,11 @@ impl Summary {
             vm_peak_bytes: series.iter().map(|p| p.vm_bytes).max().unwrap_or(0),
             vm_start_bytes: first.1,
         };
+        let access_log = report::AccessLog::read(rec)?;
+        let undecodable_rows =
+            samples.undecodable + access_log.as_ref().map_or(0, |a| a.undecodable_examples);
         Ok(Self {
-            access_log: report::AccessLog::read(rec)?.map(AccessLog::from),
+            access_log: access_log.map(AccessLog::from),
             approximate_requests: rec.approximate_request_count()?,
             dropped_events: counters.lost.dropped_events,
             duration_s: (ended.unwrap_or(latest) - started).max(0) as f64 / 1e9,
@@ -207,6 +218,7 @@ impl Summary {
             processes: rec.processes()?.into_iter().map(Process::from).collect(),
             requests: rec.request_count()?,
             started_ms: started / MS,
+            undecodable_rows,
         })
     }
 }
@@ -220,6 +232,8 @@ pub struct Timeline {
     pub requests: RequestDensity,
     pub rss: Series,
     pub to_ms: i64,
+    /// Samples, request counts and memory events that did not decode and were left out.
+    pub undecodable_rows: u64,
     pub vm: Series,
 }
 
@@ -332,7 +346,9 @@ impl Timeline {
         let from = range.from_ns.unwrap_or(started);
         let to = range.to_ns.unwrap_or(ended.unwrap_or(latest)).max(from);
         let buckets = points / 2;
-        let samples = rec.sample_series(Some((from, to)))?.rows;
+        let samples = rec.sample_series(Some((from, to)))?;
+        let mut undecodable_rows = samples.undecodable;
+        let samples = samples.rows;
         let rss: Vec<(i64, i64)> = samples.iter().map(|p| (p.ts_ns, p.rss_bytes)).collect();
         let vm: Vec<(i64, i64)> = samples.iter().map(|p| (p.ts_ns, p.vm_bytes)).collect();
         // Request density per bucket and status class: from the rows, or for ranges with many
@@ -346,7 +362,9 @@ impl Timeline {
         } else {
             CountFrom::Rows
         };
-        for count in rec.status_class_counts(from, to, width, source)?.rows {
+        let counts = rec.status_class_counts(from, to, width, source)?;
+        undecodable_rows += counts.undecodable;
+        for count in counts.rows {
             let b = (count.bucket.max(0) as usize).min(classes.len() - 1);
             let c = match count.class {
                 2 => 0,
@@ -358,7 +376,9 @@ impl Timeline {
             classes[b][c] += count.requests;
         }
         let col = |c: usize| classes.iter().map(|x| x[c]).collect::<Vec<_>>();
-        let mut big = rec.largest_mem_events(from, to, points)?.rows;
+        let big = rec.largest_mem_events(from, to, points)?;
+        undecodable_rows += big.undecodable;
+        let mut big = big.rows;
         big.sort_by_key(|e| e.ts_ns);
         Ok(Self {
             from_ms: from / MS,
@@ -377,6 +397,7 @@ impl Timeline {
             },
             rss: Series::downsampled(&rss, from, to, buckets),
             to_ms: to / MS,
+            undecodable_rows,
             vm: Series::downsampled(&vm, from, to, buckets),
         })
     }
@@ -478,8 +499,12 @@ impl Endpoints {
 #[derive(Debug, Serialize)]
 pub struct Requests {
     pub requests: Vec<Request>,
+    /// Every request the filter selects, listed or not.
     pub total: i64,
+    /// Fewer requests listed than `total`: past `limit`, or left out as undecodable.
     pub truncated: bool,
+    /// Requests within `limit` that did not decode and were left out.
+    pub undecodable_rows: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -549,16 +574,13 @@ impl Requests {
     /// The `limit` newest requests `filter` selects, and how many it selects.
     pub fn read(rec: &Recording, filter: &RequestFilter, limit: i64) -> Result<Self, ApiError> {
         let total = rec.matching_request_count(filter)?;
-        let requests: Vec<Request> = rec
-            .newest_requests(filter, limit)?
-            .rows
-            .into_iter()
-            .map(Request::from)
-            .collect();
+        let newest = rec.newest_requests(filter, limit)?;
+        let requests: Vec<Request> = newest.rows.into_iter().map(Request::from).collect();
         Ok(Self {
             truncated: total > requests.len() as i64,
             requests,
             total,
+            undecodable_rows: newest.undecodable,
         })
     }
 }
@@ -567,6 +589,8 @@ impl Requests {
 #[derive(Debug, Serialize)]
 pub struct LogLines {
     pub lines: Vec<LogLine>,
+    /// Lines within `limit` that did not decode and were left out.
+    pub undecodable_rows: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -610,13 +634,10 @@ impl LogLines {
     /// The `limit` newest lines that arrived in `range` and were rejected or matched nothing.
     pub fn read(rec: &Recording, range: Range, limit: i64) -> Result<Self, ApiError> {
         let (from, to) = (range.from_ns.unwrap_or(0), range.to_ns.unwrap_or(i64::MAX));
+        let lines = rec.unmatched_or_rejected_lines(from, to, limit)?;
         Ok(Self {
-            lines: rec
-                .unmatched_or_rejected_lines(from, to, limit)?
-                .rows
-                .into_iter()
-                .map(LogLine::from)
-                .collect(),
+            lines: lines.rows.into_iter().map(LogLine::from).collect(),
+            undecodable_rows: lines.undecodable,
         })
     }
 }
@@ -782,6 +803,7 @@ mod tests {
             }],
             requests: 1,
             started_ms: 0,
+            undecodable_rows: 0,
         });
         assert_sorted(&Timeline {
             from_ms: 0,
@@ -806,6 +828,7 @@ mod tests {
                 v: vec![1],
             },
             to_ms: 1,
+            undecodable_rows: 0,
             vm: Series {
                 t: vec![0],
                 v: vec![1],
@@ -858,6 +881,7 @@ mod tests {
             }],
             total: 1,
             truncated: false,
+            undecodable_rows: 0,
         });
         assert_sorted(&LogLines {
             lines: vec![LogLine {
@@ -870,6 +894,7 @@ mod tests {
                 target: None,
                 ts_ms: None,
             }],
+            undecodable_rows: 0,
         });
         assert_sorted(&Update {
             dropped_events: 0,
@@ -877,5 +902,110 @@ mod tests {
             live: true,
             requests: 1,
         });
+    }
+
+    /// A recording with one row of each kind the API lists that cannot be decoded (a value of
+    /// the wrong type, as only something other than memwatch writes): every answer leaves the
+    /// row out, keeps the others, and counts it in `undecodable_rows`.
+    #[test]
+    fn undecodable_rows_are_counted() {
+        use crate::{
+            model::{LogLineRow, MemRow, RequestRow, Row, meta},
+            recording::Writer,
+        };
+        const S: i64 = 1_000_000_000;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        let writer =
+            Writer::create(&path, &[(meta::ACCESS_LOGS, "access.log".to_owned())]).unwrap();
+        let mut rows = Vec::new();
+        for i in 1..=3 {
+            rows.push(Row::Sample {
+                ts_ns: i * S,
+                pid: 1,
+                rss_bytes: 4096,
+                vm_bytes: 8192,
+                faults: 0,
+            });
+            rows.push(Row::Request(Box::new(RequestRow {
+                id: i,
+                pid: 1,
+                tid: 1,
+                conn: 1,
+                method: Some("GET".into()),
+                route: Some("/".into()),
+                status: Some(200),
+                start_ns: i * S,
+                end_ns: i * S + 1000,
+                exact: true,
+                ..RequestRow::default()
+            })));
+            rows.push(Row::LogLine(Box::new(LogLineRow {
+                source: "access.log".into(),
+                arrived_ns: i * S,
+                reason: Some("missing_timestamp"),
+                raw: Some(format!("garbage {i}")),
+                ..LogLineRow::default()
+            })));
+            rows.push(Row::Mem(MemRow {
+                ts_ns: i * S,
+                pid: 1,
+                tid: 1,
+                op: "mmap",
+                addr: 0,
+                len: 2 << 20,
+                new_len: 0,
+                prot: 3,
+                flags: 34,
+                fd: -1,
+                ret: 0,
+                ok: true,
+                vm_delta: 2 << 20,
+                request_id: None,
+            }));
+        }
+        writer.send(rows);
+        writer.finish().unwrap();
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "UPDATE request_rows SET bytes_in = 'junk' WHERE id = 2;
+                 UPDATE samples SET rss_bytes = 'junk' WHERE ts_ns = 2000000000;
+                 UPDATE log_lines SET raw = X'00ff' WHERE arrived_ns = 2000000000;
+                 UPDATE mem_events SET pid = 'junk' WHERE ts_ns = 2000000000;",
+            )
+            .unwrap();
+        let rec = Recording::open(&path).unwrap();
+
+        let filter = RequestFilter {
+            from_ns: 0,
+            to_ns: i64::MAX,
+            ..RequestFilter::default()
+        };
+        let requests = Requests::read(&rec, &filter, 200).unwrap();
+        let ids: Vec<i64> = requests.requests.iter().map(|r| r.id).collect();
+        assert_eq!(ids, [3, 1]);
+        assert_eq!((requests.total, requests.undecodable_rows), (3, 1));
+        assert!(requests.truncated, "fewer listed than selected");
+        assert_eq!(
+            serde_json::to_value(&requests).unwrap()["undecodable_rows"],
+            1
+        );
+
+        let lines = LogLines::read(&rec, Range::default(), 200).unwrap();
+        assert_eq!((lines.lines.len(), lines.undecodable_rows), (2, 1));
+
+        // The sample's tick, and the line's text among the access log's rejected examples.
+        let summary = Summary::read(&rec, false).unwrap();
+        assert_eq!(summary.undecodable_rows, 2);
+        assert_eq!(summary.memory.rss_peak_bytes, 4096);
+        let access_log = summary.access_log.unwrap();
+        assert_eq!(access_log.rejected_examples, ["garbage 1", "garbage 3"]);
+
+        // The sample's tick and the memory event.
+        let timeline = Timeline::read(&rec, Range::default(), 100).unwrap();
+        assert_eq!(timeline.undecodable_rows, 2);
+        assert_eq!(timeline.mem_events.len(), 2);
+        assert_eq!(timeline.rss.v, [4096, 4096]);
     }
 }
