@@ -7,8 +7,8 @@ use std::{collections::BTreeMap, path::Path};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    recording::{Recording, query::Range},
-    views::report::{self, Report},
+    recording::Recording,
+    views::report::{Endpoint, Report},
 };
 
 /// The `format` field of every profile.
@@ -74,6 +74,48 @@ pub struct RouteFigures {
     pub duration_ms_p95: f64,
 }
 
+impl From<Endpoint> for RouteFigures {
+    fn from(e: Endpoint) -> Self {
+        let Endpoint {
+            method,
+            route,
+            requests,
+            statuses,
+            vm_bytes,
+            rss_bytes,
+            // Not in the profile document (`docs/profile.md`).
+            page_faults: _,
+            mem_calls: _,
+            approximate,
+            vm_bytes_mean,
+            rss_bytes_mean,
+            vm_bytes_per_request_p50,
+            vm_bytes_per_request_p95,
+            rss_bytes_per_request_p50,
+            rss_bytes_per_request_p95,
+            duration_ms_p50,
+            duration_ms_p95,
+        } = e;
+        Self {
+            method,
+            route,
+            requests,
+            statuses,
+            approximate,
+            vm_bytes_total: vm_bytes,
+            rss_bytes_total: rss_bytes,
+            vm_bytes_mean,
+            vm_bytes_p50: vm_bytes_per_request_p50,
+            vm_bytes_p95: vm_bytes_per_request_p95,
+            rss_bytes_mean,
+            rss_bytes_p50: rss_bytes_per_request_p50,
+            rss_bytes_p95: rss_bytes_per_request_p95,
+            duration_ms_p50,
+            duration_ms_p95,
+        }
+    }
+}
+
 /// A profile. Routes are keyed `"METHOD route"` in a sorted map, so the document is stable.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Profile {
@@ -85,53 +127,40 @@ pub struct Profile {
 }
 
 impl Profile {
-    /// Builds the profile of a recording.
+    /// Builds the profile of a recording from its report (which reads it through
+    /// [`crate::recording::query`]): the routes are the report's endpoints.
     pub fn from_recording(rec: &Recording) -> Result<Self, ProfileError> {
-        let r = Report::build(rec)?;
-        let endpoints = report::endpoints(rec, Range::default())?;
-        let m = &r.memory;
+        let Report {
+            duration_s,
+            dropped_events,
+            memory: m,
+            requests,
+            endpoints,
+            ..
+        } = Report::build(rec)?;
         let growth = m.rss_end_bytes as i64 - m.rss_start_bytes as i64;
         let routes = endpoints
             .into_iter()
-            .map(|e| {
-                let key = format!("{} {}", e.method, e.route);
-                let figures = RouteFigures {
-                    method: e.method,
-                    route: e.route,
-                    requests: e.requests,
-                    statuses: e.statuses,
-                    approximate: e.approximate,
-                    vm_bytes_total: e.vm_bytes,
-                    rss_bytes_total: e.rss_bytes,
-                    vm_bytes_mean: e.vm_bytes_mean,
-                    vm_bytes_p50: e.vm_bytes_per_request_p50,
-                    vm_bytes_p95: e.vm_bytes_per_request_p95,
-                    rss_bytes_mean: e.rss_bytes_mean,
-                    rss_bytes_p50: e.rss_bytes_per_request_p50,
-                    rss_bytes_p95: e.rss_bytes_per_request_p95,
-                    duration_ms_p50: e.duration_ms_p50,
-                    duration_ms_p95: e.duration_ms_p95,
-                };
-                (key, figures)
-            })
+            .map(RouteFigures::from)
+            .map(|figures| (format!("{} {}", figures.method, figures.route), figures))
             .collect();
         Ok(Self {
             format: FORMAT.into(),
             version: VERSION,
             memwatch_version: env!("CARGO_PKG_VERSION").into(),
             run: RunFigures {
-                duration_s: r.duration_s,
-                requests: r.requests,
+                duration_s,
+                requests,
                 rss_start_bytes: m.rss_start_bytes,
                 rss_end_bytes: m.rss_end_bytes,
                 rss_peak_bytes: m.rss_peak_bytes,
                 rss_growth_bytes: growth,
-                rss_growth_per_1000_requests: if r.requests > 0 {
-                    growth * 1000 / r.requests as i64
+                rss_growth_per_1000_requests: if requests > 0 {
+                    growth * 1000 / requests as i64
                 } else {
                     0
                 },
-                dropped_events: r.dropped_events,
+                dropped_events,
             },
             routes,
         })
