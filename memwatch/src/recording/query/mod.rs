@@ -5,13 +5,18 @@
 //! grouped by what they read: the run itself here (meta, processes, counters, non-HTTP traffic),
 //! [`memory`], [`requests`] and [`log_lines`].
 //!
-//! Every SQLite error becomes a [`RecordingError`] naming the file in one place, the helpers at the
-//! bottom of this file, so that query methods and their callers use plain `?`. Rows that do not
-//! decode (a column of the wrong type in a file changed by something else) are handled in one of
-//! two ways, and each query documents which:
+//! Every SQLite error becomes a [`RecordingError`] naming the file in one place (the private
+//! helpers at the bottom of this file, which every query goes through), so that query methods and
+//! their callers use plain `?`.
+//!
+//! A row that does not decode (a value of the wrong type, which memwatch never writes: a damaged
+//! or hand-edited file) is handled in one of two ways, and each query that returns rows says
+//! which:
 //! - **whole**: the first such row fails the query. The report's figures are whole or absent.
 //! - **[`Decoded`]**: such rows are skipped and counted, and the first one's error is logged.
 //!   The page's lists keep showing what can be read, and say how much could not.
+//!
+//! Single values (counts, sums, `meta`) always fail on a value that does not decode.
 
 pub mod log_lines;
 pub mod memory;
@@ -19,7 +24,7 @@ pub mod requests;
 
 use std::collections::BTreeMap;
 
-use rusqlite::{OptionalExtension as _, Params, Row};
+use rusqlite::{Connection, OptionalExtension as _, Params, Row};
 use serde::Serialize;
 
 use super::Recording;
@@ -181,10 +186,18 @@ impl Recording {
     }
 }
 
-// The helpers every query goes through: the only places that turn a rusqlite error into a
-// `RecordingError`. Statements are prepared through the connection's cache, since the page asks
+// The helpers every query goes through. `with_conn` is the one place a rusqlite error becomes a
+// `RecordingError`; statements are prepared through the connection's cache, since the page asks
 // the same questions every second.
 impl Recording {
+    /// Runs `f` on the connection, naming this file in any error.
+    fn with_conn<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, RecordingError> {
+        f(self.conn()).map_err(|e| self.error(e))
+    }
+
     /// `sql`'s rows, each made by `map`; the first row that does not decode fails the query.
     fn rows<T>(
         &self,
@@ -206,15 +219,14 @@ impl Recording {
         mut map: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
         mut f: impl FnMut(T),
     ) -> Result<(), RecordingError> {
-        let run = || -> rusqlite::Result<()> {
-            let mut stmt = self.conn().prepare_cached(sql)?;
+        self.with_conn(|conn| {
+            let mut stmt = conn.prepare_cached(sql)?;
             let mut rows = stmt.query(params)?;
             while let Some(row) = rows.next()? {
                 f(map(row)?);
             }
             Ok(())
-        };
-        run().map_err(|e| self.error(e))
+        })
     }
 
     /// `sql`'s rows, each made by `map`, skipping rows `map` cannot decode: they are counted,
@@ -232,9 +244,10 @@ impl Recording {
             undecodable: 0,
         };
         let mut first_error = None;
-        let run = || -> rusqlite::Result<()> {
-            let mut stmt = self.conn().prepare_cached(sql)?;
+        self.with_conn(|conn| {
+            let mut stmt = conn.prepare_cached(sql)?;
             let mut rows = stmt.query(params)?;
+            // `next` fails only when SQLite does; `map` when a value does not decode.
             while let Some(row) = rows.next()? {
                 match map(row) {
                     Ok(value) => decoded.rows.push(value),
@@ -245,8 +258,7 @@ impl Recording {
                 }
             }
             Ok(())
-        };
-        run().map_err(|e| self.error(e))?;
+        })?;
         if let Some(error) = first_error {
             tracing::warn!(
                 recording = %self.path().display(),
@@ -266,13 +278,7 @@ impl Recording {
         params: impl Params,
         map: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
     ) -> Result<Option<T>, RecordingError> {
-        let run = || -> rusqlite::Result<Option<T>> {
-            self.conn()
-                .prepare_cached(sql)?
-                .query_row(params, map)
-                .optional()
-        };
-        run().map_err(|e| self.error(e))
+        self.with_conn(|conn| conn.prepare_cached(sql)?.query_row(params, map).optional())
     }
 
     /// The single value of a `SELECT COUNT(*) ...`, `SELECT SUM(...) ...` or the like; NULL (a
