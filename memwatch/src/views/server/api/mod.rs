@@ -28,6 +28,7 @@ use crate::recording::{
 type Params = Query<HashMap<String, String>>;
 type ApiResult<T> = Result<Json<T>, ApiError>;
 
+/// Nanoseconds per millisecond: the recording's times are ns, the API's ms.
 const MS: i64 = 1_000_000;
 
 fn bad(what: String) -> ApiError {

@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::MS;
 use crate::{
     recording::{
         Recording,
@@ -27,8 +28,6 @@ use crate::{
     },
     views::{report, server::ApiError},
 };
-
-const MS: i64 = 1_000_000;
 
 /// Epoch ns to epoch ms, rounding down.
 fn ms(ns: Option<i64>) -> Option<i64> {
