@@ -2,8 +2,9 @@
 //!
 //! [`schema`] defines it (documented in `docs/recording.md`), [`writer`] fills it in batched
 //! transactions from a thread of its own, [`reader`] opens it with every check a user's file
-//! deserves.
+//! deserves, and [`query`] holds every question the views ask of it.
 
+pub mod query;
 pub mod reader;
 pub mod schema;
 pub mod writer;

@@ -3,12 +3,13 @@
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, ffi::ErrorCode};
+use rusqlite::{Connection, OpenFlags, ffi::ErrorCode};
 
 use super::schema::{APPLICATION_ID, SCHEMA_VERSION};
 use crate::error::RecordingError;
 
-/// An open recording. Live and offline views read through this same type.
+/// An open recording. Live and offline views read through this same type, with the queries of
+/// [`super::query`].
 pub struct Recording {
     conn: Connection,
     path: PathBuf,
@@ -74,6 +75,9 @@ impl Recording {
                 reason: check,
             });
         }
+        // The views ask a few dozen distinct questions, the page every second: keep them all
+        // prepared.
+        conn.set_prepared_statement_cache_capacity(64);
         Ok(Self {
             conn,
             path: path.to_owned(),
@@ -89,21 +93,13 @@ impl Recording {
         self.schema_version
     }
 
-    /// The underlying connection, for queries by the views.
-    pub fn conn(&self) -> &Connection {
+    /// The underlying connection, for [`super::query`]: the views ask their questions there.
+    pub(super) fn conn(&self) -> &Connection {
         &self.conn
     }
 
-    /// A `meta` value.
-    pub fn meta(&self, key: &str) -> Result<Option<String>, RecordingError> {
-        self.conn
-            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
-            .optional()
-            .map_err(|e| self.error(e))
-    }
-
     /// Maps a query failure to the error a user should see.
-    pub fn error(&self, e: rusqlite::Error) -> RecordingError {
+    pub(super) fn error(&self, e: rusqlite::Error) -> RecordingError {
         classify(&self.path, e)
     }
 }

@@ -1,5 +1,6 @@
 //! Allocation profiles and their diff: a small, stable, versioned JSON document of per-route
-//! figures (`docs/profile.md`), and the comparison that CI gates on.
+//! figures (`docs/profile.md`), and the comparison that CI gates on. [`super::format`] renders a
+//! diff as text or markdown.
 
 use std::{collections::BTreeMap, path::Path};
 
@@ -7,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     recording::Recording,
-    views::report::{self, Range, Report},
+    views::report::{Endpoint, Report},
 };
 
 /// The `format` field of every profile.
@@ -73,6 +74,48 @@ pub struct RouteFigures {
     pub duration_ms_p95: f64,
 }
 
+impl From<Endpoint> for RouteFigures {
+    fn from(e: Endpoint) -> Self {
+        let Endpoint {
+            method,
+            route,
+            requests,
+            statuses,
+            vm_bytes,
+            rss_bytes,
+            // Not in the profile document (`docs/profile.md`).
+            page_faults: _,
+            mem_calls: _,
+            approximate,
+            vm_bytes_mean,
+            rss_bytes_mean,
+            vm_bytes_per_request_p50,
+            vm_bytes_per_request_p95,
+            rss_bytes_per_request_p50,
+            rss_bytes_per_request_p95,
+            duration_ms_p50,
+            duration_ms_p95,
+        } = e;
+        Self {
+            method,
+            route,
+            requests,
+            statuses,
+            approximate,
+            vm_bytes_total: vm_bytes,
+            rss_bytes_total: rss_bytes,
+            vm_bytes_mean,
+            vm_bytes_p50: vm_bytes_per_request_p50,
+            vm_bytes_p95: vm_bytes_per_request_p95,
+            rss_bytes_mean,
+            rss_bytes_p50: rss_bytes_per_request_p50,
+            rss_bytes_p95: rss_bytes_per_request_p95,
+            duration_ms_p50,
+            duration_ms_p95,
+        }
+    }
+}
+
 /// A profile. Routes are keyed `"METHOD route"` in a sorted map, so the document is stable.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Profile {
@@ -84,53 +127,40 @@ pub struct Profile {
 }
 
 impl Profile {
-    /// Builds the profile of a recording.
+    /// Builds the profile of a recording from its report (which reads it through
+    /// [`crate::recording::query`]): the routes are the report's endpoints.
     pub fn from_recording(rec: &Recording) -> Result<Self, ProfileError> {
-        let r = Report::build(rec)?;
-        let endpoints = report::endpoints(rec, Range::default())?;
-        let m = &r.memory;
+        let Report {
+            duration_s,
+            dropped_events,
+            memory: m,
+            requests,
+            endpoints,
+            ..
+        } = Report::build(rec)?;
         let growth = m.rss_end_bytes as i64 - m.rss_start_bytes as i64;
         let routes = endpoints
             .into_iter()
-            .map(|e| {
-                let key = format!("{} {}", e.method, e.route);
-                let figures = RouteFigures {
-                    method: e.method,
-                    route: e.route,
-                    requests: e.requests,
-                    statuses: e.statuses,
-                    approximate: e.approximate,
-                    vm_bytes_total: e.vm_bytes,
-                    rss_bytes_total: e.rss_bytes,
-                    vm_bytes_mean: e.vm_bytes_mean,
-                    vm_bytes_p50: e.vm_bytes_per_request_p50,
-                    vm_bytes_p95: e.vm_bytes_per_request_p95,
-                    rss_bytes_mean: e.rss_bytes_mean,
-                    rss_bytes_p50: e.rss_bytes_per_request_p50,
-                    rss_bytes_p95: e.rss_bytes_per_request_p95,
-                    duration_ms_p50: e.duration_ms_p50,
-                    duration_ms_p95: e.duration_ms_p95,
-                };
-                (key, figures)
-            })
+            .map(RouteFigures::from)
+            .map(|figures| (format!("{} {}", figures.method, figures.route), figures))
             .collect();
         Ok(Self {
             format: FORMAT.into(),
             version: VERSION,
             memwatch_version: env!("CARGO_PKG_VERSION").into(),
             run: RunFigures {
-                duration_s: r.duration_s,
-                requests: r.requests,
+                duration_s,
+                requests,
                 rss_start_bytes: m.rss_start_bytes,
                 rss_end_bytes: m.rss_end_bytes,
                 rss_peak_bytes: m.rss_peak_bytes,
                 rss_growth_bytes: growth,
-                rss_growth_per_1000_requests: if r.requests > 0 {
-                    growth * 1000 / r.requests as i64
+                rss_growth_per_1000_requests: if requests > 0 {
+                    growth * 1000 / requests as i64
                 } else {
                     0
                 },
-                dropped_events: r.dropped_events,
+                dropped_events,
             },
             routes,
         })
@@ -215,13 +245,6 @@ impl Metric {
         match self {
             Self::Rss | Self::Vm => 4096.0,
             Self::Duration => 1.0,
-        }
-    }
-
-    fn unit(self, v: f64) -> String {
-        match self {
-            Self::Rss | Self::Vm => crate::units::bytes(v as i64),
-            Self::Duration => format!("{v:.2} ms"),
         }
     }
 }
@@ -326,124 +349,6 @@ pub fn diff(base: &Profile, head: &Profile, t: Thresholds) -> Diff {
         run_growth_pct,
         run_regression,
         regressions,
-    }
-}
-
-impl Diff {
-    fn arrow(c: &RouteChange) -> &'static str {
-        match (c.status, c.growth_pct) {
-            ("appeared", _) => "🆕",
-            ("disappeared", _) => "➖",
-            (_, Some(_)) if c.regression => "🔺",
-            (_, Some(g)) if g > 0.5 => "↗",
-            (_, Some(g)) if g < -0.5 => "↘",
-            _ => "→",
-        }
-    }
-
-    fn cell(&self, v: Option<f64>) -> String {
-        v.map_or_else(|| "–".into(), |v| self.metric.unit(v))
-    }
-
-    fn pct(c: &RouteChange) -> String {
-        c.growth_pct
-            .map_or_else(|| "–".into(), |g| format!("{g:+.1}%"))
-    }
-
-    /// Plain text.
-    pub fn to_text(&self) -> String {
-        use std::fmt::Write as _;
-        let mut s = String::new();
-        let _ = writeln!(
-            s,
-            "{}: {} regression(s) (metric {:?}, threshold +{}% per request)",
-            if self.regressions > 0 { "FAIL" } else { "ok" },
-            self.regressions,
-            self.metric,
-            self.max_growth_pct
-        );
-        for c in &self.routes {
-            let _ = writeln!(
-                s,
-                "{} {:<40} {:>12} -> {:<12} {:>8}  ({} -> {} requests){}",
-                Self::arrow(c),
-                c.route,
-                self.cell(c.base),
-                self.cell(c.head),
-                Self::pct(c),
-                c.base_requests,
-                c.head_requests,
-                match c.status {
-                    "too_few_requests" => " [too few requests to judge]",
-                    "appeared" => " [new route]",
-                    "disappeared" => " [route gone]",
-                    _ if c.regression => " REGRESSION",
-                    _ => "",
-                }
-            );
-        }
-        let _ = writeln!(
-            s,
-            "whole run RSS growth: {} -> {} ({:+.1}%){}",
-            crate::units::bytes(self.run_rss_growth_base),
-            crate::units::bytes(self.run_rss_growth_head),
-            self.run_growth_pct,
-            if self.run_regression {
-                " REGRESSION"
-            } else {
-                ""
-            }
-        );
-        s
-    }
-
-    /// A pull-request comment: a table, worst regression first, an arrow per change.
-    pub fn to_markdown(&self) -> String {
-        use std::fmt::Write as _;
-        let mut s = String::new();
-        let _ = writeln!(
-            s,
-            "### memwatch: {}\n",
-            if self.regressions > 0 {
-                format!("{} memory regression(s)", self.regressions)
-            } else {
-                "no memory regression".into()
-            }
-        );
-        let _ = writeln!(
-            s,
-            "| | route | base | head | change | requests (base → head) |\n|---|---|---:|---:|---:|---:|"
-        );
-        for c in &self.routes {
-            // Routes come from traffic: keep table syntax out of them.
-            let route = c.route.replace('|', "\\|").replace('`', "'");
-            let _ = writeln!(
-                s,
-                "| {} | `{}` | {} | {} | {} | {} → {} |",
-                Self::arrow(c),
-                route,
-                self.cell(c.base),
-                self.cell(c.head),
-                Self::pct(c),
-                c.base_requests,
-                c.head_requests
-            );
-        }
-        let _ = writeln!(
-            s,
-            "\nMetric: {:?} per request; threshold +{}%. Whole-run RSS growth: {} → {} ({:+.1}%){}.",
-            self.metric,
-            self.max_growth_pct,
-            crate::units::bytes(self.run_rss_growth_base),
-            crate::units::bytes(self.run_rss_growth_head),
-            self.run_growth_pct,
-            if self.run_regression {
-                " **regression**"
-            } else {
-                ""
-            }
-        );
-        s
     }
 }
 

@@ -1,12 +1,26 @@
-//! `memwatch report`: what a recording says, as text for people and JSON for programs.
-//! The JSON is documented in `docs/recording.md` ("Report JSON").
+//! `memwatch report`: what a recording says. [`Report`] serialises as the report JSON
+//! (documented in `docs/recording.md`, "Report JSON"); [`super::format`] renders it as text.
 
 use std::collections::BTreeMap;
 
-use rusqlite::params;
 use serde::Serialize;
 
-use crate::{error::RecordingError, model::meta, recording::Recording, units::bytes};
+pub use crate::recording::query::{
+    Lost, Process,
+    memory::{SizeBucket, ThreadStats},
+};
+use crate::{
+    error::RecordingError,
+    model::meta,
+    recording::{
+        Recording,
+        query::{
+            Range,
+            memory::OpTotals,
+            requests::{RequestFigures, RollupGroup, rollup_seconds},
+        },
+    },
+};
 
 /// How many entries size and thread lists keep.
 const TOP: usize = 20;
@@ -21,7 +35,7 @@ pub struct Report {
     pub started_ns: i64,
     pub ended_ns: i64,
     pub duration_s: f64,
-    pub processes: Vec<ProcessReport>,
+    pub processes: Vec<Process>,
     /// Ring-buffer events the kernel side could not deliver. Non-zero means the counts below
     /// are lower bounds.
     pub dropped_events: u64,
@@ -31,7 +45,7 @@ pub struct Report {
     pub memory: Memory,
     pub per_process: Vec<ProcessMemory>,
     /// Threads with the most page faults.
-    pub threads: Vec<ThreadReport>,
+    pub threads: Vec<ThreadStats>,
     /// Completed HTTP requests.
     pub requests: u64,
     /// Traffic that was not HTTP/1.x, by kind.
@@ -63,26 +77,11 @@ pub struct AccessLog {
     pub unmatched_requests: u64,
     /// The first rejected lines, as text (at most 5, each at most 4 KiB).
     pub rejected_examples: Vec<String>,
-}
-
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Lost {
-    pub dropped_events: u64,
-    pub unpaired_exits: u64,
-    pub map_full: u64,
-    pub undecodable: u64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ProcessReport {
-    pub pid: u32,
-    pub ppid: Option<u32>,
-    pub comm: String,
-    pub cmdline: Option<String>,
-    pub origin: String,
-    pub started_ns: Option<i64>,
-    pub exited_ns: Option<i64>,
-    pub exit_code: Option<i32>,
+    /// Rejected lines left out of `rejected_examples` because their text did not decode (they
+    /// are logged). Not in the report JSON, whose fields are documented; the API's summary
+    /// counts them in its `undecodable_rows`.
+    #[serde(skip)]
+    pub undecodable_examples: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -116,30 +115,11 @@ pub struct Memory {
     pub calls_by_size: Vec<SizeBucket>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct SizeBucket {
-    pub op: String,
-    pub bytes: i64,
-    pub calls: u64,
-}
-
 #[derive(Debug, Clone, Serialize)]
 pub struct ProcessMemory {
     pub pid: u32,
     pub comm: String,
     pub memory: Memory,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ThreadReport {
-    pub tid: u32,
-    pub pid: u32,
-    pub page_faults: u64,
-    pub mmap_calls: u64,
-    pub munmap_calls: u64,
-    pub brk_calls: u64,
-    pub mprotect_calls: u64,
-    pub vm_growth_bytes: i64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -180,192 +160,74 @@ pub fn percentile<T: Copy + Default>(sorted: &[T], p: f64) -> T {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-/// A time range in wall-clock ns; `None` ends are open.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Range {
-    pub from_ns: Option<i64>,
-    pub to_ns: Option<i64>,
-}
-
-impl Range {
-    fn bounds(self) -> (i64, i64) {
-        (
-            self.from_ns.unwrap_or(i64::MIN),
-            self.to_ns.unwrap_or(i64::MAX),
-        )
-    }
-}
-
 type Q<T> = Result<T, RecordingError>;
 
-fn memory(rec: &Recording, pid: Option<u32>) -> Q<Memory> {
-    let conn = rec.conn();
-    let pid = pid.map(i64::from);
-    let mut m = Memory::default();
-    let mut stmt = conn
-        .prepare(
-            "SELECT op, COUNT(*), SUM(ok = 0),
-                    SUM(CASE WHEN ok THEN len ELSE 0 END),
-                    SUM(CASE WHEN ok AND (fd < 0 OR (flags & 32) != 0) THEN len ELSE 0 END),
-                    SUM(CASE WHEN ok THEN vm_delta ELSE 0 END),
-                    SUM(CASE WHEN ok AND (prot & 2) != 0 THEN len ELSE 0 END)
-             FROM mem_events WHERE (?1 IS NULL OR pid = ?1) GROUP BY op",
-        )
-        .map_err(|e| rec.error(e))?;
-    let rows = stmt
-        .query_map(params![pid], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, i64>(1)? as u64,
-                r.get::<_, i64>(2)? as u64,
-                r.get::<_, i64>(3)? as u64,
-                r.get::<_, i64>(4)? as u64,
-                r.get::<_, i64>(5)?,
-                r.get::<_, i64>(6)? as u64,
-            ))
-        })
-        .map_err(|e| rec.error(e))?;
-    for row in rows {
-        let (op, calls, failed, len, anon, delta, rw) = row.map_err(|e| rec.error(e))?;
-        m.failed_calls += failed;
-        m.vm_growth_bytes += delta;
-        match op.as_str() {
-            "mmap" => {
-                m.mmap_calls = calls;
-                m.mmap_bytes = len;
-                m.mmap_anon_bytes = anon;
+impl Memory {
+    /// The memory figures of one process, or (`None`) of all of them.
+    fn read(rec: &Recording, pid: Option<u32>) -> Q<Self> {
+        let mut m = Self::default();
+        for totals in rec.mem_op_totals(pid)? {
+            let OpTotals {
+                op,
+                calls,
+                failed,
+                bytes,
+                anon_bytes,
+                vm_delta,
+                writable_bytes,
+            } = totals;
+            m.failed_calls += failed;
+            m.vm_growth_bytes += vm_delta;
+            match op.as_str() {
+                "mmap" => {
+                    m.mmap_calls = calls;
+                    m.mmap_bytes = bytes;
+                    m.mmap_anon_bytes = anon_bytes;
+                }
+                "munmap" => {
+                    m.munmap_calls = calls;
+                    m.munmap_bytes = bytes;
+                }
+                "mremap" => {
+                    m.mremap_calls = calls;
+                    m.mremap_growth_bytes = vm_delta;
+                }
+                "brk" => {
+                    m.brk_calls = calls;
+                    m.brk_growth_bytes = vm_delta;
+                }
+                "mprotect" => {
+                    m.mprotect_calls = calls;
+                    m.mprotect_rw_bytes = writable_bytes;
+                }
+                other => tracing::warn!("unknown op {other:?} in recording"),
             }
-            "munmap" => {
-                m.munmap_calls = calls;
-                m.munmap_bytes = len;
-            }
-            "mremap" => {
-                m.mremap_calls = calls;
-                m.mremap_growth_bytes = delta;
-            }
-            "brk" => {
-                m.brk_calls = calls;
-                m.brk_growth_bytes = delta;
-            }
-            "mprotect" => {
-                m.mprotect_calls = calls;
-                m.mprotect_rw_bytes = rw;
-            }
-            other => tracing::warn!("unknown op {other:?} in recording"),
         }
-    }
-    let mut stmt = conn
-        .prepare(
-            "SELECT op, CASE WHEN op IN ('brk', 'mremap') THEN vm_delta ELSE len END AS size,
-                    COUNT(*) AS n
-             FROM mem_events WHERE ok AND (?1 IS NULL OR pid = ?1)
-             GROUP BY op, size ORDER BY ABS(size) * n DESC, op LIMIT ?2",
-        )
-        .map_err(|e| rec.error(e))?;
-    m.calls_by_size = stmt
-        .query_map(params![pid, TOP as i64], |r| {
-            Ok(SizeBucket {
-                op: r.get(0)?,
-                bytes: r.get(1)?,
-                calls: r.get::<_, i64>(2)? as u64,
-            })
-        })
-        .map_err(|e| rec.error(e))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| rec.error(e))?;
-    m.page_faults = conn
-        .query_row(
-            "SELECT COALESCE(SUM(faults), 0) FROM threads WHERE (?1 IS NULL OR pid = ?1)",
-            params![pid],
-            |r| r.get::<_, i64>(0),
-        )
-        .map_err(|e| rec.error(e))? as u64;
-    // Whole-target series: one point per sampling tick, summed over processes.
-    let mut stmt = conn
-        .prepare(
-            "SELECT SUM(rss_bytes), SUM(vm_bytes) FROM samples WHERE (?1 IS NULL OR pid = ?1)
-             GROUP BY ts_ns ORDER BY ts_ns",
-        )
-        .map_err(|e| rec.error(e))?;
-    let series = stmt
-        .query_map(params![pid], |r| {
-            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
-        })
-        .map_err(|e| rec.error(e))?;
-    for (i, point) in series.enumerate() {
-        let (rss, vm) = point.map_err(|e| rec.error(e))?;
-        if i == 0 {
-            m.rss_start_bytes = rss;
-            m.vm_start_bytes = vm;
+        m.calls_by_size = rec.calls_by_size(pid, TOP)?;
+        m.page_faults = rec.thread_faults(pid)?;
+        // Whole-target series: one point per sampling tick, summed over processes.
+        for (i, point) in rec.sample_totals(pid)?.into_iter().enumerate() {
+            let (rss, vm) = (point.rss_bytes, point.vm_bytes);
+            if i == 0 {
+                m.rss_start_bytes = rss;
+                m.vm_start_bytes = vm;
+            }
+            m.rss_samples += 1;
+            m.rss_end_bytes = rss;
+            m.vm_end_bytes = vm;
+            m.rss_peak_bytes = m.rss_peak_bytes.max(rss);
+            m.vm_peak_bytes = m.vm_peak_bytes.max(vm);
         }
-        m.rss_samples += 1;
-        m.rss_end_bytes = rss;
-        m.vm_end_bytes = vm;
-        m.rss_peak_bytes = m.rss_peak_bytes.max(rss);
-        m.vm_peak_bytes = m.vm_peak_bytes.max(vm);
+        Ok(m)
     }
-    Ok(m)
-}
-
-pub(crate) fn processes(rec: &Recording) -> Q<Vec<ProcessReport>> {
-    let mut stmt = rec
-        .conn()
-        .prepare(
-            "SELECT pid, ppid, comm, cmdline, origin, started_ns, exited_ns, exit_code
-             FROM processes ORDER BY COALESCE(started_ns, 0), pid",
-        )
-        .map_err(|e| rec.error(e))?;
-    stmt.query_map([], |r| {
-        Ok(ProcessReport {
-            pid: r.get(0)?,
-            ppid: r.get(1)?,
-            comm: r.get(2)?,
-            cmdline: r.get(3)?,
-            origin: r.get(4)?,
-            started_ns: r.get(5)?,
-            exited_ns: r.get(6)?,
-            exit_code: r.get(7)?,
-        })
-    })
-    .map_err(|e| rec.error(e))?
-    .collect::<Result<_, _>>()
-    .map_err(|e| rec.error(e))
-}
-
-fn threads(rec: &Recording) -> Q<Vec<ThreadReport>> {
-    let mut stmt = rec
-        .conn()
-        .prepare(
-            "SELECT t.tid, t.pid, t.faults,
-                    COALESCE(SUM(m.op = 'mmap'), 0), COALESCE(SUM(m.op = 'munmap'), 0),
-                    COALESCE(SUM(m.op = 'brk'), 0), COALESCE(SUM(m.op = 'mprotect'), 0),
-                    COALESCE(SUM(CASE WHEN m.ok THEN m.vm_delta ELSE 0 END), 0)
-             FROM threads t LEFT JOIN mem_events m ON m.tid = t.tid
-             GROUP BY t.tid ORDER BY t.faults DESC, t.tid LIMIT ?1",
-        )
-        .map_err(|e| rec.error(e))?;
-    stmt.query_map([TOP as i64], |r| {
-        Ok(ThreadReport {
-            tid: r.get(0)?,
-            pid: r.get(1)?,
-            page_faults: r.get::<_, i64>(2)? as u64,
-            mmap_calls: r.get::<_, i64>(3)? as u64,
-            munmap_calls: r.get::<_, i64>(4)? as u64,
-            brk_calls: r.get::<_, i64>(5)? as u64,
-            mprotect_calls: r.get::<_, i64>(6)? as u64,
-            vm_growth_bytes: r.get(7)?,
-        })
-    })
-    .map_err(|e| rec.error(e))?
-    .collect::<Result<_, _>>()
-    .map_err(|e| rec.error(e))
 }
 
 /// Ranges with more requests than this are summed from the per-second rollup, and their
 /// percentiles estimated from a sample of about this many requests.
 pub const EXACT_LIMIT: i64 = 50_000;
 
-#[derive(Default)]
+/// One route's figures as they add up.
+#[derive(Debug, Default)]
 struct Acc {
     statuses: BTreeMap<String, u64>,
     n: u64,
@@ -378,6 +240,33 @@ struct Acc {
     vm: Vec<i64>,
     rss: Vec<i64>,
     dur_ns: Vec<i64>,
+}
+
+impl Acc {
+    /// Adds another accumulator's totals (not its percentile values).
+    fn add_totals(&mut self, other: Self) {
+        let Self {
+            statuses,
+            n,
+            vm_sum,
+            rss_sum,
+            faults,
+            calls,
+            approximate,
+            vm: _,
+            rss: _,
+            dur_ns: _,
+        } = other;
+        for (status, count) in statuses {
+            *self.statuses.entry(status).or_default() += count;
+        }
+        self.n += n;
+        self.approximate += approximate;
+        self.vm_sum += vm_sum;
+        self.rss_sum += rss_sum;
+        self.faults += faults;
+        self.calls += calls;
+    }
 }
 
 fn status_key(status: Option<i64>) -> String {
@@ -395,47 +284,32 @@ fn add_rows(
     every: i64,
     totals: bool,
 ) -> Q<()> {
-    let mut stmt = rec
-        .conn()
-        .prepare_cached(
-            "SELECT COALESCE(method, '-'), COALESCE(route, '-'), status, vm_bytes, rss_bytes,
-                    faults, mem_calls, exact, end_ns - start_ns
-             FROM requests WHERE end_ns >= ?1 AND end_ns <= ?2 AND id % ?3 = 0",
-        )
-        .map_err(|e| rec.error(e))?;
-    let rows = stmt
-        .query_map(params![from, to, every.max(1)], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, Option<i64>>(2)?,
-                r.get::<_, i64>(3)?,
-                r.get::<_, i64>(4)?,
-                r.get::<_, i64>(5)?,
-                r.get::<_, i64>(6)?,
-                r.get::<_, bool>(7)?,
-                r.get::<_, i64>(8)?,
-            ))
-        })
-        .map_err(|e| rec.error(e))?;
-    for row in rows {
-        let (method, route, status, vm, rss, faults, calls, exact, dur) =
-            row.map_err(|e| rec.error(e))?;
+    rec.each_request_figures(from, to, every, |row| {
+        let RequestFigures {
+            method,
+            route,
+            status,
+            vm_bytes,
+            rss_bytes,
+            faults,
+            mem_calls,
+            exact,
+            duration_ns,
+        } = row;
         let acc = groups.entry((method, route)).or_default();
         if totals {
             *acc.statuses.entry(status_key(status)).or_default() += 1;
             acc.n += 1;
-            acc.vm_sum += vm;
-            acc.rss_sum += rss;
+            acc.vm_sum += vm_bytes;
+            acc.rss_sum += rss_bytes;
             acc.faults += faults as u64;
-            acc.calls += calls as u64;
+            acc.calls += mem_calls as u64;
             acc.approximate += u64::from(!exact);
         }
-        acc.vm.push(vm);
-        acc.rss.push(rss);
-        acc.dur_ns.push(dur);
-    }
-    Ok(())
+        acc.vm.push(vm_bytes);
+        acc.rss.push(rss_bytes);
+        acc.dur_ns.push(duration_ns);
+    })
 }
 
 /// Per-route figures for requests that ended in `range`, sorted by resident bytes.
@@ -447,58 +321,34 @@ fn add_rows(
 pub fn endpoints(rec: &Recording, range: Range) -> Q<Vec<Endpoint>> {
     const S: i64 = 1_000_000_000;
     let (from, to) = range.bounds();
-    let (first_s, last_s) = (from.div_euclid(S), to.div_euclid(S));
-    let estimate: i64 = rec
-        .conn()
-        .query_row(
-            "SELECT COALESCE(SUM(n), 0) FROM request_rollup WHERE second BETWEEN ?1 AND ?2",
-            params![first_s, last_s],
-            |r| r.get(0),
-        )
-        .map_err(|e| rec.error(e))?;
+    let (first_s, last_s) = rollup_seconds(from, to);
+    let estimate = rec.rollup_request_count(first_s, last_s)?;
     let mut groups: BTreeMap<(String, String), Acc> = BTreeMap::new();
     if estimate <= EXACT_LIMIT {
         add_rows(rec, &mut groups, (from, to), 1, true)?;
     } else {
         // Whole seconds inside the range from the rollup...
         let inner = (first_s + 1, last_s - 1);
-        let mut stmt = rec
-            .conn()
-            .prepare_cached(
-                "SELECT method, route, status, SUM(n), SUM(approx), SUM(vm_sum), SUM(rss_sum),
-                        SUM(faults), SUM(mem_calls)
-                 FROM request_rollup WHERE second BETWEEN ?1 AND ?2
-                 GROUP BY method, route, status",
-            )
-            .map_err(|e| rec.error(e))?;
-        let rows = stmt
-            .query_map(params![inner.0, inner.1], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, i64>(2)?,
-                    [
-                        r.get::<_, i64>(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                        r.get(6)?,
-                        r.get(7)?,
-                        r.get(8)?,
-                    ],
-                ))
-            })
-            .map_err(|e| rec.error(e))?;
-        for row in rows {
-            let (method, route, status, [n, approx, vm, rss, faults, calls]) =
-                row.map_err(|e| rec.error(e))?;
+        for group in rec.rollup_groups(inner.0, inner.1)? {
+            let RollupGroup {
+                method,
+                route,
+                status,
+                requests,
+                approximate,
+                vm_bytes,
+                rss_bytes,
+                faults,
+                mem_calls,
+            } = group;
             let acc = groups.entry((method, route)).or_default();
-            *acc.statuses.entry(status_key(Some(status))).or_default() += n as u64;
-            acc.n += n as u64;
-            acc.approximate += approx as u64;
-            acc.vm_sum += vm;
-            acc.rss_sum += rss;
+            *acc.statuses.entry(status_key(Some(status))).or_default() += requests as u64;
+            acc.n += requests as u64;
+            acc.approximate += approximate as u64;
+            acc.vm_sum += vm_bytes;
+            acc.rss_sum += rss_bytes;
             acc.faults += faults as u64;
-            acc.calls += calls as u64;
+            acc.calls += mem_calls as u64;
         }
         // ...the partial seconds at both edges from the rows...
         let mut edges = BTreeMap::new();
@@ -506,16 +356,7 @@ pub fn endpoints(rec: &Recording, range: Range) -> Q<Vec<Endpoint>> {
         let tail_from = ((inner.1 + 1) * S).max(from).max(inner.0 * S);
         add_rows(rec, &mut edges, (tail_from, to), 1, true)?;
         for (key, e) in edges {
-            let acc = groups.entry(key).or_default();
-            for (status, n) in e.statuses {
-                *acc.statuses.entry(status).or_default() += n;
-            }
-            acc.n += e.n;
-            acc.approximate += e.approximate;
-            acc.vm_sum += e.vm_sum;
-            acc.rss_sum += e.rss_sum;
-            acc.faults += e.faults;
-            acc.calls += e.calls;
+            groups.entry(key).or_default().add_totals(e);
         }
         // ...and percentiles from a sample.
         add_rows(
@@ -564,158 +405,64 @@ pub fn endpoints(rec: &Recording, range: Range) -> Q<Vec<Endpoint>> {
     Ok(out)
 }
 
-pub(crate) fn access_log(rec: &Recording) -> Q<Option<AccessLog>> {
-    let sources: Vec<String> = rec
-        .meta(meta::ACCESS_LOGS)?
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(str::to_owned)
-        .collect();
-    if sources.is_empty() {
-        return Ok(None);
-    }
-    let mut format = Vec::new();
-    for i in 0..sources.len() {
-        format.push(
-            rec.meta(&meta::access_log_format(i))?
-                .unwrap_or_else(|| "unknown".into()),
-        );
-    }
-    let ebpf = rec.meta(meta::EBPF)?.is_none_or(|v| v == "true");
-    let rejected = counts_by(
-        rec,
-        "SELECT reason, COUNT(*) FROM log_lines WHERE NOT ok GROUP BY reason",
-        [],
-    )?;
-    let mut stmt = rec
-        .conn()
-        .prepare("SELECT raw FROM log_lines WHERE NOT ok ORDER BY id LIMIT 5")
-        .map_err(|e| rec.error(e))?;
-    let rejected_examples = stmt
-        .query_map([], |r| r.get::<_, Option<String>>(0))
-        .map_err(|e| rec.error(e))?
-        .filter_map(|r| r.ok().flatten())
-        .collect();
-    Ok(Some(AccessLog {
-        sources,
-        format,
-        mode: if ebpf { "joined" } else { "interval" }.into(),
-        lines: count(rec, "SELECT COUNT(*) FROM log_lines")? as u64,
-        parsed: count(rec, "SELECT COUNT(*) FROM log_lines WHERE ok")? as u64,
-        rejected,
-        invalid_requests: count(
-            rec,
-            "SELECT COUNT(*) FROM log_lines WHERE ok AND method IS NULL",
-        )? as u64,
-        matched: count(
-            rec,
-            "SELECT COUNT(*) FROM log_lines WHERE request_id IS NOT NULL",
-        )? as u64,
-        unmatched_lines: count(
-            rec,
-            "SELECT COUNT(*) FROM log_lines WHERE ok AND method IS NOT NULL AND request_id IS NULL",
-        )? as u64,
-        unmatched_requests: if ebpf {
-            count(
-                rec,
-                "SELECT COUNT(*) FROM requests r WHERE NOT EXISTS
-                   (SELECT 1 FROM log_lines l WHERE l.request_id = r.id)",
-            )? as u64
-        } else {
-            0
-        },
-        rejected_examples,
-    }))
-}
-
-/// `SELECT key, COUNT(*) ... GROUP BY key` into a map.
-pub(crate) fn counts_by(
-    rec: &Recording,
-    sql: &str,
-    params: impl rusqlite::Params,
-) -> Q<BTreeMap<String, u64>> {
-    let mut stmt = rec.conn().prepare_cached(sql).map_err(|e| rec.error(e))?;
-    let rows = stmt
-        .query_map(params, |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
-        })
-        .map_err(|e| rec.error(e))?;
-    rows.collect::<Result<_, _>>().map_err(|e| rec.error(e))
-}
-
-/// The latest loss counters and the events read: `(events, lost)`.
-pub(crate) fn lost(rec: &Recording) -> Q<(u64, Lost)> {
-    rec.conn()
-        .query_row(
-            "SELECT events, dropped, unpaired_exits, map_full, undecodable FROM counters
-             ORDER BY ts_ns DESC LIMIT 1",
-            [],
-            |r| {
-                Ok((
-                    r.get::<_, i64>(0)? as u64,
-                    Lost {
-                        dropped_events: r.get::<_, i64>(1)? as u64,
-                        unpaired_exits: r.get::<_, i64>(2)? as u64,
-                        map_full: r.get::<_, i64>(3)? as u64,
-                        undecodable: r.get::<_, i64>(4)? as u64,
-                    },
-                ))
+impl AccessLog {
+    /// The access-log figures, or `None` when the recording followed no log.
+    pub fn read(rec: &Recording) -> Q<Option<Self>> {
+        let Some(settings) = rec.access_log_settings()? else {
+            return Ok(None);
+        };
+        let counts = rec.log_line_counts()?;
+        let examples = rec.rejected_examples(5)?;
+        Ok(Some(Self {
+            sources: settings.sources,
+            format: settings
+                .formats
+                .into_iter()
+                .map(|f| f.unwrap_or_else(|| "unknown".into()))
+                .collect(),
+            mode: if settings.ebpf { "joined" } else { "interval" }.into(),
+            lines: counts.lines,
+            parsed: counts.parsed,
+            rejected: rec.rejected_reasons()?,
+            invalid_requests: counts.invalid_requests,
+            matched: counts.matched,
+            unmatched_lines: counts.unmatched_lines,
+            // With --no-ebpf every request came from a line.
+            unmatched_requests: if settings.ebpf {
+                rec.requests_without_log_line()?
+            } else {
+                0
             },
-        )
-        .or_else(|e| match e {
-            rusqlite::Error::QueryReturnedNoRows => Ok((0, Lost::default())),
-            e => Err(e),
-        })
-        .map_err(|e| rec.error(e))
-}
-
-/// The time of the newest row of any kind: where a recording cut off mid-way ends.
-pub(crate) fn latest_ns(rec: &Recording) -> Q<i64> {
-    count(
-        rec,
-        "SELECT MAX(t) FROM (SELECT MAX(ts_ns) AS t FROM samples
-           UNION ALL SELECT MAX(ts_ns) FROM mem_events
-           UNION ALL SELECT MAX(ts_ns) FROM counters
-           UNION ALL SELECT MAX(end_ns) FROM requests
-           UNION ALL SELECT MAX(arrived_ns) FROM log_lines)",
-    )
-}
-
-pub(crate) fn count(rec: &Recording, sql: &str) -> Q<i64> {
-    rec.conn()
-        .query_row(sql, [], |r| r.get::<_, Option<i64>>(0))
-        .map(Option::unwrap_or_default)
-        .map_err(|e| rec.error(e))
+            rejected_examples: examples.rows,
+            undecodable_examples: examples.undecodable,
+        }))
+    }
 }
 
 impl Report {
     /// Builds the whole report from a recording.
     pub fn build(rec: &Recording) -> Q<Self> {
-        let parse = |v: Option<String>| v.and_then(|s| s.parse::<i64>().ok());
-        let started_ns = parse(rec.meta(meta::STARTED_NS)?).unwrap_or(0);
-        let ended_meta = parse(rec.meta(meta::ENDED_NS)?);
-        let complete = ended_meta.is_some();
+        let span = rec.span()?;
+        let started_ns = span.started_ns;
+        let complete = span.ended_ns.is_some();
         // A recording cut off mid-way ends at its last committed row.
-        let ended_ns = match ended_meta {
+        let ended_ns = match span.ended_ns {
             Some(e) => e,
-            None => latest_ns(rec)?.max(started_ns),
+            None => rec.latest_ns()?.max(started_ns),
         };
-        let (events, lost) = lost(rec)?;
-        let totals = memory(rec, None)?;
-        let unattributed_faults = totals
-            .page_faults
-            .saturating_sub(count(rec, "SELECT SUM(faults) FROM requests")? as u64);
-        let processes = processes(rec)?;
+        let counters = rec.counters()?;
+        let totals = Memory::read(rec, None)?;
+        let unattributed_faults = totals.page_faults.saturating_sub(rec.request_faults()?);
+        let processes = rec.processes()?;
         let mut per_process = Vec::with_capacity(processes.len());
         for p in &processes {
             per_process.push(ProcessMemory {
                 pid: p.pid,
                 comm: p.comm.clone(),
-                memory: memory(rec, Some(p.pid))?,
+                memory: Memory::read(rec, Some(p.pid))?,
             });
         }
-        let non_http = counts_by(rec, "SELECT kind, COUNT(*) FROM non_http GROUP BY kind", [])?;
+        let unattributed = rec.unattributed_mem()?;
         Ok(Self {
             memwatch_version: rec.meta(meta::MEMWATCH_VERSION)?.unwrap_or_default(),
             schema_version: rec.schema_version(),
@@ -724,170 +471,23 @@ impl Report {
             ended_ns,
             duration_s: (ended_ns - started_ns).max(0) as f64 / 1e9,
             processes,
-            dropped_events: lost.dropped_events,
-            lost,
-            events,
+            dropped_events: counters.lost.dropped_events,
+            lost: counters.lost,
+            events: counters.events,
             memory: totals,
             per_process,
-            threads: threads(rec)?,
-            requests: count(rec, "SELECT COUNT(*) FROM requests")? as u64,
-            non_http,
-            approximate_requests: count(rec, "SELECT COUNT(*) FROM requests WHERE NOT exact")?
-                as u64,
+            threads: rec.threads_by_faults(TOP)?,
+            requests: rec.request_count()?,
+            non_http: rec.non_http_counts()?,
+            approximate_requests: rec.approximate_request_count()?,
             unattributed: Unattributed {
-                mem_calls: count(
-                    rec,
-                    "SELECT COUNT(*) FROM mem_events WHERE request_id IS NULL",
-                )? as u64,
-                vm_bytes: count(
-                    rec,
-                    "SELECT SUM(vm_delta) FROM mem_events WHERE ok AND request_id IS NULL",
-                )?,
+                mem_calls: unattributed.mem_calls,
+                vm_bytes: unattributed.vm_bytes,
                 page_faults: unattributed_faults,
             },
             endpoints: endpoints(rec, Range::default())?,
-            access_log: access_log(rec)?,
+            access_log: AccessLog::read(rec)?,
         })
-    }
-
-    /// One screen of text.
-    pub fn to_text(&self) -> String {
-        use std::fmt::Write as _;
-        let mut s = String::new();
-        let m = &self.memory;
-        let _ = writeln!(
-            s,
-            "memwatch recording: {:.1} s{}, {} process(es), {} events",
-            self.duration_s,
-            if self.complete {
-                ""
-            } else {
-                " (INCOMPLETE: memwatch was stopped abruptly)"
-            },
-            self.processes.len(),
-            self.events
-        );
-        for p in self.processes.iter().take(8) {
-            let exited = if p.exited_ns.is_some() {
-                " (exited)"
-            } else {
-                ""
-            };
-            let _ = writeln!(s, "  pid {:<7} {:<16} {}{exited}", p.pid, p.comm, p.origin);
-        }
-        if self.processes.len() > 8 {
-            let _ = writeln!(s, "  ... and {} more", self.processes.len() - 8);
-        }
-        let lost = &self.lost;
-        if lost.dropped_events + lost.unpaired_exits + lost.map_full + lost.undecodable > 0 {
-            let _ = writeln!(
-                s,
-                "WARNING: lost {} events (ring buffer full), {} unpaired syscall exits, {} map-full, \
-                 {} undecodable: counts are lower bounds",
-                lost.dropped_events, lost.unpaired_exits, lost.map_full, lost.undecodable
-            );
-        }
-        let _ = writeln!(
-            s,
-            "RSS     start {}  end {}  peak {}  ({} samples)",
-            bytes(m.rss_start_bytes as i64),
-            bytes(m.rss_end_bytes as i64),
-            bytes(m.rss_peak_bytes as i64),
-            m.rss_samples
-        );
-        let _ = writeln!(
-            s,
-            "VmSize  start {}  end {}  peak {}",
-            bytes(m.vm_start_bytes as i64),
-            bytes(m.vm_end_bytes as i64),
-            bytes(m.vm_peak_bytes as i64)
-        );
-        let _ = writeln!(
-            s,
-            "mmap {} calls {} | munmap {} calls {} | mremap {} calls {} | brk {} calls {} | \
-             mprotect {} calls ({} made writable)",
-            m.mmap_calls,
-            bytes(m.mmap_bytes as i64),
-            m.munmap_calls,
-            bytes(m.munmap_bytes as i64),
-            m.mremap_calls,
-            signed_bytes(m.mremap_growth_bytes),
-            m.brk_calls,
-            signed_bytes(m.brk_growth_bytes),
-            m.mprotect_calls,
-            bytes(m.mprotect_rw_bytes as i64)
-        );
-        let _ = writeln!(
-            s,
-            "net mapped {}, {} page faults, {} failed calls",
-            signed_bytes(m.vm_growth_bytes),
-            m.page_faults,
-            m.failed_calls
-        );
-        if let Some(a) = &self.access_log {
-            let _ = writeln!(
-                s,
-                "access log ({}, {}): {} lines, {} parsed, {} rejected {:?}, {} invalid requests; \
-                 {} matched, {} unmatched lines, {} unmatched requests",
-                a.format.join(", "),
-                a.mode,
-                a.lines,
-                a.parsed,
-                a.lines - a.parsed,
-                a.rejected,
-                a.invalid_requests,
-                a.matched,
-                a.unmatched_lines,
-                a.unmatched_requests
-            );
-        }
-        if self.requests > 0 || !self.non_http.is_empty() {
-            let _ = writeln!(
-                s,
-                "\n{} requests ({} approximate), non-HTTP: {:?}",
-                self.requests, self.approximate_requests, self.non_http
-            );
-            let _ = writeln!(
-                s,
-                "{:<7} {:<32} {:>8} {:>11} {:>11} {:>9} {:>9}  statuses",
-                "method", "route", "requests", "rss", "vm", "p50 ms", "p95 ms"
-            );
-            for e in self.endpoints.iter().take(15) {
-                let _ = writeln!(
-                    s,
-                    "{:<7} {:<32} {:>8} {:>11} {:>11} {:>9.2} {:>9.2}  {:?}{}",
-                    e.method,
-                    truncate(&e.route, 32),
-                    e.requests,
-                    bytes(e.rss_bytes),
-                    bytes(e.vm_bytes),
-                    e.duration_ms_p50,
-                    e.duration_ms_p95,
-                    e.statuses,
-                    if e.approximate > 0 { " ~" } else { "" }
-                );
-            }
-        }
-        s
-    }
-}
-
-fn truncate(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_owned()
-    } else {
-        let mut t: String = s.chars().take(n - 1).collect();
-        t.push('…');
-        t
-    }
-}
-
-/// A change in bytes, always with its sign: `+2.0 MiB`, `-4.0 KiB`, `0 B`.
-pub fn signed_bytes(b: i64) -> String {
-    if b > 0 {
-        format!("+{}", bytes(b))
-    } else {
-        bytes(b)
     }
 }
 
@@ -954,15 +554,5 @@ mod tests {
             assert_eq!((e.vm_bytes, e.rss_bytes), (x.vm_sum, x.rss_sum));
             assert_eq!((e.page_faults, e.approximate), (x.faults, x.approximate));
         }
-    }
-
-    #[test]
-    fn formats_bytes() {
-        assert_eq!(bytes(512), "512 B");
-        assert_eq!(bytes(-2048), "-2.0 KiB");
-        assert_eq!(bytes(40 * 1024 * 1024), "40.0 MiB");
-        assert_eq!(signed_bytes(2 * 1024 * 1024), "+2.0 MiB");
-        assert_eq!(signed_bytes(-4096), "-4.0 KiB");
-        assert_eq!(signed_bytes(0), "0 B");
     }
 }

@@ -22,7 +22,7 @@ use axum::{
     routing::get,
 };
 
-use crate::recording::Recording;
+use crate::{error::RecordingError, recording::Recording};
 
 /// Served on every response: scripts and data only from this origin. uPlot sets inline
 /// styles, hence `'unsafe-inline'` for styles alone.
@@ -69,10 +69,23 @@ impl AppState {
 #[derive(Debug)]
 pub struct ApiError(pub StatusCode, pub String);
 
+/// The body of every error answer.
+#[derive(Debug, serde::Serialize)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": self.1 });
-        (self.0, axum::Json(body)).into_response()
+        let Self(status, error) = self;
+        (status, axum::Json(ErrorBody { error })).into_response()
+    }
+}
+
+/// A recording that cannot answer is the server's failure, not the client's.
+impl From<RecordingError> for ApiError {
+    fn from(e: RecordingError) -> Self {
+        Self(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
     }
 }
 

@@ -1,0 +1,1010 @@
+//! The API's answers (`docs/api.md`) as typed structs, each read from the recording by its
+//! `read` function. Times go out as epoch milliseconds.
+//!
+//! Rows that do not decode are skipped, as the page would rather show what it can, but never
+//! silently: every answer that lists rows says how many it skipped in `undecodable_rows`, and
+//! the query logs the first one's error.
+//!
+//! Fields are declared in alphabetical order at every level, because that is the order the API
+//! has always sent (its answers used to be `serde_json::Value` maps, which sort their keys) and
+//! clients may compare answers byte for byte. `tests::keys_are_sorted` holds every answer to it;
+//! that is also why the report's types are not serialised here directly but copied into
+//! structs of this module.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::MS;
+use crate::{
+    recording::{
+        Recording,
+        query::{
+            self, Range,
+            log_lines::LogLineEntry,
+            memory::LargeMemEvent,
+            requests::{CountFrom, RequestEntry, RequestFilter, rollup_seconds},
+        },
+    },
+    views::{report, server::ApiError},
+};
+
+/// Epoch ns to epoch ms, rounding down.
+fn ms(ns: Option<i64>) -> Option<i64> {
+    ns.map(|v| v.div_euclid(MS))
+}
+
+/// Start, end (if finished) and latest data time of the recording, in ns.
+fn bounds(rec: &Recording) -> Result<(i64, Option<i64>, i64), ApiError> {
+    let span = rec.span()?;
+    let latest = rec.latest_ns()?;
+    Ok((span.started_ns, span.ended_ns, latest.max(span.started_ns)))
+}
+
+/// `GET /api/summary`.
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub access_log: Option<AccessLog>,
+    pub approximate_requests: u64,
+    pub dropped_events: u64,
+    pub duration_s: f64,
+    pub ended_ms: Option<i64>,
+    pub events: u64,
+    pub latest_ms: i64,
+    pub live: bool,
+    pub lost: Lost,
+    pub memory: Memory,
+    pub non_http: BTreeMap<String, u64>,
+    pub processes: Vec<Process>,
+    pub requests: u64,
+    pub started_ms: i64,
+    /// Samples, and rejected access-log lines' text, that did not decode and were left out.
+    pub undecodable_rows: u64,
+}
+
+/// The report's `access_log` object.
+#[derive(Debug, Serialize)]
+pub struct AccessLog {
+    pub format: Vec<String>,
+    pub invalid_requests: u64,
+    pub lines: u64,
+    pub matched: u64,
+    pub mode: String,
+    pub parsed: u64,
+    pub rejected: BTreeMap<String, u64>,
+    pub rejected_examples: Vec<String>,
+    pub sources: Vec<String>,
+    pub unmatched_lines: u64,
+    pub unmatched_requests: u64,
+}
+
+/// The report's `lost` object.
+#[derive(Debug, Serialize)]
+pub struct Lost {
+    pub dropped_events: u64,
+    pub map_full: u64,
+    pub undecodable: u64,
+    pub unpaired_exits: u64,
+}
+
+/// Memory of the whole target: RSS and VmSize summed over the processes.
+#[derive(Debug, Serialize)]
+pub struct Memory {
+    pub page_faults: u64,
+    pub rss_end_bytes: i64,
+    pub rss_peak_bytes: i64,
+    pub rss_start_bytes: i64,
+    pub vm_end_bytes: i64,
+    pub vm_peak_bytes: i64,
+    pub vm_start_bytes: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Process {
+    pub comm: String,
+    pub exited_ms: Option<i64>,
+    pub origin: String,
+    pub pid: u32,
+    pub ppid: Option<u32>,
+    pub started_ms: Option<i64>,
+}
+
+impl From<report::AccessLog> for AccessLog {
+    fn from(a: report::AccessLog) -> Self {
+        let report::AccessLog {
+            sources,
+            format,
+            mode,
+            lines,
+            parsed,
+            rejected,
+            invalid_requests,
+            matched,
+            unmatched_lines,
+            unmatched_requests,
+            rejected_examples,
+            // Counted in the summary's `undecodable_rows`.
+            undecodable_examples: _,
+        } = a;
+        Self {
+            format,
+            invalid_requests,
+            lines,
+            matched,
+            mode,
+            parsed,
+            rejected,
+            rejected_examples,
+            sources,
+            unmatched_lines,
+            unmatched_requests,
+        }
+    }
+}
+
+impl From<query::Lost> for Lost {
+    fn from(l: query::Lost) -> Self {
+        let query::Lost {
+            dropped_events,
+            unpaired_exits,
+            map_full,
+            undecodable,
+        } = l;
+        Self {
+            dropped_events,
+            map_full,
+            undecodable,
+            unpaired_exits,
+        }
+    }
+}
+
+impl From<query::Process> for Process {
+    fn from(p: query::Process) -> Self {
+        let query::Process {
+            pid,
+            ppid,
+            comm,
+            cmdline: _,
+            origin,
+            started_ns,
+            exited_ns,
+            exit_code: _,
+        } = p;
+        Self {
+            comm,
+            exited_ms: ms(exited_ns),
+            origin,
+            pid,
+            ppid,
+            started_ms: ms(started_ns),
+        }
+    }
+}
+
+impl Summary {
+    pub fn read(rec: &Recording, live: bool) -> Result<Self, ApiError> {
+        let (started, ended, latest) = bounds(rec)?;
+        let counters = rec.counters()?;
+        let samples = rec.sample_series(None)?;
+        let series = samples.rows;
+        let first = series.first().map_or((0, 0), |p| (p.rss_bytes, p.vm_bytes));
+        let last = series.last().map_or((0, 0), |p| (p.rss_bytes, p.vm_bytes));
+        let memory = Memory {
+            page_faults: rec.thread_faults(None)?,
+            rss_end_bytes: last.0,
+            rss_peak_bytes: series.iter().map(|p| p.rss_bytes).max().unwrap_or(0),
+            rss_start_bytes: first.0,
+            vm_end_bytes: last.1,
+            vm_peak_bytes: series.iter().map(|p| p.vm_bytes).max().unwrap_or(0),
+            vm_start_bytes: first.1,
+        };
+        let access_log = report::AccessLog::read(rec)?;
+        let undecodable_rows =
+            samples.undecodable + access_log.as_ref().map_or(0, |a| a.undecodable_examples);
+        Ok(Self {
+            access_log: access_log.map(AccessLog::from),
+            approximate_requests: rec.approximate_request_count()?,
+            dropped_events: counters.lost.dropped_events,
+            duration_s: (ended.unwrap_or(latest) - started).max(0) as f64 / 1e9,
+            ended_ms: ms(ended),
+            events: counters.events,
+            latest_ms: latest / MS,
+            live,
+            lost: counters.lost.into(),
+            memory,
+            non_http: rec.non_http_counts()?,
+            processes: rec.processes()?.into_iter().map(Process::from).collect(),
+            requests: rec.request_count()?,
+            started_ms: started / MS,
+            undecodable_rows,
+        })
+    }
+}
+
+/// `GET /api/timeline`.
+#[derive(Debug, Serialize)]
+pub struct Timeline {
+    pub from_ms: i64,
+    pub mem_events: Vec<MemEvent>,
+    pub points: usize,
+    pub requests: RequestDensity,
+    pub rss: Series,
+    pub to_ms: i64,
+    /// Samples, request counts and memory events that did not decode and were left out.
+    pub undecodable_rows: u64,
+    pub vm: Series,
+}
+
+/// A downsampled memory series: times (epoch ms) and values.
+#[derive(Debug, Serialize)]
+pub struct Series {
+    pub t: Vec<i64>,
+    pub v: Vec<i64>,
+}
+
+/// Requests ending in each bucket, by status class.
+#[derive(Debug, Serialize)]
+pub struct RequestDensity {
+    /// No status.
+    pub other: Vec<i64>,
+    pub s2xx: Vec<i64>,
+    pub s3xx: Vec<i64>,
+    pub s4xx: Vec<i64>,
+    pub s5xx: Vec<i64>,
+    /// Each bucket's start.
+    pub t: Vec<i64>,
+    pub width_ms: i64,
+}
+
+/// A large mapping change.
+#[derive(Debug, Serialize)]
+pub struct MemEvent {
+    /// The signed change of mapped bytes.
+    pub bytes: i64,
+    pub op: String,
+    pub pid: i64,
+    pub t: i64,
+}
+
+impl From<LargeMemEvent> for MemEvent {
+    fn from(e: LargeMemEvent) -> Self {
+        let LargeMemEvent {
+            ts_ns,
+            op,
+            vm_delta,
+            pid,
+        } = e;
+        Self {
+            bytes: vm_delta,
+            op,
+            pid,
+            t: ts_ns / MS,
+        }
+    }
+}
+
+impl Series {
+    fn downsampled(points: &[(i64, i64)], from: i64, to: i64, buckets: usize) -> Self {
+        let (t, v) = downsample(points, from, to, buckets);
+        Self {
+            t: t.into_iter().map(|x| x / MS).collect(),
+            v,
+        }
+    }
+}
+
+/// Min/max downsampling of `(t, v)` points into `buckets` buckets over `[from, to]`: each bucket
+/// keeps its minimum and maximum sample, in time order, so at most `2 * buckets` points.
+pub fn downsample(
+    points: &[(i64, i64)],
+    from: i64,
+    to: i64,
+    buckets: usize,
+) -> (Vec<i64>, Vec<i64>) {
+    let (mut t, mut v) = (Vec::new(), Vec::new());
+    if points.is_empty() || buckets == 0 {
+        return (t, v);
+    }
+    let width = ((to - from).max(1) as f64 / buckets as f64).max(1.0);
+    // The last bucket is closed: a point at `to` (or past it) belongs to it, never to a new one.
+    let bucket = |t: i64| (((t - from) as f64 / width).floor().max(0.0) as usize).min(buckets - 1);
+    let mut i = 0;
+    while i < points.len() {
+        let b = bucket(points[i].0);
+        let mut j = i;
+        let (mut lo, mut hi) = (i, i);
+        while j < points.len() && bucket(points[j].0) == b {
+            if points[j].1 < points[lo].1 {
+                lo = j;
+            }
+            if points[j].1 > points[hi].1 {
+                hi = j;
+            }
+            j += 1;
+        }
+        let mut keep = [lo, hi];
+        keep.sort_unstable();
+        for (n, k) in keep.into_iter().enumerate() {
+            if n == 1 && k == keep[0] {
+                continue;
+            }
+            t.push(points[k].0);
+            v.push(points[k].1);
+        }
+        i = j;
+    }
+    (t, v)
+}
+
+impl Timeline {
+    /// The memory series and request density over `range` (the whole recording by default) in
+    /// at most `points` points.
+    pub fn read(rec: &Recording, range: Range, points: usize) -> Result<Self, ApiError> {
+        let (started, ended, latest) = bounds(rec)?;
+        let from = range.from_ns.unwrap_or(started);
+        let to = range.to_ns.unwrap_or(ended.unwrap_or(latest)).max(from);
+        let buckets = points / 2;
+        let samples = rec.sample_series(Some((from, to)))?;
+        let mut undecodable_rows = samples.undecodable;
+        let samples = samples.rows;
+        let rss: Vec<(i64, i64)> = samples.iter().map(|p| (p.ts_ns, p.rss_bytes)).collect();
+        let vm: Vec<(i64, i64)> = samples.iter().map(|p| (p.ts_ns, p.vm_bytes)).collect();
+        // Request density per bucket and status class: from the rows, or for ranges with many
+        // requests from the per-second rollup (each second counted in the bucket where it
+        // starts, so bucket edges are exact to the second).
+        let width = ((to - from) / buckets.max(1) as i64).max(1);
+        let mut classes = vec![[0i64; 5]; buckets.max(1)];
+        let (first_s, last_s) = rollup_seconds(from, to);
+        let source = if rec.rollup_request_count(first_s, last_s)? > report::EXACT_LIMIT {
+            CountFrom::Rollup
+        } else {
+            CountFrom::Rows
+        };
+        let counts = rec.status_class_counts(from, to, width, source)?;
+        undecodable_rows += counts.undecodable;
+        for count in counts.rows {
+            let b = (count.bucket.max(0) as usize).min(classes.len() - 1);
+            let c = match count.class {
+                2 => 0,
+                3 => 1,
+                4 => 2,
+                5 => 3,
+                _ => 4,
+            };
+            classes[b][c] += count.requests;
+        }
+        let col = |c: usize| classes.iter().map(|x| x[c]).collect::<Vec<_>>();
+        let big = rec.largest_mem_events(from, to, points)?;
+        undecodable_rows += big.undecodable;
+        let mut big = big.rows;
+        big.sort_by_key(|e| e.ts_ns);
+        Ok(Self {
+            from_ms: from / MS,
+            mem_events: big.into_iter().map(MemEvent::from).collect(),
+            points,
+            requests: RequestDensity {
+                other: col(4),
+                s2xx: col(0),
+                s3xx: col(1),
+                s4xx: col(2),
+                s5xx: col(3),
+                t: (0..classes.len())
+                    .map(|i| (from + i as i64 * width) / MS)
+                    .collect(),
+                width_ms: width / MS,
+            },
+            rss: Series::downsampled(&rss, from, to, buckets),
+            to_ms: to / MS,
+            undecodable_rows,
+            vm: Series::downsampled(&vm, from, to, buckets),
+        })
+    }
+}
+
+/// `GET /api/endpoints`.
+#[derive(Debug, Serialize)]
+pub struct Endpoints {
+    pub endpoints: Vec<Endpoint>,
+    pub from_ms: Option<i64>,
+    pub non_http: BTreeMap<String, u64>,
+    pub to_ms: Option<i64>,
+    pub unmatched_lines: i64,
+}
+
+/// The report's endpoint object.
+#[derive(Debug, Serialize)]
+pub struct Endpoint {
+    pub approximate: u64,
+    pub duration_ms_p50: f64,
+    pub duration_ms_p95: f64,
+    pub mem_calls: u64,
+    pub method: String,
+    pub page_faults: u64,
+    pub requests: u64,
+    pub route: String,
+    pub rss_bytes: i64,
+    pub rss_bytes_mean: i64,
+    pub rss_bytes_per_request_p50: i64,
+    pub rss_bytes_per_request_p95: i64,
+    pub statuses: BTreeMap<String, u64>,
+    pub vm_bytes: i64,
+    pub vm_bytes_mean: i64,
+    pub vm_bytes_per_request_p50: i64,
+    pub vm_bytes_per_request_p95: i64,
+}
+
+impl From<report::Endpoint> for Endpoint {
+    fn from(e: report::Endpoint) -> Self {
+        let report::Endpoint {
+            method,
+            route,
+            requests,
+            statuses,
+            vm_bytes,
+            rss_bytes,
+            page_faults,
+            mem_calls,
+            approximate,
+            vm_bytes_mean,
+            rss_bytes_mean,
+            vm_bytes_per_request_p50,
+            vm_bytes_per_request_p95,
+            rss_bytes_per_request_p50,
+            rss_bytes_per_request_p95,
+            duration_ms_p50,
+            duration_ms_p95,
+        } = e;
+        Self {
+            approximate,
+            duration_ms_p50,
+            duration_ms_p95,
+            mem_calls,
+            method,
+            page_faults,
+            requests,
+            route,
+            rss_bytes,
+            rss_bytes_mean,
+            rss_bytes_per_request_p50,
+            rss_bytes_per_request_p95,
+            statuses,
+            vm_bytes,
+            vm_bytes_mean,
+            vm_bytes_per_request_p50,
+            vm_bytes_per_request_p95,
+        }
+    }
+}
+
+impl Endpoints {
+    /// The routes hit by requests that ended in `range`.
+    pub fn read(rec: &Recording, range: Range) -> Result<Self, ApiError> {
+        let (from, to) = (range.from_ns.unwrap_or(0), range.to_ns.unwrap_or(i64::MAX));
+        Ok(Self {
+            endpoints: report::endpoints(rec, range)?
+                .into_iter()
+                .map(Endpoint::from)
+                .collect(),
+            from_ms: ms(range.from_ns),
+            non_http: rec.non_http_counts_between(from, to)?,
+            to_ms: ms(range.to_ns),
+            unmatched_lines: rec.unmatched_line_count_between(from, to)?,
+        })
+    }
+}
+
+/// `GET /api/requests`.
+#[derive(Debug, Serialize)]
+pub struct Requests {
+    pub requests: Vec<Request>,
+    /// Every request the filter selects, listed or not.
+    pub total: i64,
+    /// Fewer requests listed than `total`: past `limit`, or left out as undecodable.
+    pub truncated: bool,
+    /// Requests within `limit` that did not decode and were left out.
+    pub undecodable_rows: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Request {
+    pub bytes_in: i64,
+    pub bytes_out: i64,
+    pub duration_ms: f64,
+    pub end_ms: i64,
+    pub exact: bool,
+    pub host: Option<String>,
+    pub id: i64,
+    pub method: Option<String>,
+    pub pid: i64,
+    pub route: Option<String>,
+    pub rss_bytes: i64,
+    pub start_ms: i64,
+    pub status: Option<i64>,
+    pub target: Option<String>,
+    pub tid: i64,
+    pub user_agent: Option<String>,
+    pub vm_bytes: i64,
+}
+
+impl From<RequestEntry> for Request {
+    fn from(r: RequestEntry) -> Self {
+        let RequestEntry {
+            id,
+            start_ns,
+            end_ns,
+            pid,
+            tid,
+            method,
+            target,
+            route,
+            host,
+            status,
+            bytes_in,
+            bytes_out,
+            vm_bytes,
+            rss_bytes,
+            exact,
+            user_agent,
+        } = r;
+        Self {
+            bytes_in,
+            bytes_out,
+            duration_ms: (end_ns - start_ns) as f64 / 1e6,
+            end_ms: end_ns / MS,
+            exact,
+            host,
+            id,
+            method,
+            pid,
+            route,
+            rss_bytes,
+            start_ms: start_ns / MS,
+            status,
+            target,
+            tid,
+            user_agent,
+            vm_bytes,
+        }
+    }
+}
+
+impl Requests {
+    /// The `limit` newest requests `filter` selects, and how many it selects.
+    pub fn read(rec: &Recording, filter: &RequestFilter, limit: i64) -> Result<Self, ApiError> {
+        let total = rec.matching_request_count(filter)?;
+        let newest = rec.newest_requests(filter, limit)?;
+        let requests: Vec<Request> = newest.rows.into_iter().map(Request::from).collect();
+        Ok(Self {
+            truncated: total > requests.len() as i64,
+            requests,
+            total,
+            undecodable_rows: newest.undecodable,
+        })
+    }
+}
+
+/// `GET /api/log_lines`.
+#[derive(Debug, Serialize)]
+pub struct LogLines {
+    pub lines: Vec<LogLine>,
+    /// Lines within `limit` that did not decode and were left out.
+    pub undecodable_rows: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LogLine {
+    pub arrived_ms: i64,
+    pub method: Option<String>,
+    pub ok: bool,
+    pub raw: Option<String>,
+    pub reason: Option<String>,
+    pub status: Option<i64>,
+    pub target: Option<String>,
+    pub ts_ms: Option<i64>,
+}
+
+impl From<LogLineEntry> for LogLine {
+    fn from(l: LogLineEntry) -> Self {
+        let LogLineEntry {
+            arrived_ns,
+            ts_ns,
+            ok,
+            reason,
+            raw,
+            method,
+            target,
+            status,
+        } = l;
+        Self {
+            arrived_ms: arrived_ns / MS,
+            method,
+            ok,
+            raw,
+            reason,
+            status,
+            target,
+            ts_ms: ts_ns.map(|t| t / MS),
+        }
+    }
+}
+
+impl LogLines {
+    /// The `limit` newest lines that arrived in `range` and were rejected or matched nothing.
+    pub fn read(rec: &Recording, range: Range, limit: i64) -> Result<Self, ApiError> {
+        let (from, to) = (range.from_ns.unwrap_or(0), range.to_ns.unwrap_or(i64::MAX));
+        let lines = rec.unmatched_or_rejected_lines(from, to, limit)?;
+        Ok(Self {
+            lines: lines.rows.into_iter().map(LogLine::from).collect(),
+            undecodable_rows: lines.undecodable,
+        })
+    }
+}
+
+/// The data of a `GET /api/stream` `update` event.
+#[derive(Debug, Serialize)]
+pub struct Update {
+    pub dropped_events: u64,
+    pub latest_ms: i64,
+    pub live: bool,
+    pub requests: u64,
+}
+
+impl Update {
+    pub fn read(rec: &Recording, live: bool) -> Result<Self, ApiError> {
+        let (_, _, latest) = bounds(rec)?;
+        Ok(Self {
+            dropped_events: rec.counters()?.lost.dropped_events,
+            latest_ms: latest / MS,
+            live,
+            requests: rec.request_count()?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fmt;
+
+    use serde::de::{self, Deserialize, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
+
+    use super::*;
+
+    #[test]
+    fn downsampling_keeps_extremes_and_bounds_points() {
+        let pts: Vec<(i64, i64)> = (0..10_000).map(|i| (i, (i * 7919) % 1000)).collect();
+        let (t, v) = downsample(&pts, 0, 9_999, 50);
+        assert!(t.len() <= 100 && v.len() == t.len(), "{}", t.len());
+        assert!(v.contains(&999) && v.contains(&0));
+        assert!(t.windows(2).all(|w| w[0] <= w[1]));
+        let (t, _) = downsample(&pts[..3], 0, 9_999, 50);
+        assert_eq!(t, vec![0, 1]);
+    }
+
+    /// Any JSON value whose objects, at every depth, have their keys in ascending order.
+    struct Sorted;
+
+    impl<'de> Deserialize<'de> for Sorted {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(SortedVisitor)
+        }
+    }
+
+    struct SortedVisitor;
+
+    impl<'de> Visitor<'de> for SortedVisitor {
+        type Value = Sorted;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("JSON whose object keys are sorted")
+        }
+
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Sorted, E> {
+            Ok(Sorted)
+        }
+
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Sorted, E> {
+            Ok(Sorted)
+        }
+
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Sorted, E> {
+            Ok(Sorted)
+        }
+
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Sorted, E> {
+            Ok(Sorted)
+        }
+
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<Sorted, E> {
+            Ok(Sorted)
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<Sorted, E> {
+            Ok(Sorted)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Sorted, A::Error> {
+            while seq.next_element::<Sorted>()?.is_some() {}
+            Ok(Sorted)
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Sorted, A::Error> {
+            let mut previous: Option<String> = None;
+            while let Some(key) = map.next_key::<String>()? {
+                if let Some(previous) = previous.as_ref().filter(|p| **p >= key) {
+                    return Err(A::Error::custom(format!(
+                        "{key:?} comes after {previous:?}"
+                    )));
+                }
+                map.next_value::<Sorted>()?;
+                previous = Some(key);
+            }
+            Ok(Sorted)
+        }
+    }
+
+    fn assert_sorted(answer: &impl Serialize) {
+        let json = serde_json::to_string(answer).unwrap();
+        if let Err(e) = serde_json::from_str::<Sorted>(&json) {
+            panic!("keys out of order ({e}) in {json}");
+        }
+    }
+
+    /// Every answer, with every optional object and list filled, sends its keys sorted.
+    #[test]
+    fn keys_are_sorted() {
+        assert!(serde_json::from_str::<Sorted>(r#"[{"a": {"c": 1, "b": 2}}]"#).is_err());
+        let counts = BTreeMap::from([("a".to_owned(), 1), ("b".to_owned(), 2)]);
+        assert_sorted(&Summary {
+            access_log: Some(AccessLog {
+                format: vec!["combined".into()],
+                invalid_requests: 0,
+                lines: 3,
+                matched: 1,
+                mode: "joined".into(),
+                parsed: 2,
+                rejected: counts.clone(),
+                rejected_examples: vec!["x".into()],
+                sources: vec!["access.log".into()],
+                unmatched_lines: 1,
+                unmatched_requests: 0,
+            }),
+            approximate_requests: 0,
+            dropped_events: 0,
+            duration_s: 1.5,
+            ended_ms: Some(2),
+            events: 10,
+            latest_ms: 2,
+            live: false,
+            lost: Lost {
+                dropped_events: 0,
+                map_full: 0,
+                undecodable: 0,
+                unpaired_exits: 0,
+            },
+            memory: Memory {
+                page_faults: 1,
+                rss_end_bytes: 1,
+                rss_peak_bytes: 1,
+                rss_start_bytes: 1,
+                vm_end_bytes: 1,
+                vm_peak_bytes: 1,
+                vm_start_bytes: 1,
+            },
+            non_http: counts.clone(),
+            processes: vec![Process {
+                comm: "server".into(),
+                exited_ms: None,
+                origin: "attached".into(),
+                pid: 1,
+                ppid: Some(0),
+                started_ms: Some(0),
+            }],
+            requests: 1,
+            started_ms: 0,
+            undecodable_rows: 0,
+        });
+        assert_sorted(&Timeline {
+            from_ms: 0,
+            mem_events: vec![MemEvent {
+                bytes: 1 << 20,
+                op: "mmap".into(),
+                pid: 1,
+                t: 0,
+            }],
+            points: 2,
+            requests: RequestDensity {
+                other: vec![0],
+                s2xx: vec![1],
+                s3xx: vec![0],
+                s4xx: vec![0],
+                s5xx: vec![0],
+                t: vec![0],
+                width_ms: 1,
+            },
+            rss: Series {
+                t: vec![0],
+                v: vec![1],
+            },
+            to_ms: 1,
+            undecodable_rows: 0,
+            vm: Series {
+                t: vec![0],
+                v: vec![1],
+            },
+        });
+        assert_sorted(&Endpoints {
+            endpoints: vec![Endpoint {
+                approximate: 0,
+                duration_ms_p50: 0.1,
+                duration_ms_p95: 0.2,
+                mem_calls: 1,
+                method: "GET".into(),
+                page_faults: 1,
+                requests: 1,
+                route: "/".into(),
+                rss_bytes: 4096,
+                rss_bytes_mean: 4096,
+                rss_bytes_per_request_p50: 4096,
+                rss_bytes_per_request_p95: 4096,
+                statuses: counts.clone(),
+                vm_bytes: 0,
+                vm_bytes_mean: 0,
+                vm_bytes_per_request_p50: 0,
+                vm_bytes_per_request_p95: 0,
+            }],
+            from_ms: Some(0),
+            non_http: counts,
+            to_ms: Some(1),
+            unmatched_lines: 0,
+        });
+        assert_sorted(&Requests {
+            requests: vec![Request {
+                bytes_in: 1,
+                bytes_out: 1,
+                duration_ms: 0.1,
+                end_ms: 1,
+                exact: true,
+                host: Some("localhost".into()),
+                id: 1,
+                method: Some("GET".into()),
+                pid: 1,
+                route: Some("/".into()),
+                rss_bytes: 0,
+                start_ms: 0,
+                status: Some(200),
+                target: Some("/?q".into()),
+                tid: 2,
+                user_agent: Some("curl".into()),
+                vm_bytes: 0,
+            }],
+            total: 1,
+            truncated: false,
+            undecodable_rows: 0,
+        });
+        assert_sorted(&LogLines {
+            lines: vec![LogLine {
+                arrived_ms: 1,
+                method: None,
+                ok: false,
+                raw: Some("garbage".into()),
+                reason: Some("missing_timestamp".into()),
+                status: None,
+                target: None,
+                ts_ms: None,
+            }],
+            undecodable_rows: 0,
+        });
+        assert_sorted(&Update {
+            dropped_events: 0,
+            latest_ms: 1,
+            live: true,
+            requests: 1,
+        });
+    }
+
+    /// A recording with one row of each kind the API lists that cannot be decoded (a value of
+    /// the wrong type, as only something other than memwatch writes): every answer leaves the
+    /// row out, keeps the others, and counts it in `undecodable_rows`.
+    #[test]
+    fn undecodable_rows_are_counted() {
+        use crate::{
+            model::{LogLineRow, MemRow, RequestRow, Row, meta},
+            recording::Writer,
+        };
+        const S: i64 = 1_000_000_000;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        let writer =
+            Writer::create(&path, &[(meta::ACCESS_LOGS, "access.log".to_owned())]).unwrap();
+        let mut rows = Vec::new();
+        for i in 1..=3 {
+            rows.push(Row::Sample {
+                ts_ns: i * S,
+                pid: 1,
+                rss_bytes: 4096,
+                vm_bytes: 8192,
+                faults: 0,
+            });
+            rows.push(Row::Request(Box::new(RequestRow {
+                id: i,
+                pid: 1,
+                tid: 1,
+                conn: 1,
+                method: Some("GET".into()),
+                route: Some("/".into()),
+                status: Some(200),
+                start_ns: i * S,
+                end_ns: i * S + 1000,
+                exact: true,
+                ..RequestRow::default()
+            })));
+            rows.push(Row::LogLine(Box::new(LogLineRow {
+                source: "access.log".into(),
+                arrived_ns: i * S,
+                reason: Some("missing_timestamp"),
+                raw: Some(format!("garbage {i}")),
+                ..LogLineRow::default()
+            })));
+            rows.push(Row::Mem(MemRow {
+                ts_ns: i * S,
+                pid: 1,
+                tid: 1,
+                op: "mmap",
+                addr: 0,
+                len: 2 << 20,
+                new_len: 0,
+                prot: 3,
+                flags: 34,
+                fd: -1,
+                ret: 0,
+                ok: true,
+                vm_delta: 2 << 20,
+                request_id: None,
+            }));
+        }
+        writer.send(rows);
+        writer.finish().unwrap();
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "UPDATE request_rows SET bytes_in = 'junk' WHERE id = 2;
+                 UPDATE samples SET rss_bytes = 'junk' WHERE ts_ns = 2000000000;
+                 UPDATE log_lines SET raw = X'00ff' WHERE arrived_ns = 2000000000;
+                 UPDATE mem_events SET pid = 'junk' WHERE ts_ns = 2000000000;",
+            )
+            .unwrap();
+        let rec = Recording::open(&path).unwrap();
+
+        let filter = RequestFilter {
+            from_ns: 0,
+            to_ns: i64::MAX,
+            ..RequestFilter::default()
+        };
+        let requests = Requests::read(&rec, &filter, 200).unwrap();
+        let ids: Vec<i64> = requests.requests.iter().map(|r| r.id).collect();
+        assert_eq!(ids, [3, 1]);
+        assert_eq!((requests.total, requests.undecodable_rows), (3, 1));
+        assert!(requests.truncated, "fewer listed than selected");
+        assert_eq!(
+            serde_json::to_value(&requests).unwrap()["undecodable_rows"],
+            1
+        );
+
+        let lines = LogLines::read(&rec, Range::default(), 200).unwrap();
+        assert_eq!((lines.lines.len(), lines.undecodable_rows), (2, 1));
+
+        // The sample's tick, and the line's text among the access log's rejected examples.
+        let summary = Summary::read(&rec, false).unwrap();
+        assert_eq!(summary.undecodable_rows, 2);
+        assert_eq!(summary.memory.rss_peak_bytes, 4096);
+        let access_log = summary.access_log.unwrap();
+        assert_eq!(access_log.rejected_examples, ["garbage 1", "garbage 3"]);
+
+        // The sample's tick and the memory event.
+        let timeline = Timeline::read(&rec, Range::default(), 100).unwrap();
+        assert_eq!(timeline.undecodable_rows, 2);
+        assert_eq!(timeline.mem_events.len(), 2);
+        assert_eq!(timeline.rss.v, [4096, 4096]);
+    }
+}
