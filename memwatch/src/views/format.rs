@@ -65,7 +65,7 @@ impl Report {
         let _ = writeln!(
             s,
             "mmap {} calls {} | munmap {} calls {} | mremap {} calls {} | brk {} calls {} | \
-             mprotect {} calls ({} made writable)",
+             mprotect {} calls ({} made writable) | madvise {} calls {}",
             m.mmap_calls,
             bytes(m.mmap_bytes as i64),
             m.munmap_calls,
@@ -75,7 +75,9 @@ impl Report {
             m.brk_calls,
             signed_bytes(m.brk_growth_bytes),
             m.mprotect_calls,
-            bytes(m.mprotect_rw_bytes as i64)
+            bytes(m.mprotect_rw_bytes as i64),
+            m.madvise_calls,
+            bytes(m.madvise_bytes as i64)
         );
         let _ = writeln!(
             s,
@@ -107,6 +109,58 @@ impl Report {
                 "\n{} requests ({} approximate), non-HTTP: {:?}",
                 self.requests, self.approximate_requests, self.non_http
             );
+            if let Some(r) = &self.retained {
+                let _ = writeln!(
+                    s,
+                    "retained {} (grown {}, released {}) | outside requests: grown {}, released \
+                     {} | RSS changed {}, {} accounted for, {} not | untracked {}, releases of \
+                     unknown origin {}",
+                    signed_bytes(r.retained_bytes),
+                    bytes(r.grown_bytes),
+                    bytes(r.released_bytes),
+                    bytes(r.outside_grown_bytes),
+                    bytes(r.outside_released_bytes),
+                    signed_bytes(r.rss_change_bytes),
+                    signed_bytes(r.attributed_change_bytes),
+                    signed_bytes(r.unexplained_bytes),
+                    bytes(r.untracked_bytes),
+                    bytes(r.unmatched_release_bytes)
+                );
+                let _ = writeln!(
+                    s,
+                    "{:<7} {:<32} {:>8} {:>11} {:>11} {:>11} {:<10} {:>11} {:>9} {:>9}  statuses",
+                    "method",
+                    "route",
+                    "requests",
+                    "kept/req",
+                    "retained",
+                    "grown",
+                    "retention",
+                    "faulted",
+                    "p50 ms",
+                    "p95 ms"
+                );
+                for e in self.endpoints.iter().take(15) {
+                    let _ = writeln!(
+                        s,
+                        "{:<7} {:<32} {:>8} {:>11} {:>11} {:>11} {:<10} {:>11} {:>9.2} {:>9.2}  \
+                         {:?}{}",
+                        e.method,
+                        truncate(&e.route, 32),
+                        e.requests,
+                        signed_bytes(e.kept_per_request_bytes),
+                        signed_bytes(e.retained_bytes),
+                        bytes(e.grown_bytes),
+                        e.retention,
+                        bytes(e.rss_bytes),
+                        e.duration_ms_p50,
+                        e.duration_ms_p95,
+                        e.statuses,
+                        if e.approximate > 0 { " ~" } else { "" }
+                    );
+                }
+                return s;
+            }
             let _ = writeln!(
                 s,
                 "{:<7} {:<32} {:>8} {:>11} {:>11} {:>9} {:>9}  statuses",

@@ -95,6 +95,12 @@ impl From<Endpoint> for RouteFigures {
             rss_bytes_per_request_p95,
             duration_ms_p50,
             duration_ms_p95,
+            // Retained memory is not in the profile document yet (profile version 1).
+            grown_bytes: _,
+            released_bytes: _,
+            retained_bytes: _,
+            kept_per_request_bytes: _,
+            retention: _,
         } = e;
         Self {
             method,

@@ -18,6 +18,7 @@ use crate::{
             Range,
             memory::OpTotals,
             requests::{RequestFigures, RollupGroup, rollup_seconds},
+            retained::{LaterRelease, RetainedRequest, RetainedSecond},
         },
     },
 };
@@ -55,6 +56,9 @@ pub struct Report {
     /// Memory events on traced threads outside any request.
     pub unattributed: Unattributed,
     pub endpoints: Vec<Endpoint>,
+    /// Retained memory and its reconciliation with the resident set; absent in recordings
+    /// before schema 3.
+    pub retained: Option<RetainedSummary>,
     /// Present when the recording followed access logs.
     pub access_log: Option<AccessLog>,
 }
@@ -98,6 +102,10 @@ pub struct Memory {
     pub mprotect_calls: u64,
     /// Bytes made writable by mprotect: how glibc grows thread arenas.
     pub mprotect_rw_bytes: u64,
+    /// madvise calls (any advice) and the bytes they named: how Go's scavenger and many
+    /// allocators give memory back.
+    pub madvise_calls: u64,
+    pub madvise_bytes: u64,
     /// Calls that returned an error: reported, never counted as growth.
     pub failed_calls: u64,
     /// Net change of mapped bytes from all of the above.
@@ -149,6 +157,50 @@ pub struct Endpoint {
     pub rss_bytes_per_request_p95: i64,
     pub duration_ms_p50: f64,
     pub duration_ms_p95: f64,
+    /// Bytes these requests made resident (each page once). 0 in recordings before schema 3.
+    pub grown_bytes: i64,
+    /// Of those, released by the end of the range: by the requests themselves or later, by
+    /// whatever thread.
+    pub released_bytes: i64,
+    /// Still held at the end of the range: `grown_bytes - released_bytes`.
+    pub retained_bytes: i64,
+    /// The slope of retained memory against the route's request count: what each further
+    /// request keeps. A leak keeps a steady amount per request; a high-water mark does not.
+    pub kept_per_request_bytes: i64,
+    /// `keeps` (retained grows with the count), `high-water` (memory retained once and reused),
+    /// `none` (at most a page per request), or `unknown` (a recording before schema 3).
+    pub retention: &'static str,
+}
+
+/// Retained memory over a range, and how it reconciles with the resident set.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RetainedSummary {
+    /// What the figures above account for: retained + outside grown - outside released -
+    /// released from before.
+    pub attributed_change_bytes: i64,
+    /// Made resident by requests that ended in the range.
+    pub grown_bytes: i64,
+    /// Made resident while no request was served (startup, background threads, collectors).
+    pub outside_grown_bytes: i64,
+    /// Released in the range, of memory made outside any request.
+    pub outside_released_bytes: i64,
+    /// Of that, released by the end of the range.
+    pub released_bytes: i64,
+    /// Released in the range, of memory made by requests that ended before it.
+    pub released_from_before_bytes: i64,
+    /// Of that, still held: the routes' retained memory summed.
+    pub retained_bytes: i64,
+    /// The change of the resident set over the range (/proc samples).
+    pub rss_change_bytes: i64,
+    /// `rss_change_bytes - attributed_change_bytes`: growth memwatch did not see made by a user
+    /// fault (kernel-populated pages, huge pages counted as one page, file pages) and sampling
+    /// lag.
+    pub unexplained_bytes: i64,
+    /// Released ranges with no page memwatch saw made resident, whole recording: mostly
+    /// never-touched reservations, some memory resident before memwatch attached.
+    pub unmatched_release_bytes: i64,
+    /// Resident growth origin tracking could not keep (its bound), whole recording.
+    pub untracked_bytes: i64,
 }
 
 /// Nearest-rank percentile of a sorted slice.
@@ -199,6 +251,10 @@ impl Memory {
                 "mprotect" => {
                     m.mprotect_calls = calls;
                     m.mprotect_rw_bytes = writable_bytes;
+                }
+                "madvise" => {
+                    m.madvise_calls = calls;
+                    m.madvise_bytes = bytes;
                 }
                 other => tracing::warn!("unknown op {other:?} in recording"),
             }
@@ -393,16 +449,199 @@ pub fn endpoints(rec: &Recording, range: Range) -> Q<Vec<Endpoint>> {
                 rss_bytes_per_request_p95: percentile(&a.rss, 95.0),
                 duration_ms_p50: percentile(&a.dur_ns, 50.0) as f64 / 1e6,
                 duration_ms_p95: percentile(&a.dur_ns, 95.0) as f64 / 1e6,
+                grown_bytes: 0,
+                released_bytes: 0,
+                retained_bytes: 0,
+                kept_per_request_bytes: 0,
+                retention: "unknown",
             }
         })
         .collect();
-    out.sort_by(|a, b| {
-        b.rss_bytes
-            .cmp(&a.rss_bytes)
-            .then(b.requests.cmp(&a.requests))
-            .then(a.route.cmp(&b.route))
-    });
+    if rec.has_origin() {
+        let page = page_size(rec)?;
+        let mut retained = retained_by_route(rec, (from, to), estimate <= EXACT_LIMIT)?;
+        for e in &mut out {
+            let r = retained
+                .remove(&(e.method.clone(), e.route.clone()))
+                .unwrap_or_default();
+            e.grown_bytes = r.grown;
+            e.released_bytes = r.released;
+            e.retained_bytes = r.grown - r.released;
+            e.kept_per_request_bytes = r.slope();
+            e.retention = retention(e, page);
+        }
+        // Rank by what is kept: per further request first, then in total.
+        out.sort_by(|a, b| {
+            b.kept_per_request_bytes
+                .cmp(&a.kept_per_request_bytes)
+                .then(b.retained_bytes.cmp(&a.retained_bytes))
+                .then(b.requests.cmp(&a.requests))
+                .then(a.route.cmp(&b.route))
+        });
+    } else {
+        out.sort_by(|a, b| {
+            b.rss_bytes
+                .cmp(&a.rss_bytes)
+                .then(b.requests.cmp(&a.requests))
+                .then(a.route.cmp(&b.route))
+        });
+    }
     Ok(out)
+}
+
+/// The recording's page size (4096 when it does not say).
+fn page_size(rec: &Recording) -> Q<i64> {
+    Ok(rec
+        .meta(meta::PAGE_SIZE)?
+        .and_then(|v| v.parse().ok())
+        .filter(|&p: &i64| p > 0)
+        .unwrap_or(4096))
+}
+
+/// One route's retained memory, request by request (or second by second in a large range).
+#[derive(Debug, Default)]
+struct RouteRetained {
+    grown: i64,
+    released: i64,
+    /// (time, id) → (requests, retained): one step per request, or per second of requests'
+    /// ends (id 0), in time order.
+    steps: BTreeMap<(i64, i64), (i64, i64)>,
+}
+
+impl RouteRetained {
+    /// Least-squares slope of cumulative retained bytes against cumulative requests, one point
+    /// per step; with fewer than three steps, the mean.
+    fn slope(&self) -> i64 {
+        let n_total: i64 = self.steps.values().map(|(n, _)| n).sum();
+        if n_total == 0 {
+            return 0;
+        }
+        if self.steps.len() < 3 {
+            return (self.grown - self.released) / n_total;
+        }
+        let (mut n, mut r) = (0f64, 0f64);
+        let points: Vec<(f64, f64)> = self
+            .steps
+            .values()
+            .map(|&(dn, dr)| {
+                n += dn as f64;
+                r += dr as f64;
+                (n, r)
+            })
+            .collect();
+        let k = points.len() as f64;
+        let mx = points.iter().map(|p| p.0).sum::<f64>() / k;
+        let my = points.iter().map(|p| p.1).sum::<f64>() / k;
+        let sxx: f64 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
+        let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+        if sxx <= 0.0 {
+            return (self.grown - self.released) / n_total;
+        }
+        (sxy / sxx).round() as i64
+    }
+}
+
+/// Retained memory per (method, route) of the requests that ended in `[from, to]`, releases
+/// counted up to `to`: request by request when `exact`, else from the per-second rollups.
+fn retained_by_route(
+    rec: &Recording,
+    (from, to): (i64, i64),
+    exact: bool,
+) -> Q<BTreeMap<(String, String), RouteRetained>> {
+    const S: i64 = 1_000_000_000;
+    let mut out: BTreeMap<(String, String), RouteRetained> = BTreeMap::new();
+    if exact {
+        let later = rec.later_releases_by_request(from, to)?;
+        for q in rec.retained_requests(from, to)? {
+            let RetainedRequest {
+                id,
+                method,
+                route,
+                end_ns,
+                grown,
+                released_own,
+            } = q;
+            let released = released_own + later.get(&id).copied().unwrap_or(0);
+            let r = out.entry((method, route)).or_default();
+            r.grown += grown;
+            r.released += released;
+            r.steps.insert((end_ns, id), (1, grown - released));
+        }
+        return Ok(out);
+    }
+    for s in rec.retained_seconds(from, to, false)? {
+        let RetainedSecond {
+            method,
+            route,
+            second,
+            requests,
+            grown,
+            released_own,
+        } = s;
+        let r = out.entry((method, route)).or_default();
+        r.grown += grown;
+        r.released += released_own;
+        let slot = r.steps.entry((second * S, 0)).or_default();
+        slot.0 += requests;
+        slot.1 += grown - released_own;
+    }
+    for l in rec.later_releases(from, to)? {
+        let LaterRelease {
+            method,
+            route,
+            req_second,
+            bytes,
+        } = l;
+        let r = out.entry((method, route)).or_default();
+        r.released += bytes;
+        r.steps.entry((req_second * S, 0)).or_default().1 -= bytes;
+    }
+    Ok(out)
+}
+
+/// How a route retains memory: steadily per request, once, or not at all.
+fn retention(e: &Endpoint, page: i64) -> &'static str {
+    let n = e.requests.max(1) as i64;
+    if e.retained_bytes <= page * n {
+        "none"
+    } else if e.kept_per_request_bytes * 2 >= e.retained_bytes / n
+        && e.kept_per_request_bytes > page
+    {
+        "keeps"
+    } else {
+        "high-water"
+    }
+}
+
+impl RetainedSummary {
+    /// Retained memory over `range`, reconciled with the resident set's change.
+    pub fn read(rec: &Recording, range: Range, endpoints: &[Endpoint]) -> Q<Option<Self>> {
+        if !rec.has_origin() {
+            return Ok(None);
+        }
+        let (from, to) = range.bounds();
+        let outside = rec.outside_totals(from, to)?;
+        let loss = rec.origin_loss()?;
+        let (grown, released) = endpoints.iter().fold((0, 0), |(g, r), e| {
+            (g + e.grown_bytes, r + e.released_bytes)
+        });
+        let retained = grown - released;
+        let rss_change = rec.rss_change(from, to)?;
+        let attributed = retained + outside.grown - outside.released - outside.released_from_before;
+        Ok(Some(Self {
+            grown_bytes: grown,
+            released_bytes: released,
+            retained_bytes: retained,
+            outside_grown_bytes: outside.grown,
+            outside_released_bytes: outside.released,
+            released_from_before_bytes: outside.released_from_before,
+            rss_change_bytes: rss_change,
+            attributed_change_bytes: attributed,
+            unexplained_bytes: rss_change - attributed,
+            untracked_bytes: loss.untracked_bytes,
+            unmatched_release_bytes: loss.unmatched_release_bytes,
+        }))
+    }
 }
 
 impl AccessLog {
@@ -463,6 +702,7 @@ impl Report {
             });
         }
         let unattributed = rec.unattributed_mem()?;
+        let endpoints = endpoints(rec, Range::default())?;
         Ok(Self {
             memwatch_version: rec.meta(meta::MEMWATCH_VERSION)?.unwrap_or_default(),
             schema_version: rec.schema_version(),
@@ -485,7 +725,8 @@ impl Report {
                 vm_bytes: unattributed.vm_bytes,
                 page_faults: unattributed_faults,
             },
-            endpoints: endpoints(rec, Range::default())?,
+            retained: RetainedSummary::read(rec, Range::default(), &endpoints)?,
+            endpoints,
             access_log: AccessLog::read(rec)?,
         })
     }
@@ -554,5 +795,91 @@ mod tests {
             assert_eq!((e.vm_bytes, e.rss_bytes), (x.vm_sum, x.rss_sum));
             assert_eq!((e.page_faults, e.approximate), (x.faults, x.approximate));
         }
+    }
+
+    /// Retained memory per route from a recording with each shape: a leak ranks first with its
+    /// exact per-request figure, a high-water mark keeps nothing per further request, churn
+    /// and memory freed later by another thread keep nothing.
+    #[test]
+    fn routes_rank_by_what_they_keep() {
+        use crate::{
+            model::{ReleaseRow, RequestRow, Row},
+            recording::Writer,
+        };
+        const KIB: u64 = 1024;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        let writer = Writer::create(&path, &[(meta::PAGE_SIZE, "4096".to_owned())]).unwrap();
+        let base = 1_800_000_000_000_000_000i64;
+        let mut rows = Vec::new();
+        let mut id = 0;
+        let mut request = |route: &str, i: i64, grown: u64, released: u64| {
+            id += 1;
+            RequestRow {
+                id,
+                method: Some("GET".into()),
+                target: Some(route.into()),
+                route: Some(route.into()),
+                status: Some(200),
+                start_ns: base + i * 10_000_000,
+                end_ns: base + i * 10_000_000 + 1_000_000,
+                exact: true,
+                grown,
+                released,
+                ..RequestRow::default()
+            }
+        };
+        for i in 0..50 {
+            let t = i * 4;
+            rows.push(Row::Request(Box::new(request("/leak", t, 64 * KIB, 0))));
+            let reuse_growth = if i == 0 { 1024 * KIB } else { 0 };
+            rows.push(Row::Request(Box::new(request(
+                "/reuse",
+                t + 1,
+                reuse_growth,
+                0,
+            ))));
+            rows.push(Row::Request(Box::new(request(
+                "/churn",
+                t + 2,
+                2048 * KIB,
+                2048 * KIB,
+            ))));
+            let deferred = request("/deferred", t + 3, 512 * KIB, 0);
+            rows.push(Row::Release(Box::new(ReleaseRow {
+                ts_ns: deferred.end_ns + 200_000_000,
+                pid: 1,
+                request_id: deferred.id,
+                request_end_ns: deferred.end_ns,
+                method: Some("GET".into()),
+                route: Some("/deferred".into()),
+                bytes: 512 * KIB,
+            })));
+            rows.push(Row::Request(Box::new(deferred)));
+        }
+        writer.send(rows);
+        writer.finish().unwrap();
+        let rec = Recording::open(&path).unwrap();
+        let ranked: Vec<(String, i64, i64, &str)> = endpoints(&rec, Range::default())
+            .unwrap()
+            .into_iter()
+            .map(|e| {
+                (
+                    e.route,
+                    e.kept_per_request_bytes,
+                    e.retained_bytes,
+                    e.retention,
+                )
+            })
+            .collect();
+        assert_eq!(
+            ranked,
+            vec![
+                ("/leak".into(), 64 * 1024, 50 * 64 * 1024, "keeps"),
+                ("/reuse".into(), 0, 1024 * 1024, "high-water"),
+                ("/churn".into(), 0, 0, "none"),
+                ("/deferred".into(), 0, 0, "none"),
+            ]
+        );
     }
 }

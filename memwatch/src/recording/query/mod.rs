@@ -21,6 +21,7 @@
 pub mod log_lines;
 pub mod memory;
 pub mod requests;
+pub mod retained;
 
 use std::collections::BTreeMap;
 

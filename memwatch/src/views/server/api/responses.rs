@@ -408,6 +408,9 @@ pub struct Endpoints {
     pub endpoints: Vec<Endpoint>,
     pub from_ms: Option<i64>,
     pub non_http: BTreeMap<String, u64>,
+    /// Retained memory of the range and its reconciliation with the resident set (null for
+    /// recordings before schema 3). Keys as in the report's `retained`.
+    pub retained: Option<report::RetainedSummary>,
     pub to_ms: Option<i64>,
     pub unmatched_lines: i64,
 }
@@ -418,10 +421,15 @@ pub struct Endpoint {
     pub approximate: u64,
     pub duration_ms_p50: f64,
     pub duration_ms_p95: f64,
+    pub grown_bytes: i64,
+    pub kept_per_request_bytes: i64,
     pub mem_calls: u64,
     pub method: String,
     pub page_faults: u64,
+    pub released_bytes: i64,
     pub requests: u64,
+    pub retained_bytes: i64,
+    pub retention: &'static str,
     pub route: String,
     pub rss_bytes: i64,
     pub rss_bytes_mean: i64,
@@ -454,15 +462,25 @@ impl From<report::Endpoint> for Endpoint {
             rss_bytes_per_request_p95,
             duration_ms_p50,
             duration_ms_p95,
+            grown_bytes,
+            released_bytes,
+            retained_bytes,
+            kept_per_request_bytes,
+            retention,
         } = e;
         Self {
             approximate,
             duration_ms_p50,
             duration_ms_p95,
+            grown_bytes,
+            kept_per_request_bytes,
             mem_calls,
             method,
             page_faults,
+            released_bytes,
             requests,
+            retained_bytes,
+            retention,
             route,
             rss_bytes,
             rss_bytes_mean,
@@ -481,13 +499,13 @@ impl Endpoints {
     /// The routes hit by requests that ended in `range`.
     pub fn read(rec: &Recording, range: Range) -> Result<Self, ApiError> {
         let (from, to) = (range.from_ns.unwrap_or(0), range.to_ns.unwrap_or(i64::MAX));
+        let endpoints = report::endpoints(rec, range)?;
+        let retained = report::RetainedSummary::read(rec, range, &endpoints)?;
         Ok(Self {
-            endpoints: report::endpoints(rec, range)?
-                .into_iter()
-                .map(Endpoint::from)
-                .collect(),
+            endpoints: endpoints.into_iter().map(Endpoint::from).collect(),
             from_ms: ms(range.from_ns),
             non_http: rec.non_http_counts_between(from, to)?,
+            retained,
             to_ms: ms(range.to_ns),
             unmatched_lines: rec.unmatched_line_count_between(from, to)?,
         })
@@ -838,10 +856,15 @@ mod tests {
                 approximate: 0,
                 duration_ms_p50: 0.1,
                 duration_ms_p95: 0.2,
+                grown_bytes: 8192,
+                kept_per_request_bytes: 4096,
                 mem_calls: 1,
                 method: "GET".into(),
                 page_faults: 1,
+                released_bytes: 4096,
                 requests: 1,
+                retained_bytes: 4096,
+                retention: "keeps",
                 route: "/".into(),
                 rss_bytes: 4096,
                 rss_bytes_mean: 4096,
@@ -855,6 +878,7 @@ mod tests {
             }],
             from_ms: Some(0),
             non_http: counts,
+            retained: Some(report::RetainedSummary::default()),
             to_ms: Some(1),
             unmatched_lines: 0,
         });
