@@ -21,7 +21,7 @@ pub const MAP_EVENTS: &str = "EVENTS";
 pub const MAP_THREAD_FAULTS: &str = "THREAD_FAULTS";
 /// `PerCpuArray<u64>` indexed by [`Counter`]: what the kernel side could not do.
 pub const MAP_COUNTERS: &str = "COUNTERS";
-/// `HashMap<u64 (tgid << 32 | fd), ConnState>`: server-side connections.
+/// `HashMap<u64, ConnState>`: server-side connections, keyed by [`crate::net::conn_key`].
 pub const MAP_CONNS: &str = "CONNS";
 
 /// Indexes into [`MAP_COUNTERS`].

@@ -43,6 +43,6 @@ pub static THREAD_FAULTS: HashMap<u32, ThreadFaults> = HashMap::with_max_entries
 #[map]
 pub static PENDING_MEM: HashMap<u32, MemArgs> = HashMap::with_max_entries(16384, 0);
 
-/// Server-side connections, keyed by `(tgid << 32) | fd`.
+/// Server-side connections, keyed by `memwatch_common::net::conn_key`.
 #[map]
 pub static CONNS: HashMap<u64, ConnState> = HashMap::with_max_entries(65536, 0);

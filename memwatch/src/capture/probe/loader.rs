@@ -10,7 +10,7 @@ use aya::{
 };
 use memwatch_common::{
     config::{self, COUNTER_SLOTS, Counter},
-    net::{ConnState, MAX_CAPTURE},
+    net::{ConnState, MAX_CAPTURE, conn_key},
     proc::ThreadFaults,
 };
 use tokio::io::unix::AsyncFd;
@@ -281,7 +281,7 @@ impl Probe {
                 ..ConnState::default()
             };
             conns
-                .insert((u64::from(pid) << 32) | u64::from(fd), state, 0)
+                .insert(conn_key(pid, fd), state, 0)
                 .map_err(load_err)?;
         }
         Ok(())
