@@ -120,6 +120,9 @@ pub type NetEventSmall = NetEventOf<SMALL_CAPTURE>;
 
 #[cfg(feature = "user")]
 mod user {
-    // SAFETY: plain-old-data: repr(C), integer fields only, no implicit padding.
+    // SAFETY: plain-old-data: repr(C), integer fields only, no implicit padding (layouts pinned
+    // by tests/layout.rs), so every bit pattern is a valid value.
     unsafe impl aya::Pod for super::ConnState {}
+    // SAFETY: as above; its fields are an EventHeader and integers.
+    unsafe impl aya::Pod for super::NetMeta {}
 }

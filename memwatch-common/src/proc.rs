@@ -33,6 +33,9 @@ pub struct ThreadFaults {
 
 #[cfg(feature = "user")]
 mod user {
-    // SAFETY: plain-old-data: repr(C), integer fields only, no implicit padding.
+    // SAFETY: plain-old-data: repr(C), integer fields only, no implicit padding (layouts pinned
+    // by tests/layout.rs), so every bit pattern is a valid value.
     unsafe impl aya::Pod for super::ThreadFaults {}
+    // SAFETY: as above; its fields are an EventHeader, integers and a byte array.
+    unsafe impl aya::Pod for super::ProcEvent {}
 }
