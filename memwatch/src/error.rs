@@ -1,9 +1,12 @@
 //! Errors that reach the user: each says what was wrong, shows the offending value, and says
 //! what to do. Each enum's `exit_code` gives its documented exit code; `commands::exit_code`
-//! does the same for any error that reaches `main`. This module imports nothing of memwatch's
-//! own: every other module may use it.
+//! does the same for any error that reaches `main`. Of memwatch's own, this module imports only
+//! error types from modules that import nothing of memwatch's own themselves
+//! (`capture::probe::error`): every other module may use it.
 
 use std::path::PathBuf;
+
+use crate::capture::probe::error::LoadError;
 
 /// Exit codes, documented in the README.
 pub mod exit {
@@ -83,13 +86,10 @@ pub enum SetupError {
         #[source]
         source: std::io::Error,
     },
-    #[error(
-        "loading or configuring the eBPF programs failed: {0}.\n  memwatch needs Linux >= 5.8 \
-         with BTF (/sys/kernel/btf/vmlinux); run with -vv for details"
-    )]
-    Load(String),
-    #[error("attaching to tracepoint {name} failed: {reason}")]
-    Attach { name: String, reason: String },
+    /// Loading, configuring or attaching the kernel side failed; the message and aya's cause
+    /// come from the [`LoadError`].
+    #[error(transparent)]
+    Load(#[from] LoadError),
 }
 
 impl SetupError {
@@ -99,7 +99,6 @@ impl SetupError {
             | Self::Tracefs { .. }
             | Self::MissingTracepoint { .. }
             | Self::Load(_)
-            | Self::Attach { .. }
             | Self::Spawn { .. } => exit::ENVIRONMENT,
             Self::NoSuchPid { .. }
             | Self::SelfTarget { .. }

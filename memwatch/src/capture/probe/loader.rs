@@ -5,7 +5,7 @@ use std::os::fd::AsRawFd;
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, MapData, PerCpuArray, RingBuf},
+    maps::{HashMap, Map, MapData, PerCpuArray, RingBuf},
     programs::Program,
 };
 use memwatch_common::{
@@ -15,7 +15,7 @@ use memwatch_common::{
 };
 use tokio::io::unix::AsyncFd;
 
-use super::event::Event;
+use super::{error::LoadError, event::Event};
 use crate::error::SetupError;
 
 /// One program and the tracepoints (category, name) it attaches to.
@@ -172,13 +172,14 @@ impl std::fmt::Debug for Probe {
     }
 }
 
-fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Program, SetupError> {
+fn program<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Program, LoadError> {
     ebpf.program_mut(name)
-        .ok_or_else(|| load_err(format!("program {name} missing from the eBPF object")))
+        .ok_or(LoadError::MissingProgram { program: name })
 }
 
-fn load_err(e: impl std::fmt::Display) -> SetupError {
-    SetupError::Load(e.to_string())
+fn map<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Map, LoadError> {
+    ebpf.map_mut(name)
+        .ok_or(LoadError::MissingMap { map: name })
 }
 
 impl Probe {
@@ -196,30 +197,37 @@ impl Probe {
             .override_global(config::GLOBAL_WAKEUP_BYTES, &wakeup, true)
             .map_max_entries(config::MAP_EVENTS, config.ring_bytes)
             .load(crate::EBPF_OBJECT)
-            .map_err(load_err)?;
+            .map_err(LoadError::Object)?;
         for hook in config.hooks() {
             let loaded = match program(&mut ebpf, hook.program)? {
                 Program::TracePoint(p) => p.load(),
                 Program::RawTracePoint(p) => p.load(),
                 other => {
-                    return Err(load_err(format!(
-                        "{} is a {:?} program, not a tracepoint",
-                        hook.program,
-                        other.prog_type()
-                    )));
+                    return Err(LoadError::NotATracepoint {
+                        program: hook.program,
+                        found: other.prog_type(),
+                    }
+                    .into());
                 }
             };
-            loaded.map_err(|e| load_err(format!("{}: {e:?}", hook.program)))?;
+            loaded.map_err(|source| LoadError::Program {
+                program: hook.program,
+                source,
+            })?;
         }
-        let ring = RingBuf::try_from(
-            ebpf.take_map(config::MAP_EVENTS)
-                .ok_or_else(|| load_err("map EVENTS missing"))?,
-        )
-        .map_err(load_err)?;
+        let events = ebpf
+            .take_map(config::MAP_EVENTS)
+            .ok_or(LoadError::MissingMap {
+                map: config::MAP_EVENTS,
+            })?;
+        let ring = RingBuf::try_from(events).map_err(|source| LoadError::MapType {
+            map: config::MAP_EVENTS,
+            source,
+        })?;
         // SAFETY: the RingBuf owns its map fd, which stays open and unchanged until the
         // AsyncFd (and with it the RingBuf) is dropped.
         let ring = unsafe { AsyncFd::register(ring) }
-            .map_err(|e| load_err(format!("registering the ring buffer with tokio: {e}")))?;
+            .map_err(|e| LoadError::RingBuffer(e.into_parts().1))?;
         Ok(Self {
             ebpf,
             ring,
@@ -235,30 +243,35 @@ impl Probe {
                 let attached = match &mut *program {
                     Program::RawTracePoint(p) => p.attach(name).map(drop),
                     Program::TracePoint(p) => p.attach(category, name).map(drop),
-                    _ => Ok(()),
+                    other => {
+                        return Err(LoadError::NotATracepoint {
+                            program: hook.program,
+                            found: other.prog_type(),
+                        }
+                        .into());
+                    }
                 };
-                attached.map_err(|e| SetupError::Attach {
-                    name: format!("{category}:{name}"),
-                    reason: e.to_string(),
+                attached.map_err(|source| LoadError::Attach {
+                    program: hook.program,
+                    tracepoint: format!("{category}:{name}"),
+                    source,
                 })?;
             }
         }
         Ok(())
     }
 
-    fn targets(&mut self) -> Result<HashMap<&mut MapData, u32, u32>, SetupError> {
-        HashMap::try_from(
-            self.ebpf
-                .map_mut(config::MAP_TARGETS)
-                .ok_or_else(|| load_err("map TARGETS missing"))?,
-        )
-        .map_err(load_err)
-    }
-
     /// Makes `pid` a target. memwatch's own PID is refused earlier, and the kernel side ignores
     /// it regardless.
     pub fn add_target(&mut self, pid: u32) -> Result<(), SetupError> {
-        self.targets()?.insert(pid, 1, 0).map_err(load_err)
+        let name = config::MAP_TARGETS;
+        let mut targets: HashMap<&mut MapData, u32, u32> =
+            HashMap::try_from(map(&mut self.ebpf, name)?)
+                .map_err(|source| LoadError::MapType { map: name, source })?;
+        targets
+            .insert(pid, 1, 0)
+            .map_err(|source| LoadError::AddTarget { pid, source })?;
+        Ok(())
     }
 
     /// Registers connections that were open before memwatch attached, so their traffic is seen
@@ -269,12 +282,10 @@ impl Probe {
         fds: &[u32],
         generation: u64,
     ) -> Result<(), SetupError> {
-        let mut conns: HashMap<&mut MapData, u64, ConnState> = HashMap::try_from(
-            self.ebpf
-                .map_mut(config::MAP_CONNS)
-                .ok_or_else(|| load_err("map CONNS missing"))?,
-        )
-        .map_err(load_err)?;
+        let name = config::MAP_CONNS;
+        let mut conns: HashMap<&mut MapData, u64, ConnState> =
+            HashMap::try_from(map(&mut self.ebpf, name)?)
+                .map_err(|source| LoadError::MapType { map: name, source })?;
         for &fd in fds {
             let state = ConnState {
                 generation,
@@ -282,7 +293,7 @@ impl Probe {
             };
             conns
                 .insert(conn_key(pid, fd), state, 0)
-                .map_err(load_err)?;
+                .map_err(|source| LoadError::AddConnection { pid, fd, source })?;
         }
         Ok(())
     }

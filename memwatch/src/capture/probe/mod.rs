@@ -1,6 +1,8 @@
 //! The kernel side from user space: checks before loading ([`preflight`]), loading and
-//! attaching ([`loader`]), and typed events from the ring buffer ([`event`]).
+//! attaching ([`loader`], failing with an [`error::LoadError`]), and typed events from the ring
+//! buffer ([`event`]).
 
+pub mod error;
 pub mod event;
 pub mod loader;
 pub mod preflight;
