@@ -7,7 +7,8 @@
 //!
 //! One module per concern: [`event`] (the header every ring-buffer record starts with),
 //! [`mem`] (memory syscalls), [`proc`] (process lifecycle and page-fault counters), [`net`]
-//! (socket syscalls), [`config`] (load-time globals and map names).
+//! (socket syscalls), [`config`] (load-time globals and map names), [`tracepoint`] (where the
+//! kernel side reads tracepoint records).
 #![no_std]
 
 pub mod config;
@@ -15,5 +16,6 @@ pub mod event;
 pub mod mem;
 pub mod net;
 pub mod proc;
+pub mod tracepoint;
 
 pub use event::{EventHeader, EventKind};
