@@ -8,7 +8,7 @@
 //!   offset encoded in the instruction, and these hooks run for every process on the host. User
 //!   space checks every field read this way before loading anything.
 //! - Other tracepoints' fields are read at offsets user space takes from the format files and
-//!   passes as load-time globals, through a helper call each.
+//!   passes as load-time globals (`config::GLOBAL_*_OFFSET`), through a helper call each.
 
 /// Offset of the first argument in a `sys_enter_*` record.
 pub const SYSCALL_ARGS: u32 = 16;

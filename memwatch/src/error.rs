@@ -1,12 +1,12 @@
 //! Errors that reach the user: each says what was wrong, shows the offending value, and says
 //! what to do. Each enum's `exit_code` gives its documented exit code; `commands::exit_code`
 //! does the same for any error that reaches `main`. Of memwatch's own, this module imports only
-//! error types from modules that import nothing of memwatch's own themselves
-//! (`capture::probe::error`): every other module may use it.
+//! the probe's error types (`capture::probe::error`, which imports nothing of memwatch's own but
+//! the pure `capture::probe::format`): every other module may use it.
 
 use std::path::PathBuf;
 
-use crate::capture::probe::error::LoadError;
+use crate::capture::probe::error::{FormatError, LoadError};
 
 /// Exit codes, documented in the README.
 pub mod exit {
@@ -42,6 +42,10 @@ pub enum SetupError {
          with CONFIG_FTRACE_SYSCALLS and tracepoints enabled"
     )]
     MissingTracepoint { name: String, path: PathBuf },
+    /// A tracepoint's record is not laid out as the kernel side reads it; the message comes
+    /// from the [`FormatError`].
+    #[error(transparent)]
+    Format(#[from] FormatError),
     #[error("no process with PID {pid}: check it with `ps -p {pid}`")]
     NoSuchPid { pid: u32 },
     #[error("PID {pid} is memwatch itself; memwatch never traces itself. Pass the server's PID")]
@@ -98,6 +102,7 @@ impl SetupError {
             Self::Privileges { .. }
             | Self::Tracefs { .. }
             | Self::MissingTracepoint { .. }
+            | Self::Format(_)
             | Self::Load(_)
             | Self::Spawn { .. } => exit::ENVIRONMENT,
             Self::NoSuchPid { .. }

@@ -1,15 +1,21 @@
-//! Why the kernel side could not be loaded, configured or attached: one variant per step, each
-//! keeping aya's error as its `#[source]` so the whole chain reaches the user (`main` prints it
-//! after the message, `: `-separated) and `-vv` logs.
+//! Why the kernel side cannot run here: [`FormatError`] when this kernel's tracepoint records
+//! are not laid out as the programs read them (found by preflight, before anything is loaded),
+//! [`LoadError`] when loading, configuring or attaching fails, with aya's error as its
+//! `#[source]`. `main` prints the cause chain after the message, `: `-separated.
 //!
-//! Each message says what failed and what to do; the cause follows it. This module imports
-//! nothing of memwatch's own, so `crate::error` can wrap it in [`crate::error::SetupError`].
+//! Each message says what failed and what to do; the cause follows it. Of memwatch's own, this
+//! module imports only the pure [`super::format`], so `crate::error` can wrap both enums in
+//! [`crate::error::SetupError`].
+
+use std::path::PathBuf;
 
 use aya::{
     EbpfError,
     maps::MapError,
     programs::{ProgramError, ProgramType},
 };
+
+use super::format::{FieldMismatch, ParseError};
 
 /// What to check when the kernel refuses memwatch's object or one of its programs.
 const NEEDS_KERNEL: &str =
@@ -19,6 +25,45 @@ const NEEDS_KERNEL: &str =
 /// from different sources, which `memwatch/build.rs` normally prevents.
 const REBUILD: &str = "the embedded eBPF object does not match this memwatch; run `cargo xtask \
                        ebpf` and rebuild memwatch";
+
+/// What to do when a kernel's record layout is not the one memwatch's programs read.
+const REPORT: &str = "memwatch loaded nothing rather than read wrong numbers. Report this kernel \
+                      (`uname -r`) with that format file; meanwhile `memwatch record --no-ebpf -p \
+                      PID --access-log PATH` samples memory and reads the access log instead \
+                      (approximate attribution)";
+
+/// This kernel's tracepoint formats do not describe a field the kernel side reads as the
+/// program reads it, or cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum FormatError {
+    /// The format file could not be read.
+    #[error(
+        "cannot read the format of tracepoint {tracepoint} ({path}), which says where its fields \
+         are; check that tracefs is mounted and readable by this user"
+    )]
+    Unreadable {
+        /// `category:name`.
+        tracepoint: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The format file is not in the format memwatch knows. (The parse error is part of the
+    /// message, like a [`FieldMismatch`], so that what to do comes last.)
+    #[error("cannot parse the format of tracepoint {tracepoint} ({path}): {error}.\n  {REPORT}")]
+    Malformed {
+        tracepoint: String,
+        path: PathBuf,
+        error: ParseError,
+    },
+    /// A field the kernel side reads is missing, elsewhere or of another width.
+    #[error("tracepoint {tracepoint} ({path}): {mismatch}.\n  {REPORT}")]
+    Field {
+        tracepoint: String,
+        path: PathBuf,
+        mismatch: FieldMismatch,
+    },
+}
 
 /// Failures of [`super::Probe`]: loading the object, loading and attaching its programs, and
 /// using its maps.
@@ -138,6 +183,30 @@ mod tests {
         assert!(
             text.ends_with(": the program was already attached"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn a_field_mismatch_names_everything_and_says_what_to_do() {
+        let e = SetupError::from(FormatError::Field {
+            tracepoint: "sched:sched_process_exit".into(),
+            path: "/sys/kernel/tracing/events/sched/sched_process_exit/format".into(),
+            mismatch: FieldMismatch::Size {
+                field: "group_dead",
+                decl: "int group_dead".into(),
+                expected: 1,
+                found: 4,
+            },
+        });
+        assert_eq!(e.exit_code(), exit::ENVIRONMENT);
+        assert_eq!(
+            printed(e),
+            format!(
+                "tracepoint sched:sched_process_exit \
+                 (/sys/kernel/tracing/events/sched/sched_process_exit/format): field `group_dead` \
+                 is 4 bytes wide on this kernel (`int group_dead`); memwatch reads 1 byte.\n  \
+                 {REPORT}"
+            )
         );
     }
 

@@ -1,6 +1,6 @@
 //! Tracepoint format files (`events/<category>/<name>/format` in tracefs): [`parse`] reads one,
 //! and [`FieldRead::check`] says whether a field the kernel side reads is where, and as wide as,
-//! the program expects. Both are pure: the caller reads the file.
+//! the program expects. Both are pure; preflight does the reading from disk.
 //!
 //! A format file lists the record's fields, one per line, its parts separated by tabs:
 //!
@@ -118,9 +118,9 @@ pub enum At {
     /// At this offset, compiled into the program (syscall records, read with direct context
     /// loads): the format must put the field exactly there.
     Fixed(u32),
-    /// At the offset held by this load-time global, which user space sets from the format. A
-    /// program with such a read attaches to one tracepoint only, since one global holds one
-    /// offset.
+    /// At the offset held by this load-time global (a name in `memwatch_common::config`), which
+    /// user space sets from the format. A program with such a read attaches to one tracepoint
+    /// only, since one global holds one offset.
     Global(&'static str),
 }
 
@@ -280,6 +280,8 @@ impl Offsets {
 
 #[cfg(test)]
 mod tests {
+    use memwatch_common::config;
+
     use super::*;
 
     /// `task/task_newtask/format`, copied from Linux 6.18 (x86-64).
@@ -354,9 +356,11 @@ format:\n\
 \n\
 print fmt: \"0x%lx\", REC->ret\n\
 ";
-    const PID: FieldRead = FieldRead::global("pid", 4, "PID_OFFSET");
-    const CLONE_FLAGS: FieldRead = FieldRead::global("clone_flags", 8, "CLONE_FLAGS_OFFSET");
-    const GROUP_DEAD: FieldRead = FieldRead::global("group_dead", 1, "GROUP_DEAD_OFFSET");
+    const PID: FieldRead = FieldRead::global("pid", 4, config::GLOBAL_NEWTASK_PID_OFFSET);
+    const CLONE_FLAGS: FieldRead =
+        FieldRead::global("clone_flags", 8, config::GLOBAL_NEWTASK_CLONE_FLAGS_OFFSET);
+    const GROUP_DEAD: FieldRead =
+        FieldRead::global("group_dead", 1, config::GLOBAL_EXIT_GROUP_DEAD_OFFSET);
 
     #[test]
     fn parses_a_real_format() {
@@ -411,9 +415,9 @@ print fmt: \"0x%lx\", REC->ret\n\
         assert_eq!(
             got,
             [
-                ("PID_OFFSET", 8),
-                ("CLONE_FLAGS_OFFSET", 32),
-                ("GROUP_DEAD_OFFSET", 32),
+                (config::GLOBAL_NEWTASK_PID_OFFSET, 8),
+                (config::GLOBAL_NEWTASK_CLONE_FLAGS_OFFSET, 32),
+                (config::GLOBAL_EXIT_GROUP_DEAD_OFFSET, 32),
             ]
         );
     }

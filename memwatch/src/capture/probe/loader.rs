@@ -15,72 +15,120 @@ use memwatch_common::{
 };
 use tokio::io::unix::AsyncFd;
 
-use super::{error::LoadError, event::Event};
+use super::{
+    error::LoadError,
+    event::Event,
+    format::{FieldRead, Offsets},
+};
 use crate::error::SetupError;
 
-/// One program and the tracepoints (category, name) it attaches to.
+/// One program, the tracepoints (category, name) it attaches to, and the record fields it reads
+/// on each of them.
 struct Hook {
     program: &'static str,
     /// (category, name) pairs; a raw-tracepoint program attaches by name alone.
     tracepoints: &'static [(&'static str, &'static str)],
+    /// Every field of the tracepoint's record that the program reads, which preflight checks
+    /// against this kernel's format files. Raw tracepoints read the tracepoint's C arguments,
+    /// not a record, and list none.
+    reads: &'static [FieldRead],
 }
+
+const fn arg(name: &'static str, n: u32) -> FieldRead {
+    FieldRead::syscall_arg(name, n)
+}
+
+/// `sys_exit_*` programs read `ret` alone.
+const RET: &[FieldRead] = &[FieldRead::syscall_ret()];
 
 const MEM_HOOKS: &[Hook] = &[
     Hook {
         program: "mmap_enter",
         tracepoints: &[("syscalls", "sys_enter_mmap")],
+        reads: &[
+            arg("addr", 0),
+            arg("len", 1),
+            arg("prot", 2),
+            arg("flags", 3),
+            arg("fd", 4),
+        ],
     },
     Hook {
         program: "mmap_exit",
         tracepoints: &[("syscalls", "sys_exit_mmap")],
+        reads: RET,
     },
     Hook {
         program: "munmap_enter",
         tracepoints: &[("syscalls", "sys_enter_munmap")],
+        reads: &[arg("addr", 0), arg("len", 1)],
     },
     Hook {
         program: "munmap_exit",
         tracepoints: &[("syscalls", "sys_exit_munmap")],
+        reads: RET,
     },
     Hook {
         program: "mremap_enter",
         tracepoints: &[("syscalls", "sys_enter_mremap")],
+        reads: &[
+            arg("addr", 0),
+            arg("old_len", 1),
+            arg("new_len", 2),
+            arg("flags", 3),
+        ],
     },
     Hook {
         program: "mremap_exit",
         tracepoints: &[("syscalls", "sys_exit_mremap")],
+        reads: RET,
     },
     Hook {
         program: "brk_enter",
         tracepoints: &[("syscalls", "sys_enter_brk")],
+        reads: &[arg("brk", 0)],
     },
     Hook {
         program: "brk_exit",
         tracepoints: &[("syscalls", "sys_exit_brk")],
+        reads: RET,
     },
     Hook {
         program: "mprotect_enter",
         tracepoints: &[("syscalls", "sys_enter_mprotect")],
+        reads: &[arg("start", 0), arg("len", 1), arg("prot", 2)],
     },
     Hook {
         program: "mprotect_exit",
         tracepoints: &[("syscalls", "sys_exit_mprotect")],
+        reads: RET,
     },
     Hook {
         program: "page_fault_user",
         tracepoints: &[("exceptions", "page_fault_user")],
+        reads: &[],
     },
     Hook {
         program: "task_newtask",
         tracepoints: &[("task", "task_newtask")],
+        reads: &[
+            FieldRead::global("pid", 4, config::GLOBAL_NEWTASK_PID_OFFSET),
+            FieldRead::global("clone_flags", 8, config::GLOBAL_NEWTASK_CLONE_FLAGS_OFFSET),
+        ],
     },
     Hook {
         program: "sched_process_exec",
         tracepoints: &[("sched", "sched_process_exec")],
+        reads: &[],
     },
     Hook {
         program: "sched_process_exit",
         tracepoints: &[("sched", "sched_process_exit")],
+        reads: &[FieldRead::global(
+            "group_dead",
+            1,
+            config::GLOBAL_EXIT_GROUP_DEAD_OFFSET,
+        )],
     },
 ];
 
@@ -91,18 +139,22 @@ const NET_HOOKS: &[Hook] = &[
             ("syscalls", "sys_exit_accept"),
             ("syscalls", "sys_exit_accept4"),
         ],
+        reads: RET,
     },
     Hook {
         program: "sock_recv",
         tracepoints: &[("sock", "sock_recv_length")],
+        reads: &[],
     },
     Hook {
         program: "sock_send",
         tracepoints: &[("sock", "sock_send_length")],
+        reads: &[],
     },
     Hook {
         program: "close_enter",
         tracepoints: &[("syscalls", "sys_enter_close")],
+        reads: &[arg("fd", 0)],
     },
 ];
 
@@ -136,6 +188,16 @@ impl ProbeConfig {
         self.hooks()
             .flat_map(|h| h.tracepoints.iter().copied())
             .collect()
+    }
+
+    /// Every tracepoint this configuration attaches whose record a program reads, with the
+    /// fields it reads, for the preflight format check.
+    pub fn field_reads(
+        &self,
+    ) -> impl Iterator<Item = (&'static str, &'static str, &'static [FieldRead])> {
+        self.hooks()
+            .filter(|h| !h.reads.is_empty())
+            .flat_map(|h| h.tracepoints.iter().map(|&(c, n)| (c, n, h.reads)))
     }
 
     fn hooks(&self) -> impl Iterator<Item = &'static Hook> {
@@ -183,21 +245,26 @@ fn map<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Map, LoadEr
 }
 
 impl Probe {
-    /// Loads the programs with `config` baked in as constants. Nothing is attached yet, so
-    /// targets can be added before any event flows.
-    pub fn load(config: &ProbeConfig) -> Result<Self, SetupError> {
+    /// Loads the programs with `config` and the field `offsets` that preflight took from this
+    /// kernel's format files ([`super::preflight::check_formats`]) baked in as constants.
+    /// Nothing is attached yet, so targets can be added before any event flows.
+    pub fn load(config: &ProbeConfig, offsets: &Offsets) -> Result<Self, SetupError> {
         let self_tgid = std::process::id();
         let follow = u32::from(config.follow_forks);
         let capture = config.capture_len.min(MAX_CAPTURE as u32);
         let wakeup = u64::from(config.ring_bytes / 8);
-        let mut ebpf = EbpfLoader::new()
+        let mut loader = EbpfLoader::new();
+        loader
             .override_global(config::GLOBAL_SELF_TGID, &self_tgid, true)
             .override_global(config::GLOBAL_FOLLOW_FORKS, &follow, true)
             .override_global(config::GLOBAL_CAPTURE_LEN, &capture, true)
             .override_global(config::GLOBAL_WAKEUP_BYTES, &wakeup, true)
-            .map_max_entries(config::MAP_EVENTS, config.ring_bytes)
-            .load(crate::EBPF_OBJECT)
-            .map_err(LoadError::Object)?;
+            .map_max_entries(config::MAP_EVENTS, config.ring_bytes);
+        for (global, offset) in offsets.iter() {
+            tracing::debug!(global, offset, "tracepoint field offset");
+            loader.override_global(global, offset, true);
+        }
+        let mut ebpf = loader.load(crate::EBPF_OBJECT).map_err(LoadError::Object)?;
         for hook in config.hooks() {
             let loaded = match program(&mut ebpf, hook.program)? {
                 Program::TracePoint(p) => p.load(),
@@ -359,5 +426,66 @@ impl Probe {
         }
         self.undecodable += bad;
         n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::probe::format::At;
+
+    /// The load-time globals of every [`At::Global`] read, each from the hook that reads it.
+    fn globals() -> Vec<(&'static str, &'static Hook)> {
+        let all = MEM_HOOKS.iter().chain(NET_HOOKS);
+        all.flat_map(|h| {
+            h.reads.iter().filter_map(move |r| match r.at {
+                At::Global(global) => Some((global, h)),
+                At::Fixed(_) => None,
+            })
+        })
+        .collect()
+    }
+
+    #[test]
+    fn each_offset_global_is_read_once_on_one_tracepoint() {
+        let globals = globals();
+        let mut names: Vec<&str> = globals.iter().map(|(g, _)| *g).collect();
+        names.sort_unstable();
+        let mut expected = [
+            config::GLOBAL_EXIT_GROUP_DEAD_OFFSET,
+            config::GLOBAL_NEWTASK_CLONE_FLAGS_OFFSET,
+            config::GLOBAL_NEWTASK_PID_OFFSET,
+        ];
+        expected.sort_unstable();
+        assert_eq!(names, expected, "every offset global is set, once");
+        for (global, hook) in globals {
+            // One global holds one offset: its program cannot attach to two tracepoints whose
+            // layouts might differ.
+            assert_eq!(hook.tracepoints.len(), 1, "{global} in {}", hook.program);
+        }
+    }
+
+    #[test]
+    fn field_reads_follow_the_configuration() {
+        let with_net: Vec<String> = ProbeConfig::default()
+            .field_reads()
+            .map(|(c, n, _)| format!("{c}:{n}"))
+            .collect();
+        assert!(with_net.contains(&"task:task_newtask".to_owned()));
+        assert!(with_net.contains(&"syscalls:sys_exit_accept4".to_owned()));
+        assert!(with_net.contains(&"syscalls:sys_enter_close".to_owned()));
+        // Tracepoints whose programs read no record field are not checked.
+        assert!(!with_net.contains(&"exceptions:page_fault_user".to_owned()));
+        assert!(!with_net.contains(&"sock:sock_recv_length".to_owned()));
+
+        let no_net = ProbeConfig {
+            net: false,
+            ..ProbeConfig::default()
+        };
+        assert!(
+            no_net
+                .field_reads()
+                .all(|(_, n, _)| !n.contains("accept") && !n.contains("close"))
+        );
     }
 }

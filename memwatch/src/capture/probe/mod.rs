@@ -1,6 +1,6 @@
-//! The kernel side from user space: checks before loading ([`preflight`]), tracepoint format
-//! files ([`format`]), loading and attaching ([`loader`], failing with an [`error::LoadError`]),
-//! and typed events from the ring buffer ([`event`]).
+//! The kernel side from user space: checks before loading ([`preflight`], which reads this
+//! kernel's tracepoint formats with [`format`]), loading and attaching ([`loader`]), and typed
+//! events from the ring buffer ([`event`]). Failures are typed in [`error`].
 
 pub mod error;
 pub mod event;
