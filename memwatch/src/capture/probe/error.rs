@@ -141,9 +141,9 @@ mod tests {
     use super::*;
     use crate::error::{SetupError, exit};
 
-    /// How `main` prints an error: the message, then each cause, `: `-separated.
+    /// As `main` prints it: the message, then each cause, `: `-separated.
     fn printed(e: SetupError) -> String {
-        format!("{:#}", anyhow::Error::from(e))
+        crate::commands::message(&anyhow::Error::from(e))
     }
 
     #[test]
