@@ -1,7 +1,7 @@
 //! Names shared by both sides: load-time globals and maps.
 //!
-//! User space sets the globals with `EbpfLoader::set_global` before the programs are verified, so
-//! the verifier sees them as constants.
+//! User space sets the globals with `EbpfLoader::override_global` before the programs are
+//! verified, so the verifier sees them as constants.
 
 /// `u32`: memwatch's own tgid. Never traced, whatever the targets map says.
 pub const GLOBAL_SELF_TGID: &str = "SELF_TGID";
@@ -15,6 +15,15 @@ pub const GLOBAL_PAGE_SIZE: &str = "PAGE_SIZE";
 /// polls on a timer. Batching wake-ups saves 7 to 15 µs per event on a busy server.
 pub const GLOBAL_WAKEUP_BYTES: &str = "WAKEUP_BYTES";
 
+// Tracepoint field offsets (`u32`, bytes from the record's start), taken by user space from this
+// kernel's format files; see `crate::tracepoint`. Unset, they hold `tracepoint::OFFSET_UNSET`.
+/// `u32`: offset of `pid` (`pid_t`, 4 bytes) in `task:task_newtask` records.
+pub const GLOBAL_NEWTASK_PID_OFFSET: &str = "NEWTASK_PID_OFFSET";
+/// `u32`: offset of `clone_flags` (8 bytes) in `task:task_newtask` records.
+pub const GLOBAL_NEWTASK_CLONE_FLAGS_OFFSET: &str = "NEWTASK_CLONE_FLAGS_OFFSET";
+/// `u32`: offset of `group_dead` (`bool`, 1 byte) in `sched:sched_process_exit` records.
+pub const GLOBAL_EXIT_GROUP_DEAD_OFFSET: &str = "EXIT_GROUP_DEAD_OFFSET";
+
 /// `HashMap<u32 tgid, u32 flags>`: the processes being traced.
 pub const MAP_TARGETS: &str = "TARGETS";
 /// `RingBuf`: every event.
@@ -23,7 +32,7 @@ pub const MAP_EVENTS: &str = "EVENTS";
 pub const MAP_THREAD_FAULTS: &str = "THREAD_FAULTS";
 /// `PerCpuArray<u64>` indexed by [`Counter`]: what the kernel side could not do.
 pub const MAP_COUNTERS: &str = "COUNTERS";
-/// `HashMap<u64 (tgid << 32 | fd), ConnState>`: server-side connections.
+/// `HashMap<u64, ConnState>`: server-side connections, keyed by [`crate::net::conn_key`].
 pub const MAP_CONNS: &str = "CONNS";
 
 /// Indexes into [`MAP_COUNTERS`].

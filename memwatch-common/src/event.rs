@@ -50,3 +50,10 @@ pub struct EventHeader {
     /// `bpf_ktime_get_ns()`: CLOCK_MONOTONIC nanoseconds.
     pub ts_ns: u64,
 }
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: plain-old-data: repr(C), integer fields only, no implicit padding (layout pinned
+    // by tests/layout.rs), so every bit pattern is a valid value.
+    unsafe impl aya::Pod for super::EventHeader {}
+}

@@ -62,6 +62,9 @@ pub struct MemEvent {
 
 #[cfg(feature = "user")]
 mod user {
-    // SAFETY: plain-old-data: repr(C), integer fields only, no implicit padding.
+    // SAFETY: plain-old-data: repr(C), integer fields only, no implicit padding (layouts pinned
+    // by tests/layout.rs), so every bit pattern is a valid value.
     unsafe impl aya::Pod for super::MemArgs {}
+    // SAFETY: as above; its fields are an EventHeader, a MemArgs and an i64.
+    unsafe impl aya::Pod for super::MemEvent {}
 }

@@ -46,7 +46,14 @@ impl NetOp {
     }
 }
 
-/// Connection state kept by the kernel side, keyed by `(tgid << 32) | fd`.
+/// The key of a connection in the connections map ([`crate::config::MAP_CONNS`]): the process in
+/// the high 32 bits, the fd in the low 32. Both sides build keys here, so they cannot disagree.
+#[inline(always)]
+pub const fn conn_key(tgid: u32, fd: u32) -> u64 {
+    ((tgid as u64) << 32) | fd as u64
+}
+
+/// Connection state kept by the kernel side, keyed by [`conn_key`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ConnState {
@@ -113,6 +120,9 @@ pub type NetEventSmall = NetEventOf<SMALL_CAPTURE>;
 
 #[cfg(feature = "user")]
 mod user {
-    // SAFETY: plain-old-data: repr(C), integer fields only, no implicit padding.
+    // SAFETY: plain-old-data: repr(C), integer fields only, no implicit padding (layouts pinned
+    // by tests/layout.rs), so every bit pattern is a valid value.
     unsafe impl aya::Pod for super::ConnState {}
+    // SAFETY: as above; its fields are an EventHeader and integers.
+    unsafe impl aya::Pod for super::NetMeta {}
 }

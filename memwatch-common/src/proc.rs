@@ -48,8 +48,11 @@ pub struct GrowthEvent {
 
 #[cfg(feature = "user")]
 mod user {
-    // SAFETY: plain-old-data: repr(C), integer fields only, no implicit padding.
+    // SAFETY: plain-old-data: repr(C), integer fields only, no implicit padding (layouts pinned
+    // by tests/layout.rs), so every bit pattern is a valid value.
     unsafe impl aya::Pod for super::ThreadFaults {}
-    // SAFETY: plain-old-data: repr(C), integer fields only, no implicit padding.
+    // SAFETY: as above; its fields are an EventHeader, integers and a byte array.
+    unsafe impl aya::Pod for super::ProcEvent {}
+    // SAFETY: as above; an EventHeader and integers.
     unsafe impl aya::Pod for super::GrowthEvent {}
 }

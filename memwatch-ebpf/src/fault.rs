@@ -11,6 +11,7 @@ use memwatch_common::{
     EventKind,
     config::Counter,
     proc::{GrowthEvent, ThreadFaults},
+    tracepoint,
 };
 
 use crate::{
@@ -39,8 +40,9 @@ fn send_run(tgid: u32, tid: u32, start: u64, end: u64) {
 pub fn page_fault_user(ctx: TracePointContext) -> u32 {
     let (tgid, tid) = current();
     let page = global(&PAGE_SIZE);
-    // `address` at offset 8 of exceptions:page_fault_user (its format file).
-    let addr = field::<u64>(&ctx, 8) & !(page.wrapping_sub(1));
+    // A direct load at the offset preflight checked against this kernel's format file.
+    let addr =
+        field::<u64>(&ctx, tracepoint::PAGE_FAULT_ADDRESS as usize) & !(page.wrapping_sub(1));
     if let Some(slot) = THREAD_FAULTS.get_ptr_mut(tid) {
         // SAFETY: only this thread writes its own slot, and a thread runs on one CPU at a time.
         let t = unsafe { &mut *slot };

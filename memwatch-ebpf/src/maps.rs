@@ -4,7 +4,10 @@ use aya_ebpf::{
     macros::map,
     maps::{HashMap, PerCpuArray, RingBuf},
 };
-use memwatch_common::{config::COUNTER_SLOTS, mem::MemArgs, net::ConnState, proc::ThreadFaults};
+use memwatch_common::{
+    config::COUNTER_SLOTS, mem::MemArgs, net::ConnState, proc::ThreadFaults,
+    tracepoint::OFFSET_UNSET,
+};
 
 // Load-time globals (set by user space before verification; names in memwatch_common::config).
 #[unsafe(no_mangle)]
@@ -17,6 +20,13 @@ pub static CAPTURE_LEN: u32 = memwatch_common::net::DEFAULT_CAPTURE;
 pub static WAKEUP_BYTES: u64 = 64 * 1024;
 #[unsafe(no_mangle)]
 pub static PAGE_SIZE: u64 = 4096;
+// Tracepoint field offsets from this kernel's format files (see memwatch_common::tracepoint).
+#[unsafe(no_mangle)]
+pub static NEWTASK_PID_OFFSET: u32 = OFFSET_UNSET;
+#[unsafe(no_mangle)]
+pub static NEWTASK_CLONE_FLAGS_OFFSET: u32 = OFFSET_UNSET;
+#[unsafe(no_mangle)]
+pub static EXIT_GROUP_DEAD_OFFSET: u32 = OFFSET_UNSET;
 
 /// Reads a load-time global. `read_volatile` stops the compiler from folding the default value.
 #[inline(always)]
@@ -25,7 +35,7 @@ pub fn global<T: Copy>(g: &'static T) -> T {
     unsafe { core::ptr::read_volatile(g) }
 }
 
-/// Traced processes. User space sizes it at load time.
+/// Traced processes (at most 4096; unlike the ring buffer, user space does not resize it).
 #[map]
 pub static TARGETS: HashMap<u32, u32> = HashMap::with_max_entries(4096, 0);
 
@@ -45,6 +55,6 @@ pub static THREAD_FAULTS: HashMap<u32, ThreadFaults> = HashMap::with_max_entries
 #[map]
 pub static PENDING_MEM: HashMap<u32, MemArgs> = HashMap::with_max_entries(16384, 0);
 
-/// Server-side connections, keyed by `(tgid << 32) | fd`.
+/// Server-side connections, keyed by `memwatch_common::net::conn_key`.
 #[map]
 pub static CONNS: HashMap<u64, ConnState> = HashMap::with_max_entries(65536, 0);

@@ -1,8 +1,10 @@
 //! Memory syscalls: arguments are stashed per thread at `sys_enter_*` and sent with the result
 //! at `sys_exit_*`, so failed calls are reported as failed.
 //!
-//! Syscall tracepoint records: 8-byte common header, `__syscall_nr` at 8, then each argument in
-//! its own 8-byte slot from offset 16; `sys_exit_*` has `long ret` at 16.
+//! Records are read at the syscall layout of `memwatch_common::tracepoint` (arguments in 8-byte
+//! slots from offset 16, `ret` at 16). Every field read here is listed, by name, in user space's
+//! hook table (`capture/probe/loader.rs`), and preflight checks each against this kernel's
+//! format files before anything is loaded.
 
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use memwatch_common::{

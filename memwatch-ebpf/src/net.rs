@@ -19,7 +19,7 @@ use memwatch_common::{
     config::Counter,
     net::{
         ConnState, MAX_CAPTURE, NetEventOf, NetMeta, NetOp, PHASE_IDLE, PHASE_READING,
-        PHASE_WRITING, SMALL_CAPTURE,
+        PHASE_WRITING, SMALL_CAPTURE, conn_key,
     },
 };
 
@@ -43,11 +43,6 @@ struct Io {
     /// 0 when there is none to capture (sendfile).
     buf: u64,
     buf_len: u64,
-}
-
-#[inline(always)]
-fn conn_key(tgid: u32, fd: u32) -> u64 {
-    (u64::from(tgid) << 32) | u64::from(fd)
 }
 
 /// First `(base, len)` of a user iovec array.

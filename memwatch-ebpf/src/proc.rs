@@ -9,10 +9,13 @@ use memwatch_common::{
 };
 
 use crate::{
-    ctx::field,
+    ctx::field_at,
     emit::{count, header, reserve, submit},
     fault::{flush_run, thread_faults},
-    maps::{FOLLOW_FORKS, TARGETS, THREAD_FAULTS, global},
+    maps::{
+        EXIT_GROUP_DEAD_OFFSET, FOLLOW_FORKS, NEWTASK_CLONE_FLAGS_OFFSET, NEWTASK_PID_OFFSET,
+        TARGETS, THREAD_FAULTS, global,
+    },
     target::{current, is_target},
 };
 
@@ -38,9 +41,15 @@ pub fn task_newtask(ctx: TracePointContext) -> u32 {
     if global(&FOLLOW_FORKS) == 0 || !is_target(tgid) {
         return 0;
     }
-    // Offsets from /sys/kernel/tracing/events/task/task_newtask/format.
-    let pid = field::<i32>(&ctx, 8) as u32;
-    let flags = field::<u64>(&ctx, 32);
+    // At the offsets this kernel's format file gives (set by user space, which checked the
+    // widths); without them nothing is followed rather than a guess.
+    let (Some(pid), Some(flags)) = (
+        field_at::<i32>(&ctx, global(&NEWTASK_PID_OFFSET)),
+        field_at::<u64>(&ctx, global(&NEWTASK_CLONE_FLAGS_OFFSET)),
+    ) else {
+        return 0;
+    };
+    let pid = pid as u32;
     if pid == 0 || flags & CLONE_THREAD != 0 {
         return 0;
     }
@@ -67,8 +76,9 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     if !is_target(tgid) {
         return 0;
     }
-    // Offset from /sys/kernel/tracing/events/sched/sched_process_exit/format.
-    let group_dead = u32::from(field::<u8>(&ctx, 32));
+    // At the offset this kernel's format file gives (set by user space). Without it, 0: the
+    // process stays a target, and user space notices it is gone from /proc.
+    let group_dead = field_at::<u8>(&ctx, global(&EXIT_GROUP_DEAD_OFFSET)).map_or(0, u32::from);
     flush_run(tid);
     let faults = thread_faults(tid);
     let _ = THREAD_FAULTS.remove(tid);

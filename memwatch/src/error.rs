@@ -1,9 +1,12 @@
 //! Errors that reach the user: each says what was wrong, shows the offending value, and says
 //! what to do. Each enum's `exit_code` gives its documented exit code; `commands::exit_code`
-//! does the same for any error that reaches `main`. This module imports nothing of memwatch's
-//! own: every other module may use it.
+//! does the same for any error that reaches `main`. Of memwatch's own, this module imports only
+//! the probe's error types (`capture::probe::error`, which imports nothing of memwatch's own but
+//! the pure `capture::probe::format`): every other module may use it.
 
 use std::path::PathBuf;
+
+use crate::capture::probe::error::{FormatError, LoadError};
 
 /// Exit codes, documented in the README.
 pub mod exit {
@@ -39,6 +42,10 @@ pub enum SetupError {
          with CONFIG_FTRACE_SYSCALLS and tracepoints enabled"
     )]
     MissingTracepoint { name: String, path: PathBuf },
+    /// A tracepoint's record is not laid out as the kernel side reads it; the message comes
+    /// from the [`FormatError`].
+    #[error(transparent)]
+    Format(#[from] FormatError),
     #[error("no process with PID {pid}: check it with `ps -p {pid}`")]
     NoSuchPid { pid: u32 },
     #[error("PID {pid} is memwatch itself; memwatch never traces itself. Pass the server's PID")]
@@ -83,13 +90,10 @@ pub enum SetupError {
         #[source]
         source: std::io::Error,
     },
-    #[error(
-        "loading or configuring the eBPF programs failed: {0}.\n  memwatch needs Linux >= 5.8 \
-         with BTF (/sys/kernel/btf/vmlinux); run with -vv for details"
-    )]
-    Load(String),
-    #[error("attaching to tracepoint {name} failed: {reason}")]
-    Attach { name: String, reason: String },
+    /// Loading, configuring or attaching the kernel side failed; the message and aya's cause
+    /// come from the [`LoadError`].
+    #[error(transparent)]
+    Load(#[from] LoadError),
 }
 
 impl SetupError {
@@ -98,8 +102,8 @@ impl SetupError {
             Self::Privileges { .. }
             | Self::Tracefs { .. }
             | Self::MissingTracepoint { .. }
+            | Self::Format(_)
             | Self::Load(_)
-            | Self::Attach { .. }
             | Self::Spawn { .. } => exit::ENVIRONMENT,
             Self::NoSuchPid { .. }
             | Self::SelfTarget { .. }

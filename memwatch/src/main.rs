@@ -3,7 +3,7 @@
 use clap::Parser as _;
 use memwatch::{
     cli::{Cli, Command},
-    commands::{self, exit_code},
+    commands::{self, exit_code, message},
     error::exit,
 };
 use tracing_subscriber::EnvFilter;
@@ -47,7 +47,7 @@ fn main() {
     match result {
         Ok(code) => std::process::exit(code),
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", message(&err));
             std::process::exit(exit_code(&err));
         }
     }

@@ -18,7 +18,10 @@ use crate::{
     capture::{
         accesslog::Format,
         logtail::LogSource,
-        probe::{Event, Probe, ProbeConfig, event::comm_str, loader::KernelCounters, preflight},
+        probe::{
+            Event, Probe, ProbeConfig, event::comm_str, format::Offsets, loader::KernelCounters,
+            preflight,
+        },
         procfs,
         spawn::{self, HeldChild, SpawnOptions},
     },
@@ -474,13 +477,26 @@ pub async fn start(args: RecordOptions, hooks: Hooks) -> anyhow::Result<Session>
         capture_len: args.capture_bytes,
         ring_bytes: args.ring_mib * 1024 * 1024,
     };
-    if args.ebpf {
+    // Where this kernel's records hold the fields the kernel side reads.
+    let offsets = if args.ebpf {
         preflight::check_privileges()?;
         preflight::ensure_tracefs()?;
         preflight::check_tracepoints(config.tracepoints())?;
-    }
+        Some(preflight::check_formats(&config)?)
+    } else {
+        None
+    };
     check_output(&output, args.force)?;
-    let result = attach(args, &config, router, log_format, output.clone(), hooks).await;
+    let result = attach(
+        args,
+        &config,
+        offsets.as_ref(),
+        router,
+        log_format,
+        output.clone(),
+        hooks,
+    )
+    .await;
     if let Err(e) = &result
         && e.downcast_ref::<SetupError>().is_some()
     {
@@ -508,6 +524,7 @@ pub fn check_access_logs(
 async fn attach(
     args: RecordOptions,
     config: &ProbeConfig,
+    offsets: Option<&Offsets>,
     router: Router,
     log_format: Option<Format>,
     output: PathBuf,
@@ -518,11 +535,10 @@ async fn attach(
     } else {
         Some(HeldChild::spawn_with(&args.command, &hooks.spawn)?)
     };
-    let mut probe = if args.ebpf {
-        Some(Probe::load(config)?)
-    } else {
-        None
-    };
+    // `offsets` is there exactly when eBPF is on and preflight passed.
+    let mut probe = offsets
+        .map(|offsets| Probe::load(config, offsets))
+        .transpose()?;
     let (roots, origin) = match &held {
         Some(child) => (vec![child.pid], "spawned"),
         None => (args.pids.clone(), "attached"),

@@ -137,6 +137,67 @@ fn missing_tracepoint() {
     assert_error(&done, 3, &["no tracepoint exceptions:page_fault_user"]);
 }
 
+/// Replaces, in a private mount namespace, the format file of tracepoint `dir` (under
+/// events/) with its real text edited by the sed expression `edit`, then records.
+fn record_with_format(dir: &str, edit: &str) -> Finished {
+    let tmp = tempdir();
+    sh(&format!(
+        "mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null; \
+         d=/sys/kernel/tracing/events/{dir}; \
+         sed '{edit}' $d/format > {tmp}/format || exit 97; \
+         mount -t tmpfs none $d && cp {tmp}/format $d/format || exit 98; \
+         exec \"$MW\" record -o {tmp}/t.db -p 1",
+        tmp = tmp.path().display()
+    ))
+}
+
+#[test]
+fn tracepoint_field_missing() {
+    let done = record_with_format("sched/sched_process_exit", "/group_dead;/d");
+    assert_error(
+        &done,
+        3,
+        &[
+            "tracepoint sched:sched_process_exit",
+            "no field `group_dead`, which memwatch reads (1 byte)",
+            "loaded nothing",
+            "uname -r",
+            "--no-ebpf",
+        ],
+    );
+}
+
+#[test]
+fn tracepoint_field_moved_or_resized() {
+    // A syscall field is read at a fixed offset: a kernel that moves it is refused.
+    let done = record_with_format(
+        "syscalls/sys_enter_close",
+        "s/fd;\toffset:16;/fd;\toffset:24;/",
+    );
+    assert_error(
+        &done,
+        3,
+        &[
+            "tracepoint syscalls:sys_enter_close",
+            "field `fd` is at byte 24 on this kernel",
+            "memwatch reads its 8 bytes at byte 16",
+        ],
+    );
+    let done = record_with_format(
+        "task/task_newtask",
+        "s/clone_flags;\toffset:32;\tsize:8;/clone_flags;\toffset:32;\tsize:4;/",
+    );
+    assert_error(
+        &done,
+        3,
+        &[
+            "tracepoint task:task_newtask",
+            "field `clone_flags` is 4 bytes wide on this kernel",
+            "memwatch reads 8 bytes",
+        ],
+    );
+}
+
 #[test]
 fn output_exists_or_not_writable() {
     let dir = tempdir();

@@ -15,6 +15,26 @@ use crate::{
     views::profile::ProfileError,
 };
 
+/// An error that reached `main`, as it is printed: the message, then each cause, `: `-separated
+/// (as anyhow's `{:#}`), except a cause whose text the link before it already contains. aya's
+/// errors print their source within their own message (`error parsing BPF object: {0}`) and keep
+/// it as their `source()` too; the chain would repeat it.
+pub fn message(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    let mut previous = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if out.is_empty() {
+            out.push_str(&text);
+        } else if !previous.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        previous = text;
+    }
+    out
+}
+
 /// The documented exit code for an error that reached `main`.
 pub fn exit_code(err: &anyhow::Error) -> i32 {
     if let Some(e) = err.downcast_ref::<SetupError>() {
@@ -31,5 +51,45 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
         exit::INPUT
     } else {
         exit::RUNTIME
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aya::{EbpfError, programs::ProgramError};
+
+    use super::*;
+    use crate::capture::probe::error::LoadError;
+
+    #[test]
+    fn message_does_not_repeat_a_cause_its_error_already_shows() {
+        // EbpfError::ProgramError prints "program error: {0}" and has the ProgramError as its
+        // source.
+        let err = anyhow::Error::from(SetupError::from(LoadError::Object(
+            EbpfError::ProgramError(ProgramError::NotLoaded),
+        )));
+        let text = message(&err);
+        assert!(
+            text.starts_with("cannot load memwatch's eBPF object ("),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("): program error: the program is not loaded"),
+            "{text}"
+        );
+        assert_eq!(text.matches("the program is not loaded").count(), 1);
+        assert_eq!(exit_code(&err), exit::ENVIRONMENT);
+    }
+
+    #[test]
+    fn message_keeps_every_new_cause() {
+        let io = std::io::Error::from_raw_os_error(libc::ENOENT);
+        let err = anyhow::Error::from(io)
+            .context("reading x")
+            .context("starting");
+        assert_eq!(
+            message(&err),
+            "starting: reading x: No such file or directory (os error 2)"
+        );
     }
 }

@@ -51,11 +51,13 @@ pub enum DecodeError {
     UnknownNetOp(u32),
 }
 
-fn read<T: Copy>(bytes: &[u8]) -> Result<T, DecodeError> {
+/// The `T` at the start of `bytes`, which may be unaligned.
+fn read<T: aya::Pod>(bytes: &[u8]) -> Result<T, DecodeError> {
     if bytes.len() < size_of::<T>() {
         return Err(DecodeError::Short(bytes.len()));
     }
-    // SAFETY: length checked above; T is a repr(C) integer-only struct valid for any bits.
+    // SAFETY: `bytes` holds at least `size_of::<T>()` bytes (checked above), `read_unaligned`
+    // needs no alignment, and `T: Pod` is valid for any bit pattern.
     Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
 }
 

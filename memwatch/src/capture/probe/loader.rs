@@ -5,90 +5,145 @@ use std::os::fd::AsRawFd;
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, MapData, PerCpuArray, RingBuf},
+    maps::{HashMap, Map, MapData, PerCpuArray, RingBuf},
     programs::Program,
 };
 use memwatch_common::{
     config::{self, COUNTER_SLOTS, Counter},
-    net::{ConnState, MAX_CAPTURE},
+    net::{ConnState, MAX_CAPTURE, conn_key},
     proc::ThreadFaults,
+    tracepoint,
 };
 use tokio::io::unix::AsyncFd;
 
-use super::event::Event;
+use super::{
+    error::LoadError,
+    event::Event,
+    format::{FieldRead, Offsets},
+};
 use crate::error::SetupError;
 
-/// One program and the tracepoints (category, name) it attaches to.
+/// One program, the tracepoints (category, name) it attaches to, and the record fields it reads
+/// on each of them.
 struct Hook {
     program: &'static str,
     /// (category, name) pairs; a raw-tracepoint program attaches by name alone.
     tracepoints: &'static [(&'static str, &'static str)],
+    /// Every field of the tracepoint's record that the program reads, which preflight checks
+    /// against this kernel's format files. Raw tracepoints read the tracepoint's C arguments,
+    /// not a record, and list none.
+    reads: &'static [FieldRead],
 }
+
+const fn arg(name: &'static str, n: u32) -> FieldRead {
+    FieldRead::syscall_arg(name, n)
+}
+
+/// `sys_exit_*` programs read `ret` alone.
+const RET: &[FieldRead] = &[FieldRead::syscall_ret()];
 
 const MEM_HOOKS: &[Hook] = &[
     Hook {
         program: "mmap_enter",
         tracepoints: &[("syscalls", "sys_enter_mmap")],
+        reads: &[
+            arg("addr", 0),
+            arg("len", 1),
+            arg("prot", 2),
+            arg("flags", 3),
+            arg("fd", 4),
+        ],
     },
     Hook {
         program: "mmap_exit",
         tracepoints: &[("syscalls", "sys_exit_mmap")],
+        reads: RET,
     },
     Hook {
         program: "munmap_enter",
         tracepoints: &[("syscalls", "sys_enter_munmap")],
+        reads: &[arg("addr", 0), arg("len", 1)],
     },
     Hook {
         program: "munmap_exit",
         tracepoints: &[("syscalls", "sys_exit_munmap")],
+        reads: RET,
     },
     Hook {
         program: "mremap_enter",
         tracepoints: &[("syscalls", "sys_enter_mremap")],
+        reads: &[
+            arg("addr", 0),
+            arg("old_len", 1),
+            arg("new_len", 2),
+            arg("flags", 3),
+        ],
     },
     Hook {
         program: "mremap_exit",
         tracepoints: &[("syscalls", "sys_exit_mremap")],
+        reads: RET,
     },
     Hook {
         program: "brk_enter",
         tracepoints: &[("syscalls", "sys_enter_brk")],
+        reads: &[arg("brk", 0)],
     },
     Hook {
         program: "brk_exit",
         tracepoints: &[("syscalls", "sys_exit_brk")],
+        reads: RET,
     },
     Hook {
         program: "mprotect_enter",
         tracepoints: &[("syscalls", "sys_enter_mprotect")],
+        reads: &[arg("start", 0), arg("len", 1), arg("prot", 2)],
     },
     Hook {
         program: "mprotect_exit",
         tracepoints: &[("syscalls", "sys_exit_mprotect")],
+        reads: RET,
     },
     Hook {
         program: "madvise_enter",
         tracepoints: &[("syscalls", "sys_enter_madvise")],
+        reads: &[arg("start", 0), arg("len_in", 1), arg("behavior", 2)],
     },
     Hook {
         program: "madvise_exit",
         tracepoints: &[("syscalls", "sys_exit_madvise")],
+        reads: RET,
     },
     Hook {
         program: "page_fault_user",
         tracepoints: &[("exceptions", "page_fault_user")],
+        reads: &[FieldRead::fixed(
+            "address",
+            tracepoint::PAGE_FAULT_ADDRESS_SIZE,
+            tracepoint::PAGE_FAULT_ADDRESS,
+        )],
     },
     Hook {
         program: "task_newtask",
         tracepoints: &[("task", "task_newtask")],
+        reads: &[
+            FieldRead::global("pid", 4, config::GLOBAL_NEWTASK_PID_OFFSET),
+            FieldRead::global("clone_flags", 8, config::GLOBAL_NEWTASK_CLONE_FLAGS_OFFSET),
+        ],
     },
     Hook {
         program: "sched_process_exec",
         tracepoints: &[("sched", "sched_process_exec")],
+        reads: &[],
     },
     Hook {
         program: "sched_process_exit",
         tracepoints: &[("sched", "sched_process_exit")],
+        reads: &[FieldRead::global(
+            "group_dead",
+            1,
+            config::GLOBAL_EXIT_GROUP_DEAD_OFFSET,
+        )],
     },
 ];
 
@@ -99,18 +154,22 @@ const NET_HOOKS: &[Hook] = &[
             ("syscalls", "sys_exit_accept"),
             ("syscalls", "sys_exit_accept4"),
         ],
+        reads: RET,
     },
     Hook {
         program: "sock_recv",
         tracepoints: &[("sock", "sock_recv_length")],
+        reads: &[],
     },
     Hook {
         program: "sock_send",
         tracepoints: &[("sock", "sock_send_length")],
+        reads: &[],
     },
     Hook {
         program: "close_enter",
         tracepoints: &[("syscalls", "sys_enter_close")],
+        reads: &[arg("fd", 0)],
     },
 ];
 
@@ -144,6 +203,16 @@ impl ProbeConfig {
         self.hooks()
             .flat_map(|h| h.tracepoints.iter().copied())
             .collect()
+    }
+
+    /// Every tracepoint this configuration attaches whose record a program reads, with the
+    /// fields it reads, for the preflight format check.
+    pub fn field_reads(
+        &self,
+    ) -> impl Iterator<Item = (&'static str, &'static str, &'static [FieldRead])> {
+        self.hooks()
+            .filter(|h| !h.reads.is_empty())
+            .flat_map(|h| h.tracepoints.iter().map(|&(c, n)| (c, n, h.reads)))
     }
 
     fn hooks(&self) -> impl Iterator<Item = &'static Hook> {
@@ -180,56 +249,69 @@ impl std::fmt::Debug for Probe {
     }
 }
 
-fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Program, SetupError> {
+fn program<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Program, LoadError> {
     ebpf.program_mut(name)
-        .ok_or_else(|| load_err(format!("program {name} missing from the eBPF object")))
+        .ok_or(LoadError::MissingProgram { program: name })
 }
 
-fn load_err(e: impl std::fmt::Display) -> SetupError {
-    SetupError::Load(e.to_string())
+fn map<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Map, LoadError> {
+    ebpf.map_mut(name)
+        .ok_or(LoadError::MissingMap { map: name })
 }
 
 impl Probe {
-    /// Loads the programs with `config` baked in as constants. Nothing is attached yet, so
-    /// targets can be added before any event flows.
-    pub fn load(config: &ProbeConfig) -> Result<Self, SetupError> {
+    /// Loads the programs with `config` and the field `offsets` that preflight took from this
+    /// kernel's format files ([`super::preflight::check_formats`]) baked in as constants.
+    /// Nothing is attached yet, so targets can be added before any event flows.
+    pub fn load(config: &ProbeConfig, offsets: &Offsets) -> Result<Self, SetupError> {
         let self_tgid = std::process::id();
         let follow = u32::from(config.follow_forks);
         let capture = config.capture_len.min(MAX_CAPTURE as u32);
         let wakeup = u64::from(config.ring_bytes / 8);
         let page_size = ::procfs::page_size();
-        let mut ebpf = EbpfLoader::new()
+        let mut loader = EbpfLoader::new();
+        loader
             .override_global(config::GLOBAL_SELF_TGID, &self_tgid, true)
             .override_global(config::GLOBAL_FOLLOW_FORKS, &follow, true)
             .override_global(config::GLOBAL_CAPTURE_LEN, &capture, true)
             .override_global(config::GLOBAL_WAKEUP_BYTES, &wakeup, true)
             .override_global(config::GLOBAL_PAGE_SIZE, &page_size, true)
-            .map_max_entries(config::MAP_EVENTS, config.ring_bytes)
-            .load(crate::EBPF_OBJECT)
-            .map_err(load_err)?;
+            .map_max_entries(config::MAP_EVENTS, config.ring_bytes);
+        for (global, offset) in offsets.iter() {
+            tracing::debug!(global, offset, "tracepoint field offset");
+            loader.override_global(global, offset, true);
+        }
+        let mut ebpf = loader.load(crate::EBPF_OBJECT).map_err(LoadError::Object)?;
         for hook in config.hooks() {
             let loaded = match program(&mut ebpf, hook.program)? {
                 Program::TracePoint(p) => p.load(),
                 Program::RawTracePoint(p) => p.load(),
                 other => {
-                    return Err(load_err(format!(
-                        "{} is a {:?} program, not a tracepoint",
-                        hook.program,
-                        other.prog_type()
-                    )));
+                    return Err(LoadError::NotATracepoint {
+                        program: hook.program,
+                        found: other.prog_type(),
+                    }
+                    .into());
                 }
             };
-            loaded.map_err(|e| load_err(format!("{}: {e:?}", hook.program)))?;
+            loaded.map_err(|source| LoadError::Program {
+                program: hook.program,
+                source,
+            })?;
         }
-        let ring = RingBuf::try_from(
-            ebpf.take_map(config::MAP_EVENTS)
-                .ok_or_else(|| load_err("map EVENTS missing"))?,
-        )
-        .map_err(load_err)?;
+        let events = ebpf
+            .take_map(config::MAP_EVENTS)
+            .ok_or(LoadError::MissingMap {
+                map: config::MAP_EVENTS,
+            })?;
+        let ring = RingBuf::try_from(events).map_err(|source| LoadError::MapType {
+            map: config::MAP_EVENTS,
+            source,
+        })?;
         // SAFETY: the RingBuf owns its map fd, which stays open and unchanged until the
         // AsyncFd (and with it the RingBuf) is dropped.
         let ring = unsafe { AsyncFd::register(ring) }
-            .map_err(|e| load_err(format!("registering the ring buffer with tokio: {e}")))?;
+            .map_err(|e| LoadError::RingBuffer(e.into_parts().1))?;
         Ok(Self {
             ebpf,
             ring,
@@ -245,30 +327,35 @@ impl Probe {
                 let attached = match &mut *program {
                     Program::RawTracePoint(p) => p.attach(name).map(drop),
                     Program::TracePoint(p) => p.attach(category, name).map(drop),
-                    _ => Ok(()),
+                    other => {
+                        return Err(LoadError::NotATracepoint {
+                            program: hook.program,
+                            found: other.prog_type(),
+                        }
+                        .into());
+                    }
                 };
-                attached.map_err(|e| SetupError::Attach {
-                    name: format!("{category}:{name}"),
-                    reason: e.to_string(),
+                attached.map_err(|source| LoadError::Attach {
+                    program: hook.program,
+                    tracepoint: format!("{category}:{name}"),
+                    source,
                 })?;
             }
         }
         Ok(())
     }
 
-    fn targets(&mut self) -> Result<HashMap<&mut MapData, u32, u32>, SetupError> {
-        HashMap::try_from(
-            self.ebpf
-                .map_mut(config::MAP_TARGETS)
-                .ok_or_else(|| load_err("map TARGETS missing"))?,
-        )
-        .map_err(load_err)
-    }
-
     /// Makes `pid` a target. memwatch's own PID is refused earlier, and the kernel side ignores
     /// it regardless.
     pub fn add_target(&mut self, pid: u32) -> Result<(), SetupError> {
-        self.targets()?.insert(pid, 1, 0).map_err(load_err)
+        let name = config::MAP_TARGETS;
+        let mut targets: HashMap<&mut MapData, u32, u32> =
+            HashMap::try_from(map(&mut self.ebpf, name)?)
+                .map_err(|source| LoadError::MapType { map: name, source })?;
+        targets
+            .insert(pid, 1, 0)
+            .map_err(|source| LoadError::AddTarget { pid, source })?;
+        Ok(())
     }
 
     /// Registers connections that were open before memwatch attached, so their traffic is seen
@@ -279,20 +366,18 @@ impl Probe {
         fds: &[u32],
         generation: u64,
     ) -> Result<(), SetupError> {
-        let mut conns: HashMap<&mut MapData, u64, ConnState> = HashMap::try_from(
-            self.ebpf
-                .map_mut(config::MAP_CONNS)
-                .ok_or_else(|| load_err("map CONNS missing"))?,
-        )
-        .map_err(load_err)?;
+        let name = config::MAP_CONNS;
+        let mut conns: HashMap<&mut MapData, u64, ConnState> =
+            HashMap::try_from(map(&mut self.ebpf, name)?)
+                .map_err(|source| LoadError::MapType { map: name, source })?;
         for &fd in fds {
             let state = ConnState {
                 generation,
                 ..ConnState::default()
             };
             conns
-                .insert((u64::from(pid) << 32) | u64::from(fd), state, 0)
-                .map_err(load_err)?;
+                .insert(conn_key(pid, fd), state, 0)
+                .map_err(|source| LoadError::AddConnection { pid, fd, source })?;
         }
         Ok(())
     }
@@ -374,5 +459,66 @@ impl Probe {
         }
         self.undecodable += bad;
         n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::probe::format::At;
+
+    /// The load-time globals of every [`At::Global`] read, each from the hook that reads it.
+    fn globals() -> Vec<(&'static str, &'static Hook)> {
+        let all = MEM_HOOKS.iter().chain(NET_HOOKS);
+        all.flat_map(|h| {
+            h.reads.iter().filter_map(move |r| match r.at {
+                At::Global(global) => Some((global, h)),
+                At::Fixed(_) => None,
+            })
+        })
+        .collect()
+    }
+
+    #[test]
+    fn each_offset_global_is_read_once_on_one_tracepoint() {
+        let globals = globals();
+        let mut names: Vec<&str> = globals.iter().map(|(g, _)| *g).collect();
+        names.sort_unstable();
+        let mut expected = [
+            config::GLOBAL_EXIT_GROUP_DEAD_OFFSET,
+            config::GLOBAL_NEWTASK_CLONE_FLAGS_OFFSET,
+            config::GLOBAL_NEWTASK_PID_OFFSET,
+        ];
+        expected.sort_unstable();
+        assert_eq!(names, expected, "every offset global is set, once");
+        for (global, hook) in globals {
+            // One global holds one offset: its program cannot attach to two tracepoints whose
+            // layouts might differ.
+            assert_eq!(hook.tracepoints.len(), 1, "{global} in {}", hook.program);
+        }
+    }
+
+    #[test]
+    fn field_reads_follow_the_configuration() {
+        let with_net: Vec<String> = ProbeConfig::default()
+            .field_reads()
+            .map(|(c, n, _)| format!("{c}:{n}"))
+            .collect();
+        assert!(with_net.contains(&"task:task_newtask".to_owned()));
+        assert!(with_net.contains(&"syscalls:sys_exit_accept4".to_owned()));
+        assert!(with_net.contains(&"syscalls:sys_enter_close".to_owned()));
+        // Tracepoints whose programs read no record field are not checked.
+        assert!(!with_net.contains(&"exceptions:page_fault_user".to_owned()));
+        assert!(!with_net.contains(&"sock:sock_recv_length".to_owned()));
+
+        let no_net = ProbeConfig {
+            net: false,
+            ..ProbeConfig::default()
+        };
+        assert!(
+            no_net
+                .field_reads()
+                .all(|(_, n, _)| !n.contains("accept") && !n.contains("close"))
+        );
     }
 }

@@ -1,7 +1,10 @@
-//! The kernel side from user space: checks before loading ([`preflight`]), loading and
-//! attaching ([`loader`]), and typed events from the ring buffer ([`event`]).
+//! The kernel side from user space: checks before loading ([`preflight`], which reads this
+//! kernel's tracepoint formats with [`format`]), loading and attaching ([`loader`]), and typed
+//! events from the ring buffer ([`event`]). Failures are typed in [`error`].
 
+pub mod error;
 pub mod event;
+pub mod format;
 pub mod loader;
 pub mod preflight;
 

@@ -1,7 +1,13 @@
-//! Checks that run before anything is loaded: privileges, tracefs, tracepoints.
+//! Checks that run before anything is loaded: privileges, tracefs, tracepoints, and the layout
+//! of every tracepoint record the kernel side reads.
 
 use std::path::{Path, PathBuf};
 
+use super::{
+    error::FormatError,
+    format::{self, Offsets},
+    loader::ProbeConfig,
+};
 use crate::error::SetupError;
 
 pub const TRACEFS: &str = "/sys/kernel/tracing";
@@ -101,6 +107,50 @@ pub fn check_tracepoints<'a>(
         }
     }
     Ok(())
+}
+
+/// Reads the format file of every tracepoint whose record the kernel side reads, and checks
+/// each field read against it: the fixed syscall offsets must match, and the others' offsets
+/// are returned for [`super::Probe::load`] to set as load-time globals. Fails, naming the
+/// tracepoint and field, on the first field that is missing, moved or of another width.
+pub fn check_formats(config: &ProbeConfig) -> Result<Offsets, SetupError> {
+    let mut offsets = Offsets::default();
+    for (category, name, reads) in config.field_reads() {
+        let tracepoint = format!("{category}:{name}");
+        let path = tracepoint_dir(category, name).join("format");
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(source) => {
+                return Err(FormatError::Unreadable {
+                    tracepoint,
+                    path,
+                    source,
+                }
+                .into());
+            }
+        };
+        let parsed = match format::parse(&text) {
+            Ok(parsed) => parsed,
+            Err(error) => {
+                return Err(FormatError::Malformed {
+                    tracepoint,
+                    path,
+                    error,
+                }
+                .into());
+            }
+        };
+        if let Err(mismatch) = offsets.resolve(&parsed, reads) {
+            return Err(FormatError::Field {
+                tracepoint,
+                path,
+                mismatch,
+            }
+            .into());
+        }
+        tracing::debug!(%tracepoint, fields = reads.len(), "tracepoint format checked");
+    }
+    Ok(offsets)
 }
 
 /// A target PID must exist and must not be memwatch.

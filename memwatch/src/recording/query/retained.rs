@@ -62,9 +62,15 @@ pub struct OriginLoss {
 const NS_PER_S: i64 = 1_000_000_000;
 
 impl Recording {
-    /// Whether this recording carries retained-memory figures.
+    /// Whether this recording carries retained-memory figures: schema 3 or later, recorded
+    /// with eBPF (`--no-ebpf` sees no pages).
     pub fn has_origin(&self) -> bool {
         self.schema_version() >= crate::recording::schema::HAS_ORIGIN
+            && self
+                .meta(crate::model::meta::EBPF)
+                .ok()
+                .flatten()
+                .is_none_or(|v| v != "false")
     }
 
     /// Requests that ended in `[from_ns, to_ns]`, per method, route and second. Rows when the

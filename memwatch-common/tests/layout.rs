@@ -1,0 +1,116 @@
+//! Pins the ABI: the size and every field offset of each `#[repr(C)]` struct shared by the kernel
+//! side and user space, and the connection-key layout. The eBPF object is built for a 64-bit
+//! little-endian target, and user space reads its records byte for byte; a field added, moved or
+//! resized on one side only would decode silently wrong. When a change here is intended, update
+//! the numbers, rebuild the object (`cargo xtask ebpf`) and commit both.
+
+use core::mem::{align_of, offset_of, size_of};
+
+use memwatch_common::{
+    EventHeader,
+    mem::{MemArgs, MemEvent},
+    net::{ConnState, MAX_CAPTURE, NetEvent, NetEventSmall, NetMeta, SMALL_CAPTURE, conn_key},
+    proc::{GrowthEvent, ProcEvent, ThreadFaults},
+};
+
+#[test]
+fn event_header() {
+    assert_eq!(size_of::<EventHeader>(), 24);
+    assert_eq!(align_of::<EventHeader>(), 8);
+    assert_eq!(offset_of!(EventHeader, kind), 0);
+    assert_eq!(offset_of!(EventHeader, tgid), 4);
+    assert_eq!(offset_of!(EventHeader, tid), 8);
+    assert_eq!(offset_of!(EventHeader, _pad), 12);
+    assert_eq!(offset_of!(EventHeader, ts_ns), 16);
+}
+
+#[test]
+fn mem_args_and_event() {
+    assert_eq!(size_of::<MemArgs>(), 48);
+    assert_eq!(align_of::<MemArgs>(), 8);
+    assert_eq!(offset_of!(MemArgs, op), 0);
+    assert_eq!(offset_of!(MemArgs, prot), 4);
+    assert_eq!(offset_of!(MemArgs, flags), 8);
+    assert_eq!(offset_of!(MemArgs, addr), 16);
+    assert_eq!(offset_of!(MemArgs, len), 24);
+    assert_eq!(offset_of!(MemArgs, new_len), 32);
+    assert_eq!(offset_of!(MemArgs, fd), 40);
+
+    assert_eq!(size_of::<MemEvent>(), 80);
+    assert_eq!(align_of::<MemEvent>(), 8);
+    assert_eq!(offset_of!(MemEvent, header), 0);
+    assert_eq!(offset_of!(MemEvent, args), 24);
+    assert_eq!(offset_of!(MemEvent, ret), 72);
+}
+
+#[test]
+fn proc_event_and_thread_faults() {
+    assert_eq!(size_of::<ProcEvent>(), 56);
+    assert_eq!(align_of::<ProcEvent>(), 8);
+    assert_eq!(offset_of!(ProcEvent, header), 0);
+    assert_eq!(offset_of!(ProcEvent, child), 24);
+    assert_eq!(offset_of!(ProcEvent, group_dead), 28);
+    assert_eq!(offset_of!(ProcEvent, faults), 32);
+    assert_eq!(offset_of!(ProcEvent, comm), 40);
+
+    assert_eq!(size_of::<ThreadFaults>(), 32);
+    assert_eq!(align_of::<ThreadFaults>(), 8);
+    assert_eq!(offset_of!(ThreadFaults, tgid), 0);
+    assert_eq!(offset_of!(ThreadFaults, _pad), 4);
+    assert_eq!(offset_of!(ThreadFaults, faults), 8);
+    assert_eq!(offset_of!(ThreadFaults, run_start), 16);
+    assert_eq!(offset_of!(ThreadFaults, run_end), 24);
+
+    assert_eq!(size_of::<GrowthEvent>(), 40);
+    assert_eq!(align_of::<GrowthEvent>(), 8);
+    assert_eq!(offset_of!(GrowthEvent, header), 0);
+    assert_eq!(offset_of!(GrowthEvent, start), 24);
+    assert_eq!(offset_of!(GrowthEvent, len), 32);
+}
+
+#[test]
+fn conn_state() {
+    assert_eq!(size_of::<ConnState>(), 48);
+    assert_eq!(align_of::<ConnState>(), 8);
+    assert_eq!(offset_of!(ConnState, generation), 0);
+    assert_eq!(offset_of!(ConnState, phase), 8);
+    assert_eq!(offset_of!(ConnState, last_write_tid), 12);
+    assert_eq!(offset_of!(ConnState, last_write_ns), 16);
+    assert_eq!(offset_of!(ConnState, last_write_faults), 24);
+    assert_eq!(offset_of!(ConnState, bytes_in), 32);
+    assert_eq!(offset_of!(ConnState, bytes_out), 40);
+}
+
+#[test]
+fn net_meta_and_events() {
+    assert_eq!(size_of::<NetMeta>(), 88);
+    assert_eq!(align_of::<NetMeta>(), 8);
+    assert_eq!(offset_of!(NetMeta, header), 0);
+    assert_eq!(offset_of!(NetMeta, op), 24);
+    assert_eq!(offset_of!(NetMeta, fd), 28);
+    assert_eq!(offset_of!(NetMeta, generation), 32);
+    assert_eq!(offset_of!(NetMeta, faults), 40);
+    assert_eq!(offset_of!(NetMeta, bytes), 48);
+    assert_eq!(offset_of!(NetMeta, last_write_ns), 56);
+    assert_eq!(offset_of!(NetMeta, last_write_faults), 64);
+    assert_eq!(offset_of!(NetMeta, last_bytes_out), 72);
+    assert_eq!(offset_of!(NetMeta, last_write_tid), 80);
+    assert_eq!(offset_of!(NetMeta, captured), 84);
+
+    // The payload follows the meta directly, and the sizes leave no tail padding: user space
+    // takes the payload room from a record's length.
+    assert_eq!((SMALL_CAPTURE, MAX_CAPTURE), (64, 1024));
+    assert_eq!(size_of::<NetEventSmall>(), 88 + 64);
+    assert_eq!(offset_of!(NetEventSmall, meta), 0);
+    assert_eq!(offset_of!(NetEventSmall, data), 88);
+    assert_eq!(size_of::<NetEvent>(), 88 + 1024);
+    assert_eq!(offset_of!(NetEvent, meta), 0);
+    assert_eq!(offset_of!(NetEvent, data), 88);
+}
+
+#[test]
+fn connection_key() {
+    assert_eq!(conn_key(0x0001_2345, 7), 0x0001_2345_0000_0007);
+    assert_eq!(conn_key(u32::MAX, u32::MAX), u64::MAX);
+    assert_eq!(conn_key(0, 0), 0);
+}
