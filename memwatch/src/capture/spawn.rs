@@ -122,6 +122,10 @@ impl HeldChild {
                 if let Some(fd) = stderr_fd {
                     libc::dup2(fd, 2);
                 }
+                // Without its own copy of the write end, the child sees end-of-file, and exits,
+                // if memwatch drops the held child without releasing it (a setup failure),
+                // instead of waiting forever.
+                libc::close(tx.as_raw_fd());
                 if libc::read(rx.as_raw_fd(), (&raw mut byte).cast(), 1) == 1 {
                     libc::execve(path.as_ptr(), argp.as_ptr(), envp.as_ptr());
                 }
@@ -167,5 +171,39 @@ pub fn try_reap(pid: u32) -> Option<i32> {
         Some(128 + libc::WTERMSIG(status))
     } else {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Waits up to two seconds for `pid` to exit; its exit code.
+    fn exit_code(pid: u32) -> Option<i32> {
+        for _ in 0..200 {
+            if let Some(code) = try_reap(pid) {
+                return Some(code);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        None
+    }
+
+    #[test]
+    fn a_released_child_runs_its_command() {
+        let child = HeldChild::spawn(&["true".into()]).unwrap();
+        let pid = child.pid;
+        child.release().unwrap();
+        assert_eq!(exit_code(pid), Some(0));
+    }
+
+    /// A held child dropped without being released (memwatch's setup failed) exits with 127
+    /// instead of waiting forever.
+    #[test]
+    fn a_dropped_held_child_exits() {
+        let child = HeldChild::spawn(&["true".into()]).unwrap();
+        let pid = child.pid;
+        drop(child);
+        assert_eq!(exit_code(pid), Some(127));
     }
 }

@@ -507,8 +507,10 @@ mod tests {
         assert!(with_net.contains(&"task:task_newtask".to_owned()));
         assert!(with_net.contains(&"syscalls:sys_exit_accept4".to_owned()));
         assert!(with_net.contains(&"syscalls:sys_enter_close".to_owned()));
+        // page_fault_user reads the faulting address.
+        assert!(with_net.contains(&"exceptions:page_fault_user".to_owned()));
         // Tracepoints whose programs read no record field are not checked.
-        assert!(!with_net.contains(&"exceptions:page_fault_user".to_owned()));
+        assert!(!with_net.contains(&"sched:sched_process_exec".to_owned()));
         assert!(!with_net.contains(&"sock:sock_recv_length".to_owned()));
 
         let no_net = ProbeConfig {
