@@ -11,7 +11,7 @@ use std::time::SystemTime;
 
 /// One response, as logged.
 #[derive(Debug, Clone, Copy)]
-pub struct Entry<'a> {
+pub(crate) struct Entry<'a> {
     /// Client address (`%h`).
     pub client: IpAddr,
     /// When the request was received (`%t`).
@@ -30,13 +30,13 @@ pub struct Entry<'a> {
 
 /// An access log file shared by all connection threads.
 #[derive(Debug)]
-pub struct AccessLog {
+pub(crate) struct AccessLog {
     file: Mutex<File>,
 }
 
 impl AccessLog {
     /// Opens `path` for appending, creating it.
-    pub fn open(path: &Path) -> io::Result<Self> {
+    pub(crate) fn open(path: &Path) -> io::Result<Self> {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
         Ok(Self {
             file: Mutex::new(file),
@@ -44,7 +44,7 @@ impl AccessLog {
     }
 
     /// Writes one line (a single `write` call).
-    pub fn write(&self, entry: &Entry<'_>) -> io::Result<()> {
+    pub(crate) fn write(&self, entry: &Entry<'_>) -> io::Result<()> {
         let line = format_line(entry);
         let mut file = self
             .file
@@ -55,7 +55,7 @@ impl AccessLog {
 }
 
 /// The log line for `entry`, newline included.
-pub fn format_line(entry: &Entry<'_>) -> Vec<u8> {
+pub(crate) fn format_line(entry: &Entry<'_>) -> Vec<u8> {
     let mut line = Vec::with_capacity(256);
     line.extend_from_slice(entry.client.to_string().as_bytes());
     line.extend_from_slice(b" - - [");

@@ -21,7 +21,7 @@ const MAX_MS: u64 = 60_000;
 
 /// State shared by all connection threads.
 #[derive(Debug)]
-pub struct Shared {
+pub(crate) struct Shared {
     /// The access log, if one was asked for.
     pub log: Option<AccessLog>,
     /// No per-request or error output on stderr.
@@ -29,7 +29,7 @@ pub struct Shared {
 }
 
 /// Serves `stream` until the client closes, asks to close, or sends something unservable.
-pub fn serve(mut stream: TcpStream, peer: SocketAddr, shared: &Shared) {
+pub(crate) fn serve(mut stream: TcpStream, peer: SocketAddr, shared: &Shared) {
     if let Err(e) = serve_inner(&mut stream, peer, shared)
         && !shared.quiet
         && !matches!(

@@ -57,7 +57,7 @@ fn map_and_touch(kib: u64) -> io::Result<Option<(*mut u8, usize)>> {
 }
 
 /// Maps `kib` KiB, touches every page and keeps the mapping forever.
-pub fn leak(kib: u64) -> io::Result<()> {
+pub(crate) fn leak(kib: u64) -> io::Result<()> {
     if let Some((ptr, _len)) = map_and_touch(kib)? {
         LEAKED
             .lock()
@@ -68,7 +68,7 @@ pub fn leak(kib: u64) -> io::Result<()> {
 }
 
 /// Maps `kib` KiB, touches every page, then unmaps it: faults taken, no net growth.
-pub fn churn(kib: u64) -> io::Result<()> {
+pub(crate) fn churn(kib: u64) -> io::Result<()> {
     if let Some((ptr, len)) = map_and_touch(kib)? {
         // SAFETY: `ptr`/`len` is exactly the mapping made above, not shared with anything else.
         let rc = unsafe { libc::munmap(ptr.cast(), len) };
@@ -85,7 +85,7 @@ pub fn churn(kib: u64) -> io::Result<()> {
 static REUSED: Mutex<Vec<u8>> = Mutex::new(Vec::new());
 
 /// Writes `kib` KiB of the process-wide reusable buffer, growing it first if needed.
-pub fn reuse(kib: u64) -> io::Result<()> {
+pub(crate) fn reuse(kib: u64) -> io::Result<()> {
     let bytes = usize::try_from(kib)
         .ok()
         .and_then(|k| k.checked_mul(1024))
@@ -116,7 +116,7 @@ static COLLECTOR: std::sync::OnceLock<Mutex<std::sync::mpsc::Sender<Garbage>>> =
     std::sync::OnceLock::new();
 
 /// How long the collector waits before it frees a batch.
-pub const COLLECT_AFTER: std::time::Duration = std::time::Duration::from_millis(200);
+pub(crate) const COLLECT_AFTER: std::time::Duration = std::time::Duration::from_millis(200);
 
 fn collector() -> &'static Mutex<std::sync::mpsc::Sender<Garbage>> {
     COLLECTOR.get_or_init(|| {
@@ -142,7 +142,7 @@ fn collector() -> &'static Mutex<std::sync::mpsc::Sender<Garbage>> {
 
 /// Maps `kib` KiB, touches every page and hands the mapping to the collector thread, which
 /// unmaps it [`COLLECT_AFTER`] later: memory freed after its request, by another thread.
-pub fn deferred(kib: u64) -> io::Result<()> {
+pub(crate) fn deferred(kib: u64) -> io::Result<()> {
     if let Some((ptr, len)) = map_and_touch(kib)? {
         let sent = collector()
             .lock()

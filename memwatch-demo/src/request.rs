@@ -2,11 +2,11 @@
 //! syntax, bounded in size.
 
 /// Longest request head accepted (431 beyond).
-pub const MAX_HEAD: usize = 16 * 1024;
+pub(crate) const MAX_HEAD: usize = 16 * 1024;
 
 /// A parsed request head.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Head {
+pub(crate) struct Head {
     /// Method token, as sent.
     pub method: String,
     /// Raw request target (path and query).
@@ -29,7 +29,7 @@ pub struct Head {
 
 /// A request that cannot be served, with the status to answer it with.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejection {
+pub(crate) struct Rejection {
     /// Status code (400, 431, 501).
     pub status: u16,
     /// Short explanation, sent as the body.
@@ -40,7 +40,7 @@ pub struct Rejection {
 
 /// Outcome of [`parse`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Parse {
+pub(crate) enum Parse {
     /// A complete head at the start of the buffer.
     Complete(Head),
     /// Need more bytes.
@@ -83,7 +83,7 @@ fn next_line(buf: &[u8], pos: usize) -> Option<(&[u8], usize)> {
 /// Parses the request head at the start of `buf` (CRLF or bare LF line endings; empty lines before
 /// the request line are skipped). The request line is checked as soon as it is complete, and the
 /// method as soon as it starts, so garbage is rejected without waiting for a blank line.
-pub fn parse(buf: &[u8]) -> Parse {
+pub(crate) fn parse(buf: &[u8]) -> Parse {
     let mut start = 0;
     loop {
         match buf.get(start..) {

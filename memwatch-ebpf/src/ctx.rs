@@ -13,7 +13,7 @@ use memwatch_common::tracepoint::{self, FIELD_REACH};
 /// A field of the record at byte `offset`. `T` must be at most 8 bytes and `offset` a multiple
 /// of its size (the verifier rejects the program otherwise, at load time).
 #[inline(always)]
-pub fn field<T: Copy>(ctx: &TracePointContext, offset: usize) -> T {
+pub(crate) fn field<T: Copy>(ctx: &TracePointContext, offset: usize) -> T {
     // SAFETY: the kernel passes a pointer to the whole record; the verifier checks every access
     // against the context bounds.
     unsafe { core::ptr::read_volatile(ctx.as_ptr().cast::<u8>().add(offset).cast::<T>()) }
@@ -26,7 +26,7 @@ pub fn field<T: Copy>(ctx: &TracePointContext, offset: usize) -> T {
 /// ptr"), even though it knows the global's value: the offset must be in the instruction. So
 /// this costs a `bpf_probe_read_kernel` call; keep it off hot paths.
 #[inline(always)]
-pub fn field_at<T: Copy>(ctx: &TracePointContext, offset: u32) -> Option<T> {
+pub(crate) fn field_at<T: Copy>(ctx: &TracePointContext, offset: u32) -> Option<T> {
     if offset > FIELD_REACH - size_of::<T>() as u32 {
         return None;
     }
@@ -42,12 +42,12 @@ pub fn field_at<T: Copy>(ctx: &TracePointContext, offset: u32) -> Option<T> {
 
 /// Syscall enter records: argument `n`, at `memwatch_common::tracepoint::syscall_arg(n)`.
 #[inline(always)]
-pub fn syscall_arg(ctx: &TracePointContext, n: u32) -> u64 {
+pub(crate) fn syscall_arg(ctx: &TracePointContext, n: u32) -> u64 {
     field::<u64>(ctx, tracepoint::syscall_arg(n) as usize)
 }
 
 /// Syscall exit records: the return value, at `memwatch_common::tracepoint::SYSCALL_RET`.
 #[inline(always)]
-pub fn syscall_ret(ctx: &TracePointContext) -> i64 {
+pub(crate) fn syscall_ret(ctx: &TracePointContext) -> i64 {
     field::<i64>(ctx, tracepoint::SYSCALL_RET as usize)
 }

@@ -11,7 +11,7 @@ const BPF_RB_FORCE_WAKEUP: u64 = 2;
 
 /// Adds one to a per-CPU counter.
 #[inline(always)]
-pub fn count(counter: Counter) {
+pub(crate) fn count(counter: Counter) {
     if let Some(slot) = COUNTERS.get_ptr_mut(counter as u32) {
         // SAFETY: per-CPU slot; programs do not preempt each other on one CPU.
         unsafe { *slot += 1 };
@@ -20,7 +20,7 @@ pub fn count(counter: Counter) {
 
 /// Reserves room for a `T`, or counts a drop and returns `None`.
 #[inline(always)]
-pub fn reserve<T: 'static>() -> Option<RingBufEntry<T>> {
+pub(crate) fn reserve<T: 'static>() -> Option<RingBufEntry<T>> {
     let entry = EVENTS.reserve::<T>(0);
     if entry.is_none() {
         count(Counter::RingbufDrops);
@@ -31,7 +31,7 @@ pub fn reserve<T: 'static>() -> Option<RingBufEntry<T>> {
 /// Submits an entry. The reader is woken only once enough data is waiting; otherwise it polls
 /// on a short timer. Waking per event would cost more than the event itself.
 #[inline(always)]
-pub fn submit<T>(entry: RingBufEntry<T>) {
+pub(crate) fn submit<T>(entry: RingBufEntry<T>) {
     let flags = if EVENTS.query(BPF_RB_AVAIL_DATA) >= global(&WAKEUP_BYTES) {
         BPF_RB_FORCE_WAKEUP
     } else {
@@ -42,7 +42,7 @@ pub fn submit<T>(entry: RingBufEntry<T>) {
 
 /// Builds a header for the current task, stamped now.
 #[inline(always)]
-pub fn header(kind: memwatch_common::EventKind, tgid: u32, tid: u32) -> EventHeader {
+pub(crate) fn header(kind: memwatch_common::EventKind, tgid: u32, tid: u32) -> EventHeader {
     // SAFETY: helper with no preconditions.
     header_at(kind, tgid, tid, unsafe {
         aya_ebpf::helpers::bpf_ktime_get_ns()
@@ -51,7 +51,12 @@ pub fn header(kind: memwatch_common::EventKind, tgid: u32, tid: u32) -> EventHea
 
 /// Builds a header stamped `ts_ns`, for a program that already read the clock.
 #[inline(always)]
-pub fn header_at(kind: memwatch_common::EventKind, tgid: u32, tid: u32, ts_ns: u64) -> EventHeader {
+pub(crate) fn header_at(
+    kind: memwatch_common::EventKind,
+    tgid: u32,
+    tid: u32,
+    ts_ns: u64,
+) -> EventHeader {
     EventHeader {
         kind: kind as u32,
         tgid,

@@ -37,7 +37,7 @@ fn send_run(tgid: u32, tid: u32, start: u64, end: u64) {
 }
 
 #[tracepoint]
-pub fn page_fault_user(ctx: TracePointContext) -> u32 {
+pub(crate) fn page_fault_user(ctx: TracePointContext) -> u32 {
     let (tgid, tid) = current();
     let page = global(&PAGE_SIZE);
     // A direct load at the offset preflight checked against this kernel's format file.
@@ -84,7 +84,7 @@ pub fn page_fault_user(ctx: TracePointContext) -> u32 {
 
 /// Sends the current thread's pending run of faulted pages, if any.
 #[inline(always)]
-pub fn flush_run(tid: u32) {
+pub(crate) fn flush_run(tid: u32) {
     if let Some(slot) = THREAD_FAULTS.get_ptr_mut(tid) {
         // SAFETY: only this thread writes its own slot, and a thread runs on one CPU at a time.
         let t = unsafe { &mut *slot };
@@ -98,7 +98,7 @@ pub fn flush_run(tid: u32) {
 
 /// The current thread's fault count (0 when it has taken none yet).
 #[inline(always)]
-pub fn thread_faults(tid: u32) -> u64 {
+pub(crate) fn thread_faults(tid: u32) -> u64 {
     // SAFETY: the value is copied out.
     unsafe { THREAD_FAULTS.get(tid) }.map_or(0, |v| v.faults)
 }

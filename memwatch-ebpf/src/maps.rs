@@ -11,50 +11,50 @@ use memwatch_common::{
 
 // Load-time globals (set by user space before verification; names in memwatch_common::config).
 #[unsafe(no_mangle)]
-pub static SELF_TGID: u32 = 0;
+pub(crate) static SELF_TGID: u32 = 0;
 #[unsafe(no_mangle)]
-pub static FOLLOW_FORKS: u32 = 1;
+pub(crate) static FOLLOW_FORKS: u32 = 1;
 #[unsafe(no_mangle)]
-pub static CAPTURE_LEN: u32 = memwatch_common::net::DEFAULT_CAPTURE;
+pub(crate) static CAPTURE_LEN: u32 = memwatch_common::net::DEFAULT_CAPTURE;
 #[unsafe(no_mangle)]
-pub static WAKEUP_BYTES: u64 = 64 * 1024;
+pub(crate) static WAKEUP_BYTES: u64 = 64 * 1024;
 #[unsafe(no_mangle)]
-pub static PAGE_SIZE: u64 = 4096;
+pub(crate) static PAGE_SIZE: u64 = 4096;
 // Tracepoint field offsets from this kernel's format files (see memwatch_common::tracepoint).
 #[unsafe(no_mangle)]
-pub static NEWTASK_PID_OFFSET: u32 = OFFSET_UNSET;
+pub(crate) static NEWTASK_PID_OFFSET: u32 = OFFSET_UNSET;
 #[unsafe(no_mangle)]
-pub static NEWTASK_CLONE_FLAGS_OFFSET: u32 = OFFSET_UNSET;
+pub(crate) static NEWTASK_CLONE_FLAGS_OFFSET: u32 = OFFSET_UNSET;
 #[unsafe(no_mangle)]
-pub static EXIT_GROUP_DEAD_OFFSET: u32 = OFFSET_UNSET;
+pub(crate) static EXIT_GROUP_DEAD_OFFSET: u32 = OFFSET_UNSET;
 
 /// Reads a load-time global. `read_volatile` stops the compiler from folding the default value.
 #[inline(always)]
-pub fn global<T: Copy>(g: &'static T) -> T {
+pub(crate) fn global<T: Copy>(g: &'static T) -> T {
     // SAFETY: `g` is a valid, aligned static.
     unsafe { core::ptr::read_volatile(g) }
 }
 
 /// Traced processes (at most 4096; unlike the ring buffer, user space does not resize it).
 #[map]
-pub static TARGETS: HashMap<u32, u32> = HashMap::with_max_entries(4096, 0);
+pub(crate) static TARGETS: HashMap<u32, u32> = HashMap::with_max_entries(4096, 0);
 
 /// Every event. User space sizes it at load time.
 #[map]
-pub static EVENTS: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
+pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
 
 /// What could not be done: ring-buffer drops, unpaired exits, full maps.
 #[map]
-pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
+pub(crate) static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
 
 /// User page faults per live traced thread.
 #[map]
-pub static THREAD_FAULTS: HashMap<u32, ThreadFaults> = HashMap::with_max_entries(65536, 0);
+pub(crate) static THREAD_FAULTS: HashMap<u32, ThreadFaults> = HashMap::with_max_entries(65536, 0);
 
 /// Memory-syscall arguments stashed at enter, keyed by tid, consumed at exit.
 #[map]
-pub static PENDING_MEM: HashMap<u32, MemArgs> = HashMap::with_max_entries(16384, 0);
+pub(crate) static PENDING_MEM: HashMap<u32, MemArgs> = HashMap::with_max_entries(16384, 0);
 
 /// Server-side connections, keyed by `memwatch_common::net::conn_key`.
 #[map]
-pub static CONNS: HashMap<u64, ConnState> = HashMap::with_max_entries(65536, 0);
+pub(crate) static CONNS: HashMap<u64, ConnState> = HashMap::with_max_entries(65536, 0);

@@ -63,7 +63,7 @@ fn finish(ctx: &TracePointContext, op: MemOp) {
 }
 
 #[tracepoint]
-pub fn mmap_enter(ctx: TracePointContext) -> u32 {
+pub(crate) fn mmap_enter(ctx: TracePointContext) -> u32 {
     stash(MemArgs {
         op: MemOp::Mmap as u32,
         addr: syscall_arg(&ctx, 0),
@@ -77,13 +77,13 @@ pub fn mmap_enter(ctx: TracePointContext) -> u32 {
 }
 
 #[tracepoint]
-pub fn mmap_exit(ctx: TracePointContext) -> u32 {
+pub(crate) fn mmap_exit(ctx: TracePointContext) -> u32 {
     finish(&ctx, MemOp::Mmap);
     0
 }
 
 #[tracepoint]
-pub fn munmap_enter(ctx: TracePointContext) -> u32 {
+pub(crate) fn munmap_enter(ctx: TracePointContext) -> u32 {
     stash(MemArgs {
         op: MemOp::Munmap as u32,
         addr: syscall_arg(&ctx, 0),
@@ -94,13 +94,13 @@ pub fn munmap_enter(ctx: TracePointContext) -> u32 {
 }
 
 #[tracepoint]
-pub fn munmap_exit(ctx: TracePointContext) -> u32 {
+pub(crate) fn munmap_exit(ctx: TracePointContext) -> u32 {
     finish(&ctx, MemOp::Munmap);
     0
 }
 
 #[tracepoint]
-pub fn mremap_enter(ctx: TracePointContext) -> u32 {
+pub(crate) fn mremap_enter(ctx: TracePointContext) -> u32 {
     stash(MemArgs {
         op: MemOp::Mremap as u32,
         addr: syscall_arg(&ctx, 0),
@@ -113,13 +113,13 @@ pub fn mremap_enter(ctx: TracePointContext) -> u32 {
 }
 
 #[tracepoint]
-pub fn mremap_exit(ctx: TracePointContext) -> u32 {
+pub(crate) fn mremap_exit(ctx: TracePointContext) -> u32 {
     finish(&ctx, MemOp::Mremap);
     0
 }
 
 #[tracepoint]
-pub fn brk_enter(ctx: TracePointContext) -> u32 {
+pub(crate) fn brk_enter(ctx: TracePointContext) -> u32 {
     stash(MemArgs {
         op: MemOp::Brk as u32,
         addr: syscall_arg(&ctx, 0),
@@ -129,13 +129,13 @@ pub fn brk_enter(ctx: TracePointContext) -> u32 {
 }
 
 #[tracepoint]
-pub fn brk_exit(ctx: TracePointContext) -> u32 {
+pub(crate) fn brk_exit(ctx: TracePointContext) -> u32 {
     finish(&ctx, MemOp::Brk);
     0
 }
 
 #[tracepoint]
-pub fn mprotect_enter(ctx: TracePointContext) -> u32 {
+pub(crate) fn mprotect_enter(ctx: TracePointContext) -> u32 {
     stash(MemArgs {
         op: MemOp::Mprotect as u32,
         addr: syscall_arg(&ctx, 0),
@@ -147,13 +147,13 @@ pub fn mprotect_enter(ctx: TracePointContext) -> u32 {
 }
 
 #[tracepoint]
-pub fn mprotect_exit(ctx: TracePointContext) -> u32 {
+pub(crate) fn mprotect_exit(ctx: TracePointContext) -> u32 {
     finish(&ctx, MemOp::Mprotect);
     0
 }
 
 #[tracepoint]
-pub fn madvise_enter(ctx: TracePointContext) -> u32 {
+pub(crate) fn madvise_enter(ctx: TracePointContext) -> u32 {
     stash(MemArgs {
         op: MemOp::Madvise as u32,
         addr: syscall_arg(&ctx, 0),
@@ -165,7 +165,7 @@ pub fn madvise_enter(ctx: TracePointContext) -> u32 {
 }
 
 #[tracepoint]
-pub fn madvise_exit(ctx: TracePointContext) -> u32 {
+pub(crate) fn madvise_exit(ctx: TracePointContext) -> u32 {
     finish(&ctx, MemOp::Madvise);
     0
 }

@@ -297,14 +297,14 @@ fn transfer(ret: i64) {
 }
 
 #[tracepoint]
-pub fn accept_exit_tp(ctx: TracePointContext) -> u32 {
+pub(crate) fn accept_exit_tp(ctx: TracePointContext) -> u32 {
     accept_exit(&ctx);
     0
 }
 
 /// `sock_recv_length(struct sock *sk, int ret, int flags)`: after a socket receive.
 #[raw_tracepoint(tracepoint = "sock_recv_length")]
-pub fn sock_recv(ctx: RawTracePointContext) -> i32 {
+pub(crate) fn sock_recv(ctx: RawTracePointContext) -> i32 {
     let ret = ctx.arg::<u64>(1) as i32;
     if ctx.arg::<u64>(2) & MSG_PEEK == 0 {
         transfer(i64::from(ret));
@@ -314,13 +314,13 @@ pub fn sock_recv(ctx: RawTracePointContext) -> i32 {
 
 /// `sock_send_length(struct sock *sk, int ret, int flags)`: after a socket send.
 #[raw_tracepoint(tracepoint = "sock_send_length")]
-pub fn sock_send(ctx: RawTracePointContext) -> i32 {
+pub(crate) fn sock_send(ctx: RawTracePointContext) -> i32 {
     transfer(i64::from(ctx.arg::<u64>(1) as i32));
     0
 }
 
 #[tracepoint]
-pub fn close_enter(ctx: TracePointContext) -> u32 {
+pub(crate) fn close_enter(ctx: TracePointContext) -> u32 {
     let (tgid, tid) = current();
     if !is_target(tgid) {
         return 0;

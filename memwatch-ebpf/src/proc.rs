@@ -36,7 +36,7 @@ fn send(kind: EventKind, tgid: u32, tid: u32, child: u32, group_dead: u32, fault
 /// `task:task_newtask` fires in the parent while the child cannot run yet, with the child's
 /// pid and clone flags: the one place that tells a new process from a new thread.
 #[tracepoint]
-pub fn task_newtask(ctx: TracePointContext) -> u32 {
+pub(crate) fn task_newtask(ctx: TracePointContext) -> u32 {
     let (tgid, tid) = current();
     if global(&FOLLOW_FORKS) == 0 || !is_target(tgid) {
         return 0;
@@ -62,7 +62,7 @@ pub fn task_newtask(ctx: TracePointContext) -> u32 {
 }
 
 #[tracepoint]
-pub fn sched_process_exec(_ctx: TracePointContext) -> u32 {
+pub(crate) fn sched_process_exec(_ctx: TracePointContext) -> u32 {
     let (tgid, tid) = current();
     if is_target(tgid) {
         send(EventKind::Exec, tgid, tid, 0, 0, 0);
@@ -71,7 +71,7 @@ pub fn sched_process_exec(_ctx: TracePointContext) -> u32 {
 }
 
 #[tracepoint]
-pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
+pub(crate) fn sched_process_exit(ctx: TracePointContext) -> u32 {
     let (tgid, tid) = current();
     if !is_target(tgid) {
         return 0;

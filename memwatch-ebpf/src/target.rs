@@ -6,7 +6,7 @@ use crate::maps::{SELF_TGID, TARGETS, global};
 
 /// The current task's `(tgid, tid)`.
 #[inline(always)]
-pub fn current() -> (u32, u32) {
+pub(crate) fn current() -> (u32, u32) {
     let id = bpf_get_current_pid_tgid();
     ((id >> 32) as u32, id as u32)
 }
@@ -14,7 +14,7 @@ pub fn current() -> (u32, u32) {
 /// True when `tgid` is a target. memwatch's own tgid never is, whatever the map holds: a
 /// tracer that traces itself feeds back forever.
 #[inline(always)]
-pub fn is_target(tgid: u32) -> bool {
+pub(crate) fn is_target(tgid: u32) -> bool {
     // SAFETY: the value is only tested for presence.
     tgid != global(&SELF_TGID) && unsafe { TARGETS.get(tgid) }.is_some()
 }

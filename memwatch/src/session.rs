@@ -668,6 +668,20 @@ async fn attach(
     Ok(session)
 }
 
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("output", &self.output)
+            .field("ebpf", &self.probe.is_some())
+            .field("alive", &self.alive)
+            .field("spawned", &self.spawned)
+            .field("events", &self.events)
+            .field("counters", &self.counters)
+            .field("pending_rows", &self.rows.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Session {
     /// The recording being written.
     pub fn output(&self) -> &Path {

@@ -76,6 +76,7 @@ pub fn copy_for_anyone(bin: &Path, dir: &Path) -> PathBuf {
 }
 
 /// A running memwatch whose stderr is watched line by line.
+#[derive(Debug)]
 pub struct Running {
     pub child: Child,
     lines: mpsc::Receiver<String>,
@@ -265,6 +266,7 @@ pub fn stdout_value(stdout: &str, key: &str) -> u32 {
 pub const MIB: i64 = 1024 * 1024;
 
 /// A server process started by a test, killed (with its process group) when dropped.
+#[derive(Debug)]
 pub struct Server {
     pub child: Child,
     pub port: u16,

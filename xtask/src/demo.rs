@@ -39,7 +39,7 @@ fn get(port: u16, path: &str) -> std::io::Result<()> {
     Ok(())
 }
 
-pub fn run(listen: &str) -> anyhow::Result<()> {
+pub(crate) fn run(listen: &str) -> anyhow::Result<()> {
     let bin = root().join("target/release");
     let scratch = std::env::temp_dir().join(format!("memwatch-demo-{}", std::process::id()));
     std::fs::create_dir_all(&scratch)?;

@@ -22,7 +22,7 @@ fn arch() -> &'static str {
 }
 
 /// Builds the eBPF object into `target/ebpf` and returns its path.
-pub fn build(pin: &Pin) -> anyhow::Result<PathBuf> {
+pub(crate) fn build(pin: &Pin) -> anyhow::Result<PathBuf> {
     let target_dir = crate::root().join("target/ebpf");
     let mut cmd = pin.cargo();
     cmd.args([
@@ -49,7 +49,7 @@ pub fn build(pin: &Pin) -> anyhow::Result<PathBuf> {
 }
 
 /// Builds the object and writes it, with its stamp, where memwatch embeds it.
-pub fn update(pin: &Pin) -> anyhow::Result<()> {
+pub(crate) fn update(pin: &Pin) -> anyhow::Result<()> {
     let built = build(pin)?;
     let root = crate::root();
     let dir = root.join(fingerprint::OBJECT_DIR);
@@ -83,7 +83,7 @@ fn stamp_text(pin: &Pin, root: &Path) -> anyhow::Result<String> {
 
 /// Rebuilds the object and fails unless the committed one has the same programs, data and
 /// relocations, and its stamp matches the sources.
-pub fn check(pin: &Pin) -> anyhow::Result<()> {
+pub(crate) fn check(pin: &Pin) -> anyhow::Result<()> {
     let root = crate::root();
     let dir = root.join(fingerprint::OBJECT_DIR);
     let committed = dir.join(fingerprint::object_name(arch()));

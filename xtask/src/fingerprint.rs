@@ -13,24 +13,24 @@ use std::{
 };
 
 /// The crates whose sources make up the eBPF object, relative to the workspace root.
-pub const KERNEL_SIDE: &[&str] = &["memwatch-ebpf", "memwatch-common"];
+pub(crate) const KERNEL_SIDE: &[&str] = &["memwatch-ebpf", "memwatch-common"];
 
 /// Where the committed object and its stamp live, relative to the workspace root.
-pub const OBJECT_DIR: &str = "memwatch-ebpf/object";
+pub(crate) const OBJECT_DIR: &str = "memwatch-ebpf/object";
 
 /// The committed object for a host architecture (the kernel side reads that architecture's user
 /// registers, so the object is per architecture).
-pub fn object_name(arch: &str) -> String {
+pub(crate) fn object_name(arch: &str) -> String {
     format!("memwatch-{arch}.bpf.o")
 }
 
 /// The stamp written beside the object: the source fingerprint and the toolchain that built it.
-pub fn stamp_name(arch: &str) -> String {
+pub(crate) fn stamp_name(arch: &str) -> String {
     format!("memwatch-{arch}.bpf.stamp")
 }
 
 /// The fingerprint of the kernel side's sources under `root`, as 16 hex digits.
-pub fn sources(root: &Path) -> io::Result<String> {
+pub(crate) fn sources(root: &Path) -> io::Result<String> {
     let mut files = Vec::new();
     for krate in KERNEL_SIDE {
         collect(root, &root.join(krate), &mut files)?;
@@ -78,7 +78,7 @@ fn collect(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
 }
 
 /// The `sources = "…"` value of a stamp file's text, if it has one.
-pub fn stamp_sources(stamp: &str) -> Option<&str> {
+pub(crate) fn stamp_sources(stamp: &str) -> Option<&str> {
     stamp.lines().find_map(|line| {
         let value = line
             .strip_prefix("sources")?

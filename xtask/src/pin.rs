@@ -7,7 +7,7 @@ use anyhow::{Context as _, bail};
 
 /// The pinned kernel-side toolchain.
 #[derive(Debug, Clone)]
-pub struct Pin {
+pub(crate) struct Pin {
     /// A dated nightly, e.g. `nightly-2026-05-19`.
     pub nightly: String,
     /// The LLVM major both the nightly and bpf-linker use.
@@ -18,7 +18,7 @@ pub struct Pin {
 
 impl Pin {
     /// Reads the pin from the workspace manifest.
-    pub fn read() -> anyhow::Result<Self> {
+    pub(crate) fn read() -> anyhow::Result<Self> {
         let manifest = crate::root().join("Cargo.toml");
         let metadata = cargo_metadata::MetadataCommand::new()
             .manifest_path(&manifest)
@@ -62,7 +62,7 @@ impl Pin {
 
     /// `cargo` of the pinned nightly. `rustup run` rather than `cargo +T`: it works whichever
     /// cargo proxy is first on PATH, and ignores a RUSTUP_TOOLCHAIN set by an outer cargo.
-    pub fn cargo(&self) -> Command {
+    pub(crate) fn cargo(&self) -> Command {
         let mut cmd = Command::new("rustup");
         cmd.args(["run", &self.nightly, "cargo"])
             .env_remove("RUSTUP_TOOLCHAIN")
@@ -73,17 +73,17 @@ impl Pin {
     }
 
     /// bpf-linker's cargo feature for the pinned LLVM.
-    pub fn linker_feature(&self) -> String {
+    pub(crate) fn linker_feature(&self) -> String {
         format!("llvm-{}", self.llvm)
     }
 
     /// Where Debian installs the pinned LLVM.
-    pub fn llvm_prefix(&self) -> String {
+    pub(crate) fn llvm_prefix(&self) -> String {
         format!("/usr/lib/llvm-{}", self.llvm)
     }
 
     /// The command that installs the pinned bpf-linker, as a user would type it.
-    pub fn install_linker_command(&self) -> String {
+    pub(crate) fn install_linker_command(&self) -> String {
         format!(
             "{}={prefix} LLVM_PREFIX={prefix} cargo install bpf-linker --version {} \
              --no-default-features --features {} --force",
@@ -96,13 +96,13 @@ impl Pin {
 
     /// llvm-sys reads `LLVM_SYS_<major><minor>_PREFIX`; its releases for LLVM 18 and later are
     /// numbered `<major>1`.
-    pub fn llvm_sys_prefix_var(&self) -> String {
+    pub(crate) fn llvm_sys_prefix_var(&self) -> String {
         format!("LLVM_SYS_{}1_PREFIX", self.llvm)
     }
 }
 
 /// The LLVM major in `rustc -vV` output (`LLVM version: 22.1.4`).
-pub fn rustc_llvm_major(verbose_version: &str) -> Option<u32> {
+pub(crate) fn rustc_llvm_major(verbose_version: &str) -> Option<u32> {
     verbose_version
         .lines()
         .find_map(|l| l.strip_prefix("LLVM version:"))
@@ -111,7 +111,7 @@ pub fn rustc_llvm_major(verbose_version: &str) -> Option<u32> {
 
 /// The LLVM major a bpf-linker binary links against, from `ldd` (`libLLVM.so.22.1` or
 /// `libLLVM-22.so`). None when it cannot be told (a static build).
-pub fn linker_llvm_major(ldd: &str) -> Option<u32> {
+pub(crate) fn linker_llvm_major(ldd: &str) -> Option<u32> {
     ldd.lines().find_map(|line| {
         let name = line.split_whitespace().next()?;
         let rest = name

@@ -75,7 +75,7 @@ fn apt_install(packages: &[String]) -> anyhow::Result<()> {
 /// The pinned nightly with the components the kernel side needs (`rust-src`: it builds core from
 /// source; `clippy`: the tests lint it for its own target), installed when missing; then checks
 /// that its LLVM is the pinned one, before anything is built with it.
-pub fn ensure_nightly(pin: &Pin) -> anyhow::Result<()> {
+pub(crate) fn ensure_nightly(pin: &Pin) -> anyhow::Result<()> {
     step(&format!(
         "{} with rust-src and clippy (the kernel-side toolchain)",
         pin.nightly
@@ -126,7 +126,7 @@ pub fn ensure_nightly(pin: &Pin) -> anyhow::Result<()> {
 /// Everything `cargo xtask ebpf` needs to build the kernel side: the pinned nightly, LLVM's
 /// development libraries and the pinned bpf-linker, with their LLVM majors checked against each
 /// other before anything is built.
-pub fn ensure_ebpf(pin: &Pin) -> anyhow::Result<()> {
+pub(crate) fn ensure_ebpf(pin: &Pin) -> anyhow::Result<()> {
     ensure_nightly(pin)?;
     step(&format!(
         "LLVM {} development libraries (bpf-linker links against them)",
@@ -216,7 +216,7 @@ fn ensure_linker(pin: &Pin) -> anyhow::Result<()> {
 
 /// Everything the test suite (and the benchmarks) drive: servers, load generators, peer tools,
 /// the browser tests' npm packages, and the Python runtime tests' packages.
-pub fn ensure_test_tools() -> anyhow::Result<()> {
+pub(crate) fn ensure_test_tools() -> anyhow::Result<()> {
     step("servers and load generators for the tests (nginx, ab, wrk, bpftrace, strace, go)");
     apt_install(&missing_packages(TEST_PACKAGES))?;
     ensure_e2e()?;
@@ -258,7 +258,7 @@ fn ensure_python_runtime() -> anyhow::Result<()> {
 }
 
 /// cargo-fuzz, for `cargo xtask fuzz`.
-pub fn ensure_cargo_fuzz() -> anyhow::Result<()> {
+pub(crate) fn ensure_cargo_fuzz() -> anyhow::Result<()> {
     step("cargo-fuzz");
     if !quiet(Command::new("cargo").args(["fuzz", "--version"])) {
         crate::run(Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]))?;

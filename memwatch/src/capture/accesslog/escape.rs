@@ -11,7 +11,7 @@ use std::borrow::Cow;
 /// Decodes Apache and nginx log escapes. Borrows when there is nothing to decode.
 ///
 /// The result is bytes: `\xhh` may produce any byte, including invalid UTF-8.
-pub fn unescape(input: &[u8]) -> Cow<'_, [u8]> {
+pub(super) fn unescape(input: &[u8]) -> Cow<'_, [u8]> {
     let Some(first) = input.iter().position(|&b| b == b'\\') else {
         return Cow::Borrowed(input);
     };
@@ -59,7 +59,7 @@ pub fn unescape(input: &[u8]) -> Cow<'_, [u8]> {
 }
 
 /// Decodes escapes into a `String`, replacing bytes that are not UTF-8 with U+FFFD.
-pub fn unescape_to_string(input: &str) -> String {
+pub(super) fn unescape_to_string(input: &str) -> String {
     match unescape(input.as_bytes()) {
         Cow::Borrowed(_) => input.to_owned(),
         Cow::Owned(bytes) => match String::from_utf8(bytes) {

@@ -31,7 +31,7 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
 ];
 
 /// The embedded file for `path`, if there is one.
-pub fn lookup(path: &str) -> Option<(&'static str, &'static [u8])> {
+pub(super) fn lookup(path: &str) -> Option<(&'static str, &'static [u8])> {
     ASSETS
         .iter()
         .find(|(p, _, _)| *p == path)

@@ -93,14 +93,17 @@ async fn with_rec<T: Send + 'static>(
     .map_err(internal)?
 }
 
-pub async fn summary(State(state): State<Arc<AppState>>) -> ApiResult<Summary> {
+pub(super) async fn summary(State(state): State<Arc<AppState>>) -> ApiResult<Summary> {
     let live = state.live.load(Ordering::Relaxed);
     with_rec(&state, move |rec| Summary::read(rec, live))
         .await
         .map(Json)
 }
 
-pub async fn timeline(State(state): State<Arc<AppState>>, Query(p): Params) -> ApiResult<Timeline> {
+pub(super) async fn timeline(
+    State(state): State<Arc<AppState>>,
+    Query(p): Params,
+) -> ApiResult<Timeline> {
     let range = range(&p)?;
     let points = int(&p, "points", 2, 10_000)?.unwrap_or(1000) as usize;
     with_rec(&state, move |rec| Timeline::read(rec, range, points))
@@ -108,7 +111,7 @@ pub async fn timeline(State(state): State<Arc<AppState>>, Query(p): Params) -> A
         .map(Json)
 }
 
-pub async fn endpoints(
+pub(super) async fn endpoints(
     State(state): State<Arc<AppState>>,
     Query(p): Params,
 ) -> ApiResult<Endpoints> {
@@ -118,7 +121,10 @@ pub async fn endpoints(
         .map(Json)
 }
 
-pub async fn requests(State(state): State<Arc<AppState>>, Query(p): Params) -> ApiResult<Requests> {
+pub(super) async fn requests(
+    State(state): State<Arc<AppState>>,
+    Query(p): Params,
+) -> ApiResult<Requests> {
     let range = range(&p)?;
     let limit = int(&p, "limit", 1, 5000)?.unwrap_or(200);
     let filter = RequestFilter {
@@ -132,7 +138,7 @@ pub async fn requests(State(state): State<Arc<AppState>>, Query(p): Params) -> A
         .map(Json)
 }
 
-pub async fn log_lines(
+pub(super) async fn log_lines(
     State(state): State<Arc<AppState>>,
     Query(p): Params,
 ) -> ApiResult<LogLines> {
@@ -144,7 +150,7 @@ pub async fn log_lines(
 }
 
 /// One `update` event per second while live; one in offline mode.
-pub async fn stream(
+pub(super) async fn stream(
     State(state): State<Arc<AppState>>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let updates = stream::unfold((state, true), |(state, first)| async move {

@@ -43,7 +43,7 @@ fn bounds(rec: &Recording) -> Result<(i64, Option<i64>, i64), ApiError> {
 
 /// `GET /api/summary`.
 #[derive(Debug, Serialize)]
-pub struct Summary {
+pub(crate) struct Summary {
     pub access_log: Option<AccessLog>,
     pub approximate_requests: u64,
     pub dropped_events: u64,
@@ -64,7 +64,7 @@ pub struct Summary {
 
 /// The report's `access_log` object.
 #[derive(Debug, Serialize)]
-pub struct AccessLog {
+pub(crate) struct AccessLog {
     pub format: Vec<String>,
     pub invalid_requests: u64,
     pub lines: u64,
@@ -80,7 +80,7 @@ pub struct AccessLog {
 
 /// The report's `lost` object.
 #[derive(Debug, Serialize)]
-pub struct Lost {
+pub(crate) struct Lost {
     pub dropped_events: u64,
     pub map_full: u64,
     pub undecodable: u64,
@@ -89,7 +89,7 @@ pub struct Lost {
 
 /// Memory of the whole target: RSS and VmSize summed over the processes.
 #[derive(Debug, Serialize)]
-pub struct Memory {
+pub(crate) struct Memory {
     pub page_faults: u64,
     pub rss_end_bytes: i64,
     pub rss_peak_bytes: i64,
@@ -100,7 +100,7 @@ pub struct Memory {
 }
 
 #[derive(Debug, Serialize)]
-pub struct Process {
+pub(crate) struct Process {
     pub comm: String,
     pub exited_ms: Option<i64>,
     pub origin: String,
@@ -183,7 +183,7 @@ impl From<query::Process> for Process {
 }
 
 impl Summary {
-    pub fn read(rec: &Recording, live: bool) -> Result<Self, ApiError> {
+    pub(crate) fn read(rec: &Recording, live: bool) -> Result<Self, ApiError> {
         let (started, ended, latest) = bounds(rec)?;
         let counters = rec.counters()?;
         let samples = rec.sample_series(None)?;
@@ -224,7 +224,7 @@ impl Summary {
 
 /// `GET /api/timeline`.
 #[derive(Debug, Serialize)]
-pub struct Timeline {
+pub(crate) struct Timeline {
     pub from_ms: i64,
     pub mem_events: Vec<MemEvent>,
     pub points: usize,
@@ -238,14 +238,14 @@ pub struct Timeline {
 
 /// A downsampled memory series: times (epoch ms) and values.
 #[derive(Debug, Serialize)]
-pub struct Series {
+pub(crate) struct Series {
     pub t: Vec<i64>,
     pub v: Vec<i64>,
 }
 
 /// Requests ending in each bucket, by status class.
 #[derive(Debug, Serialize)]
-pub struct RequestDensity {
+pub(crate) struct RequestDensity {
     /// No status.
     pub other: Vec<i64>,
     pub s2xx: Vec<i64>,
@@ -259,7 +259,7 @@ pub struct RequestDensity {
 
 /// A large mapping change.
 #[derive(Debug, Serialize)]
-pub struct MemEvent {
+pub(crate) struct MemEvent {
     /// The signed change of mapped bytes.
     pub bytes: i64,
     pub op: String,
@@ -296,7 +296,7 @@ impl Series {
 
 /// Min/max downsampling of `(t, v)` points into `buckets` buckets over `[from, to]`: each bucket
 /// keeps its minimum and maximum sample, in time order, so at most `2 * buckets` points.
-pub fn downsample(
+pub(super) fn downsample(
     points: &[(i64, i64)],
     from: i64,
     to: i64,
@@ -340,7 +340,7 @@ pub fn downsample(
 impl Timeline {
     /// The memory series and request density over `range` (the whole recording by default) in
     /// at most `points` points.
-    pub fn read(rec: &Recording, range: Range, points: usize) -> Result<Self, ApiError> {
+    pub(crate) fn read(rec: &Recording, range: Range, points: usize) -> Result<Self, ApiError> {
         let (started, ended, latest) = bounds(rec)?;
         let from = range.from_ns.unwrap_or(started);
         let to = range.to_ns.unwrap_or(ended.unwrap_or(latest)).max(from);
@@ -404,7 +404,7 @@ impl Timeline {
 
 /// `GET /api/endpoints`.
 #[derive(Debug, Serialize)]
-pub struct Endpoints {
+pub(crate) struct Endpoints {
     pub endpoints: Vec<Endpoint>,
     pub from_ms: Option<i64>,
     pub non_http: BTreeMap<String, u64>,
@@ -417,7 +417,7 @@ pub struct Endpoints {
 
 /// The report's endpoint object.
 #[derive(Debug, Serialize)]
-pub struct Endpoint {
+pub(crate) struct Endpoint {
     pub approximate: u64,
     pub duration_ms_p50: f64,
     pub duration_ms_p95: f64,
@@ -497,7 +497,7 @@ impl From<report::Endpoint> for Endpoint {
 
 impl Endpoints {
     /// The routes hit by requests that ended in `range`.
-    pub fn read(rec: &Recording, range: Range) -> Result<Self, ApiError> {
+    pub(crate) fn read(rec: &Recording, range: Range) -> Result<Self, ApiError> {
         let (from, to) = (range.from_ns.unwrap_or(0), range.to_ns.unwrap_or(i64::MAX));
         let endpoints = report::endpoints(rec, range)?;
         let retained = report::RetainedSummary::read(rec, range, &endpoints)?;
@@ -514,7 +514,7 @@ impl Endpoints {
 
 /// `GET /api/requests`.
 #[derive(Debug, Serialize)]
-pub struct Requests {
+pub(crate) struct Requests {
     pub requests: Vec<Request>,
     /// Every request the filter selects, listed or not.
     pub total: i64,
@@ -525,7 +525,7 @@ pub struct Requests {
 }
 
 #[derive(Debug, Serialize)]
-pub struct Request {
+pub(crate) struct Request {
     pub bytes_in: i64,
     pub bytes_out: i64,
     pub duration_ms: f64,
@@ -589,7 +589,11 @@ impl From<RequestEntry> for Request {
 
 impl Requests {
     /// The `limit` newest requests `filter` selects, and how many it selects.
-    pub fn read(rec: &Recording, filter: &RequestFilter, limit: i64) -> Result<Self, ApiError> {
+    pub(crate) fn read(
+        rec: &Recording,
+        filter: &RequestFilter,
+        limit: i64,
+    ) -> Result<Self, ApiError> {
         let total = rec.matching_request_count(filter)?;
         let newest = rec.newest_requests(filter, limit)?;
         let requests: Vec<Request> = newest.rows.into_iter().map(Request::from).collect();
@@ -604,14 +608,14 @@ impl Requests {
 
 /// `GET /api/log_lines`.
 #[derive(Debug, Serialize)]
-pub struct LogLines {
+pub(crate) struct LogLines {
     pub lines: Vec<LogLine>,
     /// Lines within `limit` that did not decode and were left out.
     pub undecodable_rows: u64,
 }
 
 #[derive(Debug, Serialize)]
-pub struct LogLine {
+pub(crate) struct LogLine {
     pub arrived_ms: i64,
     pub method: Option<String>,
     pub ok: bool,
@@ -649,7 +653,7 @@ impl From<LogLineEntry> for LogLine {
 
 impl LogLines {
     /// The `limit` newest lines that arrived in `range` and were rejected or matched nothing.
-    pub fn read(rec: &Recording, range: Range, limit: i64) -> Result<Self, ApiError> {
+    pub(crate) fn read(rec: &Recording, range: Range, limit: i64) -> Result<Self, ApiError> {
         let (from, to) = (range.from_ns.unwrap_or(0), range.to_ns.unwrap_or(i64::MAX));
         let lines = rec.unmatched_or_rejected_lines(from, to, limit)?;
         Ok(Self {
@@ -661,7 +665,7 @@ impl LogLines {
 
 /// The data of a `GET /api/stream` `update` event.
 #[derive(Debug, Serialize)]
-pub struct Update {
+pub(super) struct Update {
     pub dropped_events: u64,
     pub latest_ms: i64,
     pub live: bool,
@@ -669,7 +673,7 @@ pub struct Update {
 }
 
 impl Update {
-    pub fn read(rec: &Recording, live: bool) -> Result<Self, ApiError> {
+    pub(super) fn read(rec: &Recording, live: bool) -> Result<Self, ApiError> {
         let (_, _, latest) = bounds(rec)?;
         Ok(Self {
             dropped_events: rec.counters()?.lost.dropped_events,
