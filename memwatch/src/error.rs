@@ -1,12 +1,32 @@
 //! Errors that reach the user: each says what was wrong, shows the offending value, and says
 //! what to do. Each enum's `exit_code` gives its documented exit code; `commands::exit_code`
-//! does the same for any error that reaches `main`. Of memwatch's own, this module imports only
-//! the probe's error types (`capture::probe::error`, which imports nothing of memwatch's own but
-//! the pure `capture::probe::format`): every other module may use it.
+//! does the same for any error that reaches `main`. This module imports nothing of memwatch's
+//! own, so every other module may use it: the kernel side's own error types
+//! (`capture::probe::error`) reach [`SetupError`] boxed, their causes kept.
 
 use std::path::PathBuf;
 
-use crate::capture::probe::error::{FormatError, LoadError};
+/// A subsystem's typed error carried inside a [`SetupError`]; its message and causes are kept,
+/// and it can be downcast back to its type.
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// An error and its causes on one line, `: `-separated, each cause once: a cause whose text an
+/// earlier message already contains (as aya's errors include their source's) is not repeated.
+pub fn message(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    let mut previous = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if out.is_empty() {
+            out.push_str(&text);
+        } else if !previous.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        previous = text;
+    }
+    out
+}
 
 /// Exit codes, documented in the README.
 pub mod exit {
@@ -43,9 +63,9 @@ pub enum SetupError {
     )]
     MissingTracepoint { name: String, path: PathBuf },
     /// A tracepoint's record is not laid out as the kernel side reads it; the message comes
-    /// from the [`FormatError`].
+    /// from the boxed `capture::probe::error::FormatError`.
     #[error(transparent)]
-    Format(#[from] FormatError),
+    Format(Cause),
     #[error("no process with PID {pid}: check it with `ps -p {pid}`")]
     NoSuchPid { pid: u32 },
     #[error("PID {pid} is memwatch itself; memwatch never traces itself. Pass the server's PID")]
@@ -91,9 +111,9 @@ pub enum SetupError {
         source: std::io::Error,
     },
     /// Loading, configuring or attaching the kernel side failed; the message and aya's cause
-    /// come from the [`LoadError`].
+    /// come from the boxed `capture::probe::error::LoadError`.
     #[error(transparent)]
-    Load(#[from] LoadError),
+    Load(Cause),
 }
 
 impl SetupError {

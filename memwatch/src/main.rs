@@ -3,8 +3,8 @@
 use clap::Parser as _;
 use memwatch::{
     cli::{Cli, Command},
-    commands::{self, exit_code, message},
-    error::exit,
+    commands::{self, exit_code},
+    error::{exit, message},
 };
 use tracing_subscriber::EnvFilter;
 

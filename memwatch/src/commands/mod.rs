@@ -15,26 +15,6 @@ use crate::{
     views::profile::ProfileError,
 };
 
-/// An error that reached `main`, as it is printed: the message, then each cause, `: `-separated
-/// (as anyhow's `{:#}`), except a cause whose text the link before it already contains. aya's
-/// errors print their source within their own message (`error parsing BPF object: {0}`) and keep
-/// it as their `source()` too; the chain would repeat it.
-pub fn message(err: &anyhow::Error) -> String {
-    let mut out = String::new();
-    let mut previous = String::new();
-    for cause in err.chain() {
-        let text = cause.to_string();
-        if out.is_empty() {
-            out.push_str(&text);
-        } else if !previous.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        previous = text;
-    }
-    out
-}
-
 /// The documented exit code for an error that reached `main`.
 pub fn exit_code(err: &anyhow::Error) -> i32 {
     if let Some(e) = err.downcast_ref::<SetupError>() {
@@ -59,7 +39,7 @@ mod tests {
     use aya::{EbpfError, programs::ProgramError};
 
     use super::*;
-    use crate::capture::probe::error::LoadError;
+    use crate::{capture::probe::error::LoadError, error::message};
 
     #[test]
     fn message_does_not_repeat_a_cause_its_error_already_shows() {

@@ -16,6 +16,7 @@ use aya::{
 };
 
 use super::format::{FieldMismatch, ParseError};
+use crate::error::SetupError;
 
 /// What to check when the kernel refuses memwatch's object or one of its programs.
 const NEEDS_KERNEL: &str =
@@ -136,14 +137,26 @@ pub enum LoadError {
     },
 }
 
+impl From<LoadError> for SetupError {
+    fn from(e: LoadError) -> Self {
+        Self::Load(Box::new(e))
+    }
+}
+
+impl From<FormatError> for SetupError {
+    fn from(e: FormatError) -> Self {
+        Self::Format(Box::new(e))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::{SetupError, exit};
+    use crate::error::exit;
 
     /// As `main` prints it: the message, then each cause, `: `-separated.
     fn printed(e: SetupError) -> String {
-        crate::commands::message(&anyhow::Error::from(e))
+        crate::error::message(&anyhow::Error::from(e))
     }
 
     #[test]
