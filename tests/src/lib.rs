@@ -323,6 +323,30 @@ pub fn start_server(cmd: &mut Command) -> Server {
     Server { child, port }
 }
 
+/// `ab -n N -c C [-k] URL` (apache2-utils), asserting that every request completed.
+pub fn ab_load(url: &str, n: u32, concurrency: u32, keepalive: bool) {
+    let mut cmd = Command::new("ab");
+    cmd.args(["-q", "-n", &n.to_string(), "-c", &concurrency.to_string()]);
+    if keepalive {
+        cmd.arg("-k");
+    }
+    let out = cmd.arg(url).output().expect("ab (apache2-utils)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("Complete requests:      {n}")),
+        "{text}"
+    );
+}
+
+/// Waits until `url`'s server answers (any status), up to `timeout`.
+pub fn wait_until_answering(port: u16, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing answers on port {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Python's ThreadingHTTPServer fixture.
 pub fn python_server() -> Server {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/pyserver.py");

@@ -4,7 +4,7 @@
 use std::{os::unix::fs::PermissionsExt as _, process::Command, time::Duration};
 
 use memwatch_tests::{
-    Running, bin, copy_for_anyone, endpoint, nginx, report, run, start_server, tempdir,
+    Running, ab_load, bin, copy_for_anyone, endpoint, nginx, report, run, start_server, tempdir,
 };
 
 const T: Duration = Duration::from_secs(120);
@@ -42,17 +42,7 @@ fn record_with_log(
 }
 
 fn ab(url: &str, n: u32, keepalive: bool) {
-    let mut cmd = Command::new("ab");
-    cmd.args(["-q", "-n", &n.to_string(), "-c", &n.min(4).to_string()]);
-    if keepalive {
-        cmd.arg("-k");
-    }
-    let out = cmd.arg(url).output().expect("ab (apache2-utils)");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains(&format!("Complete requests:      {n}")),
-        "{text}"
-    );
+    ab_load(url, n, n.min(4), keepalive);
 }
 
 #[test]
