@@ -252,7 +252,7 @@
     /** Clicked route {method, route}, or null. */
     route: null,
     endpoints: null,
-    sort: { key: 'rss_bytes', dir: -1 },
+    sort: { key: 'kept_per_request_bytes', dir: -1 },
     requests: null,
     logLines: null,
     hoverReq: null,
@@ -871,6 +871,14 @@
 
   function sortValue(e, key) {
     if (key === 'errors') return errorShare(e);
+    // What is kept ranks first, as in the report: per further request, then in total. A
+    // recording without retained figures (before schema 3, or --no-ebpf) ranks by faulted bytes.
+    if (key === 'kept_per_request_bytes') {
+      if (e.retention === 'unknown') return isNum(e.rss_bytes) ? e.rss_bytes : -Infinity;
+      const kept = isNum(e.kept_per_request_bytes) ? e.kept_per_request_bytes : 0;
+      const total = isNum(e.retained_bytes) ? e.retained_bytes : 0;
+      return kept * 1e6 + total / 1e6;
+    }
     const v = e[key];
     return typeof v === 'string' ? v.toLowerCase() : isNum(v) ? v : -Infinity;
   }
@@ -945,12 +953,16 @@
       tr.appendChild(rc);
       tr.appendChild(numCell(fmtInt(e.requests), 'requests'));
       tr.appendChild(statusCell(e));
-      tr.appendChild(numCell(fmtBytes(e.rss_bytes), 'bytes group-start strong', `${fmtInt(e.rss_bytes)} bytes, ${fmtInt(e.page_faults)} page faults`));
+      const known = e.retention !== 'unknown';
+      tr.appendChild(numCell(known ? fmtBytes(e.kept_per_request_bytes) : '–', 'bytes group-start strong',
+        known ? `${fmtInt(e.kept_per_request_bytes)} bytes kept per further request` : 'this recording has no retained-memory figures'));
+      tr.appendChild(numCell(known ? fmtBytes(e.retained_bytes) : '–', 'bytes',
+        known ? `${fmtInt(e.retained_bytes)} bytes retained: ${fmtInt(e.grown_bytes)} made resident, ${fmtInt(e.released_bytes)} released` : ''));
+      tr.appendChild(el('td', 'left shape shape-' + String(e.retention), String(e.retention)));
+      tr.appendChild(numCell(fmtBytes(e.rss_bytes), 'bytes group-start', `${fmtInt(e.rss_bytes)} bytes, ${fmtInt(e.page_faults)} page faults`));
       tr.appendChild(numCell(fmtBytes(e.rss_bytes_mean), 'bytes'));
-      tr.appendChild(numCell(fmtBytes(e.rss_bytes_per_request_p95), 'bytes'));
       tr.appendChild(numCell(fmtBytes(e.vm_bytes), 'bytes group-start', `${fmtInt(e.vm_bytes)} bytes, ${fmtInt(e.mem_calls)} memory calls`));
       tr.appendChild(numCell(fmtBytes(e.vm_bytes_mean), 'bytes'));
-      tr.appendChild(numCell(fmtBytes(e.vm_bytes_per_request_p95), 'bytes'));
       tr.appendChild(numCell(fmtMs(e.duration_ms_p50), 'group-start'));
       tr.appendChild(numCell(fmtMs(e.duration_ms_p95)));
       tbody.appendChild(tr);
@@ -961,6 +973,20 @@
     clear(extras);
     const ep = state.endpoints;
     if (ep) {
+      const r = ep.retained;
+      if (r && typeof r === 'object') {
+        // How the range's figures reconcile with the resident set: nothing lost silently.
+        const g = el('span', 'extra');
+        g.appendChild(el('span', 'extra-label', 'Resident set in range'));
+        g.appendChild(el('span', 'count-chip',
+          `changed ${fmtBytes(r.rss_change_bytes)}: routes kept ${fmtBytes(r.retained_bytes)}, ` +
+          `outside requests ${fmtBytes(r.outside_grown_bytes - r.outside_released_bytes)}, ` +
+          `earlier requests' memory released ${fmtBytes(r.released_from_before_bytes)}, ` +
+          `not accounted for ${fmtBytes(r.unexplained_bytes)}`));
+        g.title = `releases of unknown origin: ${fmtInt(r.unmatched_release_bytes)} bytes; ` +
+          `growth not tracked (bound): ${fmtInt(r.untracked_bytes)} bytes`;
+        extras.appendChild(g);
+      }
       if (hasCounts(ep.non_http)) {
         const g = el('span', 'extra');
         g.appendChild(el('span', 'extra-label', 'Non-HTTP traffic in range'));

@@ -13,8 +13,8 @@ use anyhow::{Context as _, bail};
 
 use crate::{is_root, root};
 
-/// The workload's mix, one request each in turn: mostly cheap routes, a slow one, churn, and
-/// a leak.
+/// The workload's mix, one request each in turn: mostly cheap routes, a slow one, churn, a
+/// reused buffer, memory freed later by a collector thread, and a leak.
 const MIX: &[&str] = &[
     "/",
     "/",
@@ -22,9 +22,9 @@ const MIX: &[&str] = &[
     "/churn?kb=512",
     "/",
     "/slow?ms=20",
-    "/",
+    "/reuse?kb=2048",
     "/users/42",
-    "/",
+    "/deferred?kb=1024",
     "/leak?kb=256",
 ];
 
