@@ -24,26 +24,14 @@ fn arch() -> &'static str {
 /// Builds the eBPF object into `target/ebpf` and returns its path.
 pub(crate) fn build(pin: &Pin) -> anyhow::Result<PathBuf> {
     let target_dir = crate::root().join("target/ebpf");
-    let mut cmd = pin.cargo();
-    cmd.args([
-        "build",
-        "--package",
-        "memwatch-ebpf",
-        "--bins",
-        "--release",
-        "--target",
-        "bpfel-unknown-none",
-        "-Z",
-        "build-std=core",
-        "--target-dir",
-    ])
-    .arg(&target_dir)
-    // As aya-build does: full debug info, from which bpf-linker emits the BTF that the loader
-    // needs for maps and globals. `bpf_target_arch` comes from memwatch-ebpf's build script.
-    .env(
-        "CARGO_ENCODED_RUSTFLAGS",
-        "-Cdebuginfo=2\x1f-Clink-arg=--btf",
-    );
+    let mut cmd = pin.ebpf_cargo("build");
+    cmd.arg("--bins")
+        // As aya-build does: full debug info, from which bpf-linker emits the BTF that the loader
+        // needs for maps and globals. `bpf_target_arch` comes from memwatch-ebpf's build script.
+        .env(
+            "CARGO_ENCODED_RUSTFLAGS",
+            "-Cdebuginfo=2\x1f-Clink-arg=--btf",
+        );
     crate::run(&mut cmd)?;
     Ok(target_dir.join("bpfel-unknown-none/release/memwatch"))
 }

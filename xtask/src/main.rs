@@ -148,21 +148,7 @@ fn test(args: &[String]) -> anyhow::Result<()> {
         "warnings",
     ]))?;
     // The eBPF crate is not a default member: it only builds for the BPF target.
-    run(pin.cargo().args([
-        "clippy",
-        "-p",
-        "memwatch-ebpf",
-        "--release",
-        "--target",
-        "bpfel-unknown-none",
-        "-Z",
-        "build-std=core",
-        "--target-dir",
-        "target/ebpf",
-        "--",
-        "-D",
-        "warnings",
-    ]))?;
+    run(pin.ebpf_cargo("clippy").args(["--", "-D", "warnings"]))?;
     ebpf::check(&pin)?;
     build_all()?;
     let mut cmd = cargo();

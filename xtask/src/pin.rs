@@ -72,6 +72,25 @@ impl Pin {
         cmd
     }
 
+    /// `cargo SUBCOMMAND` of the pinned nightly on the eBPF crate, for its own target, with core
+    /// built from source, in `target/ebpf` (kept apart from the host build).
+    pub(crate) fn ebpf_cargo(&self, subcommand: &str) -> Command {
+        let mut cmd = self.cargo();
+        cmd.args([
+            subcommand,
+            "--package",
+            "memwatch-ebpf",
+            "--release",
+            "--target",
+            "bpfel-unknown-none",
+            "-Z",
+            "build-std=core",
+            "--target-dir",
+        ])
+        .arg(crate::root().join("target/ebpf"));
+        cmd
+    }
+
     /// bpf-linker's cargo feature for the pinned LLVM.
     pub(crate) fn linker_feature(&self) -> String {
         format!("llvm-{}", self.llvm)
