@@ -75,8 +75,9 @@ pub struct ThresholdArgs {
     /// Per-request growth (percent) of the metric above which a route regressed.
     #[arg(long, default_value_t = 25.0, value_name = "PCT")]
     pub max_growth: f64,
-    /// What to compare per request: rss (resident bytes), vm (virtual bytes) or duration.
-    #[arg(long, value_enum, default_value_t = MetricArg::Rss)]
+    /// What to compare per request: kept (resident memory each further request keeps), rss
+    /// (resident bytes faulted in, gross), vm (virtual bytes) or duration.
+    #[arg(long, value_enum, default_value_t = MetricArg::Kept)]
     pub metric: MetricArg,
     /// Whole-run RSS growth (percent of the base run's) above which the run regressed.
     #[arg(long, value_name = "PCT")]
@@ -89,8 +90,10 @@ pub struct ThresholdArgs {
 /// `--metric`: which per-request figure `diff` compares.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
 pub enum MetricArg {
-    /// Resident bytes per request (mean).
+    /// Resident memory each further request keeps.
     #[default]
+    Kept,
+    /// Resident bytes faulted in per request (mean, gross).
     Rss,
     /// Virtual bytes per request (mean).
     Vm,
@@ -101,6 +104,7 @@ pub enum MetricArg {
 impl From<MetricArg> for Metric {
     fn from(m: MetricArg) -> Self {
         match m {
+            MetricArg::Kept => Self::Kept,
             MetricArg::Rss => Self::Rss,
             MetricArg::Vm => Self::Vm,
             MetricArg::Duration => Self::Duration,

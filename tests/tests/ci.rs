@@ -261,16 +261,41 @@ fn nginx_end_to_end() {
 #[test]
 fn diff_rejects_malformed_and_newer_profiles() {
     let dir = tempdir();
-    let good = dir.path().join("good.json");
-    std::fs::write(
-        &good,
-        r#"{"format": "memwatch-profile", "version": 1, "memwatch_version": "0.1.0",
-            "run": {"duration_s": 1.0, "requests": 0, "rss_start_bytes": 0, "rss_end_bytes": 0,
+    let document = |version: u32| {
+        format!(
+            r#"{{"format": "memwatch-profile", "version": {version}, "memwatch_version": "0.1.0",
+            "run": {{"duration_s": 1.0, "requests": 0, "rss_start_bytes": 0, "rss_end_bytes": 0,
                     "rss_peak_bytes": 0, "rss_growth_bytes": 0,
-                    "rss_growth_per_1000_requests": 0, "dropped_events": 0},
-            "routes": {}}"#,
-    )
-    .unwrap();
+                    "rss_growth_per_1000_requests": 0, "dropped_events": 0}},
+            "routes": {{}}}}"#
+        )
+    };
+    let good = dir.path().join("good.json");
+    std::fs::write(&good, document(2)).unwrap();
+    // Version 1 profiles have no retained-memory figures: compared on kept memory (the
+    // default), they are refused with what to do; on another metric they still compare.
+    let old = dir.path().join("old.json");
+    std::fs::write(&old, document(1)).unwrap();
+    let done = run(&["diff", old.to_str().unwrap(), good.to_str().unwrap()], T);
+    assert_eq!(done.code(), 2, "{}", done.stderr);
+    assert!(
+        done.stderr
+            .contains("old.json has no retained-memory figures (it is a version 1 profile)")
+            && done.stderr.contains("--metric rss"),
+        "{}",
+        done.stderr
+    );
+    let rss = run(
+        &[
+            "diff",
+            old.to_str().unwrap(),
+            good.to_str().unwrap(),
+            "--metric",
+            "rss",
+        ],
+        T,
+    );
+    assert_eq!(rss.code(), 0, "{}", rss.stderr);
     let bad = dir.path().join("bad.json");
     std::fs::write(&bad, "{\"hello\": 1}").unwrap();
     let newer = dir.path().join("newer.json");

@@ -247,7 +247,15 @@ pub async fn run(args: CiArgs) -> anyhow::Result<i32> {
             args.ready
         )));
     };
-    let baseline = args.baseline.as_deref().map(Profile::load).transpose()?;
+    // Checked up front: a baseline that cannot be compared fails before the server starts.
+    let baseline = match args.baseline.as_deref() {
+        Some(path) => {
+            let base = Profile::load(path)?;
+            base.check_metric(path, args.thresholds.thresholds().metric)?;
+            Some(base)
+        }
+        None => None,
+    };
     let stderr_path =
         std::env::temp_dir().join(format!("memwatch-ci-{}.stderr", std::process::id()));
     let mut stderr_file = std::fs::OpenOptions::new()

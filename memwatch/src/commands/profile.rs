@@ -24,9 +24,12 @@ pub fn profile(args: &ProfileArgs) -> anyhow::Result<i32> {
 
 /// Exit 0 within thresholds, 1 on a regression, 2 (through the error) on bad input.
 pub fn diff_command(args: &DiffArgs) -> anyhow::Result<i32> {
+    let thresholds = args.thresholds.thresholds();
     let base = Profile::load(&args.base)?;
+    base.check_metric(&args.base, thresholds.metric)?;
     let head = Profile::load(&args.head)?;
-    let d = diff(&base, &head, args.thresholds.thresholds());
+    head.check_metric(&args.head, thresholds.metric)?;
+    let d = diff(&base, &head, thresholds);
     match args.format {
         DiffFormat::Text => print!("{}", d.to_text()),
         DiffFormat::Markdown => print!("{}", d.to_markdown()),

@@ -324,7 +324,7 @@ impl Diff {
 /// A figure of `metric` with its unit: bytes, or milliseconds.
 fn metric_value(metric: Metric, v: f64) -> String {
     match metric {
-        Metric::Rss | Metric::Vm => bytes(v as i64),
+        Metric::Kept | Metric::Rss | Metric::Vm => bytes(v as i64),
         Metric::Duration => format!("{v:.2} ms"),
     }
 }

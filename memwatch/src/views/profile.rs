@@ -13,8 +13,10 @@ use crate::{
 
 /// The `format` field of every profile.
 pub const FORMAT: &str = "memwatch-profile";
-/// The profile version this memwatch writes and the newest it reads.
-pub const VERSION: u32 = 1;
+/// The profile version this memwatch writes and the newest it reads. Version 2 added the
+/// retained-memory figures (`kept_per_request_bytes`, `retained_bytes`, `grown_bytes`,
+/// `retention`); version 1 profiles still read, and compare on every other metric.
+pub const VERSION: u32 = 2;
 
 /// Failures reading a profile or recording for `diff`.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +37,13 @@ pub enum ProfileError {
          Upgrade memwatch, or regenerate the profile with this version from its recording"
     )]
     NewerVersion { path: String, found: u32 },
+    #[error(
+        "{path} has no retained-memory figures ({why}), so routes cannot be compared on what \
+         they keep per request.\n  Regenerate the profile with this memwatch from a recording \
+         made with eBPF (`memwatch profile RECORDING -o FILE`), or compare another figure with \
+         --metric rss, vm or duration"
+    )]
+    NoRetainedFigures { path: String, why: String },
     #[error(transparent)]
     Recording(#[from] crate::error::RecordingError),
 }
@@ -72,6 +81,23 @@ pub struct RouteFigures {
     pub rss_bytes_p95: i64,
     pub duration_ms_p50: f64,
     pub duration_ms_p95: f64,
+    /// What each further request keeps (profile version 2; 0 in version 1).
+    #[serde(default)]
+    pub kept_per_request_bytes: i64,
+    /// Still held at the end of the run.
+    #[serde(default)]
+    pub retained_bytes: i64,
+    /// Made resident by the route's requests (each page once).
+    #[serde(default)]
+    pub grown_bytes: i64,
+    /// `keeps`, `high-water`, `none`, or `unknown` (a recording without retained figures, or a
+    /// version 1 profile).
+    #[serde(default = "unknown")]
+    pub retention: String,
+}
+
+fn unknown() -> String {
+    "unknown".into()
 }
 
 impl From<Endpoint> for RouteFigures {
@@ -95,12 +121,11 @@ impl From<Endpoint> for RouteFigures {
             rss_bytes_per_request_p95,
             duration_ms_p50,
             duration_ms_p95,
-            // Retained memory is not in the profile document yet (profile version 1).
-            grown_bytes: _,
+            grown_bytes,
             released_bytes: _,
-            retained_bytes: _,
-            kept_per_request_bytes: _,
-            retention: _,
+            retained_bytes,
+            kept_per_request_bytes,
+            retention,
         } = e;
         Self {
             method,
@@ -118,6 +143,10 @@ impl From<Endpoint> for RouteFigures {
             rss_bytes_p95: rss_bytes_per_request_p95,
             duration_ms_p50,
             duration_ms_p95,
+            kept_per_request_bytes,
+            retained_bytes,
+            grown_bytes,
+            retention: retention.into(),
         }
     }
 }
@@ -224,12 +253,36 @@ enum ParseError {
     Invalid(String),
 }
 
+impl Profile {
+    /// Checks that `metric` can be compared with this profile: kept memory needs figures that
+    /// version 1 profiles and recordings without eBPF lack.
+    pub fn check_metric(&self, path: &Path, metric: Metric) -> Result<(), ProfileError> {
+        if metric != Metric::Kept {
+            return Ok(());
+        }
+        let why = if self.version < 2 {
+            format!("it is a version {} profile", self.version)
+        } else if self.routes.values().any(|r| r.retention == "unknown") {
+            "its recording has none: recorded before memwatch kept them, or with --no-ebpf".into()
+        } else {
+            return Ok(());
+        };
+        Err(ProfileError::NoRetainedFigures {
+            path: path.display().to_string(),
+            why,
+        })
+    }
+}
+
 /// Which per-request figure `diff` compares.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Metric {
-    /// Resident bytes per request (mean).
+    /// Resident memory each further request keeps (the slope of retained memory against the
+    /// request count).
     #[default]
+    Kept,
+    /// Resident bytes faulted in per request (mean, gross).
     Rss,
     /// Virtual bytes per request (mean).
     Vm,
@@ -240,6 +293,7 @@ pub enum Metric {
 impl Metric {
     fn of(self, r: &RouteFigures) -> f64 {
         match self {
+            Self::Kept => r.kept_per_request_bytes as f64,
             Self::Rss => r.rss_bytes_mean as f64,
             Self::Vm => r.vm_bytes_mean as f64,
             Self::Duration => r.duration_ms_p50,
@@ -249,7 +303,7 @@ impl Metric {
     /// Changes up to this are noise: one page, or one millisecond.
     fn floor(self) -> f64 {
         match self {
-            Self::Rss | Self::Vm => 4096.0,
+            Self::Kept | Self::Rss | Self::Vm => 4096.0,
             Self::Duration => 1.0,
         }
     }
@@ -457,5 +511,41 @@ mod tests {
         assert!(matches!(Profile::parse(newer), Err(ParseError::Newer(99))));
         let good = serde_json::to_vec(&profile(&[("/", 1, 0)], 0)).unwrap();
         assert!(Profile::parse(&good).is_ok());
+    }
+
+    /// A version 1 profile still reads and compares on the gross figures, but not on kept
+    /// memory, which it lacks: that is refused with a message saying what to do.
+    #[test]
+    fn version_1_profiles_compare_on_everything_but_kept_memory() {
+        let v1 = br#"{"format": "memwatch-profile", "version": 1, "memwatch_version": "0.1.0",
+            "run": {"duration_s": 1.0, "requests": 20, "rss_start_bytes": 0, "rss_end_bytes": 0,
+                    "rss_peak_bytes": 0, "rss_growth_bytes": 0, "rss_growth_per_1000_requests": 0,
+                    "dropped_events": 0},
+            "routes": {"GET /leak": {"method": "GET", "route": "/leak", "requests": 20,
+                "statuses": {"200": 20}, "approximate": 0, "vm_bytes_total": 0,
+                "rss_bytes_total": 0, "vm_bytes_mean": 0, "vm_bytes_p50": 0, "vm_bytes_p95": 0,
+                "rss_bytes_mean": 262144, "rss_bytes_p50": 0, "rss_bytes_p95": 0,
+                "duration_ms_p50": 0.1, "duration_ms_p95": 0.2}}}"#;
+        let Ok(old) = Profile::parse(v1) else {
+            panic!("a version 1 profile reads")
+        };
+        assert_eq!(old.routes["GET /leak"].retention, "unknown");
+        let path = Path::new("base.json");
+        assert!(old.check_metric(path, Metric::Rss).is_ok());
+        let err = old
+            .check_metric(path, Metric::Kept)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("base.json has no retained-memory figures (it is a version 1 profile)"),
+            "{err}"
+        );
+        assert!(err.contains("--metric rss"), "{err}");
+        let mut new = profile(&[("/leak", 20, 0)], 0);
+        for r in new.routes.values_mut() {
+            r.retention = "keeps".into();
+            r.kept_per_request_bytes = 262_144;
+        }
+        assert!(new.check_metric(path, Metric::Kept).is_ok());
     }
 }
