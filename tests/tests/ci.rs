@@ -70,9 +70,15 @@ fn regression_is_found_and_named() {
         .find(|l| l.contains("GET /leak"))
         .unwrap_or_else(|| panic!("{}", head.stdout));
     assert!(line.contains("REGRESSION"), "{line}");
+    // 256 and 512 KiB kept per request, give or take a page over the run: the kept figure is
+    // a slope over requests, and each request's thread stack can add a page, so the growth is
+    // 100% within a few tenths (it was exactly 100.0% on the gross mean, before kept memory).
+    let growth: f64 = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix('+')?.strip_suffix('%')?.parse().ok())
+        .unwrap_or_else(|| panic!("no growth in {line}"));
     assert!(
-        // 256 and 512 KiB per request, give or take a page over the run.
-        line.contains(" 256.") && line.contains(" 512.") && line.contains("+100.0%"),
+        line.contains(" 256.") && line.contains(" 512.") && (99.0..=101.0).contains(&growth),
         "{line}"
     );
     let comment = std::fs::read_to_string(md).unwrap();
