@@ -543,11 +543,15 @@ async fn attach(
         Some(child) => (vec![child.pid], "spawned"),
         None => (args.pids.clone(), "attached"),
     };
-    let targets = if config.follow_forks && held.is_none() {
+    let self_pid = std::process::id();
+    let mut targets = if config.follow_forks && held.is_none() {
         procfs::with_descendants(&roots)
     } else {
         roots.clone()
     };
+    // memwatch may be a descendant of its target (`memwatch record -p $$` from a shell): it is
+    // never one of its own targets, for the kernel side nor for the /proc sampler.
+    targets.retain(|&pid| pid != self_pid);
     // Test hook: widens the window between the checks and attaching, so the tests can make a
     // target exit inside it. Has no other effect.
     if let Some(ms) = std::env::var("MEMWATCH_DEBUG_ATTACH_DELAY_MS")
@@ -556,12 +560,8 @@ async fn attach(
     {
         tokio::time::sleep(Duration::from_millis(ms.min(10_000))).await;
     }
-    let self_pid = std::process::id();
     let generation = monotonic_ns();
     for &pid in &targets {
-        if pid == self_pid {
-            continue;
-        }
         if let Some(probe) = probe.as_mut() {
             probe.add_target(pid)?;
             if config.net {

@@ -34,6 +34,29 @@ fn missing_pid() {
     assert!(!std::path::Path::new("/tmp/never.db").exists());
 }
 
+/// `memwatch record -p $$` from a shell: memwatch is a descendant of its target, and must not
+/// be traced or sampled as one (its own memory would land in the target's figures).
+#[test]
+fn memwatch_is_never_among_its_targets() {
+    let dir = tempdir();
+    let out = dir.path().join("shell.db");
+    let script = format!(
+        "\"$MW\" record -p $$ -o {} --duration 1 >/dev/null 2>&1; echo done",
+        out.display()
+    );
+    let done = Command::new("sh")
+        .args(["-c", &script])
+        .env("MW", memwatch())
+        .output()
+        .expect("sh");
+    assert!(String::from_utf8_lossy(&done.stdout).contains("done"));
+    let r = memwatch_tests::report(&out);
+    let processes = r["processes"].as_array().expect("processes");
+    assert_eq!(processes.len(), 1, "only the shell: {processes:#?}");
+    assert_eq!(processes[0]["comm"], "sh", "{processes:#?}");
+    assert_eq!(processes[0]["origin"], "attached");
+}
+
 #[test]
 fn own_pid_is_refused_and_nothing_to_trace() {
     let done = run(&["record"], T);
