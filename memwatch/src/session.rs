@@ -544,14 +544,29 @@ async fn attach(
         None => (args.pids.clone(), "attached"),
     };
     let self_pid = std::process::id();
-    let mut targets = if config.follow_forks && held.is_none() {
-        procfs::with_descendants(&roots)
-    } else {
-        roots.clone()
+    let generation = monotonic_ns();
+    // The roots first, then the hooks: from then on the kernel side follows every fork of a
+    // target, so descendants found by the scan below and children forked meanwhile are both
+    // seen (the scan repeats until it finds nothing new; duplicates are harmless).
+    let mut targets: Vec<u32> = Vec::new();
+    let add = |targets: &mut Vec<u32>, pid: u32, probe: &mut Option<Probe>| {
+        // memwatch may be a descendant of its target (`memwatch record -p $$` from a shell): it
+        // is never one of its own targets, for the kernel side nor for the /proc sampler.
+        if pid == self_pid || targets.contains(&pid) {
+            return Ok::<(), anyhow::Error>(());
+        }
+        if let Some(probe) = probe.as_mut() {
+            probe.add_target(pid)?;
+            if config.net {
+                probe.add_connections(pid, &procfs::server_connections(pid), generation)?;
+            }
+        }
+        targets.push(pid);
+        Ok(())
     };
-    // memwatch may be a descendant of its target (`memwatch record -p $$` from a shell): it is
-    // never one of its own targets, for the kernel side nor for the /proc sampler.
-    targets.retain(|&pid| pid != self_pid);
+    for &pid in &roots {
+        add(&mut targets, pid, &mut probe)?;
+    }
     // Test hook: widens the window between the checks and attaching, so the tests can make a
     // target exit inside it. Has no other effect.
     if let Some(ms) = std::env::var("MEMWATCH_DEBUG_ATTACH_DELAY_MS")
@@ -560,12 +575,17 @@ async fn attach(
     {
         tokio::time::sleep(Duration::from_millis(ms.min(10_000))).await;
     }
-    let generation = monotonic_ns();
-    for &pid in &targets {
-        if let Some(probe) = probe.as_mut() {
-            probe.add_target(pid)?;
-            if config.net {
-                probe.add_connections(pid, &procfs::server_connections(pid), generation)?;
+    if let Some(probe) = probe.as_mut() {
+        probe.attach(config)?;
+    }
+    if config.follow_forks && held.is_none() {
+        loop {
+            let before = targets.len();
+            for pid in procfs::with_descendants(&roots) {
+                add(&mut targets, pid, &mut probe)?;
+            }
+            if targets.len() == before {
+                break;
             }
         }
     }
@@ -639,9 +659,6 @@ async fn attach(
             "descendant"
         };
         session.add_process(pid, origin);
-    }
-    if let Some(probe) = session.probe.as_mut() {
-        probe.attach(config)?;
     }
     if let Some(child) = held {
         let pid = child.pid;

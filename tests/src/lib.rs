@@ -83,6 +83,9 @@ pub struct Running {
     stderr: Vec<String>,
     /// Holds the copy of memwatch an unprivileged run uses, for as long as it runs.
     _copy: Option<tempfile::TempDir>,
+    /// Everything memwatch writes to stdout, read as it comes: a report larger than the pipe
+    /// buffer (64 KiB) would otherwise block memwatch before it could exit.
+    stdout: Option<std::thread::JoinHandle<String>>,
 }
 
 impl Running {
@@ -109,6 +112,13 @@ impl Running {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start memwatch");
+        let stdout = child.stdout.take().map(|mut out| {
+            std::thread::spawn(move || {
+                let mut text = String::new();
+                let _ = out.read_to_string(&mut text);
+                text
+            })
+        });
         let stderr = child.stderr.take().expect("stderr");
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
@@ -123,6 +133,7 @@ impl Running {
             lines,
             stderr: Vec::new(),
             _copy: None,
+            stdout,
         }
     }
 
@@ -177,10 +188,11 @@ impl Running {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
-                let mut stdout = String::new();
-                if let Some(mut out) = self.child.stdout.take() {
-                    let _ = out.read_to_string(&mut stdout);
-                }
+                let stdout = self
+                    .stdout
+                    .take()
+                    .map(|reader| reader.join().unwrap_or_default())
+                    .unwrap_or_default();
                 std::thread::sleep(Duration::from_millis(50));
                 self.stderr.extend(self.lines.try_iter());
                 return Finished {

@@ -274,3 +274,62 @@ fn duration_stops_recording() {
     let d = r["duration_s"].as_f64().unwrap();
     assert!((1.4..5.0).contains(&d), "duration {d}");
 }
+
+/// Attaching while the target forks a child every 10 ms: every child, whether it existed before
+/// attach, was forked while memwatch was attaching, or came after, is traced. Descendants are
+/// scanned only after the fork hooks are attached, so no child falls between the scan and the
+/// hooks.
+#[test]
+fn no_child_is_missed_while_attaching() {
+    use std::io::{BufRead as _, BufReader};
+    let dir = tempdir();
+    let out = dir.path().join("forks.db");
+    // 150 children, one per 10 ms (1.5 s of forks), each living 4 s: all alive until the end.
+    let mut parent = std::process::Command::new(bin("memchild"))
+        .args(["fork-stream", "10", "150", "4000"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(parent.stdout.take().unwrap()).lines();
+    let mut children: Vec<u64> = Vec::new();
+    // Attach while forks are under way: after the first 20 children.
+    while children.len() < 20 {
+        let line = lines.next().unwrap().unwrap();
+        children.push(line.trim_start_matches("child=").parse().unwrap());
+    }
+    let pid = parent.id().to_string();
+    let rec = Running::start(&[
+        "record",
+        "-p",
+        &pid,
+        "-o",
+        out.to_str().unwrap(),
+        "--duration",
+        "3",
+    ]);
+    for line in lines.by_ref().take(130) {
+        children.push(line.unwrap().trim_start_matches("child=").parse().unwrap());
+    }
+    let done = rec.wait(Duration::from_secs(60));
+    assert_eq!(done.code(), 0, "{}", done.stderr);
+    let _ = parent.wait();
+    let r = report(&out);
+    let traced: std::collections::BTreeSet<u64> = r["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["pid"].as_u64())
+        .collect();
+    let missed: Vec<u64> = children
+        .iter()
+        .copied()
+        .filter(|c| !traced.contains(c))
+        .collect();
+    assert_eq!(children.len(), 150);
+    assert!(
+        missed.is_empty(),
+        "{} of 150 children not traced: {missed:?}",
+        missed.len()
+    );
+    assert_eq!(traced.len(), 151, "the parent and its 150 children");
+}

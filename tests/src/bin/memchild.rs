@@ -13,6 +13,8 @@
 //! - `storm SECS`: mmap/munmap 64 KiB in a tight loop; prints the syscall rate.
 //! - `storm-when TRIGGER SECS`: the same, once the file TRIGGER exists.
 //! - `exit-soon MS`: sleeps MS milliseconds and exits.
+//! - `fork-stream EVERY_MS COUNT LIFE_MS`: forks COUNT children, one every EVERY_MS, printing
+//!   `child=PID` for each; every child sleeps LIFE_MS and exits; the parent then reaps them.
 
 use std::{io::Write as _, time::Duration};
 
@@ -134,6 +136,20 @@ fn forker() {
     wait_all();
 }
 
+fn fork_stream(every_ms: u64, count: u32, life_ms: u64) {
+    for _ in 0..count {
+        let pid = fork();
+        if pid == 0 {
+            std::thread::sleep(Duration::from_millis(life_ms));
+            // SAFETY: _exit in a forked child skips the parent's atexit handlers and buffers.
+            unsafe { libc::_exit(0) };
+        }
+        say(&format!("child={pid}"));
+        std::thread::sleep(Duration::from_millis(every_ms));
+    }
+    wait_all();
+}
+
 fn family(trigger: &str) {
     for _ in 0..2 {
         if fork() == 0 {
@@ -195,6 +211,11 @@ fn main() {
             storm(arg(3).parse().unwrap_or(2.0));
         }
         "exit-soon" => std::thread::sleep(Duration::from_millis(arg(2).parse().unwrap_or(100))),
+        "fork-stream" => fork_stream(
+            arg(2).parse().unwrap_or(10),
+            arg(3).parse().unwrap_or(100),
+            arg(4).parse().unwrap_or(3000),
+        ),
         other => {
             eprintln!("memchild: unknown mode {other:?}");
             std::process::exit(2);
