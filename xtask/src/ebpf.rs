@@ -61,9 +61,9 @@ fn stamp_text(pin: &Pin, root: &Path) -> anyhow::Result<String> {
         "# Written by `cargo xtask ebpf`; memwatch/build.rs embeds the object only while the\n\
          # kernel side's sources still have this fingerprint.\n\
          sources = \"{sources}\"\n\
-         nightly = \"{}\"\n\
+         toolchain = \"{}\"\n\
          bpf-linker = \"{} ({})\"\n",
-        pin.nightly,
+        pin.toolchain,
         pin.bpf_linker,
         pin.linker_feature()
     ))
@@ -90,13 +90,13 @@ pub(crate) fn check(pin: &Pin) -> anyhow::Result<()> {
     if !differences.is_empty() {
         bail!(
             "the committed eBPF object is stale: rebuilt with {} it differs in {}; {fix}",
-            pin.nightly,
+            pin.toolchain,
             differences.join(", ")
         );
     }
     eprintln!(
         "ebpf: the committed object matches a fresh build with {} and bpf-linker {}",
-        pin.nightly, pin.bpf_linker
+        pin.toolchain, pin.bpf_linker
     );
     Ok(())
 }

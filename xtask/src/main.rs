@@ -225,9 +225,9 @@ fn main() -> anyhow::Result<()> {
             demo::run(&listen)
         }
         Cmd::Fuzz { seconds } => {
-            // cargo-fuzz needs a nightly: the pinned one, never the moving `nightly`.
+            // cargo-fuzz needs a nightly toolchain: the dated one pinned for the kernel side.
             let pin = pin::Pin::read()?;
-            setup::ensure_nightly(&pin)?;
+            setup::ensure_toolchain(&pin)?;
             setup::ensure_cargo_fuzz()?;
             for target in FUZZ_TARGETS {
                 let mut cmd = pin.cargo();

@@ -8,8 +8,8 @@ use anyhow::{Context as _, bail};
 /// The pinned kernel-side toolchain.
 #[derive(Debug, Clone)]
 pub(crate) struct Pin {
-    /// A dated nightly, e.g. `nightly-2026-05-19`.
-    pub nightly: String,
+    /// A dated nightly toolchain, e.g. `nightly-2026-05-19`.
+    pub toolchain: String,
     /// The LLVM major both the nightly and bpf-linker use.
     pub llvm: u32,
     /// The bpf-linker release.
@@ -36,7 +36,7 @@ impl Pin {
             })
         };
         let pin = Self {
-            nightly: text("nightly")?,
+            toolchain: text("toolchain")?,
             llvm: table["llvm"]
                 .as_u64()
                 .and_then(|v| u32::try_from(v).ok())
@@ -49,11 +49,12 @@ impl Pin {
                 })?,
             bpf_linker: text("bpf-linker")?,
         };
-        if !pin.nightly.starts_with("nightly-") {
+        if !is_dated(&pin.toolchain) {
             bail!(
-                "[workspace.metadata.ebpf] nightly = {:?} in {}: pin a dated nightly such as \
-                 \"nightly-2026-05-19\", never the moving \"nightly\"",
-                pin.nightly,
+                "[workspace.metadata.ebpf] toolchain = {:?} in {}: pin a dated nightly toolchain, \
+                 nightly-YYYY-MM-DD (for example \"nightly-2026-05-19\"), whose LLVM major is \
+                 `llvm`; an undated channel changes under the build",
+                pin.toolchain,
                 manifest.display()
             );
         }
@@ -64,7 +65,7 @@ impl Pin {
     /// cargo proxy is first on PATH, and ignores a RUSTUP_TOOLCHAIN set by an outer cargo.
     pub(crate) fn cargo(&self) -> Command {
         let mut cmd = Command::new("rustup");
-        cmd.args(["run", &self.nightly, "cargo"])
+        cmd.args(["run", &self.toolchain, "cargo"])
             .env_remove("RUSTUP_TOOLCHAIN")
             .env_remove("RUSTC")
             .env_remove("RUSTC_WORKSPACE_WRAPPER")
@@ -120,6 +121,20 @@ impl Pin {
     }
 }
 
+/// `nightly-YYYY-MM-DD`, digits where the date goes.
+fn is_dated(toolchain: &str) -> bool {
+    toolchain.strip_prefix("nightly-").is_some_and(|date| {
+        date.len() == 10
+            && date.char_indices().all(|(i, c)| {
+                if i == 4 || i == 7 {
+                    c == '-'
+                } else {
+                    c.is_ascii_digit()
+                }
+            })
+    })
+}
+
 /// The LLVM major in `rustc -vV` output (`LLVM version: 22.1.4`).
 pub(crate) fn rustc_llvm_major(verbose_version: &str) -> Option<u32> {
     verbose_version
@@ -143,6 +158,15 @@ pub(crate) fn linker_llvm_major(ldd: &str) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_dated_toolchains_are_pins() {
+        assert!(is_dated("nightly-2026-05-19"));
+        assert!(!is_dated("nightly-latest"));
+        assert!(!is_dated("beta"));
+        assert!(!is_dated("nightly-2026-5-19"));
+        assert!(!is_dated("stable"));
+    }
 
     #[test]
     fn reads_llvm_majors() {

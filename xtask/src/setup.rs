@@ -75,16 +75,16 @@ fn apt_install(packages: &[String]) -> anyhow::Result<()> {
 /// The pinned nightly with the components the kernel side needs (`rust-src`: it builds core from
 /// source; `clippy`: the tests lint it for its own target), installed when missing; then checks
 /// that its LLVM is the pinned one, before anything is built with it.
-pub(crate) fn ensure_nightly(pin: &Pin) -> anyhow::Result<()> {
+pub(crate) fn ensure_toolchain(pin: &Pin) -> anyhow::Result<()> {
     step(&format!(
         "{} with rust-src and clippy (the kernel-side toolchain)",
-        pin.nightly
+        pin.toolchain
     ));
     let installed = output(Command::new("rustup").args([
         "component",
         "list",
         "--toolchain",
-        &pin.nightly,
+        &pin.toolchain,
         "--installed",
     ]));
     let has = |c: &str| installed.lines().any(|l| l.starts_with(c));
@@ -92,28 +92,28 @@ pub(crate) fn ensure_nightly(pin: &Pin) -> anyhow::Result<()> {
         crate::run(Command::new("rustup").args([
             "toolchain",
             "install",
-            &pin.nightly,
+            &pin.toolchain,
             "--profile",
             "minimal",
             "--component",
             "rust-src,clippy",
         ]))?;
     }
-    let version = output(Command::new("rustup").args(["run", &pin.nightly, "rustc", "-vV"]));
+    let version = output(Command::new("rustup").args(["run", &pin.toolchain, "rustc", "-vV"]));
     let llvm = crate::pin::rustc_llvm_major(&version).with_context(|| {
         format!(
             "`rustup run {} rustc -vV` printed no LLVM version:\n{version}",
-            pin.nightly
+            pin.toolchain
         )
     })?;
     if llvm != pin.llvm {
         bail!(
             "the pinned toolchain does not fit together: {} uses LLVM {llvm}, but bpf-linker {} is \
              pinned with --features {} (LLVM {}), and bpf-linker cannot read bitcode from a newer \
-             LLVM.\n  Fix: in [workspace.metadata.ebpf] of Cargo.toml, pin a dated nightly whose \
-             LLVM major is {}; `rustup run nightly-YYYY-MM-DD rustc -vV | grep LLVM` tells. Or set \
-             `llvm = {llvm}` with a bpf-linker release that supports it.",
-            pin.nightly,
+             LLVM.\n  Fix: in [workspace.metadata.ebpf] of Cargo.toml, set `toolchain` to a dated \
+             nightly toolchain whose LLVM major is {}; `rustup run nightly-YYYY-MM-DD rustc -vV | \
+             grep LLVM` tells. Or set `llvm = {llvm}` with a bpf-linker release that supports it.",
+            pin.toolchain,
             pin.bpf_linker,
             pin.linker_feature(),
             pin.llvm,
@@ -127,7 +127,7 @@ pub(crate) fn ensure_nightly(pin: &Pin) -> anyhow::Result<()> {
 /// development libraries and the pinned bpf-linker, with their LLVM majors checked against each
 /// other before anything is built.
 pub(crate) fn ensure_ebpf(pin: &Pin) -> anyhow::Result<()> {
-    ensure_nightly(pin)?;
+    ensure_toolchain(pin)?;
     step(&format!(
         "LLVM {} development libraries (bpf-linker links against them)",
         pin.llvm
@@ -206,7 +206,7 @@ fn ensure_linker(pin: &Pin) -> anyhow::Result<()> {
         "{} is {found}, but memwatch's kernel side is pinned to {} with LLVM {} and needs bpf-linker \
          {} built for LLVM {} (otherwise the link fails with `Invalid record`).\n  Fix: {}",
         path.display(),
-        pin.nightly,
+        pin.toolchain,
         pin.llvm,
         pin.bpf_linker,
         pin.llvm,
