@@ -39,11 +39,14 @@ fn send_run(tgid: u32, tid: u32, start: u64, end: u64) {
 #[tracepoint]
 pub(crate) fn page_fault_user(ctx: TracePointContext) -> u32 {
     let (tgid, tid) = current();
-    let page = global(&PAGE_SIZE);
-    // A direct load at the offset preflight checked against this kernel's format file.
-    let addr =
-        field::<u64>(&ctx, tracepoint::PAGE_FAULT_ADDRESS as usize) & !(page.wrapping_sub(1));
+    // Every user fault on the host comes here: the address is read only for traced threads.
+    let page_of = |ctx: &TracePointContext, page: u64| {
+        // A direct load at the offset preflight checked against this kernel's format file.
+        field::<u64>(ctx, tracepoint::PAGE_FAULT_ADDRESS as usize) & !(page.wrapping_sub(1))
+    };
     if let Some(slot) = THREAD_FAULTS.get_ptr_mut(tid) {
+        let page = global(&PAGE_SIZE);
+        let addr = page_of(&ctx, page);
         // SAFETY: only this thread writes its own slot, and a thread runs on one CPU at a time.
         let t = unsafe { &mut *slot };
         t.faults += 1;
@@ -68,6 +71,8 @@ pub(crate) fn page_fault_user(ctx: TracePointContext) -> u32 {
         return 0;
     }
     if is_target(tgid) {
+        let page = global(&PAGE_SIZE);
+        let addr = page_of(&ctx, page);
         let value = ThreadFaults {
             tgid,
             _pad: 0,
@@ -82,23 +87,19 @@ pub(crate) fn page_fault_user(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// Sends the current thread's pending run of faulted pages, if any.
+/// Sends the current thread's pending run of faulted pages, if any, and returns its fault count
+/// (0 when it has taken none yet): one map lookup for both, on paths that run per transfer.
 #[inline(always)]
-pub(crate) fn flush_run(tid: u32) {
-    if let Some(slot) = THREAD_FAULTS.get_ptr_mut(tid) {
-        // SAFETY: only this thread writes its own slot, and a thread runs on one CPU at a time.
-        let t = unsafe { &mut *slot };
-        if t.run_end > t.run_start {
-            send_run(t.tgid, tid, t.run_start, t.run_end);
-            t.run_start = 0;
-            t.run_end = 0;
-        }
+pub(crate) fn flush_run(tid: u32) -> u64 {
+    let Some(slot) = THREAD_FAULTS.get_ptr_mut(tid) else {
+        return 0;
+    };
+    // SAFETY: only this thread writes its own slot, and a thread runs on one CPU at a time.
+    let t = unsafe { &mut *slot };
+    if t.run_end > t.run_start {
+        send_run(t.tgid, tid, t.run_start, t.run_end);
+        t.run_start = 0;
+        t.run_end = 0;
     }
-}
-
-/// The current thread's fault count (0 when it has taken none yet).
-#[inline(always)]
-pub(crate) fn thread_faults(tid: u32) -> u64 {
-    // SAFETY: the value is copied out.
-    unsafe { THREAD_FAULTS.get(tid) }.map_or(0, |v| v.faults)
+    t.faults
 }

@@ -50,7 +50,7 @@ fn finish(ctx: &TracePointContext, op: MemOp) {
     let ret = syscall_ret(ctx);
     // Pages faulted in before this call are reported before it, so that a release never
     // precedes the growth it releases.
-    flush_run(tid);
+    let _ = flush_run(tid);
     let Some(mut entry) = reserve::<MemEvent>() else {
         return;
     };

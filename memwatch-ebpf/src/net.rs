@@ -26,7 +26,7 @@ use memwatch_common::{
 use crate::{
     ctx::{syscall_arg, syscall_ret},
     emit::{count, header_at, reserve, submit},
-    fault::{flush_run, thread_faults},
+    fault::flush_run,
     maps::{CAPTURE_LEN, CONNS, global},
     target::{current, is_target},
 };
@@ -124,6 +124,8 @@ fn syscall_io() -> Option<Io> {
 }
 
 /// The current task, the clock and its thread's fault counter, each read once per program run.
+/// Reading it first sends the thread's pending run of faulted pages, so that growth reaches user
+/// space before the boundary that may change whom it is charged to.
 #[derive(Clone, Copy)]
 struct Now {
     tgid: u32,
@@ -140,7 +142,7 @@ impl Now {
             tid,
             // SAFETY: helper with no preconditions.
             ns: unsafe { bpf_ktime_get_ns() },
-            faults: thread_faults(tid),
+            faults: flush_run(tid),
         }
     }
 }
@@ -236,8 +238,6 @@ fn transfer(ret: i64) {
     let Some(conn) = CONNS.get_ptr_mut(conn_key(tgid, p.fd)) else {
         return;
     };
-    // Pages faulted in before this transfer belong to whatever the thread served until now.
-    flush_run(tid);
     // SAFETY: map value pointer valid for this program run; races with another thread of the
     // same connection only blur counters, never memory safety.
     let conn = unsafe { &mut *conn };
@@ -332,7 +332,6 @@ pub(crate) fn close_enter(ctx: TracePointContext) -> u32 {
         return 0;
     };
     let _ = CONNS.remove(key);
-    flush_run(tid);
     send(NetOp::Close, Now::read(tgid, tid), fd, &conn, 0, 0, 0);
     0
 }

@@ -11,7 +11,7 @@ use memwatch_common::{
 use crate::{
     ctx::field_at,
     emit::{count, header, reserve, submit},
-    fault::{flush_run, thread_faults},
+    fault::flush_run,
     maps::{
         EXIT_GROUP_DEAD_OFFSET, FOLLOW_FORKS, NEWTASK_CLONE_FLAGS_OFFSET, NEWTASK_PID_OFFSET,
         TARGETS, THREAD_FAULTS, global,
@@ -79,8 +79,7 @@ pub(crate) fn sched_process_exit(ctx: TracePointContext) -> u32 {
     // At the offset this kernel's format file gives (set by user space). Without it, 0: the
     // process stays a target, and user space notices it is gone from /proc.
     let group_dead = field_at::<u8>(&ctx, global(&EXIT_GROUP_DEAD_OFFSET)).map_or(0, u32::from);
-    flush_run(tid);
-    let faults = thread_faults(tid);
+    let faults = flush_run(tid);
     let _ = THREAD_FAULTS.remove(tid);
     if group_dead != 0 {
         let _ = TARGETS.remove(tgid);

@@ -350,7 +350,7 @@ pub fn ab_load(url: &str, n: u32, concurrency: u32, keepalive: bool) {
     );
 }
 
-/// Waits until `url`'s server answers (any status), up to `timeout`.
+/// Waits until something accepts connections on 127.0.0.1:`port`, up to `timeout`.
 pub fn wait_until_answering(port: u16, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {

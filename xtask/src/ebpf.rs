@@ -76,11 +76,18 @@ pub(crate) fn check(pin: &Pin) -> anyhow::Result<()> {
     let dir = root.join(fingerprint::OBJECT_DIR);
     let committed = dir.join(fingerprint::object_name(arch()));
     let fix = "run `cargo xtask ebpf` and commit memwatch-ebpf/object/";
-    let stamp = std::fs::read_to_string(dir.join(fingerprint::stamp_name(arch())))
-        .with_context(|| format!("no stamp for the committed object; {fix}"))?;
+    let stamp_path = dir.join(fingerprint::stamp_name(arch()));
+    let stamp = std::fs::read_to_string(&stamp_path)
+        .with_context(|| format!("cannot read {}; {fix}", stamp_path.display()))?;
     let sources = fingerprint::sources(&root)?;
-    if fingerprint::stamp_sources(&stamp) != Some(sources.as_str()) {
-        bail!("the committed eBPF object's stamp does not match the kernel side's sources; {fix}");
+    let recorded = fingerprint::stamp_sources(&stamp);
+    if recorded != Some(sources.as_str()) {
+        bail!(
+            "the committed eBPF object is stale: {} says sources {}, the kernel side's sources \
+             are now {sources}; {fix}",
+            stamp_path.display(),
+            recorded.unwrap_or("(no `sources = ...` line)")
+        );
     }
     let built = build(pin)?;
     let old = std::fs::read(&committed)

@@ -63,13 +63,14 @@ impl MemAccounting {
         self.brk.remove(&pid);
     }
 
-    /// The row for one memory syscall, with `ts_ns` already on the wall clock; None for an
-    /// operation this memwatch does not know.
-    pub fn row(&mut self, ts_ns: i64, m: &MemEvent) -> Option<MemRow> {
+    /// The row for one memory syscall alone.
+    #[cfg(test)]
+    fn row(&mut self, ts_ns: i64, m: &MemEvent) -> Option<MemRow> {
         self.account(ts_ns, m).map(|(row, _)| row)
     }
 
-    /// The row for one memory syscall and what it did to resident memory.
+    /// The row for one memory syscall (`ts_ns` already on the wall clock) and what it did to
+    /// resident memory; None for an operation this memwatch does not know.
     pub fn account(&mut self, ts_ns: i64, m: &MemEvent) -> Option<(MemRow, ResidentEffect)> {
         let pid = m.header.tgid;
         let a = m.args;

@@ -61,11 +61,6 @@ impl OriginMap {
         }
     }
 
-    /// The bound on spans this map keeps.
-    pub fn max_spans(&self) -> usize {
-        self.max_spans
-    }
-
     pub fn counts(&self) -> OriginCounts {
         self.counts
     }
@@ -170,8 +165,9 @@ impl OriginMap {
         credits
     }
 
-    /// Bytes held now per owner (for a report at the end of a recording).
-    pub fn held(&self) -> BTreeMap<Owner, u64> {
+    /// Bytes held now per owner.
+    #[cfg(test)]
+    fn held(&self) -> BTreeMap<Owner, u64> {
         let mut out = BTreeMap::new();
         for spans in self.processes.values() {
             for (s, span) in spans {

@@ -3,10 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, OpenFlags, ffi::ErrorCode};
+use rusqlite::{Connection, OpenFlags, OptionalExtension as _, ffi::ErrorCode};
 
-use super::schema::{APPLICATION_ID, SCHEMA_VERSION};
-use crate::error::RecordingError;
+use super::schema::{APPLICATION_ID, HAS_ORIGIN, SCHEMA_VERSION};
+use crate::{error::RecordingError, model::meta};
 
 /// An open recording. Live and offline views read through this same type, with the queries of
 /// [`super::query`].
@@ -14,6 +14,8 @@ pub struct Recording {
     conn: Connection,
     path: PathBuf,
     schema_version: i64,
+    /// Whether it carries retained-memory figures; fixed when it is written, so read once here.
+    has_origin: bool,
 }
 
 impl std::fmt::Debug for Recording {
@@ -21,6 +23,7 @@ impl std::fmt::Debug for Recording {
         f.debug_struct("Recording")
             .field("path", &self.path)
             .field("schema_version", &self.schema_version)
+            .field("has_origin", &self.has_origin)
             .finish_non_exhaustive()
     }
 }
@@ -78,11 +81,26 @@ impl Recording {
         // The views ask a few dozen distinct questions, the page every second: keep them all
         // prepared.
         conn.set_prepared_statement_cache_capacity(64);
+        // Retained figures need schema 3 and eBPF (`--no-ebpf` sees no pages). `meta.ebpf` is
+        // written when the recording is created and absent from old ones (which had eBPF).
+        let ebpf: Option<String> = conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [meta::EBPF], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| classify(path, e))?;
+        let has_origin = version >= HAS_ORIGIN && ebpf.as_deref() != Some("false");
         Ok(Self {
             conn,
             path: path.to_owned(),
             schema_version: version,
+            has_origin,
         })
+    }
+
+    /// Whether this recording carries retained-memory figures.
+    pub fn has_origin(&self) -> bool {
+        self.has_origin
     }
 
     pub fn path(&self) -> &Path {

@@ -18,7 +18,7 @@ use crate::{
             Range,
             memory::OpTotals,
             requests::{RequestFigures, RollupGroup, rollup_seconds},
-            retained::{LaterRelease, RetainedRequest, RetainedSecond},
+            retained::{LaterRelease, RetainedSecond},
         },
     },
 };
@@ -296,6 +296,8 @@ struct Acc {
     vm: Vec<i64>,
     rss: Vec<i64>,
     dur_ns: Vec<i64>,
+    /// Retained memory, request by request (exact path) or second by second (rollup path).
+    retained: RouteRetained,
 }
 
 impl Acc {
@@ -312,6 +314,8 @@ impl Acc {
             vm: _,
             rss: _,
             dur_ns: _,
+            // The edges' retained memory is in the rollup's whole seconds already.
+            retained: _,
         } = other;
         for (status, count) in statuses {
             *self.statuses.entry(status).or_default() += count;
@@ -332,13 +336,15 @@ fn status_key(status: Option<i64>) -> String {
 }
 
 /// Adds the requests that ended in `[from, to]` (every `every`-th by id) to `groups`: to the
-/// totals when `totals`, to the percentile values always.
+/// totals when `totals`, to the percentile values always, and with `later` (releases after each
+/// request ended, by request id) to the retained memory.
 fn add_rows(
     rec: &Recording,
     groups: &mut BTreeMap<(String, String), Acc>,
     (from, to): (i64, i64),
     every: i64,
     totals: bool,
+    later: Option<&std::collections::HashMap<i64, i64>>,
 ) -> Q<()> {
     rec.each_request_figures(from, to, every, |row| {
         let RequestFigures {
@@ -351,8 +357,19 @@ fn add_rows(
             mem_calls,
             exact,
             duration_ns,
+            id,
+            end_ns,
+            grown,
+            released,
         } = row;
         let acc = groups.entry((method, route)).or_default();
+        if let Some(later) = later {
+            let released = released + later.get(&id).copied().unwrap_or(0);
+            let r = &mut acc.retained;
+            r.grown += grown;
+            r.released += released;
+            r.steps.insert((end_ns, id), (1, grown - released));
+        }
         if totals {
             *acc.statuses.entry(status_key(status)).or_default() += 1;
             acc.n += 1;
@@ -380,8 +397,14 @@ pub fn endpoints(rec: &Recording, range: Range) -> Q<Vec<Endpoint>> {
     let (first_s, last_s) = rollup_seconds(from, to);
     let estimate = rec.rollup_request_count(first_s, last_s)?;
     let mut groups: BTreeMap<(String, String), Acc> = BTreeMap::new();
+    let origin = rec.has_origin();
     if estimate <= EXACT_LIMIT {
-        add_rows(rec, &mut groups, (from, to), 1, true)?;
+        let later = if origin {
+            Some(rec.later_releases_by_request(from, to)?)
+        } else {
+            None
+        };
+        add_rows(rec, &mut groups, (from, to), 1, true, later.as_ref())?;
     } else {
         // Whole seconds inside the range from the rollup...
         let inner = (first_s + 1, last_s - 1);
@@ -408,9 +431,16 @@ pub fn endpoints(rec: &Recording, range: Range) -> Q<Vec<Endpoint>> {
         }
         // ...the partial seconds at both edges from the rows...
         let mut edges = BTreeMap::new();
-        add_rows(rec, &mut edges, (from, (inner.0 * S - 1).min(to)), 1, true)?;
+        add_rows(
+            rec,
+            &mut edges,
+            (from, (inner.0 * S - 1).min(to)),
+            1,
+            true,
+            None,
+        )?;
         let tail_from = ((inner.1 + 1) * S).max(from).max(inner.0 * S);
-        add_rows(rec, &mut edges, (tail_from, to), 1, true)?;
+        add_rows(rec, &mut edges, (tail_from, to), 1, true, None)?;
         for (key, e) in edges {
             groups.entry(key).or_default().add_totals(e);
         }
@@ -421,8 +451,13 @@ pub fn endpoints(rec: &Recording, range: Range) -> Q<Vec<Endpoint>> {
             (from, to),
             estimate / EXACT_LIMIT + 1,
             false,
+            None,
         )?;
+        if origin {
+            retained_from_rollups(rec, &mut groups, (from, to))?;
+        }
     }
+    let page = if origin { page_size(rec)? } else { 0 };
     let mut out: Vec<Endpoint> = groups
         .into_iter()
         .filter(|(_, a)| a.n > 0)
@@ -431,7 +466,8 @@ pub fn endpoints(rec: &Recording, range: Range) -> Q<Vec<Endpoint>> {
             a.vm.sort_unstable();
             a.rss.sort_unstable();
             a.dur_ns.sort_unstable();
-            Endpoint {
+            let r = &a.retained;
+            let mut e = Endpoint {
                 method,
                 route,
                 requests: a.n,
@@ -449,27 +485,19 @@ pub fn endpoints(rec: &Recording, range: Range) -> Q<Vec<Endpoint>> {
                 rss_bytes_per_request_p95: percentile(&a.rss, 95.0),
                 duration_ms_p50: percentile(&a.dur_ns, 50.0) as f64 / 1e6,
                 duration_ms_p95: percentile(&a.dur_ns, 95.0) as f64 / 1e6,
-                grown_bytes: 0,
-                released_bytes: 0,
-                retained_bytes: 0,
-                kept_per_request_bytes: 0,
+                grown_bytes: r.grown,
+                released_bytes: r.released,
+                retained_bytes: r.grown - r.released,
+                kept_per_request_bytes: r.slope(),
                 retention: "unknown",
+            };
+            if origin {
+                e.retention = retention(&e, page);
             }
+            e
         })
         .collect();
-    if rec.has_origin() {
-        let page = page_size(rec)?;
-        let mut retained = retained_by_route(rec, (from, to), estimate <= EXACT_LIMIT)?;
-        for e in &mut out {
-            let r = retained
-                .remove(&(e.method.clone(), e.route.clone()))
-                .unwrap_or_default();
-            e.grown_bytes = r.grown;
-            e.released_bytes = r.released;
-            e.retained_bytes = r.grown - r.released;
-            e.kept_per_request_bytes = r.slope();
-            e.retention = retention(e, page);
-        }
+    if origin {
         // Rank by what is kept: per further request first, then in total.
         out.sort_by(|a, b| {
             b.kept_per_request_bytes
@@ -541,35 +569,16 @@ impl RouteRetained {
     }
 }
 
-/// Retained memory per (method, route) of the requests that ended in `[from, to]`, releases
-/// counted up to `to`: request by request when `exact`, else from the per-second rollups.
-fn retained_by_route(
+/// Retained memory of the requests that ended in `[from, to]`, per route and second, from the
+/// writer's per-second rollups (for ranges too large to read request by request); releases are
+/// counted up to `to`, to the second.
+fn retained_from_rollups(
     rec: &Recording,
+    groups: &mut BTreeMap<(String, String), Acc>,
     (from, to): (i64, i64),
-    exact: bool,
-) -> Q<BTreeMap<(String, String), RouteRetained>> {
+) -> Q<()> {
     const S: i64 = 1_000_000_000;
-    let mut out: BTreeMap<(String, String), RouteRetained> = BTreeMap::new();
-    if exact {
-        let later = rec.later_releases_by_request(from, to)?;
-        for q in rec.retained_requests(from, to)? {
-            let RetainedRequest {
-                id,
-                method,
-                route,
-                end_ns,
-                grown,
-                released_own,
-            } = q;
-            let released = released_own + later.get(&id).copied().unwrap_or(0);
-            let r = out.entry((method, route)).or_default();
-            r.grown += grown;
-            r.released += released;
-            r.steps.insert((end_ns, id), (1, grown - released));
-        }
-        return Ok(out);
-    }
-    for s in rec.retained_seconds(from, to, false)? {
+    for s in rec.retained_seconds(from, to)? {
         let RetainedSecond {
             method,
             route,
@@ -578,7 +587,7 @@ fn retained_by_route(
             grown,
             released_own,
         } = s;
-        let r = out.entry((method, route)).or_default();
+        let r = &mut groups.entry((method, route)).or_default().retained;
         r.grown += grown;
         r.released += released_own;
         let slot = r.steps.entry((second * S, 0)).or_default();
@@ -592,11 +601,11 @@ fn retained_by_route(
             req_second,
             bytes,
         } = l;
-        let r = out.entry((method, route)).or_default();
+        let r = &mut groups.entry((method, route)).or_default().retained;
         r.released += bytes;
         r.steps.entry((req_second * S, 0)).or_default().1 -= bytes;
     }
-    Ok(out)
+    Ok(())
 }
 
 /// How a route retains memory: steadily per request, once, or not at all.
@@ -784,7 +793,7 @@ mod tests {
         };
         let fast = endpoints(&rec, range).unwrap();
         let mut exact = BTreeMap::new();
-        add_rows(&rec, &mut exact, range.bounds(), 1, true).unwrap();
+        add_rows(&rec, &mut exact, range.bounds(), 1, true, None).unwrap();
         assert_eq!(fast.len(), exact.len());
         let total: u64 = fast.iter().map(|e| e.requests).sum();
         assert!(total > EXACT_LIMIT as u64, "the rollup path ran");

@@ -21,6 +21,11 @@ pub struct RequestFigures {
     pub mem_calls: i64,
     pub exact: bool,
     pub duration_ns: i64,
+    pub id: i64,
+    pub end_ns: i64,
+    /// Retained-memory figures (0 in recordings without them).
+    pub grown: i64,
+    pub released: i64,
 }
 
 /// Requests of one method, route and status summed over whole seconds of the rollup.
@@ -165,10 +170,18 @@ impl Recording {
         every: i64,
         f: impl FnMut(RequestFigures),
     ) -> Result<(), RecordingError> {
-        self.each(
+        // Recordings before schema 3 have no `grown` and `released` columns.
+        let sql = if self.schema_version() >= crate::recording::schema::HAS_ORIGIN {
             "SELECT COALESCE(method, '-'), COALESCE(route, '-'), status, vm_bytes, rss_bytes,
-                    faults, mem_calls, exact, end_ns - start_ns
-             FROM requests WHERE end_ns >= ?1 AND end_ns <= ?2 AND id % ?3 = 0",
+                    faults, mem_calls, exact, end_ns - start_ns, id, end_ns, grown, released
+             FROM requests WHERE end_ns >= ?1 AND end_ns <= ?2 AND id % ?3 = 0"
+        } else {
+            "SELECT COALESCE(method, '-'), COALESCE(route, '-'), status, vm_bytes, rss_bytes,
+                    faults, mem_calls, exact, end_ns - start_ns, id, end_ns, 0, 0
+             FROM requests WHERE end_ns >= ?1 AND end_ns <= ?2 AND id % ?3 = 0"
+        };
+        self.each(
+            sql,
             params![from_ns, to_ns, every.max(1)],
             |r| {
                 Ok(RequestFigures {
@@ -181,6 +194,10 @@ impl Recording {
                     mem_calls: r.get(6)?,
                     exact: r.get(7)?,
                     duration_ns: r.get(8)?,
+                    id: r.get(9)?,
+                    end_ns: r.get(10)?,
+                    grown: r.get(11)?,
+                    released: r.get(12)?,
                 })
             },
             f,

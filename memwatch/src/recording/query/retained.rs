@@ -21,17 +21,6 @@ pub struct RetainedSecond {
     pub released_own: i64,
 }
 
-/// One request's retained-memory figures.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RetainedRequest {
-    pub id: i64,
-    pub method: String,
-    pub route: String,
-    pub end_ns: i64,
-    pub grown: i64,
-    pub released_own: i64,
-}
-
 /// Releases credited to one route's requests that ended in one second.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LaterRelease {
@@ -59,82 +48,29 @@ pub struct OriginLoss {
     pub unmatched_release_bytes: i64,
 }
 
-const NS_PER_S: i64 = 1_000_000_000;
-
 impl Recording {
-    /// Whether this recording carries retained-memory figures: schema 3 or later, recorded
-    /// with eBPF (`--no-ebpf` sees no pages).
-    pub fn has_origin(&self) -> bool {
-        self.schema_version() >= crate::recording::schema::HAS_ORIGIN
-            && self
-                .meta(crate::model::meta::EBPF)
-                .ok()
-                .flatten()
-                .is_none_or(|v| v != "false")
-    }
-
-    /// Requests that ended in `[from_ns, to_ns]`, per method, route and second. Rows when the
-    /// range holds few requests, the writer's rollup (whole seconds) otherwise. Whole.
+    /// Requests that ended in the whole seconds of `[from_ns, to_ns]`, per method, route and
+    /// second, from the writer's rollup (for ranges too large to read request by request). Whole.
     pub fn retained_seconds(
         &self,
         from_ns: i64,
         to_ns: i64,
-        exact: bool,
     ) -> Result<Vec<RetainedSecond>, RecordingError> {
         if !self.has_origin() {
             return Ok(Vec::new());
         }
-        let map = |r: &rusqlite::Row<'_>| {
-            Ok(RetainedSecond {
-                method: r.get(0)?,
-                route: r.get(1)?,
-                second: r.get(2)?,
-                requests: r.get(3)?,
-                grown: r.get(4)?,
-                released_own: r.get(5)?,
-            })
-        };
-        if exact {
-            self.rows(
-                "SELECT COALESCE(method, '-'), COALESCE(route, '-'), end_ns / ?3, COUNT(*),
-                        SUM(grown), SUM(released)
-                 FROM requests WHERE end_ns >= ?1 AND end_ns <= ?2
-                 GROUP BY 1, 2, 3 ORDER BY 3",
-                [from_ns, to_ns, NS_PER_S],
-                map,
-            )
-        } else {
-            let (first_s, last_s) = rollup_seconds(from_ns, to_ns);
-            self.rows(
-                "SELECT method, route, second, SUM(n), SUM(grown), SUM(released)
-                 FROM request_rollup WHERE second BETWEEN ?1 AND ?2
-                 GROUP BY 1, 2, 3 ORDER BY 3",
-                [first_s, last_s],
-                map,
-            )
-        }
-    }
-
-    /// Every request that ended in `[from_ns, to_ns]` with what it made resident, in end order.
-    /// Whole.
-    pub fn retained_requests(
-        &self,
-        from_ns: i64,
-        to_ns: i64,
-    ) -> Result<Vec<RetainedRequest>, RecordingError> {
-        if !self.has_origin() {
-            return Ok(Vec::new());
-        }
+        let (first_s, last_s) = rollup_seconds(from_ns, to_ns);
         self.rows(
-            "SELECT id, COALESCE(method, '-'), COALESCE(route, '-'), end_ns, grown, released
-             FROM requests WHERE end_ns >= ?1 AND end_ns <= ?2 ORDER BY end_ns, id",
-            [from_ns, to_ns],
+            "SELECT method, route, second, SUM(n), SUM(grown), SUM(released)
+             FROM request_rollup WHERE second BETWEEN ?1 AND ?2
+             GROUP BY 1, 2, 3 ORDER BY 3",
+            [first_s, last_s],
             |r| {
-                Ok(RetainedRequest {
-                    id: r.get(0)?,
-                    method: r.get(1)?,
-                    route: r.get(2)?,
-                    end_ns: r.get(3)?,
+                Ok(RetainedSecond {
+                    method: r.get(0)?,
+                    route: r.get(1)?,
+                    second: r.get(2)?,
+                    requests: r.get(3)?,
                     grown: r.get(4)?,
                     released_own: r.get(5)?,
                 })
