@@ -35,6 +35,11 @@ pub const MAP_COUNTERS: &str = "COUNTERS";
 /// `HashMap<u64, ConnState>`: server-side connections, keyed by [`crate::net::conn_key`].
 pub const MAP_CONNS: &str = "CONNS";
 
+/// `HashMap<u32 tid, HeapPending>`: allocations between entry and return.
+pub const MAP_HEAP_PENDING: &str = "HEAP_PENDING";
+/// `HashMap<HeapKey, u64 len>`: live heap blocks of at least a page, per process.
+pub const MAP_HEAP_LIVE: &str = "HEAP_LIVE";
+
 /// Indexes into [`MAP_COUNTERS`].
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

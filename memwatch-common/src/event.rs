@@ -18,6 +18,8 @@ pub enum EventKind {
     Net = 5,
     /// A run of pages a traced thread made resident: [`crate::proc::GrowthEvent`].
     Growth = 6,
+    /// A heap block handed out or given back (`record --heap`): [`crate::heap::HeapEvent`].
+    Heap = 7,
 }
 
 impl EventKind {
@@ -30,6 +32,7 @@ impl EventKind {
             4 => Self::Exec,
             5 => Self::Net,
             6 => Self::Growth,
+            7 => Self::Heap,
             _ => return None,
         })
     }

@@ -8,6 +8,7 @@ use core::mem::{align_of, offset_of, size_of};
 
 use memwatch_common::{
     EventHeader,
+    heap::{HeapEvent, HeapKey, HeapPending},
     mem::{MemArgs, MemEvent},
     net::{ConnState, MAX_CAPTURE, NetEvent, NetEventSmall, NetMeta, SMALL_CAPTURE, conn_key},
     proc::{GrowthEvent, ProcEvent, ThreadFaults},
@@ -66,6 +67,23 @@ fn proc_event_and_thread_faults() {
     assert_eq!(offset_of!(GrowthEvent, header), 0);
     assert_eq!(offset_of!(GrowthEvent, start), 24);
     assert_eq!(offset_of!(GrowthEvent, len), 32);
+}
+
+#[test]
+fn heap_events() {
+    assert_eq!(size_of::<HeapEvent>(), 48);
+    assert_eq!(align_of::<HeapEvent>(), 8);
+    assert_eq!(offset_of!(HeapEvent, header), 0);
+    assert_eq!(offset_of!(HeapEvent, op), 24);
+    assert_eq!(offset_of!(HeapEvent, addr), 32);
+    assert_eq!(offset_of!(HeapEvent, len), 40);
+
+    assert_eq!(size_of::<HeapPending>(), 16);
+    assert_eq!(offset_of!(HeapPending, old), 8);
+
+    assert_eq!(size_of::<HeapKey>(), 16);
+    assert_eq!(offset_of!(HeapKey, tgid), 0);
+    assert_eq!(offset_of!(HeapKey, addr), 8);
 }
 
 #[test]

@@ -9,6 +9,7 @@
 mod ctx;
 mod emit;
 mod fault;
+mod heap;
 mod maps;
 mod mem;
 mod net;

@@ -5,7 +5,9 @@ use aya_ebpf::{
     maps::{HashMap, PerCpuArray, RingBuf},
 };
 use memwatch_common::{
-    config::COUNTER_SLOTS, mem::MemArgs, net::ConnState, proc::ThreadFaults,
+    config::COUNTER_SLOTS,
+    heap::{HeapKey, HeapPending},
+    mem::MemArgs, net::ConnState, proc::ThreadFaults,
     tracepoint::OFFSET_UNSET,
 };
 
@@ -58,3 +60,11 @@ pub(crate) static PENDING_MEM: HashMap<u32, MemArgs> = HashMap::with_max_entries
 /// Server-side connections, keyed by `memwatch_common::net::conn_key`.
 #[map]
 pub(crate) static CONNS: HashMap<u64, ConnState> = HashMap::with_max_entries(65536, 0);
+
+/// Heap allocations between entry and return, keyed by tid (`record --heap`).
+#[map]
+pub(crate) static HEAP_PENDING: HashMap<u32, HeapPending> = HashMap::with_max_entries(16384, 0);
+
+/// Live heap blocks of at least a page, by process and address, with their size.
+#[map]
+pub(crate) static HEAP_LIVE: HashMap<HeapKey, u64> = HashMap::with_max_entries(262_144, 0);

@@ -986,6 +986,20 @@
         g.title = `releases of unknown origin: ${fmtInt(r.unmatched_release_bytes)} bytes; ` +
           `growth not tracked (bound): ${fmtInt(r.untracked_bytes)} bytes`;
         extras.appendChild(g);
+        const heap = r.heap;
+        if (heap && typeof heap === 'object') {
+          // Whether heap reuse was followed: without it, a route that reuses another's freed
+          // heap can swap places with it in the ranking. Said, not hidden.
+          const h = el('span', 'extra');
+          h.appendChild(el('span', 'extra-label', 'Heap'));
+          h.appendChild(el('span', heap.followed ? 'count-chip' : 'count-chip warn',
+            heap.followed
+              ? `followed: ${fmtInt(heap.blocks)} blocks changed hands` +
+                (heap.processes_not_followed > 0 ? `, ${fmtInt(heap.processes_not_followed)} processes not followed` : '')
+              : 'not followed (record with --heap)'));
+          if (typeof heap.note === 'string') h.title = heap.note;
+          extras.appendChild(h);
+        }
       }
       if (hasCounts(ep.non_http)) {
         const g = el('span', 'extra');

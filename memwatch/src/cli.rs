@@ -265,6 +265,12 @@ pub struct RecordArgs {
     /// among the access-log lines completed in it (approximate, as the 2008 tool did).
     #[arg(long)]
     pub no_ebpf: bool,
+    /// Follow glibc's malloc and free in each target (uprobes on its own libc), so that heap
+    /// memory freed by one request and reused by another changes hands: needed for runtimes
+    /// whose heap reuses freed blocks (Node.js buffers, Python objects). Costs a trap per call
+    /// (see BENCHMARKS.md). Not for static binaries (Go): those are said and counted.
+    #[arg(long, conflicts_with = "no_ebpf")]
+    pub heap: bool,
     /// Command to start and trace from its first instruction (after `--`).
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<OsString>,
@@ -289,6 +295,7 @@ impl RecordArgs {
             log_format,
             log_from_start,
             no_ebpf,
+            heap,
             command,
         } = self.clone();
         RecordOptions {
@@ -308,6 +315,7 @@ impl RecordArgs {
             log_format,
             log_from_start,
             ebpf: !no_ebpf,
+            heap,
         }
     }
 

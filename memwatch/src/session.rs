@@ -12,6 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use memwatch_common::heap::HeapOp;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
@@ -106,6 +107,9 @@ pub struct Session {
     /// Notified to stop recording (`memwatch ci`).
     stop: Option<Arc<tokio::sync::Notify>>,
     options: RecordOptions,
+    /// `--heap`: heap blocks followed, and processes whose heap could not be.
+    heap_events: u64,
+    heap_not_followed: u64,
 }
 
 impl Session {
@@ -127,6 +131,31 @@ impl Session {
             origin,
         }));
         self.alive.insert(pid);
+        self.follow_heap(pid);
+    }
+
+    /// With `--heap`, attaches the allocator probes to `pid`. A process whose heap cannot be
+    /// followed is still recorded; why is logged and it is counted.
+    fn follow_heap(&mut self, pid: u32) {
+        if !self.options.heap {
+            return;
+        }
+        let Some(probe) = self.probe.as_mut() else {
+            return;
+        };
+        if let Err(e) = probe.follow_heap(pid) {
+            self.heap_not_followed += 1;
+            tracing::warn!("{:#}", anyhow::Error::from(e));
+        }
+    }
+
+    /// `pid` is gone, or exec'd into a new image: its allocator probes go.
+    fn forget_heap(&mut self, pid: u32) {
+        if self.options.heap
+            && let Some(probe) = self.probe.as_mut()
+        {
+            probe.forget_heap(pid);
+        }
     }
 
     fn on_event(&mut self, ev: Event) {
@@ -161,6 +190,7 @@ impl Session {
                     origin: "forked",
                 }));
                 self.alive.insert(child);
+                self.follow_heap(child);
             }
             Event::Exec(p) => {
                 let pid = p.header.tgid;
@@ -169,6 +199,8 @@ impl Session {
                 let ts_ns = self.wall(p.header.ts_ns);
                 self.correlator
                     .address_space_gone(ts_ns, pid, &mut self.rows);
+                self.forget_heap(pid);
+                self.follow_heap(pid);
                 let info = procfs::info(pid);
                 self.rows.push(Row::Process(ProcessRow {
                     pid,
@@ -193,6 +225,7 @@ impl Session {
                 if p.group_dead != 0 {
                     self.correlator
                         .address_space_gone(ts_ns, pid, &mut self.rows);
+                    self.forget_heap(pid);
                     self.rows.push(Row::ProcessExit {
                         pid,
                         ts_ns,
@@ -209,6 +242,18 @@ impl Session {
                     g.header.tid,
                     g.start,
                     g.len,
+                    &mut self.rows,
+                );
+            }
+            Event::Heap(h) => {
+                self.heap_events += 1;
+                let ts_ns = self.wall(h.header.ts_ns);
+                self.correlator.heap(
+                    ts_ns,
+                    h.header.tgid,
+                    h.header.tid,
+                    h.op == HeapOp::Alloc as u32,
+                    (h.addr, h.len),
                     &mut self.rows,
                 );
             }
@@ -434,6 +479,9 @@ pub struct RecordOptions {
     pub log_from_start: bool,
     /// Load the eBPF programs (false: /proc sampling and access logs only).
     pub ebpf: bool,
+    /// Follow glibc's malloc and free in each target (uprobes), so that heap memory reused by
+    /// another request changes hands.
+    pub heap: bool,
 }
 
 /// What `memwatch ci` needs from a recording it drives.
@@ -619,6 +667,7 @@ async fn attach(
             procfs::kernel_release().unwrap_or_else(|| "unknown".into()),
         ),
         (meta::PAGE_SIZE, page_size.to_string()),
+        (meta::HEAP, (args.heap && args.ebpf).to_string()),
     ];
     let writer = Writer::create(&output, &meta)?;
     let mut session = Session {
@@ -651,6 +700,8 @@ async fn attach(
         output,
         stop: hooks.stop.take(),
         options: args,
+        heap_events: 0,
+        heap_not_followed: 0,
     };
     for (i, &pid) in targets.iter().enumerate() {
         let origin = if i < roots.len() {
@@ -736,6 +787,16 @@ impl Session {
         let ended_ns = wall_ns();
         self.rows
             .push(Row::Meta(meta::ENDED_NS.into(), ended_ns.to_string()));
+        if self.options.heap {
+            self.rows.push(Row::Meta(
+                meta::HEAP_EVENTS.into(),
+                self.heap_events.to_string(),
+            ));
+            self.rows.push(Row::Meta(
+                meta::HEAP_NOT_FOLLOWED.into(),
+                self.heap_not_followed.to_string(),
+            ));
+        }
         self.rows.push(Row::Meta(
             meta::STOP_REASON.into(),
             format!("{stop:?}").to_lowercase(),

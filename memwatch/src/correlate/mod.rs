@@ -184,6 +184,47 @@ impl Correlator {
         self.credit(ts_ns, pid, credits, out);
     }
 
+    /// A heap block of `pid` changed hands (`--heap`): handed out on thread `tid` (`alloc`), its
+    /// resident pages go to the request the thread serves, or to the outside row; given back,
+    /// they go to the outside row (the allocator keeps them). Either way the previous owner is
+    /// credited with a release, and the resident set is unchanged: only whole pages of the block
+    /// move.
+    pub fn heap(
+        &mut self,
+        ts_ns: i64,
+        pid: u32,
+        tid: u32,
+        alloc: bool,
+        (addr, len): (u64, u64),
+        out: &mut Vec<Row>,
+    ) {
+        let page = self.page_size as u64;
+        let start = addr.div_ceil(page).saturating_mul(page);
+        let end = (addr.saturating_add(len) / page) * page;
+        let serving = if alloc {
+            self.threads
+                .get(&tid)
+                .and_then(|t| t.current)
+                .filter(|id| self.inflight.contains_key(id))
+        } else {
+            None
+        };
+        let owner = serving.unwrap_or(OUTSIDE);
+        let (credits, moved) = self.origin.transfer(pid, start, end, owner);
+        if moved == 0 {
+            return;
+        }
+        self.credit(ts_ns, pid, credits, out);
+        match serving.and_then(|id| self.inflight.get_mut(&id)) {
+            Some(req) => req.row.grown += moved,
+            None => out.push(Row::OutsideGrowth {
+                ts_ns,
+                pid,
+                bytes: moved,
+            }),
+        }
+    }
+
     /// The process's address space is gone (exit, or exec): everything it held is released.
     pub fn address_space_gone(&mut self, ts_ns: i64, pid: u32, out: &mut Vec<Row>) {
         let credits = self.origin.exit(pid);

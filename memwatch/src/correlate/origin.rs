@@ -151,6 +151,30 @@ impl OriginMap {
         credits
     }
 
+    /// The resident pages of `[start, end)` of `pid` change hands to `owner` (a heap block handed
+    /// out or given back). Pages not tracked are left alone: they are not resident yet, or of
+    /// no known origin. Returns the bytes taken from each previous owner, and the bytes `owner`
+    /// now holds that it did not before.
+    pub fn transfer(&mut self, pid: u32, start: u64, end: u64, owner: Owner) -> (Credits, u64) {
+        let mut credits: Credits = Vec::new();
+        if end <= start {
+            return (credits, 0);
+        }
+        let Some(spans) = self.processes.get_mut(&pid) else {
+            return (credits, 0);
+        };
+        let mut moved = 0;
+        for (s, span) in take_range(spans, &mut self.counts, start, end) {
+            let bytes = span.end - s;
+            if span.owner != owner {
+                add_credit(&mut credits, span.owner, bytes);
+                moved += bytes;
+            }
+            insert_coalesced(spans, &mut self.counts, s, span.end, owner);
+        }
+        (credits, moved)
+    }
+
     /// The process exited: everything it held is released.
     pub fn exit(&mut self, pid: u32) -> Credits {
         let mut credits: Credits = Vec::new();
@@ -277,6 +301,25 @@ mod tests {
                 ..OriginCounts::default()
             }
         );
+    }
+
+    #[test]
+    fn heap_blocks_change_hands_without_changing_what_is_resident() {
+        let mut m = OriginMap::new(DEFAULT_MAX_SPANS);
+        // Request 7 faults in a 16-page block, then frees it: the allocator keeps the pages.
+        m.grow(1, 100 * P, 16 * P, 7);
+        assert_eq!(m.transfer(1, 100 * P, 116 * P, OUTSIDE), (vec![(7, 16 * P)], 16 * P));
+        // Request 9 gets the first 4 pages back from malloc, plus 2 pages never resident.
+        assert_eq!(m.transfer(1, 98 * P, 104 * P, 9), (vec![(OUTSIDE, 4 * P)], 4 * P));
+        // Handing out what the owner already holds moves nothing.
+        assert_eq!(m.transfer(1, 100 * P, 104 * P, 9), (vec![], 0));
+        assert_eq!(m.held(), BTreeMap::from([(OUTSIDE, 12 * P), (9, 4 * P)]));
+        assert_eq!(m.counts().tracked_bytes, 16 * P);
+        assert_eq!(m.counts().spans, 2);
+        assert_eq!(m.counts().unmatched_release_bytes, 0);
+        // An empty or inverted block, or another process, moves nothing.
+        assert_eq!(m.transfer(1, 5 * P, 5 * P, 9), (vec![], 0));
+        assert_eq!(m.transfer(2, 100 * P, 116 * P, 9), (vec![], 0));
     }
 
     #[test]

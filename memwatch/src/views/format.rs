@@ -126,6 +126,16 @@ impl Report {
                     bytes(r.untracked_bytes),
                     bytes(r.unmatched_release_bytes)
                 );
+                if r.heap.followed {
+                    let _ = writeln!(
+                        s,
+                        "heap followed: {} blocks changed hands, {} processes not followed",
+                        r.heap.blocks, r.heap.processes_not_followed
+                    );
+                }
+                if let Some(note) = r.heap.note {
+                    let _ = writeln!(s, "note: {note}");
+                }
                 let _ = writeln!(
                     s,
                     "{:<7} {:<32} {:>8} {:>11} {:>11} {:>11} {:<10} {:>11} {:>9} {:>9}  statuses",

@@ -201,6 +201,57 @@ pub struct RetainedSummary {
     pub unmatched_release_bytes: i64,
     /// Resident growth origin tracking could not keep (its bound), whole recording.
     pub untracked_bytes: i64,
+    /// Whether heap blocks were followed as they changed hands (`record --heap`).
+    pub heap: HeapFollowing,
+}
+
+/// Whether the recording followed the targets' heap allocators (`record --heap`), and what that
+/// could not cover.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct HeapFollowing {
+    pub followed: bool,
+    /// Heap blocks (glibc) and spans (Go) handed out or given back, whole recording.
+    pub blocks: u64,
+    /// Traced processes whose allocator could not be followed (musl, another static binary).
+    pub processes_not_followed: u64,
+    /// What the figures cannot see, and what to do; absent when nothing is missing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<&'static str>,
+}
+
+/// Said when the heap was not followed.
+const HEAP_NOT_FOLLOWED: &str = "heap reuse was not followed: memory a runtime frees to its \
+     heap and hands to a later allocation stays with the request that first faulted it in, so \
+     a route that reuses another's freed heap (Node.js, Go, threaded Python) can look like it \
+     keeps nothing while the other looks like a leak. Record with --heap to follow glibc's \
+     malloc and free and Go's spans (it costs a trap per call: see BENCHMARKS.md)";
+
+/// Said when some processes' heaps could not be followed.
+const HEAP_PARTLY: &str = "some processes' heap allocators could not be followed (no glibc and \
+     no Go runtime memwatch knows): in those, heap reuse stays with the request that first \
+     faulted the memory in; memwatch's log says which";
+
+impl HeapFollowing {
+    fn read(rec: &Recording) -> Q<Self> {
+        let num = |key: &str| -> Q<u64> {
+            Ok(rec.meta(key)?.and_then(|v| v.parse().ok()).unwrap_or(0))
+        };
+        let followed = rec.meta(meta::HEAP)?.as_deref() == Some("true");
+        let processes_not_followed = num(meta::HEAP_NOT_FOLLOWED)?;
+        let note = if !followed {
+            Some(HEAP_NOT_FOLLOWED)
+        } else if processes_not_followed > 0 {
+            Some(HEAP_PARTLY)
+        } else {
+            None
+        };
+        Ok(Self {
+            followed,
+            blocks: num(meta::HEAP_EVENTS)?,
+            processes_not_followed,
+            note,
+        })
+    }
 }
 
 /// Nearest-rank percentile of a sorted slice.
@@ -537,8 +588,15 @@ struct RouteRetained {
 }
 
 impl RouteRetained {
-    /// Least-squares slope of cumulative retained bytes against cumulative requests, one point
-    /// per step; with fewer than three steps, the mean.
+    /// The slope of cumulative retained bytes against cumulative requests, one point per step,
+    /// estimated robustly (Theil–Sen: the median of the slopes between every pair of points);
+    /// with fewer than three steps, the mean.
+    ///
+    /// Why robust: a runtime with a collector frees a churning route's garbage in bulk, late, and
+    /// the last blocks may not be collected when the recording ends; a heap raises a high-water
+    /// mark once. Both are steps in the series, and a least-squares line through a step at one
+    /// end reads as memory kept per request. The median slope ignores a minority of such steps
+    /// and follows what most stretches of the series do: grow with each request (a leak), or not.
     fn slope(&self) -> i64 {
         let n_total: i64 = self.steps.values().map(|(n, _)| n).sum();
         if n_total == 0 {
@@ -547,26 +605,63 @@ impl RouteRetained {
         if self.steps.len() < 3 {
             return (self.grown - self.released) / n_total;
         }
-        let (mut n, mut r) = (0f64, 0f64);
-        let points: Vec<(f64, f64)> = self
+        let (mut n, mut r) = (0i64, 0i64);
+        let points: Vec<(i64, i64)> = self
             .steps
             .values()
             .map(|&(dn, dr)| {
-                n += dn as f64;
-                r += dr as f64;
+                n += dn;
+                r += dr;
                 (n, r)
             })
             .collect();
-        let k = points.len() as f64;
-        let mx = points.iter().map(|p| p.0).sum::<f64>() / k;
-        let my = points.iter().map(|p| p.1).sum::<f64>() / k;
-        let sxx: f64 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
-        let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
-        if sxx <= 0.0 {
-            return (self.grown - self.released) / n_total;
-        }
-        (sxy / sxx).round() as i64
+        theil_sen(&thin(&points, MAX_SLOPE_POINTS))
+            .unwrap_or((self.grown - self.released) / n_total)
     }
+}
+
+/// At most this many points go into a slope: the pairs grow with its square.
+const MAX_SLOPE_POINTS: usize = 400;
+
+/// Every `k`th point of `points` (and the last), so that at most `max` remain.
+fn thin(points: &[(i64, i64)], max: usize) -> Vec<(i64, i64)> {
+    if points.len() <= max {
+        return points.to_vec();
+    }
+    let k = points.len().div_ceil(max);
+    let mut out: Vec<(i64, i64)> = points.iter().step_by(k).copied().collect();
+    if let Some(&last) = points.last()
+        && out.last() != Some(&last)
+    {
+        out.push(last);
+    }
+    out
+}
+
+/// The median of the slopes between every pair of points with different x; None when there is
+/// no such pair.
+fn theil_sen(points: &[(i64, i64)]) -> Option<i64> {
+    let mut slopes: Vec<f64> = Vec::with_capacity(points.len() * points.len() / 2);
+    for (i, &(x1, y1)) in points.iter().enumerate() {
+        for &(x2, y2) in &points[i + 1..] {
+            if x2 != x1 {
+                slopes.push((y2 - y1) as f64 / (x2 - x1) as f64);
+            }
+        }
+    }
+    if slopes.is_empty() {
+        return None;
+    }
+    let mid = slopes.len() / 2;
+    let (_, m, _) = slopes.select_nth_unstable_by(mid, f64::total_cmp);
+    let m = *m;
+    let median = if slopes.len() % 2 == 0 {
+        let lower = slopes[..mid].iter().copied().fold(f64::MIN, f64::max);
+        (lower + m) / 2.0
+    } else {
+        m
+    };
+    Some(median.round() as i64)
 }
 
 /// Retained memory of the requests that ended in `[from, to]`, per route and second, from the
@@ -649,6 +744,7 @@ impl RetainedSummary {
             unexplained_bytes: rss_change - attributed,
             untracked_bytes: loss.untracked_bytes,
             unmatched_release_bytes: loss.unmatched_release_bytes,
+            heap: HeapFollowing::read(rec)?,
         }))
     }
 }
@@ -744,6 +840,42 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kept_per_request_ignores_a_late_burst_and_a_one_off_step() {
+        const KIB: i64 = 1024;
+        let route = |series: &[i64]| {
+            let mut r = RouteRetained::default();
+            let mut prev = 0;
+            for (i, &v) in series.iter().enumerate() {
+                r.steps.insert((i as i64, i as i64), (1, v - prev));
+                prev = v;
+            }
+            r.grown = prev;
+            r.slope()
+        };
+        // A leak: 256 KiB per request, with noise of a page either way.
+        let leak: Vec<i64> = (1..=100).map(|i| i * 256 * KIB + (i % 3 - 1) * 4 * KIB).collect();
+        assert!((route(&leak) - 256 * KIB).abs() <= 4 * KIB, "{}", route(&leak));
+        // Churn whose last 13 blocks of 2 MiB await the collector when the recording ends.
+        let churn: Vec<i64> = (1..=100)
+            .map(|i: i64| (i - 87).max(0) * 2048 * KIB)
+            .collect();
+        assert_eq!(route(&churn), 0);
+        // A heap that grows to 1 MiB on the first request and is reused afterwards.
+        let reuse: Vec<i64> = (1..=40).map(|_| 1024 * KIB).collect();
+        assert_eq!(route(&reuse), 0);
+        // Two steps: the mean.
+        assert_eq!(route(&[10, 30]), 15);
+        // Thinning keeps the ends.
+        let pts: Vec<(i64, i64)> = (0..1000).map(|i| (i, 2 * i)).collect();
+        let thinned = thin(&pts, 400);
+        assert!(thinned.len() <= 401);
+        assert_eq!(thinned.first(), Some(&(0, 0)));
+        assert_eq!(thinned.last(), Some(&(999, 1998)));
+        assert_eq!(theil_sen(&thinned), Some(2));
+        assert_eq!(theil_sen(&[(5, 1), (5, 9)]), None);
+    }
 
     #[test]
     fn percentiles_nearest_rank() {

@@ -4,6 +4,7 @@ use memwatch_common::{
     EventHeader, EventKind,
     mem::MemEvent,
     net::{NetMeta, NetOp},
+    heap::HeapEvent,
     proc::{GrowthEvent, ProcEvent},
 };
 
@@ -16,6 +17,8 @@ pub enum Event {
     Exec(ProcEvent),
     Net(NetRecord),
     Growth(GrowthEvent),
+    /// A heap block handed out or given back (`--heap`).
+    Heap(HeapEvent),
 }
 
 /// A socket boundary event with its payload cut to what was captured.
@@ -68,6 +71,7 @@ impl Event {
             Self::Fork(e) | Self::Exit(e) | Self::Exec(e) => &e.header,
             Self::Net(e) => &e.meta.header,
             Self::Growth(e) => &e.header,
+            Self::Heap(e) => &e.header,
         }
     }
 
@@ -81,6 +85,7 @@ impl Event {
             EventKind::Exit => Self::Exit(read(bytes)?),
             EventKind::Exec => Self::Exec(read(bytes)?),
             EventKind::Growth => Self::Growth(read(bytes)?),
+            EventKind::Heap => Self::Heap(read(bytes)?),
             EventKind::Net => {
                 // The payload room depends on the event's size class; the record's length
                 // says which, and `captured` never reaches past it.

@@ -17,6 +17,7 @@ use memwatch_common::{
 use tokio::io::unix::AsyncFd;
 
 use super::{
+    heap::{HeapProbes, HeapSkip},
     error::LoadError,
     event::Event,
     format::{FieldRead, Offsets},
@@ -238,6 +239,8 @@ pub struct Probe {
     ring: AsyncFd<RingBuf<MapData>>,
     /// Records that could not be decoded.
     pub undecodable: u64,
+    /// glibc's allocator, per process (`--heap`).
+    heap: HeapProbes,
 }
 
 impl std::fmt::Debug for Probe {
@@ -316,6 +319,7 @@ impl Probe {
             ebpf,
             ring,
             undecodable: 0,
+            heap: HeapProbes::default(),
         })
     }
 
@@ -382,7 +386,21 @@ impl Probe {
         Ok(())
     }
 
-    /// Page faults per live traced thread: `(tid, tgid, faults)`.
+    /// Follows `pid`'s heap allocator (`--heap`); see [`HeapProbes::follow`].
+    pub fn follow_heap(&mut self, pid: u32) -> Result<(), HeapSkip> {
+        self.heap.follow(&mut self.ebpf, pid)
+    }
+
+    /// `pid` is gone or exec'd: its heap probes and live blocks go.
+    pub fn forget_heap(&mut self, pid: u32) {
+        self.heap.forget(&mut self.ebpf, pid);
+    }
+
+    /// Processes whose heap is followed now.
+    pub fn heap_followed(&self) -> usize {
+        self.heap.followed()
+    }
+
     /// Runs of pages faulted in but not yet sent, per live traced thread: (tid, tgid, start,
     /// end). Read at the end of a recording, so that the last growth of idle threads is not lost.
     pub fn pending_runs(&self) -> Vec<(u32, u32, u64, u64)> {
@@ -399,6 +417,7 @@ impl Probe {
             .collect()
     }
 
+    /// Page faults per live traced thread: `(tid, tgid, faults)`.
     pub fn thread_faults(&self) -> Vec<(u32, u32, u64)> {
         let Some(map) = self.ebpf.map(config::MAP_THREAD_FAULTS) else {
             return Vec::new();

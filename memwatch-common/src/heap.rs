@@ -1,0 +1,107 @@
+//! The heap allocator (`record --heap`): glibc's `malloc`, `calloc`, `realloc` and `free`,
+//! followed with uprobes on the target's own libc, and the Go runtime's spans ([`GO_PROBES`]). Only chunks of at least a page that glibc
+//! carved from its heap are reported; chunks it mapped on their own (`IS_MMAPPED`) are already
+//! followed through mmap and munmap.
+//!
+//! Why: a heap hands pages freed by one request to the next allocation, with no syscall and no
+//! page fault. Without these events, a page stays with the request that first faulted it in,
+//! and a leak that reuses a churning route's freed heap is charged to the churn.
+
+use crate::event::EventHeader;
+
+/// What a [`HeapEvent`] reports.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeapOp {
+    /// `[addr, addr + len)` was handed out by malloc, calloc or realloc.
+    Alloc = 1,
+    /// `[addr, addr + len)` went back to the allocator (free, or the old block of a realloc).
+    Free = 2,
+}
+
+impl HeapOp {
+    pub const fn from_u32(v: u32) -> Option<Self> {
+        Some(match v {
+            1 => Self::Alloc,
+            2 => Self::Free,
+            _ => return None,
+        })
+    }
+}
+
+/// One heap block handed out or given back.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HeapEvent {
+    pub header: EventHeader,
+    /// A [`HeapOp`] as `u32`.
+    pub op: u32,
+    /// Explicit padding; always zero.
+    pub _pad: u32,
+    pub addr: u64,
+    /// The usable size asked for (malloc's argument; calloc's product).
+    pub len: u64,
+}
+
+/// An allocation between its entry and its return, keyed by tid.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HeapPending {
+    /// Bytes asked for.
+    pub size: u64,
+    /// realloc's old block (0 for malloc and calloc).
+    pub old: u64,
+}
+
+/// A live block, in [`crate::config::MAP_HEAP_LIVE`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct HeapKey {
+    pub tgid: u32,
+    /// Explicit padding; always zero.
+    pub _pad: u32,
+    pub addr: u64,
+}
+
+/// glibc's chunk header: the size word just below the pointer malloc returns has this bit set
+/// when the chunk was mapped on its own (`IS_MMAPPED` in malloc.c).
+pub const GLIBC_IS_MMAPPED: u64 = 0x2;
+
+/// The libc functions followed, with the program attached at entry and, where the result is
+/// needed, at return.
+pub const HEAP_PROBES: &[(&str, &str, bool)] = &[
+    ("malloc", "heap_malloc", false),
+    ("calloc", "heap_calloc", false),
+    ("realloc", "heap_realloc", false),
+    ("free", "heap_free", false),
+    ("malloc", "heap_alloc_ret", true),
+    ("calloc", "heap_alloc_ret", true),
+    ("realloc", "heap_alloc_ret", true),
+];
+
+/// The Go runtime's page heap (Go 1.17 and later on amd64, whose internal ABI passes arguments
+/// in RAX, RBX, RCX, ...): spans handed out and given back, at entry only. (A return probe
+/// would break Go, which moves goroutine stacks.)
+/// * `runtime.(*mheap).allocNeedsZero(h, base, npages)` is called once for each span handed
+///   out, right after it is set up;
+/// * `runtime.(*pageAlloc).free(p, base, npages, scavenged)` once for each span given back.
+///
+/// Both take the span's base in RBX and its length in [`GO_PAGE_SIZE`] pages in RCX.
+pub const GO_PROBES: &[(&str, &str)] = &[
+    ("runtime.(*mheap).allocNeedsZero", "go_span_alloc"),
+    ("runtime.(*pageAlloc).free", "go_span_free"),
+];
+
+/// The Go runtime's page size (`runtime.pageSize`).
+pub const GO_PAGE_SIZE: u64 = 8192;
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: plain-old-data: repr(C), integer fields only, no implicit padding (layouts pinned
+    // by tests/layout.rs), so every bit pattern is a valid value.
+    unsafe impl aya::Pod for super::HeapEvent {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::HeapPending {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::HeapKey {}
+}

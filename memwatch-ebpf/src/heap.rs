@@ -1,0 +1,176 @@
+//! glibc's allocator (`record --heap`), the libbpf-tools memleak way: the size is stashed per
+//! thread at entry and paired with the pointer at return; live blocks are kept by address so
+//! that `free` knows their size. User space attaches these uprobes per traced process, to that
+//! process's own libc, so no other process on the host pays for them.
+//!
+//! Only blocks of at least a page that glibc carved from its heap are followed. Smaller blocks
+//! cannot own a whole page; blocks glibc mapped on their own are followed through mmap and
+//! munmap already, and their `free` is an munmap.
+
+use aya_ebpf::{
+    helpers::bpf_probe_read_user,
+    macros::{uprobe, uretprobe},
+    programs::{ProbeContext, RetProbeContext},
+};
+use memwatch_common::{
+    EventKind,
+    config::Counter,
+    heap::{GLIBC_IS_MMAPPED, GO_PAGE_SIZE, HeapEvent, HeapKey, HeapOp, HeapPending},
+};
+
+use crate::{
+    emit::{count, header, reserve, submit},
+    fault::flush_run,
+    maps::{HEAP_LIVE, HEAP_PENDING, PAGE_SIZE, global},
+    target::{current, is_target},
+};
+
+fn send(op: HeapOp, tgid: u32, tid: u32, addr: u64, len: u64) {
+    // Pages this thread faulted in before the call are reported first: they belong to whoever
+    // held them before the block changed hands.
+    let _ = flush_run(tid);
+    let Some(mut entry) = reserve::<HeapEvent>() else {
+        return;
+    };
+    entry.write(HeapEvent {
+        header: header(EventKind::Heap, tgid, tid),
+        op: op as u32,
+        _pad: 0,
+        addr,
+        len,
+    });
+    submit(entry);
+}
+
+/// A block at `addr` went back to the allocator: reported if it was followed.
+#[inline(always)]
+fn release(tgid: u32, tid: u32, addr: u64) {
+    let key = HeapKey {
+        tgid,
+        _pad: 0,
+        addr,
+    };
+    // SAFETY: the value is copied out before the entry is removed.
+    let Some(len) = (unsafe { HEAP_LIVE.get(&key) }).copied() else {
+        return;
+    };
+    let _ = HEAP_LIVE.remove(&key);
+    send(HeapOp::Free, tgid, tid, addr, len);
+}
+
+#[inline(always)]
+fn stash(size: u64, old: u64) {
+    let (tgid, tid) = current();
+    if !is_target(tgid) {
+        return;
+    }
+    if size < global(&PAGE_SIZE) && old == 0 {
+        return;
+    }
+    if HEAP_PENDING
+        .insert(tid, HeapPending { size, old }, 0)
+        .is_err()
+    {
+        count(Counter::MapFull);
+    }
+}
+
+#[uprobe]
+pub(crate) fn heap_malloc(ctx: ProbeContext) -> u32 {
+    stash(ctx.arg::<u64>(0).unwrap_or(0), 0);
+    0
+}
+
+#[uprobe]
+pub(crate) fn heap_calloc(ctx: ProbeContext) -> u32 {
+    let n = ctx.arg::<u64>(0).unwrap_or(0);
+    let size = ctx.arg::<u64>(1).unwrap_or(0);
+    // No 128-bit multiply on BPF: a product that could overflow is too large to succeed anyway.
+    let total = if (n | size) >> 32 == 0 {
+        n * size
+    } else {
+        u64::MAX
+    };
+    stash(total, 0);
+    0
+}
+
+#[uprobe]
+pub(crate) fn heap_realloc(ctx: ProbeContext) -> u32 {
+    stash(ctx.arg::<u64>(1).unwrap_or(0), ctx.arg::<u64>(0).unwrap_or(0));
+    0
+}
+
+#[uprobe]
+pub(crate) fn heap_free(ctx: ProbeContext) -> u32 {
+    let (tgid, tid) = current();
+    let addr = ctx.arg::<u64>(0).unwrap_or(0);
+    if addr != 0 && is_target(tgid) {
+        release(tgid, tid, addr);
+    }
+    0
+}
+
+#[uretprobe]
+pub(crate) fn heap_alloc_ret(ctx: RetProbeContext) -> u32 {
+    let (tgid, tid) = current();
+    // SAFETY: the value is copied out before the entry is removed.
+    let Some(p) = (unsafe { HEAP_PENDING.get(tid) }).copied() else {
+        return 0;
+    };
+    let _ = HEAP_PENDING.remove(tid);
+    let addr: u64 = ctx.ret();
+    if p.old != 0 && addr != 0 {
+        // realloc succeeded: the old block is gone (moved, or resized in place).
+        release(tgid, tid, p.old);
+    }
+    if addr == 0 || p.size < global(&PAGE_SIZE) {
+        return 0;
+    }
+    // SAFETY: reads the chunk header glibc keeps just below the block; a bad address fails
+    // safely and the block is then not followed.
+    let Ok(word) = (unsafe { bpf_probe_read_user((addr - 8) as *const u64) }) else {
+        return 0;
+    };
+    if word & GLIBC_IS_MMAPPED != 0 {
+        return 0;
+    }
+    let key = HeapKey {
+        tgid,
+        _pad: 0,
+        addr,
+    };
+    if HEAP_LIVE.insert(&key, &p.size, 0).is_err() {
+        count(Counter::MapFull);
+        return 0;
+    }
+    send(HeapOp::Alloc, tgid, tid, addr, p.size);
+    0
+}
+
+/// A Go span: base in RBX, length in Go pages in RCX (`memwatch_common::heap::GO_PROBES`).
+#[inline(always)]
+fn go_span(ctx: &ProbeContext, op: HeapOp) {
+    let (tgid, tid) = current();
+    if !is_target(tgid) {
+        return;
+    }
+    // SAFETY: a uprobe's context is the task's saved registers; the verifier checks the reads.
+    let (base, npages) = unsafe { ((*ctx.regs).rbx, (*ctx.regs).rcx) };
+    if base == 0 || npages == 0 || npages > (1 << 40) / GO_PAGE_SIZE {
+        return;
+    }
+    send(op, tgid, tid, base, npages * GO_PAGE_SIZE);
+}
+
+#[uprobe]
+pub(crate) fn go_span_alloc(ctx: ProbeContext) -> u32 {
+    go_span(&ctx, HeapOp::Alloc);
+    0
+}
+
+#[uprobe]
+pub(crate) fn go_span_free(ctx: ProbeContext) -> u32 {
+    go_span(&ctx, HeapOp::Free);
+    0
+}
