@@ -20,6 +20,8 @@ pub enum EventKind {
     Growth = 6,
     /// A heap block handed out or given back (`record --heap`): [`crate::heap::HeapEvent`].
     Heap = 7,
+    /// File-backed resident pages changed: [`crate::proc::FilePagesEvent`].
+    FilePages = 8,
 }
 
 impl EventKind {
@@ -33,6 +35,7 @@ impl EventKind {
             5 => Self::Net,
             6 => Self::Growth,
             7 => Self::Heap,
+            8 => Self::FilePages,
             _ => return None,
         })
     }

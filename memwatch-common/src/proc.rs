@@ -46,6 +46,24 @@ pub struct GrowthEvent {
     pub len: u64,
 }
 
+/// A change of a traced process's file-backed resident pages (`kmem:rss_stat`, `MM_FILEPAGES`),
+/// seen in the thread that made it. One fault on a file mapping can map many pages at once
+/// (fault-around), which the fault runs count as one page: this carries the rest.
+///
+/// `delta` is the change of the counter since the process's previous event. The counter is read
+/// per CPU and can lag by a batch, so one delta may carry pages of an earlier fault; sums are
+/// exact.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FilePagesEvent {
+    pub header: EventHeader,
+    /// Bytes.
+    pub delta: i64,
+}
+
+/// `member` of `kmem:rss_stat` for file-backed pages.
+pub const MM_FILEPAGES: i32 = 0;
+
 #[cfg(feature = "user")]
 mod user {
     // SAFETY: plain-old-data: repr(C), integer fields only, no implicit padding (layouts pinned
@@ -55,4 +73,6 @@ mod user {
     unsafe impl aya::Pod for super::ProcEvent {}
     // SAFETY: as above; an EventHeader and integers.
     unsafe impl aya::Pod for super::GrowthEvent {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::FilePagesEvent {}
 }

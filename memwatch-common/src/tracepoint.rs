@@ -31,6 +31,15 @@ pub const PAGE_FAULT_ADDRESS: u32 = 8;
 /// Size of `unsigned long address`.
 pub const PAGE_FAULT_ADDRESS_SIZE: u32 = 8;
 
+/// `kmem:rss_stat`, read with direct context loads: it fires on every change of any process's
+/// resident counters on the host, so its fields are at fixed offsets (checked against the format
+/// before loading). `curr` (unsigned int): the changed mm is the current task's.
+pub const RSS_STAT_CURR: u32 = 12;
+/// `member` (int): which counter (`proc::MM_FILEPAGES`, ...).
+pub const RSS_STAT_MEMBER: u32 = 16;
+/// `size` (long): the counter's value, in bytes.
+pub const RSS_STAT_SIZE: u32 = 24;
+
 /// A field read at a load-time offset must end within this many bytes of the record's start.
 /// The kernel side reads nothing past it, and user space refuses a format that puts such a field
 /// there, so a bad offset can never make the kernel side read outside the record.

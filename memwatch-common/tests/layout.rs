@@ -11,7 +11,7 @@ use memwatch_common::{
     heap::{HeapEvent, HeapKey, HeapPending},
     mem::{MemArgs, MemEvent},
     net::{ConnState, MAX_CAPTURE, NetEvent, NetEventSmall, NetMeta, SMALL_CAPTURE, conn_key},
-    proc::{GrowthEvent, ProcEvent, ThreadFaults},
+    proc::{FilePagesEvent, GrowthEvent, ProcEvent, ThreadFaults},
 };
 
 #[test]
@@ -67,6 +67,9 @@ fn proc_event_and_thread_faults() {
     assert_eq!(offset_of!(GrowthEvent, header), 0);
     assert_eq!(offset_of!(GrowthEvent, start), 24);
     assert_eq!(offset_of!(GrowthEvent, len), 32);
+
+    assert_eq!(size_of::<FilePagesEvent>(), 32);
+    assert_eq!(offset_of!(FilePagesEvent, delta), 24);
 }
 
 #[test]

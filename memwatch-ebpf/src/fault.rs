@@ -10,14 +10,14 @@ use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use memwatch_common::{
     EventKind,
     config::Counter,
-    proc::{GrowthEvent, ThreadFaults},
+    proc::{FilePagesEvent, GrowthEvent, MM_FILEPAGES, ThreadFaults},
     tracepoint,
 };
 
 use crate::{
     ctx::field,
     emit::{count, header, reserve, submit},
-    maps::{PAGE_SIZE, THREAD_FAULTS, global},
+    maps::{FILE_RSS, PAGE_SIZE, THREAD_FAULTS, global},
     target::{current, is_target},
 };
 
@@ -102,4 +102,45 @@ pub(crate) fn flush_run(tid: u32) -> u64 {
         t.run_end = 0;
     }
     t.faults
+}
+
+/// File-backed resident pages of a traced process changed, in the thread that changed them.
+/// Fires for every process on the host: the member and `curr` are tested before any map lookup.
+#[tracepoint]
+pub(crate) fn rss_stat(ctx: TracePointContext) -> u32 {
+    if field::<i32>(&ctx, tracepoint::RSS_STAT_MEMBER as usize) != MM_FILEPAGES
+        || field::<u32>(&ctx, tracepoint::RSS_STAT_CURR as usize) == 0
+    {
+        return 0;
+    }
+    let (tgid, tid) = current();
+    if !is_target(tgid) {
+        return 0;
+    }
+    let size = field::<i64>(&ctx, tracepoint::RSS_STAT_SIZE as usize);
+    // SAFETY: the value is copied out.
+    let last = unsafe { FILE_RSS.get(tgid) }.copied();
+    if last == Some(size) {
+        // The per-CPU counter has not folded this change in yet.
+        return 0;
+    }
+    if FILE_RSS.insert(tgid, size, 0).is_err() {
+        count(Counter::MapFull);
+        return 0;
+    }
+    // The first event of a process sets the baseline.
+    let Some(last) = last else {
+        return 0;
+    };
+    // Faults of this thread come first: a release of file pages must not precede their growth.
+    let _ = flush_run(tid);
+    let Some(mut entry) = reserve::<FilePagesEvent>() else {
+        return 0;
+    };
+    entry.write(FilePagesEvent {
+        header: header(EventKind::FilePages, tgid, tid),
+        delta: size - last,
+    });
+    submit(entry);
+    0
 }

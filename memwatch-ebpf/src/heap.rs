@@ -51,10 +51,10 @@ fn release(tgid: u32, tid: u32, addr: u64) {
         addr,
     };
     // SAFETY: the value is copied out before the entry is removed.
-    let Some(len) = (unsafe { HEAP_LIVE.get(&key) }).copied() else {
+    let Some(len) = (unsafe { HEAP_LIVE.get(key) }).copied() else {
         return;
     };
-    let _ = HEAP_LIVE.remove(&key);
+    let _ = HEAP_LIVE.remove(key);
     send(HeapOp::Free, tgid, tid, addr, len);
 }
 
@@ -97,7 +97,10 @@ pub(crate) fn heap_calloc(ctx: ProbeContext) -> u32 {
 
 #[uprobe]
 pub(crate) fn heap_realloc(ctx: ProbeContext) -> u32 {
-    stash(ctx.arg::<u64>(1).unwrap_or(0), ctx.arg::<u64>(0).unwrap_or(0));
+    stash(
+        ctx.arg::<u64>(1).unwrap_or(0),
+        ctx.arg::<u64>(0).unwrap_or(0),
+    );
     0
 }
 
@@ -140,7 +143,7 @@ pub(crate) fn heap_alloc_ret(ctx: RetProbeContext) -> u32 {
         _pad: 0,
         addr,
     };
-    if HEAP_LIVE.insert(&key, &p.size, 0).is_err() {
+    if HEAP_LIVE.insert(key, p.size, 0).is_err() {
         count(Counter::MapFull);
         return 0;
     }

@@ -2,12 +2,14 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, PerCpuArray, RingBuf},
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use memwatch_common::{
     config::COUNTER_SLOTS,
     heap::{HeapKey, HeapPending},
-    mem::MemArgs, net::ConnState, proc::ThreadFaults,
+    mem::MemArgs,
+    net::ConnState,
+    proc::ThreadFaults,
     tracepoint::OFFSET_UNSET,
 };
 
@@ -68,3 +70,8 @@ pub(crate) static HEAP_PENDING: HashMap<u32, HeapPending> = HashMap::with_max_en
 /// Live heap blocks of at least a page, by process and address, with their size.
 #[map]
 pub(crate) static HEAP_LIVE: HashMap<HeapKey, u64> = HashMap::with_max_entries(262_144, 0);
+
+/// The last file-backed resident size (bytes) seen per traced process; LRU, so processes gone
+/// need no cleanup.
+#[map]
+pub(crate) static FILE_RSS: LruHashMap<u32, i64> = LruHashMap::with_max_entries(4096, 0);

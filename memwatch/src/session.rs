@@ -257,6 +257,16 @@ impl Session {
                     &mut self.rows,
                 );
             }
+            Event::FilePages(f) => {
+                let ts_ns = self.wall(f.header.ts_ns);
+                self.correlator.file_pages(
+                    ts_ns,
+                    f.header.tgid,
+                    f.header.tid,
+                    f.delta,
+                    &mut self.rows,
+                );
+            }
             Event::Net(n) => {
                 let offset = self.offset;
                 self.correlator.net(&n, offset, &mut self.rows);

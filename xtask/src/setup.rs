@@ -16,7 +16,9 @@ const TEST_PACKAGES: &[&str] = &[
     "strace",
     "goaccess",
     "chromium",
-    // The runtime tests: a Go net/http server, and Python's venv for gunicorn and Flask.
+    // The runtime tests: a Node.js http server, a Go net/http server, and Python's venv for
+    // gunicorn and Flask.
+    "nodejs",
     "golang-go",
     "python3-venv",
 ];

@@ -308,9 +308,15 @@ mod tests {
         let mut m = OriginMap::new(DEFAULT_MAX_SPANS);
         // Request 7 faults in a 16-page block, then frees it: the allocator keeps the pages.
         m.grow(1, 100 * P, 16 * P, 7);
-        assert_eq!(m.transfer(1, 100 * P, 116 * P, OUTSIDE), (vec![(7, 16 * P)], 16 * P));
+        assert_eq!(
+            m.transfer(1, 100 * P, 116 * P, OUTSIDE),
+            (vec![(7, 16 * P)], 16 * P)
+        );
         // Request 9 gets the first 4 pages back from malloc, plus 2 pages never resident.
-        assert_eq!(m.transfer(1, 98 * P, 104 * P, 9), (vec![(OUTSIDE, 4 * P)], 4 * P));
+        assert_eq!(
+            m.transfer(1, 98 * P, 104 * P, 9),
+            (vec![(OUTSIDE, 4 * P)], 4 * P)
+        );
         // Handing out what the owner already holds moves nothing.
         assert_eq!(m.transfer(1, 100 * P, 104 * P, 9), (vec![], 0));
         assert_eq!(m.held(), BTreeMap::from([(OUTSIDE, 12 * P), (9, 4 * P)]));

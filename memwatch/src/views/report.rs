@@ -180,6 +180,8 @@ pub struct RetainedSummary {
     pub attributed_change_bytes: i64,
     /// Made resident by requests that ended in the range.
     pub grown_bytes: i64,
+    /// Whether heap blocks were followed as they changed hands (`record --heap`).
+    pub heap: HeapFollowing,
     /// Made resident while no request was served (startup, background threads, collectors).
     pub outside_grown_bytes: i64,
     /// Released in the range, of memory made outside any request.
@@ -201,22 +203,20 @@ pub struct RetainedSummary {
     pub unmatched_release_bytes: i64,
     /// Resident growth origin tracking could not keep (its bound), whole recording.
     pub untracked_bytes: i64,
-    /// Whether heap blocks were followed as they changed hands (`record --heap`).
-    pub heap: HeapFollowing,
 }
 
 /// Whether the recording followed the targets' heap allocators (`record --heap`), and what that
 /// could not cover.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct HeapFollowing {
-    pub followed: bool,
     /// Heap blocks (glibc) and spans (Go) handed out or given back, whole recording.
     pub blocks: u64,
-    /// Traced processes whose allocator could not be followed (musl, another static binary).
-    pub processes_not_followed: u64,
+    pub followed: bool,
     /// What the figures cannot see, and what to do; absent when nothing is missing.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<&'static str>,
+    /// Traced processes whose allocator could not be followed (musl, another static binary).
+    pub processes_not_followed: u64,
 }
 
 /// Said when the heap was not followed.
@@ -233,9 +233,8 @@ const HEAP_PARTLY: &str = "some processes' heap allocators could not be followed
 
 impl HeapFollowing {
     fn read(rec: &Recording) -> Q<Self> {
-        let num = |key: &str| -> Q<u64> {
-            Ok(rec.meta(key)?.and_then(|v| v.parse().ok()).unwrap_or(0))
-        };
+        let num =
+            |key: &str| -> Q<u64> { Ok(rec.meta(key)?.and_then(|v| v.parse().ok()).unwrap_or(0)) };
         let followed = rec.meta(meta::HEAP)?.as_deref() == Some("true");
         let processes_not_followed = num(meta::HEAP_NOT_FOLLOWED)?;
         let note = if !followed {
@@ -655,7 +654,7 @@ fn theil_sen(points: &[(i64, i64)]) -> Option<i64> {
     let mid = slopes.len() / 2;
     let (_, m, _) = slopes.select_nth_unstable_by(mid, f64::total_cmp);
     let m = *m;
-    let median = if slopes.len() % 2 == 0 {
+    let median = if slopes.len().is_multiple_of(2) {
         let lower = slopes[..mid].iter().copied().fold(f64::MIN, f64::max);
         (lower + m) / 2.0
     } else {
@@ -855,8 +854,14 @@ mod tests {
             r.slope()
         };
         // A leak: 256 KiB per request, with noise of a page either way.
-        let leak: Vec<i64> = (1..=100).map(|i| i * 256 * KIB + (i % 3 - 1) * 4 * KIB).collect();
-        assert!((route(&leak) - 256 * KIB).abs() <= 4 * KIB, "{}", route(&leak));
+        let leak: Vec<i64> = (1..=100)
+            .map(|i| i * 256 * KIB + (i % 3 - 1) * 4 * KIB)
+            .collect();
+        assert!(
+            (route(&leak) - 256 * KIB).abs() <= 4 * KIB,
+            "{}",
+            route(&leak)
+        );
         // Churn whose last 13 blocks of 2 MiB await the collector when the recording ends.
         let churn: Vec<i64> = (1..=100)
             .map(|i: i64| (i - 87).max(0) * 2048 * KIB)

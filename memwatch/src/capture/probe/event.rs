@@ -2,10 +2,10 @@
 
 use memwatch_common::{
     EventHeader, EventKind,
+    heap::HeapEvent,
     mem::MemEvent,
     net::{NetMeta, NetOp},
-    heap::HeapEvent,
-    proc::{GrowthEvent, ProcEvent},
+    proc::{FilePagesEvent, GrowthEvent, ProcEvent},
 };
 
 /// One decoded record.
@@ -19,6 +19,8 @@ pub enum Event {
     Growth(GrowthEvent),
     /// A heap block handed out or given back (`--heap`).
     Heap(HeapEvent),
+    /// File-backed resident pages changed.
+    FilePages(FilePagesEvent),
 }
 
 /// A socket boundary event with its payload cut to what was captured.
@@ -72,6 +74,7 @@ impl Event {
             Self::Net(e) => &e.meta.header,
             Self::Growth(e) => &e.header,
             Self::Heap(e) => &e.header,
+            Self::FilePages(e) => &e.header,
         }
     }
 
@@ -86,6 +89,7 @@ impl Event {
             EventKind::Exec => Self::Exec(read(bytes)?),
             EventKind::Growth => Self::Growth(read(bytes)?),
             EventKind::Heap => Self::Heap(read(bytes)?),
+            EventKind::FilePages => Self::FilePages(read(bytes)?),
             EventKind::Net => {
                 // The payload room depends on the event's size class; the record's length
                 // says which, and `captured` never reaches past it.

@@ -43,14 +43,14 @@ pub enum HeapSkip {
         function: &'static str,
         path: PathBuf,
         #[source]
-        source: ProgramError,
+        source: Box<ProgramError>,
     },
     /// The program is missing from the object or is not a uprobe.
     #[error("the heap probe {program} cannot be loaded; run with -vv for details")]
     Load {
         program: &'static str,
         #[source]
-        source: ProgramError,
+        source: Box<ProgramError>,
     },
 }
 
@@ -78,14 +78,16 @@ fn glibc_of(pid: u32) -> Option<PathBuf> {
 }
 
 fn uprobe<'a>(ebpf: &'a mut Ebpf, program: &'static str) -> Result<&'a mut UProbe, HeapSkip> {
-    let p = ebpf.program_mut(program).ok_or(HeapSkip::Load {
+    let p = ebpf.program_mut(program).ok_or_else(|| HeapSkip::Load {
         program,
-        source: ProgramError::InvalidName {
+        source: Box::new(ProgramError::InvalidName {
             name: program.to_owned(),
-        },
+        }),
     })?;
-    p.try_into()
-        .map_err(|source| HeapSkip::Load { program, source })
+    p.try_into().map_err(|source| HeapSkip::Load {
+        program,
+        source: Box::new(source),
+    })
 }
 
 impl HeapProbes {
@@ -113,7 +115,10 @@ impl HeapProbes {
                 seen.push(program);
                 uprobe(ebpf, program)?
                     .load()
-                    .map_err(|source| HeapSkip::Load { program, source })?;
+                    .map_err(|source| HeapSkip::Load {
+                        program,
+                        source: Box::new(source),
+                    })?;
             }
             self.loaded = true;
         }
@@ -138,7 +143,7 @@ impl HeapProbes {
                         program,
                         function,
                         path: exe,
-                        source,
+                        source: Box::new(source),
                     });
                 }
             }
@@ -156,7 +161,7 @@ impl HeapProbes {
                             program,
                             function,
                             path,
-                            source,
+                            source: Box::new(source),
                         });
                     }
                 }

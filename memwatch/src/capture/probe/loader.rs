@@ -17,10 +17,10 @@ use memwatch_common::{
 use tokio::io::unix::AsyncFd;
 
 use super::{
-    heap::{HeapProbes, HeapSkip},
     error::LoadError,
     event::Event,
     format::{FieldRead, Offsets},
+    heap::{HeapProbes, HeapSkip},
 };
 use crate::error::SetupError;
 
@@ -123,6 +123,15 @@ const MEM_HOOKS: &[Hook] = &[
             tracepoint::PAGE_FAULT_ADDRESS_SIZE,
             tracepoint::PAGE_FAULT_ADDRESS,
         )],
+    },
+    Hook {
+        program: "rss_stat",
+        tracepoints: &[("kmem", "rss_stat")],
+        reads: &[
+            FieldRead::fixed("curr", 4, tracepoint::RSS_STAT_CURR),
+            FieldRead::fixed("member", 4, tracepoint::RSS_STAT_MEMBER),
+            FieldRead::fixed("size", 8, tracepoint::RSS_STAT_SIZE),
+        ],
     },
     Hook {
         program: "task_newtask",
