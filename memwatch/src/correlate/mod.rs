@@ -920,6 +920,72 @@ mod tests {
     /// releases it later; its own churn is counted as released before it ended; memory made
     /// outside any request is its own row.
     #[test]
+    fn a_heap_block_reused_by_another_request_changes_hands() {
+        let p = PAGE;
+        let mut c = correlator();
+        let mut out = Vec::new();
+        let outside = |out: &[Row]| -> u64 {
+            out.iter()
+                .filter_map(|r| match r {
+                    Row::OutsideGrowth { bytes, .. } => Some(*bytes),
+                    _ => None,
+                })
+                .sum()
+        };
+        // /churn allocates a 16-page block (plus a byte: the block's edges are not whole
+        // pages), faults it in, and frees it before it ends: the allocator keeps the pages.
+        c.net(
+            &ev(NetOp::ReadStart, 100, 0, b"GET /churn HTTP/1.1\r\n\r\n", 0),
+            0,
+            &mut out,
+        );
+        c.heap(101, PID, TID, true, (100 * p - 8, 16 * p + 16), &mut out);
+        c.grow(102, PID, TID, 100 * p, 16 * p, &mut out);
+        c.heap(103, PID, TID, false, (100 * p - 8, 16 * p + 16), &mut out);
+        c.net(
+            &ev(NetOp::WriteStart, 110, 0, b"HTTP/1.1 200 OK\r\n", 0),
+            0,
+            &mut out,
+        );
+        c.net(&ev(NetOp::Close, 120, 0, b"", 115), 0, &mut out);
+        let churn = requests(&out)[0].clone();
+        assert_eq!((churn.grown, churn.released), (16 * p, 16 * p));
+        assert_eq!(
+            outside(&out),
+            16 * p,
+            "the freed block is held outside any request"
+        );
+        // /leak gets 4 of those pages from malloc and keeps them: they are its own now, with
+        // no fault and no syscall; the outside row gives them up.
+        out.clear();
+        c.net(
+            &ev(NetOp::ReadStart, 200, 0, b"GET /leak HTTP/1.1\r\n\r\n", 0),
+            0,
+            &mut out,
+        );
+        c.heap(201, PID, TID, true, (100 * p, 4 * p), &mut out);
+        c.net(
+            &ev(NetOp::WriteStart, 210, 0, b"HTTP/1.1 200 OK\r\n", 0),
+            0,
+            &mut out,
+        );
+        c.net(&ev(NetOp::Close, 220, 0, b"", 215), 0, &mut out);
+        let leak = requests(&out)[0].clone();
+        assert_eq!((leak.grown, leak.released), (4 * p, 0));
+        assert_eq!(releases(&out), vec![(0, 0, None, 4 * p)]);
+        // A free from another thread (a collector) later: credited back to /leak.
+        out.clear();
+        c.heap(500, PID, TID + 1, false, (100 * p, 4 * p), &mut out);
+        assert_eq!(releases(&out), vec![(leak.id, 215, Some("/leak"), 4 * p)]);
+        assert_eq!(
+            c.origin_counts().tracked_bytes,
+            16 * p,
+            "nothing left the resident set"
+        );
+        assert_eq!(c.origin_counts().unmatched_release_bytes, 0);
+    }
+
+    #[test]
     fn releases_are_credited_back_to_the_request_that_grew_the_memory() {
         let p = PAGE;
         let mut c = correlator();
