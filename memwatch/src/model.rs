@@ -95,6 +95,18 @@ pub struct ReleaseRow {
     pub bytes: u64,
 }
 
+/// Address space of one request: mapped and still held at its end, or released later.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VmOriginRow {
+    /// When: the request's end for `grown`, the unmapping for `released`.
+    pub ts_ns: i64,
+    pub req_end_ns: i64,
+    pub method: Option<std::sync::Arc<str>>,
+    pub route: Option<std::sync::Arc<str>>,
+    pub grown: u64,
+    pub released: u64,
+}
+
 /// Everything the writer stores.
 #[derive(Debug, Clone)]
 pub enum Row {
@@ -136,6 +148,10 @@ pub enum Row {
     /// Resident memory released after the request that made it resident had ended (or, with
     /// `request_id` 0, memory made resident outside any request), by whatever thread.
     Release(Box<ReleaseRow>),
+    /// Address space mapped by a request and still mapped when it ended (`grown`), or unmapped
+    /// later by whatever thread (`released`): the virtual-memory counterpart of the resident
+    /// origin.
+    VmOrigin(Box<VmOriginRow>),
     /// Resident memory made resident while the thread served no request.
     OutsideGrowth {
         ts_ns: i64,
@@ -178,6 +194,11 @@ pub mod meta {
     /// could not be followed (a static binary, no glibc), written when the recording closes.
     pub const HEAP_EVENTS: &str = "heap_events";
     pub const HEAP_NOT_FOLLOWED: &str = "heap_not_followed";
+    /// Spans the origin maps (resident and address space) held when the recording closed: what
+    /// origin tracking costs memwatch (about 64 bytes each).
+    pub const ORIGIN_SPANS: &str = "origin_spans";
+    /// Unmapping of address space mapped before memwatch attached (no known origin), bytes.
+    pub const VM_UNMATCHED_RELEASE_BYTES: &str = "vm_unmatched_release_bytes";
     /// Why recording stopped: `signal`, `duration` or `targetsexited`.
     pub const STOP_REASON: &str = "stop_reason";
 

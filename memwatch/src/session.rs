@@ -164,7 +164,9 @@ impl Session {
             Event::Mem(m) => {
                 let ts_ns = self.wall(m.header.ts_ns);
                 let pid = m.header.tgid;
-                if let Some((row, effect)) = self.mem.account(ts_ns, &m) {
+                if let Some((row, effect, vm)) = self.mem.account(ts_ns, &m) {
+                    self.correlator
+                        .vm(ts_ns, pid, m.header.tid, vm, &mut self.rows);
                     match effect {
                         ResidentEffect::None => {}
                         ResidentEffect::Release { start, len } => {
@@ -797,6 +799,14 @@ impl Session {
         let ended_ns = wall_ns();
         self.rows
             .push(Row::Meta(meta::ENDED_NS.into(), ended_ns.to_string()));
+        self.rows.push(Row::Meta(
+            meta::ORIGIN_SPANS.into(),
+            self.correlator.origin_spans().to_string(),
+        ));
+        self.rows.push(Row::Meta(
+            meta::VM_UNMATCHED_RELEASE_BYTES.into(),
+            self.correlator.vm_unmatched_release_bytes().to_string(),
+        ));
         if self.options.heap {
             self.rows.push(Row::Meta(
                 meta::HEAP_EVENTS.into(),

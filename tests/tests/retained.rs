@@ -100,6 +100,27 @@ fn the_leak_ranks_first_and_churn_reuse_and_deferred_frees_keep_nothing_per_requ
     assert!(int(deferred, "retained_bytes") <= 40 * PAGE, "{deferred:#}");
     assert_eq!(deferred["retention"], "none");
 
+    // The same for address space: each mapping keeps its origin, and the collector's munmap
+    // credits it back. The demo maps with mmap directly, so the figures are exact.
+    assert_eq!(int(leak, "vm_mapped_bytes"), 40 * 256 * KIB, "{leak:#}");
+    assert_eq!(int(leak, "vm_retained_bytes"), 40 * 256 * KIB, "{leak:#}");
+    assert_eq!(
+        int(churn, "vm_mapped_bytes"),
+        0,
+        "unmapped before it ended: {churn:#}"
+    );
+    assert_eq!(
+        int(deferred, "vm_mapped_bytes"),
+        40 * 512 * KIB,
+        "{deferred:#}"
+    );
+    assert_eq!(
+        int(deferred, "vm_released_bytes"),
+        40 * 512 * KIB,
+        "the collector's munmap is credited back: {deferred:#}"
+    );
+    assert_eq!(int(deferred, "vm_retained_bytes"), 0, "{deferred:#}");
+
     // Nothing lost silently: the reconciliation and the origin counters are in the report.
     let summary = &r["retained"];
     assert_eq!(int(summary, "untracked_bytes"), 0, "{summary:#}");

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 
 use memwatch_common::mem::{MemEvent, MemOp};
 
+use super::vm_origin::VmEffect;
 use crate::model::MemRow;
 
 /// What a memory syscall did to resident memory, for origin tracking.
@@ -66,12 +67,17 @@ impl MemAccounting {
     /// The row for one memory syscall alone.
     #[cfg(test)]
     fn row(&mut self, ts_ns: i64, m: &MemEvent) -> Option<MemRow> {
-        self.account(ts_ns, m).map(|(row, _)| row)
+        self.account(ts_ns, m).map(|(row, _, _)| row)
     }
 
     /// The row for one memory syscall (`ts_ns` already on the wall clock) and what it did to
-    /// resident memory; None for an operation this memwatch does not know.
-    pub fn account(&mut self, ts_ns: i64, m: &MemEvent) -> Option<(MemRow, ResidentEffect)> {
+    /// resident memory and to the address space; None for an operation this memwatch does not
+    /// know.
+    pub fn account(
+        &mut self,
+        ts_ns: i64,
+        m: &MemEvent,
+    ) -> Option<(MemRow, ResidentEffect, VmEffect)> {
         let pid = m.header.tgid;
         let a = m.args;
         let op = MemOp::from_u32(a.op)?;
@@ -135,6 +141,27 @@ impl MemAccounting {
             }
         };
         let effect = if ok { effect } else { ResidentEffect::None };
+        let vm = match op {
+            _ if !ok => VmEffect::None,
+            MemOp::Mmap => VmEffect::Map {
+                start: m.ret as u64,
+                len,
+            },
+            MemOp::Munmap => VmEffect::Unmap { start: a.addr, len },
+            MemOp::Mremap => VmEffect::Remap {
+                old: (a.addr, len),
+                new: (m.ret as u64, page(a.new_len) as u64),
+            },
+            MemOp::Brk if delta > 0 => VmEffect::Map {
+                start: (m.ret as u64).saturating_sub(delta as u64),
+                len: delta as u64,
+            },
+            MemOp::Brk if delta < 0 => VmEffect::Unmap {
+                start: m.ret as u64,
+                len: delta.unsigned_abs(),
+            },
+            MemOp::Brk | MemOp::Mprotect | MemOp::Madvise => VmEffect::None,
+        };
         let row = MemRow {
             ts_ns,
             pid,
@@ -151,7 +178,7 @@ impl MemAccounting {
             vm_delta: if ok { delta } else { 0 },
             request_id: None,
         };
-        Some((row, effect))
+        Some((row, effect, vm))
     }
 }
 

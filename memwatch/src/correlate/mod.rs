@@ -25,6 +25,7 @@ pub mod join;
 pub mod mem;
 pub mod origin;
 pub mod route;
+mod vm_origin;
 
 // Keys are pids, tids, fds and kernel timestamps, not attacker-chosen strings: a fast
 // non-cryptographic hash is safe here and is paid on every event.
@@ -55,6 +56,9 @@ struct InFlight {
     mem: Vec<MemRow>,
     /// Threads whose `current` was set to this request, to clear at its end.
     serving: Vec<u32>,
+    /// Address space it mapped, and of that, unmapped before it ended ([`vm_origin`]).
+    vm_grown: u64,
+    vm_released: u64,
 }
 
 #[derive(Debug, Default)]
@@ -98,6 +102,10 @@ pub struct Correlator {
     origin: OriginMap,
     /// Completed requests that still hold resident memory: releases are credited to them.
     retained: HashMap<ReqId, Retained>,
+    /// Which request mapped each range of address space ([`vm_origin`]).
+    vm_origin: OriginMap,
+    /// Completed requests that still hold address space they mapped.
+    vm_retained: HashMap<ReqId, Retained>,
 }
 
 /// A completed request that still holds resident memory.
@@ -126,6 +134,8 @@ impl Correlator {
             joining: false,
             origin: OriginMap::new(origin::DEFAULT_MAX_SPANS),
             retained: HashMap::default(),
+            vm_origin: OriginMap::new(origin::DEFAULT_MAX_SPANS),
+            vm_retained: HashMap::default(),
         }
     }
 
@@ -257,6 +267,8 @@ impl Correlator {
     pub fn address_space_gone(&mut self, ts_ns: i64, pid: u32, out: &mut Vec<Row>) {
         let credits = self.origin.exit(pid);
         self.credit(ts_ns, pid, credits, out);
+        let credits = self.vm_origin.exit(pid);
+        self.vm_credit(ts_ns, credits, out);
     }
 
     /// Credits released bytes back to the requests (or the outside row) that made them resident.
@@ -440,6 +452,8 @@ impl Correlator {
                                     key,
                                     mem: Vec::new(),
                                     serving: Vec::new(),
+                                    vm_grown: 0,
+                                    vm_released: 0,
                                 },
                             );
                             if let Some(c) = self.conns.get_mut(&key) {
@@ -548,7 +562,7 @@ impl Correlator {
         if let Some(b) = bytes_out {
             req.row.bytes_out = b;
         }
-        for mut m in req.mem {
+        for mut m in std::mem::take(&mut req.mem) {
             if m.ts_ns <= req.row.end_ns {
                 req.row.vm_bytes += m.vm_delta;
                 req.row.mem_calls += 1;
@@ -558,6 +572,7 @@ impl Correlator {
             out.push(Row::Mem(m));
         }
         req.row.rss_bytes = req.row.faults as i64 * self.page_size;
+        self.vm_finish(id, &req, out);
         let held = req.row.grown.saturating_sub(req.row.released);
         if held > 0 {
             self.retained.insert(

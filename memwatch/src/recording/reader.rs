@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension as _, ffi::ErrorCode};
 
-use super::schema::{APPLICATION_ID, HAS_ORIGIN, SCHEMA_VERSION};
+use super::schema::{APPLICATION_ID, HAS_ORIGIN, HAS_VM_ORIGIN, SCHEMA_VERSION};
 use crate::{error::RecordingError, model::meta};
 
 /// An open recording. Live and offline views read through this same type, with the queries of
@@ -16,6 +16,7 @@ pub struct Recording {
     schema_version: i64,
     /// Whether it carries retained-memory figures; fixed when it is written, so read once here.
     has_origin: bool,
+    has_vm_origin: bool,
 }
 
 impl std::fmt::Debug for Recording {
@@ -24,6 +25,7 @@ impl std::fmt::Debug for Recording {
             .field("path", &self.path)
             .field("schema_version", &self.schema_version)
             .field("has_origin", &self.has_origin)
+            .field("has_vm_origin", &self.has_vm_origin)
             .finish_non_exhaustive()
     }
 }
@@ -95,12 +97,18 @@ impl Recording {
             path: path.to_owned(),
             schema_version: version,
             has_origin,
+            has_vm_origin: has_origin && version >= HAS_VM_ORIGIN,
         })
     }
 
     /// Whether this recording carries retained-memory figures.
     pub fn has_origin(&self) -> bool {
         self.has_origin
+    }
+
+    /// Whether this recording carries the origin of address space (schema 4).
+    pub fn has_vm_origin(&self) -> bool {
+        self.has_vm_origin
     }
 
     pub fn path(&self) -> &Path {

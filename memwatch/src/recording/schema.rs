@@ -7,10 +7,13 @@ pub const APPLICATION_ID: i64 = 0x4D57_4154;
 /// Version 1 files (a plain `requests` table, `conn` as "fd:generation" text) read unchanged:
 /// the views query `requests` by column name, which every version provides. Version 3 adds the
 /// origin of resident memory: `grown` and `released` per request, `releases` and
-/// `outside_growth`; older files lack those figures ([`HAS_ORIGIN`]).
-pub const SCHEMA_VERSION: i64 = 3;
+/// `outside_growth`; older files lack those figures ([`HAS_ORIGIN`]). Version 4 adds the origin of
+/// address space, `vm_origin_rollup`; older files lack it ([`HAS_VM_ORIGIN`]).
+pub const SCHEMA_VERSION: i64 = 4;
 /// The first schema version whose recordings carry retained-memory figures.
 pub const HAS_ORIGIN: i64 = 3;
+/// The first schema version whose recordings carry the origin of address space.
+pub const HAS_VM_ORIGIN: i64 = 4;
 
 /// All times are wall-clock nanoseconds since the Unix epoch, derived from the kernel's
 /// monotonic clock through an offset measured once at start (`meta.clock_offset_ns`).
@@ -143,6 +146,17 @@ CREATE TABLE release_rollup (
     method     TEXT NOT NULL,         -- '-' when unknown or outside
     route      TEXT NOT NULL,         -- '-' when unknown, '' for outside any request
     bytes      INTEGER NOT NULL,
+    PRIMARY KEY (second, req_second, method, route)
+) WITHOUT ROWID;
+-- Address space mapped by requests and still mapped at their end (grown, in the second of the
+-- request's end), and unmapped later (released, in the second of the unmapping), per route.
+CREATE TABLE vm_origin_rollup (
+    second     INTEGER NOT NULL,
+    req_second INTEGER NOT NULL,      -- the request's end_ns / 1e9
+    method     TEXT NOT NULL,         -- '-' when unknown
+    route      TEXT NOT NULL,         -- '-' when unknown
+    grown      INTEGER NOT NULL,
+    released   INTEGER NOT NULL,
     PRIMARY KEY (second, req_second, method, route)
 ) WITHOUT ROWID;
 -- Resident memory made resident while no request was being served, per second and process.

@@ -254,6 +254,8 @@ struct OriginSums<'a> {
     rollup: rustc_hash::FxHashMap<(i64, i64, &'a str, &'a str), i64>,
     /// (second, pid) → bytes.
     outside: rustc_hash::FxHashMap<(i64, u32), i64>,
+    /// (second, req_second, method, route) → (grown, released) address space.
+    vm: rustc_hash::FxHashMap<(i64, i64, &'a str, &'a str), (i64, i64)>,
 }
 
 impl<'a> OriginSums<'a> {
@@ -280,6 +282,19 @@ impl<'a> OriginSums<'a> {
                     .entry((second, req_second, method, route))
                     .or_default() += r.bytes as i64;
             }
+            Row::VmOrigin(v) => {
+                let e = self
+                    .vm
+                    .entry((
+                        v.ts_ns.div_euclid(1_000_000_000),
+                        v.req_end_ns.div_euclid(1_000_000_000),
+                        v.method.as_deref().unwrap_or("-"),
+                        v.route.as_deref().unwrap_or("-"),
+                    ))
+                    .or_default();
+                e.0 += v.grown as i64;
+                e.1 += v.released as i64;
+            }
             Row::OutsideGrowth { ts_ns, pid, bytes } => {
                 *self
                     .outside
@@ -295,7 +310,17 @@ impl<'a> OriginSums<'a> {
             releases,
             rollup,
             outside,
+            vm,
         } = self;
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO vm_origin_rollup (second, req_second, method, route, grown, released)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (second, req_second, method, route)
+             DO UPDATE SET grown = grown + excluded.grown, released = released + excluded.released",
+        )?;
+        for ((second, req_second, method, route), (grown, released)) in vm {
+            stmt.execute(params![second, req_second, method, route, grown, released])?;
+        }
         let mut stmt = tx.prepare_cached(
             "INSERT INTO releases (second, request_id, req_end_ns, pid, bytes)
              VALUES (?1, ?2, ?3, ?4, ?5)
@@ -573,7 +598,7 @@ fn insert(
             ])?;
         }
         // Summed per batch in `commit` (OriginSums).
-        Row::Release(_) | Row::OutsideGrowth { .. } => {}
+        Row::Release(_) | Row::OutsideGrowth { .. } | Row::VmOrigin(_) => {}
         Row::NonHttp {
             ts_ns,
             pid,

@@ -126,6 +126,10 @@ impl From<Endpoint> for RouteFigures {
             retained_bytes,
             kept_per_request_bytes,
             retention,
+            // Address-space origin is not in profile version 2.
+            vm_mapped_bytes: _,
+            vm_released_bytes: _,
+            vm_retained_bytes: _,
         } = e;
         Self {
             method,

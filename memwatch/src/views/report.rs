@@ -170,6 +170,13 @@ pub struct Endpoint {
     /// `keeps` (retained grows with the count), `high-water` (memory retained once and reused),
     /// `none` (at most a page per request), or `unknown` (a recording before schema 3).
     pub retention: &'static str,
+    /// Address space these requests mapped and still held when they ended (null before
+    /// schema 4).
+    pub vm_mapped_bytes: Option<i64>,
+    /// Of that, unmapped by the end of the range, by whatever thread: credited back.
+    pub vm_released_bytes: Option<i64>,
+    /// Still mapped at the end of the range.
+    pub vm_retained_bytes: Option<i64>,
 }
 
 /// Retained memory over a range, and how it reconciles with the resident set.
@@ -182,6 +189,10 @@ pub struct RetainedSummary {
     pub grown_bytes: i64,
     /// Whether heap blocks were followed as they changed hands (`record --heap`).
     pub heap: HeapFollowing,
+    /// Spans the origin maps held when the recording closed (resident pages and address space;
+    /// about 64 bytes of memwatch's memory each). 0 when not written (an older or killed
+    /// recording).
+    pub origin_spans: u64,
     /// Made resident while no request was served (startup, background threads, collectors).
     pub outside_grown_bytes: i64,
     /// Released in the range, of memory made outside any request.
@@ -203,6 +214,9 @@ pub struct RetainedSummary {
     pub unmatched_release_bytes: i64,
     /// Resident growth origin tracking could not keep (its bound), whole recording.
     pub untracked_bytes: i64,
+    /// Address space unmapped that was mapped before memwatch attached (no known origin),
+    /// whole recording.
+    pub vm_unmatched_release_bytes: i64,
 }
 
 /// Whether the recording followed the targets' heap allocators (`record --heap`), and what that
@@ -231,10 +245,14 @@ const HEAP_PARTLY: &str = "some processes' heap allocators could not be followed
      no Go runtime memwatch knows): in those, heap reuse stays with the request that first \
      faulted the memory in; memwatch's log says which";
 
+/// A numeric meta value, 0 when absent or not a number.
+fn meta_num(rec: &Recording, key: &str) -> Q<u64> {
+    Ok(rec.meta(key)?.and_then(|v| v.parse().ok()).unwrap_or(0))
+}
+
 impl HeapFollowing {
     fn read(rec: &Recording) -> Q<Self> {
-        let num =
-            |key: &str| -> Q<u64> { Ok(rec.meta(key)?.and_then(|v| v.parse().ok()).unwrap_or(0)) };
+        let num = |key: &str| meta_num(rec, key);
         let followed = rec.meta(meta::HEAP)?.as_deref() == Some("true");
         let processes_not_followed = num(meta::HEAP_NOT_FOLLOWED)?;
         let note = if !followed {
@@ -540,6 +558,9 @@ pub fn endpoints(rec: &Recording, range: Range) -> Q<Vec<Endpoint>> {
                 retained_bytes: r.grown - r.released,
                 kept_per_request_bytes: r.slope(),
                 retention: "unknown",
+                vm_mapped_bytes: None,
+                vm_released_bytes: None,
+                vm_retained_bytes: None,
             };
             if origin {
                 e.retention = retention(&e, page);
@@ -547,6 +568,23 @@ pub fn endpoints(rec: &Recording, range: Range) -> Q<Vec<Endpoint>> {
             e
         })
         .collect();
+    if rec.has_vm_origin() {
+        let (from, to) = range.bounds();
+        let vm: BTreeMap<(String, String), (i64, i64)> = rec
+            .vm_retained(from, to)?
+            .into_iter()
+            .map(|v| ((v.method, v.route), (v.grown, v.released)))
+            .collect();
+        for e in &mut out {
+            let (grown, released) = vm
+                .get(&(e.method.clone(), e.route.clone()))
+                .copied()
+                .unwrap_or((0, 0));
+            e.vm_mapped_bytes = Some(grown);
+            e.vm_released_bytes = Some(released);
+            e.vm_retained_bytes = Some(grown - released);
+        }
+    }
     if origin {
         // Rank by what is kept: per further request first, then in total.
         out.sort_by(|a, b| {
@@ -744,6 +782,8 @@ impl RetainedSummary {
             untracked_bytes: loss.untracked_bytes,
             unmatched_release_bytes: loss.unmatched_release_bytes,
             heap: HeapFollowing::read(rec)?,
+            origin_spans: meta_num(rec, meta::ORIGIN_SPANS)?,
+            vm_unmatched_release_bytes: meta_num(rec, meta::VM_UNMATCHED_RELEASE_BYTES)? as i64,
         }))
     }
 }

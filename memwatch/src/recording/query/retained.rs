@@ -41,6 +41,16 @@ pub struct OutsideTotals {
     pub released_from_before: i64,
 }
 
+/// Address space mapped by one route's requests that ended in a range, and of it, unmapped by
+/// the end of the range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmRetained {
+    pub method: String,
+    pub route: String,
+    pub grown: i64,
+    pub released: i64,
+}
+
 /// The latest counters of what origin tracking could not attribute.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct OriginLoss {
@@ -49,6 +59,30 @@ pub struct OriginLoss {
 }
 
 impl Recording {
+    /// Address space mapped by requests that ended in the whole seconds of `[from_ns, to_ns]`
+    /// and still mapped at their end, per route, with what of it was unmapped by `to_ns` (to the
+    /// second). Empty before schema 4.
+    pub fn vm_retained(&self, from_ns: i64, to_ns: i64) -> Result<Vec<VmRetained>, RecordingError> {
+        if !self.has_vm_origin() {
+            return Ok(Vec::new());
+        }
+        let (first_s, last_s) = rollup_seconds(from_ns, to_ns);
+        self.rows(
+            "SELECT method, route, SUM(grown), SUM(released) FROM vm_origin_rollup
+             WHERE req_second BETWEEN ?1 AND ?2 AND second <= ?2
+             GROUP BY 1, 2",
+            [first_s, last_s],
+            |r| {
+                Ok(VmRetained {
+                    method: r.get(0)?,
+                    route: r.get(1)?,
+                    grown: r.get(2)?,
+                    released: r.get(3)?,
+                })
+            },
+        )
+    }
+
     /// Requests that ended in the whole seconds of `[from_ns, to_ns]`, per method, route and
     /// second, from the writer's rollup (for ranges too large to read request by request). Whole.
     pub fn retained_seconds(

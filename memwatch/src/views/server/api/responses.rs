@@ -440,6 +440,9 @@ pub(crate) struct Endpoint {
     pub vm_bytes_mean: i64,
     pub vm_bytes_per_request_p50: i64,
     pub vm_bytes_per_request_p95: i64,
+    pub vm_mapped_bytes: Option<i64>,
+    pub vm_released_bytes: Option<i64>,
+    pub vm_retained_bytes: Option<i64>,
 }
 
 impl From<report::Endpoint> for Endpoint {
@@ -467,6 +470,9 @@ impl From<report::Endpoint> for Endpoint {
             retained_bytes,
             kept_per_request_bytes,
             retention,
+            vm_mapped_bytes,
+            vm_released_bytes,
+            vm_retained_bytes,
         } = e;
         Self {
             approximate,
@@ -491,6 +497,9 @@ impl From<report::Endpoint> for Endpoint {
             vm_bytes_mean,
             vm_bytes_per_request_p50,
             vm_bytes_per_request_p95,
+            vm_mapped_bytes,
+            vm_released_bytes,
+            vm_retained_bytes,
         }
     }
 }
@@ -879,6 +888,9 @@ mod tests {
                 vm_bytes_mean: 0,
                 vm_bytes_per_request_p50: 0,
                 vm_bytes_per_request_p95: 0,
+                vm_mapped_bytes: Some(0),
+                vm_released_bytes: Some(0),
+                vm_retained_bytes: Some(0),
             }],
             from_ms: Some(0),
             non_http: counts,
