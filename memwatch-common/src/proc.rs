@@ -34,7 +34,32 @@ pub struct ThreadFaults {
     /// and before any event of the thread that could change whom the memory is charged to.
     pub run_start: u64,
     pub run_end: u64,
+    /// The page of the thread's latest fault: where a huge page it made resident lies (see
+    /// [`RssSeen`]).
+    pub last: u64,
 }
+
+/// The last resident counters (`kmem:rss_stat`, bytes) seen per traced process.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RssSeen {
+    /// `MM_FILEPAGES`.
+    pub file: i64,
+    /// `MM_ANONPAGES`. A jump of at least [`HUGE_FAULT_MIN`] in the faulting thread is a
+    /// transparent huge page made resident by its latest fault, which the fault run counted as
+    /// one page: the kernel side then sends the whole huge page as growth.
+    pub anon: i64,
+}
+
+/// `member` of `kmem:rss_stat` for anonymous pages.
+pub const MM_ANONPAGES: i32 = 1;
+
+/// Bytes of a PMD-sized transparent huge page on x86-64.
+pub const HUGE_PAGE: u64 = 2 * 1024 * 1024;
+
+/// The smallest jump of the anonymous counter taken as a huge page fault: half of one. The
+/// counter is per CPU and folds in batches of a few dozen pages, far below this.
+pub const HUGE_FAULT_MIN: i64 = (HUGE_PAGE / 2) as i64;
 
 /// Pages a traced thread made resident: `[start, start + len)`, faulted in one after another
 /// (a fault on a page already in the run is not counted twice).
@@ -75,4 +100,6 @@ mod user {
     unsafe impl aya::Pod for super::GrowthEvent {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::FilePagesEvent {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::RssSeen {}
 }

@@ -10,14 +10,17 @@ use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use memwatch_common::{
     EventKind,
     config::Counter,
-    proc::{FilePagesEvent, GrowthEvent, MM_FILEPAGES, ThreadFaults},
+    proc::{
+        FilePagesEvent, GrowthEvent, HUGE_FAULT_MIN, HUGE_PAGE, MM_ANONPAGES, MM_FILEPAGES,
+        RssSeen, ThreadFaults,
+    },
     tracepoint,
 };
 
 use crate::{
     ctx::field,
     emit::{count, header, reserve, submit},
-    maps::{FILE_RSS, PAGE_SIZE, THREAD_FAULTS, global},
+    maps::{PAGE_SIZE, RSS_SEEN, THREAD_FAULTS, global},
     target::{current, is_target},
 };
 
@@ -50,6 +53,7 @@ pub(crate) fn page_fault_user(ctx: TracePointContext) -> u32 {
         // SAFETY: only this thread writes its own slot, and a thread runs on one CPU at a time.
         let t = unsafe { &mut *slot };
         t.faults += 1;
+        t.last = addr;
         if addr >= t.run_start && addr < t.run_end {
             return 0;
         }
@@ -79,6 +83,7 @@ pub(crate) fn page_fault_user(ctx: TracePointContext) -> u32 {
             faults: 1,
             run_start: addr,
             run_end: addr.wrapping_add(page),
+            last: addr,
         };
         if THREAD_FAULTS.insert(tid, value, 0).is_err() {
             count(Counter::MapFull);
@@ -104,11 +109,16 @@ pub(crate) fn flush_run(tid: u32) -> u64 {
     t.faults
 }
 
-/// File-backed resident pages of a traced process changed, in the thread that changed them.
-/// Fires for every process on the host: the member and `curr` are tested before any map lookup.
+/// Resident counters of a traced process changed, in the thread that changed them: file-backed
+/// pages (a fault on a file mapping maps up to sixteen pages, which the fault run counts as one)
+/// are sent as a [`FilePagesEvent`]; a jump of the anonymous counter by half a huge page or
+/// more is a transparent huge page made resident by the thread's latest fault, sent as growth
+/// of the whole huge page. Fires for every process on the host: the member and `curr` are
+/// tested before any map lookup.
 #[tracepoint]
 pub(crate) fn rss_stat(ctx: TracePointContext) -> u32 {
-    if field::<i32>(&ctx, tracepoint::RSS_STAT_MEMBER as usize) != MM_FILEPAGES
+    let member = field::<i32>(&ctx, tracepoint::RSS_STAT_MEMBER as usize);
+    if (member != MM_FILEPAGES && member != MM_ANONPAGES)
         || field::<u32>(&ctx, tracepoint::RSS_STAT_CURR as usize) == 0
     {
         return 0;
@@ -118,29 +128,62 @@ pub(crate) fn rss_stat(ctx: TracePointContext) -> u32 {
         return 0;
     }
     let size = field::<i64>(&ctx, tracepoint::RSS_STAT_SIZE as usize);
-    // SAFETY: the value is copied out.
-    let last = unsafe { FILE_RSS.get(tgid) }.copied();
-    if last == Some(size) {
-        // The per-CPU counter has not folded this change in yet.
-        return 0;
-    }
-    if FILE_RSS.insert(tgid, size, 0).is_err() {
-        count(Counter::MapFull);
-        return 0;
-    }
-    // The first event of a process sets the baseline.
-    let Some(last) = last else {
+    let Some(seen) = RSS_SEEN.get_ptr_mut(tgid) else {
+        // The first event of a process sets the baseline of both counters; the other one is
+        // set by its own first event (0 is taken as unset).
+        let first = if member == MM_FILEPAGES {
+            RssSeen {
+                file: size,
+                anon: 0,
+            }
+        } else {
+            RssSeen {
+                file: 0,
+                anon: size,
+            }
+        };
+        if RSS_SEEN.insert(tgid, first, 0).is_err() {
+            count(Counter::MapFull);
+        }
         return 0;
     };
-    // Faults of this thread come first: a release of file pages must not precede their growth.
+    // SAFETY: a map value; concurrent updates by another CPU can only make one delta stale,
+    // which the next event corrects (the counter itself is what is compared).
+    let seen = unsafe { &mut *seen };
+    if member == MM_FILEPAGES {
+        let last = seen.file;
+        seen.file = size;
+        if last == 0 || size == last {
+            return 0;
+        }
+        // Faults of this thread come first: a release of file pages must not precede their
+        // growth.
+        let _ = flush_run(tid);
+        let Some(mut entry) = reserve::<FilePagesEvent>() else {
+            return 0;
+        };
+        entry.write(FilePagesEvent {
+            header: header(EventKind::FilePages, tgid, tid),
+            delta: size - last,
+        });
+        submit(entry);
+        return 0;
+    }
+    let last = seen.anon;
+    seen.anon = size;
+    if last == 0 || size - last < HUGE_FAULT_MIN {
+        return 0;
+    }
+    let Some(slot) = THREAD_FAULTS.get_ptr_mut(tid) else {
+        return 0;
+    };
+    // SAFETY: only this thread writes its own slot, and a thread runs on one CPU at a time.
+    let last_fault = unsafe { (*slot).last };
+    if last_fault == 0 {
+        return 0;
+    }
     let _ = flush_run(tid);
-    let Some(mut entry) = reserve::<FilePagesEvent>() else {
-        return 0;
-    };
-    entry.write(FilePagesEvent {
-        header: header(EventKind::FilePages, tgid, tid),
-        delta: size - last,
-    });
-    submit(entry);
+    let start = last_fault & !(HUGE_PAGE - 1);
+    send_run(tgid, tid, start, start + HUGE_PAGE);
     0
 }

@@ -9,7 +9,7 @@ use memwatch_common::{
     heap::{HeapKey, HeapPending},
     mem::MemArgs,
     net::ConnState,
-    proc::ThreadFaults,
+    proc::{RssSeen, ThreadFaults},
     tracepoint::OFFSET_UNSET,
 };
 
@@ -71,7 +71,6 @@ pub(crate) static HEAP_PENDING: HashMap<u32, HeapPending> = HashMap::with_max_en
 #[map]
 pub(crate) static HEAP_LIVE: HashMap<HeapKey, u64> = HashMap::with_max_entries(262_144, 0);
 
-/// The last file-backed resident size (bytes) seen per traced process; LRU, so processes gone
-/// need no cleanup.
+/// The last resident counters seen per traced process; LRU, so processes gone need no cleanup.
 #[map]
-pub(crate) static FILE_RSS: LruHashMap<u32, i64> = LruHashMap::with_max_entries(4096, 0);
+pub(crate) static RSS_SEEN: LruHashMap<u32, RssSeen> = LruHashMap::with_max_entries(4096, 0);

@@ -333,3 +333,32 @@ fn no_child_is_missed_while_attaching() {
     );
     assert_eq!(traced.len(), 151, "the parent and its 150 children");
 }
+
+/// A transparent huge page made resident by one fault counts 2 MiB, not one page: the kernel
+/// side sees the anonymous counter jump in the faulting thread and sends the whole huge page.
+#[test]
+fn a_huge_page_fault_counts_the_whole_huge_page() {
+    let dir = tempdir();
+    let (file, stdout) = record_cmd(dir.path(), "huge.db", &["huge", "8"]);
+    let huge_kib: i64 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("huge_kib="))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no huge_kib line in {stdout:?}"));
+    let r = report(&file);
+    let s = &r["retained"];
+    let grown = s["outside_grown_bytes"].as_i64().unwrap();
+    if huge_kib == 0 {
+        // THP is off on this host: eight faults, eight pages.
+        eprintln!("SKIPPED huge-page check: the kernel gave no transparent huge pages");
+        return;
+    }
+    // Eight faults; the huge pages the kernel gave are counted whole (and the program's own
+    // startup pages on top).
+    assert!(grown >= huge_kib * 1024, "huge_kib={huge_kib}: {s:#}");
+    assert!(
+        grown <= huge_kib * 1024 + 16 * MIB,
+        "huge_kib={huge_kib}: {s:#}"
+    );
+    assert_eq!(r["dropped_events"], 0);
+}

@@ -13,6 +13,9 @@
 //! - `storm SECS`: mmap/munmap 64 KiB in a tight loop; prints the syscall rate.
 //! - `storm-when TRIGGER SECS`: the same, once the file TRIGGER exists.
 //! - `exit-soon MS`: sleeps MS milliseconds and exits.
+//! - `huge N`: maps N transparent huge pages' worth (2 MiB-aligned), asks for huge pages
+//!   (MADV_HUGEPAGE), writes one byte in each 2 MiB, prints `huge_kib=K` (the AnonHugePages the
+//!   kernel gave it: 0 if it gave none), holds them 300 ms and exits.
 //! - `fork-stream EVERY_MS COUNT LIFE_MS`: forks COUNT children, one every EVERY_MS, printing
 //!   `child=PID` for each; every child sleeps LIFE_MS and exits; the parent then reaps them.
 
@@ -193,6 +196,28 @@ fn storm(secs: f64) {
     say(&format!("rate={rate:.0}"));
 }
 
+fn huge(n: usize) {
+    const HUGE: usize = 2 * MIB;
+    let base = mmap_anon((n + 1) * HUGE) as usize;
+    let start = base.next_multiple_of(HUGE);
+    // SAFETY: `start..start + n * HUGE` lies inside the mapping just made.
+    let rc = unsafe { libc::madvise(start as *mut libc::c_void, n * HUGE, libc::MADV_HUGEPAGE) };
+    assert_eq!(rc, 0, "madvise(MADV_HUGEPAGE) failed");
+    for i in 0..n {
+        // SAFETY: inside the mapping, writable.
+        unsafe { ((start + i * HUGE) as *mut u8).write_volatile(1) };
+    }
+    let rollup = std::fs::read_to_string("/proc/self/smaps_rollup").unwrap_or_default();
+    let kib: u64 = rollup
+        .lines()
+        .find(|l| l.starts_with("AnonHugePages:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    say(&format!("huge_kib={kib}"));
+    std::thread::sleep(Duration::from_millis(300));
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or("");
@@ -210,6 +235,7 @@ fn main() {
             }
             storm(arg(3).parse().unwrap_or(2.0));
         }
+        "huge" => huge(arg(2).parse().unwrap_or(8)),
         "exit-soon" => std::thread::sleep(Duration::from_millis(arg(2).parse().unwrap_or(100))),
         "fork-stream" => fork_stream(
             arg(2).parse().unwrap_or(10),
