@@ -292,17 +292,19 @@ enum Tracer {
     Memwatch,
     MemwatchMemory,
     MemwatchIdle,
+    MemwatchHeap,
     Bpftrace,
     Strace,
     ProcSampler,
 }
 
 impl Tracer {
-    const ALL: [Self; 7] = [
+    const ALL: [Self; 8] = [
         Self::None,
         Self::Memwatch,
         Self::MemwatchMemory,
         Self::MemwatchIdle,
+        Self::MemwatchHeap,
         Self::Bpftrace,
         Self::Strace,
         Self::ProcSampler,
@@ -314,6 +316,7 @@ impl Tracer {
             Self::Memwatch => "memwatch (full)",
             Self::MemwatchMemory => "memwatch --no-net",
             Self::MemwatchIdle => "memwatch on an idle process (hook tax)",
+            Self::MemwatchHeap => "memwatch --heap (malloc/free followed)",
             Self::Bpftrace => "bpftrace script",
             Self::Strace => "strace -f (same syscalls)",
             Self::ProcSampler => "/proc RSS sampling (psrecord-like)",
@@ -414,7 +417,7 @@ fn attach(tracer: Tracer, pids: &[u32], dir: &std::path::Path) -> Attached {
     };
     match tracer {
         Tracer::None => {}
-        Tracer::Memwatch | Tracer::MemwatchMemory | Tracer::MemwatchIdle => {
+        Tracer::Memwatch | Tracer::MemwatchMemory | Tracer::MemwatchIdle | Tracer::MemwatchHeap => {
             let file = dir.join("bench.db");
             let _ = std::fs::remove_file(&file);
             let mut args: Vec<String> =
@@ -432,6 +435,9 @@ fn attach(tracer: Tracer, pids: &[u32], dir: &std::path::Path) -> Attached {
             a.other = idle;
             if tracer == Tracer::MemwatchMemory {
                 args.push("--no-net".into());
+            }
+            if tracer == Tracer::MemwatchHeap {
+                args.push("--heap".into());
             }
             let refs: Vec<&str> = args.iter().map(String::as_str).collect();
             let mut rec = Running::start(&refs);
@@ -585,7 +591,7 @@ fn table(title: &str, unit: &str, base_rate: f64, rows: &[Row], md: &mut String)
     for r in rows {
         let is_mw = matches!(
             r.tracer,
-            Tracer::Memwatch | Tracer::MemwatchMemory | Tracer::MemwatchIdle
+            Tracer::Memwatch | Tracer::MemwatchMemory | Tracer::MemwatchIdle | Tracer::MemwatchHeap
         );
         let med = |f: &dyn Fn(&TracerStats) -> f64| median(r.stats.iter().map(f).collect());
         let p99 = if r.p99_ratio.iter().all(|v| *v == 0.0) {
@@ -861,15 +867,21 @@ fn long_run(target: f64, md: &mut String) {
     let json = report_json(&file);
     let counted = json["requests"].as_f64().unwrap_or(0.0);
     let bytes = std::fs::metadata(&file).map_or(0.0, |m| m.len() as f64);
+    // What origin tracking holds at the end: its spans (resident pages and address space, each
+    // about 64 bytes of memwatch's memory) and the completed requests still holding memory.
+    let spans = json["retained"]["origin_spans"].as_f64().unwrap_or(0.0);
     let _ = writeln!(
         md,
         "\n## memwatch's own memory over a long run\n\nnginx at full speed (wrk -t2 -c16 in 5 s \
          chunks) for {secs:.0} s, memwatch recording everything. wrk made {sent:.0} requests; \
          memwatch recorded {counted:.0}, dropped {} events, and wrote {:.0} bytes per request \
-         ({:.0} MB). Peak RSS over the whole run: **{peak:.0} MB**.\n",
+         ({:.0} MB). Peak RSS over the whole run: **{peak:.0} MB**. Origin tracking (which \
+         request made each resident page and each mapping) held {spans:.0} spans at the end, \
+         about {:.2} MB at 64 bytes each.\n",
         json["dropped_events"].as_u64().unwrap_or(0),
         if counted > 0.0 { bytes / counted } else { 0.0 },
         bytes / 1e6,
+        spans * 64.0 / 1e6,
     );
     let _ = writeln!(
         md,
