@@ -15,6 +15,8 @@
   /** Rows fetched for the selected route's request list (and drawn on the chart). */
   const REQUEST_LIMIT = 500;
   const LOG_LIMIT = 200;
+  /** Routes with a retained-memory line of their own (the API allows up to 20). */
+  const RETAINED_TOP = 5;
   /** Without an `update` event for this long, a live page polls by itself. */
   const LIVE_FALLBACK_MS = 2500;
   const MIN_SELECT_PX = 3;
@@ -40,6 +42,10 @@
     hl: 'rgba(214, 51, 108, 0.20)',
     hlEdge: 'rgba(214, 51, 108, 0.85)',
     hlHover: 'rgba(214, 51, 108, 0.45)',
+    /** Retained memory by route: one colour per route, most retained first. */
+    retained: ['#d6336c', '#0ca678', '#f08c00', '#1c7ed6', '#ae3ec9', '#e8590c', '#2b8a3e', '#364fc7', '#c2255c', '#087f5b'],
+    retainedOther: '#868e96',
+    retainedOutside: '#495057',
   };
   const CLASSES = [
     { key: 's2xx', label: '2xx' },
@@ -256,12 +262,18 @@
     requests: null,
     logLines: null,
     hoverReq: null,
+    /** Whether the chart draws retained memory by route (the "Retained by route" toggle). */
+    retainedOn: false,
+    /** The last /api/retained answer while the toggle is on. */
+    retained: null,
     streaming: false,
     lastUpdate: 0,
   };
-  const seq = { summary: 0, timeline: 0, endpoints: 0, requests: 0, logLines: 0 };
+  const seq = { summary: 0, timeline: 0, retained: 0, endpoints: 0, requests: 0, logLines: 0 };
 
   let chart = null;
+  /** Keys of the retained-memory series the chart has after its RSS and VmSize series. */
+  let retainedKeys = [];
   let lane = null;
   let laneRaw = null;
   let highlightCount = 0;
@@ -597,7 +609,17 @@
 
     const rss = seriesOf(tl.rss);
     const vm = seriesOf(tl.vm);
-    const joined = uPlot.join([rss, vm]);
+    const retained = retainedSeries();
+    syncRetainedSeries(retained);
+    const tables = [rss, vm];
+    if (retained.length) tables.push([retained[0].t, ...retained.map((r) => toMiB(r.v))]);
+    const joined = uPlot.join(tables);
+    // Retained memory is cumulative and holds until its next bucket: carry each value to the
+    // memory samples in between, so that the legend reads it anywhere on the chart.
+    for (let i = 3; i < joined.length; i++) {
+      let prev = null;
+      joined[i] = Array.from(joined[i], (v) => (v == null ? prev : (prev = v)));
+    }
     chart.setData(joined, false);
     $('chart-empty').hidden = rss[0].length + vm[0].length > 0;
 
@@ -617,6 +639,100 @@
     lane.setData([xs, ...stacks], false);
     applyXRange();
     showLatestLegend();
+  }
+
+  /**
+   * The retained-memory series to draw, from the last /api/retained answer: the top routes,
+   * then the other routes and memory made outside requests when they hold anything. Empty
+   * while the toggle is off. Every entry has the answer's `t` and a same-length `v`.
+   */
+  function retainedSeries() {
+    const r = state.retained;
+    if (!state.retainedOn || !r || !Array.isArray(r.t) || r.t.length === 0) return [];
+    const t = r.t;
+    const fit = (v) => (Array.isArray(v) && v.length === t.length && v.every(isNum) ? v : null);
+    const out = [];
+    const routes = Array.isArray(r.routes) ? r.routes : [];
+    routes.forEach((x, i) => {
+      const v = fit(x && x.v);
+      if (!v) return;
+      const method = String(x.method == null ? '' : x.method);
+      const route = String(x.route == null ? '' : x.route);
+      out.push({
+        key: 'route ' + JSON.stringify([method, route]),
+        text: `${method} ${route}`,
+        title: `Retained by ${method} ${route}: memory its requests made resident and still held at that time (whole seconds)`,
+        route: true,
+        stroke: COLOR.retained[i % COLOR.retained.length],
+        dash: i < COLOR.retained.length ? null : [6, 3],
+        t,
+        v,
+      });
+    });
+    const some = (v) => v && v.some((x) => x !== 0);
+    const other = fit(r.other);
+    if (some(other)) {
+      out.push({ key: 'other', text: 'other routes', title: 'Retained by every other route, summed', stroke: COLOR.retainedOther, dash: [5, 3], t, v: other });
+    }
+    const outside = fit(r.outside);
+    if (some(outside)) {
+      out.push({ key: 'outside', text: 'outside requests', title: 'Memory made resident while no request was served (startup, background threads, collectors), less what was released of it', stroke: COLOR.retainedOutside, dash: [2, 3], t, v: outside });
+    }
+    return out;
+  }
+
+  /** Gives the chart one series per entry of `list` after RSS and VmSize, when they differ. */
+  function syncRetainedSeries(list) {
+    const keys = list.map((x) => x.key);
+    if (keys.length === retainedKeys.length && keys.every((k, i) => k === retainedKeys[i])) return;
+    for (let i = chart.series.length - 1; i >= 3; i--) chart.delSeries(i);
+    const stepped = uPlot.paths.stepped({ align: 1 });
+    for (const x of list) {
+      // The legend shows the name as text, never as markup.
+      const label = el('span', x.route ? 'series-route' : 'series-retained', x.text);
+      label.title = x.title;
+      const opts = {
+        label,
+        scale: 'rss',
+        stroke: x.stroke,
+        width: 1.5,
+        paths: stepped,
+        spanGaps: true,
+        points: { show: false },
+        value: (u, v) => (v == null ? '–' : fmtBytes(v * MiB)),
+      };
+      if (x.dash) opts.dash = x.dash;
+      chart.addSeries(opts);
+    }
+    retainedKeys = keys;
+  }
+
+  /** Says why the toggle draws nothing, if it does. */
+  function renderRetainedNote() {
+    const note = $('retained-note');
+    const r = state.retained;
+    if (state.retainedOn && r && Array.isArray(r.t) && r.t.length === 0) {
+      note.textContent = 'No retained-memory figures in this recording (made before schema 3, or with --no-ebpf)';
+      note.hidden = false;
+    } else if (state.retainedOn && r && retainedSeries().length === 0) {
+      note.textContent = 'No route retains memory in this range';
+      note.hidden = false;
+    } else {
+      note.hidden = true;
+    }
+  }
+
+  function setRetained(on) {
+    state.retainedOn = on;
+    $('retained-toggle').setAttribute('aria-pressed', on ? 'true' : 'false');
+    if (on) {
+      loadRetained();
+    } else {
+      seq.retained++;
+      state.retained = null;
+      renderRetainedNote();
+      renderTimeline();
+    }
   }
 
   function applyXRange() {
@@ -675,7 +791,7 @@
       return null;
     };
     if (!d || !d[0] || d[0].length === 0) return;
-    chart.setLegend({ idxs: [d[0].length - 1, last(d[1]), last(d[2])] }, false);
+    chart.setLegend({ idxs: d.map((arr, i) => (i === 0 ? d[0].length - 1 : last(arr))) }, false);
   }
 
   /** Both charts share one cursor: describe the bucket and the mmap/brk marker under it. */
@@ -835,7 +951,7 @@
   function zoomTo(range) {
     state.zoom = range;
     state.frozenX = null;
-    loadTimeline();
+    loadChart();
     applyXRange();
   }
 
@@ -843,7 +959,7 @@
     if (!state.zoom) return;
     state.zoom = null;
     if (state.sel && state.summary && state.summary.live) state.frozenX = runBounds();
-    loadTimeline();
+    loadChart();
     applyXRange();
   }
 
@@ -1204,6 +1320,30 @@
     }
   }
 
+  async function loadRetained() {
+    if (!state.retainedOn) return;
+    const gen = ++seq.retained;
+    const params = { points: timelinePoints(state.zoom || runBounds()), top: RETAINED_TOP };
+    if (state.zoom) {
+      params.from = state.zoom.from;
+      params.to = state.zoom.to;
+    }
+    try {
+      const r = await api('/api/retained', params);
+      if (gen !== seq.retained || !state.retainedOn) return;
+      state.retained = r;
+      renderRetainedNote();
+      renderTimeline();
+    } catch (e) {
+      showError('/api/retained', e.message);
+    }
+  }
+
+  /** The chart's data: memory, requests and, when shown, retained memory by route. */
+  function loadChart() {
+    return Promise.all([loadTimeline(), loadRetained()]);
+  }
+
   async function loadEndpoints() {
     const gen = ++seq.endpoints;
     try {
@@ -1253,7 +1393,7 @@
     refreshing = true;
     try {
       await loadSummary();
-      await Promise.all([loadTimeline(), loadEndpoints(), loadLogLines(), state.route ? loadRequests() : null]);
+      await Promise.all([loadChart(), loadEndpoints(), loadLogLines(), state.route ? loadRequests() : null]);
     } finally {
       refreshing = false;
       if (refreshAgain) {
@@ -1326,6 +1466,7 @@
       if (state.sel) zoomTo({ from: state.sel.from, to: state.sel.to });
     });
     $('zoom-reset').addEventListener('click', resetZoom);
+    $('retained-toggle').addEventListener('click', () => setRetained(!state.retainedOn));
     $('close-route').addEventListener('click', closeRoute);
     $('routes').tHead.addEventListener('click', onSortClick);
     const tbody = $('routes').tBodies[0];

@@ -9,7 +9,10 @@
 //   MEMWATCH_LEAK_TO_MS       end of the leak phase (epoch ms)
 //   MEMWATCH_URL_LIVE         a live `memwatch serve` while load runs
 //   MEMWATCH_URL_XSS          a view of a recording with requests to `/<img src=x onerror=alert(1)>`
-//   MEMWATCH_SCREENSHOT_DIR   where offline.png, route.png, live.png and xss.png are written
+//   MEMWATCH_URL_XSS_RETAINED a view of a recording whose route `/<img src=x onerror=alert(1)>`
+//                             retains memory
+//   MEMWATCH_SCREENSHOT_DIR   where offline.png, route.png, retained.png, live.png and xss.png are
+//                             written
 //   MEMWATCH_CHROMIUM         optional, the browser binary (default /usr/bin/chromium)
 //
 // The page exposes `window.memwatch` as a test hook (memwatch/assets/app.js).
@@ -183,6 +186,46 @@ test('offline: clicking /leak lists its requests and highlights them on the char
   offline = null;
 });
 
+test('offline: "Retained by route" draws /leak first, with what it kept, and hides it again', async () => {
+  const url = env('MEMWATCH_URL_OFFLINE');
+  const count = envInt('MEMWATCH_LEAK_COUNT');
+  const { context, page, problems } = await openPage(url);
+  try {
+    await idle(page);
+    const toggle = page.getByRole('button', { name: 'Retained by route' });
+    assert.equal(await toggle.getAttribute('aria-pressed'), 'false', 'off by default');
+    const legend = () => page.$$eval('#legend .u-series th', (c) => c.map((x) => x.textContent.trim()));
+    const before = await legend();
+    await toggle.click();
+    assert.equal(await toggle.getAttribute('aria-pressed'), 'true');
+    await page.waitForFunction(() => window.memwatch.state.retained !== null);
+    await idle(page);
+
+    const shown = await legend();
+    const added = shown.slice(before.length);
+    assert.equal(added[0], 'GET /leak', `the first retained series is /leak's: ${JSON.stringify(shown)}`);
+    const leak = await page.evaluate(() => {
+      const r = window.memwatch.state.retained;
+      return { route: r.routes[0].route, last: r.routes[0].v[r.routes[0].v.length - 1], points: r.t.length };
+    });
+    assert.equal(leak.route, '/leak');
+    assert.ok(leak.last >= count * 256 * 1024, `/leak retains ${leak.last} B at the end, at least ${count} × 256 KiB`);
+    const series = await page.evaluate(() => window.memwatch.chart.series.length);
+    assert.equal(series, shown.length, 'one chart series per legend entry');
+    // The legend reads the latest values with the cursor off the chart.
+    const values = await page.$$eval('#legend .u-series td', (c) => c.map((x) => x.textContent.trim()));
+    assert.match(values[before.length], /MiB$/, `/leak's legend value: ${JSON.stringify(values)}`);
+    await page.screenshot({ path: shotPath('retained.png') });
+
+    await toggle.click();
+    await idle(page);
+    assert.deepEqual(await legend(), before, 'turned off, the chart has its own series only');
+    assert.deepEqual(problems, [], 'no script errors or CSP violations');
+  } finally {
+    await context.close();
+  }
+});
+
 test('live: the request count grows without reloading', async () => {
   const url = env('MEMWATCH_URL_LIVE');
   const { context, page, problems } = await openPage(url);
@@ -234,9 +277,41 @@ test('xss: hostile routes and user agents are shown as text, never run', async (
     assert.equal(dom.imgs, 0, 'no img element at all');
     assert.deepEqual(dom.scripts, ['/assets/vendor/uPlot.iife.min.js', '/assets/app.js'], 'only the page’s own scripts');
     assert.equal(dom.xss, 'undefined', 'window.__xss is undefined');
+
+    // An access log alone has no retained-memory figures: the toggle says so and draws nothing.
+    await page.getByRole('button', { name: 'Retained by route' }).click();
+    await page.waitForFunction(() => window.memwatch.state.retained !== null);
+    await idle(page);
+    const note = page.locator('#retained-note');
+    assert.ok(await note.isVisible(), 'the note under the chart is shown');
+    assert.match(await note.textContent(), /no retained-memory figures/i);
+    assert.equal(await page.evaluate(() => window.memwatch.chart.series.length), 3, 'no series added');
     assert.deepEqual(dialogs, [], 'no dialog was opened');
     await page.screenshot({ path: shotPath('xss.png'), fullPage: true });
     assert.deepEqual(problems, [], 'no script errors, and no CSP violation (an injected script would cause one)');
+  } finally {
+    await context.close();
+  }
+});
+
+test('xss: a hostile route in the retained-memory legend is shown as text, never run', async () => {
+  const url = env('MEMWATCH_URL_XSS_RETAINED');
+  const { context, page, problems, dialogs } = await openPage(url);
+  try {
+    await idle(page);
+    await page.getByRole('button', { name: 'Retained by route' }).click();
+    await page.waitForFunction(() => window.memwatch.state.retained !== null);
+    await idle(page);
+    const labels = await page.$$eval('#legend .u-series th', (c) => c.map((x) => x.textContent.trim()));
+    assert.ok(labels.includes(`GET ${XSS_ROUTE}`), `the legend shows the route as text: ${JSON.stringify(labels)}`);
+    await page.waitForTimeout(500); // an injected <img onerror> would have fired by now
+    const dom = await page.evaluate(() => ({
+      handlers: document.querySelectorAll('[onerror], [onload]').length,
+      imgs: document.querySelectorAll('img').length,
+    }));
+    assert.deepEqual(dom, { handlers: 0, imgs: 0 }, 'no element made from the route');
+    assert.deepEqual(dialogs, [], 'no dialog was opened');
+    assert.deepEqual(problems, [], 'no script errors or CSP violations');
   } finally {
     await context.close();
   }

@@ -1,5 +1,6 @@
 //! Issue: the chart. The page in headless Chromium (Debian's), driven by playwright-core from
-//! `tests/e2e/page.test.mjs`: range selection, drill-down, live updates, hostile data as text.
+//! `tests/e2e/page.test.mjs`: range selection, drill-down, retained memory by route, live
+//! updates, hostile data as text.
 //! `cargo xtask setup --test` installs Chromium and the e2e npm packages.
 
 use std::{
@@ -40,6 +41,20 @@ fn page_in_headless_chromium() {
     let (file, leak_from, leak_to) = phased(dir.path());
     let (_offline, offline_url) =
         view(&["view", file.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+
+    // Hostile data in the retained-memory legend: the same recording with /leak renamed to HTML
+    // in the rollups the chart reads.
+    let hostile = dir.path().join("hostile-route.db");
+    std::fs::copy(&file, &hostile).unwrap();
+    rusqlite::Connection::open(&hostile)
+        .unwrap()
+        .execute(
+            "UPDATE request_rollup SET route = ?1 WHERE route = '/leak'",
+            ["/<img src=x onerror=alert(1)>"],
+        )
+        .unwrap();
+    let (_hostile, hostile_url) =
+        view(&["view", hostile.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
 
     // Hostile data: a log whose URL and User-Agent are HTML.
     let log = dir.path().join("xss.log");
@@ -97,6 +112,7 @@ fn page_in_headless_chromium() {
         .env("MEMWATCH_LEAK_COUNT", "12")
         .env("MEMWATCH_URL_LIVE", &live_url)
         .env("MEMWATCH_URL_XSS", &xss_url)
+        .env("MEMWATCH_URL_XSS_RETAINED", &hostile_url)
         .env("MEMWATCH_SCREENSHOT_DIR", &shots)
         .output()
         .expect("node (Node.js) on PATH");
@@ -109,7 +125,13 @@ fn page_in_headless_chromium() {
         "browser tests failed:\n{stdout}\n{stderr}"
     );
     assert!(stdout.contains("# fail 0"), "{stdout}");
-    for shot in ["offline.png", "route.png", "live.png", "xss.png"] {
+    for shot in [
+        "offline.png",
+        "route.png",
+        "retained.png",
+        "live.png",
+        "xss.png",
+    ] {
         assert!(shots.join(shot).is_file(), "screenshot {shot} missing");
     }
 }

@@ -104,6 +104,114 @@ fn api_answers_exactly_per_range() {
     drop(server);
 }
 
+fn ints(v: &serde_json::Value) -> Vec<i64> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not an array: {v}"))
+        .iter()
+        .map(|x| x.as_i64().unwrap())
+        .collect()
+}
+
+/// `/api/retained` on the phased recording: `/leak` is the first route, nothing before the leak
+/// phase and at least the 12 × 256 KiB it leaked after it; every series shares `t`.
+#[test]
+fn retained_by_route_over_time() {
+    const LEAKED: i64 = 12 * 256 * 1024;
+    let dir = tempdir();
+    let (file, from, to) = phased(dir.path());
+    let (server, port) = view(&file, &[]);
+
+    let (status, _, body) = http(port, "/api/retained", &[]);
+    assert_eq!(status, 200, "{body}");
+    let keys = ["from_ms", "other", "outside", "routes", "t", "to_ms"];
+    let at: Vec<usize> = keys
+        .iter()
+        .map(|k| {
+            body.find(&format!("\"{k}\":"))
+                .unwrap_or_else(|| panic!("{k}: {body}"))
+        })
+        .collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "keys in order: {body}");
+    let all: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let t = ints(&all["t"]);
+    assert!(!t.is_empty() && t.len() <= 1000, "{} points", t.len());
+    assert!(t.windows(2).all(|w| w[0] < w[1]), "{t:?}");
+    assert!(t[0] >= all["from_ms"].as_i64().unwrap(), "{t:?}");
+    assert_eq!(t.last(), all["to_ms"].as_i64().as_ref());
+    assert_eq!(all["routes"][0]["method"], "GET", "{all:#}");
+    assert_eq!(all["routes"][0]["route"], "/leak", "{all:#}");
+    let leak = ints(&all["routes"][0]["v"]);
+    for series in [&all["other"], &all["outside"]] {
+        assert_eq!(ints(series).len(), t.len());
+    }
+    assert_eq!(leak.len(), t.len());
+    // Each value holds at its time: nothing before the phase, all of it once it ended.
+    let phase_end = (to / 1000 + 1) * 1000 - 1;
+    let (mut before, mut after) = (0, 0);
+    for (&ti, &vi) in t.iter().zip(&leak) {
+        if ti < from {
+            assert_eq!(vi, 0, "at {ti}, before the leak phase at {from}: {leak:?}");
+            before += 1;
+        } else if ti >= phase_end {
+            assert!(
+                vi >= LEAKED,
+                "at {ti}, after the leak phase: {vi} < {LEAKED}"
+            );
+            after += 1;
+        }
+    }
+    assert!(before > 0 && after > 0, "{t:?} around {from}..{to}");
+    assert!(leak.last().is_some_and(|&v| v >= LEAKED), "{leak:?}");
+
+    // Fewer buckets: each holds its last value, so the end is the same.
+    let (_, few) = http_json(port, "/api/retained?points=3");
+    assert!(ints(&few["t"]).len() <= 3, "{few}");
+    assert_eq!(ints(&few["routes"][0]["v"]).last(), leak.last());
+    // No route of its own: everything is other.
+    let (_, none) = http_json(port, "/api/retained?top=0");
+    assert_eq!(none["routes"], serde_json::json!([]));
+    assert!(
+        ints(&none["other"]).last().is_some_and(|&v| v >= LEAKED),
+        "{none}"
+    );
+    // The leak phase alone: it starts from what was retained before it (nothing, for /leak).
+    let (_, phase) = http_json(port, &format!("/api/retained?from={from}&to={to}"));
+    assert_eq!(phase["routes"][0]["route"], "/leak", "{phase:#}");
+    assert_eq!(phase["from_ms"], from);
+
+    for bad in ["top=21", "top=-1", "points=0", "points=x"] {
+        let (status, err) = http_json(port, &format!("/api/retained?{bad}"));
+        assert_eq!(status, 400, "{bad}: {err}");
+        let key = bad.split('=').next().unwrap();
+        assert!(err["error"].as_str().unwrap().contains(key), "{err}");
+    }
+    drop(server);
+
+    // The same recording as an older memwatch wrote it (schema 2, without the retained-memory
+    // tables and columns): empty series, and the rest of the page's answers still work.
+    let old = dir.path().join("schema2.db");
+    std::fs::copy(&file, &old).unwrap();
+    rusqlite::Connection::open(&old)
+        .unwrap()
+        .execute_batch(
+            "DROP TABLE releases; DROP TABLE release_rollup; DROP TABLE outside_growth;
+             ALTER TABLE request_rollup DROP COLUMN grown;
+             ALTER TABLE request_rollup DROP COLUMN released;
+             PRAGMA user_version = 2;",
+        )
+        .unwrap();
+    let (_old_server, port) = view(&old, &[]);
+    let (status, empty) = http_json(port, "/api/retained");
+    assert_eq!(status, 200, "{empty}");
+    for key in ["t", "routes", "other", "outside"] {
+        assert_eq!(empty[key], serde_json::json!([]), "{key}: {empty}");
+    }
+    let (status, endpoints) = http_json(port, "/api/endpoints");
+    assert_eq!(status, 200, "{endpoints}");
+    assert_eq!(endpoints["retained"], serde_json::Value::Null);
+    assert_eq!(endpoints["endpoints"][0]["retention"], "unknown");
+}
+
 #[test]
 fn token_is_required_when_set() {
     let dir = tempdir();

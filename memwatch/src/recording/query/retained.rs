@@ -2,6 +2,10 @@
 //! and memory made outside any request. Recordings older than schema 3 have none of it: every
 //! query here answers empty for them (the views say the figures are missing).
 
+use std::collections::BTreeMap;
+
+use rusqlite::params;
+
 use super::requests::rollup_seconds;
 use crate::{error::RecordingError, recording::Recording};
 
@@ -219,5 +223,325 @@ impl Recording {
                 },
             )?
             .unwrap_or_default())
+    }
+}
+
+/// One route's retained memory over time (see [`RetainedOverTime`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteSeries {
+    /// `-` when unknown.
+    pub method: String,
+    /// `-` when unknown.
+    pub route: String,
+    /// Retained bytes at the end of each step.
+    pub retained: Vec<i64>,
+}
+
+/// Retained memory over time, in steps of whole seconds: at the end of each step, what the
+/// requests that ended by then made resident, less what they released by then (themselves or
+/// later, by any thread), per route; and the same for memory made outside any request. Each
+/// value counts everything since the recording started, not only the range's steps.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetainedOverTime {
+    /// Where each step ends, in whole seconds (the second after its last): its values are those
+    /// at that time. The first step also holds everything before it.
+    pub ends: Vec<i64>,
+    /// The routes that retain most at the end of the last step (and retain anything), most
+    /// first.
+    pub routes: Vec<RouteSeries>,
+    /// Every other route, summed.
+    pub other: Vec<i64>,
+    /// Memory made resident outside any request, less its releases.
+    pub outside: Vec<i64>,
+}
+
+impl Recording {
+    /// Retained memory per route at the end of each step of whole seconds from the second of
+    /// `from_ns` to that of `to_ns`: one step per second, or when that would make more than
+    /// `max_steps` steps, as few seconds per step as keep them within it (the last step may be
+    /// shorter). As the series are cumulative, a step's value is its last second's. The `top`
+    /// routes that retain most at the end have series of their own; the others are summed.
+    /// Whole; empty without retained figures.
+    pub fn retained_over_time(
+        &self,
+        from_ns: i64,
+        to_ns: i64,
+        max_steps: usize,
+        top: usize,
+    ) -> Result<RetainedOverTime, RecordingError> {
+        if !self.has_origin() || max_steps == 0 {
+            return Ok(RetainedOverTime::default());
+        }
+        let (first_s, last_s) = rollup_seconds(from_ns, to_ns.max(from_ns));
+        let seconds = (last_s - first_s + 1).max(1) as u64;
+        let width = seconds.div_ceil(max_steps as u64);
+        let n = (seconds.div_ceil(width) as usize).clamp(1, max_steps);
+        let width_s = width as i64;
+        let mut out = RetainedOverTime {
+            ends: (1..=n as i64)
+                .map(|k| (first_s + k * width_s).min(last_s + 1))
+                .collect(),
+            other: vec![0; n],
+            outside: vec![0; n],
+            ..RetainedOverTime::default()
+        };
+        // Seconds before the range fall into the first step (SQLite divides towards zero).
+        let step = |k: i64| (k.max(0) as usize).min(n - 1);
+        // The top routes by their sum up to the last second; everything else with NULLs.
+        let mut routes: BTreeMap<(String, String), Vec<i64>> = BTreeMap::new();
+        self.each(
+            // Per route and second: what the requests that ended in it made resident and kept
+            // to their end, less releases in it of memory requests kept past their end.
+            "WITH changes(method, route, second, bytes) AS (
+                 SELECT method, route, second, grown - released FROM request_rollup
+                 WHERE second <= ?2
+                 UNION ALL
+                 SELECT method, route, second, -bytes FROM release_rollup
+                 WHERE route != '' AND second <= ?2),
+             top(method, route) AS (
+                 SELECT method, route FROM changes GROUP BY method, route
+                 HAVING SUM(bytes) > 0 ORDER BY SUM(bytes) DESC, method, route LIMIT ?4)
+             SELECT t.method, t.route, MAX(0, (c.second - ?1) / ?3), SUM(c.bytes)
+             FROM changes c LEFT JOIN top t ON t.method = c.method AND t.route = c.route
+             GROUP BY 1, 2, 3",
+            params![first_s, last_s, width_s, top as i64],
+            |r| {
+                Ok((
+                    r.get::<_, Option<String>>(0)?,
+                    r.get::<_, Option<String>>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                ))
+            },
+            |(method, route, k, bytes)| {
+                let series = match (method, route) {
+                    (Some(method), Some(route)) => {
+                        routes.entry((method, route)).or_insert_with(|| vec![0; n])
+                    }
+                    _ => &mut out.other,
+                };
+                series[step(k)] += bytes;
+            },
+        )?;
+        self.each(
+            "SELECT MAX(0, (second - ?1) / ?3), SUM(bytes) FROM (
+                 SELECT second, bytes FROM outside_growth WHERE second <= ?2
+                 UNION ALL
+                 SELECT second, -bytes FROM release_rollup WHERE route = '' AND second <= ?2)
+             GROUP BY 1",
+            params![first_s, last_s, width_s],
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
+            |(k, bytes)| out.outside[step(k)] += bytes,
+        )?;
+        // Changes per step into values at the end of each step.
+        let cumulate = |v: &mut [i64]| {
+            let mut sum = 0;
+            for x in v.iter_mut() {
+                sum += *x;
+                *x = sum;
+            }
+        };
+        cumulate(&mut out.other);
+        cumulate(&mut out.outside);
+        out.routes = routes
+            .into_iter()
+            .map(|((method, route), mut retained)| {
+                cumulate(&mut retained);
+                RouteSeries {
+                    method,
+                    route,
+                    retained,
+                }
+            })
+            .collect();
+        // The order `top` chose them in: most retained at the end, then by name.
+        out.routes.sort_by(|a, b| {
+            b.retained
+                .last()
+                .cmp(&a.retained.last())
+                .then_with(|| a.method.cmp(&b.method))
+                .then_with(|| a.route.cmp(&b.route))
+        });
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::{
+        model::{ReleaseRow, RequestRow, Row},
+        recording::Writer,
+    };
+
+    const S: i64 = 1_000_000_000;
+    const KIB: i64 = 1024;
+    /// The first second of the range the tests ask about.
+    const B: i64 = 1_800_000_000;
+
+    /// A request of `route` that ended at `end_ns`, made `grown` resident and released
+    /// `released` of it before it ended.
+    fn request(id: i64, route: &str, end_ns: i64, grown: i64, released: i64) -> RequestRow {
+        RequestRow {
+            id,
+            method: Some("GET".into()),
+            target: Some(route.into()),
+            route: Some(route.into()),
+            status: Some(200),
+            start_ns: end_ns - 1_000_000,
+            end_ns,
+            exact: true,
+            grown: grown as u64,
+            released: released as u64,
+            ..RequestRow::default()
+        }
+    }
+
+    /// A release at `ts_ns` of memory `request` kept past its end (None: made outside any).
+    fn release(ts_ns: i64, request: Option<&RequestRow>, bytes: i64) -> Row {
+        Row::Release(Box::new(ReleaseRow {
+            ts_ns,
+            pid: 1,
+            request_id: request.map_or(0, |r| r.id),
+            request_end_ns: request.map_or(0, |r| r.end_ns),
+            method: request.map(|_| "GET".into()),
+            route: request.and_then(|r| r.route.as_deref().map(Into::into)),
+            bytes: bytes as u64,
+        }))
+    }
+
+    /// Seconds B-10 to B+4: `/leak` keeps 64 KiB at B, B+2 and B+4 (and 4 KiB before the range),
+    /// `/reuse` 100 KiB once at B, `/deferred` keeps 512 KiB from B+1 until another thread
+    /// releases it at B+3, `/churn` releases all it grows itself; 40 KiB are made outside any
+    /// request at B and 8 KiB of it released at B+2.
+    fn write(path: &Path) {
+        let writer = Writer::create(path, &[]).unwrap();
+        let deferred = request(6, "/deferred", (B + 1) * S + 200_000_000, 512 * KIB, 0);
+        let rows = vec![
+            Row::Request(Box::new(request(1, "/leak", (B - 10) * S, 4 * KIB, 0))),
+            Row::Request(Box::new(request(
+                2,
+                "/leak",
+                B * S + 500_000_000,
+                64 * KIB,
+                0,
+            ))),
+            Row::Request(Box::new(request(3, "/leak", (B + 2) * S + 1, 64 * KIB, 0))),
+            Row::Request(Box::new(request(4, "/leak", (B + 4) * S + 9, 64 * KIB, 0))),
+            Row::Request(Box::new(request(
+                5,
+                "/reuse",
+                B * S + 900_000_000,
+                100 * KIB,
+                0,
+            ))),
+            release((B + 3) * S + 100_000_000, Some(&deferred), 512 * KIB),
+            Row::Request(Box::new(deferred)),
+            Row::Request(Box::new(request(
+                7,
+                "/churn",
+                (B + 1) * S + 700_000_000,
+                2048 * KIB,
+                2048 * KIB,
+            ))),
+            Row::OutsideGrowth {
+                ts_ns: B * S + 100_000_000,
+                pid: 1,
+                bytes: 40 * 1024,
+            },
+            release((B + 2) * S + 200_000_000, None, 8 * KIB),
+        ];
+        writer.send(rows);
+        writer.finish().unwrap();
+    }
+
+    fn series(over: &RetainedOverTime) -> Vec<(&str, &[i64])> {
+        over.routes
+            .iter()
+            .map(|r| (r.route.as_str(), r.retained.as_slice()))
+            .collect()
+    }
+
+    /// Per second, retained memory is what each route's requests kept by then, less what was
+    /// released of it by then; the top routes by what they retain at the end have their own
+    /// series, in that order, and the rest is summed, as is memory made outside requests.
+    #[test]
+    fn retained_over_time_per_second_and_per_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        write(&path);
+        let rec = Recording::open(&path).unwrap();
+        let (from, to) = (B * S + 123, (B + 5) * S + 999_999_999);
+
+        let all = rec.retained_over_time(from, to, 1000, 5).unwrap();
+        assert_eq!(all.ends, (B + 1..=B + 6).collect::<Vec<_>>());
+        assert_eq!(
+            series(&all),
+            vec![
+                ("/leak", &[68, 68, 132, 132, 196, 196].map(|k| k * KIB)[..]),
+                ("/reuse", &[100; 6].map(|k| k * KIB)[..]),
+            ]
+        );
+        // /deferred keeps nothing at the end and /churn nothing at all: summed.
+        assert_eq!(all.other, [0, 512, 512, 0, 0, 0].map(|k| k * KIB));
+        assert_eq!(all.outside, [40, 40, 32, 32, 32, 32].map(|k| k * KIB));
+
+        let one = rec.retained_over_time(from, to, 1000, 1).unwrap();
+        assert_eq!(
+            series(&one),
+            vec![("/leak", &[68, 68, 132, 132, 196, 196].map(|k| k * KIB)[..])]
+        );
+        assert_eq!(one.other, [100, 612, 612, 100, 100, 100].map(|k| k * KIB));
+
+        // Four steps at most for six seconds: two seconds each, each holding its last second.
+        let steps = rec.retained_over_time(from, to, 4, 5).unwrap();
+        assert_eq!(steps.ends, vec![B + 2, B + 4, B + 6]);
+        assert_eq!(steps.routes[0].retained, [68, 132, 196].map(|k| k * KIB));
+        assert_eq!(steps.other, [512, 0, 0].map(|k| k * KIB));
+        assert_eq!(steps.outside, [40, 32, 32].map(|k| k * KIB));
+
+        // Three steps at most for five seconds: two seconds each, the last one shorter.
+        let five = rec.retained_over_time(from, to - S, 3, 5).unwrap();
+        assert_eq!(five.ends, vec![B + 2, B + 4, B + 5]);
+        assert_eq!(five.routes[0].retained, [68, 132, 196].map(|k| k * KIB));
+
+        // A range that ends at B+3 sees neither later requests nor later releases, and starts
+        // from what was retained before it.
+        let early = rec
+            .retained_over_time((B + 1) * S, (B + 3) * S + 5, 1000, 5)
+            .unwrap();
+        assert_eq!(early.ends, vec![B + 2, B + 3, B + 4]);
+        assert_eq!(
+            series(&early),
+            vec![
+                ("/leak", &[68, 132, 132].map(|k| k * KIB)[..]),
+                ("/reuse", &[100; 3].map(|k| k * KIB)[..]),
+            ]
+        );
+        assert_eq!(early.other, [512, 512, 0].map(|k| k * KIB));
+
+        assert_eq!(
+            rec.retained_over_time(from, to, 1000, 0).unwrap().routes,
+            vec![]
+        );
+    }
+
+    /// A recording before schema 3 has no retained figures: every series is empty.
+    #[test]
+    fn retained_over_time_is_empty_before_schema_3() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        write(&path);
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", 2)
+            .unwrap();
+        let rec = Recording::open(&path).unwrap();
+        assert_eq!(
+            rec.retained_over_time(0, i64::MAX / 2, 1000, 5).unwrap(),
+            RetainedOverTime::default()
+        );
     }
 }

@@ -165,6 +165,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/summary", get(api::summary))
         .route("/api/timeline", get(api::timeline))
         .route("/api/endpoints", get(api::endpoints))
+        .route("/api/retained", get(api::retained))
         .route("/api/requests", get(api::requests))
         .route("/api/log_lines", get(api::log_lines))
         .route("/api/stream", get(api::stream))

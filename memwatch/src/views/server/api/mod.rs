@@ -17,7 +17,7 @@ use axum::{
     response::sse::{Event, KeepAlive, Sse},
 };
 use futures_util::stream::{self, Stream};
-use responses::{Endpoints, LogLines, Requests, Summary, Timeline, Update};
+use responses::{Endpoints, LogLines, Requests, RetainedByRoute, Summary, Timeline, Update};
 
 use super::{ApiError, AppState, ErrorBody};
 use crate::recording::{
@@ -119,6 +119,20 @@ pub(super) async fn endpoints(
     with_rec(&state, move |rec| Endpoints::read(rec, range))
         .await
         .map(Json)
+}
+
+pub(super) async fn retained(
+    State(state): State<Arc<AppState>>,
+    Query(p): Params,
+) -> ApiResult<RetainedByRoute> {
+    let range = range(&p)?;
+    let points = int(&p, "points", 1, 10_000)?.unwrap_or(1000) as usize;
+    let top = int(&p, "top", 0, 20)?.unwrap_or(5) as usize;
+    with_rec(&state, move |rec| {
+        RetainedByRoute::read(rec, range, points, top)
+    })
+    .await
+    .map(Json)
 }
 
 pub(super) async fn requests(

@@ -24,6 +24,7 @@ use crate::{
             log_lines::LogLineEntry,
             memory::LargeMemEvent,
             requests::{CountFrom, RequestEntry, RequestFilter, rollup_seconds},
+            retained::{RetainedOverTime, RouteSeries},
         },
     },
     views::{report, server::ApiError},
@@ -521,6 +522,78 @@ impl Endpoints {
     }
 }
 
+/// `GET /api/retained`.
+#[derive(Debug, Serialize)]
+pub(crate) struct RetainedByRoute {
+    pub from_ms: i64,
+    /// Every route not in `routes`, summed.
+    pub other: Vec<i64>,
+    /// Memory made resident outside any request, less its releases.
+    pub outside: Vec<i64>,
+    /// The routes that retain most at the end of the range, most first.
+    pub routes: Vec<RouteRetained>,
+    /// The last millisecond of each bucket of whole seconds, the time its values hold at (the
+    /// last bucket's clamped to `to_ms`).
+    pub t: Vec<i64>,
+    pub to_ms: i64,
+}
+
+/// One route's retained bytes at the end of each bucket.
+#[derive(Debug, Serialize)]
+pub(crate) struct RouteRetained {
+    pub method: String,
+    pub route: String,
+    pub v: Vec<i64>,
+}
+
+impl From<RouteSeries> for RouteRetained {
+    fn from(r: RouteSeries) -> Self {
+        let RouteSeries {
+            method,
+            route,
+            retained,
+        } = r;
+        Self {
+            method,
+            route,
+            v: retained,
+        }
+    }
+}
+
+impl RetainedByRoute {
+    /// Retained memory over `range` (the whole recording by default) in at most `points`
+    /// buckets, with the `top` routes that retain most at its end on their own. Empty series
+    /// for a recording without retained figures.
+    pub(crate) fn read(
+        rec: &Recording,
+        range: Range,
+        points: usize,
+        top: usize,
+    ) -> Result<Self, ApiError> {
+        let (started, ended, latest) = bounds(rec)?;
+        let from = range.from_ns.unwrap_or(started);
+        let to = range.to_ns.unwrap_or(ended.unwrap_or(latest)).max(from);
+        let RetainedOverTime {
+            ends,
+            routes,
+            other,
+            outside,
+        } = rec.retained_over_time(from, to, points, top)?;
+        Ok(Self {
+            from_ms: from / MS,
+            other,
+            outside,
+            routes: routes.into_iter().map(RouteRetained::from).collect(),
+            t: ends
+                .into_iter()
+                .map(|s| (s * 1000 - 1).min(to / MS))
+                .collect(),
+            to_ms: to / MS,
+        })
+    }
+}
+
 /// `GET /api/requests`.
 #[derive(Debug, Serialize)]
 pub(crate) struct Requests {
@@ -898,6 +971,18 @@ mod tests {
             to_ms: Some(1),
             unmatched_lines: 0,
         });
+        assert_sorted(&RetainedByRoute {
+            from_ms: 0,
+            other: vec![0],
+            outside: vec![4096],
+            routes: vec![RouteRetained {
+                method: "GET".into(),
+                route: "/leak".into(),
+                v: vec![262_144],
+            }],
+            t: vec![0],
+            to_ms: 1,
+        });
         assert_sorted(&Requests {
             requests: vec![Request {
                 bytes_in: 1,
@@ -941,6 +1026,48 @@ mod tests {
             live: true,
             requests: 1,
         });
+    }
+
+    /// Retained memory's buckets are whole seconds, each at its last millisecond: strictly
+    /// increasing even when the range ends on a second's first millisecond.
+    #[test]
+    fn retained_buckets_end_within_the_range() {
+        use crate::{
+            model::{RequestRow, Row},
+            recording::Writer,
+        };
+        const B: i64 = 1_800_000_000_000;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        let writer = Writer::create(&path, &[]).unwrap();
+        writer.send(vec![Row::Request(Box::new(RequestRow {
+            id: 1,
+            method: Some("GET".into()),
+            route: Some("/leak".into()),
+            start_ns: (B + 1_200) * MS,
+            end_ns: (B + 1_300) * MS,
+            exact: true,
+            grown: 262_144,
+            ..RequestRow::default()
+        }))]);
+        writer.finish().unwrap();
+        let rec = Recording::open(&path).unwrap();
+        let range = Range {
+            from_ns: Some((B + 250) * MS),
+            to_ns: Some((B + 3_000) * MS),
+        };
+        let answer = RetainedByRoute::read(&rec, range, 1000, 5).unwrap();
+        assert_eq!(
+            answer.t,
+            [B + 999, B + 1_999, B + 2_999, B + 3_000],
+            "{answer:?}"
+        );
+        assert_eq!(answer.routes.len(), 1);
+        assert_eq!(answer.routes[0].v, [0, 262_144, 262_144, 262_144]);
+        assert_eq!((answer.other, answer.outside), (vec![0; 4], vec![0; 4]));
+        let coarse = RetainedByRoute::read(&rec, range, 3, 5).unwrap();
+        assert_eq!(coarse.t, [B + 1_999, B + 3_000]);
+        assert_eq!(coarse.routes[0].v, [262_144, 262_144]);
     }
 
     /// A recording with one row of each kind the API lists that cannot be decoded (a value of
