@@ -34,16 +34,28 @@ pub struct ThreadFaults {
     /// and before any event of the thread that could change whom the memory is charged to.
     pub run_start: u64,
     pub run_end: u64,
-    /// The page of the thread's latest fault: where a huge page it made resident lies (see
-    /// [`RssSeen`]).
+    /// The page of the thread's latest fault, until a resident counter confirms it (0 when
+    /// none). A fault is growth only when the kernel counts a page for it: a copy-on-write of a
+    /// page shared since fork, a read of never-written memory (the shared zero page) and a
+    /// spurious fault change no counter, and are not growth.
+    pub pending: u64,
+    /// The page the thread's latest confirmed fault added (0 when none): where a huge page it
+    /// made resident lies (see [`RssSeen`]).
     pub last: u64,
+    /// The page of a fault the file counter counted (a file mapping; fault-around maps it with
+    /// its neighbours, and the file counter's change carries them all); added after all if an
+    /// anonymous page follows in the same fault (a copy-on-write of a file page). 0 when none.
+    pub file_dropped: u64,
+    /// When the run's first page was faulted in (`bpf_ktime_get_ns`).
+    pub run_ns: u64,
 }
 
 /// The last resident counters (`kmem:rss_stat`, bytes) seen per traced process.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RssSeen {
-    /// `MM_FILEPAGES`.
+    /// `MM_FILEPAGES`. A change is sent as a [`FilePagesEvent`]; the page of the fault that made
+    /// it is taken out of the thread's run, so that it is not counted twice.
     pub file: i64,
     /// `MM_ANONPAGES`. A jump of at least [`HUGE_FAULT_MIN`] in the faulting thread is a
     /// transparent huge page made resident by its latest fault, which the fault run counted as
@@ -53,6 +65,8 @@ pub struct RssSeen {
 
 /// `member` of `kmem:rss_stat` for anonymous pages.
 pub const MM_ANONPAGES: i32 = 1;
+/// `member` of `kmem:rss_stat` for shared memory pages (MAP_SHARED anonymous, tmpfs).
+pub const MM_SHMEMPAGES: i32 = 3;
 
 /// Bytes of a PMD-sized transparent huge page on x86-64.
 pub const HUGE_PAGE: u64 = 2 * 1024 * 1024;
@@ -69,6 +83,10 @@ pub struct GrowthEvent {
     pub header: EventHeader,
     pub start: u64,
     pub len: u64,
+    /// When the first page of the run was faulted in (the header has when it was sent). A run
+    /// is sent late, when the thread breaks it or reaches a boundary: another thread may have
+    /// released some of its pages in between, which user space then knows not to count.
+    pub first_ns: u64,
 }
 
 /// A change of a traced process's file-backed resident pages (`kmem:rss_stat`, `MM_FILEPAGES`),

@@ -54,20 +54,24 @@ fn proc_event_and_thread_faults() {
     assert_eq!(offset_of!(ProcEvent, faults), 32);
     assert_eq!(offset_of!(ProcEvent, comm), 40);
 
-    assert_eq!(size_of::<ThreadFaults>(), 40);
+    assert_eq!(size_of::<ThreadFaults>(), 64);
     assert_eq!(align_of::<ThreadFaults>(), 8);
     assert_eq!(offset_of!(ThreadFaults, tgid), 0);
     assert_eq!(offset_of!(ThreadFaults, _pad), 4);
     assert_eq!(offset_of!(ThreadFaults, faults), 8);
     assert_eq!(offset_of!(ThreadFaults, run_start), 16);
     assert_eq!(offset_of!(ThreadFaults, run_end), 24);
-    assert_eq!(offset_of!(ThreadFaults, last), 32);
+    assert_eq!(offset_of!(ThreadFaults, pending), 32);
+    assert_eq!(offset_of!(ThreadFaults, last), 40);
+    assert_eq!(offset_of!(ThreadFaults, file_dropped), 48);
+    assert_eq!(offset_of!(ThreadFaults, run_ns), 56);
 
-    assert_eq!(size_of::<GrowthEvent>(), 40);
+    assert_eq!(size_of::<GrowthEvent>(), 48);
     assert_eq!(align_of::<GrowthEvent>(), 8);
     assert_eq!(offset_of!(GrowthEvent, header), 0);
     assert_eq!(offset_of!(GrowthEvent, start), 24);
     assert_eq!(offset_of!(GrowthEvent, len), 32);
+    assert_eq!(offset_of!(GrowthEvent, first_ns), 40);
 
     assert_eq!(size_of::<FilePagesEvent>(), 32);
     assert_eq!(offset_of!(FilePagesEvent, delta), 24);

@@ -12,7 +12,7 @@ use memwatch_common::{
     config::Counter,
     proc::{
         FilePagesEvent, GrowthEvent, HUGE_FAULT_MIN, HUGE_PAGE, MM_ANONPAGES, MM_FILEPAGES,
-        RssSeen, ThreadFaults,
+        MM_SHMEMPAGES, RssSeen, ThreadFaults,
     },
     tracepoint,
 };
@@ -24,17 +24,30 @@ use crate::{
     target::{current, is_target},
 };
 
+#[inline(always)]
+fn now() -> u64 {
+    // SAFETY: helper with no preconditions.
+    unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() }
+}
+
 /// Longest run sent as one event (1 GiB of 4 KiB pages): bounds what one event stands for.
 const MAX_RUN: u64 = 1 << 30;
 
-fn send_run(tgid: u32, tid: u32, start: u64, end: u64) {
+fn send_run(tgid: u32, tid: u32, start: u64, end: u64, first_ns: u64) {
     let Some(mut entry) = reserve::<GrowthEvent>() else {
         return;
     };
+    let header = header(EventKind::Growth, tgid, tid);
+    let first_ns = if first_ns == 0 {
+        header.ts_ns
+    } else {
+        first_ns
+    };
     entry.write(GrowthEvent {
-        header: header(EventKind::Growth, tgid, tid),
+        header,
         start,
         len: end - start,
+        first_ns,
     });
     submit(entry);
 }
@@ -48,48 +61,69 @@ pub(crate) fn page_fault_user(ctx: TracePointContext) -> u32 {
         field::<u64>(ctx, tracepoint::PAGE_FAULT_ADDRESS as usize) & !(page.wrapping_sub(1))
     };
     if let Some(slot) = THREAD_FAULTS.get_ptr_mut(tid) {
-        let page = global(&PAGE_SIZE);
-        let addr = page_of(&ctx, page);
+        let addr = page_of(&ctx, global(&PAGE_SIZE));
         // SAFETY: only this thread writes its own slot, and a thread runs on one CPU at a time.
         let t = unsafe { &mut *slot };
         t.faults += 1;
-        t.last = addr;
-        if addr >= t.run_start && addr < t.run_end {
-            return 0;
-        }
-        if t.run_end - t.run_start < MAX_RUN {
-            if addr == t.run_end {
-                t.run_end += page;
-                return 0;
-            }
-            if addr.wrapping_add(page) == t.run_start {
-                t.run_start = addr;
-                return 0;
-            }
-        }
-        if t.run_end > t.run_start {
-            send_run(t.tgid, tid, t.run_start, t.run_end);
-        }
-        t.run_start = addr;
-        t.run_end = addr.wrapping_add(page);
+        // Growth once a resident counter confirms it (`rss_stat`).
+        t.pending = addr;
+        t.file_dropped = 0;
         return 0;
     }
     if is_target(tgid) {
-        let page = global(&PAGE_SIZE);
-        let addr = page_of(&ctx, page);
+        let addr = page_of(&ctx, global(&PAGE_SIZE));
         let value = ThreadFaults {
             tgid,
             _pad: 0,
             faults: 1,
-            run_start: addr,
-            run_end: addr.wrapping_add(page),
-            last: addr,
+            run_start: 0,
+            run_end: 0,
+            pending: addr,
+            last: 0,
+            file_dropped: 0,
+            run_ns: 0,
         };
         if THREAD_FAULTS.insert(tid, value, 0).is_err() {
             count(Counter::MapFull);
         }
     }
     0
+}
+
+/// Adds a page the thread made resident to its run, or sends the run and starts a new one.
+#[inline(always)]
+fn add_to_run(t: &mut ThreadFaults, tid: u32, addr: u64, page: u64) {
+    if addr >= t.run_start && addr < t.run_end {
+        return;
+    }
+    if t.run_end - t.run_start < MAX_RUN {
+        if addr == t.run_end && t.run_end > t.run_start {
+            t.run_end += page;
+            return;
+        }
+        if addr.wrapping_add(page) == t.run_start {
+            t.run_start = addr;
+            return;
+        }
+    }
+    if t.run_end > t.run_start {
+        send_run(t.tgid, tid, t.run_start, t.run_end, t.run_ns);
+    }
+    t.run_start = addr;
+    t.run_end = addr.wrapping_add(page);
+    t.run_ns = now();
+}
+
+/// A memory syscall of this thread begins: a fault no counter confirmed is over, and the
+/// counter changes the syscall makes (unmapping) are not its.
+#[inline(always)]
+pub(crate) fn end_fault(tid: u32) {
+    if let Some(slot) = THREAD_FAULTS.get_ptr_mut(tid) {
+        // SAFETY: only this thread writes its own slot, and a thread runs on one CPU at a time.
+        let t = unsafe { &mut *slot };
+        t.pending = 0;
+        t.file_dropped = 0;
+    }
 }
 
 /// Sends the current thread's pending run of faulted pages, if any, and returns its fault count
@@ -102,29 +136,65 @@ pub(crate) fn flush_run(tid: u32) -> u64 {
     // SAFETY: only this thread writes its own slot, and a thread runs on one CPU at a time.
     let t = unsafe { &mut *slot };
     if t.run_end > t.run_start {
-        send_run(t.tgid, tid, t.run_start, t.run_end);
+        send_run(t.tgid, tid, t.run_start, t.run_end, t.run_ns);
         t.run_start = 0;
         t.run_end = 0;
     }
     t.faults
 }
 
-/// Resident counters of a traced process changed, in the thread that changed them: file-backed
-/// pages (a fault on a file mapping maps up to sixteen pages, which the fault run counts as one)
-/// are sent as a [`FilePagesEvent`]; a jump of the anonymous counter by half a huge page or
-/// more is a transparent huge page made resident by the thread's latest fault, sent as growth
-/// of the whole huge page. Fires for every process on the host: the member and `curr` are
-/// tested before any map lookup.
+/// Resident counters of a traced process changed, in the thread that changed them. This is
+/// what turns the thread's latest fault into growth:
+///
+/// - anonymous or shmem pages: the faulting page was made resident (a fault no counter follows
+///   is a copy-on-write of a page shared since fork, a read of never-written memory, or
+///   spurious: no growth). A jump of the anonymous counter by half a huge page or more is a
+///   transparent huge page: the whole huge page is sent as growth.
+/// - file-backed pages: a fault on a file mapping maps up to sixteen pages at once
+///   (fault-around). The counter's change carries them all and is sent as a
+///   [`FilePagesEvent`]; the faulting page is not added on its own, unless an anonymous page
+///   follows in the same fault (a copy-on-write of a file page: the file page goes, the
+///   anonymous one comes).
+///
+/// Fires for every process on the host: the member and `curr` are tested before any map
+/// lookup.
 #[tracepoint]
 pub(crate) fn rss_stat(ctx: TracePointContext) -> u32 {
     let member = field::<i32>(&ctx, tracepoint::RSS_STAT_MEMBER as usize);
-    if (member != MM_FILEPAGES && member != MM_ANONPAGES)
+    if (member != MM_FILEPAGES && member != MM_ANONPAGES && member != MM_SHMEMPAGES)
         || field::<u32>(&ctx, tracepoint::RSS_STAT_CURR as usize) == 0
     {
         return 0;
     }
     let (tgid, tid) = current();
     if !is_target(tgid) {
+        return 0;
+    }
+    let page = global(&PAGE_SIZE);
+    if let Some(slot) = THREAD_FAULTS.get_ptr_mut(tid) {
+        // SAFETY: only this thread writes its own slot, and a thread runs on one CPU at a time.
+        let t = unsafe { &mut *slot };
+        if member == MM_FILEPAGES {
+            if t.pending != 0 {
+                t.file_dropped = t.pending;
+                t.pending = 0;
+            }
+        } else {
+            if t.file_dropped != 0 {
+                let p = t.file_dropped;
+                t.file_dropped = 0;
+                add_to_run(t, tid, p, page);
+                t.last = p;
+            }
+            if t.pending != 0 {
+                let p = t.pending;
+                t.pending = 0;
+                add_to_run(t, tid, p, page);
+                t.last = p;
+            }
+        }
+    }
+    if member == MM_SHMEMPAGES {
         return 0;
     }
     let size = field::<i64>(&ctx, tracepoint::RSS_STAT_SIZE as usize);
@@ -177,13 +247,13 @@ pub(crate) fn rss_stat(ctx: TracePointContext) -> u32 {
     let Some(slot) = THREAD_FAULTS.get_ptr_mut(tid) else {
         return 0;
     };
-    // SAFETY: only this thread writes its own slot, and a thread runs on one CPU at a time.
+    // SAFETY: as above.
     let last_fault = unsafe { (*slot).last };
     if last_fault == 0 {
         return 0;
     }
     let _ = flush_run(tid);
     let start = last_fault & !(HUGE_PAGE - 1);
-    send_run(tgid, tid, start, start + HUGE_PAGE);
+    send_run(tgid, tid, start, start + HUGE_PAGE, 0);
     0
 }

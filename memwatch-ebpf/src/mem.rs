@@ -16,7 +16,7 @@ use memwatch_common::{
 use crate::{
     ctx::{syscall_arg, syscall_ret},
     emit::{count, header, reserve, submit},
-    fault::flush_run,
+    fault::{end_fault, flush_run},
     maps::PENDING_MEM,
     target::{current, is_target},
 };
@@ -27,6 +27,7 @@ fn stash(args: MemArgs) {
     if !is_target(tgid) {
         return;
     }
+    end_fault(tid);
     if PENDING_MEM.insert(tid, args, 0).is_err() {
         count(Counter::MapFull);
     }

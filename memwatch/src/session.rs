@@ -238,12 +238,14 @@ impl Session {
             }
             Event::Growth(g) => {
                 let ts_ns = self.wall(g.header.ts_ns);
+                let first_ns = self.wall(g.first_ns);
                 self.correlator.grow(
                     ts_ns,
                     g.header.tgid,
                     g.header.tid,
                     g.start,
                     g.len,
+                    first_ns,
                     &mut self.rows,
                 );
             }
@@ -413,6 +415,7 @@ impl Session {
 
     fn write_counters(&mut self, thread_faults: &[(u32, u32, u64)]) {
         let origin = self.correlator.origin_counts();
+        tracing::debug!(?origin, "origin map");
         for &(tid, pid, faults) in thread_faults {
             self.rows.push(Row::Thread {
                 tid,
@@ -609,11 +612,30 @@ async fn attach(
     // target, so descendants found by the scan below and children forked meanwhile are both
     // seen (the scan repeats until it finds nothing new; duplicates are harmless).
     let mut targets: Vec<u32> = Vec::new();
-    let add = |targets: &mut Vec<u32>, pid: u32, probe: &mut Option<Probe>| {
+    // The first sample of each target, taken when it becomes one: the baseline every growth
+    // event is reconciled against. (Following its heap and writing the recording's head take a
+    // while; a target still starting up grows meanwhile, and those events are counted.)
+    let mut baseline: Vec<Row> = Vec::new();
+    let mut add = |targets: &mut Vec<u32>, pid: u32, probe: &mut Option<Probe>| {
         // memwatch may be a descendant of its target (`memwatch record -p $$` from a shell): it
         // is never one of its own targets, for the kernel side nor for the /proc sampler.
         if pid == self_pid || targets.contains(&pid) {
             return Ok::<(), anyhow::Error>(());
+        }
+        if let Some((rss_bytes, vm_bytes)) = procfs::memory(pid) {
+            // One instant for the whole baseline: the views sum the processes' samples of one
+            // instant.
+            let ts_ns = match baseline.first() {
+                Some(Row::Sample { ts_ns, .. }) => *ts_ns,
+                _ => wall_ns(),
+            };
+            baseline.push(Row::Sample {
+                ts_ns,
+                pid,
+                rss_bytes,
+                vm_bytes,
+                faults: 0,
+            });
         }
         if let Some(probe) = probe.as_mut() {
             probe.add_target(pid)?;
@@ -739,6 +761,7 @@ async fn attach(
             }
         }
     }
+    session.rows.extend(baseline);
     session.flush();
     eprintln!(
         "memwatch: recording {} process(es) to {}; Ctrl-C stops",
@@ -782,15 +805,22 @@ impl Session {
             unsafe { libc::kill(pid as i32, libc::SIGTERM) };
         }
         self.drain();
+        // A last sample, so the recording ends with the targets' final memory whatever stopped
+        // it (the reconciliation compares the samples with the events up to here).
+        if stop != Stop::TargetsExited {
+            let faults = self.thread_faults();
+            self.sample(&faults);
+        }
         // Growth the kernel side has not sent yet (a thread idle since its last faults).
         let pending = self
             .probe
             .as_ref()
             .map_or_else(Vec::new, Probe::pending_runs);
         let now = wall_ns();
-        for (tid, tgid, start, end) in pending {
+        for (tid, tgid, start, end, run_ns) in pending {
+            let first_ns = self.wall(run_ns);
             self.correlator
-                .grow(now, tgid, tid, start, end - start, &mut self.rows);
+                .grow(now, tgid, tid, start, end - start, first_ns, &mut self.rows);
         }
         self.read_logs(true);
         let faults = self.thread_faults();

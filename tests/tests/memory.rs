@@ -362,3 +362,25 @@ fn a_huge_page_fault_counts_the_whole_huge_page() {
     );
     assert_eq!(r["dropped_events"], 0);
 }
+
+/// A fault is growth only when the kernel counts a page for it: a copy-on-write of memory
+/// shared since fork, and a read of memory never written (the shared zero page), leave the
+/// resident set as it was, and are not counted.
+#[test]
+fn copy_on_write_after_fork_and_zero_page_reads_are_not_growth() {
+    let dir = tempdir();
+    let (file, stdout) = record_cmd(dir.path(), "cow.db", &["cow-and-zero"]);
+    assert!(stdout.contains("child="), "{stdout}");
+    let r = report(&file);
+    let s = &r["retained"];
+    let grown = s["outside_grown_bytes"].as_i64().unwrap();
+    // The parent's 8 MiB, and the program's own start-up: not the child's 8 MiB of
+    // copy-on-write faults nor its 8 MiB of zero-page reads.
+    assert!(grown >= 8 * MIB, "{s:#}");
+    assert!(grown < 8 * MIB + 4 * MIB, "{s:#}");
+    let faults: u64 = r["memory"]["page_faults"].as_u64().unwrap();
+    assert!(
+        faults >= 3 * 2048,
+        "every fault is still counted as a fault: {faults}"
+    );
+}

@@ -187,7 +187,8 @@ fn leak_ranks_first(name: &str, pid: u32, port: u16, concurrency: u32, options: 
     let unexplained = int(summary, "unexplained_bytes");
     assert!(
         unexplained.abs() * 20 <= rss.abs().max(20 * 1024 * KIB),
-        "{name} c{concurrency}: the figures reconcile with RSS within 5%: {summary:#}"
+        "{name} c{concurrency}: the figures reconcile with RSS within 5%: {summary:#}\n{:#}",
+        r["endpoints"]
     );
     assert_eq!(int(summary, "untracked_bytes"), 0, "{summary:#}");
     assert_eq!(r["dropped_events"], 0);

@@ -144,8 +144,14 @@ impl Correlator {
         self.origin.counts()
     }
 
-    /// `[start, start + len)` of `pid` became resident on thread `tid`: charged to the request
-    /// the thread serves, or to the outside-requests row.
+    /// `[start, start + len)` of `pid` became resident on thread `tid`, the first page at
+    /// `first_ns`: charged to the request the thread serves, or to the outside-requests row.
+    /// Pages another thread released after `first_ns` are not counted (see
+    /// [`OriginMap::grow_run`]).
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one growth event, taken apart by the caller"
+    )]
     pub fn grow(
         &mut self,
         ts_ns: i64,
@@ -153,6 +159,7 @@ impl Correlator {
         tid: u32,
         start: u64,
         len: u64,
+        first_ns: i64,
         out: &mut Vec<Row>,
     ) {
         let serving = self
@@ -161,7 +168,7 @@ impl Correlator {
             .and_then(|t| t.current)
             .filter(|id| self.inflight.contains_key(id));
         let owner = serving.unwrap_or(OUTSIDE);
-        let added = self.origin.grow(pid, start, len, owner);
+        let added = self.origin.grow_run(pid, (start, len), owner, first_ns);
         if added == 0 {
             return;
         }
@@ -177,6 +184,7 @@ impl Correlator {
 
     /// `[start, start + len)` of `pid` was released (munmap, madvise, a brk shrink).
     pub fn release(&mut self, ts_ns: i64, pid: u32, start: u64, len: u64, out: &mut Vec<Row>) {
+        self.origin.note_release(pid, ts_ns, start, len);
         let credits = self.origin.release(pid, start, len);
         self.credit(ts_ns, pid, credits, out);
     }
@@ -190,6 +198,10 @@ impl Correlator {
         (new, new_len): (u64, u64),
         out: &mut Vec<Row>,
     ) {
+        if new_len < old_len {
+            self.origin
+                .note_release(pid, ts_ns, old.saturating_add(new_len), old_len - new_len);
+        }
         let credits = self.origin.remap(pid, old, old_len, new, new_len);
         self.credit(ts_ns, pid, credits, out);
     }
@@ -955,7 +967,7 @@ mod tests {
             &mut out,
         );
         c.heap(101, PID, TID, true, (100 * p - 8, 16 * p + 16), &mut out);
-        c.grow(102, PID, TID, 100 * p, 16 * p, &mut out);
+        c.grow(102, PID, TID, 100 * p, 16 * p, 102, &mut out);
         c.heap(103, PID, TID, false, (100 * p - 8, 16 * p + 16), &mut out);
         c.net(
             &ev(NetOp::WriteStart, 110, 0, b"HTTP/1.1 200 OK\r\n", 0),
@@ -1006,17 +1018,17 @@ mod tests {
         let mut c = correlator();
         let mut out = Vec::new();
         // Outside any request: startup memory.
-        c.grow(50, PID, TID, 900 * p, 2 * p, &mut out);
+        c.grow(50, PID, TID, 900 * p, 2 * p, 50, &mut out);
         c.net(
             &ev(NetOp::ReadStart, 100, 0, b"GET /leak HTTP/1.1\r\n\r\n", 0),
             0,
             &mut out,
         );
-        c.grow(110, PID, TID, 10 * p, 4 * p, &mut out);
+        c.grow(110, PID, TID, 10 * p, 4 * p, 110, &mut out);
         // A re-fault of a page already resident is not growth.
-        c.grow(111, PID, TID, 11 * p, p, &mut out);
+        c.grow(111, PID, TID, 11 * p, p, 111, &mut out);
         // Churn: grown and released within the request.
-        c.grow(112, PID, TID, 50 * p, 8 * p, &mut out);
+        c.grow(112, PID, TID, 50 * p, 8 * p, 112, &mut out);
         c.release(113, PID, 50 * p, 8 * p, &mut out);
         c.net(
             &ev(NetOp::WriteStart, 120, 0, b"HTTP/1.1 200 OK\r\n", 0),

@@ -10,7 +10,7 @@
 //! resident before memwatch attached, inherited over fork, or untracked) are counted in
 //! [`OriginCounts::unmatched_release_bytes`]. Nothing is dropped silently.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 /// Who made a span resident: a request id, or [`OUTSIDE`] for memory made resident while the
 /// thread served no request (startup, background threads, collectors between requests).
@@ -21,6 +21,9 @@ pub const OUTSIDE: Owner = 0;
 
 /// Default bound on tracked spans per recording: each costs about 64 bytes.
 pub const DEFAULT_MAX_SPANS: usize = 1 << 20;
+
+/// Releases remembered per process, to check runs of faulted pages that arrive late against.
+const RECENT_RELEASES: usize = 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Span {
@@ -50,6 +53,8 @@ pub struct OriginMap {
     processes: HashMap<u32, BTreeMap<u64, Span>>,
     max_spans: usize,
     counts: OriginCounts,
+    /// The latest releases per process: `(when, start, end)`, newest last.
+    recent: HashMap<u32, VecDeque<(i64, u64, u64)>>,
 }
 
 impl OriginMap {
@@ -58,7 +63,59 @@ impl OriginMap {
             processes: HashMap::new(),
             max_spans,
             counts: OriginCounts::default(),
+            recent: HashMap::new(),
         }
+    }
+
+    /// Remembers that `[start, start + len)` of `pid` was released at `ts`, for
+    /// [`OriginMap::grow_run`].
+    pub fn note_release(&mut self, pid: u32, ts: i64, start: u64, len: u64) {
+        let recent = self.recent.entry(pid).or_default();
+        if recent.len() == RECENT_RELEASES {
+            recent.pop_front();
+        }
+        recent.push_back((ts, start, start.saturating_add(len)));
+    }
+
+    /// A run of pages a thread faulted in from `first_ts` on, reported only now: the pages
+    /// another thread released since `first_ts` are gone again and are not counted (their
+    /// release was counted as of no known origin, which is taken back). The rest is
+    /// [`OriginMap::grow`]n. Returns the bytes newly tracked.
+    pub fn grow_run(
+        &mut self,
+        pid: u32,
+        (start, len): (u64, u64),
+        owner: Owner,
+        first_ts: i64,
+    ) -> u64 {
+        let end = start.saturating_add(len);
+        let mut pieces = vec![(start, end)];
+        if let Some(recent) = self.recent.get(&pid) {
+            for &(_, rs, re) in recent.iter().rev().take_while(|r| r.0 >= first_ts) {
+                pieces = pieces
+                    .into_iter()
+                    .flat_map(|(a, b)| {
+                        if re <= a || rs >= b {
+                            vec![(a, b)]
+                        } else {
+                            [(a, rs.max(a)), (re.min(b), b)]
+                                .into_iter()
+                                .filter(|(x, y)| y > x)
+                                .collect()
+                        }
+                    })
+                    .collect();
+            }
+        }
+        let kept: u64 = pieces.iter().map(|(a, b)| b - a).sum();
+        self.counts.unmatched_release_bytes = self
+            .counts
+            .unmatched_release_bytes
+            .saturating_sub(len - kept);
+        pieces
+            .into_iter()
+            .map(|(a, b)| self.grow(pid, a, b - a, owner))
+            .sum()
     }
 
     pub fn counts(&self) -> OriginCounts {
@@ -177,6 +234,7 @@ impl OriginMap {
 
     /// The process exited: everything it held is released.
     pub fn exit(&mut self, pid: u32) -> Credits {
+        self.recent.remove(&pid);
         let mut credits: Credits = Vec::new();
         if let Some(spans) = self.processes.remove(&pid) {
             for (s, span) in spans {
@@ -326,6 +384,23 @@ mod tests {
         // An empty or inverted block, or another process, moves nothing.
         assert_eq!(m.transfer(1, 5 * P, 5 * P, 9), (vec![], 0));
         assert_eq!(m.transfer(2, 100 * P, 116 * P, 9), (vec![], 0));
+    }
+
+    #[test]
+    fn a_run_reported_late_does_not_count_pages_released_meanwhile() {
+        let mut m = OriginMap::new(DEFAULT_MAX_SPANS);
+        // Thread A faults 8 pages from t=100; thread B releases the middle 4 at t=150, before
+        // A's run is reported at t=200: those 4 are gone, and their release was not unmatched.
+        assert_eq!(m.release(1, 12 * P, 4 * P), vec![]);
+        m.note_release(1, 150, 12 * P, 4 * P);
+        assert_eq!(m.counts().unmatched_release_bytes, 4 * P);
+        assert_eq!(m.grow_run(1, (10 * P, 8 * P), 7, 100), 4 * P);
+        assert_eq!(m.held(), BTreeMap::from([(7, 4 * P)]));
+        assert_eq!(m.counts().unmatched_release_bytes, 0);
+        // A run that started after the release counts every page (re-faulted since).
+        assert_eq!(m.grow_run(1, (12 * P, 4 * P), 8, 160), 4 * P);
+        // Another process's releases do not matter.
+        assert_eq!(m.grow_run(2, (12 * P, 4 * P), 9, 100), 4 * P);
     }
 
     #[test]

@@ -16,6 +16,10 @@
 //! - `huge N`: maps N transparent huge pages' worth (2 MiB-aligned), asks for huge pages
 //!   (MADV_HUGEPAGE), writes one byte in each 2 MiB, prints `huge_kib=K` (the AnonHugePages the
 //!   kernel gave it: 0 if it gave none), holds them 300 ms and exits.
+//! - `cow-and-zero`: maps and writes 8 MiB, then forks a child that writes every page of it
+//!   again (copy-on-write: the child's resident set does not grow) and reads every page of 8
+//!   MiB it maps and never writes (the shared zero page: no growth either); the child prints
+//!   `child=PID`, holds 300 ms and exits; the parent waits for it.
 //! - `fork-stream EVERY_MS COUNT LIFE_MS`: forks COUNT children, one every EVERY_MS, printing
 //!   `child=PID` for each; every child sleeps LIFE_MS and exits; the parent then reaps them.
 
@@ -218,6 +222,31 @@ fn huge(n: usize) {
     std::thread::sleep(Duration::from_millis(300));
 }
 
+fn cow_and_zero() {
+    let len = 8 * MIB;
+    let p = mmap_anon(len);
+    touch(p, len);
+    // SAFETY: plain fork; the child only touches its own memory, prints and exits.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        touch(p, len);
+        let zero = mmap_anon(len);
+        let mut sum = 0u64;
+        for off in (0..len).step_by(PAGE) {
+            // SAFETY: inside the mapping, readable.
+            sum += u64::from(unsafe { zero.add(off).read_volatile() });
+        }
+        say(&format!("child={} sum={sum}", std::process::id()));
+        std::thread::sleep(Duration::from_millis(300));
+        // SAFETY: exit the child without running the parent's atexit handlers twice.
+        unsafe { libc::_exit(0) };
+    }
+    let mut status = 0;
+    // SAFETY: waits for the child just forked.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or("");
@@ -235,6 +264,7 @@ fn main() {
             }
             storm(arg(3).parse().unwrap_or(2.0));
         }
+        "cow-and-zero" => cow_and_zero(),
         "huge" => huge(arg(2).parse().unwrap_or(8)),
         "exit-soon" => std::thread::sleep(Duration::from_millis(arg(2).parse().unwrap_or(100))),
         "fork-stream" => fork_stream(

@@ -411,8 +411,9 @@ impl Probe {
     }
 
     /// Runs of pages faulted in but not yet sent, per live traced thread: (tid, tgid, start,
-    /// end). Read at the end of a recording, so that the last growth of idle threads is not lost.
-    pub fn pending_runs(&self) -> Vec<(u32, u32, u64, u64)> {
+    /// end, when the first was faulted). Read at the end of a recording, so that the last
+    /// growth of idle threads is not lost.
+    pub fn pending_runs(&self) -> Vec<(u32, u32, u64, u64, u64)> {
         let Some(map) = self.ebpf.map(config::MAP_THREAD_FAULTS) else {
             return Vec::new();
         };
@@ -422,7 +423,7 @@ impl Probe {
         map.iter()
             .filter_map(Result::ok)
             .filter(|(_, v)| v.run_end > v.run_start)
-            .map(|(tid, v)| (tid, v.tgid, v.run_start, v.run_end))
+            .map(|(tid, v)| (tid, v.tgid, v.run_start, v.run_end, v.run_ns))
             .collect()
     }
 
