@@ -122,48 +122,34 @@ impl HeapProbes {
             }
             self.loaded = true;
         }
-        let Some(scope) = NonZeroU32::new(pid) else {
-            return Err(HeapSkip::NoAllocator { pid });
-        };
         let mut links = Vec::new();
         // A Go program (statically linked, or with cgo and glibc as well).
         let exe = PathBuf::from(format!("/proc/{pid}/exe"));
         for &(function, program) in GO_PROBES {
-            match uprobe(ebpf, program)?.attach(function, &exe, UProbeScope::OneProcess(scope)) {
-                Ok(link) => links.push((program, link)),
+            match attach_one(ebpf, pid, (function, program), &exe, &mut links) {
+                Ok(()) => {}
                 // Not a Go program, or a Go too old or too new for these functions.
-                Err(ProgramError::UProbeError(UProbeError::SymbolError { .. })) => {
+                Err(HeapSkip::Attach { source, .. })
+                    if matches!(
+                        *source,
+                        ProgramError::UProbeError(UProbeError::SymbolError { .. })
+                    ) =>
+                {
                     detach(ebpf, std::mem::take(&mut links));
                     break;
                 }
-                Err(source) => {
+                Err(e) => {
                     detach(ebpf, links);
-                    return Err(HeapSkip::Attach {
-                        pid,
-                        program,
-                        function,
-                        path: exe,
-                        source: Box::new(source),
-                    });
+                    return Err(e);
                 }
             }
         }
         let go = !links.is_empty();
         if let Some(path) = glibc_of(pid) {
             for &(function, program, _) in HEAP_PROBES {
-                match uprobe(ebpf, program)?.attach(function, &path, UProbeScope::OneProcess(scope))
-                {
-                    Ok(link) => links.push((program, link)),
-                    Err(source) => {
-                        detach(ebpf, links);
-                        return Err(HeapSkip::Attach {
-                            pid,
-                            program,
-                            function,
-                            path,
-                            source: Box::new(source),
-                        });
-                    }
+                if let Err(e) = attach_one(ebpf, pid, (function, program), &path, &mut links) {
+                    detach(ebpf, links);
+                    return Err(e);
                 }
             }
             tracing::debug!(pid, go, libc = %path.display(), "heap probes attached");
@@ -197,6 +183,28 @@ impl HeapProbes {
             let _ = live.remove(&k);
         }
     }
+}
+
+/// Attaches `program` at `function` of the binary at `path`, for `pid` alone.
+fn attach_one(
+    ebpf: &mut Ebpf,
+    pid: u32,
+    (function, program): (&'static str, &'static str),
+    path: &Path,
+    links: &mut Vec<(&'static str, UProbeLinkId)>,
+) -> Result<(), HeapSkip> {
+    let scope = NonZeroU32::new(pid).ok_or(HeapSkip::NoAllocator { pid })?;
+    let link = uprobe(ebpf, program)?
+        .attach(function, path, UProbeScope::OneProcess(scope))
+        .map_err(|source| HeapSkip::Attach {
+            pid,
+            program,
+            function,
+            path: path.to_owned(),
+            source: Box::new(source),
+        })?;
+    links.push((program, link));
+    Ok(())
 }
 
 fn detach(ebpf: &mut Ebpf, links: Vec<(&'static str, UProbeLinkId)>) {
