@@ -658,7 +658,7 @@ impl RouteRetained {
 }
 
 /// At most this many points go into a slope: the pairs grow with its square.
-const MAX_SLOPE_POINTS: usize = 400;
+const MAX_SLOPE_POINTS: usize = 100;
 
 /// Every `k`th point of `points` (and the last), so that at most `max` remain.
 fn thin(points: &[(i64, i64)], max: usize) -> Vec<(i64, i64)> {
