@@ -55,7 +55,7 @@ pub struct ThreadFaults {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RssSeen {
     /// `MM_FILEPAGES`. A change is sent as a [`FilePagesEvent`]; the page of the fault that made
-    /// it is taken out of the thread's run, so that it is not counted twice.
+    /// it is not added to the thread's run, so that it is not counted twice.
     pub file: i64,
     /// `MM_ANONPAGES`. A jump of at least [`HUGE_FAULT_MIN`] in the faulting thread is a
     /// transparent huge page made resident by its latest fault, which the fault run counted as

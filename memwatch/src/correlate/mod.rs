@@ -162,23 +162,35 @@ impl Correlator {
         first_ns: i64,
         out: &mut Vec<Row>,
     ) {
-        let serving = self
-            .threads
-            .get(&tid)
-            .and_then(|t| t.current)
-            .filter(|id| self.inflight.contains_key(id));
+        let serving = self.serving(tid);
         let owner = serving.unwrap_or(OUTSIDE);
         let added = self.origin.grow_run(pid, (start, len), owner, first_ns);
-        if added == 0 {
+        self.charge_growth(serving, ts_ns, pid, added, out);
+    }
+
+    /// The request thread `tid` is serving now, if it is still in flight.
+    fn serving(&self, tid: u32) -> Option<ReqId> {
+        self.threads
+            .get(&tid)
+            .and_then(|t| t.current)
+            .filter(|id| self.inflight.contains_key(id))
+    }
+
+    /// `bytes` made resident: charged to the request `serving`, or to the outside-requests row.
+    fn charge_growth(
+        &mut self,
+        serving: Option<ReqId>,
+        ts_ns: i64,
+        pid: u32,
+        bytes: u64,
+        out: &mut Vec<Row>,
+    ) {
+        if bytes == 0 {
             return;
         }
         match serving.and_then(|id| self.inflight.get_mut(&id)) {
-            Some(req) => req.row.grown += added,
-            None => out.push(Row::OutsideGrowth {
-                ts_ns,
-                pid,
-                bytes: added,
-            }),
+            Some(req) => req.row.grown += bytes,
+            None => out.push(Row::OutsideGrowth { ts_ns, pid, bytes }),
         }
     }
 
@@ -223,36 +235,22 @@ impl Correlator {
         let page = self.page_size as u64;
         let start = addr.div_ceil(page).saturating_mul(page);
         let end = (addr.saturating_add(len) / page) * page;
-        let serving = if alloc {
-            self.threads
-                .get(&tid)
-                .and_then(|t| t.current)
-                .filter(|id| self.inflight.contains_key(id))
-        } else {
-            None
-        };
+        let serving = if alloc { self.serving(tid) } else { None };
         let owner = serving.unwrap_or(OUTSIDE);
         let (credits, moved) = self.origin.transfer(pid, start, end, owner);
         if moved == 0 {
             return;
         }
         self.credit(ts_ns, pid, credits, out);
-        match serving.and_then(|id| self.inflight.get_mut(&id)) {
-            Some(req) => req.row.grown += moved,
-            None => out.push(Row::OutsideGrowth {
-                ts_ns,
-                pid,
-                bytes: moved,
-            }),
-        }
+        self.charge_growth(serving, ts_ns, pid, moved, out);
     }
 
     /// `pid`'s file-backed resident pages changed by `delta` bytes, on thread `tid`: the pages a
     /// fault on a file mapping mapped around the faulting one (fault-around), and file pages
     /// unmapped. Growth is charged to the request the thread serves, or to the outside row;
     /// a release has no known origin (the pages have no address here) and goes to the outside
-    /// row. The faulting page itself is in a fault run as well, so each file fault counts one
-    /// page twice: a known overcount of about one page in sixteen of file growth.
+    /// row. (The kernel side leaves the faulting page of a file fault out of its fault runs, so
+    /// nothing is counted twice.)
     pub fn file_pages(&mut self, ts_ns: i64, pid: u32, tid: u32, delta: i64, out: &mut Vec<Row>) {
         if delta < 0 {
             out.push(Row::Release(Box::new(ReleaseRow {
@@ -263,16 +261,8 @@ impl Correlator {
             })));
             return;
         }
-        let bytes = delta as u64;
-        let serving = self
-            .threads
-            .get(&tid)
-            .and_then(|t| t.current)
-            .and_then(|id| self.inflight.get_mut(&id));
-        match serving {
-            Some(req) => req.row.grown += bytes,
-            None => out.push(Row::OutsideGrowth { ts_ns, pid, bytes }),
-        }
+        let serving = self.serving(tid);
+        self.charge_growth(serving, ts_ns, pid, delta as u64, out);
     }
 
     /// The process's address space is gone (exit, or exec): everything it held is released.

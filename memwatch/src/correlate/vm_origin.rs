@@ -53,11 +53,7 @@ impl Correlator {
     }
 
     fn vm_map(&mut self, pid: u32, tid: u32, start: u64, len: u64) {
-        let serving = self
-            .threads
-            .get(&tid)
-            .and_then(|t| t.current)
-            .filter(|id| self.inflight.contains_key(id));
+        let serving = self.serving(tid);
         let added = self
             .vm_origin
             .grow(pid, start, len, serving.unwrap_or(OUTSIDE));
