@@ -67,16 +67,16 @@ pub struct HeapKey {
 /// when the chunk was mapped on its own (`IS_MMAPPED` in malloc.c).
 pub const GLIBC_IS_MMAPPED: u64 = 0x2;
 
-/// The libc functions followed, with the program attached at entry and, where the result is
-/// needed, at return.
-pub const HEAP_PROBES: &[(&str, &str, bool)] = &[
-    ("malloc", "heap_malloc", false),
-    ("calloc", "heap_calloc", false),
-    ("realloc", "heap_realloc", false),
-    ("free", "heap_free", false),
-    ("malloc", "heap_alloc_ret", true),
-    ("calloc", "heap_alloc_ret", true),
-    ("realloc", "heap_alloc_ret", true),
+/// The libc functions followed, each with its program: an entry probe, or (`heap_alloc_ret`)
+/// a return probe. Which of the two a program is, is said by the program itself.
+pub const HEAP_PROBES: &[(&str, &str)] = &[
+    ("malloc", "heap_malloc"),
+    ("calloc", "heap_calloc"),
+    ("realloc", "heap_realloc"),
+    ("free", "heap_free"),
+    ("malloc", "heap_alloc_ret"),
+    ("calloc", "heap_alloc_ret"),
+    ("realloc", "heap_alloc_ret"),
 ];
 
 /// The Go runtime's page heap (Go 1.17 and later on amd64, whose internal ABI passes arguments

@@ -171,6 +171,9 @@ pub(crate) fn rss_stat(ctx: TracePointContext) -> u32 {
         return 0;
     }
     let page = global(&PAGE_SIZE);
+    // The page of the thread's latest confirmed fault, for the huge-page check below (one map
+    // lookup per event).
+    let mut last_fault = 0;
     if let Some(slot) = THREAD_FAULTS.get_ptr_mut(tid) {
         // SAFETY: only this thread writes its own slot, and a thread runs on one CPU at a time.
         let t = unsafe { &mut *slot };
@@ -193,6 +196,7 @@ pub(crate) fn rss_stat(ctx: TracePointContext) -> u32 {
                 t.last = p;
             }
         }
+        last_fault = t.last;
     }
     if member == MM_SHMEMPAGES {
         return 0;
@@ -244,11 +248,6 @@ pub(crate) fn rss_stat(ctx: TracePointContext) -> u32 {
     if last == 0 || size - last < HUGE_FAULT_MIN {
         return 0;
     }
-    let Some(slot) = THREAD_FAULTS.get_ptr_mut(tid) else {
-        return 0;
-    };
-    // SAFETY: as above.
-    let last_fault = unsafe { (*slot).last };
     if last_fault == 0 {
         return 0;
     }

@@ -89,6 +89,17 @@ impl OriginMap {
         first_ts: i64,
     ) -> u64 {
         let end = start.saturating_add(len);
+        let late = |recent: &VecDeque<(i64, u64, u64)>| {
+            recent
+                .iter()
+                .rev()
+                .take_while(|r| r.0 >= first_ts)
+                .any(|&(_, rs, re)| rs < end && re > start)
+        };
+        // The usual case, on every growth event: nothing released since the run began.
+        if !self.recent.get(&pid).is_some_and(late) {
+            return self.grow(pid, start, len, owner);
+        }
         let mut pieces = vec![(start, end)];
         if let Some(recent) = self.recent.get(&pid) {
             for &(_, rs, re) in recent.iter().rev().take_while(|r| r.0 >= first_ts) {

@@ -36,7 +36,11 @@ pub enum HeapSkip {
     )]
     NoAllocator { pid: u32 },
     /// The kernel refused a uprobe.
-    #[error("cannot attach the heap probe {program} to {function} in {path} for process {pid}")]
+    #[error(
+        "cannot attach the heap probe {program} to {function} in {path} for process {pid}: its \
+         heap reuse is not followed (the process is recorded all the same); check that the \
+         file is the process's own and readable, or record without --heap"
+    )]
     Attach {
         pid: u32,
         program: &'static str,
@@ -46,7 +50,11 @@ pub enum HeapSkip {
         source: Box<ProgramError>,
     },
     /// The program is missing from the object or is not a uprobe.
-    #[error("the heap probe {program} cannot be loaded; run with -vv for details")]
+    #[error(
+        "the heap probe {program} cannot be loaded, so no heap is followed (the processes are \
+         recorded all the same); this kernel may lack uprobes (CONFIG_UPROBES): record without \
+         --heap, or run with -vv for the verifier's log"
+    )]
     Load {
         program: &'static str,
         #[source]
@@ -103,10 +111,7 @@ impl HeapProbes {
             return Ok(());
         }
         if !self.loaded {
-            let programs = HEAP_PROBES
-                .iter()
-                .map(|&(_, p, _)| p)
-                .chain(GO_PROBES.iter().map(|&(_, p)| p));
+            let programs = HEAP_PROBES.iter().chain(GO_PROBES).map(|&(_, p)| p);
             let mut seen: Vec<&str> = Vec::new();
             for program in programs {
                 if seen.contains(&program) {
@@ -125,8 +130,8 @@ impl HeapProbes {
         let mut links = Vec::new();
         // A Go program (statically linked, or with cgo and glibc as well).
         let exe = PathBuf::from(format!("/proc/{pid}/exe"));
-        for &(function, program) in GO_PROBES {
-            match attach_one(ebpf, pid, (function, program), &exe, &mut links) {
+        for &probe in GO_PROBES {
+            match attach_one(ebpf, pid, probe, &exe, &mut links) {
                 Ok(()) => {}
                 // Not a Go program, or a Go too old or too new for these functions.
                 Err(HeapSkip::Attach { source, .. })
@@ -146,8 +151,8 @@ impl HeapProbes {
         }
         let go = !links.is_empty();
         if let Some(path) = glibc_of(pid) {
-            for &(function, program, _) in HEAP_PROBES {
-                if let Err(e) = attach_one(ebpf, pid, (function, program), &path, &mut links) {
+            for &probe in HEAP_PROBES {
+                if let Err(e) = attach_one(ebpf, pid, probe, &path, &mut links) {
                     detach(ebpf, links);
                     return Err(e);
                 }
