@@ -107,6 +107,58 @@ pub struct VmOriginRow {
     pub released: u64,
 }
 
+/// Resident memory of one call site: grown by a request (or outside any request) and what of it
+/// was released before the request ended, or released later (`grown` 0).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StackChargeRow {
+    /// When: the request's end for its growth, the release for a later release; for growth
+    /// outside any request, the growth.
+    pub ts_ns: i64,
+    /// The request's end; for growth outside any request, the growth (`route` is then `""`).
+    pub req_end_ns: i64,
+    pub method: Option<std::sync::Arc<str>>,
+    /// `None` when unknown; `Some("")` outside any request.
+    pub route: Option<std::sync::Arc<str>>,
+    pub pid: u32,
+    /// `stacks.id`; 0 when no stack was taken for the growth.
+    pub stack: u32,
+    pub grown: u64,
+    pub released: u64,
+    /// Pages made resident.
+    pub pages: u64,
+}
+
+/// One interned frame, symbolized.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FrameRow {
+    pub id: u32,
+    /// The binary's path, or `[anon]` / `[perf-map]`.
+    pub module: std::sync::Arc<str>,
+    /// File offset in `module` (the address for `[anon]` and `[perf-map]`).
+    pub offset: u64,
+    pub function: Option<String>,
+    pub file: Option<String>,
+    pub line: Option<u32>,
+}
+
+/// How a stack was unwound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unwind {
+    /// By the kernel, along frame pointers.
+    FramePointers,
+    /// In user space, from a copy of the stack and the binaries' unwind tables.
+    Dwarf,
+}
+
+impl Unwind {
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::FramePointers => "fp",
+            Self::Dwarf => "dwarf",
+        }
+    }
+}
+
 /// Everything the writer stores.
 #[derive(Debug, Clone)]
 pub enum Row {
@@ -152,6 +204,16 @@ pub enum Row {
     /// later by whatever thread (`released`): the virtual-memory counterpart of the resident
     /// origin.
     VmOrigin(Box<VmOriginRow>),
+    /// Resident memory by call site (`record --stacks`).
+    StackCharge(Box<StackChargeRow>),
+    /// An interned stack: `stacks.id` and its frames' ids, leaf first.
+    Stack {
+        id: u32,
+        frames: Vec<u32>,
+        unwind: Unwind,
+    },
+    /// An interned frame, symbolized.
+    Frame(Box<FrameRow>),
     /// Resident memory made resident while the thread served no request.
     OutsideGrowth {
         ts_ns: i64,
@@ -199,6 +261,15 @@ pub mod meta {
     pub const ORIGIN_SPANS: &str = "origin_spans";
     /// Unmapping of address space mapped before memwatch attached (no known origin), bytes.
     pub const VM_UNMATCHED_RELEASE_BYTES: &str = "vm_unmatched_release_bytes";
+    /// With `--stacks`: the bytes of resident growth per thread between two stacks
+    /// (`--stack-every`); absent: no stacks were taken.
+    pub const STACK_EVERY: &str = "stack_every";
+    /// With `--stacks`, written when the recording closes: stacks taken (`stack_samples`), and
+    /// stacks lost: the kernel's stack map was full or a copied stack could not be unwound
+    /// (`stacks_lost`); frames no symbol covers (`frames_unsymbolized`).
+    pub const STACK_SAMPLES: &str = "stack_samples";
+    pub const STACKS_LOST: &str = "stacks_lost";
+    pub const FRAMES_UNSYMBOLIZED: &str = "frames_unsymbolized";
     /// Why recording stopped: `signal`, `duration` or `targetsexited`.
     pub const STOP_REASON: &str = "stop_reason";
 

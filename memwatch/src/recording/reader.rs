@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension as _, ffi::ErrorCode};
 
-use super::schema::{APPLICATION_ID, HAS_ORIGIN, HAS_VM_ORIGIN, SCHEMA_VERSION};
+use super::schema::{APPLICATION_ID, HAS_ORIGIN, HAS_STACKS, HAS_VM_ORIGIN, SCHEMA_VERSION};
 use crate::{error::RecordingError, model::meta};
 
 /// An open recording. Live and offline views read through this same type, with the queries of
@@ -17,6 +17,8 @@ pub struct Recording {
     /// Whether it carries retained-memory figures; fixed when it is written, so read once here.
     has_origin: bool,
     has_vm_origin: bool,
+    /// Whether its schema has call-site tables (schema 5; empty unless `record --stacks`).
+    has_stacks: bool,
 }
 
 impl std::fmt::Debug for Recording {
@@ -26,6 +28,7 @@ impl std::fmt::Debug for Recording {
             .field("schema_version", &self.schema_version)
             .field("has_origin", &self.has_origin)
             .field("has_vm_origin", &self.has_vm_origin)
+            .field("has_stacks", &self.has_stacks)
             .finish_non_exhaustive()
     }
 }
@@ -98,6 +101,7 @@ impl Recording {
             schema_version: version,
             has_origin,
             has_vm_origin: has_origin && version >= HAS_VM_ORIGIN,
+            has_stacks: has_origin && version >= HAS_STACKS,
         })
     }
 
@@ -109,6 +113,12 @@ impl Recording {
     /// Whether this recording carries the origin of address space (schema 4).
     pub fn has_vm_origin(&self) -> bool {
         self.has_vm_origin
+    }
+
+    /// Whether this recording's schema has call-site tables (schema 5). They are empty unless
+    /// it was recorded with `--stacks` (`meta.stacks`).
+    pub fn has_stacks(&self) -> bool {
+        self.has_stacks
     }
 
     pub fn path(&self) -> &Path {

@@ -8,12 +8,16 @@ pub const APPLICATION_ID: i64 = 0x4D57_4154;
 /// the views query `requests` by column name, which every version provides. Version 3 adds the
 /// origin of resident memory: `grown` and `released` per request, `releases` and
 /// `outside_growth`; older files lack those figures ([`HAS_ORIGIN`]). Version 4 adds the origin of
-/// address space, `vm_origin_rollup`; older files lack it ([`HAS_VM_ORIGIN`]).
-pub const SCHEMA_VERSION: i64 = 4;
+/// address space, `vm_origin_rollup`; older files lack it ([`HAS_VM_ORIGIN`]). Version 5 adds call
+/// sites (`frames`, `stacks`, `stack_rollup`), filled by `record --stacks`; older files lack them
+/// ([`HAS_STACKS`]).
+pub const SCHEMA_VERSION: i64 = 5;
 /// The first schema version whose recordings carry retained-memory figures.
 pub const HAS_ORIGIN: i64 = 3;
 /// The first schema version whose recordings carry the origin of address space.
 pub const HAS_VM_ORIGIN: i64 = 4;
+/// The first schema version whose recordings can carry call sites.
+pub const HAS_STACKS: i64 = 5;
 
 /// All times are wall-clock nanoseconds since the Unix epoch, derived from the kernel's
 /// monotonic clock through an offset measured once at start (`meta.clock_offset_ns`).
@@ -165,6 +169,37 @@ CREATE TABLE outside_growth (
     pid    INTEGER NOT NULL,
     bytes  INTEGER NOT NULL,
     PRIMARY KEY (second, pid)
+) WITHOUT ROWID;
+-- Call sites of resident growth (`record --stacks`). Frames and stacks are interned: a stack is
+-- stored once, however often it was taken.
+CREATE TABLE frames (
+    id       INTEGER PRIMARY KEY,
+    module   TEXT NOT NULL,         -- the binary's path, '[perf-map]' for JIT code named by a perf map,
+                                    -- '[anon]' for code in no file
+    offset   INTEGER NOT NULL,      -- file offset in module; the address for '[anon]' and '[perf-map]'
+    function TEXT,                  -- NULL when no symbol covers it
+    file     TEXT,                  -- source file, when debug info has it
+    line     INTEGER
+);
+CREATE TABLE stacks (
+    id     INTEGER PRIMARY KEY,     -- never 0: stack 0 in stack_rollup means none was taken
+    frames TEXT NOT NULL,           -- frames.id, leaf first, separated by ','
+    unwind TEXT NOT NULL            -- 'fp' (frame pointers) or 'dwarf' (copied stack, unwound here)
+);
+-- Resident growth per call site, with the same origin model as requests: grown by the requests
+-- that ended in req_second (released counts their own churn), released later in `second`.
+-- Growth outside any request has route '' and req_second = second of the growth.
+CREATE TABLE stack_rollup (
+    second     INTEGER NOT NULL,    -- the request's end for grown, the release for later releases
+    req_second INTEGER NOT NULL,    -- the request's end / 1e9 (outside: the growth's second)
+    method     TEXT NOT NULL,       -- '-' when unknown
+    route      TEXT NOT NULL,       -- '-' when unknown, '' outside any request
+    pid        INTEGER NOT NULL,
+    stack      INTEGER NOT NULL,    -- stacks.id; 0: no stack was taken for this growth
+    grown      INTEGER NOT NULL,
+    released   INTEGER NOT NULL,
+    pages      INTEGER NOT NULL,    -- pages made resident (one per fault; a huge page is many)
+    PRIMARY KEY (second, req_second, method, route, pid, stack)
 ) WITHOUT ROWID;
 CREATE TABLE log_lines (
     id          INTEGER PRIMARY KEY,

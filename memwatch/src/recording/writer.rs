@@ -18,7 +18,7 @@ use rusqlite::{Connection, params};
 use super::schema;
 use crate::{
     error::{SetupError, WriteError},
-    model::{LogLineRow, MemRow, ProcessRow, RequestRow, Row, meta},
+    model::{FrameRow, LogLineRow, MemRow, ProcessRow, RequestRow, Row, meta},
 };
 
 /// Longest time a row waits in memory before it is committed.
@@ -256,6 +256,8 @@ struct OriginSums<'a> {
     outside: rustc_hash::FxHashMap<(i64, u32), i64>,
     /// (second, req_second, method, route) → (grown, released) address space.
     vm: rustc_hash::FxHashMap<(i64, i64, &'a str, &'a str), (i64, i64)>,
+    /// (second, req_second, method, route, pid, stack) → [grown, released, pages].
+    stacks: rustc_hash::FxHashMap<(i64, i64, &'a str, &'a str, u32, u32), [i64; 3]>,
 }
 
 impl<'a> OriginSums<'a> {
@@ -295,6 +297,22 @@ impl<'a> OriginSums<'a> {
                 e.0 += v.grown as i64;
                 e.1 += v.released as i64;
             }
+            Row::StackCharge(c) => {
+                let e = self
+                    .stacks
+                    .entry((
+                        c.ts_ns.div_euclid(1_000_000_000),
+                        c.req_end_ns.div_euclid(1_000_000_000),
+                        c.method.as_deref().unwrap_or("-"),
+                        c.route.as_deref().unwrap_or("-"),
+                        c.pid,
+                        c.stack,
+                    ))
+                    .or_default();
+                e[0] += c.grown as i64;
+                e[1] += c.released as i64;
+                e[2] += c.pages as i64;
+            }
             Row::OutsideGrowth { ts_ns, pid, bytes } => {
                 *self
                     .outside
@@ -311,7 +329,21 @@ impl<'a> OriginSums<'a> {
             rollup,
             outside,
             vm,
+            stacks,
         } = self;
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO stack_rollup (second, req_second, method, route, pid, stack, grown,
+               released, pages)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+             ON CONFLICT (second, req_second, method, route, pid, stack)
+             DO UPDATE SET grown = grown + excluded.grown, released = released + excluded.released,
+               pages = pages + excluded.pages",
+        )?;
+        for ((second, req_second, method, route, pid, stack), [grown, released, pages]) in stacks {
+            stmt.execute(params![
+                second, req_second, method, route, pid, stack, grown, released, pages
+            ])?;
+        }
         let mut stmt = tx.prepare_cached(
             "INSERT INTO vm_origin_rollup (second, req_second, method, route, grown, released)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -598,7 +630,31 @@ fn insert(
             ])?;
         }
         // Summed per batch in `commit` (OriginSums).
-        Row::Release(_) | Row::OutsideGrowth { .. } | Row::VmOrigin(_) => {}
+        Row::Release(_) | Row::OutsideGrowth { .. } | Row::VmOrigin(_) | Row::StackCharge(_) => {}
+        Row::Stack { id, frames, unwind } => {
+            let frames = frames
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(",");
+            tx.prepare_cached("INSERT INTO stacks (id, frames, unwind) VALUES (?1, ?2, ?3)")?
+                .execute(params![id, frames, unwind.name()])?;
+        }
+        Row::Frame(f) => {
+            let FrameRow {
+                id,
+                module,
+                offset,
+                function,
+                file,
+                line,
+            } = *f;
+            tx.prepare_cached(
+                "INSERT INTO frames (id, module, offset, function, file, line)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![id, &*module, offset as i64, function, file, line])?;
+        }
         Row::NonHttp {
             ts_ns,
             pid,

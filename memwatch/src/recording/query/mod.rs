@@ -22,6 +22,7 @@ pub mod log_lines;
 pub mod memory;
 pub mod requests;
 pub mod retained;
+pub mod stacks;
 
 use std::collections::BTreeMap;
 
