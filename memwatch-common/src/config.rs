@@ -14,6 +14,9 @@ pub const GLOBAL_PAGE_SIZE: &str = "PAGE_SIZE";
 /// `u64`: ring-buffer fill (bytes) above which a submit wakes the reader; below it, user space
 /// polls on a timer. Batching wake-ups saves 7 to 15 µs per event on a busy server.
 pub const GLOBAL_WAKEUP_BYTES: &str = "WAKEUP_BYTES";
+/// `u64`: bytes a thread makes resident or maps between two stacks; 0 takes no stacks
+/// (`record --stacks`, `--stack-every`). See [`crate::stack`].
+pub const GLOBAL_STACK_EVERY: &str = "STACK_EVERY";
 
 // Tracepoint field offsets (`u32`, bytes from the record's start), taken by user space from this
 // kernel's format files; see `crate::tracepoint`. Unset, they hold `tracepoint::OFFSET_UNSET`.
@@ -24,7 +27,8 @@ pub const GLOBAL_NEWTASK_CLONE_FLAGS_OFFSET: &str = "NEWTASK_CLONE_FLAGS_OFFSET"
 /// `u32`: offset of `group_dead` (`bool`, 1 byte) in `sched:sched_process_exit` records.
 pub const GLOBAL_EXIT_GROUP_DEAD_OFFSET: &str = "EXIT_GROUP_DEAD_OFFSET";
 
-/// `HashMap<u32 tgid, u32 flags>`: the processes being traced.
+/// `HashMap<u32 tgid, u32 flags>`: the processes being traced ([`crate::stack::TARGET_TRACED`],
+/// [`crate::stack::TARGET_COPY_STACK`]).
 pub const MAP_TARGETS: &str = "TARGETS";
 /// `RingBuf`: every event.
 pub const MAP_EVENTS: &str = "EVENTS";
@@ -40,6 +44,9 @@ pub const MAP_HEAP_PENDING: &str = "HEAP_PENDING";
 /// `HashMap<HeapKey, u64 len>`: live heap blocks of at least a page, per process.
 pub const MAP_HEAP_LIVE: &str = "HEAP_LIVE";
 
+/// `StackTrace`: user stacks taken along frame pointers, each distinct stack once.
+pub const MAP_STACKS: &str = "STACKS";
+
 /// Indexes into [`MAP_COUNTERS`].
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,7 +57,10 @@ pub enum Counter {
     UnpairedExits = 1,
     /// A new connection or process could not be inserted because a map was full.
     MapFull = 2,
+    /// A stack the kernel could not copy (its registers unreadable). Stacks the stack map could
+    /// not keep are sent with a negative id instead, and counted by user space.
+    StacksLost = 3,
 }
 
 /// Number of slots in [`MAP_COUNTERS`].
-pub const COUNTER_SLOTS: u32 = 3;
+pub const COUNTER_SLOTS: u32 = 4;

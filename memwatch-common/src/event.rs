@@ -22,6 +22,10 @@ pub enum EventKind {
     Heap = 7,
     /// File-backed resident pages changed: [`crate::proc::FilePagesEvent`].
     FilePages = 8,
+    /// A stack taken along frame pointers (`record --stacks`): [`crate::stack::StackEvent`].
+    Stack = 9,
+    /// A copy of the user stack to unwind (`record --stacks`): [`crate::stack::StackCopyEvent`].
+    StackCopy = 10,
 }
 
 impl EventKind {
@@ -36,6 +40,8 @@ impl EventKind {
             6 => Self::Growth,
             7 => Self::Heap,
             8 => Self::FilePages,
+            9 => Self::Stack,
+            10 => Self::StackCopy,
             _ => return None,
         })
     }

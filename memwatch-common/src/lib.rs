@@ -7,7 +7,7 @@
 //!
 //! One module per concern: [`event`] (the header every ring-buffer record starts with),
 //! [`mem`] (memory syscalls), [`heap`] (glibc's allocator, with `--heap`), [`proc`] (process lifecycle and page-fault counters), [`net`]
-//! (socket syscalls), [`config`] (load-time globals and map names), [`tracepoint`] (where the
+//! (socket syscalls), [`stack`] (call sites, with `--stacks`), [`config`] (load-time globals and map names), [`tracepoint`] (where the
 //! kernel side reads tracepoint records).
 #![no_std]
 
@@ -17,6 +17,7 @@ pub mod heap;
 pub mod mem;
 pub mod net;
 pub mod proc;
+pub mod stack;
 pub mod tracepoint;
 
 pub use event::{EventHeader, EventKind};

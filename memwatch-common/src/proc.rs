@@ -48,6 +48,11 @@ pub struct ThreadFaults {
     pub file_dropped: u64,
     /// When the run's first page was faulted in (`bpf_ktime_get_ns`).
     pub run_ns: u64,
+    /// Bytes made resident since the thread's last stack at a fault (`--stacks`); `u64::MAX`
+    /// after a socket boundary, so that the next growth takes one.
+    pub stack_due: u64,
+    /// The same for address space mapped, and stacks at memory syscalls.
+    pub map_due: u64,
 }
 
 /// The last resident counters (`kmem:rss_stat`, bytes) seen per traced process.

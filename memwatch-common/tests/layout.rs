@@ -12,6 +12,7 @@ use memwatch_common::{
     mem::{MemArgs, MemEvent},
     net::{ConnState, MAX_CAPTURE, NetEvent, NetEventSmall, NetMeta, SMALL_CAPTURE, conn_key},
     proc::{FilePagesEvent, GrowthEvent, ProcEvent, ThreadFaults},
+    stack::{STACK_CHUNK, STACK_COPY, StackCopyEvent, StackEvent},
 };
 
 #[test]
@@ -23,6 +24,28 @@ fn event_header() {
     assert_eq!(offset_of!(EventHeader, tid), 8);
     assert_eq!(offset_of!(EventHeader, _pad), 12);
     assert_eq!(offset_of!(EventHeader, ts_ns), 16);
+}
+
+#[test]
+fn stack_events() {
+    assert_eq!(size_of::<StackEvent>(), 40);
+    assert_eq!(align_of::<StackEvent>(), 8);
+    assert_eq!(offset_of!(StackEvent, header), 0);
+    assert_eq!(offset_of!(StackEvent, stack_id), 24);
+    assert_eq!(offset_of!(StackEvent, at), 32);
+    assert_eq!(offset_of!(StackEvent, _pad), 36);
+
+    assert_eq!(STACK_COPY % STACK_CHUNK, 0);
+    assert_eq!(size_of::<StackCopyEvent>(), 64 + STACK_COPY);
+    assert_eq!(align_of::<StackCopyEvent>(), 8);
+    assert_eq!(offset_of!(StackCopyEvent, header), 0);
+    assert_eq!(offset_of!(StackCopyEvent, ip), 24);
+    assert_eq!(offset_of!(StackCopyEvent, sp), 32);
+    assert_eq!(offset_of!(StackCopyEvent, bp), 40);
+    assert_eq!(offset_of!(StackCopyEvent, len), 48);
+    assert_eq!(offset_of!(StackCopyEvent, at), 56);
+    assert_eq!(offset_of!(StackCopyEvent, _pad), 60);
+    assert_eq!(offset_of!(StackCopyEvent, data), 64);
 }
 
 #[test]
@@ -54,7 +77,7 @@ fn proc_event_and_thread_faults() {
     assert_eq!(offset_of!(ProcEvent, faults), 32);
     assert_eq!(offset_of!(ProcEvent, comm), 40);
 
-    assert_eq!(size_of::<ThreadFaults>(), 64);
+    assert_eq!(size_of::<ThreadFaults>(), 80);
     assert_eq!(align_of::<ThreadFaults>(), 8);
     assert_eq!(offset_of!(ThreadFaults, tgid), 0);
     assert_eq!(offset_of!(ThreadFaults, _pad), 4);
@@ -65,6 +88,8 @@ fn proc_event_and_thread_faults() {
     assert_eq!(offset_of!(ThreadFaults, last), 40);
     assert_eq!(offset_of!(ThreadFaults, file_dropped), 48);
     assert_eq!(offset_of!(ThreadFaults, run_ns), 56);
+    assert_eq!(offset_of!(ThreadFaults, stack_due), 64);
+    assert_eq!(offset_of!(ThreadFaults, map_due), 72);
 
     assert_eq!(size_of::<GrowthEvent>(), 48);
     assert_eq!(align_of::<GrowthEvent>(), 8);

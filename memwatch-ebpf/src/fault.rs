@@ -14,13 +14,15 @@ use memwatch_common::{
         FilePagesEvent, GrowthEvent, HUGE_FAULT_MIN, HUGE_PAGE, MM_ANONPAGES, MM_FILEPAGES,
         MM_SHMEMPAGES, RssSeen, ThreadFaults,
     },
+    stack::AT_FAULT,
     tracepoint,
 };
 
 use crate::{
     ctx::field,
     emit::{count, header, reserve, submit},
-    maps::{PAGE_SIZE, RSS_SEEN, THREAD_FAULTS, global},
+    maps::{PAGE_SIZE, RSS_SEEN, STACK_EVERY, THREAD_FAULTS, global},
+    stack::{self, DUE_NOW},
     target::{current, is_target},
 };
 
@@ -82,6 +84,8 @@ pub(crate) fn page_fault_user(ctx: TracePointContext) -> u32 {
             last: 0,
             file_dropped: 0,
             run_ns: 0,
+            stack_due: DUE_NOW,
+            map_due: DUE_NOW,
         };
         if THREAD_FAULTS.insert(tid, value, 0).is_err() {
             count(Counter::MapFull);
@@ -90,19 +94,28 @@ pub(crate) fn page_fault_user(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// Adds a page the thread made resident to its run, or sends the run and starts a new one.
+/// Adds a page the thread made resident to its run, or sends the run and starts a new one. A
+/// stack due (`--stacks`: a [`crate::maps::STACK_EVERY`]'s worth of growth since the last one,
+/// or a socket boundary) also starts a new run, after the run before it was sent, so that the
+/// stack is the call site of the new run's pages. Within a long run, so, a stack is taken every
+/// so many bytes: the first pages of a block are often faulted in by the allocator writing its
+/// header, the rest by the code that fills it.
 #[inline(always)]
-fn add_to_run(t: &mut ThreadFaults, tid: u32, addr: u64, page: u64) {
+fn add_to_run(ctx: &TracePointContext, t: &mut ThreadFaults, tid: u32, addr: u64, page: u64) {
     if addr >= t.run_start && addr < t.run_end {
         return;
     }
-    if t.run_end - t.run_start < MAX_RUN {
+    let every = global(&STACK_EVERY);
+    let stack_due = every != 0 && t.stack_due >= every;
+    if !stack_due && t.run_end - t.run_start < MAX_RUN {
         if addr == t.run_end && t.run_end > t.run_start {
             t.run_end += page;
+            t.stack_due = t.stack_due.saturating_add(page);
             return;
         }
         if addr.wrapping_add(page) == t.run_start {
             t.run_start = addr;
+            t.stack_due = t.stack_due.saturating_add(page);
             return;
         }
     }
@@ -112,6 +125,7 @@ fn add_to_run(t: &mut ThreadFaults, tid: u32, addr: u64, page: u64) {
     t.run_start = addr;
     t.run_end = addr.wrapping_add(page);
     t.run_ns = now();
+    stack::maybe_take(ctx, t, tid, page, AT_FAULT);
 }
 
 /// A memory syscall of this thread begins: a fault no counter confirmed is over, and the
@@ -130,11 +144,28 @@ pub(crate) fn end_fault(tid: u32) {
 /// (0 when it has taken none yet): one map lookup for both, on paths that run per transfer.
 #[inline(always)]
 pub(crate) fn flush_run(tid: u32) -> u64 {
+    flush(tid, false)
+}
+
+/// [`flush_run`] at a socket boundary, where the request a thread serves may change: the
+/// thread's next growth takes a stack (`--stacks`), so that it is not charged to the call site of
+/// growth before the boundary.
+#[inline(always)]
+pub(crate) fn flush_at_boundary(tid: u32) -> u64 {
+    flush(tid, true)
+}
+
+#[inline(always)]
+fn flush(tid: u32, boundary: bool) -> u64 {
     let Some(slot) = THREAD_FAULTS.get_ptr_mut(tid) else {
         return 0;
     };
     // SAFETY: only this thread writes its own slot, and a thread runs on one CPU at a time.
     let t = unsafe { &mut *slot };
+    if boundary {
+        t.stack_due = DUE_NOW;
+        t.map_due = DUE_NOW;
+    }
     if t.run_end > t.run_start {
         send_run(t.tgid, tid, t.run_start, t.run_end, t.run_ns);
         t.run_start = 0;
@@ -186,13 +217,13 @@ pub(crate) fn rss_stat(ctx: TracePointContext) -> u32 {
             if t.file_dropped != 0 {
                 let p = t.file_dropped;
                 t.file_dropped = 0;
-                add_to_run(t, tid, p, page);
+                add_to_run(&ctx, t, tid, p, page);
                 t.last = p;
             }
             if t.pending != 0 {
                 let p = t.pending;
                 t.pending = 0;
-                add_to_run(t, tid, p, page);
+                add_to_run(&ctx, t, tid, p, page);
                 t.last = p;
             }
         }

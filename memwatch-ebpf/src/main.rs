@@ -14,6 +14,7 @@ mod maps;
 mod mem;
 mod net;
 mod proc;
+mod stack;
 mod target;
 
 #[cfg(not(test))]

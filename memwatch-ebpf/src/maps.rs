@@ -2,7 +2,7 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf, StackTrace},
 };
 use memwatch_common::{
     config::COUNTER_SLOTS,
@@ -24,6 +24,8 @@ pub(crate) static CAPTURE_LEN: u32 = memwatch_common::net::DEFAULT_CAPTURE;
 pub(crate) static WAKEUP_BYTES: u64 = 64 * 1024;
 #[unsafe(no_mangle)]
 pub(crate) static PAGE_SIZE: u64 = 4096;
+#[unsafe(no_mangle)]
+pub(crate) static STACK_EVERY: u64 = 0;
 // Tracepoint field offsets from this kernel's format files (see memwatch_common::tracepoint).
 #[unsafe(no_mangle)]
 pub(crate) static NEWTASK_PID_OFFSET: u32 = OFFSET_UNSET;
@@ -74,3 +76,8 @@ pub(crate) static HEAP_LIVE: HashMap<HeapKey, u64> = HashMap::with_max_entries(2
 /// The last resident counters seen per traced process; LRU, so processes gone need no cleanup.
 #[map]
 pub(crate) static RSS_SEEN: LruHashMap<u32, RssSeen> = LruHashMap::with_max_entries(4096, 0);
+
+/// User stacks taken along frame pointers (`--stacks`), each distinct stack once. Entries are
+/// never removed: user space reads each id once, and a full map is counted (`StacksLost`).
+#[map]
+pub(crate) static STACKS: StackTrace = StackTrace::with_max_entries(8192, 0);

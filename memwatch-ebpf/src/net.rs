@@ -26,7 +26,7 @@ use memwatch_common::{
 use crate::{
     ctx::{syscall_arg, syscall_ret},
     emit::{count, header_at, reserve, submit},
-    fault::flush_run,
+    fault::flush_at_boundary,
     maps::{CAPTURE_LEN, CONNS, global},
     target::{current, is_target},
 };
@@ -142,7 +142,7 @@ impl Now {
             tid,
             // SAFETY: helper with no preconditions.
             ns: unsafe { bpf_ktime_get_ns() },
-            faults: flush_run(tid),
+            faults: flush_at_boundary(tid),
         }
     }
 }

@@ -6,6 +6,7 @@ use memwatch_common::{
     EventKind,
     config::Counter,
     proc::{CLONE_THREAD, ProcEvent},
+    stack::TARGET_TRACED,
 };
 
 use crate::{
@@ -53,7 +54,12 @@ pub(crate) fn task_newtask(ctx: TracePointContext) -> u32 {
     if pid == 0 || flags & CLONE_THREAD != 0 {
         return 0;
     }
-    if TARGETS.insert(pid, 1, 0).is_err() {
+    // The child runs its parent's binary until it execs: it inherits how its stacks are taken.
+    // SAFETY: the value is copied out.
+    let flags = unsafe { TARGETS.get(tgid) }
+        .copied()
+        .unwrap_or(TARGET_TRACED);
+    if TARGETS.insert(pid, flags, 0).is_err() {
         count(Counter::MapFull);
         return 0;
     }

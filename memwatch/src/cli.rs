@@ -271,6 +271,17 @@ pub struct RecordArgs {
     /// (see BENCHMARKS.md). Not for static binaries (Go): those are said and counted.
     #[arg(long, conflicts_with = "no_ebpf")]
     pub heap: bool,
+    /// Take the call sites of resident growth: the user stack, at most once per
+    /// `--stack-every` bytes each thread makes resident or maps, and at each request's first
+    /// growth. Along frame pointers where the program keeps them, else by copying the stack
+    /// and unwinding it here (docs/stacks.md). Then `report --stacks`, `pprof` and the page's
+    /// flame graph show which code keeps memory, per route.
+    #[arg(long, conflicts_with = "no_ebpf")]
+    pub stacks: bool,
+    /// With `--stacks`: bytes of growth per thread between two stacks (4KiB to 1GiB; a number,
+    /// or with a unit: 64KiB, 1MiB).
+    #[arg(long, default_value = "64KiB", value_parser = parse_size, value_name = "SIZE")]
+    pub stack_every: u64,
     /// Command to start and trace from its first instruction (after `--`).
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<OsString>,
@@ -296,6 +307,8 @@ impl RecordArgs {
             log_from_start,
             no_ebpf,
             heap,
+            stacks,
+            stack_every,
             command,
         } = self.clone();
         RecordOptions {
@@ -316,6 +329,7 @@ impl RecordArgs {
             log_from_start,
             ebpf: !no_ebpf,
             heap,
+            stack_every: stacks.then_some(stack_every),
         }
     }
 
@@ -364,6 +378,32 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// A byte count from 4 KiB to 1 GiB: a number, or with a unit (`64KiB`, `1MiB`, `4k`).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let unit_bytes: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "{s:?} is not a size; use e.g. 65536, 64KiB or 1MiB"
+            ));
+        }
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size; use e.g. 65536, 64KiB or 1MiB"))?;
+    let bytes = n.saturating_mul(unit_bytes);
+    if !(4096..=1 << 30).contains(&bytes) {
+        return Err(format!("{s:?}: the size must be from 4KiB to 1GiB"));
+    }
+    Ok(bytes)
+}
+
 fn parse_ring_mib(s: &str) -> Result<u32, String> {
     let n: u32 = s
         .parse()
@@ -388,6 +428,18 @@ mod tests {
         assert!(parse_duration("0").is_err());
         assert!(parse_duration("-1").is_err());
         assert!(parse_duration("soon").unwrap_err().contains("\"soon\""));
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("65536"), Ok(65536));
+        assert_eq!(parse_size("64KiB"), Ok(65536));
+        assert_eq!(parse_size("1m"), Ok(1 << 20));
+        assert_eq!(
+            parse_size("1k").unwrap_err(),
+            "\"1k\": the size must be from 4KiB to 1GiB"
+        );
+        assert!(parse_size("lots").unwrap_err().contains("\"lots\""));
     }
 
     #[test]

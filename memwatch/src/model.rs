@@ -30,6 +30,8 @@ pub struct MemRow {
     pub ok: bool,
     pub vm_delta: i64,
     pub request_id: Option<i64>,
+    /// The call site (`stacks.id`) when one was taken at this call (`--stacks`).
+    pub stack: Option<u32>,
 }
 
 /// A completed HTTP request with what it was charged.

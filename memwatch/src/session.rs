@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use memwatch_common::heap::HeapOp;
+use memwatch_common::{heap::HeapOp, stack::AT_SYSCALL};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
@@ -25,6 +25,7 @@ use crate::{
         },
         procfs,
         spawn::{self, HeldChild, SpawnOptions},
+        stacks::Stacks,
     },
     correlate::{
         Correlator,
@@ -110,6 +111,10 @@ pub struct Session {
     /// `--heap`: heap blocks followed, and processes whose heap could not be.
     heap_events: u64,
     heap_not_followed: u64,
+    /// `--stacks`: interns and names the kernel's stacks.
+    stacks: Option<Stacks>,
+    /// Stacks taken at a memory syscall's return, per thread, for the syscall's row that follows.
+    syscall_stacks: HashMap<u32, u32>,
 }
 
 impl Session {
@@ -164,7 +169,8 @@ impl Session {
             Event::Mem(m) => {
                 let ts_ns = self.wall(m.header.ts_ns);
                 let pid = m.header.tgid;
-                if let Some((row, effect, vm)) = self.mem.account(ts_ns, &m) {
+                if let Some((mut row, effect, vm)) = self.mem.account(ts_ns, &m) {
+                    row.stack = self.syscall_stacks.remove(&m.header.tid);
                     self.correlator
                         .vm(ts_ns, pid, m.header.tid, vm, &mut self.rows);
                     match effect {
@@ -203,6 +209,7 @@ impl Session {
                     .address_space_gone(ts_ns, pid, &mut self.rows);
                 self.forget_heap(pid);
                 self.follow_heap(pid);
+                self.stacks_for(pid);
                 let info = procfs::info(pid);
                 self.rows.push(Row::Process(ProcessRow {
                     pid,
@@ -224,10 +231,14 @@ impl Session {
                     exited_ns: Some(ts_ns),
                 });
                 self.correlator.thread_exit(tid);
+                self.syscall_stacks.remove(&tid);
                 if p.group_dead != 0 {
                     self.correlator
                         .address_space_gone(ts_ns, pid, &mut self.rows);
                     self.forget_heap(pid);
+                    if let Some(stacks) = self.stacks.as_mut() {
+                        stacks.forget(pid);
+                    }
                     self.rows.push(Row::ProcessExit {
                         pid,
                         ts_ns,
@@ -275,6 +286,44 @@ impl Session {
                 let offset = self.offset;
                 self.correlator.net(&n, offset, &mut self.rows);
             }
+            Event::Stack(e) => {
+                let (pid, tid) = (e.header.tgid, e.header.tid);
+                if let (Some(stacks), Some(probe)) = (self.stacks.as_mut(), self.probe.as_ref()) {
+                    let id = stacks.from_kernel(pid, e.stack_id, |k| probe.kernel_stack(k));
+                    self.use_stack(tid, e.at, id);
+                }
+            }
+            Event::StackCopy(c) => {
+                let (pid, tid) = (c.header.tgid, c.header.tid);
+                if let Some(stacks) = self.stacks.as_mut() {
+                    let id = stacks.from_copy(pid, c.ip, c.sp, c.bp, &c.data);
+                    self.use_stack(tid, c.at, id);
+                }
+            }
+        }
+    }
+
+    /// A stack taken at a fault is the call site of the thread's growth from now on; one taken
+    /// at a memory syscall, of that syscall.
+    fn use_stack(&mut self, tid: u32, at: u32, id: Option<u32>) {
+        if at == AT_SYSCALL {
+            if let Some(id) = id {
+                self.syscall_stacks.insert(tid, id);
+            }
+        } else {
+            self.correlator.set_stack(tid, id);
+        }
+    }
+
+    /// With `--stacks`, how `pid`'s stacks are taken is decided again (after exec, or when
+    /// `pid` was added before its program was known).
+    fn stacks_for(&mut self, pid: u32) {
+        if let (Some(stacks), Some(probe)) = (self.stacks.as_mut(), self.probe.as_mut()) {
+            stacks.forget(pid);
+            let copy = stacks.wants_copy(pid);
+            if let Err(e) = probe.add_target(pid, copy) {
+                tracing::warn!("{:#}", anyhow::Error::from(e));
+            }
         }
     }
 
@@ -294,6 +343,9 @@ impl Session {
     }
 
     fn flush(&mut self) {
+        if let Some(stacks) = self.stacks.as_mut() {
+            self.rows.extend(stacks.take_rows());
+        }
         if !self.rows.is_empty() {
             self.writer.send(std::mem::take(&mut self.rows));
         }
@@ -432,6 +484,8 @@ impl Session {
             dropped_events,
             unpaired_exits,
             map_full,
+            // Written with the other stack counts when the recording closes.
+            stacks_lost: _,
         } = self.counters;
         self.rows.push(Row::Counters {
             ts_ns: wall_ns(),
@@ -497,6 +551,8 @@ pub struct RecordOptions {
     /// Follow glibc's malloc and free in each target (uprobes), so that heap memory reused by
     /// another request changes hands.
     pub heap: bool,
+    /// Take the call sites of growth, one stack per this many bytes per thread (`--stacks`).
+    pub stack_every: Option<u64>,
 }
 
 /// What `memwatch ci` needs from a recording it drives.
@@ -539,6 +595,7 @@ pub async fn start(args: RecordOptions, hooks: Hooks) -> anyhow::Result<Session>
         net: args.net,
         capture_len: args.capture_bytes,
         ring_bytes: args.ring_mib * 1024 * 1024,
+        stack_every: args.stack_every.filter(|_| args.ebpf).unwrap_or(0),
     };
     // Where this kernel's records hold the fields the kernel side reads.
     let offsets = if args.ebpf {
@@ -616,6 +673,7 @@ async fn attach(
     // event is reconciled against. (Following its heap and writing the recording's head take a
     // while; a target still starting up grows meanwhile, and those events are counted.)
     let mut baseline: Vec<Row> = Vec::new();
+    let mut stacks = (config.stack_every != 0).then(Stacks::new);
     let mut add = |targets: &mut Vec<u32>, pid: u32, probe: &mut Option<Probe>| {
         // memwatch may be a descendant of its target (`memwatch record -p $$` from a shell): it
         // is never one of its own targets, for the kernel side nor for the /proc sampler.
@@ -638,7 +696,8 @@ async fn attach(
             });
         }
         if let Some(probe) = probe.as_mut() {
-            probe.add_target(pid)?;
+            let copy = stacks.as_mut().is_some_and(|s| s.wants_copy(pid));
+            probe.add_target(pid, copy)?;
             if config.net {
                 probe.add_connections(pid, &procfs::server_connections(pid), generation)?;
             }
@@ -702,13 +761,17 @@ async fn attach(
         ),
         (meta::PAGE_SIZE, page_size.to_string()),
         (meta::HEAP, (args.heap && args.ebpf).to_string()),
-    ];
+    ]
+    .into_iter()
+    .chain((config.stack_every != 0).then(|| (meta::STACK_EVERY, config.stack_every.to_string())))
+    .collect::<Vec<_>>();
     let writer = Writer::create(&output, &meta)?;
     let mut session = Session {
         probe,
         writer,
         correlator: Correlator::new(router.clone(), args.redact_query, page_size)
-            .joining(!args.access_logs.is_empty()),
+            .joining(!args.access_logs.is_empty())
+            .with_stacks(stacks.is_some()),
         offset,
         alive: HashSet::new(),
         spawned: held.as_ref().map(|h| h.pid),
@@ -736,6 +799,8 @@ async fn attach(
         options: args,
         heap_events: 0,
         heap_not_followed: 0,
+        stacks,
+        syscall_stacks: HashMap::new(),
     };
     for (i, &pid) in targets.iter().enumerate() {
         let origin = if i < roots.len() {
@@ -846,6 +911,19 @@ impl Session {
                 meta::HEAP_NOT_FOLLOWED.into(),
                 self.heap_not_followed.to_string(),
             ));
+        }
+        if let Some(stacks) = self.stacks.take() {
+            let (rows, counts, unsymbolized) = stacks.finish();
+            self.rows.extend(rows);
+            let kernel_lost = self.counters.stacks_lost;
+            tracing::info!(?counts, kernel_lost, unsymbolized, "stacks");
+            for (key, value) in [
+                (meta::STACK_SAMPLES, counts.samples),
+                (meta::STACKS_LOST, counts.lost + kernel_lost),
+                (meta::FRAMES_UNSYMBOLIZED, unsymbolized),
+            ] {
+                self.rows.push(Row::Meta(key.into(), value.to_string()));
+            }
         }
         self.rows.push(Row::Meta(
             meta::STOP_REASON.into(),

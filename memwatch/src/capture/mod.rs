@@ -1,9 +1,11 @@
 //! Where the data comes from: the kernel side ([`probe`]: preflight, loading, the ring buffer's
 //! typed events), /proc ([`procfs`]), access logs ([`accesslog`] parses, [`logtail`] follows), and
-//! the traced command itself ([`spawn`]).
+//! the traced command itself ([`spawn`]), and the call sites of growth ([`stacks`]: unwinding and
+//! naming the kernel's stacks).
 
 pub mod accesslog;
 pub mod logtail;
 pub mod probe;
 pub mod procfs;
 pub mod spawn;
+pub mod stacks;

@@ -177,6 +177,7 @@ impl MemAccounting {
             ok,
             vm_delta: if ok { delta } else { 0 },
             request_id: None,
+            stack: None,
         };
         Some((row, effect, vm))
     }

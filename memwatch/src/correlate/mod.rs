@@ -25,6 +25,7 @@ pub mod join;
 pub mod mem;
 pub mod origin;
 pub mod route;
+mod stack_origin;
 mod vm_origin;
 
 // Keys are pids, tids, fds and kernel timestamps, not attacker-chosen strings: a fast
@@ -59,6 +60,16 @@ struct InFlight {
     /// Address space it mapped, and of that, unmapped before it ended ([`vm_origin`]).
     vm_grown: u64,
     vm_released: u64,
+    /// Resident memory per call site (`--stacks`): grown, released before its end, pages.
+    stacks: Vec<stack_origin::StackSums>,
+}
+
+/// Whom resident pages are charged to: a request (or [`OUTSIDE`] any), and the call site that
+/// made them resident (`stacks.id`; 0 when stacks are off or none was taken).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Charge {
+    pub request: ReqId,
+    pub stack: u32,
 }
 
 #[derive(Debug, Default)]
@@ -67,6 +78,8 @@ struct ThreadState {
     faults_seen: u64,
     /// The request this thread is working for.
     current: Option<ReqId>,
+    /// The call site of its growth from now on (`--stacks`): its latest stack, 0 for none.
+    stack: u32,
 }
 
 /// A connection's traffic that is not HTTP/1.x, as a row.
@@ -98,8 +111,10 @@ pub struct Correlator {
     /// only when an access log is joined (see [`Correlator::joining`]).
     candidates: Vec<join::Candidate>,
     joining: bool,
-    /// Which request made each resident page resident.
-    origin: OriginMap,
+    /// Which request (and call site) made each resident page resident.
+    origin: OriginMap<Charge>,
+    /// Whether growth is charged to call sites too (`--stacks`).
+    stacks: bool,
     /// Completed requests that still hold resident memory: releases are credited to them.
     retained: HashMap<ReqId, Retained>,
     /// Which request mapped each range of address space ([`vm_origin`]).
@@ -133,6 +148,7 @@ impl Correlator {
             candidates: Vec::new(),
             joining: false,
             origin: OriginMap::new(origin::DEFAULT_MAX_SPANS),
+            stacks: false,
             retained: HashMap::default(),
             vm_origin: OriginMap::new(origin::DEFAULT_MAX_SPANS),
             vm_retained: HashMap::default(),
@@ -163,9 +179,13 @@ impl Correlator {
         out: &mut Vec<Row>,
     ) {
         let serving = self.serving(tid);
-        let owner = serving.unwrap_or(OUTSIDE);
+        let owner = Charge {
+            request: serving.unwrap_or(OUTSIDE),
+            stack: self.stack_of(tid),
+        };
         let added = self.origin.grow_run(pid, (start, len), owner, first_ns);
         self.charge_growth(serving, ts_ns, pid, added, out);
+        self.charge_stack(owner, ts_ns, pid, added, out);
     }
 
     /// The request thread `tid` is serving now, if it is still in flight.
@@ -236,13 +256,19 @@ impl Correlator {
         let start = addr.div_ceil(page).saturating_mul(page);
         let end = (addr.saturating_add(len) / page) * page;
         let serving = if alloc { self.serving(tid) } else { None };
-        let owner = serving.unwrap_or(OUTSIDE);
+        // A block handed out goes to the allocating thread's latest call site: the heap's own
+        // allocation sites are not sampled.
+        let owner = Charge {
+            request: serving.unwrap_or(OUTSIDE),
+            stack: if alloc { self.stack_of(tid) } else { 0 },
+        };
         let (credits, moved) = self.origin.transfer(pid, start, end, owner);
         if moved == 0 {
             return;
         }
         self.credit(ts_ns, pid, credits, out);
         self.charge_growth(serving, ts_ns, pid, moved, out);
+        self.charge_stack(owner, ts_ns, pid, moved, out);
     }
 
     /// `pid`'s file-backed resident pages changed by `delta` bytes, on thread `tid`: the pages a
@@ -263,6 +289,11 @@ impl Correlator {
         }
         let serving = self.serving(tid);
         self.charge_growth(serving, ts_ns, pid, delta as u64, out);
+        let owner = Charge {
+            request: serving.unwrap_or(OUTSIDE),
+            stack: self.stack_of(tid),
+        };
+        self.charge_stack(owner, ts_ns, pid, delta as u64, out);
     }
 
     /// The process's address space is gone (exit, or exec): everything it held is released.
@@ -274,8 +305,16 @@ impl Correlator {
     }
 
     /// Credits released bytes back to the requests (or the outside row) that made them resident.
-    fn credit(&mut self, ts_ns: i64, pid: u32, credits: origin::Credits, out: &mut Vec<Row>) {
-        for (owner, bytes) in credits {
+    fn credit(
+        &mut self,
+        ts_ns: i64,
+        pid: u32,
+        credits: origin::Credits<Charge>,
+        out: &mut Vec<Row>,
+    ) {
+        for (charge, bytes) in credits {
+            self.credit_stack(charge, ts_ns, pid, bytes, out);
+            let owner = charge.request;
             if owner == OUTSIDE {
                 out.push(Row::Release(Box::new(ReleaseRow {
                     ts_ns,
@@ -354,9 +393,14 @@ impl Correlator {
         }
     }
 
-    /// Makes `tid` work for request `id` from now on.
+    /// Makes `tid` work for request `id` from now on. Its growth has no call site until its next
+    /// stack (the kernel side takes one at its next growth).
     fn set_current(&mut self, tid: u32, id: ReqId) {
-        self.threads.entry(tid).or_default().current = Some(id);
+        let t = self.threads.entry(tid).or_default();
+        if t.current != Some(id) {
+            t.stack = 0;
+        }
+        t.current = Some(id);
         if let Some(r) = self.inflight.get_mut(&id)
             && !r.serving.contains(&tid)
         {
@@ -455,6 +499,7 @@ impl Correlator {
                                     mem: Vec::new(),
                                     serving: Vec::new(),
                                     vm_grown: 0,
+                                    stacks: Vec::new(),
                                     vm_released: 0,
                                 },
                             );
@@ -552,6 +597,7 @@ impl Correlator {
                 && t.current == Some(id)
             {
                 t.current = None;
+                t.stack = 0;
             }
         }
         if let Some(conn) = self.conns.get_mut(&req.key) {
@@ -575,6 +621,7 @@ impl Correlator {
         }
         req.row.rss_bytes = req.row.faults as i64 * self.page_size;
         self.vm_finish(id, &req, out);
+        self.stack_finish(&req, out);
         let held = req.row.grown.saturating_sub(req.row.released);
         if held > 0 {
             self.retained.insert(
@@ -690,6 +737,7 @@ mod tests {
             ok: true,
             vm_delta: len,
             request_id: None,
+            stack: None,
         }
     }
 

@@ -13,11 +13,15 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 /// Who made a span resident: a request id, or [`OUTSIDE`] for memory made resident while the
-/// thread served no request (startup, background threads, collectors between requests).
-pub type Owner = i64;
+/// thread served no request (startup, background threads, collectors between requests). The
+/// resident map's owners also carry the call site ([`super::Charge`]); any small `Copy` value
+/// that compares will do.
+pub trait Owner: Copy + Eq + std::fmt::Debug {}
 
-/// The owner of memory made resident outside any request.
-pub const OUTSIDE: Owner = 0;
+impl<T: Copy + Eq + std::fmt::Debug> Owner for T {}
+
+/// The request id of memory made resident outside any request.
+pub const OUTSIDE: i64 = 0;
 
 /// Default bound on tracked spans per recording: each costs about 64 bytes.
 pub const DEFAULT_MAX_SPANS: usize = 1 << 20;
@@ -26,9 +30,9 @@ pub const DEFAULT_MAX_SPANS: usize = 1 << 20;
 const RECENT_RELEASES: usize = 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Span {
+struct Span<O> {
     end: u64,
-    owner: Owner,
+    owner: O,
 }
 
 /// What the map could not attribute, and how much it holds.
@@ -45,19 +49,19 @@ pub struct OriginCounts {
 }
 
 /// Bytes released per owner, from one release.
-pub type Credits = Vec<(Owner, u64)>;
+pub type Credits<O = i64> = Vec<(O, u64)>;
 
 /// The resident pages of every traced process, by origin.
 #[derive(Debug)]
-pub struct OriginMap {
-    processes: HashMap<u32, BTreeMap<u64, Span>>,
+pub struct OriginMap<O = i64> {
+    processes: HashMap<u32, BTreeMap<u64, Span<O>>>,
     max_spans: usize,
     counts: OriginCounts,
     /// The latest releases per process: `(when, start, end)`, newest last.
     recent: HashMap<u32, VecDeque<(i64, u64, u64)>>,
 }
 
-impl OriginMap {
+impl<O: Owner> OriginMap<O> {
     pub fn new(max_spans: usize) -> Self {
         Self {
             processes: HashMap::new(),
@@ -81,13 +85,7 @@ impl OriginMap {
     /// another thread released since `first_ts` are gone again and are not counted (their
     /// release was counted as of no known origin, which is taken back). The rest is
     /// [`OriginMap::grow`]n. Returns the bytes newly tracked.
-    pub fn grow_run(
-        &mut self,
-        pid: u32,
-        (start, len): (u64, u64),
-        owner: Owner,
-        first_ts: i64,
-    ) -> u64 {
+    pub fn grow_run(&mut self, pid: u32, (start, len): (u64, u64), owner: O, first_ts: i64) -> u64 {
         let end = start.saturating_add(len);
         let late = |recent: &VecDeque<(i64, u64, u64)>| {
             recent
@@ -135,7 +133,7 @@ impl OriginMap {
 
     /// `[start, start + len)` of process `pid` became resident on behalf of `owner`. Returns
     /// the bytes newly tracked: pages already tracked are not counted again.
-    pub fn grow(&mut self, pid: u32, start: u64, len: u64, owner: Owner) -> u64 {
+    pub fn grow(&mut self, pid: u32, start: u64, len: u64, owner: O) -> u64 {
         let end = start.saturating_add(len);
         if len == 0 {
             return 0;
@@ -177,9 +175,9 @@ impl OriginMap {
 
     /// `[start, start + len)` of process `pid` was released. Returns the bytes credited to each
     /// owner; what no span covered is counted as unmatched.
-    pub fn release(&mut self, pid: u32, start: u64, len: u64) -> Credits {
+    pub fn release(&mut self, pid: u32, start: u64, len: u64) -> Credits<O> {
         let end = start.saturating_add(len);
-        let mut credits: Credits = Vec::new();
+        let mut credits: Credits<O> = Vec::new();
         if len == 0 {
             return credits;
         }
@@ -198,7 +196,14 @@ impl OriginMap {
 
     /// mremap: the first `min(old_len, new_len)` bytes move from `old` to `new` with their
     /// owners; a shrink releases the tail. Growth of the mapping is not resident until faulted.
-    pub fn remap(&mut self, pid: u32, old: u64, old_len: u64, new: u64, new_len: u64) -> Credits {
+    pub fn remap(
+        &mut self,
+        pid: u32,
+        old: u64,
+        old_len: u64,
+        new: u64,
+        new_len: u64,
+    ) -> Credits<O> {
         let kept = old_len.min(new_len);
         let credits = if new_len < old_len {
             self.release(pid, old.saturating_add(new_len), old_len - new_len)
@@ -223,8 +228,8 @@ impl OriginMap {
     /// out or given back). Pages not tracked are left alone: they are not resident yet, or of
     /// no known origin. Returns the bytes taken from each previous owner, and the bytes `owner`
     /// now holds that it did not before.
-    pub fn transfer(&mut self, pid: u32, start: u64, end: u64, owner: Owner) -> (Credits, u64) {
-        let mut credits: Credits = Vec::new();
+    pub fn transfer(&mut self, pid: u32, start: u64, end: u64, owner: O) -> (Credits<O>, u64) {
+        let mut credits: Credits<O> = Vec::new();
         if end <= start {
             return (credits, 0);
         }
@@ -244,9 +249,9 @@ impl OriginMap {
     }
 
     /// The process exited: everything it held is released.
-    pub fn exit(&mut self, pid: u32) -> Credits {
+    pub fn exit(&mut self, pid: u32) -> Credits<O> {
         self.recent.remove(&pid);
-        let mut credits: Credits = Vec::new();
+        let mut credits: Credits<O> = Vec::new();
         if let Some(spans) = self.processes.remove(&pid) {
             for (s, span) in spans {
                 let bytes = span.end - s;
@@ -260,7 +265,10 @@ impl OriginMap {
 
     /// Bytes held now per owner.
     #[cfg(test)]
-    fn held(&self) -> BTreeMap<Owner, u64> {
+    fn held(&self) -> BTreeMap<O, u64>
+    where
+        O: Ord,
+    {
         let mut out = BTreeMap::new();
         for spans in self.processes.values() {
             for (s, span) in spans {
@@ -271,7 +279,7 @@ impl OriginMap {
     }
 }
 
-fn add_credit(credits: &mut Credits, owner: Owner, bytes: u64) {
+fn add_credit<O: Owner>(credits: &mut Credits<O>, owner: O, bytes: u64) {
     match credits.iter_mut().find(|(o, _)| *o == owner) {
         Some((_, b)) => *b += bytes,
         None => credits.push((owner, bytes)),
@@ -279,12 +287,12 @@ fn add_credit(credits: &mut Credits, owner: Owner, bytes: u64) {
 }
 
 /// Inserts `[start, end)` (which overlaps no span) and merges it with same-owner neighbours.
-fn insert_coalesced(
-    spans: &mut BTreeMap<u64, Span>,
+fn insert_coalesced<O: Owner>(
+    spans: &mut BTreeMap<u64, Span<O>>,
     counts: &mut OriginCounts,
     mut start: u64,
     mut end: u64,
-    owner: Owner,
+    owner: O,
 ) {
     if let Some((&ps, prev)) = spans.range(..start).next_back()
         && prev.end == start
@@ -307,12 +315,12 @@ fn insert_coalesced(
 
 /// Removes `[start, end)` from the spans, splitting those that straddle its edges, and returns
 /// the removed pieces.
-fn take_range(
-    spans: &mut BTreeMap<u64, Span>,
+fn take_range<O: Owner>(
+    spans: &mut BTreeMap<u64, Span<O>>,
     counts: &mut OriginCounts,
     start: u64,
     end: u64,
-) -> Vec<(u64, Span)> {
+) -> Vec<(u64, Span<O>)> {
     // Split a span that starts before `start` and reaches into the range.
     if let Some((&s, span)) = spans.range(..start).next_back()
         && span.end > start

@@ -56,7 +56,8 @@ CREATE TABLE mem_events (
     ret        INTEGER NOT NULL,      -- address, 0, or -errno
     ok         INTEGER NOT NULL,      -- 1 when the call succeeded
     vm_delta   INTEGER NOT NULL,      -- signed change of mapped bytes this call made
-    request_id INTEGER                -- the request it was charged to, if any
+    request_id INTEGER,               -- the request it was charged to, if any
+    stack      INTEGER                -- stacks.id of its call site, when one was taken (--stacks)
 );
 CREATE INDEX mem_events_ts ON mem_events (ts_ns);
 CREATE TABLE samples (

@@ -520,11 +520,12 @@ fn insert(
             ok,
             vm_delta,
             request_id,
+            stack,
         }) => {
             tx.prepare_cached(
                 "INSERT INTO mem_events (ts_ns, pid, tid, op, addr, len, new_len, prot, flags, fd,
-                   ret, ok, vm_delta, request_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                   ret, ok, vm_delta, request_id, stack)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
             )?
             .execute(params![
                 ts_ns,
@@ -540,7 +541,8 @@ fn insert(
                 ret,
                 ok,
                 vm_delta,
-                request_id
+                request_id,
+                stack
             ])?;
         }
         Row::Sample {

@@ -6,6 +6,7 @@ use memwatch_common::{
     mem::MemEvent,
     net::{NetMeta, NetOp},
     proc::{FilePagesEvent, GrowthEvent, ProcEvent},
+    stack::{STACK_COPY, StackCopyEvent, StackEvent},
 };
 
 /// One decoded record.
@@ -21,6 +22,35 @@ pub enum Event {
     Heap(HeapEvent),
     /// File-backed resident pages changed.
     FilePages(FilePagesEvent),
+    /// A stack taken along frame pointers (`--stacks`).
+    Stack(StackEvent),
+    /// A copy of a user stack to unwind (`--stacks`).
+    StackCopy(Box<StackCopy>),
+}
+
+/// A copied user stack, cut to what was copied.
+#[derive(Clone)]
+pub struct StackCopy {
+    pub header: EventHeader,
+    pub ip: u64,
+    pub sp: u64,
+    pub bp: u64,
+    /// `memwatch_common::stack::AT_FAULT` or `AT_SYSCALL`.
+    pub at: u32,
+    /// The stack from `sp` upwards.
+    pub data: Vec<u8>,
+}
+
+impl std::fmt::Debug for StackCopy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StackCopy")
+            .field("header", &self.header)
+            .field("ip", &format_args!("{:#x}", self.ip))
+            .field("sp", &format_args!("{:#x}", self.sp))
+            .field("bp", &format_args!("{:#x}", self.bp))
+            .field("bytes", &self.data.len())
+            .finish()
+    }
 }
 
 /// A socket boundary event with its payload cut to what was captured.
@@ -75,6 +105,8 @@ impl Event {
             Self::Growth(e) => &e.header,
             Self::Heap(e) => &e.header,
             Self::FilePages(e) => &e.header,
+            Self::Stack(e) => &e.header,
+            Self::StackCopy(e) => &e.header,
         }
     }
 
@@ -90,6 +122,34 @@ impl Event {
             EventKind::Growth => Self::Growth(read(bytes)?),
             EventKind::Heap => Self::Heap(read(bytes)?),
             EventKind::FilePages => Self::FilePages(read(bytes)?),
+            EventKind::Stack => Self::Stack(read(bytes)?),
+            EventKind::StackCopy => {
+                // Read field by field: the event is 16 KiB, and `len` is never trusted past it.
+                let head = size_of::<StackCopyEvent>() - STACK_COPY;
+                if bytes.len() < head {
+                    return Err(DecodeError::Short(bytes.len()));
+                }
+                let word = |i: usize| {
+                    let at = size_of::<EventHeader>() + 8 * i;
+                    bytes
+                        .get(at..at + 8)
+                        .and_then(|b| b.try_into().ok())
+                        .map_or(0, u64::from_ne_bytes)
+                };
+                let room = &bytes[head..bytes.len().min(head + STACK_COPY)];
+                let n = usize::try_from(word(3))
+                    .unwrap_or(usize::MAX)
+                    .min(room.len());
+                Self::StackCopy(Box::new(StackCopy {
+                    header,
+                    ip: word(0),
+                    sp: word(1),
+                    bp: word(2),
+                    // `at` is the low half of the word after `len` (little-endian).
+                    at: word(4) as u32,
+                    data: room[..n].to_vec(),
+                }))
+            }
             EventKind::Net => {
                 // The payload room depends on the event's size class; the record's length
                 // says which, and `captured` never reaches past it.

@@ -5,13 +5,14 @@ use std::os::fd::AsRawFd;
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, Map, MapData, PerCpuArray, RingBuf},
+    maps::{HashMap, Map, MapData, PerCpuArray, RingBuf, StackTraceMap},
     programs::Program,
 };
 use memwatch_common::{
     config::{self, COUNTER_SLOTS, Counter},
     net::{ConnState, MAX_CAPTURE, conn_key},
     proc::ThreadFaults,
+    stack::{TARGET_COPY_STACK, TARGET_TRACED},
     tracepoint,
 };
 use tokio::io::unix::AsyncFd;
@@ -194,6 +195,8 @@ pub struct ProbeConfig {
     pub capture_len: u32,
     /// Ring-buffer size in bytes (a power of two, multiple of the page size).
     pub ring_bytes: u32,
+    /// Bytes of growth per thread between two stacks (`--stacks`); 0 takes none.
+    pub stack_every: u64,
 }
 
 impl Default for ProbeConfig {
@@ -203,6 +206,7 @@ impl Default for ProbeConfig {
             net: true,
             capture_len: memwatch_common::net::DEFAULT_CAPTURE,
             ring_bytes: 8 * 1024 * 1024,
+            stack_every: 0,
         }
     }
 }
@@ -240,6 +244,8 @@ pub struct KernelCounters {
     pub unpaired_exits: u64,
     /// Insertions refused because a map was full.
     pub map_full: u64,
+    /// Stacks (`--stacks`) the kernel could not keep: its stack map full, or a hash collision.
+    pub stacks_lost: u64,
 }
 
 /// The loaded, attached kernel side.
@@ -288,6 +294,7 @@ impl Probe {
             .override_global(config::GLOBAL_CAPTURE_LEN, &capture, true)
             .override_global(config::GLOBAL_WAKEUP_BYTES, &wakeup, true)
             .override_global(config::GLOBAL_PAGE_SIZE, &page_size, true)
+            .override_global(config::GLOBAL_STACK_EVERY, &config.stack_every, true)
             .map_max_entries(config::MAP_EVENTS, config.ring_bytes);
         for (global, offset) in offsets.iter() {
             tracing::debug!(global, offset, "tracepoint field offset");
@@ -358,17 +365,32 @@ impl Probe {
         Ok(())
     }
 
-    /// Makes `pid` a target. memwatch's own PID is refused earlier, and the kernel side ignores
-    /// it regardless.
-    pub fn add_target(&mut self, pid: u32) -> Result<(), SetupError> {
+    /// Makes `pid` a target, its stacks taken as copies when `copy_stack` (`--stacks`, for a
+    /// binary without frame pointers), or sets that for a target. memwatch's own PID is refused
+    /// earlier, and the kernel side ignores it regardless.
+    pub fn add_target(&mut self, pid: u32, copy_stack: bool) -> Result<(), SetupError> {
         let name = config::MAP_TARGETS;
         let mut targets: HashMap<&mut MapData, u32, u32> =
             HashMap::try_from(map(&mut self.ebpf, name)?)
                 .map_err(|source| LoadError::MapType { map: name, source })?;
+        let flags = if copy_stack {
+            TARGET_TRACED | TARGET_COPY_STACK
+        } else {
+            TARGET_TRACED
+        };
         targets
-            .insert(pid, 1, 0)
+            .insert(pid, flags, 0)
             .map_err(|source| LoadError::AddTarget { pid, source })?;
         Ok(())
+    }
+
+    /// The frames of a stack the kernel took along frame pointers (`--stacks`), innermost
+    /// first; `None` when the id is not in the stack map.
+    pub fn kernel_stack(&self, id: u32) -> Option<Vec<u64>> {
+        let map = self.ebpf.map(config::MAP_STACKS)?;
+        let stacks = StackTraceMap::<&MapData>::try_from(map).ok()?;
+        let trace = stacks.get(&id, 0).ok()?;
+        Some(trace.frames().iter().map(|f| f.ip).collect())
     }
 
     /// Registers connections that were open before memwatch attached, so their traffic is seen
@@ -460,6 +482,7 @@ impl Probe {
             dropped_events: sum(Counter::RingbufDrops),
             unpaired_exits: sum(Counter::UnpairedExits),
             map_full: sum(Counter::MapFull),
+            stacks_lost: sum(Counter::StacksLost),
         }
     }
 

@@ -69,13 +69,35 @@ pub struct CallSites {
 }
 
 impl CallSites {
-    /// The frames of `stack`, leaf first; empty for stack 0 or an unknown id.
+    /// The frames of `stack` as the views show them, leaf first: the C library's frames at the
+    /// innermost end (malloc's internals, `memset`, the `mmap` wrapper) are folded into their
+    /// caller, as memory profilers do, so that the innermost frame is the code that asked for
+    /// the memory. Empty for stack 0 or an unknown id.
     pub fn frames_of(&self, stack: i64) -> Vec<&Frame> {
+        let all = self.all_frames_of(stack);
+        let inner = all.iter().take_while(|f| in_c_library(&f.module)).count();
+        // A stack wholly in the C library keeps its outermost frame.
+        let skip = inner.min(all.len().saturating_sub(1));
+        all[skip..].to_vec()
+    }
+
+    /// Every frame of `stack`, leaf first, as it was taken.
+    pub fn all_frames_of(&self, stack: i64) -> Vec<&Frame> {
         self.stacks
             .get(&stack)
             .map(|ids| ids.iter().filter_map(|id| self.frames.get(id)).collect())
             .unwrap_or_default()
     }
+}
+
+/// Whether `module` is the C library or the dynamic loader (glibc or musl).
+pub fn in_c_library(module: &str) -> bool {
+    let name = module.rsplit('/').next().unwrap_or(module);
+    name.starts_with("libc.so")
+        || name.starts_with("libc-")
+        || name.starts_with("ld-linux")
+        || name.starts_with("ld-musl")
+        || name.starts_with("libpthread")
 }
 
 impl Recording {
@@ -280,7 +302,10 @@ pub mod fixture {
 
 #[cfg(test)]
 mod tests {
-    use super::fixture::{B, KIB, S, write};
+    use super::{
+        Frame,
+        fixture::{B, KIB, S, write},
+    };
     use crate::recording::Recording;
 
     fn kib(v: i64) -> i64 {
@@ -317,9 +342,26 @@ mod tests {
         let mut got: Vec<_> = b.iter().map(|c| (c.stack, kib(c.retained()))).collect();
         got.sort_unstable();
         assert_eq!(got, vec![(2, 100), (3, 0)]);
-        let sites = rec.call_sites().unwrap();
+        let mut sites = rec.call_sites().unwrap();
         let labels: Vec<String> = sites.frames_of(3).iter().map(|f| f.label()).collect();
         assert_eq!(labels, vec!["libfoo.so+0x1234", "main"]);
+        // The C library's innermost frames fold into their caller.
+        sites.frames.insert(
+            9,
+            Frame {
+                module: "/usr/lib/x86_64-linux-gnu/libc.so.6".into(),
+                offset: 0x99,
+                function: Some("__memset_avx2".into()),
+                file: None,
+                line: None,
+            },
+        );
+        sites.stacks.insert(4, vec![9, 3, 1]);
+        let labels: Vec<String> = sites.frames_of(4).iter().map(|f| f.label()).collect();
+        assert_eq!(labels, vec!["leak_a", "main"]);
+        assert_eq!(sites.all_frames_of(4).len(), 3);
+        sites.stacks.insert(5, vec![9]);
+        assert_eq!(sites.frames_of(5).len(), 1);
         assert_eq!(sites.unwind[&3], "dwarf");
         assert!(sites.frames_of(0).is_empty());
     }

@@ -1128,6 +1128,7 @@ mod tests {
                 ok: true,
                 vm_delta: 2 << 20,
                 request_id: None,
+                stack: None,
             }));
         }
         writer.send(rows);

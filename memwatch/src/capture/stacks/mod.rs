@@ -1,0 +1,254 @@
+//! Call sites (`record --stacks`): turns the kernel's stacks into interned stacks of interned,
+//! named frames, and decides per process how its stacks are taken.
+//!
+//! - [`elf`]: what a binary offers (frame pointers, unwind tables), read once per file;
+//! - [`maps`]: which file an address of a process belongs to;
+//! - [`unwind`]: unwinding a copied stack (processes without frame pointers);
+//! - [`symbolize`]: naming frames, on a thread of its own.
+//!
+//! A stack is interned by its frames, and a frame by its file and offset (or, for code in no
+//! file, its process and address): the recording holds each once. Stack ids start at 1; 0 is
+//! "no stack".
+
+pub mod elf;
+pub mod maps;
+pub mod symbolize;
+pub mod unwind;
+
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use elf::Binary;
+use maps::{Mapping, Place};
+use symbolize::{Job, SymbolizerThread};
+use unwind::ProcessUnwinder;
+
+use crate::model::{Row, Unwind};
+
+/// A process's mappings are read again on an address they do not hold at most this often.
+const MAPS_RELOAD: Duration = Duration::from_millis(200);
+
+/// What stack capture did, for the recording's summary.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StackCounts {
+    /// Stack events received.
+    pub samples: u64,
+    /// Stacks that could not be used: the kernel could not keep one, an id was not in its map,
+    /// or a copied stack unwound to no frame.
+    pub lost: u64,
+    /// Distinct stacks and frames interned.
+    pub stacks: u64,
+    pub frames: u64,
+}
+
+#[derive(Debug)]
+struct Proc {
+    maps: Vec<Mapping>,
+    maps_read: Instant,
+    /// Built on the first copied stack.
+    unwinder: Option<ProcessUnwinder>,
+}
+
+/// Interns stacks and frames, and names frames in the background.
+#[derive(Debug)]
+pub struct Stacks {
+    binaries: HashMap<Arc<str>, Option<Arc<Binary>>>,
+    procs: HashMap<u32, Proc>,
+    frames: HashMap<(Place, u32), u32>,
+    stacks: HashMap<Vec<u32>, u32>,
+    /// (pid, kernel stack id) → stack id.
+    kernel: HashMap<(u32, i64), u32>,
+    symbolizer: SymbolizerThread,
+    rows: Vec<Row>,
+    counts: StackCounts,
+}
+
+impl Default for Stacks {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Stacks {
+    pub fn new() -> Self {
+        Self {
+            binaries: HashMap::new(),
+            procs: HashMap::new(),
+            frames: HashMap::new(),
+            stacks: HashMap::new(),
+            kernel: HashMap::new(),
+            symbolizer: SymbolizerThread::start(),
+            rows: Vec::new(),
+            counts: StackCounts::default(),
+        }
+    }
+
+    pub fn counts(&self) -> StackCounts {
+        self.counts
+    }
+
+    fn binary(
+        binaries: &mut HashMap<Arc<str>, Option<Arc<Binary>>>,
+        path: &str,
+    ) -> Option<Arc<Binary>> {
+        if let Some(b) = binaries.get(path) {
+            return b.clone();
+        }
+        let b = match Binary::read(std::path::Path::new(path)) {
+            Ok(b) => Some(Arc::new(b)),
+            Err(e) => {
+                tracing::debug!("{:#}", anyhow::Error::from(e));
+                None
+            }
+        };
+        binaries.insert(Arc::from(path), b.clone());
+        b
+    }
+
+    /// Whether `pid`'s stacks must be copied and unwound here: its program does not keep frame
+    /// pointers (checked on its executable; a process whose executable cannot be read is
+    /// copied, which works either way).
+    pub fn wants_copy(&mut self, pid: u32) -> bool {
+        self.procs.remove(&pid);
+        let Ok(exe) = std::fs::read_link(format!("/proc/{pid}/exe")) else {
+            return true;
+        };
+        let exe = exe.to_string_lossy();
+        let copy = Self::binary(&mut self.binaries, &exe).is_none_or(|b| !b.frame_pointers);
+        tracing::debug!(pid, exe = %exe, copy, "how stacks are taken");
+        copy
+    }
+
+    /// `pid` exec'd or exited: its mappings are stale.
+    pub fn forget(&mut self, pid: u32) {
+        self.procs.remove(&pid);
+        self.kernel.retain(|&(p, _), _| p != pid);
+    }
+
+    fn proc(&mut self, pid: u32) -> &mut Proc {
+        self.procs.entry(pid).or_insert_with(|| Proc {
+            maps: maps::executable(pid),
+            maps_read: Instant::now(),
+            unwinder: None,
+        })
+    }
+
+    /// A stack the kernel took along frame pointers: `frames` reads its addresses from the
+    /// kernel's map (once per kernel id and process). Returns the stack id, or `None` when it
+    /// is lost (counted).
+    pub fn from_kernel(
+        &mut self,
+        pid: u32,
+        kernel_id: i64,
+        frames: impl FnOnce(u32) -> Option<Vec<u64>>,
+    ) -> Option<u32> {
+        self.counts.samples += 1;
+        if let Some(&id) = self.kernel.get(&(pid, kernel_id)) {
+            return Some(id);
+        }
+        let addrs = u32::try_from(kernel_id).ok().and_then(frames);
+        let Some(addrs) = addrs.filter(|a| !a.is_empty()) else {
+            self.counts.lost += 1;
+            return None;
+        };
+        // Return addresses point after their call: look up the byte before.
+        let lookup: Vec<u64> = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, &a)| if i == 0 { a } else { a.saturating_sub(1) })
+            .collect();
+        let id = self.intern(pid, &lookup, Unwind::FramePointers);
+        self.kernel.insert((pid, kernel_id), id);
+        Some(id)
+    }
+
+    /// A copied stack: unwound here with the binaries' unwind tables.
+    pub fn from_copy(&mut self, pid: u32, ip: u64, sp: u64, bp: u64, data: &[u8]) -> Option<u32> {
+        self.counts.samples += 1;
+        let binaries = &mut self.binaries;
+        let proc = self.procs.entry(pid).or_insert_with(|| Proc {
+            maps: maps::executable(pid),
+            maps_read: Instant::now(),
+            unwinder: None,
+        });
+        // Code mapped since the mappings were read (a library loaded late): read them again.
+        if maps::find(&proc.maps, ip).is_none() && proc.maps_read.elapsed() >= MAPS_RELOAD {
+            proc.maps = maps::executable(pid);
+            proc.maps_read = Instant::now();
+            proc.unwinder = None;
+        }
+        let unwinder = proc
+            .unwinder
+            .get_or_insert_with(|| ProcessUnwinder::new(&proc.maps, |p| Self::binary(binaries, p)));
+        let addrs = unwinder.unwind(ip, sp, bp, data);
+        if addrs.is_empty() {
+            self.counts.lost += 1;
+            return None;
+        }
+        Some(self.intern(pid, &addrs, Unwind::Dwarf))
+    }
+
+    fn intern(&mut self, pid: u32, addrs: &[u64], unwind: Unwind) -> u32 {
+        let mut ids = Vec::with_capacity(addrs.len());
+        for &addr in addrs {
+            let place = {
+                let proc = self.proc(pid);
+                match maps::find(&proc.maps, addr) {
+                    Some(m) => maps::place(m, addr),
+                    None => Place::Anon(addr),
+                }
+            };
+            // Code of no file is named per process (each JIT has its own); files are shared.
+            let owner = if matches!(place, Place::Anon(_)) {
+                pid
+            } else {
+                0
+            };
+            let next = self.frames.len() as u32 + 1;
+            let id = *self
+                .frames
+                .entry((place.clone(), owner))
+                .or_insert_with(|| {
+                    self.symbolizer.send(Job {
+                        id: next,
+                        pid,
+                        place,
+                    });
+                    next
+                });
+            ids.push(id);
+        }
+        let next = self.stacks.len() as u32 + 1;
+        let rows = &mut self.rows;
+        *self.stacks.entry(ids).or_insert_with_key(|frames| {
+            rows.push(Row::Stack {
+                id: next,
+                frames: frames.clone(),
+                unwind,
+            });
+            next
+        })
+    }
+
+    /// New stacks and named frames, for the writer.
+    pub fn take_rows(&mut self) -> Vec<Row> {
+        let mut rows = std::mem::take(&mut self.rows);
+        rows.extend(self.symbolizer.take());
+        rows
+    }
+
+    /// Names what is left; returns the last rows, the counts and how many frames no symbol
+    /// covered.
+    pub fn finish(mut self) -> (Vec<Row>, StackCounts, u64) {
+        let mut rows = std::mem::take(&mut self.rows);
+        let mut counts = self.counts;
+        counts.stacks = self.stacks.len() as u64;
+        counts.frames = self.frames.len() as u64;
+        let (named, unsymbolized) = self.symbolizer.finish();
+        rows.extend(named);
+        (rows, counts, unsymbolized)
+    }
+}
