@@ -5,7 +5,8 @@
 //
 // Test hook: `window.memwatch` (see the end of this file) exposes the uPlot charts,
 // `valToPos(ms)` (x pixel of a time inside the chart's `.u-over` overlay), `select(from, to)`,
-// `clearSelection()`, `idle()`, `requestLimit`, `highlightCount` and the page `state`.
+// `clearSelection()`, `idle()`, `requestLimit`, `highlightCount` and the page `state`
+// (`state.stacks` and `state.routeStacks` hold the call-site trees the icicles draw).
 'use strict';
 
 (function () {
@@ -261,6 +262,9 @@
     sort: { key: 'kept_per_request_bytes', dir: -1 },
     requests: null,
     logLines: null,
+    /** The last /api/stacks answer for the range (all routes), and for the clicked route. */
+    stacks: null,
+    routeStacks: null,
     hoverReq: null,
     /** Whether the chart draws retained memory by route (the "Retained by route" toggle). */
     retainedOn: false,
@@ -269,7 +273,7 @@
     streaming: false,
     lastUpdate: 0,
   };
-  const seq = { summary: 0, timeline: 0, retained: 0, endpoints: 0, requests: 0, logLines: 0 };
+  const seq = { summary: 0, timeline: 0, retained: 0, endpoints: 0, requests: 0, logLines: 0, stacks: 0, routeStacks: 0 };
 
   let chart = null;
   /** Keys of the retained-memory series the chart has after its RSS and VmSize series. */
@@ -931,8 +935,12 @@
     syncSelectBoxes();
     updateButtons();
     loadEndpoints();
+    loadStacks();
     loadLogLines();
-    if (state.route) loadRequests();
+    if (state.route) {
+      loadRequests();
+      loadRouteStacks();
+    }
     if (!sel && !state.zoom) applyXRange();
   }
 
@@ -1173,12 +1181,17 @@
     $('requests-meta').textContent = 'loading…';
     clear($('requests').tBodies[0]);
     $('requests-card').hidden = false;
+    state.routeStacks = null;
+    if (routeFlame) routeFlame.render(null);
     loadRequests();
+    loadRouteStacks();
   }
 
   function closeRoute() {
     state.route = null;
     state.requests = null;
+    state.routeStacks = null;
+    seq.routeStacks++;
     state.hoverReq = null;
     $('requests-card').hidden = true;
     for (const tr of $('routes').tBodies[0].rows) tr.classList.remove('selected');
@@ -1240,6 +1253,277 @@
       tbody.appendChild(tr);
     }
   }
+
+  // ---------------------------------------------------------------- call sites (icicle)
+
+  /** Height of one level of the icicle, in CSS pixels. */
+  const FLAME_ROW = 18;
+  /** Frames narrower than this many pixels are not drawn (their bytes are in their caller's). */
+  const FLAME_MIN_PX = 0.5;
+
+  /** A warm colour per function name, the same on every draw; grey for the placeholders. */
+  function flameColor(node) {
+    if (node.module === null || node.module === undefined) return '#ced4da';
+    const name = String(node.name);
+    let h = 0;
+    for (let i = 0; i < name.length; i++) h = (Math.imul(h, 31) + name.charCodeAt(i)) | 0;
+    const u = (h >>> 0) / 4294967296;
+    return `hsl(${Math.round(6 + u * 44)}, ${Math.round(78 + ((h >>> 5) & 7) * 2)}%, ${Math.round(66 + ((h >>> 9) & 7) * 2)}%)`;
+  }
+
+  /** "GET /a", or what route "" stands for. */
+  function routeName(r) {
+    if (r.route === '') return 'outside requests';
+    return `${r.method == null ? '' : r.method} ${r.route == null ? '' : r.route}`;
+  }
+
+  /**
+   * An icicle of retained memory by call site drawn into `host` from /api/stacks answers: the
+   * range (or route) on top, the outermost frames under it, each callee under its caller, widths
+   * proportional to retained bytes. Hovering a frame shows its name, module, retained and grown
+   * bytes; clicking it lists the routes that reached it. Names are text only (textContent).
+   * `explain`: whether to say how to record call sites when the recording has none.
+   */
+  function makeFlame(host, explain) {
+    const head = el('div', 'flame-head');
+    head.appendChild(el('h3', null, 'Retained by call site'));
+    const meta = el('span', 'meta');
+    head.appendChild(meta);
+    const note = el('p', 'flame-note');
+    const wrap = el('div', 'flame-wrap');
+    const graph = el('div', 'flame-graph');
+    const tip = el('div', 'flame-tip');
+    tip.hidden = true;
+    wrap.appendChild(graph);
+    wrap.appendChild(tip);
+    const detail = el('div', 'flame-detail');
+    detail.hidden = true;
+    host.appendChild(head);
+    host.appendChild(note);
+    host.appendChild(wrap);
+    host.appendChild(detail);
+    host.hidden = true;
+
+    /** Drawn frames, by their element's data-i. */
+    let drawn = [];
+    let total = 0;
+    /** The clicked frame's path of names and modules, kept across redraws. */
+    let selectedKey = null;
+    /** What was drawn last: a live page refetches every second, mostly the same answer. */
+    let drawnFrom = null;
+
+    const keyOf = (path) => JSON.stringify(path.map((n) => [n.name, n.module]));
+
+    function showNote(parts) {
+      clear(note);
+      for (const p of parts) note.appendChild(typeof p === 'string' ? document.createTextNode(p) : p);
+      note.hidden = false;
+    }
+
+    function render(answer, label) {
+      const from = answer ? JSON.stringify([answer, label, !!state.sel]) : null;
+      if (from !== null && from === drawnFrom) return;
+      drawnFrom = from;
+      drawn = [];
+      clear(graph);
+      tip.hidden = true;
+      note.hidden = true;
+      meta.textContent = '';
+      wrap.hidden = true;
+      if (!answer) {
+        // Another route, or loading: forget the clicked frame.
+        selectedKey = null;
+        detail.hidden = true;
+        return;
+      }
+      if (!answer.recorded) {
+        host.hidden = !explain;
+        detail.hidden = true;
+        showNote(['No call sites in this recording: record with ', el('code', null, 'memwatch record --stacks'),
+          ' to see which code kept the memory.']);
+        return;
+      }
+      host.hidden = false;
+      total = isNum(answer.retained_bytes) ? answer.retained_bytes : 0;
+      const grown = isNum(answer.grown_bytes) ? answer.grown_bytes : 0;
+      meta.textContent = `${fmtBytes(total)} retained of ${fmtBytes(grown)} made resident` +
+        (state.sel ? ' · selected range' : ' · whole run');
+      if (total <= 0) {
+        detail.hidden = true;
+        showNote([grown > 0 ? `Nothing retained: the ${fmtBytes(grown)} made resident was released again.` : 'No memory was made resident.']);
+        return;
+      }
+      if (isNum(answer.folded_nodes) && answer.folded_nodes > 0) {
+        showNote([`${fmtInt(answer.folded_nodes)} smaller call site${answer.folded_nodes === 1 ? '' : 's'} not drawn, ` +
+          `${fmtBytes(answer.folded_retained_bytes)} retained: counted in their callers.`]);
+      }
+      wrap.hidden = false;
+      const root = {
+        name: label,
+        module: undefined,
+        root: true,
+        retained_bytes: total,
+        grown_bytes: grown,
+        routes: answer.routes,
+        routes_folded: answer.routes_folded,
+        children: answer.roots,
+      };
+      const width = graph.clientWidth || host.clientWidth || 1200;
+      let depth = 0;
+      let selected = null;
+      const place = (node, level, x, path) => {
+        const w = (isNum(node.retained_bytes) ? node.retained_bytes : 0) / total;
+        if (w * width < FLAME_MIN_PX) return false;
+        const i = drawn.length;
+        const here = path.concat([node]);
+        drawn.push({ node, path: here });
+        const box = el('div', 'flame-node');
+        box.dataset.i = String(i);
+        box.dataset.depth = String(level);
+        box.style.left = (x * 100).toFixed(4) + '%';
+        box.style.width = (w * 100).toFixed(4) + '%';
+        box.style.top = level * FLAME_ROW + 'px';
+        box.style.background = node.root ? '#e4ddf8' : flameColor(node);
+        box.tabIndex = 0;
+        box.setAttribute('role', 'button');
+        box.appendChild(el('span', 'flame-label', node.name));
+        graph.appendChild(box);
+        depth = Math.max(depth, level);
+        if (selectedKey !== null && keyOf(here.slice(1)) === selectedKey) selected = i;
+        let cx = x;
+        let any = false;
+        for (const c of Array.isArray(node.children) ? node.children : []) {
+          if (place(c, level + 1, cx, here)) any = true;
+          cx += (isNum(c.retained_bytes) ? c.retained_bytes : 0) / total;
+        }
+        if (!any) box.classList.add('leaf');
+        return true;
+      };
+      place(root, 0, 0, []);
+      graph.style.height = (depth + 1) * FLAME_ROW + 'px';
+      if (selected !== null) select(selected);
+      else {
+        selectedKey = null;
+        detail.hidden = true;
+      }
+    }
+
+    function describe(d) {
+      const n = d.node;
+      clear(tip);
+      tip.appendChild(el('div', 'flame-tip-name', n.name));
+      if (!n.root) tip.appendChild(el('div', 'flame-tip-module', n.module == null ? 'no module' : n.module));
+      const share = total > 0 ? ` (${trimZeros(((n.retained_bytes / total) * 100).toFixed(1))}%)` : '';
+      tip.appendChild(el('div', 'flame-tip-bytes', `retained ${fmtBytes(n.retained_bytes)}${share} · grown ${fmtBytes(n.grown_bytes)}`));
+    }
+
+    function placeTip(x, y) {
+      const w = wrap.clientWidth;
+      tip.hidden = false;
+      const tw = tip.offsetWidth;
+      tip.style.left = Math.max(0, Math.min(w - tw, x + 12)) + 'px';
+      tip.style.top = y + 16 + 'px';
+    }
+
+    function hit(target) {
+      const box = target && target.closest ? target.closest('.flame-node') : null;
+      return box && graph.contains(box) ? box : null;
+    }
+
+    function select(i) {
+      const d = drawn[i];
+      if (!d) return;
+      selectedKey = keyOf(d.path.slice(1));
+      for (const b of graph.querySelectorAll('.flame-node.selected')) b.classList.remove('selected');
+      const box = graph.querySelector(`.flame-node[data-i="${i}"]`);
+      if (box) box.classList.add('selected');
+      const n = d.node;
+      clear(detail);
+      const h = el('div', 'flame-detail-head');
+      h.appendChild(el('span', 'flame-detail-name', n.name));
+      h.appendChild(el('span', 'meta', `retained ${fmtBytes(n.retained_bytes)} of ${fmtBytes(n.grown_bytes)} made resident, by`));
+      const close = el('button', 'btn', 'Close');
+      close.type = 'button';
+      close.addEventListener('click', () => {
+        selectedKey = null;
+        detail.hidden = true;
+        for (const b of graph.querySelectorAll('.flame-node.selected')) b.classList.remove('selected');
+      });
+      h.appendChild(el('span', 'spacer'));
+      h.appendChild(close);
+      detail.appendChild(h);
+      const table = el('table', 'grid flame-routes');
+      const thead = el('thead');
+      const hr = el('tr');
+      hr.appendChild(el('th', 'left', 'Route'));
+      hr.appendChild(el('th', 'num', 'Retained'));
+      hr.appendChild(el('th', 'num', 'Made resident'));
+      thead.appendChild(hr);
+      table.appendChild(thead);
+      const tbody = el('tbody');
+      const routes = Array.isArray(n.routes) ? n.routes : [];
+      let listed = 0;
+      for (const r of routes) {
+        const tr = el('tr', 'flame-route');
+        const name = el('td', r.route === '' ? 'route outside' : 'route', routeName(r));
+        name.title = routeName(r);
+        tr.appendChild(name);
+        tr.appendChild(numCell(fmtBytes(r.retained_bytes), 'strong', `${fmtInt(r.retained_bytes)} bytes`));
+        tr.appendChild(numCell(fmtBytes(r.grown_bytes), '', `${fmtInt(r.grown_bytes)} bytes`));
+        tbody.appendChild(tr);
+        if (isNum(r.retained_bytes)) listed += r.retained_bytes;
+      }
+      if (isNum(n.routes_folded) && n.routes_folded > 0) {
+        const tr = el('tr', 'flame-route-more');
+        tr.appendChild(el('td', 'left', `${fmtInt(n.routes_folded)} more route${n.routes_folded === 1 ? '' : 's'}`));
+        tr.appendChild(numCell(fmtBytes(Math.max(0, n.retained_bytes - listed))));
+        tr.appendChild(el('td'));
+        tbody.appendChild(tr);
+      }
+      table.appendChild(tbody);
+      detail.appendChild(table);
+      detail.hidden = false;
+    }
+
+    graph.addEventListener('mousemove', (ev) => {
+      const box = hit(ev.target);
+      if (!box) {
+        tip.hidden = true;
+        return;
+      }
+      describe(drawn[Number(box.dataset.i)]);
+      const r = wrap.getBoundingClientRect();
+      placeTip(ev.clientX - r.left, ev.clientY - r.top);
+    });
+    graph.addEventListener('mouseleave', () => {
+      tip.hidden = true;
+    });
+    graph.addEventListener('focusin', (ev) => {
+      const box = hit(ev.target);
+      if (!box) return;
+      describe(drawn[Number(box.dataset.i)]);
+      placeTip(box.offsetLeft, box.offsetTop);
+    });
+    graph.addEventListener('focusout', () => {
+      tip.hidden = true;
+    });
+    graph.addEventListener('click', (ev) => {
+      const box = hit(ev.target);
+      if (box) select(Number(box.dataset.i));
+    });
+    graph.addEventListener('keydown', (ev) => {
+      const box = hit(ev.target);
+      if (box && (ev.key === 'Enter' || ev.key === ' ')) {
+        ev.preventDefault();
+        select(Number(box.dataset.i));
+      }
+    });
+
+    return { render };
+  }
+
+  let rangeFlame = null;
+  let routeFlame = null;
 
   // ---------------------------------------------------------------- log lines
 
@@ -1371,6 +1655,33 @@
     }
   }
 
+  async function loadStacks() {
+    const gen = ++seq.stacks;
+    try {
+      const r = await api('/api/stacks', rangeParams());
+      if (gen !== seq.stacks) return;
+      state.stacks = r;
+      if (rangeFlame) rangeFlame.render(r, 'all routes');
+    } catch (e) {
+      showError('/api/stacks', e.message);
+    }
+  }
+
+  async function loadRouteStacks() {
+    if (!state.route) return;
+    const gen = ++seq.routeStacks;
+    const { method, route } = state.route;
+    try {
+      // An empty route would mean no filter to apiUrl: the page lists no such route anyway.
+      const r = await api('/api/stacks', Object.assign({ route, method }, rangeParams()));
+      if (gen !== seq.routeStacks || !state.route) return;
+      state.routeStacks = r;
+      if (routeFlame) routeFlame.render(r, `${method} ${route}`);
+    } catch (e) {
+      showError('/api/stacks', e.message);
+    }
+  }
+
   async function loadLogLines() {
     const gen = ++seq.logLines;
     try {
@@ -1393,7 +1704,10 @@
     refreshing = true;
     try {
       await loadSummary();
-      await Promise.all([loadChart(), loadEndpoints(), loadLogLines(), state.route ? loadRequests() : null]);
+      await Promise.all([
+        loadChart(), loadEndpoints(), loadStacks(), loadLogLines(),
+        state.route ? loadRequests() : null, state.route ? loadRouteStacks() : null,
+      ]);
     } finally {
       refreshing = false;
       if (refreshAgain) {
@@ -1489,6 +1803,8 @@
         resizeCharts();
       });
     }).observe($('chart'));
+    rangeFlame = makeFlame($('range-flame'), true);
+    routeFlame = makeFlame($('route-flame'), false);
     renderSortIndicators();
     updateButtons();
     refreshAll();

@@ -11,8 +11,13 @@
 //   MEMWATCH_URL_XSS          a view of a recording with requests to `/<img src=x onerror=alert(1)>`
 //   MEMWATCH_URL_XSS_RETAINED a view of a recording whose route `/<img src=x onerror=alert(1)>`
 //                             retains memory
-//   MEMWATCH_SCREENSHOT_DIR   where offline.png, route.png, retained.png, live.png and xss.png are
-//                             written
+//   MEMWATCH_URL_STACKS       a view of the call-site fixture recording
+//                             (memwatch::recording::query::stacks::fixture)
+//   MEMWATCH_URL_STACKS_XSS   the same with `leak_a` named `<img src=x onerror=alert(1)>`, its
+//                             module `/srv/<script>window.__xss=1</script>`, and route /a in the
+//                             call-site rollup renamed `/<img src=x onerror=alert(1)>`
+//   MEMWATCH_SCREENSHOT_DIR   where offline.png, route.png, retained.png, live.png, xss.png and
+//                             stacks.png are written
 //   MEMWATCH_CHROMIUM         optional, the browser binary (default /usr/bin/chromium)
 //
 // The page exposes `window.memwatch` as a test hook (memwatch/assets/app.js).
@@ -28,6 +33,9 @@ const TIMEOUT = 15_000;
 // appear, as text, in a route cell.
 const XSS_ROUTE = '/<img src=x onerror=alert(1)>';
 const XSS_FORMS = [XSS_ROUTE, XSS_ROUTE.replaceAll(' ', '%20')];
+// A function and a module named by a hostile traced program (MEMWATCH_URL_STACKS_XSS).
+const XSS_NAME = '<img src=x onerror=alert(1)>';
+const XSS_MODULE = '/srv/<script>window.__xss=1</script>';
 
 function env(name) {
   const v = process.env[name];
@@ -152,6 +160,13 @@ test('offline: dragging over the leak phase lists only /leak with every request'
   assert.equal(rows[0].requests, count, `requests of /leak: ${JSON.stringify(rows)}`);
   const label = await page.textContent('#selection');
   assert.match(label, /\d\d:\d\d:\d\d/, `#selection shows the range: ${label}`);
+
+  // Recorded without --stacks: the range panel says how to see call sites, and draws none.
+  const flameNote = page.locator('#range-flame .flame-note');
+  assert.ok(await flameNote.isVisible(), 'the call-site note is shown');
+  assert.equal(await flameNote.textContent(),
+    'No call sites in this recording: record with memwatch record --stacks to see which code kept the memory.');
+  assert.equal(await page.locator('#range-flame .flame-node').count(), 0, 'no icicle without call sites');
 
   await page.mouse.move(box.x + (x0 + x1) / 2, box.y + box.height * 0.3);
   await page.screenshot({ path: shotPath('offline.png') });
@@ -310,6 +325,108 @@ test('xss: a hostile route in the retained-memory legend is shown as text, never
       imgs: document.querySelectorAll('img').length,
     }));
     assert.deepEqual(dom, { handlers: 0, imgs: 0 }, 'no element made from the route');
+    assert.deepEqual(dialogs, [], 'no dialog was opened');
+    assert.deepEqual(problems, [], 'no script errors or CSP violations');
+  } finally {
+    await context.close();
+  }
+});
+
+/** The drawn frames of the icicle in `host`: [{name, depth, leaf, x, width}], in DOM order. */
+function frames(page, host) {
+  return page.$$eval(`${host} .flame-node`, (nodes) => nodes.map((n) => {
+    const r = n.getBoundingClientRect();
+    return {
+      name: n.textContent,
+      depth: Number(n.dataset.depth),
+      leaf: n.classList.contains('leaf'),
+      x: r.x,
+      width: r.width,
+    };
+  }));
+}
+
+/** Route and retained cells of the list a click on a frame of `host` opened. */
+function clickedRoutes(page, host) {
+  return page.$$eval(`${host} .flame-detail tr.flame-route`, (rows) => rows.map((r) => [
+    r.cells[0].textContent, r.cells[1].textContent,
+  ]));
+}
+
+test('call sites: the icicle of retained memory draws the fixture, and a click lists the routes', async () => {
+  const url = env('MEMWATCH_URL_STACKS');
+  const { context, page, problems } = await openPage(url);
+  try {
+    await page.waitForFunction(() => window.memwatch.state.stacks !== null);
+    await idle(page);
+
+    // The whole recording, every route: B+2's release counts, so libfoo.so's 64 KiB are gone.
+    const all = await frames(page, '#range-flame');
+    assert.deepEqual(all.map((f) => [f.depth, f.name]), [
+      [0, 'all routes'], [1, 'main'], [2, 'handle'], [3, 'leak_a'], [3, 'leak_b'], [1, '[no stack taken]'],
+    ]);
+    assert.match(await page.textContent('#range-flame .flame-head .meta'), /^636 KiB retained of 900 KiB made resident/);
+    // Clicking leak_a lists /a and the memory made outside requests, most retained first.
+    await page.locator('#range-flame .flame-node', { hasText: 'leak_a' }).click();
+    assert.deepEqual(await clickedRoutes(page, '#range-flame'), [['GET /a', '512 KiB'], ['outside requests', '16 KiB']]);
+
+    // The route /a: the widest leaf is leak_a; widths are proportional to retained bytes.
+    await page.locator('#routes tr.route-row[data-route="/a"]').click();
+    await page.waitForFunction(() => window.memwatch.state.routeStacks !== null);
+    await idle(page);
+    const route = await frames(page, '#route-flame');
+    assert.deepEqual(route.map((f) => [f.depth, f.name]), [
+      [0, 'GET /a'], [1, 'main'], [2, 'handle'], [3, 'leak_a'], [1, '[no stack taken]'],
+    ]);
+    const leaves = route.filter((f) => f.leaf).sort((a, b) => b.width - a.width);
+    assert.equal(leaves[0].name, 'leak_a', `leaves, widest first: ${JSON.stringify(leaves)}`);
+    const [top, , , leakA, none] = route;
+    assert.ok(Math.abs(leakA.width - (top.width * 512) / 520) <= 1, `leak_a ${leakA.width} px of ${top.width}`);
+    assert.ok(Math.abs(none.width - (top.width * 8) / 520) <= 1, `[no stack taken] ${none.width} px of ${top.width}`);
+    assert.ok(Math.abs(none.x - (leakA.x + leakA.width)) <= 1, 'stack 0 sits right of main');
+
+    // Hovering shows name, module, retained and grown bytes.
+    const leak = page.locator('#route-flame .flame-node', { hasText: 'leak_a' });
+    await leak.hover();
+    const tip = page.locator('#route-flame .flame-tip');
+    await tip.waitFor({ state: 'visible' });
+    assert.deepEqual(await tip.locator('div').allTextContents(), ['leak_a', '/srv/app', 'retained 512 KiB (98.5%) · grown 512 KiB']);
+
+    // Clicking it lists the routes that reached it.
+    await leak.click();
+    assert.deepEqual(await clickedRoutes(page, '#route-flame'), [['GET /a', '512 KiB']]);
+    assert.ok(await leak.evaluate((n) => n.classList.contains('selected')), 'the clicked frame is marked');
+    await page.screenshot({ path: shotPath('stacks.png'), fullPage: true });
+    assert.deepEqual(problems, [], 'no script errors or CSP violations');
+  } finally {
+    await context.close();
+  }
+});
+
+test('xss: hostile function names, modules and routes in the icicle are shown as text, never run', async () => {
+  const url = env('MEMWATCH_URL_STACKS_XSS');
+  const { context, page, problems, dialogs } = await openPage(url);
+  try {
+    await page.waitForFunction(() => window.memwatch.state.stacks !== null);
+    await idle(page);
+    const names = (await frames(page, '#range-flame')).map((f) => f.name);
+    assert.ok(names.includes(XSS_NAME), `a frame shows the function as text: ${JSON.stringify(names)}`);
+    const hostile = page.locator('#range-flame .flame-node', { hasText: XSS_NAME });
+    await hostile.hover();
+    const tip = page.locator('#range-flame .flame-tip');
+    await tip.waitFor({ state: 'visible' });
+    assert.deepEqual((await tip.locator('div').allTextContents()).slice(0, 2), [XSS_NAME, XSS_MODULE]);
+    await hostile.click();
+    const routes = await clickedRoutes(page, '#range-flame');
+    assert.deepEqual(routes.map((r) => r[0]), [`GET ${XSS_ROUTE}`, 'outside requests']);
+    await page.waitForTimeout(500); // an injected <img onerror> would have fired by now
+    const dom = await page.evaluate(() => ({
+      handlers: document.querySelectorAll('[onerror], [onload]').length,
+      imgs: document.querySelectorAll('img').length,
+      scripts: document.scripts.length,
+      xss: typeof window.__xss,
+    }));
+    assert.deepEqual(dom, { handlers: 0, imgs: 0, scripts: 2, xss: 'undefined' }, 'no element made from the names');
     assert.deepEqual(dialogs, [], 'no dialog was opened');
     assert.deepEqual(problems, [], 'no script errors or CSP violations');
   } finally {

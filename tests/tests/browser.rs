@@ -1,6 +1,6 @@
 //! Issue: the chart. The page in headless Chromium (Debian's), driven by playwright-core from
 //! `tests/e2e/page.test.mjs`: range selection, drill-down, retained memory by route, live
-//! updates, hostile data as text.
+//! updates, hostile data as text; and (issue 14) the icicle of retained memory by call site.
 //! `cargo xtask setup --test` installs Chromium and the e2e npm packages.
 
 use std::{
@@ -13,6 +13,7 @@ use std::{
     time::Duration,
 };
 
+use memwatch::recording::query::stacks::fixture;
 use memwatch_tests::{Running, bin, hit, phased, start_server, tempdir};
 
 const T: Duration = Duration::from_secs(120);
@@ -55,6 +56,29 @@ fn page_in_headless_chromium() {
         .unwrap();
     let (_hostile, hostile_url) =
         view(&["view", hostile.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+
+    // Call sites: the fixture recording, and the same with a hostile function, module and route.
+    let stacks = dir.path().join("stacks.db");
+    fixture::write(&stacks);
+    let (_stacks, stacks_url) =
+        view(&["view", stacks.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    let hostile_stacks = dir.path().join("hostile-stacks.db");
+    std::fs::copy(&stacks, &hostile_stacks).unwrap();
+    rusqlite::Connection::open(&hostile_stacks)
+        .unwrap()
+        .execute_batch(
+            "UPDATE frames SET function = '<img src=x onerror=alert(1)>',
+                               module = '/srv/<script>window.__xss=1</script>'
+             WHERE function = 'leak_a';
+             UPDATE stack_rollup SET route = '/<img src=x onerror=alert(1)>' WHERE route = '/a';",
+        )
+        .unwrap();
+    let (_hostile_stacks, hostile_stacks_url) = view(&[
+        "view",
+        hostile_stacks.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
 
     // Hostile data: a log whose URL and User-Agent are HTML.
     let log = dir.path().join("xss.log");
@@ -113,6 +137,8 @@ fn page_in_headless_chromium() {
         .env("MEMWATCH_URL_LIVE", &live_url)
         .env("MEMWATCH_URL_XSS", &xss_url)
         .env("MEMWATCH_URL_XSS_RETAINED", &hostile_url)
+        .env("MEMWATCH_URL_STACKS", &stacks_url)
+        .env("MEMWATCH_URL_STACKS_XSS", &hostile_stacks_url)
         .env("MEMWATCH_SCREENSHOT_DIR", &shots)
         .output()
         .expect("node (Node.js) on PATH");
@@ -131,6 +157,7 @@ fn page_in_headless_chromium() {
         "retained.png",
         "live.png",
         "xss.png",
+        "stacks.png",
     ] {
         assert!(shots.join(shot).is_file(), "screenshot {shot} missing");
     }

@@ -245,6 +245,9 @@ fn roll<'a>(rollup: &mut Rollup<'a>, r: &'a RequestRow) {
     sums[7] += r.released as i64;
 }
 
+/// A `stack_rollup` row's key: (second, req_second, method, route, pid, stack).
+type StackKey<'a> = (i64, i64, &'a str, &'a str, u32, u32);
+
 /// One batch's releases and outside growth, summed by their keys before they are written.
 #[derive(Debug, Default)]
 struct OriginSums<'a> {
@@ -257,7 +260,7 @@ struct OriginSums<'a> {
     /// (second, req_second, method, route) → (grown, released) address space.
     vm: rustc_hash::FxHashMap<(i64, i64, &'a str, &'a str), (i64, i64)>,
     /// (second, req_second, method, route, pid, stack) → [grown, released, pages].
-    stacks: rustc_hash::FxHashMap<(i64, i64, &'a str, &'a str, u32, u32), [i64; 3]>,
+    stacks: rustc_hash::FxHashMap<StackKey<'a>, [i64; 3]>,
 }
 
 impl<'a> OriginSums<'a> {

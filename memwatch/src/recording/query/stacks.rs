@@ -188,8 +188,9 @@ impl Recording {
     }
 }
 
-/// A recording with call sites, for the tests of the views that read them.
-#[cfg(test)]
+/// A recording with call sites, for the tests of the views that read them: this crate's, and
+/// (with the `fixtures` feature) the browser test's, which serves it with `memwatch view`.
+#[cfg(any(test, feature = "fixtures"))]
 pub mod fixture {
     use std::{path::Path, sync::Arc};
 

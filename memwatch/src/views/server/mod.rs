@@ -167,6 +167,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/endpoints", get(api::endpoints))
         .route("/api/retained", get(api::retained))
         .route("/api/requests", get(api::requests))
+        .route("/api/stacks", get(api::stacks))
         .route("/api/log_lines", get(api::log_lines))
         .route("/api/stream", get(api::stream))
         .fallback(asset)

@@ -17,7 +17,9 @@ use axum::{
     response::sse::{Event, KeepAlive, Sse},
 };
 use futures_util::stream::{self, Stream};
-use responses::{Endpoints, LogLines, Requests, RetainedByRoute, Summary, Timeline, Update};
+use responses::{
+    Endpoints, LogLines, Requests, RetainedByRoute, Stacks, Summary, Timeline, Update,
+};
 
 use super::{ApiError, AppState, ErrorBody};
 use crate::recording::{
@@ -150,6 +152,20 @@ pub(super) async fn requests(
     with_rec(&state, move |rec| Requests::read(rec, &filter, limit))
         .await
         .map(Json)
+}
+
+pub(super) async fn stacks(
+    State(state): State<Arc<AppState>>,
+    Query(p): Params,
+) -> ApiResult<Stacks> {
+    let range = range(&p)?;
+    let route = p.get("route").cloned();
+    let method = p.get("method").cloned();
+    with_rec(&state, move |rec| {
+        Stacks::read(rec, range, route.as_deref(), method.as_deref())
+    })
+    .await
+    .map(Json)
 }
 
 pub(super) async fn log_lines(
