@@ -347,6 +347,14 @@ pub struct ReportArgs {
     pub file: PathBuf,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+    /// Also list each route's call sites by the memory they keep (a recording made with
+    /// `record --stacks`).
+    #[arg(long)]
+    pub stacks: bool,
+    /// With --stacks: how many call sites to list per route.
+    #[arg(long, default_value_t = 5, value_name = "N", requires = "stacks",
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub stacks_top: u16,
 }
 
 /// Seconds as a number (`10`, `0.5`) or a duration with a unit (`500ms`, `2m`).
@@ -388,6 +396,26 @@ mod tests {
         assert!(parse_duration("0").is_err());
         assert!(parse_duration("-1").is_err());
         assert!(parse_duration("soon").unwrap_err().contains("\"soon\""));
+    }
+
+    #[test]
+    fn stacks_top_needs_stacks() {
+        let report = |args: &[&str]| {
+            Cli::try_parse_from([&["memwatch", "report", "r.db"], args].concat()).map(|cli| {
+                match cli.command {
+                    Command::Report(r) => (r.stacks, r.stacks_top),
+                    other => unreachable!("{other:?}"),
+                }
+            })
+        };
+        assert_eq!(report(&[]).unwrap(), (false, 5));
+        assert_eq!(report(&["--stacks"]).unwrap(), (true, 5));
+        assert_eq!(
+            report(&["--stacks", "--stacks-top", "3"]).unwrap(),
+            (true, 3)
+        );
+        assert!(report(&["--stacks-top", "3"]).is_err());
+        assert!(report(&["--stacks", "--stacks-top", "0"]).is_err());
     }
 
     #[test]

@@ -1,7 +1,8 @@
-//! What a user sees of a recording: the report ([`report`]), allocation profiles and their
-//! comparison ([`profile`]), their rendering as text and markdown ([`format`]), and the page with
-//! its JSON API ([`server`]).
+//! What a user sees of a recording: the report ([`report`]) with its call sites per route
+//! ([`call_sites`]), allocation profiles and their comparison ([`profile`]), their rendering as
+//! text and markdown ([`format`]), and the page with its JSON API ([`server`]).
 
+pub mod call_sites;
 pub mod format;
 pub mod profile;
 pub mod report;
