@@ -1,9 +1,11 @@
 //! What a user sees of a recording: the report ([`report`]) with its call sites per route
 //! ([`call_sites`]), allocation profiles and their comparison ([`profile`]), their rendering as
-//! text and markdown ([`format`]), and the page with its JSON API ([`server`]).
+//! text and markdown ([`format`]), resident memory by call site as a pprof profile ([`pprof`]),
+//! and the page with its JSON API ([`server`]).
 
 pub mod call_sites;
 pub mod format;
+pub mod pprof;
 pub mod profile;
 pub mod report;
 pub mod server;
