@@ -45,6 +45,8 @@ pub enum Command {
     View(ViewArgs),
     /// Write a recording's allocation profile: per-route figures as stable JSON.
     Profile(ProfileArgs),
+    /// Write resident memory by call site as a pprof profile (recordings made with --stacks).
+    Pprof(PprofArgs),
     /// Compare two profiles (or recordings) route by route; exit 1 on a regression.
     Diff(DiffArgs),
     /// Start a server traced, wait until it answers, run a workload, stop everything cleanly,
@@ -59,6 +61,73 @@ pub struct ProfileArgs {
     /// Where to write the profile (default: standard output).
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct PprofArgs {
+    /// A recording made with `memwatch record --stacks`.
+    pub file: PathBuf,
+    /// Where to write the profile: gzip-compressed profile.proto, as `go tool pprof`, Pyroscope
+    /// and Parca read it (overwritten).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+    /// Only this route's memory ("[outside requests]" for memory made outside any request).
+    #[arg(long, value_name = "ROUTE")]
+    pub route: Option<String>,
+    /// Only requests that ended from this time on: seconds from the recording's start (90, 1.5,
+    /// 2m) or an RFC 3339 time (2026-05-19T08:00:00Z).
+    #[arg(long, value_parser = parse_time, value_name = "TIME")]
+    pub from: Option<TimeArg>,
+    /// Only requests that ended up to this time (as --from); releases count up to it too.
+    #[arg(long, value_parser = parse_time, value_name = "TIME")]
+    pub to: Option<TimeArg>,
+}
+
+/// A time on the command line: from the recording's start, or a wall-clock time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeArg {
+    /// This long after the recording started.
+    FromStart(Duration),
+    /// Nanoseconds since the Unix epoch.
+    At(i64),
+}
+
+impl TimeArg {
+    /// Nanoseconds since the Unix epoch, given when the recording started; `None` when the time
+    /// is relative and the start is not known.
+    pub fn resolve(self, started_ns: Option<i64>) -> Option<i64> {
+        match self {
+            Self::At(ns) => Some(ns),
+            Self::FromStart(d) => started_ns
+                .map(|s| s.saturating_add(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))),
+        }
+    }
+}
+
+/// Seconds from a recording's start (`90`, `1.5`, `500ms`, `2m`, `0`) or an RFC 3339 time.
+pub fn parse_time(s: &str) -> Result<TimeArg, String> {
+    let s = s.trim();
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return t
+            .timestamp_nanos_opt()
+            .map(TimeArg::At)
+            .ok_or_else(|| format!("{s:?} is outside the years 1677 to 2262"));
+    }
+    let bad = || {
+        format!(
+            "{s:?} is neither seconds from the recording's start (90, 1.5, 500ms, 2m) nor an \
+             RFC 3339 time (2026-05-19T08:00:00Z)"
+        )
+    };
+    match s.parse::<f64>() {
+        Ok(secs) if (0.0..1e9).contains(&secs) => {
+            Ok(TimeArg::FromStart(Duration::from_secs_f64(secs)))
+        }
+        Ok(_) => Err(bad()),
+        Err(_) => humantime::parse_duration(s)
+            .map(TimeArg::FromStart)
+            .map_err(|_| bad()),
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, ValueEnum)]
@@ -361,6 +430,14 @@ pub struct ReportArgs {
     pub file: PathBuf,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+    /// Also list each route's call sites by the memory they keep (a recording made with
+    /// `record --stacks`).
+    #[arg(long)]
+    pub stacks: bool,
+    /// With --stacks: how many call sites to list per route.
+    #[arg(long, default_value_t = 5, value_name = "N", requires = "stacks",
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub stacks_top: u16,
 }
 
 /// Seconds as a number (`10`, `0.5`) or a duration with a unit (`500ms`, `2m`).
@@ -440,6 +517,59 @@ mod tests {
             "\"1k\": the size must be from 4KiB to 1GiB"
         );
         assert!(parse_size("lots").unwrap_err().contains("\"lots\""));
+    }
+
+    #[test]
+    fn times() {
+        let secs = |s: u64| Ok(TimeArg::FromStart(Duration::from_secs(s)));
+        assert_eq!(parse_time("90"), secs(90));
+        assert_eq!(parse_time("0"), secs(0));
+        assert_eq!(parse_time("2m"), secs(120));
+        assert_eq!(
+            parse_time("1.5"),
+            Ok(TimeArg::FromStart(Duration::from_millis(1500)))
+        );
+        assert_eq!(
+            parse_time("2027-01-15T08:00:00Z"),
+            Ok(TimeArg::At(1_800_000_000_000_000_000))
+        );
+        assert_eq!(
+            parse_time("2027-01-15T09:00:00.5+01:00"),
+            Ok(TimeArg::At(1_800_000_000_500_000_000))
+        );
+        for bad in ["-1", "soon", "2027-01-15"] {
+            assert_eq!(
+                parse_time(bad),
+                Err(format!(
+                    "{bad:?} is neither seconds from the recording's start (90, 1.5, 500ms, 2m) \
+                     nor an RFC 3339 time (2026-05-19T08:00:00Z)"
+                ))
+            );
+        }
+        let later = TimeArg::FromStart(Duration::from_millis(1500));
+        assert_eq!(later.resolve(Some(10)), Some(1_500_000_010));
+        assert_eq!(later.resolve(None), None);
+        assert_eq!(TimeArg::At(5).resolve(None), Some(5));
+    }
+
+    #[test]
+    fn stacks_top_needs_stacks() {
+        let report = |args: &[&str]| {
+            Cli::try_parse_from([&["memwatch", "report", "r.db"], args].concat()).map(|cli| {
+                match cli.command {
+                    Command::Report(r) => (r.stacks, r.stacks_top),
+                    other => unreachable!("{other:?}"),
+                }
+            })
+        };
+        assert_eq!(report(&[]).unwrap(), (false, 5));
+        assert_eq!(report(&["--stacks"]).unwrap(), (true, 5));
+        assert_eq!(
+            report(&["--stacks", "--stacks-top", "3"]).unwrap(),
+            (true, 3)
+        );
+        assert!(report(&["--stacks-top", "3"]).is_err());
+        assert!(report(&["--stacks", "--stacks-top", "0"]).is_err());
     }
 
     #[test]

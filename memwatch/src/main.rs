@@ -40,6 +40,7 @@ fn main() {
             ))
         }),
         Command::Profile(args) => commands::profile::profile(&args),
+        Command::Pprof(args) => commands::pprof::run(&args),
         Command::Diff(args) => commands::profile::diff_command(&args),
         Command::Ci(args) => runtime().and_then(|rt| rt.block_on(commands::ci::run(args))),
         Command::View(args) => runtime().and_then(|rt| rt.block_on(commands::view::run(args))),

@@ -17,7 +17,8 @@ const TEST_PACKAGES: &[&str] = &[
     "goaccess",
     "chromium",
     // The runtime tests: a Node.js http server, a Go net/http server, and Python's venv for
-    // gunicorn and Flask.
+    // gunicorn and Flask. Go's `go tool pprof` also reads the profiles `memwatch pprof` writes
+    // (a unit test, which fails without Go).
     "nodejs",
     "golang-go",
     "python3-venv",

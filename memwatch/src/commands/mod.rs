@@ -3,6 +3,7 @@
 //! the flow, where every module's errors are in sight.
 
 pub mod ci;
+pub mod pprof;
 pub mod profile;
 pub mod record;
 pub mod report;
@@ -12,7 +13,7 @@ use crate::{
     capture::accesslog::AccessLogError,
     correlate::route::RouteError,
     error::{RecordingError, SetupError, UsageError, WriteError, exit},
-    views::profile::ProfileError,
+    views::{pprof::PprofError, profile::ProfileError},
 };
 
 /// The documented exit code for an error that reached `main`.
@@ -22,6 +23,8 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
     } else if let Some(e) = err.downcast_ref::<RecordingError>() {
         e.exit_code()
     } else if let Some(e) = err.downcast_ref::<WriteError>() {
+        e.exit_code()
+    } else if let Some(e) = err.downcast_ref::<PprofError>() {
         e.exit_code()
     } else if err.downcast_ref::<UsageError>().is_some()
         || err.downcast_ref::<RouteError>().is_some()

@@ -1,4 +1,4 @@
-//! `memwatch report FILE [--format text|json]`.
+//! `memwatch report FILE [--format text|json] [--stacks [--stacks-top N]]`.
 
 use crate::{
     cli::{Format, ReportArgs},
@@ -8,7 +8,10 @@ use crate::{
 
 pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
     let rec = Recording::open(&args.file)?;
-    let report = Report::build(&rec)?;
+    let mut report = Report::build(&rec)?;
+    if args.stacks {
+        report = report.with_call_sites(&rec, usize::from(args.stacks_top))?;
+    }
     match args.format {
         Format::Text => print!("{}", report.to_text()),
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),

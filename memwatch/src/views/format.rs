@@ -5,14 +5,24 @@
 use std::fmt::Write as _;
 
 use super::{
+    call_sites::{CallSiteReport, route_label},
     profile::{Diff, Metric, RouteChange},
     report::Report,
 };
 use crate::units::bytes;
 
 impl Report {
-    /// One screen of text.
+    /// One screen of text, and the call sites when the report has them.
     pub fn to_text(&self) -> String {
+        let mut s = self.summary_text();
+        if let Some(stacks) = &self.stacks {
+            s.push('\n');
+            s.push_str(&stacks.to_text());
+        }
+        s
+    }
+
+    fn summary_text(&self) -> String {
         let mut s = String::new();
         let m = &self.memory;
         let _ = writeln!(
@@ -189,6 +199,61 @@ impl Report {
                     e.duration_ms_p95,
                     e.statuses,
                     if e.approximate > 0 { " ~" } else { "" }
+                );
+            }
+        }
+        s
+    }
+}
+
+impl CallSiteReport {
+    /// Each route's call sites, a line each: retained, grown, then the leaf frame and its
+    /// nearest callers.
+    pub fn to_text(&self) -> String {
+        let mut s = String::new();
+        if let Some(note) = self.note {
+            let _ = writeln!(s, "{note}");
+            return s;
+        }
+        if self.routes.is_empty() {
+            let _ = writeln!(s, "call sites: none made memory resident");
+            return s;
+        }
+        let _ = writeln!(
+            s,
+            "call sites: the top {} per route by retained memory (leaf frame first, then its \
+             callers)",
+            self.top
+        );
+        let _ = writeln!(s, "  {:>11} {:>11}  call site", "retained", "grown");
+        for r in &self.routes {
+            if r.route.is_empty() {
+                let _ = writeln!(s, "{}", route_label(&r.route));
+            } else {
+                let _ = writeln!(s, "{} {}", r.method, r.route);
+            }
+            for site in &r.sites {
+                let more = if site.depth > site.frames.len() {
+                    " ← …"
+                } else {
+                    ""
+                };
+                let _ = writeln!(
+                    s,
+                    "  {:>11} {:>11}  {}{more}",
+                    signed_bytes(site.retained_bytes),
+                    bytes(site.grown_bytes),
+                    site.frames.join(" ← ")
+                );
+            }
+            if r.more_sites > 0 {
+                let _ = writeln!(
+                    s,
+                    "  {:>11} {:>11}  ({} more call site{})",
+                    signed_bytes(r.more_retained_bytes),
+                    bytes(r.more_grown_bytes),
+                    r.more_sites,
+                    if r.more_sites == 1 { "" } else { "s" }
                 );
             }
         }

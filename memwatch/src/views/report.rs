@@ -21,6 +21,7 @@ use crate::{
             retained::{LaterRelease, RetainedSecond},
         },
     },
+    views::call_sites::CallSiteReport,
 };
 
 /// How many entries size and thread lists keep.
@@ -61,6 +62,9 @@ pub struct Report {
     pub retained: Option<RetainedSummary>,
     /// Present when the recording followed access logs.
     pub access_log: Option<AccessLog>,
+    /// Each route's call sites, with `report --stacks` only (see [`Report::with_call_sites`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stacks: Option<CallSiteReport>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -872,7 +876,15 @@ impl Report {
             retained: RetainedSummary::read(rec, Range::default(), &endpoints)?,
             endpoints,
             access_log: AccessLog::read(rec)?,
+            stacks: None,
         })
+    }
+
+    /// The report with each route's call sites (at most `top` per route), as `report --stacks`
+    /// shows them; a recording without call sites says so.
+    pub fn with_call_sites(mut self, rec: &Recording, top: usize) -> Q<Self> {
+        self.stacks = Some(CallSiteReport::read(rec, &self.endpoints, top)?);
+        Ok(self)
     }
 }
 
