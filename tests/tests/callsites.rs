@@ -147,3 +147,236 @@ fn stacks_api_says_when_none_were_recorded() {
         })
     );
 }
+
+// ---- Real programs: call sites taken by `record --stacks` ---------------------------------
+
+/// The call-site fixture (`fixtures/runtimes/callsites`), built once per flavour with the
+/// system's C compiler into the target directory: `fp` keeps frame pointers, `nofp` does not.
+fn callsites_server(flavour: &'static str) -> memwatch_tests::Server {
+    use std::{collections::HashMap, path::PathBuf, process::Command, sync::Mutex};
+    static BUILT: Mutex<Option<HashMap<&'static str, PathBuf>>> = Mutex::new(None);
+    let out = {
+        let mut built = BUILT.lock().unwrap();
+        let built = built.get_or_insert_with(HashMap::new);
+        built
+            .entry(flavour)
+            .or_insert_with(|| {
+                let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+                let dir = root.join("../target/runtimes");
+                std::fs::create_dir_all(&dir).unwrap();
+                let out = dir.join(format!("callsites-{flavour}"));
+                let fp = if flavour == "fp" {
+                    "-fno-omit-frame-pointer"
+                } else {
+                    "-fomit-frame-pointer"
+                };
+                let status = Command::new("cc")
+                    .args(["-O2", "-g", fp, "-o"])
+                    .arg(&out)
+                    .arg(root.join("fixtures/runtimes/callsites/callsites.c"))
+                    .status()
+                    .expect("a C compiler (cc): run `cargo xtask setup --test`");
+                assert!(status.success(), "cc of the call-site fixture failed");
+                out
+            })
+            .clone()
+    };
+    memwatch_tests::start_server(&mut Command::new(out))
+}
+
+/// Records `pid` with `--stacks` while `drive` runs; returns the recording's directory and path.
+fn record_stacks(pid: u32, drive: impl FnOnce()) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempdir();
+    let out = dir.path().join("stacks.db");
+    let pid = pid.to_string();
+    let mut rec = Running::start(&[
+        "record",
+        "-p",
+        &pid,
+        "-o",
+        out.to_str().unwrap(),
+        "--stacks",
+    ]);
+    rec.wait_recording(T);
+    drive();
+    std::thread::sleep(Duration::from_millis(300));
+    rec.signal(libc::SIGINT);
+    let done = rec.wait(T);
+    assert_eq!(done.code(), 0, "{}", done.stderr);
+    (dir, out)
+}
+
+/// The innermost frame of the leaf that retains most, in an `/api/stacks` tree.
+fn top_leaf(answer: &Value) -> (String, i64) {
+    fn walk(nodes: &Value, best: &mut (String, i64)) {
+        for n in nodes.as_array().into_iter().flatten() {
+            let children = &n["children"];
+            if children.as_array().is_none_or(Vec::is_empty) {
+                let r = n["retained_bytes"].as_i64().unwrap_or(0);
+                if r > best.1 {
+                    *best = (n["name"].as_str().unwrap_or_default().to_owned(), r);
+                }
+            } else {
+                walk(children, best);
+            }
+        }
+    }
+    let mut best = (String::new(), 0);
+    walk(&answer["roots"], &mut best);
+    best
+}
+
+/// Two routes keep memory through two functions: the top retained call site of each route is
+/// its own function, in the page's API, in `report --stacks` and in the pprof file (read by
+/// `go tool pprof -top`); and the stacks were taken the way the binary allows.
+fn own_call_sites(flavour: &'static str, unwind: &str) {
+    let server = callsites_server(flavour);
+    let base = format!("http://127.0.0.1:{}", server.port);
+    let (_dir, file) = record_stacks(server.pid(), || {
+        for _ in 0..2 {
+            memwatch_tests::ab_load(&format!("{base}/a?kb=512"), 10, 1, false);
+            memwatch_tests::ab_load(&format!("{base}/b?kb=256"), 10, 1, false);
+        }
+    });
+    let rec = memwatch::recording::Recording::open(&file).unwrap();
+    let sites = rec.call_sites().unwrap();
+    let ways: std::collections::BTreeSet<&str> =
+        sites.unwind.values().map(String::as_str).collect();
+    assert_eq!(ways, [unwind].into(), "{flavour}: stacks taken as {ways:?}");
+    assert_eq!(rec.meta("stacks_lost").unwrap().as_deref(), Some("0"));
+
+    // The page's API.
+    let (_view, port) = view(&file);
+    for (route, function, kib) in [("/a", "keep_a", 512 * 20), ("/b", "keep_b", 256 * 20)] {
+        let (status, answer) = http_json(port, &format!("/api/stacks?route={route}"));
+        assert_eq!(status, 200, "{answer}");
+        let (leaf, bytes) = top_leaf(&answer);
+        assert_eq!(leaf, function, "{flavour} {route}: {answer:#}");
+        // Most of what the route keeps is its function's (the rest: glibc's header writes
+        // before the first stack of a block, folded into malloc's caller too when unwound).
+        let total = answer["retained_bytes"].as_i64().unwrap();
+        assert!(
+            total >= kib * 1024,
+            "{flavour} {route}: {total} bytes retained"
+        );
+        assert!(
+            bytes * 2 > total,
+            "{flavour} {route}: {leaf} keeps {bytes} of {total}"
+        );
+    }
+
+    // report --stacks.
+    let done = memwatch_tests::run(
+        &[
+            "report",
+            file.to_str().unwrap(),
+            "--stacks",
+            "--format",
+            "json",
+        ],
+        T,
+    );
+    assert_eq!(done.code(), 0, "{}", done.stderr);
+    let report: Value = serde_json::from_str(&done.stdout).unwrap();
+    for (route, function) in [("/a", "keep_a"), ("/b", "keep_b")] {
+        let r = report["stacks"]["routes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["route"] == route)
+            .unwrap_or_else(|| panic!("{route} in {:#}", report["stacks"]));
+        assert_eq!(
+            r["sites"][0]["frames"][0], function,
+            "{flavour} {route}: {r:#}"
+        );
+    }
+
+    // pprof, read by Go's own tool.
+    for (route, function) in [("/a", "keep_a"), ("/b", "keep_b")] {
+        let out = file.with_extension(format!("{}.pb.gz", &route[1..]));
+        let done = memwatch_tests::run(
+            &[
+                "pprof",
+                file.to_str().unwrap(),
+                "-o",
+                out.to_str().unwrap(),
+                "--route",
+                route,
+            ],
+            T,
+        );
+        assert_eq!(done.code(), 0, "{}", done.stderr);
+        let top = std::process::Command::new("go")
+            .args(["tool", "pprof", "-top", "-sample_index=retained"])
+            .arg(&out)
+            .env("TZ", "UTC")
+            .output()
+            .expect("go (golang-go): run `cargo xtask setup --test`");
+        let text = String::from_utf8_lossy(&top.stdout);
+        // The first row after the header: `flat flat% sum% cum cum% name`.
+        let first = text
+            .lines()
+            .skip_while(|l| !l.trim_start().starts_with("flat"))
+            .nth(1)
+            .unwrap_or_default();
+        assert_eq!(
+            first.split_whitespace().last(),
+            Some(function),
+            "{flavour} {route}:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn call_sites_of_a_program_with_frame_pointers() {
+    own_call_sites("fp", "fp");
+}
+
+#[test]
+fn call_sites_of_a_program_without_frame_pointers() {
+    own_call_sites("nofp", "dwarf");
+}
+
+/// Debian's python3 keeps no frame pointers: its stacks are copied and unwound with its
+/// `.eh_frame`, and reach the interpreter's own frames (libpython is linked into the binary).
+#[test]
+fn debian_python_stacks_reach_the_interpreter() {
+    let python = std::path::Path::new("/usr/bin/python3");
+    assert!(
+        python.exists(),
+        "Debian's python3 (package python3-minimal): run `cargo xtask setup --test`"
+    );
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/runtimes/python/keep.py");
+    let server = memwatch_tests::start_server(std::process::Command::new(python).arg(script));
+    let base = format!("http://127.0.0.1:{}", server.port);
+    let (_dir, file) = record_stacks(server.pid(), || {
+        memwatch_tests::ab_load(&format!("{base}/keep?kb=256"), 30, 1, false);
+    });
+    let rec = memwatch::recording::Recording::open(&file).unwrap();
+    let sites = rec.call_sites().unwrap();
+    let mut charges = rec
+        .stack_charges(i64::MIN, i64::MAX, Some("/keep"))
+        .unwrap();
+    charges.sort_by_key(|c| -c.retained());
+    let top = charges.first().expect("call sites for /keep");
+    assert!(
+        top.retained() >= 30 * 256 * 1024 / 2,
+        "the top call site keeps {} bytes",
+        top.retained()
+    );
+    assert_eq!(sites.unwind[&top.stack], "dwarf");
+    let frames = sites.frames_of(top.stack);
+    let names: Vec<String> = frames.iter().map(|f| f.label()).collect();
+    assert!(
+        frames.iter().any(|f| f.module.ends_with("python3.11")
+            && f.function.as_deref() == Some("_PyEval_EvalFrameDefault")),
+        "{names:?}"
+    );
+    // Unwound to the program's start.
+    assert_eq!(
+        names.last().map(String::as_str),
+        Some("_start"),
+        "{names:?}"
+    );
+}

@@ -22,6 +22,9 @@ const TEST_PACKAGES: &[&str] = &[
     "nodejs",
     "golang-go",
     "python3-venv",
+    // The call-site tests build a C fixture with and without frame pointers.
+    "gcc",
+    "libc6-dev",
 ];
 
 fn quiet(cmd: &mut Command) -> bool {

@@ -177,10 +177,13 @@ fn path(stack: i64, sites: &CallSites) -> Vec<(String, Option<String>)> {
     if stack == 0 {
         return vec![(NO_STACK.to_owned(), None)];
     }
-    let Some(ids) = sites.stacks.get(&stack) else {
+    if !sites.stacks.contains_key(&stack) {
         return vec![(UNKNOWN_STACK.to_owned(), None)];
-    };
-    ids.iter()
+    }
+    // The C library's innermost frames fold into their caller (`CallSites::site_ids`).
+    sites
+        .site_ids(stack)
+        .iter()
         .rev()
         .map(|id| match sites.frames.get(id) {
             Some(f) => (f.label(), Some(f.module.clone())),

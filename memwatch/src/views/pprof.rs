@@ -349,15 +349,12 @@ impl<'a> Builder<'a> {
     /// The locations of `stack`, leaf first.
     fn stack(&mut self, stack: i64) -> Vec<u64> {
         let sites = self.sites;
+        // The C library's innermost frames fold into their caller (`CallSites::site_ids`).
         let frames: Vec<(i64, &'a Frame)> = sites
-            .stacks
-            .get(&stack)
-            .map(|ids| {
-                ids.iter()
-                    .filter_map(|id| sites.frames.get(id).map(|f| (*id, f)))
-                    .collect()
-            })
-            .unwrap_or_default();
+            .site_ids(stack)
+            .iter()
+            .filter_map(|id| sites.frames.get(id).map(|f| (*id, f)))
+            .collect();
         if frames.is_empty() {
             return vec![self.placeholder(stack)];
         }

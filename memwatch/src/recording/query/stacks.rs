@@ -74,11 +74,23 @@ impl CallSites {
     /// caller, as memory profilers do, so that the innermost frame is the code that asked for
     /// the memory. Empty for stack 0 or an unknown id.
     pub fn frames_of(&self, stack: i64) -> Vec<&Frame> {
-        let all = self.all_frames_of(stack);
-        let inner = all.iter().take_while(|f| in_c_library(&f.module)).count();
+        self.site_ids(stack)
+            .iter()
+            .filter_map(|id| self.frames.get(id))
+            .collect()
+    }
+
+    /// The frame ids of [`CallSites::frames_of`].
+    pub fn site_ids(&self, stack: i64) -> &[i64] {
+        let Some(ids) = self.stacks.get(&stack) else {
+            return &[];
+        };
+        let inner = ids
+            .iter()
+            .take_while(|id| self.frames.get(id).is_some_and(|f| in_c_library(&f.module)))
+            .count();
         // A stack wholly in the C library keeps its outermost frame.
-        let skip = inner.min(all.len().saturating_sub(1));
-        all[skip..].to_vec()
+        &ids[inner.min(ids.len().saturating_sub(1))..]
     }
 
     /// Every frame of `stack`, leaf first, as it was taken.
