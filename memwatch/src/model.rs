@@ -272,6 +272,10 @@ pub mod meta {
     pub const STACK_SAMPLES: &str = "stack_samples";
     pub const STACKS_LOST: &str = "stacks_lost";
     pub const FRAMES_UNSYMBOLIZED: &str = "frames_unsymbolized";
+    /// With `--stacks`: microseconds memwatch spent unwinding, mapping and interning stacks on
+    /// its event loop, and naming frames on its own thread.
+    pub const STACK_RESOLVE_US: &str = "stack_resolve_us";
+    pub const SYMBOLIZE_US: &str = "symbolize_us";
     /// Why recording stopped: `signal`, `duration` or `targetsexited`.
     pub const STOP_REASON: &str = "stop_reason";
 

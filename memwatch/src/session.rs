@@ -913,14 +913,16 @@ impl Session {
             ));
         }
         if let Some(stacks) = self.stacks.take() {
-            let (rows, counts, unsymbolized) = stacks.finish();
+            let (rows, counts) = stacks.finish();
             self.rows.extend(rows);
             let kernel_lost = self.counters.stacks_lost;
-            tracing::info!(?counts, kernel_lost, unsymbolized, "stacks");
+            tracing::info!(?counts, kernel_lost, "stacks");
             for (key, value) in [
                 (meta::STACK_SAMPLES, counts.samples),
                 (meta::STACKS_LOST, counts.lost + kernel_lost),
-                (meta::FRAMES_UNSYMBOLIZED, unsymbolized),
+                (meta::FRAMES_UNSYMBOLIZED, counts.unsymbolized),
+                (meta::STACK_RESOLVE_US, counts.resolve.as_micros() as u64),
+                (meta::SYMBOLIZE_US, counts.symbolize.as_micros() as u64),
             ] {
                 self.rows.push(Row::Meta(key.into(), value.to_string()));
             }

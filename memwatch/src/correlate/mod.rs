@@ -1050,6 +1050,73 @@ mod tests {
         assert_eq!(c.origin_counts().unmatched_release_bytes, 0);
     }
 
+    /// `(route, stack, grown, released)` of every call-site row.
+    fn stack_rows(rows: &[Row]) -> Vec<(Option<&str>, u32, u64, u64)> {
+        rows.iter()
+            .filter_map(|r| match r {
+                Row::StackCharge(c) => Some((c.route.as_deref(), c.stack, c.grown, c.released)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// With stacks on, growth is charged to the thread's latest stack as well as its request:
+    /// per call site at the request's end (its own churn as released), a later release by
+    /// another thread credited back to the call site, growth outside requests at once. A new
+    /// request starts with no call site until its first stack.
+    #[test]
+    fn growth_is_charged_to_its_call_site_with_the_origin_model() {
+        let p = PAGE;
+        let mut c = correlator().with_stacks(true);
+        let mut out = Vec::new();
+        c.set_stack(TID, Some(9));
+        c.grow(50, PID, TID, 900 * p, 2 * p, 50, &mut out);
+        assert_eq!(stack_rows(&out), vec![(Some(""), 9, 2 * p, 0)]);
+        out.clear();
+        c.net(
+            &ev(NetOp::ReadStart, 100, 0, b"GET /leak HTTP/1.1\r\n\r\n", 0),
+            0,
+            &mut out,
+        );
+        // Before the request's first stack: no call site.
+        c.grow(105, PID, TID, 5 * p, p, 105, &mut out);
+        c.set_stack(TID, Some(1));
+        c.grow(110, PID, TID, 10 * p, 4 * p, 110, &mut out);
+        c.set_stack(TID, Some(2));
+        c.grow(112, PID, TID, 50 * p, 8 * p, 112, &mut out);
+        c.release(113, PID, 50 * p, 8 * p, &mut out);
+        c.net(
+            &ev(NetOp::WriteStart, 120, 0, b"HTTP/1.1 200 OK\r\n", 0),
+            0,
+            &mut out,
+        );
+        c.net(&ev(NetOp::Close, 200, 0, b"", 150), 0, &mut out);
+        let mut rows = stack_rows(&out);
+        rows.sort_unstable();
+        assert_eq!(
+            rows,
+            vec![
+                (Some("/leak"), 0, p, 0),
+                (Some("/leak"), 1, 4 * p, 0),
+                (Some("/leak"), 2, 8 * p, 8 * p),
+            ]
+        );
+        out.clear();
+        // Another thread frees half of stack 1's pages, and one startup page.
+        c.release(500, PID, 10 * p, 2 * p, &mut out);
+        c.release(510, PID, 900 * p, p, &mut out);
+        assert_eq!(
+            stack_rows(&out),
+            vec![(Some("/leak"), 1, 0, 2 * p), (Some(""), 9, 0, p)]
+        );
+        // Off, no call-site rows at all.
+        let mut off = correlator();
+        out.clear();
+        off.set_stack(TID, Some(9));
+        off.grow(50, PID, TID, 900 * p, 2 * p, 50, &mut out);
+        assert_eq!(stack_rows(&out), vec![]);
+    }
+
     #[test]
     fn releases_are_credited_back_to_the_request_that_grew_the_memory() {
         let p = PAGE;

@@ -248,6 +248,44 @@ mod tests {
         }
     }
 
+    /// A copied stack keeps its registers and `at`, and is cut to `len`, never past the record.
+    #[test]
+    fn decodes_stack_copies_cut_to_what_was_copied() {
+        use memwatch_common::stack::{AT_SYSCALL, STACK_COPY, StackCopyEvent};
+        let mut ev = Box::new(StackCopyEvent {
+            header: EventHeader {
+                kind: EventKind::StackCopy as u32,
+                tgid: 7,
+                tid: 8,
+                _pad: 0,
+                ts_ns: 5,
+            },
+            ip: 0x40_1000,
+            sp: 0x7ff0_0000,
+            bp: 0x7ff0_0100,
+            len: 2048,
+            at: AT_SYSCALL,
+            _pad: 0,
+            data: [0xab; STACK_COPY],
+        });
+        match Event::decode(&bytes_of(&*ev)) {
+            Ok(Event::StackCopy(c)) => {
+                assert_eq!(
+                    (c.ip, c.sp, c.bp, c.at),
+                    (0x40_1000, 0x7ff0_0000, 0x7ff0_0100, 1)
+                );
+                assert_eq!(c.data.len(), 2048);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        ev.len = u64::MAX;
+        let bytes = bytes_of(&*ev);
+        match Event::decode(&bytes[..bytes.len() - 100]) {
+            Ok(Event::StackCopy(c)) => assert_eq!(c.data.len(), STACK_COPY - 100),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
     #[test]
     fn rejects_short_and_unknown() {
         assert_eq!(

@@ -42,6 +42,11 @@ pub struct StackCounts {
     /// Distinct stacks and frames interned.
     pub stacks: u64,
     pub frames: u64,
+    /// Time spent on the event loop unwinding, mapping and interning stacks.
+    pub resolve: Duration,
+    /// Time the naming thread spent naming frames, and frames no symbol covered.
+    pub symbolize: Duration,
+    pub unsymbolized: u64,
 }
 
 #[derive(Debug)]
@@ -149,6 +154,18 @@ impl Stacks {
         if let Some(&id) = self.kernel.get(&(pid, kernel_id)) {
             return Some(id);
         }
+        let started = Instant::now();
+        let id = self.resolve_kernel(pid, kernel_id, frames);
+        self.counts.resolve += started.elapsed();
+        id
+    }
+
+    fn resolve_kernel(
+        &mut self,
+        pid: u32,
+        kernel_id: i64,
+        frames: impl FnOnce(u32) -> Option<Vec<u64>>,
+    ) -> Option<u32> {
         let addrs = u32::try_from(kernel_id).ok().and_then(frames);
         let Some(addrs) = addrs.filter(|a| !a.is_empty()) else {
             self.counts.lost += 1;
@@ -168,6 +185,18 @@ impl Stacks {
     /// A copied stack: unwound here with the binaries' unwind tables.
     pub fn from_copy(&mut self, pid: u32, ip: u64, sp: u64, bp: u64, data: &[u8]) -> Option<u32> {
         self.counts.samples += 1;
+        let started = Instant::now();
+        let id = self.resolve_copy(pid, (ip, sp, bp), data);
+        self.counts.resolve += started.elapsed();
+        id
+    }
+
+    fn resolve_copy(
+        &mut self,
+        pid: u32,
+        (ip, sp, bp): (u64, u64, u64),
+        data: &[u8],
+    ) -> Option<u32> {
         let binaries = &mut self.binaries;
         let proc = self.procs.entry(pid).or_insert_with(|| Proc {
             maps: maps::executable(pid),
@@ -240,15 +269,16 @@ impl Stacks {
         rows
     }
 
-    /// Names what is left; returns the last rows, the counts and how many frames no symbol
-    /// covered.
-    pub fn finish(mut self) -> (Vec<Row>, StackCounts, u64) {
+    /// Names what is left; returns the last rows and the counts.
+    pub fn finish(mut self) -> (Vec<Row>, StackCounts) {
         let mut rows = std::mem::take(&mut self.rows);
         let mut counts = self.counts;
         counts.stacks = self.stacks.len() as u64;
         counts.frames = self.frames.len() as u64;
-        let (named, unsymbolized) = self.symbolizer.finish();
+        let (named, done) = self.symbolizer.finish();
         rows.extend(named);
-        (rows, counts, unsymbolized)
+        counts.symbolize = done.busy;
+        counts.unsymbolized = done.unsymbolized;
+        (rows, counts)
     }
 }

@@ -39,7 +39,16 @@ pub struct Job {
 pub struct SymbolizerThread {
     jobs: Option<mpsc::Sender<Job>>,
     rows: mpsc::Receiver<Row>,
-    handle: Option<JoinHandle<u64>>,
+    handle: Option<JoinHandle<Done>>,
+}
+
+/// What the naming thread did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Done {
+    /// Frames no symbol covered.
+    pub unsymbolized: u64,
+    /// Time spent naming (not waiting for frames).
+    pub busy: Duration,
 }
 
 impl SymbolizerThread {
@@ -69,24 +78,28 @@ impl SymbolizerThread {
         self.rows.try_iter().collect()
     }
 
-    /// Names what is queued, stops the thread, and returns the last rows and how many frames no
-    /// symbol covered.
-    pub fn finish(mut self) -> (Vec<Row>, u64) {
+    /// Names what is queued, stops the thread, and returns the last rows and what it did.
+    pub fn finish(mut self) -> (Vec<Row>, Done) {
         drop(self.jobs.take());
-        let unsymbolized = self.handle.take().and_then(|h| h.join().ok()).unwrap_or(0);
-        (self.rows.try_iter().collect(), unsymbolized)
+        let done = self
+            .handle
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default();
+        (self.rows.try_iter().collect(), done)
     }
 }
 
-/// Returns how many frames no symbol covered.
-fn run(jobs: &mpsc::Receiver<Job>, rows: &mpsc::Sender<Row>) -> u64 {
+fn run(jobs: &mpsc::Receiver<Job>, rows: &mpsc::Sender<Row>) -> Done {
     let symbolizer = Symbolizer::builder()
         .enable_code_info(true)
         .enable_inlined_fns(false)
         .build();
     let mut perf_maps: HashMap<u32, PerfMap> = HashMap::new();
     let mut unsymbolized = 0;
+    let mut busy = Duration::ZERO;
     while let Ok(first) = jobs.recv() {
+        let started = Instant::now();
         // Everything queued, by binary: blazesym looks offsets up in batches.
         let mut batch = vec![first];
         batch.extend(jobs.try_iter());
@@ -142,8 +155,9 @@ fn run(jobs: &mpsc::Receiver<Job>, rows: &mpsc::Sender<Row>) -> u64 {
                 })));
             }
         }
+        busy += started.elapsed();
     }
-    unsymbolized
+    Done { unsymbolized, busy }
 }
 
 fn bounded(s: &str) -> String {
@@ -255,8 +269,8 @@ mod tests {
             pid: std::process::id(),
             place,
         });
-        let (rows, unsymbolized) = t.finish();
-        assert_eq!(unsymbolized, 0);
+        let (rows, done) = t.finish();
+        assert_eq!(done.unsymbolized, 0);
         let [Row::Frame(f)] = rows.as_slice() else {
             panic!("one frame expected, got {rows:?}");
         };
