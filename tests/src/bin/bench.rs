@@ -293,18 +293,20 @@ enum Tracer {
     MemwatchMemory,
     MemwatchIdle,
     MemwatchHeap,
+    MemwatchStacks,
     Bpftrace,
     Strace,
     ProcSampler,
 }
 
 impl Tracer {
-    const ALL: [Self; 8] = [
+    const ALL: [Self; 9] = [
         Self::None,
         Self::Memwatch,
         Self::MemwatchMemory,
         Self::MemwatchIdle,
         Self::MemwatchHeap,
+        Self::MemwatchStacks,
         Self::Bpftrace,
         Self::Strace,
         Self::ProcSampler,
@@ -317,6 +319,7 @@ impl Tracer {
             Self::MemwatchMemory => "memwatch --no-net",
             Self::MemwatchIdle => "memwatch on an idle process (hook tax)",
             Self::MemwatchHeap => "memwatch --heap (malloc/free followed)",
+            Self::MemwatchStacks => "memwatch --stacks (call sites)",
             Self::Bpftrace => "bpftrace script",
             Self::Strace => "strace -f (same syscalls)",
             Self::ProcSampler => "/proc RSS sampling (psrecord-like)",
@@ -391,6 +394,23 @@ struct TracerStats {
     cpu_s: f64,
     peak_rss_mb: f64,
     file_bytes: f64,
+    /// With `--stacks`: stacks taken, and ms spent unwinding (event loop) and naming frames.
+    stacks: f64,
+    resolve_ms: f64,
+    symbolize_ms: f64,
+}
+
+/// A numeric `meta` value of a recording (0 when absent).
+fn meta_f64(file: &std::path::Path, key: &str) -> f64 {
+    rusqlite::Connection::open(file)
+        .and_then(|c| {
+            c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| {
+                r.get::<_, String>(0)
+            })
+        })
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
 }
 
 fn peak_rss_mb(pid: u32) -> f64 {
@@ -417,7 +437,11 @@ fn attach(tracer: Tracer, pids: &[u32], dir: &std::path::Path) -> Attached {
     };
     match tracer {
         Tracer::None => {}
-        Tracer::Memwatch | Tracer::MemwatchMemory | Tracer::MemwatchIdle | Tracer::MemwatchHeap => {
+        Tracer::Memwatch
+        | Tracer::MemwatchMemory
+        | Tracer::MemwatchIdle
+        | Tracer::MemwatchHeap
+        | Tracer::MemwatchStacks => {
             let file = dir.join("bench.db");
             let _ = std::fs::remove_file(&file);
             let mut args: Vec<String> =
@@ -438,6 +462,9 @@ fn attach(tracer: Tracer, pids: &[u32], dir: &std::path::Path) -> Attached {
             }
             if tracer == Tracer::MemwatchHeap {
                 args.push("--heap".into());
+            }
+            if tracer == Tracer::MemwatchStacks {
+                args.push("--stacks".into());
             }
             let refs: Vec<&str> = args.iter().map(String::as_str).collect();
             let mut rec = Running::start(&refs);
@@ -545,6 +572,9 @@ fn detach(a: Attached) -> TracerStats {
         stats.dropped = json["dropped_events"].as_u64().unwrap_or(0);
         stats.requests = json["requests"].as_f64().unwrap_or(0.0);
         stats.file_bytes = std::fs::metadata(&file).map_or(0.0, |m| m.len() as f64);
+        stats.stacks = meta_f64(&file, "stack_samples");
+        stats.resolve_ms = meta_f64(&file, "stack_resolve_us") / 1000.0;
+        stats.symbolize_ms = meta_f64(&file, "symbolize_us") / 1000.0;
     }
     if let Some(mut child) = a.other {
         // SAFETY: signalling our own child.
@@ -591,7 +621,11 @@ fn table(title: &str, unit: &str, base_rate: f64, rows: &[Row], md: &mut String)
     for r in rows {
         let is_mw = matches!(
             r.tracer,
-            Tracer::Memwatch | Tracer::MemwatchMemory | Tracer::MemwatchIdle | Tracer::MemwatchHeap
+            Tracer::Memwatch
+                | Tracer::MemwatchMemory
+                | Tracer::MemwatchIdle
+                | Tracer::MemwatchHeap
+                | Tracer::MemwatchStacks
         );
         let med = |f: &dyn Fn(&TracerStats) -> f64| median(r.stats.iter().map(f).collect());
         let p99 = if r.p99_ratio.iter().all(|v| *v == 0.0) {
@@ -620,6 +654,18 @@ fn table(title: &str, unit: &str, base_rate: f64, rows: &[Row], md: &mut String)
             "| {} | {} | {p99} | {events} | {dropped} | {cpu} | {rss} | {bpr} |",
             r.tracer.name(),
             spread(&r.ratio)
+        );
+    }
+    if let Some(r) = rows.iter().find(|r| r.tracer == Tracer::MemwatchStacks) {
+        let med = |f: &dyn Fn(&TracerStats) -> f64| median(r.stats.iter().map(f).collect());
+        let _ = writeln!(
+            md,
+            "\nWith `--stacks`: {:.0} stacks taken per second; memwatch spent {:.1} ms per \
+             second of recording unwinding and interning them on its event loop, and {:.1} ms \
+             in all naming frames on its own thread (medians).",
+            med(&|s| s.stacks) / r.window_s,
+            med(&|s| s.resolve_ms) / r.window_s,
+            med(&|s| s.symbolize_ms),
         );
     }
 }
