@@ -212,6 +212,17 @@ pub(crate) fn rss_stat(ctx: TracePointContext) -> u32 {
             if t.pending != 0 {
                 t.file_dropped = t.pending;
                 t.pending = 0;
+                // The file pages this fault mapped are sent below, as a counter change: their
+                // call site, when one is due, goes first, after the run it does not belong to.
+                if global(&STACK_EVERY) != 0
+                    && t.stack_due >= global(&STACK_EVERY)
+                    && t.run_end > t.run_start
+                {
+                    send_run(t.tgid, tid, t.run_start, t.run_end, t.run_ns);
+                    t.run_start = 0;
+                    t.run_end = 0;
+                }
+                stack::maybe_take(&ctx, t, tid, page, AT_FAULT);
             }
         } else {
             if t.file_dropped != 0 {

@@ -272,6 +272,9 @@ pub mod meta {
     pub const STACK_SAMPLES: &str = "stack_samples";
     pub const STACKS_LOST: &str = "stacks_lost";
     pub const FRAMES_UNSYMBOLIZED: &str = "frames_unsymbolized";
+    /// With `--stacks`: processes switched from frame-pointer stacks to copied ones because a
+    /// an eighth or more of their first 16 stacks were cut short in a library without frame pointers.
+    pub const STACK_FALLBACKS: &str = "stack_fallbacks";
     /// With `--stacks`: microseconds memwatch spent unwinding, mapping and interning stacks on
     /// its event loop, and naming frames on its own thread.
     pub const STACK_RESOLVE_US: &str = "stack_resolve_us";

@@ -290,7 +290,9 @@ impl Session {
                 let (pid, tid) = (e.header.tgid, e.header.tid);
                 if let (Some(stacks), Some(probe)) = (self.stacks.as_mut(), self.probe.as_ref()) {
                     let id = stacks.from_kernel(pid, e.stack_id, |k| probe.kernel_stack(k));
+                    let fallbacks = stacks.take_fallbacks();
                     self.use_stack(tid, e.at, id);
+                    self.copy_stacks(&fallbacks);
                 }
             }
             Event::StackCopy(c) => {
@@ -312,6 +314,17 @@ impl Session {
             }
         } else {
             self.correlator.set_stack(tid, id);
+        }
+    }
+
+    /// Switches processes to copied stacks (their frame-pointer stacks were cut short).
+    fn copy_stacks(&mut self, pids: &[u32]) {
+        if let Some(probe) = self.probe.as_mut() {
+            for &pid in pids {
+                if let Err(e) = probe.add_target(pid, true) {
+                    tracing::warn!("{:#}", anyhow::Error::from(e));
+                }
+            }
         }
     }
 
@@ -920,6 +933,7 @@ impl Session {
             for (key, value) in [
                 (meta::STACK_SAMPLES, counts.samples),
                 (meta::STACKS_LOST, counts.lost + kernel_lost),
+                (meta::STACK_FALLBACKS, counts.fallbacks),
                 (meta::FRAMES_UNSYMBOLIZED, counts.unsymbolized),
                 (meta::STACK_RESOLVE_US, counts.resolve.as_micros() as u64),
                 (meta::SYMBOLIZE_US, counts.symbolize.as_micros() as u64),

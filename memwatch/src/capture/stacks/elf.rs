@@ -170,6 +170,7 @@ fn keeps_frame_pointers<'a, R: object::ReadRef<'a>>(elf: &object::File<'a, R>) -
             with += usize::from(fp);
         }
     }
+    tracing::debug!(with, of = total, "functions that set up a frame pointer");
     total >= 3 && with * 2 >= total
 }
 

@@ -31,6 +31,16 @@ use crate::model::{Row, Unwind};
 /// A process's mappings are read again on an address they do not hold at most this often.
 const MAPS_RELOAD: Duration = Duration::from_millis(200);
 
+/// Frame-pointer stacks of a process looked at before deciding whether they work for it: when
+/// an eighth of them or more were cut short, its stacks are copied from then on. (A C server
+/// built with frame pointers cuts about one stack in five short in glibc's malloc; Go, whose
+/// allocator is its own, none.)
+const FALLBACK_AFTER: u32 = 16;
+/// A frame-pointer stack of at most this many frames whose innermost frame is in a binary
+/// without frame pointers was cut short there (a libc leaf such as malloc's internals or
+/// `memset`, which use the frame-pointer register for data).
+const CUT_SHORT: usize = 2;
+
 /// What stack capture did, for the recording's summary.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StackCounts {
@@ -39,6 +49,9 @@ pub struct StackCounts {
     /// Stacks that could not be used: the kernel could not keep one, an id was not in its map,
     /// or a copied stack unwound to no frame.
     pub lost: u64,
+    /// Processes switched from frame-pointer stacks to copied ones, because too many of their
+    /// stacks were cut short in a library without frame pointers.
+    pub fallbacks: u64,
     /// Distinct stacks and frames interned.
     pub stacks: u64,
     pub frames: u64,
@@ -64,8 +77,12 @@ pub struct Stacks {
     procs: HashMap<u32, Proc>,
     frames: HashMap<(Place, u32), u32>,
     stacks: HashMap<Vec<u32>, u32>,
-    /// (pid, kernel stack id) → stack id.
-    kernel: HashMap<(u32, i64), u32>,
+    /// (pid, kernel stack id) → stack id, and whether it was cut short.
+    kernel: HashMap<(u32, i64), (u32, bool)>,
+    /// Per process on frame-pointer stacks: (stacks seen, of them cut short).
+    fp_health: HashMap<u32, (u32, u32)>,
+    /// Processes to switch to copied stacks (see [`Stacks::take_fallbacks`]).
+    fallbacks: Vec<u32>,
     symbolizer: SymbolizerThread,
     rows: Vec<Row>,
     counts: StackCounts,
@@ -85,6 +102,8 @@ impl Stacks {
             frames: HashMap::new(),
             stacks: HashMap::new(),
             kernel: HashMap::new(),
+            fp_health: HashMap::new(),
+            fallbacks: Vec::new(),
             symbolizer: SymbolizerThread::start(),
             rows: Vec::new(),
             counts: StackCounts::default(),
@@ -130,7 +149,58 @@ impl Stacks {
     /// `pid` exec'd or exited: its mappings are stale.
     pub fn forget(&mut self, pid: u32) {
         self.procs.remove(&pid);
+        self.fp_health.remove(&pid);
         self.kernel.retain(|&(p, _), _| p != pid);
+    }
+
+    /// Processes whose frame-pointer stacks are too often cut short in a library without frame
+    /// pointers (Node.js and a C program built with frame pointers, whose faults in glibc's
+    /// malloc or `memset` end the walk): from now on their stacks are to be copied and unwound.
+    pub fn take_fallbacks(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.fallbacks)
+    }
+
+    /// Counts a frame-pointer stack of `pid`, cut short or not, and decides on a fallback.
+    fn judge_fp(&mut self, pid: u32, cut_short: bool) {
+        let Some(health) = self.fp_health.get_mut(&pid) else {
+            self.fp_health.insert(pid, (1, u32::from(cut_short)));
+            return;
+        };
+        if health.0 == u32::MAX {
+            return; // decided
+        }
+        health.0 += 1;
+        health.1 += u32::from(cut_short);
+        if health.0 >= FALLBACK_AFTER {
+            tracing::debug!(
+                pid,
+                cut_short = health.1,
+                of = health.0,
+                "frame-pointer stacks"
+            );
+            if health.1 * 8 >= health.0 {
+                tracing::info!(
+                    pid,
+                    cut_short = health.1,
+                    of = health.0,
+                    "frame-pointer stacks end in a library without frame pointers: copying them"
+                );
+                self.fallbacks.push(pid);
+                self.counts.fallbacks += 1;
+            }
+            *health = (u32::MAX, 0);
+        }
+    }
+
+    /// Whether a frame-pointer stack stopped within [`CUT_SHORT`] frames in a binary without
+    /// frame pointers.
+    fn cut_short(&mut self, pid: u32, addrs: &[u64]) -> bool {
+        if addrs.len() > CUT_SHORT {
+            return false;
+        }
+        let leaf = addrs.first().copied().unwrap_or(0);
+        let path = maps::find(&self.proc(pid).maps, leaf).and_then(|m| m.path.clone());
+        path.is_some_and(|p| Self::binary(&mut self.binaries, &p).is_none_or(|b| !b.frame_pointers))
     }
 
     fn proc(&mut self, pid: u32) -> &mut Proc {
@@ -151,7 +221,8 @@ impl Stacks {
         frames: impl FnOnce(u32) -> Option<Vec<u64>>,
     ) -> Option<u32> {
         self.counts.samples += 1;
-        if let Some(&id) = self.kernel.get(&(pid, kernel_id)) {
+        if let Some(&(id, cut_short)) = self.kernel.get(&(pid, kernel_id)) {
+            self.judge_fp(pid, cut_short);
             return Some(id);
         }
         let started = Instant::now();
@@ -178,7 +249,9 @@ impl Stacks {
             .map(|(i, &a)| if i == 0 { a } else { a.saturating_sub(1) })
             .collect();
         let id = self.intern(pid, &lookup, Unwind::FramePointers);
-        self.kernel.insert((pid, kernel_id), id);
+        let cut_short = self.cut_short(pid, &addrs);
+        self.kernel.insert((pid, kernel_id), (id, cut_short));
+        self.judge_fp(pid, cut_short);
         Some(id)
     }
 
