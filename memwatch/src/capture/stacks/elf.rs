@@ -104,6 +104,14 @@ impl Binary {
         })
     }
 
+    /// The file offset of the byte at address `svma`, through the segment holding it.
+    pub fn offset_of(&self, svma: u64) -> Option<u64> {
+        self.segments
+            .iter()
+            .find(|&&(_, addr, size)| svma >= addr && svma < addr + size.max(1))
+            .map(|&(off, addr, _)| off + (svma - addr))
+    }
+
     /// The address in the file (SVMA) of the byte at `offset`, through the segment holding it.
     pub fn svma_of(&self, offset: u64) -> Option<u64> {
         self.segments

@@ -52,12 +52,19 @@ pub struct Done {
 }
 
 impl SymbolizerThread {
+    /// Looks for separate debug info in the system's places (`/usr/lib/debug`, `/lib/debug`,
+    /// by debug link and by build id).
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// Looks for separate debug info in `debug_dirs` instead.
+    pub fn start_with(debug_dirs: Option<Vec<std::path::PathBuf>>) -> Self {
         let (jobs, job_rx) = mpsc::channel::<Job>();
         let (row_tx, rows) = mpsc::channel::<Row>();
         let handle = std::thread::Builder::new()
             .name("memwatch-symbolize".into())
-            .spawn(move || run(&job_rx, &row_tx))
+            .spawn(move || run(&job_rx, &row_tx, debug_dirs))
             .map_err(|e| tracing::warn!(error = %e, "cannot start the symbolizer thread"))
             .ok();
         Self {
@@ -90,11 +97,18 @@ impl SymbolizerThread {
     }
 }
 
-fn run(jobs: &mpsc::Receiver<Job>, rows: &mpsc::Sender<Row>) -> Done {
-    let symbolizer = Symbolizer::builder()
+fn run(
+    jobs: &mpsc::Receiver<Job>,
+    rows: &mpsc::Sender<Row>,
+    debug_dirs: Option<Vec<std::path::PathBuf>>,
+) -> Done {
+    let mut builder = Symbolizer::builder()
         .enable_code_info(true)
-        .enable_inlined_fns(false)
-        .build();
+        .enable_inlined_fns(false);
+    if let Some(dirs) = debug_dirs {
+        builder = builder.set_debug_dirs(Some(dirs));
+    }
+    let symbolizer = builder.build();
     let mut perf_maps: HashMap<u32, PerfMap> = HashMap::new();
     let mut unsymbolized = 0;
     let mut busy = Duration::ZERO;
@@ -254,6 +268,92 @@ mod tests {
         assert_eq!(map.find(0x1010), None);
         assert_eq!(map.find(0x20ff).as_deref(), Some("Builtin:ArrayPush"));
         assert_eq!(bounded(&"é".repeat(400)).len(), 512);
+    }
+
+    /// A stripped binary's functions are named, with file and line, from its separate debug
+    /// info: its debug link, found by build id under a debug directory (as Debian strips its
+    /// binaries, and its `-dbgsym` packages install them under `/usr/lib/debug/.build-id/`).
+    #[test]
+    fn names_a_stripped_binary_from_debug_info_found_by_build_id() {
+        use object::{Object as _, ObjectSymbol as _};
+        let dir = tempfile::tempdir().unwrap();
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/runtimes/callsites/callsites.c");
+        let bin = dir.path().join("callsites");
+        let run = |cmd: &mut std::process::Command| {
+            let out = cmd.output().unwrap_or_else(|e| {
+                panic!("{cmd:?}: {e} (cc and binutils: cargo xtask setup --test)")
+            });
+            assert!(
+                out.status.success(),
+                "{cmd:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        run(std::process::Command::new("cc")
+            .args(["-O2", "-g", "-Wl,--build-id", "-o"])
+            .arg(&bin)
+            .arg(&src));
+        let data = std::fs::read(&bin).unwrap();
+        let elf = object::File::parse(&*data).unwrap();
+        let build_id: String = elf
+            .build_id()
+            .unwrap()
+            .unwrap()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let addr = elf
+            .symbols()
+            .find(|s| s.name() == Ok("keep_b"))
+            .unwrap()
+            .address();
+        let offset = super::super::elf::Binary::read(&bin)
+            .unwrap()
+            .offset_of(addr)
+            .unwrap();
+        let debug = dir.path().join("debug/.build-id").join(&build_id[..2]);
+        std::fs::create_dir_all(&debug).unwrap();
+        let debug_file = debug.join(format!("{}.debug", &build_id[2..]));
+        run(std::process::Command::new("objcopy")
+            .arg("--only-keep-debug")
+            .arg(&bin)
+            .arg(&debug_file));
+        run(std::process::Command::new("strip")
+            .arg("--strip-all")
+            .arg(&bin));
+        // As Debian's dh_strip leaves it: a debug link, found through the build id.
+        run(std::process::Command::new("objcopy")
+            .arg(format!("--add-gnu-debuglink={}", debug_file.display()))
+            .arg(&bin));
+        let stripped = std::fs::read(&bin).unwrap();
+        assert!(
+            object::File::parse(&*stripped)
+                .unwrap()
+                .symbols()
+                .next()
+                .is_none()
+        );
+
+        let t = SymbolizerThread::start_with(Some(vec![dir.path().join("debug")]));
+        let path: Arc<str> = Arc::from(bin.to_str().unwrap());
+        t.send(Job {
+            id: 1,
+            pid: std::process::id(),
+            place: Place::File(path, offset),
+        });
+        let (rows, done) = t.finish();
+        assert_eq!(done.unsymbolized, 0);
+        let [Row::Frame(f)] = rows.as_slice() else {
+            panic!("one frame expected, got {rows:?}");
+        };
+        assert_eq!(f.function.as_deref(), Some("keep_b"));
+        assert!(
+            f.file
+                .as_deref()
+                .is_some_and(|p| p.ends_with("callsites.c")),
+            "{f:?}"
+        );
     }
 
     /// This test binary's own functions are named from its symbols.
