@@ -351,9 +351,66 @@ pub struct RecordArgs {
     /// or with a unit: 64KiB, 1MiB).
     #[arg(long, default_value = "64KiB", value_parser = parse_size, value_name = "SIZE")]
     pub stack_every: u64,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
     /// Command to start and trace from its first instruction (after `--`).
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<OsString>,
+}
+
+/// Feeding the figures to what a fleet already runs (`docs/fleet.md`): Prometheus scrapes
+/// `/metrics`, profiles are written for a continuous profiler or `go tool pprof`.
+#[derive(Debug, Clone, Args)]
+pub struct FleetArgs {
+    /// Serve `/metrics` (OpenMetrics text, docs/metrics.md) on this address while recording.
+    /// Port 0 picks a free port. An address other than loopback needs --metrics-token.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
+    /// Require this token on /metrics (`Authorization: Bearer TOKEN`, as Prometheus's
+    /// `authorization` scrape setting sends it).
+    #[arg(long, value_name = "TOKEN", env = "MEMWATCH_METRICS_TOKEN")]
+    pub metrics_token: Option<String>,
+    /// Routes with series of their own on /metrics (`serve`'s too); the rest are summed into
+    /// the route `other`.
+    #[arg(long, default_value_t = crate::views::metrics::DEFAULT_MAX_ROUTES, value_name = "N",
+          value_parser = parse_max_routes)]
+    pub metrics_max_routes: usize,
+    /// With --stacks: write a pprof profile of the call sites into DIR every --pprof-every,
+    /// one file per period, `memwatch-FROM-TO.pb.gz` (Unix seconds), for an uploader to pick
+    /// up (written under a temporary name, then renamed).
+    #[arg(long, value_name = "DIR", requires = "stacks")]
+    pub pprof_dir: Option<PathBuf>,
+    /// How long each periodic profile covers.
+    #[arg(long, value_parser = parse_duration, default_value = "60s", value_name = "DURATION",
+          requires = "pprof_dir")]
+    pub pprof_every: Duration,
+}
+
+impl FleetArgs {
+    pub fn options(&self) -> crate::commands::record::Fleet {
+        let Self {
+            metrics,
+            metrics_token,
+            metrics_max_routes,
+            pprof_dir,
+            pprof_every,
+        } = self.clone();
+        crate::commands::record::Fleet {
+            metrics,
+            metrics_token,
+            max_routes: metrics_max_routes,
+            pprof: pprof_dir.map(|d| (d, pprof_every)),
+        }
+    }
+}
+
+fn parse_max_routes(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=10_000).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "{s:?}: the route bound must be a number from 1 to 10000"
+        )),
+    }
 }
 
 impl RecordArgs {
@@ -378,6 +435,8 @@ impl RecordArgs {
             heap,
             stacks,
             stack_every,
+            // Not the session's: `commands::record` serves and writes them.
+            fleet: _,
             command,
         } = self.clone();
         RecordOptions {

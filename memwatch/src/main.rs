@@ -30,13 +30,18 @@ fn main() {
         .init();
     let result = match cli.command {
         Command::Report(args) => commands::report::run(&args).map(|()| exit::OK),
-        Command::Record(args) => {
-            runtime().and_then(|rt| rt.block_on(commands::record::run(args.options(), None)))
-        }
+        Command::Record(args) => runtime().and_then(|rt| {
+            rt.block_on(commands::record::run(
+                args.options(),
+                None,
+                args.fleet.options(),
+            ))
+        }),
         Command::Serve(args) => runtime().and_then(|rt| {
             rt.block_on(commands::record::run(
                 args.record.options(),
                 Some(args.serve.options()),
+                args.record.fleet.options(),
             ))
         }),
         Command::Profile(args) => commands::profile::profile(&args),

@@ -25,6 +25,8 @@ const TEST_PACKAGES: &[&str] = &[
     // The call-site tests build a C fixture with and without frame pointers.
     "gcc",
     "libc6-dev",
+    // The metrics test scrapes `record --metrics` with a real Prometheus.
+    "prometheus",
 ];
 
 fn quiet(cmd: &mut Command) -> bool {

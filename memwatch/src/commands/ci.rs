@@ -287,7 +287,12 @@ pub async fn run(args: CiArgs) -> anyhow::Result<i32> {
         started: Some(started_tx),
         stop: Some(Arc::clone(&stop)),
     };
-    let recording = tokio::spawn(record::run_with(record_options, None, hooks));
+    let recording = tokio::spawn(record::run_with(
+        record_options,
+        None,
+        record::Fleet::default(),
+        hooks,
+    ));
     let pid = match started_rx.await {
         Ok(pid) => pid,
         Err(_) => {

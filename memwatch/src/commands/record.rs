@@ -1,38 +1,152 @@
 //! `memwatch record` and `memwatch serve`: a [`session`](crate::session) recording, with the live
 //! page served from the file it fills (`serve`), then the report.
 
-use std::sync::Arc;
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use crate::{
-    recording::Recording,
+    error::UsageError,
+    recording::{Recording, query::Range},
     session::{self, Hooks, RecordOptions},
     views::{
+        metrics::DEFAULT_MAX_ROUTES,
+        pprof::{self, Selection},
         report::Report,
         server::{self, ServeOptions},
     },
 };
 
+/// What a fleet takes from a recording while it runs (`docs/fleet.md`): `/metrics`, and
+/// periodic pprof files.
+#[derive(Debug, Clone)]
+pub struct Fleet {
+    /// Serve `/metrics` here (`--metrics`).
+    pub metrics: Option<SocketAddr>,
+    pub metrics_token: Option<String>,
+    /// Routes with series of their own on `/metrics` (the page's too).
+    pub max_routes: usize,
+    /// Write a profile into this directory every so often (`--pprof-dir`, `--pprof-every`).
+    pub pprof: Option<(PathBuf, Duration)>,
+}
+
+impl Default for Fleet {
+    fn default() -> Self {
+        Self {
+            metrics: None,
+            metrics_token: None,
+            max_routes: DEFAULT_MAX_ROUTES,
+            pprof: None,
+        }
+    }
+}
+
+impl Fleet {
+    /// Everything the user can get wrong here, before anything is loaded.
+    pub fn check(&self) -> Result<(), UsageError> {
+        if let Some(addr) = self.metrics
+            && !addr.ip().is_loopback()
+            && self.metrics_token.is_none()
+        {
+            return Err(UsageError(format!(
+                "--metrics {addr} is reachable from other hosts, and the figures name your \
+                 routes: pass --metrics-token TOKEN (Prometheus sends it with \
+                 `authorization: {{credentials: TOKEN}}`), or listen on 127.0.0.1"
+            )));
+        }
+        if let Some((dir, every)) = &self.pprof {
+            if *every < Duration::from_secs(1) {
+                return Err(UsageError(format!(
+                    "--pprof-every {}: profiles cover whole seconds; use 1s or more",
+                    humantime::format_duration(*every)
+                )));
+            }
+            check_dir(dir)?;
+        }
+        Ok(())
+    }
+}
+
+/// `dir` exists, is a directory, and a file can be created in it.
+fn check_dir(dir: &Path) -> Result<(), UsageError> {
+    if !dir.is_dir() {
+        return Err(UsageError(format!(
+            "--pprof-dir {}: no such directory; create it first",
+            dir.display()
+        )));
+    }
+    let probe = dir.join(format!(".memwatch-write-check-{}", std::process::id()));
+    match std::fs::write(&probe, b"") {
+        Ok(()) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(UsageError(format!(
+            "--pprof-dir {}: cannot write there ({e}); pick a writable directory",
+            dir.display()
+        ))),
+    }
+}
+
 /// Runs `memwatch record` (and with `serve`, `memwatch serve`); returns the exit code.
-pub async fn run(options: RecordOptions, serve: Option<ServeOptions>) -> anyhow::Result<i32> {
-    run_with(options, serve, Hooks::default()).await
+pub async fn run(
+    options: RecordOptions,
+    serve: Option<ServeOptions>,
+    fleet: Fleet,
+) -> anyhow::Result<i32> {
+    fleet.check()?;
+    run_with(options, serve, fleet, Hooks::default()).await
 }
 
 /// [`run`], driven by another command.
 pub async fn run_with(
     options: RecordOptions,
     serve: Option<ServeOptions>,
+    fleet: Fleet,
     hooks: Hooks,
 ) -> anyhow::Result<i32> {
     let session = session::start(options, hooks).await?;
     let output = session.output().to_owned();
     // The page reads the file the writer fills: live and offline views use the same reader.
     let page = match serve {
-        Some(options) => Some(LivePage::start(Recording::open(&output)?, options)),
+        Some(options) => Some(LivePage::start(
+            Recording::open(&output)?,
+            options,
+            fleet.max_routes,
+        )),
         None => None,
     };
+    let metrics = match fleet.metrics {
+        Some(addr) => Some(Metrics::start(
+            Recording::open(&output)?,
+            addr,
+            fleet.metrics_token.clone(),
+            fleet.max_routes,
+        )),
+        None => None,
+    };
+    let profiles = fleet
+        .pprof
+        .clone()
+        .map(|(dir, every)| Profiles::start(output.clone(), dir, every));
     session.run().await?;
+    if let Some(profiles) = profiles {
+        profiles.finished().await;
+    }
+    let readers = metrics.is_some() || page.is_some();
+    if let Some(metrics) = metrics {
+        metrics.finished().await;
+    }
     if let Some(page) = page {
         page.finished().await?;
+    }
+    if readers {
+        // The page and /metrics read the file while it was written: now they are gone, it can
+        // be one file again.
+        crate::recording::finalize(&output)?;
     }
     let report = Report::build(&Recording::open(&output)?)?;
     print!("{}", report.to_text());
@@ -48,8 +162,9 @@ struct LivePage {
 }
 
 impl LivePage {
-    fn start(recording: Recording, options: ServeOptions) -> Self {
-        let state = server::AppState::new(recording, true, options.token.clone());
+    fn start(recording: Recording, options: ServeOptions, max_routes: usize) -> Self {
+        let state =
+            server::AppState::with_max_routes(recording, true, options.token.clone(), max_routes);
         let stop = Arc::new(tokio::sync::Notify::new());
         let stopped = Arc::clone(&stop);
         let shutdown = async move { stopped.notified().await };
@@ -71,4 +186,112 @@ impl LivePage {
         let _ = self.task.await;
         Ok(())
     }
+}
+
+/// `/metrics` served while recording (`--metrics`), stopped with it.
+struct Metrics {
+    stop: Arc<tokio::sync::Notify>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Metrics {
+    fn start(
+        recording: Recording,
+        addr: SocketAddr,
+        token: Option<String>,
+        max_routes: usize,
+    ) -> Self {
+        let state = server::AppState::with_max_routes(recording, true, token, max_routes);
+        let stop = Arc::new(tokio::sync::Notify::new());
+        let stopped = Arc::clone(&stop);
+        let task = tokio::spawn(async move {
+            let shutdown = async move { stopped.notified().await };
+            if let Err(e) = server::serve_metrics(state, addr, shutdown).await {
+                eprintln!("memwatch: the metrics server stopped: {e:#}");
+            }
+        });
+        Self { stop, task }
+    }
+
+    async fn finished(self) {
+        self.stop.notify_one();
+        let _ = self.task.await;
+    }
+}
+
+/// A pprof profile of the call sites written every period while recording (`--pprof-dir`).
+struct Profiles {
+    stop: Arc<tokio::sync::Notify>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+const NS: i64 = 1_000_000_000;
+
+impl Profiles {
+    fn start(recording: PathBuf, dir: PathBuf, every: Duration) -> Self {
+        let stop = Arc::new(tokio::sync::Notify::new());
+        let stopped = Arc::clone(&stop);
+        let task = tokio::spawn(async move {
+            // Periods are whole seconds, so that no second is in two profiles.
+            let mut from_s = wall_ns() / NS;
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                let last = tokio::select! {
+                    _ = tick.tick() => false,
+                    () = stopped.notified() => true,
+                };
+                // The last period runs to the end of the recording, its last second included.
+                let to_s = wall_ns() / NS + i64::from(last);
+                if to_s > from_s {
+                    let (recording, dir) = (recording.clone(), dir.clone());
+                    let written = tokio::task::spawn_blocking(move || {
+                        write_period(&recording, &dir, from_s, to_s)
+                    })
+                    .await;
+                    match written {
+                        Ok(Ok(path)) => tracing::info!(path = %path.display(), "profile written"),
+                        Ok(Err(e)) => tracing::warn!("{:#}", e),
+                        Err(e) => tracing::warn!(error = %e, "profile writer failed"),
+                    }
+                    from_s = to_s;
+                }
+                if last {
+                    break;
+                }
+            }
+        });
+        Self { stop, task }
+    }
+
+    async fn finished(self) {
+        self.stop.notify_one();
+        let _ = self.task.await;
+    }
+}
+
+fn wall_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+/// Writes the call sites of the requests that ended in seconds `[from_s, to_s)` to
+/// `dir/memwatch-FROM-TO.pb.gz`, through a temporary name so that an uploader never reads half
+/// a file.
+fn write_period(recording: &Path, dir: &Path, from_s: i64, to_s: i64) -> anyhow::Result<PathBuf> {
+    let rec = Recording::open(recording)?;
+    let selection = Selection {
+        range: Range {
+            from_ns: Some(from_s * NS),
+            to_ns: Some(to_s * NS - 1),
+        },
+        route: None,
+    };
+    let name = format!("memwatch-{from_s}-{to_s}.pb.gz");
+    let tmp = dir.join(format!(".{name}.tmp"));
+    pprof::write(&rec, &selection, &tmp)?;
+    let path = dir.join(name);
+    std::fs::rename(&tmp, &path)?;
+    Ok(path)
 }

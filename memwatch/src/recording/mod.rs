@@ -35,3 +35,19 @@ pub fn remove(path: &Path) {
     }
 }
 pub use writer::Writer;
+
+/// Switches a finished recording that readers held open while it was written (`serve`,
+/// `record --metrics`) back to a single rollback-journal file, once they are gone.
+pub fn finalize(path: &Path) -> Result<(), crate::error::WriteError> {
+    let sqlite = |source| crate::error::WriteError::Sqlite {
+        path: path.to_owned(),
+        source,
+    };
+    let conn = rusqlite::Connection::open(path).map_err(sqlite)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(sqlite)?;
+    conn.pragma_update(None, "wal_checkpoint", "TRUNCATE")
+        .map_err(sqlite)?;
+    conn.pragma_update(None, "journal_mode", "DELETE")
+        .map_err(sqlite)
+}

@@ -219,8 +219,24 @@ fn run(
         ],
     )?;
     conn.pragma_update(None, "wal_checkpoint", "TRUNCATE")?;
-    conn.pragma_update(None, "journal_mode", "DELETE")?;
+    leave_wal(&conn)?;
     Ok(written)
+}
+
+/// Switches the file back to a single rollback-journal file. SQLite refuses while another
+/// connection has it open (the live page or `/metrics` reading it as it is written): then the
+/// file stays in WAL mode, everything in it committed, and [`super::finalize`] switches it
+/// once the readers are gone.
+fn leave_wal(conn: &Connection) -> rusqlite::Result<()> {
+    match conn.pragma_update(None, "journal_mode", "DELETE") {
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.code == rusqlite::ErrorCode::DatabaseBusy =>
+        {
+            tracing::debug!("another connection reads the recording: it stays in WAL mode for now");
+            Ok(())
+        }
+        other => other,
+    }
 }
 
 /// Per-second sums of one batch's requests: (second, method, route, status) → sums. Keys

@@ -294,19 +294,21 @@ enum Tracer {
     MemwatchIdle,
     MemwatchHeap,
     MemwatchStacks,
+    MemwatchScraped,
     Bpftrace,
     Strace,
     ProcSampler,
 }
 
 impl Tracer {
-    const ALL: [Self; 9] = [
+    const ALL: [Self; 10] = [
         Self::None,
         Self::Memwatch,
         Self::MemwatchMemory,
         Self::MemwatchIdle,
         Self::MemwatchHeap,
         Self::MemwatchStacks,
+        Self::MemwatchScraped,
         Self::Bpftrace,
         Self::Strace,
         Self::ProcSampler,
@@ -320,6 +322,7 @@ impl Tracer {
             Self::MemwatchIdle => "memwatch on an idle process (hook tax)",
             Self::MemwatchHeap => "memwatch --heap (malloc/free followed)",
             Self::MemwatchStacks => "memwatch --stacks (call sites)",
+            Self::MemwatchScraped => "memwatch --metrics, scraped every second",
             Self::Bpftrace => "bpftrace script",
             Self::Strace => "strace -f (same syscalls)",
             Self::ProcSampler => "/proc RSS sampling (psrecord-like)",
@@ -441,7 +444,8 @@ fn attach(tracer: Tracer, pids: &[u32], dir: &std::path::Path) -> Attached {
         | Tracer::MemwatchMemory
         | Tracer::MemwatchIdle
         | Tracer::MemwatchHeap
-        | Tracer::MemwatchStacks => {
+        | Tracer::MemwatchStacks
+        | Tracer::MemwatchScraped => {
             let file = dir.join("bench.db");
             let _ = std::fs::remove_file(&file);
             let mut args: Vec<String> =
@@ -466,9 +470,27 @@ fn attach(tracer: Tracer, pids: &[u32], dir: &std::path::Path) -> Attached {
             if tracer == Tracer::MemwatchStacks {
                 args.push("--stacks".into());
             }
+            let metrics_port = memwatch_tests::free_port();
+            if tracer == Tracer::MemwatchScraped {
+                args.extend(["--metrics".into(), format!("127.0.0.1:{metrics_port}")]);
+            }
             let refs: Vec<&str> = args.iter().map(String::as_str).collect();
             let mut rec = Running::start(&refs);
             rec.wait_recording(std::time::Duration::from_secs(60));
+            if tracer == Tracer::MemwatchScraped {
+                // Prometheus's way: one GET /metrics a second, for as long as the round runs.
+                rec.wait_for("metrics at http://", std::time::Duration::from_secs(60));
+                let stop = Arc::new(AtomicBool::new(false));
+                let stopped = Arc::clone(&stop);
+                let scraper = std::thread::spawn(move || {
+                    while !stopped.load(Ordering::Relaxed) {
+                        let (status, _, _) = memwatch_tests::http(metrics_port, "/metrics", &[]);
+                        assert_eq!(status, 200, "scraping /metrics");
+                        std::thread::sleep(std::time::Duration::from_secs(1));
+                    }
+                });
+                a.sampler = Some((stop, scraper));
+            }
             a.cpu_before = cpu_seconds(rec.child.id());
             a.memwatch = Some((rec, file));
         }
@@ -626,6 +648,7 @@ fn table(title: &str, unit: &str, base_rate: f64, rows: &[Row], md: &mut String)
                 | Tracer::MemwatchIdle
                 | Tracer::MemwatchHeap
                 | Tracer::MemwatchStacks
+                | Tracer::MemwatchScraped
         );
         let med = |f: &dyn Fn(&TracerStats) -> f64| median(r.stats.iter().map(f).collect());
         let p99 = if r.p99_ratio.iter().all(|v| *v == 0.0) {

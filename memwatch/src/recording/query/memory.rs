@@ -6,6 +6,15 @@ use serde::Serialize;
 use super::Decoded;
 use crate::{error::RecordingError, recording::Recording};
 
+/// A process's latest sample.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessSample {
+    pub pid: i64,
+    pub comm: String,
+    pub rss_bytes: i64,
+    pub vm_bytes: i64,
+}
+
 /// One syscall's totals (`mem_events` grouped by `op`). Call counts include failed calls; byte
 /// counts only successful ones.
 #[derive(Debug, Clone)]
@@ -155,6 +164,29 @@ impl Recording {
                     brk_calls: r.get::<_, i64>(5)? as u64,
                     mprotect_calls: r.get::<_, i64>(6)? as u64,
                     vm_growth_bytes: r.get(7)?,
+                })
+            },
+        )
+    }
+
+    /// The latest RSS and VmSize sample of each traced process that has not exited, with its
+    /// name. Whole.
+    pub fn latest_samples(&self) -> Result<Vec<ProcessSample>, RecordingError> {
+        self.rows(
+            "SELECT s.pid, COALESCE(p.comm, ''), s.rss_bytes, s.vm_bytes
+             FROM samples s
+             JOIN (SELECT pid, MAX(ts_ns) AS ts FROM samples GROUP BY pid) l
+               ON s.pid = l.pid AND s.ts_ns = l.ts
+             LEFT JOIN processes p ON p.pid = s.pid
+             WHERE p.exited_ns IS NULL
+             ORDER BY s.pid",
+            [],
+            |r| {
+                Ok(ProcessSample {
+                    pid: r.get(0)?,
+                    comm: r.get(1)?,
+                    rss_bytes: r.get(2)?,
+                    vm_bytes: r.get(3)?,
                 })
             },
         )

@@ -22,7 +22,11 @@ use axum::{
     routing::get,
 };
 
-use crate::{error::RecordingError, recording::Recording};
+use crate::{
+    error::RecordingError,
+    recording::Recording,
+    views::metrics::{self, RouteLabels},
+};
 
 /// Served on every response: scripts and data only from this origin. uPlot sets inline
 /// styles, hence `'unsafe-inline'` for styles alone.
@@ -47,16 +51,29 @@ pub struct AppState {
     pub live: AtomicBool,
     token: Option<String>,
     pub path: PathBuf,
+    /// Which routes have series of their own on `/metrics`, kept across scrapes.
+    metrics: Mutex<RouteLabels>,
 }
 
 impl AppState {
     pub fn new(recording: Recording, live: bool, token: Option<String>) -> Arc<Self> {
+        Self::with_max_routes(recording, live, token, metrics::DEFAULT_MAX_ROUTES)
+    }
+
+    /// [`AppState::new`], with at most `max_routes` routes labelled on `/metrics`.
+    pub fn with_max_routes(
+        recording: Recording,
+        live: bool,
+        token: Option<String>,
+        max_routes: usize,
+    ) -> Arc<Self> {
         let path = recording.path().to_owned();
         Arc::new(Self {
             recording: Mutex::new(recording),
             live: AtomicBool::new(live),
             token,
             path,
+            metrics: Mutex::new(RouteLabels::new(max_routes)),
         })
     }
 
@@ -117,8 +134,9 @@ async fn require_token(State(state): State<Arc<AppState>>, req: Request, next: N
     let Some(token) = state.token.as_deref() else {
         return next.run(req).await;
     };
-    // The page itself is public (it holds no data); every API call needs the token.
-    if !req.uri().path().starts_with("/api/") {
+    // The page itself is public (it holds no data); every API call and /metrics need the token.
+    let path = req.uri().path();
+    if !path.starts_with("/api/") && path != "/metrics" {
         return next.run(req).await;
     }
     let bearer = req
@@ -159,9 +177,37 @@ async fn asset(req: Request) -> Response {
     }
 }
 
+/// `/metrics`: the recording's figures in the OpenMetrics text format (`docs/metrics.md`).
+async fn metrics_handler(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+    let text = tokio::task::spawn_blocking(move || {
+        let rec = state
+            .recording
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut labels = state
+            .metrics
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        metrics::render(&rec, &mut labels)
+    })
+    .await
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    Ok(([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response())
+}
+
+/// `/metrics` alone, with the same token and headers as the page (`record --metrics`).
+pub fn metrics_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_handler))
+        .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .layer(middleware::from_fn(security_headers))
+        .with_state(state)
+}
+
 /// The whole router.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
+        .route("/metrics", get(metrics_handler))
         .route("/api/summary", get(api::summary))
         .route("/api/timeline", get(api::timeline))
         .route("/api/endpoints", get(api::endpoints))
@@ -209,6 +255,27 @@ pub async fn serve(
         .unwrap_or_default();
     eprintln!("memwatch: page at http://{addr}/{fragment}");
     axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}
+
+/// Binds `/metrics` alone (`record --metrics`) and serves it until `shutdown` resolves. A
+/// non-loopback address needs a token: checked by the caller before anything is loaded.
+pub async fn serve_metrics(
+    state: Arc<AppState>,
+    listen: SocketAddr,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+        anyhow::anyhow!(crate::error::UsageError(format!(
+            "cannot listen on {listen} for /metrics: {e}. Choose another address with --metrics \
+             (port 0 picks a free one)"
+        )))
+    })?;
+    let addr = listener.local_addr()?;
+    eprintln!("memwatch: metrics at http://{addr}/metrics");
+    axum::serve(listener, metrics_router(state))
         .with_graceful_shutdown(shutdown)
         .await?;
     Ok(())
