@@ -399,5 +399,5 @@ fn serve_has_metrics_behind_its_token_and_stops_cleanly() {
         .into_iter()
         .filter(|f| f.exists())
         .collect();
-    assert_eq!(left, vec![out.clone()], "{}", done.stderr);
+    assert_eq!(left, vec![out], "{}", done.stderr);
 }
