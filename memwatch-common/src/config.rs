@@ -17,6 +17,12 @@ pub const GLOBAL_WAKEUP_BYTES: &str = "WAKEUP_BYTES";
 /// `u64`: bytes a thread makes resident or maps between two stacks; 0 takes no stacks
 /// (`record --stacks`, `--stack-every`). See [`crate::stack`].
 pub const GLOBAL_STACK_EVERY: &str = "STACK_EVERY";
+/// `u64`: stacks each CPU may take per second (a token bucket, bursts of
+/// [`crate::stack::STACK_BURST`]); past it a stack is skipped (`--stacks`).
+pub const GLOBAL_STACK_RATE: &str = "STACK_RATE";
+/// `u64`: ring-buffer fill (bytes) above which no stack is copied: a copy must never crowd out
+/// the events every figure depends on.
+pub const GLOBAL_STACK_COPY_ROOM: &str = "STACK_COPY_ROOM";
 
 // Tracepoint field offsets (`u32`, bytes from the record's start), taken by user space from this
 // kernel's format files; see `crate::tracepoint`. Unset, they hold `tracepoint::OFFSET_UNSET`.
@@ -46,6 +52,8 @@ pub const MAP_HEAP_LIVE: &str = "HEAP_LIVE";
 
 /// `StackTrace`: user stacks taken along frame pointers, each distinct stack once.
 pub const MAP_STACKS: &str = "STACKS";
+/// `PerCpuArray<StackBudget>` (one slot): the stack token bucket of each CPU.
+pub const MAP_STACK_BUDGET: &str = "STACK_BUDGET";
 
 /// Indexes into [`MAP_COUNTERS`].
 #[repr(u32)]

@@ -38,6 +38,24 @@ pub const AT_FAULT: u32 = 0;
 /// site of the [`crate::mem::MemEvent`] that follows it on the same thread.
 pub const AT_SYSCALL: u32 = 1;
 
+/// Stacks a CPU may take at once before [`crate::config::GLOBAL_STACK_RATE`] limits it.
+pub const STACK_BURST: u64 = 256;
+/// Default of [`crate::config::GLOBAL_STACK_RATE`]: stacks per CPU per second.
+pub const DEFAULT_STACK_RATE: u64 = 2000;
+
+/// `stack_id` of a [`StackEvent`] for a stack skipped to keep memwatch's cost bounded: the CPU's
+/// budget was spent, or the ring buffer too full for a copy (`-EBUSY`). The thread's growth
+/// stays with its latest stack of the same request (none after a socket boundary).
+pub const SKIPPED: i64 = -16;
+
+/// A CPU's stack token bucket: tokens in billionths, and when it was last filled.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StackBudget {
+    pub nano_tokens: u64,
+    pub last_ns: u64,
+}
+
 /// A stack taken along frame pointers.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -75,4 +93,6 @@ mod user {
     unsafe impl aya::Pod for super::StackEvent {}
     // SAFETY: as above; an EventHeader, integers and a byte array.
     unsafe impl aya::Pod for super::StackCopyEvent {}
+    // SAFETY: as above; integers.
+    unsafe impl aya::Pod for super::StackBudget {}
 }

@@ -12,7 +12,7 @@ use memwatch_common::{
     mem::{MemArgs, MemEvent},
     net::{ConnState, MAX_CAPTURE, NetEvent, NetEventSmall, NetMeta, SMALL_CAPTURE, conn_key},
     proc::{FilePagesEvent, GrowthEvent, ProcEvent, ThreadFaults},
-    stack::{STACK_CHUNK, STACK_COPY, StackCopyEvent, StackEvent},
+    stack::{STACK_CHUNK, STACK_COPY, StackBudget, StackCopyEvent, StackEvent},
 };
 
 #[test]
@@ -34,6 +34,10 @@ fn stack_events() {
     assert_eq!(offset_of!(StackEvent, stack_id), 24);
     assert_eq!(offset_of!(StackEvent, at), 32);
     assert_eq!(offset_of!(StackEvent, _pad), 36);
+
+    assert_eq!(size_of::<StackBudget>(), 16);
+    assert_eq!(offset_of!(StackBudget, nano_tokens), 0);
+    assert_eq!(offset_of!(StackBudget, last_ns), 8);
 
     assert_eq!(STACK_COPY % STACK_CHUNK, 0);
     assert_eq!(size_of::<StackCopyEvent>(), 64 + STACK_COPY);

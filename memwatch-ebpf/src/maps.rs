@@ -26,6 +26,10 @@ pub(crate) static WAKEUP_BYTES: u64 = 64 * 1024;
 pub(crate) static PAGE_SIZE: u64 = 4096;
 #[unsafe(no_mangle)]
 pub(crate) static STACK_EVERY: u64 = 0;
+#[unsafe(no_mangle)]
+pub(crate) static STACK_RATE: u64 = memwatch_common::stack::DEFAULT_STACK_RATE;
+#[unsafe(no_mangle)]
+pub(crate) static STACK_COPY_ROOM: u64 = 1024 * 1024;
 // Tracepoint field offsets from this kernel's format files (see memwatch_common::tracepoint).
 #[unsafe(no_mangle)]
 pub(crate) static NEWTASK_PID_OFFSET: u32 = OFFSET_UNSET;
@@ -81,3 +85,8 @@ pub(crate) static RSS_SEEN: LruHashMap<u32, RssSeen> = LruHashMap::with_max_entr
 /// never removed: user space reads each id once, and a full map is counted (`StacksLost`).
 #[map]
 pub(crate) static STACKS: StackTrace = StackTrace::with_max_entries(8192, 0);
+
+/// Each CPU's stack token bucket (`--stacks`).
+#[map]
+pub(crate) static STACK_BUDGET: PerCpuArray<memwatch_common::stack::StackBudget> =
+    PerCpuArray::with_max_entries(1, 0);

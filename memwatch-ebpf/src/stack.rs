@@ -14,13 +14,49 @@ use memwatch_common::{
     EventKind,
     config::Counter,
     proc::ThreadFaults,
-    stack::{AT_FAULT, STACK_CHUNK, STACK_COPY, StackCopyEvent, StackEvent, TARGET_COPY_STACK},
+    stack::{
+        AT_FAULT, SKIPPED, STACK_BURST, STACK_CHUNK, STACK_COPY, StackCopyEvent, StackEvent,
+        TARGET_COPY_STACK,
+    },
 };
 
 use crate::{
     emit::{count, header, reserve, submit},
-    maps::{STACK_EVERY, STACKS, TARGETS, global},
+    maps::{
+        EVENTS, STACK_BUDGET, STACK_COPY_ROOM, STACK_EVERY, STACK_RATE, STACKS, TARGETS, global,
+    },
 };
+
+const BPF_RB_AVAIL_DATA: u64 = 0;
+const NS_PER_S: u64 = 1_000_000_000;
+
+/// Takes a token from this CPU's bucket, refilled at [`crate::maps::STACK_RATE`] per second up
+/// to [`STACK_BURST`]; false when none is left.
+#[inline(always)]
+fn budget() -> bool {
+    let Some(slot) = STACK_BUDGET.get_ptr_mut(0) else {
+        return false;
+    };
+    // SAFETY: per-CPU slot; programs do not preempt each other on one CPU.
+    let b = unsafe { &mut *slot };
+    // SAFETY: helper with no preconditions.
+    let now = unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() };
+    // At most a second's refill at most a million a second: the product fits in 64 bits (a
+    // checked multiplication would need a 128-bit helper the verifier lacks).
+    let elapsed = now.saturating_sub(b.last_ns).min(NS_PER_S);
+    b.last_ns = now;
+    let rate = global(&STACK_RATE).min(1_000_000);
+    let full = STACK_BURST * NS_PER_S;
+    b.nano_tokens = b
+        .nano_tokens
+        .saturating_add(elapsed.wrapping_mul(rate))
+        .min(full);
+    if b.nano_tokens < NS_PER_S {
+        return false;
+    }
+    b.nano_tokens -= NS_PER_S;
+    true
+}
 
 /// `stack_due` after a socket boundary: the next growth takes a stack.
 pub(crate) const DUE_NOW: u64 = u64::MAX;
@@ -59,14 +95,22 @@ pub(crate) fn maybe_take<C: StackIdContext>(
 fn take<C: StackIdContext>(ctx: &C, tgid: u32, tid: u32, at: u32) {
     // SAFETY: the value is copied out.
     let flags = unsafe { TARGETS.get(tgid) }.copied().unwrap_or(0);
-    if flags & TARGET_COPY_STACK != 0 {
+    let copying = flags & TARGET_COPY_STACK != 0;
+    // Skipped, and said so, when this CPU's budget is spent or a copy would crowd the ring
+    // buffer: the thread's growth stays with its latest stack.
+    let skip = !budget() || (copying && EVENTS.query(BPF_RB_AVAIL_DATA) > global(&STACK_COPY_ROOM));
+    if copying && !skip {
         copy(tgid, tid, at);
         return;
     }
     // A failure is sent as the negative errno: user space counts it as lost.
-    let stack_id = match ctx.get_stackid(&STACKS, u64::from(BPF_F_USER_STACK)) {
-        Ok(id) => id,
-        Err(e) => i64::from(e),
+    let stack_id = if skip {
+        SKIPPED
+    } else {
+        match ctx.get_stackid(&STACKS, u64::from(BPF_F_USER_STACK)) {
+            Ok(id) => id,
+            Err(e) => i64::from(e),
+        }
     };
     let Some(mut entry) = reserve::<StackEvent>() else {
         return;

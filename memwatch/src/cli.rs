@@ -351,6 +351,11 @@ pub struct RecordArgs {
     /// or with a unit: 64KiB, 1MiB).
     #[arg(long, default_value = "64KiB", value_parser = parse_size, value_name = "SIZE")]
     pub stack_every: u64,
+    /// With `--stacks`: at most this many stacks per CPU per second (bursts of 64); past it,
+    /// stacks are skipped and counted, and the growth they would have named has no call site.
+    #[arg(long, default_value_t = memwatch_common::stack::DEFAULT_STACK_RATE, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub stack_rate: u64,
     #[command(flatten)]
     pub fleet: FleetArgs,
     /// Command to start and trace from its first instruction (after `--`).
@@ -435,6 +440,7 @@ impl RecordArgs {
             heap,
             stacks,
             stack_every,
+            stack_rate,
             // Not the session's: `commands::record` serves and writes them.
             fleet: _,
             command,
@@ -458,6 +464,7 @@ impl RecordArgs {
             ebpf: !no_ebpf,
             heap,
             stack_every: stacks.then_some(stack_every),
+            stack_rate,
         }
     }
 

@@ -272,6 +272,9 @@ pub mod meta {
     pub const STACK_SAMPLES: &str = "stack_samples";
     pub const STACKS_LOST: &str = "stacks_lost";
     pub const FRAMES_UNSYMBOLIZED: &str = "frames_unsymbolized";
+    /// With `--stacks`: stacks skipped to keep the cost bounded (a CPU's `--stack-rate` spent,
+    /// or the ring buffer too full for a copy); their growth has no call site.
+    pub const STACKS_SKIPPED: &str = "stacks_skipped";
     /// With `--stacks`: processes switched from frame-pointer stacks to copied ones because a
     /// an eighth or more of their first 16 stacks were cut short in a library without frame pointers.
     pub const STACK_FALLBACKS: &str = "stack_fallbacks";

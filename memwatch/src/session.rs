@@ -289,9 +289,14 @@ impl Session {
             Event::Stack(e) => {
                 let (pid, tid) = (e.header.tgid, e.header.tid);
                 if let (Some(stacks), Some(probe)) = (self.stacks.as_mut(), self.probe.as_ref()) {
+                    let skipped = e.stack_id == memwatch_common::stack::SKIPPED;
                     let id = stacks.from_kernel(pid, e.stack_id, |k| probe.kernel_stack(k));
                     let fallbacks = stacks.take_fallbacks();
-                    self.use_stack(tid, e.at, id);
+                    // A skipped stack leaves the thread's latest one in place (the correlator
+                    // clears it at each request boundary).
+                    if !skipped {
+                        self.use_stack(tid, e.at, id);
+                    }
                     self.copy_stacks(&fallbacks);
                 }
             }
@@ -566,6 +571,8 @@ pub struct RecordOptions {
     pub heap: bool,
     /// Take the call sites of growth, one stack per this many bytes per thread (`--stacks`).
     pub stack_every: Option<u64>,
+    /// At most this many stacks per CPU per second (`--stack-rate`).
+    pub stack_rate: u64,
 }
 
 /// What `memwatch ci` needs from a recording it drives.
@@ -609,6 +616,7 @@ pub async fn start(args: RecordOptions, hooks: Hooks) -> anyhow::Result<Session>
         capture_len: args.capture_bytes,
         ring_bytes: args.ring_mib * 1024 * 1024,
         stack_every: args.stack_every.filter(|_| args.ebpf).unwrap_or(0),
+        stack_rate: args.stack_rate,
     };
     // Where this kernel's records hold the fields the kernel side reads.
     let offsets = if args.ebpf {
@@ -933,6 +941,7 @@ impl Session {
             for (key, value) in [
                 (meta::STACK_SAMPLES, counts.samples),
                 (meta::STACKS_LOST, counts.lost + kernel_lost),
+                (meta::STACKS_SKIPPED, counts.skipped),
                 (meta::STACK_FALLBACKS, counts.fallbacks),
                 (meta::FRAMES_UNSYMBOLIZED, counts.unsymbolized),
                 (meta::STACK_RESOLVE_US, counts.resolve.as_micros() as u64),

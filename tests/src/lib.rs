@@ -229,6 +229,42 @@ pub fn run(args: &[&str], timeout: Duration) -> Finished {
     Running::start(args).wait(timeout)
 }
 
+/// `memwatch record -p PID -o DIR/recording.db OPTIONS ...`, started, and recording; the
+/// directory holds the recording until dropped.
+pub fn start_recording(pid: u32, options: &[&str]) -> (tempfile::TempDir, PathBuf, Running) {
+    let dir = tempdir();
+    let out = dir.path().join("recording.db");
+    let pid = pid.to_string();
+    let mut args = vec![
+        "record",
+        "-p",
+        &pid,
+        "-o",
+        out.to_str().expect("utf-8 path"),
+    ];
+    args.extend_from_slice(options);
+    let mut rec = Running::start(&args);
+    rec.wait_recording(Duration::from_secs(60));
+    (dir, out, rec)
+}
+
+/// Stops a recording with SIGINT, as a user's Ctrl-C, and asserts it exited 0.
+pub fn stop_recording(rec: Running) -> Finished {
+    rec.signal(libc::SIGINT);
+    let done = rec.wait(Duration::from_secs(60));
+    assert_eq!(done.code(), 0, "{}", done.stderr);
+    done
+}
+
+/// `memwatch ARGS` is refused before anything is loaded: exit 2, saying each of `says`.
+pub fn refused(args: &[&str], says: &[&str]) {
+    let done = run(args, Duration::from_secs(60));
+    assert_eq!(done.code(), 2, "{}", done.stderr);
+    for s in says {
+        assert!(done.stderr.contains(s), "{s:?} not in: {}", done.stderr);
+    }
+}
+
 /// `memwatch report FILE --format json`, parsed.
 pub fn report(file: &Path) -> Value {
     let out = run(

@@ -186,23 +186,10 @@ fn callsites_server(flavour: &'static str) -> memwatch_tests::Server {
 
 /// Records `pid` with `--stacks` while `drive` runs; returns the recording's directory and path.
 fn record_stacks(pid: u32, drive: impl FnOnce()) -> (tempfile::TempDir, std::path::PathBuf) {
-    let dir = tempdir();
-    let out = dir.path().join("stacks.db");
-    let pid = pid.to_string();
-    let mut rec = Running::start(&[
-        "record",
-        "-p",
-        &pid,
-        "-o",
-        out.to_str().unwrap(),
-        "--stacks",
-    ]);
-    rec.wait_recording(T);
+    let (dir, out, rec) = memwatch_tests::start_recording(pid, &["--stacks"]);
     drive();
     std::thread::sleep(Duration::from_millis(300));
-    rec.signal(libc::SIGINT);
-    let done = rec.wait(T);
-    assert_eq!(done.code(), 0, "{}", done.stderr);
+    memwatch_tests::stop_recording(rec);
     (dir, out)
 }
 

@@ -8,7 +8,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use memwatch_tests::{Running, Value, ab_load, bin, free_port, start_server, tempdir};
+use memwatch_tests::{
+    Running, Value, ab_load, bin, free_port, refused, start_recording, start_server,
+    stop_recording, tempdir,
+};
 
 const T: Duration = Duration::from_secs(60);
 const KIB: f64 = 1024.0;
@@ -87,21 +90,10 @@ fn encode(s: &str) -> String {
 #[test]
 fn prometheus_finds_the_leaking_route_by_its_kept_per_request() {
     let demo = start_server(Command::new(bin("memwatch-demo")).arg("--quiet"));
-    let dir = tempdir();
-    let out = dir.path().join("metrics.db");
     let metrics = format!("127.0.0.1:{}", free_port());
-    let pid = demo.pid().to_string();
-    let mut rec = Running::start(&[
-        "record",
-        "-p",
-        &pid,
-        "-o",
-        out.to_str().unwrap(),
-        "--metrics",
-        &metrics,
-    ]);
-    rec.wait_recording(T);
+    let (dir, _out, mut rec) = start_recording(demo.pid(), &["--metrics", &metrics]);
     rec.wait_for("metrics at http://", T);
+    let pid = demo.pid();
     let prom = Prometheus::start(dir.path(), &metrics, None);
 
     let base = format!("http://127.0.0.1:{}", demo.port);
@@ -143,10 +135,7 @@ fn prometheus_finds_the_leaking_route_by_its_kept_per_request() {
     assert_eq!(dropped[0]["value"][1], "0", "{dropped:#}");
     let traced = prom.query("memwatch_traced_processes");
     assert_eq!(traced[0]["value"][1], "1", "{traced:#}");
-
-    rec.signal(libc::SIGINT);
-    let done = rec.wait(T);
-    assert_eq!(done.code(), 0, "{}", done.stderr);
+    stop_recording(rec);
 }
 
 /// A `/metrics` answer of `port`, with `token` when given: status and body.
@@ -163,7 +152,7 @@ fn scrape(port: u16, token: Option<&str>) -> (u16, String) {
 /// token guards `/metrics`; an address other than loopback without a token is refused up front.
 #[test]
 fn routes_past_the_bound_fold_into_other_and_the_token_guards_metrics() {
-    let refused = memwatch_tests::run(
+    refused(
         &[
             "record",
             "-p",
@@ -173,37 +162,24 @@ fn routes_past_the_bound_fold_into_other_and_the_token_guards_metrics() {
             "-o",
             "/nonexistent/x.db",
         ],
-        T,
+        &[
+            "--metrics 0.0.0.0:0 is reachable from other hosts",
+            "--metrics-token",
+        ],
     );
-    assert_eq!(refused.code(), 2, "{}", refused.stderr);
-    assert!(
-        refused
-            .stderr
-            .contains("--metrics 0.0.0.0:0 is reachable from other hosts")
-            && refused.stderr.contains("--metrics-token"),
-        "{}",
-        refused.stderr
-    );
-
     let demo = start_server(Command::new(bin("memwatch-demo")).arg("--quiet"));
-    let dir = tempdir();
-    let out = dir.path().join("fold.db");
     let port = free_port();
-    let pid = demo.pid().to_string();
-    let mut rec = Running::start(&[
-        "record",
-        "-p",
-        &pid,
-        "-o",
-        out.to_str().unwrap(),
-        "--metrics",
-        &format!("127.0.0.1:{port}"),
-        "--metrics-token",
-        "s3cret",
-        "--metrics-max-routes",
-        "2",
-    ]);
-    rec.wait_recording(T);
+    let (_dir, _out, mut rec) = start_recording(
+        demo.pid(),
+        &[
+            "--metrics",
+            &format!("127.0.0.1:{port}"),
+            "--metrics-token",
+            "s3cret",
+            "--metrics-max-routes",
+            "2",
+        ],
+    );
     rec.wait_for("metrics at http://", T);
     let base = format!("http://127.0.0.1:{}", demo.port);
     ab_load(&format!("{base}/leak?kb=64"), 10, 1, false);
@@ -237,20 +213,15 @@ fn routes_past_the_bound_fold_into_other_and_the_token_guards_metrics() {
         "{text}"
     );
     assert!(text.ends_with("# EOF\n"), "{text}");
-
-    rec.signal(libc::SIGINT);
-    let done = rec.wait(T);
-    assert_eq!(done.code(), 0, "{}", done.stderr);
+    stop_recording(rec);
 }
 
 /// `--pprof-dir` writes one profile per period, each read by `go tool pprof`; `--pprof-dir`
 /// needs `--stacks`, and a missing directory is refused up front.
 #[test]
 fn periodic_profiles_are_written_one_per_period() {
-    let refused = memwatch_tests::run(&["record", "-p", "1", "--pprof-dir", "/tmp"], T);
-    assert_eq!(refused.code(), 2, "{}", refused.stderr);
-    assert!(refused.stderr.contains("--stacks"), "{}", refused.stderr);
-    let missing = memwatch_tests::run(
+    refused(&["record", "-p", "1", "--pprof-dir", "/tmp"], &["--stacks"]);
+    refused(
         &[
             "record",
             "-p",
@@ -259,44 +230,28 @@ fn periodic_profiles_are_written_one_per_period() {
             "--pprof-dir",
             "/nonexistent/profiles",
         ],
-        T,
+        &["--pprof-dir /nonexistent/profiles: no such directory"],
     );
-    assert_eq!(missing.code(), 2, "{}", missing.stderr);
-    assert!(
-        missing
-            .stderr
-            .contains("--pprof-dir /nonexistent/profiles: no such directory"),
-        "{}",
-        missing.stderr
-    );
-
     let demo = start_server(Command::new(bin("memwatch-demo")).arg("--quiet"));
     let dir = tempdir();
     let profiles = dir.path().join("profiles");
     std::fs::create_dir(&profiles).unwrap();
-    let out = dir.path().join("p.db");
-    let pid = demo.pid().to_string();
-    let mut rec = Running::start(&[
-        "record",
-        "-p",
-        &pid,
-        "-o",
-        out.to_str().unwrap(),
-        "--stacks",
-        "--pprof-dir",
-        profiles.to_str().unwrap(),
-        "--pprof-every",
-        "1s",
-    ]);
-    rec.wait_recording(T);
+    let (_rec_dir, _out, rec) = start_recording(
+        demo.pid(),
+        &[
+            "--stacks",
+            "--pprof-dir",
+            profiles.to_str().unwrap(),
+            "--pprof-every",
+            "1s",
+        ],
+    );
     let base = format!("http://127.0.0.1:{}", demo.port);
     for _ in 0..3 {
         ab_load(&format!("{base}/leak?kb=256"), 10, 1, false);
         std::thread::sleep(Duration::from_millis(1100));
     }
-    rec.signal(libc::SIGINT);
-    let done = rec.wait(T);
-    assert_eq!(done.code(), 0, "{}", done.stderr);
+    stop_recording(rec);
 
     let mut files: Vec<_> = std::fs::read_dir(&profiles)
         .unwrap()

@@ -52,17 +52,7 @@ impl Correlator {
         }
         let pages = self.pages(bytes);
         if charge.request == OUTSIDE {
-            out.push(Row::StackCharge(Box::new(StackChargeRow {
-                ts_ns,
-                req_end_ns: ts_ns,
-                method: None,
-                route: Some("".into()),
-                pid,
-                stack: charge.stack,
-                grown: bytes,
-                released: 0,
-                pages,
-            })));
+            out.push(outside_row(ts_ns, pid, charge.stack, (bytes, 0, pages)));
             return;
         }
         if let Some(req) = self.inflight.get_mut(&charge.request) {
@@ -98,7 +88,7 @@ impl Correlator {
             }))
         };
         if charge.request == OUTSIDE {
-            out.push(row(ts_ns, None, Some("".into())));
+            out.push(outside_row(ts_ns, pid, charge.stack, (0, bytes, 0)));
         } else if let Some(req) = self.inflight.get_mut(&charge.request) {
             sums_of(req, charge.stack).released += bytes;
         } else if let Some(r) = self.retained.get(&charge.request) {
@@ -122,6 +112,22 @@ impl Correlator {
             })));
         }
     }
+}
+
+/// A row of memory made resident (`grown`, `pages`) or released outside any request: route `""`,
+/// stamped with the event's own second.
+fn outside_row(ts_ns: i64, pid: u32, stack: u32, (grown, released, pages): (u64, u64, u64)) -> Row {
+    Row::StackCharge(Box::new(StackChargeRow {
+        ts_ns,
+        req_end_ns: ts_ns,
+        method: None,
+        route: Some("".into()),
+        pid,
+        stack,
+        grown,
+        released,
+        pages,
+    }))
 }
 
 fn sums_of(req: &mut InFlight, stack: u32) -> &mut StackSums {

@@ -599,15 +599,20 @@ fn detach(a: Attached) -> TracerStats {
         stats.symbolize_ms = meta_f64(&file, "symbolize_us") / 1000.0;
     }
     if let Some(mut child) = a.other {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        if a.tracer == Tracer::MemwatchIdle {
+            // The idle target, a `sleep`: SIGINT would not end it when the bench runs as a
+            // background job (which ignores SIGINT, and passes that on).
+            let _ = child.kill();
+        } else {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        }
         let _ = child.wait();
     }
     if let Some((stop, handle)) = a.sampler {
         stop.store(true, Ordering::Relaxed);
         let _ = handle.join();
     }
-    let _ = a.tracer;
     stats
 }
 
@@ -700,8 +705,19 @@ fn compare(
     window_s: f64,
     measure: &mut dyn FnMut() -> (f64, f64),
 ) -> (f64, Vec<Row>) {
+    compare_with(&Tracer::ALL, rounds, pids, window_s, measure)
+}
+
+/// [`compare`] for `tracers` alone.
+fn compare_with(
+    tracers: &[Tracer],
+    rounds: usize,
+    pids: &dyn Fn() -> Vec<u32>,
+    window_s: f64,
+    measure: &mut dyn FnMut() -> (f64, f64),
+) -> (f64, Vec<Row>) {
     let dir = tempdir();
-    let mut rows: Vec<Row> = Tracer::ALL
+    let mut rows: Vec<Row> = tracers
         .iter()
         .map(|&tracer| Row {
             tracer,
@@ -821,6 +837,47 @@ fn tracer_bench(rounds: usize, secs: f64, quick: bool, md: &mut String) {
         &rows,
         md,
     );
+    // Options against memwatch alone, paired round by round: the interleaved medians above
+    // move by several hundredths from run to run, more than what is measured here.
+    let paired_rounds = if quick { 1 } else { 15 };
+    let (_, rows) = compare_with(
+        &[
+            Tracer::Memwatch,
+            Tracer::MemwatchStacks,
+            Tracer::MemwatchScraped,
+        ],
+        paired_rounds,
+        &|| family(pid),
+        secs.max(1.0).floor(),
+        &mut || {
+            let (rate, _, p99) = wrk_with(port, secs, None);
+            (rate, p99)
+        },
+    );
+    let _ = writeln!(
+        md,
+        "\n### nginx at full speed: `--stacks` and a scraped `--metrics` against memwatch alone\n\n\
+         Each round runs memwatch alone, with `--stacks`, and with `--metrics` scraped every \
+         second, one after the other; the ratio is that round's throughput over memwatch \
+         alone's, and the table gives the median over {paired_rounds} rounds [spread].\n\n\
+         | option | throughput ratio to memwatch alone |\n|---|---|"
+    );
+    for r in &rows[1..] {
+        let paired: Vec<f64> = r
+            .ratio
+            .iter()
+            .zip(&rows[0].ratio)
+            .map(|(a, b)| if *b > 0.0 { a / b } else { 0.0 })
+            .collect();
+        let _ = writeln!(
+            md,
+            "| {} | {:.3} [{:.2}–{:.2}] |",
+            r.tracer.name(),
+            median(paired.clone()),
+            paired.iter().copied().fold(f64::INFINITY, f64::min),
+            paired.iter().copied().fold(0.0, f64::max)
+        );
+    }
     drop(server);
 
     // The demo server: thread per connection, a steady mix of /, /churn and a small /leak.

@@ -197,6 +197,8 @@ pub struct ProbeConfig {
     pub ring_bytes: u32,
     /// Bytes of growth per thread between two stacks (`--stacks`); 0 takes none.
     pub stack_every: u64,
+    /// Stacks each CPU may take per second (`--stack-rate`).
+    pub stack_rate: u64,
 }
 
 impl Default for ProbeConfig {
@@ -207,6 +209,7 @@ impl Default for ProbeConfig {
             capture_len: memwatch_common::net::DEFAULT_CAPTURE,
             ring_bytes: 8 * 1024 * 1024,
             stack_every: 0,
+            stack_rate: memwatch_common::stack::DEFAULT_STACK_RATE,
         }
     }
 }
@@ -287,6 +290,8 @@ impl Probe {
         let capture = config.capture_len.min(MAX_CAPTURE as u32);
         let wakeup = u64::from(config.ring_bytes / 8);
         let page_size = ::procfs::page_size();
+        // A stack copy (16 KiB) is skipped once the ring buffer is a quarter full.
+        let copy_room = u64::from(config.ring_bytes / 4);
         let mut loader = EbpfLoader::new();
         loader
             .override_global(config::GLOBAL_SELF_TGID, &self_tgid, true)
@@ -295,6 +300,8 @@ impl Probe {
             .override_global(config::GLOBAL_WAKEUP_BYTES, &wakeup, true)
             .override_global(config::GLOBAL_PAGE_SIZE, &page_size, true)
             .override_global(config::GLOBAL_STACK_EVERY, &config.stack_every, true)
+            .override_global(config::GLOBAL_STACK_RATE, &config.stack_rate, true)
+            .override_global(config::GLOBAL_STACK_COPY_ROOM, &copy_room, true)
             .map_max_entries(config::MAP_EVENTS, config.ring_bytes);
         for (global, offset) in offsets.iter() {
             tracing::debug!(global, offset, "tracepoint field offset");

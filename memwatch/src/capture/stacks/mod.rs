@@ -31,6 +31,13 @@ use crate::model::{Row, Unwind};
 /// A process's mappings are read again on an address they do not hold at most this often.
 const MAPS_RELOAD: Duration = Duration::from_millis(200);
 
+/// Distinct stacks kept per recording (about 100 bytes each, and their frames): past it, a new
+/// stack is lost and counted, its growth charged to no stack. Copied stacks of JIT code can be
+/// many; the kernel's stack map bounds frame-pointer ones at 8,192 anyway.
+const MAX_STACKS: usize = 1 << 17;
+/// Distinct frames kept per recording: past it, stacks are lost and counted.
+const MAX_FRAMES: usize = 1 << 20;
+
 /// Frame-pointer stacks of a process looked at before deciding whether they work for it: when
 /// an eighth of them or more were cut short, its stacks are copied from then on. (A C server
 /// built with frame pointers cuts about one stack in five short in glibc's malloc; Go, whose
@@ -49,6 +56,8 @@ pub struct StackCounts {
     /// Stacks that could not be used: the kernel could not keep one, an id was not in its map,
     /// or a copied stack unwound to no frame.
     pub lost: u64,
+    /// Stacks the kernel skipped to keep the cost bounded (`--stack-rate`, a full ring buffer).
+    pub skipped: u64,
     /// Processes switched from frame-pointer stacks to copied ones, because too many of their
     /// stacks were cut short in a library without frame pointers.
     pub fallbacks: u64,
@@ -220,6 +229,10 @@ impl Stacks {
         kernel_id: i64,
         frames: impl FnOnce(u32) -> Option<Vec<u64>>,
     ) -> Option<u32> {
+        if kernel_id == memwatch_common::stack::SKIPPED {
+            self.counts.skipped += 1;
+            return None;
+        }
         self.counts.samples += 1;
         if let Some(&(id, cut_short)) = self.kernel.get(&(pid, kernel_id)) {
             self.judge_fp(pid, cut_short);
@@ -248,7 +261,7 @@ impl Stacks {
             .enumerate()
             .map(|(i, &a)| if i == 0 { a } else { a.saturating_sub(1) })
             .collect();
-        let id = self.intern(pid, &lookup, Unwind::FramePointers);
+        let id = self.intern(pid, &lookup, Unwind::FramePointers)?;
         let cut_short = self.cut_short(pid, &addrs);
         self.kernel.insert((pid, kernel_id), (id, cut_short));
         self.judge_fp(pid, cut_short);
@@ -290,10 +303,16 @@ impl Stacks {
             self.counts.lost += 1;
             return None;
         }
-        Some(self.intern(pid, &addrs, Unwind::Dwarf))
+        self.intern(pid, &addrs, Unwind::Dwarf)
     }
 
-    fn intern(&mut self, pid: u32, addrs: &[u64], unwind: Unwind) -> u32 {
+    /// The stack id of `addrs` (innermost first) in `pid`, interning it and its frames; `None`
+    /// (counted as lost) for a new stack past [`MAX_STACKS`].
+    fn intern(&mut self, pid: u32, addrs: &[u64], unwind: Unwind) -> Option<u32> {
+        if self.frames.len() >= MAX_FRAMES {
+            self.counts.lost += 1;
+            return None;
+        }
         let mut ids = Vec::with_capacity(addrs.len());
         for &addr in addrs {
             let place = {
@@ -323,16 +342,21 @@ impl Stacks {
                 });
             ids.push(id);
         }
-        let next = self.stacks.len() as u32 + 1;
-        let rows = &mut self.rows;
-        *self.stacks.entry(ids).or_insert_with_key(|frames| {
-            rows.push(Row::Stack {
-                id: next,
-                frames: frames.clone(),
-                unwind,
-            });
-            next
-        })
+        if let Some(&id) = self.stacks.get(&ids) {
+            return Some(id);
+        }
+        if self.stacks.len() >= MAX_STACKS {
+            self.counts.lost += 1;
+            return None;
+        }
+        let id = self.stacks.len() as u32 + 1;
+        self.rows.push(Row::Stack {
+            id,
+            frames: ids.clone(),
+            unwind,
+        });
+        self.stacks.insert(ids, id);
+        Some(id)
     }
 
     /// New stacks and named frames, for the writer.
