@@ -294,6 +294,16 @@ fn own_call_sites(flavour: &'static str, unwind: &[&str], fallbacks: &str) {
             r["sites"][0]["frames"][0], function,
             "{flavour} {route}: {r:#}"
         );
+        // One line for the function's stacks, however they were taken: most of the route.
+        let total: i64 = r["sites"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["retained_bytes"].as_i64().unwrap())
+            .sum::<i64>()
+            + r["more_retained_bytes"].as_i64().unwrap();
+        let top = r["sites"][0]["retained_bytes"].as_i64().unwrap();
+        assert!(top * 2 > total, "{flavour} {route}: {r:#}");
     }
 
     // pprof, read by Go's own tool.

@@ -96,7 +96,8 @@ pub struct Site {
     pub released_bytes: i64,
     /// Still held at the end of the recording.
     pub retained_bytes: i64,
-    /// The recording's stack id; 0 when no stack was taken.
+    /// The recording's stack id (of the largest, when stacks that show the same frames were
+    /// summed into this line); 0 when no stack was taken.
     pub stack: i64,
 }
 
@@ -142,20 +143,35 @@ impl CallSiteReport {
         let mut routes: Vec<RouteSites> = by_route
             .into_iter()
             .map(|((method, route), stacks)| {
-                let mut all: Vec<Site> = stacks
-                    .into_iter()
-                    .map(|(stack, bytes)| {
-                        let labels = stack_labels(&sites, stack);
-                        Site {
-                            depth: labels.len(),
-                            frames: labels.into_iter().take(FRAMES_SHOWN).collect(),
-                            grown_bytes: bytes.grown,
-                            released_bytes: bytes.released,
-                            retained_bytes: bytes.retained,
+                // Stacks that show the same frames are one line: the same code, reached through
+                // callers past those shown, or taken once along frame pointers and once copied.
+                // (line, the retained bytes of the stack it is named after)
+                let mut merged: BTreeMap<Vec<String>, (Site, i64)> = BTreeMap::new();
+                for (stack, bytes) in stacks {
+                    let labels = stack_labels(&sites, stack);
+                    let depth = labels.len();
+                    let shown: Vec<String> = labels.into_iter().take(FRAMES_SHOWN).collect();
+                    let (site, largest) = merged.entry(shown.clone()).or_insert_with(|| {
+                        let site = Site {
+                            depth,
+                            frames: shown,
+                            grown_bytes: 0,
+                            released_bytes: 0,
+                            retained_bytes: 0,
                             stack,
-                        }
-                    })
-                    .collect();
+                        };
+                        (site, bytes.retained)
+                    });
+                    if bytes.retained > *largest {
+                        site.stack = stack;
+                        *largest = bytes.retained;
+                    }
+                    site.depth = site.depth.max(depth);
+                    site.grown_bytes += bytes.grown;
+                    site.released_bytes += bytes.released;
+                    site.retained_bytes += bytes.retained;
+                }
+                let mut all: Vec<Site> = merged.into_values().map(|(site, _)| site).collect();
                 all.sort_by(|a, b| {
                     b.retained_bytes
                         .cmp(&a.retained_bytes)
