@@ -14,14 +14,14 @@ use memwatch_common::{
         FilePagesEvent, GrowthEvent, HUGE_FAULT_MIN, HUGE_PAGE, MM_ANONPAGES, MM_FILEPAGES,
         MM_SHMEMPAGES, RssSeen, ThreadFaults,
     },
-    stack::AT_FAULT,
+    stack::{AT_FAULT, AT_SYSCALL},
     tracepoint,
 };
 
 use crate::{
     ctx::field,
     emit::{count, header, reserve, submit},
-    maps::{PAGE_SIZE, RSS_SEEN, STACK_EVERY, THREAD_FAULTS, global},
+    maps::{PAGE_SIZE, RSS_SEEN, THREAD_FAULTS, global},
     stack::{self, DUE_NOW},
     target::{current, is_target},
 };
@@ -105,9 +105,7 @@ fn add_to_run(ctx: &TracePointContext, t: &mut ThreadFaults, tid: u32, addr: u64
     if addr >= t.run_start && addr < t.run_end {
         return;
     }
-    let every = global(&STACK_EVERY);
-    let stack_due = every != 0 && t.stack_due >= every;
-    if !stack_due && t.run_end - t.run_start < MAX_RUN {
+    if !stack::fault_stack_due(t) && t.run_end - t.run_start < MAX_RUN {
         if addr == t.run_end && t.run_end > t.run_start {
             t.run_end += page;
             t.stack_due = t.stack_due.saturating_add(page);
@@ -119,13 +117,37 @@ fn add_to_run(ctx: &TracePointContext, t: &mut ThreadFaults, tid: u32, addr: u64
             return;
         }
     }
-    if t.run_end > t.run_start {
-        send_run(t.tgid, tid, t.run_start, t.run_end, t.run_ns);
-    }
+    send_open_run(t, tid);
     t.run_start = addr;
     t.run_end = addr.wrapping_add(page);
     t.run_ns = now();
     stack::maybe_take(ctx, t, tid, page, AT_FAULT);
+}
+
+/// Sends the thread's open run of faulted pages, if any, and closes it.
+#[inline(always)]
+fn send_open_run(t: &mut ThreadFaults, tid: u32) {
+    if t.run_end > t.run_start {
+        send_run(t.tgid, tid, t.run_start, t.run_end, t.run_ns);
+        t.run_start = 0;
+        t.run_end = 0;
+    }
+}
+
+/// [`flush_run`] at the return of a memory syscall, before its event, in the same map lookup:
+/// when it grew the address space by `grown` bytes (0: it did not) and a stack is due
+/// (`--stacks`), the syscall's call site is sent first.
+#[inline(always)]
+pub(crate) fn flush_before_syscall(ctx: &TracePointContext, tid: u32, grown: u64) {
+    let Some(slot) = THREAD_FAULTS.get_ptr_mut(tid) else {
+        return;
+    };
+    // SAFETY: only this thread writes its own slot, and a thread runs on one CPU at a time.
+    let t = unsafe { &mut *slot };
+    send_open_run(t, tid);
+    if grown != 0 {
+        stack::maybe_take(ctx, t, tid, grown, AT_SYSCALL);
+    }
 }
 
 /// A memory syscall of this thread begins: a fault no counter confirmed is over, and the
@@ -166,11 +188,7 @@ fn flush(tid: u32, boundary: bool) -> u64 {
         t.stack_due = DUE_NOW;
         t.map_due = DUE_NOW;
     }
-    if t.run_end > t.run_start {
-        send_run(t.tgid, tid, t.run_start, t.run_end, t.run_ns);
-        t.run_start = 0;
-        t.run_end = 0;
-    }
+    send_open_run(t, tid);
     t.faults
 }
 
@@ -214,13 +232,8 @@ pub(crate) fn rss_stat(ctx: TracePointContext) -> u32 {
                 t.pending = 0;
                 // The file pages this fault mapped are sent below, as a counter change: their
                 // call site, when one is due, goes first, after the run it does not belong to.
-                if global(&STACK_EVERY) != 0
-                    && t.stack_due >= global(&STACK_EVERY)
-                    && t.run_end > t.run_start
-                {
-                    send_run(t.tgid, tid, t.run_start, t.run_end, t.run_ns);
-                    t.run_start = 0;
-                    t.run_end = 0;
+                if stack::fault_stack_due(t) {
+                    send_open_run(t, tid);
                 }
                 stack::maybe_take(&ctx, t, tid, page, AT_FAULT);
             }

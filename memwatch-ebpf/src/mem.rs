@@ -11,15 +11,13 @@ use memwatch_common::{
     EventKind,
     config::Counter,
     mem::{MemArgs, MemEvent, MemOp},
-    stack::AT_SYSCALL,
 };
 
 use crate::{
     ctx::{syscall_arg, syscall_ret},
     emit::{count, header, reserve, submit},
-    fault::{end_fault, flush_run},
-    maps::{PENDING_MEM, STACK_EVERY, THREAD_FAULTS, global},
-    stack,
+    fault::{end_fault, flush_before_syscall},
+    maps::PENDING_MEM,
     target::{current, is_target},
 };
 
@@ -51,26 +49,18 @@ fn finish(ctx: &TracePointContext, op: MemOp) {
         return;
     }
     let ret = syscall_ret(ctx);
+    // Address space grown: its call site goes before the event, when one is due (`--stacks`).
+    let grown = match op {
+        _ if ret < 0 => 0,
+        MemOp::Mmap => args.len,
+        MemOp::Mremap => args.new_len.saturating_sub(args.len),
+        // The old break is not known here: a call that moved it counts as its first page.
+        MemOp::Brk => 1,
+        _ => 0,
+    };
     // Pages faulted in before this call are reported before it, so that a release never
     // precedes the growth it releases.
-    let _ = flush_run(tid);
-    if ret >= 0 && global(&STACK_EVERY) != 0 {
-        // Address space grown (`--stacks`): its call site, before the event, when one is due.
-        let grown = match op {
-            MemOp::Mmap => args.len,
-            MemOp::Mremap => args.new_len.saturating_sub(args.len),
-            // The old break is not known here: a call that moved it counts as its first page.
-            MemOp::Brk => 1,
-            _ => 0,
-        };
-        if grown != 0
-            && let Some(slot) = THREAD_FAULTS.get_ptr_mut(tid)
-        {
-            // SAFETY: only this thread writes its own slot, and a thread runs on one CPU at a
-            // time.
-            stack::maybe_take(ctx, unsafe { &mut *slot }, tid, grown, AT_SYSCALL);
-        }
-    }
+    flush_before_syscall(ctx, tid, grown);
     let Some(mut entry) = reserve::<MemEvent>() else {
         return;
     };

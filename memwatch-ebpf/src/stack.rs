@@ -61,6 +61,13 @@ fn budget() -> bool {
 /// `stack_due` after a socket boundary: the next growth takes a stack.
 pub(crate) const DUE_NOW: u64 = u64::MAX;
 
+/// Whether the thread's next resident growth takes a stack (`--stacks`).
+#[inline(always)]
+pub(crate) fn fault_stack_due(t: &ThreadFaults) -> bool {
+    let every = global(&STACK_EVERY);
+    every != 0 && t.stack_due >= every
+}
+
 /// Adds `bytes` of growth to the thread's count since its last stack taken `at` a fault
 /// (`stack_due`) or a syscall (`map_due`), and takes one when a [`crate::maps::STACK_EVERY`]'s
 /// worth has been reached (or a boundary made it due). Does nothing when stacks are off.

@@ -25,7 +25,7 @@ use crate::{
         },
         procfs,
         spawn::{self, HeldChild, SpawnOptions},
-        stacks::Stacks,
+        stacks::{Stacks, Taken},
     },
     correlate::{
         Correlator,
@@ -56,7 +56,8 @@ fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-fn wall_ns() -> i64 {
+/// Now, in wall-clock nanoseconds since the Unix epoch.
+pub(crate) fn wall_ns() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as i64)
@@ -289,30 +290,31 @@ impl Session {
             Event::Stack(e) => {
                 let (pid, tid) = (e.header.tgid, e.header.tid);
                 if let (Some(stacks), Some(probe)) = (self.stacks.as_mut(), self.probe.as_ref()) {
-                    let skipped = e.stack_id == memwatch_common::stack::SKIPPED;
-                    let id = stacks.from_kernel(pid, e.stack_id, |k| probe.kernel_stack(k));
+                    let taken = stacks.from_kernel(pid, e.stack_id, |k| probe.kernel_stack(k));
                     let fallbacks = stacks.take_fallbacks();
-                    // A skipped stack leaves the thread's latest one in place (the correlator
-                    // clears it at each request boundary).
-                    if !skipped {
-                        self.use_stack(tid, e.at, id);
-                    }
+                    self.use_stack(tid, e.at, taken);
                     self.copy_stacks(&fallbacks);
                 }
             }
             Event::StackCopy(c) => {
                 let (pid, tid) = (c.header.tgid, c.header.tid);
                 if let Some(stacks) = self.stacks.as_mut() {
-                    let id = stacks.from_copy(pid, c.ip, c.sp, c.bp, &c.data);
-                    self.use_stack(tid, c.at, id);
+                    let taken = stacks.from_copy(pid, c.ip, c.sp, c.bp, &c.data);
+                    self.use_stack(tid, c.at, taken);
                 }
             }
         }
     }
 
     /// A stack taken at a fault is the call site of the thread's growth from now on; one taken
-    /// at a memory syscall, of that syscall.
-    fn use_stack(&mut self, tid: u32, at: u32, id: Option<u32>) {
+    /// at a memory syscall, of that syscall. A skipped stack leaves the thread's latest one in
+    /// place (the correlator clears it at each request boundary).
+    fn use_stack(&mut self, tid: u32, at: u32, taken: Taken) {
+        let id = match taken {
+            Taken::Skipped => return,
+            Taken::Lost => None,
+            Taken::Stack(id) => Some(id),
+        };
         if at == AT_SYSCALL {
             if let Some(id) = id {
                 self.syscall_stacks.insert(tid, id);

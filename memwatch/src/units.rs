@@ -1,4 +1,18 @@
-//! Units for people: byte counts as text. Used by the views and the live status line.
+//! Units for people: byte counts as text (used by the views and the live status line), and
+//! text from outside cut to a bound.
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary: how text
+/// from traffic, logs and traced processes is bounded everywhere.
+pub fn cut(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
 
 /// Human-readable signed byte count.
 pub fn bytes(b: i64) -> String {
@@ -12,5 +26,19 @@ pub fn bytes(b: i64) -> String {
         format!("{sign}{:.1} KiB", v / 1024.0)
     } else {
         format!("{sign}{v} B")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cut_keeps_whole_characters() {
+        assert_eq!(cut("abc", 5), "abc");
+        assert_eq!(cut("abcdef", 3), "abc");
+        // é is two bytes: a cut through it keeps the characters before it.
+        assert_eq!(cut("aéé", 4), "aé");
+        assert_eq!(cut("éé", 1), "");
     }
 }

@@ -39,13 +39,8 @@ pub fn info(pid: u32) -> Option<ProcInfo> {
 }
 
 fn truncate(mut s: String, max: usize) -> String {
-    if s.len() > max {
-        let mut cut = max;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-    }
+    let kept = crate::units::cut(&s, max).len();
+    s.truncate(kept);
     s
 }
 

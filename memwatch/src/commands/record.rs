@@ -11,7 +11,7 @@ use std::{
 use crate::{
     error::UsageError,
     recording::{Recording, query::Range},
-    session::{self, Hooks, RecordOptions},
+    session::{self, Hooks, RecordOptions, wall_ns},
     views::{
         metrics::DEFAULT_MAX_ROUTES,
         pprof::{self, Selection},
@@ -270,12 +270,6 @@ impl Profiles {
     }
 }
 
-fn wall_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-}
-
 /// Writes the call sites of the requests that ended in seconds `[from_s, to_s)` to
 /// `dir/memwatch-FROM-TO.pb.gz`, through a temporary name so that an uploader never reads half
 /// a file.
@@ -290,8 +284,17 @@ fn write_period(recording: &Path, dir: &Path, from_s: i64, to_s: i64) -> anyhow:
     };
     let name = format!("memwatch-{from_s}-{to_s}.pb.gz");
     let tmp = dir.join(format!(".{name}.tmp"));
-    pprof::write(&rec, &selection, &tmp)?;
-    let path = dir.join(name);
-    std::fs::rename(&tmp, &path)?;
+    let path = dir.join(&name);
+    let bytes = pprof::encode(&pprof::build(&rec, &selection)?);
+    std::fs::write(&tmp, bytes)
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            anyhow::anyhow!(
+                "--pprof-dir {}: could not write {name} ({e}); this period's profile is lost, \
+                 recording goes on. Free space in that directory or make it writable",
+                dir.display()
+            )
+        })?;
     Ok(path)
 }

@@ -359,11 +359,8 @@ fn bound(mut route: String) -> String {
     if route.len() <= MAX_ROUTE_LEN {
         return route;
     }
-    let mut cut = MAX_ROUTE_LEN - TRUNCATION_MARKER.len();
-    while !route.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    route.truncate(cut);
+    let kept = crate::units::cut(&route, MAX_ROUTE_LEN - TRUNCATION_MARKER.len()).len();
+    route.truncate(kept);
     route.push_str(TRUNCATION_MARKER);
     route
 }

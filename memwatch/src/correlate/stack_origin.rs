@@ -3,6 +3,8 @@
 //! release, by whatever thread whenever, is credited back to both. A request's sums per call site
 //! are written when it ends; later releases as they come; growth outside any request at once.
 
+use std::sync::Arc;
+
 use super::{Charge, Correlator, InFlight, origin::OUTSIDE};
 use crate::model::{Row, StackChargeRow};
 
@@ -52,7 +54,13 @@ impl Correlator {
         }
         let pages = self.pages(bytes);
         if charge.request == OUTSIDE {
-            out.push(outside_row(ts_ns, pid, charge.stack, (bytes, 0, pages)));
+            let grown = StackSums {
+                stack: charge.stack,
+                grown: bytes,
+                pages,
+                ..StackSums::default()
+            };
+            out.push(row(ts_ns, outside(ts_ns), pid, grown));
             return;
         }
         if let Some(req) = self.inflight.get_mut(&charge.request) {
@@ -74,54 +82,59 @@ impl Correlator {
         if !self.stacks || bytes == 0 {
             return;
         }
-        let row = |req_end_ns, method, route| {
-            Row::StackCharge(Box::new(StackChargeRow {
-                ts_ns,
-                req_end_ns,
-                method,
-                route,
-                pid,
-                stack: charge.stack,
-                grown: 0,
-                released: bytes,
-                pages: 0,
-            }))
+        let released = StackSums {
+            stack: charge.stack,
+            released: bytes,
+            ..StackSums::default()
         };
         if charge.request == OUTSIDE {
-            out.push(outside_row(ts_ns, pid, charge.stack, (0, bytes, 0)));
+            out.push(row(ts_ns, outside(ts_ns), pid, released));
         } else if let Some(req) = self.inflight.get_mut(&charge.request) {
             sums_of(req, charge.stack).released += bytes;
         } else if let Some(r) = self.retained.get(&charge.request) {
-            out.push(row(r.end_ns, r.method.clone(), r.route.clone()));
+            let owner = (r.end_ns, r.method.clone(), r.route.clone());
+            out.push(row(ts_ns, owner, pid, released));
         }
     }
 
     /// A request ended: its sums per call site are written.
     pub(super) fn stack_finish(&self, req: &InFlight, out: &mut Vec<Row>) {
-        for s in &req.stacks {
-            out.push(Row::StackCharge(Box::new(StackChargeRow {
-                ts_ns: req.row.end_ns,
-                req_end_ns: req.row.end_ns,
-                method: req.row.method.as_deref().map(Into::into),
-                route: req.row.route.as_deref().map(Into::into),
-                pid: req.row.pid,
-                stack: s.stack,
-                grown: s.grown,
-                released: s.released,
-                pages: s.pages,
-            })));
+        let end = req.row.end_ns;
+        let method: Option<Arc<str>> = req.row.method.as_deref().map(Into::into);
+        let route: Option<Arc<str>> = req.row.route.as_deref().map(Into::into);
+        for &s in &req.stacks {
+            out.push(row(
+                end,
+                (end, method.clone(), route.clone()),
+                req.row.pid,
+                s,
+            ));
         }
     }
 }
 
-/// A row of memory made resident (`grown`, `pages`) or released outside any request: route `""`,
-/// stamped with the event's own second.
-fn outside_row(ts_ns: i64, pid: u32, stack: u32, (grown, released, pages): (u64, u64, u64)) -> Row {
+/// Whose memory a row is: the request's end, method and route.
+type Owner = (i64, Option<Arc<str>>, Option<Arc<str>>);
+
+/// The owner of memory made or released outside any request: route `""`, stamped with the
+/// event's own time.
+fn outside(ts_ns: i64) -> Owner {
+    (ts_ns, None, Some("".into()))
+}
+
+/// One call site's row at `ts_ns`.
+fn row(ts_ns: i64, (req_end_ns, method, route): Owner, pid: u32, sums: StackSums) -> Row {
+    let StackSums {
+        stack,
+        grown,
+        released,
+        pages,
+    } = sums;
     Row::StackCharge(Box::new(StackChargeRow {
         ts_ns,
-        req_end_ns: ts_ns,
-        method: None,
-        route: Some("".into()),
+        req_end_ns,
+        method,
+        route,
         pid,
         stack,
         grown,

@@ -51,11 +51,7 @@ impl RouteLabels {
 }
 
 fn bounded(s: &str) -> String {
-    let mut end = s.len().min(MAX_LABEL);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_owned()
+    crate::units::cut(s, MAX_LABEL).to_owned()
 }
 
 fn route_labels(method: &str, route: &str) -> Labels {

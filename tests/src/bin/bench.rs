@@ -405,15 +405,11 @@ struct TracerStats {
 
 /// A numeric `meta` value of a recording (0 when absent).
 fn meta_f64(file: &std::path::Path, key: &str) -> f64 {
-    rusqlite::Connection::open(file)
-        .and_then(|c| {
-            c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| {
-                r.get::<_, String>(0)
-            })
-        })
+    memwatch::recording::Recording::open(file)
+        .and_then(|r| r.meta_i64(key))
         .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
+        .flatten()
+        .map_or(0.0, |v| v as f64)
 }
 
 fn peak_rss_mb(pid: u32) -> f64 {

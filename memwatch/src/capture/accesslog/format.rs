@@ -515,14 +515,7 @@ fn slot_for(
 }
 
 pub(crate) fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_owned();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_owned()
+    crate::units::cut(s, max).to_owned()
 }
 
 #[cfg(test)]

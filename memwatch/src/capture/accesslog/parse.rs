@@ -109,13 +109,8 @@ impl Reject {
         let kept = &line[..line.len().min(MAX_REJECT_RAW)];
         let mut raw = String::from_utf8_lossy(kept).into_owned();
         // A lossy decode may grow the text (U+FFFD is 3 bytes); cut back on a char boundary.
-        if raw.len() > MAX_REJECT_RAW {
-            let mut end = MAX_REJECT_RAW;
-            while !raw.is_char_boundary(end) {
-                end -= 1;
-            }
-            raw.truncate(end);
-        }
+        let kept = crate::units::cut(&raw, MAX_REJECT_RAW).len();
+        raw.truncate(kept);
         Self {
             reason,
             offset,

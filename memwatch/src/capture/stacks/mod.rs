@@ -79,6 +79,47 @@ struct Proc {
     unwinder: Option<ProcessUnwinder>,
 }
 
+impl Proc {
+    /// `pid`'s executable mappings, read now.
+    fn read(pid: u32) -> Self {
+        Self {
+            maps: maps::executable(pid),
+            maps_read: Instant::now(),
+            unwinder: None,
+        }
+    }
+}
+
+/// How a process's frame-pointer stacks are doing, until the fallback is decided.
+#[derive(Debug, Clone, Copy)]
+enum FpHealth {
+    /// Stacks seen so far, and of them, cut short.
+    Watching {
+        seen: u32,
+        cut_short: u32,
+    },
+    Decided,
+}
+
+/// What became of a stack event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Taken {
+    /// The stack's id in the recording.
+    Stack(u32),
+    /// The kernel could not keep or copy it, or it unwound to no frame: its growth has no
+    /// call site (counted in `stacks_lost`).
+    Lost,
+    /// Skipped by the kernel's budget: the thread's growth stays with its latest stack
+    /// (counted in `stacks_skipped`).
+    Skipped,
+}
+
+impl From<Option<u32>> for Taken {
+    fn from(id: Option<u32>) -> Self {
+        id.map_or(Self::Lost, Self::Stack)
+    }
+}
+
 /// Interns stacks and frames, and names frames in the background.
 #[derive(Debug)]
 pub struct Stacks {
@@ -89,7 +130,7 @@ pub struct Stacks {
     /// (pid, kernel stack id) → stack id, and whether it was cut short.
     kernel: HashMap<(u32, i64), (u32, bool)>,
     /// Per process on frame-pointer stacks: (stacks seen, of them cut short).
-    fp_health: HashMap<u32, (u32, u32)>,
+    fp_health: HashMap<u32, FpHealth>,
     /// Processes to switch to copied stacks (see [`Stacks::take_fallbacks`]).
     fallbacks: Vec<u32>,
     symbolizer: SymbolizerThread,
@@ -119,10 +160,6 @@ impl Stacks {
         }
     }
 
-    pub fn counts(&self) -> StackCounts {
-        self.counts
-    }
-
     fn binary(
         binaries: &mut HashMap<Arc<str>, Option<Arc<Binary>>>,
         path: &str,
@@ -145,7 +182,6 @@ impl Stacks {
     /// pointers (checked on its executable; a process whose executable cannot be read is
     /// copied, which works either way).
     pub fn wants_copy(&mut self, pid: u32) -> bool {
-        self.procs.remove(&pid);
         let Ok(exe) = std::fs::read_link(format!("/proc/{pid}/exe")) else {
             return true;
         };
@@ -170,35 +206,31 @@ impl Stacks {
     }
 
     /// Counts a frame-pointer stack of `pid`, cut short or not, and decides on a fallback.
-    fn judge_fp(&mut self, pid: u32, cut_short: bool) {
-        let Some(health) = self.fp_health.get_mut(&pid) else {
-            self.fp_health.insert(pid, (1, u32::from(cut_short)));
+    fn judge_fp(&mut self, pid: u32, cut: bool) {
+        let health = self.fp_health.entry(pid).or_insert(FpHealth::Watching {
+            seen: 0,
+            cut_short: 0,
+        });
+        let FpHealth::Watching { seen, cut_short } = health else {
             return;
         };
-        if health.0 == u32::MAX {
-            return; // decided
+        *seen += 1;
+        *cut_short += u32::from(cut);
+        if *seen < FALLBACK_AFTER {
+            return;
         }
-        health.0 += 1;
-        health.1 += u32::from(cut_short);
-        if health.0 >= FALLBACK_AFTER {
-            tracing::debug!(
+        tracing::debug!(pid, cut_short, of = seen, "frame-pointer stacks");
+        if *cut_short * 8 >= *seen {
+            tracing::info!(
                 pid,
-                cut_short = health.1,
-                of = health.0,
-                "frame-pointer stacks"
+                cut_short,
+                of = seen,
+                "frame-pointer stacks end in a library without frame pointers: copying them"
             );
-            if health.1 * 8 >= health.0 {
-                tracing::info!(
-                    pid,
-                    cut_short = health.1,
-                    of = health.0,
-                    "frame-pointer stacks end in a library without frame pointers: copying them"
-                );
-                self.fallbacks.push(pid);
-                self.counts.fallbacks += 1;
-            }
-            *health = (u32::MAX, 0);
+            self.fallbacks.push(pid);
+            self.counts.fallbacks += 1;
         }
+        *health = FpHealth::Decided;
     }
 
     /// Whether a frame-pointer stack stopped within [`CUT_SHORT`] frames in a binary without
@@ -213,35 +245,30 @@ impl Stacks {
     }
 
     fn proc(&mut self, pid: u32) -> &mut Proc {
-        self.procs.entry(pid).or_insert_with(|| Proc {
-            maps: maps::executable(pid),
-            maps_read: Instant::now(),
-            unwinder: None,
-        })
+        self.procs.entry(pid).or_insert_with(|| Proc::read(pid))
     }
 
-    /// A stack the kernel took along frame pointers: `frames` reads its addresses from the
-    /// kernel's map (once per kernel id and process). Returns the stack id, or `None` when it
-    /// is lost (counted).
+    /// A stack the kernel took along frame pointers (or skipped): `frames` reads its addresses
+    /// from the kernel's map (once per kernel id and process).
     pub fn from_kernel(
         &mut self,
         pid: u32,
         kernel_id: i64,
         frames: impl FnOnce(u32) -> Option<Vec<u64>>,
-    ) -> Option<u32> {
+    ) -> Taken {
         if kernel_id == memwatch_common::stack::SKIPPED {
             self.counts.skipped += 1;
-            return None;
+            return Taken::Skipped;
         }
         self.counts.samples += 1;
         if let Some(&(id, cut_short)) = self.kernel.get(&(pid, kernel_id)) {
             self.judge_fp(pid, cut_short);
-            return Some(id);
+            return Taken::Stack(id);
         }
         let started = Instant::now();
         let id = self.resolve_kernel(pid, kernel_id, frames);
         self.counts.resolve += started.elapsed();
-        id
+        id.into()
     }
 
     fn resolve_kernel(
@@ -269,12 +296,12 @@ impl Stacks {
     }
 
     /// A copied stack: unwound here with the binaries' unwind tables.
-    pub fn from_copy(&mut self, pid: u32, ip: u64, sp: u64, bp: u64, data: &[u8]) -> Option<u32> {
+    pub fn from_copy(&mut self, pid: u32, ip: u64, sp: u64, bp: u64, data: &[u8]) -> Taken {
         self.counts.samples += 1;
         let started = Instant::now();
         let id = self.resolve_copy(pid, (ip, sp, bp), data);
         self.counts.resolve += started.elapsed();
-        id
+        id.into()
     }
 
     fn resolve_copy(
@@ -284,11 +311,7 @@ impl Stacks {
         data: &[u8],
     ) -> Option<u32> {
         let binaries = &mut self.binaries;
-        let proc = self.procs.entry(pid).or_insert_with(|| Proc {
-            maps: maps::executable(pid),
-            maps_read: Instant::now(),
-            unwinder: None,
-        });
+        let proc = self.procs.entry(pid).or_insert_with(|| Proc::read(pid));
         // Code mapped since the mappings were read (a library loaded late): read them again.
         if maps::find(&proc.maps, ip).is_none() && proc.maps_read.elapsed() >= MAPS_RELOAD {
             proc.maps = maps::executable(pid);
@@ -313,15 +336,17 @@ impl Stacks {
             self.counts.lost += 1;
             return None;
         }
-        let mut ids = Vec::with_capacity(addrs.len());
-        for &addr in addrs {
-            let place = {
-                let proc = self.proc(pid);
-                match maps::find(&proc.maps, addr) {
-                    Some(m) => maps::place(m, addr),
-                    None => Place::Anon(addr),
-                }
-            };
+        let places: Vec<Place> = {
+            let maps = &self.proc(pid).maps;
+            addrs
+                .iter()
+                .map(|&addr| {
+                    maps::find(maps, addr).map_or(Place::Anon(addr), |m| maps::place(m, addr))
+                })
+                .collect()
+        };
+        let mut ids = Vec::with_capacity(places.len());
+        for place in places {
             // Code of no file is named per process (each JIT has its own); files are shared.
             let owner = if matches!(place, Place::Anon(_)) {
                 pid

@@ -175,11 +175,7 @@ fn run(
 }
 
 fn bounded(s: &str) -> String {
-    let mut end = s.len().min(MAX_NAME);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_owned()
+    crate::units::cut(s, MAX_NAME).to_owned()
 }
 
 /// A process's perf map: JIT code ranges and their names.
