@@ -37,6 +37,17 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// The long form of the reliability tests: `cargo xtask stress` sets `MEMWATCH_STRESS=1`.
+/// `cargo xtask test` (and CI) runs the same tests short.
+pub fn stress() -> bool {
+    std::env::var_os("MEMWATCH_STRESS").is_some_and(|v| v == "1")
+}
+
+/// `short` under `cargo xtask test`, `long` under `cargo xtask stress`.
+pub fn scaled<T>(short: T, long: T) -> T {
+    if stress() { long } else { short }
+}
+
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new()
         .prefix("memwatch-test-")

@@ -1,5 +1,5 @@
-//! memwatch's developer commands: `cargo xtask setup | build | run | demo | ebpf | test | fuzz |
-//! bench`.
+//! memwatch's developer commands: `cargo xtask setup | build | run | demo | ebpf | test | stress |
+//! fuzz | bench`.
 //!
 //! Every command checks its prerequisites first (fast when present) and installs what is
 //! missing, so a fresh Debian/Ubuntu machine needs nothing but Rust and this checkout. Building
@@ -53,6 +53,13 @@ enum Cmd {
     },
     /// Everything: formatting, clippy, unit tests and the privileged integration tests.
     Test {
+        /// Extra arguments for the test harness (e.g. a test name filter).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// The reliability tests in their long form (`MEMWATCH_STRESS=1`): the same tests `test`
+    /// runs short, at the sizes docs/reliability.md reports.
+    Stress {
         /// Extra arguments for the test harness (e.g. a test name filter).
         #[arg(last = true)]
         args: Vec<String>,
@@ -165,6 +172,28 @@ fn test(args: &[String]) -> anyhow::Result<()> {
     run(&mut cmd)
 }
 
+/// Test files whose tests scale with `MEMWATCH_STRESS`: `test` runs them short, `stress` long.
+const STRESS_TESTS: &[&str] = &["durability", "load", "churn"];
+
+/// `cargo xtask stress`: the reliability tests at full size, one at a time (they load the
+/// machine on purpose, and their figures are measured against a quiet one).
+fn stress(args: &[String]) -> anyhow::Result<()> {
+    let pin = pin::Pin::read()?;
+    setup::ensure_ebpf(&pin)?;
+    setup::ensure_test_tools()?;
+    build_all()?;
+    let mut cmd = cargo();
+    cmd.args(["test", "--release", "-p", "memwatch-tests"]);
+    for name in STRESS_TESTS {
+        cmd.args(["--test", name]);
+    }
+    cmd.args(["--no-fail-fast", "--", "--test-threads", "1", "--nocapture"]);
+    cmd.args(args);
+    cmd.env("MEMWATCH_BIN", root().join("target/release/memwatch"));
+    cmd.env("MEMWATCH_STRESS", "1");
+    run(&mut cmd)
+}
+
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc_geteuid() == 0 }
@@ -220,6 +249,7 @@ fn main() -> anyhow::Result<()> {
             std::process::exit(status.code().unwrap_or(1));
         }
         Cmd::Test { args } => test(&args),
+        Cmd::Stress { args } => stress(&args),
         Cmd::Demo { listen } => {
             build()?;
             demo::run(&listen)
