@@ -44,6 +44,10 @@ pub const MAP_THREAD_FAULTS: &str = "THREAD_FAULTS";
 pub const MAP_COUNTERS: &str = "COUNTERS";
 /// `HashMap<u64, ConnState>`: server-side connections, keyed by [`crate::net::conn_key`].
 pub const MAP_CONNS: &str = "CONNS";
+/// `HashMap<u32 tid, MemArgs>`: memory-syscall arguments between enter and exit.
+pub const MAP_PENDING_MEM: &str = "PENDING_MEM";
+/// `LruHashMap<u32 tgid, RssSeen>`: the last resident counters seen per traced process.
+pub const MAP_RSS_SEEN: &str = "RSS_SEEN";
 
 /// `HashMap<u32 tid, HeapPending>`: allocations between entry and return.
 pub const MAP_HEAP_PENDING: &str = "HEAP_PENDING";

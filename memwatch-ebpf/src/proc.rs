@@ -14,8 +14,8 @@ use crate::{
     emit::{count, header, reserve, submit},
     fault::flush_run,
     maps::{
-        EXIT_GROUP_DEAD_OFFSET, FOLLOW_FORKS, NEWTASK_CLONE_FLAGS_OFFSET, NEWTASK_PID_OFFSET,
-        TARGETS, THREAD_FAULTS, global,
+        EXIT_GROUP_DEAD_OFFSET, FOLLOW_FORKS, HEAP_PENDING, NEWTASK_CLONE_FLAGS_OFFSET,
+        NEWTASK_PID_OFFSET, PENDING_MEM, RSS_SEEN, TARGETS, THREAD_FAULTS, global,
     },
     target::{current, is_target},
 };
@@ -86,9 +86,16 @@ pub(crate) fn sched_process_exit(ctx: TracePointContext) -> u32 {
     // process stays a target, and user space notices it is gone from /proc.
     let group_dead = field_at::<u8>(&ctx, global(&EXIT_GROUP_DEAD_OFFSET)).map_or(0, u32::from);
     let faults = flush_run(tid);
+    // The thread's entries go with it, so that the maps return to their idle size however
+    // threads end: one killed inside a memory syscall or an allocation leaves its enter behind.
     let _ = THREAD_FAULTS.remove(tid);
+    let _ = PENDING_MEM.remove(tid);
+    let _ = HEAP_PENDING.remove(tid);
     if group_dead != 0 {
         let _ = TARGETS.remove(tgid);
+        let _ = RSS_SEEN.remove(tgid);
+        // Its connections (closed by the exit, which no close syscall reports) are swept by
+        // user space: a hash map cannot be walked here.
     }
     send(EventKind::Exit, tgid, tid, 0, group_dead, faults);
     0

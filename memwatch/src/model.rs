@@ -282,6 +282,23 @@ pub mod meta {
     /// its event loop, and naming frames on its own thread.
     pub const STACK_RESOLVE_US: &str = "stack_resolve_us";
     pub const SYMBOLIZE_US: &str = "symbolize_us";
+    /// memwatch's own state, written when the recording closes: its peak resident set
+    /// (`VmHWM`), the most connections, traced threads, requests in flight and completed
+    /// requests still holding memory it kept at once (read at each sample), and kernel-side
+    /// connections it swept because their process had exited.
+    pub const PEAK_RSS_BYTES: &str = "peak_rss_bytes";
+    pub const PEAK_CONNS: &str = "peak_conns";
+    pub const PEAK_THREADS: &str = "peak_threads";
+    pub const PEAK_REQUESTS: &str = "peak_requests";
+    pub const PEAK_RETAINING: &str = "peak_retaining";
+    pub const CONNS_SWEPT: &str = "conns_swept";
+    /// PIDs given to a new traced process after an earlier one holding them had exited: the
+    /// `processes` table has one row per PID, so each such row covers both processes.
+    pub const PIDS_REUSED: &str = "pids_reused";
+    /// The kernel maps' entries when the recording closed, as `name=count` pairs separated by
+    /// spaces (`targets`, `thread_faults`, `pending_mem`, `conns`, `heap_pending`, `heap_live`,
+    /// `rss_seen`).
+    pub const KERNEL_MAP_ENTRIES: &str = "kernel_map_entries";
     /// Why recording stopped: `signal`, `duration` or `targetsexited`.
     pub const STOP_REASON: &str = "stop_reason";
 

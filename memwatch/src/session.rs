@@ -28,7 +28,7 @@ use crate::{
         stacks::{Stacks, Taken},
     },
     correlate::{
-        Correlator,
+        Correlator, StateSizes,
         interval::IntervalAttributor,
         join::Joiner,
         mem::{MemAccounting, ResidentEffect},
@@ -116,6 +116,16 @@ pub struct Session {
     stacks: Option<Stacks>,
     /// Stacks taken at a memory syscall's return, per thread, for the syscall's row that follows.
     syscall_stacks: HashMap<u32, u32>,
+    /// Processes gone since the last drain, whose kernel-side connections are to be swept.
+    gone: HashSet<u32>,
+    /// Kernel-side connections swept because their process had gone.
+    conns_swept: u64,
+    /// The largest the correlator's state has been (read at each sample).
+    peaks: StateSizes,
+    /// Every PID traced so far, and how many were given to a new process after their own
+    /// exited: the recording keeps one process row per PID, so such a row covers both.
+    seen: HashSet<u32>,
+    pids_reused: u64,
 }
 
 impl Session {
@@ -137,6 +147,7 @@ impl Session {
             origin,
         }));
         self.alive.insert(pid);
+        self.seen.insert(pid);
         self.follow_heap(pid);
     }
 
@@ -199,6 +210,13 @@ impl Session {
                     origin: "forked",
                 }));
                 self.alive.insert(child);
+                if !self.seen.insert(child) {
+                    self.pids_reused += 1;
+                    tracing::info!(
+                        pid = child,
+                        "a PID traced before was given to a new process"
+                    );
+                }
                 self.follow_heap(child);
             }
             Event::Exec(p) => {
@@ -234,6 +252,8 @@ impl Session {
                 self.correlator.thread_exit(tid);
                 self.syscall_stacks.remove(&tid);
                 if p.group_dead != 0 {
+                    self.correlator.process_gone(ts_ns, pid, &mut self.rows);
+                    self.gone.insert(pid);
                     self.correlator
                         .address_space_gone(ts_ns, pid, &mut self.rows);
                     self.forget_heap(pid);
@@ -359,7 +379,23 @@ impl Session {
             self.on_event(e);
         }
         self.pending = events;
+        self.sweep_conns();
         self.flush();
+    }
+
+    /// Drops the kernel-side connections of processes that exited, once per drain rather than
+    /// per exit (each sweep walks the map). A PID given again to a new target since is kept:
+    /// its entries may be the new process's.
+    fn sweep_conns(&mut self) {
+        if self.gone.is_empty() {
+            return;
+        }
+        let alive = &self.alive;
+        self.gone.retain(|pid| !alive.contains(pid));
+        if let Some(probe) = self.probe.as_mut() {
+            self.conns_swept += probe.forget_conns(&self.gone);
+        }
+        self.gone.clear();
     }
 
     fn flush(&mut self) {
@@ -420,6 +456,7 @@ impl Session {
 
     /// One /proc sample of every live target; returns the total RSS.
     fn sample(&mut self, thread_faults: &[(u32, u32, u64)]) -> u64 {
+        self.peaks = self.peaks.max(self.correlator.state_sizes());
         let ts_ns = wall_ns();
         let mut total_vm = 0;
         let mut live: HashMap<u32, u64> = HashMap::new();
@@ -824,6 +861,11 @@ async fn attach(
         heap_not_followed: 0,
         stacks,
         syscall_stacks: HashMap::new(),
+        gone: HashSet::new(),
+        conns_swept: 0,
+        peaks: StateSizes::default(),
+        seen: HashSet::new(),
+        pids_reused: 0,
     };
     for (i, &pid) in targets.iter().enumerate() {
         let origin = if i < roots.len() {
@@ -879,6 +921,45 @@ impl Session {
         &self.output
     }
 
+    /// What memwatch's own state came to: its peak resident set, the correlator's peak sizes,
+    /// and what the kernel maps hold now that the targets' traffic is over.
+    fn state_meta(&mut self) -> Vec<Row> {
+        self.sweep_conns();
+        let StateSizes {
+            conns,
+            threads,
+            requests,
+            retaining,
+        } = self.peaks.max(self.correlator.state_sizes());
+        let mut pairs = vec![
+            (meta::PEAK_CONNS, conns),
+            (meta::PEAK_THREADS, threads),
+            (meta::PEAK_REQUESTS, requests),
+            (meta::PEAK_RETAINING, retaining),
+            (meta::CONNS_SWEPT, self.conns_swept),
+            (meta::PIDS_REUSED, self.pids_reused),
+        ];
+        if let Some(hwm) = procfs::own_peak_rss() {
+            pairs.push((meta::PEAK_RSS_BYTES, hwm));
+        }
+        let mut rows: Vec<Row> = pairs
+            .into_iter()
+            .map(|(key, value)| Row::Meta(key.into(), value.to_string()))
+            .collect();
+        if let Some(probe) = self.probe.as_ref() {
+            let entries = probe.map_entries();
+            tracing::info!(?entries, "kernel maps at stop");
+            let list = entries
+                .pairs()
+                .iter()
+                .map(|(name, n)| format!("{name}={n}"))
+                .collect::<Vec<_>>()
+                .join(" ");
+            rows.push(Row::Meta(meta::KERNEL_MAP_ENTRIES.into(), list));
+        }
+        rows
+    }
+
     /// Records until a stop condition, then writes the last rows and closes the recording.
     pub async fn run(mut self) -> anyhow::Result<Stop> {
         let stop = event_loop(&mut self).await?;
@@ -925,6 +1006,8 @@ impl Session {
             meta::VM_UNMATCHED_RELEASE_BYTES.into(),
             self.correlator.vm_unmatched_release_bytes().to_string(),
         ));
+        let state = self.state_meta();
+        self.rows.extend(state);
         if self.options.heap {
             self.rows.push(Row::Meta(
                 meta::HEAP_EVENTS.into(),

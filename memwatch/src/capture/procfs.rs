@@ -79,6 +79,16 @@ pub fn memory(pid: u32) -> Option<(u64, u64)> {
     Some((statm.resident * page, statm.size * page))
 }
 
+/// memwatch's own peak resident set (`VmHWM`), in bytes.
+pub fn own_peak_rss() -> Option<u64> {
+    Process::myself()
+        .ok()?
+        .status()
+        .ok()?
+        .vmhwm
+        .map(|kib| kib * 1024)
+}
+
 /// End of the `[heap]` mapping: the current program break, so that brk growth can be measured
 /// from the first brk memwatch sees.
 pub fn heap_end(pid: u32) -> Option<u64> {

@@ -123,6 +123,39 @@ pub struct Correlator {
     vm_retained: HashMap<ReqId, Retained>,
 }
 
+/// The correlator's state, counted: what memwatch's memory grows with besides the origin
+/// maps' spans.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StateSizes {
+    /// Connections followed.
+    pub conns: u64,
+    /// Traced threads seen at a boundary.
+    pub threads: u64,
+    /// Requests in flight.
+    pub requests: u64,
+    /// Completed requests that still hold memory or address space they made.
+    pub retaining: u64,
+}
+
+impl StateSizes {
+    /// The larger of each count.
+    #[must_use]
+    pub fn max(self, other: Self) -> Self {
+        let Self {
+            conns,
+            threads,
+            requests,
+            retaining,
+        } = self;
+        Self {
+            conns: conns.max(other.conns),
+            threads: threads.max(other.threads),
+            requests: requests.max(other.requests),
+            retaining: retaining.max(other.retaining),
+        }
+    }
+}
+
 /// A completed request that still holds resident memory.
 #[derive(Debug)]
 struct Retained {
@@ -643,6 +676,56 @@ impl Correlator {
         self.threads.remove(&tid);
     }
 
+    /// Process `pid` is gone. The exit closed its connections without a close syscall, so
+    /// their state goes here: a request head still incomplete is counted as such, and requests
+    /// still open end now. (A later process given the same PID starts with none of it.)
+    pub fn process_gone(&mut self, ts_ns: i64, pid: u32, out: &mut Vec<Row>) {
+        let keys: Vec<ConnKey> = self
+            .conns
+            .keys()
+            .filter(|&&(p, _, _)| p == pid)
+            .copied()
+            .collect();
+        for key in keys {
+            if let Some(mut conn) = self.conns.remove(&key) {
+                if conn.non_http.is_none()
+                    && let Some(kind) = conn.abandon_phase()
+                {
+                    out.push(Row::NonHttp {
+                        ts_ns,
+                        pid,
+                        conn: conn.serial,
+                        kind: kind.name(),
+                        bytes: 0,
+                    });
+                }
+                for id in conn.awaiting.into_iter().chain(conn.responding) {
+                    self.finish(id, ts_ns, None, out);
+                }
+            }
+        }
+        let mut open: Vec<ReqId> = self
+            .inflight
+            .iter()
+            .filter(|(_, r)| r.row.pid == pid)
+            .map(|(&id, _)| id)
+            .collect();
+        open.sort_unstable();
+        for id in open {
+            self.finish(id, ts_ns, None, out);
+        }
+    }
+
+    /// How much per-connection, per-thread and per-request state is held now.
+    pub fn state_sizes(&self) -> StateSizes {
+        StateSizes {
+            conns: self.conns.len() as u64,
+            threads: self.threads.len() as u64,
+            requests: self.inflight.len() as u64,
+            retaining: (self.retained.len() + self.vm_retained.len()) as u64,
+        }
+    }
+
     /// End of recording: requests still open are written as they are.
     pub fn finish_all(&mut self, out: &mut Vec<Row>) {
         let mut ids: Vec<(ReqId, i64)> = self
@@ -813,6 +896,56 @@ mod tests {
         assert_eq!(c.requests(), 2);
         // Without an access log to join, nothing is held for the join.
         assert!(c.take_candidates().is_empty());
+    }
+
+    /// A process that exits with connections open: its requests end at the exit, a head that
+    /// never completed is counted, and no state is left for a later process with its PID.
+    #[test]
+    fn a_process_gone_ends_its_requests_and_connections() {
+        let mut c = correlator();
+        let mut out = Vec::new();
+        let get = b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n";
+        c.net(
+            &ev_on(5, TID, NetOp::ReadStart, 100, 0, get, (0, 0)),
+            0,
+            &mut out,
+        );
+        c.net(
+            &ev_on(6, TID, NetOp::ReadStart, 110, 0, b"GET /b HT", (0, 0)),
+            0,
+            &mut out,
+        );
+        assert_eq!(c.state_sizes().conns, 2);
+        assert_eq!(c.state_sizes().requests, 1);
+        c.process_gone(500, PID, &mut out);
+        let requests: Vec<_> = out
+            .iter()
+            .filter_map(|r| match r {
+                Row::Request(r) => Some((r.target.clone(), r.end_ns)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(requests, [(Some("/a".to_owned()), 500)]);
+        let incomplete = out
+            .iter()
+            .filter(|r| {
+                matches!(
+                    r,
+                    Row::NonHttp {
+                        kind: "incomplete",
+                        ..
+                    }
+                )
+            })
+            .count();
+        assert_eq!(incomplete, 1);
+        assert_eq!(
+            c.state_sizes(),
+            StateSizes {
+                threads: 1,
+                ..StateSizes::default()
+            }
+        );
     }
 
     #[test]

@@ -57,6 +57,33 @@ impl Report {
                 lost.dropped_events, lost.unpaired_exits, lost.map_full, lost.undecodable
             );
         }
+        if let Some(own) = &self.memwatch {
+            if own.writer_shed_rows > 0 {
+                let _ = writeln!(
+                    s,
+                    "WARNING: the recording writer fell behind and shed {} rows",
+                    own.writer_shed_rows
+                );
+            }
+            if own.pids_reused > 0 {
+                let _ = writeln!(
+                    s,
+                    "note: {} PID(s) went to a new process during the recording; their \
+                     per-process figures cover every process that held them",
+                    own.pids_reused
+                );
+            }
+            let _ = writeln!(
+                s,
+                "memwatch itself: peak RSS {}; at most {} connections, {} threads, {} requests in \
+                 flight, {} requests holding memory",
+                bytes(own.peak_rss_bytes as i64),
+                own.peak_conns,
+                own.peak_threads,
+                own.peak_requests,
+                own.peak_retaining
+            );
+        }
         let _ = writeln!(
             s,
             "RSS     start {}  end {}  peak {}  ({} samples)",

@@ -65,6 +65,61 @@ pub struct Report {
     /// Each route's call sites, with `report --stacks` only (see [`Report::with_call_sites`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stacks: Option<CallSiteReport>,
+    /// What recording cost memwatch itself and what its state came to; `None` for a recording
+    /// cut off before it closed, or made by an older memwatch.
+    pub memwatch: Option<OwnState>,
+}
+
+/// memwatch's own figures, written when the recording closed.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct OwnState {
+    /// memwatch's peak resident set.
+    pub peak_rss_bytes: u64,
+    /// The most connections, traced threads, requests in flight, and completed requests still
+    /// holding memory, that memwatch followed at once.
+    pub peak_conns: u64,
+    pub peak_threads: u64,
+    pub peak_requests: u64,
+    pub peak_retaining: u64,
+    /// Connections of exited processes removed from the kernel side's map.
+    pub conns_swept: u64,
+    /// Rows the recording writer shed because its queue stayed full.
+    pub writer_shed_rows: u64,
+    /// PIDs given to a new process after an earlier traced one holding them exited: their
+    /// per-process figures cover both processes (requests and memory origins do not mix).
+    pub pids_reused: u64,
+    /// Each kernel map's entries when the recording closed (`targets`, `thread_faults`,
+    /// `pending_mem`, `conns`, `heap_pending`, `heap_live`, `rss_seen`); empty without eBPF.
+    pub kernel_map_entries: BTreeMap<String, u64>,
+}
+
+impl OwnState {
+    fn read(rec: &Recording) -> Q<Option<Self>> {
+        if rec.meta(meta::PEAK_CONNS)?.is_none() {
+            return Ok(None);
+        }
+        let num = |key: &str| meta_num(rec, key);
+        let kernel_map_entries = rec
+            .meta(meta::KERNEL_MAP_ENTRIES)?
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|pair| {
+                let (name, n) = pair.split_once('=')?;
+                Some((name.to_owned(), n.parse().ok()?))
+            })
+            .collect();
+        Ok(Some(Self {
+            peak_rss_bytes: num(meta::PEAK_RSS_BYTES)?,
+            peak_conns: num(meta::PEAK_CONNS)?,
+            peak_threads: num(meta::PEAK_THREADS)?,
+            peak_requests: num(meta::PEAK_REQUESTS)?,
+            peak_retaining: num(meta::PEAK_RETAINING)?,
+            conns_swept: num(meta::CONNS_SWEPT)?,
+            writer_shed_rows: num(meta::WRITER_SHED_ROWS)?,
+            pids_reused: num(meta::PIDS_REUSED)?,
+            kernel_map_entries,
+        }))
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -877,6 +932,7 @@ impl Report {
             endpoints,
             access_log: AccessLog::read(rec)?,
             stacks: None,
+            memwatch: OwnState::read(rec)?,
         })
     }
 

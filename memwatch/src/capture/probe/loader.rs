@@ -10,8 +10,10 @@ use aya::{
 };
 use memwatch_common::{
     config::{self, COUNTER_SLOTS, Counter},
+    heap::{HeapKey, HeapPending},
+    mem::MemArgs,
     net::{ConnState, MAX_CAPTURE, conn_key},
-    proc::ThreadFaults,
+    proc::{RssSeen, ThreadFaults},
     stack::{TARGET_COPY_STACK, TARGET_TRACED},
     tracepoint,
 };
@@ -251,6 +253,43 @@ pub struct KernelCounters {
     pub stacks_lost: u64,
 }
 
+/// Entries held by each of the kernel side's hash maps: at rest they hold one entry per traced
+/// process, thread or open connection, and nothing for what has gone.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MapEntries {
+    pub targets: u64,
+    pub thread_faults: u64,
+    pub pending_mem: u64,
+    pub conns: u64,
+    pub heap_pending: u64,
+    pub heap_live: u64,
+    pub rss_seen: u64,
+}
+
+impl MapEntries {
+    /// `name=count` pairs, in a fixed order (the recording's `kernel_map_entries`).
+    pub fn pairs(&self) -> [(&'static str, u64); 7] {
+        let Self {
+            targets,
+            thread_faults,
+            pending_mem,
+            conns,
+            heap_pending,
+            heap_live,
+            rss_seen,
+        } = *self;
+        [
+            ("targets", targets),
+            ("thread_faults", thread_faults),
+            ("pending_mem", pending_mem),
+            ("conns", conns),
+            ("heap_pending", heap_pending),
+            ("heap_live", heap_live),
+            ("rss_seen", rss_seen),
+        ]
+    }
+}
+
 /// The loaded, attached kernel side.
 pub struct Probe {
     ebpf: Ebpf,
@@ -468,6 +507,45 @@ impl Probe {
             .filter_map(Result::ok)
             .map(|(tid, v)| (tid, v.tgid, v.faults))
             .collect()
+    }
+
+    /// Removes the connections of processes that are gone (`pids`): an exit closes a process's
+    /// sockets without the close syscall the kernel side watches. Returns how many went.
+    pub fn forget_conns(&mut self, pids: &std::collections::HashSet<u32>) -> u64 {
+        if pids.is_empty() {
+            return 0;
+        }
+        let Some(map) = self.ebpf.map_mut(config::MAP_CONNS) else {
+            return 0;
+        };
+        let Ok(mut conns) = HashMap::<&mut MapData, u64, ConnState>::try_from(map) else {
+            return 0;
+        };
+        let gone: Vec<u64> = conns
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|key| pids.contains(&((key >> 32) as u32)))
+            .collect();
+        gone.iter().filter(|key| conns.remove(key).is_ok()).count() as u64
+    }
+
+    /// Counts the entries of the kernel side's hash maps (a walk of each: call it rarely).
+    pub fn map_entries(&self) -> MapEntries {
+        fn count<K: aya::Pod, V: aya::Pod>(ebpf: &Ebpf, name: &str) -> u64 {
+            ebpf.map(name)
+                .and_then(|map| HashMap::<&MapData, K, V>::try_from(map).ok())
+                .map_or(0, |map| map.keys().filter(Result::is_ok).count() as u64)
+        }
+        let ebpf = &self.ebpf;
+        MapEntries {
+            targets: count::<u32, u32>(ebpf, config::MAP_TARGETS),
+            thread_faults: count::<u32, ThreadFaults>(ebpf, config::MAP_THREAD_FAULTS),
+            pending_mem: count::<u32, MemArgs>(ebpf, config::MAP_PENDING_MEM),
+            conns: count::<u64, ConnState>(ebpf, config::MAP_CONNS),
+            heap_pending: count::<u32, HeapPending>(ebpf, config::MAP_HEAP_PENDING),
+            heap_live: count::<HeapKey, u64>(ebpf, config::MAP_HEAP_LIVE),
+            rss_seen: count::<u32, RssSeen>(ebpf, config::MAP_RSS_SEEN),
+        }
     }
 
     /// Sums of the per-CPU counters.
