@@ -28,9 +28,27 @@ pub(crate) struct Shared {
     pub quiet: bool,
 }
 
+/// How serving a connection ended, short of an error.
+enum Ending {
+    /// The client closed, asked to close, or sent something unservable.
+    Done,
+    /// `/vanish`: the thread ends mid-request, neither answering nor closing the socket.
+    Vanish,
+}
+
+/// Status of the reply `/vanish` never sends.
+const VANISH: u16 = 0;
+
 /// Serves `stream` until the client closes, asks to close, or sends something unservable.
 pub(crate) fn serve(mut stream: TcpStream, peer: SocketAddr, shared: &Shared) {
-    if let Err(e) = serve_inner(&mut stream, peer, shared)
+    let result = serve_inner(&mut stream, peer, shared);
+    if let Ok(Ending::Vanish) = result {
+        // A thread that dies mid-request, as a crashed worker thread would: the socket stays
+        // open (its fd leaks) and the client never gets an answer.
+        std::mem::forget(stream);
+        return;
+    }
+    if let Err(e) = result
         && !shared.quiet
         && !matches!(
             e.kind(),
@@ -56,7 +74,7 @@ impl Reply {
     }
 }
 
-fn serve_inner(stream: &mut TcpStream, peer: SocketAddr, shared: &Shared) -> io::Result<()> {
+fn serve_inner(stream: &mut TcpStream, peer: SocketAddr, shared: &Shared) -> io::Result<Ending> {
     let mut buf: Vec<u8> = Vec::with_capacity(READ_SIZE);
     // When the first byte of the request at the front of `buf` was read.
     let mut received: Option<(SystemTime, Instant)> = None;
@@ -65,7 +83,7 @@ fn serve_inner(stream: &mut TcpStream, peer: SocketAddr, shared: &Shared) -> io:
             Parse::Partial => {
                 let was_empty = buf.is_empty();
                 if read_more(stream, &mut buf)? == 0 {
-                    return Ok(());
+                    return Ok(Ending::Done);
                 }
                 if was_empty {
                     received = Some((SystemTime::now(), Instant::now()));
@@ -84,7 +102,7 @@ fn serve_inner(stream: &mut TcpStream, peer: SocketAddr, shared: &Shared) -> io:
                     &reply,
                     sent,
                 );
-                return Ok(());
+                return Ok(Ending::Done);
             }
             Parse::Complete(head) => head,
         };
@@ -95,12 +113,15 @@ fn serve_inner(stream: &mut TcpStream, peer: SocketAddr, shared: &Shared) -> io:
             let total = head.len + head.content_length;
             while buf.len() < total {
                 if read_more(stream, &mut buf)? == 0 {
-                    return Ok(());
+                    return Ok(Ending::Done);
                 }
             }
             buf.drain(..total);
             (handle(&head), head.keep_alive)
         };
+        if reply.status == VANISH {
+            return Ok(Ending::Vanish);
+        }
         let sent = respond(stream, &reply, keep_alive, head.method == "HEAD")?;
         finish(
             shared,
@@ -112,7 +133,7 @@ fn serve_inner(stream: &mut TcpStream, peer: SocketAddr, shared: &Shared) -> io:
             sent,
         );
         if !keep_alive {
-            return Ok(());
+            return Ok(Ending::Done);
         }
         // A pipelined request already read started arriving now, as far as we can tell.
         received = (!buf.is_empty()).then(|| (SystemTime::now(), Instant::now()));
@@ -240,6 +261,13 @@ fn handle(head: &Head) -> Reply {
         b"/deferred" => match number(query, b"kb", MAX_KIB) {
             Ok(kb) => match mem::deferred(kb) {
                 Ok(()) => Reply::new(200, format!("handed {kb} KiB to the collector\n")),
+                Err(e) => Reply::new(500, format!("mmap failed: {e}\n")),
+            },
+            Err(reply) => reply,
+        },
+        b"/vanish" => match number(query, b"kb", MAX_KIB) {
+            Ok(kb) => match mem::leak(kb) {
+                Ok(()) => Reply::new(VANISH, ""),
                 Err(e) => Reply::new(500, format!("mmap failed: {e}\n")),
             },
             Err(reply) => reply,

@@ -14,6 +14,8 @@
 //! - `/deferred?kb=N` → maps and touches N KiB and hands it to a collector thread that unmaps it
 //!   200 ms later: freed after the request, by another thread, as a garbage collector does. 200.
 //! - `/slow?ms=N` → sleeps N ms. 200.
+//! - `/vanish?kb=N` → maps and touches N KiB that are never freed, then the connection's thread
+//!   ends without answering or closing the socket (a worker thread dying mid-request).
 //! - anything else → 404. N out of range (kb ≤ 1048576, ms ≤ 60000) or missing → 400; a request
 //!   that is not HTTP/1.x → 400 and close; `Transfer-Encoding` → 501; a body over 1 MiB → 413.
 
@@ -43,7 +45,7 @@ usage: memwatch-demo [--listen ADDR] [--access-log PATH] [--quiet]
   --access-log PATH   append a combined-format access log line per response to PATH
   --quiet             no per-request or error lines on stderr
 
-endpoints: /  /leak?kb=N  /churn?kb=N  /reuse?kb=N  /deferred?kb=N  /slow?ms=N";
+endpoints: /  /leak?kb=N  /churn?kb=N  /reuse?kb=N  /deferred?kb=N  /slow?ms=N  /vanish?kb=N";
 
 /// Command-line arguments.
 #[derive(Debug, PartialEq, Eq)]

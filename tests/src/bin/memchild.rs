@@ -22,6 +22,15 @@
 //!   `child=PID`, holds 300 ms and exits; the parent waits for it.
 //! - `fork-stream EVERY_MS COUNT LIFE_MS`: forks COUNT children, one every EVERY_MS, printing
 //!   `child=PID` for each; every child sleeps LIFE_MS and exits; the parent then reaps them.
+//! - `touch KIB`: maps and touches KIB KiB and exits.
+//! - `churn COUNT`: forks COUNT short-lived children as fast as it can, reaping as it goes. Each
+//!   child maps and touches 264 KiB and exits, except every tenth, which execs `memchild touch
+//!   136` instead. Every fiftieth child, a thread maps and touches 72 KiB and exits. Then a PID
+//!   is reused: a child maps 1032 KiB and exits, the next PID is set to it (`ns_last_pid`), and
+//!   the next child, given the same PID, maps 2056 KiB (up to 20 attempts). Prints `children=N
+//!   per_s=R threads=T attempts=A reused=PID` (`reused=0`: no attempt got the PID). The sizes
+//!   are odd so that no runtime mapping has them.
+//! - `churn-when TRIGGER COUNT`: the same, once the file TRIGGER exists.
 
 use std::{io::Write as _, time::Duration};
 
@@ -157,6 +166,80 @@ fn fork_stream(every_ms: u64, count: u32, life_ms: u64) {
     wait_all();
 }
 
+fn touch_kib(kib: usize) {
+    touch(mmap_anon(kib * 1024), kib * 1024);
+}
+
+fn reap_ready() {
+    // SAFETY: reaps exited children without waiting.
+    while unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) } > 0 {}
+}
+
+fn churn(count: u32) {
+    let exe = std::env::current_exe().expect("own path");
+    let exe = std::ffi::CString::new(exe.into_os_string().into_encoded_bytes()).expect("path");
+    let argv = [
+        exe.as_ptr(),
+        c"touch".as_ptr(),
+        c"136".as_ptr(),
+        std::ptr::null(),
+    ];
+    let start = std::time::Instant::now();
+    let mut threads = 0;
+    for i in 0..count {
+        if i % 50 == 0 {
+            // Joined before the next fork: the fixture forks single-threaded.
+            std::thread::spawn(|| touch_kib(72)).join().expect("thread");
+            threads += 1;
+        }
+        if fork() == 0 {
+            if i % 10 == 0 {
+                // SAFETY: argv is NULL-terminated and outlives the call; on failure, exit.
+                unsafe {
+                    libc::execv(exe.as_ptr(), argv.as_ptr());
+                    libc::_exit(3);
+                }
+            }
+            touch_kib(264);
+            // SAFETY: _exit in a forked child skips the parent's atexit handlers and buffers.
+            unsafe { libc::_exit(0) };
+        }
+        reap_ready();
+    }
+    wait_all();
+    let per_s = f64::from(count) / start.elapsed().as_secs_f64();
+    let (mut attempts, mut reused) = (0, 0);
+    while attempts < 20 && reused == 0 {
+        attempts += 1;
+        let first = fork();
+        if first == 0 {
+            touch_kib(1032);
+            // SAFETY: as above.
+            unsafe { libc::_exit(0) };
+        }
+        wait_all();
+        // The next PID handed out is the one after ns_last_pid.
+        if std::fs::write("/proc/sys/kernel/ns_last_pid", (first - 1).to_string()).is_err() {
+            break;
+        }
+        let second = fork();
+        if second == 0 {
+            if std::process::id() == first as u32 {
+                touch_kib(2056);
+            }
+            // SAFETY: as above.
+            unsafe { libc::_exit(0) };
+        }
+        wait_all();
+        if second == first {
+            reused = first;
+        }
+    }
+    say(&format!(
+        "children={count} per_s={per_s:.0} threads={threads} attempts={attempts} reused={reused}"
+    ));
+}
+
 fn family(trigger: &str) {
     for _ in 0..2 {
         if fork() == 0 {
@@ -267,6 +350,14 @@ fn main() {
         "cow-and-zero" => cow_and_zero(),
         "huge" => huge(arg(2).parse().unwrap_or(8)),
         "exit-soon" => std::thread::sleep(Duration::from_millis(arg(2).parse().unwrap_or(100))),
+        "touch" => touch_kib(arg(2).parse().unwrap_or(128)),
+        "churn" => churn(arg(2).parse().unwrap_or(1000)),
+        "churn-when" => {
+            while !std::path::Path::new(arg(2)).exists() {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            churn(arg(3).parse().unwrap_or(1000));
+        }
         "fork-stream" => fork_stream(
             arg(2).parse().unwrap_or(10),
             arg(3).parse().unwrap_or(100),
