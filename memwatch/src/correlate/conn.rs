@@ -59,6 +59,9 @@ pub struct ConnTrack {
     /// Bytes read since the current request phase began, and requests found in it.
     phase_bytes: u64,
     phase_requests: usize,
+    /// The phase's bytes were already counted as not a request (oversized, malformed): its end
+    /// is not an incomplete head as well.
+    phase_counted: bool,
 }
 
 impl ConnTrack {
@@ -91,6 +94,7 @@ impl ConnTrack {
                     host: r.host.clone(),
                 }),
                 StreamEvent::NotRequest { kind, .. } if heads.is_empty() => {
+                    self.phase_counted = true;
                     return Parsed::NonHttp(NonHttp::Http(kind));
                 }
                 StreamEvent::NotRequest { .. } | StreamEvent::LostSync { .. } => break,
@@ -106,9 +110,10 @@ impl ConnTrack {
 
     /// Ends the current phase; `Some` when bytes were read but no request completed.
     pub fn abandon_phase(&mut self) -> Option<NonHttp> {
-        let incomplete = self.phase_bytes > 0 && self.phase_requests == 0;
+        let incomplete = self.phase_bytes > 0 && self.phase_requests == 0 && !self.phase_counted;
         self.phase_bytes = 0;
         self.phase_requests = 0;
+        self.phase_counted = false;
         incomplete.then_some(NonHttp::Incomplete)
     }
 }
@@ -125,6 +130,23 @@ impl NonHttp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A head too long for the capture is counted once, as oversized, not also as incomplete
+    /// when its connection closes.
+    #[test]
+    fn an_oversized_head_is_not_also_incomplete() {
+        let mut c = ConnTrack::default();
+        let long = format!("GET /{} HTTP/1.1\r\n", "a".repeat(16 * 1024));
+        let captured = &long.as_bytes()[..512];
+        assert_eq!(
+            c.push(captured, long.len() as u64, true),
+            Parsed::NonHttp(NonHttp::Http(NonHttpKind::Oversized))
+        );
+        assert_eq!(c.abandon_phase(), None);
+        // The next phase counts afresh.
+        assert_eq!(c.push(b"GET /a HT", 9, true), Parsed::More);
+        assert_eq!(c.abandon_phase(), Some(NonHttp::Incomplete));
+    }
 
     #[test]
     fn split_request_line_completes() {
