@@ -447,6 +447,12 @@ pub fn endpoint<'a>(report: &'a Value, method: &str, route: &str) -> &'a Value {
 /// Writes an nginx configuration for `dir` (two workers, a static file, a combined access log
 /// at `dir/logs/access.log`, scratch dirs owned by uid 65534) and returns its port.
 pub fn nginx_conf(dir: &Path) -> u16 {
+    nginx_conf_with(dir, 256)
+}
+
+/// [`nginx_conf`] with `connections` per worker (and files for them, and as long a listen
+/// backlog): the caller raises its own `nofile` limit first, which nginx inherits.
+pub fn nginx_conf_with(dir: &Path, connections: u32) -> u16 {
     use std::os::unix::fs::PermissionsExt as _;
     let port = free_port();
     std::fs::create_dir_all(dir.join("logs")).unwrap();
@@ -454,12 +460,14 @@ pub fn nginx_conf(dir: &Path) -> u16 {
     std::fs::write(dir.join("html/index.html"), "hello from nginx\n").unwrap();
     let conf = format!(
         "worker_processes 2;\npid {d}/nginx.pid;\nerror_log {d}/logs/error.log;\n\
-         events {{ worker_connections 256; }}\n\
+         worker_rlimit_nofile {files};\nevents {{ worker_connections {connections}; }}\n\
          http {{\n  access_log {d}/logs/access.log combined;\n\
            client_body_temp_path {d}/tmp;\n proxy_temp_path {d}/tmp;\n fastcgi_temp_path {d}/tmp;\n\
            uwsgi_temp_path {d}/tmp;\n scgi_temp_path {d}/tmp;\n\
-           server {{ listen 127.0.0.1:{port}; root {d}/html; location / {{ }} }}\n}}\n",
-        d = dir.display()
+           server {{ listen 127.0.0.1:{port} backlog={connections}; root {d}/html; \
+           location / {{ }} keepalive_requests 1000000; }}\n}}\n",
+        d = dir.display(),
+        files = connections + 256,
     );
     std::fs::write(dir.join("nginx.conf"), conf).unwrap();
     std::fs::create_dir_all(dir.join("tmp")).unwrap();
@@ -480,8 +488,13 @@ pub fn nginx_conf(dir: &Path) -> u16 {
 /// nginx from the Debian package, unprivileged (uid 65534) on a free loopback port, two
 /// workers, serving a small static file, logging `combined` to `DIR/logs/access.log`.
 pub fn nginx(dir: &Path) -> Server {
+    nginx_with(dir, 256)
+}
+
+/// [`nginx`] with `connections` per worker (see [`nginx_conf_with`]).
+pub fn nginx_with(dir: &Path, connections: u32) -> Server {
     use std::os::unix::process::CommandExt as _;
-    let port = nginx_conf(dir);
+    let port = nginx_conf_with(dir, connections);
     // nginx prints nothing; the port line comes from a wrapper shell.
     let mut cmd = Command::new("sh");
     cmd.args([
