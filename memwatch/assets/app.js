@@ -377,14 +377,27 @@
     }
 
     const lost = s.dropped_events;
+    const own = s.memwatch || {};
+    const shed = isNum(own.writer_shed_rows) ? own.writer_shed_rows : 0;
+    const reused = isNum(own.pids_reused) ? own.pids_reused : 0;
     const warn = $('drop-warning');
+    const notes = [];
     if (isNum(lost) && lost > 0) {
-      warn.textContent =
-        `⚠ ${fmtInt(lost)} kernel event${lost === 1 ? ' was' : 's were'} lost (ring buffer full): ` +
-        'request counts and attributed bytes below are lower bounds.';
+      notes.push(`⚠ ${fmtInt(lost)} kernel event${lost === 1 ? ' was' : 's were'} lost (ring buffer full): ` +
+        'request counts and attributed bytes below are lower bounds.');
+    }
+    if (shed > 0) {
+      notes.push(`⚠ the recording writer fell behind and shed ${fmtInt(shed)} row${shed === 1 ? '' : 's'}.`);
+    }
+    if (reused > 0) {
+      notes.push(`${fmtInt(reused)} PID${reused === 1 ? ' was' : 's were'} given to a new process: ` +
+        'their per-process figures cover every process that held them.');
+    }
+    if (notes.length) {
+      warn.textContent = notes.join(' ');
       const l = s.lost || {};
       warn.title = `dropped events ${fmtInt(l.dropped_events)}, unpaired exits ${fmtInt(l.unpaired_exits)}, ` +
-        `map full ${fmtInt(l.map_full)}, undecodable ${fmtInt(l.undecodable)}`;
+        `map full ${fmtInt(l.map_full)}, undecodable ${fmtInt(l.undecodable)}, rows shed ${fmtInt(shed)}`;
       warn.hidden = false;
     } else {
       warn.hidden = true;

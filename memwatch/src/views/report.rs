@@ -94,7 +94,7 @@ pub struct OwnState {
 }
 
 impl OwnState {
-    fn read(rec: &Recording) -> Q<Option<Self>> {
+    pub fn read(rec: &Recording) -> Q<Option<Self>> {
         if rec.meta(meta::PEAK_CONNS)?.is_none() {
             return Ok(None);
         }

@@ -55,6 +55,8 @@ pub(crate) struct Summary {
     pub live: bool,
     pub lost: Lost,
     pub memory: Memory,
+    /// memwatch's own figures (the report's `memwatch`); `null` until the recording closes.
+    pub memwatch: Option<report::OwnState>,
     pub non_http: BTreeMap<String, u64>,
     pub processes: Vec<Process>,
     pub requests: u64,
@@ -214,6 +216,7 @@ impl Summary {
             live,
             lost: counters.lost.into(),
             memory,
+            memwatch: report::OwnState::read(rec)?,
             non_http: rec.non_http_counts()?,
             processes: rec.processes()?.into_iter().map(Process::from).collect(),
             requests: rec.request_count()?,
