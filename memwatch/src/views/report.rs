@@ -1,7 +1,7 @@
 //! `memwatch report`: what a recording says. [`Report`] serialises as the report JSON
 //! (documented in `docs/recording.md`, "Report JSON"); [`super::format`] renders it as text.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
@@ -70,27 +70,28 @@ pub struct Report {
     pub memwatch: Option<OwnState>,
 }
 
-/// memwatch's own figures, written when the recording closed.
+/// memwatch's own figures, written when the recording closed. Fields in alphabetical order:
+/// the API's keys are sorted.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct OwnState {
-    /// memwatch's peak resident set.
-    pub peak_rss_bytes: u64,
-    /// The most connections, traced threads, requests in flight, and completed requests still
-    /// holding memory, that memwatch followed at once.
-    pub peak_conns: u64,
-    pub peak_threads: u64,
-    pub peak_requests: u64,
-    pub peak_retaining: u64,
     /// Connections of exited processes removed from the kernel side's map.
     pub conns_swept: u64,
-    /// Rows the recording writer shed because its queue stayed full.
-    pub writer_shed_rows: u64,
-    /// PIDs given to a new process after an earlier traced one holding them exited: their
-    /// per-process figures cover both processes (requests and memory origins do not mix).
-    pub pids_reused: u64,
     /// Each kernel map's entries when the recording closed (`targets`, `thread_faults`,
     /// `pending_mem`, `conns`, `heap_pending`, `heap_live`, `rss_seen`); empty without eBPF.
     pub kernel_map_entries: BTreeMap<String, u64>,
+    /// The most connections, requests in flight, completed requests still holding memory, and
+    /// traced threads that memwatch followed at once.
+    pub peak_conns: u64,
+    pub peak_requests: u64,
+    pub peak_retaining: u64,
+    /// memwatch's peak resident set.
+    pub peak_rss_bytes: u64,
+    pub peak_threads: u64,
+    /// PIDs given to a new process after an earlier traced one holding them exited: their
+    /// per-process figures cover both processes (requests and memory origins do not mix).
+    pub pids_reused: u64,
+    /// Rows the recording writer shed because its queue stayed full.
+    pub writer_shed_rows: u64,
 }
 
 impl OwnState {
@@ -342,10 +343,12 @@ pub fn percentile<T: Copy + Default>(sorted: &[T], p: f64) -> T {
 type Q<T> = Result<T, RecordingError>;
 
 impl Memory {
-    /// The memory figures of one process, or (`None`) of all of them.
-    fn read(rec: &Recording, pid: Option<u32>) -> Q<Self> {
-        let mut m = Self::default();
-        for totals in rec.mem_op_totals(pid)? {
+    /// The memory figures of each process (`by_process`), or (key `None`) of all of them: one
+    /// scan of each table, however many processes (a fork storm records thousands).
+    fn read(rec: &Recording, by_process: bool) -> Q<HashMap<Option<u32>, Self>> {
+        let mut all: HashMap<Option<u32>, Self> = HashMap::new();
+        for (pid, totals) in rec.mem_op_totals(by_process)? {
+            let m = all.entry(pid).or_default();
             let OpTotals {
                 op,
                 calls,
@@ -386,12 +389,17 @@ impl Memory {
                 other => tracing::warn!("unknown op {other:?} in recording"),
             }
         }
-        m.calls_by_size = rec.calls_by_size(pid, TOP)?;
-        m.page_faults = rec.thread_faults(pid)?;
+        for (pid, bucket) in rec.calls_by_size(by_process, TOP)? {
+            all.entry(pid).or_default().calls_by_size.push(bucket);
+        }
+        for (pid, faults) in rec.thread_faults(by_process)? {
+            all.entry(pid).or_default().page_faults = faults;
+        }
         // Whole-target series: one point per sampling tick, summed over processes.
-        for (i, point) in rec.sample_totals(pid)?.into_iter().enumerate() {
+        for (pid, point) in rec.sample_totals(by_process)? {
+            let m = all.entry(pid).or_default();
             let (rss, vm) = (point.rss_bytes, point.vm_bytes);
-            if i == 0 {
+            if m.rss_samples == 0 {
                 m.rss_start_bytes = rss;
                 m.vm_start_bytes = vm;
             }
@@ -401,7 +409,7 @@ impl Memory {
             m.rss_peak_bytes = m.rss_peak_bytes.max(rss);
             m.vm_peak_bytes = m.vm_peak_bytes.max(vm);
         }
-        Ok(m)
+        Ok(all)
     }
 }
 
@@ -471,7 +479,7 @@ fn add_rows(
     (from, to): (i64, i64),
     every: i64,
     totals: bool,
-    later: Option<&std::collections::HashMap<i64, i64>>,
+    later: Option<&HashMap<i64, i64>>,
 ) -> Q<()> {
     rec.each_request_figures(from, to, every, |row| {
         let RequestFigures {
@@ -893,7 +901,8 @@ impl Report {
             None => rec.latest_ns()?.max(started_ns),
         };
         let counters = rec.counters()?;
-        let totals = Memory::read(rec, None)?;
+        let totals = Memory::read(rec, false)?.remove(&None).unwrap_or_default();
+        let mut by_process = Memory::read(rec, true)?;
         let unattributed_faults = totals.page_faults.saturating_sub(rec.request_faults()?);
         let processes = rec.processes()?;
         let mut per_process = Vec::with_capacity(processes.len());
@@ -901,7 +910,7 @@ impl Report {
             per_process.push(ProcessMemory {
                 pid: p.pid,
                 comm: p.comm.clone(),
-                memory: Memory::read(rec, Some(p.pid))?,
+                memory: by_process.remove(&Some(p.pid)).unwrap_or_default(),
             });
         }
         let unattributed = rec.unattributed_mem()?;

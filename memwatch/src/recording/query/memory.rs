@@ -89,59 +89,84 @@ pub struct UnattributedMem {
 }
 
 impl Recording {
-    /// Totals per syscall, of one process or (`None`) all of them. Whole.
-    pub fn mem_op_totals(&self, pid: Option<u32>) -> Result<Vec<OpTotals>, RecordingError> {
+    /// Totals per syscall, per process (`by_process`) or (key `None`) of all of them. Whole.
+    /// One scan, however many processes.
+    pub fn mem_op_totals(
+        &self,
+        by_process: bool,
+    ) -> Result<Vec<(Option<u32>, OpTotals)>, RecordingError> {
         self.rows(
-            "SELECT op, COUNT(*), SUM(ok = 0),
+            "SELECT CASE WHEN ?1 THEN pid END AS p, op, COUNT(*), SUM(ok = 0),
                     SUM(CASE WHEN ok THEN len ELSE 0 END),
                     SUM(CASE WHEN ok AND (fd < 0 OR (flags & 32) != 0) THEN len ELSE 0 END),
                     SUM(CASE WHEN ok THEN vm_delta ELSE 0 END),
                     SUM(CASE WHEN ok AND (prot & 2) != 0 THEN len ELSE 0 END)
-             FROM mem_events WHERE (?1 IS NULL OR pid = ?1) GROUP BY op",
-            params![pid.map(i64::from)],
+             FROM mem_events GROUP BY p, op",
+            params![by_process],
             |r| {
-                Ok(OpTotals {
-                    op: r.get(0)?,
-                    calls: r.get::<_, i64>(1)? as u64,
-                    failed: r.get::<_, i64>(2)? as u64,
-                    bytes: r.get::<_, i64>(3)? as u64,
-                    anon_bytes: r.get::<_, i64>(4)? as u64,
-                    vm_delta: r.get(5)?,
-                    writable_bytes: r.get::<_, i64>(6)? as u64,
-                })
+                Ok((
+                    r.get(0)?,
+                    OpTotals {
+                        op: r.get(1)?,
+                        calls: r.get::<_, i64>(2)? as u64,
+                        failed: r.get::<_, i64>(3)? as u64,
+                        bytes: r.get::<_, i64>(4)? as u64,
+                        anon_bytes: r.get::<_, i64>(5)? as u64,
+                        vm_delta: r.get(6)?,
+                        writable_bytes: r.get::<_, i64>(7)? as u64,
+                    },
+                ))
             },
         )
     }
 
-    /// Successful calls grouped by syscall and size, largest total first, at most `limit`, of
-    /// one process or (`None`) all of them. Whole.
+    /// Successful calls grouped by syscall and size, largest total first, at most `limit`, per
+    /// process (`by_process`) or (key `None`) of all of them. Whole. One scan.
     pub fn calls_by_size(
         &self,
-        pid: Option<u32>,
+        by_process: bool,
         limit: usize,
-    ) -> Result<Vec<SizeBucket>, RecordingError> {
+    ) -> Result<Vec<(Option<u32>, SizeBucket)>, RecordingError> {
         self.rows(
-            "SELECT op, CASE WHEN op IN ('brk', 'mremap') THEN vm_delta ELSE len END AS size,
-                    COUNT(*) AS n
-             FROM mem_events WHERE ok AND (?1 IS NULL OR pid = ?1)
-             GROUP BY op, size ORDER BY ABS(size) * n DESC, op LIMIT ?2",
-            params![pid.map(i64::from), limit as i64],
+            "SELECT p, op, size, n FROM (
+               SELECT p, op, size, n,
+                      ROW_NUMBER() OVER (PARTITION BY p ORDER BY ABS(size) * n DESC, op) AS rank
+               FROM (SELECT CASE WHEN ?1 THEN pid END AS p, op,
+                            CASE WHEN op IN ('brk', 'mremap') THEN vm_delta ELSE len END AS size,
+                            COUNT(*) AS n
+                     FROM mem_events WHERE ok GROUP BY p, op, size))
+             WHERE rank <= ?2 ORDER BY p, rank",
+            params![by_process, limit as i64],
             |r| {
-                Ok(SizeBucket {
-                    op: r.get(0)?,
-                    bytes: r.get(1)?,
-                    calls: r.get::<_, i64>(2)? as u64,
-                })
+                Ok((
+                    r.get(0)?,
+                    SizeBucket {
+                        op: r.get(1)?,
+                        bytes: r.get(2)?,
+                        calls: r.get::<_, i64>(3)? as u64,
+                    },
+                ))
             },
         )
     }
 
-    /// User page faults of the traced threads of one process or (`None`) all of them.
-    pub fn thread_faults(&self, pid: Option<u32>) -> Result<u64, RecordingError> {
-        Ok(self.count(
-            "SELECT COALESCE(SUM(faults), 0) FROM threads WHERE (?1 IS NULL OR pid = ?1)",
-            params![pid.map(i64::from)],
-        )? as u64)
+    /// User page faults of the traced threads, per process (`by_process`) or (key `None`) of
+    /// all of them.
+    pub fn thread_faults(
+        &self,
+        by_process: bool,
+    ) -> Result<Vec<(Option<u32>, u64)>, RecordingError> {
+        self.rows(
+            "SELECT CASE WHEN ?1 THEN pid END AS p, COALESCE(SUM(faults), 0)
+             FROM threads GROUP BY p",
+            params![by_process],
+            |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)),
+        )
+    }
+
+    /// User page faults of all the traced threads.
+    pub fn total_faults(&self) -> Result<u64, RecordingError> {
+        Ok(self.thread_faults(false)?.into_iter().map(|(_, n)| n).sum())
     }
 
     /// The `limit` threads with the most page faults, with their memory syscalls. Whole.
@@ -192,18 +217,24 @@ impl Recording {
         )
     }
 
-    /// RSS and VmSize per sampling tick in time order, of one process or (`None`) summed over
-    /// all of them. Whole.
-    pub fn sample_totals(&self, pid: Option<u32>) -> Result<Vec<SampleTotals>, RecordingError> {
+    /// RSS and VmSize per sampling tick in time order, per process (`by_process`) or (key
+    /// `None`) summed over all of them. Whole. One scan.
+    pub fn sample_totals(
+        &self,
+        by_process: bool,
+    ) -> Result<Vec<(Option<u32>, SampleTotals)>, RecordingError> {
         self.rows(
-            "SELECT SUM(rss_bytes), SUM(vm_bytes) FROM samples WHERE (?1 IS NULL OR pid = ?1)
-             GROUP BY ts_ns ORDER BY ts_ns",
-            params![pid.map(i64::from)],
+            "SELECT CASE WHEN ?1 THEN pid END AS p, SUM(rss_bytes), SUM(vm_bytes) FROM samples
+             GROUP BY p, ts_ns ORDER BY p, ts_ns",
+            params![by_process],
             |r| {
-                Ok(SampleTotals {
-                    rss_bytes: r.get::<_, i64>(0)? as u64,
-                    vm_bytes: r.get::<_, i64>(1)? as u64,
-                })
+                Ok((
+                    r.get(0)?,
+                    SampleTotals {
+                        rss_bytes: r.get::<_, i64>(1)? as u64,
+                        vm_bytes: r.get::<_, i64>(2)? as u64,
+                    },
+                ))
             },
         )
     }

@@ -194,7 +194,7 @@ impl Summary {
         let first = series.first().map_or((0, 0), |p| (p.rss_bytes, p.vm_bytes));
         let last = series.last().map_or((0, 0), |p| (p.rss_bytes, p.vm_bytes));
         let memory = Memory {
-            page_faults: rec.thread_faults(None)?,
+            page_faults: rec.total_faults()?,
             rss_end_bytes: last.0,
             rss_peak_bytes: series.iter().map(|p| p.rss_bytes).max().unwrap_or(0),
             rss_start_bytes: first.0,
@@ -1020,6 +1020,10 @@ mod tests {
                 vm_peak_bytes: 1,
                 vm_start_bytes: 1,
             },
+            memwatch: Some(report::OwnState {
+                kernel_map_entries: counts.clone(),
+                ..report::OwnState::default()
+            }),
             non_http: counts.clone(),
             processes: vec![Process {
                 comm: "server".into(),
