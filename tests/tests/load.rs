@@ -42,9 +42,9 @@ fn raise_nofile(need: u64) {
     assert_eq!(rc, 0, "setrlimit(NOFILE, {})", lim.rlim_cur);
 }
 
-/// `ab -k -c CONNECTIONS -n N`: returns ab's own count of completed requests, asserting that
-/// none failed.
-fn ab(port: u16, n: u32) -> u64 {
+/// `ab -k -c CONNECTIONS -n N`: returns ab's own count of completed requests and its rate,
+/// asserting that none failed.
+fn ab(port: u16, n: u32) -> (u64, f64) {
     let out = Command::new("ab")
         .args(["-q", "-k", "-r", "-s", "60"])
         .args(["-c", &CONNECTIONS.to_string(), "-n", &n.to_string()])
@@ -59,13 +59,12 @@ fn ab(port: u16, n: u32) -> u64 {
             .unwrap_or_else(|| panic!("no {name:?} in ab's output: {text}"))
     };
     assert_eq!(field("Failed requests:"), 0, "{text}");
-    eprintln!(
-        "ab: {} requests/s",
-        text.lines()
-            .find(|l| l.starts_with("Requests per second"))
-            .unwrap_or("?")
-    );
-    field("Complete requests:")
+    let rate = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Requests per second:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no rate in ab's output: {text}"));
+    (field("Complete requests:"), rate)
 }
 
 #[test]
@@ -74,16 +73,23 @@ fn ten_thousand_keepalive_connections_are_counted_exactly_in_bounded_memory() {
     raise_nofile(u64::from(CONNECTIONS) + 1024);
     let dir = tempdir();
     let server = nginx_with(dir.path(), CONNECTIONS);
+    // The same load without memwatch first: the rate to compare with, and nginx's log lines
+    // before the recorded run.
+    let (_, alone) = ab(server.port, n);
+    let log = dir.path().join("logs/access.log");
+    let lines = || std::fs::read_to_string(&log).unwrap().lines().count() as u64;
+    let before = lines();
     let (_rec_dir, out, rec) = start_recording(server.pid(), &[]);
-    let served = ab(server.port, n);
+    let (served, traced) = ab(server.port, n);
     assert_eq!(served, u64::from(n));
     std::thread::sleep(Duration::from_secs(1));
     stop_recording(rec);
+    eprintln!(
+        "ab: {alone:.0} requests/s alone, {traced:.0} traced by memwatch ({:.2})",
+        traced / alone
+    );
 
-    let logged = std::fs::read_to_string(dir.path().join("logs/access.log"))
-        .unwrap()
-        .lines()
-        .count() as u64;
+    let logged = lines() - before;
     assert_eq!(logged, served, "nginx logged what ab counted");
     let r = report(&out);
     let own = &r["memwatch"];
