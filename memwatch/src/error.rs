@@ -40,6 +40,9 @@ pub mod exit {
     pub const ENVIRONMENT: i32 = 3;
     /// Something failed while running.
     pub const RUNTIME: i32 = 4;
+    /// The recording could not be written (its disk filled up, or an I/O error): recording
+    /// stopped, and what was committed before is readable.
+    pub const WRITE: i32 = 5;
 }
 
 /// Failures of the checks memwatch runs before it loads anything, and of loading itself.
@@ -88,11 +91,47 @@ pub enum SetupError {
     LogDirMissing { path: PathBuf },
     #[error("{path} already exists; pass --force to overwrite it, or choose another -o path")]
     OutputExists { path: PathBuf },
+    #[error(
+        "cannot write the recording {path}: its directory {dir} does not exist.\n  Create it \
+         first (mkdir -p {dir}), or choose another -o path"
+    )]
+    OutputDirMissing { path: PathBuf, dir: PathBuf },
+    #[error(
+        "cannot write the recording {path}: {path} is a directory.\n  -o takes the recording's \
+         file name, e.g. -o {path}/memwatch.db"
+    )]
+    OutputIsDirectory { path: PathBuf },
+    #[error(
+        "cannot write the recording {path}: its directory {dir} is on a read-only filesystem.\n  \
+         Choose an -o path on a writable filesystem"
+    )]
+    OutputReadOnly { path: PathBuf, dir: PathBuf },
+    #[error(
+        "cannot write the recording {path}: this user may not create files in {dir} \
+         ({source}).\n  Choose an -o path in a directory memwatch may write to (see ls -ld {dir} \
+         and lsattr -d {dir})"
+    )]
+    OutputDirNotWritable {
+        path: PathBuf,
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot write the recording {path}: {source}.\n  Choose a writable -o path")]
     OutputNotWritable {
         path: PathBuf,
         #[source]
         source: std::io::Error,
+    },
+    #[error(
+        "cannot write the recording {path}: its filesystem has {free_mib} MiB free, and memwatch \
+         keeps {reserve_mib} MiB of it in reserve, to close the recording cleanly should the disk \
+         fill up.\n  Free some space there, or choose an -o path on another filesystem"
+    )]
+    OutputNoSpace {
+        path: PathBuf,
+        free_mib: u64,
+        reserve_mib: u64,
     },
     #[error(
         "command not found: {command:?} is not an executable file and is not on PATH.\n  Pass \
@@ -129,7 +168,12 @@ impl SetupError {
             | Self::SelfTarget { .. }
             | Self::ExitedWhileAttaching { .. }
             | Self::OutputExists { .. }
+            | Self::OutputDirMissing { .. }
+            | Self::OutputIsDirectory { .. }
+            | Self::OutputReadOnly { .. }
+            | Self::OutputDirNotWritable { .. }
             | Self::OutputNotWritable { .. }
+            | Self::OutputNoSpace { .. }
             | Self::CommandNotFound { .. }
             | Self::NulInArgument { .. }
             | Self::LogUnreadable { .. }
@@ -190,6 +234,30 @@ impl RecordingError {
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
     #[error(
+        "the disk holding the recording {path} is full, so recording stopped: {source}.\n  \
+         Everything committed before is in it ({unwritten} rows captured after that were not \
+         written): `memwatch report {path}` reads it. Free space there, or record to another \
+         filesystem with -o"
+    )]
+    DiskFull {
+        path: PathBuf,
+        unwritten: u64,
+        /// ENOSPC, which SQLite reports as SQLITE_FULL.
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "writing the recording {path} failed, so recording stopped: {source}.\n  Everything \
+         committed before is in it ({unwritten} rows captured after that were not written): \
+         `memwatch report {path}` reads it. Check the disk and its filesystem"
+    )]
+    Failed {
+        path: PathBuf,
+        unwritten: u64,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error(
         "writing the recording {path} failed: {source}.\n  Check that its filesystem has room \
          and is writable; what was committed before the failure is still readable"
     )]
@@ -208,7 +276,8 @@ pub enum WriteError {
 impl WriteError {
     pub fn exit_code(&self) -> i32 {
         match self {
-            Self::Sqlite { .. } | Self::WriterPanicked { .. } => exit::RUNTIME,
+            Self::DiskFull { .. } | Self::Failed { .. } | Self::Sqlite { .. } => exit::WRITE,
+            Self::WriterPanicked { .. } => exit::RUNTIME,
         }
     }
 }

@@ -299,8 +299,13 @@ pub mod meta {
     /// spaces (`targets`, `thread_faults`, `pending_mem`, `conns`, `heap_pending`, `heap_live`,
     /// `rss_seen`).
     pub const KERNEL_MAP_ENTRIES: &str = "kernel_map_entries";
-    /// Why recording stopped: `signal`, `duration` or `targetsexited`.
+    /// Why recording stopped: `signal`, `duration` or `targetsexited`; or, written by the
+    /// writer when writing failed, `disk_full` or `write_failed`.
     pub const STOP_REASON: &str = "stop_reason";
+    /// When writing failed: the error, and the rows captured after the last commit that were
+    /// not written (those of the failed transaction and all that came after it).
+    pub const WRITE_ERROR: &str = "write_error";
+    pub const UNWRITTEN_ROWS: &str = "unwritten_rows";
 
     /// The format detected or given for the `index`th access log.
     pub fn access_log_format(index: usize) -> String {

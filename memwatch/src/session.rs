@@ -36,7 +36,10 @@ use crate::{
     },
     error::{SetupError, UsageError},
     model::{ProcessRow, Row, meta},
-    recording::{Writer, writer::check_output},
+    recording::{
+        Writer,
+        writer::{Reserve, check_output},
+    },
     units,
 };
 
@@ -76,6 +79,8 @@ pub enum Stop {
     Signal,
     Duration,
     TargetsExited,
+    /// The recording could not be written (disk full, I/O error); [`Writer::finish`] says why.
+    WriteFailed,
 }
 
 /// One recording under way: everything the loop mutates. Made by [`start`].
@@ -649,6 +654,9 @@ pub async fn start(args: RecordOptions, hooks: Hooks) -> anyhow::Result<Session>
     }
     let log_format = check_access_logs(args.log_format.as_deref(), &args.access_logs)?;
     let output = args.output.clone().unwrap_or_else(default_output);
+    // Before the environment's checks (which may mount tracefs) and before anything is loaded:
+    // a missing or read-only directory is the user's to fix, and is said first.
+    let reserve = check_output(&output, args.force)?;
     let config = ProbeConfig {
         follow_forks: args.follow_forks,
         net: args.net,
@@ -666,24 +674,34 @@ pub async fn start(args: RecordOptions, hooks: Hooks) -> anyhow::Result<Session>
     } else {
         None
     };
-    check_output(&output, args.force)?;
+    let mut out = Output {
+        path: output.clone(),
+        reserve,
+        created: false,
+    };
     let result = attach(
         args,
         &config,
         offsets.as_ref(),
         router,
         log_format,
-        output.clone(),
+        &mut out,
         hooks,
     )
     .await;
-    if let Err(e) = &result
-        && e.downcast_ref::<SetupError>().is_some()
-    {
+    if result.is_err() && out.created {
         // Setup failed before anything was recorded: leave no empty recording behind.
         crate::recording::remove(&output);
     }
     result
+}
+
+/// Where the recording goes: the path [`check_output`] accepted, the disk space it holds in
+/// reserve, and whether the file exists yet (a failed setup removes only a file it created).
+struct Output {
+    path: PathBuf,
+    reserve: Reserve,
+    created: bool,
 }
 
 /// `--log-format` and `--access-log`, checked before anything is loaded: the format parses and
@@ -707,9 +725,10 @@ async fn attach(
     offsets: Option<&Offsets>,
     router: Router,
     log_format: Option<Format>,
-    output: PathBuf,
+    out: &mut Output,
     mut hooks: Hooks,
 ) -> anyhow::Result<Session> {
+    let output = out.path.clone();
     let held = if args.command.is_empty() {
         None
     } else {
@@ -825,7 +844,9 @@ async fn attach(
     .into_iter()
     .chain((config.stack_every != 0).then(|| (meta::STACK_EVERY, config.stack_every.to_string())))
     .collect::<Vec<_>>();
-    let writer = Writer::create(&output, &meta)?;
+    let reserve = std::mem::take(&mut out.reserve);
+    let writer = Writer::create_reserved(&output, args.force, reserve, &meta)?;
+    out.created = true;
     let mut session = Session {
         probe,
         writer,
@@ -1055,8 +1076,29 @@ impl Session {
             }
         }
         let Self { writer, probe, .. } = self;
-        drop(probe);
-        writer.finish()?;
+        // Detaching waits for the kernel's grace periods, which take seconds on a busy host:
+        // the recording is closed meanwhile, not after.
+        let detach = move || {
+            let started = Instant::now();
+            drop(probe);
+            tracing::debug!(took = ?started.elapsed(), "probes detached");
+        };
+        // Without a thread, the closure is dropped here and the probes with it.
+        let detaching = std::thread::Builder::new()
+            .name("memwatch-detach".into())
+            .spawn(detach);
+        let started = Instant::now();
+        let finished = writer.finish();
+        tracing::debug!(took = ?started.elapsed(), "recording closed");
+        match detaching {
+            Ok(thread) => {
+                if thread.join().is_err() {
+                    tracing::warn!("detaching the probes panicked");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not start a thread to detach the probes"),
+        }
+        finished?;
         Ok(stop)
     }
 }
@@ -1089,6 +1131,14 @@ async fn event_loop(session: &mut Session) -> anyhow::Result<Stop> {
     let mut last_events = (Instant::now(), 0u64);
     let mut rate = 0.0;
     loop {
+        // Checked at every wake-up, so at least every DRAIN_EVERY: a recording that cannot be
+        // written stops at once.
+        if session.writer.failed() {
+            if let Some(bar) = &bar {
+                bar.finish_and_clear();
+            }
+            return Ok(Stop::WriteFailed);
+        }
         tokio::select! {
             _ = sigint.recv() => return Ok(Stop::Signal),
             () = async {

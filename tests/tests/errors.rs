@@ -65,10 +65,16 @@ fn own_pid_is_refused_and_nothing_to_trace() {
 
 #[test]
 fn not_root() {
+    use std::os::unix::fs::PermissionsExt as _;
     let dir = tempdir();
-    let out = Command::new(copy_for_anyone(&memwatch(), dir.path()))
+    let bin = copy_for_anyone(&memwatch(), dir.path());
+    // A directory the unprivileged user may write to: the output is checked first.
+    let writable = dir.path().join("out");
+    std::fs::create_dir(&writable).unwrap();
+    std::fs::set_permissions(&writable, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = Command::new(bin)
         .args(["record", "-p", "1", "-o"])
-        .arg(dir.path().join("x.db"))
+        .arg(writable.join("x.db"))
         .uid(65534)
         .gid(65534)
         .output()

@@ -1,12 +1,21 @@
 //! Writes a recording from a thread of its own, in transactions committed at least every
 //! [`COMMIT_EVERY`]: a memwatch killed with SIGKILL leaves a file holding everything up to the
-//! last commit.
+//! last commit. The file is created whole (schema and meta) under a temporary name and moved to
+//! its path in one step, so a file at the recording's path is always a readable recording.
+//!
+//! A [`Reserve`] of disk space is held beside the recording while it is written. When a commit
+//! fails (the disk is full, or an I/O error), the writer gives the reserve back, counts every row
+//! it can no longer write, commits why it stopped, folds the write-ahead log into the file, and
+//! says so ([`Writer::failed`]), so that the session stops at once.
 
 use std::{
+    fs::{File, OpenOptions},
+    io::{self, Write as _},
+    os::unix::fs::OpenOptionsExt as _,
     path::{Path, PathBuf},
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         mpsc,
     },
     thread::JoinHandle,
@@ -30,10 +39,33 @@ pub const QUEUE_BATCHES: usize = 256;
 /// it waits the session does not drain the ring buffer, so the kernel side absorbs (and counts)
 /// the pressure rather than memwatch's memory.
 pub const SEND_PATIENCE: Duration = Duration::from_millis(250);
+/// Disk space held in reserve beside a recording while it is written, given back when writing
+/// fails, so that the writer can still commit why it stopped and fold the write-ahead log into
+/// the file. The log holds at most about SQLite's auto-checkpoint threshold (1000 pages, 4 MiB)
+/// and one batch before a commit that fails.
+pub const RESERVE_BYTES: u64 = 8 << 20;
+
+const MIB: u64 = 1 << 20;
 
 enum Msg {
     Rows(Vec<Row>),
     Finish,
+}
+
+/// What the writer thread and the [`Writer`] handle share.
+#[derive(Debug, Default)]
+struct Shared {
+    /// Rows shed because the queue stayed full.
+    shed: AtomicU64,
+    /// A commit failed: the writer writes nothing more.
+    failed: AtomicBool,
+}
+
+/// Why the writer thread stopped writing: the commit that failed, and the rows captured since
+/// the last commit that were not written.
+struct Failure {
+    source: rusqlite::Error,
+    unwritten: u64,
 }
 
 /// Handle on the writer thread. Its queue is bounded ([`QUEUE_BATCHES`]): a writer that falls
@@ -41,10 +73,9 @@ enum Msg {
 /// buffered without bound.
 pub struct Writer {
     tx: mpsc::SyncSender<Msg>,
-    handle: Option<JoinHandle<Result<u64, rusqlite::Error>>>,
+    handle: Option<JoinHandle<Result<u64, Failure>>>,
     path: PathBuf,
-    /// Rows shed because the queue stayed full.
-    shed: Arc<AtomicU64>,
+    shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for Writer {
@@ -52,71 +83,287 @@ impl std::fmt::Debug for Writer {
         f.debug_struct("Writer")
             .field("path", &self.path)
             .field("shed_rows", &self.shed_rows())
+            .field("failed", &self.failed())
             .finish_non_exhaustive()
     }
 }
 
-/// Refuses an existing file unless `force`, and proves the path is writable, before anything is
-/// loaded.
-pub fn check_output(path: &Path, force: bool) -> Result<(), SetupError> {
-    if path.exists() {
-        if !force {
-            return Err(SetupError::OutputExists {
-                path: path.to_owned(),
-            });
-        }
-        for p in super::files(path) {
-            if p.exists() {
-                std::fs::remove_file(&p).map_err(|source| SetupError::OutputNotWritable {
-                    path: p.clone(),
-                    source,
-                })?;
-            }
+/// Disk space held by an unnamed file in the recording's directory (so on its filesystem):
+/// invisible, and given back by the kernel whenever memwatch exits, even killed.
+#[derive(Debug, Default)]
+pub struct Reserve(Option<File>);
+
+impl Reserve {
+    /// Holds [`RESERVE_BYTES`] in `dir`.
+    fn take(dir: &Path) -> io::Result<Self> {
+        let file = unnamed_file(dir)?;
+        allocate(&file, RESERVE_BYTES)?;
+        Ok(Self(Some(file)))
+    }
+
+    /// Gives the space back.
+    fn release(&mut self) {
+        if self.0.take().is_some() {
+            tracing::debug!("disk space reserve released");
         }
     }
-    std::fs::OpenOptions::new()
+}
+
+/// A file with no name in `dir`: `O_TMPFILE`, or on filesystems without it, a file unlinked as
+/// soon as it is open.
+fn unnamed_file(dir: &Path) -> io::Result<File> {
+    match OpenOptions::new()
         .write(true)
-        .create_new(true)
-        .open(path)
-        .map_err(|source| SetupError::OutputNotWritable {
+        .mode(0o600)
+        .custom_flags(libc::O_TMPFILE)
+        .open(dir)
+    {
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EISDIR)) => {
+            let path = dir.join(format!(".memwatch-reserve-{}", std::process::id()));
+            let file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)?;
+            std::fs::remove_file(&path)?;
+            Ok(file)
+        }
+        other => other,
+    }
+}
+
+/// Allocates `len` bytes of `file` on disk: `fallocate`, or zeros where it is not supported.
+fn allocate(file: &File, len: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    let len_off = libc::off_t::try_from(len).map_err(io::Error::other)?;
+    // SAFETY: fallocate on a file descriptor we own; no memory is passed.
+    if unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len_off) } == 0 {
+        return Ok(());
+    }
+    let err = io::Error::last_os_error();
+    if err.raw_os_error() != Some(libc::EOPNOTSUPP) {
+        return Err(err);
+    }
+    let zeros = vec![0u8; MIB as usize];
+    let mut file = file;
+    for _ in 0..len.div_ceil(MIB) {
+        file.write_all(&zeros)?;
+    }
+    Ok(())
+}
+
+/// Bytes an unprivileged writer may still use on the filesystem of `dir`, if it can be told.
+fn free_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: all-zero is a valid statvfs; statvfs fills it from a NUL-terminated path.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    (unsafe { libc::statvfs(c.as_ptr(), &mut st) } == 0)
+        .then(|| st.f_bavail.saturating_mul(st.f_frsize))
+}
+
+/// The directory the recording at `path` goes in.
+fn directory_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Everything about the output path that can be wrong, before anything is loaded: it is a
+/// directory, it exists (unless `force`), its directory is missing or read-only or not
+/// writable, or its filesystem has no room for the [`Reserve`], which this takes and returns.
+/// Creates nothing under a name.
+pub fn check_output(path: &Path, force: bool) -> Result<Reserve, SetupError> {
+    let dir = directory_of(path);
+    if path.is_dir() || path.file_name().is_none() {
+        return Err(SetupError::OutputIsDirectory {
+            path: path.to_owned(),
+        });
+    }
+    if !force && path.symlink_metadata().is_ok() {
+        return Err(SetupError::OutputExists {
+            path: path.to_owned(),
+        });
+    }
+    match dir.metadata() {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(SetupError::OutputNotWritable {
+                path: path.to_owned(),
+                source: io::Error::from_raw_os_error(libc::ENOTDIR),
+            });
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(SetupError::OutputDirMissing {
+                path: path.to_owned(),
+                dir,
+            });
+        }
+        Err(source) => {
+            return Err(SetupError::OutputNotWritable {
+                path: path.to_owned(),
+                source,
+            });
+        }
+    }
+    Reserve::take(&dir).map_err(|source| match source.raw_os_error() {
+        Some(libc::EROFS) => SetupError::OutputReadOnly {
+            path: path.to_owned(),
+            dir: dir.clone(),
+        },
+        Some(libc::EACCES | libc::EPERM) => SetupError::OutputDirNotWritable {
+            path: path.to_owned(),
+            dir: dir.clone(),
+            source,
+        },
+        Some(libc::ENOSPC | libc::EDQUOT) => SetupError::OutputNoSpace {
+            path: path.to_owned(),
+            free_mib: free_bytes(&dir).unwrap_or(0) / MIB,
+            reserve_mib: RESERVE_BYTES / MIB,
+        },
+        _ => SetupError::OutputNotWritable {
             path: path.to_owned(),
             source,
-        })?;
-    Ok(())
+        },
+    })
 }
 
 fn sqlite_err(path: &Path, e: &rusqlite::Error) -> SetupError {
     SetupError::OutputNotWritable {
         path: path.to_owned(),
-        source: std::io::Error::other(e.to_string()),
+        source: io::Error::other(e.to_string()),
     }
 }
 
+/// Creates the recording at `path` with its schema and `meta`, in one step: written under a
+/// temporary name beside it, then renamed to `path` (never over an existing file, unless
+/// `force` removed it first).
+fn create_file(path: &Path, force: bool, meta: &[(&str, String)]) -> Result<(), SetupError> {
+    let dir = directory_of(path);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .ok_or_else(|| SetupError::OutputIsDirectory {
+            path: path.to_owned(),
+        })?;
+    let temp = dir.join(format!(".{name}.memwatch-{}", std::process::id()));
+    super::remove(&temp);
+    let created = write_head(&temp, meta).and_then(|()| {
+        if force {
+            remove_old(path)?;
+        }
+        move_into_place(&temp, path)
+    });
+    super::remove(&temp);
+    created
+}
+
+/// The schema and `meta`, committed in one transaction to a new file at `temp`.
+fn write_head(temp: &Path, meta: &[(&str, String)]) -> Result<(), SetupError> {
+    let mut conn = Connection::open(temp).map_err(|e| sqlite_err(temp, &e))?;
+    let mut init = || -> rusqlite::Result<()> {
+        let tx = conn.transaction()?;
+        tx.pragma_update(None, "application_id", schema::APPLICATION_ID)?;
+        tx.pragma_update(None, "user_version", schema::SCHEMA_VERSION)?;
+        tx.execute_batch(schema::CREATE)?;
+        for (k, v) in meta {
+            tx.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+                params![k, v],
+            )?;
+        }
+        tx.commit()
+    };
+    init().map_err(|e| sqlite_err(temp, &e))
+}
+
+/// `--force`: the recording at `path` and its SQLite side files go.
+fn remove_old(path: &Path) -> Result<(), SetupError> {
+    for p in super::files(path) {
+        match std::fs::remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => return Err(SetupError::OutputNotWritable { path: p, source }),
+        }
+    }
+    Ok(())
+}
+
+/// Renames `temp` to `path` unless `path` exists (`renameat2(RENAME_NOREPLACE)`; a hard link
+/// where the filesystem lacks it).
+fn move_into_place(temp: &Path, path: &Path) -> Result<(), SetupError> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes());
+    let (Ok(from), Ok(to)) = (c(temp), c(path)) else {
+        return Err(SetupError::OutputNotWritable {
+            path: path.to_owned(),
+            source: io::Error::from_raw_os_error(libc::EINVAL),
+        });
+    };
+    // SAFETY: two NUL-terminated paths, relative to the working directory.
+    let renamed = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    let result = if renamed == 0 {
+        Ok(())
+    } else {
+        match io::Error::last_os_error() {
+            e if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) => {
+                std::fs::hard_link(temp, path)
+            }
+            e => Err(e),
+        }
+    };
+    result.map_err(|source| {
+        if source.kind() == io::ErrorKind::AlreadyExists {
+            SetupError::OutputExists {
+                path: path.to_owned(),
+            }
+        } else {
+            SetupError::OutputNotWritable {
+                path: path.to_owned(),
+                source,
+            }
+        }
+    })
+}
+
 impl Writer {
-    /// Creates the schema in `path` (already checked by [`check_output`]) and starts the thread.
+    /// Creates a new recording at `path`, which must not exist, and starts the thread; with no
+    /// disk space in reserve (tests and imports).
     pub fn create(path: &Path, meta: &[(&str, String)]) -> Result<Self, SetupError> {
+        Self::create_reserved(path, false, Reserve::default(), meta)
+    }
+
+    /// Creates the recording at `path` (checked by [`check_output`], which took `reserve`;
+    /// `force` removes an existing one) and starts the thread, which holds the reserve.
+    pub fn create_reserved(
+        path: &Path,
+        force: bool,
+        reserve: Reserve,
+        meta: &[(&str, String)],
+    ) -> Result<Self, SetupError> {
+        create_file(path, force, meta)?;
         let conn = Connection::open(path).map_err(|e| sqlite_err(path, &e))?;
         let init = || -> rusqlite::Result<()> {
-            conn.pragma_update(None, "application_id", schema::APPLICATION_ID)?;
-            conn.pragma_update(None, "user_version", schema::SCHEMA_VERSION)?;
             conn.pragma_update(None, "journal_mode", "WAL")?;
-            conn.pragma_update(None, "synchronous", "NORMAL")?;
-            conn.execute_batch(schema::CREATE)?;
-            for (k, v) in meta {
-                conn.execute(
-                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
-                    params![k, v],
-                )?;
-            }
-            Ok(())
+            conn.pragma_update(None, "synchronous", "NORMAL")
         };
         init().map_err(|e| sqlite_err(path, &e))?;
         let (tx, rx) = mpsc::sync_channel(QUEUE_BATCHES);
-        let shed = Arc::new(AtomicU64::new(0));
-        let thread_shed = Arc::clone(&shed);
+        let shared = Arc::new(Shared::default());
+        let thread_shared = Arc::clone(&shared);
         let handle = std::thread::Builder::new()
             .name("memwatch-writer".into())
-            .spawn(move || run(conn, &rx, &thread_shed))
+            .spawn(move || run(conn, &rx, &thread_shared, reserve))
             .map_err(|source| SetupError::OutputNotWritable {
                 path: path.to_owned(),
                 source,
@@ -125,12 +372,13 @@ impl Writer {
             tx,
             handle: Some(handle),
             path: path.to_owned(),
-            shed,
+            shared,
         })
     }
 
     /// Queues rows. Blocks for at most [`SEND_PATIENCE`] while the queue is full, then sheds the
-    /// batch and counts its rows ([`Self::shed_rows`]).
+    /// batch and counts its rows ([`Self::shed_rows`]). Once writing has failed the thread
+    /// counts what it is sent as unwritten.
     pub fn send(&self, rows: Vec<Row>) {
         if rows.is_empty() {
             return;
@@ -146,12 +394,12 @@ impl Writer {
                 }
                 Err(mpsc::TrySendError::Full(Msg::Rows(rows))) => {
                     let n = rows.len() as u64;
-                    let total = self.shed.fetch_add(n, Ordering::Relaxed) + n;
+                    let total = self.shared.shed.fetch_add(n, Ordering::Relaxed) + n;
                     tracing::warn!(rows = n, total, "the recording writer is behind; rows shed");
                     return;
                 }
                 Err(mpsc::TrySendError::Disconnected(_) | mpsc::TrySendError::Full(_)) => {
-                    tracing::error!("recording writer has stopped; rows are being lost");
+                    // The thread is gone (it panicked): `finish` says so.
                     return;
                 }
             }
@@ -160,22 +408,39 @@ impl Writer {
 
     /// Rows shed so far because the writer's queue stayed full.
     pub fn shed_rows(&self) -> u64 {
-        self.shed.load(Ordering::Relaxed)
+        self.shared.shed.load(Ordering::Relaxed)
+    }
+
+    /// Whether writing has failed (the disk is full, or an I/O error): the recording must stop;
+    /// [`Self::finish`] returns the error.
+    pub fn failed(&self) -> bool {
+        self.shared.failed.load(Ordering::Relaxed)
+            || self.handle.as_ref().is_some_and(JoinHandle::is_finished)
     }
 
     /// Commits everything, folds the WAL into the file, and returns the rows written.
     pub fn finish(mut self) -> Result<u64, WriteError> {
         // Blocking is right here: everything queued must be written.
         let _ = self.tx.send(Msg::Finish);
+        let path = self.path.clone();
         match self.handle.take().map(JoinHandle::join) {
             Some(Ok(Ok(n))) => Ok(n),
-            Some(Ok(Err(source))) => Err(WriteError::Sqlite {
-                path: self.path.clone(),
-                source,
-            }),
-            Some(Err(_)) => Err(WriteError::WriterPanicked {
-                path: self.path.clone(),
-            }),
+            Some(Ok(Err(Failure { source, unwritten }))) => {
+                if source.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
+                    Err(WriteError::DiskFull {
+                        path,
+                        unwritten,
+                        source: io::Error::from_raw_os_error(libc::ENOSPC),
+                    })
+                } else {
+                    Err(WriteError::Failed {
+                        path,
+                        unwritten,
+                        source,
+                    })
+                }
+            }
+            Some(Err(_)) => Err(WriteError::WriterPanicked { path }),
             None => Ok(0),
         }
     }
@@ -184,8 +449,9 @@ impl Writer {
 fn run(
     mut conn: Connection,
     rx: &mpsc::Receiver<Msg>,
-    shed: &AtomicU64,
-) -> Result<u64, rusqlite::Error> {
+    shared: &Shared,
+    mut reserve: Reserve,
+) -> Result<u64, Failure> {
     let mut written = 0u64;
     let mut hosts = Hosts::default();
     let mut pending: Vec<Row> = Vec::new();
@@ -204,23 +470,104 @@ fn run(
             Err(mpsc::RecvTimeoutError::Timeout) => false,
         };
         if !pending.is_empty() && (finish || since.elapsed() >= COMMIT_EVERY) {
-            written += commit(&mut conn, &mut hosts, &mut pending)?;
+            let batch = pending.len() as u64;
+            match commit(&mut conn, &mut hosts, &mut pending) {
+                Ok(n) => written += n,
+                Err(source) => {
+                    pending.clear();
+                    let failure =
+                        stop_writing(&mut conn, rx, shared, reserve, source, batch, finish);
+                    return Err(failure);
+                }
+            }
         }
         if finish {
             break;
         }
     }
+    // The space held for a disk that fills is what folding the log may need.
+    reserve.release();
     // Written last, when no more rows can be shed.
+    let shed = shared.shed.load(Ordering::Relaxed).to_string();
     conn.execute(
         "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
-        params![
-            meta::WRITER_SHED_ROWS,
-            shed.load(Ordering::Relaxed).to_string()
-        ],
-    )?;
-    conn.pragma_update(None, "wal_checkpoint", "TRUNCATE")?;
-    leave_wal(&conn)?;
+        params![meta::WRITER_SHED_ROWS, shed],
+    )
+    .map_err(|source| Failure {
+        source,
+        unwritten: 0,
+    })?;
+    if let Err(e) = fold_wal(&conn) {
+        // Complete all the same: everything is committed, in the file and its write-ahead log.
+        tracing::warn!(
+            error = %e,
+            "could not fold the write-ahead log into the recording; keep its -wal and -shm \
+             files beside it"
+        );
+    }
     Ok(written)
+}
+
+/// A commit failed with `source`, losing its `unwritten` rows: the reserve goes back to the
+/// filesystem, the session is told to stop, the rows it still sends are counted, and the
+/// recording is closed with why it stopped and what it lacks. Everything committed before stays.
+fn stop_writing(
+    conn: &mut Connection,
+    rx: &mpsc::Receiver<Msg>,
+    shared: &Shared,
+    mut reserve: Reserve,
+    source: rusqlite::Error,
+    mut unwritten: u64,
+    finished: bool,
+) -> Failure {
+    reserve.release();
+    shared.failed.store(true, Ordering::Relaxed);
+    let disk_full = source.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull);
+    tracing::warn!(error = %source, disk_full, "writing the recording failed; stopping");
+    if !finished {
+        // Until the session has stopped: it checks `failed` every drain.
+        while let Ok(Msg::Rows(rows)) = rx.recv() {
+            unwritten += rows.len() as u64;
+        }
+    }
+    let reason = if disk_full {
+        "disk_full"
+    } else {
+        "write_failed"
+    };
+    let close = (|| -> rusqlite::Result<()> {
+        let tx = conn.transaction()?;
+        for (key, value) in [
+            (meta::STOP_REASON, reason.to_owned()),
+            (meta::WRITE_ERROR, source.to_string()),
+            (meta::UNWRITTEN_ROWS, unwritten.to_string()),
+            (
+                meta::WRITER_SHED_ROWS,
+                shared.shed.load(Ordering::Relaxed).to_string(),
+            ),
+        ] {
+            tx.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+                params![key, value],
+            )?;
+        }
+        tx.commit()?;
+        fold_wal(conn)
+    })();
+    if let Err(e) = close {
+        // Still readable: what was committed is in the file and its write-ahead log.
+        tracing::warn!(
+            error = %e,
+            "could not close the recording cleanly; keep its -wal and -shm files beside it"
+        );
+    }
+    Failure { source, unwritten }
+}
+
+/// Folds the write-ahead log into the file and switches it back to a single file.
+fn fold_wal(conn: &Connection) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "wal_checkpoint", "TRUNCATE")?;
+    leave_wal(conn)
 }
 
 /// Switches the file back to a single rollback-journal file. SQLite refuses while another
@@ -770,7 +1117,7 @@ mod tests {
             tx,
             handle: None,
             path: PathBuf::from("unused.db"),
-            shed: Arc::new(AtomicU64::new(0)),
+            shared: Arc::new(Shared::default()),
         };
         writer.send((0..3).map(meta_row).collect());
         assert_eq!(writer.shed_rows(), 0, "the first batch fits");
@@ -852,6 +1199,77 @@ mod tests {
             })
             .unwrap();
         assert_eq!(outside, (6, 69632));
+    }
+
+    /// The output checks name what is wrong, and create nothing.
+    #[test]
+    fn check_output_refuses_bad_paths_and_creates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing").join("r.db");
+        assert!(matches!(
+            check_output(&missing, false),
+            Err(SetupError::OutputDirMissing { dir: d, .. }) if d == dir.path().join("missing")
+        ));
+        assert!(matches!(
+            check_output(dir.path(), true),
+            Err(SetupError::OutputIsDirectory { .. })
+        ));
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"x").unwrap();
+        assert!(matches!(
+            check_output(&file.join("r.db"), false),
+            Err(SetupError::OutputNotWritable { source, .. })
+                if source.raw_os_error() == Some(libc::ENOTDIR)
+        ));
+        assert!(matches!(
+            check_output(&file, false),
+            Err(SetupError::OutputExists { .. })
+        ));
+        let path = dir.path().join("r.db");
+        let reserve = check_output(&path, false).unwrap();
+        assert!(reserve.0.is_some(), "the reserve is held");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("file")]);
+    }
+
+    /// The recording appears whole, never over an existing file unless forced, and leaves no
+    /// temporary file behind.
+    #[test]
+    fn a_recording_is_created_whole_and_never_over_another_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        std::fs::write(&path, b"someone else's").unwrap();
+        assert!(matches!(
+            Writer::create(&path, &[(meta::KERNEL, "k".into())]),
+            Err(SetupError::OutputExists { .. })
+        ));
+        assert_eq!(std::fs::read(&path).unwrap(), b"someone else's");
+        let writer = Writer::create_reserved(
+            &path,
+            true,
+            Reserve::default(),
+            &[(meta::KERNEL, "k".into())],
+        )
+        .unwrap();
+        // Readable before the first commit: schema and meta are there from the start.
+        let db = Connection::open(&path).unwrap();
+        let kernel: String = db
+            .query_row("SELECT value FROM meta WHERE key = 'kernel'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(kernel, "k");
+        drop(db);
+        writer.finish().unwrap();
+        let mut names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["r.db"]);
     }
 
     /// A recording that closes normally says that nothing was shed.

@@ -29,10 +29,17 @@ impl Report {
             s,
             "memwatch recording: {:.1} s{}, {} process(es), {} events",
             self.duration_s,
-            if self.complete {
-                ""
-            } else {
-                " (INCOMPLETE: memwatch was stopped abruptly)"
+            match (self.complete, self.stop_reason.as_deref()) {
+                (true, _) => String::new(),
+                (false, Some("disk_full")) => format!(
+                    " (INCOMPLETE: the disk filled up; {} rows were not written)",
+                    self.unwritten_rows
+                ),
+                (false, Some("write_failed")) => format!(
+                    " (INCOMPLETE: writing failed; {} rows were not written)",
+                    self.unwritten_rows
+                ),
+                (false, _) => " (INCOMPLETE: memwatch was stopped abruptly)".to_owned(),
             },
             self.processes.len(),
             self.events

@@ -34,6 +34,11 @@ pub struct Report {
     /// False when memwatch did not finish the recording (killed, crashed): the figures cover
     /// what was committed.
     pub complete: bool,
+    /// Why recording stopped (`meta.stop_reason`): `signal`, `duration`, `targetsexited`,
+    /// `disk_full` or `write_failed`; None when memwatch was killed before it could say.
+    pub stop_reason: Option<String>,
+    /// Rows captured but not written because writing failed (`disk_full`, `write_failed`).
+    pub unwritten_rows: u64,
     pub started_ns: i64,
     pub ended_ns: i64,
     pub duration_s: f64,
@@ -919,6 +924,10 @@ impl Report {
             memwatch_version: rec.meta(meta::MEMWATCH_VERSION)?.unwrap_or_default(),
             schema_version: rec.schema_version(),
             complete,
+            stop_reason: rec.meta(meta::STOP_REASON)?,
+            unwritten_rows: rec
+                .meta_i64(meta::UNWRITTEN_ROWS)?
+                .map_or(0, |n| n.max(0) as u64),
             started_ns,
             ended_ns,
             duration_s: (ended_ns - started_ns).max(0) as f64 / 1e9,
