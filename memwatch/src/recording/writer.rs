@@ -1,7 +1,7 @@
 //! Writes a recording from a thread of its own, in transactions committed at least every
 //! [`COMMIT_EVERY`]: a memwatch killed with SIGKILL leaves a file holding everything up to the
-//! last commit. The file is created whole (schema and meta) under a temporary name and moved to
-//! its path in one step, so a file at the recording's path is always a readable recording.
+//! last commit. The file is created whole (schema and meta) and given its name in one step, so
+//! a file at the recording's path is always a readable recording.
 //!
 //! A [`Reserve`] of disk space is held beside the recording while it is written. When a commit
 //! fails (the disk is full, or an I/O error), the writer gives the reserve back, counts every row
@@ -237,11 +237,42 @@ fn sqlite_err(path: &Path, e: &rusqlite::Error) -> SetupError {
     }
 }
 
-/// Creates the recording at `path` with its schema and `meta`, in one step: written under a
-/// temporary name beside it, then renamed to `path` (never over an existing file, unless
-/// `force` removed it first).
+/// Creates the recording at `path` with its schema and `meta`, in one step, so that no instant
+/// leaves a partial file or a temporary one: the file is built in memory, written to an unnamed
+/// file in the directory (`O_TMPFILE`) and linked to `path`, never over an existing file
+/// (`force` removes that first). Where the filesystem has no unnamed files, a temporary name
+/// beside `path` is renamed instead.
 fn create_file(path: &Path, force: bool, meta: &[(&str, String)]) -> Result<(), SetupError> {
+    let head = head_bytes(meta).map_err(|e| sqlite_err(path, &e))?;
     let dir = directory_of(path);
+    let not_writable = |source| SetupError::OutputNotWritable {
+        path: path.to_owned(),
+        source,
+    };
+    if force {
+        remove_old(path)?;
+    }
+    match OpenOptions::new()
+        .write(true)
+        .mode(0o644)
+        .custom_flags(libc::O_TMPFILE)
+        .open(&dir)
+    {
+        Ok(mut file) => {
+            file.write_all(&head).map_err(not_writable)?;
+            match link_unnamed(&file, path) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    return Err(SetupError::OutputExists {
+                        path: path.to_owned(),
+                    });
+                }
+                Err(e) => tracing::debug!(error = %e, "cannot link an unnamed file; renaming one"),
+            }
+        }
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EISDIR)) => {}
+        Err(e) => return Err(not_writable(e)),
+    }
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy())
@@ -249,34 +280,53 @@ fn create_file(path: &Path, force: bool, meta: &[(&str, String)]) -> Result<(), 
             path: path.to_owned(),
         })?;
     let temp = dir.join(format!(".{name}.memwatch-{}", std::process::id()));
-    super::remove(&temp);
-    let created = write_head(&temp, meta).and_then(|()| {
-        if force {
-            remove_old(path)?;
-        }
-        move_into_place(&temp, path)
-    });
-    super::remove(&temp);
+    let created = std::fs::write(&temp, &head)
+        .map_err(not_writable)
+        .and_then(|()| move_into_place(&temp, path));
+    if created.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
     created
 }
 
-/// The schema and `meta`, committed in one transaction to a new file at `temp`.
-fn write_head(temp: &Path, meta: &[(&str, String)]) -> Result<(), SetupError> {
-    let mut conn = Connection::open(temp).map_err(|e| sqlite_err(temp, &e))?;
-    let mut init = || -> rusqlite::Result<()> {
-        let tx = conn.transaction()?;
-        tx.pragma_update(None, "application_id", schema::APPLICATION_ID)?;
-        tx.pragma_update(None, "user_version", schema::SCHEMA_VERSION)?;
-        tx.execute_batch(schema::CREATE)?;
-        for (k, v) in meta {
-            tx.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
-                params![k, v],
-            )?;
-        }
-        tx.commit()
+/// A new recording's bytes: the schema and `meta`, built in memory.
+fn head_bytes(meta: &[(&str, String)]) -> rusqlite::Result<Vec<u8>> {
+    let mut conn = Connection::open_in_memory()?;
+    let tx = conn.transaction()?;
+    tx.pragma_update(None, "application_id", schema::APPLICATION_ID)?;
+    tx.pragma_update(None, "user_version", schema::SCHEMA_VERSION)?;
+    tx.execute_batch(schema::CREATE)?;
+    for (k, v) in meta {
+        tx.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+            params![k, v],
+        )?;
+    }
+    tx.commit()?;
+    Ok(conn.serialize(rusqlite::MAIN_DB)?.to_vec())
+}
+
+/// Gives the unnamed `file` the name `path`, unless `path` exists.
+fn link_unnamed(file: &File, path: &Path) -> io::Result<()> {
+    use std::os::{fd::AsRawFd as _, unix::ffi::OsStrExt as _};
+    let from = std::ffi::CString::new(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
+    let to = std::ffi::CString::new(path.as_os_str().as_bytes())?;
+    // SAFETY: two NUL-terminated paths; the first is the magic link of a descriptor we hold,
+    // which AT_SYMLINK_FOLLOW resolves to the unnamed file (see open(2), O_TMPFILE).
+    let linked = unsafe {
+        libc::linkat(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::AT_SYMLINK_FOLLOW,
+        )
     };
-    init().map_err(|e| sqlite_err(temp, &e))
+    if linked == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// `--force`: the recording at `path` and its SQLite side files go.
