@@ -649,6 +649,7 @@ fn output_directory_refused_before_loading() {
     );
     // The control: the same run with a good output loads its programs (strace sees them).
     let recorded = bpf_calls(&["record", "-p", &pid, "-o", &s(&good), "--duration", "1"]);
+    println!("the control, a real recording, made {recorded} bpf() calls");
     assert!(
         recorded > 0,
         "strace saw no bpf() call from a real recording"
