@@ -443,6 +443,10 @@ fn disk_full() {
     assert_eq!(files, ["full.db"], "{stderr}");
     let size = std::fs::metadata(&out).unwrap().len();
     let free = disk.free();
+    // Read on a disk that is full again: reading needs no room.
+    let mut filler = std::fs::File::create(disk.path().join("filler")).unwrap();
+    while filler.write_all(&[0u8; 1 << 16]).is_ok() {}
+    assert!(disk.free() < 1 << 16, "the disk is full again");
 
     let r = report(&out);
     assert_eq!(r["complete"], false);
@@ -466,7 +470,7 @@ fn disk_full() {
         "disk_full: a {mib} MiB tmpfs filled after {:.1} s of recording; the recording is {:.1} \
          MiB and holds {requests} requests; {unwritten} rows were not written; it was closed \
          {close_s:.3} s after its last committed row, and memwatch exited after {exit_s:.3} s \
-         (detaching its probes); {} MiB free afterwards",
+         (detaching its probes); {} MiB free afterwards, then filled again to read it",
         (ended_ns - recording_ns) as f64 / 1e9,
         size as f64 / 1048576.0,
         free / 1048576
