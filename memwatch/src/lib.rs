@@ -6,6 +6,15 @@
 //! the page). [`session`] runs that flow for one recording; [`commands`] are thin subcommands.
 //! [`error`] and [`model`] sit below everything: errors, and the rows every stage passes on.
 
+/// `eprintln!` that never panics: a closed stderr (`memwatch record ... 2>&1 | head`) must not
+/// stop a recording, so what cannot be said is dropped.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 pub mod error;
 pub mod model;
 pub mod units;

@@ -6,6 +6,7 @@ use memwatch::{
     commands::{self, exit_code},
     error::{exit, message},
 };
+use std::io::Write as _;
 use tracing_subscriber::EnvFilter;
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -53,7 +54,8 @@ fn main() {
     match result {
         Ok(code) => std::process::exit(code),
         Err(err) => {
-            eprintln!("error: {}", message(&err));
+            // Not eprintln!: a closed stderr must not turn an error into a panic.
+            let _ = writeln!(std::io::stderr(), "error: {}", message(&err));
             std::process::exit(exit_code(&err));
         }
     }

@@ -914,7 +914,7 @@ async fn attach(
     }
     session.rows.extend(baseline);
     session.flush();
-    eprintln!(
+    say!(
         "memwatch: recording {} process(es) to {}; Ctrl-C stops",
         targets.len(),
         session.output.display()

@@ -314,3 +314,44 @@ fn report_rejects_bad_files() {
     let done = run(&["report", truncated.to_str().unwrap()], T);
     assert_error(&done, 2, &["truncated or corrupt"]);
 }
+
+/// A reader that goes away (`| head -1`) ends the output, not memwatch: no panic, exit 0, and a
+/// recording whose stdout and stderr were both cut off is still whole.
+#[test]
+fn a_closed_pipe_is_not_a_panic() {
+    use std::io::{BufRead as _, BufReader};
+    use std::process::Stdio;
+    let dir = tempdir();
+    let file = dir.path().join("r.db");
+    let pid = std::process::id().to_string();
+    let mut rec = Command::new(memwatch())
+        .args(["record", "-p", &pid, "--duration", "1", "-o"])
+        .arg(&file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(rec.stderr.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.contains("recording"), "{first}");
+    // Both pipes closed: every later line memwatch writes fails with EPIPE.
+    drop(rec.stdout.take());
+    let status = rec.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{status}");
+    let mut report = Command::new(memwatch())
+        .args(["report", "--format", "json"])
+        .arg(&file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(report.stdout.take());
+    let out = report.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let done = run(&["report", file.to_str().unwrap()], T);
+    assert_eq!(done.code(), 0, "{}", done.stderr);
+}

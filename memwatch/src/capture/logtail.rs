@@ -71,7 +71,7 @@ impl LogSource {
                     Ok(d.format)
                 }
                 Err(e) => {
-                    eprintln!(
+                    say!(
                         "memwatch: {e}; reading {} as `combined` (pass --log-format to say which)",
                         self.source
                     );
@@ -143,7 +143,7 @@ pub fn check(path: &std::path::Path) -> Result<(), crate::error::SetupError> {
                 .filter(|d| !d.as_os_str().is_empty())
                 .unwrap_or(std::path::Path::new("."));
             if dir.is_dir() {
-                eprintln!(
+                say!(
                     "memwatch: {} does not exist yet; waiting for it",
                     path.display()
                 );

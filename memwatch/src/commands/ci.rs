@@ -148,7 +148,7 @@ async fn stop_group(run: &Run, timeout: Duration) -> Result<(), Failure> {
     }
     let stubborn = group_members(run.pgid);
     if !stubborn.is_empty() {
-        eprintln!(
+        say!(
             "memwatch ci: {:?} still running {timeout:?} after SIGTERM; sending SIGKILL",
             stubborn
         );
@@ -204,7 +204,7 @@ async fn stages(args: &CiArgs, run: &Run, pid: u32) -> Result<(), Failure> {
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(Duration::from_millis(500));
     }
-    eprintln!("memwatch ci: server ready at {}", args.ready);
+    say!("memwatch ci: server ready at {}", args.ready);
     // Workload: its output is streamed (inherited); the server must live through it.
     let mut workload = tokio::process::Command::new("sh")
         .args(["-c", &args.workload])
@@ -314,7 +314,7 @@ pub async fn run(args: CiArgs) -> anyhow::Result<i32> {
     let stopped = stop_group(&run, args.stop_timeout).await;
     let _ = std::fs::remove_file(&stderr_path);
     if let Some(failure) = outcome.err().or(stopped.err()) {
-        eprintln!(
+        say!(
             "memwatch ci: FAILED at stage `{}`: {}\n--- last lines of the server's stderr ---\n{}\n---",
             failure.stage,
             failure.reason,
@@ -330,14 +330,14 @@ pub async fn run(args: CiArgs) -> anyhow::Result<i32> {
     let profile = Profile::from_recording(&Recording::open(&args.output)?)?;
     if let Some(path) = &args.profile_out {
         std::fs::write(path, serde_json::to_string_pretty(&profile)? + "\n")?;
-        eprintln!("memwatch ci: profile written to {}", path.display());
+        say!("memwatch ci: profile written to {}", path.display());
     }
     let Some(base) = baseline else {
-        eprintln!("memwatch ci: ok (no --baseline to compare with)");
+        say!("memwatch ci: ok (no --baseline to compare with)");
         return Ok(exit::OK);
     };
     let d = diff(&base, &profile, args.thresholds.thresholds());
-    print!("{}", d.to_text());
+    super::print_out(&d.to_text())?;
     if let Some(path) = &args.markdown_out {
         let mut f = std::fs::File::create(path)?;
         f.write_all(d.to_markdown().as_bytes())?;

@@ -16,6 +16,17 @@ use crate::{
     views::{pprof::PprofError, profile::ProfileError},
 };
 
+/// Writes a command's output to stdout. A reader that went away (`memwatch report FILE | head`)
+/// ends the output, not the command: it is not an error, and nothing panics.
+pub fn print_out(text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
 /// The documented exit code for an error that reached `main`.
 pub fn exit_code(err: &anyhow::Error) -> i32 {
     if let Some(e) = err.downcast_ref::<SetupError>() {

@@ -18,7 +18,7 @@ pub fn run(args: &PprofArgs) -> anyhow::Result<i32> {
     };
     let profile = pprof::write(&rec, &selection, &args.output)?;
     let retained: i64 = profile.sample.iter().map(|s| s.value[0]).sum();
-    eprintln!(
+    say!(
         "memwatch pprof: wrote {}: {} samples, {} retained; read it with `go tool pprof -top {}`",
         args.output.display(),
         profile.sample.len(),

@@ -17,7 +17,7 @@ pub fn profile(args: &ProfileArgs) -> anyhow::Result<i32> {
                 path.display()
             )))
         })?,
-        None => println!("{json}"),
+        None => super::print_out(&format!("{json}\n"))?,
     }
     Ok(exit::OK)
 }
@@ -31,9 +31,11 @@ pub fn diff_command(args: &DiffArgs) -> anyhow::Result<i32> {
     head.check_metric(&args.head, thresholds.metric)?;
     let d = diff(&base, &head, thresholds);
     match args.format {
-        DiffFormat::Text => print!("{}", d.to_text()),
-        DiffFormat::Markdown => print!("{}", d.to_markdown()),
-        DiffFormat::Json => println!("{}", serde_json::to_string_pretty(&d)?),
+        DiffFormat::Text => super::print_out(&d.to_text())?,
+        DiffFormat::Markdown => super::print_out(&d.to_markdown())?,
+        DiffFormat::Json => {
+            super::print_out(&format!("{}\n", serde_json::to_string_pretty(&d)?))?;
+        }
     }
     Ok(if d.regressions > 0 {
         exit::REGRESSION

@@ -149,8 +149,11 @@ pub async fn run_with(
         crate::recording::finalize(&output)?;
     }
     let report = Report::build(&Recording::open(&output)?)?;
-    print!("{}", report.to_text());
-    println!("recording: {}", output.display());
+    super::print_out(&format!(
+        "{}recording: {}\n",
+        report.to_text(),
+        output.display()
+    ))?;
     Ok(crate::error::exit::OK)
 }
 
@@ -171,7 +174,7 @@ impl LivePage {
         let task_state = Arc::clone(&state);
         let task = tokio::spawn(async move {
             if let Err(e) = server::serve(task_state, &options, shutdown).await {
-                eprintln!("memwatch: the page server stopped: {e:#}");
+                say!("memwatch: the page server stopped: {e:#}");
             }
         });
         Self { state, stop, task }
@@ -180,7 +183,7 @@ impl LivePage {
     /// The recording is complete: the page says so and stays up until Ctrl-C.
     async fn finished(self) -> anyhow::Result<()> {
         self.state.set_live(false);
-        eprintln!("memwatch: recording finished; the page stays up until Ctrl-C");
+        say!("memwatch: recording finished; the page stays up until Ctrl-C");
         session::wait_for_stop().await?;
         self.stop.notify_one();
         let _ = self.task.await;
@@ -207,7 +210,7 @@ impl Metrics {
         let task = tokio::spawn(async move {
             let shutdown = async move { stopped.notified().await };
             if let Err(e) = server::serve_metrics(state, addr, shutdown).await {
-                eprintln!("memwatch: the metrics server stopped: {e:#}");
+                say!("memwatch: the metrics server stopped: {e:#}");
             }
         });
         Self { stop, task }

@@ -13,8 +13,10 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
         report = report.with_call_sites(&rec, usize::from(args.stacks_top))?;
     }
     match args.format {
-        Format::Text => print!("{}", report.to_text()),
-        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Text => super::print_out(&report.to_text())?,
+        Format::Json => {
+            super::print_out(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
+        }
     }
     Ok(())
 }

@@ -239,7 +239,7 @@ pub async fn serve(
         })?;
     let addr = listener.local_addr()?;
     if !addr.ip().is_loopback() {
-        eprintln!(
+        say!(
             "memwatch: WARNING: serving on {addr}, reachable from other hosts{}",
             if options.token.is_some() {
                 ""
@@ -253,7 +253,7 @@ pub async fn serve(
         .as_deref()
         .map(|t| format!("#token={t}"))
         .unwrap_or_default();
-    eprintln!("memwatch: page at http://{addr}/{fragment}");
+    say!("memwatch: page at http://{addr}/{fragment}");
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await?;
@@ -274,7 +274,7 @@ pub async fn serve_metrics(
         )))
     })?;
     let addr = listener.local_addr()?;
-    eprintln!("memwatch: metrics at http://{addr}/metrics");
+    say!("memwatch: metrics at http://{addr}/metrics");
     axum::serve(listener, metrics_router(state))
         .with_graceful_shutdown(shutdown)
         .await?;
