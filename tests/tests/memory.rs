@@ -284,9 +284,10 @@ fn no_child_is_missed_while_attaching() {
     use std::io::{BufRead as _, BufReader};
     let dir = tempdir();
     let out = dir.path().join("forks.db");
-    // 150 children, one per 10 ms (1.5 s of forks), each living 4 s: all alive until the end.
+    // 150 children, one per 10 ms (1.5 s of forks), each living 8 s: all alive until the end,
+    // even when attaching takes seconds on a loaded machine (the parent lives as long).
     let mut parent = std::process::Command::new(bin("memchild"))
-        .args(["fork-stream", "10", "150", "4000"])
+        .args(["fork-stream", "10", "150", "8000"])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
