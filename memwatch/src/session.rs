@@ -1080,7 +1080,9 @@ impl Session {
         // the recording is closed meanwhile, not after.
         let detach = move || {
             let started = Instant::now();
-            drop(probe);
+            if let Some(probe) = probe {
+                probe.detach();
+            }
             tracing::debug!(took = ?started.elapsed(), "probes detached");
         };
         // Without a thread, the closure is dropped here and the probes with it.
