@@ -568,6 +568,33 @@ fn invalid_header_lines_are_skipped_but_broken_heads_are_invalid() {
     ));
 }
 
+/// Found by the `http_stream` fuzz target: a `Host` of invalid UTF-8 decoded to three bytes per
+/// byte, past [`MAX_HOST_LEN`].
+#[test]
+fn non_utf8_host_stays_within_its_bound() {
+    for head in [
+        // Parsed by httparse, and (an invalid header section) by the fallback line scan.
+        [
+            b"GET / HTTP/1.1\r\nHost: ".as_slice(),
+            &[0xff; 300],
+            b"\r\n\r\n",
+        ]
+        .concat(),
+        [
+            b"GET / HTTP/1.1\r\nHost: ".as_slice(),
+            &[0xff; 300],
+            b"\r\n\x00\r\n\r\n",
+        ]
+        .concat(),
+    ] {
+        let mut s = RequestStream::new();
+        let events = push_all(&mut s, &head, 0);
+        let host = requests(&events)[0].host.clone().unwrap();
+        assert!(host.len() <= MAX_HOST_LEN, "{} bytes", host.len());
+        assert!(host.starts_with('\u{fffd}'));
+    }
+}
+
 #[test]
 fn non_utf8_target_is_kept_raw() {
     let mut s = RequestStream::new();
