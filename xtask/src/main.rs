@@ -5,10 +5,17 @@
 //! missing, so a fresh Debian/Ubuntu machine needs nothing but Rust and this checkout. Building
 //! and running memwatch needs stable Rust alone: the eBPF object is committed. Only `ebpf`, `test`
 //! and `fuzz` need the kernel-side toolchain pinned in `[workspace.metadata.ebpf]`.
+//!
+//! `fuzz` runs every cargo-fuzz target in `fuzz/` (the HTTP stream parser, the access-log line
+//! and LogFormat parsers, the recording reader, the profile JSON) for `--seconds N` or `--runs N`
+//! each, from the seeds in `fuzz/seeds/`, prints executions, exec/s, coverage and crashes per
+//! target, and fails naming the crashing input. It installs cargo-fuzz when missing; CI runs a
+//! short pass, and `docs/reliability.md` has the figures of a long one.
 
 mod demo;
 mod ebpf;
 mod fingerprint;
+mod fuzz;
 mod pin;
 mod setup;
 
@@ -70,11 +77,21 @@ enum Cmd {
         #[arg(long, default_value = "127.0.0.1:7070")]
         listen: String,
     },
-    /// Fuzz every parser for a bounded time (cargo-fuzz, libFuzzer; installed if missing).
+    /// Fuzz every parser for a bounded time or number of executions (cargo-fuzz, libFuzzer;
+    /// installed if missing); fails on any crash.
     Fuzz {
         /// Seconds per target.
-        #[arg(long, default_value_t = 60)]
+        #[arg(long, default_value_t = 60, conflicts_with = "runs")]
         seconds: u64,
+        /// Executions per target, instead of a time bound.
+        #[arg(long)]
+        runs: Option<u64>,
+        /// Only this target (repeatable); all of them by default.
+        #[arg(long = "target")]
+        targets: Vec<String>,
+        /// Build with AddressSanitizer (slower; for the C and unsafe code below the parsers).
+        #[arg(long)]
+        asan: bool,
     },
     /// Benchmarks; writes BENCHMARKS.md.
     Bench {
@@ -82,9 +99,6 @@ enum Cmd {
         quick: bool,
     },
 }
-
-/// cargo-fuzz targets in fuzz/, one per parser that reads hostile input.
-const FUZZ_TARGETS: &[&str] = &["accesslog_line"];
 
 /// The workspace root.
 pub fn root() -> PathBuf {
@@ -254,23 +268,14 @@ fn main() -> anyhow::Result<()> {
             build()?;
             demo::run(&listen)
         }
-        Cmd::Fuzz { seconds } => {
-            // cargo-fuzz needs a nightly toolchain: the dated one pinned for the kernel side.
-            let pin = pin::Pin::read()?;
-            setup::ensure_toolchain(&pin)?;
-            setup::ensure_cargo_fuzz()?;
-            for target in FUZZ_TARGETS {
-                let mut cmd = pin.cargo();
-                cmd.args(["fuzz", "run", target, "--"])
-                    .arg(format!("-max_total_time={seconds}"))
-                    .current_dir(root().join("fuzz"));
-                eprintln!("+ (in fuzz/) {}", describe(&cmd));
-                let status = cmd.status().context("could not start cargo fuzz")?;
-                if !status.success() {
-                    bail!("fuzzing {target} failed ({status}): see fuzz/artifacts/{target}/");
-                }
-            }
-            Ok(())
+        Cmd::Fuzz {
+            seconds,
+            runs,
+            targets,
+            asan,
+        } => {
+            let bound = runs.map_or(fuzz::Bound::Seconds(seconds), fuzz::Bound::Runs);
+            fuzz::run(bound, &targets, asan)
         }
         Cmd::Bench { quick } => {
             setup::ensure_test_tools()?;

@@ -177,7 +177,9 @@ impl Profile {
             endpoints,
             ..
         } = Report::build(rec)?;
-        let growth = m.rss_end_bytes as i64 - m.rss_start_bytes as i64;
+        // Saturating: the figures come from a file, which may be corrupt.
+        let signed = |b: u64| i64::try_from(b).unwrap_or(i64::MAX);
+        let growth = signed(m.rss_end_bytes).saturating_sub(signed(m.rss_start_bytes));
         let routes = endpoints
             .into_iter()
             .map(RouteFigures::from)
@@ -195,7 +197,7 @@ impl Profile {
                 rss_peak_bytes: m.rss_peak_bytes,
                 rss_growth_bytes: growth,
                 rss_growth_per_1000_requests: if requests > 0 {
-                    growth * 1000 / requests as i64
+                    growth.saturating_mul(1000) / signed(requests)
                 } else {
                     0
                 },
@@ -216,13 +218,19 @@ impl Profile {
         if bytes.starts_with(b"SQLite format 3\0") {
             return Self::from_recording(&Recording::open(path)?);
         }
-        Self::parse(&bytes).map_err(|e| match e {
+        Self::from_json(&bytes, &shown)
+    }
+
+    /// Reads a profile document from `bytes`; `shown` names where they came from in errors.
+    /// Any bytes give a profile or an error (the `profile_json` fuzz target).
+    pub fn from_json(bytes: &[u8], shown: &str) -> Result<Self, ProfileError> {
+        Self::parse(bytes).map_err(|e| match e {
             ParseError::Newer(found) => ProfileError::NewerVersion {
-                path: shown.clone(),
+                path: shown.to_owned(),
                 found,
             },
             ParseError::Invalid(reason) => ProfileError::NotAProfile {
-                path: shown.clone(),
+                path: shown.to_owned(),
                 reason,
             },
         })
@@ -401,7 +409,8 @@ pub fn diff(base: &Profile, head: &Profile, t: Thresholds) -> Diff {
     });
     let (rb, rh) = (base.run.rss_growth_bytes, head.run.rss_growth_bytes);
     // Whole-run growth below 1 MiB is noise (allocator and library warm-up).
-    let run_growth_pct = (rh - rb) as f64 / (rb.max(1 << 20) as f64) * 100.0;
+    // In f64: the figures come from files, and their difference may not fit an i64.
+    let run_growth_pct = (rh as f64 - rb as f64) / (rb.max(1 << 20) as f64) * 100.0;
     let run_regression = t.max_run_growth_pct.is_some_and(|max| run_growth_pct > max);
     let regressions = routes.iter().filter(|r| r.regression).count() + usize::from(run_regression);
     Diff {
@@ -453,6 +462,21 @@ mod tests {
         max_run_growth_pct: None,
         min_requests: 10,
     };
+
+    /// Found by the `profile_json` fuzz target: whole-run growths whose difference does not fit
+    /// an i64 overflowed (a panic in debug builds, a wrong percentage in release ones).
+    #[test]
+    fn extreme_run_growths_do_not_overflow() {
+        let base = profile(&[("/a", 100, 4096)], i64::MIN);
+        let head = profile(&[("/a", 100, 4096)], 20_971_520);
+        let d = diff(&base, &head, T);
+        assert!(d.run_growth_pct.is_finite() && d.run_growth_pct > 0.0);
+        let d = diff(&head, &base, T);
+        assert!(d.run_growth_pct < 0.0);
+        let d = diff(&profile(&[], i64::MAX), &profile(&[], i64::MIN), T);
+        assert!(d.run_growth_pct.is_finite());
+        assert_eq!(d.regressions, 0);
+    }
 
     #[test]
     fn doubled_route_is_a_regression_and_comes_first() {

@@ -332,9 +332,13 @@ pub(super) fn trim_ows(s: &[u8]) -> &[u8] {
     s.get(start..end).unwrap_or_default()
 }
 
-/// At most `max` bytes of `bytes` as text, invalid UTF-8 replaced.
+/// At most `max` bytes of `bytes` as text, invalid UTF-8 replaced. The bound is on the text: a
+/// replacement character takes three bytes, so the decoded text is cut again (on a character
+/// boundary).
 pub(super) fn bounded_lossy(bytes: &[u8], max: usize) -> String {
-    String::from_utf8_lossy(bytes.get(..max).unwrap_or(bytes)).into_owned()
+    let mut text = String::from_utf8_lossy(bytes.get(..max).unwrap_or(bytes)).into_owned();
+    text.truncate(crate::units::cut(&text, max).len());
+    text
 }
 
 /// The first `Host` value among the complete (LF-terminated) header lines of `lines`, without

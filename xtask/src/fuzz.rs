@@ -1,0 +1,276 @@
+//! `cargo xtask fuzz`: every cargo-fuzz target in `fuzz/`, for a bounded time or a number of
+//! executions each, then a table of what each run did. Fails when any target crashed.
+//!
+//! Each target reads its committed seeds from `fuzz/seeds/TARGET/` and keeps what libFuzzer adds
+//! in `fuzz/corpus/TARGET/` (not committed; it speeds up the next run on the same machine). A
+//! crashing input is written to `fuzz/artifacts/TARGET/`; fix the bug and make the input a unit
+//! test next to the code (see `docs/reliability.md`).
+
+use std::{
+    io::{BufRead as _, BufReader},
+    process::Stdio,
+    time::Instant,
+};
+
+use anyhow::{Context as _, bail};
+
+use crate::{describe, pin::Pin, root, setup};
+
+/// A cargo-fuzz target in fuzz/.
+pub(crate) struct Target {
+    pub name: &'static str,
+    /// Built with debug assertions, so that arithmetic overflow is a crash, not a wrong figure.
+    pub debug_assertions: bool,
+    /// Longest input libFuzzer makes (its default is 4096 bytes).
+    pub max_len: Option<usize>,
+}
+
+/// One target per parser that reads hostile input.
+///
+/// `recording` is built without debug assertions: the views add up figures read from the file
+/// in plain `i64` arithmetic, which a corrupted file overflows. A release build (what users run)
+/// wraps and shows a wrong figure for a corrupt file instead of stopping; with debug assertions
+/// each of those sums would be a crash, and the run would stop at the first. What the target
+/// checks is that no corrupted file makes memwatch panic as it is built.
+///
+/// `accesslog_line` inputs are a few lines: every line goes through eight formats and
+/// detection, so 4 KiB inputs run at a fifth of the speed and find nothing more.
+pub(crate) const TARGETS: &[Target] = &[
+    Target {
+        name: "http_stream",
+        debug_assertions: true,
+        max_len: None,
+    },
+    Target {
+        name: "accesslog_line",
+        debug_assertions: true,
+        max_len: Some(1024),
+    },
+    Target {
+        name: "accesslog_format",
+        debug_assertions: true,
+        max_len: None,
+    },
+    Target {
+        name: "recording",
+        debug_assertions: false,
+        max_len: None,
+    },
+    Target {
+        name: "profile_json",
+        debug_assertions: true,
+        max_len: None,
+    },
+];
+
+/// How long each target runs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Bound {
+    Seconds(u64),
+    Runs(u64),
+}
+
+/// What one target's run did, read from libFuzzer's output.
+#[derive(Debug, Default)]
+struct Outcome {
+    target: String,
+    runs: u64,
+    wall_s: f64,
+    cov: Option<u64>,
+    ft: Option<u64>,
+    /// Inputs libFuzzer wrote because they crashed (or leaked, or timed out).
+    artifacts: Vec<String>,
+    /// The run failed without a crash input (a build failure, say).
+    failed: Option<String>,
+}
+
+impl Outcome {
+    /// Reads one line of libFuzzer's output.
+    fn read(&mut self, line: &str) {
+        if let Some(n) = field(line, "cov:") {
+            self.cov = Some(n);
+        }
+        if let Some(n) = field(line, "ft:") {
+            self.ft = Some(n);
+        }
+        if let Some(n) = line
+            .strip_prefix("stat::number_of_executed_units:")
+            .and_then(|v| v.trim().parse().ok())
+        {
+            self.runs = n;
+        }
+        if let Some(rest) = line.strip_prefix("Done ")
+            && let Some(n) = rest.split_whitespace().next().and_then(|v| v.parse().ok())
+        {
+            self.runs = self.runs.max(n);
+        }
+        if let Some((_, path)) = line.split_once("Test unit written to ") {
+            self.artifacts.push(path.trim().to_owned());
+        }
+    }
+
+    fn exec_per_s(&self) -> f64 {
+        if self.wall_s > 0.0 {
+            self.runs as f64 / self.wall_s
+        } else {
+            0.0
+        }
+    }
+}
+
+/// The number after `name` in a libFuzzer status line (`#1024 NEW cov: 812 ft: 2301 ...`).
+fn field(line: &str, name: &str) -> Option<u64> {
+    if !line.starts_with('#') {
+        return None;
+    }
+    let mut words = line.split_whitespace();
+    words.find(|w| *w == name)?;
+    words.next()?.parse().ok()
+}
+
+/// Runs the targets (all of them when `only` is empty), prints the table, and fails on a crash.
+pub(crate) fn run(bound: Bound, only: &[String], asan: bool) -> anyhow::Result<()> {
+    let names: Vec<&str> = TARGETS.iter().map(|t| t.name).collect();
+    for name in only {
+        if !names.contains(&name.as_str()) {
+            bail!(
+                "no fuzz target {name:?}; the targets are {}",
+                names.join(", ")
+            );
+        }
+    }
+    // cargo-fuzz needs a nightly toolchain: the dated one pinned for the kernel side.
+    let pin = Pin::read()?;
+    setup::ensure_toolchain(&pin)?;
+    setup::ensure_cargo_fuzz()?;
+    let fuzz = root().join("fuzz");
+    let mut outcomes = Vec::new();
+    for &Target {
+        name: target,
+        debug_assertions,
+        max_len,
+    } in TARGETS
+        .iter()
+        .filter(|t| only.is_empty() || only.iter().any(|o| o == t.name))
+    {
+        let corpus = fuzz.join("corpus").join(target);
+        std::fs::create_dir_all(&corpus)
+            .with_context(|| format!("creating {}", corpus.display()))?;
+        let mut cmd = pin.cargo();
+        // No sanitizer by default: the code under test is safe Rust, whose failures (panics,
+        // overflow, runaway memory or time) libFuzzer sees without one, two to three times
+        // faster; --asan adds AddressSanitizer for the C and unsafe code below (SQLite,
+        // httparse's SIMD).
+        cmd.args([
+            "fuzz",
+            "run",
+            "--sanitizer",
+            if asan { "address" } else { "none" },
+        ]);
+        if debug_assertions {
+            cmd.arg("--debug-assertions");
+        } else {
+            // --release alone is cargo-fuzz's build without debug assertions. Its own target
+            // directory: other flags, and switching would rebuild everything.
+            cmd.arg("--release")
+                .arg("--target-dir")
+                .arg(fuzz.join("target/plain"));
+        }
+        cmd.arg(target)
+            .arg(&corpus)
+            .arg(fuzz.join("seeds").join(target))
+            .arg("--")
+            .arg(match bound {
+                Bound::Seconds(s) => format!("-max_total_time={s}"),
+                Bound::Runs(n) => format!("-runs={n}"),
+            })
+            .arg("-print_final_stats=1")
+            .args(max_len.map(|n| format!("-max_len={n}")))
+            .current_dir(&fuzz)
+            .stderr(Stdio::piped());
+        eprintln!("+ (in fuzz/) {}", describe(&cmd));
+        let mut started = Instant::now();
+        let mut child = cmd.spawn().context("could not start cargo fuzz")?;
+        let mut outcome = Outcome {
+            target: target.to_owned(),
+            ..Outcome::default()
+        };
+        if let Some(stderr) = child.stderr.take() {
+            for line in BufReader::new(stderr).lines() {
+                let line = line.context("reading cargo fuzz's output")?;
+                eprintln!("{line}");
+                // The build is over when libFuzzer starts: time the fuzzing alone.
+                if line.starts_with("INFO: Seed:") {
+                    started = Instant::now();
+                }
+                outcome.read(&line);
+            }
+        }
+        let status = child.wait().context("waiting for cargo fuzz")?;
+        outcome.wall_s = started.elapsed().as_secs_f64();
+        if !status.success() && outcome.artifacts.is_empty() {
+            outcome.failed = Some(format!("cargo fuzz run {target} failed with {status}"));
+        }
+        outcomes.push(outcome);
+    }
+    print_table(&outcomes);
+    let failures: Vec<String> = outcomes
+        .iter()
+        .flat_map(|o| {
+            o.artifacts
+                .iter()
+                .map(move |a| format!("{} crashed: {a}", o.target))
+                .chain(o.failed.clone())
+        })
+        .collect();
+    if !failures.is_empty() {
+        bail!("fuzzing failed:\n  {}", failures.join("\n  "));
+    }
+    Ok(())
+}
+
+fn print_table(outcomes: &[Outcome]) {
+    let show = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
+    eprintln!();
+    eprintln!(
+        "{:<18} {:>12} {:>9} {:>9} {:>7} {:>8} {:>8}",
+        "target", "executions", "wall s", "exec/s", "cov", "ft", "crashes"
+    );
+    for o in outcomes {
+        eprintln!(
+            "{:<18} {:>12} {:>9.0} {:>9.0} {:>7} {:>8} {:>8}",
+            o.target,
+            o.runs,
+            o.wall_s,
+            o.exec_per_s(),
+            show(o.cov),
+            show(o.ft),
+            if o.failed.is_some() {
+                "failed".to_owned()
+            } else {
+                o.artifacts.len().to_string()
+            }
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_libfuzzer_output() {
+        let mut o = Outcome::default();
+        for line in [
+            "#2\tINITED cov: 10 ft: 11 corp: 1/1b exec/s: 0 rss: 30Mb",
+            "#1048576\tpulse  cov: 812 ft: 2301 corp: 90/4Kb lim: 4096 exec/s: 9000 rss: 80Mb",
+            "Done 10000000 runs in 1111 second(s)",
+            "stat::number_of_executed_units: 10000000",
+            "artifact_prefix='/x/'; Test unit written to /x/crash-abc",
+        ] {
+            o.read(line);
+        }
+        assert_eq!((o.cov, o.ft, o.runs), (Some(812), Some(2301), 10_000_000));
+        assert_eq!(o.artifacts, ["/x/crash-abc"]);
+    }
+}
