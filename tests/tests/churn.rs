@@ -38,6 +38,29 @@ fn map_entries(r: &Value) -> std::collections::BTreeMap<String, u64> {
         .unwrap_or_else(|e| panic!("kernel_map_entries: {e}: {:#}", r["memwatch"]))
 }
 
+/// Waits (up to 10 s) until no server-side socket on `port` has unread bytes: the receive
+/// queue of each established connection whose local port is `port`, in /proc/net/tcp, is 0.
+fn wait_until_read(port: u16) {
+    let local = format!(":{port:04X}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+        let unread = table.lines().skip(1).any(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // local_address, rem_address, st (01: established), tx_queue:rx_queue
+            f.len() > 4
+                && f[1].ends_with(&local)
+                && f[3] == "01"
+                && f[4].split(':').nth(1).is_some_and(|rx| rx != "00000000")
+        });
+        if !unread || std::time::Instant::now() > deadline {
+            assert!(!unread, "the server left bytes unread on port {port}");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Threads of `pid` now.
 fn threads_of(pid: u32) -> u64 {
     std::fs::read_dir(format!("/proc/{pid}/task"))
@@ -239,7 +262,10 @@ fn a_server_killed_with_connections_open_leaves_nothing_behind() {
             .unwrap();
         open.push(s);
     }
-    std::thread::sleep(Duration::from_millis(300));
+    // The server has read every byte sent (on a loaded machine its threads may lag): memwatch
+    // sees what the server reads, nothing more.
+    wait_until_read(port);
+    std::thread::sleep(Duration::from_millis(200));
     // SAFETY: plain syscall on the server this test started.
     unsafe { libc::kill(demo.pid() as i32, libc::SIGKILL) };
     let done = rec.wait(T);
