@@ -1,10 +1,10 @@
 //! `cargo xtask fuzz`: every cargo-fuzz target in `fuzz/`, for a bounded time or a number of
 //! executions each, then a table of what each run did. Fails when any target crashed.
 //!
-//! Each target reads its committed seeds from `fuzz/seeds/TARGET/` and keeps what libFuzzer adds
-//! in `fuzz/corpus/TARGET/` (not committed; it speeds up the next run on the same machine). A
-//! crashing input is written to `fuzz/artifacts/TARGET/`; fix the bug and make the input a unit
-//! test next to the code (see `docs/reliability.md`).
+//! Each target starts from its committed seeds, `fuzz/seeds/TARGET/`, copied into
+//! `fuzz/corpus/TARGET/`, where libFuzzer also keeps what it adds (not committed; it speeds up the
+//! next run on the same machine). A crashing input is written to `fuzz/artifacts/TARGET/`; fix the
+//! bug and make the input a unit test next to the code (see `docs/reliability.md`).
 
 use std::{
     io::{BufRead as _, BufReader},
@@ -153,9 +153,20 @@ pub(crate) fn run(bound: Bound, only: &[String], asan: bool) -> anyhow::Result<(
         .iter()
         .filter(|t| only.is_empty() || only.iter().any(|o| o == t.name))
     {
+        // libFuzzer writes what it finds into its corpus directory: give it a copy of the seeds
+        // there, never the committed seeds themselves.
         let corpus = fuzz.join("corpus").join(target);
+        let seeds = fuzz.join("seeds").join(target);
         std::fs::create_dir_all(&corpus)
             .with_context(|| format!("creating {}", corpus.display()))?;
+        for seed in std::fs::read_dir(&seeds)
+            .with_context(|| format!("reading the seeds in {}", seeds.display()))?
+        {
+            let seed = seed.with_context(|| format!("reading {}", seeds.display()))?;
+            let copy = corpus.join(seed.file_name());
+            std::fs::copy(seed.path(), &copy)
+                .with_context(|| format!("copying a seed to {}", copy.display()))?;
+        }
         let mut cmd = pin.cargo();
         // No sanitizer by default: the code under test is safe Rust, whose failures (panics,
         // overflow, runaway memory or time) libFuzzer sees without one, two to three times
@@ -178,7 +189,6 @@ pub(crate) fn run(bound: Bound, only: &[String], asan: bool) -> anyhow::Result<(
         }
         cmd.arg(target)
             .arg(&corpus)
-            .arg(fuzz.join("seeds").join(target))
             .arg("--")
             .arg(match bound {
                 Bound::Seconds(s) => format!("-max_total_time={s}"),
