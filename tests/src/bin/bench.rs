@@ -579,6 +579,11 @@ fn report_json(file: &std::path::Path) -> serde_json::Value {
 
 fn detach(a: Attached) -> TracerStats {
     let mut stats = TracerStats::default();
+    // Samplers and scrapers first: a scrape of a memwatch that has stopped is refused.
+    if let Some((stop, handle)) = a.sampler {
+        stop.store(true, Ordering::Relaxed);
+        let _ = handle.join();
+    }
     if let Some((rec, file)) = a.memwatch {
         let pid = rec.child.id();
         stats.cpu_s = cpu_seconds(pid) - a.cpu_before;
@@ -604,10 +609,6 @@ fn detach(a: Attached) -> TracerStats {
             unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
         }
         let _ = child.wait();
-    }
-    if let Some((stop, handle)) = a.sampler {
-        stop.store(true, Ordering::Relaxed);
-        let _ = handle.join();
     }
     stats
 }
