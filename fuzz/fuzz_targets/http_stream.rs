@@ -78,10 +78,10 @@ impl<'a> Script<'a> {
         }
     }
 
-    /// The request bytes cut into reads: `(read, captured length)`.
-    fn reads(&self) -> Vec<(&'a [u8], usize)> {
+    /// `bytes` cut into pieces of the script's chunk lengths, taken in turn (the rest in one
+    /// piece when there are none).
+    fn cut(&self, mut rest: &'a [u8]) -> Vec<&'a [u8]> {
         let mut out = Vec::new();
-        let mut rest = self.request;
         let mut i = 0usize;
         while !rest.is_empty() {
             let len = self
@@ -90,38 +90,34 @@ impl<'a> Script<'a> {
                 .copied()
                 .unwrap_or(rest.len())
                 .min(rest.len());
-            let (read, tail) = rest.split_at(len);
-            let cap = self
-                .caps
-                .get(i % self.caps.len().max(1))
-                .copied()
-                .unwrap_or(len)
-                .min(len);
-            out.push((read, cap));
+            let (piece, tail) = rest.split_at(len);
+            out.push(piece);
             rest = tail;
             i += 1;
         }
         out
     }
 
+    /// The request bytes cut into reads: `(read, captured length)`.
+    fn reads(&self) -> Vec<(&'a [u8], usize)> {
+        self.cut(self.request)
+            .into_iter()
+            .enumerate()
+            .map(|(i, read)| {
+                let cap = self
+                    .caps
+                    .get(i % self.caps.len().max(1))
+                    .copied()
+                    .unwrap_or(read.len())
+                    .min(read.len());
+                (read, cap)
+            })
+            .collect()
+    }
+
     /// The response bytes cut into writes, with the same lengths as the reads.
     fn writes(&self) -> Vec<&'a [u8]> {
-        let mut out = Vec::new();
-        let mut rest = self.response;
-        let mut i = 0usize;
-        while !rest.is_empty() {
-            let len = self
-                .chunks
-                .get(i % self.chunks.len().max(1))
-                .copied()
-                .unwrap_or(rest.len())
-                .min(rest.len());
-            let (write, tail) = rest.split_at(len);
-            out.push(write);
-            rest = tail;
-            i += 1;
-        }
-        out
+        self.cut(self.response)
     }
 
     fn stream(&self) -> RequestStream<usize> {
