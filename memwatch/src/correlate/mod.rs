@@ -605,18 +605,7 @@ impl Correlator {
                 }
                 self.set_current(tid, id);
             }
-            NetOp::Close => {
-                if let Some(mut conn) = self.conns.remove(&key) {
-                    if conn.non_http.is_none()
-                        && let Some(kind) = conn.abandon_phase()
-                    {
-                        out.push(non_http_row(ev, conn.serial, now, kind, 0));
-                    }
-                    for id in conn.awaiting {
-                        self.finish(id, now, None, out);
-                    }
-                }
-            }
+            NetOp::Close => self.close_conn(key, now, out),
         }
     }
 
@@ -676,6 +665,28 @@ impl Correlator {
         self.threads.remove(&tid);
     }
 
+    /// Connection `key` closed at `ts_ns` (by a close, or by its process's exit): a request head
+    /// still incomplete is counted as such, and its requests still open end now.
+    fn close_conn(&mut self, key: ConnKey, ts_ns: i64, out: &mut Vec<Row>) {
+        let Some(mut conn) = self.conns.remove(&key) else {
+            return;
+        };
+        if conn.non_http.is_none()
+            && let Some(kind) = conn.abandon_phase()
+        {
+            out.push(Row::NonHttp {
+                ts_ns,
+                pid: key.0,
+                conn: conn.serial,
+                kind: kind.name(),
+                bytes: 0,
+            });
+        }
+        for id in conn.awaiting.into_iter().chain(conn.responding) {
+            self.finish(id, ts_ns, None, out);
+        }
+    }
+
     /// Process `pid` is gone. The exit closed its connections without a close syscall, so
     /// their state goes here: a request head still incomplete is counted as such, and requests
     /// still open end now. (A later process given the same PID starts with none of it.)
@@ -687,22 +698,7 @@ impl Correlator {
             .copied()
             .collect();
         for key in keys {
-            if let Some(mut conn) = self.conns.remove(&key) {
-                if conn.non_http.is_none()
-                    && let Some(kind) = conn.abandon_phase()
-                {
-                    out.push(Row::NonHttp {
-                        ts_ns,
-                        pid,
-                        conn: conn.serial,
-                        kind: kind.name(),
-                        bytes: 0,
-                    });
-                }
-                for id in conn.awaiting.into_iter().chain(conn.responding) {
-                    self.finish(id, ts_ns, None, out);
-                }
-            }
+            self.close_conn(key, ts_ns, out);
         }
         let mut open: Vec<ReqId> = self
             .inflight
