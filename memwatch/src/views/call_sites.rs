@@ -109,6 +109,20 @@ struct Bytes {
     retained: i64,
 }
 
+impl Bytes {
+    /// Adds another stack's bytes (saturating: they come from the file).
+    fn add(&mut self, other: &Self) {
+        let Self {
+            grown,
+            released,
+            retained,
+        } = other;
+        self.grown = self.grown.saturating_add(*grown);
+        self.released = self.released.saturating_add(*released);
+        self.retained = self.retained.saturating_add(*retained);
+    }
+}
+
 impl CallSiteReport {
     /// The call sites of every route over the whole recording, at most `top` per route, ranked
     /// as `endpoints` (the report's) are.
@@ -135,9 +149,11 @@ impl CallSiteReport {
                 .or_default()
                 .entry(c.stack)
                 .or_default();
-            e.grown += c.grown;
-            e.released += c.released;
-            e.retained += retained;
+            e.add(&Bytes {
+                grown: c.grown,
+                released: c.released,
+                retained,
+            });
         }
         let sites = rec.call_sites()?;
         let mut routes: Vec<RouteSites> = by_route
@@ -167,9 +183,9 @@ impl CallSiteReport {
                         *largest = bytes.retained;
                     }
                     site.depth = site.depth.max(depth);
-                    site.grown_bytes += bytes.grown;
-                    site.released_bytes += bytes.released;
-                    site.retained_bytes += bytes.retained;
+                    site.grown_bytes = site.grown_bytes.saturating_add(bytes.grown);
+                    site.released_bytes = site.released_bytes.saturating_add(bytes.released);
+                    site.retained_bytes = site.retained_bytes.saturating_add(bytes.retained);
                 }
                 let mut all: Vec<Site> = merged.into_values().map(|(site, _)| site).collect();
                 all.sort_by(|a, b| {
@@ -181,8 +197,14 @@ impl CallSiteReport {
                 let more = all.split_off(top.min(all.len()));
                 RouteSites {
                     method,
-                    more_grown_bytes: more.iter().map(|s| s.grown_bytes).sum(),
-                    more_retained_bytes: more.iter().map(|s| s.retained_bytes).sum(),
+                    more_grown_bytes: more
+                        .iter()
+                        .map(|s| s.grown_bytes)
+                        .fold(0, i64::saturating_add),
+                    more_retained_bytes: more
+                        .iter()
+                        .map(|s| s.retained_bytes)
+                        .fold(0, i64::saturating_add),
                     more_sites: more.len(),
                     route,
                     sites: all,
@@ -195,7 +217,10 @@ impl CallSiteReport {
             .map(|(i, e)| ((e.method.as_str(), e.route.as_str()), i))
             .collect();
         let retained = |r: &RouteSites| {
-            r.sites.iter().map(|s| s.retained_bytes).sum::<i64>() + r.more_retained_bytes
+            r.sites
+                .iter()
+                .map(|s| s.retained_bytes)
+                .fold(r.more_retained_bytes, i64::saturating_add)
         };
         routes.sort_by_cached_key(|r| {
             (

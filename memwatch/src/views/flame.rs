@@ -120,15 +120,16 @@ struct Building {
 }
 
 impl Building {
+    /// Adds a charge (saturating: its figures come from the file).
     fn charge(&mut self, c: &StackCharge) {
-        self.grown += c.grown;
-        self.retained += c.retained();
+        self.grown = self.grown.saturating_add(c.grown);
+        self.retained = self.retained.saturating_add(c.retained());
         let r = self
             .routes
             .entry((c.method.clone(), c.route.clone()))
             .or_default();
-        r.0 += c.grown;
-        r.1 += c.retained();
+        r.0 = r.0.saturating_add(c.grown);
+        r.1 = r.1.saturating_add(c.retained());
     }
 }
 
@@ -271,19 +272,19 @@ impl CallTree {
             }
         }
         let mut folded_nodes = 0;
-        let mut folded_retained = 0;
+        let mut folded_retained = 0i64;
         for (i, node) in nodes.iter().enumerate() {
             if i > 0 && node.retained > 0 && !kept[i] {
                 folded_nodes += 1;
             }
             // The outermost call sites left out: under the tree itself or a kept node.
             if i == 0 || kept[i] {
-                folded_retained += node
+                folded_retained = node
                     .children
                     .values()
                     .filter(|&&c| nodes[c].retained > 0 && !kept[c])
                     .map(|&c| nodes[c].retained)
-                    .sum::<i64>();
+                    .fold(folded_retained, i64::saturating_add);
             }
         }
 

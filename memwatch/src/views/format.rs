@@ -56,7 +56,15 @@ impl Report {
             let _ = writeln!(s, "  ... and {} more", self.processes.len() - 8);
         }
         let lost = &self.lost;
-        if lost.dropped_events + lost.unpaired_exits + lost.map_full + lost.undecodable > 0 {
+        if [
+            lost.dropped_events,
+            lost.unpaired_exits,
+            lost.map_full,
+            lost.undecodable,
+        ]
+        .iter()
+        .any(|&n| n > 0)
+        {
             let _ = writeln!(
                 s,
                 "WARNING: lost {} events (ring buffer full), {} unpaired syscall exits, {} map-full, \
@@ -139,7 +147,7 @@ impl Report {
                 a.mode,
                 a.lines,
                 a.parsed,
-                a.lines - a.parsed,
+                a.lines.saturating_sub(a.parsed),
                 a.rejected,
                 a.invalid_requests,
                 a.matched,

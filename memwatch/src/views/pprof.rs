@@ -467,7 +467,11 @@ pub fn build(rec: &Recording, selection: &Selection) -> Result<proto::Profile, P
         function: b.functions,
         string_table: b.strings.table,
         time_nanos: start,
-        duration_nanos: if start > 0 { (end - start).max(0) } else { 0 },
+        duration_nanos: if start > 0 {
+            end.saturating_sub(start).max(0)
+        } else {
+            0
+        },
         default_sample_type,
     })
 }

@@ -347,6 +347,21 @@ pub fn percentile<T: Copy + Default>(sorted: &[T], p: f64) -> T {
 
 type Q<T> = Result<T, RecordingError>;
 
+// The views add up figures read from a recording, and a corrupted file may hold any value in
+// any column: sums saturate rather than overflow, and counts read as signed become 0 when
+// negative. A wrong figure for a corrupt file beats a panic, and debug builds (and the fuzz
+// target) keep overflow checks for every other sum.
+
+/// A count read from the file as signed: 0 when negative.
+fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+/// A count as signed, for arithmetic with byte figures: `i64::MAX` when larger.
+fn signed(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 impl Memory {
     /// The memory figures of each process (`by_process`), or (key `None`) of all of them: one
     /// scan of each table, however many processes (a fork storm records thousands).
@@ -363,8 +378,8 @@ impl Memory {
                 vm_delta,
                 writable_bytes,
             } = totals;
-            m.failed_calls += failed;
-            m.vm_growth_bytes += vm_delta;
+            m.failed_calls = m.failed_calls.saturating_add(failed);
+            m.vm_growth_bytes = m.vm_growth_bytes.saturating_add(vm_delta);
             match op.as_str() {
                 "mmap" => {
                     m.mmap_calls = calls;
@@ -458,14 +473,21 @@ impl Acc {
             retained: _,
         } = other;
         for (status, count) in statuses {
-            *self.statuses.entry(status).or_default() += count;
+            let c = self.statuses.entry(status).or_default();
+            *c = c.saturating_add(count);
         }
-        self.n += n;
-        self.approximate += approximate;
-        self.vm_sum += vm_sum;
-        self.rss_sum += rss_sum;
-        self.faults += faults;
-        self.calls += calls;
+        self.add(n, approximate, (vm_sum, rss_sum), faults, calls);
+    }
+
+    /// Adds `n` requests' totals. Saturating: the figures come from the file, and a corrupted
+    /// one may hold any value.
+    fn add(&mut self, n: u64, approximate: u64, (vm, rss): (i64, i64), faults: u64, calls: u64) {
+        self.n = self.n.saturating_add(n);
+        self.approximate = self.approximate.saturating_add(approximate);
+        self.vm_sum = self.vm_sum.saturating_add(vm);
+        self.rss_sum = self.rss_sum.saturating_add(rss);
+        self.faults = self.faults.saturating_add(faults);
+        self.calls = self.calls.saturating_add(calls);
     }
 }
 
@@ -504,20 +526,23 @@ fn add_rows(
         } = row;
         let acc = groups.entry((method, route)).or_default();
         if let Some(later) = later {
-            let released = released + later.get(&id).copied().unwrap_or(0);
+            let released = released.saturating_add(later.get(&id).copied().unwrap_or(0));
             let r = &mut acc.retained;
-            r.grown += grown;
-            r.released += released;
-            r.steps.insert((end_ns, id), (1, grown - released));
+            r.grown = r.grown.saturating_add(grown);
+            r.released = r.released.saturating_add(released);
+            r.steps
+                .insert((end_ns, id), (1, grown.saturating_sub(released)));
         }
         if totals {
-            *acc.statuses.entry(status_key(status)).or_default() += 1;
-            acc.n += 1;
-            acc.vm_sum += vm_bytes;
-            acc.rss_sum += rss_bytes;
-            acc.faults += faults as u64;
-            acc.calls += mem_calls as u64;
-            acc.approximate += u64::from(!exact);
+            let c = acc.statuses.entry(status_key(status)).or_default();
+            *c = c.saturating_add(1);
+            acc.add(
+                1,
+                u64::from(!exact),
+                (vm_bytes, rss_bytes),
+                count(faults),
+                count(mem_calls),
+            );
         }
         acc.vm.push(vm_bytes);
         acc.rss.push(rss_bytes);
@@ -547,7 +572,7 @@ pub fn endpoints(rec: &Recording, range: Range) -> Q<Vec<Endpoint>> {
         add_rows(rec, &mut groups, (from, to), 1, true, later.as_ref())?;
     } else {
         // Whole seconds inside the range from the rollup...
-        let inner = (first_s + 1, last_s - 1);
+        let inner = (first_s.saturating_add(1), last_s.saturating_sub(1));
         for group in rec.rollup_groups(inner.0, inner.1)? {
             let RollupGroup {
                 method,
@@ -561,25 +586,29 @@ pub fn endpoints(rec: &Recording, range: Range) -> Q<Vec<Endpoint>> {
                 mem_calls,
             } = group;
             let acc = groups.entry((method, route)).or_default();
-            *acc.statuses.entry(status_key(Some(status))).or_default() += requests as u64;
-            acc.n += requests as u64;
-            acc.approximate += approximate as u64;
-            acc.vm_sum += vm_bytes;
-            acc.rss_sum += rss_bytes;
-            acc.faults += faults as u64;
-            acc.calls += mem_calls as u64;
+            let c = acc.statuses.entry(status_key(Some(status))).or_default();
+            *c = c.saturating_add(count(requests));
+            acc.add(
+                count(requests),
+                count(approximate),
+                (vm_bytes, rss_bytes),
+                count(faults),
+                count(mem_calls),
+            );
         }
         // ...the partial seconds at both edges from the rows...
         let mut edges = BTreeMap::new();
         add_rows(
             rec,
             &mut edges,
-            (from, (inner.0 * S - 1).min(to)),
+            (from, inner.0.saturating_mul(S).saturating_sub(1).min(to)),
             1,
             true,
             None,
         )?;
-        let tail_from = ((inner.1 + 1) * S).max(from).max(inner.0 * S);
+        let tail_from = (inner.1.saturating_add(1).saturating_mul(S))
+            .max(from)
+            .max(inner.0.saturating_mul(S));
         add_rows(rec, &mut edges, (tail_from, to), 1, true, None)?;
         for (key, e) in edges {
             groups.entry(key).or_default().add_totals(e);
@@ -617,8 +646,8 @@ pub fn endpoints(rec: &Recording, range: Range) -> Q<Vec<Endpoint>> {
                 page_faults: a.faults,
                 mem_calls: a.calls,
                 approximate: a.approximate,
-                vm_bytes_mean: vm_bytes / (a.n.max(1) as i64),
-                rss_bytes_mean: rss_bytes / (a.n.max(1) as i64),
+                vm_bytes_mean: vm_bytes / signed(a.n).max(1),
+                rss_bytes_mean: rss_bytes / signed(a.n).max(1),
                 vm_bytes_per_request_p50: percentile(&a.vm, 50.0),
                 vm_bytes_per_request_p95: percentile(&a.vm, 95.0),
                 rss_bytes_per_request_p50: percentile(&a.rss, 50.0),
@@ -627,7 +656,7 @@ pub fn endpoints(rec: &Recording, range: Range) -> Q<Vec<Endpoint>> {
                 duration_ms_p95: percentile(&a.dur_ns, 95.0) as f64 / 1e6,
                 grown_bytes: r.grown,
                 released_bytes: r.released,
-                retained_bytes: r.grown - r.released,
+                retained_bytes: r.grown.saturating_sub(r.released),
                 kept_per_request_bytes: r.slope(),
                 retention: "unknown",
                 vm_mapped_bytes: None,
@@ -654,7 +683,7 @@ pub fn endpoints(rec: &Recording, range: Range) -> Q<Vec<Endpoint>> {
                 .unwrap_or((0, 0));
             e.vm_mapped_bytes = Some(grown);
             e.vm_released_bytes = Some(released);
-            e.vm_retained_bytes = Some(grown - released);
+            e.vm_retained_bytes = Some(grown.saturating_sub(released));
         }
     }
     if origin {
@@ -707,25 +736,31 @@ impl RouteRetained {
     /// end reads as memory kept per request. The median slope ignores a minority of such steps
     /// and follows what most stretches of the series do: grow with each request (a leak), or not.
     fn slope(&self) -> i64 {
-        let n_total: i64 = self.steps.values().map(|(n, _)| n).sum();
+        let n_total = self
+            .steps
+            .values()
+            .fold(0i64, |sum, (n, _)| sum.saturating_add(*n));
         if n_total == 0 {
             return 0;
         }
+        let mean = self
+            .grown
+            .saturating_sub(self.released)
+            .saturating_div(n_total);
         if self.steps.len() < 3 {
-            return (self.grown - self.released) / n_total;
+            return mean;
         }
         let (mut n, mut r) = (0i64, 0i64);
         let points: Vec<(i64, i64)> = self
             .steps
             .values()
             .map(|&(dn, dr)| {
-                n += dn;
-                r += dr;
+                n = n.saturating_add(dn);
+                r = r.saturating_add(dr);
                 (n, r)
             })
             .collect();
-        theil_sen(&thin(&points, MAX_SLOPE_POINTS))
-            .unwrap_or((self.grown - self.released) / n_total)
+        theil_sen(&thin(&points, MAX_SLOPE_POINTS)).unwrap_or(mean)
     }
 }
 
@@ -754,7 +789,7 @@ fn theil_sen(points: &[(i64, i64)]) -> Option<i64> {
     for (i, &(x1, y1)) in points.iter().enumerate() {
         for &(x2, y2) in &points[i + 1..] {
             if x2 != x1 {
-                slopes.push((y2 - y1) as f64 / (x2 - x1) as f64);
+                slopes.push(y2.saturating_sub(y1) as f64 / x2.saturating_sub(x1) as f64);
             }
         }
     }
@@ -792,11 +827,11 @@ fn retained_from_rollups(
             released_own,
         } = s;
         let r = &mut groups.entry((method, route)).or_default().retained;
-        r.grown += grown;
-        r.released += released_own;
-        let slot = r.steps.entry((second * S, 0)).or_default();
-        slot.0 += requests;
-        slot.1 += grown - released_own;
+        r.grown = r.grown.saturating_add(grown);
+        r.released = r.released.saturating_add(released_own);
+        let slot = r.steps.entry((second.saturating_mul(S), 0)).or_default();
+        slot.0 = slot.0.saturating_add(requests);
+        slot.1 = slot.1.saturating_add(grown.saturating_sub(released_own));
     }
     for l in rec.later_releases(from, to)? {
         let LaterRelease {
@@ -806,18 +841,22 @@ fn retained_from_rollups(
             bytes,
         } = l;
         let r = &mut groups.entry((method, route)).or_default().retained;
-        r.released += bytes;
-        r.steps.entry((req_second * S, 0)).or_default().1 -= bytes;
+        r.released = r.released.saturating_add(bytes);
+        let slot = r
+            .steps
+            .entry((req_second.saturating_mul(S), 0))
+            .or_default();
+        slot.1 = slot.1.saturating_sub(bytes);
     }
     Ok(())
 }
 
 /// How a route retains memory: steadily per request, once, or not at all.
 fn retention(e: &Endpoint, page: i64) -> &'static str {
-    let n = e.requests.max(1) as i64;
-    if e.retained_bytes <= page * n {
+    let n = signed(e.requests).max(1);
+    if e.retained_bytes <= page.saturating_mul(n) {
         "none"
-    } else if e.kept_per_request_bytes * 2 >= e.retained_bytes / n
+    } else if e.kept_per_request_bytes.saturating_mul(2) >= e.retained_bytes / n
         && e.kept_per_request_bytes > page
     {
         "keeps"
@@ -835,12 +874,18 @@ impl RetainedSummary {
         let (from, to) = range.bounds();
         let outside = rec.outside_totals(from, to)?;
         let loss = rec.origin_loss()?;
-        let (grown, released) = endpoints.iter().fold((0, 0), |(g, r), e| {
-            (g + e.grown_bytes, r + e.released_bytes)
+        let (grown, released) = endpoints.iter().fold((0i64, 0i64), |(g, r), e| {
+            (
+                g.saturating_add(e.grown_bytes),
+                r.saturating_add(e.released_bytes),
+            )
         });
-        let retained = grown - released;
+        let retained = grown.saturating_sub(released);
         let rss_change = rec.rss_change(from, to)?;
-        let attributed = retained + outside.grown - outside.released - outside.released_from_before;
+        let attributed = retained
+            .saturating_add(outside.grown)
+            .saturating_sub(outside.released)
+            .saturating_sub(outside.released_from_before);
         Ok(Some(Self {
             grown_bytes: grown,
             released_bytes: released,
@@ -850,7 +895,7 @@ impl RetainedSummary {
             released_from_before_bytes: outside.released_from_before,
             rss_change_bytes: rss_change,
             attributed_change_bytes: attributed,
-            unexplained_bytes: rss_change - attributed,
+            unexplained_bytes: rss_change.saturating_sub(attributed),
             untracked_bytes: loss.untracked_bytes,
             unmatched_release_bytes: loss.unmatched_release_bytes,
             heap: HeapFollowing::read(rec)?,
@@ -930,7 +975,7 @@ impl Report {
                 .map_or(0, |n| n.max(0) as u64),
             started_ns,
             ended_ns,
-            duration_s: (ended_ns - started_ns).max(0) as f64 / 1e9,
+            duration_s: ended_ns.saturating_sub(started_ns).max(0) as f64 / 1e9,
             processes,
             dropped_events: counters.lost.dropped_events,
             lost: counters.lost,
@@ -1067,6 +1112,56 @@ mod tests {
             assert_eq!((e.vm_bytes, e.rss_bytes), (x.vm_sum, x.rss_sum));
             assert_eq!((e.page_faults, e.approximate), (x.faults, x.approximate));
         }
+    }
+
+    /// A corrupted file may hold any value in any column: the views' sums saturate, negative
+    /// counts count as 0, and nothing panics (unit tests run with overflow checks). Before, a
+    /// debug build of the `recording` fuzz target stopped at these sums within seconds.
+    #[test]
+    fn extreme_figures_saturate() {
+        use crate::{
+            model::{RequestRow, Row},
+            recording::Writer,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        let writer = Writer::create(&path, &[]).unwrap();
+        let rows = (1..=3)
+            .map(|id| {
+                Row::Request(Box::new(RequestRow {
+                    id,
+                    method: Some("GET".into()),
+                    route: Some("/big".into()),
+                    status: Some(200),
+                    start_ns: id * 1_000_000_000,
+                    end_ns: id * 1_000_000_000 + 500,
+                    exact: true,
+                    ..RequestRow::default()
+                }))
+            })
+            .collect();
+        writer.send(rows);
+        writer.finish().unwrap();
+        let db = rusqlite::Connection::open(&path).unwrap();
+        db.execute(
+            "UPDATE request_rows SET rss_bytes = ?1, vm_bytes = ?2, grown = ?1, released = ?2,
+                 faults = -5, mem_calls = ?1",
+            [i64::MAX, i64::MIN],
+        )
+        .unwrap();
+        drop(db);
+        let rec = Recording::open(&path).unwrap();
+        let e = &endpoints(&rec, Range::default()).unwrap()[0];
+        assert_eq!(
+            (e.requests, e.rss_bytes, e.vm_bytes),
+            (3, i64::MAX, i64::MIN)
+        );
+        assert_eq!((e.grown_bytes, e.released_bytes), (i64::MAX, i64::MIN));
+        assert_eq!(e.retained_bytes, i64::MAX);
+        assert_eq!((e.page_faults, e.mem_calls), (0, u64::MAX));
+        let report = Report::build(&rec).unwrap();
+        let retained = report.retained.unwrap();
+        assert_eq!(retained.retained_bytes, i64::MAX);
     }
 
     /// Retained memory per route from a recording with each shape: a leak ranks first with its

@@ -273,13 +273,17 @@ impl Recording {
             return Ok(RetainedOverTime::default());
         }
         let (first_s, last_s) = rollup_seconds(from_ns, to_ns.max(from_ns));
-        let seconds = (last_s - first_s + 1).max(1) as u64;
+        let seconds = last_s.saturating_sub(first_s).saturating_add(1).max(1) as u64;
         let width = seconds.div_ceil(max_steps as u64);
         let n = (seconds.div_ceil(width) as usize).clamp(1, max_steps);
         let width_s = width as i64;
         let mut out = RetainedOverTime {
             ends: (1..=n as i64)
-                .map(|k| (first_s + k * width_s).min(last_s + 1))
+                .map(|k| {
+                    first_s
+                        .saturating_add(k.saturating_mul(width_s))
+                        .min(last_s.saturating_add(1))
+                })
                 .collect(),
             other: vec![0; n],
             outside: vec![0; n],
@@ -320,7 +324,8 @@ impl Recording {
                     }
                     _ => &mut out.other,
                 };
-                series[step(k)] += bytes;
+                let slot = &mut series[step(k)];
+                *slot = slot.saturating_add(bytes);
             },
         )?;
         self.each(
@@ -331,13 +336,17 @@ impl Recording {
              GROUP BY 1",
             params![first_s, last_s, width_s],
             |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
-            |(k, bytes)| out.outside[step(k)] += bytes,
+            |(k, bytes)| {
+                let slot = &mut out.outside[step(k)];
+                *slot = slot.saturating_add(bytes);
+            },
         )?;
-        // Changes per step into values at the end of each step.
+        // Changes per step into values at the end of each step (saturating: the changes come
+        // from the file).
         let cumulate = |v: &mut [i64]| {
-            let mut sum = 0;
+            let mut sum = 0i64;
             for x in v.iter_mut() {
-                sum += *x;
+                sum = sum.saturating_add(*x);
                 *x = sum;
             }
         };

@@ -28,7 +28,7 @@ pub struct StackCharge {
 impl StackCharge {
     /// Bytes still resident at the end of the range.
     pub fn retained(&self) -> i64 {
-        (self.grown - self.released).max(0)
+        self.grown.saturating_sub(self.released).max(0)
     }
 }
 

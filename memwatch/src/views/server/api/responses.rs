@@ -203,13 +203,14 @@ impl Summary {
             vm_start_bytes: first.1,
         };
         let access_log = report::AccessLog::read(rec)?;
-        let undecodable_rows =
-            samples.undecodable + access_log.as_ref().map_or(0, |a| a.undecodable_examples);
+        let undecodable_rows = samples
+            .undecodable
+            .saturating_add(access_log.as_ref().map_or(0, |a| a.undecodable_examples));
         Ok(Self {
             access_log: access_log.map(AccessLog::from),
             approximate_requests: rec.approximate_request_count()?,
             dropped_events: counters.lost.dropped_events,
-            duration_s: (ended.unwrap_or(latest) - started).max(0) as f64 / 1e9,
+            duration_s: ended.unwrap_or(latest).saturating_sub(started).max(0) as f64 / 1e9,
             ended_ms: ms(ended),
             events: counters.events,
             latest_ms: latest / MS,
@@ -310,9 +311,12 @@ pub(super) fn downsample(
     if points.is_empty() || buckets == 0 {
         return (t, v);
     }
-    let width = ((to - from).max(1) as f64 / buckets as f64).max(1.0);
+    // Differences of times saturate: the times come from the file.
+    let width = (to.saturating_sub(from).max(1) as f64 / buckets as f64).max(1.0);
     // The last bucket is closed: a point at `to` (or past it) belongs to it, never to a new one.
-    let bucket = |t: i64| (((t - from) as f64 / width).floor().max(0.0) as usize).min(buckets - 1);
+    let bucket = |t: i64| {
+        ((t.saturating_sub(from) as f64 / width).floor().max(0.0) as usize).min(buckets - 1)
+    };
     let mut i = 0;
     while i < points.len() {
         let b = bucket(points[i].0);
@@ -357,7 +361,8 @@ impl Timeline {
         // Request density per bucket and status class: from the rows, or for ranges with many
         // requests from the per-second rollup (each second counted in the bucket where it
         // starts, so bucket edges are exact to the second).
-        let width = ((to - from) / buckets.max(1) as i64).max(1);
+        // Saturating: `from` and `to` may come from a corrupted file.
+        let width = (to.saturating_sub(from) / buckets.max(1) as i64).max(1);
         let mut classes = vec![[0i64; 5]; buckets.max(1)];
         let (first_s, last_s) = rollup_seconds(from, to);
         let source = if rec.rollup_request_count(first_s, last_s)? > report::EXACT_LIMIT {
@@ -376,7 +381,7 @@ impl Timeline {
                 5 => 3,
                 _ => 4,
             };
-            classes[b][c] += count.requests;
+            classes[b][c] = classes[b][c].saturating_add(count.requests);
         }
         let col = |c: usize| classes.iter().map(|x| x[c]).collect::<Vec<_>>();
         let big = rec.largest_mem_events(from, to, points)?;
@@ -394,7 +399,7 @@ impl Timeline {
                 s4xx: col(2),
                 s5xx: col(3),
                 t: (0..classes.len())
-                    .map(|i| (from + i as i64 * width) / MS)
+                    .map(|i| from.saturating_add((i as i64).saturating_mul(width)) / MS)
                     .collect(),
                 width_ms: width / MS,
             },
@@ -590,7 +595,7 @@ impl RetainedByRoute {
             routes: routes.into_iter().map(RouteRetained::from).collect(),
             t: ends
                 .into_iter()
-                .map(|s| (s * 1000 - 1).min(to / MS))
+                .map(|s| s.saturating_mul(1000).saturating_sub(1).min(to / MS))
                 .collect(),
             to_ms: to / MS,
         })
@@ -775,7 +780,7 @@ impl From<RequestEntry> for Request {
         Self {
             bytes_in,
             bytes_out,
-            duration_ms: (end_ns - start_ns) as f64 / 1e6,
+            duration_ms: end_ns.saturating_sub(start_ns) as f64 / 1e6,
             end_ms: end_ns / MS,
             exact,
             host,
