@@ -147,14 +147,37 @@ struct Recorder {
 
 impl Recorder {
     fn start(pid: u32, out: &Path) -> Self {
-        let mut child = Command::new(memwatch())
-            .args(["record", "-p", &pid.to_string(), "-o"])
+        Self::start_limited(pid, out, None)
+    }
+
+    /// With `file_size_limit`, memwatch runs under that RLIMIT_FSIZE (`ulimit -f`), with
+    /// SIGXFSZ ignored, so that a write past it fails with EFBIG instead of killing it.
+    fn start_limited(pid: u32, out: &Path, file_size_limit: Option<u64>) -> Self {
+        use std::os::unix::process::CommandExt as _;
+        let mut cmd = Command::new(memwatch());
+        cmd.args(["record", "-p", &pid.to_string(), "-o"])
             .arg(out)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start memwatch");
+            .stderr(Stdio::piped());
+        if let Some(limit) = file_size_limit {
+            // SAFETY: between fork and exec only async-signal-safe calls: signal, setrlimit.
+            unsafe {
+                cmd.pre_exec(move || {
+                    libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                    let lim = libc::rlimit {
+                        rlim_cur: limit,
+                        rlim_max: limit,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
+        let mut child = cmd.spawn().expect("start memwatch");
         let recording_ns = Arc::new(Mutex::new(None));
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let (seen, lines) = (Arc::clone(&recording_ns), Arc::clone(&stderr));
@@ -486,6 +509,84 @@ fn disk_full() {
         close_s <= 1.5,
         "the recording was closed {close_s:.3} s after its last committed row"
     );
+}
+
+/// A write that fails for another reason than a full disk. The file-size limit (`ulimit -f`)
+/// makes writes past it fail with EFBIG, which SQLite reports as an I/O error: memwatch stops
+/// with exit code 5 and says so, and the recording reads back with every request committed
+/// before.
+#[test]
+fn write_failed() {
+    // Above the 8 MiB disk reserve, which the limit applies to as well.
+    let limit: u64 = 10 << 20;
+    let dir = tempdir();
+    let out = dir.path().join("limited.db");
+    let demo = start_server(Command::new(bin("memwatch-demo")).arg("--quiet"));
+    let load = Load::start(demo.port, 2);
+    let mut rec = Recorder::start_limited(demo.pid(), &out, Some(limit));
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let status = loop {
+        if let Some(status) = rec.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "memwatch did not stop at a {} MiB file-size limit: {:?}",
+            limit >> 20,
+            rec.stderr.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    let completed = load.take();
+    drop(load);
+    let stderr = rec.stderr.lock().unwrap().join("\n");
+    let recording_ns = rec.recording_ns.lock().unwrap().expect("it recorded");
+    assert_eq!(status.code(), Some(5), "{stderr}");
+    for says in [
+        &format!("writing the recording {} failed", out.display()),
+        "disk I/O error",
+        "recording stopped",
+        &format!("memwatch report {}", out.display()),
+    ] {
+        assert!(stderr.contains(says), "{says:?} not in: {stderr}");
+    }
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    for file in std::fs::read_dir(dir.path()).unwrap() {
+        let file = file.unwrap();
+        let len = file.metadata().unwrap().len();
+        assert!(len <= limit, "{:?} is {len} bytes", file.file_name());
+    }
+
+    let r = report(&out);
+    assert_eq!(r["complete"], false);
+    // Why it stopped and what it lost are in the file as well as on stderr. (Folding the
+    // write-ahead log in fails at the limit, so its -wal file stays beside the recording.)
+    assert_eq!(r["stop_reason"], "write_failed", "{stderr}");
+    let unwritten = r["unwritten_rows"].as_u64().unwrap();
+    assert!(unwritten > 0, "the failed batch's rows are counted");
+    assert!(
+        stderr.contains(&format!(
+            "({unwritten} rows captured after that were not written)"
+        )),
+        "{stderr}"
+    );
+    let requests = r["requests"].as_u64().unwrap();
+    let ended_ns = r["ended_ns"].as_i64().unwrap();
+    let recorded = recorded_numbers(&out);
+    let before: Vec<&Done> = completed
+        .iter()
+        .filter(|d| d.sent_ns > recording_ns && d.done_ns < ended_ns - 500_000_000)
+        .collect();
+    let missing = before.iter().filter(|d| !recorded.contains(&d.n)).count();
+    println!(
+        "write_failed: stopped at the {} MiB file-size limit after {:.1} s of recording, with \
+         {requests} requests; {unwritten} rows were not written",
+        limit >> 20,
+        (ended_ns - recording_ns) as f64 / 1e9,
+    );
+    assert_eq!(missing, 0, "{missing} of {} requests missing", before.len());
+    assert!(!before.is_empty());
 }
 
 /// `memwatch ARGS` under strace: the bpf() calls it made (none means nothing was loaded).

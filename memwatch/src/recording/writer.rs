@@ -367,7 +367,11 @@ fn move_into_place(temp: &Path, path: &Path) -> Result<(), SetupError> {
     } else {
         match io::Error::last_os_error() {
             e if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) => {
-                std::fs::hard_link(temp, path)
+                // The link leaves the temporary name behind, which a rename would not: it goes
+                // (the recording is in place whether or not it can).
+                std::fs::hard_link(temp, path).map(|()| {
+                    let _ = std::fs::remove_file(temp);
+                })
             }
             e => Err(e),
         }
@@ -411,9 +415,10 @@ impl Writer {
         let (tx, rx) = mpsc::sync_channel(QUEUE_BATCHES);
         let shared = Arc::new(Shared::default());
         let thread_shared = Arc::clone(&shared);
+        let thread_path = path.to_owned();
         let handle = std::thread::Builder::new()
             .name("memwatch-writer".into())
-            .spawn(move || run(conn, &rx, &thread_shared, reserve))
+            .spawn(move || run(conn, &thread_path, &rx, &thread_shared, reserve))
             .map_err(|source| SetupError::OutputNotWritable {
                 path: path.to_owned(),
                 source,
@@ -498,6 +503,7 @@ impl Writer {
 
 fn run(
     mut conn: Connection,
+    path: &Path,
     rx: &mpsc::Receiver<Msg>,
     shared: &Shared,
     mut reserve: Reserve,
@@ -525,8 +531,18 @@ fn run(
                 Ok(n) => written += n,
                 Err(source) => {
                     pending.clear();
-                    let failure =
-                        stop_writing(&mut conn, rx, shared, reserve, source, batch, finish);
+                    let failure = stop_writing(
+                        conn,
+                        path,
+                        rx,
+                        shared,
+                        reserve,
+                        Failure {
+                            source,
+                            unwritten: batch,
+                        },
+                        finish,
+                    );
                     return Err(failure);
                 }
             }
@@ -561,15 +577,22 @@ fn run(
 /// A commit failed with `source`, losing its `unwritten` rows: the reserve goes back to the
 /// filesystem, the session is told to stop, the rows it still sends are counted, and the
 /// recording is closed with why it stopped and what it lacks. Everything committed before stays.
+///
+/// After an I/O error SQLite may keep the connection in its error state, refusing every later
+/// write; so when closing fails, it is tried once more on a new connection to `path`.
 fn stop_writing(
-    conn: &mut Connection,
+    mut conn: Connection,
+    path: &Path,
     rx: &mpsc::Receiver<Msg>,
     shared: &Shared,
     mut reserve: Reserve,
-    source: rusqlite::Error,
-    mut unwritten: u64,
+    failure: Failure,
     finished: bool,
 ) -> Failure {
+    let Failure {
+        source,
+        mut unwritten,
+    } = failure;
     reserve.release();
     shared.failed.store(true, Ordering::Relaxed);
     let disk_full = source.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull);
@@ -585,7 +608,7 @@ fn stop_writing(
     } else {
         "write_failed"
     };
-    let close = (|| -> rusqlite::Result<()> {
+    let close = |conn: &mut Connection| -> rusqlite::Result<()> {
         let tx = conn.transaction()?;
         for (key, value) in [
             (meta::STOP_REASON, reason.to_owned()),
@@ -603,8 +626,13 @@ fn stop_writing(
         }
         tx.commit()?;
         fold_wal(conn)
-    })();
-    if let Err(e) = close {
+    };
+    let closed = close(&mut conn).or_else(|e| {
+        tracing::debug!(error = %e, "closing the recording failed; trying on a new connection");
+        drop(conn);
+        Connection::open(path).and_then(|mut fresh| close(&mut fresh))
+    });
+    if let Err(e) = closed {
         // Still readable: what was committed is in the file and its write-ahead log.
         tracing::warn!(
             error = %e,
