@@ -6,7 +6,7 @@ use memwatch::{
     commands::{self, exit_code},
     error::{exit, message},
 };
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Write as _};
 use tracing_subscriber::EnvFilter;
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -25,9 +25,12 @@ fn main() {
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // Colours only on a terminal: logs piped to a file or a journal stay plain text.
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .init();
     let result = match cli.command {
         Command::Report(args) => commands::report::run(&args).map(|()| exit::OK),
