@@ -141,6 +141,8 @@ fn get(port: u16, n: u64) -> bool {
 /// `memwatch record -p PID -o OUT`, started now; notes when it says it is recording.
 struct Recorder {
     child: std::process::Child,
+    /// The recording's path.
+    out: std::path::PathBuf,
     recording_ns: Arc<Mutex<Option<i64>>>,
     stderr: Arc<Mutex<Vec<String>>>,
 }
@@ -192,10 +194,90 @@ impl Recorder {
         });
         Self {
             child,
+            out: out.to_owned(),
             recording_ns,
             stderr,
         }
     }
+}
+
+/// How a recording that stopped by itself on a write error ended.
+struct Stopped {
+    stderr: String,
+    /// When memwatch said it was recording.
+    recording_ns: i64,
+    /// What the load generator completed.
+    completed: Vec<Done>,
+    /// When memwatch was seen to have exited.
+    exit_ns: i64,
+}
+
+impl Recorder {
+    /// Waits (calling `tick` every 10 ms) for memwatch to stop by itself within `patience`,
+    /// then stops `load`. Asserts exit code 5, a message with each of `says`, that recording
+    /// stopped and how to read what was recorded, and no panic.
+    fn stopped_by_write_error(
+        mut self,
+        load: Load,
+        patience: Duration,
+        says: &[&str],
+        mut tick: impl FnMut(),
+    ) -> Stopped {
+        let deadline = Instant::now() + patience;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            tick();
+            assert!(
+                Instant::now() < deadline,
+                "memwatch did not stop within {patience:?}: {:?}",
+                self.stderr.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let exit_ns = now_ns();
+        std::thread::sleep(Duration::from_millis(50));
+        let completed = load.take();
+        drop(load);
+        let stderr = self.stderr.lock().unwrap().join("\n");
+        let recording_ns = self.recording_ns.lock().unwrap().expect("it recorded");
+        assert_eq!(status.code(), Some(5), "{stderr}");
+        let report_it = format!("memwatch report {}", self.out.display());
+        for said in says
+            .iter()
+            .copied()
+            .chain(["recording stopped", &report_it])
+        {
+            assert!(stderr.contains(said), "{said:?} not in: {stderr}");
+        }
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        Stopped {
+            stderr,
+            recording_ns,
+            completed,
+            exit_ns,
+        }
+    }
+}
+
+/// Readable up to the last commit: of the requests the clients completed from the start of the
+/// recording at `recording_ns` to half a second before its last commit at `ended_ns`, how many
+/// the recording at `out` lacks, and how many there were (asserted to be some).
+fn missing_before_last_commit(
+    out: &Path,
+    completed: &[Done],
+    recording_ns: i64,
+    ended_ns: i64,
+) -> (usize, usize) {
+    let recorded = recorded_numbers(out);
+    let before: Vec<&Done> = completed
+        .iter()
+        .filter(|d| d.sent_ns > recording_ns && d.done_ns < ended_ns - 500_000_000)
+        .collect();
+    assert!(!before.is_empty(), "the clients completed requests");
+    let missing = before.iter().filter(|d| !recorded.contains(&d.n)).count();
+    (missing, before.len())
 }
 
 /// What one SIGKILL cost.
@@ -420,43 +502,30 @@ fn disk_full() {
     let demo = start_server(Command::new(bin("memwatch-demo")).arg("--quiet"));
     let load = Load::start(demo.port, 2);
     let wal = disk.path().join("full.db-wal");
-    let mut rec = Recorder::start(demo.pid(), &out);
-    let deadline = Instant::now() + Duration::from_secs(scaled(120, 600));
+    let rec = Recorder::start(demo.pid(), &out);
     // When the write-ahead log was last seen, and when it was first seen gone: the recording
     // was closed then (folded into one file).
     let (mut wal_seen, mut closed_ns) = (false, None);
-    let status = loop {
-        if let Some(status) = rec.child.try_wait().unwrap() {
-            break status;
-        }
-        if wal.exists() {
-            wal_seen = true;
-        } else if wal_seen && closed_ns.is_none() {
-            closed_ns = Some(now_ns());
-        }
-        assert!(
-            Instant::now() < deadline,
-            "memwatch did not stop on a full {mib} MiB disk: {:?}",
-            rec.stderr.lock().unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let exit_ns = now_ns();
-    std::thread::sleep(Duration::from_millis(50));
-    let completed = load.take();
-    drop(load);
-    let stderr = rec.stderr.lock().unwrap().join("\n");
-    let recording_ns = rec.recording_ns.lock().unwrap().expect("it recorded");
-    assert_eq!(status.code(), Some(5), "{stderr}");
-    for says in [
-        &format!("the disk holding the recording {} is full", out.display()),
-        "No space left on device",
-        "recording stopped",
-        &format!("memwatch report {}", out.display()),
-    ] {
-        assert!(stderr.contains(says), "{says:?} not in: {stderr}");
-    }
-    assert!(!stderr.contains("panicked"), "{stderr}");
+    let Stopped {
+        stderr,
+        recording_ns,
+        completed,
+        exit_ns,
+    } = rec.stopped_by_write_error(
+        load,
+        Duration::from_secs(scaled(120, 600)),
+        &[
+            &format!("the disk holding the recording {} is full", out.display()),
+            "No space left on device",
+        ],
+        || {
+            if wal.exists() {
+                wal_seen = true;
+            } else if wal_seen && closed_ns.is_none() {
+                closed_ns = Some(now_ns());
+            }
+        },
+    );
     // One file: the write-ahead log was folded in, and nothing else is left on the disk.
     let mut files: Vec<String> = std::fs::read_dir(disk.path())
         .unwrap()
@@ -481,14 +550,7 @@ fn disk_full() {
     let closed_ns = closed_ns.expect("the recording was closed before memwatch exited");
     let close_s = (closed_ns - ended_ns) as f64 / 1e9;
     let exit_s = (exit_ns - ended_ns) as f64 / 1e9;
-    // Readable up to that point: every request the clients completed from the start of the
-    // recording to half a second before its last commit is in it.
-    let recorded = recorded_numbers(&out);
-    let before: Vec<&Done> = completed
-        .iter()
-        .filter(|d| d.sent_ns > recording_ns && d.done_ns < ended_ns - 500_000_000)
-        .collect();
-    let missing = before.iter().filter(|d| !recorded.contains(&d.n)).count();
+    let (missing, before) = missing_before_last_commit(&out, &completed, recording_ns, ended_ns);
     println!(
         "disk_full: a {mib} MiB tmpfs filled after {:.1} s of recording; the recording is {:.1} \
          MiB and holds {requests} requests; {unwritten} rows were not written; it was closed \
@@ -499,12 +561,9 @@ fn disk_full() {
         free / 1048576
     );
     assert_eq!(
-        missing,
-        0,
-        "requests completed before the last commit are missing: {missing} of {}",
-        before.len()
+        missing, 0,
+        "requests completed before the last commit are missing: {missing} of {before}"
     );
-    assert!(!before.is_empty());
     assert!(
         close_s <= 1.5,
         "the recording was closed {close_s:.3} s after its last committed row"
@@ -523,35 +582,21 @@ fn write_failed() {
     let out = dir.path().join("limited.db");
     let demo = start_server(Command::new(bin("memwatch-demo")).arg("--quiet"));
     let load = Load::start(demo.port, 2);
-    let mut rec = Recorder::start_limited(demo.pid(), &out, Some(limit));
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let status = loop {
-        if let Some(status) = rec.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "memwatch did not stop at a {} MiB file-size limit: {:?}",
-            limit >> 20,
-            rec.stderr.lock().unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    std::thread::sleep(Duration::from_millis(50));
-    let completed = load.take();
-    drop(load);
-    let stderr = rec.stderr.lock().unwrap().join("\n");
-    let recording_ns = rec.recording_ns.lock().unwrap().expect("it recorded");
-    assert_eq!(status.code(), Some(5), "{stderr}");
-    for says in [
-        &format!("writing the recording {} failed", out.display()),
-        "disk I/O error",
-        "recording stopped",
-        &format!("memwatch report {}", out.display()),
-    ] {
-        assert!(stderr.contains(says), "{says:?} not in: {stderr}");
-    }
-    assert!(!stderr.contains("panicked"), "{stderr}");
+    let rec = Recorder::start_limited(demo.pid(), &out, Some(limit));
+    let Stopped {
+        stderr,
+        recording_ns,
+        completed,
+        exit_ns: _,
+    } = rec.stopped_by_write_error(
+        load,
+        Duration::from_secs(300),
+        &[
+            &format!("writing the recording {} failed", out.display()),
+            "disk I/O error",
+        ],
+        || {},
+    );
     for file in std::fs::read_dir(dir.path()).unwrap() {
         let file = file.unwrap();
         let len = file.metadata().unwrap().len();
@@ -573,20 +618,14 @@ fn write_failed() {
     );
     let requests = r["requests"].as_u64().unwrap();
     let ended_ns = r["ended_ns"].as_i64().unwrap();
-    let recorded = recorded_numbers(&out);
-    let before: Vec<&Done> = completed
-        .iter()
-        .filter(|d| d.sent_ns > recording_ns && d.done_ns < ended_ns - 500_000_000)
-        .collect();
-    let missing = before.iter().filter(|d| !recorded.contains(&d.n)).count();
+    let (missing, before) = missing_before_last_commit(&out, &completed, recording_ns, ended_ns);
     println!(
         "write_failed: stopped at the {} MiB file-size limit after {:.1} s of recording, with \
          {requests} requests; {unwritten} rows were not written",
         limit >> 20,
         (ended_ns - recording_ns) as f64 / 1e9,
     );
-    assert_eq!(missing, 0, "{missing} of {} requests missing", before.len());
-    assert!(!before.is_empty());
+    assert_eq!(missing, 0, "{missing} of {before} requests missing");
 }
 
 /// `memwatch ARGS` under strace: the bpf() calls it made (none means nothing was loaded).
