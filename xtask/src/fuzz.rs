@@ -87,6 +87,22 @@ impl Outcome {
         {
             self.runs = n;
         }
+        // Fork mode (`--jobs`) prints neither of those: its status lines (`#N: cov: ...`)
+        // count the executions of all its processes, and its last line says how many.
+        if let Some(n) = line
+            .strip_prefix('#')
+            .and_then(|rest| rest.split(':').next())
+            .and_then(|v| v.parse().ok())
+        {
+            self.runs = self.runs.max(n);
+        }
+        if let Some(n) = line
+            .strip_prefix("INFO: fuzzed for ")
+            .and_then(|rest| rest.strip_suffix(" iterations, wrapping up soon"))
+            .and_then(|v| v.parse().ok())
+        {
+            self.runs = self.runs.max(n);
+        }
         if let Some(rest) = line.strip_prefix("Done ")
             && let Some(n) = rest.split_whitespace().next().and_then(|v| v.parse().ok())
         {
@@ -117,7 +133,7 @@ fn field(line: &str, name: &str) -> Option<u64> {
 }
 
 /// Runs the targets (all of them when `only` is empty), prints the table, and fails on a crash.
-pub(crate) fn run(bound: Bound, only: &[String], asan: bool) -> anyhow::Result<()> {
+pub(crate) fn run(bound: Bound, only: &[String], asan: bool, jobs: u32) -> anyhow::Result<()> {
     let names: Vec<&str> = TARGETS.iter().map(|t| t.name).collect();
     for name in only {
         if !names.contains(&name.as_str()) {
@@ -175,6 +191,9 @@ pub(crate) fn run(bound: Bound, only: &[String], asan: bool) -> anyhow::Result<(
             })
             .arg("-print_final_stats=1")
             .args(max_len.map(|n| format!("-max_len={n}")))
+            // libFuzzer's fork mode: one parent, N fuzzing children, one corpus, and a bound
+            // on the executions (or time) of them all.
+            .args((jobs > 1).then(|| format!("-fork={jobs}")))
             .current_dir(&fuzz)
             .stderr(Stdio::piped());
         eprintln!("+ (in fuzz/) {}", describe(&cmd));
@@ -261,5 +280,23 @@ mod tests {
         }
         assert_eq!((o.cov, o.ft, o.runs), (Some(812), Some(2301), 10_000_000));
         assert_eq!(o.artifacts, ["/x/crash-abc"]);
+    }
+
+    #[test]
+    fn reads_fork_mode_output() {
+        let mut o = Outcome::default();
+        for line in [
+            "INFO: -fork=2: 5 seed inputs, starting to fuzz in /tmp/libFuzzerTemp.x.dir",
+            "#147501: cov: 832 ft: 1233 corp: 5 exec/s: 73750 oom/timeout/crash: 0/0/0 time: 2s \
+             job: 1 dft_time: 0",
+            "#418417: cov: 1465 ft: 3715 corp: 530 exec/s: 90305 oom/timeout/crash: 0/0/0 \
+             time: 3s job: 2 dft_time: 0",
+            "INFO: fuzzed for 418417 iterations, wrapping up soon",
+            "INFO: exiting: 0 time: 3s",
+        ] {
+            o.read(line);
+        }
+        assert_eq!((o.cov, o.ft, o.runs), (Some(1465), Some(3715), 418_417));
+        assert!(o.artifacts.is_empty());
     }
 }

@@ -92,6 +92,10 @@ enum Cmd {
         /// Build with AddressSanitizer (slower; for the C and unsafe code below the parsers).
         #[arg(long)]
         asan: bool,
+        /// Fuzzing processes per target (libFuzzer's -fork=N): a run of N processes, which
+        /// share one corpus and one count of executions.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+        jobs: u32,
     },
     /// Benchmarks; writes BENCHMARKS.md.
     Bench {
@@ -273,9 +277,10 @@ fn main() -> anyhow::Result<()> {
             runs,
             targets,
             asan,
+            jobs,
         } => {
             let bound = runs.map_or(fuzz::Bound::Seconds(seconds), fuzz::Bound::Runs);
-            fuzz::run(bound, &targets, asan)
+            fuzz::run(bound, &targets, asan, jobs)
         }
         Cmd::Bench { quick } => {
             setup::ensure_test_tools()?;
