@@ -84,12 +84,7 @@ impl<'a> Script<'a> {
         let mut out = Vec::new();
         let mut i = 0usize;
         while !rest.is_empty() {
-            let len = self
-                .chunks
-                .get(i % self.chunks.len().max(1))
-                .copied()
-                .unwrap_or(rest.len())
-                .min(rest.len());
+            let len = nth_or_all(&self.chunks, i, rest.len());
             let (piece, tail) = rest.split_at(len);
             out.push(piece);
             rest = tail;
@@ -103,15 +98,7 @@ impl<'a> Script<'a> {
         self.cut(self.request)
             .into_iter()
             .enumerate()
-            .map(|(i, read)| {
-                let cap = self
-                    .caps
-                    .get(i % self.caps.len().max(1))
-                    .copied()
-                    .unwrap_or(read.len())
-                    .min(read.len());
-                (read, cap)
-            })
+            .map(|(i, read)| (read, nth_or_all(&self.caps, i, read.len())))
             .collect()
     }
 
@@ -127,6 +114,15 @@ impl<'a> Script<'a> {
             RequestStream::new()
         }
     }
+}
+
+/// The `i`-th of `lengths`, taken in turn, at most `whole`; `whole` when there are none.
+fn nth_or_all(lengths: &[usize], i: usize, whole: usize) -> usize {
+    lengths
+        .get(i % lengths.len().max(1))
+        .copied()
+        .unwrap_or(whole)
+        .min(whole)
 }
 
 /// What a stream event says, without the tag and the non-HTTP kind (the kind is read from the

@@ -1,5 +1,16 @@
 //! Units for people: byte counts as text (used by the views and the live status line), and
-//! text from outside cut to a bound.
+//! text from outside cut to a bound; and counts moved between signed and unsigned without
+//! wrapping, for figures read from a file that may be corrupt.
+
+/// A count read as signed: 0 when negative.
+pub fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+/// A count as signed, for arithmetic with byte figures: `i64::MAX` when larger.
+pub fn signed(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
 
 /// The longest prefix of `s` of at most `max` bytes that ends on a character boundary: how text
 /// from traffic, logs and traced processes is bounded everywhere.

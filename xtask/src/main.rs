@@ -9,8 +9,9 @@
 //! `fuzz` runs every cargo-fuzz target in `fuzz/` (the HTTP stream parser, the access-log line
 //! and LogFormat parsers, the recording reader, the profile JSON) for `--seconds N` or `--runs N`
 //! each (with `--jobs N`, N processes per target), from the seeds in `fuzz/seeds/`, prints
-//! executions, exec/s, coverage and crashes per target, and fails naming the crashing input. It installs cargo-fuzz when missing; CI runs a
-//! short pass, and `docs/reliability.md` has the figures of a long one.
+//! executions, exec/s, coverage and crashes per target, and fails naming the crashing input. It
+//! installs cargo-fuzz when missing; CI runs a short pass, and `docs/reliability.md` has the
+//! figures of a long one.
 
 mod demo;
 mod ebpf;

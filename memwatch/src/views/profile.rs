@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     recording::Recording,
+    units::signed,
     views::report::{Endpoint, Report},
 };
 
@@ -178,7 +179,6 @@ impl Profile {
             ..
         } = Report::build(rec)?;
         // Saturating: the figures come from a file, which may be corrupt.
-        let signed = |b: u64| i64::try_from(b).unwrap_or(i64::MAX);
         let growth = signed(m.rss_end_bytes).saturating_sub(signed(m.rss_start_bytes));
         let routes = endpoints
             .into_iter()

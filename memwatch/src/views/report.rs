@@ -21,6 +21,7 @@ use crate::{
             retained::{LaterRelease, RetainedSecond},
         },
     },
+    units::{count, signed},
     views::call_sites::CallSiteReport,
 };
 
@@ -349,18 +350,8 @@ type Q<T> = Result<T, RecordingError>;
 
 // The views add up figures read from a recording, and a corrupted file may hold any value in
 // any column: sums saturate rather than overflow, and counts read as signed become 0 when
-// negative. A wrong figure for a corrupt file beats a panic, and debug builds (and the fuzz
-// target) keep overflow checks for every other sum.
-
-/// A count read from the file as signed: 0 when negative.
-fn count(n: i64) -> u64 {
-    u64::try_from(n).unwrap_or(0)
-}
-
-/// A count as signed, for arithmetic with byte figures: `i64::MAX` when larger.
-fn signed(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
+// negative (`units::count`). A wrong figure for a corrupt file beats a panic, and debug builds
+// (and the fuzz target) keep overflow checks for every other sum.
 
 impl Memory {
     /// The memory figures of each process (`by_process`), or (key `None`) of all of them: one
