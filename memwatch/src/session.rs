@@ -127,6 +127,8 @@ pub struct Session {
     conns_swept: u64,
     /// The largest the correlator's state has been (read at each sample).
     peaks: StateSizes,
+    /// Ctrl-C and SIGTERM, listened for since before the attach; the event loop takes them.
+    signals: Option<StopSignals>,
     /// Every PID traced so far, and how many were given to a new process after their own
     /// exited: the recording keeps one process row per PID, so such a row covers both.
     seen: HashSet<u32>,
@@ -657,6 +659,10 @@ pub async fn start(args: RecordOptions, hooks: Hooks) -> anyhow::Result<Session>
     // Before the environment's checks (which may mount tracefs) and before anything is loaded:
     // a missing or read-only directory is the user's to fix, and is said first.
     let reserve = check_output(&output, args.force)?;
+    // From here on, Ctrl-C stops the recording at its next turn of the event loop, even when it
+    // comes during the attach, before the loop has started: the recording is then closed, not
+    // cut short by the signal's default action.
+    let signals = StopSignals::new()?;
     let config = ProbeConfig {
         follow_forks: args.follow_forks,
         net: args.net,
@@ -693,7 +699,9 @@ pub async fn start(args: RecordOptions, hooks: Hooks) -> anyhow::Result<Session>
         // Setup failed before anything was recorded: leave no empty recording behind.
         crate::recording::remove(&output);
     }
-    result
+    let mut session = result?;
+    session.signals = Some(signals);
+    Ok(session)
 }
 
 /// Where the recording goes: the path [`check_output`] accepted, the disk space it holds in
@@ -887,6 +895,8 @@ async fn attach(
         peaks: StateSizes::default(),
         seen: HashSet::new(),
         pids_reused: 0,
+        // `start` hands over the ones it made before the attach.
+        signals: None,
     };
     for (i, &pid) in targets.iter().enumerate() {
         let origin = if i < roots.len() {
@@ -1105,15 +1115,38 @@ impl Session {
     }
 }
 
-/// Waits for Ctrl-C or SIGTERM.
-pub async fn wait_for_stop() -> anyhow::Result<()> {
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
-    tokio::select! {
-        _ = sigint.recv() => {}
-        _ = sigterm.recv() => {}
+/// Ctrl-C and SIGTERM, listened for from the moment this is made.
+///
+/// Make it before telling the user that Ctrl-C stops something: a signal that arrives between
+/// the message and the first [`StopSignals::recv`] is kept, not lost. (Tokio's streams see only
+/// the signals delivered after they were created, and once memwatch has any handler, an
+/// unwatched SIGINT does nothing at all.)
+pub struct StopSignals {
+    sigint: tokio::signal::unix::Signal,
+    sigterm: tokio::signal::unix::Signal,
+}
+
+impl std::fmt::Debug for StopSignals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StopSignals(SIGINT, SIGTERM)")
     }
-    Ok(())
+}
+
+impl StopSignals {
+    pub fn new() -> std::io::Result<Self> {
+        Ok(Self {
+            sigint: signal(SignalKind::interrupt())?,
+            sigterm: signal(SignalKind::terminate())?,
+        })
+    }
+
+    /// Waits for Ctrl-C or SIGTERM, or returns at once if one came since the last call.
+    pub async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.sigint.recv() => {}
+            _ = self.sigterm.recv() => {}
+        }
+    }
 }
 
 async fn event_loop(session: &mut Session) -> anyhow::Result<Stop> {
@@ -1121,8 +1154,10 @@ async fn event_loop(session: &mut Session) -> anyhow::Result<Stop> {
     let sample_interval = session.options.sample_interval;
     let duration = session.options.duration;
     let follow_forks = session.options.follow_forks;
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut signals = match session.signals.take() {
+        Some(signals) => signals,
+        None => StopSignals::new()?,
+    };
     let mut drain_tick = tokio::time::interval(DRAIN_EVERY);
     let mut sample_tick = tokio::time::interval(sample_interval);
     sample_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -1142,7 +1177,7 @@ async fn event_loop(session: &mut Session) -> anyhow::Result<Stop> {
             return Ok(Stop::WriteFailed);
         }
         tokio::select! {
-            _ = sigint.recv() => return Ok(Stop::Signal),
+            () = signals.recv() => return Ok(Stop::Signal),
             () = async {
                 match &stop {
                     Some(stop) => stop.notified().await,
@@ -1156,7 +1191,6 @@ async fn event_loop(session: &mut Session) -> anyhow::Result<Stop> {
                 session.sample(&faults);
                 return Ok(Stop::Signal);
             }
-            _ = sigterm.recv() => return Ok(Stop::Signal),
             () = async {
                 match &session.probe {
                     Some(probe) => probe.readable().await,

@@ -236,3 +236,20 @@ fn non_loopback_listen_warns() {
     let warning = v.wait_for("WARNING", T);
     assert!(warning.contains("--token"), "{warning}");
 }
+
+/// A Ctrl-C sent the instant the page is announced stops `view` cleanly: memwatch listens for
+/// it before it says where the page is. (A stream made only once the server ran let such a
+/// signal through: the default action killed `view`, or, with a handler already installed,
+/// the signal was lost and the page stayed up.) Ten tries, as the gap was a few microseconds.
+#[test]
+fn ctrl_c_right_after_the_page_is_announced_stops_view() {
+    let dir = tempdir();
+    let (file, _, _) = phased(dir.path());
+    for attempt in 0..10 {
+        let mut v = Running::start(&["view", file.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+        v.wait_page(T);
+        v.signal(libc::SIGINT);
+        let done = v.wait(Duration::from_secs(10));
+        assert_eq!(done.code(), 0, "attempt {attempt}: {}", done.stderr);
+    }
+}

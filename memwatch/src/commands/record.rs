@@ -183,8 +183,9 @@ impl LivePage {
     /// The recording is complete: the page says so and stays up until Ctrl-C.
     async fn finished(self) -> anyhow::Result<()> {
         self.state.set_live(false);
+        let mut signals = session::StopSignals::new()?;
         say!("memwatch: recording finished; the page stays up until Ctrl-C");
-        session::wait_for_stop().await?;
+        signals.recv().await;
         self.stop.notify_one();
         let _ = self.task.await;
         Ok(())

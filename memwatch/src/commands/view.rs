@@ -96,9 +96,9 @@ pub async fn run(args: ViewArgs) -> anyhow::Result<i32> {
     };
     let options = args.serve.options();
     let state = AppState::new(recording, false, options.token.clone());
-    let stop = async {
-        let _ = session::wait_for_stop().await;
-    };
+    // Listening before the page is announced: a Ctrl-C right after the address is not lost.
+    let mut signals = session::StopSignals::new()?;
+    let stop = async move { signals.recv().await };
     server::serve(state, &options, stop).await?;
     Ok(crate::error::exit::OK)
 }
