@@ -194,8 +194,12 @@ pub enum Row {
         undecodable: u64,
         /// Bytes made resident that origin tracking could not keep (its span bound).
         untracked_bytes: u64,
-        /// Bytes released that no tracked origin covered.
+        /// Bytes released that no tracked origin covered, where pages of no known origin may
+        /// have been resident (mapped before memwatch attached, inherited over fork).
         unmatched_release_bytes: u64,
+        /// Bytes released that no tracked origin covered, in address space mapped while
+        /// recording: never seen resident, so not memory given back.
+        unseen_release_bytes: u64,
     },
     Request(Box<RequestRow>),
     LogLine(Box<LogLineRow>),

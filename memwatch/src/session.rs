@@ -190,8 +190,9 @@ impl Session {
                 let pid = m.header.tgid;
                 if let Some((mut row, effect, vm)) = self.mem.account(ts_ns, &m) {
                     row.stack = self.syscall_stacks.remove(&m.header.tid);
-                    self.correlator
-                        .vm(ts_ns, pid, m.header.tid, vm, &mut self.rows);
+                    // Resident memory first: whether a released range was all mapped while
+                    // recording is read from the address-space map, before an unmapping
+                    // removes it there.
                     match effect {
                         ResidentEffect::None => {}
                         ResidentEffect::Release { start, len } => {
@@ -202,6 +203,8 @@ impl Session {
                             self.correlator.remap(ts_ns, pid, old, new, &mut self.rows);
                         }
                     }
+                    self.correlator
+                        .vm(ts_ns, pid, m.header.tid, vm, &mut self.rows);
                     self.correlator.mem(row, &mut self.rows);
                 }
             }
@@ -560,6 +563,7 @@ impl Session {
             undecodable: self.probe.as_ref().map_or(0, |p| p.undecodable),
             untracked_bytes: origin.untracked_bytes,
             unmatched_release_bytes: origin.unmatched_release_bytes,
+            unseen_release_bytes: origin.unseen_release_bytes,
         });
     }
 }

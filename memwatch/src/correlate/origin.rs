@@ -6,9 +6,13 @@
 //! Pages are kept as coalesced spans per process: `[start, end)` with one owner. A page made
 //! resident twice (a copy-on-write fault after a read fault, say) is counted once. Memory is
 //! bounded: past [`OriginMap::max_spans`] spans, new growth is not tracked and its bytes are
-//! counted in [`OriginCounts::untracked_bytes`]; releases of pages with no known origin (made
-//! resident before memwatch attached, inherited over fork, or untracked) are counted in
-//! [`OriginCounts::unmatched_release_bytes`]. Nothing is dropped silently.
+//! counted in [`OriginCounts::untracked_bytes`]. Released bytes no span covers are counted by
+//! what memwatch knows of their address space ([`Mapped`]): in
+//! [`OriginCounts::unmatched_release_bytes`] when pages there may have been resident without
+//! memwatch seeing them (mapped before it attached, or inherited over fork), else in
+//! [`OriginCounts::unseen_release_bytes`] (address space mapped while recording that memwatch
+//! never saw made resident, such as the untouched part of a thread stack). Nothing is dropped
+//! silently.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -29,10 +33,26 @@ pub const DEFAULT_MAX_SPANS: usize = 1 << 20;
 /// Releases remembered per process, to check runs of faulted pages that arrive late against.
 const RECENT_RELEASES: usize = 1024;
 
+/// A release remembered for [`OriginMap::grow_run`]: `(when, start, end, mapped)`.
+type Recent = (i64, u64, u64, Mapped);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Span<O> {
     end: u64,
     owner: O,
+}
+
+/// What memwatch knows of a released range's address space, which says what its bytes that no
+/// span covers were.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mapped {
+    /// Mapped before memwatch attached, inherited over fork, or not known to be otherwise: pages
+    /// of it may have been resident all along, of no known origin.
+    Before,
+    /// Mapped, all of it, by the process while memwatch watched, and no growth went untracked:
+    /// every page made resident there was seen, so bytes no span covers were never resident
+    /// as far as memwatch can tell (reserved address space, or file pages).
+    WhileRecording,
 }
 
 /// What the map could not attribute, and how much it holds.
@@ -40,8 +60,12 @@ struct Span<O> {
 pub struct OriginCounts {
     /// Bytes made resident that were not tracked because the span bound was reached.
     pub untracked_bytes: u64,
-    /// Bytes released that no tracked span covered.
+    /// Bytes released that no tracked span covered, in address space that may have held pages
+    /// of no known origin ([`Mapped::Before`]).
     pub unmatched_release_bytes: u64,
+    /// Bytes released that no tracked span covered, in address space mapped while recording
+    /// ([`Mapped::WhileRecording`]): never seen resident, so not memory given back.
+    pub unseen_release_bytes: u64,
     /// Spans held now.
     pub spans: u64,
     /// Bytes held now (tracked and not yet released).
@@ -57,8 +81,8 @@ pub struct OriginMap<O = i64> {
     processes: HashMap<u32, BTreeMap<u64, Span<O>>>,
     max_spans: usize,
     counts: OriginCounts,
-    /// The latest releases per process: `(when, start, end)`, newest last.
-    recent: HashMap<u32, VecDeque<(i64, u64, u64)>>,
+    /// The latest releases per process: `(when, start, end, mapped)`, newest last.
+    recent: HashMap<u32, VecDeque<Recent>>,
 }
 
 impl<O: Owner> OriginMap<O> {
@@ -73,54 +97,86 @@ impl<O: Owner> OriginMap<O> {
 
     /// Remembers that `[start, start + len)` of `pid` was released at `ts`, for
     /// [`OriginMap::grow_run`].
-    pub fn note_release(&mut self, pid: u32, ts: i64, start: u64, len: u64) {
+    pub fn note_release(&mut self, pid: u32, ts: i64, start: u64, len: u64, mapped: Mapped) {
         let recent = self.recent.entry(pid).or_default();
         if recent.len() == RECENT_RELEASES {
             recent.pop_front();
         }
-        recent.push_back((ts, start, start.saturating_add(len)));
+        recent.push_back((ts, start, start.saturating_add(len), mapped));
+    }
+
+    /// The counter of released bytes no span covered, for address space `mapped`.
+    fn uncovered(&mut self, mapped: Mapped) -> &mut u64 {
+        match mapped {
+            Mapped::Before => &mut self.counts.unmatched_release_bytes,
+            Mapped::WhileRecording => &mut self.counts.unseen_release_bytes,
+        }
+    }
+
+    /// Whether spans cover all of `[start, end)` of `pid`, whatever their owners.
+    pub fn covers(&self, pid: u32, start: u64, end: u64) -> bool {
+        if end <= start {
+            return true;
+        }
+        let Some(spans) = self.processes.get(&pid) else {
+            return false;
+        };
+        let mut cursor = start;
+        if let Some((_, span)) = spans.range(..=start).next_back() {
+            cursor = cursor.max(span.end);
+        }
+        for (&s, span) in spans.range(start.saturating_add(1)..end) {
+            if cursor >= end || s > cursor {
+                break;
+            }
+            cursor = cursor.max(span.end);
+        }
+        cursor >= end
     }
 
     /// A run of pages a thread faulted in from `first_ts` on, reported only now: the pages
     /// another thread released since `first_ts` are gone again and are not counted (their
-    /// release was counted as of no known origin, which is taken back). The rest is
+    /// release was counted as not covered, which is taken back). The rest is
     /// [`OriginMap::grow`]n. Returns the bytes newly tracked.
     pub fn grow_run(&mut self, pid: u32, (start, len): (u64, u64), owner: O, first_ts: i64) -> u64 {
         let end = start.saturating_add(len);
-        let late = |recent: &VecDeque<(i64, u64, u64)>| {
+        let late = |recent: &VecDeque<Recent>| {
             recent
                 .iter()
                 .rev()
                 .take_while(|r| r.0 >= first_ts)
-                .any(|&(_, rs, re)| rs < end && re > start)
+                .any(|&(_, rs, re, _)| rs < end && re > start)
         };
         // The usual case, on every growth event: nothing released since the run began.
         if !self.recent.get(&pid).is_some_and(late) {
             return self.grow(pid, start, len, owner);
         }
         let mut pieces = vec![(start, end)];
+        // What each release took from the run, taken back from the counter it went to.
+        let mut taken: Vec<(Mapped, u64)> = Vec::new();
         if let Some(recent) = self.recent.get(&pid) {
-            for &(_, rs, re) in recent.iter().rev().take_while(|r| r.0 >= first_ts) {
-                pieces = pieces
-                    .into_iter()
-                    .flat_map(|(a, b)| {
-                        if re <= a || rs >= b {
-                            vec![(a, b)]
-                        } else {
-                            [(a, rs.max(a)), (re.min(b), b)]
-                                .into_iter()
-                                .filter(|(x, y)| y > x)
-                                .collect()
-                        }
-                    })
-                    .collect();
+            for &(_, rs, re, mapped) in recent.iter().rev().take_while(|r| r.0 >= first_ts) {
+                let mut next = Vec::with_capacity(pieces.len() + 1);
+                for (a, b) in pieces {
+                    if re <= a || rs >= b {
+                        next.push((a, b));
+                        continue;
+                    }
+                    let (cut_start, cut_end) = (rs.max(a), re.min(b));
+                    taken.push((mapped, cut_end - cut_start));
+                    next.extend(
+                        [(a, cut_start), (cut_end, b)]
+                            .into_iter()
+                            .filter(|(x, y)| y > x),
+                    );
+                }
+                pieces = next;
             }
         }
-        let kept: u64 = pieces.iter().map(|(a, b)| b - a).sum();
-        self.counts.unmatched_release_bytes = self
-            .counts
-            .unmatched_release_bytes
-            .saturating_sub(len - kept);
+        for (mapped, bytes) in taken {
+            let counter = self.uncovered(mapped);
+            *counter = counter.saturating_sub(bytes);
+        }
         pieces
             .into_iter()
             .map(|(a, b)| self.grow(pid, a, b - a, owner))
@@ -174,8 +230,8 @@ impl<O: Owner> OriginMap<O> {
     }
 
     /// `[start, start + len)` of process `pid` was released. Returns the bytes credited to each
-    /// owner; what no span covered is counted as unmatched.
-    pub fn release(&mut self, pid: u32, start: u64, len: u64) -> Credits<O> {
+    /// owner; what no span covered is counted by what is known of its address space.
+    pub fn release(&mut self, pid: u32, start: u64, len: u64, mapped: Mapped) -> Credits<O> {
         let end = start.saturating_add(len);
         let mut credits: Credits<O> = Vec::new();
         if len == 0 {
@@ -190,23 +246,23 @@ impl<O: Owner> OriginMap<O> {
             }
         }
         self.counts.tracked_bytes -= covered;
-        self.counts.unmatched_release_bytes += len - covered;
+        *self.uncovered(mapped) += len - covered;
         credits
     }
 
     /// mremap: the first `min(old_len, new_len)` bytes move from `old` to `new` with their
-    /// owners; a shrink releases the tail. Growth of the mapping is not resident until faulted.
+    /// owners; a shrink releases the tail, whose address space is `mapped`. Growth of the
+    /// mapping is not resident until faulted.
     pub fn remap(
         &mut self,
         pid: u32,
-        old: u64,
-        old_len: u64,
-        new: u64,
-        new_len: u64,
+        (old, old_len): (u64, u64),
+        (new, new_len): (u64, u64),
+        mapped: Mapped,
     ) -> Credits<O> {
         let kept = old_len.min(new_len);
         let credits = if new_len < old_len {
-            self.release(pid, old.saturating_add(new_len), old_len - new_len)
+            self.release(pid, old.saturating_add(new_len), old_len - new_len, mapped)
         } else {
             Vec::new()
         };
@@ -365,10 +421,13 @@ mod tests {
         assert_eq!(m.grow(1, 12 * P, 4 * P, 8), 2 * P);
         assert_eq!(m.counts().tracked_bytes, 6 * P);
         // Another thread, another request, releases the middle: credited to both owners.
-        assert_eq!(m.release(1, 12 * P, 3 * P), vec![(7, 2 * P), (8, P)]);
+        assert_eq!(
+            m.release(1, 12 * P, 3 * P, Mapped::Before),
+            vec![(7, 2 * P), (8, P)]
+        );
         assert_eq!(m.held(), BTreeMap::from([(7, 2 * P), (8, P)]));
         // Releasing pages memwatch never saw resident is counted, not credited.
-        assert_eq!(m.release(1, 100 * P, 2 * P), vec![]);
+        assert_eq!(m.release(1, 100 * P, 2 * P, Mapped::Before), vec![]);
         assert_eq!(m.counts().unmatched_release_bytes, 2 * P);
         assert_eq!(m.exit(1), vec![(7, 2 * P), (8, P)]);
         assert_eq!(
@@ -410,8 +469,8 @@ mod tests {
         let mut m = OriginMap::new(DEFAULT_MAX_SPANS);
         // Thread A faults 8 pages from t=100; thread B releases the middle 4 at t=150, before
         // A's run is reported at t=200: those 4 are gone, and their release was not unmatched.
-        assert_eq!(m.release(1, 12 * P, 4 * P), vec![]);
-        m.note_release(1, 150, 12 * P, 4 * P);
+        assert_eq!(m.release(1, 12 * P, 4 * P, Mapped::Before), vec![]);
+        m.note_release(1, 150, 12 * P, 4 * P, Mapped::Before);
         assert_eq!(m.counts().unmatched_release_bytes, 4 * P);
         assert_eq!(m.grow_run(1, (10 * P, 8 * P), 7, 100), 4 * P);
         assert_eq!(m.held(), BTreeMap::from([(7, 4 * P)]));
@@ -420,6 +479,49 @@ mod tests {
         assert_eq!(m.grow_run(1, (12 * P, 4 * P), 8, 160), 4 * P);
         // Another process's releases do not matter.
         assert_eq!(m.grow_run(2, (12 * P, 4 * P), 9, 100), 4 * P);
+    }
+
+    /// Uncovered bytes of address space mapped while recording are counted apart from those
+    /// that may have been resident before memwatch attached, and a late run takes back from
+    /// the counter each release went to.
+    #[test]
+    fn uncovered_releases_are_counted_by_what_is_known_of_their_address_space() {
+        let mut m = OriginMap::new(DEFAULT_MAX_SPANS);
+        m.grow(1, 10 * P, 2 * P, 7);
+        // A 512-page thread stack mapped while recording, 2 pages of it touched, madvised away.
+        assert_eq!(
+            m.release(1, 0, 512 * P, Mapped::WhileRecording),
+            vec![(7, 2 * P)]
+        );
+        assert_eq!(m.counts().unseen_release_bytes, 510 * P);
+        assert_eq!(m.counts().unmatched_release_bytes, 0);
+        // Startup memory from before the attach, released: of no known origin.
+        assert_eq!(m.release(1, 1000 * P, 3 * P, Mapped::Before), vec![]);
+        assert_eq!(m.counts().unmatched_release_bytes, 3 * P);
+        // A run from t=100 reported at t=200 overlaps a release of each kind made meanwhile.
+        m.note_release(1, 150, 2000 * P, 2 * P, Mapped::WhileRecording);
+        m.release(1, 2000 * P, 2 * P, Mapped::WhileRecording);
+        m.note_release(1, 160, 2003 * P, P, Mapped::Before);
+        m.release(1, 2003 * P, P, Mapped::Before);
+        assert_eq!(m.grow_run(1, (2000 * P, 5 * P), 8, 100), 2 * P);
+        assert_eq!(m.counts().unseen_release_bytes, 510 * P);
+        assert_eq!(m.counts().unmatched_release_bytes, 3 * P);
+    }
+
+    #[test]
+    fn covers_says_whether_spans_leave_no_gap() {
+        let mut m = OriginMap::new(DEFAULT_MAX_SPANS);
+        m.grow(1, 10 * P, 4 * P, 1);
+        m.grow(1, 14 * P, 2 * P, 2);
+        m.grow(1, 20 * P, P, 1);
+        // Two owners back to back leave no gap.
+        assert!(m.covers(1, 10 * P, 16 * P));
+        assert!(m.covers(1, 11 * P, 15 * P));
+        assert!(!m.covers(1, 9 * P, 12 * P));
+        assert!(!m.covers(1, 15 * P, 21 * P));
+        assert!(m.covers(1, 20 * P, 21 * P));
+        assert!(!m.covers(2, 10 * P, 11 * P));
+        assert!(m.covers(2, 10 * P, 10 * P), "an empty range is covered");
     }
 
     #[test]
@@ -433,7 +535,7 @@ mod tests {
         m.grow(1, 2000 * P, P, OUTSIDE);
         assert_eq!(m.counts().spans, 2);
         // Processes are separate address spaces.
-        assert_eq!(m.release(2, 1000 * P, P), vec![]);
+        assert_eq!(m.release(2, 1000 * P, P, Mapped::Before), vec![]);
         assert_eq!(m.counts().tracked_bytes, 513 * P);
     }
 
@@ -443,13 +545,19 @@ mod tests {
         m.grow(1, 0, 4 * P, 5);
         m.grow(1, 4 * P, 4 * P, 6);
         // Move 8 pages to 100..106, shrinking to 6: the last 2 pages (owner 6) are released.
-        assert_eq!(m.remap(1, 0, 8 * P, 100 * P, 6 * P), vec![(6, 2 * P)]);
         assert_eq!(
-            m.release(1, 0, 8 * P),
+            m.remap(1, (0, 8 * P), (100 * P, 6 * P), Mapped::Before),
+            vec![(6, 2 * P)]
+        );
+        assert_eq!(
+            m.release(1, 0, 8 * P, Mapped::Before),
             vec![],
             "nothing left at the old address"
         );
-        assert_eq!(m.release(1, 100 * P, 6 * P), vec![(5, 4 * P), (6, 2 * P)]);
+        assert_eq!(
+            m.release(1, 100 * P, 6 * P, Mapped::Before),
+            vec![(5, 4 * P), (6, 2 * P)]
+        );
         assert_eq!(m.counts().tracked_bytes, 0);
         assert_eq!(m.counts().spans, 0);
     }

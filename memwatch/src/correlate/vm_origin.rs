@@ -9,7 +9,10 @@
 
 use std::sync::Arc;
 
-use super::{Correlator, InFlight, ReqId, Retained, origin::Credits, origin::OUTSIDE};
+use super::{
+    Correlator, InFlight, ReqId, Retained,
+    origin::{Credits, Mapped, OUTSIDE},
+};
 use crate::model::{Row, VmOriginRow};
 
 /// What a memory syscall did to the address space.
@@ -31,19 +34,21 @@ impl Correlator {
         match effect {
             VmEffect::None => {}
             VmEffect::Map { start, len } => {
-                let credits = self.vm_origin.release(pid, start, len);
+                let credits = self.vm_origin.release(pid, start, len, Mapped::Before);
                 self.vm_credit(ts_ns, credits, out);
                 self.vm_map(pid, tid, start, len);
             }
             VmEffect::Unmap { start, len } => {
-                let credits = self.vm_origin.release(pid, start, len);
+                let credits = self.vm_origin.release(pid, start, len, Mapped::Before);
                 self.vm_credit(ts_ns, credits, out);
             }
             VmEffect::Remap {
                 old: (old, old_len),
                 new: (new, new_len),
             } => {
-                let credits = self.vm_origin.remap(pid, old, old_len, new, new_len);
+                let credits =
+                    self.vm_origin
+                        .remap(pid, (old, old_len), (new, new_len), Mapped::Before);
                 self.vm_credit(ts_ns, credits, out);
                 if new_len > old_len {
                     self.vm_map(pid, tid, new.saturating_add(old_len), new_len - old_len);
@@ -111,6 +116,8 @@ impl Correlator {
     }
 
     /// Unmapping of address space of no known origin (mapped before memwatch attached), bytes.
+    /// Whether a range was mapped while recording is this map's own knowledge, so every uncovered
+    /// unmapping is counted here ([`Mapped::Before`]).
     pub fn vm_unmatched_release_bytes(&self) -> u64 {
         self.vm_origin.counts().unmatched_release_bytes
     }

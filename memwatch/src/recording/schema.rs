@@ -10,14 +10,19 @@ pub const APPLICATION_ID: i64 = 0x4D57_4154;
 /// `outside_growth`; older files lack those figures ([`HAS_ORIGIN`]). Version 4 adds the origin of
 /// address space, `vm_origin_rollup`; older files lack it ([`HAS_VM_ORIGIN`]). Version 5 adds call
 /// sites (`frames`, `stacks`, `stack_rollup`), filled by `record --stacks`; older files lack them
-/// ([`HAS_STACKS`]).
-pub const SCHEMA_VERSION: i64 = 5;
+/// ([`HAS_STACKS`]). Version 6 splits the released bytes no tracked page covered:
+/// `counters.unmatched_release_bytes` keeps those where pages of no known origin may have been
+/// resident, `counters.unseen_release_bytes` takes those in address space mapped while recording
+/// that memwatch never saw resident; in older files the first holds both ([`HAS_UNSEEN`]).
+pub const SCHEMA_VERSION: i64 = 6;
 /// The first schema version whose recordings carry retained-memory figures.
 pub const HAS_ORIGIN: i64 = 3;
 /// The first schema version whose recordings carry the origin of address space.
 pub const HAS_VM_ORIGIN: i64 = 4;
 /// The first schema version whose recordings can carry call sites.
 pub const HAS_STACKS: i64 = 5;
+/// The first schema version that counts unseen releases apart.
+pub const HAS_UNSEEN: i64 = 6;
 
 /// All times are wall-clock nanoseconds since the Unix epoch, derived from the kernel's
 /// monotonic clock through an offset measured once at start (`meta.clock_offset_ns`).
@@ -76,7 +81,8 @@ CREATE TABLE counters (
     map_full       INTEGER NOT NULL,
     undecodable    INTEGER NOT NULL,
     untracked_bytes         INTEGER NOT NULL DEFAULT 0, -- resident growth origin tracking could not keep
-    unmatched_release_bytes INTEGER NOT NULL DEFAULT 0  -- releases of memory of no known origin
+    unmatched_release_bytes INTEGER NOT NULL DEFAULT 0, -- releases of memory of no known origin
+    unseen_release_bytes    INTEGER NOT NULL DEFAULT 0  -- released address space never seen resident
 );
 -- Requests are stored compactly in `request_rows` and read through the `requests` view, which
 -- has the readable shape. The table is clustered by end time (range queries and the page's

@@ -1017,11 +1017,12 @@ fn insert(
             undecodable,
             untracked_bytes,
             unmatched_release_bytes,
+            unseen_release_bytes,
         } => {
             tx.prepare_cached(
                 "INSERT INTO counters (ts_ns, events, dropped, unpaired_exits, map_full,
-                   undecodable, untracked_bytes, unmatched_release_bytes)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                   undecodable, untracked_bytes, unmatched_release_bytes, unseen_release_bytes)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?
             .execute(params![
                 ts_ns,
@@ -1031,7 +1032,8 @@ fn insert(
                 map_full as i64,
                 undecodable as i64,
                 untracked_bytes as i64,
-                unmatched_release_bytes as i64
+                unmatched_release_bytes as i64,
+                unseen_release_bytes as i64
             ])?;
         }
         Row::Request(r) => insert_request(tx, requests, hosts, *r)?,

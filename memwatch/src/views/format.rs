@@ -166,7 +166,7 @@ impl Report {
                     s,
                     "retained {} (grown {}, released {}) | outside requests: grown {}, released \
                      {} | RSS changed {}, {} accounted for, {} not | untracked {}, releases of \
-                     unknown origin {}",
+                     unknown origin {}{}",
                     signed_bytes(r.retained_bytes),
                     bytes(r.grown_bytes),
                     bytes(r.released_bytes),
@@ -176,7 +176,11 @@ impl Report {
                     signed_bytes(r.attributed_change_bytes),
                     signed_bytes(r.unexplained_bytes),
                     bytes(r.untracked_bytes),
-                    bytes(r.unmatched_release_bytes)
+                    bytes(r.unmatched_release_bytes),
+                    r.unseen_release_bytes.map_or(String::new(), |b| format!(
+                        " (and {} of address space mapped while recording, never seen resident)",
+                        bytes(b)
+                    ))
                 );
                 if r.heap.followed {
                     let _ = writeln!(

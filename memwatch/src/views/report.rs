@@ -275,9 +275,15 @@ pub struct RetainedSummary {
     /// fault (kernel-populated pages, huge pages counted as one page, file pages) and sampling
     /// lag.
     pub unexplained_bytes: i64,
-    /// Released ranges with no page memwatch saw made resident, whole recording: mostly
-    /// never-touched reservations, some memory resident before memwatch attached.
+    /// Releases of unknown origin, whole recording: released bytes with no page memwatch saw
+    /// made resident, where pages may have been resident before it attached (or inherited over
+    /// fork). An upper bound on memory given back that no request or startup is known to own.
+    /// Before schema 6 it also holds `unseen_release_bytes`.
     pub unmatched_release_bytes: i64,
+    /// Released bytes of address space mapped while recording with no page memwatch saw made
+    /// resident (untouched parts of thread stacks and reservations), whole recording: not
+    /// memory given back. `None` before schema 6.
+    pub unseen_release_bytes: Option<i64>,
     /// Resident growth origin tracking could not keep (its bound), whole recording.
     pub untracked_bytes: i64,
     /// Address space unmapped that was mapped before memwatch attached (no known origin),
@@ -889,6 +895,7 @@ impl RetainedSummary {
             unexplained_bytes: rss_change.saturating_sub(attributed),
             untracked_bytes: loss.untracked_bytes,
             unmatched_release_bytes: loss.unmatched_release_bytes,
+            unseen_release_bytes: loss.unseen_release_bytes,
             heap: HeapFollowing::read(rec)?,
             origin_spans: meta_num(rec, meta::ORIGIN_SPANS)?,
             vm_unmatched_release_bytes: meta_num(rec, meta::VM_UNMATCHED_RELEASE_BYTES)? as i64,

@@ -60,6 +60,8 @@ pub struct VmRetained {
 pub struct OriginLoss {
     pub untracked_bytes: i64,
     pub unmatched_release_bytes: i64,
+    /// `None` before schema 6, where `unmatched_release_bytes` holds these bytes too.
+    pub unseen_release_bytes: Option<i64>,
 }
 
 impl Recording {
@@ -210,19 +212,26 @@ impl Recording {
         if !self.has_origin() {
             return Ok(OriginLoss::default());
         }
+        let unseen = self.schema_version() >= crate::recording::schema::HAS_UNSEEN;
+        let sql = if unseen {
+            "SELECT untracked_bytes, unmatched_release_bytes, unseen_release_bytes FROM counters
+             ORDER BY ts_ns DESC LIMIT 1"
+        } else {
+            "SELECT untracked_bytes, unmatched_release_bytes, NULL FROM counters
+             ORDER BY ts_ns DESC LIMIT 1"
+        };
         Ok(self
-            .optional_row(
-                "SELECT untracked_bytes, unmatched_release_bytes FROM counters
-                 ORDER BY ts_ns DESC LIMIT 1",
-                [],
-                |r| {
-                    Ok(OriginLoss {
-                        untracked_bytes: r.get(0)?,
-                        unmatched_release_bytes: r.get(1)?,
-                    })
-                },
-            )?
-            .unwrap_or_default())
+            .optional_row(sql, [], |r| {
+                Ok(OriginLoss {
+                    untracked_bytes: r.get(0)?,
+                    unmatched_release_bytes: r.get(1)?,
+                    unseen_release_bytes: r.get(2)?,
+                })
+            })?
+            .unwrap_or(OriginLoss {
+                unseen_release_bytes: unseen.then_some(0),
+                ..OriginLoss::default()
+            }))
     }
 }
 
