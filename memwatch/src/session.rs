@@ -49,6 +49,11 @@ const DRAIN_EVERY: Duration = Duration::from_millis(50);
 const COUNTERS_EVERY: Duration = Duration::from_secs(1);
 
 /// CLOCK_MONOTONIC now, in ns: the clock of `bpf_ktime_get_ns`.
+/// The most address space, in pages, whose resident pages are read from a process's pagemap as
+/// it becomes a target (16 GiB of 4 KiB pages: 32 MiB of pagemap read, a few tens of ms).
+/// Reservations that can hold no page (`---p`) do not count.
+const MAX_RESIDENT_SCAN_PAGES: u64 = 1 << 22;
+
 fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
@@ -156,6 +161,25 @@ impl Session {
         self.alive.insert(pid);
         self.seen.insert(pid);
         self.follow_heap(pid);
+        if self.probe.is_some() {
+            self.read_resident_before(pid);
+        }
+    }
+
+    /// Which pages of `pid` are resident as it becomes a target, so that a release of memory
+    /// memwatch did not see made resident is told apart: resident before (of unknown origin)
+    /// or never resident (see [`Correlator::resident_before`]). Without them, such releases of
+    /// the process all count as of unknown origin, an upper bound; said in the log.
+    fn read_resident_before(&mut self, pid: u32) {
+        let known = procfs::resident_ranges(pid, MAX_RESIDENT_SCAN_PAGES)
+            .is_some_and(|ranges| self.correlator.resident_before(pid, &ranges));
+        if !known {
+            tracing::info!(
+                pid,
+                "its resident pages could not be read as tracing began: its releases of pages \
+                 memwatch did not see made resident all count as of unknown origin"
+            );
+        }
     }
 
     /// With `--heap`, attaches the allocator probes to `pid`. A process whose heap cannot be

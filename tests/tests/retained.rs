@@ -147,6 +147,55 @@ fn thread_stacks_given_back_are_not_releases_of_unknown_origin() {
     assert_eq!(int(summary, "untracked_bytes"), 0, "{summary:#}");
 }
 
+/// Memory resident before memwatch attached, released while it records, is the release of
+/// unknown origin, to the byte; address space mapped before it but never touched, released
+/// too, is not: memwatch reads which pages are resident as it attaches (pagemap). A Python
+/// process writes all of one 64 MiB private mapping and reserves another, then unmaps both
+/// when signalled. (Before, both counted as of unknown origin: 128 MiB.)
+#[test]
+fn memory_resident_before_the_attach_is_the_release_of_unknown_origin() {
+    use std::io::BufRead as _;
+    const SCRIPT: &str = "import mmap, signal, sys, time
+n = 64 << 20
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+kept = mmap.mmap(-1, n, flags=mmap.MAP_PRIVATE)
+kept.write(b'x' * n)
+reserved = mmap.mmap(-1, n, flags=mmap.MAP_PRIVATE)
+print('ready', flush=True)
+signal.sigwait({signal.SIGUSR1})
+kept.close()
+reserved.close()
+print('released', flush=True)
+time.sleep(120)
+";
+    let mut child = Command::new(memwatch_tests::python())
+        .args(["-c", SCRIPT])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    let (_dir, out, rec) = memwatch_tests::start_recording(child.id(), &[]);
+    // SAFETY: signalling the child this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGUSR1) };
+    assert_eq!(lines.next().unwrap().unwrap(), "released");
+    std::thread::sleep(Duration::from_millis(300));
+    memwatch_tests::stop_recording(rec);
+    let _ = child.kill();
+    let _ = child.wait();
+    let summary = &report(&out)["retained"];
+    assert_eq!(
+        int(summary, "unmatched_release_bytes"),
+        64 << 20,
+        "{summary:#}"
+    );
+    assert!(
+        int(summary, "unseen_release_bytes") >= 64 << 20,
+        "{summary:#}"
+    );
+    assert_eq!(int(summary, "untracked_bytes"), 0, "{summary:#}");
+}
+
 /// gunicorn's Python from the venv setup made (its real interpreter, not a version manager's
 /// shim), and the fixture directory.
 fn gunicorn() -> (PathBuf, PathBuf) {

@@ -30,7 +30,7 @@ mod vm_origin;
 
 // Keys are pids, tids, fds and kernel timestamps, not attacker-chosen strings: a fast
 // non-cryptographic hash is safe here and is paid on every event.
-use rustc_hash::FxHashMap as HashMap;
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::sync::Arc;
 
 use conn::{ConnTrack, Parsed};
@@ -40,7 +40,7 @@ use crate::{
     capture::probe::NetRecord,
     model::{MemRow, ReleaseRow, RequestRow, Row},
 };
-use origin::{OUTSIDE, OriginCounts, OriginMap};
+use origin::{OUTSIDE, OriginCounts, OriginMap, Resident};
 use route::Router;
 
 /// Memory rows held for one request before they are written early.
@@ -117,6 +117,11 @@ pub struct Correlator {
     stacks: bool,
     /// Completed requests that still hold resident memory: releases are credited to them.
     retained: HashMap<ReqId, Retained>,
+    /// The pages resident when memwatch began to trace each process it attached to (pagemap),
+    /// less those released or faulted in again since: releasing them is releasing memory of no
+    /// known origin. A process is in `seeded` from its seeding to its exit or exec.
+    before: OriginMap<()>,
+    seeded: HashSet<u32>,
     /// Which request mapped each range of address space ([`vm_origin`]).
     vm_origin: OriginMap,
     /// Completed requests that still hold address space they mapped.
@@ -183,9 +188,29 @@ impl Correlator {
             origin: OriginMap::new(origin::DEFAULT_MAX_SPANS),
             stacks: false,
             retained: HashMap::default(),
+            before: OriginMap::new(origin::DEFAULT_MAX_SPANS),
+            seeded: HashSet::default(),
             vm_origin: OriginMap::new(origin::DEFAULT_MAX_SPANS),
             vm_retained: HashMap::default(),
         }
+    }
+
+    /// `ranges` of `pid` were resident when memwatch began to trace it (read from its pagemap
+    /// after the probes were attached, before any of its events is handled). From then on a
+    /// release there is told apart: pages of `ranges` are of unknown origin, other pages no span
+    /// covers were never seen resident. Returns false, and keeps nothing, when the ranges do
+    /// not fit under the bound: the process's releases then stay of unknown origin.
+    pub fn resident_before(&mut self, pid: u32, ranges: &[(u64, u64)]) -> bool {
+        let untracked = self.before.counts().untracked_bytes;
+        for &(start, end) in ranges {
+            self.before.grow(pid, start, end.saturating_sub(start), ());
+        }
+        if self.before.counts().untracked_bytes != untracked {
+            self.before.exit(pid);
+            return false;
+        }
+        self.seeded.insert(pid);
+        true
     }
 
     /// What the origin map could not attribute, and what it holds.
@@ -216,6 +241,11 @@ impl Correlator {
             request: serving.unwrap_or(OUTSIDE),
             stack: self.stack_of(tid),
         };
+        if self.seeded.contains(&pid) {
+            // A page resident before that faults in again (after a swap-out, or a
+            // copy-on-write) is a new page, the faulting thread's.
+            self.before.release(pid, start, len, Resident::Unknown);
+        }
         let added = self.origin.grow_run(pid, (start, len), owner, first_ns);
         self.charge_growth(serving, ts_ns, pid, added, out);
         self.charge_stack(owner, ts_ns, pid, added, out);
@@ -251,22 +281,32 @@ impl Correlator {
     /// before the same syscall's effect on the address space ([`Correlator::vm`]), which an
     /// unmapping would remove.
     pub fn release(&mut self, ts_ns: i64, pid: u32, start: u64, len: u64, out: &mut Vec<Row>) {
-        let mapped = self.mapped(pid, start, len);
-        self.origin.note_release(pid, ts_ns, start, len, mapped);
-        let credits = self.origin.release(pid, start, len, mapped);
+        let resident = self.resident(pid, start, len);
+        self.origin.note_release(pid, ts_ns, start, len, resident);
+        let credits = self.origin.release(pid, start, len, resident);
         self.credit(ts_ns, pid, credits, out);
     }
 
-    /// What is known of `[start, start + len)` of `pid`: whether all of it was mapped by the
-    /// process while memwatch watched, so that every page made resident there was seen. Not
-    /// when some growth went untracked (the span bound): an untracked page could be anywhere.
-    fn mapped(&self, pid: u32, start: u64, len: u64) -> origin::Mapped {
-        if self.origin.counts().untracked_bytes == 0
-            && self.vm_origin.covers(pid, start, start.saturating_add(len))
-        {
-            origin::Mapped::WhileRecording
+    /// What is known of the pages resident in `[start, start + len)` of `pid`, which is being
+    /// released (its pages resident before memwatch began leave [`Correlator::before`]).
+    ///
+    /// Every resident page is known when memwatch read the process's pagemap as it began to
+    /// trace it, or when the process mapped all of the range itself while traced: pages made
+    /// resident since were all seen. Not when some growth went untracked (the span bound): an
+    /// untracked page could be anywhere.
+    fn resident(&mut self, pid: u32, start: u64, len: u64) -> Resident {
+        let end = start.saturating_add(len);
+        let before: u64 = if self.seeded.contains(&pid) {
+            let credits = self.before.release(pid, start, len, Resident::Unknown);
+            credits.iter().map(|&((), bytes)| bytes).sum()
         } else {
-            origin::Mapped::Before
+            0
+        };
+        let all_seen = self.seeded.contains(&pid) || self.vm_origin.covers(pid, start, end);
+        if all_seen && self.origin.counts().untracked_bytes == 0 {
+            Resident::Known { before }
+        } else {
+            Resident::Unknown
         }
     }
 
@@ -280,13 +320,19 @@ impl Correlator {
         out: &mut Vec<Row>,
     ) {
         let (tail, tail_len) = (old.saturating_add(new_len), old_len.saturating_sub(new_len));
-        let mapped = self.mapped(pid, tail, tail_len);
+        let resident = self.resident(pid, tail, tail_len);
         if tail_len > 0 {
-            self.origin.note_release(pid, ts_ns, tail, tail_len, mapped);
+            self.origin
+                .note_release(pid, ts_ns, tail, tail_len, resident);
+        }
+        if self.seeded.contains(&pid) {
+            // Pages resident before move with the mapping (its tail is out already).
+            self.before
+                .remap(pid, (old, old_len), (new, new_len), Resident::Unknown);
         }
         let credits = self
             .origin
-            .remap(pid, (old, old_len), (new, new_len), mapped);
+            .remap(pid, (old, old_len), (new, new_len), resident);
         self.credit(ts_ns, pid, credits, out);
     }
 
@@ -350,6 +396,9 @@ impl Correlator {
 
     /// The process's address space is gone (exit, or exec): everything it held is released.
     pub fn address_space_gone(&mut self, ts_ns: i64, pid: u32, out: &mut Vec<Row>) {
+        // An exec's new image is mapped while traced; an exited PID may be reused.
+        self.before.exit(pid);
+        self.seeded.remove(&pid);
         let credits = self.origin.exit(pid);
         self.credit(ts_ns, pid, credits, out);
         let credits = self.vm_origin.exit(pid);
@@ -1307,6 +1356,48 @@ mod tests {
             (counts.unseen_release_bytes, counts.unmatched_release_bytes),
             (1022 * p, 514 * p)
         );
+    }
+
+    /// A process whose resident pages were read as tracing began: releasing them is of
+    /// unknown origin, exactly; releasing pages never resident is not, wherever they were
+    /// mapped; a page faulted in again is the faulting thread's; an mremap moves the pages
+    /// resident before with the mapping; an exec forgets them.
+    #[test]
+    fn pages_resident_before_tracing_are_the_releases_of_unknown_origin() {
+        let p = PAGE;
+        let mut c = correlator();
+        let mut out = Vec::new();
+        // Resident before: 4 pages of a heap at 100, 2 of an arena at 1000.
+        assert!(c.resident_before(PID, &[(100 * p, 104 * p), (1000 * p, 1002 * p)]));
+        // The heap's 8 pages released: 4 were resident.
+        c.release(10, PID, 100 * p, 8 * p, &mut out);
+        let counts = c.origin_counts();
+        assert_eq!(
+            (counts.unmatched_release_bytes, counts.unseen_release_bytes),
+            (4 * p, 4 * p)
+        );
+        // Released again: nothing of them is resident any more.
+        c.release(20, PID, 100 * p, 4 * p, &mut out);
+        assert_eq!(c.origin_counts().unmatched_release_bytes, 4 * p);
+        // One arena page faults in again (swapped out meanwhile): it is the thread's now.
+        c.grow(30, PID, TID, 1000 * p, p, 30, &mut out);
+        // The arena moves to 5000, its 2 pages with it; then it is released there.
+        c.remap(40, PID, (1000 * p, 2 * p), (5000 * p, 2 * p), &mut out);
+        c.release(50, PID, 5000 * p, 16 * p, &mut out);
+        let counts = c.origin_counts();
+        assert_eq!(
+            (counts.unmatched_release_bytes, counts.unseen_release_bytes),
+            (5 * p, 8 * p + 14 * p)
+        );
+        assert_eq!(releases(&out), vec![(0, 0, None, p)]);
+        // After an exec nothing is known of the new image's releases but its own mappings.
+        c.resident_before(PID, &[(200 * p, 201 * p)]);
+        c.address_space_gone(60, PID, &mut out);
+        c.release(70, PID, 200 * p, p, &mut out);
+        assert_eq!(c.origin_counts().unmatched_release_bytes, 6 * p);
+        // Another process, never read: every uncovered byte is of unknown origin.
+        c.release(80, PID + 1, 0, 3 * p, &mut out);
+        assert_eq!(c.origin_counts().unmatched_release_bytes, 9 * p);
     }
 
     #[test]

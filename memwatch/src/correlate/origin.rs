@@ -7,12 +7,11 @@
 //! resident twice (a copy-on-write fault after a read fault, say) is counted once. Memory is
 //! bounded: past [`OriginMap::max_spans`] spans, new growth is not tracked and its bytes are
 //! counted in [`OriginCounts::untracked_bytes`]. Released bytes no span covers are counted by
-//! what memwatch knows of their address space ([`Mapped`]): in
-//! [`OriginCounts::unmatched_release_bytes`] when pages there may have been resident without
-//! memwatch seeing them (mapped before it attached, or inherited over fork), else in
-//! [`OriginCounts::unseen_release_bytes`] (address space mapped while recording that memwatch
-//! never saw made resident, such as the untouched part of a thread stack). Nothing is dropped
-//! silently.
+//! what memwatch knows of the pages resident there ([`Resident`]): in
+//! [`OriginCounts::unmatched_release_bytes`] when they were resident before memwatch began to
+//! trace the process, or may have been (nothing known of them), else in
+//! [`OriginCounts::unseen_release_bytes`] (address space memwatch never saw resident, such as
+//! the untouched part of a thread stack). Nothing is dropped silently.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -33,8 +32,8 @@ pub const DEFAULT_MAX_SPANS: usize = 1 << 20;
 /// Releases remembered per process, to check runs of faulted pages that arrive late against.
 const RECENT_RELEASES: usize = 1024;
 
-/// A release remembered for [`OriginMap::grow_run`]: `(when, start, end, mapped)`.
-type Recent = (i64, u64, u64, Mapped);
+/// A release remembered for [`OriginMap::grow_run`]: `(when, start, end, resident)`.
+type Recent = (i64, u64, u64, Resident);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Span<O> {
@@ -42,17 +41,19 @@ struct Span<O> {
     owner: O,
 }
 
-/// What memwatch knows of a released range's address space, which says what its bytes that no
-/// span covers were.
+/// What memwatch knows of the pages resident in a released range, which says what its bytes
+/// that no span covers were.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mapped {
-    /// Mapped before memwatch attached, inherited over fork, or not known to be otherwise: pages
-    /// of it may have been resident all along, of no known origin.
-    Before,
-    /// Mapped, all of it, by the process while memwatch watched, and no growth went untracked:
-    /// every page made resident there was seen, so bytes no span covers were never resident
-    /// as far as memwatch can tell (reserved address space, or file pages).
-    WhileRecording,
+pub enum Resident {
+    /// Nothing: pages there may have been resident before memwatch attached, or inherited over
+    /// fork. Every uncovered byte is a release of unknown origin (an upper bound).
+    Unknown,
+    /// Every resident page: the spans, and `before` bytes resident when memwatch began to trace
+    /// the process (its pagemap, read then) or mapped since by the process itself, while no
+    /// growth went untracked. Those `before` bytes are releases of unknown origin; the other
+    /// uncovered bytes were never seen resident (reserved address space such as the untouched
+    /// part of a thread stack, or pages populated without a user fault).
+    Known { before: u64 },
 }
 
 /// What the map could not attribute, and how much it holds.
@@ -60,11 +61,11 @@ pub enum Mapped {
 pub struct OriginCounts {
     /// Bytes made resident that were not tracked because the span bound was reached.
     pub untracked_bytes: u64,
-    /// Bytes released that no tracked span covered, in address space that may have held pages
-    /// of no known origin ([`Mapped::Before`]).
+    /// Releases of unknown origin: bytes released that no tracked span covered, resident before
+    /// memwatch began to trace the process, or perhaps resident ([`Resident::Unknown`]).
     pub unmatched_release_bytes: u64,
-    /// Bytes released that no tracked span covered, in address space mapped while recording
-    /// ([`Mapped::WhileRecording`]): never seen resident, so not memory given back.
+    /// Bytes released that no tracked span covered and that memwatch knows were not resident
+    /// as far as it saw ([`Resident::Known`]): not memory given back.
     pub unseen_release_bytes: u64,
     /// Spans held now.
     pub spans: u64,
@@ -97,19 +98,20 @@ impl<O: Owner> OriginMap<O> {
 
     /// Remembers that `[start, start + len)` of `pid` was released at `ts`, for
     /// [`OriginMap::grow_run`].
-    pub fn note_release(&mut self, pid: u32, ts: i64, start: u64, len: u64, mapped: Mapped) {
+    pub fn note_release(&mut self, pid: u32, ts: i64, start: u64, len: u64, resident: Resident) {
         let recent = self.recent.entry(pid).or_default();
         if recent.len() == RECENT_RELEASES {
             recent.pop_front();
         }
-        recent.push_back((ts, start, start.saturating_add(len), mapped));
+        recent.push_back((ts, start, start.saturating_add(len), resident));
     }
 
-    /// The counter of released bytes no span covered, for address space `mapped`.
-    fn uncovered(&mut self, mapped: Mapped) -> &mut u64 {
-        match mapped {
-            Mapped::Before => &mut self.counts.unmatched_release_bytes,
-            Mapped::WhileRecording => &mut self.counts.unseen_release_bytes,
+    /// The counter of released bytes no span covered other than the `before` ones: pages made
+    /// resident after memwatch began are among them, if any.
+    fn uncovered(&mut self, resident: Resident) -> &mut u64 {
+        match resident {
+            Resident::Unknown => &mut self.counts.unmatched_release_bytes,
+            Resident::Known { .. } => &mut self.counts.unseen_release_bytes,
         }
     }
 
@@ -153,9 +155,9 @@ impl<O: Owner> OriginMap<O> {
         }
         let mut pieces = vec![(start, end)];
         // What each release took from the run, taken back from the counter it went to.
-        let mut taken: Vec<(Mapped, u64)> = Vec::new();
+        let mut taken: Vec<(Resident, u64)> = Vec::new();
         if let Some(recent) = self.recent.get(&pid) {
-            for &(_, rs, re, mapped) in recent.iter().rev().take_while(|r| r.0 >= first_ts) {
+            for &(_, rs, re, resident) in recent.iter().rev().take_while(|r| r.0 >= first_ts) {
                 let mut next = Vec::with_capacity(pieces.len() + 1);
                 for (a, b) in pieces {
                     if re <= a || rs >= b {
@@ -163,7 +165,7 @@ impl<O: Owner> OriginMap<O> {
                         continue;
                     }
                     let (cut_start, cut_end) = (rs.max(a), re.min(b));
-                    taken.push((mapped, cut_end - cut_start));
+                    taken.push((resident, cut_end - cut_start));
                     next.extend(
                         [(a, cut_start), (cut_end, b)]
                             .into_iter()
@@ -173,8 +175,9 @@ impl<O: Owner> OriginMap<O> {
                 pieces = next;
             }
         }
-        for (mapped, bytes) in taken {
-            let counter = self.uncovered(mapped);
+        // Pages faulted in after memwatch began are not among the `before` bytes.
+        for (resident, bytes) in taken {
+            let counter = self.uncovered(resident);
             *counter = counter.saturating_sub(bytes);
         }
         pieces
@@ -230,8 +233,8 @@ impl<O: Owner> OriginMap<O> {
     }
 
     /// `[start, start + len)` of process `pid` was released. Returns the bytes credited to each
-    /// owner; what no span covered is counted by what is known of its address space.
-    pub fn release(&mut self, pid: u32, start: u64, len: u64, mapped: Mapped) -> Credits<O> {
+    /// owner; what no span covered is counted by what is known of the pages resident there.
+    pub fn release(&mut self, pid: u32, start: u64, len: u64, resident: Resident) -> Credits<O> {
         let end = start.saturating_add(len);
         let mut credits: Credits<O> = Vec::new();
         if len == 0 {
@@ -246,23 +249,34 @@ impl<O: Owner> OriginMap<O> {
             }
         }
         self.counts.tracked_bytes -= covered;
-        *self.uncovered(mapped) += len - covered;
+        let uncovered = len - covered;
+        let before = match resident {
+            Resident::Unknown => 0,
+            Resident::Known { before } => before.min(uncovered),
+        };
+        self.counts.unmatched_release_bytes += before;
+        *self.uncovered(resident) += uncovered - before;
         credits
     }
 
     /// mremap: the first `min(old_len, new_len)` bytes move from `old` to `new` with their
-    /// owners; a shrink releases the tail, whose address space is `mapped`. Growth of the
+    /// owners; a shrink releases the tail, whose resident pages are `resident`. Growth of the
     /// mapping is not resident until faulted.
     pub fn remap(
         &mut self,
         pid: u32,
         (old, old_len): (u64, u64),
         (new, new_len): (u64, u64),
-        mapped: Mapped,
+        resident: Resident,
     ) -> Credits<O> {
         let kept = old_len.min(new_len);
         let credits = if new_len < old_len {
-            self.release(pid, old.saturating_add(new_len), old_len - new_len, mapped)
+            self.release(
+                pid,
+                old.saturating_add(new_len),
+                old_len - new_len,
+                resident,
+            )
         } else {
             Vec::new()
         };
@@ -422,12 +436,12 @@ mod tests {
         assert_eq!(m.counts().tracked_bytes, 6 * P);
         // Another thread, another request, releases the middle: credited to both owners.
         assert_eq!(
-            m.release(1, 12 * P, 3 * P, Mapped::Before),
+            m.release(1, 12 * P, 3 * P, Resident::Unknown),
             vec![(7, 2 * P), (8, P)]
         );
         assert_eq!(m.held(), BTreeMap::from([(7, 2 * P), (8, P)]));
         // Releasing pages memwatch never saw resident is counted, not credited.
-        assert_eq!(m.release(1, 100 * P, 2 * P, Mapped::Before), vec![]);
+        assert_eq!(m.release(1, 100 * P, 2 * P, Resident::Unknown), vec![]);
         assert_eq!(m.counts().unmatched_release_bytes, 2 * P);
         assert_eq!(m.exit(1), vec![(7, 2 * P), (8, P)]);
         assert_eq!(
@@ -469,8 +483,8 @@ mod tests {
         let mut m = OriginMap::new(DEFAULT_MAX_SPANS);
         // Thread A faults 8 pages from t=100; thread B releases the middle 4 at t=150, before
         // A's run is reported at t=200: those 4 are gone, and their release was not unmatched.
-        assert_eq!(m.release(1, 12 * P, 4 * P, Mapped::Before), vec![]);
-        m.note_release(1, 150, 12 * P, 4 * P, Mapped::Before);
+        assert_eq!(m.release(1, 12 * P, 4 * P, Resident::Unknown), vec![]);
+        m.note_release(1, 150, 12 * P, 4 * P, Resident::Unknown);
         assert_eq!(m.counts().unmatched_release_bytes, 4 * P);
         assert_eq!(m.grow_run(1, (10 * P, 8 * P), 7, 100), 4 * P);
         assert_eq!(m.held(), BTreeMap::from([(7, 4 * P)]));
@@ -490,22 +504,34 @@ mod tests {
         m.grow(1, 10 * P, 2 * P, 7);
         // A 512-page thread stack mapped while recording, 2 pages of it touched, madvised away.
         assert_eq!(
-            m.release(1, 0, 512 * P, Mapped::WhileRecording),
+            m.release(1, 0, 512 * P, Resident::Known { before: 0 }),
             vec![(7, 2 * P)]
         );
         assert_eq!(m.counts().unseen_release_bytes, 510 * P);
         assert_eq!(m.counts().unmatched_release_bytes, 0);
         // Startup memory from before the attach, released: of no known origin.
-        assert_eq!(m.release(1, 1000 * P, 3 * P, Mapped::Before), vec![]);
+        assert_eq!(m.release(1, 1000 * P, 3 * P, Resident::Unknown), vec![]);
         assert_eq!(m.counts().unmatched_release_bytes, 3 * P);
         // A run from t=100 reported at t=200 overlaps a release of each kind made meanwhile.
-        m.note_release(1, 150, 2000 * P, 2 * P, Mapped::WhileRecording);
-        m.release(1, 2000 * P, 2 * P, Mapped::WhileRecording);
-        m.note_release(1, 160, 2003 * P, P, Mapped::Before);
-        m.release(1, 2003 * P, P, Mapped::Before);
+        m.note_release(1, 150, 2000 * P, 2 * P, Resident::Known { before: 0 });
+        m.release(1, 2000 * P, 2 * P, Resident::Known { before: 0 });
+        m.note_release(1, 160, 2003 * P, P, Resident::Unknown);
+        m.release(1, 2003 * P, P, Resident::Unknown);
         assert_eq!(m.grow_run(1, (2000 * P, 5 * P), 8, 100), 2 * P);
         assert_eq!(m.counts().unseen_release_bytes, 510 * P);
         assert_eq!(m.counts().unmatched_release_bytes, 3 * P);
+        // 10 pages released, 2 tracked, 3 known resident before: those 3 are of unknown
+        // origin, the other 5 never seen resident. `before` never exceeds what is uncovered.
+        m.grow(1, 3000 * P, 2 * P, 9);
+        assert_eq!(
+            m.release(1, 3000 * P, 10 * P, Resident::Known { before: 3 * P }),
+            vec![(9, 2 * P)]
+        );
+        assert_eq!(m.counts().unmatched_release_bytes, 6 * P);
+        assert_eq!(m.counts().unseen_release_bytes, 515 * P);
+        m.release(1, 4000 * P, P, Resident::Known { before: 2 * P });
+        assert_eq!(m.counts().unmatched_release_bytes, 7 * P);
+        assert_eq!(m.counts().unseen_release_bytes, 515 * P);
     }
 
     #[test]
@@ -535,7 +561,7 @@ mod tests {
         m.grow(1, 2000 * P, P, OUTSIDE);
         assert_eq!(m.counts().spans, 2);
         // Processes are separate address spaces.
-        assert_eq!(m.release(2, 1000 * P, P, Mapped::Before), vec![]);
+        assert_eq!(m.release(2, 1000 * P, P, Resident::Unknown), vec![]);
         assert_eq!(m.counts().tracked_bytes, 513 * P);
     }
 
@@ -546,16 +572,16 @@ mod tests {
         m.grow(1, 4 * P, 4 * P, 6);
         // Move 8 pages to 100..106, shrinking to 6: the last 2 pages (owner 6) are released.
         assert_eq!(
-            m.remap(1, (0, 8 * P), (100 * P, 6 * P), Mapped::Before),
+            m.remap(1, (0, 8 * P), (100 * P, 6 * P), Resident::Unknown),
             vec![(6, 2 * P)]
         );
         assert_eq!(
-            m.release(1, 0, 8 * P, Mapped::Before),
+            m.release(1, 0, 8 * P, Resident::Unknown),
             vec![],
             "nothing left at the old address"
         );
         assert_eq!(
-            m.release(1, 100 * P, 6 * P, Mapped::Before),
+            m.release(1, 100 * P, 6 * P, Resident::Unknown),
             vec![(5, 4 * P), (6, 2 * P)]
         );
         assert_eq!(m.counts().tracked_bytes, 0);
