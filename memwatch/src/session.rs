@@ -789,7 +789,10 @@ async fn attach(
     // while; a target still starting up grows meanwhile, and those events are counted.)
     let mut baseline: Vec<Row> = Vec::new();
     let mut stacks = (config.stack_every != 0).then(Stacks::new);
-    let mut add = |targets: &mut Vec<u32>, pid: u32, probe: &mut Option<Probe>| {
+    let mut add = |targets: &mut Vec<u32>,
+                   pid: u32,
+                   probe: &mut Option<Probe>,
+                   conns: &mut procfs::ConnScan| {
         // memwatch may be a descendant of its target (`memwatch record -p $$` from a shell): it
         // is never one of its own targets, for the kernel side nor for the /proc sampler.
         if pid == self_pid || targets.contains(&pid) {
@@ -814,14 +817,18 @@ async fn attach(
             let copy = stacks.as_mut().is_some_and(|s| s.wants_copy(pid));
             probe.add_target(pid, copy)?;
             if config.net {
-                probe.add_connections(pid, &procfs::server_connections(pid), generation)?;
+                probe.add_connections(pid, &conns.server_connections(pid), generation)?;
             }
         }
         targets.push(pid);
         Ok(())
     };
+    // The roots' connections are read before the hooks are attached, the descendants' after:
+    // one read of the TCP tables each (see `ConnScan`). A connection accepted after the hooks
+    // are attached is seen by them.
+    let mut conns = procfs::ConnScan::default();
     for &pid in &roots {
-        add(&mut targets, pid, &mut probe)?;
+        add(&mut targets, pid, &mut probe, &mut conns)?;
     }
     // Test hook: widens the window between the checks and attaching, so the tests can make a
     // target exit inside it. Has no other effect.
@@ -835,10 +842,11 @@ async fn attach(
         probe.attach(config)?;
     }
     if config.follow_forks && held.is_none() {
+        let mut conns = procfs::ConnScan::default();
         loop {
             let before = targets.len();
             for pid in procfs::with_descendants(&roots) {
-                add(&mut targets, pid, &mut probe)?;
+                add(&mut targets, pid, &mut probe, &mut conns)?;
             }
             if targets.len() == before {
                 break;
