@@ -235,6 +235,7 @@ impl Session {
             Event::Fork(p) => {
                 let child = p.child;
                 self.mem.fork(p.header.tgid, child);
+                self.correlator.forked(child);
                 self.rows.push(Row::Process(ProcessRow {
                     pid: child,
                     ppid: Some(p.header.tgid),

@@ -43,6 +43,10 @@ use crate::{
 use origin::{OUTSIDE, OriginCounts, OriginMap, Resident};
 use route::Router;
 
+/// Bound on the spans of pages resident before tracing began, all processes together (about
+/// 64 bytes each: 16 MiB). A process whose pages do not fit keeps the upper bound.
+const BEFORE_MAX_SPANS: usize = 1 << 18;
+
 /// Memory rows held for one request before they are written early.
 const MAX_HELD_ROWS: usize = 100_000;
 
@@ -188,7 +192,7 @@ impl Correlator {
             origin: OriginMap::new(origin::DEFAULT_MAX_SPANS),
             stacks: false,
             retained: HashMap::default(),
-            before: OriginMap::new(origin::DEFAULT_MAX_SPANS),
+            before: OriginMap::new(BEFORE_MAX_SPANS),
             seeded: HashSet::default(),
             vm_origin: OriginMap::new(origin::DEFAULT_MAX_SPANS),
             vm_retained: HashMap::default(),
@@ -211,6 +215,14 @@ impl Correlator {
         }
         self.seeded.insert(pid);
         true
+    }
+
+    /// `pid` is a new process (a fork): nothing is known of what it inherited. (Its PID's
+    /// previous holder is forgotten at its exit; this also covers an exit whose event was lost.)
+    pub fn forked(&mut self, pid: u32) {
+        if self.seeded.remove(&pid) {
+            self.before.exit(pid);
+        }
     }
 
     /// What the origin map could not attribute, and what it holds.
@@ -1398,6 +1410,11 @@ mod tests {
         // Another process, never read: every uncovered byte is of unknown origin.
         c.release(80, PID + 1, 0, 3 * p, &mut out);
         assert_eq!(c.origin_counts().unmatched_release_bytes, 9 * p);
+        // A PID read at attach and given to a forked child (its exit unseen): nothing known.
+        c.resident_before(PID + 2, &[(0, p)]);
+        c.forked(PID + 2);
+        c.release(90, PID + 2, 10 * p, 2 * p, &mut out);
+        assert_eq!(c.origin_counts().unmatched_release_bytes, 11 * p);
     }
 
     #[test]

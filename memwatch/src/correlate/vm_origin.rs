@@ -122,8 +122,9 @@ impl Correlator {
         self.vm_origin.counts().unmatched_release_bytes
     }
 
-    /// Spans both origin maps hold now.
+    /// Spans the origin maps hold now: resident memory, address space, and the pages resident
+    /// before tracing began.
     pub fn origin_spans(&self) -> u64 {
-        self.origin.counts().spans + self.vm_origin.counts().spans
+        self.origin.counts().spans + self.vm_origin.counts().spans + self.before.counts().spans
     }
 }
