@@ -146,6 +146,7 @@ fn rows() -> Vec<Row> {
             undecodable: 0,
             untracked_bytes: 0,
             unmatched_release_bytes: 4 * KIB,
+            unseen_release_bytes: 2048 * KIB,
         });
     }
     let routes = [
