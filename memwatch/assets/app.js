@@ -1122,7 +1122,7 @@
           `not accounted for ${fmtBytes(r.unexplained_bytes)}`));
         g.title = `releases of unknown origin: ${fmtInt(r.unmatched_release_bytes)} bytes; ` +
           (r.unseen_release_bytes == null ? '' :
-            `address space mapped while recording and released, never seen resident: ` +
+            `address space released, never seen resident: ` +
             `${fmtInt(r.unseen_release_bytes)} bytes; `) +
           `growth not tracked (bound): ${fmtInt(r.untracked_bytes)} bytes`;
         extras.appendChild(g);

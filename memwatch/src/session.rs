@@ -171,8 +171,18 @@ impl Session {
     /// or never resident (see [`Correlator::resident_before`]). Without them, such releases of
     /// the process all count as of unknown origin, an upper bound; said in the log.
     fn read_resident_before(&mut self, pid: u32) {
-        let known = procfs::resident_ranges(pid, MAX_RESIDENT_SCAN_PAGES)
-            .is_some_and(|ranges| self.correlator.resident_before(pid, &ranges));
+        let started = Instant::now();
+        let ranges = procfs::resident_ranges(pid, MAX_RESIDENT_SCAN_PAGES);
+        tracing::debug!(
+            pid,
+            ranges = ranges.as_ref().map(Vec::len),
+            bytes = ranges
+                .as_ref()
+                .map(|r| r.iter().map(|(a, b)| b - a).sum::<u64>()),
+            elapsed = ?started.elapsed(),
+            "pages resident as tracing began"
+        );
+        let known = ranges.is_some_and(|ranges| self.correlator.resident_before(pid, &ranges));
         if !known {
             tracing::info!(
                 pid,

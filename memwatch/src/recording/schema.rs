@@ -11,9 +11,9 @@ pub const APPLICATION_ID: i64 = 0x4D57_4154;
 /// address space, `vm_origin_rollup`; older files lack it ([`HAS_VM_ORIGIN`]). Version 5 adds call
 /// sites (`frames`, `stacks`, `stack_rollup`), filled by `record --stacks`; older files lack them
 /// ([`HAS_STACKS`]). Version 6 splits the released bytes no tracked page covered:
-/// `counters.unmatched_release_bytes` keeps those where pages of no known origin may have been
-/// resident, `counters.unseen_release_bytes` takes those in address space mapped while recording
-/// that memwatch never saw resident; in older files the first holds both ([`HAS_UNSEEN`]).
+/// `counters.unmatched_release_bytes` keeps the pages resident before tracing began (or perhaps
+/// resident), `counters.unseen_release_bytes` takes those memwatch never saw resident; in older
+/// files the first holds both ([`HAS_UNSEEN`]).
 pub const SCHEMA_VERSION: i64 = 6;
 /// The first schema version whose recordings carry retained-memory figures.
 pub const HAS_ORIGIN: i64 = 3;

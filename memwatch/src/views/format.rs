@@ -178,7 +178,7 @@ impl Report {
                     bytes(r.untracked_bytes),
                     bytes(r.unmatched_release_bytes),
                     r.unseen_release_bytes.map_or(String::new(), |b| format!(
-                        " (and {} of address space mapped while recording, never seen resident)",
+                        " (and {} of address space never seen resident)",
                         bytes(b)
                     ))
                 );

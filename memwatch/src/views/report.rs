@@ -275,14 +275,14 @@ pub struct RetainedSummary {
     /// fault (kernel-populated pages, huge pages counted as one page, file pages) and sampling
     /// lag.
     pub unexplained_bytes: i64,
-    /// Releases of unknown origin, whole recording: released bytes with no page memwatch saw
-    /// made resident, where pages may have been resident before it attached (or inherited over
-    /// fork). An upper bound on memory given back that no request or startup is known to own.
-    /// Before schema 6 it also holds `unseen_release_bytes`.
+    /// Releases of unknown origin, whole recording: released pages resident before memwatch
+    /// began to trace the process (its pagemap, read then), or perhaps resident where nothing is
+    /// known of them (a child forked while recording: an upper bound). Memory given back that no
+    /// request or startup memwatch saw owns. Before schema 6 it also holds
+    /// `unseen_release_bytes`.
     pub unmatched_release_bytes: i64,
-    /// Released bytes of address space mapped while recording with no page memwatch saw made
-    /// resident (untouched parts of thread stacks and reservations), whole recording: not
-    /// memory given back. `None` before schema 6.
+    /// Released bytes memwatch never saw resident (untouched parts of thread stacks,
+    /// reservations), whole recording: not memory given back. `None` before schema 6.
     pub unseen_release_bytes: Option<i64>,
     /// Resident growth origin tracking could not keep (its bound), whole recording.
     pub untracked_bytes: i64,
