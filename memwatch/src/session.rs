@@ -48,12 +48,12 @@ const DRAIN_EVERY: Duration = Duration::from_millis(50);
 /// How often per-thread fault totals and loss counters are written.
 const COUNTERS_EVERY: Duration = Duration::from_secs(1);
 
-/// CLOCK_MONOTONIC now, in ns: the clock of `bpf_ktime_get_ns`.
 /// The most address space, in pages, whose resident pages are read from a process's pagemap as
 /// it becomes a target (16 GiB of 4 KiB pages: 32 MiB of pagemap read, a few tens of ms).
 /// Reservations that can hold no page (`---p`) do not count.
 const MAX_RESIDENT_SCAN_PAGES: u64 = 1 << 22;
 
+/// CLOCK_MONOTONIC now, in ns: the clock of `bpf_ktime_get_ns`.
 fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,

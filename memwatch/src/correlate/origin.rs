@@ -48,11 +48,12 @@ pub enum Resident {
     /// Nothing: pages there may have been resident before memwatch attached, or inherited over
     /// fork. Every uncovered byte is a release of unknown origin (an upper bound).
     Unknown,
-    /// Every resident page: the spans, and `before` bytes resident when memwatch began to trace
-    /// the process (its pagemap, read then) or mapped since by the process itself, while no
-    /// growth went untracked. Those `before` bytes are releases of unknown origin; the other
-    /// uncovered bytes were never seen resident (reserved address space such as the untouched
-    /// part of a thread stack, or pages populated without a user fault).
+    /// Every resident page is known, no growth having gone untracked: the spans, and `before`
+    /// bytes still resident from when memwatch began to trace the process (its pagemap, read
+    /// then; 0 for a range the process mapped, all of it, while traced). Those `before` bytes
+    /// are releases of unknown origin; the other uncovered bytes were never seen resident
+    /// (reserved address space such as the untouched part of a thread stack, or pages populated
+    /// without a user fault).
     Known { before: u64 },
 }
 
@@ -82,7 +83,7 @@ pub struct OriginMap<O = i64> {
     processes: HashMap<u32, BTreeMap<u64, Span<O>>>,
     max_spans: usize,
     counts: OriginCounts,
-    /// The latest releases per process: `(when, start, end, mapped)`, newest last.
+    /// The latest releases per process: `(when, start, end, resident)`, newest last.
     recent: HashMap<u32, VecDeque<Recent>>,
 }
 
