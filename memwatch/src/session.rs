@@ -161,7 +161,9 @@ impl Session {
         self.alive.insert(pid);
         self.seen.insert(pid);
         self.follow_heap(pid);
-        if self.probe.is_some() {
+        // A command memwatch starts is traced from its exec on: it has nothing resident from
+        // before (what the held child has now is a copy of memwatch, gone at the exec).
+        if self.probe.is_some() && self.spawned != Some(pid) {
             self.read_resident_before(pid);
         }
     }
@@ -1180,10 +1182,18 @@ impl std::fmt::Debug for StopSignals {
 }
 
 impl StopSignals {
-    pub fn new() -> std::io::Result<Self> {
+    pub fn new() -> anyhow::Result<Self> {
+        let listen = |kind: SignalKind, name: &str| {
+            signal(kind).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot listen for {name}, which stops memwatch cleanly: {e}; nothing was \
+                     started (report this with the kernel and libc in use)"
+                )
+            })
+        };
         Ok(Self {
-            sigint: signal(SignalKind::interrupt())?,
-            sigterm: signal(SignalKind::terminate())?,
+            sigint: listen(SignalKind::interrupt(), "SIGINT (Ctrl-C)")?,
+            sigterm: listen(SignalKind::terminate(), "SIGTERM")?,
         })
     }
 

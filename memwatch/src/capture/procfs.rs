@@ -131,10 +131,8 @@ pub fn resident_ranges(pid: u32, max_pages: u64) -> Option<Vec<(u64, u64)>> {
             let n = ((end - at) / page).min(CHUNK);
             let bytes = &mut buf[..(n * 8) as usize];
             pagemap.read_exact_at(bytes, at / page * 8).ok()?;
-            for (i, entry) in bytes.chunks_exact(8).enumerate() {
-                let mut word = [0u8; 8];
-                word.copy_from_slice(entry);
-                if u64::from_ne_bytes(word) & PRESENT == 0 {
+            for (i, entry) in bytes.as_chunks::<8>().0.iter().enumerate() {
+                if u64::from_ne_bytes(*entry) & PRESENT == 0 {
                     continue;
                 }
                 let addr = at + i as u64 * page;
@@ -183,12 +181,19 @@ impl ConnScan {
             return Vec::new();
         }
         let netns = std::fs::metadata(format!("/proc/{pid}/ns/net"))
-            .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
-            .unwrap_or(0);
-        let established = self
-            .tables
-            .entry(netns)
-            .or_insert_with(|| established_server_sockets(&proc));
+            .map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+        // A namespace that cannot be told is read for this process alone.
+        let own;
+        let established = match netns {
+            Ok(netns) => self
+                .tables
+                .entry(netns)
+                .or_insert_with(|| established_server_sockets(&proc)),
+            Err(_) => {
+                own = established_server_sockets(&proc);
+                &own
+            }
+        };
         sockets
             .into_iter()
             .filter(|(_, inode)| established.contains(inode))

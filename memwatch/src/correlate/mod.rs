@@ -256,7 +256,7 @@ impl Correlator {
         if self.seeded.contains(&pid) {
             // A page resident before that faults in again (after a swap-out, or a
             // copy-on-write) is a new page, the faulting thread's.
-            self.before.release(pid, start, len, Resident::Unknown);
+            self.before.release(pid, start, len);
         }
         let added = self.origin.grow_run(pid, (start, len), owner, first_ns);
         self.charge_growth(serving, ts_ns, pid, added, out);
@@ -295,7 +295,7 @@ impl Correlator {
     pub fn release(&mut self, ts_ns: i64, pid: u32, start: u64, len: u64, out: &mut Vec<Row>) {
         let resident = self.resident(pid, start, len);
         self.origin.note_release(pid, ts_ns, start, len, resident);
-        let credits = self.origin.release(pid, start, len, resident);
+        let credits = self.origin.release_as(pid, start, len, resident);
         self.credit(ts_ns, pid, credits, out);
     }
 
@@ -307,14 +307,14 @@ impl Correlator {
     /// resident since were all seen. Not when some growth went untracked (the span bound): an
     /// untracked page could be anywhere.
     fn resident(&mut self, pid: u32, start: u64, len: u64) -> Resident {
-        let end = start.saturating_add(len);
-        let before: u64 = if self.seeded.contains(&pid) {
-            let credits = self.before.release(pid, start, len, Resident::Unknown);
+        let seeded = self.seeded.contains(&pid);
+        let before: u64 = if seeded {
+            let credits = self.before.release(pid, start, len);
             credits.iter().map(|&((), bytes)| bytes).sum()
         } else {
             0
         };
-        let all_seen = self.seeded.contains(&pid) || self.vm_origin.covers(pid, start, end);
+        let all_seen = seeded || self.vm_origin.covers(pid, start, start.saturating_add(len));
         if all_seen && self.origin.counts().untracked_bytes == 0 {
             Resident::Known { before }
         } else {
@@ -331,20 +331,23 @@ impl Correlator {
         (new, new_len): (u64, u64),
         out: &mut Vec<Row>,
     ) {
-        let (tail, tail_len) = (old.saturating_add(new_len), old_len.saturating_sub(new_len));
-        let resident = self.resident(pid, tail, tail_len);
-        if tail_len > 0 {
+        // A shrink releases the tail; a move or a growth releases nothing.
+        let resident = if new_len < old_len {
+            let (tail, tail_len) = (old.saturating_add(new_len), old_len - new_len);
+            let resident = self.resident(pid, tail, tail_len);
             self.origin
                 .note_release(pid, ts_ns, tail, tail_len, resident);
-        }
+            resident
+        } else {
+            Resident::Unknown
+        };
         if self.seeded.contains(&pid) {
             // Pages resident before move with the mapping (its tail is out already).
-            self.before
-                .remap(pid, (old, old_len), (new, new_len), Resident::Unknown);
+            self.before.remap(pid, (old, old_len), (new, new_len));
         }
         let credits = self
             .origin
-            .remap(pid, (old, old_len), (new, new_len), resident);
+            .remap_as(pid, (old, old_len), (new, new_len), resident);
         self.credit(ts_ns, pid, credits, out);
     }
 

@@ -233,9 +233,16 @@ impl<O: Owner> OriginMap<O> {
         added
     }
 
+    /// [`OriginMap::release_as`] with nothing known of the pages there: what no span covers is
+    /// unmatched. The address-space map, and the map of pages resident before tracing began,
+    /// release this way.
+    pub fn release(&mut self, pid: u32, start: u64, len: u64) -> Credits<O> {
+        self.release_as(pid, start, len, Resident::Unknown)
+    }
+
     /// `[start, start + len)` of process `pid` was released. Returns the bytes credited to each
     /// owner; what no span covered is counted by what is known of the pages resident there.
-    pub fn release(&mut self, pid: u32, start: u64, len: u64, resident: Resident) -> Credits<O> {
+    pub fn release_as(&mut self, pid: u32, start: u64, len: u64, resident: Resident) -> Credits<O> {
         let end = start.saturating_add(len);
         let mut credits: Credits<O> = Vec::new();
         if len == 0 {
@@ -260,10 +267,15 @@ impl<O: Owner> OriginMap<O> {
         credits
     }
 
+    /// [`OriginMap::remap_as`] with nothing known of the pages of a released tail.
+    pub fn remap(&mut self, pid: u32, old: (u64, u64), new: (u64, u64)) -> Credits<O> {
+        self.remap_as(pid, old, new, Resident::Unknown)
+    }
+
     /// mremap: the first `min(old_len, new_len)` bytes move from `old` to `new` with their
     /// owners; a shrink releases the tail, whose resident pages are `resident`. Growth of the
     /// mapping is not resident until faulted.
-    pub fn remap(
+    pub fn remap_as(
         &mut self,
         pid: u32,
         (old, old_len): (u64, u64),
@@ -272,7 +284,7 @@ impl<O: Owner> OriginMap<O> {
     ) -> Credits<O> {
         let kept = old_len.min(new_len);
         let credits = if new_len < old_len {
-            self.release(
+            self.release_as(
                 pid,
                 old.saturating_add(new_len),
                 old_len - new_len,
@@ -436,13 +448,10 @@ mod tests {
         assert_eq!(m.grow(1, 12 * P, 4 * P, 8), 2 * P);
         assert_eq!(m.counts().tracked_bytes, 6 * P);
         // Another thread, another request, releases the middle: credited to both owners.
-        assert_eq!(
-            m.release(1, 12 * P, 3 * P, Resident::Unknown),
-            vec![(7, 2 * P), (8, P)]
-        );
+        assert_eq!(m.release(1, 12 * P, 3 * P), vec![(7, 2 * P), (8, P)]);
         assert_eq!(m.held(), BTreeMap::from([(7, 2 * P), (8, P)]));
         // Releasing pages memwatch never saw resident is counted, not credited.
-        assert_eq!(m.release(1, 100 * P, 2 * P, Resident::Unknown), vec![]);
+        assert_eq!(m.release(1, 100 * P, 2 * P), vec![]);
         assert_eq!(m.counts().unmatched_release_bytes, 2 * P);
         assert_eq!(m.exit(1), vec![(7, 2 * P), (8, P)]);
         assert_eq!(
@@ -484,7 +493,7 @@ mod tests {
         let mut m = OriginMap::new(DEFAULT_MAX_SPANS);
         // Thread A faults 8 pages from t=100; thread B releases the middle 4 at t=150, before
         // A's run is reported at t=200: those 4 are gone, and their release was not unmatched.
-        assert_eq!(m.release(1, 12 * P, 4 * P, Resident::Unknown), vec![]);
+        assert_eq!(m.release(1, 12 * P, 4 * P), vec![]);
         m.note_release(1, 150, 12 * P, 4 * P, Resident::Unknown);
         assert_eq!(m.counts().unmatched_release_bytes, 4 * P);
         assert_eq!(m.grow_run(1, (10 * P, 8 * P), 7, 100), 4 * P);
@@ -505,19 +514,19 @@ mod tests {
         m.grow(1, 10 * P, 2 * P, 7);
         // A 512-page thread stack mapped while recording, 2 pages of it touched, madvised away.
         assert_eq!(
-            m.release(1, 0, 512 * P, Resident::Known { before: 0 }),
+            m.release_as(1, 0, 512 * P, Resident::Known { before: 0 }),
             vec![(7, 2 * P)]
         );
         assert_eq!(m.counts().unseen_release_bytes, 510 * P);
         assert_eq!(m.counts().unmatched_release_bytes, 0);
         // Startup memory from before the attach, released: of no known origin.
-        assert_eq!(m.release(1, 1000 * P, 3 * P, Resident::Unknown), vec![]);
+        assert_eq!(m.release(1, 1000 * P, 3 * P), vec![]);
         assert_eq!(m.counts().unmatched_release_bytes, 3 * P);
         // A run from t=100 reported at t=200 overlaps a release of each kind made meanwhile.
         m.note_release(1, 150, 2000 * P, 2 * P, Resident::Known { before: 0 });
-        m.release(1, 2000 * P, 2 * P, Resident::Known { before: 0 });
+        m.release_as(1, 2000 * P, 2 * P, Resident::Known { before: 0 });
         m.note_release(1, 160, 2003 * P, P, Resident::Unknown);
-        m.release(1, 2003 * P, P, Resident::Unknown);
+        m.release(1, 2003 * P, P);
         assert_eq!(m.grow_run(1, (2000 * P, 5 * P), 8, 100), 2 * P);
         assert_eq!(m.counts().unseen_release_bytes, 510 * P);
         assert_eq!(m.counts().unmatched_release_bytes, 3 * P);
@@ -525,12 +534,12 @@ mod tests {
         // origin, the other 5 never seen resident. `before` never exceeds what is uncovered.
         m.grow(1, 3000 * P, 2 * P, 9);
         assert_eq!(
-            m.release(1, 3000 * P, 10 * P, Resident::Known { before: 3 * P }),
+            m.release_as(1, 3000 * P, 10 * P, Resident::Known { before: 3 * P }),
             vec![(9, 2 * P)]
         );
         assert_eq!(m.counts().unmatched_release_bytes, 6 * P);
         assert_eq!(m.counts().unseen_release_bytes, 515 * P);
-        m.release(1, 4000 * P, P, Resident::Known { before: 2 * P });
+        m.release_as(1, 4000 * P, P, Resident::Known { before: 2 * P });
         assert_eq!(m.counts().unmatched_release_bytes, 7 * P);
         assert_eq!(m.counts().unseen_release_bytes, 515 * P);
     }
@@ -562,7 +571,7 @@ mod tests {
         m.grow(1, 2000 * P, P, OUTSIDE);
         assert_eq!(m.counts().spans, 2);
         // Processes are separate address spaces.
-        assert_eq!(m.release(2, 1000 * P, P, Resident::Unknown), vec![]);
+        assert_eq!(m.release(2, 1000 * P, P), vec![]);
         assert_eq!(m.counts().tracked_bytes, 513 * P);
     }
 
@@ -572,19 +581,13 @@ mod tests {
         m.grow(1, 0, 4 * P, 5);
         m.grow(1, 4 * P, 4 * P, 6);
         // Move 8 pages to 100..106, shrinking to 6: the last 2 pages (owner 6) are released.
+        assert_eq!(m.remap(1, (0, 8 * P), (100 * P, 6 * P)), vec![(6, 2 * P)]);
         assert_eq!(
-            m.remap(1, (0, 8 * P), (100 * P, 6 * P), Resident::Unknown),
-            vec![(6, 2 * P)]
-        );
-        assert_eq!(
-            m.release(1, 0, 8 * P, Resident::Unknown),
+            m.release(1, 0, 8 * P),
             vec![],
             "nothing left at the old address"
         );
-        assert_eq!(
-            m.release(1, 100 * P, 6 * P, Resident::Unknown),
-            vec![(5, 4 * P), (6, 2 * P)]
-        );
+        assert_eq!(m.release(1, 100 * P, 6 * P), vec![(5, 4 * P), (6, 2 * P)]);
         assert_eq!(m.counts().tracked_bytes, 0);
         assert_eq!(m.counts().spans, 0);
     }

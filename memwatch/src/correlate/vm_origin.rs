@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use super::{
     Correlator, InFlight, ReqId, Retained,
-    origin::{Credits, OUTSIDE, Resident},
+    origin::{Credits, OUTSIDE},
 };
 use crate::model::{Row, VmOriginRow};
 
@@ -34,21 +34,19 @@ impl Correlator {
         match effect {
             VmEffect::None => {}
             VmEffect::Map { start, len } => {
-                let credits = self.vm_origin.release(pid, start, len, Resident::Unknown);
+                let credits = self.vm_origin.release(pid, start, len);
                 self.vm_credit(ts_ns, credits, out);
                 self.vm_map(pid, tid, start, len);
             }
             VmEffect::Unmap { start, len } => {
-                let credits = self.vm_origin.release(pid, start, len, Resident::Unknown);
+                let credits = self.vm_origin.release(pid, start, len);
                 self.vm_credit(ts_ns, credits, out);
             }
             VmEffect::Remap {
                 old: (old, old_len),
                 new: (new, new_len),
             } => {
-                let credits =
-                    self.vm_origin
-                        .remap(pid, (old, old_len), (new, new_len), Resident::Unknown);
+                let credits = self.vm_origin.remap(pid, (old, old_len), (new, new_len));
                 self.vm_credit(ts_ns, credits, out);
                 if new_len > old_len {
                     self.vm_map(pid, tid, new.saturating_add(old_len), new_len - old_len);
@@ -116,8 +114,6 @@ impl Correlator {
     }
 
     /// Unmapping of address space of no known origin (mapped before memwatch attached), bytes.
-    /// Whether a range was mapped while recording is this map's own knowledge, so every uncovered
-    /// unmapping is counted here ([`Resident::Unknown`]).
     pub fn vm_unmatched_release_bytes(&self) -> u64 {
         self.vm_origin.counts().unmatched_release_bytes
     }
