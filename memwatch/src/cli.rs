@@ -22,8 +22,10 @@ use crate::{
     long_about = "memwatch attaches to a running Linux process (or starts a command), traces its \
                   memory syscalls, page faults and HTTP traffic with eBPF, records everything to \
                   a file, and reports memory growth per request and URL.\n\nExit codes: 0 ok; \
-                  1 regression found (diff, ci); 2 bad input (usage, PID, files); 3 environment \
-                  cannot run memwatch (privileges, kernel, tracefs); 4 failure while running."
+                  1 regression found (diff, ci); 2 bad input (usage, PID, files, an address in \
+                  use); 3 environment cannot run memwatch (privileges, kernel, tracefs); 4 \
+                  failure while running; 5 the recording could not be written (disk full, I/O \
+                  error); 130 a second Ctrl-C while stopping."
 )]
 pub struct Cli {
     /// More logging (-v info, -vv debug, -vvv trace). RUST_LOG overrides.
@@ -252,8 +254,8 @@ pub struct ServeArgs {
 /// `--listen` and `--token`, shared by `serve` and `view`.
 #[derive(Debug, Clone, Args)]
 pub struct PageArgs {
-    /// Address for the page. Port 0 picks a free port. Non-loopback addresses are reachable by
-    /// anyone who can reach this host: use --token.
+    /// Address for the page. Port 0 picks a free port. An address other than loopback is
+    /// reachable from other hosts, and refused without --token.
     #[arg(long, default_value = "127.0.0.1:7070", value_name = "ADDR")]
     pub listen: SocketAddr,
     /// Require this token on every request (`Authorization: Bearer TOKEN` or `?token=`); the
@@ -263,9 +265,35 @@ pub struct PageArgs {
 }
 
 impl PageArgs {
-    pub fn options(&self) -> ServeOptions {
+    /// The page's options; `hosts` are the `--allow-host` names (given once, for the page and
+    /// `/metrics` alike).
+    pub fn options(&self, hosts: &HostArgs) -> ServeOptions {
         let Self { listen, token } = self.clone();
-        ServeOptions { listen, token }
+        ServeOptions {
+            listen,
+            token,
+            allow_hosts: hosts.allow_hosts.clone(),
+        }
+    }
+}
+
+/// `--allow-host`, shared by the page and `/metrics`.
+#[derive(Debug, Clone, Args)]
+pub struct HostArgs {
+    /// Also answer requests that name this host (NAME or NAME:PORT) in their Host header, as
+    /// a reverse proxy or another name for this machine does. 127.0.0.1, localhost, [::1] and
+    /// the listen address are always answered; any other name gets 421. Repeatable.
+    #[arg(long = "allow-host", value_name = "NAME", value_parser = parse_allow_host)]
+    pub allow_hosts: Vec<String>,
+}
+
+fn parse_allow_host(s: &str) -> Result<String, String> {
+    match crate::views::server::guard::split_host(s) {
+        Some(_) => Ok(s.trim().to_owned()),
+        None => Err(format!(
+            "{s:?} is not a host name: give NAME or NAME:PORT (memwatch.example, \
+             10.0.0.5:7070, [fd00::5]:7070), no scheme or path"
+        )),
     }
 }
 
@@ -282,6 +310,8 @@ pub struct ViewArgs {
     pub log_format: Option<String>,
     #[command(flatten)]
     pub serve: PageArgs,
+    #[command(flatten)]
+    pub hosts: HostArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -389,6 +419,8 @@ pub struct FleetArgs {
     #[arg(long, value_parser = parse_duration, default_value = "60s", value_name = "DURATION",
           requires = "pprof_dir")]
     pub pprof_every: Duration,
+    #[command(flatten)]
+    pub hosts: HostArgs,
 }
 
 impl FleetArgs {
@@ -399,10 +431,12 @@ impl FleetArgs {
             metrics_max_routes,
             pprof_dir,
             pprof_every,
+            hosts,
         } = self.clone();
         crate::commands::record::Fleet {
             metrics,
             metrics_token,
+            allow_hosts: hosts.allow_hosts,
             max_routes: metrics_max_routes,
             pprof: pprof_dir.map(|d| (d, pprof_every)),
         }

@@ -43,6 +43,9 @@ pub mod exit {
     /// The recording could not be written (its disk filled up, or an I/O error): recording
     /// stopped, and what was committed before is readable.
     pub const WRITE: i32 = 5;
+    /// A second Ctrl-C (or SIGTERM) while stopping: memwatch exited at once (128 + SIGINT, as
+    /// a shell reports a process a Ctrl-C ended).
+    pub const FORCED: i32 = 130;
 }
 
 /// Failures of the checks memwatch runs before it loads anything, and of loading itself.

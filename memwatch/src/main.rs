@@ -44,7 +44,7 @@ fn main() {
         Command::Serve(args) => runtime().and_then(|rt| {
             rt.block_on(commands::record::run(
                 args.record.options(),
-                Some(args.serve.options()),
+                Some(args.serve.options(&args.record.fleet.hosts)),
                 args.record.fleet.options(),
             ))
         }),

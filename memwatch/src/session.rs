@@ -81,7 +81,10 @@ fn default_output() -> PathBuf {
 /// Why recording stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stop {
+    /// Ctrl-C or SIGTERM.
     Signal,
+    /// The command that runs the session asked (`memwatch ci`).
+    Asked,
     Duration,
     TargetsExited,
     /// The recording could not be written (disk full, I/O error); [`Writer::finish`] says why.
@@ -1042,8 +1045,17 @@ impl Session {
 
     /// Records until a stop condition, then writes the last rows and closes the recording.
     pub async fn run(mut self) -> anyhow::Result<Stop> {
-        let stop = event_loop(&mut self).await?;
+        let mut signals = match self.signals.take() {
+            Some(signals) => signals,
+            None => StopSignals::new()?,
+        };
+        let stop = event_loop(&mut self, &mut signals).await?;
         tracing::info!(?stop, "stopping");
+        // Stopped by Ctrl-C: from here on a second one ends memwatch at once. (Stopped otherwise,
+        // a page left up makes its own.)
+        if stop == Stop::Signal {
+            signals.escalate();
+        }
 
         // Stop the command we started if it outlived the recording.
         if let Some(pid) = self.spawned
@@ -1204,17 +1216,26 @@ impl StopSignals {
             _ = self.sigterm.recv() => {}
         }
     }
+
+    /// memwatch is stopping after a first Ctrl-C or SIGTERM: a second one ends it at once,
+    /// with [`exit::FORCED`](crate::error::exit::FORCED), whatever it is still doing. The
+    /// recording is readable up to its last commit, as after a kill.
+    pub fn escalate(mut self) {
+        tokio::spawn(async move {
+            self.recv().await;
+            say!(
+                "memwatch: stopped at once (second Ctrl-C); the recording holds what was committed"
+            );
+            std::process::exit(crate::error::exit::FORCED);
+        });
+    }
 }
 
-async fn event_loop(session: &mut Session) -> anyhow::Result<Stop> {
+async fn event_loop(session: &mut Session, signals: &mut StopSignals) -> anyhow::Result<Stop> {
     let stop = session.stop.clone();
     let sample_interval = session.options.sample_interval;
     let duration = session.options.duration;
     let follow_forks = session.options.follow_forks;
-    let mut signals = match session.signals.take() {
-        Some(signals) => signals,
-        None => StopSignals::new()?,
-    };
     let mut drain_tick = tokio::time::interval(DRAIN_EVERY);
     let mut sample_tick = tokio::time::interval(sample_interval);
     sample_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -1246,7 +1267,7 @@ async fn event_loop(session: &mut Session) -> anyhow::Result<Stop> {
                 session.drain();
                 let faults = session.thread_faults();
                 session.sample(&faults);
-                return Ok(Stop::Signal);
+                return Ok(Stop::Asked);
             }
             () = async {
                 match &session.probe {

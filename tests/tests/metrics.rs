@@ -163,8 +163,9 @@ fn routes_past_the_bound_fold_into_other_and_the_token_guards_metrics() {
             "/nonexistent/x.db",
         ],
         &[
-            "--metrics 0.0.0.0:0 is reachable from other hosts",
-            "--metrics-token",
+            "--metrics 0.0.0.0:0 is reachable from other hosts, and what memwatch serves names \
+             your routes, requests and processes: pass --metrics-token TOKEN, or listen on \
+             127.0.0.1",
         ],
     );
     let demo = start_server(Command::new(bin("memwatch-demo")).arg("--quiet"));
@@ -191,6 +192,15 @@ fn routes_past_the_bound_fold_into_other_and_the_token_guards_metrics() {
 
     assert_eq!(scrape(port, None).0, 401);
     assert_eq!(scrape(port, Some("wrong")).0, 401);
+    // /metrics answers only the hosts the user can have meant, token or not.
+    let evil = format!("evil.example:{port}");
+    let (status, _, body) = memwatch_tests::http(
+        port,
+        "/metrics",
+        &[("Host", &evil), ("Authorization", "Bearer s3cret")],
+    );
+    assert_eq!(status, 421, "{body}");
+    assert!(body.contains("--allow-host"), "{body}");
     let (status, text) = scrape(port, Some("s3cret"));
     assert_eq!(status, 200, "{text}");
     let lines: Vec<&str> = text
@@ -309,11 +319,12 @@ fn periodic_profiles_are_written_one_per_period() {
     );
 }
 
-/// `serve` serves `/metrics` with the page (behind the page's token), and stops cleanly: the
-/// page held the recording open while it was written, and used to make the final switch out of
-/// WAL mode fail (exit 4, "database is locked"). The file ends as one file.
+/// `serve` serves `/metrics` with the page (behind the page's token), and one Ctrl-C stops
+/// everything, with the summary printed once. (The page held the recording open while it was
+/// written, and used to make the final switch out of WAL mode fail: exit 4, "database is
+/// locked". The file ends as one file.)
 #[test]
-fn serve_has_metrics_behind_its_token_and_stops_cleanly() {
+fn serve_has_metrics_behind_its_token_and_one_ctrl_c_stops_it() {
     let demo = start_server(Command::new(bin("memwatch-demo")).arg("--quiet"));
     let dir = tempdir();
     let out = dir.path().join("serve.db");
@@ -344,15 +355,127 @@ fn serve_has_metrics_behind_its_token_and_stops_cleanly() {
         text.contains(r#"memwatch_route_requests_total{method="GET",route="/leak"} 5"#),
         "{text}"
     );
-    // The first stop ends the recording, the second the page.
-    serve.signal(libc::SIGINT);
-    serve.wait_for("the page stays up", T);
+    // A page open in a browser holds the stream: it does not hold memwatch.
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    std::io::Write::write_all(
+        &mut stream,
+        format!("GET /api/stream?token=pagetoken HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n")
+            .as_bytes(),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let asked = std::time::Instant::now();
     serve.signal(libc::SIGINT);
     let done = serve.wait(T);
     assert_eq!(done.code(), 0, "{}", done.stderr);
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert!(!done.stderr.contains("stays up"), "{}", done.stderr);
+    assert_eq!(
+        done.stdout
+            .lines()
+            .filter(|l| l.starts_with("recording: "))
+            .count(),
+        1,
+        "the summary once: {}",
+        done.stdout
+    );
     let left: Vec<_> = memwatch::recording::files(&out)
         .into_iter()
         .filter(|f| f.exists())
         .collect();
     assert_eq!(left, vec![out], "{}", done.stderr);
+}
+
+/// Stopped by `--duration`, `serve` prints the summary at once and keeps the page up until
+/// Ctrl-C, which then ends it without a second summary.
+#[test]
+fn serve_keeps_the_page_after_a_recording_that_ended_by_itself() {
+    let demo = start_server(Command::new(bin("memwatch-demo")).arg("--quiet"));
+    let dir = tempdir();
+    let out = dir.path().join("serve.db");
+    let pid = demo.pid().to_string();
+    let mut serve = Running::start(&[
+        "serve",
+        "-p",
+        &pid,
+        "-o",
+        out.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--duration",
+        "1",
+    ]);
+    let port = serve.wait_page(T);
+    serve.wait_for("the page stays up until Ctrl-C", T);
+    let (status, _, body) = memwatch_tests::http(port, "/api/summary", &[]);
+    assert_eq!(status, 200, "{body}");
+    serve.signal(libc::SIGINT);
+    let done = serve.wait(Duration::from_secs(5));
+    assert_eq!(done.code(), 0, "{}", done.stderr);
+    assert_eq!(
+        done.stdout
+            .lines()
+            .filter(|l| l.starts_with("recording: "))
+            .count(),
+        1,
+        "{}",
+        done.stdout
+    );
+}
+
+/// `serve --listen` on an address in use is refused before anything is loaded or recorded
+/// (exit 2, the address and who holds it named, no file); so is a non-loopback address
+/// without a token, with the rule every listener follows.
+#[test]
+fn serve_refuses_an_address_it_cannot_have_before_recording() {
+    let demo = start_server(Command::new(bin("memwatch-demo")).arg("--quiet"));
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = held.local_addr().unwrap();
+    let dir = tempdir();
+    let out = dir.path().join("busy.db");
+    let pid = demo.pid().to_string();
+    let listen = addr.to_string();
+    let done = memwatch_tests::run(
+        &[
+            "serve",
+            "-p",
+            &pid,
+            "-o",
+            out.to_str().unwrap(),
+            "--listen",
+            &listen,
+        ],
+        Duration::from_secs(10),
+    );
+    assert_eq!(done.code(), 2, "{}", done.stderr);
+    let me = std::process::id();
+    assert!(
+        done.stderr.contains(&format!(
+            "cannot listen on {addr} (--listen): the address is in use, by pid {me} ("
+        )),
+        "{}",
+        done.stderr
+    );
+    assert!(!done.stderr.contains("recording"), "{}", done.stderr);
+    assert!(!out.exists());
+    refused(
+        &[
+            "serve",
+            "-p",
+            &pid,
+            "-o",
+            out.to_str().unwrap(),
+            "--listen",
+            "0.0.0.0:0",
+        ],
+        &[
+            "--listen 0.0.0.0:0 is reachable from other hosts, and what memwatch serves names \
+           your routes, requests and processes: pass --token TOKEN, or listen on 127.0.0.1",
+        ],
+    );
+    assert!(!out.exists());
 }

@@ -228,13 +228,148 @@ fn token_is_required_when_set() {
     assert_eq!(status, 200);
 }
 
+/// One rule for every listener that other hosts can reach: without a token it is refused up
+/// front, with the message `record --metrics` gives (exit 2); with one, it serves and warns.
 #[test]
-fn non_loopback_listen_warns() {
+fn non_loopback_listen_is_refused_without_a_token() {
     let dir = tempdir();
     let (file, _, _) = phased(dir.path());
-    let mut v = Running::start(&["view", file.to_str().unwrap(), "--listen", "0.0.0.0:0"]);
+    let file = file.to_str().unwrap();
+    let done = memwatch_tests::run(
+        &["view", file, "--listen", "0.0.0.0:0"],
+        Duration::from_secs(30),
+    );
+    assert_eq!(done.code(), 2, "{}", done.stderr);
+    assert_eq!(
+        done.stderr.trim(),
+        "error: --listen 0.0.0.0:0 is reachable from other hosts, and what memwatch serves \
+         names your routes, requests and processes: pass --token TOKEN, or listen on 127.0.0.1"
+    );
+    let mut v = Running::start(&["view", file, "--listen", "0.0.0.0:0", "--token", "t0k"]);
     let warning = v.wait_for("WARNING", T);
-    assert!(warning.contains("--token"), "{warning}");
+    assert!(warning.contains("--allow-host"), "{warning}");
+    let port = v.wait_page(T);
+    let (status, _, _) = http(port, "/api/summary?token=t0k", &[]);
+    assert_eq!(status, 200);
+}
+
+/// A GET of `/api/stream` that reads the first event, then holds the connection open as an
+/// open tab does.
+fn open_stream(port: u16) -> std::net::TcpStream {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "GET /api/stream HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    .unwrap();
+    s.set_read_timeout(Some(T)).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("event: update") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "the stream ended: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    s
+}
+
+/// `view` stops within 2 s of SIGINT or SIGTERM while a page holds `/api/stream` open (it used
+/// to wait until the client went away: 600 s in the report that found it), and says so to the
+/// client: the stream ends.
+#[test]
+fn view_stops_within_two_seconds_whatever_the_page_holds_open() {
+    use std::io::Read as _;
+    let dir = tempdir();
+    let (file, _, _) = phased(dir.path());
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        let (v, port) = view(&file, &[]);
+        let mut streams: Vec<_> = (0..3).map(|_| open_stream(port)).collect();
+        let asked = std::time::Instant::now();
+        v.signal(sig);
+        let done = v.wait(Duration::from_secs(10));
+        let took = asked.elapsed();
+        assert_eq!(done.code(), 0, "signal {sig}: {}", done.stderr);
+        assert!(took < Duration::from_secs(2), "signal {sig}: took {took:?}");
+        // The stream was ended by the server, not left hanging.
+        let mut rest = Vec::new();
+        let _ = streams[0].read_to_end(&mut rest);
+        streams.clear();
+    }
+}
+
+/// While `view` is stopping (a client holds a half-sent request, which the server gives a
+/// second to finish), a second Ctrl-C ends it at once, with exit code 130.
+#[test]
+fn a_second_ctrl_c_ends_memwatch_at_once() {
+    use std::io::Write as _;
+    let dir = tempdir();
+    let (file, _, _) = phased(dir.path());
+    let (v, port) = view(&file, &[]);
+    let mut half = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        half,
+        "GET /api/summary HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+    )
+    .unwrap();
+    let _stream = open_stream(port);
+    v.signal(libc::SIGINT);
+    std::thread::sleep(Duration::from_millis(200));
+    let again = std::time::Instant::now();
+    v.signal(libc::SIGINT);
+    let done = v.wait(Duration::from_secs(10));
+    assert_eq!(done.code(), 130, "{}", done.stderr);
+    assert!(
+        again.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        again.elapsed()
+    );
+    assert!(done.stderr.contains("second Ctrl-C"), "{}", done.stderr);
+}
+
+/// Every endpoint answers only requests that name a host the user can have meant: a web page
+/// elsewhere that makes its name resolve to 127.0.0.1 (DNS rebinding) gets 421, and a script of
+/// another origin gets 403 from the API. `--allow-host` adds a name.
+#[test]
+fn only_the_users_own_hosts_are_answered() {
+    let dir = tempdir();
+    let (file, _, _) = phased(dir.path());
+    let (_v, port) = view(&file, &["--allow-host", "memwatch.internal"]);
+    let evil = format!("evil.example:{port}");
+    for path in [
+        "/",
+        "/assets/app.js",
+        "/api/summary",
+        "/api/endpoints",
+        "/api/stream",
+        "/metrics",
+    ] {
+        let (status, _, body) = http(port, path, &[("Host", &evil)]);
+        assert_eq!(status, 421, "{path}: {body}");
+        assert!(body.contains("--allow-host NAME"), "{path}: {body}");
+        assert!(body.contains("evil.example"), "{path}: {body}");
+    }
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        format!("[::1]:{port}"),
+        format!("memwatch.internal:{port}"),
+    ] {
+        let (status, _, body) = http(port, "/api/summary", &[("Host", &host)]);
+        assert_eq!(status, 200, "{host}: {body}");
+    }
+    let (status, _, body) = http(port, "/api/summary", &[("Host", "127.0.0.1:1")]);
+    assert_eq!(status, 421, "another port: {body}");
+
+    let (status, _, body) = http(port, "/api/summary", &[("Origin", "http://evil.example")]);
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("--allow-host"), "{body}");
+    let own = format!("http://127.0.0.1:{port}");
+    let (status, _, body) = http(port, "/api/summary", &[("Origin", &own)]);
+    assert_eq!(status, 200, "{body}");
+    // The page itself may be linked from anywhere; it holds no data.
+    let (status, _, _) = http(port, "/", &[("Origin", "http://evil.example")]);
+    assert_eq!(status, 200);
 }
 
 /// A Ctrl-C sent the instant the page is announced stops `view` cleanly: memwatch listens for

@@ -227,6 +227,45 @@ fn established_server_sockets(proc: &Process) -> HashSet<u64> {
         .collect()
 }
 
+/// The processes (PID and name) holding a socket that listens on TCP `port` in memwatch's own
+/// network namespace: who holds an address memwatch could not bind. Empty when nobody can be
+/// found (a process of another namespace or user).
+pub fn port_holders(port: u16) -> Vec<(u32, String)> {
+    let mut entries = Vec::new();
+    if let Ok(tcp) = procfs::net::tcp() {
+        entries.extend(tcp);
+    }
+    if let Ok(tcp6) = procfs::net::tcp6() {
+        entries.extend(tcp6);
+    }
+    let inodes: HashSet<u64> = entries
+        .iter()
+        .filter(|e| e.state == procfs::net::TcpState::Listen && e.local_address.port() == port)
+        .map(|e| e.inode)
+        .collect();
+    if inodes.is_empty() {
+        return Vec::new();
+    }
+    let Ok(all) = procfs::process::all_processes() else {
+        return Vec::new();
+    };
+    let mut holders: Vec<(u32, String)> = all
+        .flatten()
+        .filter(|p| {
+            p.fd().is_ok_and(|fds| {
+                fds.flatten()
+                    .any(|fd| matches!(fd.target, FDTarget::Socket(i) if inodes.contains(&i)))
+            })
+        })
+        .map(|p| {
+            let comm = p.stat().map(|s| s.comm).unwrap_or_default();
+            (p.pid as u32, comm)
+        })
+        .collect();
+    holders.sort();
+    holders
+}
+
 /// The running kernel's release string.
 pub fn kernel_release() -> Option<String> {
     std::fs::read_to_string("/proc/sys/kernel/osrelease")
@@ -282,5 +321,18 @@ mod tests {
         );
         // SAFETY: the mapping made above.
         unsafe { libc::munmap(base, len) };
+    }
+
+    #[test]
+    fn the_holder_of_a_listening_port_is_found() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let holders = port_holders(port);
+        assert!(
+            holders.iter().any(|(pid, _)| *pid == std::process::id()),
+            "{holders:?}"
+        );
+        drop(listener);
+        assert_eq!(port_holders(port), vec![]);
     }
 }

@@ -3,6 +3,7 @@
 //! the flow, where every module's errors are in sight.
 
 pub mod ci;
+mod listen;
 pub mod pprof;
 pub mod profile;
 pub mod record;

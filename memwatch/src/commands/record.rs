@@ -8,10 +8,11 @@ use std::{
     time::Duration,
 };
 
+use super::listen;
 use crate::{
     error::UsageError,
     recording::{Recording, query::Range},
-    session::{self, Hooks, RecordOptions, wall_ns},
+    session::{self, Hooks, RecordOptions, Stop, wall_ns},
     views::{
         metrics::DEFAULT_MAX_ROUTES,
         pprof::{self, Selection},
@@ -27,6 +28,8 @@ pub struct Fleet {
     /// Serve `/metrics` here (`--metrics`).
     pub metrics: Option<SocketAddr>,
     pub metrics_token: Option<String>,
+    /// Names besides loopback that a request's `Host` may give (`--allow-host`).
+    pub allow_hosts: Vec<String>,
     /// Routes with series of their own on `/metrics` (the page's too).
     pub max_routes: usize,
     /// Write a profile into this directory every so often (`--pprof-dir`, `--pprof-every`).
@@ -38,6 +41,7 @@ impl Default for Fleet {
         Self {
             metrics: None,
             metrics_token: None,
+            allow_hosts: Vec::new(),
             max_routes: DEFAULT_MAX_ROUTES,
             pprof: None,
         }
@@ -47,15 +51,13 @@ impl Default for Fleet {
 impl Fleet {
     /// Everything the user can get wrong here, before anything is loaded.
     pub fn check(&self) -> Result<(), UsageError> {
-        if let Some(addr) = self.metrics
-            && !addr.ip().is_loopback()
-            && self.metrics_token.is_none()
-        {
-            return Err(UsageError(format!(
-                "--metrics {addr} is reachable from other hosts, and the figures name your \
-                 routes: pass --metrics-token TOKEN (Prometheus sends it with \
-                 `authorization: {{credentials: TOKEN}}`), or listen on 127.0.0.1"
-            )));
+        if let Some(addr) = self.metrics {
+            server::check_exposure(
+                "--metrics",
+                addr,
+                "--metrics-token",
+                self.metrics_token.as_deref(),
+            )?;
         }
         if let Some((dir, every)) = &self.pprof {
             if *every < Duration::from_secs(1) {
@@ -98,6 +100,9 @@ pub async fn run(
     fleet: Fleet,
 ) -> anyhow::Result<i32> {
     fleet.check()?;
+    if let Some(page) = &serve {
+        server::check_exposure("--listen", page.listen, "--token", page.token.as_deref())?;
+    }
     run_with(options, serve, fleet, Hooks::default()).await
 }
 
@@ -108,31 +113,36 @@ pub async fn run_with(
     fleet: Fleet,
     hooks: Hooks,
 ) -> anyhow::Result<i32> {
+    // The addresses first: one that cannot be had stops memwatch before anything is loaded.
+    let page_listener = match &serve {
+        Some(page) => Some(listen::bind(page.listen, "--listen")?),
+        None => None,
+    };
+    let metrics_listener = match fleet.metrics {
+        Some(addr) => Some(listen::bind(addr, "--metrics")?),
+        None => None,
+    };
     let session = session::start(options, hooks).await?;
     let output = session.output().to_owned();
     // The page reads the file the writer fills: live and offline views use the same reader.
-    let page = match serve {
-        Some(options) => Some(LivePage::start(
+    let page = match (serve, page_listener) {
+        (Some(options), Some(listener)) => Some(LivePage::start(
             Recording::open(&output)?,
+            listener,
             options,
             fleet.max_routes,
         )),
-        None => None,
+        _ => None,
     };
-    let metrics = match fleet.metrics {
-        Some(addr) => Some(Metrics::start(
-            Recording::open(&output)?,
-            addr,
-            fleet.metrics_token.clone(),
-            fleet.max_routes,
-        )),
+    let metrics = match metrics_listener {
+        Some(listener) => Some(Metrics::start(Recording::open(&output)?, listener, &fleet)),
         None => None,
     };
     let profiles = fleet
         .pprof
         .clone()
         .map(|(dir, every)| Profiles::start(output.clone(), dir, every));
-    session.run().await?;
+    let stop = session.run().await?;
     if let Some(profiles) = profiles {
         profiles.finished().await;
     }
@@ -140,24 +150,26 @@ pub async fn run_with(
     if let Some(metrics) = metrics {
         metrics.finished().await;
     }
-    if let Some(page) = page {
-        page.finished().await?;
-    }
-    if readers {
-        // The page and /metrics read the file while it was written: now they are gone, it can
-        // be one file again.
-        crate::recording::finalize(&output)?;
-    }
+    // The summary, once, as soon as the recording is complete.
     let report = Report::build(&Recording::open(&output)?)?;
     super::print_out(&format!(
         "{}recording: {}\n",
         report.to_text(),
         output.display()
     ))?;
+    if let Some(page) = page {
+        page.finished(stop).await?;
+    }
+    if readers {
+        // The page and /metrics read the file while it was written: now they are gone, it can
+        // be one file again.
+        crate::recording::finalize(&output)?;
+    }
     Ok(crate::error::exit::OK)
 }
 
-/// The page served while recording, and after it until Ctrl-C.
+/// The page served while recording, and after it until Ctrl-C when the recording ended by
+/// itself.
 struct LivePage {
     state: Arc<server::AppState>,
     stop: Arc<tokio::sync::Notify>,
@@ -165,7 +177,12 @@ struct LivePage {
 }
 
 impl LivePage {
-    fn start(recording: Recording, options: ServeOptions, max_routes: usize) -> Self {
+    fn start(
+        recording: Recording,
+        listener: std::net::TcpListener,
+        options: ServeOptions,
+        max_routes: usize,
+    ) -> Self {
         let state =
             server::AppState::with_max_routes(recording, true, options.token.clone(), max_routes);
         let stop = Arc::new(tokio::sync::Notify::new());
@@ -173,19 +190,23 @@ impl LivePage {
         let shutdown = async move { stopped.notified().await };
         let task_state = Arc::clone(&state);
         let task = tokio::spawn(async move {
-            if let Err(e) = server::serve(task_state, &options, shutdown).await {
+            if let Err(e) = server::serve(task_state, listener, &options, shutdown).await {
                 say!("memwatch: the page server stopped: {e:#}");
             }
         });
         Self { state, stop, task }
     }
 
-    /// The recording is complete: the page says so and stays up until Ctrl-C.
-    async fn finished(self) -> anyhow::Result<()> {
+    /// The recording is complete. Stopped by Ctrl-C, the page goes with it; stopped by
+    /// `--duration` or the targets' exit, the page says so and stays up until Ctrl-C.
+    async fn finished(self, stop: Stop) -> anyhow::Result<()> {
         self.state.set_live(false);
-        let mut signals = session::StopSignals::new()?;
-        say!("memwatch: recording finished; the page stays up until Ctrl-C");
-        signals.recv().await;
+        if stop != Stop::Signal {
+            let mut signals = session::StopSignals::new()?;
+            say!("memwatch: recording finished; the page stays up until Ctrl-C");
+            signals.recv().await;
+            signals.escalate();
+        }
         self.stop.notify_one();
         let _ = self.task.await;
         Ok(())
@@ -199,18 +220,19 @@ struct Metrics {
 }
 
 impl Metrics {
-    fn start(
-        recording: Recording,
-        addr: SocketAddr,
-        token: Option<String>,
-        max_routes: usize,
-    ) -> Self {
-        let state = server::AppState::with_max_routes(recording, true, token, max_routes);
+    fn start(recording: Recording, listener: std::net::TcpListener, fleet: &Fleet) -> Self {
+        let state = server::AppState::with_max_routes(
+            recording,
+            true,
+            fleet.metrics_token.clone(),
+            fleet.max_routes,
+        );
         let stop = Arc::new(tokio::sync::Notify::new());
         let stopped = Arc::clone(&stop);
+        let hosts = fleet.allow_hosts.clone();
         let task = tokio::spawn(async move {
             let shutdown = async move { stopped.notified().await };
-            if let Err(e) = server::serve_metrics(state, addr, shutdown).await {
+            if let Err(e) = server::serve_metrics(state, listener, &hosts, shutdown).await {
                 say!("memwatch: the metrics server stopped: {e:#}");
             }
         });

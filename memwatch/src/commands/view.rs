@@ -79,6 +79,14 @@ fn import_logs(path: &Path, logs: &[PathBuf], format: Option<&Format>) -> anyhow
 }
 
 pub async fn run(args: ViewArgs) -> anyhow::Result<i32> {
+    let options = args.serve.options(&args.hosts);
+    server::check_exposure(
+        "--listen",
+        options.listen,
+        "--token",
+        options.token.as_deref(),
+    )?;
+    let listener = super::listen::bind(options.listen, "--listen")?;
     let (recording, _temp) = match &args.file {
         Some(file) => (Recording::open(file)?, None),
         None => {
@@ -94,11 +102,13 @@ pub async fn run(args: ViewArgs) -> anyhow::Result<i32> {
             (Recording::open(&path)?, Some(temp))
         }
     };
-    let options = args.serve.options();
     let state = AppState::new(recording, false, options.token.clone());
     // Listening before the page is announced: a Ctrl-C right after the address is not lost.
     let mut signals = session::StopSignals::new()?;
-    let stop = async move { signals.recv().await };
-    server::serve(state, &options, stop).await?;
+    let stop = async move {
+        signals.recv().await;
+        signals.escalate();
+    };
+    server::serve(state, listener, &options, stop).await?;
     Ok(crate::error::exit::OK)
 }

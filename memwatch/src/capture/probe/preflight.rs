@@ -76,8 +76,14 @@ pub fn ensure_tracefs() -> Result<(), SetupError> {
         )
     };
     if rc != 0 {
+        let err = std::io::Error::last_os_error();
+        // Another process (a second memwatch starting at the same moment) mounted it between
+        // the check and the mount: EBUSY, and tracefs is there.
+        if err.raw_os_error() == Some(libc::EBUSY) && events.is_dir() {
+            return Ok(());
+        }
         return Err(SetupError::Tracefs {
-            reason: std::io::Error::last_os_error().to_string(),
+            reason: err.to_string(),
         });
     }
     if !events.is_dir() {

@@ -1,8 +1,11 @@
 //! The page and its JSON API (`docs/api.md`): axum on a loopback address by default, embedded
-//! assets only, a Content-Security-Policy on every response, and an optional token.
+//! assets only, a Content-Security-Policy on every response, requests checked for the `Host`
+//! and `Origin` they name ([`guard`]), and an optional token. It stops within a second of being
+//! told to, whatever its clients hold open.
 
 mod api;
 mod assets;
+pub mod guard;
 
 use std::{
     net::SocketAddr,
@@ -11,6 +14,7 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
+    time::Duration,
 };
 
 use axum::{
@@ -21,9 +25,10 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
+use guard::AllowedHosts;
 
 use crate::{
-    error::RecordingError,
+    error::{RecordingError, UsageError},
     recording::Recording,
     views::metrics::{self, RouteLabels},
 };
@@ -34,25 +39,53 @@ pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' '
                        img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; \
                        base-uri 'none'; form-action 'none'";
 
-/// Where the page listens and what guards it (`--listen`, `--token` of `serve` and `view`).
+/// Where the page listens and what guards it (`--listen`, `--token`, `--allow-host` of `serve`
+/// and `view`).
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     /// Address for the page; port 0 picks a free port.
     pub listen: SocketAddr,
     /// A token every request must carry.
     pub token: Option<String>,
+    /// Names besides loopback and the `--listen` address that a request's `Host` may give.
+    pub allow_hosts: Vec<String>,
 }
+
+/// One rule for every listener memwatch opens (`view`, `serve`, `--metrics`): an address other
+/// than loopback is refused without a token, before anything is loaded. `flag` and
+/// `token_flag` name the options the user gave and should give.
+pub fn check_exposure(
+    flag: &str,
+    addr: SocketAddr,
+    token_flag: &str,
+    token: Option<&str>,
+) -> Result<(), UsageError> {
+    if addr.ip().is_loopback() || token.is_some() {
+        return Ok(());
+    }
+    Err(UsageError(format!(
+        "{flag} {addr} is reachable from other hosts, and what memwatch serves names your \
+         routes, requests and processes: pass {token_flag} TOKEN, or listen on 127.0.0.1"
+    )))
+}
+
+/// How long connections get to finish once the server is told to stop; then they are closed.
+const GRACE: Duration = Duration::from_secs(1);
 
 /// What the handlers share.
 #[derive(Debug)]
 pub struct AppState {
-    pub recording: Mutex<Recording>,
+    /// `None` once the server has stopped: a connection that outlives it holds no recording
+    /// open (the file is made one file again after the last reader is gone).
+    recording: Mutex<Option<Recording>>,
     /// True while memwatch is still recording into the file.
     pub live: AtomicBool,
     token: Option<String>,
     pub path: PathBuf,
     /// Which routes have series of their own on `/metrics`, kept across scrapes.
     metrics: Mutex<RouteLabels>,
+    /// Set when the server stops: the stream ends, so no client holds the server open.
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl AppState {
@@ -69,16 +102,50 @@ impl AppState {
     ) -> Arc<Self> {
         let path = recording.path().to_owned();
         Arc::new(Self {
-            recording: Mutex::new(recording),
+            recording: Mutex::new(Some(recording)),
             live: AtomicBool::new(live),
             token,
             path,
             metrics: Mutex::new(RouteLabels::new(max_routes)),
+            closing: tokio::sync::watch::Sender::new(false),
         })
     }
 
     pub fn set_live(&self, live: bool) {
         self.live.store(live, Ordering::Relaxed);
+    }
+
+    /// Runs `f` with the recording, or says the server is stopping.
+    fn read<T>(&self, f: impl FnOnce(&Recording) -> Result<T, ApiError>) -> Result<T, ApiError> {
+        let rec = self
+            .recording
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match rec.as_ref() {
+            Some(rec) => f(rec),
+            None => Err(ApiError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "memwatch is stopping: the recording is closed".into(),
+            )),
+        }
+    }
+
+    /// Resolves once the server is told to stop.
+    async fn closed(&self) {
+        let mut rx = self.closing.subscribe();
+        let _ = rx.wait_for(|closing| *closing).await;
+    }
+
+    /// Ends the streams and closes the recording.
+    fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
+    fn drop_recording(&self) {
+        self.recording
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
     }
 }
 
@@ -125,47 +192,6 @@ async fn security_headers(req: Request, next: Next) -> Response {
     res
 }
 
-/// Constant-time comparison, so the token cannot be guessed byte by byte from timing.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-async fn require_token(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    let Some(token) = state.token.as_deref() else {
-        return next.run(req).await;
-    };
-    // The page itself is public (it holds no data); every API call and /metrics need the token.
-    let path = req.uri().path();
-    if !path.starts_with("/api/") && path != "/metrics" {
-        return next.run(req).await;
-    }
-    let bearer = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let query = req
-        .uri()
-        .query()
-        .unwrap_or("")
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("token="));
-    if bearer
-        .or(query)
-        .is_some_and(|t| same(t.as_bytes(), token.as_bytes()))
-    {
-        next.run(req).await
-    } else {
-        ApiError(
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong token: open the URL memwatch printed (it ends in #token=...), or \
-             send Authorization: Bearer TOKEN"
-                .into(),
-        )
-        .into_response()
-    }
-}
-
 async fn asset(req: Request) -> Response {
     match assets::lookup(req.uri().path()) {
         Some((ty, body)) => ([(header::CONTENT_TYPE, ty)], body).into_response(),
@@ -180,71 +206,110 @@ async fn asset(req: Request) -> Response {
 /// `/metrics`: the recording's figures in the OpenMetrics text format (`docs/metrics.md`).
 async fn metrics_handler(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
     let text = tokio::task::spawn_blocking(move || {
-        let rec = state
-            .recording
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut labels = state
-            .metrics
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        metrics::render(&rec, &mut labels)
+        state.read(|rec| {
+            let mut labels = state
+                .metrics
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            Ok(metrics::render(rec, &mut labels)?)
+        })
     })
     .await
     .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
     Ok(([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response())
 }
 
-/// `/metrics` alone, with the same token and headers as the page (`record --metrics`).
-pub fn metrics_router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics_handler))
-        .layer(middleware::from_fn_with_state(state.clone(), require_token))
+/// The layers every router has, outermost last: the token, the `Host`/`Origin` check, the
+/// security headers on every answer (refusals included).
+fn guarded(router: Router<Arc<AppState>>, state: Arc<AppState>, allowed: AllowedHosts) -> Router {
+    router
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            guard::require_token,
+        ))
+        .layer(middleware::from_fn_with_state(
+            Arc::new(allowed),
+            guard::check_host,
+        ))
         .layer(middleware::from_fn(security_headers))
         .with_state(state)
+}
+
+/// `/metrics` alone, with the same guards and headers as the page (`record --metrics`).
+pub fn metrics_router(state: Arc<AppState>, allowed: AllowedHosts) -> Router {
+    guarded(
+        Router::new().route("/metrics", get(metrics_handler)),
+        state,
+        allowed,
+    )
 }
 
 /// The whole router.
-pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics_handler))
-        .route("/api/summary", get(api::summary))
-        .route("/api/timeline", get(api::timeline))
-        .route("/api/endpoints", get(api::endpoints))
-        .route("/api/retained", get(api::retained))
-        .route("/api/requests", get(api::requests))
-        .route("/api/stacks", get(api::stacks))
-        .route("/api/log_lines", get(api::log_lines))
-        .route("/api/stream", get(api::stream))
-        .fallback(asset)
-        .layer(middleware::from_fn_with_state(state.clone(), require_token))
-        .layer(middleware::from_fn(security_headers))
-        .with_state(state)
+pub fn router(state: Arc<AppState>, allowed: AllowedHosts) -> Router {
+    guarded(
+        Router::new()
+            .route("/metrics", get(metrics_handler))
+            .route("/api/summary", get(api::summary))
+            .route("/api/timeline", get(api::timeline))
+            .route("/api/endpoints", get(api::endpoints))
+            .route("/api/retained", get(api::retained))
+            .route("/api/requests", get(api::requests))
+            .route("/api/stacks", get(api::stacks))
+            .route("/api/log_lines", get(api::log_lines))
+            .route("/api/stream", get(api::stream))
+            .fallback(asset),
+        state,
+        allowed,
+    )
 }
 
-/// Binds, prints the URL, and serves until `shutdown` resolves.
+/// Serves `router` on `listener` until `shutdown` resolves; then the stream ends, connections
+/// get [`GRACE`] to finish and are closed, and the recording is let go.
+async fn run(
+    state: Arc<AppState>,
+    listener: std::net::TcpListener,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let closing = Arc::clone(&state);
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        closing.close();
+    });
+    let grace = async {
+        state.closed().await;
+        tokio::time::sleep(GRACE).await;
+    };
+    tokio::select! {
+        served = server => served?,
+        () = grace => tracing::info!(
+            grace = ?GRACE,
+            "connections still open after the grace period: closed"
+        ),
+    }
+    // Whatever a connection task still holds, it holds no recording: the file can be closed.
+    state.drop_recording();
+    Ok(())
+}
+
+/// Prints the page's URL and serves it on `listener` (bound before anything was loaded) until `shutdown`
+/// resolves.
 pub async fn serve(
     state: Arc<AppState>,
+    listener: std::net::TcpListener,
     options: &ServeOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(options.listen)
-        .await
-        .map_err(|e| {
-            anyhow::anyhow!(crate::error::UsageError(format!(
-                "cannot listen on {}: {e}. Choose another address with --listen (port 0 picks \
-                 a free one)",
-                options.listen
-            )))
-        })?;
     let addr = listener.local_addr()?;
     if !addr.ip().is_loopback() {
         say!(
-            "memwatch: WARNING: serving on {addr}, reachable from other hosts{}",
-            if options.token.is_some() {
-                ""
+            "memwatch: WARNING: serving on {addr}, reachable from other hosts; requests must \
+             carry the token, and name this host as {} or a name given with --allow-host",
+            if addr.ip().is_unspecified() {
+                "127.0.0.1 or localhost".to_owned()
             } else {
-                "; anyone who can connect sees the recording (use --token)"
+                addr.ip().to_string()
             }
         );
     }
@@ -254,31 +319,34 @@ pub async fn serve(
         .map(|t| format!("#token={t}"))
         .unwrap_or_default();
     say!("memwatch: page at http://{addr}/{fragment}");
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await?;
-    Ok(())
+    let allowed = AllowedHosts::new(addr, &options.allow_hosts);
+    run(
+        Arc::clone(&state),
+        listener,
+        router(state, allowed),
+        shutdown,
+    )
+    .await
 }
 
-/// Binds `/metrics` alone (`record --metrics`) and serves it until `shutdown` resolves. A
+/// Serves `/metrics` alone (`record --metrics`) on `listener` until `shutdown` resolves. A
 /// non-loopback address needs a token: checked by the caller before anything is loaded.
 pub async fn serve_metrics(
     state: Arc<AppState>,
-    listen: SocketAddr,
+    listener: std::net::TcpListener,
+    allow_hosts: &[String],
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
-        anyhow::anyhow!(crate::error::UsageError(format!(
-            "cannot listen on {listen} for /metrics: {e}. Choose another address with --metrics \
-             (port 0 picks a free one)"
-        )))
-    })?;
     let addr = listener.local_addr()?;
     say!("memwatch: metrics at http://{addr}/metrics");
-    axum::serve(listener, metrics_router(state))
-        .with_graceful_shutdown(shutdown)
-        .await?;
-    Ok(())
+    let allowed = AllowedHosts::new(addr, allow_hosts);
+    run(
+        Arc::clone(&state),
+        listener,
+        metrics_router(state, allowed),
+        shutdown,
+    )
+    .await
 }
 
 #[cfg(test)]
@@ -286,9 +354,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn token_comparison() {
-        assert!(same(b"abc", b"abc"));
-        assert!(!same(b"abc", b"abd"));
-        assert!(!same(b"abc", b"ab"));
+    fn one_rule_for_every_listener() {
+        let open: SocketAddr = "0.0.0.0:7070".parse().unwrap();
+        let lo: SocketAddr = "127.0.0.1:7070".parse().unwrap();
+        assert!(check_exposure("--listen", lo, "--token", None).is_ok());
+        assert!(check_exposure("--listen", open, "--token", Some("t")).is_ok());
+        let page = check_exposure("--listen", open, "--token", None).unwrap_err();
+        let metrics = check_exposure("--metrics", open, "--metrics-token", None).unwrap_err();
+        assert_eq!(
+            page.0,
+            "--listen 0.0.0.0:7070 is reachable from other hosts, and what memwatch serves names \
+             your routes, requests and processes: pass --token TOKEN, or listen on 127.0.0.1"
+        );
+        assert_eq!(
+            metrics.0,
+            page.0
+                .replace("--listen", "--metrics")
+                .replace("--token", "--metrics-token")
+        );
     }
 }

@@ -16,7 +16,10 @@ use axum::{
     http::StatusCode,
     response::sse::{Event, KeepAlive, Sse},
 };
-use futures_util::stream::{self, Stream};
+use futures_util::{
+    StreamExt as _,
+    stream::{self, Stream},
+};
 use responses::{
     Endpoints, LogLines, Requests, RetainedByRoute, Stacks, Summary, Timeline, Update,
 };
@@ -84,15 +87,9 @@ async fn with_rec<T: Send + 'static>(
     f: impl FnOnce(&Recording) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     let state = Arc::clone(state);
-    tokio::task::spawn_blocking(move || {
-        let rec = state
-            .recording
-            .lock()
-            .map_err(|_| internal("recording lock poisoned"))?;
-        f(&rec)
-    })
-    .await
-    .map_err(internal)?
+    tokio::task::spawn_blocking(move || state.read(f))
+        .await
+        .map_err(internal)?
 }
 
 pub(super) async fn summary(State(state): State<Arc<AppState>>) -> ApiResult<Summary> {
@@ -179,10 +176,12 @@ pub(super) async fn log_lines(
         .map(Json)
 }
 
-/// One `update` event per second while live; one in offline mode.
+/// One `update` event per second while live; one in offline mode. The stream ends when the
+/// server stops, so that an open page never holds memwatch up.
 pub(super) async fn stream(
     State(state): State<Arc<AppState>>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let closing = Arc::clone(&state);
     let updates = stream::unfold((state, true), |(state, first)| async move {
         if !first {
             if state.live.load(Ordering::Relaxed) {
@@ -207,6 +206,7 @@ pub(super) async fn stream(
             Event::default().comment("an update could not be serialised")
         });
         Some((Ok(event), (state, false)))
-    });
+    })
+    .take_until(async move { closing.closed().await });
     Sse::new(updates).keep_alive(KeepAlive::default())
 }
