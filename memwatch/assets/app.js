@@ -376,6 +376,9 @@
       alStat.hidden = true;
     }
 
+    // A recording made without --redact-query holds query strings: say so where it is shown.
+    $('query-badge').hidden = s.redact_query !== false;
+
     const lost = s.dropped_events;
     const own = s.memwatch || {};
     const shed = isNum(own.writer_shed_rows) ? own.writer_shed_rows : 0;

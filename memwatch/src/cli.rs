@@ -7,6 +7,7 @@ use std::{ffi::OsString, net::SocketAddr, path::PathBuf, time::Duration};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::{
+    private::Secret,
     session::RecordOptions,
     views::{
         profile::{Metric, Thresholds},
@@ -260,8 +261,9 @@ pub struct PageArgs {
     pub listen: SocketAddr,
     /// Require this token on every request (`Authorization: Bearer TOKEN` or `?token=`); the
     /// printed URL carries it.
-    #[arg(long, value_name = "TOKEN", env = "MEMWATCH_TOKEN")]
-    pub token: Option<String>,
+    #[arg(long, value_name = "TOKEN", env = "MEMWATCH_TOKEN", hide_env_values = true,
+          value_parser = parse_secret)]
+    pub token: Option<Secret>,
 }
 
 impl PageArgs {
@@ -285,6 +287,14 @@ pub struct HostArgs {
     /// the listen address are always answered; any other name gets 421. Repeatable.
     #[arg(long = "allow-host", value_name = "NAME", value_parser = parse_allow_host)]
     pub allow_hosts: Vec<String>,
+}
+
+fn parse_secret(s: &str) -> Result<Secret, String> {
+    if s.is_empty() {
+        Err("an empty token guards nothing: give a long random one (openssl rand -hex 16)".into())
+    } else {
+        Ok(Secret::new(s))
+    }
 }
 
 fn parse_allow_host(s: &str) -> Result<String, String> {
@@ -403,8 +413,9 @@ pub struct FleetArgs {
     pub metrics: Option<SocketAddr>,
     /// Require this token on /metrics (`Authorization: Bearer TOKEN`, as Prometheus's
     /// `authorization` scrape setting sends it).
-    #[arg(long, value_name = "TOKEN", env = "MEMWATCH_METRICS_TOKEN")]
-    pub metrics_token: Option<String>,
+    #[arg(long, value_name = "TOKEN", env = "MEMWATCH_METRICS_TOKEN", hide_env_values = true,
+          value_parser = parse_secret)]
+    pub metrics_token: Option<Secret>,
     /// Routes with series of their own on /metrics (`serve`'s too); the rest are summed into
     /// the route `other`.
     #[arg(long, default_value_t = crate::views::metrics::DEFAULT_MAX_ROUTES, value_name = "N",

@@ -191,6 +191,17 @@ pub enum RecordingError {
     #[error("{path}: no such file")]
     Missing { path: PathBuf },
     #[error(
+        "{path}: permission denied: it belongs to {owner} with mode {mode:04o}, as recordings are \
+         private to whoever made them.\n  Read it as {owner}, or with sudo"
+    )]
+    Unreadable {
+        path: PathBuf,
+        owner: String,
+        mode: u32,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
         "{path} is not a memwatch recording (application id {found:#x}, expected {expected:#x}).\n  \
          Pass a file written by `memwatch record -o FILE`"
     )]

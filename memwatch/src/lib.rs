@@ -17,6 +17,7 @@ macro_rules! say {
 
 pub mod error;
 pub mod model;
+pub mod private;
 pub mod units;
 
 pub mod capture;

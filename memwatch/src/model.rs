@@ -242,7 +242,12 @@ pub mod meta {
     pub const STARTED_NS: &str = "started_ns";
     pub const ENDED_NS: &str = "ended_ns";
     pub const CLOCK_OFFSET_NS: &str = "clock_offset_ns";
+    /// memwatch's own command line, with the values of `--token` and `--metrics-token` replaced
+    /// by `***`.
     pub const COMMAND_LINE: &str = "command_line";
+    /// `"true"` when query strings were dropped before anything was stored (`--redact-query`),
+    /// `"false"` when the recording holds them; absent in recordings before this key.
+    pub const REDACT_QUERY: &str = "redact_query";
     pub const SAMPLE_INTERVAL_MS: &str = "sample_interval_ms";
     pub const CAPTURE_BYTES: &str = "capture_bytes";
     pub const FOLLOW_FORKS: &str = "follow_forks";

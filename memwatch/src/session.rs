@@ -871,13 +871,14 @@ async fn attach(
     }
     let offset = wall_ns() - monotonic_ns() as i64;
     let started_ns = wall_ns();
-    let argv: Vec<String> = std::env::args().collect();
+    let argv = redact_tokens(std::env::args());
     let page_size = ::procfs::page_size();
     let meta = [
         (meta::MEMWATCH_VERSION, env!("CARGO_PKG_VERSION").to_owned()),
         (meta::STARTED_NS, started_ns.to_string()),
         (meta::CLOCK_OFFSET_NS, offset.to_string()),
         (meta::COMMAND_LINE, argv.join(" ")),
+        (meta::REDACT_QUERY, args.redact_query.to_string()),
         (
             meta::SAMPLE_INTERVAL_MS,
             args.sample_interval.as_millis().to_string(),
@@ -1176,6 +1177,29 @@ impl Session {
     }
 }
 
+/// The command line with the values of the token options replaced: a token guards the page and
+/// `/metrics`, and never goes into the recording.
+fn redact_tokens(args: impl IntoIterator<Item = String>) -> Vec<String> {
+    const SECRET: [&str; 2] = ["--token", "--metrics-token"];
+    let mut out = Vec::new();
+    let mut hide_next = false;
+    for arg in args {
+        if std::mem::take(&mut hide_next) {
+            out.push("***".to_owned());
+        } else if SECRET.contains(&arg.as_str()) {
+            hide_next = true;
+            out.push(arg);
+        } else if let Some((flag, _)) = arg.split_once('=')
+            && SECRET.contains(&flag)
+        {
+            out.push(format!("{flag}=***"));
+        } else {
+            out.push(arg);
+        }
+    }
+    out
+}
+
 /// Ctrl-C and SIGTERM, listened for from the moment this is made.
 ///
 /// Make it before telling the user that Ctrl-C stops something: a signal that arrives between
@@ -1317,5 +1341,29 @@ async fn event_loop(session: &mut Session, signals: &mut StopSignals) -> anyhow:
                 return Ok(Stop::Duration);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_never_reach_the_recorded_command_line() {
+        let argv = [
+            "memwatch",
+            "serve",
+            "--token",
+            "s3cret",
+            "--metrics-token=m3tric",
+            "-p",
+            "42",
+            "--tokenizer",
+        ]
+        .map(String::from);
+        assert_eq!(
+            redact_tokens(argv).join(" "),
+            "memwatch serve --token *** --metrics-token=*** -p 42 --tokenizer"
+        );
     }
 }

@@ -108,12 +108,28 @@ impl Running {
     /// Starts memwatch with `args` as an unprivileged user (uid and gid 65534), from a copy that
     /// user can run.
     pub fn start_unprivileged(args: &[&str]) -> Self {
+        Self::start_as(65534, args)
+    }
+
+    /// Starts memwatch with `args` as the unprivileged user `uid` (its group the same number),
+    /// from a copy that user can run.
+    pub fn start_as(uid: u32, args: &[&str]) -> Self {
         use std::os::unix::process::CommandExt as _;
         let dir = tempdir();
         let bin = copy_for_anyone(&memwatch(), dir.path());
-        let mut running = Self::spawn(Command::new(bin).args(args).uid(65534).gid(65534));
+        let mut running = Self::spawn(Command::new(bin).args(args).uid(uid).gid(uid));
         running._copy = Some(dir);
         running
+    }
+
+    /// Starts memwatch with `args` and the environment variables `env` set.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut cmd = Command::new(memwatch());
+        cmd.args(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Self::spawn(&mut cmd)
     }
 
     fn spawn(cmd: &mut Command) -> Self {

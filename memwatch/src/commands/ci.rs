@@ -5,7 +5,7 @@
 
 use std::{
     ffi::OsString,
-    io::{Read as _, Seek as _, SeekFrom, Write as _},
+    io::{Read as _, Seek as _, SeekFrom},
     os::fd::OwnedFd,
     sync::Arc,
     time::{Duration, Instant},
@@ -329,7 +329,10 @@ pub async fn run(args: CiArgs) -> anyhow::Result<i32> {
     }
     let profile = Profile::from_recording(&Recording::open(&args.output)?)?;
     if let Some(path) = &args.profile_out {
-        std::fs::write(path, serde_json::to_string_pretty(&profile)? + "\n")?;
+        crate::private::write(
+            path,
+            (serde_json::to_string_pretty(&profile)? + "\n").as_bytes(),
+        )?;
         say!("memwatch ci: profile written to {}", path.display());
     }
     let Some(base) = baseline else {
@@ -339,8 +342,7 @@ pub async fn run(args: CiArgs) -> anyhow::Result<i32> {
     let d = diff(&base, &profile, args.thresholds.thresholds());
     super::print_out(&d.to_text())?;
     if let Some(path) = &args.markdown_out {
-        let mut f = std::fs::File::create(path)?;
-        f.write_all(d.to_markdown().as_bytes())?;
+        crate::private::write(path, d.to_markdown().as_bytes())?;
     }
     Ok(if d.regressions > 0 {
         exit::REGRESSION

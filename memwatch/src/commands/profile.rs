@@ -11,7 +11,7 @@ pub fn profile(args: &ProfileArgs) -> anyhow::Result<i32> {
     let profile = Profile::from_recording(&Recording::open(&args.file)?)?;
     let json = serde_json::to_string_pretty(&profile)?;
     match &args.output {
-        Some(path) => std::fs::write(path, json + "\n").map_err(|e| {
+        Some(path) => crate::private::write(path, (json + "\n").as_bytes()).map_err(|e| {
             anyhow::anyhow!(crate::error::UsageError(format!(
                 "cannot write the profile {}: {e}",
                 path.display()

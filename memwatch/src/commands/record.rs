@@ -11,6 +11,7 @@ use std::{
 use super::listen;
 use crate::{
     error::UsageError,
+    private::Secret,
     recording::{Recording, query::Range},
     session::{self, Hooks, RecordOptions, Stop, wall_ns},
     views::{
@@ -27,7 +28,7 @@ use crate::{
 pub struct Fleet {
     /// Serve `/metrics` here (`--metrics`).
     pub metrics: Option<SocketAddr>,
-    pub metrics_token: Option<String>,
+    pub metrics_token: Option<Secret>,
     /// Names besides loopback that a request's `Host` may give (`--allow-host`).
     pub allow_hosts: Vec<String>,
     /// Routes with series of their own on `/metrics` (the page's too).
@@ -153,9 +154,11 @@ pub async fn run_with(
     // The summary, once, as soon as the recording is complete.
     let report = Report::build(&Recording::open(&output)?)?;
     super::print_out(&format!(
-        "{}recording: {}\n",
+        "{}recording: {} {}\n{}\n",
         report.to_text(),
-        output.display()
+        output.display(),
+        crate::private::describe(),
+        holds(report.redact_query),
     ))?;
     if let Some(page) = page {
         page.finished(stop).await?;
@@ -166,6 +169,17 @@ pub async fn run_with(
         crate::recording::finalize(&output)?;
     }
     Ok(crate::error::exit::OK)
+}
+
+/// What a recording holds, said under the line that names it (`docs/recording.md`).
+fn holds(redact_query: Option<bool>) -> &'static str {
+    if redact_query == Some(true) {
+        "It holds request paths (query strings were dropped), Host names and the traced\n\
+         processes' command lines."
+    } else {
+        "It holds request targets with their query strings (tokens in URLs too: --redact-query\n\
+         drops them), Host names and the traced processes' command lines."
+    }
 }
 
 /// The page served while recording, and after it until Ctrl-C when the recording ended by
@@ -312,7 +326,7 @@ fn write_period(recording: &Path, dir: &Path, from_s: i64, to_s: i64) -> anyhow:
     let tmp = dir.join(format!(".{name}.tmp"));
     let path = dir.join(&name);
     let bytes = pprof::encode(&pprof::build(&rec, &selection)?);
-    std::fs::write(&tmp, bytes)
+    crate::private::write(&tmp, &bytes)
         .and_then(|()| std::fs::rename(&tmp, &path))
         .map_err(|e| {
             let _ = std::fs::remove_file(&tmp);

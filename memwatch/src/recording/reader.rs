@@ -41,6 +41,20 @@ impl Recording {
                 path: path.to_owned(),
             });
         }
+        // A file this user may not read says so, and whose it is, before SQLite says less.
+        if let Err(source) = std::fs::File::open(path)
+            && source.kind() == std::io::ErrorKind::PermissionDenied
+        {
+            use std::os::unix::fs::MetadataExt as _;
+            let meta = std::fs::metadata(path).ok();
+            let uid = meta.as_ref().map_or(0, |m| m.uid());
+            return Err(RecordingError::Unreadable {
+                path: path.to_owned(),
+                owner: crate::private::user_name(uid).unwrap_or_else(|| format!("uid {uid}")),
+                mode: meta.map_or(0, |m| m.mode() & 0o7777),
+                source,
+            });
+        }
         // Read-write so that SQLite can recover a WAL left by a killed recorder; fall back to
         // read-only for files the user may not write.
         let conn = Connection::open_with_flags(

@@ -252,13 +252,14 @@ fn create_file(path: &Path, force: bool, meta: &[(&str, String)]) -> Result<(), 
     if force {
         remove_old(path)?;
     }
-    match OpenOptions::new()
-        .write(true)
-        .mode(0o644)
+    // Private from its first byte (see `crate::private`): SQLite gives the -wal and -shm files
+    // the database's mode and, running as root, its owner.
+    match crate::private::options()
         .custom_flags(libc::O_TMPFILE)
         .open(&dir)
     {
         Ok(mut file) => {
+            crate::private::make_private(&file).map_err(not_writable)?;
             file.write_all(&head).map_err(not_writable)?;
             match link_unnamed(&file, path) {
                 Ok(()) => return Ok(()),
@@ -280,7 +281,7 @@ fn create_file(path: &Path, force: bool, meta: &[(&str, String)]) -> Result<(), 
             path: path.to_owned(),
         })?;
     let temp = dir.join(format!(".{name}.memwatch-{}", std::process::id()));
-    let created = std::fs::write(&temp, &head)
+    let created = crate::private::write(&temp, &head)
         .map_err(not_writable)
         .and_then(|()| move_into_place(&temp, path));
     if created.is_err() {

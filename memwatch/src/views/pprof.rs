@@ -495,7 +495,7 @@ pub fn write(
     path: &std::path::Path,
 ) -> Result<proto::Profile, PprofError> {
     let profile = build(rec, selection)?;
-    std::fs::write(path, encode(&profile)).map_err(|source| PprofError::Write {
+    crate::private::write(path, &encode(&profile)).map_err(|source| PprofError::Write {
         path: path.to_owned(),
         source,
     })?;

@@ -25,6 +25,11 @@ use crate::{
     views::call_sites::CallSiteReport,
 };
 
+/// `meta.redact_query`: whether the recording dropped query strings; `None` when it does not say.
+pub fn redact_query(rec: &Recording) -> Result<Option<bool>, RecordingError> {
+    Ok(rec.meta(meta::REDACT_QUERY)?.map(|v| v == "true"))
+}
+
 /// How many entries size and thread lists keep.
 const TOP: usize = 20;
 
@@ -43,6 +48,10 @@ pub struct Report {
     pub started_ns: i64,
     pub ended_ns: i64,
     pub duration_s: f64,
+    /// Whether query strings were dropped before anything was stored (`--redact-query`); when
+    /// false, request targets are stored whole, tokens in query strings included. `None` for
+    /// a recording made before memwatch said.
+    pub redact_query: Option<bool>,
     pub processes: Vec<Process>,
     /// Ring-buffer events the kernel side could not deliver. Non-zero means the counts below
     /// are lower bounds.
@@ -974,6 +983,7 @@ impl Report {
             started_ns,
             ended_ns,
             duration_s: ended_ns.saturating_sub(started_ns).max(0) as f64 / 1e9,
+            redact_query: redact_query(rec)?,
             processes,
             dropped_events: counters.lost.dropped_events,
             lost: counters.lost,

@@ -137,21 +137,23 @@ pub(super) async fn check_host(
         .into_response();
     };
     let path = req.uri().path();
-    if path.starts_with("/api/") || path == "/metrics" {
-        if let Some(origin) = req.headers().get(header::ORIGIN) {
-            let origin = origin.to_str().unwrap_or("");
-            if !allowed.allows_origin(origin) {
-                return ApiError(
-                    StatusCode::FORBIDDEN,
-                    format!(
-                        "Origin {:?} may not read this API (the page is served from {host}); to \
-                         allow another name, start memwatch with --allow-host NAME",
-                        crate::units::cut(origin, 100)
-                    ),
-                )
-                .into_response();
-            }
-        }
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .map(|o| o.to_str().unwrap_or(""));
+    if (path.starts_with("/api/") || path == "/metrics")
+        && let Some(origin) = origin
+        && !allowed.allows_origin(origin)
+    {
+        return ApiError(
+            StatusCode::FORBIDDEN,
+            format!(
+                "Origin {:?} may not read this API (the page is served from {host}); to allow \
+                 another name, start memwatch with --allow-host NAME",
+                crate::units::cut(origin, 100)
+            ),
+        )
+        .into_response();
     }
     next.run(req).await
 }

@@ -29,6 +29,7 @@ use guard::AllowedHosts;
 
 use crate::{
     error::{RecordingError, UsageError},
+    private::Secret,
     recording::Recording,
     views::metrics::{self, RouteLabels},
 };
@@ -46,7 +47,7 @@ pub struct ServeOptions {
     /// Address for the page; port 0 picks a free port.
     pub listen: SocketAddr,
     /// A token every request must carry.
-    pub token: Option<String>,
+    pub token: Option<Secret>,
     /// Names besides loopback and the `--listen` address that a request's `Host` may give.
     pub allow_hosts: Vec<String>,
 }
@@ -80,7 +81,7 @@ pub struct AppState {
     recording: Mutex<Option<Recording>>,
     /// True while memwatch is still recording into the file.
     pub live: AtomicBool,
-    token: Option<String>,
+    token: Option<Secret>,
     pub path: PathBuf,
     /// Which routes have series of their own on `/metrics`, kept across scrapes.
     metrics: Mutex<RouteLabels>,
@@ -89,7 +90,7 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(recording: Recording, live: bool, token: Option<String>) -> Arc<Self> {
+    pub fn new(recording: Recording, live: bool, token: Option<Secret>) -> Arc<Self> {
         Self::with_max_routes(recording, live, token, metrics::DEFAULT_MAX_ROUTES)
     }
 
@@ -97,7 +98,7 @@ impl AppState {
     pub fn with_max_routes(
         recording: Recording,
         live: bool,
-        token: Option<String>,
+        token: Option<Secret>,
         max_routes: usize,
     ) -> Arc<Self> {
         let path = recording.path().to_owned();
@@ -313,11 +314,12 @@ pub async fn serve(
             }
         );
     }
-    let fragment = options
-        .token
-        .as_deref()
-        .map(|t| format!("#token={t}"))
-        .unwrap_or_default();
+    // The token is shown on a terminal only: stderr kept in a log or a journal never holds it.
+    let fragment = match options.token.as_deref() {
+        Some(t) if std::io::IsTerminal::is_terminal(&std::io::stderr()) => format!("#token={t}"),
+        Some(_) => " (open it with #token=TOKEN appended, TOKEN being the one you gave)".to_owned(),
+        None => String::new(),
+    };
     say!("memwatch: page at http://{addr}/{fragment}");
     let allowed = AllowedHosts::new(addr, &options.allow_hosts);
     run(

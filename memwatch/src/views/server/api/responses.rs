@@ -59,6 +59,9 @@ pub(crate) struct Summary {
     pub memwatch: Option<report::OwnState>,
     pub non_http: BTreeMap<String, u64>,
     pub processes: Vec<Process>,
+    /// Whether query strings were dropped before storing (`--redact-query`); `null` when the
+    /// recording does not say (made before memwatch recorded it).
+    pub redact_query: Option<bool>,
     pub requests: u64,
     pub started_ms: i64,
     /// Samples, and rejected access-log lines' text, that did not decode and were left out.
@@ -220,6 +223,7 @@ impl Summary {
             memwatch: report::OwnState::read(rec)?,
             non_http: rec.non_http_counts()?,
             processes: rec.processes()?.into_iter().map(Process::from).collect(),
+            redact_query: report::redact_query(rec)?,
             requests: rec.request_count()?,
             started_ms: started / MS,
             undecodable_rows,
@@ -1038,6 +1042,7 @@ mod tests {
                 ppid: Some(0),
                 started_ms: Some(0),
             }],
+            redact_query: Some(false),
             requests: 1,
             started_ms: 0,
             undecodable_rows: 0,
