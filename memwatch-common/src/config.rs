@@ -53,6 +53,9 @@ pub const MAP_RSS_SEEN: &str = "RSS_SEEN";
 pub const MAP_HEAP_PENDING: &str = "HEAP_PENDING";
 /// `HashMap<HeapKey, u64 len>`: live heap blocks of at least a page, per process.
 pub const MAP_HEAP_LIVE: &str = "HEAP_LIVE";
+/// `PerCpuArray<u64>` indexed by [`crate::heap::HeapSite`]: hits on each heap probe, what
+/// the heap budget is measured from.
+pub const MAP_HEAP_HITS: &str = "HEAP_HITS";
 
 /// `StackTrace`: user stacks taken along frame pointers, each distinct stack once.
 pub const MAP_STACKS: &str = "STACKS";

@@ -41,7 +41,38 @@ pub struct HeapEvent {
     pub addr: u64,
     /// The usable size asked for (malloc's argument; calloc's product).
     pub len: u64,
+    /// A glibc block handed out: its chunk's size word (the 8 bytes below `addr`), with which
+    /// user space can later tell whether the block is still in use while the heap probes are
+    /// off (see [`GLIBC_PREV_INUSE`]). 0 for a Go span and for a block given back.
+    pub chunk: u64,
 }
+
+/// glibc's chunk header: the size word of the chunk *after* a block has this bit set while the
+/// block is in use (`PREV_INUSE` in malloc.c). Blocks of a page or more are never kept in
+/// glibc's per-thread caches or fast bins, which leave it set, so for them the bit is clear
+/// once the block is freed (unless it merged into the top chunk, which rewrites its own size
+/// word instead).
+pub const GLIBC_PREV_INUSE: u64 = 0x1;
+/// The flag bits of a glibc chunk's size word; the rest is the chunk's size.
+pub const GLIBC_SIZE_FLAGS: u64 = 0x7;
+
+/// Which heap probe a hit was on: the slots of [`crate::config::MAP_HEAP_HITS`], counted at
+/// every hit, traced process or not, so that user space knows what the probes cost.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeapSite {
+    Malloc = 0,
+    Calloc = 1,
+    Realloc = 2,
+    Free = 3,
+    /// The return of malloc, calloc or realloc.
+    AllocReturn = 4,
+    GoSpanAlloc = 5,
+    GoSpanFree = 6,
+}
+
+/// Slots of [`crate::config::MAP_HEAP_HITS`].
+pub const HEAP_SITES: u32 = 7;
 
 /// An allocation between its entry and its return, keyed by tid.
 #[repr(C)]

@@ -38,6 +38,11 @@ pub const AT_FAULT: u32 = 0;
 /// site of the [`crate::mem::MemEvent`] that follows it on the same thread.
 pub const AT_SYSCALL: u32 = 1;
 
+/// At the return of a heap allocation (`malloc`, `calloc`, `realloc`) of a block the heap
+/// probes follow: the call site of the [`crate::heap::HeapEvent`] that follows it on the same
+/// thread.
+pub const AT_HEAP: u32 = 2;
+
 /// Stacks a CPU may take at once before [`crate::config::GLOBAL_STACK_RATE`] limits it.
 pub const STACK_BURST: u64 = 256;
 /// Default of [`crate::config::GLOBAL_STACK_RATE`]: stacks per CPU per second.

@@ -108,12 +108,13 @@ fn proc_event_and_thread_faults() {
 
 #[test]
 fn heap_events() {
-    assert_eq!(size_of::<HeapEvent>(), 48);
+    assert_eq!(size_of::<HeapEvent>(), 56);
     assert_eq!(align_of::<HeapEvent>(), 8);
     assert_eq!(offset_of!(HeapEvent, header), 0);
     assert_eq!(offset_of!(HeapEvent, op), 24);
     assert_eq!(offset_of!(HeapEvent, addr), 32);
     assert_eq!(offset_of!(HeapEvent, len), 40);
+    assert_eq!(offset_of!(HeapEvent, chunk), 48);
 
     assert_eq!(size_of::<HeapPending>(), 16);
     assert_eq!(offset_of!(HeapPending, old), 8);

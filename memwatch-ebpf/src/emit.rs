@@ -1,6 +1,8 @@
 //! Ring-buffer submission and the loss counters.
 
-use aya_ebpf::maps::ring_buf::RingBufEntry;
+use core::intrinsics::{AtomicOrdering, atomic_xadd};
+
+use aya_ebpf::maps::{PerCpuArray, ring_buf::RingBufEntry};
 use memwatch_common::{config::Counter, event::EventHeader};
 
 use crate::maps::{COUNTERS, EVENTS, WAKEUP_BYTES, global};
@@ -12,9 +14,19 @@ const BPF_RB_FORCE_WAKEUP: u64 = 2;
 /// Adds one to a per-CPU counter.
 #[inline(always)]
 pub(crate) fn count(counter: Counter) {
-    if let Some(slot) = COUNTERS.get_ptr_mut(counter as u32) {
-        // SAFETY: per-CPU slot; programs do not preempt each other on one CPU.
-        unsafe { *slot += 1 };
+    add_one(&COUNTERS, counter as u32);
+}
+
+/// Adds one to slot `index` of a per-CPU array, atomically: a uprobe's program runs with
+/// preemption on, so another program can run on the same CPU between a load and a store
+/// (bcc's memleak uses an atomic add for the same reason).
+#[inline(always)]
+pub(crate) fn add_one(map: &PerCpuArray<u64>, index: u32) {
+    if let Some(slot) = map.get_ptr_mut(index) {
+        // SAFETY: `slot` points to this CPU's u64 in the map, valid and 8-byte aligned for
+        // the program's run. (`AtomicU64::fetch_add` does not exist for the BPF target, which
+        // only declares atomic loads and stores; the intrinsic compiles to BPF's atomic add.)
+        unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(slot, 1) };
     }
 }
 

@@ -6,6 +6,12 @@
 //! Only blocks of at least a page that glibc carved from its heap are followed. Smaller blocks
 //! cannot own a whole page; blocks glibc mapped on their own are followed through mmap and
 //! munmap already, and their `free` is an munmap.
+//!
+//! Every hit is counted per probe (`HEAP_HITS`), whatever process it is in: a hit costs the
+//! target a trap whether or not a block is followed, and user space keeps that cost within its
+//! budget by attaching these probes only part of the time. User space places each probe on an
+//! instruction the kernel emulates (`capture/probe/heap/sites.rs`), so the arguments are read
+//! from the registers as they were at the function's entry.
 
 use aya_ebpf::{
     helpers::bpf_probe_read_user,
@@ -15,17 +21,26 @@ use aya_ebpf::{
 use memwatch_common::{
     EventKind,
     config::Counter,
-    heap::{GLIBC_IS_MMAPPED, GO_PAGE_SIZE, HeapEvent, HeapKey, HeapOp, HeapPending},
+    heap::{GLIBC_IS_MMAPPED, GO_PAGE_SIZE, HeapEvent, HeapKey, HeapOp, HeapPending, HeapSite},
 };
 
 use crate::{
-    emit::{count, header, reserve, submit},
+    emit::{add_one, count, header, reserve, submit},
     fault::flush_run,
-    maps::{HEAP_LIVE, HEAP_PENDING, PAGE_SIZE, global},
+    maps::{HEAP_HITS, HEAP_LIVE, HEAP_PENDING, PAGE_SIZE, global},
+    stack,
     target::{current, is_target},
 };
 
-fn send(op: HeapOp, tgid: u32, tid: u32, addr: u64, len: u64) {
+/// Counts a hit on `site`.
+#[inline(always)]
+fn hit(site: HeapSite) {
+    add_one(&HEAP_HITS, site as u32);
+}
+
+// Inlined: BPF calls take at most five arguments.
+#[inline(always)]
+fn send(op: HeapOp, tgid: u32, tid: u32, addr: u64, len: u64, chunk: u64) {
     // Pages this thread faulted in before the call are reported first: they belong to whoever
     // held them before the block changed hands.
     let _ = flush_run(tid);
@@ -38,6 +53,7 @@ fn send(op: HeapOp, tgid: u32, tid: u32, addr: u64, len: u64) {
         _pad: 0,
         addr,
         len,
+        chunk,
     });
     submit(entry);
 }
@@ -55,7 +71,7 @@ fn release(tgid: u32, tid: u32, addr: u64) {
         return;
     };
     let _ = HEAP_LIVE.remove(key);
-    send(HeapOp::Free, tgid, tid, addr, len);
+    send(HeapOp::Free, tgid, tid, addr, len, 0);
 }
 
 #[inline(always)]
@@ -77,12 +93,14 @@ fn stash(size: u64, old: u64) {
 
 #[uprobe]
 pub(crate) fn heap_malloc(ctx: ProbeContext) -> u32 {
+    hit(HeapSite::Malloc);
     stash(ctx.arg::<u64>(0).unwrap_or(0), 0);
     0
 }
 
 #[uprobe]
 pub(crate) fn heap_calloc(ctx: ProbeContext) -> u32 {
+    hit(HeapSite::Calloc);
     let n = ctx.arg::<u64>(0).unwrap_or(0);
     let size = ctx.arg::<u64>(1).unwrap_or(0);
     // No 128-bit multiply on BPF: a product that could overflow is too large to succeed anyway.
@@ -97,6 +115,7 @@ pub(crate) fn heap_calloc(ctx: ProbeContext) -> u32 {
 
 #[uprobe]
 pub(crate) fn heap_realloc(ctx: ProbeContext) -> u32 {
+    hit(HeapSite::Realloc);
     stash(
         ctx.arg::<u64>(1).unwrap_or(0),
         ctx.arg::<u64>(0).unwrap_or(0),
@@ -106,6 +125,7 @@ pub(crate) fn heap_realloc(ctx: ProbeContext) -> u32 {
 
 #[uprobe]
 pub(crate) fn heap_free(ctx: ProbeContext) -> u32 {
+    hit(HeapSite::Free);
     let (tgid, tid) = current();
     let addr = ctx.arg::<u64>(0).unwrap_or(0);
     if addr != 0 && is_target(tgid) {
@@ -116,6 +136,7 @@ pub(crate) fn heap_free(ctx: ProbeContext) -> u32 {
 
 #[uretprobe]
 pub(crate) fn heap_alloc_ret(ctx: RetProbeContext) -> u32 {
+    hit(HeapSite::AllocReturn);
     let (tgid, tid) = current();
     // SAFETY: the value is copied out before the entry is removed.
     let Some(p) = (unsafe { HEAP_PENDING.get(tid) }).copied() else {
@@ -147,7 +168,11 @@ pub(crate) fn heap_alloc_ret(ctx: RetProbeContext) -> u32 {
         count(Counter::MapFull);
         return 0;
     }
-    send(HeapOp::Alloc, tgid, tid, addr, p.size);
+    // With --stacks, the call site of the block (at most as often as the stack budget allows):
+    // memory a block takes from the heap changes hands without a fault, so no fault's stack
+    // would name the code that holds it.
+    stack::take_at_heap(&ctx, tgid, tid);
+    send(HeapOp::Alloc, tgid, tid, addr, p.size, word);
     0
 }
 
@@ -163,17 +188,19 @@ fn go_span(ctx: &ProbeContext, op: HeapOp) {
     if base == 0 || npages == 0 || npages > (1 << 40) / GO_PAGE_SIZE {
         return;
     }
-    send(op, tgid, tid, base, npages * GO_PAGE_SIZE);
+    send(op, tgid, tid, base, npages * GO_PAGE_SIZE, 0);
 }
 
 #[uprobe]
 pub(crate) fn go_span_alloc(ctx: ProbeContext) -> u32 {
+    hit(HeapSite::GoSpanAlloc);
     go_span(&ctx, HeapOp::Alloc);
     0
 }
 
 #[uprobe]
 pub(crate) fn go_span_free(ctx: ProbeContext) -> u32 {
+    hit(HeapSite::GoSpanFree);
     go_span(&ctx, HeapOp::Free);
     0
 }

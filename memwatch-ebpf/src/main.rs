@@ -1,6 +1,12 @@
 //! memwatch's kernel side. One module per concern; maps and emit helpers in one place each.
 #![no_std]
 #![no_main]
+// The atomic add of `emit::add_one`: the BPF target has no `AtomicU64::fetch_add`.
+#![feature(core_intrinsics)]
+#![expect(
+    internal_features,
+    reason = "core_intrinsics, for BPF's atomic add (emit::add_one)"
+)]
 #![expect(
     clippy::needless_pass_by_value,
     reason = "aya's program macros hand each program its context by value"

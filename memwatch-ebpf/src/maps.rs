@@ -77,6 +77,12 @@ pub(crate) static HEAP_PENDING: HashMap<u32, HeapPending> = HashMap::with_max_en
 #[map]
 pub(crate) static HEAP_LIVE: HashMap<HeapKey, u64> = HashMap::with_max_entries(262_144, 0);
 
+/// Hits on each heap probe (`memwatch_common::heap::HeapSite`), every hit counted: what user
+/// space measures the heap probes' cost from.
+#[map]
+pub(crate) static HEAP_HITS: PerCpuArray<u64> =
+    PerCpuArray::with_max_entries(memwatch_common::heap::HEAP_SITES, 0);
+
 /// The last resident counters seen per traced process; LRU, so processes gone need no cleanup.
 #[map]
 pub(crate) static RSS_SEEN: LruHashMap<u32, RssSeen> = LruHashMap::with_max_entries(4096, 0);

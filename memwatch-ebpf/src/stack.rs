@@ -15,8 +15,8 @@ use memwatch_common::{
     config::Counter,
     proc::ThreadFaults,
     stack::{
-        AT_FAULT, SKIPPED, STACK_BURST, STACK_CHUNK, STACK_COPY, StackCopyEvent, StackEvent,
-        TARGET_COPY_STACK,
+        AT_FAULT, AT_HEAP, SKIPPED, STACK_BURST, STACK_CHUNK, STACK_COPY, StackCopyEvent,
+        StackEvent, TARGET_COPY_STACK,
     },
 };
 
@@ -94,6 +94,15 @@ pub(crate) fn maybe_take<C: StackIdContext>(
     }
     *due = 0;
     take(ctx, t.tgid, tid, at);
+}
+
+/// Sends the current thread's user stack as the call site of the heap block the allocator is
+/// returning ([`AT_HEAP`]), when stacks are on and the budget allows.
+#[inline(always)]
+pub(crate) fn take_at_heap<C: StackIdContext>(ctx: &C, tgid: u32, tid: u32) {
+    if global(&STACK_EVERY) != 0 {
+        take(ctx, tgid, tid, AT_HEAP);
+    }
 }
 
 /// Sends the current thread's user stack: along frame pointers, or as a copy for a process user

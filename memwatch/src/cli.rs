@@ -55,6 +55,10 @@ pub enum Command {
     /// Start a server traced, wait until it answers, run a workload, stop everything cleanly,
     /// profile and compare with a baseline: a CI step.
     Ci(CiArgs),
+    /// memwatch's own helper: it measures what a heap probe's hit costs (it calls malloc and
+    /// free in a loop while memwatch probes it). Not for use by hand.
+    #[command(hide = true)]
+    CalibrateHeap,
 }
 
 #[derive(Debug, Args)]
@@ -374,12 +378,19 @@ pub struct RecordArgs {
     /// among the access-log lines completed in it (approximate, as the 2008 tool did).
     #[arg(long)]
     pub no_ebpf: bool,
-    /// Follow glibc's malloc and free in each target (uprobes on its own libc), so that heap
-    /// memory freed by one request and reused by another changes hands: needed for runtimes
-    /// whose heap reuses freed blocks (Node.js buffers, Python objects). Costs a trap per call
-    /// (see BENCHMARKS.md). Not for static binaries (Go): those are said and counted.
-    #[arg(long, conflicts_with = "no_ebpf")]
+    /// Do not follow the targets' heap allocators. By default memwatch follows glibc's malloc
+    /// and free and Go's spans (uprobes), so that memory one request frees and another reuses
+    /// changes hands, within --heap-budget.
+    #[arg(long)]
+    pub no_heap: bool,
+    /// Accepted for recordings scripted before the heap was followed by default; does nothing.
+    #[arg(long, hide = true, conflicts_with = "no_heap")]
     pub heap: bool,
+    /// The share of one core the heap probes may cost the targets (2%, 0.5%, 10%). Past it,
+    /// memwatch follows the heap in windows and the figures say they are sampled; 100% follows
+    /// every call whatever it costs.
+    #[arg(long, value_name = "PERCENT", default_value = "2%", value_parser = parse_share)]
+    pub heap_budget: f64,
     /// Take the call sites of resident growth: the user stack, at most once per
     /// `--stack-every` bytes each thread makes resident or maps, and at each request's first
     /// growth. Along frame pointers where the program keeps them, else by copying the stack
@@ -482,7 +493,9 @@ impl RecordArgs {
             log_format,
             log_from_start,
             no_ebpf,
-            heap,
+            no_heap,
+            heap: _,
+            heap_budget,
             stacks,
             stack_every,
             stack_rate,
@@ -507,7 +520,8 @@ impl RecordArgs {
             log_format,
             log_from_start,
             ebpf: !no_ebpf,
-            heap,
+            heap: !no_heap && !no_ebpf,
+            heap_budget,
             stack_every: stacks.then_some(stack_every),
             stack_rate,
         }
@@ -549,6 +563,20 @@ pub struct ReportArgs {
     #[arg(long, default_value_t = 5, value_name = "N", requires = "stacks",
           value_parser = clap::value_parser!(u16).range(1..))]
     pub stacks_top: u16,
+}
+
+/// A share of one core: `2%`, `0.5%` (or `2`, a percentage too), from 0.1% to 100%; returned
+/// as a fraction.
+pub fn parse_share(s: &str) -> Result<f64, String> {
+    let t = s.trim();
+    let number = t.strip_suffix('%').unwrap_or(t).trim();
+    match number.parse::<f64>() {
+        Ok(p) if (0.1..=100.0).contains(&p) => Ok(p / 100.0),
+        _ => Err(format!(
+            "{s:?} is not a share of one core from 0.1% to 100% (2%, 0.5%); to follow no heap \
+             at all, use --no-heap"
+        )),
+    }
 }
 
 /// Seconds as a number (`10`, `0.5`) or a duration with a unit (`500ms`, `2m`).

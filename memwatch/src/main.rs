@@ -53,6 +53,7 @@ fn main() {
         Command::Diff(args) => commands::profile::diff_command(&args),
         Command::Ci(args) => runtime().and_then(|rt| rt.block_on(commands::ci::run(args))),
         Command::View(args) => runtime().and_then(|rt| rt.block_on(commands::view::run(args))),
+        Command::CalibrateHeap => memwatch::capture::probe::heap::calibrate::child_main(),
     };
     match result {
         Ok(code) => std::process::exit(code),

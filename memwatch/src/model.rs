@@ -62,6 +62,9 @@ pub struct RequestRow {
     pub grown: u64,
     /// Of `grown`, the bytes released before the request ended (its own churn).
     pub released: u64,
+    /// The heap probes were off as it started (their budget was spent): its resident memory
+    /// went to the outside-requests row, and per-request figures leave it out.
+    pub sampled_out: bool,
 }
 
 /// An access-log line, parsed or rejected, with the request it was joined to.
@@ -267,6 +270,25 @@ pub mod meta {
     /// could not be followed (a static binary, no glibc), written when the recording closes.
     pub const HEAP_EVENTS: &str = "heap_events";
     pub const HEAP_NOT_FOLLOWED: &str = "heap_not_followed";
+    /// The share of one core the heap probes may cost (`--heap-budget`), as a fraction.
+    pub const HEAP_BUDGET: &str = "heap_budget";
+    /// Written when the recording closes, with the heap followed: the share of the time the
+    /// probes were attached, their cost as a share of one core, their hits, how many times the
+    /// budget detached them, what a hit cost (`entry=NS return=NS free=NS step=NS
+    /// measured=BOOL`), and where each probe sat (one `BINARY FUNCTION+OFFSET PROGRAM` per
+    /// line, ` single-stepped` appended where no emulated instruction was found).
+    pub const HEAP_ON_FRACTION: &str = "heap_on_fraction";
+    pub const HEAP_COST_SHARE: &str = "heap_cost_share";
+    pub const HEAP_HITS: &str = "heap_hits";
+    pub const HEAP_PAUSES: &str = "heap_pauses";
+    pub const HEAP_HIT_NS: &str = "heap_hit_ns";
+    pub const HEAP_SITES: &str = "heap_sites";
+    /// Followed blocks found given back while the probes were off (read from their glibc chunk
+    /// header), their bytes, and blocks whose release was missed and found when a later
+    /// followed block took their memory.
+    pub const HEAP_FREES_FOUND: &str = "heap_frees_found";
+    pub const HEAP_FREES_FOUND_BYTES: &str = "heap_frees_found_bytes";
+    pub const HEAP_FREES_OVERLAPPED: &str = "heap_frees_overlapped";
     /// Spans the origin maps (resident and address space) held when the recording closed: what
     /// origin tracking costs memwatch (about 64 bytes each).
     pub const ORIGIN_SPANS: &str = "origin_spans";

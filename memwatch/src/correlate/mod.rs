@@ -19,6 +19,7 @@
 //! first write on, and the request is marked approximate.
 
 pub mod conn;
+pub mod heap_window;
 pub mod http;
 pub mod interval;
 pub mod join;
@@ -130,6 +131,29 @@ pub struct Correlator {
     vm_origin: OriginMap,
     /// Completed requests that still hold address space they mapped.
     vm_retained: HashMap<ReqId, Retained>,
+    /// When the heap probes were on (their budget); `None` when the heap is not followed.
+    heap: Option<heap_window::HeapWindows>,
+}
+
+/// A heap block handed out (`alloc`) or given back: `[addr, addr + len)`, and for one handed
+/// out, the call site of its allocation when a stack was taken there (`--stacks`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeapBlock {
+    pub alloc: bool,
+    pub addr: u64,
+    pub len: u64,
+    pub stack: Option<u32>,
+}
+
+impl HeapBlock {
+    pub fn given_back(addr: u64, len: u64) -> Self {
+        Self {
+            alloc: false,
+            addr,
+            len,
+            stack: None,
+        }
+    }
 }
 
 /// The correlator's state, counted: what memwatch's memory grows with besides the origin
@@ -196,7 +220,39 @@ impl Correlator {
             seeded: HashSet::default(),
             vm_origin: OriginMap::new(origin::DEFAULT_MAX_SPANS),
             vm_retained: HashMap::default(),
+            heap: None,
         }
+    }
+
+    /// The heap is followed (its probes may be off part of the time: see
+    /// [`Correlator::heap_probes`]).
+    #[must_use]
+    pub fn following_heap(mut self) -> Self {
+        self.heap = Some(heap_window::HeapWindows::default());
+        self
+    }
+
+    /// From `ts_ns` on the heap probes are `on`, or off: requests that start while they are
+    /// off are sampled out.
+    pub fn heap_probes(&mut self, ts_ns: i64, on: bool) {
+        if let Some(w) = self.heap.as_mut() {
+            w.set(ts_ns, on);
+        }
+    }
+
+    /// Requests in flight that the heap probes follow: they are kept on until these end.
+    pub fn followed_in_flight(&self) -> usize {
+        self.inflight
+            .values()
+            .filter(|r| !r.row.sampled_out)
+            .count()
+    }
+
+    /// Whether the heap probes were ever off while recording.
+    pub fn heap_sampled(&self) -> bool {
+        self.heap
+            .as_ref()
+            .is_some_and(heap_window::HeapWindows::sampled)
     }
 
     /// `ranges` of `pid` were resident when memwatch began to trace it (read from its pagemap
@@ -248,7 +304,7 @@ impl Correlator {
         first_ns: i64,
         out: &mut Vec<Row>,
     ) {
-        let serving = self.serving(tid);
+        let serving = self.resident_owner(tid);
         let owner = Charge {
             request: serving.unwrap_or(OUTSIDE),
             stack: self.stack_of(tid),
@@ -269,6 +325,14 @@ impl Correlator {
             .get(&tid)
             .and_then(|t| t.current)
             .filter(|id| self.inflight.contains_key(id))
+    }
+
+    /// The request resident memory made on thread `tid` is charged to: the one it serves,
+    /// unless that request is sampled out (the heap probes were off as it started), whose
+    /// memory goes to the outside-requests row.
+    fn resident_owner(&self, tid: u32) -> Option<ReqId> {
+        self.serving(tid)
+            .filter(|id| self.inflight.get(id).is_some_and(|r| !r.row.sampled_out))
     }
 
     /// `bytes` made resident: charged to the request `serving`, or to the outside-requests row.
@@ -351,29 +415,34 @@ impl Correlator {
         self.credit(ts_ns, pid, credits, out);
     }
 
-    /// A heap block of `pid` changed hands (`--heap`): handed out on thread `tid` (`alloc`), its
-    /// resident pages go to the request the thread serves, or to the outside row; given back,
-    /// they go to the outside row (the allocator keeps them). Either way the previous owner is
-    /// credited with a release, and the resident set is unchanged: only whole pages of the block
-    /// move.
-    pub fn heap(
-        &mut self,
-        ts_ns: i64,
-        pid: u32,
-        tid: u32,
-        alloc: bool,
-        (addr, len): (u64, u64),
-        out: &mut Vec<Row>,
-    ) {
+    /// A heap block of `pid` changed hands: handed out on thread `tid` (`alloc`), its resident
+    /// pages go to the request the thread serves, or to the outside row; given back, they go to
+    /// the outside row (the allocator keeps them). Either way the previous owner is credited
+    /// with a release, and the resident set is unchanged: only whole pages of the block move.
+    pub fn heap(&mut self, ts_ns: i64, pid: u32, tid: u32, block: HeapBlock, out: &mut Vec<Row>) {
+        let HeapBlock {
+            alloc,
+            addr,
+            len,
+            stack,
+        } = block;
         let page = self.page_size as u64;
         let start = addr.div_ceil(page).saturating_mul(page);
         let end = (addr.saturating_add(len) / page) * page;
-        let serving = if alloc { self.serving(tid) } else { None };
-        // A block handed out goes to the allocating thread's latest call site: the heap's own
-        // allocation sites are not sampled.
+        let serving = if alloc {
+            self.resident_owner(tid)
+        } else {
+            None
+        };
+        // A block handed out goes to the call site of its allocation when one was taken, else
+        // to the allocating thread's latest.
         let owner = Charge {
             request: serving.unwrap_or(OUTSIDE),
-            stack: if alloc { self.stack_of(tid) } else { 0 },
+            stack: match (alloc, stack) {
+                (false, _) => 0,
+                (true, Some(stack)) => stack,
+                (true, None) => self.stack_of(tid),
+            },
         };
         let (credits, moved) = self.origin.transfer(pid, start, end, owner);
         if moved == 0 {
@@ -400,7 +469,7 @@ impl Correlator {
             })));
             return;
         }
-        let serving = self.serving(tid);
+        let serving = self.resident_owner(tid);
         self.charge_growth(serving, ts_ns, pid, delta as u64, out);
         let owner = Charge {
             request: serving.unwrap_or(OUTSIDE),
@@ -605,6 +674,7 @@ impl Correlator {
                                 end_ns: now,
                                 bytes_in: m.bytes,
                                 exact: !pipelined,
+                                sampled_out: self.heap.as_ref().is_some_and(|w| !w.on_at(now)),
                                 ..RequestRow::default()
                             };
                             self.inflight.insert(
@@ -1216,9 +1286,26 @@ mod tests {
             0,
             &mut out,
         );
-        c.heap(101, PID, TID, true, (100 * p - 8, 16 * p + 16), &mut out);
+        c.heap(
+            101,
+            PID,
+            TID,
+            HeapBlock {
+                alloc: true,
+                addr: 100 * p - 8,
+                len: 16 * p + 16,
+                stack: None,
+            },
+            &mut out,
+        );
         c.grow(102, PID, TID, 100 * p, 16 * p, 102, &mut out);
-        c.heap(103, PID, TID, false, (100 * p - 8, 16 * p + 16), &mut out);
+        c.heap(
+            103,
+            PID,
+            TID,
+            HeapBlock::given_back(100 * p - 8, 16 * p + 16),
+            &mut out,
+        );
         c.net(
             &ev(NetOp::WriteStart, 110, 0, b"HTTP/1.1 200 OK\r\n", 0),
             0,
@@ -1240,7 +1327,18 @@ mod tests {
             0,
             &mut out,
         );
-        c.heap(201, PID, TID, true, (100 * p, 4 * p), &mut out);
+        c.heap(
+            201,
+            PID,
+            TID,
+            HeapBlock {
+                alloc: true,
+                addr: 100 * p,
+                len: 4 * p,
+                stack: None,
+            },
+            &mut out,
+        );
         c.net(
             &ev(NetOp::WriteStart, 210, 0, b"HTTP/1.1 200 OK\r\n", 0),
             0,
@@ -1252,7 +1350,13 @@ mod tests {
         assert_eq!(releases(&out), vec![(0, 0, None, 4 * p)]);
         // A free from another thread (a collector) later: credited back to /leak.
         out.clear();
-        c.heap(500, PID, TID + 1, false, (100 * p, 4 * p), &mut out);
+        c.heap(
+            500,
+            PID,
+            TID + 1,
+            HeapBlock::given_back(100 * p, 4 * p),
+            &mut out,
+        );
         assert_eq!(releases(&out), vec![(leak.id, 215, Some("/leak"), 4 * p)]);
         assert_eq!(
             c.origin_counts().tracked_bytes,

@@ -13,8 +13,11 @@ pub const APPLICATION_ID: i64 = 0x4D57_4154;
 /// ([`HAS_STACKS`]). Version 6 splits the released bytes no tracked page covered:
 /// `counters.unmatched_release_bytes` keeps the pages resident before tracing began (or perhaps
 /// resident), `counters.unseen_release_bytes` takes those memwatch never saw resident; in older
-/// files the first holds both ([`HAS_UNSEEN`]).
-pub const SCHEMA_VERSION: i64 = 6;
+/// files the first holds both ([`HAS_UNSEEN`]). Version 7 marks the requests the heap probes
+/// did not follow because their budget was spent (`sampled_out` in `request_rows` and
+/// `request_rollup`): per-request figures leave them out; in older files every request counts
+/// ([`HAS_SAMPLED_OUT`]).
+pub const SCHEMA_VERSION: i64 = 7;
 /// The first schema version whose recordings carry retained-memory figures.
 pub const HAS_ORIGIN: i64 = 3;
 /// The first schema version whose recordings carry the origin of address space.
@@ -23,6 +26,8 @@ pub const HAS_VM_ORIGIN: i64 = 4;
 pub const HAS_STACKS: i64 = 5;
 /// The first schema version that counts unseen releases apart.
 pub const HAS_UNSEEN: i64 = 6;
+/// The first schema version that marks requests the heap probes did not follow.
+pub const HAS_SAMPLED_OUT: i64 = 7;
 
 /// All times are wall-clock nanoseconds since the Unix epoch, derived from the kernel's
 /// monotonic clock through an offset measured once at start (`meta.clock_offset_ns`).
@@ -113,13 +118,15 @@ CREATE TABLE request_rows (
     exact     INTEGER NOT NULL,      -- 1 exact, 0 approximate attribution
     grown     INTEGER NOT NULL,      -- bytes it made resident (each page once)
     released  INTEGER NOT NULL,      -- of those, released before it ended
+    sampled_out INTEGER NOT NULL DEFAULT 0, -- 1: the heap probes were off as it started
     PRIMARY KEY (end_ns, id)
 ) WITHOUT ROWID;
 CREATE VIEW requests AS
 SELECT r.id, r.pid, r.tid, r.conn, r.method, COALESCE(r.target, r.route) AS target, r.route,
        h.host, r.status, r.end_ns - r.dur_ns AS start_ns,
        r.end_ns - r.dur_ns + r.ttfb_ns AS first_byte_ns, r.end_ns, r.bytes_in, r.bytes_out,
-       r.vm_bytes, r.rss_bytes, r.faults, r.mem_calls, r.exact, r.grown, r.released
+       r.vm_bytes, r.rss_bytes, r.faults, r.mem_calls, r.exact, r.grown, r.released,
+       r.sampled_out
 FROM request_rows r LEFT JOIN hosts h ON h.id = r.host_id;
 -- Requests summed per second of their end, kept by the writer: range queries over many
 -- requests read these instead of every row.
@@ -136,6 +143,7 @@ CREATE TABLE request_rollup (
     mem_calls INTEGER NOT NULL,
     grown     INTEGER NOT NULL,
     released  INTEGER NOT NULL,        -- released before the requests ended
+    sampled_out INTEGER NOT NULL DEFAULT 0, -- how many the heap probes did not follow
     PRIMARY KEY (second, method, route, status)
 ) WITHOUT ROWID;
 -- Resident memory released after the request that made it resident ended, summed per second of

@@ -667,7 +667,7 @@ fn leave_wal(conn: &Connection) -> rusqlite::Result<()> {
 
 /// Per-second sums of one batch's requests: (second, method, route, status) → sums. Keys
 /// borrow from the batch: nothing is cloned per request.
-type Rollup<'a> = rustc_hash::FxHashMap<(i64, &'a str, &'a str, i64), [i64; 8]>;
+type Rollup<'a> = rustc_hash::FxHashMap<(i64, &'a str, &'a str, i64), [i64; 9]>;
 
 fn roll<'a>(rollup: &mut Rollup<'a>, r: &'a RequestRow) {
     let key = (
@@ -685,6 +685,7 @@ fn roll<'a>(rollup: &mut Rollup<'a>, r: &'a RequestRow) {
     sums[5] += r.mem_calls as i64;
     sums[6] += r.grown as i64;
     sums[7] += r.released as i64;
+    sums[8] += i64::from(r.sampled_out);
 }
 
 /// A `stack_rollup` row's key: (second, req_second, method, route, pid, stack).
@@ -827,19 +828,19 @@ impl<'a> OriginSums<'a> {
 }
 
 const INSERT_ROLLUP: &str = "INSERT INTO request_rollup (second, method, route, status, n, approx,
-       vm_sum, rss_sum, faults, mem_calls, grown, released)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+       vm_sum, rss_sum, faults, mem_calls, grown, released, sampled_out)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
      ON CONFLICT (second, method, route, status) DO UPDATE SET n = n + excluded.n,
        approx = approx + excluded.approx, vm_sum = vm_sum + excluded.vm_sum,
        rss_sum = rss_sum + excluded.rss_sum, faults = faults + excluded.faults,
        mem_calls = mem_calls + excluded.mem_calls, grown = grown + excluded.grown,
-       released = released + excluded.released";
+       released = released + excluded.released, sampled_out = sampled_out + excluded.sampled_out";
 
 const INSERT_REQUEST: &str = "INSERT INTO request_rows (id, pid, tid, conn, method, target,
        route, host_id, status, end_ns, dur_ns, ttfb_ns, bytes_in, bytes_out, vm_bytes, rss_bytes,
-       faults, mem_calls, exact, grown, released)
+       faults, mem_calls, exact, grown, released, sampled_out)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
-       ?20, ?21)";
+       ?20, ?21, ?22)";
 
 fn commit(conn: &mut Connection, hosts: &mut Hosts, rows: &mut Vec<Row>) -> rusqlite::Result<u64> {
     let tx = conn.transaction()?;
@@ -857,11 +858,33 @@ fn commit(conn: &mut Connection, hosts: &mut Hosts, rows: &mut Vec<Row>) -> rusq
         let mut upsert = tx.prepare_cached(INSERT_ROLLUP)?;
         for (
             (second, method, route, status),
-            [n, approx, vm, rss, faults, calls, grown, released],
+            [
+                n,
+                approx,
+                vm,
+                rss,
+                faults,
+                calls,
+                grown,
+                released,
+                sampled_out,
+            ],
         ) in rollup
         {
             upsert.execute(params![
-                second, method, route, status, n, approx, vm, rss, faults, calls, grown, released
+                second,
+                method,
+                route,
+                status,
+                n,
+                approx,
+                vm,
+                rss,
+                faults,
+                calls,
+                grown,
+                released,
+                sampled_out
             ])?;
         }
         origin.write(&tx)?;
@@ -1149,6 +1172,7 @@ fn insert_request(
         exact,
         grown,
         released,
+        sampled_out,
     } = r;
     let host_id = match host {
         Some(h) => Some(hosts.intern(tx, h)?),
@@ -1177,7 +1201,8 @@ fn insert_request(
         mem_calls as i64,
         exact,
         grown as i64,
-        released as i64
+        released as i64,
+        sampled_out
     ])?;
     Ok(())
 }
@@ -1400,6 +1425,7 @@ mod tests {
             exact: true,
             grown: 12288,
             released: 4096,
+            sampled_out: true,
         };
         let plain = RequestRow {
             id: 8,
@@ -1474,5 +1500,15 @@ mod tests {
             )
             .unwrap();
         assert_eq!((hosts, stored_targets), (1, 1));
+        // A request the heap probes did not follow is marked, and counted in the rollup.
+        let (marked, rolled): (i64, i64) = db
+            .query_row(
+                "SELECT (SELECT SUM(sampled_out) FROM requests WHERE id = 7),
+                        (SELECT SUM(sampled_out) FROM request_rollup)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((marked, rolled), (1, 1));
     }
 }

@@ -131,6 +131,8 @@ impl From<Endpoint> for RouteFigures {
             vm_mapped_bytes: _,
             vm_released_bytes: _,
             vm_retained_bytes: _,
+            // Whether figures are sampled is the recording's to say; a profile compares them.
+            sampled: _,
         } = e;
         Self {
             method,

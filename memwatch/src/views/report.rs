@@ -252,6 +252,23 @@ pub struct Endpoint {
     pub vm_released_bytes: Option<i64>,
     /// Still mapped at the end of the range.
     pub vm_retained_bytes: Option<i64>,
+    /// Sampled figures: present when the heap probes' budget left some of this route's
+    /// requests unfollowed. Its memory figures, kept per request included, then rest on the
+    /// followed requests alone.
+    pub sampled: Option<Sampled>,
+}
+
+/// How much of a route the heap probes followed, and how far its kept-per-request figure can
+/// be off for that.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Sampled {
+    /// Requests the heap probes followed (of the route's `requests`).
+    pub followed_requests: u64,
+    /// The 95% interval of kept per request (Sen's interval of the Theil–Sen slope over the
+    /// followed requests); `None` with fewer than 3 steps to judge from. (Keys in alphabetical
+    /// order, as the API sends them.)
+    pub kept_per_request_high_bytes: Option<i64>,
+    pub kept_per_request_low_bytes: Option<i64>,
 }
 
 /// Retained memory over a range, and how it reconciles with the resident set.
@@ -453,6 +470,8 @@ struct Acc {
     faults: u64,
     calls: u64,
     approximate: u64,
+    /// Requests the heap probes did not follow.
+    sampled_out: u64,
     /// Per-request values for percentiles: all of them, or a sample.
     vm: Vec<i64>,
     rss: Vec<i64>,
@@ -472,6 +491,7 @@ impl Acc {
             faults,
             calls,
             approximate,
+            sampled_out,
             vm: _,
             rss: _,
             dur_ns: _,
@@ -483,6 +503,7 @@ impl Acc {
             *c = c.saturating_add(count);
         }
         self.add(n, approximate, (vm_sum, rss_sum), faults, calls);
+        self.sampled_out = self.sampled_out.saturating_add(sampled_out);
     }
 
     /// Adds `n` requests' totals. Saturating: the figures come from the file, and a corrupted
@@ -529,9 +550,14 @@ fn add_rows(
             end_ns,
             grown,
             released,
+            sampled_out,
         } = row;
         let acc = groups.entry((method, route)).or_default();
-        if let Some(later) = later {
+        // A request the heap probes did not follow holds no memory of its own: it is no step of
+        // the retained series.
+        if let Some(later) = later
+            && !sampled_out
+        {
             let released = released.saturating_add(later.get(&id).copied().unwrap_or(0));
             let r = &mut acc.retained;
             r.grown = r.grown.saturating_add(grown);
@@ -540,6 +566,7 @@ fn add_rows(
                 .insert((end_ns, id), (1, grown.saturating_sub(released)));
         }
         if totals {
+            acc.sampled_out = acc.sampled_out.saturating_add(u64::from(sampled_out));
             let c = acc.statuses.entry(status_key(status)).or_default();
             *c = c.saturating_add(1);
             acc.add(
@@ -590,8 +617,10 @@ pub fn endpoints(rec: &Recording, range: Range) -> Q<Vec<Endpoint>> {
                 rss_bytes,
                 faults,
                 mem_calls,
+                sampled_out,
             } = group;
             let acc = groups.entry((method, route)).or_default();
+            acc.sampled_out = acc.sampled_out.saturating_add(count(sampled_out));
             let c = acc.statuses.entry(status_key(Some(status))).or_default();
             *c = c.saturating_add(count(requests));
             acc.add(
@@ -668,6 +697,14 @@ pub fn endpoints(rec: &Recording, range: Range) -> Q<Vec<Endpoint>> {
                 vm_mapped_bytes: None,
                 vm_released_bytes: None,
                 vm_retained_bytes: None,
+                sampled: (a.sampled_out > 0).then(|| {
+                    let (low, high) = r.slope_interval().unzip();
+                    Sampled {
+                        followed_requests: a.n.saturating_sub(a.sampled_out),
+                        kept_per_request_low_bytes: low,
+                        kept_per_request_high_bytes: high,
+                    }
+                }),
             };
             if origin {
                 e.retention = retention(&e, page);
@@ -756,6 +793,11 @@ impl RouteRetained {
         if self.steps.len() < 3 {
             return mean;
         }
+        theil_sen(&self.points()).unwrap_or(mean)
+    }
+
+    /// Cumulative (requests, retained) after each step, thinned to [`MAX_SLOPE_POINTS`].
+    fn points(&self) -> Vec<(i64, i64)> {
         let (mut n, mut r) = (0i64, 0i64);
         let points: Vec<(i64, i64)> = self
             .steps
@@ -766,8 +808,48 @@ impl RouteRetained {
                 (n, r)
             })
             .collect();
-        theil_sen(&thin(&points, MAX_SLOPE_POINTS)).unwrap_or(mean)
+        thin(&points, MAX_SLOPE_POINTS)
     }
+
+    /// The 95% interval of [`RouteRetained::slope`]: Sen's distribution-free interval, the
+    /// pairwise slopes at the ranks `(N ∓ C) / 2` with `C = 1.96 √(n(n−1)(2n+5)/18)`; `None`
+    /// with fewer than 3 steps.
+    fn slope_interval(&self) -> Option<(i64, i64)> {
+        if self.steps.len() < 3 {
+            return None;
+        }
+        sen_interval(&self.points())
+    }
+}
+
+/// Sen's 95% interval of the Theil–Sen slope of `points`.
+fn sen_interval(points: &[(i64, i64)]) -> Option<(i64, i64)> {
+    let mut slopes = pairwise_slopes(points);
+    if slopes.is_empty() {
+        return None;
+    }
+    slopes.sort_unstable_by(f64::total_cmp);
+    let n = points.len() as f64;
+    let c = 1.96 * (n * (n - 1.0) * (2.0 * n + 5.0) / 18.0).sqrt();
+    let total = slopes.len() as f64;
+    let at = |rank: f64| {
+        let i = (rank.round().max(1.0) as usize).min(slopes.len()) - 1;
+        slopes[i].round() as i64
+    };
+    Some((at((total - c) / 2.0), at((total + c) / 2.0 + 1.0)))
+}
+
+/// The slopes between every pair of points with different x.
+fn pairwise_slopes(points: &[(i64, i64)]) -> Vec<f64> {
+    let mut slopes: Vec<f64> = Vec::with_capacity(points.len() * points.len() / 2);
+    for (i, &(x1, y1)) in points.iter().enumerate() {
+        for &(x2, y2) in &points[i + 1..] {
+            if x2 != x1 {
+                slopes.push(y2.saturating_sub(y1) as f64 / x2.saturating_sub(x1) as f64);
+            }
+        }
+    }
+    slopes
 }
 
 /// At most this many points go into a slope: the pairs grow with its square.
@@ -791,14 +873,7 @@ fn thin(points: &[(i64, i64)], max: usize) -> Vec<(i64, i64)> {
 /// The median of the slopes between every pair of points with different x; None when there is
 /// no such pair.
 fn theil_sen(points: &[(i64, i64)]) -> Option<i64> {
-    let mut slopes: Vec<f64> = Vec::with_capacity(points.len() * points.len() / 2);
-    for (i, &(x1, y1)) in points.iter().enumerate() {
-        for &(x2, y2) in &points[i + 1..] {
-            if x2 != x1 {
-                slopes.push(y2.saturating_sub(y1) as f64 / x2.saturating_sub(x1) as f64);
-            }
-        }
-    }
+    let mut slopes = pairwise_slopes(points);
     if slopes.is_empty() {
         return None;
     }

@@ -478,6 +478,34 @@ impl Probe {
         self.heap.followed()
     }
 
+    /// Where the heap probes of the followed processes sit, once per binary and program.
+    pub fn heap_sites(&self) -> Vec<super::heap::Point> {
+        self.heap.sites()
+    }
+
+    /// Hits on each heap probe since load, by `memwatch_common::heap::HeapSite`.
+    pub fn heap_hits(&self) -> [u64; memwatch_common::heap::HEAP_SITES as usize] {
+        HeapProbes::hits(&self.ebpf)
+    }
+
+    /// Attaches or detaches the heap probes of every followed process (their budget); returns
+    /// the processes whose probes could not be attached again, which are no longer followed.
+    pub fn set_heap_on(&mut self, on: bool) -> Vec<(u32, HeapSkip)> {
+        self.heap.set_on(&mut self.ebpf, on)
+    }
+
+    /// A followed block was found given back while the heap probes were off.
+    pub fn forget_heap_block(&mut self, pid: u32, addr: u64) {
+        HeapProbes::forget_block(&mut self.ebpf, pid, addr);
+    }
+
+    /// What a heap probe's hit costs on this machine (loads the heap programs first). `None`
+    /// when they cannot be loaded (the heap is then not followed, and each process says why).
+    pub fn calibrate_heap(&mut self) -> Option<super::heap::calibrate::Costs> {
+        self.heap.load_programs(&mut self.ebpf).ok()?;
+        Some(super::heap::calibrate::measure(&mut self.ebpf))
+    }
+
     /// Runs of pages faulted in but not yet sent, per live traced thread: (tid, tgid, start,
     /// end, when the first was faulted). Read at the end of a recording, so that the last
     /// growth of idle threads is not lost.

@@ -26,6 +26,8 @@ pub struct RequestFigures {
     /// Retained-memory figures (0 in recordings without them).
     pub grown: i64,
     pub released: i64,
+    /// The heap probes did not follow it (schema 7; false before).
+    pub sampled_out: bool,
 }
 
 /// Requests of one method, route and status summed over whole seconds of the rollup.
@@ -43,6 +45,8 @@ pub struct RollupGroup {
     pub rss_bytes: i64,
     pub faults: i64,
     pub mem_calls: i64,
+    /// Of `requests`, how many the heap probes did not follow (0 before schema 7).
+    pub sampled_out: i64,
 }
 
 /// Where [`Recording::status_class_counts`] counts requests.
@@ -139,26 +143,31 @@ impl Recording {
         first_s: i64,
         last_s: i64,
     ) -> Result<Vec<RollupGroup>, RecordingError> {
-        self.rows(
+        let sql = if self.schema_version() >= crate::recording::schema::HAS_SAMPLED_OUT {
             "SELECT method, route, status, SUM(n), SUM(approx), SUM(vm_sum), SUM(rss_sum),
-                    SUM(faults), SUM(mem_calls)
+                    SUM(faults), SUM(mem_calls), SUM(sampled_out)
              FROM request_rollup WHERE second BETWEEN ?1 AND ?2
-             GROUP BY method, route, status",
-            [first_s, last_s],
-            |r| {
-                Ok(RollupGroup {
-                    method: r.get(0)?,
-                    route: r.get(1)?,
-                    status: r.get(2)?,
-                    requests: r.get(3)?,
-                    approximate: r.get(4)?,
-                    vm_bytes: r.get(5)?,
-                    rss_bytes: r.get(6)?,
-                    faults: r.get(7)?,
-                    mem_calls: r.get(8)?,
-                })
-            },
-        )
+             GROUP BY method, route, status"
+        } else {
+            "SELECT method, route, status, SUM(n), SUM(approx), SUM(vm_sum), SUM(rss_sum),
+                    SUM(faults), SUM(mem_calls), 0
+             FROM request_rollup WHERE second BETWEEN ?1 AND ?2
+             GROUP BY method, route, status"
+        };
+        self.rows(sql, [first_s, last_s], |r| {
+            Ok(RollupGroup {
+                method: r.get(0)?,
+                route: r.get(1)?,
+                status: r.get(2)?,
+                requests: r.get(3)?,
+                approximate: r.get(4)?,
+                vm_bytes: r.get(5)?,
+                rss_bytes: r.get(6)?,
+                faults: r.get(7)?,
+                mem_calls: r.get(8)?,
+                sampled_out: r.get(9)?,
+            })
+        })
     }
 
     /// Hands `f` the figures of every `every`-th request (by id) that ended in
@@ -170,14 +179,21 @@ impl Recording {
         every: i64,
         f: impl FnMut(RequestFigures),
     ) -> Result<(), RecordingError> {
-        // Recordings before schema 3 have no `grown` and `released` columns.
-        let sql = if self.schema_version() >= crate::recording::schema::HAS_ORIGIN {
+        // Recordings before schema 3 have no `grown` and `released` columns, before 7 no
+        // `sampled_out`.
+        let version = self.schema_version();
+        let sql = if version >= crate::recording::schema::HAS_SAMPLED_OUT {
             "SELECT COALESCE(method, '-'), COALESCE(route, '-'), status, vm_bytes, rss_bytes,
-                    faults, mem_calls, exact, end_ns - start_ns, id, end_ns, grown, released
+                    faults, mem_calls, exact, end_ns - start_ns, id, end_ns, grown, released,
+                    sampled_out
+             FROM requests WHERE end_ns >= ?1 AND end_ns <= ?2 AND id % ?3 = 0"
+        } else if version >= crate::recording::schema::HAS_ORIGIN {
+            "SELECT COALESCE(method, '-'), COALESCE(route, '-'), status, vm_bytes, rss_bytes,
+                    faults, mem_calls, exact, end_ns - start_ns, id, end_ns, grown, released, 0
              FROM requests WHERE end_ns >= ?1 AND end_ns <= ?2 AND id % ?3 = 0"
         } else {
             "SELECT COALESCE(method, '-'), COALESCE(route, '-'), status, vm_bytes, rss_bytes,
-                    faults, mem_calls, exact, end_ns - start_ns, id, end_ns, 0, 0
+                    faults, mem_calls, exact, end_ns - start_ns, id, end_ns, 0, 0, 0
              FROM requests WHERE end_ns >= ?1 AND end_ns <= ?2 AND id % ?3 = 0"
         };
         self.each(
@@ -198,6 +214,7 @@ impl Recording {
                     end_ns: r.get(10)?,
                     grown: r.get(11)?,
                     released: r.get(12)?,
+                    sampled_out: r.get(13)?,
                 })
             },
             f,

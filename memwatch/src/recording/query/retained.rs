@@ -18,6 +18,8 @@ pub struct RetainedSecond {
     pub route: String,
     /// The second the requests ended in (end_ns / 1e9).
     pub second: i64,
+    /// Requests the heap probes followed (all of them in recordings before schema 7): the
+    /// sampled-out ones hold no memory of their own, so per-request figures leave them out.
     pub requests: i64,
     /// Bytes made resident (each page once).
     pub grown: i64,
@@ -100,22 +102,25 @@ impl Recording {
             return Ok(Vec::new());
         }
         let (first_s, last_s) = rollup_seconds(from_ns, to_ns);
-        self.rows(
+        let sql = if self.schema_version() >= crate::recording::schema::HAS_SAMPLED_OUT {
+            "SELECT method, route, second, SUM(n - sampled_out), SUM(grown), SUM(released)
+             FROM request_rollup WHERE second BETWEEN ?1 AND ?2
+             GROUP BY 1, 2, 3 ORDER BY 3"
+        } else {
             "SELECT method, route, second, SUM(n), SUM(grown), SUM(released)
              FROM request_rollup WHERE second BETWEEN ?1 AND ?2
-             GROUP BY 1, 2, 3 ORDER BY 3",
-            [first_s, last_s],
-            |r| {
-                Ok(RetainedSecond {
-                    method: r.get(0)?,
-                    route: r.get(1)?,
-                    second: r.get(2)?,
-                    requests: r.get(3)?,
-                    grown: r.get(4)?,
-                    released_own: r.get(5)?,
-                })
-            },
-        )
+             GROUP BY 1, 2, 3 ORDER BY 3"
+        };
+        self.rows(sql, [first_s, last_s], |r| {
+            Ok(RetainedSecond {
+                method: r.get(0)?,
+                route: r.get(1)?,
+                second: r.get(2)?,
+                requests: r.get(3)?,
+                grown: r.get(4)?,
+                released_own: r.get(5)?,
+            })
+        })
     }
 
     /// Bytes released up to `to_ns` (to the second) per request, of requests that ended in

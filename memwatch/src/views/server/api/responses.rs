@@ -448,6 +448,9 @@ pub(crate) struct Endpoint {
     pub rss_bytes_mean: i64,
     pub rss_bytes_per_request_p50: i64,
     pub rss_bytes_per_request_p95: i64,
+    /// Present when the heap budget left some of the route's requests unfollowed: its figures
+    /// rest on the followed ones (keys as in the report).
+    pub sampled: Option<report::Sampled>,
     pub statuses: BTreeMap<String, u64>,
     pub vm_bytes: i64,
     pub vm_bytes_mean: i64,
@@ -486,6 +489,7 @@ impl From<report::Endpoint> for Endpoint {
             vm_mapped_bytes,
             vm_released_bytes,
             vm_retained_bytes,
+            sampled,
         } = e;
         Self {
             approximate,
@@ -505,6 +509,7 @@ impl From<report::Endpoint> for Endpoint {
             rss_bytes_mean,
             rss_bytes_per_request_p50,
             rss_bytes_per_request_p95,
+            sampled,
             statuses,
             vm_bytes,
             vm_bytes_mean,
@@ -1095,6 +1100,11 @@ mod tests {
                 rss_bytes_mean: 4096,
                 rss_bytes_per_request_p50: 4096,
                 rss_bytes_per_request_p95: 4096,
+                sampled: Some(report::Sampled {
+                    followed_requests: 1,
+                    kept_per_request_low_bytes: Some(0),
+                    kept_per_request_high_bytes: Some(1),
+                }),
                 statuses: counts.clone(),
                 vm_bytes: 0,
                 vm_bytes_mean: 0,

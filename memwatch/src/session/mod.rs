@@ -12,7 +12,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use memwatch_common::{heap::HeapOp, stack::AT_SYSCALL};
+mod heap;
+
+use memwatch_common::stack::{AT_HEAP, AT_SYSCALL};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
@@ -122,9 +124,8 @@ pub struct Session {
     /// Notified to stop recording (`memwatch ci`).
     stop: Option<Arc<tokio::sync::Notify>>,
     options: RecordOptions,
-    /// `--heap`: heap blocks followed, and processes whose heap could not be.
-    heap_events: u64,
-    heap_not_followed: u64,
+    /// The heaps followed (unless `--no-heap` or `--no-ebpf`), within their budget.
+    heap: Option<heap::HeapFollow>,
     /// `--stacks`: interns and names the kernel's stacks.
     stacks: Option<Stacks>,
     /// Stacks taken at a memory syscall's return, per thread, for the syscall's row that follows.
@@ -197,27 +198,35 @@ impl Session {
         }
     }
 
-    /// With `--heap`, attaches the allocator probes to `pid`. A process whose heap cannot be
-    /// followed is still recorded; why is logged and it is counted.
+    /// Attaches the allocator probes to `pid` (unless `--no-heap`). A process whose heap
+    /// cannot be followed is still recorded; why is logged and it is counted.
     fn follow_heap(&mut self, pid: u32) {
-        if !self.options.heap {
-            return;
-        }
-        let Some(probe) = self.probe.as_mut() else {
+        let (Some(heap), Some(probe)) = (self.heap.as_mut(), self.probe.as_mut()) else {
             return;
         };
-        if let Err(e) = probe.follow_heap(pid) {
-            self.heap_not_followed += 1;
-            tracing::warn!("{:#}", anyhow::Error::from(e));
+        match probe.follow_heap(pid) {
+            Ok(()) => heap.placed(probe),
+            Err(e) => {
+                heap.counts.not_followed += 1;
+                tracing::warn!("{:#}", anyhow::Error::from(e));
+            }
         }
     }
 
-    /// `pid` is gone, or exec'd into a new image: its allocator probes go.
+    /// `pid` is gone, or exec'd into a new image: its allocator probes and blocks go.
     fn forget_heap(&mut self, pid: u32) {
-        if self.options.heap
-            && let Some(probe) = self.probe.as_mut()
-        {
+        if let (Some(heap), Some(probe)) = (self.heap.as_mut(), self.probe.as_mut()) {
             probe.forget_heap(pid);
+            heap.forget(pid);
+        }
+    }
+
+    /// The heap budget's look at the probes (at most every 50 ms).
+    fn heap_look(&mut self) {
+        if let (Some(heap), Some(probe)) = (self.heap.as_mut(), self.probe.as_mut()) {
+            let mono = monotonic_ns();
+            let wall = mono as i64 + self.offset;
+            heap.look((mono, wall), probe, &mut self.correlator, &mut self.rows);
         }
     }
 
@@ -332,16 +341,10 @@ impl Session {
                 );
             }
             Event::Heap(h) => {
-                self.heap_events += 1;
                 let ts_ns = self.wall(h.header.ts_ns);
-                self.correlator.heap(
-                    ts_ns,
-                    h.header.tgid,
-                    h.header.tid,
-                    h.op == HeapOp::Alloc as u32,
-                    (h.addr, h.len),
-                    &mut self.rows,
-                );
+                if let (Some(heap), Some(probe)) = (self.heap.as_mut(), self.probe.as_mut()) {
+                    heap.event(ts_ns, &h, probe, &mut self.correlator, &mut self.rows);
+                }
             }
             Event::FilePages(f) => {
                 let ts_ns = self.wall(f.header.ts_ns);
@@ -388,6 +391,10 @@ impl Session {
         if at == AT_SYSCALL {
             if let Some(id) = id {
                 self.syscall_stacks.insert(tid, id);
+            }
+        } else if at == AT_HEAP {
+            if let (Some(id), Some(heap)) = (id, self.heap.as_mut()) {
+                heap.stack(tid, id);
             }
         } else {
             self.correlator.set_stack(tid, id);
@@ -656,9 +663,11 @@ pub struct RecordOptions {
     pub log_from_start: bool,
     /// Load the eBPF programs (false: /proc sampling and access logs only).
     pub ebpf: bool,
-    /// Follow glibc's malloc and free in each target (uprobes), so that heap memory reused by
-    /// another request changes hands.
+    /// Follow glibc's malloc and free and Go's spans in each target (uprobes), so that heap
+    /// memory reused by another request changes hands (on unless `--no-heap`).
     pub heap: bool,
+    /// The share of one core the heap probes may cost (`--heap-budget`).
+    pub heap_budget: f64,
     /// Take the call sites of growth, one stack per this many bytes per thread (`--stacks`).
     pub stack_every: Option<u64>,
     /// At most this many stacks per CPU per second (`--stack-rate`).
@@ -869,6 +878,21 @@ async fn attach(
             }
         }
     }
+    // The heaps are followed within a budget, whose unit (what a hit costs here) is measured
+    // once, before any target's heap probe is attached.
+    let heap = match probe.as_mut() {
+        Some(probe) if args.heap => match probe.calibrate_heap() {
+            Some(costs) => Some(heap::HeapFollow::new(args.heap_budget, costs)),
+            None => {
+                tracing::warn!(
+                    "the heap probes cannot be loaded on this kernel: heap reuse is not followed \
+                     (run with -vv for why)"
+                );
+                None
+            }
+        },
+        _ => None,
+    };
     let offset = wall_ns() - monotonic_ns() as i64;
     let started_ns = wall_ns();
     let argv = redact_tokens(std::env::args());
@@ -900,7 +924,8 @@ async fn attach(
             procfs::kernel_release().unwrap_or_else(|| "unknown".into()),
         ),
         (meta::PAGE_SIZE, page_size.to_string()),
-        (meta::HEAP, (args.heap && args.ebpf).to_string()),
+        (meta::HEAP, heap.is_some().to_string()),
+        (meta::HEAP_BUDGET, args.heap_budget.to_string()),
     ]
     .into_iter()
     .chain((config.stack_every != 0).then(|| (meta::STACK_EVERY, config.stack_every.to_string())))
@@ -911,9 +936,16 @@ async fn attach(
     let mut session = Session {
         probe,
         writer,
-        correlator: Correlator::new(router.clone(), args.redact_query, page_size)
-            .joining(!args.access_logs.is_empty())
-            .with_stacks(stacks.is_some()),
+        correlator: {
+            let c = Correlator::new(router.clone(), args.redact_query, page_size)
+                .joining(!args.access_logs.is_empty())
+                .with_stacks(stacks.is_some());
+            if heap.is_some() {
+                c.following_heap()
+            } else {
+                c
+            }
+        },
         offset,
         alive: HashSet::new(),
         spawned: held.as_ref().map(|h| h.pid),
@@ -939,8 +971,7 @@ async fn attach(
         output,
         stop: hooks.stop.take(),
         options: args,
-        heap_events: 0,
-        heap_not_followed: 0,
+        heap,
         stacks,
         syscall_stacks: HashMap::new(),
         gone: HashSet::new(),
@@ -1101,15 +1132,8 @@ impl Session {
         ));
         let state = self.state_meta();
         self.rows.extend(state);
-        if self.options.heap {
-            self.rows.push(Row::Meta(
-                meta::HEAP_EVENTS.into(),
-                self.heap_events.to_string(),
-            ));
-            self.rows.push(Row::Meta(
-                meta::HEAP_NOT_FOLLOWED.into(),
-                self.heap_not_followed.to_string(),
-            ));
+        if let Some(heap) = &self.heap {
+            self.rows.extend(heap.meta(self.probe.as_ref()));
         }
         if let Some(stacks) = self.stacks.take() {
             let (rows, counts) = stacks.finish();
@@ -1298,8 +1322,14 @@ async fn event_loop(session: &mut Session, signals: &mut StopSignals) -> anyhow:
                     Some(probe) => probe.readable().await,
                     None => std::future::pending().await,
                 }
-            } => session.drain(),
-            _ = drain_tick.tick() => session.drain(),
+            } => {
+                session.drain();
+                session.heap_look();
+            }
+            _ = drain_tick.tick() => {
+                session.drain();
+                session.heap_look();
+            }
             _ = sample_tick.tick() => {
                 session.drain();
                 session.read_logs(false);

@@ -1,0 +1,272 @@
+//! The heap probes' budget: what they cost the targets stays within a share of one core
+//! (`--heap-budget`, 2% by default).
+//!
+//! A uprobe costs its target a trap on every call, followed block or not: about 0.5 µs on an
+//! emulated instruction here, and a Node.js server calls malloc and free about 60 times per
+//! trivial request. No per-call hook can follow every call of a busy server, however well it is
+//! placed. So the cost is measured (hits on each probe, counted by the kernel side, times what
+//! a hit costs on this machine, [`super::calibrate`]) and kept within the budget by attaching
+//! the probes only part of the time, with a token bucket:
+//!
+//! - tokens accrue at the budget's rate, up to [`BURST`] of it; while the probes are on, every
+//!   hit spends its cost;
+//! - when the tokens run out, memwatch stops following *new* requests ([`Action::Close`]), and
+//!   detaches the probes once the requests it follows have ended, or after [`GRACE`]
+//!   ([`Action::Detach`]);
+//! - it attaches them again ([`Action::Attach`]) once the tokens pay for a window of at least
+//!   [`MIN_WINDOW`] at the rate the probes last cost.
+//!
+//! A server whose heap calls cost less than the budget keeps the probes on throughout, and its
+//! figures are exact. One that costs more is followed in windows: the requests that started in
+//! one are followed whole, the others are sampled out, and the summary says what fraction of
+//! the time and of the requests was followed.
+
+use std::time::Duration;
+
+use memwatch_common::heap::HEAP_SITES;
+
+/// The default share of one core the heap probes may cost.
+pub const DEFAULT_SHARE: f64 = 0.02;
+/// How much of the budget can be saved up: this long at the budget's rate.
+pub const BURST: Duration = Duration::from_secs(2);
+/// The shortest window worth opening.
+pub const MIN_WINDOW: Duration = Duration::from_millis(200);
+/// How long, after the budget is spent, the probes stay on for the requests they follow.
+pub const GRACE: Duration = Duration::from_millis(500);
+
+const N: usize = HEAP_SITES as usize;
+
+/// What the caller does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Stop following new requests (the probes stay on for the followed ones).
+    Close,
+    /// Detach the probes.
+    Detach,
+    /// Attach the probes and follow new requests again.
+    Attach,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Phase {
+    On,
+    Closing { since_ns: u64 },
+    Off,
+}
+
+/// What the budget did, for the recording.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Spent {
+    /// Time the probes were attached, and time recorded, in ns.
+    pub on_ns: u64,
+    pub total_ns: u64,
+    /// The probes' cost to the targets, in ns of CPU, estimated from their hits.
+    pub cost_ns: f64,
+    /// Hits on the probes, all sites together.
+    pub hits: u64,
+    /// Times the budget had the probes detached.
+    pub pauses: u64,
+}
+
+impl Spent {
+    /// The share of the time the probes were on (1 when nothing was recorded).
+    pub fn on_fraction(&self) -> f64 {
+        if self.total_ns == 0 {
+            1.0
+        } else {
+            self.on_ns as f64 / self.total_ns as f64
+        }
+    }
+
+    /// The probes' cost as a share of one core over the recording.
+    pub fn cost_share(&self) -> f64 {
+        if self.total_ns == 0 {
+            0.0
+        } else {
+            self.cost_ns / self.total_ns as f64
+        }
+    }
+}
+
+/// The token bucket that keeps the heap probes within their budget.
+#[derive(Debug, Clone)]
+pub struct Budget {
+    /// The share of one core the probes may cost.
+    share: f64,
+    /// What a hit on each site costs the target, in ns.
+    cost_ns: [f64; N],
+    /// CPU ns the probes may still spend, and the most that can be saved up.
+    tokens: f64,
+    cap: f64,
+    phase: Phase,
+    last: Option<(u64, [u64; N])>,
+    /// What the probes cost per ns of wall time while on, smoothed: how long a window the
+    /// tokens pay for.
+    rate_on: f64,
+    spent: Spent,
+}
+
+impl Budget {
+    /// A budget of `share` of one core, with the cost of a hit on each site.
+    pub fn new(share: f64, cost_ns: [f64; N]) -> Self {
+        let cap = share * BURST.as_nanos() as f64;
+        Self {
+            share,
+            cost_ns,
+            tokens: cap,
+            cap,
+            phase: Phase::On,
+            last: None,
+            rate_on: 0.0,
+            spent: Spent::default(),
+        }
+    }
+
+    /// What a hit on each site costs, anew (processes with other placements were followed).
+    pub fn set_costs(&mut self, cost_ns: [f64; N]) {
+        self.cost_ns = cost_ns;
+    }
+
+    /// What the budget has done so far.
+    pub fn spent(&self) -> Spent {
+        self.spent
+    }
+
+    /// Whether the probes are attached in the budget's view.
+    pub fn attached(&self) -> bool {
+        self.phase != Phase::Off
+    }
+
+    /// One look at the probes: `hits` are the kernel's cumulative counts per site at `now_ns`
+    /// (monotonic), `followed` the requests in flight that the probes follow. Returns what to
+    /// do, if anything.
+    pub fn tick(&mut self, now_ns: u64, hits: [u64; N], followed: usize) -> Option<Action> {
+        let (last_ns, last_hits) = self.last.replace((now_ns, hits))?;
+        let dt = now_ns.saturating_sub(last_ns);
+        let (mut cost, mut n) = (0.0, 0u64);
+        for i in 0..N {
+            let d = hits[i].saturating_sub(last_hits[i]);
+            n += d;
+            cost += d as f64 * self.cost_ns[i];
+        }
+        self.spent.total_ns += dt;
+        self.spent.cost_ns += cost;
+        self.spent.hits += n;
+        self.tokens = (self.tokens + self.share * dt as f64 - cost).min(self.cap);
+        if self.phase != Phase::Off {
+            self.spent.on_ns += dt;
+            if dt > 0 {
+                let rate = cost / dt as f64;
+                self.rate_on = if self.rate_on == 0.0 {
+                    rate
+                } else {
+                    0.7 * self.rate_on + 0.3 * rate
+                };
+            }
+        }
+        match self.phase {
+            Phase::On if self.tokens < 0.0 => {
+                self.phase = Phase::Closing { since_ns: now_ns };
+                Some(Action::Close)
+            }
+            Phase::Closing { since_ns }
+                if followed == 0 || now_ns.saturating_sub(since_ns) >= GRACE.as_nanos() as u64 =>
+            {
+                self.phase = Phase::Off;
+                self.spent.pauses += 1;
+                Some(Action::Detach)
+            }
+            Phase::Off
+                if self.tokens >= (self.rate_on * MIN_WINDOW.as_nanos() as f64).min(self.cap) =>
+            {
+                self.phase = Phase::On;
+                Some(Action::Attach)
+            }
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+
+    /// One hit costs 1 µs on every site.
+    fn budget(share: f64) -> Budget {
+        Budget::new(share, [1000.0; N])
+    }
+
+    fn hits(n: u64) -> [u64; N] {
+        let mut h = [0; N];
+        h[0] = n;
+        h
+    }
+
+    #[test]
+    fn within_the_budget_the_probes_stay_on() {
+        let mut b = budget(0.02);
+        // 10,000 hits a second at 1 µs: 1% of a core.
+        let mut total = 0;
+        for t in 0..=100 {
+            assert_eq!(b.tick(t * 50 * MS, hits(total), 3), None, "at {t}");
+            total += 500;
+        }
+        let s = b.spent();
+        assert_eq!(s.pauses, 0);
+        assert_eq!(s.on_fraction(), 1.0);
+        assert!((s.cost_share() - 0.01).abs() < 1e-3, "{s:?}");
+    }
+
+    #[test]
+    fn past_the_budget_it_follows_in_windows_and_keeps_its_share() {
+        let mut b = budget(0.02);
+        // 200,000 hits a second while on: 20% of a core, ten times the budget.
+        let (mut total, mut closes, mut detaches, mut attaches) = (0u64, 0, 0, 0);
+        let mut followed = 0;
+        for t in 0..=2000u64 {
+            match b.tick(t * 10 * MS, hits(total), followed) {
+                Some(Action::Close) => {
+                    closes += 1;
+                    followed = 2;
+                }
+                Some(Action::Detach) => detaches += 1,
+                Some(Action::Attach) => attaches += 1,
+                None => {}
+            }
+            // The followed requests end 30 ms after a close.
+            if followed > 0
+                && matches!(b.phase, Phase::Closing { since_ns } if t * 10 * MS >= since_ns + 30 * MS)
+            {
+                followed = 0;
+            }
+            if b.attached() {
+                total += 2000;
+            }
+        }
+        let s = b.spent();
+        assert!(
+            closes >= 5 && detaches == closes && attaches + 1 >= detaches,
+            "{s:?}"
+        );
+        // 20 s recorded: at most the budget, plus what was saved up at the start.
+        let allowed = 0.02 * 20e9 + b.cap;
+        assert!(s.cost_ns <= allowed * 1.05, "{s:?}");
+        assert!(s.cost_share() > 0.015, "the budget is used: {s:?}");
+        assert!((0.07..0.15).contains(&s.on_fraction()), "{s:?}");
+    }
+
+    #[test]
+    fn the_probes_stay_on_for_followed_requests_at_most_the_grace() {
+        let mut b = budget(0.02);
+        b.tick(0, hits(0), 1);
+        assert_eq!(b.tick(10 * MS, hits(1_000_000), 1), Some(Action::Close));
+        assert_eq!(b.tick(20 * MS, hits(1_000_000), 1), None);
+        assert_eq!(
+            b.tick(10 * MS + GRACE.as_nanos() as u64, hits(1_000_000), 1),
+            Some(Action::Detach)
+        );
+        assert!(!b.attached());
+    }
+}

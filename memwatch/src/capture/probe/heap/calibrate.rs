@@ -1,0 +1,250 @@
+//! What one hit on a heap probe costs on this machine, measured once as recording starts: the
+//! budget ([`super::budget`]) turns hits into CPU time with it.
+//!
+//! The cost is mostly the kernel's, not the program's: a trap into the kernel and back, plus a
+//! single-step when the probed instruction is not emulated. It differs twentyfold between bare
+//! metal and a VM, so it is measured, not assumed: a helper process (memwatch itself, started
+//! as `memwatch calibrate-heap`, never a target) calls `malloc(64)` and `free` in a loop, timed
+//! with and without the probes attached to it at the sites memwatch would use. The programs
+//! run and return at once for a process that is not traced, as they do for most calls of a
+//! target.
+
+use std::{
+    io::{BufRead as _, BufReader, Write as _},
+    process::{Child, ChildStdin, ChildStdout, Command, Stdio},
+    time::Instant,
+};
+
+use aya::Ebpf;
+use memwatch_common::heap::{HEAP_SITES, HeapSite};
+
+use super::{Point, attach_one, detach, sites::Handling};
+
+/// What a hit costs, in ns, by how the kernel runs the probed instruction.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Costs {
+    /// An entry probe on an emulated instruction.
+    pub entry_ns: f64,
+    /// The return probe's trampoline, on top of its entry.
+    pub return_ns: f64,
+    /// `free`'s probe at its site.
+    pub free_ns: f64,
+    /// A probe on a single-stepped instruction.
+    pub step_ns: f64,
+    /// Whether they were measured (false: the defaults, when measuring failed).
+    pub measured: bool,
+}
+
+impl Default for Costs {
+    /// Measured on the VMs this project is developed on (BENCHMARKS.md): used when the
+    /// measurement fails, and on the high side for bare metal, so the budget holds either way.
+    fn default() -> Self {
+        Self {
+            entry_ns: 600.0,
+            return_ns: 300.0,
+            free_ns: 600.0,
+            step_ns: 20_000.0,
+            measured: false,
+        }
+    }
+}
+
+impl Costs {
+    /// The cost of a hit on each [`HeapSite`], given where the probes of the followed
+    /// processes sit (the costliest placement of each site counts).
+    pub fn per_site(&self, points: &[Point]) -> [f64; HEAP_SITES as usize] {
+        let mut out = [0.0; HEAP_SITES as usize];
+        for site in [
+            HeapSite::Malloc,
+            HeapSite::Calloc,
+            HeapSite::Realloc,
+            HeapSite::Free,
+            HeapSite::AllocReturn,
+            HeapSite::GoSpanAlloc,
+            HeapSite::GoSpanFree,
+        ] {
+            let stepped = points
+                .iter()
+                .any(|p| p.counted_as == site && p.site.handling == Handling::SingleStepped);
+            out[site as usize] = match site {
+                HeapSite::AllocReturn => self.return_ns,
+                _ if stepped => self.step_ns,
+                HeapSite::Free => self.free_ns,
+                _ => self.entry_ns,
+            };
+        }
+        out
+    }
+}
+
+/// Iterations per timed round, and for the single-stepped site (20 µs a hit on a VM).
+const N: u64 = 10_000;
+const N_STEP: u64 = 1_000;
+const ROUNDS: usize = 3;
+
+/// The helper: reads a count per line from stdin, runs that many `malloc(64)`/`free` pairs,
+/// and answers with the ns they took. Ends at end of input.
+pub fn child_main() -> anyhow::Result<i32> {
+    let stdin = std::io::stdin();
+    let mut out = std::io::stdout().lock();
+    for line in stdin.lock().lines() {
+        let n: u64 = line?.trim().parse()?;
+        let start = Instant::now();
+        for _ in 0..n {
+            // SAFETY: a plain allocation, freed at once.
+            unsafe {
+                let p = libc::malloc(std::hint::black_box(64));
+                libc::free(std::hint::black_box(p));
+            }
+        }
+        writeln!(out, "{}", start.elapsed().as_nanos())?;
+        out.flush()?;
+    }
+    Ok(0)
+}
+
+struct Helper {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Helper {
+    fn start() -> std::io::Result<Self> {
+        let mut child = Command::new("/proc/self/exe")
+            .arg("calibrate-heap")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let stdin = child.stdin.take().ok_or(std::io::ErrorKind::BrokenPipe)?;
+        let stdout = BufReader::new(child.stdout.take().ok_or(std::io::ErrorKind::BrokenPipe)?);
+        Ok(Self {
+            child,
+            stdin,
+            stdout,
+        })
+    }
+
+    /// ns per iteration of `n`.
+    fn run(&mut self, n: u64) -> std::io::Result<f64> {
+        writeln!(self.stdin, "{n}")?;
+        self.stdin.flush()?;
+        let mut line = String::new();
+        self.stdout.read_line(&mut line)?;
+        let ns: f64 = line
+            .trim()
+            .parse()
+            .map_err(|_| std::io::Error::other(format!("bad answer {line:?}")))?;
+        Ok(ns / n as f64)
+    }
+}
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_unstable_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// Measures what hits cost with the heap programs of `ebpf` (loaded) at the sites placed in
+/// this machine's glibc. Falls back to [`Costs::default`], and says why, when it cannot.
+pub fn measure(ebpf: &mut Ebpf) -> Costs {
+    let started = Instant::now();
+    match try_measure(ebpf) {
+        Ok(c) => {
+            tracing::info!(
+                entry_ns = c.entry_ns.round(),
+                return_ns = c.return_ns.round(),
+                free_ns = c.free_ns.round(),
+                step_ns = c.step_ns.round(),
+                took = ?started.elapsed(),
+                "what a heap probe's hit costs here"
+            );
+            c
+        }
+        Err(e) => {
+            tracing::info!(
+                "could not measure what a heap probe's hit costs here ({e:#}); the budget \
+                 assumes the figures of BENCHMARKS.md"
+            );
+            Costs::default()
+        }
+    }
+}
+
+fn try_measure(ebpf: &mut Ebpf) -> anyhow::Result<Costs> {
+    // Three helpers, each probed for itself (uprobes are attached per process): the timings
+    // never wait for a probe to be detached, which takes an RCU grace period.
+    let mut helpers = [Helper::start()?, Helper::start()?, Helper::start()?];
+    for h in &mut helpers {
+        // Once it has answered, its glibc is mapped.
+        h.run(N)?;
+    }
+    let pids = helpers.each_ref().map(|h| h.child.id());
+    let libc =
+        super::glibc_of(pids[0]).ok_or_else(|| anyhow::anyhow!("the helper maps no glibc"))?;
+    let points = super::place(&libc, memwatch_common::heap::HEAP_PROBES, super::Kind::Any)
+        .ok_or_else(|| anyhow::anyhow!("no allocator in {}", libc.display()))?;
+    let find = |program: &str, function: &str| {
+        points
+            .iter()
+            .find(|p| p.program == program && p.function == function)
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("no {program} at {function}"))
+    };
+    let entry = find("heap_malloc", "malloc")?;
+    let ret = find("heap_alloc_ret", "malloc")?;
+    let free = find("heap_free", "free")?;
+    // A single-stepped site: malloc's first instruction that the kernel does not emulate (the
+    // program reads garbage there, and returns at once for a process it does not trace).
+    let step = stepped_site(&entry).ok_or_else(|| anyhow::anyhow!("no single-stepped site"))?;
+    let timed = |helpers: &mut [Helper; 3], i: usize, n: u64| -> anyhow::Result<f64> {
+        let mut v = Vec::with_capacity(ROUNDS);
+        for _ in 0..ROUNDS {
+            v.push(helpers[i].run(n)?);
+        }
+        Ok(median(v))
+    };
+    let base = [
+        timed(&mut helpers, 0, N)?,
+        timed(&mut helpers, 1, N)?,
+        timed(&mut helpers, 2, N_STEP)?,
+    ];
+    let mut links = vec![
+        attach_one(ebpf, pids[0], &entry)?,
+        attach_one(ebpf, pids[1], &free)?,
+        attach_one(ebpf, pids[2], &step)?,
+    ];
+    let measured = (|| {
+        let entry_ns = (timed(&mut helpers, 0, N)? - base[0]).max(1.0);
+        let free_ns = (timed(&mut helpers, 1, N)? - base[1]).max(1.0);
+        let step_ns = (timed(&mut helpers, 2, N_STEP)? - base[2]).max(1.0);
+        links.push(attach_one(ebpf, pids[0], &ret)?);
+        let return_ns = (timed(&mut helpers, 0, N)? - base[0] - entry_ns).max(1.0);
+        anyhow::Ok(Costs {
+            entry_ns,
+            return_ns,
+            free_ns,
+            step_ns,
+            measured: true,
+        })
+    })();
+    detach(links);
+    measured
+}
+
+/// `entry`'s function probed at its first instruction the kernel single-steps.
+fn stepped_site(entry: &Point) -> Option<Point> {
+    let f = super::sites::functions(&entry.path, &[entry.function], super::Kind::Any)?.pop()?;
+    let at = super::sites::first_single_stepped(&f.code)?;
+    Some(Point {
+        file_offset: f.file_offset + at,
+        ..entry.clone()
+    })
+}

@@ -1,0 +1,307 @@
+//! Following the targets' heaps, for one recording: the budget that keeps the heap probes'
+//! cost within its share of a core (attaching them only part of the time past it), the blocks
+//! followed, and, while the probes are off, which of those blocks were given back meanwhile.
+//!
+//! The probes are placed and attached in `capture::probe::heap`; requests are judged followed
+//! or sampled out in `correlate::heap_window`. This file ties them together in time.
+
+use std::collections::{BTreeMap, HashMap};
+
+use memwatch_common::heap::{HEAP_SITES, HeapEvent, HeapOp};
+
+use crate::{
+    capture::probe::{
+        Probe,
+        heap::{
+            budget::{Action, Budget, Spent},
+            calibrate::Costs,
+            chunks::{self, State},
+        },
+    },
+    correlate::{Correlator, HeapBlock},
+    model::{Row, meta},
+};
+
+/// Blocks checked per look while the probes are off.
+const VERIFY_PER_LOOK: usize = 256;
+/// How often the budget looks at the probes' hits, in ns.
+const LOOK_EVERY_NS: u64 = 50_000_000;
+
+/// A followed block: its length and glibc chunk size word (0 for a Go span, never checked).
+#[derive(Debug, Clone, Copy)]
+struct Block {
+    len: u64,
+    chunk: u64,
+}
+
+/// What following the heap came to, for the recording.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct HeapCounts {
+    /// Heap events handled (blocks and spans handed out or given back).
+    pub(super) events: u64,
+    /// Processes whose heap could not be followed.
+    pub(super) not_followed: u64,
+    /// Blocks found given back while the probes were off (their chunk header), and their bytes.
+    pub(super) frees_found: u64,
+    pub(super) frees_found_bytes: u64,
+    /// Blocks whose release was missed, found when a later followed block took their memory.
+    pub(super) frees_overlapped: u64,
+}
+
+/// The heap probes' budget and the blocks they follow.
+#[derive(Debug)]
+pub(super) struct HeapFollow {
+    budget: Budget,
+    costs: Costs,
+    /// Followed blocks per process, by address.
+    blocks: HashMap<u32, BTreeMap<u64, Block>>,
+    /// Where the next check of blocks resumes while the probes are off: (pid, address).
+    cursor: Option<(u32, u64)>,
+    /// Stacks taken at a heap allocation's return, per thread, for the block that follows.
+    stacks: HashMap<u32, u32>,
+    last_look_ns: u64,
+    pub(super) counts: HeapCounts,
+}
+
+impl HeapFollow {
+    pub(super) fn new(share: f64, costs: Costs) -> Self {
+        Self {
+            budget: Budget::new(share, [costs.entry_ns; HEAP_SITES as usize]),
+            costs,
+            blocks: HashMap::new(),
+            cursor: None,
+            stacks: HashMap::new(),
+            last_look_ns: 0,
+            counts: HeapCounts::default(),
+        }
+    }
+
+    /// The probes of the followed processes were placed anew: what a hit costs follows where
+    /// they sit.
+    pub(super) fn placed(&mut self, probe: &Probe) {
+        self.budget
+            .set_costs(self.costs.per_site(&probe.heap_sites()));
+    }
+
+    /// A stack was taken at a heap allocation's return on `tid`: the call site of its block.
+    pub(super) fn stack(&mut self, tid: u32, id: u32) {
+        self.stacks.insert(tid, id);
+    }
+
+    /// A block handed out or given back: the correlator moves its pages; the block is kept (or
+    /// dropped) here, so that it can be checked while the probes are off.
+    pub(super) fn event(
+        &mut self,
+        ts_ns: i64,
+        h: &HeapEvent,
+        probe: &mut Probe,
+        correlator: &mut Correlator,
+        rows: &mut Vec<Row>,
+    ) {
+        self.counts.events += 1;
+        let (pid, tid) = (h.header.tgid, h.header.tid);
+        let alloc = h.op == HeapOp::Alloc as u32;
+        let stack = if alloc {
+            self.stacks.remove(&tid)
+        } else {
+            None
+        };
+        let blocks = self.blocks.entry(pid).or_default();
+        if alloc {
+            // A followed block whose memory this one takes was given back unseen (while the
+            // probes were off): its pages change hands below, its entry goes.
+            let end = h.addr.saturating_add(h.len);
+            let overlapped: Vec<u64> = blocks
+                .range(..end)
+                .rev()
+                .take_while(|(a, b)| a.saturating_add(b.len) > h.addr)
+                .map(|(a, _)| *a)
+                .collect();
+            for a in overlapped {
+                blocks.remove(&a);
+                self.counts.frees_overlapped += 1;
+                if a != h.addr {
+                    probe.forget_heap_block(pid, a);
+                }
+            }
+            blocks.insert(
+                h.addr,
+                Block {
+                    len: h.len,
+                    chunk: h.chunk,
+                },
+            );
+        } else {
+            blocks.remove(&h.addr);
+        }
+        correlator.heap(
+            ts_ns,
+            pid,
+            tid,
+            HeapBlock {
+                alloc,
+                addr: h.addr,
+                len: h.len,
+                stack,
+            },
+            rows,
+        );
+    }
+
+    /// `pid` is gone or exec'd: its blocks go with it.
+    pub(super) fn forget(&mut self, pid: u32) {
+        self.blocks.remove(&pid);
+    }
+
+    /// At most every [`LOOK_EVERY_NS`]: the budget looks at the probes' hits and may close,
+    /// detach or attach them; while they are off, a batch of followed blocks is checked.
+    /// `now` is (monotonic ns, wall ns).
+    pub(super) fn look(
+        &mut self,
+        (mono, wall): (u64, i64),
+        probe: &mut Probe,
+        correlator: &mut Correlator,
+        rows: &mut Vec<Row>,
+    ) {
+        if mono.saturating_sub(self.last_look_ns) < LOOK_EVERY_NS {
+            return;
+        }
+        self.last_look_ns = mono;
+        let hits = probe.heap_hits();
+        match self
+            .budget
+            .tick(mono, hits, correlator.followed_in_flight())
+        {
+            Some(Action::Close) => {
+                tracing::debug!("heap budget spent: new requests are not followed");
+                correlator.heap_probes(wall, false);
+            }
+            Some(Action::Detach) => {
+                probe.set_heap_on(false);
+                self.cursor = None;
+            }
+            Some(Action::Attach) => {
+                for (pid, e) in probe.set_heap_on(true) {
+                    self.counts.not_followed += 1;
+                    self.blocks.remove(&pid);
+                    tracing::warn!("{:#}", anyhow::Error::from(e));
+                }
+                // Requests that start from now on are followed: the probes are attached.
+                correlator.heap_probes(super::wall_ns(), true);
+            }
+            None => {}
+        }
+        if !self.budget.attached() {
+            self.check_blocks(wall, probe, correlator, rows);
+        }
+    }
+
+    /// Checks up to [`VERIFY_PER_LOOK`] followed glibc blocks, resuming where the last check
+    /// stopped: a block given back while the probes were off is released to the allocator now.
+    fn check_blocks(
+        &mut self,
+        wall: i64,
+        probe: &mut Probe,
+        correlator: &mut Correlator,
+        rows: &mut Vec<Row>,
+    ) {
+        let mut pids: Vec<u32> = self.blocks.keys().copied().collect();
+        pids.sort_unstable();
+        let (start_pid, start_addr) = self.cursor.unwrap_or((0, 0));
+        let mut checked = 0;
+        let mut next = None;
+        'outer: for pid in pids.into_iter().filter(|&p| p >= start_pid) {
+            let from = if pid == start_pid { start_addr } else { 0 };
+            let candidates: Vec<(u64, Block)> = self.blocks[&pid]
+                .range(from..)
+                .filter(|(_, b)| b.chunk != 0)
+                .map(|(a, b)| (*a, *b))
+                .collect();
+            for (addr, block) in candidates {
+                if checked == VERIFY_PER_LOOK {
+                    next = Some((pid, addr));
+                    break 'outer;
+                }
+                checked += 1;
+                match chunks::state(pid, addr, block.chunk) {
+                    State::InUse => {}
+                    State::Freed | State::Unreadable => {
+                        if let Some(b) = self.blocks.get_mut(&pid) {
+                            b.remove(&addr);
+                        }
+                        probe.forget_heap_block(pid, addr);
+                        self.counts.frees_found += 1;
+                        self.counts.frees_found_bytes += block.len;
+                        correlator.heap(wall, pid, 0, HeapBlock::given_back(addr, block.len), rows);
+                    }
+                }
+            }
+        }
+        self.cursor = next;
+    }
+
+    /// What the budget did.
+    pub(super) fn spent(&self) -> Spent {
+        self.budget.spent()
+    }
+
+    /// The recording's heap figures, written when it closes.
+    pub(super) fn meta(&self, probe: Option<&Probe>) -> Vec<Row> {
+        let s = self.spent();
+        let c = self.costs;
+        let mut rows = vec![
+            (meta::HEAP_EVENTS, self.counts.events.to_string()),
+            (
+                meta::HEAP_NOT_FOLLOWED,
+                self.counts.not_followed.to_string(),
+            ),
+            (meta::HEAP_ON_FRACTION, format!("{:.4}", s.on_fraction())),
+            (meta::HEAP_COST_SHARE, format!("{:.5}", s.cost_share())),
+            (meta::HEAP_HITS, s.hits.to_string()),
+            (meta::HEAP_PAUSES, s.pauses.to_string()),
+            (
+                meta::HEAP_HIT_NS,
+                format!(
+                    "entry={:.0} return={:.0} free={:.0} step={:.0} measured={}",
+                    c.entry_ns, c.return_ns, c.free_ns, c.step_ns, c.measured
+                ),
+            ),
+            (meta::HEAP_FREES_FOUND, self.counts.frees_found.to_string()),
+            (
+                meta::HEAP_FREES_FOUND_BYTES,
+                self.counts.frees_found_bytes.to_string(),
+            ),
+            (
+                meta::HEAP_FREES_OVERLAPPED,
+                self.counts.frees_overlapped.to_string(),
+            ),
+        ];
+        if let Some(probe) = probe {
+            let sites: Vec<String> = probe
+                .heap_sites()
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{} {}+{} {}{}",
+                        p.path
+                            .file_name()
+                            .map(|n| n.to_string_lossy().into_owned())
+                            .unwrap_or_default(),
+                        p.function,
+                        p.site.offset,
+                        p.program,
+                        match p.site.handling {
+                            crate::capture::probe::heap::sites::Handling::Emulated => "",
+                            crate::capture::probe::heap::sites::Handling::SingleStepped =>
+                                " single-stepped",
+                        }
+                    )
+                })
+                .collect();
+            rows.push((meta::HEAP_SITES, sites.join("\n")));
+        }
+        rows.into_iter()
+            .map(|(k, v)| Row::Meta(k.into(), v))
+            .collect()
+    }
+}
