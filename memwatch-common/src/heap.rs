@@ -61,6 +61,7 @@ pub const GLIBC_SIZE_FLAGS: u64 = 0x7;
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HeapSite {
+    /// (Unused since malloc and calloc are followed at their return alone.)
     Malloc = 0,
     Calloc = 1,
     Realloc = 2,
@@ -99,15 +100,16 @@ pub struct HeapKey {
 pub const GLIBC_IS_MMAPPED: u64 = 0x2;
 
 /// The libc functions followed, each with its program: an entry probe, or (`heap_alloc_ret`)
-/// a return probe. Which of the two a program is, is said by the program itself.
+/// a return probe. Which of the two a program is, is said by the program itself. malloc and
+/// calloc need no entry program (the return reads the block's size from its chunk header).
+/// In the order they are detached: the most called first, as each detach waits out a grace
+/// period before the next probe's breakpoint is removed.
 pub const HEAP_PROBES: &[(&str, &str)] = &[
-    ("malloc", "heap_malloc"),
-    ("calloc", "heap_calloc"),
-    ("realloc", "heap_realloc"),
     ("free", "heap_free"),
     ("malloc", "heap_alloc_ret"),
     ("calloc", "heap_alloc_ret"),
     ("realloc", "heap_alloc_ret"),
+    ("realloc", "heap_realloc"),
 ];
 
 /// The Go runtime's page heap (Go 1.17 and later on amd64, whose internal ABI passes arguments

@@ -21,7 +21,10 @@ use aya_ebpf::{
 use memwatch_common::{
     EventKind,
     config::Counter,
-    heap::{GLIBC_IS_MMAPPED, GO_PAGE_SIZE, HeapEvent, HeapKey, HeapOp, HeapPending, HeapSite},
+    heap::{
+        GLIBC_IS_MMAPPED, GLIBC_SIZE_FLAGS, GO_PAGE_SIZE, HeapEvent, HeapKey, HeapOp, HeapPending,
+        HeapSite,
+    },
 };
 
 use crate::{
@@ -92,28 +95,6 @@ fn stash(size: u64, old: u64) {
 }
 
 #[uprobe]
-pub(crate) fn heap_malloc(ctx: ProbeContext) -> u32 {
-    hit(HeapSite::Malloc);
-    stash(ctx.arg::<u64>(0).unwrap_or(0), 0);
-    0
-}
-
-#[uprobe]
-pub(crate) fn heap_calloc(ctx: ProbeContext) -> u32 {
-    hit(HeapSite::Calloc);
-    let n = ctx.arg::<u64>(0).unwrap_or(0);
-    let size = ctx.arg::<u64>(1).unwrap_or(0);
-    // No 128-bit multiply on BPF: a product that could overflow is too large to succeed anyway.
-    let total = if (n | size) >> 32 == 0 {
-        n * size
-    } else {
-        u64::MAX
-    };
-    stash(total, 0);
-    0
-}
-
-#[uprobe]
 pub(crate) fn heap_realloc(ctx: ProbeContext) -> u32 {
     hit(HeapSite::Realloc);
     stash(
@@ -134,21 +115,31 @@ pub(crate) fn heap_free(ctx: ProbeContext) -> u32 {
     0
 }
 
+/// The return of malloc, calloc or realloc. A realloc's entry stashed its size and old block;
+/// malloc and calloc have no entry program (the kernel traps at their entry all the same, to
+/// set up the return): their block's size is read from glibc's chunk header. One perf event
+/// fewer per function: detaching each one waits out an RCU grace period in the kernel.
 #[uretprobe]
 pub(crate) fn heap_alloc_ret(ctx: RetProbeContext) -> u32 {
     hit(HeapSite::AllocReturn);
     let (tgid, tid) = current();
-    // SAFETY: the value is copied out before the entry is removed.
-    let Some(p) = (unsafe { HEAP_PENDING.get(tid) }).copied() else {
+    if !is_target(tgid) {
         return 0;
-    };
-    let _ = HEAP_PENDING.remove(tid);
+    }
     let addr: u64 = ctx.ret();
-    if p.old != 0 && addr != 0 {
+    // SAFETY: the value is copied out before the entry is removed.
+    let pending = (unsafe { HEAP_PENDING.get(tid) }).copied();
+    if pending.is_some() {
+        let _ = HEAP_PENDING.remove(tid);
+    }
+    if let Some(p) = pending
+        && p.old != 0
+        && addr != 0
+    {
         // realloc succeeded: the old block is gone (moved, or resized in place).
         release(tgid, tid, p.old);
     }
-    if addr == 0 || p.size < global(&PAGE_SIZE) {
+    if addr < 16 {
         return 0;
     }
     // SAFETY: reads the chunk header glibc keeps just below the block; a bad address fails
@@ -159,12 +150,21 @@ pub(crate) fn heap_alloc_ret(ctx: RetProbeContext) -> u32 {
     if word & GLIBC_IS_MMAPPED != 0 {
         return 0;
     }
+    // The bytes asked for (realloc), or the chunk's usable size less its slack (malloc,
+    // calloc): whole pages inside the block are what can change hands.
+    let size = match pending {
+        Some(p) => p.size,
+        None => (word & !GLIBC_SIZE_FLAGS).saturating_sub(16),
+    };
+    if size < global(&PAGE_SIZE) {
+        return 0;
+    }
     let key = HeapKey {
         tgid,
         _pad: 0,
         addr,
     };
-    if HEAP_LIVE.insert(key, p.size, 0).is_err() {
+    if HEAP_LIVE.insert(key, size, 0).is_err() {
         count(Counter::MapFull);
         return 0;
     }
@@ -172,7 +172,7 @@ pub(crate) fn heap_alloc_ret(ctx: RetProbeContext) -> u32 {
     // memory a block takes from the heap changes hands without a fault, so no fault's stack
     // would name the code that holds it.
     stack::take_at_heap(&ctx, tgid, tid);
-    send(HeapOp::Alloc, tgid, tid, addr, p.size, word);
+    send(HeapOp::Alloc, tgid, tid, addr, size, word);
     0
 }
 

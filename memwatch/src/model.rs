@@ -280,6 +280,9 @@ pub mod meta {
     pub const HEAP_ON_FRACTION: &str = "heap_on_fraction";
     pub const HEAP_COST_SHARE: &str = "heap_cost_share";
     pub const HEAP_HITS: &str = "heap_hits";
+    /// What a hit cost the targets, as a multiple of the calibrated `heap_hit_ns`: learnt from
+    /// their CPU time per request with the probes on and off (1 when never measured).
+    pub const HEAP_COST_FACTOR: &str = "heap_cost_factor";
     pub const HEAP_PAUSES: &str = "heap_pauses";
     pub const HEAP_HIT_NS: &str = "heap_hit_ns";
     pub const HEAP_SITES: &str = "heap_sites";

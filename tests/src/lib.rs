@@ -1,6 +1,9 @@
 //! Shared harness for the integration tests: where the binaries are, running memwatch with a
 //! deadline, and reading its reports.
 
+pub mod runtimes;
+pub mod workload;
+
 use std::{
     io::{BufRead as _, BufReader, Read as _},
     path::{Path, PathBuf},

@@ -5,15 +5,14 @@
 //! per request and a churn route that allocates 2 MiB, touches it and drops it, driven with ab
 //! at -c1 and -c8.
 //!
-//! Runtimes whose heap hands a freed block to the next allocation (Node's buffers, gunicorn's
-//! threads, Go's garbage-collected spans) are recorded with `--heap`; without it, a page stays
-//! with the request that first faulted it in, and the leak that reuses the churn's freed heap is
-//! charged to the churn (the second Node test shows it, and that the report says so).
+//! The real runtimes, warmed and driven interleaved with default flags, are in `runtimes.rs`;
+//! here, what `--no-heap` gives on them: a page stays with the request that first faulted it in,
+//! and the report says so.
 
-use std::{path::PathBuf, process::Command, time::Duration};
+use std::{process::Command, time::Duration};
 
 use memwatch_tests::{
-    Running, Value, ab_load, bin, endpoint, report, start_server, tempdir, wait_until_answering,
+    Running, Value, ab_load, bin, endpoint, report, runtimes::Runtime, start_server, tempdir,
 };
 
 const T: Duration = Duration::from_secs(120);
@@ -196,126 +195,32 @@ time.sleep(120)
     assert_eq!(int(summary, "untracked_bytes"), 0, "{summary:#}");
 }
 
-/// gunicorn's Python from the venv setup made (its real interpreter, not a version manager's
-/// shim), and the fixture directory.
-fn gunicorn() -> (PathBuf, PathBuf) {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let venv = root.join("target/runtimes/venv/bin");
-    assert!(
-        venv.join("gunicorn").is_file(),
-        "gunicorn is missing: run `cargo xtask setup --test` (cargo xtask test does)"
-    );
-    (venv, root.join("tests/fixtures/runtimes"))
-}
-
-/// Drives `/leak` and `/churn` in alternating blocks of 50 at `concurrency`, recorded with
-/// `options`, and checks the acceptance: the leak ranks first, keeps 256 KiB per request within
-/// 15%, and the churn keeps under 5% of its gross growth per request. The figures reconcile
-/// with the resident set within 5%.
-fn leak_ranks_first(name: &str, pid: u32, port: u16, concurrency: u32, options: &[&str]) -> Value {
-    let base = format!("http://127.0.0.1:{port}");
-    let r = record_with(pid, options, || {
-        for _ in 0..2 {
-            ab_load(&format!("{base}/leak?kb=256"), 50, concurrency, false);
-            ab_load(&format!("{base}/churn?kb=2048"), 50, concurrency, false);
-        }
+/// Without heap following (`--no-heap`), Node's freed buffers are reused by the leak with no
+/// fault: the report says that heap reuse was not followed, and what to do.
+#[test]
+fn without_heap_the_report_says_reuse_is_not_followed() {
+    let server = Runtime::Node.start(18_436);
+    let base = format!("http://127.0.0.1:{}", server.port);
+    let r = record_with(server.pid(), &["--no-heap"], || {
+        ab_load(&format!("{base}/leak?kb=256"), 10, 2, false);
     });
-    let first = &r["endpoints"][0];
     assert_eq!(
-        first["route"], "/leak",
-        "{name} c{concurrency}: {:#}",
-        r["endpoints"]
+        r["retained"]["heap"]["followed"], false,
+        "{:#}",
+        r["retained"]["heap"]
     );
-    let leak = endpoint(&r, "GET", "/leak");
-    assert_eq!(leak["requests"], 100, "{name} c{concurrency}: {leak:#}");
-    let kept = int(leak, "kept_per_request_bytes");
-    assert!(
-        (kept - 256 * KIB).abs() <= 256 * KIB * 15 / 100,
-        "{name} c{concurrency}: /leak keeps {kept} B per request, the truth is 256 KiB: {leak:#}"
-    );
-    assert_eq!(
-        leak["retention"], "keeps",
-        "{name} c{concurrency}: {leak:#}"
-    );
-    let churn = endpoint(&r, "GET", "/churn");
-    let churn_kept = int(churn, "kept_per_request_bytes");
-    let gross = int(churn, "grown_bytes") / int(churn, "requests");
-    // Gross growth counts each page once per owner: pages of a reused block that were resident
-    // before memwatch attached are not counted, so it can be a little under 2 MiB.
-    assert!(
-        gross >= 1024 * KIB,
-        "{name} c{concurrency}: /churn grows about 2 MiB per request: {churn:#}"
-    );
-    assert!(
-        churn_kept * 20 < gross,
-        "{name} c{concurrency}: /churn keeps {churn_kept} B per request of {gross}: {churn:#}"
-    );
-    let summary = &r["retained"];
-    let rss = int(summary, "rss_change_bytes");
-    let unexplained = int(summary, "unexplained_bytes");
-    assert!(
-        unexplained.abs() * 20 <= rss.abs().max(20 * 1024 * KIB),
-        "{name} c{concurrency}: the figures reconcile with RSS within 5%: {summary:#}\n{:#}",
-        r["endpoints"]
-    );
-    assert_eq!(int(summary, "untracked_bytes"), 0, "{summary:#}");
-    assert_eq!(r["dropped_events"], 0);
-    r
+    let note = r["retained"]["heap"]["note"].as_str().unwrap_or_default();
+    assert!(note.contains("--no-heap"), "{:#}", r["retained"]["heap"]);
 }
 
-fn gunicorn_leak_and_churn(concurrency: u32, port: u16, worker: &[&str], options: &[&str]) {
-    let (venv, fixtures) = gunicorn();
-    let bind = format!("127.0.0.1:{port}");
-    // gunicorn prints nothing on stdout, and start_server waits for a line naming the port: a
-    // shell says it, then execs gunicorn's interpreter in its place (same PID).
-    let script = format!(
-        "echo listening on {bind}; exec {python} {gunicorn} --chdir {dir} -b {bind} -w 1 \
-         {worker} flask_app:app",
-        python = venv.join("python3").display(),
-        gunicorn = venv.join("gunicorn").display(),
-        dir = fixtures.display(),
-        worker = worker.join(" "),
-    );
-    let server = start_server(Command::new("sh").args(["-c", &script]));
-    wait_until_answering(port, T);
-    let name = if worker.is_empty() {
-        "gunicorn sync"
-    } else {
-        "gunicorn gthread"
-    };
-    leak_ranks_first(name, server.pid(), port, concurrency, options);
-}
-
+/// Without heap following, on gunicorn's sync worker driven in blocks: the leak still ranks
+/// first and its figure is right (its pages are its own faults), which is why blocks on a cold
+/// server hide the problem that `runtimes.rs` shows interleaved on a warm one.
 #[test]
-fn gunicorn_flask_leak_ranks_first_at_c1_with_heap() {
-    gunicorn_leak_and_churn(1, 18_431, &[], &["--heap"]);
-}
-
-#[test]
-fn gunicorn_flask_leak_ranks_first_at_c8_with_heap() {
-    gunicorn_leak_and_churn(8, 18_432, &[], &["--heap"]);
-}
-
-/// Without --heap, on the sync worker: the leak still ranks first and its figure is right (its
-/// pages are its own faults), but the churn reuses its own freed heap without faulting, so its
-/// gross growth is a fraction of the 2 MiB it allocates, and kept per request cannot be judged
-/// against it. That is why the runtime tests above use --heap.
-#[test]
-fn gunicorn_flask_leak_ranks_first_without_heap() {
-    let (venv, fixtures) = gunicorn();
-    let port = 18_439;
-    let bind = format!("127.0.0.1:{port}");
-    let script = format!(
-        "echo listening on {bind}; exec {python} {gunicorn} --chdir {dir} -b {bind} -w 1 \
-         flask_app:app",
-        python = venv.join("python3").display(),
-        gunicorn = venv.join("gunicorn").display(),
-        dir = fixtures.display(),
-    );
-    let server = start_server(Command::new("sh").args(["-c", &script]));
-    wait_until_answering(port, T);
-    let base = format!("http://{bind}");
-    let r = record_while(server.pid(), || {
+fn gunicorn_flask_leak_ranks_first_without_heap_in_blocks() {
+    let server = Runtime::GunicornSync.start(18_439);
+    let base = format!("http://127.0.0.1:{}", server.port);
+    let r = record_with(server.pid(), &["--no-heap"], || {
         for _ in 0..2 {
             ab_load(&format!("{base}/leak?kb=256"), 50, 8, false);
             ab_load(&format!("{base}/churn?kb=2048"), 50, 8, false);
@@ -326,93 +231,4 @@ fn gunicorn_flask_leak_ranks_first_without_heap() {
     let kept = int(leak, "kept_per_request_bytes");
     assert!((kept - 256 * KIB).abs() <= 256 * KIB * 15 / 100, "{leak:#}");
     assert_eq!(r["retained"]["heap"]["followed"], false);
-}
-
-/// gthread: requests on a pool of threads, each with its own glibc arena, whose freed blocks
-/// the next request on that thread reuses.
-#[test]
-fn gunicorn_gthread_leak_ranks_first_at_c8_with_heap() {
-    gunicorn_leak_and_churn(8, 18_433, &["-k", "gthread", "--threads", "4"], &["--heap"]);
-}
-
-fn node(port: u16) -> memwatch_tests::Server {
-    let app = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/runtimes/node_app.js");
-    start_server(Command::new("node").arg(app).env("PORT", port.to_string()))
-}
-
-#[test]
-fn node_leak_ranks_first_at_c1_with_heap() {
-    let server = node(18_434);
-    let r = leak_ranks_first("node", server.pid(), server.port, 1, &["--heap"]);
-    assert_eq!(
-        r["retained"]["heap"]["followed"], true,
-        "{:#}",
-        r["retained"]["heap"]
-    );
-    assert_eq!(
-        r["retained"]["heap"]["processes_not_followed"], 0,
-        "{:#}",
-        r["retained"]["heap"]
-    );
-}
-
-#[test]
-fn node_leak_ranks_first_at_c8_with_heap() {
-    let server = node(18_435);
-    leak_ranks_first("node", server.pid(), server.port, 8, &["--heap"]);
-}
-
-/// Without --heap, Node's freed buffers are reused by the leak with no fault: the report says
-/// that heap reuse was not followed, and what to do.
-#[test]
-fn without_heap_the_report_says_reuse_is_not_followed() {
-    let server = node(18_436);
-    let base = format!("http://127.0.0.1:{}", server.port);
-    let r = record_while(server.pid(), || {
-        ab_load(&format!("{base}/leak?kb=256"), 10, 2, false);
-    });
-    assert_eq!(
-        r["retained"]["heap"]["followed"], false,
-        "{:#}",
-        r["retained"]["heap"]
-    );
-    let note = r["retained"]["heap"]["note"].as_str().unwrap_or_default();
-    assert!(note.contains("--heap"), "{:#}", r["retained"]["heap"]);
-}
-
-/// The Go fixture, built once with Debian's Go into the target directory.
-fn go_server(port: u16) -> memwatch_tests::Server {
-    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    let out = BUILT.get_or_init(|| {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let out = root.join("../target/runtimes/go-fixture");
-        let status = Command::new("go")
-            .args(["build", "-o"])
-            .arg(&out)
-            .arg(".")
-            .current_dir(root.join("fixtures/runtimes/go"))
-            .env("GOCACHE", root.join("../target/runtimes/gocache"))
-            .status()
-            .expect("go on PATH: run `cargo xtask setup --test` (cargo xtask test does)");
-        assert!(status.success(), "go build of the fixture failed");
-        out
-    });
-    start_server(Command::new(out).env("PORT", port.to_string()))
-}
-
-#[test]
-fn go_leak_ranks_first_at_c1_with_heap() {
-    let server = go_server(18_437);
-    leak_ranks_first("go", server.pid(), server.port, 1, &["--heap"]);
-}
-
-#[test]
-fn go_leak_ranks_first_at_c8_with_heap() {
-    let server = go_server(18_438);
-    let r = leak_ranks_first("go", server.pid(), server.port, 8, &["--heap"]);
-    assert_eq!(
-        r["retained"]["heap"]["processes_not_followed"], 0,
-        "{:#}",
-        r["retained"]["heap"]
-    );
 }

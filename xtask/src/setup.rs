@@ -22,6 +22,10 @@ const TEST_PACKAGES: &[&str] = &[
     "nodejs",
     "golang-go",
     "python3-venv",
+    // A Rack app under puma's threads (Debian's ruby and puma).
+    "ruby",
+    "puma",
+    "ruby-rack",
     // The call-site tests build a C fixture with and without frame pointers.
     "gcc",
     "libc6-dev",

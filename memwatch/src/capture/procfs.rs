@@ -266,6 +266,15 @@ pub fn port_holders(port: u16) -> Vec<(u32, String)> {
     holders
 }
 
+/// CPU time `pids` have used so far, user and system, in ns (processes gone count 0).
+pub fn cpu_ns(pids: impl IntoIterator<Item = u32>) -> u64 {
+    let ticks = procfs::ticks_per_second().max(1);
+    pids.into_iter()
+        .filter_map(|pid| Process::new(pid as i32).ok()?.stat().ok())
+        .map(|s| (s.utime + s.stime) * 1_000_000_000 / ticks)
+        .sum()
+}
+
 /// The running kernel's release string.
 pub fn kernel_release() -> Option<String> {
     std::fs::read_to_string("/proc/sys/kernel/osrelease")

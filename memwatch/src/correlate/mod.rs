@@ -444,7 +444,26 @@ impl Correlator {
                 (true, None) => self.stack_of(tid),
             },
         };
-        let (credits, moved) = self.origin.transfer(pid, start, end, owner);
+        let (mut credits, mut moved) = self.origin.transfer(pid, start, end, owner);
+        if alloc && self.seeded.contains(&pid) {
+            // Pages of the block that were resident before memwatch began to trace the process
+            // (a warm server's heap, freed before the attach) have no owner yet: the block's
+            // holder takes them, from the outside row, as it would take pages the allocator kept.
+            let mut adopted = 0;
+            for (s, e) in self.before.take(pid, start, end) {
+                adopted += self.origin.grow(pid, s, e - s, owner);
+            }
+            if adopted > 0 {
+                credits.push((
+                    Charge {
+                        request: OUTSIDE,
+                        stack: 0,
+                    },
+                    adopted,
+                ));
+                moved += adopted;
+            }
+        }
         if moved == 0 {
             return;
         }
@@ -1584,5 +1603,109 @@ mod tests {
             c.retained.is_empty(),
             "nothing is held for a request that holds nothing"
         );
+    }
+
+    /// On a warm server the heap holds freed memory that was resident before memwatch attached:
+    /// no page of it has an owner. A block the heap hands a request out of it is the request's
+    /// (taken from the outside row, with no fault and no syscall), not nothing.
+    #[test]
+    fn a_warm_heap_block_handed_to_a_request_is_its_own() {
+        let p = PAGE;
+        let mut c = correlator();
+        let mut out = Vec::new();
+        assert!(c.resident_before(PID, &[(100 * p, 200 * p)]));
+        c.net(
+            &ev(NetOp::ReadStart, 100, 0, b"GET /leak HTTP/1.1\r\n\r\n", 0),
+            0,
+            &mut out,
+        );
+        let block = HeapBlock {
+            alloc: true,
+            addr: 120 * p - 16,
+            len: 8 * p + 16,
+            stack: None,
+        };
+        c.heap(101, PID, TID, block, &mut out);
+        c.net(
+            &ev(NetOp::WriteStart, 110, 0, b"HTTP/1.1 200 OK\r\n", 0),
+            0,
+            &mut out,
+        );
+        c.net(&ev(NetOp::Close, 120, 0, b"", 115), 0, &mut out);
+        let leak = requests(&out)[0];
+        assert_eq!((leak.grown, leak.released), (8 * p, 0));
+        let outside_released: u64 = out
+            .iter()
+            .filter_map(|r| match r {
+                Row::Release(r) if r.request_id == 0 => Some(r.bytes),
+                _ => None,
+            })
+            .sum();
+        assert_eq!(outside_released, 8 * p, "taken from the outside row");
+        // The rest stays resident from before: released later, it is of unknown origin.
+        c.release(130, PID, 100 * p, 100 * p, &mut out);
+        assert_eq!(c.origin_counts().unmatched_release_bytes, 92 * p);
+    }
+
+    /// While the heap probes are off (their budget spent), a request that starts is sampled
+    /// out: its growth goes to the outside row and it is not waited for; one that started
+    /// while they were on is followed and holds its memory.
+    #[test]
+    fn requests_that_start_while_the_heap_probes_are_off_are_sampled_out() {
+        let p = PAGE;
+        let mut c = correlator().following_heap();
+        let mut out = Vec::new();
+        c.net(
+            &ev_on(
+                5,
+                TID,
+                NetOp::ReadStart,
+                100,
+                0,
+                b"GET /a HTTP/1.1\r\n\r\n",
+                (0, TID),
+            ),
+            0,
+            &mut out,
+        );
+        c.heap_probes(150, false);
+        assert_eq!(c.followed_in_flight(), 1);
+        c.net(
+            &ev_on(
+                6,
+                TID + 1,
+                NetOp::ReadStart,
+                200,
+                0,
+                b"GET /b HTTP/1.1\r\n\r\n",
+                (0, TID + 1),
+            ),
+            0,
+            &mut out,
+        );
+        assert_eq!(c.followed_in_flight(), 1, "/b is sampled out");
+        c.grow(210, PID, TID, 10 * p, 2 * p, 210, &mut out);
+        c.grow(211, PID, TID + 1, 20 * p, 3 * p, 211, &mut out);
+        c.finish_all(&mut out);
+        let reqs = requests(&out);
+        let a = reqs
+            .iter()
+            .find(|r| r.route.as_deref() == Some("/a"))
+            .unwrap();
+        let b = reqs
+            .iter()
+            .find(|r| r.route.as_deref() == Some("/b"))
+            .unwrap();
+        assert_eq!((a.sampled_out, a.grown), (false, 2 * p));
+        assert_eq!((b.sampled_out, b.grown), (true, 0));
+        let outside: u64 = out
+            .iter()
+            .filter_map(|r| match r {
+                Row::OutsideGrowth { bytes, .. } => Some(*bytes),
+                _ => None,
+            })
+            .sum();
+        assert_eq!(outside, 3 * p);
+        assert!(c.heap_sampled());
     }
 }

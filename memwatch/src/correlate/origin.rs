@@ -331,6 +331,24 @@ impl<O: Owner> OriginMap<O> {
         (credits, moved)
     }
 
+    /// Removes the tracked ranges of `[start, end)` of `pid`, whoever holds them, and returns
+    /// them: pages that change hands with no release (memory resident before memwatch began to
+    /// trace the process, taken by a heap block a request is handed).
+    pub fn take(&mut self, pid: u32, start: u64, end: u64) -> Vec<(u64, u64)> {
+        if end <= start {
+            return Vec::new();
+        }
+        let Some(spans) = self.processes.get_mut(&pid) else {
+            return Vec::new();
+        };
+        let taken: Vec<(u64, u64)> = take_range(spans, &mut self.counts, start, end)
+            .into_iter()
+            .map(|(s, span)| (s, span.end))
+            .collect();
+        self.counts.tracked_bytes -= taken.iter().map(|(s, e)| e - s).sum::<u64>();
+        taken
+    }
+
     /// The process exited: everything it held is released.
     pub fn exit(&mut self, pid: u32) -> Credits<O> {
         self.recent.remove(&pid);

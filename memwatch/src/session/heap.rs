@@ -22,10 +22,18 @@ use crate::{
     model::{Row, meta},
 };
 
+/// How long after a detach the last probe's breakpoint is surely gone: the kernel removes one
+/// per RCU grace period (about 100 ms here), five per process.
+const SETTLE_NS: u64 = 700_000_000;
+
 /// Blocks checked per look while the probes are off.
 const VERIFY_PER_LOOK: usize = 256;
-/// How often the budget looks at the probes' hits, in ns.
-const LOOK_EVERY_NS: u64 = 50_000_000;
+/// How often the budget looks at the probes' hits while they are attached, in ns: at a busy
+/// server's rate they cost a share of a core while on, and each look late overspends the
+/// budget by as much.
+pub(super) const LOOK_ON_NS: u64 = 10_000_000;
+/// While they are off: when to attach them again is not urgent.
+const LOOK_OFF_NS: u64 = 50_000_000;
 
 /// A followed block: its length and glibc chunk size word (0 for a Go span, never checked).
 #[derive(Debug, Clone, Copy)]
@@ -60,6 +68,14 @@ pub(super) struct HeapFollow {
     /// Stacks taken at a heap allocation's return, per thread, for the block that follows.
     stacks: HashMap<u32, u32>,
     last_look_ns: u64,
+    /// The targets' CPU time and completed requests when the probes were last attached, and
+    /// when the last window's lingering breakpoints were surely gone: what the budget learns a
+    /// hit's real cost from (the CPU per request of a window against that of the quiet period
+    /// before it).
+    at_attach: (u64, u64),
+    settled: Option<(u64, u64)>,
+    /// When the last window will have settled (monotonic ns).
+    settle_at: Option<u64>,
     pub(super) counts: HeapCounts,
 }
 
@@ -72,6 +88,9 @@ impl HeapFollow {
             cursor: None,
             stacks: HashMap::new(),
             last_look_ns: 0,
+            at_attach: (0, 0),
+            settled: None,
+            settle_at: None,
             counts: HeapCounts::default(),
         }
     }
@@ -153,9 +172,9 @@ impl HeapFollow {
         self.blocks.remove(&pid);
     }
 
-    /// At most every [`LOOK_EVERY_NS`]: the budget looks at the probes' hits and may close,
-    /// detach or attach them; while they are off, a batch of followed blocks is checked.
-    /// `now` is (monotonic ns, wall ns).
+    /// At most every [`LOOK_ON_NS`] (or [`LOOK_OFF_NS`] while the probes are off): the budget
+    /// looks at the probes' hits and may close, detach or attach them; while they are off, a
+    /// batch of followed blocks is checked. `now` is (monotonic ns, wall ns).
     pub(super) fn look(
         &mut self,
         (mono, wall): (u64, i64),
@@ -163,7 +182,12 @@ impl HeapFollow {
         correlator: &mut Correlator,
         rows: &mut Vec<Row>,
     ) {
-        if mono.saturating_sub(self.last_look_ns) < LOOK_EVERY_NS {
+        let every = if self.budget.attached() {
+            LOOK_ON_NS
+        } else {
+            LOOK_OFF_NS
+        };
+        if mono.saturating_sub(self.last_look_ns) < every {
             return;
         }
         self.last_look_ns = mono;
@@ -177,11 +201,25 @@ impl HeapFollow {
                 correlator.heap_probes(wall, false);
             }
             Some(Action::Detach) => {
+                // The window's cost is judged once the lingering breakpoints are gone.
+                self.settle_at = Some(mono + SETTLE_NS);
                 probe.set_heap_on(false);
                 self.cursor = None;
+                let (sites, grace_ns) = probe.heap_lingering();
+                // Until the first detach has been timed, a grace period as measured here.
+                self.budget
+                    .detached(&sites, if grace_ns == 0 { 100_000_000 } else { grace_ns });
+                tracing::debug!(grace_ns, probes = sites.len(), "heap probes detached");
             }
             Some(Action::Attach) => {
-                for (pid, e) in probe.set_heap_on(true) {
+                self.at_attach = (
+                    crate::capture::procfs::cpu_ns(probe.heap_pids()),
+                    correlator.requests(),
+                );
+                let started = std::time::Instant::now();
+                let failed = probe.set_heap_on(true);
+                tracing::debug!(took = ?started.elapsed(), "heap probes attached");
+                for (pid, e) in failed {
                     self.counts.not_followed += 1;
                     self.blocks.remove(&pid);
                     tracing::warn!("{:#}", anyhow::Error::from(e));
@@ -190,6 +228,27 @@ impl HeapFollow {
                 correlator.heap_probes(super::wall_ns(), true);
             }
             None => {}
+        }
+        if let Some(at) = self.settle_at
+            && mono >= at
+        {
+            self.settle_at = None;
+            let now = (
+                crate::capture::procfs::cpu_ns(probe.heap_pids()),
+                correlator.requests(),
+            );
+            if let Some(quiet) = self.settled {
+                let window = (
+                    now.0.saturating_sub(self.at_attach.0),
+                    now.1.saturating_sub(self.at_attach.1),
+                );
+                let before = (
+                    self.at_attach.0.saturating_sub(quiet.0),
+                    self.at_attach.1.saturating_sub(quiet.1),
+                );
+                self.budget.observed(window, before);
+            }
+            self.settled = Some(now);
         }
         if !self.budget.attached() {
             self.check_blocks(wall, probe, correlator, rows);
@@ -245,6 +304,22 @@ impl HeapFollow {
         self.budget.spent()
     }
 
+    /// The budget's figures so far (written each second, and again when the recording closes).
+    pub(super) fn progress(&self) -> Vec<Row> {
+        let s = self.spent();
+        vec![
+            Row::Meta(
+                meta::HEAP_ON_FRACTION.into(),
+                format!("{:.4}", s.on_fraction()),
+            ),
+            Row::Meta(
+                meta::HEAP_COST_SHARE.into(),
+                format!("{:.5}", s.cost_share()),
+            ),
+            Row::Meta(meta::HEAP_PAUSES.into(), s.pauses.to_string()),
+        ]
+    }
+
     /// The recording's heap figures, written when it closes.
     pub(super) fn meta(&self, probe: Option<&Probe>) -> Vec<Row> {
         let s = self.spent();
@@ -258,6 +333,10 @@ impl HeapFollow {
             (meta::HEAP_ON_FRACTION, format!("{:.4}", s.on_fraction())),
             (meta::HEAP_COST_SHARE, format!("{:.5}", s.cost_share())),
             (meta::HEAP_HITS, s.hits.to_string()),
+            (
+                meta::HEAP_COST_FACTOR,
+                format!("{:.2}", self.budget.factor()),
+            ),
             (meta::HEAP_PAUSES, s.pauses.to_string()),
             (
                 meta::HEAP_HIT_NS,

@@ -612,6 +612,10 @@ impl Session {
             unmatched_release_bytes: origin.unmatched_release_bytes,
             unseen_release_bytes: origin.unseen_release_bytes,
         });
+        // The heap budget's figures so far, for /metrics and the page while recording.
+        if let Some(heap) = &self.heap {
+            self.rows.extend(heap.progress());
+        }
     }
 }
 
@@ -1285,6 +1289,9 @@ async fn event_loop(session: &mut Session, signals: &mut StopSignals) -> anyhow:
     let duration = session.options.duration;
     let follow_forks = session.options.follow_forks;
     let mut drain_tick = tokio::time::interval(DRAIN_EVERY);
+    // The heap budget looks at its probes this often while they are attached.
+    let mut heap_tick = tokio::time::interval(Duration::from_nanos(heap::LOOK_ON_NS));
+    heap_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut sample_tick = tokio::time::interval(sample_interval);
     sample_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let start = Instant::now();
@@ -1330,6 +1337,7 @@ async fn event_loop(session: &mut Session, signals: &mut StopSignals) -> anyhow:
                 session.drain();
                 session.heap_look();
             }
+            _ = heap_tick.tick(), if session.heap.is_some() => session.heap_look(),
             _ = sample_tick.tick() => {
                 session.drain();
                 session.read_logs(false);

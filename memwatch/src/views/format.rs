@@ -183,11 +183,29 @@ impl Report {
                     ))
                 );
                 if r.heap.followed {
+                    let h = &r.heap;
+                    let pct =
+                        |v: Option<f64>| v.map_or("?".to_owned(), |v| format!("{:.1}%", v * 100.0));
                     let _ = writeln!(
                         s,
-                        "heap followed: {} blocks changed hands, {} processes not followed",
-                        r.heap.blocks, r.heap.processes_not_followed
+                        "heap followed: {} blocks changed hands, {} processes not followed; probes \
+                         cost {} of a core (budget {}), on {} of the time",
+                        h.blocks,
+                        h.processes_not_followed,
+                        pct(h.cost_share),
+                        pct(h.budget_share),
+                        pct(h.on_fraction)
                     );
+                    if let Some(sm) = &h.sampling {
+                        let _ = writeln!(
+                            s,
+                            "heap SAMPLED: {} of {} requests followed; kept/req rests on those \
+                             (95% interval per route below); {} blocks found freed while off",
+                            sm.requests_followed,
+                            sm.requests_followed + sm.requests_sampled_out,
+                            sm.frees_found + sm.frees_overlapped
+                        );
+                    }
                 }
                 if let Some(note) = r.heap.note {
                     let _ = writeln!(s, "note: {note}");
@@ -224,6 +242,18 @@ impl Report {
                         e.statuses,
                         if e.approximate > 0 { " ~" } else { "" }
                     );
+                    if let Some(sm) = &e.sampled {
+                        let _ = writeln!(
+                            s,
+                            "        sampled: {} of {} requests followed; kept/req 95% interval {} to {}",
+                            sm.followed_requests,
+                            e.requests,
+                            sm.kept_per_request_low_bytes
+                                .map_or("?".into(), signed_bytes),
+                            sm.kept_per_request_high_bytes
+                                .map_or("?".into(), signed_bytes),
+                        );
+                    }
                 }
                 return s;
             }

@@ -68,6 +68,7 @@ struct RouteFamilies {
     grown: Family<Labels, Counter>,
     retained: Family<Labels, Gauge>,
     kept: Family<Labels, Gauge>,
+    followed: Family<Labels, Counter>,
 }
 
 impl RouteFamilies {
@@ -77,6 +78,9 @@ impl RouteFamilies {
             .get_or_create(labels)
             .inc_by(u64::try_from(e.grown_bytes).unwrap_or(0));
         self.retained.get_or_create(labels).inc_by(e.retained_bytes);
+        self.followed
+            .get_or_create(labels)
+            .inc_by(e.sampled.map_or(e.requests, |s| s.followed_requests));
         if with_kept {
             self.kept
                 .get_or_create(labels)
@@ -136,6 +140,12 @@ pub fn render(rec: &Recording, labels: &mut RouteLabels) -> Result<String, Recor
         Unit::Bytes,
         routes.kept,
     );
+    registry.register(
+        "route_heap_followed_requests",
+        "Requests of the route the heap probes followed: all of them unless the heap budget \
+         had the probes off part of the time, when kept per request rests on these (sampled)",
+        routes.followed,
+    );
     let folded_gauge = Gauge::<i64>::default();
     folded_gauge.set(folded);
     registry.register(
@@ -178,6 +188,38 @@ pub fn render(rec: &Recording, labels: &mut RouteLabels) -> Result<String, Recor
             .count() as i64,
     );
     registry.register("traced_processes", "Traced processes not exited", traced);
+
+    // The heap probes' budget, as far as the recording says so far (written each second).
+    let ratio = |key: &str| -> Result<Option<f64>, RecordingError> {
+        Ok(rec
+            .meta(key)?
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|v| v.is_finite()))
+    };
+    for (name, help, key) in [
+        (
+            "heap_probes_on_ratio",
+            "Share of the recording the heap probes were attached (1: every heap call followed; \
+             less: the budget sampled)",
+            crate::model::meta::HEAP_ON_FRACTION,
+        ),
+        (
+            "heap_probes_cost_ratio",
+            "What the heap probes cost the targets, as a share of one core (estimated)",
+            crate::model::meta::HEAP_COST_SHARE,
+        ),
+        (
+            "heap_budget_ratio",
+            "The share of one core the heap probes may cost (--heap-budget)",
+            crate::model::meta::HEAP_BUDGET,
+        ),
+    ] {
+        if let Some(v) = ratio(key)? {
+            let g = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+            g.set(v);
+            registry.register(name, help, g);
+        }
+    }
 
     let counters = rec.counters()?;
     let lost = &counters.lost;

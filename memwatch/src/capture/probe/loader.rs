@@ -478,6 +478,11 @@ impl Probe {
         self.heap.followed()
     }
 
+    /// The processes whose heap is followed.
+    pub fn heap_pids(&self) -> Vec<u32> {
+        self.heap.pids()
+    }
+
     /// Where the heap probes of the followed processes sit, once per binary and program.
     pub fn heap_sites(&self) -> Vec<super::heap::Point> {
         self.heap.sites()
@@ -492,6 +497,12 @@ impl Probe {
     /// the processes whose probes could not be attached again, which are no longer followed.
     pub fn set_heap_on(&mut self, on: bool) -> Vec<(u32, HeapSkip)> {
         self.heap.set_on(&mut self.ebpf, on)
+    }
+
+    /// The sites of the heap probes the last detach closed, in order, and how long the kernel
+    /// lately took to remove one (see [`HeapProbes::lingering`]).
+    pub fn heap_lingering(&self) -> (Vec<memwatch_common::heap::HeapSite>, u64) {
+        self.heap.lingering()
     }
 
     /// A followed block was found given back while the heap probes were off.

@@ -118,6 +118,17 @@ impl Recording {
         Ok(self.count("SELECT COUNT(*) FROM requests", [])? as u64)
     }
 
+    /// All requests, and those the heap probes did not follow (0 before schema 7), from the
+    /// rollup.
+    pub fn sampled_out_count(&self) -> Result<(u64, u64), RecordingError> {
+        if self.schema_version() < crate::recording::schema::HAS_SAMPLED_OUT {
+            return Ok((self.request_count()?, 0));
+        }
+        let n = self.count("SELECT SUM(n) FROM request_rollup", [])?;
+        let out = self.count("SELECT SUM(sampled_out) FROM request_rollup", [])?;
+        Ok((n.max(0) as u64, out.max(0) as u64))
+    }
+
     /// Requests whose memory could only be charged approximately.
     pub fn approximate_request_count(&self) -> Result<u64, RecordingError> {
         Ok(self.count("SELECT COUNT(*) FROM requests WHERE NOT exact", [])? as u64)

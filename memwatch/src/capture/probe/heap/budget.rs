@@ -27,12 +27,26 @@ use memwatch_common::heap::HEAP_SITES;
 
 /// The default share of one core the heap probes may cost.
 pub const DEFAULT_SHARE: f64 = 0.02;
-/// How much of the budget can be saved up: this long at the budget's rate.
-pub const BURST: Duration = Duration::from_secs(2);
+/// How much of the budget can be saved up: this long at the budget's rate. Each window pays a
+/// fixed toll besides its hits (attaching takes the targets' memory-map locks, and detaching
+/// leaves breakpoints trapping for a few grace periods), so fewer, longer windows cost less.
+pub const BURST: Duration = Duration::from_secs(10);
+/// What the budget starts with, at its rate: a busy server is sampled from its first fraction
+/// of a second, and a quiet one is followed throughout anyway.
+pub const START: Duration = Duration::from_millis(250);
+/// What attaching and detaching one probe costs besides its hits, in CPU ns: the kernel
+/// registers and unregisters a uprobe under a global lock, walking every process that maps the
+/// file and waiting out an RCU grace period, and the targets (every process mapping glibc,
+/// in fact) run slower meanwhile. Measured here: toggling five glibc probes on an idle process
+/// cost a Node.js server at full speed 18% of its throughput for the 0.6 s it took
+/// (BENCHMARKS.md). Charged at each detach, so windows are few and long.
+pub const TOLL_PER_PROBE_NS: f64 = 20_000_000.0;
+
 /// The shortest window worth opening.
-pub const MIN_WINDOW: Duration = Duration::from_millis(200);
-/// How long, after the budget is spent, the probes stay on for the requests they follow.
-pub const GRACE: Duration = Duration::from_millis(500);
+pub const MIN_WINDOW: Duration = Duration::from_millis(500);
+/// How long, after the budget is spent, the probes stay on for the requests they follow (most
+/// end within milliseconds; this bounds a long one's cost).
+pub const GRACE: Duration = Duration::from_millis(100);
 
 const N: usize = HEAP_SITES as usize;
 
@@ -103,6 +117,17 @@ pub struct Budget {
     /// What the probes cost per ns of wall time while on, smoothed: how long a window the
     /// tokens pay for.
     rate_on: f64,
+    /// Hits per ns of wall time on each site while on, smoothed: what a lingering breakpoint
+    /// costs after a detach.
+    site_rate: [f64; N],
+    /// What a hit really costs the target, as a multiple of the calibrated cost: measured from
+    /// the targets' own CPU time per request with the probes on and off ([`Budget::observed`]).
+    /// A trap in a busy server finds its caches cold: here it cost 2 to 3 times what it costs
+    /// in the calibration's tight loop.
+    factor: f64,
+    /// Estimated cost (calibrated, before `factor`) since the probes were last attached, the
+    /// lingering breakpoints' included.
+    window_cost: f64,
     spent: Spent,
 }
 
@@ -113,13 +138,71 @@ impl Budget {
         Self {
             share,
             cost_ns,
-            tokens: cap,
+            tokens: share * START.as_nanos() as f64,
             cap,
             phase: Phase::On,
             last: None,
             rate_on: 0.0,
+            site_rate: [0.0; N],
+            factor: 1.0,
+            window_cost: 0.0,
             spent: Spent::default(),
         }
+    }
+
+    /// What a hit costs, as a multiple of the calibrated figure, as observed so far.
+    pub fn factor(&self) -> f64 {
+        self.factor
+    }
+
+    /// A window ended and settled: the targets used `cpu_on` ns of CPU for `req_on` requests
+    /// from the attach until the last breakpoint was surely gone, and `cpu_off` for `req_off`
+    /// in the quiet period before it. (Attaching and detaching disturb the targets too, and are
+    /// counted in this way.) The CPU a request
+    /// took beyond its cost without probes is what the probes really cost: the calibrated
+    /// estimate is corrected by it (smoothed, within 1 to 20 times), and the window's cost is
+    /// charged again at the corrected rate.
+    pub fn observed(&mut self, (cpu_on, req_on): (u64, u64), (cpu_off, req_off): (u64, u64)) {
+        const MIN_REQUESTS: u64 = 50;
+        let estimated = std::mem::take(&mut self.window_cost);
+        if req_on < MIN_REQUESTS || req_off < MIN_REQUESTS || estimated <= 0.0 {
+            return;
+        }
+        let per_request_off = cpu_off as f64 / req_off as f64;
+        let extra = cpu_on as f64 - per_request_off * req_on as f64;
+        let measured = (extra / estimated).clamp(1.0, 20.0);
+        let old = self.factor;
+        self.factor = 0.5 * old + 0.5 * measured;
+        // The window was charged at the old factor: the difference now.
+        let correction = estimated * (self.factor - old);
+        self.tokens -= correction;
+        self.spent.cost_ns += correction;
+        tracing::debug!(
+            measured,
+            factor = self.factor,
+            "what a heap probe's hit costs the targets, against its calibration"
+        );
+    }
+
+    /// The probes were detached: the kernel removes their breakpoints one grace period
+    /// (`grace_ns`) after another, in the order of `sites`, and until then each traps at its
+    /// rate, with no program left to count it. What that costs is charged now, estimated.
+    pub fn detached(&mut self, sites: &[memwatch_common::heap::HeapSite], grace_ns: u64) {
+        let mut cost = 0.0;
+        for (k, site) in sites.iter().enumerate() {
+            let i = *site as usize;
+            // Each of a site's probes (one per process) takes its share of the site's hits.
+            let per_probe = sites.iter().filter(|s| **s == *site).count().max(1) as f64;
+            cost += self.site_rate[i] / per_probe
+                * self.cost_ns[i]
+                * (k as f64 + 0.5)
+                * grace_ns as f64;
+        }
+        self.window_cost += cost;
+        let toll = TOLL_PER_PROBE_NS * sites.len() as f64;
+        let cost = cost * self.factor + toll;
+        self.tokens -= cost;
+        self.spent.cost_ns += cost;
     }
 
     /// What a hit on each site costs, anew (processes with other placements were followed).
@@ -149,6 +232,8 @@ impl Budget {
             n += d;
             cost += d as f64 * self.cost_ns[i];
         }
+        self.window_cost += cost;
+        let cost = cost * self.factor;
         self.spent.total_ns += dt;
         self.spent.cost_ns += cost;
         self.spent.hits += n;
@@ -156,6 +241,14 @@ impl Budget {
         if self.phase != Phase::Off {
             self.spent.on_ns += dt;
             if dt > 0 {
+                for i in 0..N {
+                    let r = hits[i].saturating_sub(last_hits[i]) as f64 / dt as f64;
+                    self.site_rate[i] = if self.site_rate[i] == 0.0 {
+                        r
+                    } else {
+                        0.7 * self.site_rate[i] + 0.3 * r
+                    };
+                }
                 let rate = cost / dt as f64;
                 self.rate_on = if self.rate_on == 0.0 {
                     rate
@@ -177,9 +270,12 @@ impl Budget {
                 Some(Action::Detach)
             }
             Phase::Off
-                if self.tokens >= (self.rate_on * MIN_WINDOW.as_nanos() as f64).min(self.cap) =>
+                if self.tokens
+                    >= (self.rate_on * self.factor * MIN_WINDOW.as_nanos() as f64)
+                        .min(self.cap) =>
             {
                 self.phase = Phase::On;
+                self.window_cost = 0.0;
                 Some(Action::Attach)
             }
             _ => None,
@@ -246,15 +342,56 @@ mod tests {
             }
         }
         let s = b.spent();
+        // Few, long windows: each costs a toll of its own.
         assert!(
-            closes >= 5 && detaches == closes && attaches + 1 >= detaches,
+            closes >= 3 && detaches == closes && attaches + 1 >= detaches,
             "{s:?}"
         );
         // 20 s recorded: at most the budget, plus what was saved up at the start.
-        let allowed = 0.02 * 20e9 + b.cap;
+        let allowed = 0.02 * 20e9 + 0.02 * START.as_nanos() as f64;
         assert!(s.cost_ns <= allowed * 1.05, "{s:?}");
         assert!(s.cost_share() > 0.015, "the budget is used: {s:?}");
         assert!((0.07..0.15).contains(&s.on_fraction()), "{s:?}");
+    }
+
+    /// A detach is paid for the breakpoints that linger: the second site's for one grace period
+    /// more than the first's.
+    #[test]
+    fn lingering_breakpoints_are_charged() {
+        use memwatch_common::heap::HeapSite;
+        let mut b = budget(0.02);
+        b.tick(0, hits(0), 0);
+        // 1,000 hits per ms on site 0 (Malloc's slot): 1 µs each, so 1 ns of cost per ns.
+        let mut h = [0; N];
+        h[HeapSite::Malloc as usize] = 10_000;
+        b.tick(10 * MS, h, 0);
+        let before = b.spent().cost_ns;
+        b.detached(&[HeapSite::Free, HeapSite::Malloc], 100 * MS);
+        // Malloc's breakpoint goes second: 1.5 grace periods of its rate.
+        let charged = b.spent().cost_ns - before;
+        let toll = 2.0 * TOLL_PER_PROBE_NS;
+        assert!(
+            (charged - 150.0 * MS as f64 - toll).abs() < 1.0,
+            "{charged}"
+        );
+    }
+
+    /// A server whose requests took 20 µs of CPU off and 40 µs on, while the probes' estimate
+    /// said 10 µs a request: a hit costs twice (then, smoothed, 1.5 times) its calibration.
+    #[test]
+    fn what_a_hit_really_costs_is_learnt_from_the_targets_cpu() {
+        let mut b = budget(0.02);
+        b.tick(0, hits(0), 0);
+        // 1,000 requests on, 10 hits each at 1 µs: 10 ms estimated.
+        b.tick(100 * MS, hits(10_000), 0);
+        let before = b.spent().cost_ns;
+        b.observed((40 * MS, 1000), (20 * MS, 1000));
+        assert!((b.factor() - 1.5).abs() < 1e-9, "{}", b.factor());
+        let charged = b.spent().cost_ns - before;
+        assert!((charged - 5.0 * MS as f64).abs() < 1.0, "{charged}");
+        // Too few requests to judge: nothing changes.
+        b.observed((40 * MS, 10), (20 * MS, 1000));
+        assert!((b.factor() - 1.5).abs() < 1e-9);
     }
 
     #[test]

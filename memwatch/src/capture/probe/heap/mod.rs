@@ -109,6 +109,29 @@ pub struct HeapProbes {
     loaded: bool,
     /// Whether the probes are attached now (the budget's decision); on until told otherwise.
     off: bool,
+    /// The ranks of the links the last detach closed, in order.
+    closing: Vec<usize>,
+    /// How long the kernel took to remove one probe lately (ns), measured by the detaching
+    /// thread: an RCU grace period, about 100 ms here.
+    grace_ns: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Where a probe comes in the detach order: glibc's in `HEAP_PROBES` order, then Go's.
+fn site_rank(program: &str, function: &str) -> usize {
+    HEAP_PROBES
+        .iter()
+        .chain(GO_PROBES)
+        .position(|&(f, p)| f == function && p == program)
+        .unwrap_or(usize::MAX)
+}
+
+/// The counter a rank's probe adds to.
+fn site_of_rank(rank: usize) -> Option<HeapSite> {
+    HEAP_PROBES
+        .iter()
+        .chain(GO_PROBES)
+        .nth(rank)
+        .map(|&(_, program)| counted_as(program))
 }
 
 /// What each program reads at its site: an entry probe reads the arguments, a return probe
@@ -123,7 +146,7 @@ fn needs(program: &str) -> Needs<'static> {
             registers: &[Register::RDI],
             returns: false,
         },
-        "heap_malloc" | "heap_calloc" | "heap_realloc" => Needs {
+        "heap_realloc" => Needs {
             registers: &[Register::RDI, Register::RSI],
             returns: false,
         },
@@ -135,15 +158,13 @@ fn needs(program: &str) -> Needs<'static> {
     }
 }
 
-fn counted_as(program: &str, function: &str) -> HeapSite {
-    match (program, function) {
-        ("heap_alloc_ret", _) => HeapSite::AllocReturn,
-        ("heap_free", _) => HeapSite::Free,
-        ("heap_calloc", _) => HeapSite::Calloc,
-        ("heap_realloc", _) => HeapSite::Realloc,
-        ("go_span_alloc", _) => HeapSite::GoSpanAlloc,
-        ("go_span_free", _) => HeapSite::GoSpanFree,
-        _ => HeapSite::Malloc,
+fn counted_as(program: &str) -> HeapSite {
+    match program {
+        "heap_alloc_ret" => HeapSite::AllocReturn,
+        "heap_free" => HeapSite::Free,
+        "heap_realloc" => HeapSite::Realloc,
+        "go_span_alloc" => HeapSite::GoSpanAlloc,
+        _ => HeapSite::GoSpanFree,
     }
 }
 
@@ -177,7 +198,7 @@ fn place(path: &Path, probes: &[(&'static str, &'static str)], kind: Kind) -> Op
             path: path.to_owned(),
             file_offset: f.file_offset + site.offset,
             site,
-            counted_as: counted_as(program, function),
+            counted_as: counted_as(program),
         });
     }
     Some(points)
@@ -187,6 +208,11 @@ impl HeapProbes {
     /// Processes whose heap is followed.
     pub fn followed(&self) -> usize {
         self.points.len()
+    }
+
+    /// The processes followed.
+    pub fn pids(&self) -> Vec<u32> {
+        self.points.keys().copied().collect()
     }
 
     /// Every placed probe of the followed processes, once per binary and program.
@@ -314,9 +340,48 @@ impl HeapProbes {
                 }
             }
         } else {
-            detach(self.links.drain().flat_map(|(_, links)| links).collect());
+            // Every process's probe of the same site together, in the order of HEAP_PROBES and
+            // GO_PROBES (the most called first): the kernel removes one breakpoint per grace
+            // period, so the ones closed first stop costing first.
+            let mut all: Vec<(usize, UProbeLink)> = Vec::new();
+            for (pid, links) in self.links.drain() {
+                let order = self.points.get(&pid).map(|points| {
+                    points
+                        .iter()
+                        .map(|p| site_rank(p.program, p.function))
+                        .collect::<Vec<_>>()
+                });
+                for (i, link) in links.into_iter().enumerate() {
+                    let rank = order
+                        .as_ref()
+                        .and_then(|o| o.get(i).copied())
+                        .unwrap_or(usize::MAX);
+                    all.push((rank, link));
+                }
+            }
+            all.sort_by_key(|(rank, _)| *rank);
+            self.closing = all.iter().map(|(rank, _)| *rank).collect();
+            detach_in_order(
+                all.into_iter().map(|(_, link)| link).collect(),
+                &self.grace_ns,
+            );
         }
         failed
+    }
+
+    /// The sites of the links the last detach closed, in the order the kernel removes them (by
+    /// rank in [`site_rank`]), and how long one removal took lately (ns): what the probes cost
+    /// while their breakpoints lingered, unseen by their counters.
+    pub fn lingering(&self) -> (Vec<HeapSite>, u64) {
+        let sites = self
+            .closing
+            .iter()
+            .filter_map(|&rank| site_of_rank(rank))
+            .collect();
+        (
+            sites,
+            self.grace_ns.load(std::sync::atomic::Ordering::Relaxed),
+        )
     }
 
     /// Whether the probes are attached now.
@@ -442,6 +507,32 @@ pub fn attach_one(ebpf: &mut Ebpf, pid: u32, point: &Point) -> Result<UProbeLink
         )
         .map_err(attach_error)?;
     program.take_link(id).map_err(attach_error)
+}
+
+/// Detaches `links` one after another, in order, on a thread of its own, and keeps how long
+/// each took in `grace_ns` (smoothed). The kernel holds a lock across each probe's grace period,
+/// so closing them side by side gains nothing; in order, the first closed stop trapping first.
+fn detach_in_order(links: Vec<UProbeLink>, grace_ns: &Arc<std::sync::atomic::AtomicU64>) {
+    use std::sync::atomic::Ordering;
+    if links.is_empty() {
+        return;
+    }
+    let grace_ns = Arc::clone(grace_ns);
+    let spawned = std::thread::Builder::new()
+        .name("memwatch-detach".into())
+        .spawn(move || {
+            for link in links {
+                let started = std::time::Instant::now();
+                drop(link);
+                let took = started.elapsed().as_nanos() as u64;
+                let old = grace_ns.load(Ordering::Relaxed);
+                let new = if old == 0 { took } else { (old * 3 + took) / 4 };
+                grace_ns.store(new, Ordering::Relaxed);
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::debug!(error = %e, "could not start a thread to detach heap probes");
+    }
 }
 
 /// Detaches `links` on threads of their own. The kernel removes each breakpoint at once, then

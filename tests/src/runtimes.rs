@@ -1,0 +1,104 @@
+//! Real servers on runtimes nobody here wrote, installed from packages (`cargo xtask setup
+//! --test`): Flask under gunicorn (PyPI; sync and gthread workers), Node.js `http`, Go
+//! `net/http` and a Rack app under puma (Debian). Each has `/leak?kb=N` (keeps N KiB per
+//! request), `/churn?kb=N` (allocates N KiB, fills it, drops it) and `/` (answers "ok"); see
+//! `tests/fixtures/runtimes/`.
+
+use std::{path::PathBuf, process::Command, sync::OnceLock, time::Duration};
+
+use crate::{Server, start_server, wait_until_answering};
+
+/// The runtimes of the suite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runtime {
+    GunicornSync,
+    GunicornGthread,
+    Node,
+    Go,
+    Puma,
+}
+
+impl Runtime {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::GunicornSync => "gunicorn sync",
+            Self::GunicornGthread => "gunicorn gthread",
+            Self::Node => "node",
+            Self::Go => "go",
+            Self::Puma => "puma",
+        }
+    }
+
+    /// Starts the runtime's server on 127.0.0.1:`port`, and waits until it answers.
+    pub fn start(self, port: u16) -> Server {
+        let fixtures = fixtures();
+        let server = match self {
+            Self::GunicornSync | Self::GunicornGthread => {
+                let venv = root().join("target/runtimes/venv/bin");
+                assert!(
+                    venv.join("gunicorn").is_file(),
+                    "gunicorn is missing: run `cargo xtask setup --test` (cargo xtask test does)"
+                );
+                let worker = if self == Self::GunicornGthread {
+                    "-k gthread --threads 4"
+                } else {
+                    ""
+                };
+                // gunicorn prints nothing on stdout, and start_server waits for a line naming
+                // the port: a shell says it, then execs gunicorn's interpreter in its place.
+                let script = format!(
+                    "echo listening on 127.0.0.1:{port}; exec {python} {gunicorn} --chdir {dir} \
+                     -b 127.0.0.1:{port} -w 1 {worker} flask_app:app 2>/dev/null",
+                    python = venv.join("python3").display(),
+                    gunicorn = venv.join("gunicorn").display(),
+                    dir = fixtures.display(),
+                );
+                start_server(Command::new("sh").args(["-c", &script]))
+            }
+            Self::Node => start_server(
+                Command::new("node")
+                    .arg(fixtures.join("node_app.js"))
+                    .env("PORT", port.to_string()),
+            ),
+            Self::Go => start_server(Command::new(go_fixture()).env("PORT", port.to_string())),
+            Self::Puma => {
+                let script = format!(
+                    "echo listening on 127.0.0.1:{port}; exec puma --quiet -t 4:4 -b \
+                     tcp://127.0.0.1:{port} {app} >/dev/null 2>&1",
+                    app = fixtures.join("ruby/config.ru").display(),
+                );
+                start_server(Command::new("sh").args(["-c", &script]))
+            }
+        };
+        wait_until_answering(port, Duration::from_secs(60));
+        server
+    }
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/runtimes")
+}
+
+/// The Go fixture, built once with Debian's Go into the target directory.
+pub fn go_fixture() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let out = root().join("target/runtimes/go-fixture");
+            let status = Command::new("go")
+                .args(["build", "-o"])
+                .arg(&out)
+                .arg(".")
+                .current_dir(fixtures().join("go"))
+                .env("GOCACHE", root().join("target/runtimes/gocache"))
+                .status()
+                .expect("go on PATH: run `cargo xtask setup --test` (cargo xtask test does)");
+            assert!(status.success(), "go build of the fixture failed");
+            out
+        })
+        .clone()
+}
