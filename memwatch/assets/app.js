@@ -1094,8 +1094,21 @@
       tr.appendChild(numCell(fmtInt(e.requests), 'requests'));
       tr.appendChild(statusCell(e));
       const known = e.retention !== 'unknown';
-      tr.appendChild(numCell(known ? fmtBytes(e.kept_per_request_bytes) : '–', 'bytes group-start strong',
-        known ? `${fmtInt(e.kept_per_request_bytes)} bytes kept per further request` : 'this recording has no retained-memory figures'));
+      const kept = numCell(known ? fmtBytes(e.kept_per_request_bytes) : '–', 'bytes group-start strong',
+        known ? `${fmtInt(e.kept_per_request_bytes)} bytes kept per further request` : 'this recording has no retained-memory figures');
+      const sm = e.sampled;
+      if (known && sm && typeof sm === 'object') {
+        // The heap budget followed part of this route's requests: the figure is sampled.
+        const b = el('span', 'sampled', ' ~');
+        const interval = isNum(sm.kept_per_request_low_bytes) && isNum(sm.kept_per_request_high_bytes)
+          ? `; 95% interval ${fmtBytes(sm.kept_per_request_low_bytes)} to ${fmtBytes(sm.kept_per_request_high_bytes)}`
+          : '';
+        b.title = `sampled: the heap probes followed ${fmtInt(sm.followed_requests)} of ` +
+          `${fmtInt(e.requests)} requests (their budget was spent), and kept per request rests on those${interval}`;
+        kept.appendChild(b);
+        tr.classList.add('sampled-row');
+      }
+      tr.appendChild(kept);
       tr.appendChild(numCell(known ? fmtBytes(e.retained_bytes) : '–', 'bytes',
         known ? `${fmtInt(e.retained_bytes)} bytes retained: ${fmtInt(e.grown_bytes)} made resident, ${fmtInt(e.released_bytes)} released` : ''));
       tr.appendChild(el('td', 'left shape shape-' + String(e.retention), String(e.retention)));
@@ -1135,11 +1148,18 @@
           // heap can swap places with it in the ranking. Said, not hidden.
           const h = el('span', 'extra');
           h.appendChild(el('span', 'extra-label', 'Heap'));
-          h.appendChild(el('span', heap.followed ? 'count-chip' : 'count-chip warn',
+          const pct = (v) => (isNum(v) ? `${(v * 100).toFixed(1)}%` : '?');
+          const sampling = heap.sampling && typeof heap.sampling === 'object' ? heap.sampling : null;
+          h.appendChild(el('span', heap.followed && !sampling ? 'count-chip' : 'count-chip warn',
             heap.followed
               ? `followed: ${fmtInt(heap.blocks)} blocks changed hands` +
-                (heap.processes_not_followed > 0 ? `, ${fmtInt(heap.processes_not_followed)} processes not followed` : '')
-              : 'not followed (record with --heap)'));
+                (heap.processes_not_followed > 0 ? `, ${fmtInt(heap.processes_not_followed)} processes not followed` : '') +
+                (isNum(heap.cost_share) ? `; probes cost ${pct(heap.cost_share)} of a core (budget ${pct(heap.budget_share)})` : '') +
+                (sampling
+                  ? `; SAMPLED: on ${pct(heap.on_fraction)} of the time, ` +
+                    `${fmtInt(sampling.requests_followed)} of ${fmtInt(sampling.requests_followed + sampling.requests_sampled_out)} requests followed`
+                  : '')
+              : 'not followed (recorded with --no-heap)'));
           if (typeof heap.note === 'string') h.title = heap.note;
           extras.appendChild(h);
         }

@@ -35,16 +35,29 @@ fn int(v: &Value, key: &str) -> i64 {
 /// each route run interleaved from `clients` clients (at `rate`, or as fast as it answers), and
 /// returns the report.
 fn record(rt: Runtime, port: u16, clients: usize, n: usize, rate: Option<f64>) -> Value {
+    record_with(rt, port, clients, n, rate, &[]).0
+}
+
+/// [`record`] with more `memwatch record` options; also returns the recording (and the
+/// directory holding it).
+fn record_with(
+    rt: Runtime,
+    port: u16,
+    clients: usize,
+    n: usize,
+    rate: Option<f64>,
+    options: &[&str],
+) -> (Value, tempfile::TempDir, std::path::PathBuf) {
     let server = rt.start(port);
     let warm = drive(port, &interleaved(&PATHS, 30, SEED ^ 1), 4, None);
     assert_eq!(warm.ok, warm.requests, "{}: warming", rt.name());
-    let (_dir, out, rec) = start_recording(server.pid(), &[]);
+    let (dir, out, rec) = start_recording(server.pid(), options);
     let sent = drive(port, &interleaved(&PATHS, n, SEED), clients, rate);
     assert_eq!(sent.ok, sent.requests, "{}: {sent:?}", rt.name());
     // Let a deferred free or a collection happen inside the recording.
     std::thread::sleep(Duration::from_millis(600));
     stop_recording(rec);
-    report(&out)
+    (report(&out), dir, out)
 }
 
 /// The acceptance on `r`: the leak first and within 15% of 256 KiB per request, the churn
@@ -199,4 +212,60 @@ fn at_the_maximum_rate_the_budget_samples_and_says_so() {
         cost <= allowed,
         "{cost:.3} s of CPU, {allowed:.3} allowed: {heap:#}"
     );
+}
+
+/// With `--stacks`, memory a heap block takes from the allocator carries the call site of the
+/// block's allocation: most of what the leak keeps is under a stack, not `[no stack taken]`.
+fn leak_has_call_sites(rt: Runtime, port: u16) {
+    let (r, _dir, out) = record_with(rt, port, 1, N, Some(RATE), &["--stacks"]);
+    leak_first_and_right(rt.name(), &r, N);
+    let done = memwatch_tests::run(
+        &[
+            "report",
+            out.to_str().unwrap(),
+            "--stacks",
+            "--stacks-top",
+            "1000",
+            "--format",
+            "json",
+        ],
+        Duration::from_secs(120),
+    );
+    assert_eq!(done.code(), 0, "{}", done.stderr);
+    let report: Value = serde_json::from_str(&done.stdout).unwrap();
+    let leak = report["stacks"]["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["route"] == "/leak")
+        .unwrap_or_else(|| panic!("{:#}", report["stacks"]));
+    let sites = leak["sites"].as_array().unwrap();
+    let total: i64 = sites.iter().map(|s| int(s, "retained_bytes")).sum::<i64>()
+        + int(leak, "more_retained_bytes");
+    let unnamed: i64 = sites
+        .iter()
+        .filter(|s| s["stack"] == 0)
+        .map(|s| int(s, "retained_bytes"))
+        .sum();
+    eprintln!(
+        "{}: {unnamed} of {total} bytes the leak keeps have no stack ({:.1}%)",
+        rt.name(),
+        unnamed as f64 * 100.0 / total.max(1) as f64
+    );
+    assert!(total > 0, "{leak:#}");
+    assert!(
+        unnamed * 4 <= total,
+        "{}: {unnamed} of {total} retained bytes under [no stack taken]: {leak:#}",
+        rt.name()
+    );
+}
+
+#[test]
+fn node_leak_has_call_sites() {
+    leak_has_call_sites(Runtime::Node, 18_512);
+}
+
+#[test]
+fn gunicorn_leak_has_call_sites() {
+    leak_has_call_sites(Runtime::GunicornSync, 18_513);
 }

@@ -26,6 +26,11 @@ use crate::{
 /// per RCU grace period (about 100 ms here), five per process.
 const SETTLE_NS: u64 = 700_000_000;
 
+/// A pass over the followed blocks starts at most this often while the probes are off: each
+/// check reads the target's memory (taking its memory-map lock), and a block freed is found
+/// soon enough a second or two later.
+const PASS_EVERY_NS: u64 = 2_000_000_000;
+
 /// Blocks checked per look while the probes are off.
 const VERIFY_PER_LOOK: usize = 256;
 /// How often the budget looks at the probes' hits while they are attached, in ns: at a busy
@@ -76,6 +81,8 @@ pub(super) struct HeapFollow {
     settled: Option<(u64, u64)>,
     /// When the last window will have settled (monotonic ns).
     settle_at: Option<u64>,
+    /// When the last pass over the followed blocks began (monotonic ns).
+    last_pass_ns: u64,
     pub(super) counts: HeapCounts,
 }
 
@@ -91,6 +98,7 @@ impl HeapFollow {
             at_attach: (0, 0),
             settled: None,
             settle_at: None,
+            last_pass_ns: 0,
             counts: HeapCounts::default(),
         }
     }
@@ -250,7 +258,12 @@ impl HeapFollow {
             }
             self.settled = Some(now);
         }
-        if !self.budget.attached() {
+        if !self.budget.attached()
+            && (self.cursor.is_some() || mono.saturating_sub(self.last_pass_ns) >= PASS_EVERY_NS)
+        {
+            if self.cursor.is_none() {
+                self.last_pass_ns = mono;
+            }
             self.check_blocks(wall, probe, correlator, rows);
         }
     }
@@ -297,6 +310,11 @@ impl HeapFollow {
             }
         }
         self.cursor = next;
+    }
+
+    /// Whether the probes are attached now (the fast look is needed only then).
+    pub(super) fn attached(&self) -> bool {
+        self.budget.attached()
     }
 
     /// What the budget did.

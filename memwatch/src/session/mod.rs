@@ -47,6 +47,11 @@ use crate::{
 
 /// How often the ring buffer is drained when the kernel has not woken us.
 const DRAIN_EVERY: Duration = Duration::from_millis(50);
+/// How long a new process (a fork, an exec) lives before its heap is followed, unless it
+/// serves a request first: attaching the heap probes costs milliseconds of kernel work per
+/// probe (and disturbs every process that maps glibc), which a short-lived helper is not worth.
+const HEAP_DEFER: Duration = Duration::from_millis(500);
+
 /// How often per-thread fault totals and loss counters are written.
 const COUNTERS_EVERY: Duration = Duration::from_secs(1);
 
@@ -126,6 +131,8 @@ pub struct Session {
     options: RecordOptions,
     /// The heaps followed (unless `--no-heap` or `--no-ebpf`), within their budget.
     heap: Option<heap::HeapFollow>,
+    /// New processes whose heap is not followed yet, and since when (see [`HEAP_DEFER`]).
+    heap_deferred: HashMap<u32, Instant>,
     /// `--stacks`: interns and names the kernel's stacks.
     stacks: Option<Stacks>,
     /// Stacks taken at a memory syscall's return, per thread, for the syscall's row that follows.
@@ -221,6 +228,33 @@ impl Session {
         }
     }
 
+    /// A new process (a fork, or an exec's new image): its heap is followed once it serves a
+    /// request, or once it has lived [`HEAP_DEFER`].
+    fn defer_heap(&mut self, pid: u32) {
+        if self.heap.is_some() {
+            self.heap_deferred.insert(pid, Instant::now());
+        }
+    }
+
+    /// Follows the heaps of deferred processes that have lived long enough.
+    fn follow_deferred_heaps(&mut self) {
+        if self.heap_deferred.is_empty() {
+            return;
+        }
+        let due: Vec<u32> = self
+            .heap_deferred
+            .iter()
+            .filter(|(_, since)| since.elapsed() >= HEAP_DEFER)
+            .map(|(&pid, _)| pid)
+            .collect();
+        for pid in due {
+            self.heap_deferred.remove(&pid);
+            if self.alive.contains(&pid) {
+                self.follow_heap(pid);
+            }
+        }
+    }
+
     /// The heap budget's look at the probes (at most every 50 ms).
     fn heap_look(&mut self) {
         if let (Some(heap), Some(probe)) = (self.heap.as_mut(), self.probe.as_mut()) {
@@ -276,7 +310,9 @@ impl Session {
                         "a PID traced before was given to a new process"
                     );
                 }
-                self.follow_heap(child);
+                // Not at once: attaching the heap probes takes milliseconds of kernel work per
+                // probe, and most children of a server (helpers, a shell) live for less.
+                self.defer_heap(child);
             }
             Event::Exec(p) => {
                 let pid = p.header.tgid;
@@ -286,7 +322,7 @@ impl Session {
                 self.correlator
                     .address_space_gone(ts_ns, pid, &mut self.rows);
                 self.forget_heap(pid);
-                self.follow_heap(pid);
+                self.defer_heap(pid);
                 self.stacks_for(pid);
                 let info = procfs::info(pid);
                 self.rows.push(Row::Process(ProcessRow {
@@ -316,6 +352,7 @@ impl Session {
                     self.correlator
                         .address_space_gone(ts_ns, pid, &mut self.rows);
                     self.forget_heap(pid);
+                    self.heap_deferred.remove(&pid);
                     if let Some(stacks) = self.stacks.as_mut() {
                         stacks.forget(pid);
                     }
@@ -357,6 +394,10 @@ impl Session {
                 );
             }
             Event::Net(n) => {
+                // A process that serves requests is followed from its first one.
+                if self.heap_deferred.remove(&n.meta.header.tgid).is_some() {
+                    self.follow_heap(n.meta.header.tgid);
+                }
                 let offset = self.offset;
                 self.correlator.net(&n, offset, &mut self.rows);
             }
@@ -976,6 +1017,7 @@ async fn attach(
         stop: hooks.stop.take(),
         options: args,
         heap,
+        heap_deferred: HashMap::new(),
         stacks,
         syscall_stacks: HashMap::new(),
         gone: HashSet::new(),
@@ -1337,9 +1379,14 @@ async fn event_loop(session: &mut Session, signals: &mut StopSignals) -> anyhow:
                 session.drain();
                 session.heap_look();
             }
-            _ = heap_tick.tick(), if session.heap.is_some() => session.heap_look(),
+            // Only while the probes are attached: a wake-up every 10 ms is not free for the
+            // targets sharing memwatch's CPUs, and off, the drain tick's 50 ms is enough.
+            _ = heap_tick.tick(), if session.heap.as_ref().is_some_and(heap::HeapFollow::attached) => {
+                session.heap_look();
+            }
             _ = sample_tick.tick() => {
                 session.drain();
+                session.follow_deferred_heaps();
                 session.read_logs(false);
                 let faults = session.thread_faults();
                 let rss = session.sample(&faults);

@@ -888,9 +888,10 @@ fn heap_bench(rounds: usize, secs: f64, md: &mut String) {
         md,
         "\n## Following the heap by default: its cost at full speed\n\n\
          `cargo xtask bench` (or `target/release/bench --only-heap` for this section). Each round \
-         measures every row one after the other, each after 5 s of the same load (memwatch's \
-         first window costs more: see below); the paragraph under each table gives default \
-         flags' throughput ratio minus `--no-heap`'s, paired round by round (median [spread])."
+         measures every row one after the other for 30 s, each after 5 s of the same load (at \
+         full speed the budget opens a window every 20 s or so, and a short measurement would \
+         hit or miss one by luck); the paragraph under each table gives default flags' \
+         throughput ratio minus `--no-heap`'s, paired round by round (median [spread])."
     );
     probe_costs(md);
     let tracers = [
@@ -1211,13 +1212,13 @@ fn main() {
     // `--only-heap`: the heap section alone, printed and not written.
     if std::env::args().any(|a| a == "--only-heap") {
         let mut md = String::new();
-        heap_bench(if quick { 1 } else { 7 }, secs, &mut md);
+        heap_bench(if quick { 1 } else { 3 }, secs, &mut md);
         print!("{md}");
         return;
     }
     let mut md = String::new();
     tracer_bench(rounds, secs, quick, &mut md);
-    heap_bench(if quick { 1 } else { 7 }, secs, &mut md);
+    heap_bench(if quick { 1 } else { 3 }, secs, &mut md);
     log_bench(
         if quick { 1 } else { 3 },
         if quick { 5 } else { 200 },

@@ -38,12 +38,14 @@ pub const START: Duration = Duration::from_millis(250);
 /// registers and unregisters a uprobe under a global lock, walking every process that maps the
 /// file and waiting out an RCU grace period, and the targets (every process mapping glibc,
 /// in fact) run slower meanwhile. Measured here: toggling five glibc probes on an idle process
-/// cost a Node.js server at full speed 18% of its throughput for the 0.6 s it took
-/// (BENCHMARKS.md). Charged at each detach, so windows are few and long.
-pub const TOLL_PER_PROBE_NS: f64 = 20_000_000.0;
+/// cost a Node.js server at full speed 18% of its throughput for the 0.6 s it took, and over
+/// 35-second runs at full speed each window on the server itself cost it about a second of
+/// its throughput besides its hits (BENCHMARKS.md). Charged at each detach, so windows are
+/// few and long.
+pub const TOLL_PER_PROBE_NS: f64 = 250_000_000.0;
 
 /// The shortest window worth opening.
-pub const MIN_WINDOW: Duration = Duration::from_millis(500);
+pub const MIN_WINDOW: Duration = Duration::from_secs(1);
 /// How long, after the budget is spent, the probes stay on for the requests they follow (most
 /// end within milliseconds; this bounds a long one's cost).
 pub const GRACE: Duration = Duration::from_millis(100);
@@ -317,17 +319,22 @@ mod tests {
 
     #[test]
     fn past_the_budget_it_follows_in_windows_and_keeps_its_share() {
+        use memwatch_common::heap::HeapSite;
         let mut b = budget(0.02);
-        // 200,000 hits a second while on: 20% of a core, ten times the budget.
+        // 200,000 hits a second while on: 20% of a core, ten times the budget; one probe, so
+        // one toll a window.
         let (mut total, mut closes, mut detaches, mut attaches) = (0u64, 0, 0, 0);
         let mut followed = 0;
-        for t in 0..=2000u64 {
+        for t in 0..=6000u64 {
             match b.tick(t * 10 * MS, hits(total), followed) {
                 Some(Action::Close) => {
                     closes += 1;
                     followed = 2;
                 }
-                Some(Action::Detach) => detaches += 1,
+                Some(Action::Detach) => {
+                    detaches += 1;
+                    b.detached(&[HeapSite::Malloc], 100 * MS);
+                }
                 Some(Action::Attach) => attaches += 1,
                 None => {}
             }
@@ -347,11 +354,12 @@ mod tests {
             closes >= 3 && detaches == closes && attaches + 1 >= detaches,
             "{s:?}"
         );
-        // 20 s recorded: at most the budget, plus what was saved up at the start.
-        let allowed = 0.02 * 20e9 + 0.02 * START.as_nanos() as f64;
-        assert!(s.cost_ns <= allowed * 1.05, "{s:?}");
+        // 60 s recorded: at most the budget, plus what was saved up at the start and one
+        // window's overshoot.
+        let allowed = 0.02 * 60e9 + 0.02 * START.as_nanos() as f64 + 0.2 * 1e9;
+        assert!(s.cost_ns <= allowed, "{s:?}");
         assert!(s.cost_share() > 0.015, "the budget is used: {s:?}");
-        assert!((0.07..0.15).contains(&s.on_fraction()), "{s:?}");
+        assert!((0.02..0.10).contains(&s.on_fraction()), "{s:?}");
     }
 
     /// A detach is paid for the breakpoints that linger: the second site's for one grace period
