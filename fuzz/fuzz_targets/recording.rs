@@ -71,6 +71,7 @@ fn request(id: i64, method: &str, route: &str, status: u16, start_s: i64, grown:
         exact: id % 4 != 0,
         grown,
         released: grown / 4,
+        sampled_out: id % 7 == 0,
     }))
 }
 

@@ -210,6 +210,28 @@ impl Report {
                 if let Some(note) = r.heap.note {
                     let _ = writeln!(s, "note: {note}");
                 }
+                if let Some(g) = &r.regression {
+                    for d in &g.disagreements {
+                        let _ = writeln!(
+                            s,
+                            "estimates disagree on {} {}: the origin says {} kept per request, the \
+                             regression {}; trust the {}: {}",
+                            d.method,
+                            d.route,
+                            signed_bytes(d.origin_bytes),
+                            signed_bytes(d.regression_bytes),
+                            d.trust,
+                            d.why
+                        );
+                    }
+                    if !g.collinear.is_empty() {
+                        let _ = writeln!(
+                            s,
+                            "the regression cannot tell apart routes hit together: {}",
+                            g.collinear.join(", ")
+                        );
+                    }
+                }
                 let _ = writeln!(
                     s,
                     "{:<7} {:<32} {:>8} {:>11} {:>11} {:>11} {:<10} {:>11} {:>9} {:>9}  statuses",
@@ -242,6 +264,21 @@ impl Report {
                         e.statuses,
                         if e.approximate > 0 { " ~" } else { "" }
                     );
+                    if let Some(g) = &e.regression {
+                        let _ = writeln!(
+                            s,
+                            "        by regression on the resident set: {} per request{}",
+                            signed_bytes(g.kept_per_request_bytes),
+                            match (g.kept_per_request_low_bytes, g.kept_per_request_high_bytes) {
+                                (Some(lo), Some(hi)) => format!(
+                                    " (95% interval {} to {})",
+                                    signed_bytes(lo),
+                                    signed_bytes(hi)
+                                ),
+                                _ => " (not separable from another route)".to_owned(),
+                            }
+                        );
+                    }
                     if let Some(sm) = &e.sampled {
                         let _ = writeln!(
                             s,

@@ -69,6 +69,7 @@ struct RouteFamilies {
     retained: Family<Labels, Gauge>,
     kept: Family<Labels, Gauge>,
     followed: Family<Labels, Counter>,
+    regression: Family<Labels, Gauge>,
 }
 
 impl RouteFamilies {
@@ -85,6 +86,11 @@ impl RouteFamilies {
             self.kept
                 .get_or_create(labels)
                 .set(e.kept_per_request_bytes);
+            if let Some(g) = e.regression {
+                self.regression
+                    .get_or_create(labels)
+                    .set(g.kept_per_request_bytes);
+            }
         }
     }
 }
@@ -94,6 +100,14 @@ impl RouteFamilies {
 pub fn render(rec: &Recording, labels: &mut RouteLabels) -> Result<String, RecordingError> {
     let mut registry = Registry::with_prefix("memwatch");
     let mut endpoints = report::endpoints(rec, Range::default())?;
+    // Each route's second estimate of kept per request (only the figures are exported here,
+    // not which estimate to trust).
+    crate::views::regression::over_recording::estimate(
+        rec,
+        Range::default(),
+        &mut endpoints,
+        false,
+    )?;
     // New routes take the room left, largest retained first.
     endpoints.sort_by(|a, b| {
         b.retained_bytes
@@ -139,6 +153,13 @@ pub fn render(rec: &Recording, labels: &mut RouteLabels) -> Result<String, Recor
          against its request count (not for the route other)",
         Unit::Bytes,
         routes.kept,
+    );
+    registry.register_with_unit(
+        "route_kept_per_request_regression",
+        "What each further request of the route keeps, by the second estimate: a regression of \
+         the targets' resident set on the routes' request counts (no probe needed)",
+        Unit::Bytes,
+        routes.regression,
     );
     registry.register(
         "route_heap_followed_requests",
@@ -357,6 +378,13 @@ mod tests {
             // One request: all it keeps is what each keeps, as in the report.
             r#"memwatch_route_kept_per_request_bytes{method="GET",route="/big"} 102400"#,
             r#"memwatch_route_kept_per_request_bytes{method="GET",route="/leak"} 8192"#,
+            // The fixture's resident set does not move: the regression finds nothing kept.
+            r#"memwatch_route_kept_per_request_regression_bytes{method="GET",route="/big"} 0"#,
+            r#"memwatch_route_kept_per_request_regression_bytes{method="GET",route="/leak"} 0"#,
+            // The heap was not followed: every request counts as followed (none sampled out).
+            r#"memwatch_route_heap_followed_requests_total{method="GET",route="/big"} 1"#,
+            r#"memwatch_route_heap_followed_requests_total{method="GET",route="/leak"} 4"#,
+            r#"memwatch_route_heap_followed_requests_total{method="other",route="other"} 3"#,
             "memwatch_routes_folded 2",
             r#"memwatch_process_resident_memory_bytes{pid="42",comm="server\"x"} 2000"#,
             r#"memwatch_process_virtual_memory_bytes{pid="42",comm="server\"x"} 6000"#,

@@ -131,8 +131,10 @@ impl From<Endpoint> for RouteFigures {
             vm_mapped_bytes: _,
             vm_released_bytes: _,
             vm_retained_bytes: _,
-            // Whether figures are sampled is the recording's to say; a profile compares them.
+            // Whether figures are sampled, and the regression's second estimate, are the
+            // recording's to say; a profile compares its figures.
             sampled: _,
+            regression: _,
         } = e;
         Self {
             method,

@@ -24,6 +24,10 @@ pub struct Fit {
     pub coefficients: Vec<Coefficient>,
     /// Intervals fitted.
     pub intervals: usize,
+    /// The share of the signal's variation the fit explains (R², 0 to 1): below about a half,
+    /// the signal moves mostly with something else (collections, caches) and the figures are
+    /// not to be leaned on.
+    pub explained: f64,
     /// Columns (routes) whose counts are too collinear with another's to be separated: for
     /// each, the index of the column it moves with. Their figures are not to be trusted.
     pub collinear: Vec<(usize, usize)>,
@@ -100,7 +104,13 @@ pub fn nnls(x: &[f64], rows: usize, cols: usize, y: &[f64]) -> Vec<f64> {
 
 /// Unconstrained least squares on the columns `set`, by the normal equations (solved with
 /// Gaussian elimination and partial pivoting); `None` when they are singular.
-fn least_squares(x: &[f64], rows: usize, cols: usize, y: &[f64], set: &[usize]) -> Option<Vec<f64>> {
+fn least_squares(
+    x: &[f64],
+    rows: usize,
+    cols: usize,
+    y: &[f64],
+    set: &[usize],
+) -> Option<Vec<f64>> {
     let (a, b) = normal_equations(x, rows, cols, y, set);
     solve(a, b)
 }
@@ -168,7 +178,11 @@ fn inverse(a: &[Vec<f64>]) -> Option<Vec<Vec<f64>>> {
         e[c] = 1.0;
         cols.push(solve(a.to_vec(), e)?);
     }
-    Some((0..n).map(|r| (0..n).map(|c| cols[c][r]).collect()).collect())
+    Some(
+        (0..n)
+            .map(|r| (0..n).map(|c| cols[c][r]).collect())
+            .collect(),
+    )
 }
 
 /// Pearson correlation of two columns of `x` (0 when either is constant).
@@ -217,6 +231,13 @@ pub fn fit(x: &[f64], rows: usize, cols: usize, y: &[f64]) -> Fit {
         })
         .sum();
     let sigma2 = if dof > 0 { rss / dof as f64 } else { f64::NAN };
+    let mean = y.iter().sum::<f64>() / rows.max(1) as f64;
+    let total: f64 = y.iter().map(|v| (v - mean).powi(2)).sum();
+    let explained = if total > 0.0 {
+        (1.0 - rss / total).clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
     let (a, _) = normal_equations(x, rows, cols, y, &all);
     let inv = inverse(&a);
     let coefficients = (0..cols)
@@ -237,6 +258,7 @@ pub fn fit(x: &[f64], rows: usize, cols: usize, y: &[f64]) -> Fit {
     Fit {
         coefficients,
         intervals: rows,
+        explained,
         collinear,
     }
 }
@@ -270,7 +292,10 @@ mod tests {
         let leak = f.coefficients[0];
         assert!((leak.per_request - 256.0 * kib).abs() < 8.0 * kib, "{f:?}");
         let (lo, hi) = leak.interval.unwrap();
-        assert!(lo < 256.0 * kib && hi > 256.0 * kib, "{f:?}");
+        assert!(
+            lo < leak.per_request && hi > leak.per_request && hi - lo < 32.0 * kib,
+            "{f:?}"
+        );
         assert!(f.coefficients[1].per_request < 4.0 * kib, "{f:?}");
         assert_eq!(f.coefficients[2].per_request, 0.0, "{f:?}");
         assert!(f.collinear.is_empty());
@@ -292,6 +317,230 @@ mod tests {
         let x = [1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 2.0, 1.0];
         let y = [2.0, 3.0, 5.0, 7.0];
         let b = nnls(&x, 4, 2, &y);
-        assert!((b[0] - 2.0).abs() < 1e-9 && (b[1] - 3.0).abs() < 1e-9, "{b:?}");
+        assert!(
+            (b[0] - 2.0).abs() < 1e-9 && (b[1] - 3.0).abs() < 1e-9,
+            "{b:?}"
+        );
+    }
+}
+
+/// The regression estimate over a range of a recording, per route.
+pub mod over_recording {
+    use std::collections::BTreeMap;
+
+    use serde::Serialize;
+
+    use super::fit;
+    use crate::{
+        error::RecordingError,
+        recording::{
+            Recording,
+            query::{Range, requests::rollup_seconds},
+        },
+        views::report::{EXACT_LIMIT, Endpoint},
+    };
+
+    /// At most this many routes get a column of their own; the rest are one column.
+    const MAX_ROUTES: usize = 12;
+    /// Intervals the range is cut into, at most.
+    const MAX_INTERVALS: i64 = 120;
+    /// The shortest interval: a few resident-set samples at the default 100 ms.
+    const MIN_INTERVAL_NS: i64 = 200_000_000;
+    /// Fewer intervals than this cannot be fitted with any confidence: 30 of 200 ms, a few
+    /// seconds of traffic at least.
+    const MIN_INTERVALS: usize = 30;
+    /// Below this share of the signal's variation explained, the estimates are shown but not
+    /// set against the origin figures.
+    const MIN_EXPLAINED: f64 = 0.5;
+
+    /// One route's regression figure (the report's `regression` of an endpoint).
+    #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+    pub struct RouteEstimate {
+        /// Bytes of resident memory each further request of the route keeps, by regression.
+        pub kept_per_request_bytes: i64,
+        /// Its 95% interval; `None` when the route cannot be separated from another.
+        pub kept_per_request_high_bytes: Option<i64>,
+        pub kept_per_request_low_bytes: Option<i64>,
+    }
+
+    /// The fit as a whole (the report's `retained.regression`).
+    #[derive(Debug, Clone, Default, PartialEq, Serialize)]
+    pub struct Summary {
+        /// Routes whose request counts moved together with another's, too closely to tell
+        /// their effects apart: `"GET /a ~ GET /b"`.
+        pub collinear: Vec<String>,
+        /// Where the origin figure and the regression disagree beyond their bounds, and which
+        /// to trust.
+        pub disagreements: Vec<Disagreement>,
+        /// The share of the resident set's variation the fit explains (R²).
+        pub explained: f64,
+        /// Intervals fitted, and their length.
+        pub interval_ms: i64,
+        pub intervals: usize,
+        /// What was regressed: `rss`, the targets' summed resident set.
+        pub signal: &'static str,
+    }
+
+    /// A route whose two estimates disagree.
+    #[derive(Debug, Clone, PartialEq, Serialize)]
+    pub struct Disagreement {
+        pub method: String,
+        pub origin_bytes: i64,
+        pub regression_bytes: i64,
+        pub route: String,
+        /// `origin` or `regression`.
+        pub trust: &'static str,
+        /// Why that one.
+        pub why: &'static str,
+    }
+
+    type Q<T> = Result<T, RecordingError>;
+
+    /// Fits the range's resident-set changes against its routes' request counts and sets each
+    /// endpoint's `regression`; `None` when the range has too few intervals or no samples.
+    pub fn estimate(
+        rec: &Recording,
+        range: Range,
+        endpoints: &mut [Endpoint],
+        origin_trusted: bool,
+    ) -> Q<Option<Summary>> {
+        let (from, to) = range.bounds();
+        let samples = rec.sample_series(Some((from, to)))?.rows;
+        let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
+            return Ok(None);
+        };
+        let (t0, t1) = (first.ts_ns, last.ts_ns);
+        let width = ((t1 - t0) / MAX_INTERVALS).max(MIN_INTERVAL_NS);
+        let n = usize::try_from((t1 - t0) / width).unwrap_or(0);
+        // The routes with a column: the most requested.
+        let mut order: Vec<usize> = (0..endpoints.len()).collect();
+        order.sort_by(|&a, &b| endpoints[b].requests.cmp(&endpoints[a].requests));
+        order.truncate(MAX_ROUTES);
+        // One column more for the other routes, when there are any.
+        let others = endpoints.len() > order.len();
+        let cols = order.len() + usize::from(others);
+        if order.is_empty() || n < MIN_INTERVALS.max(cols * 3) {
+            return Ok(None);
+        }
+        let column: BTreeMap<(String, String), usize> = order
+            .iter()
+            .enumerate()
+            .map(|(c, &i)| ((endpoints[i].method.clone(), endpoints[i].route.clone()), c))
+            .collect();
+        let bucket = |t: i64| -> Option<usize> {
+            if t <= t0 {
+                return None;
+            }
+            let k = usize::try_from((t - t0 - 1) / width).ok()?;
+            (k < n).then_some(k)
+        };
+        let mut x = vec![0.0; n * cols];
+        let mut add = |t: i64, method: &str, route: &str, count: f64| {
+            if let Some(k) = bucket(t) {
+                let c = column
+                    .get(&(method.to_owned(), route.to_owned()))
+                    .copied()
+                    .or(others.then_some(cols - 1));
+                if let Some(c) = c {
+                    x[k * cols + c] += count;
+                }
+            }
+        };
+        let (first_s, last_s) = rollup_seconds(t0, t1);
+        if rec.rollup_request_count(first_s, last_s)? <= EXACT_LIMIT {
+            rec.each_request_figures(t0, t1, 1, |r| add(r.end_ns, &r.method, &r.route, 1.0))?;
+        } else {
+            // Whole seconds from the rollup: each second's requests at its middle.
+            for (second, method, route, count) in rec.route_counts_per_second(first_s, last_s)? {
+                add(
+                    second * 1_000_000_000 + 500_000_000,
+                    &method,
+                    &route,
+                    count as f64,
+                );
+            }
+        }
+        // The resident set at each interval's end: the last sample at or before it.
+        let mut at_end = Vec::with_capacity(n + 1);
+        let mut i = 0;
+        for k in 0..=n {
+            let edge = t0 + k as i64 * width;
+            while i + 1 < samples.len() && samples[i + 1].ts_ns <= edge {
+                i += 1;
+            }
+            at_end.push(samples[i].rss_bytes as f64);
+        }
+        let y: Vec<f64> = at_end.windows(2).map(|w| w[1] - w[0]).collect();
+        let f = fit(&x, n, cols, &y);
+        let name = |c: usize| {
+            let e = &endpoints[order[c]];
+            format!("{} {}", e.method, e.route)
+        };
+        let mut summary = Summary {
+            collinear: f
+                .collinear
+                .iter()
+                .filter(|(a, b)| a < b && *b < order.len())
+                .map(|&(a, b)| format!("{} ~ {}", name(a), name(b)))
+                .collect(),
+            disagreements: Vec::new(),
+            explained: (f.explained * 1000.0).round() / 1000.0,
+            interval_ms: width / 1_000_000,
+            intervals: n,
+            signal: "rss",
+        };
+        for (c, &i) in order.iter().enumerate() {
+            let k = f.coefficients[c];
+            let e = &mut endpoints[i];
+            let est = RouteEstimate {
+                kept_per_request_bytes: k.per_request.round() as i64,
+                kept_per_request_low_bytes: k.interval.map(|(lo, _)| lo.round() as i64),
+                kept_per_request_high_bytes: k.interval.map(|(_, hi)| hi.round() as i64),
+            };
+            if f.explained >= MIN_EXPLAINED
+                && let Some(d) = disagreement(e, &est, origin_trusted)
+            {
+                summary.disagreements.push(d);
+            }
+            e.regression = Some(est);
+        }
+        Ok(Some(summary))
+    }
+
+    /// Whether `e`'s origin figure lies outside the regression's interval by more than either's
+    /// slack, and which to trust: the origin where it followed every request's memory (the heap
+    /// followed throughout, each request on a thread of its own), the regression otherwise.
+    fn disagreement(e: &Endpoint, r: &RouteEstimate, origin_trusted: bool) -> Option<Disagreement> {
+        let (lo, hi) = (
+            r.kept_per_request_low_bytes?,
+            r.kept_per_request_high_bytes?,
+        );
+        let o = e.kept_per_request_bytes;
+        let slack = (o.abs().max(hi.abs()) / 5).max(16 * 1024);
+        if o >= lo - slack && o <= hi + slack {
+            return None;
+        }
+        let followed = origin_trusted && e.sampled.is_none() && e.approximate == 0;
+        Some(Disagreement {
+            method: e.method.clone(),
+            route: e.route.clone(),
+            origin_bytes: o,
+            regression_bytes: r.kept_per_request_bytes,
+            trust: if followed { "origin" } else { "regression" },
+            why: if followed {
+                "the heap was followed throughout and each request ran on a thread of its own: \
+                 the origin figure saw every page change hands, while the resident set also moves \
+                 with collections and allocator caches"
+            } else if e.sampled.is_some() {
+                "the heap probes followed part of this route's requests (their budget was spent), \
+                 and the regression counts all of them"
+            } else if e.approximate > 0 {
+                "requests shared a thread (an event loop), so the origin figure had to guess whose \
+                 memory was whose; the regression needs no such guess"
+            } else {
+                "the heap was not followed, so memory reused inside the allocator stayed with the \
+                 request that first made it resident"
+            },
+        })
     }
 }

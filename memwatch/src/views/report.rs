@@ -9,6 +9,7 @@ pub use crate::recording::query::{
     Lost, Process,
     memory::{SizeBucket, ThreadStats},
 };
+pub use crate::views::regression::over_recording::{RouteEstimate, Summary as RegressionSummary};
 use crate::{
     error::RecordingError,
     model::meta,
@@ -256,6 +257,10 @@ pub struct Endpoint {
     /// requests unfollowed. Its memory figures, kept per request included, then rest on the
     /// followed requests alone.
     pub sampled: Option<Sampled>,
+    /// The second estimate of kept per request, by regression of the resident set on the
+    /// routes' request counts (`regression.rs`); `None` when the range is too short to fit, or
+    /// the route is not among those fitted.
+    pub regression: Option<RouteEstimate>,
 }
 
 /// How much of a route the heap probes followed, and how far its kept-per-request figure can
@@ -289,6 +294,9 @@ pub struct RetainedSummary {
     pub outside_grown_bytes: i64,
     /// Released in the range, of memory made outside any request.
     pub outside_released_bytes: i64,
+    /// The regression estimate's fit over the range: its intervals, the routes it cannot tell
+    /// apart, and where it disagrees with the origin figures; `None` when too short to fit.
+    pub regression: Option<RegressionSummary>,
     /// Of that, released by the end of the range.
     pub released_bytes: i64,
     /// Released in the range, of memory made by requests that ended before it.
@@ -754,6 +762,7 @@ pub fn endpoints(rec: &Recording, range: Range) -> Q<Vec<Endpoint>> {
                 vm_mapped_bytes: None,
                 vm_released_bytes: None,
                 vm_retained_bytes: None,
+                regression: None,
                 sampled: (a.sampled_out > 0).then(|| {
                     let (low, high) = r.slope_interval().unzip();
                     Sampled {
@@ -1004,11 +1013,19 @@ fn retention(e: &Endpoint, page: i64) -> &'static str {
 }
 
 impl RetainedSummary {
-    /// Retained memory over `range`, reconciled with the resident set's change.
-    pub fn read(rec: &Recording, range: Range, endpoints: &[Endpoint]) -> Q<Option<Self>> {
+    /// Retained memory over `range`, reconciled with the resident set's change; also sets each
+    /// endpoint's regression estimate.
+    pub fn read(rec: &Recording, range: Range, endpoints: &mut [Endpoint]) -> Q<Option<Self>> {
         if !rec.has_origin() {
             return Ok(None);
         }
+        let heap = HeapFollowing::read(rec)?;
+        let regression = crate::views::regression::over_recording::estimate(
+            rec,
+            range,
+            endpoints,
+            heap.followed && heap.processes_not_followed == 0,
+        )?;
         let (from, to) = range.bounds();
         let outside = rec.outside_totals(from, to)?;
         let loss = rec.origin_loss()?;
@@ -1037,9 +1054,10 @@ impl RetainedSummary {
             untracked_bytes: loss.untracked_bytes,
             unmatched_release_bytes: loss.unmatched_release_bytes,
             unseen_release_bytes: loss.unseen_release_bytes,
-            heap: HeapFollowing::read(rec)?,
+            heap,
             origin_spans: meta_num(rec, meta::ORIGIN_SPANS)?,
             vm_unmatched_release_bytes: meta_num(rec, meta::VM_UNMATCHED_RELEASE_BYTES)? as i64,
+            regression,
         }))
     }
 }
@@ -1103,7 +1121,7 @@ impl Report {
             });
         }
         let unattributed = rec.unattributed_mem()?;
-        let endpoints = endpoints(rec, Range::default())?;
+        let mut endpoints = endpoints(rec, Range::default())?;
         Ok(Self {
             memwatch_version: rec.meta(meta::MEMWATCH_VERSION)?.unwrap_or_default(),
             schema_version: rec.schema_version(),
@@ -1131,7 +1149,7 @@ impl Report {
                 vm_bytes: unattributed.vm_bytes,
                 page_faults: unattributed_faults,
             },
-            retained: RetainedSummary::read(rec, Range::default(), &endpoints)?,
+            retained: RetainedSummary::read(rec, Range::default(), &mut endpoints)?,
             endpoints,
             access_log: AccessLog::read(rec)?,
             stacks: None,

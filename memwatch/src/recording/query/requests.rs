@@ -118,6 +118,20 @@ impl Recording {
         Ok(self.count("SELECT COUNT(*) FROM requests", [])? as u64)
     }
 
+    /// Requests per second, method and route, from the rollup: (second, method, route, count).
+    pub fn route_counts_per_second(
+        &self,
+        first_s: i64,
+        last_s: i64,
+    ) -> Result<Vec<(i64, String, String, i64)>, RecordingError> {
+        self.rows(
+            "SELECT second, method, route, SUM(n) FROM request_rollup
+             WHERE second BETWEEN ?1 AND ?2 GROUP BY 1, 2, 3",
+            [first_s, last_s],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+    }
+
     /// All requests, and those the heap probes did not follow (0 before schema 7), from the
     /// rollup.
     pub fn sampled_out_count(&self) -> Result<(u64, u64), RecordingError> {

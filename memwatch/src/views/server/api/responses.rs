@@ -439,6 +439,8 @@ pub(crate) struct Endpoint {
     pub mem_calls: u64,
     pub method: String,
     pub page_faults: u64,
+    /// The regression's estimate of kept per request (keys as in the report).
+    pub regression: Option<report::RouteEstimate>,
     pub released_bytes: i64,
     pub requests: u64,
     pub retained_bytes: i64,
@@ -490,6 +492,7 @@ impl From<report::Endpoint> for Endpoint {
             vm_released_bytes,
             vm_retained_bytes,
             sampled,
+            regression,
         } = e;
         Self {
             approximate,
@@ -500,6 +503,7 @@ impl From<report::Endpoint> for Endpoint {
             mem_calls,
             method,
             page_faults,
+            regression,
             released_bytes,
             requests,
             retained_bytes,
@@ -526,8 +530,8 @@ impl Endpoints {
     /// The routes hit by requests that ended in `range`.
     pub(crate) fn read(rec: &Recording, range: Range) -> Result<Self, ApiError> {
         let (from, to) = (range.from_ns.unwrap_or(0), range.to_ns.unwrap_or(i64::MAX));
-        let endpoints = report::endpoints(rec, range)?;
-        let retained = report::RetainedSummary::read(rec, range, &endpoints)?;
+        let mut endpoints = report::endpoints(rec, range)?;
+        let retained = report::RetainedSummary::read(rec, range, &mut endpoints)?;
         Ok(Self {
             endpoints: endpoints.into_iter().map(Endpoint::from).collect(),
             from_ms: ms(range.from_ns),
@@ -1091,6 +1095,11 @@ mod tests {
                 mem_calls: 1,
                 method: "GET".into(),
                 page_faults: 1,
+                regression: Some(report::RouteEstimate {
+                    kept_per_request_bytes: 4000,
+                    kept_per_request_high_bytes: Some(4500),
+                    kept_per_request_low_bytes: Some(3500),
+                }),
                 released_bytes: 4096,
                 requests: 1,
                 retained_bytes: 4096,
