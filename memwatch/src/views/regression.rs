@@ -155,8 +155,9 @@ fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Option<Vec<f64>> {
         b.swap(c, p);
         for r in c + 1..n {
             let f = a[r][c] / a[c][c];
-            for k in c..n {
-                a[r][k] -= f * a[c][k];
+            let (upper, lower) = a.split_at_mut(r);
+            for (x, pivot) in lower[0][c..n].iter_mut().zip(&upper[c][c..n]) {
+                *x -= f * pivot;
             }
             b[r] -= f * b[c];
         }
@@ -304,8 +305,10 @@ mod tests {
     /// Two routes always hit together cannot be separated: said, and no interval given.
     #[test]
     fn routes_hit_together_are_collinear() {
-        let x: Vec<f64> = (0..20).flat_map(|i| [i as f64, i as f64 * 2.0]).collect();
-        let y: Vec<f64> = (0..20).map(|i| 1000.0 * i as f64).collect();
+        let x: Vec<f64> = (0..20)
+            .flat_map(|i| [f64::from(i), f64::from(i) * 2.0])
+            .collect();
+        let y: Vec<f64> = (0..20).map(|i| 1000.0 * f64::from(i)).collect();
         let f = fit(&x, 20, 2, &y);
         assert_eq!(f.collinear, vec![(0, 1), (1, 0)]);
         assert!(f.coefficients.iter().all(|c| c.interval.is_none()), "{f:?}");
