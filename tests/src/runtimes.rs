@@ -31,6 +31,12 @@ impl Runtime {
 
     /// Starts the runtime's server on 127.0.0.1:`port`, and waits until it answers.
     pub fn start(self, port: u16) -> Server {
+        self.start_with(port, 1)
+    }
+
+    /// [`Runtime::start`] with `workers` processes where the server forks workers (gunicorn);
+    /// the others have one process whatever it says.
+    pub fn start_with(self, port: u16, workers: usize) -> Server {
         let fixtures = fixtures();
         let server = match self {
             Self::GunicornSync | Self::GunicornGthread => {
@@ -48,7 +54,7 @@ impl Runtime {
                 // the port: a shell says it, then execs gunicorn's interpreter in its place.
                 let script = format!(
                     "echo listening on 127.0.0.1:{port}; exec {python} {gunicorn} --chdir {dir} \
-                     -b 127.0.0.1:{port} -w 1 {worker} flask_app:app 2>/dev/null",
+                     -b 127.0.0.1:{port} -w {workers} {worker} flask_app:app 2>/dev/null",
                     python = venv.join("python3").display(),
                     gunicorn = venv.join("gunicorn").display(),
                     dir = fixtures.display(),

@@ -22,8 +22,8 @@ use crate::{
         accesslog::Format,
         logtail::LogSource,
         probe::{
-            Event, Probe, ProbeConfig, event::comm_str, format::Offsets, loader::KernelCounters,
-            preflight,
+            Event, Probe, ProbeConfig, event::comm_str, format::Offsets, linger,
+            loader::KernelCounters, preflight,
         },
         procfs,
         spawn::{self, HeldChild, SpawnOptions},
@@ -47,9 +47,12 @@ use crate::{
 
 /// How often the ring buffer is drained when the kernel has not woken us.
 const DRAIN_EVERY: Duration = Duration::from_millis(50);
-/// How long a new process (a fork, an exec) lives before its heap is followed, unless it
-/// serves a request first: attaching the heap probes costs milliseconds of kernel work per
-/// probe (and disturbs every process that maps glibc), which a short-lived helper is not worth.
+/// Without the socket hooks (`--no-net`), nothing tells which process serves requests: a
+/// new process (a fork, an exec, a descendant found at attach) has its heap followed once it
+/// has lived this long. With them, from its first request: attaching and detaching the heap
+/// probes costs tens of milliseconds of kernel work per probe (and disturbs every process
+/// that maps glibc), which a helper that serves nothing is not worth, and a target with a
+/// hundred such children would take a minute to stop.
 const HEAP_DEFER: Duration = Duration::from_millis(500);
 
 /// How often per-thread fault totals and loss counters are written.
@@ -131,7 +134,8 @@ pub struct Session {
     options: RecordOptions,
     /// The heaps followed (unless `--no-heap` or `--no-ebpf`), within their budget.
     heap: Option<heap::HeapFollow>,
-    /// New processes whose heap is not followed yet, and since when (see [`HEAP_DEFER`]).
+    /// Processes whose heap is not followed yet (they have served no request), and since when
+    /// (see [`HEAP_DEFER`]).
     heap_deferred: HashMap<u32, Instant>,
     /// `--stacks`: interns and names the kernel's stacks.
     stacks: Option<Stacks>,
@@ -171,7 +175,12 @@ impl Session {
         }));
         self.alive.insert(pid);
         self.seen.insert(pid);
-        self.follow_heap(pid);
+        // The process named (or started) is followed at once; its descendants once they serve.
+        if origin == "descendant" {
+            self.defer_heap(pid);
+        } else {
+            self.follow_heap(pid);
+        }
         // A command memwatch starts is traced from its exec on: it has nothing resident from
         // before (what the held child has now is a copy of memwatch, gone at the exec).
         if self.probe.is_some() && self.spawned != Some(pid) {
@@ -228,17 +237,18 @@ impl Session {
         }
     }
 
-    /// A new process (a fork, or an exec's new image): its heap is followed once it serves a
-    /// request, or once it has lived [`HEAP_DEFER`].
+    /// A process whose heap is to be followed once it serves a request (or, without the
+    /// socket hooks, once it has lived [`HEAP_DEFER`]).
     fn defer_heap(&mut self, pid: u32) {
         if self.heap.is_some() {
             self.heap_deferred.insert(pid, Instant::now());
         }
     }
 
-    /// Follows the heaps of deferred processes that have lived long enough.
+    /// Without the socket hooks: follows the heaps of deferred processes that have lived long
+    /// enough.
     fn follow_deferred_heaps(&mut self) {
-        if self.heap_deferred.is_empty() {
+        if self.options.net || self.heap_deferred.is_empty() {
             return;
         }
         let due: Vec<u32> = self
@@ -1218,13 +1228,16 @@ impl Session {
             }
         }
         let Self { writer, probe, .. } = self;
-        // Detaching waits for the kernel's grace periods, which take seconds on a busy host:
-        // the recording is closed meanwhile, not after.
+        // Detaching waits for the kernel's grace periods, one per probe and one after another
+        // for uprobes: a child takes that wait over, so memwatch stops at once (`linger.rs`).
+        let release = probe.as_ref().and_then(|_| linger::hand_off());
+        // Without it, the recording is closed meanwhile, not after.
         let detach = move || {
             let started = Instant::now();
             if let Some(probe) = probe {
                 probe.detach();
             }
+            drop(release);
             tracing::debug!(took = ?started.elapsed(), "probes detached");
         };
         // Without a thread, the closure is dropped here and the probes with it.
