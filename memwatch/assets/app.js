@@ -1019,6 +1019,10 @@
       const total = isNum(e.retained_bytes) ? e.retained_bytes : 0;
       return kept * 1e6 + total / 1e6;
     }
+    if (key === 'regression') {
+      const r = e.regression;
+      return r && isNum(r.kept_per_request_bytes) ? r.kept_per_request_bytes : -Infinity;
+    }
     const v = e[key];
     return typeof v === 'string' ? v.toLowerCase() : isNum(v) ? v : -Infinity;
   }
@@ -1065,6 +1069,37 @@
     return td;
   }
 
+  /** The regression's estimate beside the origin figure, with its interval and any disagreement. */
+  function regressionCell(e) {
+    const r = e.regression;
+    if (!r || typeof r !== 'object' || !isNum(r.kept_per_request_bytes)) {
+      return numCell('–', 'bytes regression', 'no regression estimate: the range is too short, or has too few intervals, to fit');
+    }
+    const lo = r.kept_per_request_low_bytes;
+    const hi = r.kept_per_request_high_bytes;
+    const interval = isNum(lo) && isNum(hi)
+      ? `95% interval ${fmtBytes(lo)} to ${fmtBytes(hi)}`
+      : 'no interval: its request counts moved with another route\'s, too closely to tell apart';
+    const td = numCell(fmtBytes(r.kept_per_request_bytes), 'bytes regression',
+      `${fmtInt(r.kept_per_request_bytes)} bytes kept per request by regression; ${interval}`);
+    const d = disagreementOf(e);
+    if (d) {
+      const b = el('span', 'disagree', ' ≠');
+      b.title = `the origin figure (${fmtBytes(d.origin_bytes)}) and the regression (${fmtBytes(d.regression_bytes)}) ` +
+        `disagree beyond their bounds; trust the ${String(d.trust)}: ${String(d.why)}`;
+      td.appendChild(b);
+      td.classList.add('disagrees');
+    }
+    return td;
+  }
+
+  function disagreementOf(e) {
+    const ret = state.endpoints && state.endpoints.retained;
+    const reg = ret && typeof ret === 'object' ? ret.regression : null;
+    const list = reg && Array.isArray(reg.disagreements) ? reg.disagreements : [];
+    return list.find((d) => d && d.route === e.route && d.method === e.method) || null;
+  }
+
   function renderRoutes() {
     const tbody = $('routes').tBodies[0];
     clear(tbody);
@@ -1109,6 +1144,7 @@
         tr.classList.add('sampled-row');
       }
       tr.appendChild(kept);
+      tr.appendChild(regressionCell(e));
       tr.appendChild(numCell(known ? fmtBytes(e.retained_bytes) : '–', 'bytes',
         known ? `${fmtInt(e.retained_bytes)} bytes retained: ${fmtInt(e.grown_bytes)} made resident, ${fmtInt(e.released_bytes)} released` : ''));
       tr.appendChild(el('td', 'left shape shape-' + String(e.retention), String(e.retention)));
@@ -1163,6 +1199,24 @@
           if (typeof heap.note === 'string') h.title = heap.note;
           extras.appendChild(h);
         }
+      }
+      const reg = r && typeof r === 'object' ? r.regression : null;
+      if (reg && typeof reg === 'object') {
+        // The second estimate's fit: how much of the resident set it explains, what it cannot
+        // separate, and where it disagrees with the origin figures.
+        const g = el('span', 'extra');
+        g.appendChild(el('span', 'extra-label', 'Regression'));
+        const disagreements = Array.isArray(reg.disagreements) ? reg.disagreements : [];
+        const collinear = Array.isArray(reg.collinear) ? reg.collinear : [];
+        const weak = !isNum(reg.explained) || reg.explained < 0.5;
+        g.appendChild(el('span', disagreements.length || weak || collinear.length ? 'count-chip warn' : 'count-chip',
+          `${fmtInt(reg.intervals)} intervals of ${fmtMs(reg.interval_ms)}, explains ` +
+          `${isNum(reg.explained) ? (reg.explained * 100).toFixed(0) : '?'}% of the ${String(reg.signal)}` +
+          (collinear.length ? `; cannot separate ${collinear.map(String).join(', ')}` : '') +
+          (disagreements.length ? `; disagrees with the origin figure on ${fmtInt(disagreements.length)} route(s)` : '')));
+        g.title = disagreements.map((d) => `${String(d.method)} ${String(d.route)}: origin ${fmtBytes(d.origin_bytes)}, ` +
+          `regression ${fmtBytes(d.regression_bytes)}; trust the ${String(d.trust)}: ${String(d.why)}`).join('\n');
+        extras.appendChild(g);
       }
       if (hasCounts(ep.non_http)) {
         const g = el('span', 'extra');
