@@ -287,10 +287,18 @@ fn many_followed_workers_stop_within_two_seconds() {
     let took = started.elapsed();
     assert_eq!(done.code(), 0, "{}", done.stderr);
     eprintln!("memwatch stopped {took:?} after Ctrl-C");
-    assert!(took < Duration::from_secs(2), "took {took:?}: {}", done.stderr);
+    assert!(
+        took < Duration::from_secs(2),
+        "took {took:?}: {}",
+        done.stderr
+    );
     assert!(done.stdout.contains("heap followed"), "{}", done.stdout);
     let r = report(&out);
     assert_eq!(r["requests"], 300, "every request counted");
     assert_eq!(r["retained"]["heap"]["processes_not_followed"], 0);
-    assert!(int(&r["retained"]["heap"], "blocks") > 0, "{:#}", r["retained"]["heap"]);
+    assert!(
+        int(&r["retained"]["heap"], "blocks") > 0,
+        "{:#}",
+        r["retained"]["heap"]
+    );
 }

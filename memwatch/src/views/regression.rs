@@ -347,10 +347,16 @@ pub mod over_recording {
     const MAX_ROUTES: usize = 12;
     /// Intervals the range is cut into, at most.
     const MAX_INTERVALS: i64 = 120;
-    /// The shortest interval: a few resident-set samples at the default 100 ms.
-    const MIN_INTERVAL_NS: i64 = 200_000_000;
-    /// Fewer intervals than this cannot be fitted with any confidence: 30 of 200 ms, a few
-    /// seconds of traffic at least.
+    /// The shortest interval. An allocator grows the heap when a request needs room that
+    /// freed memory cannot give, often a request that keeps nothing, while a leaking one
+    /// fills freed room without growing it: over short intervals the resident set moves with
+    /// whoever faults pages in, as the page-fault origin does. Longer intervals lessen that
+    /// bias without removing it: on the resident set, a heap's reuse misleads the regression
+    /// as it misleads page faults (seen on gunicorn with `--no-heap`); a live-heap signal
+    /// would not.
+    const MIN_INTERVAL_NS: i64 = 1_000_000_000;
+    /// Fewer intervals than this cannot be fitted with any confidence: 30 of a second at
+    /// least.
     const MIN_INTERVALS: usize = 30;
     /// Below this share of the signal's variation explained, the estimates are shown but not
     /// set against the origin figures.
