@@ -278,6 +278,8 @@ fn gunicorn_leak_has_call_sites() {
 fn many_followed_workers_stop_within_two_seconds() {
     let port = 18_514;
     let server = Runtime::GunicornSync.start_with(port, 16);
+    let warm = drive(port, &interleaved(&PATHS, 100, SEED ^ 1), 16, None);
+    assert_eq!(warm.ok, warm.requests, "warming: {warm:?}");
     let (_dir, out, rec) = start_recording(server.pid(), &[]);
     let sent = drive(port, &interleaved(&PATHS, 100, SEED), 16, None);
     assert_eq!(sent.ok, sent.requests, "{sent:?}");

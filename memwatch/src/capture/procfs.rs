@@ -147,6 +147,18 @@ pub fn resident_ranges(pid: u32, max_pages: u64) -> Option<Vec<(u64, u64)>> {
     Some(out)
 }
 
+/// Whether `pid` holds any socket (a listener it serves from, a connection): such a process may
+/// serve requests at any moment, where one without is a helper until it opens one.
+pub fn holds_socket(pid: u32) -> bool {
+    let Ok(proc) = Process::new(pid as i32) else {
+        return false;
+    };
+    proc.fd().is_ok_and(|fds| {
+        fds.flatten()
+            .any(|fd| matches!(fd.target, FDTarget::Socket(_)))
+    })
+}
+
 /// Server-side TCP connections of the processes memwatch attaches to, found from /proc.
 ///
 /// The TCP tables list every socket of a network namespace, tens of thousands on a busy host

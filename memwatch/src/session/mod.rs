@@ -48,8 +48,8 @@ use crate::{
 /// How often the ring buffer is drained when the kernel has not woken us.
 const DRAIN_EVERY: Duration = Duration::from_millis(50);
 /// Without the socket hooks (`--no-net`), nothing tells which process serves requests: a
-/// new process (a fork, an exec, a descendant found at attach) has its heap followed once it
-/// has lived this long. With them, from its first request: attaching and detaching the heap
+/// new process (a fork, an exec, a descendant found at attach holding no socket) has its heap
+/// followed once it has lived this long. With them, from its first request: attaching and detaching the heap
 /// probes costs tens of milliseconds of kernel work per probe (and disturbs every process
 /// that maps glibc), which a helper that serves nothing is not worth, and a target with a
 /// hundred such children would take a minute to stop.
@@ -175,8 +175,9 @@ impl Session {
         }));
         self.alive.insert(pid);
         self.seen.insert(pid);
-        // The process named (or started) is followed at once; its descendants once they serve.
-        if origin == "descendant" {
+        // The process named (or started) is followed at once, and so are its descendants that
+        // hold a socket (a prefork server's workers); the others once they serve.
+        if origin == "descendant" && !procfs::holds_socket(pid) {
             self.defer_heap(pid);
         } else {
             self.follow_heap(pid);

@@ -330,8 +330,9 @@ mod tests {
                 vm_bytes: 5000,
                 faults: 0,
             },
+            // 40 s after the first: long enough for the regression's 30 intervals of a second.
             Row::Sample {
-                ts_ns: (B + 9) * S,
+                ts_ns: (B + 40) * S,
                 pid: 42,
                 rss_bytes: 2000,
                 vm_bytes: 6000,
