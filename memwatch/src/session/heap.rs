@@ -37,6 +37,8 @@ const VERIFY_PER_LOOK: usize = 256;
 /// server's rate they cost a share of a core while on, and each look late overspends the
 /// budget by as much.
 pub(super) const LOOK_ON_NS: u64 = 10_000_000;
+/// The longest one look spends attaching a window's probes (see `HeapFollow::attach_more`).
+const ATTACH_SLICE: std::time::Duration = std::time::Duration::from_millis(100);
 /// While they are off: when to attach them again is not urgent.
 const LOOK_OFF_NS: u64 = 50_000_000;
 
@@ -83,6 +85,8 @@ pub(super) struct HeapFollow {
     settle_at: Option<u64>,
     /// When the last pass over the followed blocks began (monotonic ns).
     last_pass_ns: u64,
+    /// A window's probes are being attached, a slice per look.
+    attaching: bool,
     pub(super) counts: HeapCounts,
 }
 
@@ -99,6 +103,7 @@ impl HeapFollow {
             settled: None,
             settle_at: None,
             last_pass_ns: 0,
+            attaching: false,
             counts: HeapCounts::default(),
         }
     }
@@ -211,7 +216,8 @@ impl HeapFollow {
             Some(Action::Detach) => {
                 // The window's cost is judged once the lingering breakpoints are gone.
                 self.settle_at = Some(mono + SETTLE_NS);
-                probe.set_heap_on(false);
+                self.attaching = false;
+                probe.set_heap_on(false, std::time::Instant::now());
                 self.cursor = None;
                 let (sites, grace_ns) = probe.heap_lingering();
                 // Until the first detach has been timed, a grace period as measured here.
@@ -224,18 +230,12 @@ impl HeapFollow {
                     crate::capture::procfs::cpu_ns(probe.heap_pids()),
                     correlator.requests(),
                 );
-                let started = std::time::Instant::now();
-                let failed = probe.set_heap_on(true);
-                tracing::debug!(took = ?started.elapsed(), "heap probes attached");
-                for (pid, e) in failed {
-                    self.counts.not_followed += 1;
-                    self.blocks.remove(&pid);
-                    tracing::warn!("{:#}", anyhow::Error::from(e));
-                }
-                // Requests that start from now on are followed: the probes are attached.
-                correlator.heap_probes(super::wall_ns(), true);
+                self.attaching = true;
             }
             None => {}
+        }
+        if self.attaching {
+            self.attach_more(probe, correlator);
         }
         if let Some(at) = self.settle_at
             && mono >= at
@@ -265,6 +265,26 @@ impl HeapFollow {
                 self.last_pass_ns = mono;
             }
             self.check_blocks(wall, probe, correlator, rows);
+        }
+    }
+
+    /// Attaches the window's probes for at most [`ATTACH_SLICE`], going on at the next look:
+    /// each attach may wait behind a detach's grace period in the kernel, and with many
+    /// processes followed, one go would hold the event loop (and a user's Ctrl-C) for seconds.
+    /// Requests count as followed once every process has its probes.
+    fn attach_more(&mut self, probe: &mut Probe, correlator: &mut Correlator) {
+        let started = std::time::Instant::now();
+        let (failed, complete) = probe.set_heap_on(true, started + ATTACH_SLICE);
+        tracing::debug!(took = ?started.elapsed(), complete, "heap probes attached");
+        for (pid, e) in failed {
+            self.counts.not_followed += 1;
+            self.blocks.remove(&pid);
+            tracing::warn!("{:#}", anyhow::Error::from(e));
+        }
+        if complete {
+            self.attaching = false;
+            // Requests that start from now on are followed: the probes are attached.
+            correlator.heap_probes(super::wall_ns(), true);
         }
     }
 

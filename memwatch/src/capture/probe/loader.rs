@@ -494,9 +494,15 @@ impl Probe {
     }
 
     /// Attaches or detaches the heap probes of every followed process (their budget); returns
-    /// the processes whose probes could not be attached again, which are no longer followed.
-    pub fn set_heap_on(&mut self, on: bool) -> Vec<(u32, HeapSkip)> {
-        self.heap.set_on(&mut self.ebpf, on)
+    /// the processes whose probes could not be attached again, which are no longer followed,
+    /// and whether every process has its probes: attaching stops at `until`, and a further call
+    /// goes on (see [`HeapProbes::set_on`]).
+    pub fn set_heap_on(
+        &mut self,
+        on: bool,
+        until: std::time::Instant,
+    ) -> (Vec<(u32, HeapSkip)>, bool) {
+        self.heap.set_on(&mut self.ebpf, on, until)
     }
 
     /// The sites of the heap probes the last detach closed, in order, and how long the kernel

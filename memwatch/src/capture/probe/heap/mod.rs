@@ -319,15 +319,28 @@ impl HeapProbes {
     }
 
     /// Attaches (`on`) or detaches every followed process's probes. A process whose probes
-    /// cannot be attached again is no longer followed: returned, with why.
-    pub fn set_on(&mut self, ebpf: &mut Ebpf, on: bool) -> Vec<(u32, HeapSkip)> {
+    /// cannot be attached again is no longer followed: returned, with why. Attaching stops at
+    /// `until` (the kernel may make each attach wait behind a detach's grace period, and the
+    /// caller's event loop waits meanwhile); whether every process has its probes is returned,
+    /// and a further call goes on where this one stopped.
+    pub fn set_on(
+        &mut self,
+        ebpf: &mut Ebpf,
+        on: bool,
+        until: std::time::Instant,
+    ) -> (Vec<(u32, HeapSkip)>, bool) {
         self.off = !on;
         let mut failed = Vec::new();
+        let mut complete = true;
         if on {
             let pids: Vec<u32> = self.points.keys().copied().collect();
             for pid in pids {
                 if self.links.contains_key(&pid) {
                     continue;
+                }
+                if std::time::Instant::now() >= until {
+                    complete = false;
+                    break;
                 }
                 match attach_all(ebpf, pid, &self.points[&pid]) {
                     Ok(links) => {
@@ -366,7 +379,7 @@ impl HeapProbes {
                 &self.grace_ns,
             );
         }
-        failed
+        (failed, complete)
     }
 
     /// The sites of the links the last detach closed, in the order the kernel removes them (by
