@@ -1271,6 +1271,16 @@ mod tests {
         assert_eq!(charged as u64, calls, "every row names its request");
     }
 
+    /// The bytes made resident outside any request, summed over `rows`.
+    fn outside_grown(rows: &[Row]) -> u64 {
+        rows.iter()
+            .filter_map(|r| match r {
+                Row::OutsideGrowth { bytes, .. } => Some(*bytes),
+                _ => None,
+            })
+            .sum()
+    }
+
     fn releases(rows: &[Row]) -> Vec<(i64, i64, Option<&str>, u64)> {
         rows.iter()
             .filter_map(|r| match r {
@@ -1290,14 +1300,7 @@ mod tests {
         let p = PAGE;
         let mut c = correlator();
         let mut out = Vec::new();
-        let outside = |out: &[Row]| -> u64 {
-            out.iter()
-                .filter_map(|r| match r {
-                    Row::OutsideGrowth { bytes, .. } => Some(*bytes),
-                    _ => None,
-                })
-                .sum()
-        };
+        let outside = outside_grown;
         // /churn allocates a 16-page block (plus a byte: the block's edges are not whole
         // pages), faults it in, and frees it before it ends: the allocator keeps the pages.
         c.net(
@@ -1578,13 +1581,7 @@ mod tests {
             releases(&out),
             vec![(leak.id, 150, Some("/leak"), 2 * p), (0, 0, None, p)]
         );
-        let outside: u64 = out
-            .iter()
-            .filter_map(|r| match r {
-                Row::OutsideGrowth { bytes, .. } => Some(*bytes),
-                _ => None,
-            })
-            .sum();
+        let outside = outside_grown(&out);
         assert_eq!(outside, 2 * p);
         assert_eq!(c.origin_counts().unmatched_release_bytes, 3 * p);
         assert_eq!(
@@ -1698,13 +1695,7 @@ mod tests {
             .unwrap();
         assert_eq!((a.sampled_out, a.grown), (false, 2 * p));
         assert_eq!((b.sampled_out, b.grown), (true, 0));
-        let outside: u64 = out
-            .iter()
-            .filter_map(|r| match r {
-                Row::OutsideGrowth { bytes, .. } => Some(*bytes),
-                _ => None,
-            })
-            .sum();
+        let outside = outside_grown(&out);
         assert_eq!(outside, 3 * p);
         assert!(c.heap_sampled());
     }
