@@ -2,7 +2,7 @@
 //!
 //! Closing a uprobe waits for a grace period under a kernel-wide lock (`event_mutex`): about
 //! 0.1 s each, one after another whatever the threads. Five heap probes per followed process
-//! made a server with 24 workers take 15 s to stop, and its user's Ctrl-C look ignored.
+//! made a server with 24 workers take 17 s to stop, and its user's Ctrl-C look ignored.
 //!
 //! So at the end, a child forked for the purpose inherits the probes' file descriptors (perf
 //! events, BPF links, programs and maps), closes everything else (the recording, sockets,
@@ -18,14 +18,9 @@
 use std::os::fd::{FromRawFd as _, OwnedFd, RawFd};
 
 /// What a descriptor of this process is, from `/proc/self/fd`'s link.
+/// Perf events, and BPF links, programs and maps (`bpf_link`, `bpf-prog`, `bpf-map`).
 fn is_probe_fd(link: &str) -> bool {
-    matches!(
-        link,
-        "anon_inode:[perf_event]"
-            | "anon_inode:bpf_link"
-            | "anon_inode:bpf-prog"
-            | "anon_inode:bpf-map"
-    ) || link.starts_with("anon_inode:bpf")
+    link == "anon_inode:[perf_event]" || link.starts_with("anon_inode:bpf")
 }
 
 /// The descriptors the child closes at once: all but the probes'.
@@ -43,7 +38,8 @@ fn others() -> Option<Vec<RawFd>> {
         };
         match std::fs::read_link(entry.path()) {
             Ok(link) if is_probe_fd(&link.to_string_lossy()) => probes += 1,
-            // The directory's own descriptor is gone by the fork: closing it is harmless.
+            // The listing's own descriptor is among them, closed by the fork (its number may
+            // be another's by then, which the child does not need either).
             _ => close.push(fd),
         }
     }
