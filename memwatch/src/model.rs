@@ -264,9 +264,9 @@ pub mod meta {
     /// Rows the writer shed because its queue stayed full (written when the recording closes;
     /// absent in recordings older than this key, and in ones killed before closing).
     pub const WRITER_SHED_ROWS: &str = "writer_shed_rows";
-    /// `"true"` when recorded with `--heap` (glibc's allocator followed); absent: false.
+    /// `"true"` when the heap was followed (the default; not with `--no-heap`); absent: false.
     pub const HEAP: &str = "heap";
-    /// With `--heap`: heap blocks followed (handed out and given back), and processes whose heap
+    /// When the heap was followed: heap blocks followed (handed out and given back), and processes whose heap
     /// could not be followed (a static binary, no glibc), written when the recording closes.
     pub const HEAP_EVENTS: &str = "heap_events";
     pub const HEAP_NOT_FOLLOWED: &str = "heap_not_followed";

@@ -453,6 +453,13 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// `v[key]` as an integer, or a panic that shows `v`.
+pub fn int(v: &Value, key: &str) -> i64 {
+    v[key]
+        .as_i64()
+        .unwrap_or_else(|| panic!("{key} missing: {v:#}"))
+}
+
 /// The endpoint object for `method route`.
 pub fn endpoint<'a>(report: &'a Value, method: &str, route: &str) -> &'a Value {
     report["endpoints"]

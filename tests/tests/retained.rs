@@ -12,18 +12,12 @@
 use std::{process::Command, time::Duration};
 
 use memwatch_tests::{
-    Running, Value, ab_load, bin, endpoint, report, runtimes::Runtime, start_server, tempdir,
+    Running, Value, ab_load, bin, endpoint, int, report, runtimes::Runtime, start_server, tempdir,
 };
 
 const T: Duration = Duration::from_secs(120);
 const KIB: i64 = 1024;
 const PAGE: i64 = 4096;
-
-fn int(v: &Value, key: &str) -> i64 {
-    v[key]
-        .as_i64()
-        .unwrap_or_else(|| panic!("{key} missing: {v:#}"))
-}
 
 /// Records `pid` while `drive` runs, stops memwatch, and returns the report.
 fn record_while(pid: u32, drive: impl FnOnce()) -> Value {

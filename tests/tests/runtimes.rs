@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use memwatch_tests::{
-    Value, endpoint, report,
+    Value, endpoint, int, report,
     runtimes::Runtime,
     start_recording, stop_recording,
     workload::{drive, interleaved},
@@ -24,12 +24,6 @@ const N: usize = 150;
 /// Requests a second, all clients together: a busy server, within the heap budget.
 const RATE: f64 = 300.0;
 const SEED: u64 = 0x6d65_6d77;
-
-fn int(v: &Value, key: &str) -> i64 {
-    v[key]
-        .as_i64()
-        .unwrap_or_else(|| panic!("{key} missing: {v:#}"))
-}
 
 /// Warms `rt`'s server with every route, records it with default flags while `n` requests of
 /// each route run interleaved from `clients` clients (at `rate`, or as fast as it answers), and

@@ -18,7 +18,7 @@ pub enum Event {
     Exec(ProcEvent),
     Net(NetRecord),
     Growth(GrowthEvent),
-    /// A heap block handed out or given back (`--heap`).
+    /// A heap block handed out or given back (unless `--no-heap`).
     Heap(HeapEvent),
     /// File-backed resident pages changed.
     FilePages(FilePagesEvent),

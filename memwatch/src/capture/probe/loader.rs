@@ -296,7 +296,7 @@ pub struct Probe {
     ring: AsyncFd<RingBuf<MapData>>,
     /// Records that could not be decoded.
     pub undecodable: u64,
-    /// glibc's allocator, per process (`--heap`).
+    /// glibc's allocator and Go's spans, per process (unless `--no-heap`).
     heap: HeapProbes,
 }
 
@@ -463,7 +463,7 @@ impl Probe {
         Ok(())
     }
 
-    /// Follows `pid`'s heap allocator (`--heap`); see [`HeapProbes::follow`].
+    /// Follows `pid`'s heap allocator (unless `--no-heap`); see [`HeapProbes::follow`].
     pub fn follow_heap(&mut self, pid: u32) -> Result<(), HeapSkip> {
         self.heap.follow(&mut self.ebpf, pid)
     }
@@ -604,7 +604,7 @@ impl Probe {
                 let spawned = std::thread::Builder::new()
                     .name("memwatch-detach".into())
                     .spawn_scoped(scope, move || {
-                        // The hooks memwatch attaches; uprobes (`--heap`) go with the object.
+                        // The hooks memwatch attaches; the heap uprobes go with the object.
                         let unloaded = match program {
                             Program::TracePoint(p) => p.unload(),
                             Program::RawTracePoint(p) => p.unload(),
