@@ -259,6 +259,25 @@ pub fn run(args: &[&str], timeout: Duration) -> Finished {
     Running::start(args).wait(timeout)
 }
 
+/// Waits (up to a minute) until no `memwatch-detach` is left: memwatch exits at once and leaves
+/// the kernel's detach of its probes to that child, whose probes keep trapping and whose
+/// detaches hold the kernel's uprobe lock meanwhile. A bench row or a test that measures cost
+/// must not measure an earlier run's.
+pub fn wait_detached() {
+    let lingering = || {
+        std::fs::read_dir("/proc").is_ok_and(|dir| {
+            dir.flatten().any(|e| {
+                std::fs::read_to_string(e.path().join("comm"))
+                    .is_ok_and(|c| c.trim_end() == "memwatch-detach")
+            })
+        })
+    };
+    let started = std::time::Instant::now();
+    while lingering() && started.elapsed() < std::time::Duration::from_secs(60) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 /// `memwatch record -p PID -o DIR/recording.db OPTIONS ...`, started, and recording; the
 /// directory holds the recording until dropped.
 pub fn start_recording(pid: u32, options: &[&str]) -> (tempfile::TempDir, PathBuf, Running) {
@@ -273,6 +292,9 @@ pub fn start_recording(pid: u32, options: &[&str]) -> (tempfile::TempDir, PathBu
         out.to_str().expect("utf-8 path"),
     ];
     args.extend_from_slice(options);
+    // An earlier test's probes still being detached would disturb this one's calibration and
+    // budget.
+    wait_detached();
     let mut rec = Running::start(&args);
     rec.wait_recording(Duration::from_secs(60));
     (dir, out, rec)

@@ -602,7 +602,7 @@ fn detach(a: Attached) -> TracerStats {
         stats.peak_rss_mb = peak_rss_mb(pid);
         rec.signal(libc::SIGINT);
         let _ = rec.wait(std::time::Duration::from_secs(120));
-        wait_detached();
+        memwatch_tests::wait_detached();
         let json = report_json(&file);
         stats.events = json["events"].as_f64().unwrap_or(0.0);
         stats.dropped = json["dropped_events"].as_u64().unwrap_or(0);
@@ -630,24 +630,6 @@ fn detach(a: Attached) -> TracerStats {
         let _ = child.wait();
     }
     stats
-}
-
-/// Waits (up to a minute) until no `memwatch-detach` is left: memwatch exits at once and leaves
-/// the kernel's detach of its probes to that child, whose probes keep trapping meanwhile; the
-/// next row must not measure them.
-fn wait_detached() {
-    let lingering = || {
-        std::fs::read_dir("/proc").is_ok_and(|dir| {
-            dir.flatten().any(|e| {
-                std::fs::read_to_string(e.path().join("comm"))
-                    .is_ok_and(|c| c.trim_end() == "memwatch-detach")
-            })
-        })
-    };
-    let started = std::time::Instant::now();
-    while lingering() && started.elapsed() < std::time::Duration::from_secs(60) {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
 }
 
 /// One workload under every tracer, interleaved, medians over `rounds`.
