@@ -61,6 +61,8 @@ pub struct StackCounts {
     /// Processes switched from frame-pointer stacks to copied ones, because too many of their
     /// stacks were cut short in a library without frame pointers.
     pub fallbacks: u64,
+    /// Stacks that ended early at an address in no executable mapping (not a frame).
+    pub cut_at_no_code: u64,
     /// Distinct stacks and frames interned.
     pub stacks: u64,
     pub frames: u64,
@@ -337,14 +339,31 @@ impl Stacks {
             return None;
         }
         let places: Vec<Place> = {
-            let maps = &self.proc(pid).maps;
+            let proc = self.proc(pid);
+            // Code mapped since the mappings were read (a JIT's, a library loaded late): read
+            // them again before calling an address no code.
+            if addrs.iter().any(|&a| maps::find(&proc.maps, a).is_none())
+                && proc.maps_read.elapsed() >= MAPS_RELOAD
+            {
+                proc.maps = maps::executable(pid);
+                proc.maps_read = Instant::now();
+                proc.unwinder = None;
+            }
+            // An address in no executable mapping is no frame: what a walk read past the
+            // outermost frame (the stack's own top, `0x7fffffffdfff`), or a register reused for
+            // data. The stack ends before it.
             addrs
                 .iter()
-                .map(|&addr| {
-                    maps::find(maps, addr).map_or(Place::Anon(addr), |m| maps::place(m, addr))
-                })
+                .map_while(|&addr| maps::find(&proc.maps, addr).map(|m| maps::place(m, addr)))
                 .collect()
         };
+        if places.len() < addrs.len() {
+            self.counts.cut_at_no_code += 1;
+        }
+        if places.is_empty() {
+            self.counts.lost += 1;
+            return None;
+        }
         let mut ids = Vec::with_capacity(places.len());
         for place in places {
             // Code of no file is named per process (each JIT has its own); files are shared.
@@ -402,5 +421,42 @@ impl Stacks {
         counts.symbolize = done.busy;
         counts.unsymbolized = done.unsymbolized;
         (rows, counts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[inline(never)]
+    fn a_function() -> u64 {
+        a_function as *const () as u64
+    }
+
+    /// A frame-pointer walk that read one word past the outermost frame: the address in no
+    /// executable mapping (the top of a stack) is no frame, and the stack ends before it.
+    #[test]
+    fn a_stack_ends_at_an_address_that_is_no_code() {
+        let mut stacks = Stacks::new();
+        let code = a_function() + 4;
+        let taken = stacks.from_kernel(std::process::id(), 7, |_| {
+            Some(vec![code, 0x7fff_ffff_dfff])
+        });
+        assert_eq!(taken, Taken::Stack(1));
+        let nothing = stacks.from_kernel(std::process::id(), 8, |_| Some(vec![0x7fff_ffff_dfff]));
+        assert_eq!(nothing, Taken::Lost, "no frame at all");
+        let (rows, counts) = stacks.finish();
+        let frames: Vec<u32> = rows
+            .iter()
+            .find_map(|r| match r {
+                Row::Stack { frames, .. } => Some(frames.clone()),
+                _ => None,
+            })
+            .expect("the stack's row");
+        assert_eq!(frames, vec![1], "{rows:?}");
+        assert_eq!(
+            (counts.cut_at_no_code, counts.lost, counts.frames),
+            (2, 1, 1)
+        );
     }
 }
