@@ -309,6 +309,9 @@ pub mod meta {
     /// With `--stacks`: stacks skipped to keep the cost bounded (a CPU's `--stack-rate` spent,
     /// or the ring buffer too full for a copy); their growth has no call site.
     pub const STACKS_SKIPPED: &str = "stacks_skipped";
+    /// With `--stacks`: stacks that ended early at an address in no executable mapping, which
+    /// is no frame (a walk past the outermost frame); the frames before it are kept.
+    pub const STACKS_CUT_AT_NO_CODE: &str = "stacks_cut_at_no_code";
     /// With `--stacks`: processes switched from frame-pointer stacks to copied ones because a
     /// an eighth or more of their first 16 stacks were cut short in a library without frame pointers.
     pub const STACK_FALLBACKS: &str = "stack_fallbacks";
@@ -336,6 +339,13 @@ pub mod meta {
     /// Why recording stopped: `signal`, `duration` or `targetsexited`; or, written by the
     /// writer when writing failed, `disk_full` or `write_failed`.
     pub const STOP_REASON: &str = "stop_reason";
+    /// When memwatch sent SIGTERM to the command it started (`record -- CMD` stopped by
+    /// Ctrl-C or `--duration`): the report's figures are taken then, since what the command's
+    /// exit frees is no route's release.
+    pub const COMMAND_STOPPED_NS: &str = "command_stopped_ns";
+    /// Resident bytes that madvise gave back (DONTNEED, FREE, REMOVE), whole recording: what
+    /// the advice did to the resident set, where the calls' lengths name address space.
+    pub const MADVISE_RELEASED_BYTES: &str = "madvise_released_bytes";
     /// When writing failed: the error, and the rows captured after the last commit that were
     /// not written (those of the failed transaction and all that came after it).
     pub const WRITE_ERROR: &str = "write_error";

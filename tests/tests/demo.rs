@@ -2,7 +2,10 @@
 
 use std::{io::Write as _, net::TcpStream, process::Command, time::Duration};
 
-use memwatch_tests::{MIB, Running, bin, endpoint, read_response, report, start_server, tempdir};
+use memwatch_tests::{
+    MIB, Running, bin, endpoint, free_port, hit, int, read_response, report, start_server, tempdir,
+    wait_until_answering,
+};
 
 const T: Duration = Duration::from_secs(120);
 
@@ -71,4 +74,50 @@ fn demo_server_leak_churn_and_root_are_attributed() {
         "{churn:#}"
     );
     assert_eq!(r["dropped_events"], 0);
+}
+
+/// `record -- CMD --duration N` stops the command itself at the end, and its exit frees
+/// everything: the routes' figures are those of the moment memwatch stopped it, not zero, and
+/// the summary says why.
+#[test]
+fn a_started_commands_exit_is_no_routes_release() {
+    let dir = tempdir();
+    let out = dir.path().join("started.db");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let rec = Running::start(&[
+        "record",
+        "-o",
+        out.to_str().unwrap(),
+        "--duration",
+        "4",
+        "--",
+        bin("memwatch-demo").to_str().unwrap(),
+        "--listen",
+        &listen,
+        "--quiet",
+    ]);
+    wait_until_answering(port, Duration::from_secs(20));
+    hit(port, "/leak?kb=256", 10);
+    hit(port, "/", 10);
+    let done = rec.wait(T);
+    assert_eq!(done.code(), 0, "{}", done.stderr);
+    let r = report(&out);
+    let stopped = int(&r, "command_stopped_ns");
+    assert!(
+        stopped > int(&r, "started_ns") && stopped <= int(&r, "ended_ns"),
+        "{:#}",
+        r
+    );
+    let leak = endpoint(&r, "GET", "/leak");
+    assert_eq!(leak["requests"], 10);
+    let kept = int(leak, "kept_per_request_bytes");
+    assert!((256 * 1024..=260 * 1024).contains(&kept), "{leak:#}");
+    assert!(int(leak, "retained_bytes") >= 10 * 256 * 1024, "{leak:#}");
+    assert_eq!(leak["retention"], "keeps", "{leak:#}");
+    assert!(
+        done.stdout.contains("when memwatch stopped the"),
+        "{}",
+        done.stdout
+    );
 }

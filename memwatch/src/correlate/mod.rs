@@ -355,12 +355,26 @@ impl Correlator {
 
     /// `[start, start + len)` of `pid` was released (munmap, madvise, a brk shrink). Called
     /// before the same syscall's effect on the address space ([`Correlator::vm`]), which an
-    /// unmapping would remove.
-    pub fn release(&mut self, ts_ns: i64, pid: u32, start: u64, len: u64, out: &mut Vec<Row>) {
+    /// unmapping would remove. Returns the resident bytes known to be released: pages seen made
+    /// resident, and pages resident before memwatch began to trace the process.
+    pub fn release(
+        &mut self,
+        ts_ns: i64,
+        pid: u32,
+        start: u64,
+        len: u64,
+        out: &mut Vec<Row>,
+    ) -> u64 {
         let resident = self.resident(pid, start, len);
         self.origin.note_release(pid, ts_ns, start, len, resident);
         let credits = self.origin.release_as(pid, start, len, resident);
+        let seen: u64 = credits.iter().map(|&(_, bytes)| bytes).sum();
+        let before = match resident {
+            Resident::Known { before } => before,
+            Resident::Unknown => 0,
+        };
         self.credit(ts_ns, pid, credits, out);
+        seen.saturating_add(before).min(len)
     }
 
     /// What is known of the pages resident in `[start, start + len)` of `pid`, which is being

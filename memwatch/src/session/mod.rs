@@ -154,6 +154,8 @@ pub struct Session {
     /// exited: the recording keeps one process row per PID, so such a row covers both.
     seen: HashSet<u32>,
     pids_reused: u64,
+    /// Resident bytes madvise gave back (`meta::MADVISE_RELEASED_BYTES`).
+    madvise_released_bytes: u64,
 }
 
 impl Session {
@@ -290,8 +292,13 @@ impl Session {
                     match effect {
                         ResidentEffect::None => {}
                         ResidentEffect::Release { start, len } => {
-                            self.correlator
-                                .release(ts_ns, pid, start, len, &mut self.rows);
+                            let released =
+                                self.correlator
+                                    .release(ts_ns, pid, start, len, &mut self.rows);
+                            if row.op == "madvise" {
+                                self.madvise_released_bytes =
+                                    self.madvise_released_bytes.saturating_add(released);
+                            }
                         }
                         ResidentEffect::Remap { old, new } => {
                             self.correlator.remap(ts_ns, pid, old, new, &mut self.rows);
@@ -1037,6 +1044,7 @@ async fn attach(
         peaks: StateSizes::default(),
         seen: HashSet::new(),
         pids_reused: 0,
+        madvise_released_bytes: 0,
         // `start` hands over the ones it made before the attach.
         signals: None,
     };
@@ -1111,6 +1119,7 @@ impl Session {
             (meta::PEAK_RETAINING, retaining),
             (meta::CONNS_SWEPT, self.conns_swept),
             (meta::PIDS_REUSED, self.pids_reused),
+            (meta::MADVISE_RELEASED_BYTES, self.madvise_released_bytes),
         ];
         if let Some(hwm) = procfs::own_peak_rss() {
             pairs.push((meta::PEAK_RSS_BYTES, hwm));
@@ -1152,6 +1161,12 @@ impl Session {
             && self.alive.contains(&pid)
             && stop != Stop::TargetsExited
         {
+            // The figures are taken as of now: everything the command's exit frees after this
+            // would otherwise read as every route giving its memory back.
+            self.rows.push(Row::Meta(
+                meta::COMMAND_STOPPED_NS.into(),
+                wall_ns().to_string(),
+            ));
             // SAFETY: plain syscall on a PID we forked and have not reaped.
             unsafe { libc::kill(pid as i32, libc::SIGTERM) };
         }
@@ -1203,6 +1218,7 @@ impl Session {
                 (meta::STACKS_LOST, counts.lost + kernel_lost),
                 (meta::STACKS_SKIPPED, counts.skipped),
                 (meta::STACK_FALLBACKS, counts.fallbacks),
+                (meta::STACKS_CUT_AT_NO_CODE, counts.cut_at_no_code),
                 (meta::FRAMES_UNSYMBOLIZED, counts.unsymbolized),
                 (meta::STACK_RESOLVE_US, counts.resolve.as_micros() as u64),
                 (meta::SYMBOLIZE_US, counts.symbolize.as_micros() as u64),

@@ -1,16 +1,17 @@
 //! What a user sees of a recording: the report ([`report`]) with its call sites per route
-//! ([`call_sites`]), allocation profiles and their comparison ([`profile`]), their rendering as
-//! text and markdown ([`format`]), resident memory by call site as a tree for the page's icicle
-//! ([`flame`]) and as a pprof profile ([`pprof`]), the figures for Prometheus ([`metrics`]), a
+//! ([`call_sites`]) and as text ([`report_text`]), allocation profiles and their comparison
+//! ([`profile`]) with the comparison as text and markdown ([`diff_text`]), resident memory by
+//! call site as a tree for the page's icicle ([`flame`]) and as a pprof profile ([`pprof`]), the figures for Prometheus ([`metrics`]), a
 //! second estimate of what each route keeps by regression ([`regression`]), and the page with
 //! its JSON API and `/metrics` ([`server`]).
 
 pub mod call_sites;
+pub mod diff_text;
 pub mod flame;
-pub mod format;
 pub mod metrics;
 pub mod pprof;
 pub mod profile;
 pub mod regression;
 pub mod report;
+pub mod report_text;
 pub mod server;

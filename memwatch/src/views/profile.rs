@@ -316,8 +316,18 @@ impl Metric {
         }
     }
 
+    /// The name users give it (`--metric kept`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Kept => "kept",
+            Self::Rss => "rss",
+            Self::Vm => "vm",
+            Self::Duration => "duration",
+        }
+    }
+
     /// Changes up to this are noise: one page, or one millisecond.
-    fn floor(self) -> f64 {
+    pub fn floor(self) -> f64 {
         match self {
             Self::Kept | Self::Rss | Self::Vm => 4096.0,
             Self::Duration => 1.0,

@@ -53,7 +53,8 @@ pub struct Report {
     /// false, request targets are stored whole, tokens in query strings included. `None` for
     /// a recording made before memwatch said.
     pub redact_query: Option<bool>,
-    pub processes: Vec<Process>,
+    /// The traced processes, those that served the most requests first.
+    pub processes: Vec<ServedProcess>,
     /// Ring-buffer events the kernel side could not deliver. Non-zero means the counts below
     /// are lower bounds.
     pub dropped_events: u64,
@@ -76,6 +77,10 @@ pub struct Report {
     /// Retained memory and its reconciliation with the resident set; absent in recordings
     /// before schema 3.
     pub retained: Option<RetainedSummary>,
+    /// When memwatch stopped the command it started (Ctrl-C or `--duration` on `record --
+    /// CMD`): the routes' figures and `retained` are taken then, since the memory its exit
+    /// frees afterwards is no route's release. `None` otherwise: they cover the whole recording.
+    pub command_stopped_ns: Option<i64>,
     /// Present when the recording followed access logs.
     pub access_log: Option<AccessLog>,
     /// Each route's call sites, with `report --stacks` only (see [`Report::with_call_sites`]).
@@ -84,6 +89,16 @@ pub struct Report {
     /// What recording cost memwatch itself and what its state came to; `None` for a recording
     /// cut off before it closed, or made by an older memwatch.
     pub memwatch: Option<OwnState>,
+}
+
+/// A traced process and the requests it served: the report lists the servers before the
+/// shims, shells and helpers a command started on the way to them.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServedProcess {
+    #[serde(flatten)]
+    pub process: Process,
+    /// Completed requests it served.
+    pub requests: u64,
 }
 
 /// memwatch's own figures, written when the recording closed. Fields in alphabetical order:
@@ -182,6 +197,10 @@ pub struct Memory {
     /// allocators give memory back.
     pub madvise_calls: u64,
     pub madvise_bytes: u64,
+    /// Of the pages they named, those resident that madvise gave back (DONTNEED, FREE,
+    /// REMOVE): what the calls did to the resident set. Whole recording, all processes only;
+    /// `None` per process and in recordings made before memwatch counted it.
+    pub madvise_released_bytes: Option<u64>,
     /// Calls that returned an error: reported, never counted as growth.
     pub failed_calls: u64,
     /// Net change of mapped bytes from all of the above.
@@ -796,10 +815,12 @@ pub fn endpoints(rec: &Recording, range: Range) -> Q<Vec<Endpoint>> {
         }
     }
     if origin {
-        // Rank by what is kept: per further request first, then in total.
+        // Rank by what is kept: per further request first, then in total; routes with too few
+        // requests to judge after all the others.
         out.sort_by(|a, b| {
-            b.kept_per_request_bytes
-                .cmp(&a.kept_per_request_bytes)
+            judged(b)
+                .cmp(&judged(a))
+                .then(b.kept_per_request_bytes.cmp(&a.kept_per_request_bytes))
                 .then(b.retained_bytes.cmp(&a.retained_bytes))
                 .then(b.requests.cmp(&a.requests))
                 .then(a.route.cmp(&b.route))
@@ -998,11 +1019,24 @@ fn retained_from_rollups(
     Ok(())
 }
 
-/// How a route retains memory: steadily per request, once, or not at all.
+/// A route needs this many requests before its kept per request ranks it or calls it `keeps`:
+/// a slope through one or two points is what those requests happened to hold (a 404's buffers,
+/// a one-off cache fill), not what each further request keeps.
+pub const MIN_REQUESTS_TO_JUDGE: u64 = 5;
+
+/// Whether a route has enough requests for its kept per request to be judged.
+pub fn judged(e: &Endpoint) -> bool {
+    e.requests >= MIN_REQUESTS_TO_JUDGE
+}
+
+/// How a route retains memory: steadily per request, once, or not at all; `too-few` when it
+/// holds memory but has too few requests to tell which.
 fn retention(e: &Endpoint, page: i64) -> &'static str {
     let n = signed(e.requests).max(1);
     if e.retained_bytes <= page.saturating_mul(n) {
         "none"
+    } else if !judged(e) {
+        "too-few"
     } else if e.kept_per_request_bytes.saturating_mul(2) >= e.retained_bytes / n
         && e.kept_per_request_bytes > page
     {
@@ -1108,7 +1142,10 @@ impl Report {
             None => rec.latest_ns()?.max(started_ns),
         };
         let counters = rec.counters()?;
-        let totals = Memory::read(rec, false)?.remove(&None).unwrap_or_default();
+        let mut totals = Memory::read(rec, false)?.remove(&None).unwrap_or_default();
+        totals.madvise_released_bytes = rec
+            .meta_i64(meta::MADVISE_RELEASED_BYTES)?
+            .map(crate::units::count);
         let mut by_process = Memory::read(rec, true)?;
         let unattributed_faults = totals.page_faults.saturating_sub(rec.request_faults()?);
         let processes = rec.processes()?;
@@ -1120,8 +1157,25 @@ impl Report {
                 memory: by_process.remove(&Some(p.pid)).unwrap_or_default(),
             });
         }
+        let served = rec.requests_by_process()?;
+        let mut processes: Vec<ServedProcess> = processes
+            .into_iter()
+            .map(|process| ServedProcess {
+                requests: served.get(&process.pid).copied().unwrap_or(0),
+                process,
+            })
+            .collect();
+        // Stable: processes that served as many keep the order they started in.
+        processes.sort_by_key(|p| std::cmp::Reverse(p.requests));
         let unattributed = rec.unattributed_mem()?;
-        let mut endpoints = endpoints(rec, Range::default())?;
+        // memwatch stopped the command it started: the routes' figures are those of that
+        // moment, before the exit freed everything.
+        let command_stopped_ns = rec.meta_i64(meta::COMMAND_STOPPED_NS)?;
+        let range = Range {
+            from_ns: None,
+            to_ns: command_stopped_ns,
+        };
+        let mut endpoints = endpoints(rec, range)?;
         Ok(Self {
             memwatch_version: rec.meta(meta::MEMWATCH_VERSION)?.unwrap_or_default(),
             schema_version: rec.schema_version(),
@@ -1149,7 +1203,8 @@ impl Report {
                 vm_bytes: unattributed.vm_bytes,
                 page_faults: unattributed_faults,
             },
-            retained: RetainedSummary::read(rec, Range::default(), &mut endpoints)?,
+            retained: RetainedSummary::read(rec, range, &mut endpoints)?,
+            command_stopped_ns,
             endpoints,
             access_log: AccessLog::read(rec)?,
             stacks: None,

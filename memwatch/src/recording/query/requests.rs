@@ -118,6 +118,20 @@ impl Recording {
         Ok(self.count("SELECT COUNT(*) FROM requests", [])? as u64)
     }
 
+    /// Completed requests per process that served them. Whole.
+    pub fn requests_by_process(
+        &self,
+    ) -> Result<std::collections::BTreeMap<u32, u64>, RecordingError> {
+        Ok(self
+            .counts_by(
+                "SELECT CAST(pid AS TEXT), COUNT(*) FROM request_rows GROUP BY pid",
+                [],
+            )?
+            .into_iter()
+            .filter_map(|(pid, n)| Some((pid.parse().ok()?, n)))
+            .collect())
+    }
+
     /// Requests per second, method and route, from the rollup: (second, method, route, count).
     pub fn route_counts_per_second(
         &self,

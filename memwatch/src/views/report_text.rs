@@ -1,0 +1,846 @@
+//! The report as text for people: the answer first (the routes that keep memory), then the
+//! evidence it rests on, then the processes and memwatch's own cost. No line is wider than
+//! [`WIDTH`] columns, so the summary reads on an 80–100 column terminal; route names are cut to
+//! their column, and lists wrap between their items.
+
+use std::{collections::BTreeMap, fmt::Write as _};
+
+use super::{
+    call_sites::{CallSiteReport, route_label},
+    report::{Endpoint, Memory, Report, RetainedSummary},
+};
+use crate::units::bytes;
+
+/// The widest line the summary writes, in characters.
+pub const WIDTH: usize = 100;
+
+/// Routes listed in each table; the JSON lists them all.
+const ROUTES_SHOWN: usize = 15;
+
+/// Processes listed.
+const PROCESSES_SHOWN: usize = 8;
+
+/// The evidence section's labels are this wide, and its continuation lines indented as much.
+const LABEL: usize = 14;
+
+/// The route column's width in the tables.
+const ROUTE: usize = 28;
+
+impl Report {
+    /// The summary, and the call sites when the report has them.
+    pub fn to_text(&self) -> String {
+        let mut s = String::new();
+        self.headline(&mut s);
+        self.routes(&mut s);
+        self.evidence(&mut s);
+        self.processes_text(&mut s);
+        if let Some(stacks) = &self.stacks {
+            s.push('\n');
+            s.push_str(&stacks.to_text());
+        }
+        s
+    }
+
+    /// What was recorded, and anything that makes the figures below incomplete.
+    fn headline(&self, s: &mut String) {
+        let served = self
+            .processes
+            .first()
+            .filter(|p| p.requests > 0)
+            .map_or(String::new(), |p| {
+                format!(" of {} (pid {})", p.process.comm, p.process.pid)
+            });
+        let _ = writeln!(
+            s,
+            "memwatch: {:.1} s{served}, {} request{}, {} process{}, {} events",
+            self.duration_s,
+            self.requests,
+            plural(self.requests),
+            self.processes.len(),
+            if self.processes.len() == 1 { "" } else { "es" },
+            self.events
+        );
+        let incomplete = match (self.complete, self.stop_reason.as_deref()) {
+            (true, _) => None,
+            (false, Some("disk_full")) => Some(format!(
+                "INCOMPLETE: the disk filled up; {} rows were not written",
+                self.unwritten_rows
+            )),
+            (false, Some("write_failed")) => Some(format!(
+                "INCOMPLETE: writing failed; {} rows were not written",
+                self.unwritten_rows
+            )),
+            (false, _) => Some("INCOMPLETE: memwatch was stopped abruptly".to_owned()),
+        };
+        if let Some(line) = incomplete {
+            words(s, "", &line);
+        }
+        let lost = &self.lost;
+        if [
+            lost.dropped_events,
+            lost.unpaired_exits,
+            lost.map_full,
+            lost.undecodable,
+        ]
+        .iter()
+        .any(|&n| n > 0)
+        {
+            words(
+                s,
+                "",
+                &format!(
+                    "WARNING: lost {} events (ring buffer full), {} unpaired syscall exits, {} \
+                     map-full, {} undecodable: counts are lower bounds",
+                    lost.dropped_events, lost.unpaired_exits, lost.map_full, lost.undecodable
+                ),
+            );
+        }
+        if let Some(own) = &self.memwatch
+            && own.writer_shed_rows > 0
+        {
+            words(
+                s,
+                "",
+                &format!(
+                    "WARNING: the recording writer fell behind and shed {} rows",
+                    own.writer_shed_rows
+                ),
+            );
+        }
+        if let Some(stopped) = self.command_stopped_ns {
+            let at = stopped.saturating_sub(self.started_ns).max(0) as f64 / 1e9;
+            words(
+                s,
+                "",
+                &format!(
+                    "The routes' figures are taken at {at:.1} s, when memwatch stopped the \
+                     command (SIGTERM): what its exit freed after that is no route's release."
+                ),
+            );
+        }
+    }
+
+    /// The answer: routes by what each further request keeps, then their statuses and times.
+    fn routes(&self, s: &mut String) {
+        if self.endpoints.is_empty() {
+            let _ = writeln!(s, "\nNo HTTP request was completed.");
+            return;
+        }
+        let shown = &self.endpoints[..self.endpoints.len().min(ROUTES_SHOWN)];
+        match &self.retained {
+            Some(r) => {
+                let _ = writeln!(
+                    s,
+                    "\nRoutes by memory kept per request (kept/req: what each further request \
+                     keeps)"
+                );
+                let _ = writeln!(
+                    s,
+                    "{:<7} {:<ROUTE$} {:>8} {:>11} {:>11} {:>10}  retention",
+                    "method", "route", "requests", "kept/req", "retained", "grown"
+                );
+                for e in shown {
+                    kept_row(s, e);
+                }
+                self.more_routes(s);
+                answer_notes(s, r);
+            }
+            None => {
+                let _ = writeln!(
+                    s,
+                    "\nRoutes by resident memory faulted in (this recording has no retained \
+                     figures)"
+                );
+                let _ = writeln!(
+                    s,
+                    "{:<7} {:<ROUTE$} {:>8} {:>11} {:>11}",
+                    "method", "route", "requests", "resident", "mapped"
+                );
+                for e in shown {
+                    let _ = writeln!(
+                        s,
+                        "{:<7} {:<ROUTE$} {:>8} {:>11} {:>11}{}",
+                        truncate(&e.method, 7),
+                        truncate(&e.route, ROUTE),
+                        e.requests,
+                        bytes(e.rss_bytes),
+                        bytes(e.vm_bytes),
+                        approximate(e)
+                    );
+                }
+                self.more_routes(s);
+            }
+        }
+        let _ = writeln!(s, "\nRequests by route");
+        let _ = writeln!(
+            s,
+            "{:<7} {:<ROUTE$} {:>8} {:>9} {:>9}  statuses",
+            "method", "route", "requests", "p50 ms", "p95 ms"
+        );
+        for e in shown {
+            let line = format!(
+                "{:<7} {:<ROUTE$} {:>8} {:>9.2} {:>9.2}  ",
+                truncate(&e.method, 7),
+                truncate(&e.route, ROUTE),
+                e.requests,
+                e.duration_ms_p50,
+                e.duration_ms_p95,
+            );
+            let room = WIDTH.saturating_sub(line.chars().count());
+            let _ = writeln!(s, "{line}{}", truncate(&statuses(&e.statuses), room));
+        }
+    }
+
+    fn more_routes(&self, s: &mut String) {
+        if self.endpoints.len() > ROUTES_SHOWN {
+            let _ = writeln!(
+                s,
+                "({} more routes; `memwatch report --format json` lists them all)",
+                self.endpoints.len() - ROUTES_SHOWN
+            );
+        }
+    }
+
+    /// How the figures add up, and what memwatch could not see.
+    fn evidence(&self, s: &mut String) {
+        let m = &self.memory;
+        let _ = writeln!(s, "\nHow the figures add up (whole recording)");
+        let non_http = if self.non_http.is_empty() {
+            "none".to_owned()
+        } else {
+            counts(&self.non_http)
+        };
+        let approximate = if self.approximate_requests > 0 {
+            format!(
+                "{} approximate (served on a thread with other requests in flight)",
+                self.approximate_requests
+            )
+        } else {
+            "0 approximate".to_owned()
+        };
+        field(
+            s,
+            "requests",
+            &[
+                format!("{} completed", self.requests),
+                approximate,
+                format!("not HTTP: {non_http}"),
+            ],
+        );
+        if let Some(r) = &self.retained {
+            retained_fields(s, r);
+        }
+        field(
+            s,
+            "resident",
+            &[
+                format!("start {}", bytes(m.rss_start_bytes as i64)),
+                format!("end {}", bytes(m.rss_end_bytes as i64)),
+                format!(
+                    "peak {} ({} samples)",
+                    bytes(m.rss_peak_bytes as i64),
+                    m.rss_samples
+                ),
+            ],
+        );
+        field(
+            s,
+            "mapped",
+            &[
+                format!("start {}", bytes(m.vm_start_bytes as i64)),
+                format!("end {}", bytes(m.vm_end_bytes as i64)),
+                format!("peak {}", bytes(m.vm_peak_bytes as i64)),
+                format!("net {}", signed_bytes(m.vm_growth_bytes)),
+            ],
+        );
+        field(s, "syscalls", &syscalls(m));
+        field(
+            s,
+            "faults",
+            &[
+                format!("{} user page faults", m.page_faults),
+                format!("{} failed calls", m.failed_calls),
+            ],
+        );
+        if let Some(a) = &self.access_log {
+            let mut items = vec![
+                format!("{} ({})", a.format.join(", "), a.mode),
+                format!("{} lines", a.lines),
+                format!("{} parsed", a.parsed),
+                format!("{} rejected", a.lines.saturating_sub(a.parsed)),
+                format!("{} invalid requests", a.invalid_requests),
+                format!("{} matched", a.matched),
+                format!("{} unmatched lines", a.unmatched_lines),
+                format!("{} unmatched requests", a.unmatched_requests),
+            ];
+            if !a.rejected.is_empty() {
+                items.push(format!("rejected for: {}", counts(&a.rejected)));
+            }
+            field(s, "access log", &items);
+        }
+    }
+
+    /// The traced processes, the servers first; then what recording cost memwatch.
+    fn processes_text(&self, s: &mut String) {
+        let _ = writeln!(
+            s,
+            "\nProcesses: {}{}",
+            self.processes.len(),
+            if self.processes.len() > 1 {
+                ", those that served requests first"
+            } else {
+                ""
+            }
+        );
+        for p in self.processes.iter().take(PROCESSES_SHOWN) {
+            let state = if p.process.exited_ns.is_some() {
+                format!("{}, exited", p.process.origin)
+            } else {
+                p.process.origin.clone()
+            };
+            let _ = writeln!(
+                s,
+                "  pid {:<8} {:<16} {:<24} {:>8} request{}",
+                p.process.pid,
+                truncate(&p.process.comm, 16),
+                truncate(&state, 24),
+                p.requests,
+                plural(p.requests)
+            );
+        }
+        if self.processes.len() > PROCESSES_SHOWN {
+            let _ = writeln!(
+                s,
+                "  ... and {} more",
+                self.processes.len() - PROCESSES_SHOWN
+            );
+        }
+        if let Some(own) = &self.memwatch {
+            if own.pids_reused > 0 {
+                words(
+                    s,
+                    "",
+                    &format!(
+                        "note: {} PID(s) went to a new process during the recording; their \
+                         per-process figures cover every process that held them",
+                        own.pids_reused
+                    ),
+                );
+            }
+            let _ = writeln!(s, "\nmemwatch itself");
+            field(s, "peak RSS", &[bytes(own.peak_rss_bytes as i64)]);
+            field(
+                s,
+                "followed",
+                &[
+                    format!("at most {} connections", own.peak_conns),
+                    format!("{} threads", own.peak_threads),
+                    format!("{} requests in flight", own.peak_requests),
+                    format!("{} requests holding memory", own.peak_retaining),
+                ],
+            );
+        }
+    }
+}
+
+/// One route of the kept table, and its second estimate and sampling under it.
+fn kept_row(s: &mut String, e: &Endpoint) {
+    let _ = writeln!(
+        s,
+        "{:<7} {:<ROUTE$} {:>8} {:>11} {:>11} {:>10}  {}{}",
+        truncate(&e.method, 7),
+        truncate(&e.route, ROUTE),
+        e.requests,
+        signed_bytes(e.kept_per_request_bytes),
+        signed_bytes(e.retained_bytes),
+        bytes(e.grown_bytes),
+        e.retention,
+        approximate(e)
+    );
+    if let Some(g) = &e.regression {
+        let _ = writeln!(
+            s,
+            "        by regression on the resident set: {} per request{}",
+            signed_bytes(g.kept_per_request_bytes),
+            match (g.kept_per_request_low_bytes, g.kept_per_request_high_bytes) {
+                (Some(lo), Some(hi)) => format!(
+                    " (95% interval {} to {})",
+                    signed_bytes(lo),
+                    signed_bytes(hi)
+                ),
+                _ => " (not separable from another route)".to_owned(),
+            }
+        );
+    }
+    if let Some(sm) = &e.sampled {
+        let _ = writeln!(
+            s,
+            "        sampled: {} of {} requests followed; kept/req 95% interval {} to {}",
+            sm.followed_requests,
+            e.requests,
+            sm.kept_per_request_low_bytes
+                .map_or("?".into(), signed_bytes),
+            sm.kept_per_request_high_bytes
+                .map_or("?".into(), signed_bytes),
+        );
+    }
+}
+
+/// What qualifies the answer, said right under it: estimates that disagree, routes the
+/// regression cannot separate, routes too new to judge, and how the heap was followed.
+fn answer_notes(s: &mut String, r: &RetainedSummary) {
+    if let Some(g) = &r.regression {
+        for d in &g.disagreements {
+            words(
+                s,
+                "",
+                &format!(
+                    "Estimates disagree on {} {}: the origin says {} kept per request, the \
+                     regression {}; trust the {}: {}",
+                    d.method,
+                    d.route,
+                    signed_bytes(d.origin_bytes),
+                    signed_bytes(d.regression_bytes),
+                    d.trust,
+                    d.why
+                ),
+            );
+        }
+        if !g.collinear.is_empty() {
+            words(
+                s,
+                "",
+                &format!(
+                    "The regression cannot tell apart routes hit together: {}",
+                    g.collinear.join(", ")
+                ),
+            );
+        }
+    }
+    if let Some(sm) = &r.heap.sampling {
+        words(
+            s,
+            "",
+            &format!(
+                "Heap SAMPLED: {} of {} requests followed; kept/req rests on those (95% \
+                 interval per route above); {} blocks found freed while off",
+                sm.requests_followed,
+                sm.requests_followed + sm.requests_sampled_out,
+                sm.frees_found + sm.frees_overlapped
+            ),
+        );
+    }
+    if let Some(note) = r.heap.note {
+        words(s, "", &format!("Note: {note}"));
+    }
+}
+
+/// Retained memory and its reconciliation with the resident set.
+fn retained_fields(s: &mut String, r: &RetainedSummary) {
+    field(
+        s,
+        "retained",
+        &[
+            format!("{} by requests", signed_bytes(r.retained_bytes)),
+            format!("grown {}", bytes(r.grown_bytes)),
+            format!("released {}", bytes(r.released_bytes)),
+        ],
+    );
+    field(
+        s,
+        "outside",
+        &[
+            format!("grown {}", bytes(r.outside_grown_bytes)),
+            format!(
+                "released {} while no request was served",
+                bytes(r.outside_released_bytes)
+            ),
+        ],
+    );
+    field(
+        s,
+        "reconciled",
+        &[
+            format!("RSS changed {}", signed_bytes(r.rss_change_bytes)),
+            format!("{} accounted for", signed_bytes(r.attributed_change_bytes)),
+            format!("{} not", signed_bytes(r.unexplained_bytes)),
+        ],
+    );
+    let mut unknown = vec![
+        format!("untracked {}", bytes(r.untracked_bytes)),
+        format!(
+            "releases of unknown origin {}",
+            bytes(r.unmatched_release_bytes)
+        ),
+    ];
+    if let Some(b) = r.unseen_release_bytes {
+        unknown.push(format!(
+            "address space released never seen resident {}",
+            bytes(b)
+        ));
+    }
+    field(s, "not known", &unknown);
+    let h = &r.heap;
+    if h.followed {
+        let pct = |v: Option<f64>| v.map_or("?".to_owned(), |v| format!("{:.1}%", v * 100.0));
+        field(
+            s,
+            "heap",
+            &[
+                format!("followed: {} blocks changed hands", h.blocks),
+                format!("{} processes not followed", h.processes_not_followed),
+                format!(
+                    "probes cost {} of a core (budget {})",
+                    pct(h.cost_share),
+                    pct(h.budget_share)
+                ),
+                format!("on {} of the time", pct(h.on_fraction)),
+            ],
+        );
+    } else {
+        field(s, "heap", &["not followed".to_owned()]);
+    }
+}
+
+/// Calls and what they did: address space named, and for madvise the resident pages it gave
+/// back (the lengths it names are address space, often far more than was resident).
+fn syscalls(m: &Memory) -> Vec<String> {
+    let madvise = match m.madvise_released_bytes {
+        Some(b) => format!(
+            "madvise {} (gave back {} resident)",
+            m.madvise_calls,
+            bytes(b as i64)
+        ),
+        None => format!(
+            "madvise {} (over {} of address space)",
+            m.madvise_calls,
+            bytes(m.madvise_bytes as i64)
+        ),
+    };
+    vec![
+        format!("mmap {} ({})", m.mmap_calls, bytes(m.mmap_bytes as i64)),
+        format!(
+            "munmap {} ({})",
+            m.munmap_calls,
+            bytes(m.munmap_bytes as i64)
+        ),
+        format!(
+            "mremap {} ({})",
+            m.mremap_calls,
+            signed_bytes(m.mremap_growth_bytes)
+        ),
+        format!("brk {} ({})", m.brk_calls, signed_bytes(m.brk_growth_bytes)),
+        format!(
+            "mprotect {} ({} made writable)",
+            m.mprotect_calls,
+            bytes(m.mprotect_rw_bytes as i64)
+        ),
+        madvise,
+    ]
+}
+
+/// ` ~` after a route some of whose requests were charged approximately.
+fn approximate(e: &Endpoint) -> &'static str {
+    if e.approximate > 0 { " ~" } else { "" }
+}
+
+/// `200: 30, 404: 1`.
+fn statuses(statuses: &BTreeMap<String, u64>) -> String {
+    counts(statuses)
+}
+
+/// `key n, key n` (or `key: n` for statuses), in the map's order.
+fn counts(map: &BTreeMap<String, u64>) -> String {
+    map.iter()
+        .map(|(k, n)| format!("{k}: {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// An evidence line: `  label         item, item, item`, wrapped between items.
+fn field(s: &mut String, label: &str, items: &[String]) {
+    let head = format!("  {label:<w$}", w = LABEL - 2);
+    wrap(s, &head, items, ", ");
+}
+
+/// Prose, wrapped between words, continuation lines indented like `head`.
+fn words(s: &mut String, head: &str, text: &str) {
+    let items: Vec<String> = text.split(' ').map(str::to_owned).collect();
+    wrap(s, head, &items, " ");
+}
+
+/// Writes `head` and `items` joined by `sep`, breaking before an item that would pass
+/// [`WIDTH`]; continuation lines are indented by `head`'s width (at least two columns).
+fn wrap(s: &mut String, head: &str, items: &[String], sep: &str) {
+    let indent = head.chars().count().max(2);
+    let mut line = head.to_owned();
+    let mut empty = true;
+    for item in items {
+        let add = if empty {
+            item.chars().count()
+        } else {
+            sep.chars().count() + item.chars().count()
+        };
+        if !empty && line.chars().count() + add > WIDTH {
+            // The separator stays at the end of the line it follows: `a, b,` / `c`.
+            line.push_str(sep.trim_end());
+            let _ = writeln!(s, "{}", line.trim_end());
+            line = " ".repeat(indent);
+            empty = true;
+        }
+        if !empty {
+            line.push_str(sep);
+        }
+        line.push_str(item);
+        empty = false;
+    }
+    let _ = writeln!(s, "{}", line.trim_end());
+}
+
+fn plural(n: u64) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+impl CallSiteReport {
+    /// Each route's call sites, a line each: retained, grown, then the leaf frame and its
+    /// nearest callers.
+    pub fn to_text(&self) -> String {
+        let mut s = String::new();
+        if let Some(note) = self.note {
+            let _ = writeln!(s, "{note}");
+            return s;
+        }
+        if self.routes.is_empty() {
+            let _ = writeln!(s, "call sites: none made memory resident");
+            return s;
+        }
+        let _ = writeln!(
+            s,
+            "call sites: the top {} per route by retained memory (leaf frame first, then its \
+             callers)",
+            self.top
+        );
+        let _ = writeln!(s, "  {:>11} {:>11}  call site", "retained", "grown");
+        for r in &self.routes {
+            if r.route.is_empty() {
+                let _ = writeln!(s, "{}", route_label(&r.route));
+            } else {
+                let _ = writeln!(s, "{} {}", r.method, r.route);
+            }
+            for site in &r.sites {
+                let more = if site.depth > site.frames.len() {
+                    " ← …"
+                } else {
+                    ""
+                };
+                let _ = writeln!(
+                    s,
+                    "  {:>11} {:>11}  {}{more}",
+                    signed_bytes(site.retained_bytes),
+                    bytes(site.grown_bytes),
+                    site.frames.join(" ← ")
+                );
+            }
+            if r.more_sites > 0 {
+                let _ = writeln!(
+                    s,
+                    "  {:>11} {:>11}  ({} more call site{})",
+                    signed_bytes(r.more_retained_bytes),
+                    bytes(r.more_grown_bytes),
+                    r.more_sites,
+                    if r.more_sites == 1 { "" } else { "s" }
+                );
+            }
+        }
+        s
+    }
+}
+
+/// `s` cut to `n` characters, its last one an ellipsis when cut.
+pub fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_owned()
+    } else if n == 0 {
+        String::new()
+    } else {
+        let mut t: String = s.chars().take(n - 1).collect();
+        t.push('…');
+        t
+    }
+}
+
+/// A change in bytes, always with its sign: `+2.0 MiB`, `-4.0 KiB`, `0 B`.
+pub fn signed_bytes(b: i64) -> String {
+    if b > 0 {
+        format!("+{}", bytes(b))
+    } else {
+        bytes(b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_bytes() {
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(-2048), "-2.0 KiB");
+        assert_eq!(bytes(40 * 1024 * 1024), "40.0 MiB");
+        assert_eq!(signed_bytes(2 * 1024 * 1024), "+2.0 MiB");
+        assert_eq!(signed_bytes(-4096), "-4.0 KiB");
+        assert_eq!(signed_bytes(0), "0 B");
+    }
+
+    #[test]
+    fn lists_wrap_between_items_within_the_width() {
+        let mut s = String::new();
+        let items: Vec<String> = (0..30).map(|i| format!("item {i}")).collect();
+        field(&mut s, "label", &items);
+        let lines: Vec<&str> = s.lines().collect();
+        assert!(lines.len() > 1, "{s}");
+        assert!(lines.iter().all(|l| l.chars().count() <= WIDTH), "{s}");
+        assert!(lines[0].starts_with("  label       item 0, item 1"), "{s}");
+        assert!(lines[0].ends_with("item 9,"), "{s}");
+        assert!(lines[1].starts_with("              item 10, "), "{s}");
+        // Every item whole, in order.
+        let joined: String = s
+            .lines()
+            .map(|l| l.get(LABEL..).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert_eq!(
+            joined.split(',').map(str::trim).collect::<Vec<_>>(),
+            items.iter().map(String::as_str).collect::<Vec<_>>()
+        );
+    }
+
+    /// A recording as a shim-started Flask server would make one: a shell that served nothing,
+    /// then the server; a leak, churn, a no-op route, and one request to a typo that held
+    /// memory. Its summary leads with the routes, the leak first; the typo's single request
+    /// neither ranks nor is called `keeps`; no line is wider than the width.
+    #[test]
+    fn the_summary_leads_with_what_is_kept() {
+        use crate::{
+            model::{ProcessRow, RequestRow, Row, meta},
+            recording::{Recording, Writer},
+        };
+        const KIB: u64 = 1024;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        let base = 1_800_000_000_000_000_000i64;
+        let writer = Writer::create(
+            &path,
+            &[
+                (meta::PAGE_SIZE, "4096".to_owned()),
+                (meta::STARTED_NS, base.to_string()),
+            ],
+        )
+        .unwrap();
+        let mut rows = vec![
+            Row::Process(ProcessRow {
+                pid: 100,
+                ppid: Some(1),
+                comm: "bash".into(),
+                cmdline: None,
+                started_ns: Some(base),
+                origin: "spawned",
+            }),
+            Row::Process(ProcessRow {
+                pid: 101,
+                ppid: Some(100),
+                comm: "python3".into(),
+                cmdline: None,
+                started_ns: Some(base + 1),
+                origin: "descendant",
+            }),
+        ];
+        let mut id = 0;
+        let mut request = |route: &str, i: i64, grown: u64, released: u64| {
+            id += 1;
+            Row::Request(Box::new(RequestRow {
+                id,
+                pid: 101,
+                tid: 101,
+                method: Some("GET".into()),
+                target: Some(route.into()),
+                route: Some(route.into()),
+                status: Some(if route.starts_with("/caf") { 404 } else { 200 }),
+                start_ns: base + i * 10_000_000,
+                end_ns: base + i * 10_000_000 + 2_000_000,
+                exact: true,
+                grown,
+                released,
+                ..RequestRow::default()
+            }))
+        };
+        for i in 0..50 {
+            let t = i * 3;
+            rows.push(request("/leak", t, 256 * KIB, 0));
+            rows.push(request("/churn", t + 1, 2048 * KIB, 2048 * KIB));
+            rows.push(request("/", t + 2, 0, 0));
+        }
+        rows.push(request("/caf%C3%A9", 151, 1024 * KIB, 0));
+        rows.push(Row::Meta(
+            meta::ENDED_NS.into(),
+            (base + 2_000_000_000).to_string(),
+        ));
+        writer.send(rows);
+        writer.finish().unwrap();
+        let report = Report::build(&Recording::open(&path).unwrap()).unwrap();
+        let text = report.to_text();
+        let head: Vec<&str> = text.lines().take(19).collect();
+        assert_eq!(
+            head,
+            [
+                "memwatch: 2.0 s of python3 (pid 101), 151 requests, 2 processes, 0 events",
+                "",
+                "Routes by memory kept per request (kept/req: what each further request keeps)",
+                "method  route                        requests    kept/req    retained      grown  retention",
+                "GET     /leak                              50  +256.0 KiB   +12.5 MiB   12.5 MiB  keeps",
+                "GET     /                                  50         0 B         0 B        0 B  none",
+                "GET     /churn                             50         0 B         0 B  100.0 MiB  none",
+                "GET     /caf%C3%A9                          1    +1.0 MiB    +1.0 MiB    1.0 MiB  too-few",
+                "Note: heap reuse was not followed (--no-heap): memory a runtime frees to its heap and hands to a",
+                "  later allocation stays with the request that first faulted it in, so a route that reuses another's",
+                "  freed heap (Node.js, Go, threaded Python) can look like it keeps nothing while the other looks",
+                "  like a leak. Record without --no-heap to follow glibc's malloc and free and Go's spans",
+                "",
+                "Requests by route",
+                "method  route                        requests    p50 ms    p95 ms  statuses",
+                "GET     /leak                              50      2.00      2.00  200: 50",
+                "GET     /                                  50      2.00      2.00  200: 50",
+                "GET     /churn                             50      2.00      2.00  200: 50",
+                "GET     /caf%C3%A9                          1      2.00      2.00  404: 1",
+            ],
+            "{text}"
+        );
+        let processes: Vec<&str> = text
+            .lines()
+            .skip_while(|l| !l.starts_with("Processes:"))
+            .take(3)
+            .collect();
+        assert_eq!(
+            processes,
+            [
+                "Processes: 2, those that served requests first",
+                "  pid 101      python3          descendant                    151 requests",
+                "  pid 100      bash             spawned                         0 requests",
+            ],
+            "{text}"
+        );
+        let wide: Vec<&str> = text.lines().filter(|l| l.chars().count() > WIDTH).collect();
+        assert!(wide.is_empty(), "{wide:#?}");
+        assert!(!text.contains('{'), "no raw JSON: {text}");
+    }
+
+    #[test]
+    fn cut_names_end_in_an_ellipsis() {
+        assert_eq!(truncate("/short", 28), "/short");
+        assert_eq!(truncate("/a/very/long/route/name", 10), "/a/very/l…");
+        assert_eq!(
+            statuses(&BTreeMap::from([("200".into(), 30), ("404".into(), 1)])),
+            "200: 30, 404: 1"
+        );
+    }
+}
