@@ -1027,10 +1027,21 @@
     return typeof v === 'string' ? v.toLowerCase() : isNum(v) ? v : -Infinity;
   }
 
+  function judged(e) {
+    return isNum(e.requests) && e.requests >= 5;
+  }
+
   function sortedEndpoints() {
     const list = state.endpoints && Array.isArray(state.endpoints.endpoints) ? state.endpoints.endpoints.slice() : [];
     const { key, dir } = state.sort;
     list.sort((a, b) => {
+      // By what is kept, a route with too few requests to judge (fewer than 5) ranks after
+      // every other, as in the report, whichever way the column is sorted.
+      if (key === 'kept_per_request_bytes') {
+        const ja = judged(a);
+        const jb = judged(b);
+        if (ja !== jb) return ja ? -1 : 1;
+      }
       const x = sortValue(a, key);
       const y = sortValue(b, key);
       if (x < y) return -dir;
