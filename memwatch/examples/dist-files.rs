@@ -46,9 +46,9 @@ fn write(out: &Path) -> Result<(), String> {
         fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
 
-    let mut cmd = Cli::command();
-    // `memwatch help SUBCOMMAND` has no page of its own; each subcommand has one.
-    cmd = cmd.disable_help_subcommand(true);
+    // `memwatch help SUBCOMMAND` gets no page of its own (each subcommand has one), but it is
+    // completed like the others.
+    let mut cmd = Cli::command().disable_help_subcommand(true);
     cmd.build();
     // The page's footer: the release and the date of its commit (reproducible, unlike today's
     // date), taken from the version the build script set: `0.1.0 (abc1234 2026-12-06)`.
@@ -60,6 +60,7 @@ fn write(out: &Path) -> Result<(), String> {
     let source = format!("memwatch {}", env!("CARGO_PKG_VERSION"));
     pages(&cmd, &man, date, &source)?;
 
+    let mut cmd = Cli::command();
     for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
         clap_complete::generate_to(shell, &mut cmd, "memwatch", &completions)
             .map_err(|e| format!("cannot write the {shell} completions: {e}"))?;
