@@ -18,7 +18,7 @@ use crate::{
 #[derive(Debug, Parser)]
 #[command(
     name = "memwatch",
-    version,
+    version = env!("MEMWATCH_VERSION"),
     about = "Which requests make this process's memory grow?",
     long_about = "memwatch attaches to a running Linux process (or starts a command), traces its \
                   memory syscalls, page faults and HTTP traffic with eBPF, records everything to \

@@ -1,5 +1,5 @@
 //! memwatch's developer commands: `cargo xtask setup | build | run | demo | ebpf | test | stress |
-//! fuzz | bench`.
+//! fuzz | bench | dist`.
 //!
 //! Every command checks its prerequisites first (fast when present) and installs what is
 //! missing, so a fresh Debian/Ubuntu machine needs nothing but Rust and this checkout. Building
@@ -12,8 +12,13 @@
 //! executions, exec/s, coverage and crashes per target, and fails naming the crashing input. It
 //! installs cargo-fuzz when missing; CI runs a short pass, and `docs/reliability.md` has the
 //! figures of a long one.
+//!
+//! `dist` builds what a user installs: the release binary, its man pages and shell completions
+//! (generated from the clap definition) and a .deb holding them (cargo-deb, installed when
+//! missing); `--check-install` installs that .deb, checks it, and removes it (CI runs it).
 
 mod demo;
+mod dist;
 mod ebpf;
 mod fingerprint;
 mod fuzz;
@@ -102,6 +107,14 @@ enum Cmd {
     Bench {
         #[arg(long)]
         quick: bool,
+    },
+    /// The release binary, man pages, shell completions and a .deb of them, in target/dist
+    /// (installs cargo-deb and dpkg-dev when missing); prints the .deb's path.
+    Dist {
+        /// Then install the .deb (apt-get, as root), check `memwatch --version`, `man -w
+        /// memwatch` and the completions, and remove it again.
+        #[arg(long)]
+        check_install: bool,
     },
 }
 
@@ -293,6 +306,7 @@ fn main() -> anyhow::Result<()> {
             let bound = runs.map_or(fuzz::Bound::Seconds(seconds), fuzz::Bound::Runs);
             fuzz::run(bound, &targets, asan, jobs)
         }
+        Cmd::Dist { check_install } => dist::run_dist(check_install),
         Cmd::Bench { quick } => {
             setup::ensure_test_tools()?;
             build_all()?;

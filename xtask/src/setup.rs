@@ -50,7 +50,7 @@ fn step(name: &str) {
     eprintln!("setup: {name}");
 }
 
-fn missing_packages(wanted: &[&str]) -> Vec<String> {
+pub(crate) fn missing_packages(wanted: &[&str]) -> Vec<String> {
     wanted
         .iter()
         .filter(|p| {
@@ -61,7 +61,7 @@ fn missing_packages(wanted: &[&str]) -> Vec<String> {
         .collect()
 }
 
-fn apt_install(packages: &[String]) -> anyhow::Result<()> {
+pub(crate) fn apt_install(packages: &[String]) -> anyhow::Result<()> {
     if packages.is_empty() {
         return Ok(());
     }
@@ -274,6 +274,37 @@ pub(crate) fn ensure_cargo_fuzz() -> anyhow::Result<()> {
     step("cargo-fuzz");
     if !quiet(Command::new("cargo").args(["fuzz", "--version"])) {
         crate::run(Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]))?;
+    }
+    Ok(())
+}
+
+/// The cargo-deb release `cargo xtask dist` installs when cargo-deb is missing.
+const CARGO_DEB: &str = "3.8.0";
+
+/// What `cargo xtask dist` needs besides Rust: cargo-deb (pinned, installed when missing), and
+/// dpkg-dev, whose dpkg-shlibdeps computes the .deb's library dependencies (`depends = "$auto"`).
+pub(crate) fn ensure_dist_tools() -> anyhow::Result<()> {
+    step("dpkg-dev (dpkg-shlibdeps, for the .deb's dependencies)");
+    apt_install(&missing_packages(&["dpkg-dev"]))?;
+    step(&format!("cargo-deb {CARGO_DEB}"));
+    let version = output(Command::new("cargo").args(["deb", "--version"]));
+    if version.trim().is_empty() {
+        let spec = format!("cargo-deb@{CARGO_DEB}");
+        crate::run(Command::new("cargo").args(["install", "--locked", &spec]))?;
+        if !quiet(Command::new("cargo").args(["deb", "--version"])) {
+            bail!(
+                "cargo-deb was installed but `cargo deb` does not run: add $CARGO_HOME/bin \
+                 (usually ~/.cargo/bin) to PATH"
+            );
+        }
+    } else if !version.contains(CARGO_DEB) {
+        // Another project's cargo-deb is left alone: its manifest format is stable across
+        // releases. Say so, since the .deb's layout was checked with the pinned one.
+        eprintln!(
+            "setup: using the installed {} (memwatch's .deb was checked with cargo-deb \
+             {CARGO_DEB}; `cargo install --locked cargo-deb@{CARGO_DEB}` installs that one)",
+            version.trim()
+        );
     }
     Ok(())
 }
