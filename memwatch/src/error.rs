@@ -76,6 +76,18 @@ pub enum SetupError {
     NoSuchPid { pid: u32 },
     #[error("PID {pid} is memwatch itself; memwatch never traces itself. Pass the server's PID")]
     SelfTarget { pid: u32 },
+    #[error(
+        "PID 1 is init: following its forks traces every process on this machine, memwatch's \
+         own children among them.\n  Pass the server's PID; if PID 1 is the server (in a \
+         container) or you mean the whole machine, add --force (or --no-follow-forks for init \
+         alone)"
+    )]
+    InitTarget,
+    #[error(
+        "PID {pid} is a kernel thread ({name}): it has no user memory to trace.\n  Pass the \
+         server's PID (`pgrep NAME` or `ps -e --forest` shows them)"
+    )]
+    KernelThread { pid: u32, name: String },
     #[error("process {pid} exited while memwatch was attaching; nothing was recorded")]
     ExitedWhileAttaching { pid: u32 },
     #[error(
@@ -92,6 +104,11 @@ pub enum SetupError {
          (a log that does not exist yet is waited for, but its directory must exist)"
     )]
     LogDirMissing { path: PathBuf },
+    #[error(
+        "the access log {path} is a directory.\n  Pass the log file itself, e.g. --access-log \
+         {path}/access.log"
+    )]
+    LogIsDirectory { path: PathBuf },
     #[error("{path} already exists; pass --force to overwrite it, or choose another -o path")]
     OutputExists { path: PathBuf },
     #[error(
@@ -169,6 +186,8 @@ impl SetupError {
             | Self::Spawn { .. } => exit::ENVIRONMENT,
             Self::NoSuchPid { .. }
             | Self::SelfTarget { .. }
+            | Self::InitTarget
+            | Self::KernelThread { .. }
             | Self::ExitedWhileAttaching { .. }
             | Self::OutputExists { .. }
             | Self::OutputDirMissing { .. }
@@ -180,10 +199,14 @@ impl SetupError {
             | Self::CommandNotFound { .. }
             | Self::NulInArgument { .. }
             | Self::LogUnreadable { .. }
-            | Self::LogDirMissing { .. } => exit::INPUT,
+            | Self::LogDirMissing { .. }
+            | Self::LogIsDirectory { .. } => exit::INPUT,
         }
     }
 }
+
+/// What to do about a file that is not a recording.
+const PASS_A_RECORDING: &str = "Pass a file written by `memwatch record -o FILE`";
 
 /// Failures reading a recording file.
 #[derive(Debug, thiserror::Error)]
@@ -201,15 +224,16 @@ pub enum RecordingError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{path} is a directory, not a memwatch recording.\n  {PASS_A_RECORDING}")]
+    IsDirectory { path: PathBuf },
     #[error(
-        "{path} is not a memwatch recording (application id {found:#x}, expected {expected:#x}).\n  \
-         Pass a file written by `memwatch record -o FILE`"
+        "{path} is empty: not a memwatch recording (was the recording interrupted before it \
+         began?).\n  {PASS_A_RECORDING}"
     )]
-    NotARecording {
-        path: PathBuf,
-        found: i64,
-        expected: i64,
-    },
+    Empty { path: PathBuf },
+    /// Not SQLite, or SQLite another program wrote (its application id is not memwatch's).
+    #[error("{path} is not a memwatch recording.\n  {PASS_A_RECORDING}")]
+    NotARecording { path: PathBuf },
     #[error(
         "{path} is truncated or corrupt: {reason}.\n  A recording cut off by a crash keeps what \
          was committed; this one cannot be read"

@@ -73,7 +73,7 @@ fn not_root() {
     std::fs::create_dir(&writable).unwrap();
     std::fs::set_permissions(&writable, std::fs::Permissions::from_mode(0o777)).unwrap();
     let out = Command::new(bin)
-        .args(["record", "-p", "1", "-o"])
+        .args(["record", "-p", "1", "--force", "-o"])
         .arg(writable.join("x.db"))
         .uid(65534)
         .gid(65534)
@@ -141,7 +141,7 @@ fn tracefs_unmounted_is_mounted() {
 fn tracefs_unavailable() {
     let dir = tempdir();
     let done = sh(&format!(
-        "mount -t tmpfs none /sys/kernel || exit 98; exec \"$MW\" record -o {}/t.db -p 1",
+        "mount -t tmpfs none /sys/kernel || exit 98; exec \"$MW\" record -o {}/t.db -p 1 --force",
         dir.path().display()
     ));
     assert_error(
@@ -160,7 +160,7 @@ fn missing_tracepoint() {
     let done = sh(&format!(
         "mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null; \
          mount -t tmpfs none /sys/kernel/tracing/events/exceptions || exit 98; \
-         exec \"$MW\" record -o {}/t.db -p 1",
+         exec \"$MW\" record -o {}/t.db -p 1 --force",
         dir.path().display()
     ));
     assert_error(&done, 3, &["no tracepoint exceptions:page_fault_user"]);
@@ -175,7 +175,7 @@ fn record_with_format(dir: &str, edit: &str) -> Finished {
          d=/sys/kernel/tracing/events/{dir}; \
          sed '{edit}' $d/format > {tmp}/format || exit 97; \
          mount -t tmpfs none $d && cp {tmp}/format $d/format || exit 98; \
-         exec \"$MW\" record -o {tmp}/t.db -p 1",
+         exec \"$MW\" record -o {tmp}/t.db -p 1 --force",
         tmp = tmp.path().display()
     ))
 }
@@ -232,11 +232,13 @@ fn output_exists_or_not_writable() {
     let dir = tempdir();
     let existing = dir.path().join("exists.db");
     std::fs::write(&existing, b"keep me").unwrap();
-    let done = run(&["record", "-p", "1", "-o", existing.to_str().unwrap()], T);
+    // This test's own process: a PID that exists, is not PID 1 and is not memwatch.
+    let pid = std::process::id().to_string();
+    let done = run(&["record", "-p", &pid, "-o", existing.to_str().unwrap()], T);
     assert_error(&done, 2, &["already exists", "--force"]);
     assert_eq!(std::fs::read(&existing).unwrap(), b"keep me");
 
-    let done = run(&["record", "-p", "1", "-o", "/nonexistent-dir/x.db"], T);
+    let done = run(&["record", "-p", &pid, "-o", "/nonexistent-dir/x.db"], T);
     assert_error(
         &done,
         2,
@@ -354,4 +356,248 @@ fn a_closed_pipe_is_not_a_panic() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     let done = run(&["report", file.to_str().unwrap()], T);
     assert_eq!(done.code(), 0, "{}", done.stderr);
+}
+
+/// memwatch's error message, exactly: `error: MESSAGE` and nothing else on stderr, with `code`.
+fn assert_says(done: &Finished, code: i32, message: &str) {
+    assert_eq!(done.code(), code, "stderr: {}", done.stderr);
+    assert_eq!(done.stderr, format!("error: {message}"));
+}
+
+/// clap's error for a value its parser refused: the first line exactly, exit 2 (usage).
+fn assert_refused_value(done: &Finished, first_line: &str) {
+    assert_eq!(done.code(), 2, "stderr: {}", done.stderr);
+    assert_eq!(
+        done.stderr.lines().next(),
+        Some(first_line),
+        "{}",
+        done.stderr
+    );
+    assert!(
+        !done.stderr.contains("-- -"),
+        "no `-- VALUE` tip: {}",
+        done.stderr
+    );
+}
+
+/// Negative numbers are values, refused by their parser (clap took them for flags and suggested
+/// `-- -5`, which would start a command).
+#[test]
+fn negative_pid_and_duration() {
+    let done = run(&["record", "-p", "-5"], T);
+    assert_refused_value(
+        &done,
+        "error: invalid value '-5' for '--pid <PID>': PID must be a positive integer, got -5; \
+         `pgrep NAME` or `ps -e` shows PIDs",
+    );
+    let done = run(&["record", "-p", "1", "--duration", "-1"], T);
+    assert_refused_value(
+        &done,
+        "error: invalid value '-1' for '--duration <SECS>': \"-1\" is negative: give a duration \
+         greater than zero (10, 1.5, 500ms, 2m)",
+    );
+}
+
+#[test]
+fn duration_too_long_and_sample_interval_too_short() {
+    let done = run(&["record", "-p", "1", "--duration", "1e9"], T);
+    assert_refused_value(
+        &done,
+        "error: invalid value '1e9' for '--duration <SECS>': \"1e9\" is longer than the longest \
+         duration memwatch takes, 999999999 seconds (about 31 years); give a shorter one, or none \
+         to stop with Ctrl-C",
+    );
+    let done = run(&["record", "-p", "1", "--sample-interval", "1ns"], T);
+    assert_refused_value(
+        &done,
+        "error: invalid value '1ns' for '--sample-interval <DURATION>': \"1ns\" is shorter than \
+         the shortest sample interval, 10ms: each sample reads /proc for every traced process, \
+         and more than 100 samples a second cost the machine CPU without showing more; give 10ms \
+         or more (the default is 100ms)",
+    );
+}
+
+/// PID 1 with its forks followed is every process on the machine: refused without --force,
+/// before anything is loaded or written.
+#[test]
+fn pid_1_needs_force() {
+    let dir = tempdir();
+    let out = dir.path().join("init.db");
+    let done = run(&["record", "-p", "1", "-o", out.to_str().unwrap()], T);
+    assert_says(
+        &done,
+        2,
+        "PID 1 is init: following its forks traces every process on this machine, memwatch's own \
+         children among them.\n  Pass the server's PID; if PID 1 is the server (in a container) \
+         or you mean the whole machine, add --force (or --no-follow-forks for init alone)",
+    );
+    assert!(!out.exists());
+}
+
+/// A kernel thread has no user memory: refused by name, not "exited while attaching".
+#[test]
+fn kernel_thread_is_refused() {
+    // kthreadd, the parent of every kernel thread, is PID 2 outside a PID namespace.
+    let comm = std::fs::read_to_string("/proc/2/comm").expect("PID 2");
+    assert_eq!(
+        comm.trim(),
+        "kthreadd",
+        "these tests run in the host's PID namespace"
+    );
+    let dir = tempdir();
+    let out = dir.path().join("k.db");
+    let done = run(&["record", "-p", "2", "-o", out.to_str().unwrap()], T);
+    assert_says(
+        &done,
+        2,
+        "PID 2 is a kernel thread (kthreadd): it has no user memory to trace.\n  Pass the \
+         server's PID (`pgrep NAME` or `ps -e --forest` shows them)",
+    );
+    assert!(!out.exists());
+}
+
+/// A directory, an empty file, a text file and another program's SQLite database, given to
+/// `report` and `view`: each is said to be no recording, and why.
+#[test]
+fn not_recordings_are_named() {
+    let dir = tempdir();
+    let folder = dir.path().join("recordings");
+    std::fs::create_dir(&folder).unwrap();
+    let empty = dir.path().join("empty.db");
+    std::fs::write(&empty, b"").unwrap();
+    let text = dir.path().join("notes.txt");
+    std::fs::write(&text, "just some text, not a database\n".repeat(100)).unwrap();
+    let other = dir.path().join("other.sqlite");
+    rusqlite::Connection::open(&other)
+        .unwrap()
+        .execute_batch("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1);")
+        .unwrap();
+    let pass = "\n  Pass a file written by `memwatch record -o FILE`";
+    let cases = [
+        (
+            &folder,
+            format!(
+                "{} is a directory, not a memwatch recording.{pass}",
+                folder.display()
+            ),
+        ),
+        (
+            &empty,
+            format!(
+                "{} is empty: not a memwatch recording (was the recording interrupted before it \
+                 began?).{pass}",
+                empty.display()
+            ),
+        ),
+        (
+            &text,
+            format!("{} is not a memwatch recording.{pass}", text.display()),
+        ),
+        (
+            &other,
+            format!("{} is not a memwatch recording.{pass}", other.display()),
+        ),
+    ];
+    for (file, message) in &cases {
+        let file = file.to_str().unwrap();
+        assert_says(&run(&["report", file], T), 2, message);
+        assert_says(
+            &run(&["view", "--listen", "127.0.0.1:0", file], T),
+            2,
+            message,
+        );
+    }
+}
+
+/// `--listen` takes a host name and prefers its loopback address; without a port it says what
+/// is accepted.
+#[test]
+fn listen_resolves_host_names() {
+    let dir = tempdir();
+    let log = dir.path().join("access.log");
+    std::fs::write(
+        &log,
+        "127.0.0.1 - - [19/May/2026:08:00:00 +0000] \"GET /a HTTP/1.1\" 200 5 \"-\" \"curl\"\n",
+    )
+    .unwrap();
+    let mut view = memwatch_tests::Running::start(&[
+        "view",
+        "--listen",
+        "localhost:0",
+        "--access-log",
+        log.to_str().unwrap(),
+    ]);
+    let line = view.wait_for("page at http://", T);
+    assert!(line.contains("page at http://127.0.0.1:"), "{line}");
+    view.signal(libc::SIGTERM);
+    let done = view.wait(T);
+    assert_eq!(done.code(), 0, "{}", done.stderr);
+
+    let done = run(&["view", "--listen", "localhost", log.to_str().unwrap()], T);
+    assert_refused_value(
+        &done,
+        "error: invalid value 'localhost' for '--listen <ADDR>': \"localhost\" has no port: give \
+         IP:PORT (127.0.0.1:7070, [::1]:7070, 0.0.0.0:7070) or HOST:PORT with a name this machine \
+         resolves (localhost:7070); port 0 picks a free port",
+    );
+}
+
+/// An access log that is a directory is refused up front (it was polled every 100 ms in vain
+/// and summed up as "0 lines").
+#[test]
+fn access_log_directory_is_refused() {
+    let dir = tempdir();
+    let out = dir.path().join("r.db");
+    let logs = dir.path().display().to_string();
+    let pid = std::process::id().to_string();
+    let message = format!(
+        "the access log {logs} is a directory.\n  Pass the log file itself, e.g. --access-log \
+         {logs}/access.log"
+    );
+    for args in [
+        &[
+            "record",
+            "-p",
+            &pid,
+            "--access-log",
+            &logs,
+            "-o",
+            out.to_str().unwrap(),
+        ][..],
+        &[
+            "record",
+            "--no-ebpf",
+            "-p",
+            &pid,
+            "--access-log",
+            &logs,
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        &["view", "--listen", "127.0.0.1:0", "--access-log", &logs],
+    ] {
+        assert_says(&run(args, T), 2, &message);
+    }
+    assert!(!out.exists());
+}
+
+/// `pprof -o` and `profile -o` keep an existing file unless --force, as `record` does, and say
+/// so before reading the recording.
+#[test]
+fn profile_outputs_are_not_overwritten() {
+    let dir = tempdir();
+    let existing = dir.path().join("out");
+    std::fs::write(&existing, b"keep me").unwrap();
+    let out = existing.to_str().unwrap();
+    let message =
+        format!("{out} already exists; pass --force to overwrite it, or choose another -o path");
+    assert_says(&run(&["pprof", "r.db", "-o", out], T), 2, &message);
+    assert_says(&run(&["profile", "r.db", "-o", out], T), 2, &message);
+    assert_eq!(std::fs::read(&existing).unwrap(), b"keep me");
+    // With --force, the recording is read (and here is missing).
+    assert_says(
+        &run(&["pprof", "/nonexistent.db", "-o", out, "--force"], T),
+        2,
+        "/nonexistent.db: no such file",
+    );
 }

@@ -131,10 +131,15 @@ fn row(source: Arc<str>, arrived_ns: i64, l: AccessLine) -> LogLineRow {
     }
 }
 
-/// Checks a log path before anything is loaded: readable if it exists, else its directory
-/// exists (the file is waited for).
+/// Checks a log path before anything is loaded: a file, readable if it exists, else its
+/// directory exists (the file is waited for). A directory is refused here, not polled in vain.
 pub fn check(path: &std::path::Path) -> Result<(), crate::error::SetupError> {
     use crate::error::SetupError;
+    if path.is_dir() {
+        return Err(SetupError::LogIsDirectory {
+            path: path.to_owned(),
+        });
+    }
     match std::fs::File::open(path) {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

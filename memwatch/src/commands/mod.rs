@@ -28,6 +28,17 @@ pub fn print_out(text: &str) -> std::io::Result<()> {
     }
 }
 
+/// Refuses to overwrite `path` (a command's `-o`) unless `force`, as `record` does; checked
+/// before anything is read.
+pub fn check_overwrite(path: &std::path::Path, force: bool) -> Result<(), SetupError> {
+    if !force && path.symlink_metadata().is_ok() {
+        return Err(SetupError::OutputExists {
+            path: path.to_owned(),
+        });
+    }
+    Ok(())
+}
+
 /// The documented exit code for an error that reached `main`.
 pub fn exit_code(err: &anyhow::Error) -> i32 {
     if let Some(e) = err.downcast_ref::<SetupError>() {

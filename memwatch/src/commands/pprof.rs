@@ -1,4 +1,4 @@
-//! `memwatch pprof FILE -o out.pb.gz [--route R] [--from T] [--to T]`.
+//! `memwatch pprof FILE -o out.pb.gz [--force] [--route R] [--from T] [--to T]`.
 
 use crate::{
     cli::{PprofArgs, TimeArg},
@@ -11,6 +11,7 @@ use crate::{
 
 /// Writes the profile and says what it holds; exit 0, or 2 (through the error) on bad input.
 pub fn run(args: &PprofArgs) -> anyhow::Result<i32> {
+    super::check_overwrite(&args.output, args.force)?;
     let rec = Recording::open(&args.file)?;
     let selection = Selection {
         range: range(&rec, args.from, args.to)?,
@@ -123,6 +124,7 @@ mod tests {
         let args = |file: &std::path::Path| PprofArgs {
             file: file.to_owned(),
             output: output.clone(),
+            force: true,
             route: Some("/a".into()),
             from: Some(TimeArg::At(B * S)),
             to: None,
@@ -139,6 +141,20 @@ mod tests {
                 Some(PprofError::NoStacks { .. })
             ),
             "{err}"
+        );
+        assert_eq!(exit_code(&err), exit::INPUT);
+        // The profile written above is kept without --force.
+        let err = run(&PprofArgs {
+            force: false,
+            ..args(&file)
+        })
+        .unwrap_err();
+        assert_eq!(
+            message(&err),
+            format!(
+                "{} already exists; pass --force to overwrite it, or choose another -o path",
+                output.display()
+            )
         );
         assert_eq!(exit_code(&err), exit::INPUT);
     }

@@ -1,4 +1,4 @@
-//! `memwatch profile FILE [-o profile.json]` and `memwatch diff BASE HEAD`.
+//! `memwatch profile FILE [-o profile.json [--force]]` and `memwatch diff BASE HEAD`.
 
 use crate::{
     cli::{DiffArgs, DiffFormat, ProfileArgs},
@@ -8,6 +8,9 @@ use crate::{
 };
 
 pub fn profile(args: &ProfileArgs) -> anyhow::Result<i32> {
+    if let Some(path) = &args.output {
+        super::check_overwrite(path, args.force)?;
+    }
     let profile = Profile::from_recording(&Recording::open(&args.file)?)?;
     let json = serde_json::to_string_pretty(&profile)?;
     match &args.output {

@@ -36,10 +36,18 @@ impl std::fmt::Debug for Recording {
 impl Recording {
     /// Opens and validates `path`.
     pub fn open(path: &Path) -> Result<Self, RecordingError> {
-        if !path.is_file() {
-            return Err(RecordingError::Missing {
-                path: path.to_owned(),
-            });
+        let path_buf = || path.to_owned();
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_dir() => return Err(RecordingError::IsDirectory { path: path_buf() }),
+            Ok(m) if !m.is_file() => {
+                return Err(RecordingError::NotARecording { path: path_buf() });
+            }
+            // A recording being written may hold everything in its write-ahead log yet.
+            Ok(m) if m.len() == 0 && !has_wal(path) => {
+                return Err(RecordingError::Empty { path: path_buf() });
+            }
+            Ok(_) => {}
+            Err(_) => return Err(RecordingError::Missing { path: path_buf() }),
         }
         // A file this user may not read says so, and whose it is, before SQLite says less.
         if let Err(source) = std::fs::File::open(path)
@@ -72,10 +80,9 @@ impl Recording {
             .pragma_query_value(None, "application_id", |r| r.get(0))
             .map_err(|e| classify(path, e))?;
         if app_id != APPLICATION_ID {
+            tracing::debug!(app_id, "SQLite application id is not memwatch's");
             return Err(RecordingError::NotARecording {
                 path: path.to_owned(),
-                found: app_id,
-                expected: APPLICATION_ID,
             });
         }
         let version: i64 = conn
@@ -154,13 +161,18 @@ impl Recording {
     }
 }
 
+/// Whether `path` has a non-empty SQLite write-ahead log beside it.
+fn has_wal(path: &Path) -> bool {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    std::fs::metadata(wal).is_ok_and(|m| m.len() > 0)
+}
+
 fn classify(path: &Path, e: rusqlite::Error) -> RecordingError {
     let code = e.sqlite_error_code();
     match code {
         Some(ErrorCode::NotADatabase) => RecordingError::NotARecording {
             path: path.to_owned(),
-            found: 0,
-            expected: APPLICATION_ID,
         },
         Some(ErrorCode::DatabaseCorrupt | ErrorCode::SystemIoFailure) => RecordingError::Corrupt {
             path: path.to_owned(),

@@ -766,7 +766,7 @@ pub async fn start(args: RecordOptions, hooks: Hooks) -> anyhow::Result<Session>
     }
     let router = Router::new(&args.routes)?;
     for &pid in &args.pids {
-        preflight::check_pid(pid)?;
+        preflight::check_pid(pid, args.follow_forks, args.force)?;
     }
     if let Some(cmd) = args.command.first() {
         spawn::resolve(cmd)?;

@@ -159,13 +159,32 @@ pub fn check_formats(config: &ProbeConfig) -> Result<Offsets, SetupError> {
     Ok(offsets)
 }
 
-/// A target PID must exist and must not be memwatch.
-pub fn check_pid(pid: u32) -> Result<(), SetupError> {
+/// `PF_KTHREAD` in the flags of /proc/PID/stat (include/linux/sched.h): a kernel thread.
+const PF_KTHREAD: u32 = 0x0020_0000;
+
+/// A target PID must exist, be a user process, and not be memwatch; PID 1 with its forks
+/// followed (every process on the machine) needs `force`.
+pub fn check_pid(pid: u32, follow_forks: bool, force: bool) -> Result<(), SetupError> {
     if pid == std::process::id() {
         return Err(SetupError::SelfTarget { pid });
     }
     if pid == 0 || !Path::new(&format!("/proc/{pid}")).is_dir() {
         return Err(SetupError::NoSuchPid { pid });
+    }
+    let stat = i32::try_from(pid)
+        .ok()
+        .and_then(|p| ::procfs::process::Process::new(p).ok())
+        .and_then(|p| p.stat().ok());
+    if let Some(stat) = stat
+        && stat.flags & PF_KTHREAD != 0
+    {
+        return Err(SetupError::KernelThread {
+            pid,
+            name: stat.comm,
+        });
+    }
+    if pid == 1 && follow_forks && !force {
+        return Err(SetupError::InitTarget);
     }
     Ok(())
 }
@@ -187,17 +206,36 @@ mod tests {
     #[test]
     fn rejects_self_and_missing_pids() {
         assert!(matches!(
-            check_pid(std::process::id()),
+            check_pid(std::process::id(), true, true),
             Err(SetupError::SelfTarget { .. })
         ));
         assert!(matches!(
-            check_pid(0),
+            check_pid(0, true, true),
             Err(SetupError::NoSuchPid { pid: 0 })
         ));
         // PIDs are at most 2^22 on Linux.
         assert!(matches!(
-            check_pid(4_194_304 + 17),
+            check_pid(4_194_304 + 17, true, true),
             Err(SetupError::NoSuchPid { .. })
         ));
+    }
+
+    /// PID 1 with its forks is every process: refused unless forced or alone. A kernel thread
+    /// (kthreadd, PID 2 outside a container) is refused whatever the flags.
+    #[test]
+    fn refuses_init_unless_forced_and_kernel_threads() {
+        assert!(matches!(
+            check_pid(1, true, false),
+            Err(SetupError::InitTarget)
+        ));
+        assert!(check_pid(1, true, true).is_ok());
+        assert!(check_pid(1, false, false).is_ok());
+        let kthreadd = std::fs::read_to_string("/proc/2/comm").unwrap_or_default();
+        if kthreadd.trim() == "kthreadd" {
+            assert!(matches!(
+                check_pid(2, true, true),
+                Err(SetupError::KernelThread { pid: 2, name }) if name == "kthreadd"
+            ));
+        }
     }
 }
