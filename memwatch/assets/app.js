@@ -1323,8 +1323,15 @@
       tr.appendChild(numCell(fmtBytes(q.bytes_in)));
       tr.appendChild(numCell(fmtBytes(q.bytes_out)));
       tr.appendChild(numCell(fmtMs(q.duration_ms)));
-      tr.appendChild(numCell(fmtBytes(q.vm_bytes), '', `${fmtInt(q.vm_bytes)} bytes`));
-      tr.appendChild(numCell(fmtBytes(q.rss_bytes), 'strong', `${fmtInt(q.rss_bytes)} bytes`));
+      tr.appendChild(numCell(fmtBytes(q.vm_bytes), '', `${fmtInt(q.vm_bytes)} bytes of address space mapped`));
+      tr.appendChild(numCell(fmtBytes(q.rss_bytes), '', `${fmtInt(q.rss_bytes)} bytes: page faults × the page size, gross`));
+      // Recordings without retained figures (before schema 3, or --no-ebpf) have null here.
+      const known = isNum(q.grown_bytes) && isNum(q.retained_bytes);
+      tr.appendChild(numCell(known ? fmtBytes(q.grown_bytes) : '–', 'bytes',
+        known ? `${fmtInt(q.grown_bytes)} bytes made resident, each page once` : 'this recording has no retained-memory figures'));
+      tr.appendChild(numCell(known ? fmtBytes(q.retained_bytes) : '–', 'bytes strong',
+        known ? `${fmtInt(q.retained_bytes)} bytes still held at the end of the ${state.sel ? 'selected range' : 'run'}: ` +
+          `${fmtInt(q.grown_bytes)} made resident, ${fmtInt(q.released_bytes)} released` : ''));
       const ex = el('td', 'center exact');
       if (q.exact === false) {
         const b = el('span', 'approx', '≈');

@@ -195,6 +195,19 @@ test('offline: clicking /leak lists its requests and highlights them on the char
   assert.ok(highlighted > 0, 'the chart highlights the route’s requests');
   assert.equal(highlighted, want, 'every listed request is drawn on the chart');
 
+  // Each request says what it made resident and what it still keeps at the end of the range:
+  // every /leak request keeps its 256 KiB (and perhaps a page of bookkeeping).
+  const heads = await page.$$eval('#requests thead th', (c) => c.map((x) => x.textContent.trim()));
+  assert.deepEqual(heads.slice(8, 12), ['Virtual', 'Faulted in', 'Made resident', 'Kept']);
+  const cells = await page.$$eval('#requests tr.request-row', (rows) => rows.map((r) => [...r.cells].slice(9, 12).map((c) => c.textContent)));
+  const listed = await page.evaluate(() => window.memwatch.state.requests.requests.map((q) => [q.rss_bytes, q.grown_bytes, q.retained_bytes]));
+  assert.equal(cells.length, want);
+  for (let i = 0; i < want; i++) {
+    const [, grown, kept] = listed[i];
+    assert.ok(kept >= 256 * 1024 && kept <= 256 * 1024 + 4096 && grown >= kept, `request ${i}: ${JSON.stringify(listed[i])}`);
+    assert.equal(cells[i][2], kept === 256 * 1024 ? '256 KiB' : '260 KiB', `Kept cell of request ${i}: ${JSON.stringify(cells[i])}`);
+  }
+
   await page.screenshot({ path: shotPath('route.png'), fullPage: true });
   assert.deepEqual(offline.problems, [], 'no script errors or CSP violations');
   await offline.context.close();

@@ -123,17 +123,18 @@ impl Recording {
         })
     }
 
-    /// Bytes released up to `to_ns` (to the second) per request, of requests that ended in
-    /// `[from_ns, to_ns]`. Whole.
+    /// Bytes released after they ended and up to `until_ns` (to the second) per request, of
+    /// requests that ended in `[from_ns, to_ns]`. Whole.
     pub fn later_releases_by_request(
         &self,
         from_ns: i64,
         to_ns: i64,
+        until_ns: i64,
     ) -> Result<std::collections::HashMap<i64, i64>, RecordingError> {
         if !self.has_origin() {
             return Ok(std::collections::HashMap::new());
         }
-        let (_, last_s) = rollup_seconds(from_ns, to_ns);
+        let (_, last_s) = rollup_seconds(from_ns, until_ns);
         let rows = self.rows(
             "SELECT request_id, SUM(bytes) FROM releases
              WHERE request_id != 0 AND req_end_ns BETWEEN ?1 AND ?2 AND second <= ?3

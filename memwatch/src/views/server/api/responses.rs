@@ -756,11 +756,19 @@ pub(crate) struct Request {
     pub duration_ms: f64,
     pub end_ms: i64,
     pub exact: bool,
+    /// Bytes it made resident, each page once (null without retained figures).
+    pub grown_bytes: Option<i64>,
     pub host: Option<String>,
     pub id: i64,
     pub method: Option<String>,
     pub pid: i64,
+    /// Of `grown_bytes`, released by the end of the range (to the second), by itself or later
+    /// by any thread.
+    pub released_bytes: Option<i64>,
+    /// What it kept: `grown_bytes` − `released_bytes`.
+    pub retained_bytes: Option<i64>,
     pub route: Option<String>,
+    /// Page faults × the page size while it ran: gross, 0 for memory reused without a fault.
     pub rss_bytes: i64,
     pub start_ms: i64,
     pub status: Option<i64>,
@@ -789,6 +797,8 @@ impl From<RequestEntry> for Request {
             rss_bytes,
             exact,
             user_agent,
+            grown,
+            released,
         } = r;
         Self {
             bytes_in,
@@ -796,10 +806,13 @@ impl From<RequestEntry> for Request {
             duration_ms: end_ns.saturating_sub(start_ns) as f64 / 1e6,
             end_ms: end_ns / MS,
             exact,
+            grown_bytes: grown,
             host,
             id,
             method,
             pid,
+            released_bytes: released,
+            retained_bytes: grown.zip(released).map(|(g, r)| g.saturating_sub(r)),
             route,
             rss_bytes,
             start_ms: start_ns / MS,
@@ -1148,10 +1161,13 @@ mod tests {
                 duration_ms: 0.1,
                 end_ms: 1,
                 exact: true,
+                grown_bytes: Some(8192),
                 host: Some("localhost".into()),
                 id: 1,
                 method: Some("GET".into()),
                 pid: 1,
+                released_bytes: Some(4096),
+                retained_bytes: Some(4096),
                 route: Some("/".into()),
                 rss_bytes: 0,
                 start_ms: 0,
@@ -1304,6 +1320,122 @@ mod tests {
         let coarse = RetainedByRoute::read(&rec, range, 3, 5).unwrap();
         assert_eq!(coarse.t, [B + 1_999, B + 3_000]);
         assert_eq!(coarse.routes[0].v, [262_144, 262_144]);
+    }
+
+    /// A route's request list says what each request made resident and what it still keeps at
+    /// the end of the range (to the second, as the routes' figures), whatever its page faults
+    /// were: a request served from reused heap takes none.
+    #[test]
+    fn requests_carry_what_each_made_resident_and_keeps() {
+        use crate::{
+            model::{ReleaseRow, RequestRow, Row},
+            recording::Writer,
+        };
+        const B: i64 = 1_800_000_000_000;
+        const KIB: u64 = 1024;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        let writer = Writer::create(&path, &[]).unwrap();
+        let request = |id: i64, end_ms: i64, rss: i64, grown: u64, released: u64| RequestRow {
+            id,
+            pid: 1,
+            tid: 1,
+            method: Some("GET".into()),
+            route: Some("/leak".into()),
+            target: Some(format!("/leak?n={id}")),
+            status: Some(200),
+            start_ns: (end_ms - 1) * MS,
+            end_ns: end_ms * MS,
+            exact: true,
+            rss_bytes: rss,
+            grown,
+            released,
+            ..RequestRow::default()
+        };
+        // 1 faults in 64 KiB and keeps them; 2 takes 32 KiB of reused heap (no fault) and frees
+        // 8 KiB of it before it ends; 3 keeps 16 KiB until another thread releases them at
+        // B+2.5 s.
+        let first = request(1, B + 100, 65_536, 64 * KIB, 0);
+        let second = request(2, B + 200, 0, 32 * KIB, 8 * KIB);
+        let third = request(3, B + 300, 16_384, 16 * KIB, 0);
+        let release = Row::Release(Box::new(ReleaseRow {
+            ts_ns: (B + 2_500) * MS,
+            pid: 1,
+            request_id: 3,
+            request_end_ns: third.end_ns,
+            method: Some("GET".into()),
+            route: Some("/leak".into()),
+            bytes: 16 * KIB,
+        }));
+        writer.send(vec![
+            Row::Request(Box::new(first)),
+            Row::Request(Box::new(second)),
+            Row::Request(Box::new(third)),
+            release,
+        ]);
+        writer.finish().unwrap();
+        let rec = Recording::open(&path).unwrap();
+        let figures = |to_ms: i64| {
+            let filter = RequestFilter {
+                from_ns: B * MS,
+                to_ns: to_ms * MS,
+                route: Some("/leak".into()),
+                method: Some("GET".into()),
+            };
+            let answer = serde_json::to_value(Requests::read(&rec, &filter, 200).unwrap()).unwrap();
+            answer["requests"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    (
+                        r["id"].as_i64().unwrap(),
+                        r["rss_bytes"].as_i64().unwrap(),
+                        r["grown_bytes"].as_i64().unwrap(),
+                        r["released_bytes"].as_i64().unwrap(),
+                        r["retained_bytes"].as_i64().unwrap(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        // Before the release (newest first).
+        assert_eq!(
+            figures(B + 1_000),
+            [
+                (3, 16_384, 16_384, 0, 16_384),
+                (2, 0, 32_768, 8_192, 24_576),
+                (1, 65_536, 65_536, 0, 65_536),
+            ]
+        );
+        // A range that ends in the second of the release sees it.
+        assert_eq!(
+            figures(B + 2_100),
+            [
+                (3, 16_384, 16_384, 16_384, 0),
+                (2, 0, 32_768, 8_192, 24_576),
+                (1, 65_536, 65_536, 0, 65_536),
+            ]
+        );
+
+        // A recording without retained figures (schema 2) answers null for them.
+        let old = dir.path().join("old.db");
+        std::fs::copy(&path, &old).unwrap();
+        rusqlite::Connection::open(&old)
+            .unwrap()
+            .execute_batch("PRAGMA user_version = 2;")
+            .unwrap();
+        let rec = Recording::open(&old).unwrap();
+        let filter = RequestFilter {
+            from_ns: 0,
+            to_ns: i64::MAX,
+            ..RequestFilter::default()
+        };
+        let answer = serde_json::to_value(Requests::read(&rec, &filter, 200).unwrap()).unwrap();
+        let first = &answer["requests"][2];
+        assert_eq!(first["rss_bytes"], 65_536);
+        for key in ["grown_bytes", "released_bytes", "retained_bytes"] {
+            assert_eq!(first[key], serde_json::Value::Null, "{key}");
+        }
     }
 
     /// A recording with one row of each kind the API lists that cannot be decoded (a value of
