@@ -553,8 +553,8 @@ pub(crate) struct RetainedByRoute {
     pub outside: Vec<i64>,
     /// The routes that retain most at the end of the range, most first.
     pub routes: Vec<RouteRetained>,
-    /// The last millisecond of each bucket of whole seconds, the time its values hold at (the
-    /// last bucket's clamped to `to_ms`).
+    /// The last millisecond of each bucket, the time its values hold at (the last bucket's
+    /// clamped to `to_ms`).
     pub t: Vec<i64>,
     pub to_ms: i64,
 }
@@ -606,10 +606,7 @@ impl RetainedByRoute {
             other,
             outside,
             routes: routes.into_iter().map(RouteRetained::from).collect(),
-            t: ends
-                .into_iter()
-                .map(|s| s.saturating_mul(1000).saturating_sub(1).min(to / MS))
-                .collect(),
+            t: ends.into_iter().map(|e| e.div_euclid(MS)).collect(),
             to_ms: to / MS,
         })
     }
@@ -1280,46 +1277,93 @@ mod tests {
         );
     }
 
-    /// Retained memory's buckets are whole seconds, each at its last millisecond: strictly
-    /// increasing even when the range ends on a second's first millisecond.
+    /// Retained memory steps with the resident set: over a range of a few seconds its buckets
+    /// are whole milliseconds, and a request counts in the bucket of its end, so that the line
+    /// rises within one sample interval of the RSS sample that shows the request's growth
+    /// (whole seconds, stamped at each second's end, drew it up to a second late: 0.7 s for a
+    /// request that ended at .3 s). Ranges whose buckets would be a second or longer keep
+    /// whole seconds, each at its last millisecond, strictly increasing even when the range
+    /// ends on a second's first millisecond.
     #[test]
-    fn retained_buckets_end_within_the_range() {
+    fn retained_steps_with_the_resident_set() {
         use crate::{
             model::{RequestRow, Row},
             recording::Writer,
         };
         const B: i64 = 1_800_000_000_000;
+        const MIB: u64 = 1 << 20;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.db");
         let writer = Writer::create(&path, &[]).unwrap();
-        writer.send(vec![Row::Request(Box::new(RequestRow {
+        // A sample every 100 ms; the request faults in 256 KiB and ends at B+1.3 s, so the
+        // sample at B+1.4 s is the first to hold it.
+        let mut rows: Vec<Row> = (0..=30)
+            .map(|i| Row::Sample {
+                ts_ns: (B + i * 100) * MS,
+                pid: 1,
+                rss_bytes: if i * 100 <= 1_300 { MIB } else { MIB + 262_144 },
+                vm_bytes: 4 * MIB,
+                faults: 0,
+            })
+            .collect();
+        rows.push(Row::Request(Box::new(RequestRow {
             id: 1,
             method: Some("GET".into()),
             route: Some("/leak".into()),
-            start_ns: (B + 1_200) * MS,
+            start_ns: (B + 1_290) * MS,
             end_ns: (B + 1_300) * MS,
             exact: true,
             grown: 262_144,
             ..RequestRow::default()
-        }))]);
+        })));
+        writer.send(rows);
         writer.finish().unwrap();
         let rec = Recording::open(&path).unwrap();
         let range = Range {
             from_ns: Some((B + 250) * MS),
             to_ns: Some((B + 3_000) * MS),
         };
+
+        // 2,751 ms in at most 1000 buckets: 3 ms each from B+250, the last clamped to the end.
         let answer = RetainedByRoute::read(&rec, range, 1000, 5).unwrap();
-        assert_eq!(
-            answer.t,
-            [B + 999, B + 1_999, B + 2_999, B + 3_000],
-            "{answer:?}"
-        );
+        assert_eq!(answer.t.len(), 917, "{answer:?}");
+        assert_eq!(answer.t[..2], [B + 252, B + 255]);
+        assert_eq!(answer.t[915..], [B + 2_997, B + 3_000]);
+        assert!(answer.t.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(answer.routes.len(), 1);
-        assert_eq!(answer.routes[0].v, [0, 262_144, 262_144, 262_144]);
-        assert_eq!((answer.other, answer.outside), (vec![0; 4], vec![0; 4]));
-        let coarse = RetainedByRoute::read(&rec, range, 3, 5).unwrap();
+        let leak = &answer.routes[0].v;
+        let first = leak.iter().position(|&v| v != 0).unwrap();
+        assert_eq!(answer.t[first - 1..=first], [B + 1_299, B + 1_302]);
+        assert!(leak[first..].iter().all(|&v| v == 262_144), "{leak:?}");
+        assert_eq!((answer.other, answer.outside), (vec![0; 917], vec![0; 917]));
+        // A range that starts and ends within milliseconds: the buckets start at its first
+        // millisecond, and the last ends in a later millisecond than the one before.
+        let odd = Range {
+            from_ns: Some((B + 250) * MS + 400_000),
+            to_ns: Some((B + 2_997) * MS + 300_000),
+        };
+        let shifted = RetainedByRoute::read(&rec, odd, 1000, 5).unwrap();
+        assert_eq!(shifted.t.len(), 916);
+        assert_eq!(shifted.t[..2], [B + 252, B + 255]);
+        assert_eq!(shifted.t[914..], [B + 2_994, B + 2_997]);
+        // The resident set's step, in the timeline of the same range: one sample later.
+        let timeline = Timeline::read(&rec, range, 1000).unwrap();
+        let rss_step = timeline.rss.t[timeline.rss.v.iter().position(|&v| v > MIB as i64).unwrap()];
+        assert_eq!(rss_step, B + 1_400);
+
+        // Two buckets at most: whole seconds, two each, the last clamped to the end.
+        let coarse = RetainedByRoute::read(&rec, range, 2, 5).unwrap();
         assert_eq!(coarse.t, [B + 1_999, B + 3_000]);
         assert_eq!(coarse.routes[0].v, [262_144, 262_144]);
+        // A range of 4,001 seconds in 1000 buckets: 5 s each from the range's second.
+        let long = Range {
+            from_ns: Some((B + 250) * MS),
+            to_ns: Some((B + 4_000_000) * MS),
+        };
+        let coarse = RetainedByRoute::read(&rec, long, 1000, 5).unwrap();
+        assert_eq!(coarse.t[..2], [B + 4_999, B + 9_999]);
+        assert_eq!(coarse.t.last(), Some(&(B + 4_000_000)));
+        assert_eq!(coarse.routes[0].v[..2], [262_144, 262_144]);
     }
 
     /// A route's request list says what each request made resident and what it still keeps at
