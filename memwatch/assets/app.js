@@ -99,12 +99,39 @@
     return s.indexOf('.') >= 0 ? s.replace(/\.?0+$/, '') : s;
   }
 
-  /** Axis label for a value in MiB. */
-  function fmtMiBAxis(v) {
+  /** Axis label for a value in MiB, with at least `extra` more decimals than by default. */
+  function fmtMiBAxis(v, extra) {
     if (!isNum(v)) return '';
-    if (Math.abs(v) >= 1024) return trimZeros((v / 1024).toFixed(2)) + ' GiB';
-    if (Math.abs(v) >= 1) return trimZeros(v.toFixed(1)) + ' MiB';
-    return trimZeros((v * 1024).toFixed(0)) + ' KiB';
+    const more = extra || 0;
+    if (Math.abs(v) >= 1024) return trimZeros((v / 1024).toFixed(2 + more)) + ' GiB';
+    if (Math.abs(v) >= 1) return trimZeros(v.toFixed(1 + more)) + ' MiB';
+    return trimZeros((v * 1024).toFixed(more)) + ' KiB';
+  }
+
+  /**
+   * Labels for memory ticks at `splits` (MiB): as few decimals as keep every two ticks of
+   * different values apart, so that an axis over a range of a few KiB never reads
+   * "21.2, 21.2, 21.3". Pure: the browser test calls it through `window.memwatch`.
+   */
+  function memTickLabels(splits) {
+    let labels = splits.map((v) => fmtMiBAxis(v));
+    // Six more decimals at most: past that, ticks would be less than a byte apart.
+    for (let extra = 1; extra <= 6 && !ticksDistinct(splits, labels); extra++) {
+      labels = splits.map((v) => fmtMiBAxis(v, extra));
+    }
+    return labels;
+  }
+
+  /** Whether ticks of different values at `splits` have different `labels`. */
+  function ticksDistinct(splits, labels) {
+    const seen = new Map();
+    for (let i = 0; i < splits.length; i++) {
+      if (!isNum(splits[i])) continue;
+      const prev = seen.get(labels[i]);
+      if (prev !== undefined && prev !== splits[i]) return false;
+      seen.set(labels[i], splits[i]);
+    }
+    return true;
   }
 
   function fmtInt(n) {
@@ -504,7 +531,7 @@
       grid: grid ? GRID : { show: false },
       ticks: TICKS,
       size: side === 3 ? AXIS_LEFT : AXIS_RIGHT,
-      values: (u, splits) => splits.map(fmtMiBAxis),
+      values: (u, splits) => memTickLabels(splits),
     };
   }
 
@@ -1334,8 +1361,15 @@
       tr.appendChild(numCell(fmtBytes(q.bytes_in)));
       tr.appendChild(numCell(fmtBytes(q.bytes_out)));
       tr.appendChild(numCell(fmtMs(q.duration_ms)));
-      tr.appendChild(numCell(fmtBytes(q.vm_bytes), '', `${fmtInt(q.vm_bytes)} bytes`));
-      tr.appendChild(numCell(fmtBytes(q.rss_bytes), 'strong', `${fmtInt(q.rss_bytes)} bytes`));
+      tr.appendChild(numCell(fmtBytes(q.vm_bytes), '', `${fmtInt(q.vm_bytes)} bytes of address space mapped`));
+      tr.appendChild(numCell(fmtBytes(q.rss_bytes), '', `${fmtInt(q.rss_bytes)} bytes: page faults × the page size, gross`));
+      // Recordings without retained figures (before schema 3, or --no-ebpf) have null here.
+      const known = isNum(q.grown_bytes) && isNum(q.retained_bytes);
+      tr.appendChild(numCell(known ? fmtBytes(q.grown_bytes) : '–', 'bytes',
+        known ? `${fmtInt(q.grown_bytes)} bytes made resident, each page once` : 'this recording has no retained-memory figures'));
+      tr.appendChild(numCell(known ? fmtBytes(q.retained_bytes) : '–', 'bytes strong',
+        known ? `${fmtInt(q.retained_bytes)} bytes still held at the end of the ${state.sel ? 'selected range' : 'run'}: ` +
+          `${fmtInt(q.grown_bytes)} made resident, ${fmtInt(q.released_bytes)} released` : ''));
       const ex = el('td', 'center exact');
       if (q.exact === false) {
         const b = el('span', 'approx', '≈');
@@ -1938,6 +1972,7 @@
       return pending === 0 ? Promise.resolve() : new Promise((r) => idleWaiters.push(r));
     },
     requestLimit: REQUEST_LIMIT,
+    memTickLabels,
     /** How many request bands the last chart draw highlighted. */
     get highlightCount() {
       return highlightCount;

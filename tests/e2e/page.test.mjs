@@ -195,10 +195,48 @@ test('offline: clicking /leak lists its requests and highlights them on the char
   assert.ok(highlighted > 0, 'the chart highlights the route’s requests');
   assert.equal(highlighted, want, 'every listed request is drawn on the chart');
 
+  // Each request says what it made resident and what it still keeps at the end of the range:
+  // every /leak request keeps its 256 KiB (and perhaps a page of bookkeeping).
+  const heads = await page.$$eval('#requests thead th', (c) => c.map((x) => x.textContent.trim()));
+  assert.deepEqual(heads.slice(8, 12), ['Virtual', 'Faulted in', 'Made resident', 'Kept']);
+  const cells = await page.$$eval('#requests tr.request-row', (rows) => rows.map((r) => [...r.cells].slice(9, 12).map((c) => c.textContent)));
+  const listed = await page.evaluate(() => window.memwatch.state.requests.requests.map((q) => [q.rss_bytes, q.grown_bytes, q.retained_bytes]));
+  assert.equal(cells.length, want);
+  for (let i = 0; i < want; i++) {
+    const [, grown, kept] = listed[i];
+    assert.ok(kept >= 256 * 1024 && kept <= 256 * 1024 + 4096 && grown >= kept, `request ${i}: ${JSON.stringify(listed[i])}`);
+    assert.equal(cells[i][2], kept === 256 * 1024 ? '256 KiB' : '260 KiB', `Kept cell of request ${i}: ${JSON.stringify(cells[i])}`);
+  }
+
   await page.screenshot({ path: shotPath('route.png'), fullPage: true });
   assert.deepEqual(offline.problems, [], 'no script errors or CSP violations');
   await offline.context.close();
   offline = null;
+});
+
+test('memory axis: tick labels get the decimals that keep them apart', async () => {
+  const { context, page, problems } = await openPage(env('MEMWATCH_URL_OFFLINE'));
+  try {
+    const labels = (splits) => page.evaluate((s) => window.memwatch.memTickLabels(s), splits);
+    // Eleven ticks 0.01 MiB apart (RSS that barely moves): two decimals, none repeated.
+    assert.deepEqual(
+      await labels([21.2, 21.21, 21.22, 21.23, 21.24, 21.25, 21.26, 21.27, 21.28, 21.29, 21.3]),
+      ['21.2 MiB', '21.21 MiB', '21.22 MiB', '21.23 MiB', '21.24 MiB', '21.25 MiB', '21.26 MiB',
+        '21.27 MiB', '21.28 MiB', '21.29 MiB', '21.3 MiB']);
+    // Steps of 0.005 MiB: three decimals.
+    assert.deepEqual(await labels([21.2, 21.205, 21.21]), ['21.2 MiB', '21.205 MiB', '21.21 MiB']);
+    // Ranges that need no more keep the usual labels.
+    assert.deepEqual(await labels([0, 5, 10, 15]), ['0 KiB', '5 MiB', '10 MiB', '15 MiB']);
+    assert.deepEqual(await labels([21, 21.5, 22]), ['21 MiB', '21.5 MiB', '22 MiB']);
+    // Half-KiB steps below a MiB, and GiB half a MiB apart.
+    assert.deepEqual(await labels([0.5, 0.5005, 0.501]), ['512 KiB', '512.5 KiB', '513 KiB']);
+    assert.deepEqual(await labels([2048, 2048.5, 2049]), ['2 GiB', '2.0005 GiB', '2.001 GiB']);
+    // A tick uPlot leaves without a value has no label.
+    assert.deepEqual(await labels([null, 1.25, 1.26]), ['', '1.25 MiB', '1.26 MiB']);
+    assert.deepEqual(problems, [], 'no script errors or CSP violations');
+  } finally {
+    await context.close();
+  }
 });
 
 test('offline: "Retained by route" draws /leak first, with what it kept, and hides it again', async () => {

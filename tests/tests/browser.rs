@@ -44,14 +44,17 @@ fn page_in_headless_chromium() {
         view(&["view", file.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
 
     // Hostile data in the retained-memory legend: the same recording with /leak renamed to HTML
-    // in the rollups the chart reads.
+    // in the rollups and rows the chart reads (rows over a range of seconds, the rollups over
+    // longer ones).
     let hostile = dir.path().join("hostile-route.db");
     std::fs::copy(&file, &hostile).unwrap();
     rusqlite::Connection::open(&hostile)
         .unwrap()
-        .execute(
-            "UPDATE request_rollup SET route = ?1 WHERE route = '/leak'",
-            ["/<img src=x onerror=alert(1)>"],
+        .execute_batch(
+            "UPDATE request_rollup SET route = '/<img src=x onerror=alert(1)>'
+             WHERE route = '/leak';
+             UPDATE request_rows SET route = '/<img src=x onerror=alert(1)>'
+             WHERE route = '/leak';",
         )
         .unwrap();
     let (_hostile, hostile_url) =

@@ -682,7 +682,7 @@ pub fn endpoints(rec: &Recording, range: Range) -> Q<Vec<Endpoint>> {
     let origin = rec.has_origin();
     if estimate <= EXACT_LIMIT {
         let later = if origin {
-            Some(rec.later_releases_by_request(from, to)?)
+            Some(rec.later_releases_by_request(from, to, to)?)
         } else {
             None
         };

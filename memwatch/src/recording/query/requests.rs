@@ -102,6 +102,12 @@ pub struct RequestEntry {
     pub exact: bool,
     /// From the access-log line joined to the request, if any.
     pub user_agent: Option<String>,
+    /// Bytes it made resident, each page once (`None` without retained figures, before
+    /// schema 3).
+    pub grown: Option<i64>,
+    /// Of those, released by the end of the filter's range (to the second): before it ended,
+    /// by itself, or later by any thread. `None` before schema 3.
+    pub released: Option<i64>,
 }
 
 /// The requests a [`RequestFilter`] selects, `?1`..`?4` being its fields in order (a macro, so
@@ -303,7 +309,8 @@ impl Recording {
         )
     }
 
-    /// The `limit` newest requests `filter` selects, newest first. [`Decoded`].
+    /// The `limit` newest requests `filter` selects, newest first, with what each made resident
+    /// and released by the end of the range. [`Decoded`].
     pub fn newest_requests(
         &self,
         filter: &RequestFilter,
@@ -315,16 +322,32 @@ impl Recording {
             route,
             method,
         } = filter;
-        self.decoded(
-            "requests",
+        // Recordings before schema 3 have no `grown` and `released` columns.
+        let origin = self.has_origin();
+        let sql = if origin {
             concat!(
                 "SELECT id, start_ns, end_ns, pid, tid, method, target, route, host, status,
                         bytes_in, bytes_out, vm_bytes, rss_bytes, exact,
-                        (SELECT user_agent FROM log_lines WHERE request_id = requests.id LIMIT 1)
+                        (SELECT user_agent FROM log_lines WHERE request_id = requests.id LIMIT 1),
+                        grown, released
                  FROM requests WHERE ",
                 filter!(),
                 " ORDER BY end_ns DESC, id DESC LIMIT ?5"
-            ),
+            )
+        } else {
+            concat!(
+                "SELECT id, start_ns, end_ns, pid, tid, method, target, route, host, status,
+                        bytes_in, bytes_out, vm_bytes, rss_bytes, exact,
+                        (SELECT user_agent FROM log_lines WHERE request_id = requests.id LIMIT 1),
+                        NULL, NULL
+                 FROM requests WHERE ",
+                filter!(),
+                " ORDER BY end_ns DESC, id DESC LIMIT ?5"
+            )
+        };
+        let mut newest = self.decoded(
+            "requests",
+            sql,
             params![from_ns, to_ns, route, method, limit],
             |r| {
                 Ok(RequestEntry {
@@ -344,9 +367,24 @@ impl Recording {
                     rss_bytes: r.get(13)?,
                     exact: r.get(14)?,
                     user_agent: r.get(15)?,
+                    grown: r.get(16)?,
+                    released: r.get(17)?,
                 })
             },
-        )
+        )?;
+        if origin && !newest.rows.is_empty() {
+            // What was released after each request ended, by the end of the range: one pass
+            // over the releases of requests that ended between the oldest and newest listed.
+            let oldest = newest.rows.iter().map(|r| r.end_ns).min().unwrap_or(0);
+            let latest = newest.rows.iter().map(|r| r.end_ns).max().unwrap_or(0);
+            let later = self.later_releases_by_request(oldest, latest, *to_ns)?;
+            for r in &mut newest.rows {
+                if let (Some(released), Some(more)) = (r.released.as_mut(), later.get(&r.id)) {
+                    *released = released.saturating_add(*more);
+                }
+            }
+        }
+        Ok(newest)
     }
 
     /// Captured requests that no access-log line was joined to.

@@ -123,17 +123,18 @@ impl Recording {
         })
     }
 
-    /// Bytes released up to `to_ns` (to the second) per request, of requests that ended in
-    /// `[from_ns, to_ns]`. Whole.
+    /// Bytes released after they ended and up to `until_ns` (to the second) per request, of
+    /// requests that ended in `[from_ns, to_ns]`. Whole.
     pub fn later_releases_by_request(
         &self,
         from_ns: i64,
         to_ns: i64,
+        until_ns: i64,
     ) -> Result<std::collections::HashMap<i64, i64>, RecordingError> {
         if !self.has_origin() {
             return Ok(std::collections::HashMap::new());
         }
-        let (_, last_s) = rollup_seconds(from_ns, to_ns);
+        let (_, last_s) = rollup_seconds(from_ns, until_ns);
         let rows = self.rows(
             "SELECT request_id, SUM(bytes) FROM releases
              WHERE request_id != 0 AND req_end_ns BETWEEN ?1 AND ?2 AND second <= ?3
@@ -251,14 +252,14 @@ pub struct RouteSeries {
     pub retained: Vec<i64>,
 }
 
-/// Retained memory over time, in steps of whole seconds: at the end of each step, what the
-/// requests that ended by then made resident, less what they released by then (themselves or
-/// later, by any thread), per route; and the same for memory made outside any request. Each
-/// value counts everything since the recording started, not only the range's steps.
+/// Retained memory over time, in steps: at the end of each step, what the requests that ended
+/// by then made resident, less what they released by then (themselves or later, by any
+/// thread), per route; and the same for memory made outside any request. Each value counts
+/// everything since the recording started, not only the range's steps.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RetainedOverTime {
-    /// Where each step ends, in whole seconds (the second after its last): its values are those
-    /// at that time. The first step also holds everything before it.
+    /// Where each step ends (ns, its last nanosecond, the last step's clamped to the range's
+    /// end): its values are those at that time. The first step also holds everything before it.
     pub ends: Vec<i64>,
     /// The routes that retain most at the end of the last step (and retain anything), most
     /// first.
@@ -269,13 +270,27 @@ pub struct RetainedOverTime {
     pub outside: Vec<i64>,
 }
 
+/// Above this many requests in a range's seconds, retained memory over time is read from the
+/// per-second rollups (steps of whole seconds) rather than from each request's end.
+pub const FINE_RETAINED_LIMIT: i64 = 200_000;
+
+const NS_PER_S: i64 = 1_000_000_000;
+const NS_PER_MS: i64 = 1_000_000;
+
 impl Recording {
-    /// Retained memory per route at the end of each step of whole seconds from the second of
-    /// `from_ns` to that of `to_ns`: one step per second, or when that would make more than
-    /// `max_steps` steps, as few seconds per step as keep them within it (the last step may be
-    /// shorter). As the series are cumulative, a step's value is its last second's. The `top`
-    /// routes that retain most at the end have series of their own; the others are summed.
-    /// Whole; empty without retained figures.
+    /// Retained memory per route at the end of each of at most `max_steps` steps over
+    /// `[from_ns, to_ns]`. Requests count from the moment they ended, so that the series
+    /// step with the resident set: where a step would be shorter than a second, the steps
+    /// are whole milliseconds from the millisecond of `from_ns`, each request counted in the step of its end
+    /// (unless the range's seconds hold more than [`FINE_RETAINED_LIMIT`] requests). Releases
+    /// of requests' memory after they ended, and memory made and released outside requests,
+    /// are stored per second: they count at the end of their second (in the last step when
+    /// that is after `to_ns`). Otherwise the steps are whole seconds from the second of
+    /// `from_ns`, one per second or as few seconds each as keep them within `max_steps` (the
+    /// last may be shorter), each holding its last second whole (as the series are
+    /// cumulative, a step's value is its last second's). The `top` routes that retain most at
+    /// the end have series of their own; the others are summed. Whole; empty without retained
+    /// figures.
     pub fn retained_over_time(
         &self,
         from_ns: i64,
@@ -286,43 +301,85 @@ impl Recording {
         if !self.has_origin() || max_steps == 0 {
             return Ok(RetainedOverTime::default());
         }
-        let (first_s, last_s) = rollup_seconds(from_ns, to_ns.max(from_ns));
-        let seconds = last_s.saturating_sub(first_s).saturating_add(1).max(1) as u64;
-        let width = seconds.div_ceil(max_steps as u64);
-        let n = (seconds.div_ceil(width) as usize).clamp(1, max_steps);
-        let width_s = width as i64;
+        let to_ns = to_ns.max(from_ns);
+        let (first_s, last_s) = rollup_seconds(from_ns, to_ns);
+        // Short steps start at the range's first whole millisecond, so that their ends, in
+        // ms, are distinct. The range's nanoseconds from there, both ends included:
+        let start = from_ns.saturating_sub(from_ns.rem_euclid(NS_PER_MS));
+        let span = (i128::from(to_ns) - i128::from(start) + 1) as u128;
+        let step_ms = span.div_ceil(max_steps as u128).div_ceil(NS_PER_MS as u128);
+        let fine =
+            step_ms < 1000 && self.rollup_request_count(first_s, last_s)? <= FINE_RETAINED_LIMIT;
+        // `n` steps of `width` units (of `unit` ns: ns when fine, else seconds) from `origin`
+        // (in units); a time in ns counts in step (time / unit - origin) / width.
+        let (unit, origin, width, n) = if fine {
+            let width = (step_ms.max(1) as i64).saturating_mul(NS_PER_MS);
+            let n = (span.div_ceil(width as u128) as usize).clamp(1, max_steps);
+            (1, start, width, n)
+        } else {
+            let seconds = last_s.saturating_sub(first_s).saturating_add(1).max(1) as u64;
+            let width = seconds.div_ceil(max_steps as u64);
+            let n = (seconds.div_ceil(width) as usize).clamp(1, max_steps);
+            (NS_PER_S, first_s, width as i64, n)
+        };
         let mut out = RetainedOverTime {
             ends: (1..=n as i64)
                 .map(|k| {
-                    first_s
-                        .saturating_add(k.saturating_mul(width_s))
-                        .min(last_s.saturating_add(1))
+                    origin
+                        .saturating_add(k.saturating_mul(width))
+                        .saturating_mul(unit)
+                        .saturating_sub(1)
+                        .min(to_ns)
                 })
                 .collect(),
             other: vec![0; n],
             outside: vec![0; n],
             ..RetainedOverTime::default()
         };
-        // Seconds before the range fall into the first step (SQLite divides towards zero).
+        // Times before the range fall into the first step, after it into the last (SQLite
+        // divides towards zero).
         let step = |k: i64| (k.max(0) as usize).min(n - 1);
-        // The top routes by their sum up to the last second; everything else with NULLs.
+        // Requests: per second from the rollup, whole, unless `fine` reads the range's seconds
+        // request by request, each at its end.
+        let (rollup_to_s, rows_from_ns, rows_to_ns) = if fine {
+            (
+                first_s.saturating_sub(1),
+                first_s.saturating_mul(NS_PER_S),
+                to_ns,
+            )
+        } else {
+            (last_s, 1, 0)
+        };
+        // The top routes by their sum up to the end; everything else with NULLs.
         let mut routes: BTreeMap<(String, String), Vec<i64>> = BTreeMap::new();
         self.each(
-            // Per route and second: what the requests that ended in it made resident and kept
-            // to their end, less releases in it of memory requests kept past their end.
-            "WITH changes(method, route, second, bytes) AS (
-                 SELECT method, route, second, grown - released FROM request_rollup
-                 WHERE second <= ?2
+            // Per route and time: what the requests that ended then made resident and kept to
+            // their end, less releases then of memory requests kept past their end.
+            "WITH changes(method, route, ts, bytes) AS (
+                 SELECT method, route, second * 1000000000 + 999999999, grown - released
+                 FROM request_rollup WHERE second <= ?3
                  UNION ALL
-                 SELECT method, route, second, -bytes FROM release_rollup
+                 SELECT COALESCE(method, '-'), COALESCE(route, '-'), end_ns, grown - released
+                 FROM request_rows WHERE end_ns BETWEEN ?4 AND ?5
+                 UNION ALL
+                 SELECT method, route, second * 1000000000 + 999999999, -bytes FROM release_rollup
                  WHERE route != '' AND second <= ?2),
              top(method, route) AS (
                  SELECT method, route FROM changes GROUP BY method, route
-                 HAVING SUM(bytes) > 0 ORDER BY SUM(bytes) DESC, method, route LIMIT ?4)
-             SELECT t.method, t.route, MAX(0, (c.second - ?1) / ?3), SUM(c.bytes)
+                 HAVING SUM(bytes) > 0 ORDER BY SUM(bytes) DESC, method, route LIMIT ?7)
+             SELECT t.method, t.route, MAX(0, (c.ts / ?8 - ?1) / ?6), SUM(c.bytes)
              FROM changes c LEFT JOIN top t ON t.method = c.method AND t.route = c.route
              GROUP BY 1, 2, 3",
-            params![first_s, last_s, width_s, top as i64],
+            params![
+                origin,
+                last_s,
+                rollup_to_s,
+                rows_from_ns,
+                rows_to_ns,
+                width,
+                top as i64,
+                unit
+            ],
             |r| {
                 Ok((
                     r.get::<_, Option<String>>(0)?,
@@ -343,12 +400,12 @@ impl Recording {
             },
         )?;
         self.each(
-            "SELECT MAX(0, (second - ?1) / ?3), SUM(bytes) FROM (
+            "SELECT MAX(0, ((second * 1000000000 + 999999999) / ?4 - ?1) / ?3), SUM(bytes) FROM (
                  SELECT second, bytes FROM outside_growth WHERE second <= ?2
                  UNION ALL
                  SELECT second, -bytes FROM release_rollup WHERE route = '' AND second <= ?2)
              GROUP BY 1",
-            params![first_s, last_s, width_s],
+            params![origin, last_s, width, unit],
             |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
             |(k, bytes)| {
                 let slot = &mut out.outside[step(k)];
@@ -498,8 +555,12 @@ mod tests {
         let rec = Recording::open(&path).unwrap();
         let (from, to) = (B * S + 123, (B + 5) * S + 999_999_999);
 
-        let all = rec.retained_over_time(from, to, 1000, 5).unwrap();
-        assert_eq!(all.ends, (B + 1..=B + 6).collect::<Vec<_>>());
+        // Six steps for six seconds: one a second, each at its last nanosecond.
+        let all = rec.retained_over_time(from, to, 6, 5).unwrap();
+        assert_eq!(
+            all.ends,
+            (B + 1..=B + 6).map(|s| s * S - 1).collect::<Vec<_>>()
+        );
         assert_eq!(
             series(&all),
             vec![
@@ -511,7 +572,7 @@ mod tests {
         assert_eq!(all.other, [0, 512, 512, 0, 0, 0].map(|k| k * KIB));
         assert_eq!(all.outside, [40, 40, 32, 32, 32, 32].map(|k| k * KIB));
 
-        let one = rec.retained_over_time(from, to, 1000, 1).unwrap();
+        let one = rec.retained_over_time(from, to, 6, 1).unwrap();
         assert_eq!(
             series(&one),
             vec![("/leak", &[68, 68, 132, 132, 196, 196].map(|k| k * KIB)[..])]
@@ -520,22 +581,32 @@ mod tests {
 
         // Four steps at most for six seconds: two seconds each, each holding its last second.
         let steps = rec.retained_over_time(from, to, 4, 5).unwrap();
-        assert_eq!(steps.ends, vec![B + 2, B + 4, B + 6]);
+        assert_eq!(steps.ends, [B + 2, B + 4, B + 6].map(|s| s * S - 1));
         assert_eq!(steps.routes[0].retained, [68, 132, 196].map(|k| k * KIB));
         assert_eq!(steps.other, [512, 0, 0].map(|k| k * KIB));
         assert_eq!(steps.outside, [40, 32, 32].map(|k| k * KIB));
 
         // Three steps at most for five seconds: two seconds each, the last one shorter.
         let five = rec.retained_over_time(from, to - S, 3, 5).unwrap();
-        assert_eq!(five.ends, vec![B + 2, B + 4, B + 5]);
+        assert_eq!(five.ends, [B + 2, B + 4, B + 5].map(|s| s * S - 1));
         assert_eq!(five.routes[0].retained, [68, 132, 196].map(|k| k * KIB));
 
         // A range that ends at B+3 sees neither later requests nor later releases, and starts
-        // from what was retained before it.
+        // from what was retained before it. Its steps are shorter than a second: 667 ms from
+        // its start, each request in the step of its end (/leak's at B+2 in the second), a
+        // release at the end of its second (/deferred's at B+3.1 in the last).
         let early = rec
-            .retained_over_time((B + 1) * S, (B + 3) * S + 5, 1000, 5)
+            .retained_over_time((B + 1) * S, (B + 3) * S + 5, 3, 5)
             .unwrap();
-        assert_eq!(early.ends, vec![B + 2, B + 3, B + 4]);
+        let ms = 1_000_000;
+        assert_eq!(
+            early.ends,
+            [
+                (B + 1) * S + 667 * ms - 1,
+                (B + 1) * S + 1334 * ms - 1,
+                (B + 3) * S + 5
+            ]
+        );
         assert_eq!(
             series(&early),
             vec![
@@ -546,7 +617,7 @@ mod tests {
         assert_eq!(early.other, [512, 512, 0].map(|k| k * KIB));
 
         assert_eq!(
-            rec.retained_over_time(from, to, 1000, 0).unwrap().routes,
+            rec.retained_over_time(from, to, 6, 0).unwrap().routes,
             vec![]
         );
     }

@@ -553,8 +553,8 @@ pub(crate) struct RetainedByRoute {
     pub outside: Vec<i64>,
     /// The routes that retain most at the end of the range, most first.
     pub routes: Vec<RouteRetained>,
-    /// The last millisecond of each bucket of whole seconds, the time its values hold at (the
-    /// last bucket's clamped to `to_ms`).
+    /// The last millisecond of each bucket, the time its values hold at (the last bucket's
+    /// clamped to `to_ms`).
     pub t: Vec<i64>,
     pub to_ms: i64,
 }
@@ -606,10 +606,7 @@ impl RetainedByRoute {
             other,
             outside,
             routes: routes.into_iter().map(RouteRetained::from).collect(),
-            t: ends
-                .into_iter()
-                .map(|s| s.saturating_mul(1000).saturating_sub(1).min(to / MS))
-                .collect(),
+            t: ends.into_iter().map(|e| e.div_euclid(MS)).collect(),
             to_ms: to / MS,
         })
     }
@@ -756,11 +753,19 @@ pub(crate) struct Request {
     pub duration_ms: f64,
     pub end_ms: i64,
     pub exact: bool,
+    /// Bytes it made resident, each page once (null without retained figures).
+    pub grown_bytes: Option<i64>,
     pub host: Option<String>,
     pub id: i64,
     pub method: Option<String>,
     pub pid: i64,
+    /// Of `grown_bytes`, released by the end of the range (to the second), by itself or later
+    /// by any thread.
+    pub released_bytes: Option<i64>,
+    /// What it kept: `grown_bytes` − `released_bytes`.
+    pub retained_bytes: Option<i64>,
     pub route: Option<String>,
+    /// Page faults × the page size while it ran: gross, 0 for memory reused without a fault.
     pub rss_bytes: i64,
     pub start_ms: i64,
     pub status: Option<i64>,
@@ -789,6 +794,8 @@ impl From<RequestEntry> for Request {
             rss_bytes,
             exact,
             user_agent,
+            grown,
+            released,
         } = r;
         Self {
             bytes_in,
@@ -796,10 +803,13 @@ impl From<RequestEntry> for Request {
             duration_ms: end_ns.saturating_sub(start_ns) as f64 / 1e6,
             end_ms: end_ns / MS,
             exact,
+            grown_bytes: grown,
             host,
             id,
             method,
             pid,
+            released_bytes: released,
+            retained_bytes: grown.zip(released).map(|(g, r)| g.saturating_sub(r)),
             route,
             rss_bytes,
             start_ms: start_ns / MS,
@@ -1148,10 +1158,13 @@ mod tests {
                 duration_ms: 0.1,
                 end_ms: 1,
                 exact: true,
+                grown_bytes: Some(8192),
                 host: Some("localhost".into()),
                 id: 1,
                 method: Some("GET".into()),
                 pid: 1,
+                released_bytes: Some(4096),
+                retained_bytes: Some(4096),
                 route: Some("/".into()),
                 rss_bytes: 0,
                 start_ms: 0,
@@ -1264,46 +1277,209 @@ mod tests {
         );
     }
 
-    /// Retained memory's buckets are whole seconds, each at its last millisecond: strictly
-    /// increasing even when the range ends on a second's first millisecond.
+    /// Retained memory steps with the resident set: over a range of a few seconds its buckets
+    /// are whole milliseconds, and a request counts in the bucket of its end, so that the line
+    /// rises within one sample interval of the RSS sample that shows the request's growth
+    /// (whole seconds, stamped at each second's end, drew it up to a second late: 0.7 s for a
+    /// request that ended at .3 s). Ranges whose buckets would be a second or longer keep
+    /// whole seconds, each at its last millisecond, strictly increasing even when the range
+    /// ends on a second's first millisecond.
     #[test]
-    fn retained_buckets_end_within_the_range() {
+    fn retained_steps_with_the_resident_set() {
         use crate::{
             model::{RequestRow, Row},
             recording::Writer,
         };
         const B: i64 = 1_800_000_000_000;
+        const MIB: u64 = 1 << 20;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.db");
         let writer = Writer::create(&path, &[]).unwrap();
-        writer.send(vec![Row::Request(Box::new(RequestRow {
+        // A sample every 100 ms; the request faults in 256 KiB and ends at B+1.3 s, so the
+        // sample at B+1.4 s is the first to hold it.
+        let mut rows: Vec<Row> = (0..=30)
+            .map(|i| Row::Sample {
+                ts_ns: (B + i * 100) * MS,
+                pid: 1,
+                rss_bytes: if i * 100 <= 1_300 { MIB } else { MIB + 262_144 },
+                vm_bytes: 4 * MIB,
+                faults: 0,
+            })
+            .collect();
+        rows.push(Row::Request(Box::new(RequestRow {
             id: 1,
             method: Some("GET".into()),
             route: Some("/leak".into()),
-            start_ns: (B + 1_200) * MS,
+            start_ns: (B + 1_290) * MS,
             end_ns: (B + 1_300) * MS,
             exact: true,
             grown: 262_144,
             ..RequestRow::default()
-        }))]);
+        })));
+        writer.send(rows);
         writer.finish().unwrap();
         let rec = Recording::open(&path).unwrap();
         let range = Range {
             from_ns: Some((B + 250) * MS),
             to_ns: Some((B + 3_000) * MS),
         };
+
+        // 2,751 ms in at most 1000 buckets: 3 ms each from B+250, the last clamped to the end.
         let answer = RetainedByRoute::read(&rec, range, 1000, 5).unwrap();
-        assert_eq!(
-            answer.t,
-            [B + 999, B + 1_999, B + 2_999, B + 3_000],
-            "{answer:?}"
-        );
+        assert_eq!(answer.t.len(), 917, "{answer:?}");
+        assert_eq!(answer.t[..2], [B + 252, B + 255]);
+        assert_eq!(answer.t[915..], [B + 2_997, B + 3_000]);
+        assert!(answer.t.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(answer.routes.len(), 1);
-        assert_eq!(answer.routes[0].v, [0, 262_144, 262_144, 262_144]);
-        assert_eq!((answer.other, answer.outside), (vec![0; 4], vec![0; 4]));
-        let coarse = RetainedByRoute::read(&rec, range, 3, 5).unwrap();
+        let leak = &answer.routes[0].v;
+        let first = leak.iter().position(|&v| v != 0).unwrap();
+        assert_eq!(answer.t[first - 1..=first], [B + 1_299, B + 1_302]);
+        assert!(leak[first..].iter().all(|&v| v == 262_144), "{leak:?}");
+        assert_eq!((answer.other, answer.outside), (vec![0; 917], vec![0; 917]));
+        // A range that starts and ends within milliseconds: the buckets start at its first
+        // millisecond, and the last ends in a later millisecond than the one before.
+        let odd = Range {
+            from_ns: Some((B + 250) * MS + 400_000),
+            to_ns: Some((B + 2_997) * MS + 300_000),
+        };
+        let shifted = RetainedByRoute::read(&rec, odd, 1000, 5).unwrap();
+        assert_eq!(shifted.t.len(), 916);
+        assert_eq!(shifted.t[..2], [B + 252, B + 255]);
+        assert_eq!(shifted.t[914..], [B + 2_994, B + 2_997]);
+        // The resident set's step, in the timeline of the same range: one sample later.
+        let timeline = Timeline::read(&rec, range, 1000).unwrap();
+        let rss_step = timeline.rss.t[timeline.rss.v.iter().position(|&v| v > MIB as i64).unwrap()];
+        assert_eq!(rss_step, B + 1_400);
+
+        // Two buckets at most: whole seconds, two each, the last clamped to the end.
+        let coarse = RetainedByRoute::read(&rec, range, 2, 5).unwrap();
         assert_eq!(coarse.t, [B + 1_999, B + 3_000]);
         assert_eq!(coarse.routes[0].v, [262_144, 262_144]);
+        // A range of 4,001 seconds in 1000 buckets: 5 s each from the range's second.
+        let long = Range {
+            from_ns: Some((B + 250) * MS),
+            to_ns: Some((B + 4_000_000) * MS),
+        };
+        let coarse = RetainedByRoute::read(&rec, long, 1000, 5).unwrap();
+        assert_eq!(coarse.t[..2], [B + 4_999, B + 9_999]);
+        assert_eq!(coarse.t.last(), Some(&(B + 4_000_000)));
+        assert_eq!(coarse.routes[0].v[..2], [262_144, 262_144]);
+    }
+
+    /// A route's request list says what each request made resident and what it still keeps at
+    /// the end of the range (to the second, as the routes' figures), whatever its page faults
+    /// were: a request served from reused heap takes none.
+    #[test]
+    fn requests_carry_what_each_made_resident_and_keeps() {
+        use crate::{
+            model::{ReleaseRow, RequestRow, Row},
+            recording::Writer,
+        };
+        const B: i64 = 1_800_000_000_000;
+        const KIB: u64 = 1024;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        let writer = Writer::create(&path, &[]).unwrap();
+        let request = |id: i64, end_ms: i64, rss: i64, grown: u64, released: u64| RequestRow {
+            id,
+            pid: 1,
+            tid: 1,
+            method: Some("GET".into()),
+            route: Some("/leak".into()),
+            target: Some(format!("/leak?n={id}")),
+            status: Some(200),
+            start_ns: (end_ms - 1) * MS,
+            end_ns: end_ms * MS,
+            exact: true,
+            rss_bytes: rss,
+            grown,
+            released,
+            ..RequestRow::default()
+        };
+        // 1 faults in 64 KiB and keeps them; 2 takes 32 KiB of reused heap (no fault) and frees
+        // 8 KiB of it before it ends; 3 keeps 16 KiB until another thread releases them at
+        // B+2.5 s.
+        let first = request(1, B + 100, 65_536, 64 * KIB, 0);
+        let second = request(2, B + 200, 0, 32 * KIB, 8 * KIB);
+        let third = request(3, B + 300, 16_384, 16 * KIB, 0);
+        let release = Row::Release(Box::new(ReleaseRow {
+            ts_ns: (B + 2_500) * MS,
+            pid: 1,
+            request_id: 3,
+            request_end_ns: third.end_ns,
+            method: Some("GET".into()),
+            route: Some("/leak".into()),
+            bytes: 16 * KIB,
+        }));
+        writer.send(vec![
+            Row::Request(Box::new(first)),
+            Row::Request(Box::new(second)),
+            Row::Request(Box::new(third)),
+            release,
+        ]);
+        writer.finish().unwrap();
+        let rec = Recording::open(&path).unwrap();
+        let figures = |to_ms: i64| {
+            let filter = RequestFilter {
+                from_ns: B * MS,
+                to_ns: to_ms * MS,
+                route: Some("/leak".into()),
+                method: Some("GET".into()),
+            };
+            let answer = serde_json::to_value(Requests::read(&rec, &filter, 200).unwrap()).unwrap();
+            answer["requests"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    (
+                        r["id"].as_i64().unwrap(),
+                        r["rss_bytes"].as_i64().unwrap(),
+                        r["grown_bytes"].as_i64().unwrap(),
+                        r["released_bytes"].as_i64().unwrap(),
+                        r["retained_bytes"].as_i64().unwrap(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        // Before the release (newest first).
+        assert_eq!(
+            figures(B + 1_000),
+            [
+                (3, 16_384, 16_384, 0, 16_384),
+                (2, 0, 32_768, 8_192, 24_576),
+                (1, 65_536, 65_536, 0, 65_536),
+            ]
+        );
+        // A range that ends in the second of the release sees it.
+        assert_eq!(
+            figures(B + 2_100),
+            [
+                (3, 16_384, 16_384, 16_384, 0),
+                (2, 0, 32_768, 8_192, 24_576),
+                (1, 65_536, 65_536, 0, 65_536),
+            ]
+        );
+
+        // A recording without retained figures (schema 2) answers null for them.
+        let old = dir.path().join("old.db");
+        std::fs::copy(&path, &old).unwrap();
+        rusqlite::Connection::open(&old)
+            .unwrap()
+            .execute_batch("PRAGMA user_version = 2;")
+            .unwrap();
+        let rec = Recording::open(&old).unwrap();
+        let filter = RequestFilter {
+            from_ns: 0,
+            to_ns: i64::MAX,
+            ..RequestFilter::default()
+        };
+        let answer = serde_json::to_value(Requests::read(&rec, &filter, 200).unwrap()).unwrap();
+        let first = &answer["requests"][2];
+        assert_eq!(first["rss_bytes"], 65_536);
+        for key in ["grown_bytes", "released_bytes", "retained_bytes"] {
+            assert_eq!(first[key], serde_json::Value::Null, "{key}");
+        }
     }
 
     /// A recording with one row of each kind the API lists that cannot be decoded (a value of
