@@ -144,11 +144,13 @@ fn rejected_lines_are_counted_with_reasons_and_kept() {
 
 #[test]
 fn bad_log_options_are_refused_up_front() {
+    // A PID that exists and may be traced (PID 1 would be refused first, without --force).
+    let pid = std::process::id().to_string();
     let done = run(
         &[
             "record",
             "-p",
-            "1",
+            &pid,
             "--access-log",
             "/nonexistent-dir/a.log",
         ],
@@ -164,7 +166,7 @@ fn bad_log_options_are_refused_up_front() {
         &[
             "record",
             "-p",
-            "1",
+            &pid,
             "--access-log",
             "/tmp/x.log",
             "--log-format",

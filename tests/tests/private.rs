@@ -103,7 +103,8 @@ fn what_memwatch_writes_as_root_is_0600_and_holds_no_token() {
     }
     assert_eq!(mode(&profile), 0o600);
     assert_eq!(mode(&pprof), 0o600);
-    // An existing file keeps no wider mode when memwatch writes over it.
+    // An existing file keeps no wider mode when memwatch writes over it (with --force: without,
+    // it is kept).
     std::fs::write(&profile, b"{}").unwrap();
     std::fs::set_permissions(
         &profile,
@@ -116,6 +117,7 @@ fn what_memwatch_writes_as_root_is_0600_and_holds_no_token() {
             out.to_str().unwrap(),
             "-o",
             profile.to_str().unwrap(),
+            "--force",
         ],
         T,
     );
