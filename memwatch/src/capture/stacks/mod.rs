@@ -340,9 +340,13 @@ impl Stacks {
         }
         let places: Vec<Place> = {
             let proc = self.proc(pid);
-            // Code mapped since the mappings were read (a JIT's, a library loaded late): read
-            // them again before calling an address no code.
-            if addrs.iter().any(|&a| maps::find(&proc.maps, a).is_none())
+            // A leaf in code mapped since the mappings were read (a JIT's, a library loaded
+            // late): read them again, as a copied stack's unwinding does. Only for the leaf: a
+            // walk's last word is often no code at all, and re-reading the mappings (and
+            // rebuilding the unwinder) for each such stack would cost the event loop.
+            if addrs
+                .first()
+                .is_some_and(|&leaf| maps::find(&proc.maps, leaf).is_none())
                 && proc.maps_read.elapsed() >= MAPS_RELOAD
             {
                 proc.maps = maps::executable(pid);
