@@ -159,10 +159,8 @@ impl Report {
                 for e in shown {
                     let _ = writeln!(
                         s,
-                        "{:<7} {:<ROUTE$} {:>8} {:>11} {:>11}{}",
-                        truncate(&e.method, 7),
-                        truncate(&e.route, ROUTE),
-                        e.requests,
+                        "{} {:>11} {:>11}{}",
+                        route_cells(e),
                         bytes(e.rss_bytes),
                         bytes(e.vm_bytes),
                         approximate(e)
@@ -179,15 +177,13 @@ impl Report {
         );
         for e in shown {
             let line = format!(
-                "{:<7} {:<ROUTE$} {:>8} {:>9.2} {:>9.2}  ",
-                truncate(&e.method, 7),
-                truncate(&e.route, ROUTE),
-                e.requests,
+                "{} {:>9.2} {:>9.2}  ",
+                route_cells(e),
                 e.duration_ms_p50,
                 e.duration_ms_p95,
             );
             let room = WIDTH.saturating_sub(line.chars().count());
-            let _ = writeln!(s, "{line}{}", truncate(&statuses(&e.statuses), room));
+            let _ = writeln!(s, "{line}{}", truncate(&counts(&e.statuses), room));
         }
     }
 
@@ -347,10 +343,8 @@ impl Report {
 fn kept_row(s: &mut String, e: &Endpoint) {
     let _ = writeln!(
         s,
-        "{:<7} {:<ROUTE$} {:>8} {:>11} {:>11} {:>10}  {}{}",
-        truncate(&e.method, 7),
-        truncate(&e.route, ROUTE),
-        e.requests,
+        "{} {:>11} {:>11} {:>10}  {}{}",
+        route_cells(e),
         signed_bytes(e.kept_per_request_bytes),
         signed_bytes(e.retained_bytes),
         bytes(e.grown_bytes),
@@ -544,12 +538,17 @@ fn approximate(e: &Endpoint) -> &'static str {
     if e.approximate > 0 { " ~" } else { "" }
 }
 
-/// `200: 30, 404: 1`.
-fn statuses(statuses: &BTreeMap<String, u64>) -> String {
-    counts(statuses)
+/// The first cells of every routes table: method, route (cut to its column) and requests.
+fn route_cells(e: &Endpoint) -> String {
+    format!(
+        "{:<7} {:<ROUTE$} {:>8}",
+        truncate(&e.method, 7),
+        truncate(&e.route, ROUTE),
+        e.requests
+    )
 }
 
-/// `key n, key n` (or `key: n` for statuses), in the map's order.
+/// `key: n, key: n` (`200: 30, 404: 1`), in the map's order.
 fn counts(map: &BTreeMap<String, u64>) -> String {
     map.iter()
         .map(|(k, n)| format!("{k}: {n}"))
@@ -951,7 +950,7 @@ mod tests {
         assert_eq!(truncate("/short", 28), "/short");
         assert_eq!(truncate("/a/very/long/route/name", 10), "/a/very/l…");
         assert_eq!(
-            statuses(&BTreeMap::from([("200".into(), 30), ("404".into(), 1)])),
+            counts(&BTreeMap::from([("200".into(), 30), ("404".into(), 1)])),
             "200: 30, 404: 1"
         );
     }

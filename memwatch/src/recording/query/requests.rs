@@ -324,26 +324,25 @@ impl Recording {
         } = filter;
         // Recordings before schema 3 have no `grown` and `released` columns.
         let origin = self.has_origin();
+        // One statement but for its last two columns.
+        macro_rules! listing {
+            ($grown_released:literal) => {
+                concat!(
+                    "SELECT id, start_ns, end_ns, pid, tid, method, target, route, host, status,
+                            bytes_in, bytes_out, vm_bytes, rss_bytes, exact,
+                            (SELECT user_agent FROM log_lines WHERE request_id = requests.id LIMIT 1),
+                            ",
+                    $grown_released,
+                    " FROM requests WHERE ",
+                    filter!(),
+                    " ORDER BY end_ns DESC, id DESC LIMIT ?5"
+                )
+            };
+        }
         let sql = if origin {
-            concat!(
-                "SELECT id, start_ns, end_ns, pid, tid, method, target, route, host, status,
-                        bytes_in, bytes_out, vm_bytes, rss_bytes, exact,
-                        (SELECT user_agent FROM log_lines WHERE request_id = requests.id LIMIT 1),
-                        grown, released
-                 FROM requests WHERE ",
-                filter!(),
-                " ORDER BY end_ns DESC, id DESC LIMIT ?5"
-            )
+            listing!("grown, released")
         } else {
-            concat!(
-                "SELECT id, start_ns, end_ns, pid, tid, method, target, route, host, status,
-                        bytes_in, bytes_out, vm_bytes, rss_bytes, exact,
-                        (SELECT user_agent FROM log_lines WHERE request_id = requests.id LIMIT 1),
-                        NULL, NULL
-                 FROM requests WHERE ",
-                filter!(),
-                " ORDER BY end_ns DESC, id DESC LIMIT ?5"
-            )
+            listing!("NULL, NULL")
         };
         let mut newest = self.decoded(
             "requests",
