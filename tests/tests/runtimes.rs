@@ -196,17 +196,15 @@ fn at_the_maximum_rate_the_budget_samples_and_says_so() {
     assert!(int(&leak["sampled"], "followed_requests") > 0, "{leak:#}");
     assert_eq!(leak["requests"], MAX_N, "{leak:#}");
     assert_eq!(r["requests"], 3 * MAX_N, "every request counted");
-    // The probes cost about the budget, not what following everything would: over the
-    // recording, its share of a core, plus what it starts with (0.25 s) and one window's toll
-    // (attaching and detaching five probes, charged at 0.25 s each for what they disturb: 1.25
-    // s), with 0.1 s to spare: one window, not a second.
-    let secs = r["duration_s"].as_f64().unwrap();
-    let cost = heap["cost_share"].as_f64().unwrap() * secs;
-    let allowed = heap["budget_share"].as_f64().unwrap() * secs + 0.25 + 1.25 + 0.1;
-    assert!(
-        cost <= allowed,
-        "{cost:.3} s of CPU, {allowed:.3} allowed: {heap:#}"
-    );
+    // The probes cost about the budget, not what following everything would: the first
+    // window spends what the budget starts with, and its toll (attaching and detaching five
+    // probes, charged at 0.25 s of CPU each) is more than a 2% budget earns back in a recording
+    // this short, so the budget opens no second window. (The estimated cost itself is not
+    // bounded here: it is corrected by the targets' CPU per request with the probes on and
+    // off, and with other tests sharing the two cores that correction swings by a factor of
+    // several.)
+    assert_eq!(int(sampling, "pauses"), 1, "one window, not a second: {heap:#}");
+    assert!(heap["on_fraction"].as_f64().unwrap() < 0.5, "{heap:#}");
 }
 
 /// With `--stacks`, memory a heap block takes from the allocator carries the call site of the
