@@ -16,6 +16,9 @@ pub enum Runtime {
     Node,
     Go,
     Puma,
+    /// HotSpot (Debian's openjdk-17, its default collector, G1), `com.sun.net.httpserver` on a
+    /// pool of 4 threads.
+    Jvm,
 }
 
 impl Runtime {
@@ -26,6 +29,7 @@ impl Runtime {
             Self::Node => "node",
             Self::Go => "go",
             Self::Puma => "puma",
+            Self::Jvm => "jvm",
         }
     }
 
@@ -75,6 +79,13 @@ impl Runtime {
                 );
                 start_server(Command::new("sh").args(["-c", &script]))
             }
+            Self::Jvm => start_server(
+                Command::new("java")
+                    .arg("-cp")
+                    .arg(java_fixture())
+                    .arg("Server")
+                    .env("PORT", port.to_string()),
+            ),
         };
         wait_until_answering(port, Duration::from_secs(60));
         server
@@ -104,6 +115,24 @@ pub fn go_fixture() -> PathBuf {
                 .status()
                 .expect("go on PATH: run `cargo xtask setup --test` (cargo xtask test does)");
             assert!(status.success(), "go build of the fixture failed");
+            out
+        })
+        .clone()
+}
+
+/// The JVM fixture, compiled once with Debian's javac into the target directory.
+pub fn java_fixture() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let out = root().join("target/runtimes/java-fixture");
+            let status = Command::new("javac")
+                .arg("-d")
+                .arg(&out)
+                .arg(fixtures().join("java/Server.java"))
+                .status()
+                .expect("javac on PATH: run `cargo xtask setup --test` (cargo xtask test does)");
+            assert!(status.success(), "javac of the fixture failed");
             out
         })
         .clone()

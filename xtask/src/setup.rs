@@ -26,6 +26,8 @@ const TEST_PACKAGES: &[&str] = &[
     "ruby",
     "puma",
     "ruby-rack",
+    // A HotSpot server (`com.sun.net.httpserver`), compiled with javac.
+    "openjdk-17-jdk-headless",
     // The call-site tests build a C fixture with and without frame pointers.
     "gcc",
     "libc6-dev",
