@@ -26,6 +26,8 @@ pub enum EventKind {
     Stack = 9,
     /// A copy of the user stack to unwind (`record --stacks`): [`crate::stack::StackCopyEvent`].
     StackCopy = 10,
+    /// A collected runtime's live heap after a collection: [`crate::gc::GcEvent`].
+    Gc = 11,
 }
 
 impl EventKind {
@@ -42,6 +44,7 @@ impl EventKind {
             8 => Self::FilePages,
             9 => Self::Stack,
             10 => Self::StackCopy,
+            11 => Self::Gc,
             _ => return None,
         })
     }

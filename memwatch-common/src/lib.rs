@@ -6,13 +6,15 @@
 //! must never be an invalid enum discriminant.
 //!
 //! One module per concern: [`event`] (the header every ring-buffer record starts with),
-//! [`mem`] (memory syscalls), [`heap`] (glibc's allocator, with `--heap`), [`proc`] (process lifecycle and page-fault counters), [`net`]
+//! [`mem`] (memory syscalls), [`heap`] (glibc's allocator, with `--heap`), [`gc`] (collected
+//! runtimes' live heap), [`proc`] (process lifecycle and page-fault counters), [`net`]
 //! (socket syscalls), [`stack`] (call sites, with `--stacks`), [`config`] (load-time globals and map names), [`tracepoint`] (where the
 //! kernel side reads tracepoint records).
 #![no_std]
 
 pub mod config;
 pub mod event;
+pub mod gc;
 pub mod heap;
 pub mod mem;
 pub mod net;

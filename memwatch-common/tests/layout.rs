@@ -8,6 +8,7 @@ use core::mem::{align_of, offset_of, size_of};
 
 use memwatch_common::{
     EventHeader,
+    gc::{Cookie, GcEvent, GcOp, Reg},
     heap::{HeapEvent, HeapKey, HeapPending},
     mem::{MemArgs, MemEvent},
     net::{ConnState, MAX_CAPTURE, NetEvent, NetEventSmall, NetMeta, SMALL_CAPTURE, conn_key},
@@ -169,4 +170,27 @@ fn connection_key() {
     assert_eq!(conn_key(0x0001_2345, 7), 0x0001_2345_0000_0007);
     assert_eq!(conn_key(u32::MAX, u32::MAX), u64::MAX);
     assert_eq!(conn_key(0, 0), 0);
+}
+
+#[test]
+fn gc_event_layout() {
+    assert_eq!(size_of::<GcEvent>(), 80);
+    assert_eq!(align_of::<GcEvent>(), 8);
+    assert_eq!(offset_of!(GcEvent, header), 0);
+    assert_eq!(offset_of!(GcEvent, op), 24);
+    assert_eq!(offset_of!(GcEvent, name_len), 28);
+    assert_eq!(offset_of!(GcEvent, bytes), 32);
+    assert_eq!(offset_of!(GcEvent, name), 40);
+}
+
+#[test]
+fn gc_cookie_round_trips() {
+    let c = Cookie {
+        op: GcOp::JvmPool,
+        bytes: Reg::R8,
+        name: Reg::R13,
+        name_len: Reg::Rax,
+    };
+    assert_eq!(c.pack(), 0x00_0d_08_01);
+    assert_eq!(Cookie::unpack(c.pack()), (1, 8, 13, 0));
 }

@@ -15,6 +15,7 @@
 mod ctx;
 mod emit;
 mod fault;
+mod gc;
 mod heap;
 mod maps;
 mod mem;

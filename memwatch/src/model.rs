@@ -236,6 +236,14 @@ pub enum Row {
         kind: &'static str,
         bytes: u64,
     },
+    /// A collected runtime's live heap right after a collection, as the runtime reports it
+    /// (`capture::probe::gc`): `source` is `jvm` or `go`.
+    LiveHeap {
+        ts_ns: i64,
+        pid: u32,
+        bytes: u64,
+        source: &'static str,
+    },
 }
 
 /// The keys of the recording's `meta` table (documented in `docs/recording.md`), written by the

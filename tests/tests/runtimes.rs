@@ -100,6 +100,23 @@ fn say(name: &str, r: &Value) {
         heap["on_fraction"].as_f64().unwrap_or(0.0),
         heap["cost_share"].as_f64().unwrap_or(0.0),
     );
+    let regression = &r["retained"]["regression"];
+    if regression.is_object() {
+        let by = |route: &str| {
+            endpoint(r, "GET", route)["regression"]["kept_per_request_bytes"]
+                .as_i64()
+                .map_or(f64::NAN, |b| b as f64 / 1024.0)
+        };
+        eprintln!(
+            "{name}: by regression on {} over {} intervals (R² {}): /leak {:.1} KiB, /churn \
+             {:.1} KiB",
+            regression["signal"],
+            regression["intervals"],
+            regression["explained"],
+            by("/leak"),
+            by("/churn"),
+        );
+    }
 }
 
 /// At a busy server's pace, within the budget: the heap is followed throughout, and nothing
@@ -168,6 +185,70 @@ fn puma_c8() {
     default_flags(Runtime::Puma, 18_510, 8);
 }
 
+/// Requests per route on the JVM: its figures come from the live heap after each collection,
+/// and G1 collects about once per 80 of these requests; 800 of each give about 30 intervals.
+const JVM_N: usize = 800;
+
+/// HotSpot, default flags: a Java object is seen by neither page faults nor the heap probes,
+/// so each route's kept per request is the regression on the live heap the JVM reports after
+/// each collection, and the report says so.
+fn jvm(port: u16, clients: usize) {
+    let name = format!("jvm c{clients}");
+    let r = record(Runtime::Jvm, port, clients, JVM_N, Some(RATE));
+    say(&name, &r);
+    leak_first_and_right(&name, &r, JVM_N);
+    let regression = &r["retained"]["regression"];
+    assert_eq!(regression["signal"], "live_heap", "{name}: {regression:#}");
+    assert_eq!(regression["primary"], true, "{name}: {regression:#}");
+    assert!(int(regression, "intervals") >= 5, "{name}: {regression:#}");
+    for route in ["/leak", "/churn", "/"] {
+        let e = endpoint(&r, "GET", route);
+        assert_eq!(e["kept_from"], "regression", "{name}: {route}: {e:#}");
+        assert_eq!(
+            e["kept_per_request_bytes"], e["regression"]["kept_per_request_bytes"],
+            "{name}: {route}: {e:#}"
+        );
+    }
+}
+
+#[test]
+fn jvm_c1() {
+    jvm(18_512, 1);
+}
+
+#[test]
+fn jvm_c8() {
+    jvm(18_513, 8);
+}
+
+/// Go reports its live heap at each mark termination: the regression on it, beside the
+/// origin figure, also names the leak first and lands within 25% of it.
+#[test]
+fn go_live_heap_regression_agrees() {
+    let name = "go live heap";
+    let r = record(Runtime::Go, 18_514, 1, JVM_N, Some(RATE));
+    say(name, &r);
+    leak_first_and_right(name, &r, JVM_N);
+    let regression = &r["retained"]["regression"];
+    assert_eq!(regression["signal"], "live_heap", "{name}: {regression:#}");
+    assert_eq!(regression["primary"], false, "{name}: {regression:#}");
+    let leak = endpoint(&r, "GET", "/leak");
+    assert_eq!(leak["kept_from"], "origin", "{leak:#}");
+    let by_regression = int(&leak["regression"], "kept_per_request_bytes");
+    assert!(
+        (by_regression - 256 * KIB).abs() <= 256 * KIB / 4,
+        "{name}: the regression says /leak keeps {by_regression} B per request: {leak:#}"
+    );
+    let churn = int(
+        &endpoint(&r, "GET", "/churn")["regression"],
+        "kept_per_request_bytes",
+    );
+    assert!(
+        churn < by_regression / 4,
+        "{name}: /churn by regression {churn}: {r:#}"
+    );
+}
+
 /// Node.js as fast as eight clients can drive it: following every malloc and free would cost
 /// several times the budget, so the heap is followed in windows. The leak still ranks first,
 /// and the report, each route's figures and the JSON say they are sampled.
@@ -203,7 +284,11 @@ fn at_the_maximum_rate_the_budget_samples_and_says_so() {
     // bounded here: it is corrected by the targets' CPU per request with the probes on and
     // off, and with other tests sharing the two cores that correction swings by a factor of
     // several.)
-    assert_eq!(int(sampling, "pauses"), 1, "one window, not a second: {heap:#}");
+    assert_eq!(
+        int(sampling, "pauses"),
+        1,
+        "one window, not a second: {heap:#}"
+    );
     assert!(heap["on_fraction"].as_f64().unwrap() < 0.5, "{heap:#}");
 }
 

@@ -16,8 +16,9 @@ pub const APPLICATION_ID: i64 = 0x4D57_4154;
 /// files the first holds both ([`HAS_UNSEEN`]). Version 7 marks the requests the heap probes
 /// did not follow because their budget was spent (`sampled_out` in `request_rows` and
 /// `request_rollup`): per-request figures leave them out; in older files every request counts
-/// ([`HAS_SAMPLED_OUT`]).
-pub const SCHEMA_VERSION: i64 = 7;
+/// ([`HAS_SAMPLED_OUT`]). Version 8 adds `live_heap`, what collected runtimes (the JVM, Go)
+/// report live after each collection; older files have none ([`HAS_LIVE_HEAP`]).
+pub const SCHEMA_VERSION: i64 = 8;
 /// The first schema version whose recordings carry retained-memory figures.
 pub const HAS_ORIGIN: i64 = 3;
 /// The first schema version whose recordings carry the origin of address space.
@@ -28,6 +29,8 @@ pub const HAS_STACKS: i64 = 5;
 pub const HAS_UNSEEN: i64 = 6;
 /// The first schema version that marks requests the heap probes did not follow.
 pub const HAS_SAMPLED_OUT: i64 = 7;
+/// The first schema version with collected runtimes' live heap.
+pub const HAS_LIVE_HEAP: i64 = 8;
 
 /// All times are wall-clock nanoseconds since the Unix epoch, derived from the kernel's
 /// monotonic clock through an offset measured once at start (`meta.clock_offset_ns`).
@@ -78,6 +81,12 @@ CREATE TABLE samples (
     faults    INTEGER NOT NULL        -- cumulative user page faults of the process
 );
 CREATE INDEX samples_ts ON samples (ts_ns);
+CREATE TABLE live_heap (
+    ts_ns  INTEGER NOT NULL,          -- the collection's end
+    pid    INTEGER NOT NULL,
+    bytes  INTEGER NOT NULL,          -- live (or in use) right after it, as the runtime says
+    source TEXT NOT NULL              -- jvm (its heap pools' used bytes), go (bytes marked)
+);
 CREATE TABLE counters (
     ts_ns          INTEGER NOT NULL,
     events         INTEGER NOT NULL,  -- cumulative ring-buffer records read

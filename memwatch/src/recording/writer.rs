@@ -1032,6 +1032,17 @@ fn insert(
                 faults as i64
             ])?;
         }
+        Row::LiveHeap {
+            ts_ns,
+            pid,
+            bytes,
+            source,
+        } => {
+            tx.prepare_cached(
+                "INSERT INTO live_heap (ts_ns, pid, bytes, source) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![ts_ns, pid, bytes as i64, source])?;
+        }
         Row::Counters {
             ts_ns,
             events,

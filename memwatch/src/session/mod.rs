@@ -12,6 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+mod gc;
 mod heap;
 mod signals;
 
@@ -156,6 +157,8 @@ pub struct Session {
     pids_reused: u64,
     /// Resident bytes madvise gave back (`meta::MADVISE_RELEASED_BYTES`).
     madvise_released_bytes: u64,
+    /// Collected runtimes' live-heap reports.
+    gc: gc::GcFollow,
 }
 
 impl Session {
@@ -184,6 +187,9 @@ impl Session {
             self.defer_heap(pid);
         } else {
             self.follow_heap(pid);
+        }
+        if let Some(probe) = self.probe.as_mut() {
+            self.gc.follow(probe, pid);
         }
         // A command memwatch starts is traced from its exec on: it has nothing resident from
         // before (what the held child has now is a copy of memwatch, gone at the exec).
@@ -342,6 +348,9 @@ impl Session {
                     .address_space_gone(ts_ns, pid, &mut self.rows);
                 self.forget_heap(pid);
                 self.defer_heap(pid);
+                if let Some(probe) = self.probe.as_mut() {
+                    self.gc.forget(probe, pid);
+                }
                 self.stacks_for(pid);
                 let info = procfs::info(pid);
                 self.rows.push(Row::Process(ProcessRow {
@@ -372,6 +381,9 @@ impl Session {
                         .address_space_gone(ts_ns, pid, &mut self.rows);
                     self.forget_heap(pid);
                     self.heap_deferred.remove(&pid);
+                    if let Some(probe) = self.probe.as_mut() {
+                        self.gc.forget(probe, pid);
+                    }
                     if let Some(stacks) = self.stacks.as_mut() {
                         stacks.forget(pid);
                     }
@@ -417,6 +429,9 @@ impl Session {
                 if self.heap_deferred.remove(&n.meta.header.tgid).is_some() {
                     self.follow_heap(n.meta.header.tgid);
                 }
+                if let Some(probe) = self.probe.as_mut() {
+                    self.gc.serving(probe, n.meta.header.tgid);
+                }
                 let offset = self.offset;
                 self.correlator.net(&n, offset, &mut self.rows);
             }
@@ -435,6 +450,10 @@ impl Session {
                     let taken = stacks.from_copy(pid, c.ip, c.sp, c.bp, &c.data);
                     self.use_stack(tid, c.at, taken);
                 }
+            }
+            Event::Gc(e) => {
+                let ts_ns = self.wall(e.header.ts_ns);
+                self.gc.event(ts_ns, &e, &mut self.rows);
             }
         }
     }
@@ -1045,6 +1064,7 @@ async fn attach(
         seen: HashSet::new(),
         pids_reused: 0,
         madvise_released_bytes: 0,
+        gc: gc::GcFollow::default(),
         // `start` hands over the ones it made before the attach.
         signals: None,
     };

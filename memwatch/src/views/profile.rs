@@ -135,6 +135,7 @@ impl From<Endpoint> for RouteFigures {
             // recording's to say; a profile compares its figures.
             sampled: _,
             regression: _,
+            kept_from: _,
         } = e;
         Self {
             method,

@@ -358,6 +358,10 @@ pub mod over_recording {
     /// Fewer intervals than this cannot be fitted with any confidence: 30 of a second at
     /// least.
     const MIN_INTERVALS: usize = 30;
+    /// Fewer collections than this (less one) are too few to fit on a live heap. Its changes
+    /// are far cleaner than the resident set's (a collected runtime's live heap moves with
+    /// what is kept and little else), so a few intervals beyond the routes' count suffice.
+    const MIN_GC_INTERVALS: usize = 5;
     /// Below this share of the signal's variation explained, the estimates are shown but not
     /// set against the origin figures.
     const MIN_EXPLAINED: f64 = 0.5;
@@ -381,13 +385,19 @@ pub mod over_recording {
         /// Where the origin figure and the regression disagree beyond their bounds, and which
         /// to trust.
         pub disagreements: Vec<Disagreement>,
-        /// The share of the resident set's variation the fit explains (R²).
+        /// The share of the signal's variation the fit explains (R²).
         pub explained: f64,
         /// Intervals fitted, and their length.
         pub interval_ms: i64,
         pub intervals: usize,
-        /// What was regressed: `rss`, the targets' summed resident set.
+        /// What was regressed: `rss`, the targets' summed resident set over even intervals;
+        /// `live_heap`, what collected runtimes report live after each collection, from one
+        /// collection to the next.
         pub signal: &'static str,
+        /// Whether the regression is each route's figure (`kept_from: regression`): the
+        /// recording's live heap is a JVM's, whose objects neither page faults nor the heap
+        /// probes see one by one.
+        pub primary: bool,
     }
 
     /// A route whose two estimates disagree.
@@ -405,8 +415,13 @@ pub mod over_recording {
 
     type Q<T> = Result<T, RecordingError>;
 
-    /// Fits the range's resident-set changes against its routes' request counts and sets each
+    /// Fits the range's retained signal against its routes' request counts and sets each
     /// endpoint's `regression`; `None` when the range has too few intervals or no samples.
+    ///
+    /// The signal is the live heap that collected runtimes report after each collection where
+    /// the range has one ([`live_heap_rows`]): each row is one process's change from one
+    /// collection to the next, against the requests it served in between. Otherwise it is the
+    /// targets' summed resident set over even intervals ([`rss_rows`]).
     pub fn estimate(
         rec: &Recording,
         range: Range,
@@ -414,6 +429,190 @@ pub mod over_recording {
         origin_trusted: bool,
     ) -> Q<Option<Summary>> {
         let (from, to) = range.bounds();
+        // The routes with a column: the most requested.
+        let mut order: Vec<usize> = (0..endpoints.len()).collect();
+        order.sort_by(|&a, &b| endpoints[b].requests.cmp(&endpoints[a].requests));
+        order.truncate(MAX_ROUTES);
+        if order.is_empty() {
+            return Ok(None);
+        }
+        // One column more for the other routes, when there are any.
+        let others = endpoints.len() > order.len();
+        let columns = Columns {
+            index: order
+                .iter()
+                .enumerate()
+                .map(|(c, &i)| ((endpoints[i].method.clone(), endpoints[i].route.clone()), c))
+                .collect(),
+            count: order.len() + usize::from(others),
+            others,
+        };
+        let rows = match live_heap_rows(rec, from, to, &columns)? {
+            Some(rows) => Some(rows),
+            None => rss_rows(rec, from, to, &columns)?,
+        };
+        let Some(rows) = rows else {
+            return Ok(None);
+        };
+        let f = fit(&rows.x, rows.n, rows.cols, &rows.y);
+        let name = |c: usize| {
+            let e = &endpoints[order[c]];
+            format!("{} {}", e.method, e.route)
+        };
+        let mut summary = Summary {
+            collinear: f
+                .collinear
+                .iter()
+                .filter(|(a, b)| a < b && *b < order.len())
+                .map(|&(a, b)| format!("{} ~ {}", name(a), name(b)))
+                .collect(),
+            disagreements: Vec::new(),
+            explained: (f.explained * 1000.0).round() / 1000.0,
+            interval_ms: rows.interval_ns / 1_000_000,
+            intervals: rows.n,
+            signal: rows.signal,
+            primary: rows.primary,
+        };
+        for (c, &i) in order.iter().enumerate() {
+            let k = f.coefficients[c];
+            let e = &mut endpoints[i];
+            let est = RouteEstimate {
+                kept_per_request_bytes: k.per_request.round() as i64,
+                kept_per_request_low_bytes: k.interval.map(|(lo, _)| lo.round() as i64),
+                kept_per_request_high_bytes: k.interval.map(|(_, hi)| hi.round() as i64),
+            };
+            if !rows.primary
+                && f.explained >= MIN_EXPLAINED
+                && let Some(d) = disagreement(e, &est, origin_trusted)
+            {
+                summary.disagreements.push(d);
+            }
+            e.regression = Some(est);
+        }
+        Ok(Some(summary))
+    }
+
+    /// Which column each route's requests count in.
+    struct Columns {
+        index: BTreeMap<(String, String), usize>,
+        /// Columns in all, the others' included.
+        count: usize,
+        /// Whether the last column takes the routes without one of their own.
+        others: bool,
+    }
+
+    impl Columns {
+        fn of(&self, method: &str, route: &str) -> Option<usize> {
+            self.index
+                .get(&(method.to_owned(), route.to_owned()))
+                .copied()
+                .or(self.others.then_some(self.count - 1))
+        }
+    }
+
+    /// What is fitted: `n` rows of the signal's change `y`, against each column's requests `x`
+    /// (row-major).
+    struct Rows {
+        x: Vec<f64>,
+        y: Vec<f64>,
+        n: usize,
+        /// Columns of `x`: the routes' first, then any the fit needs besides (set aside).
+        cols: usize,
+        /// The rows' mean length.
+        interval_ns: i64,
+        signal: &'static str,
+        /// The regression is each route's figure: the runtime's objects are not seen one by one.
+        primary: bool,
+    }
+
+    /// Rows from the live heap collected runtimes reported: for each process, from each
+    /// collection to the next, the change of its live heap against the requests it served in
+    /// between. `None` when the range has too few such intervals.
+    ///
+    /// A collection also finds live what the requests in flight at that moment hold, and
+    /// frees it at a later one: a 2 MiB buffer of a request that keeps nothing shows as kept
+    /// in one interval and given back in the next. That noise cancels over pairs of
+    /// intervals and shrinks with their number; modelling it (a column per route of requests
+    /// in flight) was tried and fitted worse, since one request in flight at each collection
+    /// is the one whose allocation started it, before it holds anything.
+    fn live_heap_rows(rec: &Recording, from: i64, to: i64, columns: &Columns) -> Q<Option<Rows>> {
+        let points = rec.live_heap(from, to)?;
+        // Each process's collections, in time order (the query orders them).
+        let mut per_pid: BTreeMap<u32, Vec<(i64, i64)>> = BTreeMap::new();
+        let mut jvm = false;
+        for p in &points {
+            per_pid.entry(p.pid).or_default().push((p.ts_ns, p.bytes));
+            jvm |= p.source == "jvm";
+        }
+        per_pid.retain(|_, v| v.len() >= 2);
+        // The row of each process's first interval.
+        let mut first_row = BTreeMap::new();
+        let mut n = 0;
+        for (&pid, v) in &per_pid {
+            first_row.insert(pid, n);
+            n += v.len() - 1;
+        }
+        let routes = columns.count;
+        let (Some(t0), Some(t1)) = (
+            per_pid.values().map(|v| v[0].0).min(),
+            per_pid.values().map(|v| v[v.len() - 1].0).max(),
+        ) else {
+            return Ok(None);
+        };
+        let (first_s, last_s) = rollup_seconds(t0, t1);
+        let exact = rec.rollup_request_count(first_s, last_s)? <= EXACT_LIMIT;
+        let cols = routes;
+        if n < MIN_GC_INTERVALS.max(cols + 3) {
+            return Ok(None);
+        }
+        let mut x = vec![0.0; n * cols];
+        if exact {
+            rec.request_ends(t0, t1, |r| {
+                let (Some(v), Some(c)) = (per_pid.get(&r.pid), columns.of(&r.method, &r.route))
+                else {
+                    return;
+                };
+                // The interval (a, b] it ended in: a request that made a collection run (an
+                // allocation that found no room) has its memory counted after it.
+                let k = v.partition_point(|&(ts, _)| ts < r.end_ns);
+                if k >= 1 && k < v.len() {
+                    x[(first_row[&r.pid] + k - 1) * cols + c] += 1.0;
+                }
+            })?;
+        } else if let (1, Some((pid, v))) = (per_pid.len(), per_pid.iter().next()) {
+            // Too many requests to read one by one: whole seconds from the rollup, each
+            // second's requests at its middle, all of them the one reporting process's.
+            for (second, method, route, count) in rec.route_counts_per_second(first_s, last_s)? {
+                let t = second * 1_000_000_000 + 500_000_000;
+                let k = v.partition_point(|&(ts, _)| ts < t);
+                if let Some(c) = columns.of(&method, &route)
+                    && k >= 1
+                    && k < v.len()
+                {
+                    x[(first_row[pid] + k - 1) * cols + c] += count as f64;
+                }
+            }
+        } else {
+            return Ok(None);
+        }
+        let y: Vec<f64> = per_pid
+            .values()
+            .flat_map(|v| v.windows(2).map(|w| (w[1].1 - w[0].1) as f64))
+            .collect();
+        Ok(Some(Rows {
+            x,
+            y,
+            n,
+            cols,
+            interval_ns: (t1 - t0) / n as i64,
+            signal: "live_heap",
+            primary: jvm,
+        }))
+    }
+
+    /// Rows from the targets' summed resident set, over even intervals of at least
+    /// [`MIN_INTERVAL_NS`]. `None` when the range has too few.
+    fn rss_rows(rec: &Recording, from: i64, to: i64, columns: &Columns) -> Q<Option<Rows>> {
         let samples = rec.sample_series(Some((from, to)))?.rows;
         let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
             return Ok(None);
@@ -421,21 +620,10 @@ pub mod over_recording {
         let (t0, t1) = (first.ts_ns, last.ts_ns);
         let width = ((t1 - t0) / MAX_INTERVALS).max(MIN_INTERVAL_NS);
         let n = usize::try_from((t1 - t0) / width).unwrap_or(0);
-        // The routes with a column: the most requested.
-        let mut order: Vec<usize> = (0..endpoints.len()).collect();
-        order.sort_by(|&a, &b| endpoints[b].requests.cmp(&endpoints[a].requests));
-        order.truncate(MAX_ROUTES);
-        // One column more for the other routes, when there are any.
-        let others = endpoints.len() > order.len();
-        let cols = order.len() + usize::from(others);
-        if order.is_empty() || n < MIN_INTERVALS.max(cols * 3) {
+        let cols = columns.count;
+        if n < MIN_INTERVALS.max(cols * 3) {
             return Ok(None);
         }
-        let column: BTreeMap<(String, String), usize> = order
-            .iter()
-            .enumerate()
-            .map(|(c, &i)| ((endpoints[i].method.clone(), endpoints[i].route.clone()), c))
-            .collect();
         let bucket = |t: i64| -> Option<usize> {
             if t <= t0 {
                 return None;
@@ -445,14 +633,8 @@ pub mod over_recording {
         };
         let mut x = vec![0.0; n * cols];
         let mut add = |t: i64, method: &str, route: &str, count: f64| {
-            if let Some(k) = bucket(t) {
-                let c = column
-                    .get(&(method.to_owned(), route.to_owned()))
-                    .copied()
-                    .or(others.then_some(cols - 1));
-                if let Some(c) = c {
-                    x[k * cols + c] += count;
-                }
+            if let (Some(k), Some(c)) = (bucket(t), columns.of(method, route)) {
+                x[k * cols + c] += count;
             }
         };
         let (first_s, last_s) = rollup_seconds(t0, t1);
@@ -480,40 +662,15 @@ pub mod over_recording {
             at_end.push(samples[i].rss_bytes as f64);
         }
         let y: Vec<f64> = at_end.windows(2).map(|w| w[1] - w[0]).collect();
-        let f = fit(&x, n, cols, &y);
-        let name = |c: usize| {
-            let e = &endpoints[order[c]];
-            format!("{} {}", e.method, e.route)
-        };
-        let mut summary = Summary {
-            collinear: f
-                .collinear
-                .iter()
-                .filter(|(a, b)| a < b && *b < order.len())
-                .map(|&(a, b)| format!("{} ~ {}", name(a), name(b)))
-                .collect(),
-            disagreements: Vec::new(),
-            explained: (f.explained * 1000.0).round() / 1000.0,
-            interval_ms: width / 1_000_000,
-            intervals: n,
+        Ok(Some(Rows {
+            x,
+            y,
+            n,
+            cols,
+            interval_ns: width,
             signal: "rss",
-        };
-        for (c, &i) in order.iter().enumerate() {
-            let k = f.coefficients[c];
-            let e = &mut endpoints[i];
-            let est = RouteEstimate {
-                kept_per_request_bytes: k.per_request.round() as i64,
-                kept_per_request_low_bytes: k.interval.map(|(lo, _)| lo.round() as i64),
-                kept_per_request_high_bytes: k.interval.map(|(_, hi)| hi.round() as i64),
-            };
-            if f.explained >= MIN_EXPLAINED
-                && let Some(d) = disagreement(e, &est, origin_trusted)
-            {
-                summary.disagreements.push(d);
-            }
-            e.regression = Some(est);
-        }
-        Ok(Some(summary))
+            primary: false,
+        }))
     }
 
     /// Whether `e`'s origin figure lies outside the regression's interval by more than either's

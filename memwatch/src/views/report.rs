@@ -280,6 +280,11 @@ pub struct Endpoint {
     /// routes' request counts (`regression.rs`); `None` when the range is too short to fit, or
     /// the route is not among those fitted.
     pub regression: Option<RouteEstimate>,
+    /// Which estimate `kept_per_request_bytes` (and the rank and `retention` that follow from
+    /// it) comes from: `origin` (the memory each request made resident and what became of it)
+    /// or `regression` (on a JVM, whose objects neither page faults nor the heap probes see
+    /// one by one: the live heap after each collection against the routes' request counts).
+    pub kept_from: &'static str,
 }
 
 /// How much of a route the heap probes followed, and how far its kept-per-request figure can
@@ -782,6 +787,7 @@ pub fn endpoints(rec: &Recording, range: Range) -> Q<Vec<Endpoint>> {
                 vm_released_bytes: None,
                 vm_retained_bytes: None,
                 regression: None,
+                kept_from: "origin",
                 sampled: (a.sampled_out > 0).then(|| {
                     let (low, high) = r.slope_interval().unzip();
                     Sampled {
@@ -815,16 +821,7 @@ pub fn endpoints(rec: &Recording, range: Range) -> Q<Vec<Endpoint>> {
         }
     }
     if origin {
-        // Rank by what is kept: per further request first, then in total; routes with too few
-        // requests to judge after all the others.
-        out.sort_by(|a, b| {
-            judged(b)
-                .cmp(&judged(a))
-                .then(b.kept_per_request_bytes.cmp(&a.kept_per_request_bytes))
-                .then(b.retained_bytes.cmp(&a.retained_bytes))
-                .then(b.requests.cmp(&a.requests))
-                .then(a.route.cmp(&b.route))
-        });
+        rank(&mut out);
     } else {
         out.sort_by(|a, b| {
             b.rss_bytes
@@ -834,6 +831,42 @@ pub fn endpoints(rec: &Recording, range: Range) -> Q<Vec<Endpoint>> {
         });
     }
     Ok(out)
+}
+
+/// Ranks routes by what they keep: per further request first, then in total; routes with
+/// too few requests to judge after all the others.
+fn rank(out: &mut [Endpoint]) {
+    out.sort_by(|a, b| {
+        judged(b)
+            .cmp(&judged(a))
+            .then(b.kept_per_request_bytes.cmp(&a.kept_per_request_bytes))
+            .then(b.retained_bytes.cmp(&a.retained_bytes))
+            .then(b.requests.cmp(&a.requests))
+            .then(a.route.cmp(&b.route))
+    });
+}
+
+/// Makes the regression each route's figure (a JVM's recording: see
+/// [`Endpoint::kept_from`]), and ranks the routes again by it. A route the regression did
+/// not fit keeps its origin figure. `keeps` needs the interval's lower end above a page where
+/// there is one; a regression cannot tell a high-water mark from nothing, so the rest read
+/// `none`.
+fn kept_from_regression(endpoints: &mut [Endpoint], page: i64) {
+    for e in endpoints.iter_mut() {
+        let Some(r) = e.regression else { continue };
+        e.kept_from = "regression";
+        e.kept_per_request_bytes = r.kept_per_request_bytes;
+        e.retention = if !judged(e) {
+            "too-few"
+        } else if r.kept_per_request_bytes > page
+            && r.kept_per_request_low_bytes.is_none_or(|lo| lo > 0)
+        {
+            "keeps"
+        } else {
+            "none"
+        };
+    }
+    rank(endpoints);
 }
 
 /// The recording's page size (4096 when it does not say).
@@ -1060,6 +1093,9 @@ impl RetainedSummary {
             endpoints,
             heap.followed && heap.processes_not_followed == 0,
         )?;
+        if regression.as_ref().is_some_and(|r| r.primary) {
+            kept_from_regression(endpoints, page_size(rec)?);
+        }
         let (from, to) = range.bounds();
         let outside = rec.outside_totals(from, to)?;
         let loss = rec.origin_loss()?;
@@ -1176,6 +1212,7 @@ impl Report {
             to_ns: command_stopped_ns,
         };
         let mut endpoints = endpoints(rec, range)?;
+        let retained = RetainedSummary::read(rec, range, &mut endpoints)?;
         Ok(Self {
             memwatch_version: rec.meta(meta::MEMWATCH_VERSION)?.unwrap_or_default(),
             schema_version: rec.schema_version(),
@@ -1203,7 +1240,7 @@ impl Report {
                 vm_bytes: unattributed.vm_bytes,
                 page_faults: unattributed_faults,
             },
-            retained: RetainedSummary::read(rec, range, &mut endpoints)?,
+            retained,
             command_stopped_ns,
             endpoints,
             access_log: AccessLog::read(rec)?,

@@ -384,6 +384,27 @@ fn kept_row(s: &mut String, e: &Endpoint) {
 /// regression cannot separate, routes too new to judge, and how the heap was followed.
 fn answer_notes(s: &mut String, r: &RetainedSummary) {
     if let Some(g) = &r.regression {
+        if g.primary {
+            words(
+                s,
+                "",
+                &format!(
+                    "kept/req is the regression's: a JVM's objects are seen by neither page \
+                     faults nor the heap probes, so each route's figure is fitted from the live \
+                     heap the JVM reported after each of {} collections against the requests \
+                     in between (R² {:.2}); retained and grown are the resident set's",
+                    g.intervals + 1,
+                    g.explained
+                ),
+            );
+        } else if g.signal == "live_heap" {
+            words(
+                s,
+                "",
+                "by regression: fitted from the live heap the runtime reported after each \
+                 collection",
+            );
+        }
         for d in &g.disagreements {
             words(
                 s,

@@ -2,6 +2,7 @@
 
 use memwatch_common::{
     EventHeader, EventKind,
+    gc::GcEvent,
     heap::HeapEvent,
     mem::MemEvent,
     net::{NetMeta, NetOp},
@@ -26,6 +27,8 @@ pub enum Event {
     Stack(StackEvent),
     /// A copy of a user stack to unwind (`--stacks`).
     StackCopy(Box<StackCopy>),
+    /// A collected runtime's report after a collection.
+    Gc(GcEvent),
 }
 
 /// A copied user stack, cut to what was copied.
@@ -107,6 +110,7 @@ impl Event {
             Self::FilePages(e) => &e.header,
             Self::Stack(e) => &e.header,
             Self::StackCopy(e) => &e.header,
+            Self::Gc(e) => &e.header,
         }
     }
 
@@ -123,6 +127,7 @@ impl Event {
             EventKind::Heap => Self::Heap(read(bytes)?),
             EventKind::FilePages => Self::FilePages(read(bytes)?),
             EventKind::Stack => Self::Stack(read(bytes)?),
+            EventKind::Gc => Self::Gc(read(bytes)?),
             EventKind::StackCopy => {
                 // Read field by field: the event is 16 KiB, and `len` is never trusted past it.
                 let head = size_of::<StackCopyEvent>() - STACK_COPY;

@@ -298,6 +298,8 @@ pub struct Probe {
     pub undecodable: u64,
     /// glibc's allocator and Go's spans, per process (unless `--no-heap`).
     heap: HeapProbes,
+    /// Collected runtimes' live-heap reports, per process.
+    gc: super::gc::GcProbes,
 }
 
 impl std::fmt::Debug for Probe {
@@ -382,6 +384,7 @@ impl Probe {
             ring,
             undecodable: 0,
             heap: HeapProbes::default(),
+            gc: super::gc::GcProbes::default(),
         })
     }
 
@@ -466,6 +469,20 @@ impl Probe {
     /// Follows `pid`'s heap allocator (unless `--no-heap`); see [`HeapProbes::follow`].
     pub fn follow_heap(&mut self, pid: u32) -> Result<(), HeapSkip> {
         self.heap.follow(&mut self.ebpf, pid)
+    }
+
+    /// Follows the live heap that `pid`'s collected runtime reports, if it has one memwatch
+    /// knows; see [`super::gc::GcProbes::follow`].
+    pub fn follow_gc(
+        &mut self,
+        pid: u32,
+    ) -> Result<Option<super::gc::GcRuntime>, super::gc::GcSkip> {
+        self.gc.follow(&mut self.ebpf, pid)
+    }
+
+    /// `pid` is gone or exec'd: its GC probes go.
+    pub fn forget_gc(&mut self, pid: u32) {
+        self.gc.forget(pid);
     }
 
     /// `pid` is gone or exec'd: its heap probes and live blocks go.

@@ -1,12 +1,14 @@
 //! The kernel side from user space: checks before loading ([`preflight`], which reads this
 //! kernel's tracepoint formats with [`format`]), loading and attaching ([`loader`]), and typed
 //! events from the ring buffer ([`event`]); glibc's allocator and Go's spans, per process,
-//! unless `--no-heap` ([`heap`]); the probes' slow detach left to a child at the end
+//! unless `--no-heap` ([`heap`]); collected runtimes' own live-heap reports ([`gc`]); the
+//! probes' slow detach left to a child at the end
 //! ([`linger`]). Failures are typed in [`error`].
 
 pub mod error;
 pub mod event;
 pub mod format;
+pub mod gc;
 pub mod heap;
 pub mod linger;
 pub mod loader;

@@ -435,6 +435,8 @@ pub(crate) struct Endpoint {
     pub duration_ms_p50: f64,
     pub duration_ms_p95: f64,
     pub grown_bytes: i64,
+    /// `origin` or `regression`: see [`report::Endpoint::kept_from`].
+    pub kept_from: &'static str,
     pub kept_per_request_bytes: i64,
     pub mem_calls: u64,
     pub method: String,
@@ -493,12 +495,14 @@ impl From<report::Endpoint> for Endpoint {
             vm_retained_bytes,
             sampled,
             regression,
+            kept_from,
         } = e;
         Self {
             approximate,
             duration_ms_p50,
             duration_ms_p95,
             grown_bytes,
+            kept_from,
             kept_per_request_bytes,
             mem_calls,
             method,
@@ -1101,6 +1105,7 @@ mod tests {
                 duration_ms_p50: 0.1,
                 duration_ms_p95: 0.2,
                 grown_bytes: 8192,
+                kept_from: "origin",
                 kept_per_request_bytes: 4096,
                 mem_calls: 1,
                 method: "GET".into(),

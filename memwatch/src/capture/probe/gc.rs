@@ -1,0 +1,468 @@
+//! Collected runtimes' own reports of their live heap, per traced process: the probes of the
+//! `gc_report` program (`memwatch_common::gc`). Neither page faults nor the heap probes see a
+//! JVM's objects or a Go program's objects one by one: what the runtime says is live after each
+//! collection is the retained signal the regression estimate fits routes against.
+//!
+//! - HotSpot: the `hotspot:mem__pool__gc__end` and `hotspot:gc__end` USDT probes of the
+//!   `libjvm.so` a process maps, read from its `.note.stapsdt` notes (they need no semaphore in
+//!   the builds checked; a probe behind a semaphore is not used, as setting it would write to
+//!   the target). A USDT probe sits on a nop, which the kernel emulates.
+//! - Go: `runtime.(*gcControllerState).resetLive`, probed on the emulated branch of its
+//!   stack-bound check ([`super::heap::sites`]).
+//!
+//! Collections are rare (a few a second at most), so these probes stay on throughout, at a
+//! cost the heap budget does not need to count. Optional, bpftop style: a process without such
+//! a runtime has no probe, and one whose probe cannot be attached says why once.
+
+use std::{
+    collections::HashMap,
+    num::NonZeroU32,
+    path::{Path, PathBuf},
+};
+
+use aya::{
+    Ebpf,
+    programs::{
+        UProbe,
+        uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLink, UProbeScope},
+    },
+};
+use iced_x86::Register;
+use memwatch_common::gc::{Cookie, GcEvent, GcOp, Reg};
+
+use super::heap::sites::{self, Kind, Needs};
+
+/// The program every GC probe runs.
+const PROGRAM: &str = "gc_report";
+/// Go's function called with the bytes marked live at each mark termination.
+const GO_RESET_LIVE: &str = "runtime.(*gcControllerState).resetLive";
+
+/// Which runtime a process's GC probes report for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GcRuntime {
+    /// HotSpot: each pool's used bytes after a collection.
+    Jvm,
+    /// Go: the bytes marked live at each mark termination.
+    Go,
+}
+
+impl GcRuntime {
+    /// The name recorded with each live-heap figure (`live_heap.source`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Jvm => "jvm",
+            Self::Go => "go",
+        }
+    }
+}
+
+/// Why a process's runtime reports are not followed. The process itself still is.
+#[derive(Debug, thiserror::Error)]
+pub enum GcSkip {
+    #[error(
+        "cannot load the garbage-collection probe program: collected runtimes' live heap is not \
+         followed, and each route's regression estimate rests on the resident set"
+    )]
+    Load(#[source] Box<aya::programs::ProgramError>),
+    #[error(
+        "cannot attach the garbage-collection probe at {path}+{offset:#x} for process {pid}: its \
+         live heap is not followed (the process is recorded all the same)"
+    )]
+    Attach {
+        pid: u32,
+        path: PathBuf,
+        offset: u64,
+        #[source]
+        source: Box<aya::programs::ProgramError>,
+    },
+}
+
+/// One probe to attach: where, and what it reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Point {
+    path: PathBuf,
+    file_offset: u64,
+    cookie: Cookie,
+}
+
+/// The GC probes of every traced process with a collected runtime memwatch knows.
+#[derive(Debug, Default)]
+pub struct GcProbes {
+    links: HashMap<u32, Vec<UProbeLink>>,
+    loaded: bool,
+}
+
+impl GcProbes {
+    /// Attaches the probes of `pid`'s runtime, if it has one memwatch knows (`None` if not).
+    pub fn follow(&mut self, ebpf: &mut Ebpf, pid: u32) -> Result<Option<GcRuntime>, GcSkip> {
+        if self.links.contains_key(&pid) {
+            return Ok(None);
+        }
+        let Some((runtime, points)) = find(pid) else {
+            return Ok(None);
+        };
+        let program: &mut UProbe = ebpf
+            .program_mut(PROGRAM)
+            .ok_or_else(|| {
+                GcSkip::Load(Box::new(aya::programs::ProgramError::InvalidName {
+                    name: PROGRAM.to_owned(),
+                }))
+            })?
+            .try_into()
+            .map_err(|e| GcSkip::Load(Box::new(e)))?;
+        if !self.loaded {
+            program.load().map_err(|e| GcSkip::Load(Box::new(e)))?;
+            self.loaded = true;
+        }
+        let scope = UProbeScope::OneProcess(NonZeroU32::new(pid).unwrap_or(NonZeroU32::MIN));
+        let mut links = Vec::with_capacity(points.len());
+        for point in &points {
+            let attach_error = |source| GcSkip::Attach {
+                pid,
+                path: point.path.clone(),
+                offset: point.file_offset,
+                source: Box::new(source),
+            };
+            let id = program
+                .attach(
+                    UProbeAttachPoint {
+                        location: UProbeAttachLocation::AbsoluteOffset(point.file_offset),
+                        cookie: Some(point.cookie.pack()),
+                    },
+                    &point.path,
+                    scope,
+                )
+                .map_err(attach_error)?;
+            links.push(program.take_link(id).map_err(attach_error)?);
+        }
+        tracing::debug!(
+            pid,
+            ?runtime,
+            probes = links.len(),
+            "garbage-collection probes attached"
+        );
+        self.links.insert(pid, links);
+        Ok(Some(runtime))
+    }
+
+    /// `pid` is gone or exec'd: its probes go.
+    pub fn forget(&mut self, pid: u32) {
+        self.links.remove(&pid);
+    }
+}
+
+/// `pid`'s collected runtime and where its probes go: a `libjvm.so` among its mappings, or a
+/// Go executable with the function memwatch knows.
+fn find(pid: u32) -> Option<(GcRuntime, Vec<Point>)> {
+    let root = PathBuf::from(format!("/proc/{pid}/root"));
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
+    let jvm = maps
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .find(|p| Path::new(p).file_name().is_some_and(|n| n == "libjvm.so"));
+    if let Some(jvm) = jvm {
+        let path = root.join(jvm.trim_start_matches('/'));
+        let points = jvm_points(&path);
+        if points.is_none() {
+            tracing::info!(
+                pid,
+                path = %path.display(),
+                "this JVM's libjvm.so has no usable hotspot:mem__pool__gc__end USDT probe: its \
+                 live heap is not followed"
+            );
+        }
+        return points.map(|p| (GcRuntime::Jvm, p));
+    }
+    let exe = PathBuf::from(format!("/proc/{pid}/exe"));
+    let f = sites::functions(&exe, &[GO_RESET_LIVE], Kind::Go)?;
+    let f = f.first()?;
+    let site = sites::place(
+        &f.code,
+        Needs {
+            registers: &[Register::RBX],
+            returns: false,
+        },
+    );
+    Some((
+        GcRuntime::Go,
+        vec![Point {
+            path: exe,
+            file_offset: f.file_offset + site.offset,
+            cookie: Cookie {
+                op: GcOp::GoLive,
+                bytes: Reg::Rbx,
+                name: Reg::Rax,
+                name_len: Reg::Rax,
+            },
+        }],
+    ))
+}
+
+/// A USDT probe's note: where it is, and its arguments as the note spells them (`8@%r8`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Usdt {
+    provider: String,
+    name: String,
+    file_offset: u64,
+    semaphore: u64,
+    args: Vec<String>,
+}
+
+/// HotSpot's two probes in the file at `path`, with their cookies.
+fn jvm_points(path: &Path) -> Option<Vec<Point>> {
+    let data = std::fs::read(path).ok()?;
+    let notes = usdt_notes(&data)?;
+    let probe = |name: &str| {
+        notes
+            .iter()
+            .find(|n| n.provider == "hotspot" && n.name == name && n.semaphore == 0)
+    };
+    let pool = probe("mem__pool__gc__end")?;
+    let end = probe("gc__end")?;
+    // (manager, len, pool, len, init, used, committed, max)
+    let reg_of = |i: usize| pool.args.get(i).and_then(|a| register(a));
+    let cookie = Cookie {
+        op: GcOp::JvmPool,
+        bytes: reg_of(5)?,
+        name: reg_of(2)?,
+        name_len: reg_of(3)?,
+    };
+    Some(vec![
+        Point {
+            path: path.to_owned(),
+            file_offset: pool.file_offset,
+            cookie,
+        },
+        Point {
+            path: path.to_owned(),
+            file_offset: end.file_offset,
+            cookie: Cookie {
+                op: GcOp::JvmEnd,
+                bytes: Reg::Rax,
+                name: Reg::Rax,
+                name_len: Reg::Rax,
+            },
+        },
+    ])
+}
+
+/// The register of a USDT argument held whole in a 64-bit register (`8@%r8`, `-8@%rdx`);
+/// `None` for any other form (a narrower register, memory, a constant).
+fn register(arg: &str) -> Option<Reg> {
+    let (size, operand) = arg.split_once('@')?;
+    if size.trim_start_matches('-') != "8" {
+        return None;
+    }
+    Some(match operand.strip_prefix('%')? {
+        "rax" => Reg::Rax,
+        "rbx" => Reg::Rbx,
+        "rcx" => Reg::Rcx,
+        "rdx" => Reg::Rdx,
+        "rsi" => Reg::Rsi,
+        "rdi" => Reg::Rdi,
+        "rbp" => Reg::Rbp,
+        "rsp" => Reg::Rsp,
+        "r8" => Reg::R8,
+        "r9" => Reg::R9,
+        "r10" => Reg::R10,
+        "r11" => Reg::R11,
+        "r12" => Reg::R12,
+        "r13" => Reg::R13,
+        "r14" => Reg::R14,
+        "r15" => Reg::R15,
+        _ => return None,
+    })
+}
+
+/// The SystemTap SDT notes of an ELF file (`.note.stapsdt`), each probe's address turned into
+/// the file offset a uprobe is attached at (adjusted by `.stapsdt.base` for a prelinked file).
+fn usdt_notes(data: &[u8]) -> Option<Vec<Usdt>> {
+    use object::{Object as _, ObjectSection as _};
+    let elf = object::File::parse(data).ok()?;
+    let notes = elf.section_by_name(".note.stapsdt")?.data().ok()?;
+    let base_section = elf.section_by_name(".stapsdt.base").map(|s| s.address());
+    let to_offset = |addr: u64| {
+        elf.sections().find_map(|s| {
+            let (offset, size) = s.file_range()?;
+            let within = addr.checked_sub(s.address())?;
+            (within < size && s.address() != 0).then_some(offset + within)
+        })
+    };
+    let u32_at = |b: &[u8], at: usize| -> Option<u32> {
+        Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+    };
+    let u64_at = |b: &[u8], at: usize| -> Option<u64> {
+        Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
+    };
+    let align4 = |n: usize| n.div_ceil(4) * 4;
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at + 12 <= notes.len() {
+        let namesz = u32_at(notes, at)? as usize;
+        let descsz = u32_at(notes, at + 4)? as usize;
+        let kind = u32_at(notes, at + 8)?;
+        let name = notes.get(at + 12..at + 12 + namesz)?;
+        let desc_at = at + 12 + align4(namesz);
+        let desc = notes.get(desc_at..desc_at + descsz)?;
+        at = desc_at + align4(descsz);
+        // NT_STAPSDT, owner "stapsdt".
+        if kind != 3 || name.strip_suffix(&[0]) != Some(b"stapsdt") {
+            continue;
+        }
+        let (Some(pc), Some(base), Some(semaphore)) =
+            (u64_at(desc, 0), u64_at(desc, 8), u64_at(desc, 16))
+        else {
+            continue;
+        };
+        let mut strings = desc.get(24..)?.split(|&b| b == 0);
+        let mut next = || {
+            strings
+                .next()
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+        };
+        let (Some(provider), Some(probe), Some(args)) = (next(), next(), next()) else {
+            continue;
+        };
+        let pc = match base_section {
+            Some(actual) => pc.wrapping_add(actual.wrapping_sub(base)),
+            None => pc,
+        };
+        let Some(file_offset) = to_offset(pc) else {
+            continue;
+        };
+        out.push(Usdt {
+            provider,
+            name: probe,
+            file_offset,
+            semaphore,
+            args: args.split_whitespace().map(str::to_owned).collect(),
+        });
+    }
+    Some(out)
+}
+
+/// A JVM's pool reports summed into its heap's used bytes at each collection's end.
+#[derive(Debug, Default)]
+pub struct JvmPools {
+    /// The pools reported since the last collection's end, per process: name, used bytes.
+    pending: HashMap<u32, Vec<(String, u64)>>,
+}
+
+impl JvmPools {
+    /// Takes one report; at a collection's end, returns the heap's used bytes then (the sum
+    /// over its heap pools: eden, survivor and old for G1; code caches and metaspace are not
+    /// the heap).
+    pub fn report(&mut self, pid: u32, e: &GcEvent) -> Option<u64> {
+        match GcOp::from_u32(e.op)? {
+            GcOp::JvmPool => {
+                let len = (e.name_len as usize).min(e.name.len());
+                let name = String::from_utf8_lossy(&e.name[..len]).into_owned();
+                let pools = self.pending.entry(pid).or_default();
+                // A pool reported twice in one collection (two managers) counts once.
+                pools.retain(|(n, _)| *n != name);
+                pools.push((name, e.bytes));
+                None
+            }
+            GcOp::JvmEnd => {
+                let pools = self.pending.remove(&pid)?;
+                let heap: Vec<u64> = pools
+                    .iter()
+                    .filter(|(name, _)| is_heap_pool(name))
+                    .map(|(_, used)| *used)
+                    .collect();
+                (!heap.is_empty()).then(|| heap.iter().sum())
+            }
+            GcOp::GoLive => None,
+        }
+    }
+
+    pub fn forget(&mut self, pid: u32) {
+        self.pending.remove(&pid);
+    }
+}
+
+/// Whether a HotSpot memory pool is part of the Java heap: all are but the code caches and the
+/// class metadata.
+fn is_heap_pool(name: &str) -> bool {
+    !(name.starts_with("CodeHeap")
+        || name.starts_with("Code Cache")
+        || name == "Metaspace"
+        || name == "Compressed Class Space"
+        || name.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usdt_arguments_in_whole_registers_only() {
+        assert_eq!(register("8@%r8"), Some(Reg::R8));
+        assert_eq!(register("-8@%rdx"), Some(Reg::Rdx));
+        assert_eq!(register("1@%dil"), None);
+        assert_eq!(register("4@%eax"), None);
+        assert_eq!(register("8@-16(%rbp)"), None);
+        assert_eq!(register("8@$5"), None);
+    }
+
+    fn pool(name: &str, used: u64) -> GcEvent {
+        let mut e = GcEvent {
+            op: GcOp::JvmPool as u32,
+            bytes: used,
+            ..GcEvent::default()
+        };
+        e.name[..name.len()].copy_from_slice(name.as_bytes());
+        e.name_len = name.len() as u32;
+        e
+    }
+
+    /// G1's young collection, as Debian's openjdk-17 reports it: the code caches, metaspace
+    /// and the three heap pools, then the end. Only the heap pools count.
+    #[test]
+    fn a_jvm_collection_is_its_heap_pools_summed() {
+        let mut p = JvmPools::default();
+        for (name, used) in [
+            ("CodeHeap 'non-nmethods'", 1_166_336),
+            ("Metaspace", 2_209_224),
+            ("Compressed Class Space", 210_584),
+            ("G1 Eden Space", 0),
+            ("G1 Survivor Space", 4_194_304),
+            ("G1 Old Gen", 17_748_480),
+        ] {
+            assert_eq!(p.report(7, &pool(name, used)), None);
+        }
+        let end = GcEvent {
+            op: GcOp::JvmEnd as u32,
+            ..GcEvent::default()
+        };
+        assert_eq!(p.report(8, &end), None, "another process's collection");
+        assert_eq!(p.report(7, &end), Some(4_194_304 + 17_748_480));
+        assert_eq!(p.report(7, &end), None, "nothing reported since");
+    }
+
+    /// This machine's JVM, when there is one: its probes are found, with the registers its
+    /// note names.
+    #[test]
+    fn this_machines_jvm_has_its_probes() {
+        let Ok(java) = std::fs::canonicalize("/usr/bin/java") else {
+            return;
+        };
+        let Some(jdk) = java.parent().and_then(Path::parent) else {
+            return;
+        };
+        let libjvm = jdk.join("lib/server/libjvm.so");
+        if !libjvm.is_file() {
+            return;
+        }
+        let points = jvm_points(&libjvm).expect("hotspot's USDT probes");
+        assert_eq!(points.len(), 2);
+        assert_eq!(points[0].cookie.op, GcOp::JvmPool);
+        assert_eq!(points[1].cookie.op, GcOp::JvmEnd);
+        // A USDT probe sits on a nop, which the kernel emulates.
+        let data = std::fs::read(&libjvm).unwrap();
+        for p in &points {
+            let at = usize::try_from(p.file_offset).unwrap();
+            assert_eq!(data[at], 0x90, "{p:?}");
+        }
+    }
+}

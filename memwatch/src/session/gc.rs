@@ -1,0 +1,81 @@
+//! The session's side of collected runtimes' reports ([`crate::capture::probe::gc`]): which
+//! processes have them, and each collection's live heap as a row.
+
+use std::collections::{HashMap, HashSet};
+
+use memwatch_common::gc::{GcEvent, GcOp};
+
+use crate::{
+    capture::probe::{
+        Probe,
+        gc::{GcRuntime, JvmPools},
+    },
+    model::Row,
+};
+
+/// The collected runtimes followed, and their reports in progress.
+#[derive(Debug, Default)]
+pub(super) struct GcFollow {
+    pools: JvmPools,
+    runtimes: HashMap<u32, GcRuntime>,
+    /// Processes looked at again at their first request (a JVM maps `libjvm.so` only after
+    /// its launcher starts, so a command memwatch starts has none at its exec).
+    looked_again: HashSet<u32>,
+    /// Live-heap figures recorded.
+    pub(super) reports: u64,
+}
+
+impl GcFollow {
+    /// Attaches `pid`'s runtime probes if it has a collected runtime memwatch knows. A failure
+    /// is said once and the process is recorded all the same.
+    pub(super) fn follow(&mut self, probe: &mut Probe, pid: u32) {
+        match probe.follow_gc(pid) {
+            Ok(Some(runtime)) => {
+                tracing::info!(
+                    pid,
+                    runtime = runtime.name(),
+                    "following the live heap this runtime reports after each collection"
+                );
+                self.runtimes.insert(pid, runtime);
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!("{:#}", anyhow::Error::from(e)),
+        }
+    }
+
+    /// `pid` served a request: looked at once more if it had no runtime memwatch knew.
+    pub(super) fn serving(&mut self, probe: &mut Probe, pid: u32) {
+        if !self.runtimes.contains_key(&pid) && self.looked_again.insert(pid) {
+            self.follow(probe, pid);
+        }
+    }
+
+    /// `pid` is gone or exec'd.
+    pub(super) fn forget(&mut self, probe: &mut Probe, pid: u32) {
+        probe.forget_gc(pid);
+        self.pools.forget(pid);
+        self.runtimes.remove(&pid);
+        self.looked_again.remove(&pid);
+    }
+
+    /// One report, stamped `ts_ns` (wall): a collection's live heap becomes a row.
+    pub(super) fn event(&mut self, ts_ns: i64, e: &GcEvent, rows: &mut Vec<Row>) {
+        let pid = e.header.tgid;
+        let live = match GcOp::from_u32(e.op) {
+            Some(GcOp::GoLive) => Some((e.bytes, GcRuntime::Go)),
+            Some(GcOp::JvmPool | GcOp::JvmEnd) => {
+                self.pools.report(pid, e).map(|b| (b, GcRuntime::Jvm))
+            }
+            None => None,
+        };
+        if let Some((bytes, runtime)) = live {
+            self.reports += 1;
+            rows.push(Row::LiveHeap {
+                ts_ns,
+                pid,
+                bytes,
+                source: runtime.name(),
+            });
+        }
+    }
+}
