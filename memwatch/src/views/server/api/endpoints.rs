@@ -3,12 +3,12 @@
 
 use std::{collections::BTreeMap, sync::Arc};
 
-use axum::extract::{Query, State};
-use serde::Serialize;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
 
 use super::{
     ApiResult, answer, ms,
-    query::{Params, range},
+    query::{BadParam, Checked, Given},
 };
 use crate::{
     recording::{Recording, query::Range},
@@ -20,10 +20,24 @@ use crate::{
 
 pub(super) async fn handler(
     State(state): State<Arc<AppState>>,
-    Query(p): Params,
+    Checked(q): Checked<EndpointsQuery>,
 ) -> ApiResult<Endpoints> {
-    let range = range(&p)?;
-    answer(&state, move |rec| Endpoints::read(rec, range)).await
+    answer(&state, move |rec| Endpoints::read(rec, q.range)).await
+}
+
+/// `from` and `to`.
+#[derive(Debug, Deserialize)]
+#[serde(try_from = "Given")]
+pub(super) struct EndpointsQuery {
+    range: Range,
+}
+
+impl TryFrom<Given> for EndpointsQuery {
+    type Error = BadParam;
+
+    fn try_from(p: Given) -> Result<Self, BadParam> {
+        Ok(Self { range: p.range()? })
+    }
 }
 
 /// `GET /api/endpoints`.

@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
-use serde::Serialize;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
 
 use super::{
     ApiResult, MS, answer,
-    query::{Params, int, range},
+    query::{BadParam, Checked, Given},
 };
 use crate::{
     recording::{
@@ -20,11 +20,28 @@ use crate::{
 
 pub(super) async fn handler(
     State(state): State<Arc<AppState>>,
-    Query(p): Params,
+    Checked(q): Checked<LogLinesQuery>,
 ) -> ApiResult<LogLines> {
-    let range = range(&p)?;
-    let limit = int(&p, "limit", 1, 5000)?.unwrap_or(200);
-    answer(&state, move |rec| LogLines::read(rec, range, limit)).await
+    answer(&state, move |rec| LogLines::read(rec, q.range, q.limit)).await
+}
+
+/// `from`, `to`, and `limit`: at most this many lines (1 to 5000, 200 by default).
+#[derive(Debug, Deserialize)]
+#[serde(try_from = "Given")]
+pub(super) struct LogLinesQuery {
+    range: Range,
+    limit: i64,
+}
+
+impl TryFrom<Given> for LogLinesQuery {
+    type Error = BadParam;
+
+    fn try_from(p: Given) -> Result<Self, BadParam> {
+        Ok(Self {
+            range: p.range()?,
+            limit: p.int("limit", 1, 5000)?.unwrap_or(200),
+        })
+    }
 }
 
 /// `GET /api/log_lines`.
@@ -87,7 +104,18 @@ impl LogLines {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::views::server::api::testing::{assert_sorted, undecodable_rows};
+    use crate::views::server::api::testing::{assert_sorted, checked, undecodable_rows};
+
+    #[test]
+    fn limit_is_checked() {
+        let limit = |query: &str| checked::<LogLinesQuery>(query).map(|q| q.limit);
+        assert_eq!(limit(""), Ok(200));
+        assert_eq!(limit("limit=5000"), Ok(5000));
+        assert_eq!(
+            limit("limit=5001"),
+            Err(r#"limit="5001" is not an integer from 1 to 5000"#.to_owned())
+        );
+    }
 
     /// The answer sends its keys sorted.
     #[test]

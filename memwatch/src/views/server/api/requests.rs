@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
-use serde::Serialize;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
 
 use super::{
     ApiResult, MS, answer,
-    query::{Params, int, range},
+    query::{BadParam, Checked, Given},
 };
 use crate::{
     recording::{
@@ -20,17 +20,36 @@ use crate::{
 
 pub(super) async fn handler(
     State(state): State<Arc<AppState>>,
-    Query(p): Params,
+    Checked(q): Checked<RequestsQuery>,
 ) -> ApiResult<Requests> {
-    let range = range(&p)?;
-    let limit = int(&p, "limit", 1, 5000)?.unwrap_or(200);
-    let filter = RequestFilter {
-        from_ns: range.from_ns.unwrap_or(0),
-        to_ns: range.to_ns.unwrap_or(i64::MAX),
-        route: p.get("route").cloned(),
-        method: p.get("method").cloned(),
-    };
-    answer(&state, move |rec| Requests::read(rec, &filter, limit)).await
+    answer(&state, move |rec| Requests::read(rec, &q.filter, q.limit)).await
+}
+
+/// `from`, `to`, `route` and `method` (any text) as the filter, and `limit`: at most this many
+/// requests listed (1 to 5000, 200 by default).
+#[derive(Debug, Deserialize)]
+#[serde(try_from = "Given")]
+pub(super) struct RequestsQuery {
+    filter: RequestFilter,
+    limit: i64,
+}
+
+impl TryFrom<Given> for RequestsQuery {
+    type Error = BadParam;
+
+    fn try_from(mut p: Given) -> Result<Self, BadParam> {
+        let range = p.range()?;
+        let limit = p.int("limit", 1, 5000)?.unwrap_or(200);
+        Ok(Self {
+            filter: RequestFilter {
+                from_ns: range.from_ns.unwrap_or(0),
+                to_ns: range.to_ns.unwrap_or(i64::MAX),
+                route: p.text("route"),
+                method: p.text("method"),
+            },
+            limit,
+        })
+    }
 }
 
 /// `GET /api/requests`.
@@ -143,7 +162,28 @@ impl Requests {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::views::server::api::testing::{assert_sorted, undecodable_rows};
+    use crate::views::server::api::testing::{assert_sorted, checked, undecodable_rows};
+
+    #[test]
+    fn the_filter_and_limit_are_checked() {
+        let q = checked::<RequestsQuery>("route=/leak&method=GET&limit=5&from=1").unwrap();
+        assert_eq!(q.limit, 5);
+        assert_eq!(
+            (q.filter.from_ns, q.filter.to_ns),
+            (MS, i64::MAX),
+            "an open end is the extreme"
+        );
+        assert_eq!(q.filter.route.as_deref(), Some("/leak"));
+        assert_eq!(q.filter.method.as_deref(), Some("GET"));
+        let q = checked::<RequestsQuery>("").unwrap();
+        assert_eq!((q.limit, q.filter.from_ns, q.filter.route), (200, 0, None));
+        for raw in ["0", "5001", "all"] {
+            assert_eq!(
+                checked::<RequestsQuery>(&format!("limit={raw}")).unwrap_err(),
+                format!("limit={raw:?} is not an integer from 1 to 5000")
+            );
+        }
+    }
 
     /// The answer, with every optional field filled, sends its keys sorted.
     #[test]

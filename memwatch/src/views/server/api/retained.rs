@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
-use serde::Serialize;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
 
 use super::{
     ApiResult, MS, answer, bounds,
-    query::{Params, int, range},
+    query::{BadParam, Checked, Given},
 };
 use crate::{
     recording::{
@@ -23,15 +23,34 @@ use crate::{
 
 pub(super) async fn handler(
     State(state): State<Arc<AppState>>,
-    Query(p): Params,
+    Checked(q): Checked<RetainedQuery>,
 ) -> ApiResult<RetainedByRoute> {
-    let range = range(&p)?;
-    let points = int(&p, "points", 1, 10_000)?.unwrap_or(1000) as usize;
-    let top = int(&p, "top", 0, 20)?.unwrap_or(5) as usize;
     answer(&state, move |rec| {
-        RetainedByRoute::read(rec, range, points, top)
+        RetainedByRoute::read(rec, q.range, q.points, q.top)
     })
     .await
+}
+
+/// `from`, `to`, `points`: at most this many buckets (1 to 10000, 1000 by default), and `top`:
+/// how many routes have series of their own (0 to 20, 5 by default).
+#[derive(Debug, Deserialize)]
+#[serde(try_from = "Given")]
+pub(super) struct RetainedQuery {
+    range: Range,
+    points: usize,
+    top: usize,
+}
+
+impl TryFrom<Given> for RetainedQuery {
+    type Error = BadParam;
+
+    fn try_from(p: Given) -> Result<Self, BadParam> {
+        Ok(Self {
+            range: p.range()?,
+            points: p.int("points", 1, 10_000)?.unwrap_or(1000) as usize,
+            top: p.int("top", 0, 20)?.unwrap_or(5) as usize,
+        })
+    }
 }
 
 /// `GET /api/retained`.
@@ -106,7 +125,35 @@ impl RetainedByRoute {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::views::server::api::{testing::assert_sorted, timeline::Timeline};
+    use crate::views::server::api::{
+        testing::{assert_sorted, checked},
+        timeline::Timeline,
+    };
+
+    #[test]
+    fn points_and_top_are_checked() {
+        let read = |query: &str| checked::<RetainedQuery>(query).map(|q| (q.points, q.top));
+        assert_eq!(read(""), Ok((1000, 5)));
+        assert_eq!(read("points=1&top=0"), Ok((1, 0)));
+        assert_eq!(read("points=10000&top=20"), Ok((10_000, 20)));
+        for raw in ["0", "10001", "x"] {
+            assert_eq!(
+                read(&format!("points={raw}")),
+                Err(format!("points={raw:?} is not an integer from 1 to 10000"))
+            );
+        }
+        for raw in ["-1", "21", "five"] {
+            assert_eq!(
+                read(&format!("top={raw}")),
+                Err(format!("top={raw:?} is not an integer from 0 to 20"))
+            );
+        }
+        // Points before top.
+        assert_eq!(
+            read("top=21&points=0"),
+            Err(r#"points="0" is not an integer from 1 to 10000"#.to_owned())
+        );
+    }
 
     /// The answer, with every list filled, sends its keys sorted.
     #[test]

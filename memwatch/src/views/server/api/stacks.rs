@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
-use serde::Serialize;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
 
 use super::{
     ApiResult, answer, ms,
-    query::{Params, range},
+    query::{BadParam, Checked, Given},
 };
 use crate::{
     recording::{Recording, query::Range},
@@ -20,15 +20,33 @@ use crate::{
 
 pub(super) async fn handler(
     State(state): State<Arc<AppState>>,
-    Query(p): Params,
+    Checked(q): Checked<StacksQuery>,
 ) -> ApiResult<Stacks> {
-    let range = range(&p)?;
-    let route = p.get("route").cloned();
-    let method = p.get("method").cloned();
     answer(&state, move |rec| {
-        Stacks::read(rec, range, route.as_deref(), method.as_deref())
+        Stacks::read(rec, q.range, q.route.as_deref(), q.method.as_deref())
     })
     .await
+}
+
+/// `from`, `to`, and `route` and `method` to keep one route's requests (any text).
+#[derive(Debug, Deserialize)]
+#[serde(try_from = "Given")]
+pub(super) struct StacksQuery {
+    range: Range,
+    route: Option<String>,
+    method: Option<String>,
+}
+
+impl TryFrom<Given> for StacksQuery {
+    type Error = BadParam;
+
+    fn try_from(mut p: Given) -> Result<Self, BadParam> {
+        Ok(Self {
+            range: p.range()?,
+            route: p.text("route"),
+            method: p.text("method"),
+        })
+    }
 }
 
 /// `GET /api/stacks`.
@@ -156,7 +174,25 @@ impl Stacks {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::views::server::api::{MS, testing::assert_sorted};
+    use crate::views::server::api::{
+        MS,
+        testing::{assert_sorted, checked},
+    };
+
+    #[test]
+    fn route_and_method_are_any_text() {
+        let q = checked::<StacksQuery>("route=%2Fa%3Fb&method=").unwrap();
+        assert_eq!(
+            (q.route.as_deref(), q.method.as_deref()),
+            (Some("/a?b"), Some(""))
+        );
+        let q = checked::<StacksQuery>("from=1").unwrap();
+        assert_eq!((q.route, q.method, q.range.from_ns), (None, None, Some(MS)));
+        assert_eq!(
+            checked::<StacksQuery>("route=/a&to=x").unwrap_err(),
+            r#"to="x" is not an integer from 0 to 9223372036854 (times are epoch milliseconds)"#
+        );
+    }
 
     /// The answer, with every optional object and list filled, sends its keys sorted.
     #[test]

@@ -1,18 +1,47 @@
-//! What the API's unit tests share: the check that an answer sends its keys sorted, and a
-//! recording with rows that do not decode.
+//! What the API's unit tests share: a typed query read as a request's would be, the check that
+//! an answer sends its keys sorted, and a recording with rows that do not decode.
 
 use std::fmt;
 
+use axum::{
+    extract::FromRequestParts as _,
+    http::{Request, StatusCode},
+};
+use futures_util::FutureExt as _;
 use serde::{
     Serialize,
-    de::{self, Deserialize, Deserializer, Error as _, MapAccess, SeqAccess, Visitor},
+    de::{
+        self, Deserialize, DeserializeOwned, Deserializer, Error as _, MapAccess, SeqAccess,
+        Visitor,
+    },
 };
 use tempfile::TempDir;
 
+use super::query::Checked;
 use crate::{
     model::{LogLineRow, MemRow, RequestRow, Row, meta},
     recording::{Recording, Writer},
+    views::server::ApiError,
 };
+
+/// The typed query `T` read from `query` as a request's is, or the message of its 400 answer.
+pub(super) fn checked<T: DeserializeOwned>(query: &str) -> Result<T, String> {
+    let (mut parts, ()) = Request::builder()
+        .uri(format!("/api?{query}"))
+        .body(())
+        .unwrap()
+        .into_parts();
+    let read = Checked::<T>::from_request_parts(&mut parts, &())
+        .now_or_never()
+        .expect("reading a query waits for nothing");
+    match read {
+        Ok(Checked(q)) => Ok(q),
+        Err(ApiError(status, message)) => {
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{message}");
+            Err(message)
+        }
+    }
+}
 
 /// Any JSON value whose objects, at every depth, have their keys in ascending order.
 struct Sorted;

@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
-use serde::Serialize;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
 
 use super::{
     ApiResult, MS, answer, bounds,
-    query::{Params, int, range},
+    query::{BadParam, Checked, Given},
 };
 use crate::{
     recording::{
@@ -27,11 +27,28 @@ use crate::{
 
 pub(super) async fn handler(
     State(state): State<Arc<AppState>>,
-    Query(p): Params,
+    Checked(q): Checked<TimelineQuery>,
 ) -> ApiResult<Timeline> {
-    let range = range(&p)?;
-    let points = int(&p, "points", 2, 10_000)?.unwrap_or(1000) as usize;
-    answer(&state, move |rec| Timeline::read(rec, range, points)).await
+    answer(&state, move |rec| Timeline::read(rec, q.range, q.points)).await
+}
+
+/// `from`, `to`, and `points`: at most this many points a series (2 to 10000, 1000 by default).
+#[derive(Debug, Deserialize)]
+#[serde(try_from = "Given")]
+pub(super) struct TimelineQuery {
+    range: Range,
+    points: usize,
+}
+
+impl TryFrom<Given> for TimelineQuery {
+    type Error = BadParam;
+
+    fn try_from(p: Given) -> Result<Self, BadParam> {
+        Ok(Self {
+            range: p.range()?,
+            points: p.int("points", 2, 10_000)?.unwrap_or(1000) as usize,
+        })
+    }
 }
 
 /// `GET /api/timeline`.
@@ -216,7 +233,26 @@ impl Timeline {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::views::server::api::testing::{assert_sorted, undecodable_rows};
+    use crate::views::server::api::testing::{assert_sorted, checked, undecodable_rows};
+
+    #[test]
+    fn points_are_checked() {
+        let points = |query: &str| checked::<TimelineQuery>(query).map(|q| q.points);
+        assert_eq!(points(""), Ok(1000));
+        assert_eq!(points("points=2"), Ok(2));
+        assert_eq!(points("points=10000"), Ok(10_000));
+        for raw in ["abc", "1", "10001", ""] {
+            assert_eq!(
+                points(&format!("points={raw}")),
+                Err(format!("points={raw:?} is not an integer from 2 to 10000"))
+            );
+        }
+        // The range is checked first.
+        assert_eq!(
+            points("points=abc&from=2&to=1"),
+            Err("from=2 is after to=1".to_owned())
+        );
+    }
 
     #[test]
     fn downsampling_keeps_extremes_and_bounds_points() {
