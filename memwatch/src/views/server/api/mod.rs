@@ -85,3 +85,84 @@ async fn answer<T: Send + 'static>(
 ) -> ApiResult<T> {
     with_rec(state, read).await.map(Json)
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::{
+        body::{Body, to_bytes},
+        http::{Request, header},
+    };
+    use tower::ServiceExt as _;
+
+    use super::*;
+    use crate::recording::Writer;
+
+    /// The routes in-process, on an empty recording: each parameter check answers through its
+    /// endpoint, 400 with `{"error": ...}` for a bad value, and a good query is read.
+    #[tokio::test]
+    async fn each_endpoint_checks_its_parameters() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        Writer::create(&path, &[]).unwrap().finish().unwrap();
+        let state = AppState::new(Recording::open(&path).unwrap(), false, None);
+        let app = routes().with_state(state);
+        let not_an_integer = |key: &str, raw: &str, max: i64| {
+            format!("{key}={raw:?} is not an integer from 1 to {max}")
+        };
+        let cases = [
+            (
+                "/api/timeline?points=abc",
+                Some(r#"points="abc" is not an integer from 2 to 10000"#.to_owned()),
+            ),
+            ("/api/timeline?points=2&from=0", None),
+            (
+                "/api/endpoints?from=2&to=1",
+                Some("from=2 is after to=1".to_owned()),
+            ),
+            ("/api/endpoints?to=1", None),
+            (
+                "/api/retained?points=0",
+                Some(not_an_integer("points", "0", 10_000)),
+            ),
+            ("/api/retained?points=3&top=0", None),
+            (
+                "/api/requests?limit=0",
+                Some(not_an_integer("limit", "0", 5000)),
+            ),
+            ("/api/requests?route=/leak&method=GET&limit=5", None),
+            (
+                "/api/stacks?from=x",
+                Some(format!(
+                    "from=\"x\" is not an integer from 0 to {} (times are epoch milliseconds)",
+                    i64::MAX / MS
+                )),
+            ),
+            ("/api/stacks?route=/a", None),
+            (
+                "/api/log_lines?limit=x",
+                Some(not_an_integer("limit", "x", 5000)),
+            ),
+            ("/api/log_lines?token=s3cret", None),
+            ("/api/summary?points=abc", None),
+        ];
+        for (uri, error) in cases {
+            let request = Request::get(uri).body(Body::empty()).unwrap();
+            let response = app.clone().oneshot(request).await.unwrap();
+            let status = response.status();
+            let json = response
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .is_some_and(|t| t == "application/json");
+            let body = to_bytes(response.into_body(), 1 << 20).await.unwrap();
+            let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert!(json, "{uri}");
+            match error {
+                Some(error) => {
+                    assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {body}");
+                    assert_eq!(body, serde_json::json!({ "error": error }), "{uri}");
+                }
+                None => assert_eq!(status, StatusCode::OK, "{uri}: {body}"),
+            }
+        }
+    }
+}
