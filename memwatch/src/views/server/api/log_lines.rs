@@ -25,7 +25,7 @@ pub(super) async fn handler(
     answer(&state, move |rec| LogLines::read(rec, q.range, q.limit)).await
 }
 
-/// `from`, `to`, and `limit`: at most this many lines (1 to 5000, 200 by default).
+/// `from`, `to` and `limit`.
 #[derive(Debug, Deserialize)]
 #[serde(try_from = "Given")]
 pub(super) struct LogLinesQuery {
@@ -39,7 +39,7 @@ impl TryFrom<Given> for LogLinesQuery {
     fn try_from(p: Given) -> Result<Self, BadParam> {
         Ok(Self {
             range: p.range()?,
-            limit: p.int("limit", 1, 5000)?.unwrap_or(200),
+            limit: p.limit()?,
         })
     }
 }

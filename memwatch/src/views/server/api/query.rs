@@ -68,6 +68,11 @@ impl Given {
         })
     }
 
+    /// `limit`, for the endpoints that list rows: at most this many (1 to 5000, 200 by default).
+    pub(super) fn limit(&self) -> Result<i64, BadParam> {
+        Ok(self.int("limit", 1, 5000)?.unwrap_or(200))
+    }
+
     /// An optional text parameter, as given (a route or a method: any text is accepted).
     pub(super) fn text(&mut self, key: &str) -> Option<String> {
         self.0.remove(key)

@@ -25,8 +25,7 @@ pub(super) async fn handler(
     answer(&state, move |rec| Requests::read(rec, &q.filter, q.limit)).await
 }
 
-/// `from`, `to`, `route` and `method` (any text) as the filter, and `limit`: at most this many
-/// requests listed (1 to 5000, 200 by default).
+/// `from`, `to`, `route` and `method` (any text) as the filter, and `limit`.
 #[derive(Debug, Deserialize)]
 #[serde(try_from = "Given")]
 pub(super) struct RequestsQuery {
@@ -39,7 +38,7 @@ impl TryFrom<Given> for RequestsQuery {
 
     fn try_from(mut p: Given) -> Result<Self, BadParam> {
         let range = p.range()?;
-        let limit = p.int("limit", 1, 5000)?.unwrap_or(200);
+        let limit = p.limit()?;
         Ok(Self {
             filter: RequestFilter {
                 from_ns: range.from_ns.unwrap_or(0),
