@@ -250,14 +250,7 @@ pub fn router(state: Arc<AppState>, allowed: AllowedHosts) -> Router {
     guarded(
         Router::new()
             .route("/metrics", get(metrics_handler))
-            .route("/api/summary", get(api::summary))
-            .route("/api/timeline", get(api::timeline))
-            .route("/api/endpoints", get(api::endpoints))
-            .route("/api/retained", get(api::retained))
-            .route("/api/requests", get(api::requests))
-            .route("/api/stacks", get(api::stacks))
-            .route("/api/log_lines", get(api::log_lines))
-            .route("/api/stream", get(api::stream))
+            .merge(api::routes())
             .fallback(asset),
         state,
         allowed,

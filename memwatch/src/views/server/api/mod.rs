@@ -1,80 +1,66 @@
-//! API handlers (`docs/api.md`): each checks its parameters, then reads its answer
-//! ([`responses`]) on a blocking thread with the shared recording locked.
+//! The page's JSON API (`docs/api.md`): its routes, and what its endpoints share. Each endpoint
+//! has a file of its own that holds its parameters, its answer as typed structs read from the
+//! recording, and its handler, which reads the answer on a blocking thread with the shared
+//! recording locked.
+//!
+//! What every answer keeps to:
+//! - Times go out as epoch milliseconds.
+//! - Rows that do not decode are skipped, as the page would rather show what it can, but never
+//!   silently: every answer that lists rows says how many it skipped in `undecodable_rows`, and
+//!   the query logs the first one's error.
+//! - Fields are declared in alphabetical order at every level, because that is the order the API
+//!   has always sent (its answers used to be `serde_json::Value` maps, which sort their keys) and
+//!   clients may compare answers byte for byte. Each answer's `keys_are_sorted` test holds it to
+//!   that; it is also why the report's types are not serialised directly but copied into structs
+//!   of the endpoint's file.
 
-mod responses;
+mod endpoints;
+mod log_lines;
+mod query;
+mod requests;
+mod retained;
+mod stacks;
+mod stream;
+mod summary;
+#[cfg(test)]
+mod testing;
+mod timeline;
 
-use std::{
-    collections::HashMap,
-    convert::Infallible,
-    sync::{Arc, atomic::Ordering},
-    time::Duration,
-};
+use std::sync::Arc;
 
-use axum::{
-    Json,
-    extract::{Query, State},
-    http::StatusCode,
-    response::sse::{Event, KeepAlive, Sse},
-};
-use futures_util::{
-    StreamExt as _,
-    stream::{self, Stream},
-};
-use responses::{
-    Endpoints, LogLines, Requests, RetainedByRoute, Stacks, Summary, Timeline, Update,
-};
+use axum::{Json, Router, http::StatusCode, routing::get};
 
-use super::{ApiError, AppState, ErrorBody};
-use crate::recording::{
-    Recording,
-    query::{Range, requests::RequestFilter},
-};
+use super::{ApiError, AppState};
+use crate::recording::Recording;
 
-type Params = Query<HashMap<String, String>>;
 type ApiResult<T> = Result<Json<T>, ApiError>;
 
 /// Nanoseconds per millisecond: the recording's times are ns, the API's ms.
 const MS: i64 = 1_000_000;
 
-fn bad(what: String) -> ApiError {
-    ApiError(StatusCode::BAD_REQUEST, what)
+/// The API's routes, each served by its file's handler.
+pub(super) fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/api/summary", get(summary::handler))
+        .route("/api/timeline", get(timeline::handler))
+        .route("/api/endpoints", get(endpoints::handler))
+        .route("/api/retained", get(retained::handler))
+        .route("/api/requests", get(requests::handler))
+        .route("/api/stacks", get(stacks::handler))
+        .route("/api/log_lines", get(log_lines::handler))
+        .route("/api/stream", get(stream::handler))
 }
 
-/// An optional integer parameter within `[min, max]`.
-fn int(
-    p: &HashMap<String, String>,
-    key: &str,
-    min: i64,
-    max: i64,
-) -> Result<Option<i64>, ApiError> {
-    let Some(raw) = p.get(key) else {
-        return Ok(None);
-    };
-    match raw.parse::<i64>() {
-        Ok(v) if (min..=max).contains(&v) => Ok(Some(v)),
-        _ => Err(bad(format!(
-            "{key}={raw:?} is not an integer from {min} to {max}{}",
-            if key == "from" || key == "to" {
-                " (times are epoch milliseconds)"
-            } else {
-                ""
-            }
-        ))),
-    }
+/// Epoch ns to epoch ms, rounding down.
+fn ms(ns: Option<i64>) -> Option<i64> {
+    ns.map(|v| v.div_euclid(MS))
 }
 
-fn range(p: &HashMap<String, String>) -> Result<Range, ApiError> {
-    let from = int(p, "from", 0, i64::MAX / MS)?;
-    let to = int(p, "to", 0, i64::MAX / MS)?;
-    if let (Some(f), Some(t)) = (from, to)
-        && f > t
-    {
-        return Err(bad(format!("from={f} is after to={t}")));
-    }
-    Ok(Range {
-        from_ns: from.map(|v| v * MS),
-        to_ns: to.map(|v| v * MS),
-    })
+/// Start, end (if finished) and latest data time of the recording, in ns.
+fn bounds(rec: &Recording) -> Result<(i64, Option<i64>, i64), ApiError> {
+    let span = rec.span()?;
+    let latest = rec.latest_ns()?;
+    Ok((span.started_ns, span.ended_ns, latest.max(span.started_ns)))
 }
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
@@ -92,121 +78,91 @@ async fn with_rec<T: Send + 'static>(
         .map_err(internal)?
 }
 
-pub(super) async fn summary(State(state): State<Arc<AppState>>) -> ApiResult<Summary> {
-    let live = state.live.load(Ordering::Relaxed);
-    with_rec(&state, move |rec| Summary::read(rec, live))
-        .await
-        .map(Json)
+/// An endpoint's JSON answer, read by `read` as [`with_rec`] does.
+async fn answer<T: Send + 'static>(
+    state: &Arc<AppState>,
+    read: impl FnOnce(&Recording) -> Result<T, ApiError> + Send + 'static,
+) -> ApiResult<T> {
+    with_rec(state, read).await.map(Json)
 }
 
-pub(super) async fn timeline(
-    State(state): State<Arc<AppState>>,
-    Query(p): Params,
-) -> ApiResult<Timeline> {
-    let range = range(&p)?;
-    let points = int(&p, "points", 2, 10_000)?.unwrap_or(1000) as usize;
-    with_rec(&state, move |rec| Timeline::read(rec, range, points))
-        .await
-        .map(Json)
-}
-
-pub(super) async fn endpoints(
-    State(state): State<Arc<AppState>>,
-    Query(p): Params,
-) -> ApiResult<Endpoints> {
-    let range = range(&p)?;
-    with_rec(&state, move |rec| Endpoints::read(rec, range))
-        .await
-        .map(Json)
-}
-
-pub(super) async fn retained(
-    State(state): State<Arc<AppState>>,
-    Query(p): Params,
-) -> ApiResult<RetainedByRoute> {
-    let range = range(&p)?;
-    let points = int(&p, "points", 1, 10_000)?.unwrap_or(1000) as usize;
-    let top = int(&p, "top", 0, 20)?.unwrap_or(5) as usize;
-    with_rec(&state, move |rec| {
-        RetainedByRoute::read(rec, range, points, top)
-    })
-    .await
-    .map(Json)
-}
-
-pub(super) async fn requests(
-    State(state): State<Arc<AppState>>,
-    Query(p): Params,
-) -> ApiResult<Requests> {
-    let range = range(&p)?;
-    let limit = int(&p, "limit", 1, 5000)?.unwrap_or(200);
-    let filter = RequestFilter {
-        from_ns: range.from_ns.unwrap_or(0),
-        to_ns: range.to_ns.unwrap_or(i64::MAX),
-        route: p.get("route").cloned(),
-        method: p.get("method").cloned(),
+#[cfg(test)]
+mod tests {
+    use axum::{
+        body::{Body, to_bytes},
+        http::{Request, header},
     };
-    with_rec(&state, move |rec| Requests::read(rec, &filter, limit))
-        .await
-        .map(Json)
-}
+    use tower::ServiceExt as _;
 
-pub(super) async fn stacks(
-    State(state): State<Arc<AppState>>,
-    Query(p): Params,
-) -> ApiResult<Stacks> {
-    let range = range(&p)?;
-    let route = p.get("route").cloned();
-    let method = p.get("method").cloned();
-    with_rec(&state, move |rec| {
-        Stacks::read(rec, range, route.as_deref(), method.as_deref())
-    })
-    .await
-    .map(Json)
-}
+    use super::*;
+    use crate::recording::Writer;
 
-pub(super) async fn log_lines(
-    State(state): State<Arc<AppState>>,
-    Query(p): Params,
-) -> ApiResult<LogLines> {
-    let range = range(&p)?;
-    let limit = int(&p, "limit", 1, 5000)?.unwrap_or(200);
-    with_rec(&state, move |rec| LogLines::read(rec, range, limit))
-        .await
-        .map(Json)
-}
-
-/// One `update` event per second while live; one in offline mode. The stream ends when the
-/// server stops, so that an open page never holds memwatch up.
-pub(super) async fn stream(
-    State(state): State<Arc<AppState>>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let closing = Arc::clone(&state);
-    let updates = stream::unfold((state, true), |(state, first)| async move {
-        if !first {
-            if state.live.load(Ordering::Relaxed) {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            } else {
-                // Offline: nothing changes; keep the connection, send nothing more.
-                std::future::pending::<()>().await;
+    /// The routes in-process, on an empty recording: each parameter check answers through its
+    /// endpoint, 400 with `{"error": ...}` for a bad value, and a good query is read.
+    #[tokio::test]
+    async fn each_endpoint_checks_its_parameters() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        Writer::create(&path, &[]).unwrap().finish().unwrap();
+        let state = AppState::new(Recording::open(&path).unwrap(), false, None);
+        let app = routes().with_state(state);
+        let not_an_integer = |key: &str, raw: &str, max: i64| {
+            format!("{key}={raw:?} is not an integer from 1 to {max}")
+        };
+        let cases = [
+            (
+                "/api/timeline?points=abc",
+                Some(r#"points="abc" is not an integer from 2 to 10000"#.to_owned()),
+            ),
+            ("/api/timeline?points=2&from=0", None),
+            (
+                "/api/endpoints?from=2&to=1",
+                Some("from=2 is after to=1".to_owned()),
+            ),
+            ("/api/endpoints?to=1", None),
+            (
+                "/api/retained?points=0",
+                Some(not_an_integer("points", "0", 10_000)),
+            ),
+            ("/api/retained?points=3&top=0", None),
+            (
+                "/api/requests?limit=0",
+                Some(not_an_integer("limit", "0", 5000)),
+            ),
+            ("/api/requests?route=/leak&method=GET&limit=5", None),
+            (
+                "/api/stacks?from=x",
+                Some(format!(
+                    "from=\"x\" is not an integer from 0 to {} (times are epoch milliseconds)",
+                    i64::MAX / MS
+                )),
+            ),
+            ("/api/stacks?route=/a", None),
+            (
+                "/api/log_lines?limit=x",
+                Some(not_an_integer("limit", "x", 5000)),
+            ),
+            ("/api/log_lines?token=s3cret", None),
+            ("/api/summary?points=abc", None),
+        ];
+        for (uri, error) in cases {
+            let request = Request::get(uri).body(Body::empty()).unwrap();
+            let response = app.clone().oneshot(request).await.unwrap();
+            let status = response.status();
+            let json = response
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .is_some_and(|t| t == "application/json");
+            let body = to_bytes(response.into_body(), 1 << 20).await.unwrap();
+            let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert!(json, "{uri}");
+            match error {
+                Some(error) => {
+                    assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {body}");
+                    assert_eq!(body, serde_json::json!({ "error": error }), "{uri}");
+                }
+                None => assert_eq!(status, StatusCode::OK, "{uri}: {body}"),
             }
         }
-        let live = Arc::clone(&state);
-        let update = with_rec(&state, move |rec| {
-            Update::read(rec, live.live.load(Ordering::Relaxed))
-        })
-        .await;
-        let event = Event::default().event("update");
-        let event = match update {
-            Ok(update) => event.json_data(update),
-            Err(ApiError(_, error)) => event.json_data(ErrorBody { error }),
-        }
-        .unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "could not serialise a stream update");
-            Event::default().comment("an update could not be serialised")
-        });
-        Some((Ok(event), (state, false)))
-    })
-    .take_until(async move { closing.closed().await });
-    Sse::new(updates).keep_alive(KeepAlive::default())
+    }
 }
