@@ -19,6 +19,11 @@ pub enum Runtime {
     /// HotSpot (Debian's openjdk-17, its default collector, G1), `com.sun.net.httpserver` on a
     /// pool of 4 threads.
     Jvm,
+    /// Starlette under uvicorn: one asyncio event loop, handlers that await between
+    /// allocations.
+    Uvicorn,
+    /// Node.js `http` with async handlers that await between allocations.
+    NodeAsync,
 }
 
 impl Runtime {
@@ -30,6 +35,8 @@ impl Runtime {
             Self::Go => "go",
             Self::Puma => "puma",
             Self::Jvm => "jvm",
+            Self::Uvicorn => "uvicorn",
+            Self::NodeAsync => "node async",
         }
     }
 
@@ -79,6 +86,28 @@ impl Runtime {
                 );
                 start_server(Command::new("sh").args(["-c", &script]))
             }
+            Self::Uvicorn => {
+                let venv = root().join("target/runtimes/venv/bin");
+                assert!(
+                    venv.join("uvicorn").is_file(),
+                    "uvicorn is missing: run `cargo xtask setup --test` (cargo xtask test does)"
+                );
+                // uvicorn logs its address on stderr only: a shell says the port first.
+                let script = format!(
+                    "echo listening on 127.0.0.1:{port}; exec {python} {uvicorn} --app-dir {dir} \
+                     --host 127.0.0.1 --port {port} --no-access-log --log-level warning \
+                     starlette_app:app 2>/dev/null",
+                    python = venv.join("python3").display(),
+                    uvicorn = venv.join("uvicorn").display(),
+                    dir = fixtures.display(),
+                );
+                start_server(Command::new("sh").args(["-c", &script]))
+            }
+            Self::NodeAsync => start_server(
+                Command::new("node")
+                    .arg(fixtures.join("node_async_app.js"))
+                    .env("PORT", port.to_string()),
+            ),
             Self::Jvm => start_server(
                 Command::new("java")
                     .arg("-cp")

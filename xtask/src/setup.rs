@@ -237,10 +237,10 @@ pub(crate) fn ensure_test_tools() -> anyhow::Result<()> {
     ensure_python_runtime()
 }
 
-/// gunicorn and Flask from PyPI, pinned in tests/fixtures/runtimes/requirements.txt, in a venv
+/// gunicorn, Flask, Starlette and uvicorn from PyPI, pinned in tests/fixtures/runtimes/requirements.txt, in a venv
 /// under target/ (the tests find it there).
 fn ensure_python_runtime() -> anyhow::Result<()> {
-    step("gunicorn and Flask for the runtime tests (target/runtimes/venv)");
+    step("gunicorn, Flask, Starlette and uvicorn for the runtime tests (target/runtimes/venv)");
     let root = crate::root();
     let venv = root.join("target/runtimes/venv");
     let requirements = root.join("tests/fixtures/runtimes/requirements.txt");

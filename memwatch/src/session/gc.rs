@@ -43,6 +43,12 @@ impl GcFollow {
         }
     }
 
+    /// Whether `pid`'s runtime reports its collections (then its followed heap is no signal of
+    /// its own).
+    pub(super) fn reports(&self, pid: u32) -> bool {
+        self.runtimes.contains_key(&pid)
+    }
+
     /// `pid` served a request: looked at once more if it had no runtime memwatch knew.
     pub(super) fn serving(&mut self, probe: &mut Probe, pid: u32) {
         if !self.runtimes.contains_key(&pid) && self.looked_again.insert(pid) {

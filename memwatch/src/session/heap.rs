@@ -337,6 +337,14 @@ impl HeapFollow {
         self.budget.attached()
     }
 
+    /// The bytes of each process's followed blocks (glibc blocks of a page or more, Go spans):
+    /// the heap that is live as far as the probes can tell, while they are attached.
+    pub(super) fn live_bytes(&self) -> impl Iterator<Item = (u32, u64)> + '_ {
+        self.blocks
+            .iter()
+            .map(|(&pid, blocks)| (pid, blocks.values().map(|b| b.len).sum()))
+    }
+
     /// What the budget did.
     pub(super) fn spent(&self) -> Spent {
         self.budget.spent()

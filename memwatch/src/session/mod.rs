@@ -159,6 +159,9 @@ pub struct Session {
     madvise_released_bytes: u64,
     /// Collected runtimes' live-heap reports.
     gc: gc::GcFollow,
+    /// The kernel's stamp of the last event handled (monotonic ns): what the followed heap
+    /// reflects, which may lag the clock by what the ring buffer still holds.
+    last_event_mono: u64,
 }
 
 impl Session {
@@ -286,6 +289,7 @@ impl Session {
 
     fn on_event(&mut self, ev: Event) {
         self.events += 1;
+        self.last_event_mono = ev.header().ts_ns;
         match ev {
             Event::Mem(m) => {
                 let ts_ns = self.wall(m.header.ts_ns);
@@ -637,6 +641,27 @@ impl Session {
         }
         if let Some(interval) = self.interval.as_mut() {
             interval.sample(total, total_vm, &mut self.rows);
+        }
+        // The followed heap, a retained signal for the regression where a runtime reports no
+        // collections of its own; only while the probes see every block change hands.
+        // Stamped with the last event handled, not now: requests are timed by the kernel's
+        // clock, and one that ended in events not yet read is not in the sum yet either.
+        let heap_ts_ns = self.wall(self.last_event_mono);
+        if let Some(heap) = self
+            .heap
+            .as_ref()
+            .filter(|h| h.attached() && heap_ts_ns > 0)
+        {
+            for (pid, bytes) in heap.live_bytes() {
+                if self.alive.contains(&pid) && !self.gc.reports(pid) {
+                    self.rows.push(Row::LiveHeap {
+                        ts_ns: heap_ts_ns,
+                        pid,
+                        bytes,
+                        source: "heap",
+                    });
+                }
+            }
         }
         total
     }
@@ -1065,6 +1090,7 @@ async fn attach(
         pids_reused: 0,
         madvise_released_bytes: 0,
         gc: gc::GcFollow::default(),
+        last_event_mono: 0,
         // `start` hands over the ones it made before the attach.
         signals: None,
     };

@@ -207,6 +207,70 @@ fn correlation(x: &[f64], rows: usize, cols: usize, a: usize, b: usize) -> f64 {
 /// Columns more correlated than this move together: their effects cannot be told apart.
 const COLLINEAR: f64 = 0.95;
 
+/// [`fit`], made robust to intervals far off the fit (Huber's weights, by iteratively
+/// reweighted least squares): a live heap moves in spikes besides the routes' steady effect
+/// (a 2 MiB buffer of a request in flight at one collection, gone at the next, shows as
+/// +2 MiB and −2 MiB in two neighbouring intervals), and squared errors let a few such
+/// spikes pull every coefficient. Intervals whose residual exceeds 1.345 robust standard
+/// deviations (the median absolute residual, scaled) weigh less, in proportion; the result is
+/// the weighted fit, its intervals and R² those of the weighted problem.
+pub fn fit_robust(x: &[f64], rows: usize, cols: usize, y: &[f64]) -> Fit {
+    const ITERATIONS: usize = 20;
+    const HUBER_K: f64 = 1.345;
+    let mut weights: Vec<f64> = vec![1.0; rows];
+    let mut wx = x.to_vec();
+    let mut wy = y.to_vec();
+    for _ in 0..ITERATIONS {
+        for i in 0..rows {
+            let w = weights[i].sqrt();
+            for j in 0..cols {
+                wx[i * cols + j] = x[i * cols + j] * w;
+            }
+            wy[i] = y[i] * w;
+        }
+        let beta = nnls(&wx, rows, cols, &wy);
+        let residuals: Vec<f64> = (0..rows)
+            .map(|i| y[i] - (0..cols).map(|j| x[i * cols + j] * beta[j]).sum::<f64>())
+            .collect();
+        let scale = 1.4826 * median(residuals.iter().map(|r| r.abs()).collect());
+        if scale <= 0.0 {
+            break;
+        }
+        let k = HUBER_K * scale;
+        let next: Vec<f64> = residuals
+            .iter()
+            .map(|r| if r.abs() <= k { 1.0 } else { k / r.abs() })
+            .collect();
+        let settled = next.iter().zip(&weights).all(|(a, b)| (a - b).abs() < 1e-6);
+        weights = next;
+        if settled {
+            break;
+        }
+    }
+    for i in 0..rows {
+        let w = weights[i].sqrt();
+        for j in 0..cols {
+            wx[i * cols + j] = x[i * cols + j] * w;
+        }
+        wy[i] = y[i] * w;
+    }
+    fit(&wx, rows, cols, &wy)
+}
+
+/// The median of `v` (0 when empty).
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    let m = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    }
+}
+
 /// Fits `y` (the signal's change per interval) on `x` (requests per route per interval,
 /// row-major, `rows × cols`) with non-negative coefficients, their 95% intervals, and the
 /// routes too collinear to separate.
@@ -314,6 +378,44 @@ mod tests {
         assert!(f.coefficients.iter().all(|c| c.interval.is_none()), "{f:?}");
     }
 
+    /// A leak of 256 KiB a request and a churn of 2 MiB whose buffers, in flight at a few
+    /// collections, show as +2 MiB then −2 MiB in neighbouring intervals: the plain fit is
+    /// pulled off by the spikes, the robust one is not.
+    #[test]
+    fn spikes_of_memory_in_flight_do_not_pull_the_robust_fit() {
+        let kib = 1024.0;
+        let mut x = Vec::new();
+        let mut y = Vec::new();
+        let mut seed = 11u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % 20) as f64 + 20.0
+        };
+        for i in 0..24 {
+            let (leak, churn) = (next(), next());
+            x.extend([leak, churn]);
+            let spike = match i % 8 {
+                2 => 2048.0 * kib,
+                3 => -2048.0 * kib,
+                _ => 0.0,
+            };
+            y.push(256.0 * kib * leak + spike);
+        }
+        let robust = fit_robust(&x, 24, 2, &y);
+        let leak = robust.coefficients[0].per_request;
+        assert!((leak - 256.0 * kib).abs() < 2.0 * kib, "{robust:?}");
+        assert!(robust.coefficients[1].per_request < 2.0 * kib, "{robust:?}");
+    }
+
+    #[test]
+    fn the_median_of_odd_and_even_counts() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert_eq!(median(Vec::new()), 0.0);
+    }
+
     #[test]
     fn nnls_matches_least_squares_when_nothing_is_negative() {
         // y = 2 a + 3 b exactly.
@@ -333,9 +435,10 @@ pub mod over_recording {
 
     use serde::Serialize;
 
-    use super::fit;
+    use super::{fit, fit_robust};
     use crate::{
         error::RecordingError,
+        model::meta,
         recording::{
             Recording,
             query::{Range, requests::rollup_seconds},
@@ -362,6 +465,9 @@ pub mod over_recording {
     /// are far cleaner than the resident set's (a collected runtime's live heap moves with
     /// what is kept and little else), so a few intervals beyond the routes' count suffice.
     const MIN_GC_INTERVALS: usize = 5;
+    /// Followed-heap samples further apart than this many sample intervals do not make an
+    /// interval: the heap probes were off between them, and blocks changed hands unseen.
+    const HEAP_GAP: i64 = 3;
     /// Below this share of the signal's variation explained, the estimates are shown but not
     /// set against the origin figures.
     const MIN_EXPLAINED: f64 = 0.5;
@@ -390,9 +496,10 @@ pub mod over_recording {
         /// Intervals fitted, and their length.
         pub interval_ms: i64,
         pub intervals: usize,
-        /// What was regressed: `rss`, the targets' summed resident set over even intervals;
-        /// `live_heap`, what collected runtimes report live after each collection, from one
-        /// collection to the next.
+        /// What was regressed: `live_heap`, what collected runtimes report live after each
+        /// collection, from one collection to the next; `heap`, the blocks the heap probes
+        /// followed, sampled while they were on; `rss`, the targets' summed resident set over
+        /// even intervals.
         pub signal: &'static str,
         /// Whether the regression is each route's figure (`kept_from: regression`): the
         /// recording's live heap is a JVM's, whose objects neither page faults nor the heap
@@ -454,7 +561,11 @@ pub mod over_recording {
         let Some(rows) = rows else {
             return Ok(None);
         };
-        let f = fit(&rows.x, rows.n, rows.cols, &rows.y);
+        let f = if rows.signal == "rss" {
+            fit(&rows.x, rows.n, rows.cols, &rows.y)
+        } else {
+            fit_robust(&rows.x, rows.n, rows.cols, &rows.y)
+        };
         let name = |c: usize| {
             let e = &endpoints[order[c]];
             format!("{} {}", e.method, e.route)
@@ -525,61 +636,101 @@ pub mod over_recording {
         primary: bool,
     }
 
-    /// Rows from the live heap collected runtimes reported: for each process, from each
-    /// collection to the next, the change of its live heap against the requests it served in
-    /// between. `None` when the range has too few such intervals.
+    /// Rows from a live heap: for each process, from one report to the next, the change of its
+    /// live heap against the requests it served in between. `None` when the range has too few
+    /// such intervals.
     ///
-    /// A collection also finds live what the requests in flight at that moment hold, and
-    /// frees it at a later one: a 2 MiB buffer of a request that keeps nothing shows as kept
-    /// in one interval and given back in the next. That noise cancels over pairs of
-    /// intervals and shrinks with their number; modelling it (a column per route of requests
-    /// in flight) was tried and fitted worse, since one request in flight at each collection
-    /// is the one whose allocation started it, before it holds anything.
+    /// Where a runtime reports its collections (`jvm`, `go`), those reports are the signal;
+    /// otherwise the followed heap sampled while the heap probes were on (`heap`). A request
+    /// counts in the interval it ended in. What requests in flight hold at a report is
+    /// modelled: each route has a second column, the change in how many of its requests were
+    /// running at the interval's two ends, whose coefficient (what a request holds while it
+    /// runs) is fitted and set aside. This is what separates requests that share a thread (an
+    /// event loop), whose memory the origin cannot tell apart. What the model misses (a
+    /// buffer still referenced just after its request's last write, the request whose
+    /// allocation started a collection) shows as spikes, which the robust fit
+    /// ([`fit_robust`]) weighs down. A gap of more than [`HEAP_GAP`] sample intervals between
+    /// followed-heap samples (the probes off) starts a new series.
     fn live_heap_rows(rec: &Recording, from: i64, to: i64, columns: &Columns) -> Q<Option<Rows>> {
         let points = rec.live_heap(from, to)?;
-        // Each process's collections, in time order (the query orders them).
-        let mut per_pid: BTreeMap<u32, Vec<(i64, i64)>> = BTreeMap::new();
-        let mut jvm = false;
-        for p in &points {
-            per_pid.entry(p.pid).or_default().push((p.ts_ns, p.bytes));
-            jvm |= p.source == "jvm";
+        let collected = points.iter().any(|p| p.source != "heap");
+        let jvm = points.iter().any(|p| p.source == "jvm");
+        let gap = rec
+            .meta_i64(meta::SAMPLE_INTERVAL_MS)?
+            .unwrap_or(100)
+            .saturating_mul(1_000_000)
+            .saturating_mul(HEAP_GAP);
+        // Series of one process's reports, in time order (the query orders them by process
+        // and time).
+        let mut series: Vec<(u32, Vec<(i64, i64)>)> = Vec::new();
+        for p in points.iter().filter(|p| (p.source != "heap") == collected) {
+            match series.last_mut() {
+                Some((pid, v))
+                    if *pid == p.pid
+                        && (collected || v.last().is_some_and(|l| p.ts_ns - l.0 <= gap)) =>
+                {
+                    v.push((p.ts_ns, p.bytes));
+                }
+                _ => series.push((p.pid, vec![(p.ts_ns, p.bytes)])),
+            }
         }
-        per_pid.retain(|_, v| v.len() >= 2);
-        // The row of each process's first interval.
-        let mut first_row = BTreeMap::new();
+        series.retain(|(_, v)| v.len() >= 2);
+        // Each process's series, and the row of each series' first interval.
+        let mut of_pid: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+        let mut first_row = Vec::with_capacity(series.len());
         let mut n = 0;
-        for (&pid, v) in &per_pid {
-            first_row.insert(pid, n);
+        for (i, (pid, v)) in series.iter().enumerate() {
+            of_pid.entry(*pid).or_default().push(i);
+            first_row.push(n);
             n += v.len() - 1;
         }
         let routes = columns.count;
         let (Some(t0), Some(t1)) = (
-            per_pid.values().map(|v| v[0].0).min(),
-            per_pid.values().map(|v| v[v.len() - 1].0).max(),
+            series.iter().map(|(_, v)| v[0].0).min(),
+            series.iter().map(|(_, v)| v[v.len() - 1].0).max(),
         ) else {
             return Ok(None);
         };
         let (first_s, last_s) = rollup_seconds(t0, t1);
         let exact = rec.rollup_request_count(first_s, last_s)? <= EXACT_LIMIT;
-        let cols = routes;
+        // Requests in flight are known from each request's start and end alone.
+        let in_flight = exact;
+        let cols = if in_flight { 2 * routes } else { routes };
         if n < MIN_GC_INTERVALS.max(cols + 3) {
             return Ok(None);
         }
         let mut x = vec![0.0; n * cols];
         if exact {
             rec.request_ends(t0, t1, |r| {
-                let (Some(v), Some(c)) = (per_pid.get(&r.pid), columns.of(&r.method, &r.route))
+                let (Some(list), Some(c)) = (of_pid.get(&r.pid), columns.of(&r.method, &r.route))
                 else {
                     return;
                 };
-                // The interval (a, b] it ended in: a request that made a collection run (an
-                // allocation that found no room) has its memory counted after it.
-                let k = v.partition_point(|&(ts, _)| ts < r.end_ns);
-                if k >= 1 && k < v.len() {
-                    x[(first_row[&r.pid] + k - 1) * cols + c] += 1.0;
+                for &i in list {
+                    let v = &series[i].1;
+                    let row = first_row[i];
+                    // The interval (a, b] it ended in.
+                    let k = v.partition_point(|&(ts, _)| ts < r.end_ns);
+                    if k >= 1 && k < v.len() {
+                        x[(row + k - 1) * cols + c] += 1.0;
+                    }
+                    if !in_flight {
+                        continue;
+                    }
+                    // The moments that found it running: moment j ends row j - 1 (where it
+                    // adds) and begins row j (where it takes away).
+                    let first = v.partition_point(|&(ts, _)| ts < r.start_ns);
+                    for j in first..k.min(v.len()) {
+                        if j >= 1 {
+                            x[(row + j - 1) * cols + routes + c] += 1.0;
+                        }
+                        if j + 1 < v.len() {
+                            x[(row + j) * cols + routes + c] -= 1.0;
+                        }
+                    }
                 }
             })?;
-        } else if let (1, Some((pid, v))) = (per_pid.len(), per_pid.iter().next()) {
+        } else if let [(_, v)] = series.as_slice() {
             // Too many requests to read one by one: whole seconds from the rollup, each
             // second's requests at its middle, all of them the one reporting process's.
             for (second, method, route, count) in rec.route_counts_per_second(first_s, last_s)? {
@@ -589,15 +740,15 @@ pub mod over_recording {
                     && k >= 1
                     && k < v.len()
                 {
-                    x[(first_row[pid] + k - 1) * cols + c] += count as f64;
+                    x[(k - 1) * cols + c] += count as f64;
                 }
             }
         } else {
             return Ok(None);
         }
-        let y: Vec<f64> = per_pid
-            .values()
-            .flat_map(|v| v.windows(2).map(|w| (w[1].1 - w[0].1) as f64))
+        let y: Vec<f64> = series
+            .iter()
+            .flat_map(|(_, v)| v.windows(2).map(|w| (w[1].1 - w[0].1) as f64))
             .collect();
         Ok(Some(Rows {
             x,
@@ -605,7 +756,7 @@ pub mod over_recording {
             n,
             cols,
             interval_ns: (t1 - t0) / n as i64,
-            signal: "live_heap",
+            signal: if collected { "live_heap" } else { "heap" },
             primary: jvm,
         }))
     }

@@ -143,7 +143,7 @@ impl Report {
                     kept_row(s, e);
                 }
                 self.more_routes(s);
-                answer_notes(s, r);
+                answer_notes(s, r, &self.endpoints);
             }
             None => {
                 let _ = writeln!(
@@ -382,8 +382,33 @@ fn kept_row(s: &mut String, e: &Endpoint) {
 
 /// What qualifies the answer, said right under it: estimates that disagree, routes the
 /// regression cannot separate, routes too new to judge, and how the heap was followed.
-fn answer_notes(s: &mut String, r: &RetainedSummary) {
+fn answer_notes(s: &mut String, r: &RetainedSummary, endpoints: &[Endpoint]) {
     if let Some(g) = &r.regression {
+        let shared: Vec<String> = endpoints
+            .iter()
+            .filter(|e| e.kept_from == "regression")
+            .map(|e| format!("{} {}", e.method, e.route))
+            .collect();
+        if !g.primary && !shared.is_empty() {
+            words(
+                s,
+                "",
+                &format!(
+                    "kept/req of {} is the regression's: their requests mostly shared a thread \
+                     (an event loop), so the origin could only guess whose memory was whose; the \
+                     regression fits the {} over {} intervals (R² {:.2}) against the requests \
+                     that ended and ran in each",
+                    shared.join(", "),
+                    if g.signal == "heap" {
+                        "heap the probes followed"
+                    } else {
+                        "live heap the runtime reported"
+                    },
+                    g.intervals,
+                    g.explained
+                ),
+            );
+        }
         if g.primary {
             words(
                 s,
