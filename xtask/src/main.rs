@@ -66,14 +66,16 @@ enum Cmd {
     },
     /// Everything: formatting, clippy, unit tests and the privileged integration tests.
     Test {
-        /// Extra arguments for the test harness (e.g. a test name filter).
+        /// Extra arguments for the test harness (e.g. a test name filter; `runtimes::` for the
+        /// tests of tests/tests/runtimes.rs).
         #[arg(last = true)]
         args: Vec<String>,
     },
     /// The reliability tests in their long form (`MEMWATCH_STRESS=1`): the same tests `test`
     /// runs short, at the sizes docs/reliability.md reports.
     Stress {
-        /// Extra arguments for the test harness (e.g. a test name filter).
+        /// Extra arguments for the test harness; names (or parts of them) pick among the stress
+        /// tests.
         #[arg(last = true)]
         args: Vec<String>,
     },
@@ -214,26 +216,96 @@ fn test(args: &[String]) -> anyhow::Result<()> {
     run(&mut cmd)
 }
 
-/// Test files whose tests scale with `MEMWATCH_STRESS`: `test` runs them short, `stress` long.
-const STRESS_TESTS: &[&str] = &["durability", "load", "churn"];
+/// Modules of the test binary (`tests/tests/main.rs`) whose tests scale with `MEMWATCH_STRESS`:
+/// `test` runs them short, `stress` long.
+const STRESS_MODULES: &[&str] = &["durability::", "load::", "churn::"];
+
+/// libtest's options that take a value as the next argument: that value is no name filter.
+const TAKES_VALUE: &[&str] = &[
+    "--skip",
+    "--test-threads",
+    "--format",
+    "--color",
+    "--logfile",
+];
+
+/// `cargo test` of the one integration-test binary, `tests/tests/main.rs`.
+fn test_main() -> Command {
+    let mut cmd = cargo();
+    cmd.args([
+        "test",
+        "--release",
+        "-p",
+        "memwatch-tests",
+        "--test",
+        "main",
+    ]);
+    cmd
+}
 
 /// `cargo xtask stress`: the reliability tests at full size, one at a time (they load the
-/// machine on purpose, and their figures are measured against a quiet one).
+/// machine on purpose, and their figures are measured against a quiet one). Names given after
+/// `--` pick among them (`stress -- ten_thousand`): libtest would run any test whose name holds
+/// one, in every module, so the stress tests are listed, chosen here and run by exact name.
 fn stress(args: &[String]) -> anyhow::Result<()> {
     let pin = pin::Pin::read()?;
     setup::ensure_ebpf(&pin)?;
     setup::ensure_test_tools()?;
     build_all()?;
-    let mut cmd = cargo();
-    cmd.args(["test", "--release", "-p", "memwatch-tests"]);
-    for name in STRESS_TESTS {
-        cmd.args(["--test", name]);
+    let (filters, options) = split_filters(args);
+    let names = stress_tests(&filters)?;
+    if names.is_empty() {
+        bail!(
+            "no stress test's name holds {}: they are the tests of {}",
+            filters.join(" or "),
+            STRESS_MODULES.join(", ")
+        );
     }
-    cmd.args(["--no-fail-fast", "--", "--test-threads", "1", "--nocapture"]);
-    cmd.args(args);
+    let mut cmd = test_main();
+    cmd.args(["--", "--exact", "--test-threads", "1", "--nocapture"]);
+    cmd.args(options).args(names);
     cmd.env("MEMWATCH_BIN", root().join("target/release/memwatch"));
     cmd.env("MEMWATCH_STRESS", "1");
     run(&mut cmd)
+}
+
+/// `args` for the test harness, split into name filters and options (with their values).
+fn split_filters(args: &[String]) -> (Vec<String>, Vec<String>) {
+    let (mut filters, mut options) = (Vec::new(), Vec::new());
+    let mut args = args.iter();
+    while let Some(a) = args.next() {
+        if TAKES_VALUE.contains(&a.as_str()) {
+            options.push(a.clone());
+            options.extend(args.next().cloned());
+        } else if a.starts_with('-') {
+            options.push(a.clone());
+        } else {
+            filters.push(a.clone());
+        }
+    }
+    (filters, options)
+}
+
+/// The stress tests' full names whose name holds one of `filters` (all of them when none).
+fn stress_tests(filters: &[String]) -> anyhow::Result<Vec<String>> {
+    let mut cmd = test_main();
+    cmd.args(["--", "--list", "--format", "terse"]);
+    eprintln!("+ {}", describe(&cmd));
+    let out = cmd
+        .current_dir(root())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("could not list the tests")?;
+    if !out.status.success() {
+        bail!("listing the tests failed with {}", out.status);
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_suffix(": test"))
+        .filter(|name| STRESS_MODULES.iter().any(|m| name.starts_with(m)))
+        .filter(|name| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str())))
+        .map(str::to_owned)
+        .collect())
 }
 
 fn is_root() -> bool {
@@ -325,5 +397,20 @@ fn main() -> anyhow::Result<()> {
             }
             run(&mut cmd)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_told_from_options_and_their_values() {
+        let args: Vec<String> = ["hostile", "--skip", "kill", "--nocapture", "disk_full"]
+            .map(String::from)
+            .into();
+        let (filters, options) = split_filters(&args);
+        assert_eq!(filters, ["hostile", "disk_full"]);
+        assert_eq!(options, ["--skip", "kill", "--nocapture"]);
     }
 }
