@@ -1,5 +1,5 @@
-//! memwatch's developer commands: `cargo xtask setup | build | run | demo | ebpf | test | stress |
-//! fuzz | bench | dist`.
+//! memwatch's developer commands: `cargo xtask setup | build | run | demo | ebpf | test | page |
+//! stress | fuzz | bench | dist`.
 //!
 //! Every command checks its prerequisites first (fast when present) and installs what is
 //! missing, so a fresh Debian/Ubuntu machine needs nothing but Rust and this checkout. Building
@@ -64,13 +64,17 @@ enum Cmd {
         #[arg(last = true)]
         args: Vec<String>,
     },
-    /// Everything: formatting, clippy, unit tests and the privileged integration tests.
+    /// Everything: formatting, clippy, the page's lint, type check and unit tests, unit tests
+    /// and the privileged integration tests.
     Test {
         /// Extra arguments for the test harness (e.g. a test name filter; `runtimes::` for the
         /// tests of tests/tests/runtimes.rs).
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// The page's script alone: its lint, type check and unit tests (no root, a few seconds;
+    /// `test` runs them too).
+    Page,
     /// The reliability tests in their long form (`MEMWATCH_STRESS=1`): the same tests `test`
     /// runs short, at the sizes docs/reliability.md reports.
     Stress {
@@ -171,8 +175,8 @@ fn build_all() -> anyhow::Result<()> {
 }
 
 /// The README's test command: prerequisites, formatting, lints (the eBPF crate too, for its own
-/// target, and the fuzz crate), the committed eBPF object against a fresh build, then every
-/// test.
+/// target, and the fuzz crate), the page's script checked and unit-tested, the committed eBPF
+/// object against a fresh build, then every test.
 fn test(args: &[String]) -> anyhow::Result<()> {
     let pin = pin::Pin::read()?;
     setup::ensure_ebpf(&pin)?;
@@ -189,6 +193,7 @@ fn test(args: &[String]) -> anyhow::Result<()> {
         "-D",
         "warnings",
     ]))?;
+    page_checks()?;
     // The eBPF crate is not a default member: it only builds for the BPF target.
     run(pin.ebpf_cargo("clippy").args(["--", "-D", "warnings"]))?;
     // The fuzz crate is a workspace of its own (cargo-fuzz), which the lint above does not
@@ -214,6 +219,30 @@ fn test(args: &[String]) -> anyhow::Result<()> {
     cmd.args(args);
     cmd.env("MEMWATCH_BIN", root().join("target/release/memwatch"));
     run(&mut cmd)
+}
+
+/// The page's script (memwatch/assets, ES modules): ESLint, TypeScript's check of the JSDoc types
+/// each module declares (`// @ts-check`), and the unit tests of its pure parts (tests/e2e/unit,
+/// `node --test`). No browser and no root: the browser test is among the integration tests.
+fn page_checks() -> anyhow::Result<()> {
+    let bin = Path::new("tests/e2e/node_modules/.bin");
+    run(Command::new(root().join(bin).join("eslint")).args([
+        "-c",
+        "tests/e2e/eslint.config.js",
+        "memwatch/assets",
+        "tests/e2e",
+    ]))?;
+    run(Command::new(root().join(bin).join("tsc")).args(["-p", "tests/e2e"]))?;
+    let unit = Path::new("tests/e2e/unit");
+    let mut tests = Vec::new();
+    for entry in std::fs::read_dir(root().join(unit)).context("listing tests/e2e/unit")? {
+        let name = entry?.file_name();
+        if name.to_string_lossy().ends_with(".test.mjs") {
+            tests.push(unit.join(name));
+        }
+    }
+    tests.sort();
+    run(Command::new("node").arg("--test").args(tests))
 }
 
 /// Modules of the test binary (`tests/tests/main.rs`) whose tests scale with `MEMWATCH_STRESS`:
@@ -363,6 +392,10 @@ fn main() -> anyhow::Result<()> {
             std::process::exit(status.code().unwrap_or(1));
         }
         Cmd::Test { args } => test(&args),
+        Cmd::Page => {
+            setup::ensure_e2e()?;
+            page_checks()
+        }
         Cmd::Stress { args } => stress(&args),
         Cmd::Demo { listen } => {
             build()?;
