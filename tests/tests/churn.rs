@@ -1,5 +1,5 @@
-//! Reliability tests (issue 15); see docs/reliability.md. Scaled by `tests::scaled`: short under
-//! `cargo xtask test`, long under `cargo xtask stress`.
+//! Reliability tests (issue 15); see docs/reliability.md. Scaled by `memwatch_tests::scaled`:
+//! short under `cargo xtask test`, long under `cargo xtask stress`.
 //!
 //! Target churn: a fork storm with exec, short-lived threads and a reused PID; a server whose
 //! worker threads die mid-request while children churn beside it; a server killed with its

@@ -1,4 +1,5 @@
-//! Reliability tests (issue 15); see docs/reliability.md. Scaled by `tests::scaled`: short under `cargo xtask test`, long under `cargo xtask stress`.
+//! Reliability tests (issue 15); see docs/reliability.md. Scaled by `memwatch_tests::scaled`:
+//! short under `cargo xtask test`, long under `cargo xtask stress`.
 
 use std::{
     io::{BufRead as _, BufReader, Read as _, Write as _},

@@ -1,5 +1,5 @@
-//! Reliability tests (issue 15); see docs/reliability.md. Scaled by `tests::scaled`: short under
-//! `cargo xtask test`, long under `cargo xtask stress`.
+//! Reliability tests (issue 15); see docs/reliability.md. Scaled by `memwatch_tests::scaled`:
+//! short under `cargo xtask test`, long under `cargo xtask stress`.
 //!
 //! Load: nginx holding 10,000 concurrent keep-alive connections under ab. Every request is
 //! counted against nginx's own log, nothing is dropped silently, and memwatch's memory and state

@@ -1,5 +1,5 @@
-//! memwatch's developer commands: `cargo xtask setup | build | run | demo | ebpf | test | stress |
-//! fuzz | bench | dist`.
+//! memwatch's developer commands: `cargo xtask setup | build | run | demo | ebpf | test | page |
+//! stress | fuzz | bench | dist`.
 //!
 //! Every command checks its prerequisites first (fast when present) and installs what is
 //! missing, so a fresh Debian/Ubuntu machine needs nothing but Rust and this checkout. Building
@@ -64,16 +64,22 @@ enum Cmd {
         #[arg(last = true)]
         args: Vec<String>,
     },
-    /// Everything: formatting, clippy, unit tests and the privileged integration tests.
+    /// Everything: formatting, clippy, the page's lint, type check and unit tests, unit tests
+    /// and the privileged integration tests.
     Test {
-        /// Extra arguments for the test harness (e.g. a test name filter).
+        /// Extra arguments for the test harness (e.g. a test name filter; `runtimes::` for the
+        /// tests of tests/tests/runtimes.rs).
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// The page's script alone: its lint, type check and unit tests (no root, a few seconds;
+    /// `test` runs them too).
+    Page,
     /// The reliability tests in their long form (`MEMWATCH_STRESS=1`): the same tests `test`
     /// runs short, at the sizes docs/reliability.md reports.
     Stress {
-        /// Extra arguments for the test harness (e.g. a test name filter).
+        /// Extra arguments for the test harness; names (or parts of them) pick among the stress
+        /// tests.
         #[arg(last = true)]
         args: Vec<String>,
     },
@@ -169,8 +175,8 @@ fn build_all() -> anyhow::Result<()> {
 }
 
 /// The README's test command: prerequisites, formatting, lints (the eBPF crate too, for its own
-/// target, and the fuzz crate), the committed eBPF object against a fresh build, then every
-/// test.
+/// target, and the fuzz crate), the page's script checked and unit-tested, the committed eBPF
+/// object against a fresh build, then every test.
 fn test(args: &[String]) -> anyhow::Result<()> {
     let pin = pin::Pin::read()?;
     setup::ensure_ebpf(&pin)?;
@@ -187,6 +193,7 @@ fn test(args: &[String]) -> anyhow::Result<()> {
         "-D",
         "warnings",
     ]))?;
+    page_checks()?;
     // The eBPF crate is not a default member: it only builds for the BPF target.
     run(pin.ebpf_cargo("clippy").args(["--", "-D", "warnings"]))?;
     // The fuzz crate is a workspace of its own (cargo-fuzz), which the lint above does not
@@ -214,26 +221,120 @@ fn test(args: &[String]) -> anyhow::Result<()> {
     run(&mut cmd)
 }
 
-/// Test files whose tests scale with `MEMWATCH_STRESS`: `test` runs them short, `stress` long.
-const STRESS_TESTS: &[&str] = &["durability", "load", "churn"];
+/// The page's script (memwatch/assets, ES modules): ESLint, TypeScript's check of the JSDoc types
+/// each module declares (`// @ts-check`), and the unit tests of its pure parts (tests/e2e/unit,
+/// `node --test`). No browser and no root: the browser test is among the integration tests.
+fn page_checks() -> anyhow::Result<()> {
+    let bin = Path::new("tests/e2e/node_modules/.bin");
+    run(Command::new(root().join(bin).join("eslint")).args([
+        "-c",
+        "tests/e2e/eslint.config.js",
+        "memwatch/assets",
+        "tests/e2e",
+    ]))?;
+    run(Command::new(root().join(bin).join("tsc")).args(["-p", "tests/e2e"]))?;
+    let unit = Path::new("tests/e2e/unit");
+    let mut tests = Vec::new();
+    for entry in std::fs::read_dir(root().join(unit)).context("listing tests/e2e/unit")? {
+        let name = entry?.file_name();
+        if name.to_string_lossy().ends_with(".test.mjs") {
+            tests.push(unit.join(name));
+        }
+    }
+    tests.sort();
+    run(Command::new("node").arg("--test").args(tests))
+}
+
+/// Modules of the test binary (`tests/tests/main.rs`) whose tests scale with `MEMWATCH_STRESS`:
+/// `test` runs them short, `stress` long.
+const STRESS_MODULES: &[&str] = &["durability::", "load::", "churn::"];
+
+/// libtest's options that take a value as the next argument: that value is no name filter.
+const TAKES_VALUE: &[&str] = &[
+    "--skip",
+    "--test-threads",
+    "--format",
+    "--color",
+    "--logfile",
+];
+
+/// `cargo test` of the one integration-test binary, `tests/tests/main.rs`.
+fn test_main() -> Command {
+    let mut cmd = cargo();
+    cmd.args([
+        "test",
+        "--release",
+        "-p",
+        "memwatch-tests",
+        "--test",
+        "main",
+    ]);
+    cmd
+}
 
 /// `cargo xtask stress`: the reliability tests at full size, one at a time (they load the
-/// machine on purpose, and their figures are measured against a quiet one).
+/// machine on purpose, and their figures are measured against a quiet one). Names given after
+/// `--` pick among them (`stress -- ten_thousand`): libtest would run any test whose name holds
+/// one, in every module, so the stress tests are listed, chosen here and run by exact name.
 fn stress(args: &[String]) -> anyhow::Result<()> {
     let pin = pin::Pin::read()?;
     setup::ensure_ebpf(&pin)?;
     setup::ensure_test_tools()?;
     build_all()?;
-    let mut cmd = cargo();
-    cmd.args(["test", "--release", "-p", "memwatch-tests"]);
-    for name in STRESS_TESTS {
-        cmd.args(["--test", name]);
+    let (filters, options) = split_filters(args);
+    let names = stress_tests(&filters)?;
+    if names.is_empty() {
+        bail!(
+            "no stress test's name holds {}: they are the tests of {}",
+            filters.join(" or "),
+            STRESS_MODULES.join(", ")
+        );
     }
-    cmd.args(["--no-fail-fast", "--", "--test-threads", "1", "--nocapture"]);
-    cmd.args(args);
+    let mut cmd = test_main();
+    cmd.args(["--", "--exact", "--test-threads", "1", "--nocapture"]);
+    cmd.args(options).args(names);
     cmd.env("MEMWATCH_BIN", root().join("target/release/memwatch"));
     cmd.env("MEMWATCH_STRESS", "1");
     run(&mut cmd)
+}
+
+/// `args` for the test harness, split into name filters and options (with their values).
+fn split_filters(args: &[String]) -> (Vec<String>, Vec<String>) {
+    let (mut filters, mut options) = (Vec::new(), Vec::new());
+    let mut args = args.iter();
+    while let Some(a) = args.next() {
+        if TAKES_VALUE.contains(&a.as_str()) {
+            options.push(a.clone());
+            options.extend(args.next().cloned());
+        } else if a.starts_with('-') {
+            options.push(a.clone());
+        } else {
+            filters.push(a.clone());
+        }
+    }
+    (filters, options)
+}
+
+/// The stress tests' full names whose name holds one of `filters` (all of them when none).
+fn stress_tests(filters: &[String]) -> anyhow::Result<Vec<String>> {
+    let mut cmd = test_main();
+    cmd.args(["--", "--list", "--format", "terse"]);
+    eprintln!("+ {}", describe(&cmd));
+    let out = cmd
+        .current_dir(root())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("could not list the tests")?;
+    if !out.status.success() {
+        bail!("listing the tests failed with {}", out.status);
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_suffix(": test"))
+        .filter(|name| STRESS_MODULES.iter().any(|m| name.starts_with(m)))
+        .filter(|name| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str())))
+        .map(str::to_owned)
+        .collect())
 }
 
 fn is_root() -> bool {
@@ -291,6 +392,10 @@ fn main() -> anyhow::Result<()> {
             std::process::exit(status.code().unwrap_or(1));
         }
         Cmd::Test { args } => test(&args),
+        Cmd::Page => {
+            setup::ensure_e2e()?;
+            page_checks()
+        }
         Cmd::Stress { args } => stress(&args),
         Cmd::Demo { listen } => {
             build()?;
@@ -325,5 +430,20 @@ fn main() -> anyhow::Result<()> {
             }
             run(&mut cmd)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_told_from_options_and_their_values() {
+        let args: Vec<String> = ["hostile", "--skip", "kill", "--nocapture", "disk_full"]
+            .map(String::from)
+            .into();
+        let (filters, options) = split_filters(&args);
+        assert_eq!(filters, ["hostile", "disk_full"]);
+        assert_eq!(options, ["--skip", "kill", "--nocapture"]);
     }
 }

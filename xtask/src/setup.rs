@@ -311,11 +311,17 @@ pub(crate) fn ensure_dist_tools() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The browser tests' npm packages (playwright-core, pinned in tests/e2e/package-lock.json).
-fn ensure_e2e() -> anyhow::Result<()> {
-    step("npm packages for the browser tests (tests/e2e)");
+/// The npm packages of tests/e2e, pinned in its package-lock.json: playwright-core for the browser
+/// tests; ESLint, TypeScript and uPlot's types for the page's lint and type check. Installed again
+/// whenever the lock file differs from the one they were installed from (a copy kept in
+/// node_modules), so that a package added to it reaches every checkout.
+pub(crate) fn ensure_e2e() -> anyhow::Result<()> {
+    step("npm packages for the page's checks and browser tests (tests/e2e)");
     let dir = crate::root().join("tests/e2e");
-    if dir.join("node_modules/playwright-core").is_dir() {
+    let lock = dir.join("package-lock.json");
+    let stamp = dir.join("node_modules/.memwatch-package-lock.json");
+    let wanted = std::fs::read(&lock).with_context(|| format!("reading {}", lock.display()))?;
+    if std::fs::read(&stamp).is_ok_and(|have| have == wanted) {
         return Ok(());
     }
     if !quiet(Command::new("npm").arg("--version")) {
@@ -329,5 +335,6 @@ fn ensure_e2e() -> anyhow::Result<()> {
     if !status.success() {
         bail!("npm ci in tests/e2e failed with {status}");
     }
+    std::fs::write(&stamp, wanted).with_context(|| format!("writing {}", stamp.display()))?;
     Ok(())
 }
