@@ -13,5 +13,7 @@ pub mod pprof;
 pub mod profile;
 pub mod regression;
 pub mod report;
+#[cfg(test)]
+mod report_json;
 pub mod report_text;
 pub mod server;
