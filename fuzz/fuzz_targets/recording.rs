@@ -24,6 +24,7 @@ use memwatch::{
         self, Recording, Writer,
         query::requests::{CountFrom, RequestFilter},
     },
+    units::NS_PER_SEC,
     views::{
         flame::{CallTree, Limits},
         metrics::{RouteLabels, render},
@@ -32,7 +33,8 @@ use memwatch::{
     },
 };
 
-const S: i64 = 1_000_000_000;
+/// One second, in the recording's nanoseconds.
+const S: i64 = NS_PER_SEC;
 /// When the base recording starts.
 const T0: i64 = 1_800_000_000 * S;
 const KIB: u64 = 1024;

@@ -14,6 +14,7 @@ use crate::{
     private::Secret,
     recording::{Recording, query::Range},
     session::{self, Hooks, RecordOptions, Stop, wall_ns},
+    units::NS_PER_SEC,
     views::{
         metrics::DEFAULT_MAX_ROUTES,
         pprof::{self, Selection},
@@ -265,15 +266,13 @@ struct Profiles {
     task: tokio::task::JoinHandle<()>,
 }
 
-const NS: i64 = 1_000_000_000;
-
 impl Profiles {
     fn start(recording: PathBuf, dir: PathBuf, every: Duration) -> Self {
         let stop = Arc::new(tokio::sync::Notify::new());
         let stopped = Arc::clone(&stop);
         let task = tokio::spawn(async move {
             // Periods are whole seconds, so that no second is in two profiles.
-            let mut from_s = wall_ns() / NS;
+            let mut from_s = wall_ns() / NS_PER_SEC;
             let mut tick = tokio::time::interval(every);
             tick.tick().await;
             loop {
@@ -282,7 +281,7 @@ impl Profiles {
                     () = stopped.notified() => true,
                 };
                 // The last period runs to the end of the recording, its last second included.
-                let to_s = wall_ns() / NS + i64::from(last);
+                let to_s = wall_ns() / NS_PER_SEC + i64::from(last);
                 if to_s > from_s {
                     let (recording, dir) = (recording.clone(), dir.clone());
                     let written = tokio::task::spawn_blocking(move || {
@@ -317,8 +316,8 @@ fn write_period(recording: &Path, dir: &Path, from_s: i64, to_s: i64) -> anyhow:
     let rec = Recording::open(recording)?;
     let selection = Selection {
         range: Range {
-            from_ns: Some(from_s * NS),
-            to_ns: Some(to_s * NS - 1),
+            from_ns: Some(from_s * NS_PER_SEC),
+            to_ns: Some(to_s * NS_PER_SEC - 1),
         },
         route: None,
     };

@@ -28,6 +28,7 @@ use super::schema;
 use crate::{
     error::{SetupError, WriteError},
     model::{FrameRow, LogLineRow, MemRow, ProcessRow, RequestRow, Row, meta},
+    units::NS_PER_SEC,
 };
 
 /// Longest time a row waits in memory before it is committed.
@@ -671,7 +672,7 @@ type Rollup<'a> = rustc_hash::FxHashMap<(i64, &'a str, &'a str, i64), [i64; 9]>;
 
 fn roll<'a>(rollup: &mut Rollup<'a>, r: &'a RequestRow) {
     let key = (
-        r.end_ns.div_euclid(1_000_000_000),
+        r.end_ns.div_euclid(NS_PER_SEC),
         r.method.as_deref().unwrap_or("-"),
         r.route.as_deref().unwrap_or("-"),
         r.status.map_or(-1, i64::from),
@@ -710,7 +711,7 @@ impl<'a> OriginSums<'a> {
     fn add(&mut self, row: &'a Row) {
         match row {
             Row::Release(r) => {
-                let second = r.ts_ns.div_euclid(1_000_000_000);
+                let second = r.ts_ns.div_euclid(NS_PER_SEC);
                 let e = self
                     .releases
                     .entry((second, r.request_id, r.pid))
@@ -720,7 +721,7 @@ impl<'a> OriginSums<'a> {
                     (0, "-", "")
                 } else {
                     (
-                        r.request_end_ns.div_euclid(1_000_000_000),
+                        r.request_end_ns.div_euclid(NS_PER_SEC),
                         r.method.as_deref().unwrap_or("-"),
                         r.route.as_deref().unwrap_or("-"),
                     )
@@ -734,8 +735,8 @@ impl<'a> OriginSums<'a> {
                 let e = self
                     .vm
                     .entry((
-                        v.ts_ns.div_euclid(1_000_000_000),
-                        v.req_end_ns.div_euclid(1_000_000_000),
+                        v.ts_ns.div_euclid(NS_PER_SEC),
+                        v.req_end_ns.div_euclid(NS_PER_SEC),
                         v.method.as_deref().unwrap_or("-"),
                         v.route.as_deref().unwrap_or("-"),
                     ))
@@ -747,8 +748,8 @@ impl<'a> OriginSums<'a> {
                 let e = self
                     .stacks
                     .entry((
-                        c.ts_ns.div_euclid(1_000_000_000),
-                        c.req_end_ns.div_euclid(1_000_000_000),
+                        c.ts_ns.div_euclid(NS_PER_SEC),
+                        c.req_end_ns.div_euclid(NS_PER_SEC),
                         c.method.as_deref().unwrap_or("-"),
                         c.route.as_deref().unwrap_or("-"),
                         c.pid,
@@ -762,7 +763,7 @@ impl<'a> OriginSums<'a> {
             Row::OutsideGrowth { ts_ns, pid, bytes } => {
                 *self
                     .outside
-                    .entry((ts_ns.div_euclid(1_000_000_000), *pid))
+                    .entry((ts_ns.div_euclid(NS_PER_SEC), *pid))
                     .or_default() += *bytes as i64;
             }
             _ => {}
@@ -1266,7 +1267,7 @@ mod tests {
                 bytes,
             }))
         };
-        let s = 1_000_000_000;
+        let s = NS_PER_SEC;
         writer.send(vec![release(5 * s, 7, 4096), release(5 * s + 10, 7, 8192)]);
         writer.send(vec![
             release(5 * s + 20, 7, 4096),

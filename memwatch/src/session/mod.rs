@@ -44,7 +44,7 @@ use crate::{
         Writer,
         writer::{Reserve, check_output},
     },
-    units,
+    units::{self, NS_PER_SEC},
 };
 
 /// How often the ring buffer is drained when the kernel has not woken us.
@@ -73,7 +73,7 @@ fn monotonic_ns() -> u64 {
     };
     // SAFETY: valid out-pointer.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    ts.tv_sec as u64 * NS_PER_SEC as u64 + ts.tv_nsec as u64
 }
 
 /// Now, in wall-clock nanoseconds since the Unix epoch.

@@ -290,7 +290,7 @@ mod tests {
         recording::Writer,
     };
 
-    const S: i64 = 1_000_000_000;
+    use crate::units::NS_PER_SEC as S;
     const B: i64 = 1_800_000_000;
 
     fn request(id: i64, route: &str, grown: u64) -> Row {

@@ -22,7 +22,7 @@ use crate::{
             retained::{LaterRelease, RetainedSecond},
         },
     },
-    units::{count, signed},
+    units::{NS_PER_SEC, count, signed},
     views::call_sites::CallSiteReport,
 };
 
@@ -679,7 +679,7 @@ fn add_rows(
 /// partial seconds at the edges from the rows, and percentiles from a sample of about
 /// [`EXACT_LIMIT`] requests (every k-th by id).
 pub fn endpoints(rec: &Recording, range: Range) -> Q<Vec<Endpoint>> {
-    const S: i64 = 1_000_000_000;
+    const S: i64 = NS_PER_SEC;
     let (from, to) = range.bounds();
     let (first_s, last_s) = rollup_seconds(from, to);
     let estimate = rec.rollup_request_count(first_s, last_s)?;
@@ -1017,7 +1017,7 @@ fn retained_from_rollups(
     groups: &mut BTreeMap<(String, String), Acc>,
     (from, to): (i64, i64),
 ) -> Q<()> {
-    const S: i64 = 1_000_000_000;
+    const S: i64 = NS_PER_SEC;
     for s in rec.retained_seconds(from, to)? {
         let RetainedSecond {
             method,
@@ -1223,7 +1223,7 @@ impl Report {
                 .map_or(0, |n| n.max(0) as u64),
             started_ns,
             ended_ns,
-            duration_s: ended_ns.saturating_sub(started_ns).max(0) as f64 / 1e9,
+            duration_s: ended_ns.saturating_sub(started_ns).max(0) as f64 / NS_PER_SEC as f64,
             redact_query: redact_query(rec)?,
             processes,
             dropped_events: counters.lost.dropped_events,
@@ -1383,8 +1383,8 @@ mod tests {
                     method: Some("GET".into()),
                     route: Some("/big".into()),
                     status: Some(200),
-                    start_ns: id * 1_000_000_000,
-                    end_ns: id * 1_000_000_000 + 500,
+                    start_ns: id * NS_PER_SEC,
+                    end_ns: id * NS_PER_SEC + 500,
                     exact: true,
                     ..RequestRow::default()
                 }))

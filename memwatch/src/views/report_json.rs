@@ -16,11 +16,11 @@ use crate::{
         Unwind, VmOriginRow, meta,
     },
     recording::{Recording, Writer},
+    units::NS_PER_SEC,
     views::report::Report,
 };
 
 const KIB: u64 = 1024;
-const NS_PER_SEC: i64 = 1_000_000_000;
 /// When the fixture starts: a fixed wall-clock time, in nanoseconds.
 const BASE: i64 = 1_800_000_000 * NS_PER_SEC;
 

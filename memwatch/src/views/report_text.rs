@@ -9,7 +9,7 @@ use super::{
     call_sites::{CallSiteReport, route_label},
     report::{Endpoint, Memory, Report, RetainedSummary},
 };
-use crate::units::bytes;
+use crate::units::{NS_PER_SEC, bytes};
 
 /// The widest line the summary writes, in characters.
 pub const WIDTH: usize = 100;
@@ -108,7 +108,7 @@ impl Report {
             );
         }
         if let Some(stopped) = self.command_stopped_ns {
-            let at = stopped.saturating_sub(self.started_ns).max(0) as f64 / 1e9;
+            let at = stopped.saturating_sub(self.started_ns).max(0) as f64 / NS_PER_SEC as f64;
             words(
                 s,
                 "",
@@ -868,7 +868,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.db");
         let base = 1_800_000_000_000_000_000i64;
-        const S: i64 = 1_000_000_000;
+        use crate::units::NS_PER_SEC as S;
         let writer = Writer::create(
             &path,
             &[

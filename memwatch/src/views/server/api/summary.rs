@@ -12,6 +12,7 @@ use serde::Serialize;
 use super::{ApiResult, MS, answer, bounds, ms};
 use crate::{
     recording::{Recording, query},
+    units::NS_PER_SEC,
     views::{
         report,
         server::{ApiError, AppState},
@@ -194,7 +195,8 @@ impl Summary {
             access_log: access_log.map(AccessLog::from),
             approximate_requests: rec.approximate_request_count()?,
             dropped_events: counters.lost.dropped_events,
-            duration_s: ended.unwrap_or(latest).saturating_sub(started).max(0) as f64 / 1e9,
+            duration_s: ended.unwrap_or(latest).saturating_sub(started).max(0) as f64
+                / NS_PER_SEC as f64,
             ended_ms: ms(ended),
             events: counters.events,
             latest_ms: latest / MS,

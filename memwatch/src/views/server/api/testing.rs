@@ -123,7 +123,7 @@ fn unsorted_keys_are_found_at_any_depth() {
 /// request, an access-log line and a memory event, each at 1, 2 and 3 s. The directory holds
 /// the file.
 pub(super) fn undecodable_rows() -> (TempDir, Recording) {
-    const S: i64 = 1_000_000_000;
+    use crate::units::NS_PER_SEC as S;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("r.db");
     let writer = Writer::create(&path, &[(meta::ACCESS_LOGS, "access.log".to_owned())]).unwrap();
