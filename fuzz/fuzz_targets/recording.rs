@@ -17,8 +17,8 @@ use std::{
 use libfuzzer_sys::fuzz_target;
 use memwatch::{
     model::{
-        FrameRow, LogLineRow, MemRow, ProcessRow, ReleaseRow, RequestRow, Row, StackChargeRow,
-        Unwind, VmOriginRow, meta,
+        FrameRow, LogLineRow, MemRow, ProcessOrigin, ProcessRow, ReleaseRow, RequestRow, Row,
+        StackChargeRow, Unwind, VmOriginRow, meta,
     },
     recording::{
         self, Recording, Writer,
@@ -32,6 +32,7 @@ use memwatch::{
         report::Report,
     },
 };
+use memwatch_common::mem::MemOp;
 
 /// One second, in the recording's nanoseconds.
 const S: i64 = NS_PER_SEC;
@@ -77,7 +78,7 @@ fn request(id: i64, method: &str, route: &str, status: u16, start_s: i64, grown:
     }))
 }
 
-fn mem(ts_s: i64, op: &'static str, len: u64, request_id: Option<i64>) -> Row {
+fn mem(ts_s: i64, op: MemOp, len: u64, request_id: Option<i64>) -> Row {
     Row::Mem(MemRow {
         ts_ns: T0 + ts_s * S + 1_000_000,
         pid: 42,
@@ -91,7 +92,7 @@ fn mem(ts_s: i64, op: &'static str, len: u64, request_id: Option<i64>) -> Row {
         fd: -1,
         ret: 0x7f00_0000_0000,
         ok: true,
-        vm_delta: if op == "munmap" {
+        vm_delta: if op == MemOp::Munmap {
             -(len as i64)
         } else {
             len as i64
@@ -117,7 +118,7 @@ fn rows() -> Vec<Row> {
             comm: "server".into(),
             cmdline: Some("server --port 8080".into()),
             started_ns: Some(T0 - S),
-            origin: "attached",
+            origin: ProcessOrigin::Attached,
         }),
         Row::Thread {
             tid: 43,
@@ -169,10 +170,10 @@ fn rows() -> Vec<Row> {
             id % 10,
             16 * KIB * id as u64,
         ));
-        rows.push(mem(id % 10, "mmap", 64 * KIB, Some(id)));
+        rows.push(mem(id % 10, MemOp::Mmap, 64 * KIB, Some(id)));
     }
-    rows.push(mem(3, "munmap", 64 * KIB, None));
-    rows.push(mem(4, "brk", 132 * KIB, None));
+    rows.push(mem(3, MemOp::Munmap, 64 * KIB, None));
+    rows.push(mem(4, MemOp::Brk, 132 * KIB, None));
     rows.push(Row::Release(Box::new(ReleaseRow {
         ts_ns: T0 + 6 * S,
         pid: 42,

@@ -2,6 +2,8 @@
 //! stores them. They live here, below all of those stages, so that no stage depends on the
 //! recording's writer for its own vocabulary.
 
+use memwatch_common::mem::MemOp;
+
 /// A process as first seen.
 #[derive(Debug, Clone)]
 pub struct ProcessRow {
@@ -10,7 +12,52 @@ pub struct ProcessRow {
     pub comm: String,
     pub cmdline: Option<String>,
     pub started_ns: Option<i64>,
-    pub origin: &'static str,
+    pub origin: ProcessOrigin,
+}
+
+/// How a process came to be traced: stored as its name (`processes.origin`), and serialised so
+/// in the report JSON and the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProcessOrigin {
+    /// Named with `-p`.
+    Attached,
+    /// A descendant of a process named with `-p` or started, already running at the attach.
+    Descendant,
+    /// The command memwatch started (`record -- CMD`).
+    Spawned,
+    /// Forked by a traced process while recording.
+    Forked,
+}
+
+impl ProcessOrigin {
+    pub const ALL: [Self; 4] = [
+        Self::Attached,
+        Self::Descendant,
+        Self::Spawned,
+        Self::Forked,
+    ];
+
+    /// The name it is stored and shown under.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Attached => "attached",
+            Self::Descendant => "descendant",
+            Self::Spawned => "spawned",
+            Self::Forked => "forked",
+        }
+    }
+
+    /// The origin stored as `name`; `None` for a name memwatch never writes.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|o| o.name() == name)
+    }
+}
+
+impl std::fmt::Display for ProcessOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// A memory syscall, with its virtual-size effect computed by the caller.
@@ -19,7 +66,7 @@ pub struct MemRow {
     pub ts_ns: i64,
     pub pid: u32,
     pub tid: u32,
-    pub op: &'static str,
+    pub op: MemOp,
     pub addr: u64,
     pub len: u64,
     pub new_len: u64,
@@ -32,6 +79,18 @@ pub struct MemRow {
     pub request_id: Option<i64>,
     /// The call site (`stacks.id`) when one was taken at this call (`--stacks`).
     pub stack: Option<u32>,
+}
+
+/// The name a memory syscall is stored under (`mem_events.op`) and shown by.
+pub const fn mem_op_name(op: MemOp) -> &'static str {
+    match op {
+        MemOp::Mmap => "mmap",
+        MemOp::Munmap => "munmap",
+        MemOp::Mremap => "mremap",
+        MemOp::Brk => "brk",
+        MemOp::Mprotect => "mprotect",
+        MemOp::Madvise => "madvise",
+    }
 }
 
 /// A completed HTTP request with what it was charged.

@@ -924,7 +924,7 @@ impl Correlator {
 
 #[cfg(test)]
 mod tests {
-    use memwatch_common::{EventHeader, net::NetMeta};
+    use memwatch_common::{EventHeader, mem::MemOp, net::NetMeta};
 
     use super::{vm_origin::VmEffect, *};
 
@@ -991,7 +991,7 @@ mod tests {
             ts_ns: ts,
             pid: PID,
             tid: TID,
-            op: "mmap",
+            op: MemOp::Mmap,
             addr: 0,
             len: len as u64,
             new_len: 0,

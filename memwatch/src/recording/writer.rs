@@ -27,7 +27,7 @@ use rusqlite::{Connection, params};
 use super::schema;
 use crate::{
     error::{SetupError, WriteError},
-    model::{FrameRow, LogLineRow, MemRow, ProcessRow, RequestRow, Row, meta},
+    model::{FrameRow, LogLineRow, MemRow, ProcessRow, RequestRow, Row, mem_op_name, meta},
     units::NS_PER_SEC,
 };
 
@@ -947,7 +947,7 @@ fn insert(
                  ON CONFLICT (pid) DO UPDATE SET comm = excluded.comm,
                    cmdline = COALESCE(excluded.cmdline, cmdline)",
             )?
-            .execute(params![pid, ppid, comm, cmdline, started_ns, origin])?;
+            .execute(params![pid, ppid, comm, cmdline, started_ns, origin.name()])?;
         }
         Row::ProcessExit {
             pid,
@@ -1000,7 +1000,7 @@ fn insert(
                 ts_ns,
                 pid,
                 tid,
-                op,
+                mem_op_name(op),
                 addr as i64,
                 len as i64,
                 new_len as i64,

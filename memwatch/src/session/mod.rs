@@ -16,7 +16,10 @@ mod gc;
 mod heap;
 mod signals;
 
-use memwatch_common::stack::{AT_HEAP, AT_SYSCALL};
+use memwatch_common::{
+    mem::MemOp,
+    stack::{AT_HEAP, AT_SYSCALL},
+};
 pub use signals::StopSignals;
 
 use crate::{
@@ -39,7 +42,7 @@ use crate::{
         route::{self, Router},
     },
     error::{SetupError, UsageError},
-    model::{ProcessRow, Row, meta},
+    model::{ProcessOrigin, ProcessRow, Row, meta},
     recording::{
         Writer,
         writer::{Reserve, check_output},
@@ -166,7 +169,7 @@ impl Session {
         mono as i64 + self.offset
     }
 
-    fn add_process(&mut self, pid: u32, origin: &'static str) {
+    fn add_process(&mut self, pid: u32, origin: ProcessOrigin) {
         let info = procfs::info(pid);
         if let Some(end) = procfs::heap_end(pid) {
             self.mem.known_break(pid, end);
@@ -183,7 +186,7 @@ impl Session {
         self.seen.insert(pid);
         // The process named (or started) is followed at once, and so are its descendants that
         // hold a socket (a prefork server's workers); the others once they serve.
-        if origin == "descendant" && !procfs::holds_socket(pid) {
+        if origin == ProcessOrigin::Descendant && !procfs::holds_socket(pid) {
             self.defer_heap(pid);
         } else {
             self.follow_heap(pid);
@@ -301,7 +304,7 @@ impl Session {
                             let released =
                                 self.correlator
                                     .release(ts_ns, pid, start, len, &mut self.rows);
-                            if row.op == "madvise" {
+                            if row.op == MemOp::Madvise {
                                 self.madvise_released_bytes =
                                     self.madvise_released_bytes.saturating_add(released);
                             }
@@ -325,7 +328,7 @@ impl Session {
                     comm: comm_str(&p.comm),
                     cmdline: None,
                     started_ns: Some(self.wall(p.header.ts_ns)),
-                    origin: "forked",
+                    origin: ProcessOrigin::Forked,
                 }));
                 self.alive.insert(child);
                 if !self.seen.insert(child) {
@@ -359,7 +362,7 @@ impl Session {
                     comm: comm_str(&p.comm),
                     cmdline: info.and_then(|i| i.cmdline),
                     started_ns: None,
-                    origin: "forked",
+                    origin: ProcessOrigin::Forked,
                 }));
             }
             Event::Exit(p) => {
@@ -646,7 +649,7 @@ impl Session {
         let alive: Vec<u32> = self.alive.iter().copied().collect();
         for pid in procfs::with_descendants(&alive) {
             if !self.alive.contains(&pid) && pid != std::process::id() {
-                self.add_process(pid, "descendant");
+                self.add_process(pid, ProcessOrigin::Descendant);
             }
         }
     }
@@ -883,8 +886,8 @@ async fn attach(
         .map(|offsets| Probe::load(config, offsets))
         .transpose()?;
     let (roots, origin) = match &held {
-        Some(child) => (vec![child.pid], "spawned"),
-        None => (args.pids.clone(), "attached"),
+        Some(child) => (vec![child.pid], ProcessOrigin::Spawned),
+        None => (args.pids.clone(), ProcessOrigin::Attached),
     };
     let self_pid = std::process::id();
     let generation = monotonic_ns();
@@ -1072,7 +1075,7 @@ async fn attach(
         let origin = if i < roots.len() {
             origin
         } else {
-            "descendant"
+            ProcessOrigin::Descendant
         };
         session.add_process(pid, origin);
     }

@@ -286,7 +286,7 @@ pub fn render(rec: &Recording, labels: &mut RouteLabels) -> Result<String, Recor
 mod tests {
     use super::*;
     use crate::{
-        model::{ProcessRow, RequestRow, Row},
+        model::{ProcessOrigin, ProcessRow, RequestRow, Row},
         recording::Writer,
     };
 
@@ -321,7 +321,7 @@ mod tests {
                 comm: "server\"x".into(),
                 cmdline: None,
                 started_ns: Some(B * S),
-                origin: "attached",
+                origin: ProcessOrigin::Attached,
             }),
             Row::Sample {
                 ts_ns: B * S,

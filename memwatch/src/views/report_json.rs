@@ -10,10 +10,12 @@
 
 use std::{path::Path, sync::Arc};
 
+use memwatch_common::mem::MemOp;
+
 use crate::{
     model::{
-        FrameRow, LogLineRow, MemRow, ProcessRow, ReleaseRow, RequestRow, Row, StackChargeRow,
-        Unwind, VmOriginRow, meta,
+        FrameRow, LogLineRow, MemRow, ProcessOrigin, ProcessRow, ReleaseRow, RequestRow, Row,
+        StackChargeRow, Unwind, VmOriginRow, meta,
     },
     recording::{Recording, Writer},
     units::NS_PER_SEC,
@@ -53,7 +55,7 @@ fn request(id: i64, route: &str, i: i64, grown: u64, released: u64) -> RequestRo
 }
 
 /// One memory syscall of the server's.
-fn mem(i: i64, op: &'static str, vm_delta: i64, request_id: Option<i64>) -> Row {
+fn mem(i: i64, op: MemOp, vm_delta: i64, request_id: Option<i64>) -> Row {
     Row::Mem(MemRow {
         ts_ns: BASE + i * 10_000_000 + 500_000,
         pid: 101,
@@ -61,7 +63,7 @@ fn mem(i: i64, op: &'static str, vm_delta: i64, request_id: Option<i64>) -> Row 
         op,
         addr: 0x7f00_0000_0000,
         len: 64 * KIB,
-        new_len: if op == "mremap" { 128 * KIB } else { 0 },
+        new_len: if op == MemOp::Mremap { 128 * KIB } else { 0 },
         prot: 3,
         flags: 34,
         fd: -1,
@@ -86,7 +88,7 @@ fn write(path: &Path) {
         ],
     )
     .unwrap();
-    let process = |pid: u32, ppid: u32, comm: &str, origin: &'static str| {
+    let process = |pid: u32, ppid: u32, comm: &str, origin: ProcessOrigin| {
         Row::Process(ProcessRow {
             pid,
             ppid: Some(ppid),
@@ -97,10 +99,10 @@ fn write(path: &Path) {
         })
     };
     let mut rows = vec![
-        process(100, 1, "sh", "spawned"),
-        process(101, 100, "server", "descendant"),
-        process(102, 1, "sidecar", "attached"),
-        process(103, 101, "worker", "forked"),
+        process(100, 1, "sh", ProcessOrigin::Spawned),
+        process(101, 100, "server", ProcessOrigin::Descendant),
+        process(102, 1, "sidecar", ProcessOrigin::Attached),
+        process(103, 101, "worker", ProcessOrigin::Forked),
         Row::ProcessExit {
             pid: 103,
             ts_ns: BASE + 900_000_000,
@@ -143,9 +145,9 @@ fn write(path: &Path) {
             bytes: 128 * KIB,
         })));
         if i % 10 == 0 {
-            rows.push(mem(t, "mmap", 64 * KIB as i64, Some(leak)));
-            rows.push(mem(t + 1, "munmap", -(64 * KIB as i64), None));
-            rows.push(mem(t + 2, "brk", 8 * KIB as i64, Some(leak + 2)));
+            rows.push(mem(t, MemOp::Mmap, 64 * KIB as i64, Some(leak)));
+            rows.push(mem(t + 1, MemOp::Munmap, -(64 * KIB as i64), None));
+            rows.push(mem(t + 2, MemOp::Brk, 8 * KIB as i64, Some(leak + 2)));
         }
     }
     rows.push(Row::Request(Box::new(request(
@@ -156,9 +158,9 @@ fn write(path: &Path) {
         0,
     ))));
     rows.extend([
-        mem(5, "mremap", 64 * KIB as i64, None),
-        mem(6, "mprotect", 0, None),
-        mem(7, "madvise", 0, None),
+        mem(5, MemOp::Mremap, 64 * KIB as i64, None),
+        mem(6, MemOp::Mprotect, 0, None),
+        mem(7, MemOp::Madvise, 0, None),
         Row::Release(Box::new(ReleaseRow {
             ts_ns: BASE + 1_500_000_000,
             pid: 101,
@@ -360,4 +362,39 @@ fn the_stored_rows_are_unchanged_on_the_fixture() {
         }
     }
     check_against("fixture-tables.txt", &dump);
+}
+
+/// The named types spell themselves as the strings they replaced: serde's name is the name the
+/// text and the file use.
+#[test]
+fn named_types_serialise_as_their_names() {
+    for origin in ProcessOrigin::ALL {
+        assert_eq!(
+            serde_json::to_value(origin).unwrap(),
+            serde_json::Value::from(origin.name())
+        );
+        assert_eq!(ProcessOrigin::from_name(origin.name()), Some(origin));
+    }
+}
+
+/// A process origin memwatch never writes (a hand-edited file) does not decode: the processes
+/// query fails, as for any value of the wrong type, rather than showing it.
+#[test]
+fn an_unknown_process_origin_does_not_decode() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.db");
+    write(&path);
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute(
+            "UPDATE processes SET origin = 'adopted' WHERE pid = 102",
+            [],
+        )
+        .unwrap();
+    let err = Recording::open(&path).unwrap().processes().unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("\"adopted\" is not a process origin"),
+        "{err}"
+    );
 }

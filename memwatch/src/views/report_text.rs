@@ -292,7 +292,7 @@ impl Report {
             let state = if p.process.exited_ns.is_some() {
                 format!("{}, exited", p.process.origin)
             } else {
-                p.process.origin.clone()
+                p.process.origin.to_string()
             };
             let _ = writeln!(
                 s,
@@ -742,7 +742,7 @@ mod tests {
     #[test]
     fn the_summary_leads_with_what_is_kept() {
         use crate::{
-            model::{ProcessRow, RequestRow, Row, meta},
+            model::{ProcessOrigin, ProcessRow, RequestRow, Row, meta},
             recording::{Recording, Writer},
         };
         const KIB: u64 = 1024;
@@ -764,7 +764,7 @@ mod tests {
                 comm: "bash".into(),
                 cmdline: None,
                 started_ns: Some(base),
-                origin: "spawned",
+                origin: ProcessOrigin::Spawned,
             }),
             Row::Process(ProcessRow {
                 pid: 101,
@@ -772,7 +772,7 @@ mod tests {
                 comm: "python3".into(),
                 cmdline: None,
                 started_ns: Some(base + 1),
-                origin: "descendant",
+                origin: ProcessOrigin::Descendant,
             }),
         ];
         let mut id = 0;

@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use super::{ApiResult, MS, answer, bounds, ms};
 use crate::{
+    model::ProcessOrigin,
     recording::{Recording, query},
     units::NS_PER_SEC,
     views::{
@@ -91,7 +92,7 @@ pub(crate) struct Memory {
 pub(crate) struct Process {
     pub comm: String,
     pub exited_ms: Option<i64>,
-    pub origin: String,
+    pub origin: ProcessOrigin,
     pub pid: u32,
     pub ppid: Option<u32>,
     pub started_ms: Option<i64>,
@@ -267,7 +268,7 @@ mod tests {
             processes: vec![Process {
                 comm: "server".into(),
                 exited_ms: None,
-                origin: "attached".into(),
+                origin: ProcessOrigin::Attached,
                 pid: 1,
                 ppid: Some(0),
                 started_ms: Some(0),

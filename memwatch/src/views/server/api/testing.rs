@@ -8,6 +8,7 @@ use axum::{
     http::{Request, StatusCode},
 };
 use futures_util::FutureExt as _;
+use memwatch_common::mem::MemOp;
 use serde::{
     Serialize,
     de::{
@@ -160,7 +161,7 @@ pub(super) fn undecodable_rows() -> (TempDir, Recording) {
             ts_ns: i * S,
             pid: 1,
             tid: 1,
-            op: "mmap",
+            op: MemOp::Mmap,
             addr: 0,
             len: 2 << 20,
             new_len: 0,
