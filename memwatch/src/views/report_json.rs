@@ -368,12 +368,30 @@ fn the_stored_rows_are_unchanged_on_the_fixture() {
 /// text and the file use.
 #[test]
 fn named_types_serialise_as_their_names() {
+    use crate::views::report::Retention;
     for origin in ProcessOrigin::ALL {
         assert_eq!(
             serde_json::to_value(origin).unwrap(),
             serde_json::Value::from(origin.name())
         );
         assert_eq!(ProcessOrigin::from_name(origin.name()), Some(origin));
+    }
+    for (retention, name) in [
+        (Retention::Keeps, "keeps"),
+        (Retention::HighWater, "high-water"),
+        (Retention::None, "none"),
+        (Retention::TooFew, "too-few"),
+        (Retention::Unknown, "unknown"),
+    ] {
+        assert_eq!(retention.name(), name);
+        assert_eq!(
+            serde_json::to_value(retention).unwrap(),
+            serde_json::Value::from(name)
+        );
+        assert_eq!(
+            serde_json::from_value::<Retention>(name.into()).unwrap(),
+            retention
+        );
     }
 }
 
