@@ -1206,10 +1206,17 @@ impl Session {
             .as_ref()
             .map_or_else(Vec::new, Probe::pending_runs);
         let now = wall_ns();
-        for (tid, tgid, start, end, run_ns) in pending {
-            let first_ns = self.wall(run_ns);
-            self.correlator
-                .grow(now, tgid, tid, start, end - start, first_ns, &mut self.rows);
+        for run in pending {
+            let first_ns = self.wall(run.first_ns);
+            self.correlator.grow(
+                now,
+                run.tgid,
+                run.tid,
+                run.start,
+                run.end - run.start,
+                first_ns,
+                &mut self.rows,
+            );
         }
         self.read_logs(true);
         let faults = self.thread_faults();
