@@ -45,7 +45,7 @@ use crate::{
     model::{ProcessOrigin, ProcessRow, Row, meta},
     recording::{
         Writer,
-        writer::{Reserve, check_output},
+        create::{Reserve, check_output},
     },
     units::{self, NS_PER_SEC},
 };
