@@ -10,7 +10,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use rusqlite::{Connection, params};
+use rusqlite::Connection;
 
 use super::schema;
 use crate::error::SetupError;
@@ -237,10 +237,7 @@ fn head_bytes(meta: &[(&str, String)]) -> rusqlite::Result<Vec<u8>> {
     tx.pragma_update(None, "user_version", schema::SCHEMA_VERSION)?;
     tx.execute_batch(schema::CREATE)?;
     for (k, v) in meta {
-        tx.execute(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
-            params![k, v],
-        )?;
+        super::insert::meta(&tx, k, v)?;
     }
     tx.commit()?;
     Ok(conn.serialize(rusqlite::MAIN_DB)?.to_vec())
