@@ -504,11 +504,6 @@ impl Probe {
         self.heap.forget(&mut self.ebpf, pid);
     }
 
-    /// Processes whose heap is followed now.
-    pub fn heap_followed(&self) -> usize {
-        self.heap.followed()
-    }
-
     /// The processes whose heap is followed.
     pub fn heap_pids(&self) -> Vec<u32> {
         self.heap.pids()
