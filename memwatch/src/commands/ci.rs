@@ -21,7 +21,10 @@ use crate::{
     error::exit,
     recording::Recording,
     session::{Hooks, RecordOptions},
-    views::profile::{Profile, diff},
+    views::{
+        fleet::Fleet,
+        profile::{Profile, diff},
+    },
 };
 
 /// A stage that failed, and why.
@@ -290,7 +293,7 @@ pub async fn run(args: CiArgs) -> anyhow::Result<i32> {
     let recording = tokio::spawn(record::run_with(
         record_options,
         None,
-        record::Fleet::default(),
+        Fleet::default(),
         hooks,
     ));
     let pid = match started_rx.await {
