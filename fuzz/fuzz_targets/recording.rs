@@ -17,8 +17,8 @@ use std::{
 use libfuzzer_sys::fuzz_target;
 use memwatch::{
     model::{
-        FrameRow, LogLineRow, MemRow, ProcessOrigin, ProcessRow, ReleaseRow, RequestRow, Row,
-        StackChargeRow, Unwind, VmOriginRow, meta,
+        CountersRow, FrameRow, LogLineRow, MemRow, ProcessOrigin, ProcessRow, ReleaseRow,
+        RequestRow, Row, StackChargeRow, Unwind, VmOriginRow, meta,
     },
     recording::{
         self, Recording, Writer,
@@ -141,7 +141,7 @@ fn rows() -> Vec<Row> {
             vm_bytes: 200_000 * KIB,
             faults: 100 * s as u64,
         });
-        rows.push(Row::Counters {
+        rows.push(Row::Counters(CountersRow {
             ts_ns: T0 + s * S,
             events: 1000 * s as u64,
             dropped: u64::from(s == 7),
@@ -151,7 +151,7 @@ fn rows() -> Vec<Row> {
             untracked_bytes: 0,
             unmatched_release_bytes: 4 * KIB,
             unseen_release_bytes: 2048 * KIB,
-        });
+        }));
     }
     let routes = [
         ("GET", "/users/:id", 200),

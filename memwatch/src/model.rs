@@ -223,6 +223,25 @@ impl Unwind {
     }
 }
 
+/// What the capture could and could not do so far, cumulative, at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CountersRow {
+    pub ts_ns: i64,
+    pub events: u64,
+    pub dropped: u64,
+    pub unpaired_exits: u64,
+    pub map_full: u64,
+    pub undecodable: u64,
+    /// Bytes made resident that origin tracking could not keep (its span bound).
+    pub untracked_bytes: u64,
+    /// Bytes released that no tracked origin covered, where pages of no known origin may
+    /// have been resident (mapped before memwatch attached, inherited over fork).
+    pub unmatched_release_bytes: u64,
+    /// Bytes released that no tracked origin covered, in address space mapped while
+    /// recording: never seen resident, so not memory given back.
+    pub unseen_release_bytes: u64,
+}
+
 /// Everything the writer stores.
 #[derive(Debug, Clone)]
 pub enum Row {
@@ -247,22 +266,7 @@ pub enum Row {
         vm_bytes: u64,
         faults: u64,
     },
-    Counters {
-        ts_ns: i64,
-        events: u64,
-        dropped: u64,
-        unpaired_exits: u64,
-        map_full: u64,
-        undecodable: u64,
-        /// Bytes made resident that origin tracking could not keep (its span bound).
-        untracked_bytes: u64,
-        /// Bytes released that no tracked origin covered, where pages of no known origin may
-        /// have been resident (mapped before memwatch attached, inherited over fork).
-        unmatched_release_bytes: u64,
-        /// Bytes released that no tracked origin covered, in address space mapped while
-        /// recording: never seen resident, so not memory given back.
-        unseen_release_bytes: u64,
-    },
+    Counters(CountersRow),
     Request(Box<RequestRow>),
     LogLine(Box<LogLineRow>),
     /// Resident memory released after the request that made it resident had ended (or, with

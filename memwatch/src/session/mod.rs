@@ -42,7 +42,7 @@ use crate::{
         route::{self, Router},
     },
     error::{SetupError, UsageError},
-    model::{ProcessOrigin, ProcessRow, Row, meta},
+    model::{CountersRow, ProcessOrigin, ProcessRow, Row, meta},
     recording::{
         Writer,
         create::{Reserve, check_output},
@@ -683,7 +683,7 @@ impl Session {
             // Written with the other stack counts when the recording closes.
             stacks_lost: _,
         } = self.counters;
-        self.rows.push(Row::Counters {
+        self.rows.push(Row::Counters(CountersRow {
             ts_ns: wall_ns(),
             events: self.events,
             dropped: dropped_events,
@@ -693,7 +693,7 @@ impl Session {
             untracked_bytes: origin.untracked_bytes,
             unmatched_release_bytes: origin.unmatched_release_bytes,
             unseen_release_bytes: origin.unseen_release_bytes,
-        });
+        }));
         // The heap budget's figures so far, for /metrics and the page while recording.
         if let Some(heap) = &self.heap {
             self.rows.extend(heap.progress());

@@ -14,8 +14,8 @@ use memwatch_common::mem::MemOp;
 
 use crate::{
     model::{
-        FrameRow, LogLineRow, MemRow, ProcessOrigin, ProcessRow, ReleaseRow, RequestRow, Row,
-        StackChargeRow, Unwind, VmOriginRow, meta,
+        CountersRow, FrameRow, LogLineRow, MemRow, ProcessOrigin, ProcessRow, ReleaseRow,
+        RequestRow, Row, StackChargeRow, Unwind, VmOriginRow, meta,
     },
     recording::{Recording, Writer},
     units::NS_PER_SEC,
@@ -265,7 +265,7 @@ fn write(path: &Path) {
             vm_bytes: 64 << 20,
             faults: 300 * s as u64,
         });
-        rows.push(Row::Counters {
+        rows.push(Row::Counters(CountersRow {
             ts_ns,
             events: 1000 * s as u64,
             dropped: 0,
@@ -275,7 +275,7 @@ fn write(path: &Path) {
             untracked_bytes: 0,
             unmatched_release_bytes: 4 * KIB,
             unseen_release_bytes: 0,
-        });
+        }));
     }
     rows.extend([
         Row::Meta(meta::STOP_REASON.into(), "signal".into()),

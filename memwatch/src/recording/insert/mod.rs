@@ -16,7 +16,7 @@ mod stacks;
 use rusqlite::{Connection, Transaction, params};
 
 pub(super) use self::requests::Hosts;
-use crate::model::{ProcessRow, Row};
+use crate::model::{CountersRow, ProcessRow, Row};
 
 /// Stores `rows` (which it empties) in `tx`: first what is summed per batch by key, the
 /// requests' per-second rollup and [`retained::BatchSums`], then each row by its kind.
@@ -50,28 +50,7 @@ pub(super) fn batch(
                 ts_ns,
                 exit_code,
             } => process_exit(tx, pid, ts_ns, exit_code)?,
-            Row::Counters {
-                ts_ns,
-                events,
-                dropped,
-                unpaired_exits,
-                map_full,
-                undecodable,
-                untracked_bytes,
-                unmatched_release_bytes,
-                unseen_release_bytes,
-            } => counters(
-                tx,
-                ts_ns,
-                events,
-                dropped,
-                unpaired_exits,
-                map_full,
-                undecodable,
-                untracked_bytes,
-                unmatched_release_bytes,
-                unseen_release_bytes,
-            )?,
+            Row::Counters(c) => counters(tx, &c)?,
             Row::NonHttp {
                 ts_ns,
                 pid,
@@ -161,22 +140,18 @@ fn process_exit(
 }
 
 /// The capture's counters at one moment, cumulative.
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one per column of a counters row, as `Row::Counters` carries them"
-)]
-fn counters(
-    tx: &Transaction<'_>,
-    ts_ns: i64,
-    events: u64,
-    dropped: u64,
-    unpaired_exits: u64,
-    map_full: u64,
-    undecodable: u64,
-    untracked_bytes: u64,
-    unmatched_release_bytes: u64,
-    unseen_release_bytes: u64,
-) -> rusqlite::Result<()> {
+fn counters(tx: &Transaction<'_>, c: &CountersRow) -> rusqlite::Result<()> {
+    let &CountersRow {
+        ts_ns,
+        events,
+        dropped,
+        unpaired_exits,
+        map_full,
+        undecodable,
+        untracked_bytes,
+        unmatched_release_bytes,
+        unseen_release_bytes,
+    } = c;
     tx.prepare_cached(
         "INSERT INTO counters (ts_ns, events, dropped, unpaired_exits, map_full,
            undecodable, untracked_bytes, unmatched_release_bytes, unseen_release_bytes)
