@@ -17,13 +17,14 @@ use std::{
 use libfuzzer_sys::fuzz_target;
 use memwatch::{
     model::{
-        FrameRow, LogLineRow, MemRow, ProcessRow, ReleaseRow, RequestRow, Row, StackChargeRow,
-        Unwind, VmOriginRow, meta,
+        CountersRow, FrameRow, LogLineRow, MemRow, ProcessOrigin, ProcessRow, ReleaseRow,
+        RequestRow, Row, StackChargeRow, Unwind, VmOriginRow, meta,
     },
     recording::{
         self, Recording, Writer,
         query::requests::{CountFrom, RequestFilter},
     },
+    units::NS_PER_SEC,
     views::{
         flame::{CallTree, Limits},
         metrics::{RouteLabels, render},
@@ -31,8 +32,10 @@ use memwatch::{
         report::Report,
     },
 };
+use memwatch_common::mem::MemOp;
 
-const S: i64 = 1_000_000_000;
+/// One second, in the recording's nanoseconds.
+const S: i64 = NS_PER_SEC;
 /// When the base recording starts.
 const T0: i64 = 1_800_000_000 * S;
 const KIB: u64 = 1024;
@@ -75,7 +78,7 @@ fn request(id: i64, method: &str, route: &str, status: u16, start_s: i64, grown:
     }))
 }
 
-fn mem(ts_s: i64, op: &'static str, len: u64, request_id: Option<i64>) -> Row {
+fn mem(ts_s: i64, op: MemOp, len: u64, request_id: Option<i64>) -> Row {
     Row::Mem(MemRow {
         ts_ns: T0 + ts_s * S + 1_000_000,
         pid: 42,
@@ -89,7 +92,7 @@ fn mem(ts_s: i64, op: &'static str, len: u64, request_id: Option<i64>) -> Row {
         fd: -1,
         ret: 0x7f00_0000_0000,
         ok: true,
-        vm_delta: if op == "munmap" {
+        vm_delta: if op == MemOp::Munmap {
             -(len as i64)
         } else {
             len as i64
@@ -115,7 +118,7 @@ fn rows() -> Vec<Row> {
             comm: "server".into(),
             cmdline: Some("server --port 8080".into()),
             started_ns: Some(T0 - S),
-            origin: "attached",
+            origin: ProcessOrigin::Attached,
         }),
         Row::Thread {
             tid: 43,
@@ -138,7 +141,7 @@ fn rows() -> Vec<Row> {
             vm_bytes: 200_000 * KIB,
             faults: 100 * s as u64,
         });
-        rows.push(Row::Counters {
+        rows.push(Row::Counters(CountersRow {
             ts_ns: T0 + s * S,
             events: 1000 * s as u64,
             dropped: u64::from(s == 7),
@@ -148,7 +151,7 @@ fn rows() -> Vec<Row> {
             untracked_bytes: 0,
             unmatched_release_bytes: 4 * KIB,
             unseen_release_bytes: 2048 * KIB,
-        });
+        }));
     }
     let routes = [
         ("GET", "/users/:id", 200),
@@ -167,10 +170,10 @@ fn rows() -> Vec<Row> {
             id % 10,
             16 * KIB * id as u64,
         ));
-        rows.push(mem(id % 10, "mmap", 64 * KIB, Some(id)));
+        rows.push(mem(id % 10, MemOp::Mmap, 64 * KIB, Some(id)));
     }
-    rows.push(mem(3, "munmap", 64 * KIB, None));
-    rows.push(mem(4, "brk", 132 * KIB, None));
+    rows.push(mem(3, MemOp::Munmap, 64 * KIB, None));
+    rows.push(mem(4, MemOp::Brk, 132 * KIB, None));
     rows.push(Row::Release(Box::new(ReleaseRow {
         ts_ns: T0 + 6 * S,
         pid: 42,

@@ -1,4 +1,4 @@
-//! Memory syscalls: mmap, munmap, mremap, brk, mprotect.
+//! Memory syscalls: mmap, munmap, mremap, brk, mprotect, madvise.
 
 use crate::event::EventHeader;
 
@@ -38,11 +38,12 @@ pub struct MemArgs {
     pub op: u32,
     /// `prot` for mmap and mprotect.
     pub prot: u32,
-    /// `flags` for mmap and mremap.
+    /// `flags` for mmap and mremap; the advice for madvise.
     pub flags: u64,
-    /// `addr` (mmap hint, munmap/mprotect start, mremap old address, brk requested break).
+    /// `addr` (mmap hint, munmap/mprotect/madvise start, mremap old address, brk requested
+    /// break).
     pub addr: u64,
-    /// `len` (mmap, munmap, mprotect) or `old_len` (mremap).
+    /// `len` (mmap, munmap, mprotect, madvise) or `old_len` (mremap).
     pub len: u64,
     /// `new_len` for mremap; zero otherwise.
     pub new_len: u64,

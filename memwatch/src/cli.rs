@@ -13,6 +13,7 @@ use crate::{
     private::Secret,
     session::RecordOptions,
     views::{
+        fleet::Fleet,
         profile::{Metric, Thresholds},
         server::ServeOptions,
     },
@@ -525,7 +526,7 @@ pub struct FleetArgs {
 }
 
 impl FleetArgs {
-    pub fn options(&self) -> crate::commands::record::Fleet {
+    pub fn options(&self) -> Fleet {
         let Self {
             metrics,
             metrics_token,
@@ -534,7 +535,7 @@ impl FleetArgs {
             pprof_every,
             hosts,
         } = self.clone();
-        crate::commands::record::Fleet {
+        Fleet {
             metrics,
             metrics_token,
             allow_hosts: hosts.allow_hosts,

@@ -2,6 +2,8 @@
 //! stores them. They live here, below all of those stages, so that no stage depends on the
 //! recording's writer for its own vocabulary.
 
+use memwatch_common::mem::MemOp;
+
 /// A process as first seen.
 #[derive(Debug, Clone)]
 pub struct ProcessRow {
@@ -10,7 +12,52 @@ pub struct ProcessRow {
     pub comm: String,
     pub cmdline: Option<String>,
     pub started_ns: Option<i64>,
-    pub origin: &'static str,
+    pub origin: ProcessOrigin,
+}
+
+/// How a process came to be traced: stored as its name (`processes.origin`), and serialised so
+/// in the report JSON and the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProcessOrigin {
+    /// Named with `-p`.
+    Attached,
+    /// A descendant of a process named with `-p` or started, already running at the attach.
+    Descendant,
+    /// The command memwatch started (`record -- CMD`).
+    Spawned,
+    /// Forked by a traced process while recording.
+    Forked,
+}
+
+impl ProcessOrigin {
+    pub const ALL: [Self; 4] = [
+        Self::Attached,
+        Self::Descendant,
+        Self::Spawned,
+        Self::Forked,
+    ];
+
+    /// The name it is stored and shown under.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Attached => "attached",
+            Self::Descendant => "descendant",
+            Self::Spawned => "spawned",
+            Self::Forked => "forked",
+        }
+    }
+
+    /// The origin stored as `name`; `None` for a name memwatch never writes.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|o| o.name() == name)
+    }
+}
+
+impl std::fmt::Display for ProcessOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// A memory syscall, with its virtual-size effect computed by the caller.
@@ -19,7 +66,7 @@ pub struct MemRow {
     pub ts_ns: i64,
     pub pid: u32,
     pub tid: u32,
-    pub op: &'static str,
+    pub op: MemOp,
     pub addr: u64,
     pub len: u64,
     pub new_len: u64,
@@ -32,6 +79,18 @@ pub struct MemRow {
     pub request_id: Option<i64>,
     /// The call site (`stacks.id`) when one was taken at this call (`--stacks`).
     pub stack: Option<u32>,
+}
+
+/// The name a memory syscall is stored under (`mem_events.op`) and shown by.
+pub const fn mem_op_name(op: MemOp) -> &'static str {
+    match op {
+        MemOp::Mmap => "mmap",
+        MemOp::Munmap => "munmap",
+        MemOp::Mremap => "mremap",
+        MemOp::Brk => "brk",
+        MemOp::Mprotect => "mprotect",
+        MemOp::Madvise => "madvise",
+    }
 }
 
 /// A completed HTTP request with what it was charged.
@@ -164,6 +223,25 @@ impl Unwind {
     }
 }
 
+/// What the capture could and could not do so far, cumulative, at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CountersRow {
+    pub ts_ns: i64,
+    pub events: u64,
+    pub dropped: u64,
+    pub unpaired_exits: u64,
+    pub map_full: u64,
+    pub undecodable: u64,
+    /// Bytes made resident that origin tracking could not keep (its span bound).
+    pub untracked_bytes: u64,
+    /// Bytes released that no tracked origin covered, where pages of no known origin may
+    /// have been resident (mapped before memwatch attached, inherited over fork).
+    pub unmatched_release_bytes: u64,
+    /// Bytes released that no tracked origin covered, in address space mapped while
+    /// recording: never seen resident, so not memory given back.
+    pub unseen_release_bytes: u64,
+}
+
 /// Everything the writer stores.
 #[derive(Debug, Clone)]
 pub enum Row {
@@ -188,22 +266,7 @@ pub enum Row {
         vm_bytes: u64,
         faults: u64,
     },
-    Counters {
-        ts_ns: i64,
-        events: u64,
-        dropped: u64,
-        unpaired_exits: u64,
-        map_full: u64,
-        undecodable: u64,
-        /// Bytes made resident that origin tracking could not keep (its span bound).
-        untracked_bytes: u64,
-        /// Bytes released that no tracked origin covered, where pages of no known origin may
-        /// have been resident (mapped before memwatch attached, inherited over fork).
-        unmatched_release_bytes: u64,
-        /// Bytes released that no tracked origin covered, in address space mapped while
-        /// recording: never seen resident, so not memory given back.
-        unseen_release_bytes: u64,
-    },
+    Counters(CountersRow),
     Request(Box<RequestRow>),
     LogLine(Box<LogLineRow>),
     /// Resident memory released after the request that made it resident had ended (or, with

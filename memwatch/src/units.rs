@@ -1,6 +1,12 @@
-//! Units for people: byte counts as text (used by the views and the live status line), and
-//! text from outside cut to a bound; and counts moved between signed and unsigned without
-//! wrapping, for figures read from a file that may be corrupt.
+//! Units: nanoseconds per second, the one conversion between the nanoseconds every timestamp
+//! is kept in and the seconds rollups and people read; byte counts as text for people (used by
+//! the views and the live status line), and text from outside cut to a bound; and counts moved
+//! between signed and unsigned without wrapping, for figures read from a file that may be
+//! corrupt.
+
+/// Nanoseconds in a second. Every timestamp memwatch keeps is in nanoseconds; the recording's
+/// rollups key them by the second (`ns.div_euclid(NS_PER_SEC)`).
+pub const NS_PER_SEC: i64 = 1_000_000_000;
 
 /// A count read as signed: 0 when negative.
 pub fn count(n: i64) -> u64 {

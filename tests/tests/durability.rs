@@ -14,6 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use memwatch::units::NS_PER_SEC;
 use memwatch_tests::{bin, memwatch, report, scaled, start_server, tempdir};
 
 /// Wall-clock nanoseconds since the epoch: the clock of the recording's timestamps.
@@ -381,8 +382,8 @@ fn killed_at_any_instant() {
         let loss = Loss {
             requests: lost.len(),
             of: eligible.len(),
-            window_s: first_lost.map_or(0.0, |t| (kill_ns - t) as f64 / 1e9),
-            tail_s: (kill_ns - ended_ns) as f64 / 1e9,
+            window_s: first_lost.map_or(0.0, |t| (kill_ns - t) as f64 / NS_PER_SEC as f64),
+            tail_s: (kill_ns - ended_ns) as f64 / NS_PER_SEC as f64,
         };
         assert_eq!(
             r["complete"], false,
@@ -553,15 +554,15 @@ fn disk_full() {
     // exit, it was closed by the exit at the latest (it is gone: asserted above).
     assert!(wal_seen, "the write-ahead log was never seen: {stderr}");
     let closed_ns = closed_ns.unwrap_or(exit_ns);
-    let close_s = (closed_ns - ended_ns) as f64 / 1e9;
-    let exit_s = (exit_ns - ended_ns) as f64 / 1e9;
+    let close_s = (closed_ns - ended_ns) as f64 / NS_PER_SEC as f64;
+    let exit_s = (exit_ns - ended_ns) as f64 / NS_PER_SEC as f64;
     let (missing, before) = missing_before_last_commit(&out, &completed, recording_ns, ended_ns);
     println!(
         "disk_full: a {mib} MiB tmpfs filled after {:.1} s of recording; the recording is {:.1} \
          MiB and holds {requests} requests; {unwritten} rows were not written; it was closed \
          {close_s:.3} s after its last committed row, and memwatch exited after {exit_s:.3} s; \
          {} MiB free afterwards, then filled again to read it",
-        (ended_ns - recording_ns) as f64 / 1e9,
+        (ended_ns - recording_ns) as f64 / NS_PER_SEC as f64,
         size as f64 / 1048576.0,
         free / 1048576
     );
@@ -628,7 +629,7 @@ fn write_failed() {
         "write_failed: stopped at the {} MiB file-size limit after {:.1} s of recording, with \
          {requests} requests; {unwritten} rows were not written",
         limit >> 20,
-        (ended_ns - recording_ns) as f64 / 1e9,
+        (ended_ns - recording_ns) as f64 / NS_PER_SEC as f64,
     );
     assert_eq!(missing, 0, "{missing} of {before} requests missing");
 }

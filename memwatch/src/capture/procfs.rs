@@ -5,6 +5,8 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use procfs::process::{FDTarget, Process};
 
+use crate::units::NS_PER_SEC;
+
 /// What /proc says about a process when memwatch first sees it.
 #[derive(Debug, Clone)]
 pub struct ProcInfo {
@@ -27,7 +29,7 @@ pub fn info(pid: u32) -> Option<ProcInfo> {
         .map(|v| truncate(v.join(" "), 512));
     let started_ns = procfs::boot_time_secs().ok().map(|boot| {
         let ticks = procfs::ticks_per_second().max(1);
-        boot as i64 * 1_000_000_000 + (stat.starttime as i64 * 1_000_000_000) / ticks as i64
+        boot as i64 * NS_PER_SEC + (stat.starttime as i64 * NS_PER_SEC) / ticks as i64
     });
     Some(ProcInfo {
         pid,
@@ -283,7 +285,7 @@ pub fn cpu_ns(pids: impl IntoIterator<Item = u32>) -> u64 {
     let ticks = procfs::ticks_per_second().max(1);
     pids.into_iter()
         .filter_map(|pid| Process::new(pid as i32).ok()?.stat().ok())
-        .map(|s| (s.utime + s.stime) * 1_000_000_000 / ticks)
+        .map(|s| (s.utime + s.stime) * NS_PER_SEC as u64 / ticks)
         .sum()
 }
 

@@ -2,7 +2,6 @@
 //! page served from the file it fills (`serve`), then the report.
 
 use std::{
-    net::SocketAddr,
     path::{Path, PathBuf},
     sync::Arc,
     time::Duration,
@@ -10,89 +9,16 @@ use std::{
 
 use super::listen;
 use crate::{
-    error::UsageError,
-    private::Secret,
     recording::{Recording, query::Range},
     session::{self, Hooks, RecordOptions, Stop, wall_ns},
+    units::NS_PER_SEC,
     views::{
-        metrics::DEFAULT_MAX_ROUTES,
+        fleet::Fleet,
         pprof::{self, Selection},
         report::Report,
         server::{self, ServeOptions},
     },
 };
-
-/// What a fleet takes from a recording while it runs (`docs/fleet.md`): `/metrics`, and
-/// periodic pprof files.
-#[derive(Debug, Clone)]
-pub struct Fleet {
-    /// Serve `/metrics` here (`--metrics`).
-    pub metrics: Option<SocketAddr>,
-    pub metrics_token: Option<Secret>,
-    /// Names besides loopback that a request's `Host` may give (`--allow-host`).
-    pub allow_hosts: Vec<String>,
-    /// Routes with series of their own on `/metrics` (the page's too).
-    pub max_routes: usize,
-    /// Write a profile into this directory every so often (`--pprof-dir`, `--pprof-every`).
-    pub pprof: Option<(PathBuf, Duration)>,
-}
-
-impl Default for Fleet {
-    fn default() -> Self {
-        Self {
-            metrics: None,
-            metrics_token: None,
-            allow_hosts: Vec::new(),
-            max_routes: DEFAULT_MAX_ROUTES,
-            pprof: None,
-        }
-    }
-}
-
-impl Fleet {
-    /// Everything the user can get wrong here, before anything is loaded.
-    pub fn check(&self) -> Result<(), UsageError> {
-        if let Some(addr) = self.metrics {
-            server::check_exposure(
-                "--metrics",
-                addr,
-                "--metrics-token",
-                self.metrics_token.as_deref(),
-            )?;
-        }
-        if let Some((dir, every)) = &self.pprof {
-            if *every < Duration::from_secs(1) {
-                return Err(UsageError(format!(
-                    "--pprof-every {}: profiles cover whole seconds; use 1s or more",
-                    humantime::format_duration(*every)
-                )));
-            }
-            check_dir(dir)?;
-        }
-        Ok(())
-    }
-}
-
-/// `dir` exists, is a directory, and a file can be created in it.
-fn check_dir(dir: &Path) -> Result<(), UsageError> {
-    if !dir.is_dir() {
-        return Err(UsageError(format!(
-            "--pprof-dir {}: no such directory; create it first",
-            dir.display()
-        )));
-    }
-    let probe = dir.join(format!(".memwatch-write-check-{}", std::process::id()));
-    match std::fs::write(&probe, b"") {
-        Ok(()) => {
-            let _ = std::fs::remove_file(&probe);
-            Ok(())
-        }
-        Err(e) => Err(UsageError(format!(
-            "--pprof-dir {}: cannot write there ({e}); pick a writable directory",
-            dir.display()
-        ))),
-    }
-}
 
 /// Runs `memwatch record` (and with `serve`, `memwatch serve`); returns the exit code.
 pub async fn run(
@@ -265,15 +191,13 @@ struct Profiles {
     task: tokio::task::JoinHandle<()>,
 }
 
-const NS: i64 = 1_000_000_000;
-
 impl Profiles {
     fn start(recording: PathBuf, dir: PathBuf, every: Duration) -> Self {
         let stop = Arc::new(tokio::sync::Notify::new());
         let stopped = Arc::clone(&stop);
         let task = tokio::spawn(async move {
             // Periods are whole seconds, so that no second is in two profiles.
-            let mut from_s = wall_ns() / NS;
+            let mut from_s = wall_ns() / NS_PER_SEC;
             let mut tick = tokio::time::interval(every);
             tick.tick().await;
             loop {
@@ -282,7 +206,7 @@ impl Profiles {
                     () = stopped.notified() => true,
                 };
                 // The last period runs to the end of the recording, its last second included.
-                let to_s = wall_ns() / NS + i64::from(last);
+                let to_s = wall_ns() / NS_PER_SEC + i64::from(last);
                 if to_s > from_s {
                     let (recording, dir) = (recording.clone(), dir.clone());
                     let written = tokio::task::spawn_blocking(move || {
@@ -317,8 +241,8 @@ fn write_period(recording: &Path, dir: &Path, from_s: i64, to_s: i64) -> anyhow:
     let rec = Recording::open(recording)?;
     let selection = Selection {
         range: Range {
-            from_ns: Some(from_s * NS),
-            to_ns: Some(to_s * NS - 1),
+            from_ns: Some(from_s * NS_PER_SEC),
+            to_ns: Some(to_s * NS_PER_SEC - 1),
         },
         route: None,
     };

@@ -97,7 +97,7 @@ pub async fn run(args: ViewArgs) -> anyhow::Result<i32> {
                 chrono::Utc::now().timestamp_millis()
             ));
             let temp = TempRecording(path.clone());
-            crate::recording::writer::check_output(&path, false)?;
+            crate::recording::create::check_output(&path, false)?;
             import_logs(&path, &args.access_logs, format.as_ref())?;
             (Recording::open(&path)?, Some(temp))
         }

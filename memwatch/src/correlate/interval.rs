@@ -83,12 +83,13 @@ impl IntervalAttributor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::units::NS_PER_SEC;
 
     fn line(target: &str) -> LogLineRow {
         LogLineRow {
             source: "a.log".into(),
             arrived_ns: 5,
-            ts_ns: Some(1_000_000_000),
+            ts_ns: Some(NS_PER_SEC),
             method: Some("GET".into()),
             target: Some(target.into()),
             route: Some(target.into()),

@@ -17,7 +17,10 @@ use std::{
     hash::{BuildHasher, RandomState},
 };
 
-use crate::model::{LogLineRow, Row};
+use crate::{
+    model::{LogLineRow, Row},
+    units::NS_PER_SEC,
+};
 
 /// How long a line or a request waits for its twin.
 pub const WAIT: i64 = 10_000_000_000;
@@ -65,7 +68,7 @@ fn compatible(line: &LogLineRow, c: &Candidate) -> bool {
     *method == c.method
         && *target == c.target
         && status == c.status
-        && ts >= c.start_ns - 1_000_000_000 - (c.start_ns.rem_euclid(1_000_000_000))
+        && ts >= c.start_ns - NS_PER_SEC - (c.start_ns.rem_euclid(NS_PER_SEC))
         && ts <= c.first_byte_ns + SLACK
 }
 
@@ -174,7 +177,7 @@ impl Joiner {
 mod tests {
     use super::*;
 
-    const S: i64 = 1_000_000_000;
+    use crate::units::NS_PER_SEC as S;
 
     fn line(target: &str, status: u16, ts: i64, arrived: i64, dur: Option<u64>) -> LogLineRow {
         LogLineRow {

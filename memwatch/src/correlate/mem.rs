@@ -85,7 +85,7 @@ impl MemAccounting {
         let page = |n: u64| n.div_ceil(page_size).saturating_mul(page_size) as i64;
         let is_err = (-4095..0).contains(&m.ret);
         let len = page(a.len) as u64;
-        let (name, ok, delta, effect) = match op {
+        let (ok, delta, effect) = match op {
             MemOp::Mmap => {
                 let effect = if a.flags & MAP_FIXED != 0 {
                     ResidentEffect::Release {
@@ -95,16 +95,14 @@ impl MemAccounting {
                 } else {
                     ResidentEffect::None
                 };
-                ("mmap", !is_err, page(a.len), effect)
+                (!is_err, page(a.len), effect)
             }
             MemOp::Munmap => (
-                "munmap",
                 m.ret == 0,
                 -page(a.len),
                 ResidentEffect::Release { start: a.addr, len },
             ),
             MemOp::Mremap => (
-                "mremap",
                 !is_err,
                 page(a.new_len) - page(a.len),
                 ResidentEffect::Remap {
@@ -112,14 +110,14 @@ impl MemAccounting {
                     new: (m.ret as u64, page(a.new_len) as u64),
                 },
             ),
-            MemOp::Mprotect => ("mprotect", m.ret == 0, 0, ResidentEffect::None),
+            MemOp::Mprotect => (m.ret == 0, 0, ResidentEffect::None),
             MemOp::Madvise => {
                 let effect = if matches!(a.flags, MADV_DONTNEED | MADV_FREE | MADV_REMOVE) {
                     ResidentEffect::Release { start: a.addr, len }
                 } else {
                     ResidentEffect::None
                 };
-                ("madvise", m.ret == 0, 0, effect)
+                (m.ret == 0, 0, effect)
             }
             MemOp::Brk => {
                 // brk returns the new break, or the old one when it fails.
@@ -137,7 +135,7 @@ impl MemAccounting {
                 } else {
                     ResidentEffect::None
                 };
-                ("brk", ok, delta, effect)
+                (ok, delta, effect)
             }
         };
         let effect = if ok { effect } else { ResidentEffect::None };
@@ -166,7 +164,7 @@ impl MemAccounting {
             ts_ns,
             pid,
             tid: m.header.tid,
-            op: name,
+            op,
             addr: a.addr,
             len: a.len,
             new_len: a.new_len,
@@ -213,7 +211,7 @@ mod tests {
         let mmap = acc
             .row(1, &event(7, MemOp::Mmap, 0, 5000, 0, 0x7f00_0000))
             .unwrap();
-        assert_eq!((mmap.op, mmap.ok, mmap.vm_delta), ("mmap", true, 8192));
+        assert_eq!((mmap.op, mmap.ok, mmap.vm_delta), (MemOp::Mmap, true, 8192));
         let failed = acc.row(2, &event(7, MemOp::Mmap, 0, 4096, 0, -12)).unwrap();
         assert_eq!((failed.ok, failed.vm_delta), (false, 0));
         let unmap = acc

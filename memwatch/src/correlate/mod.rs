@@ -8,9 +8,16 @@
 //! While it runs, the thread that read it is busy with it:
 //! - memory syscalls on that thread between start and end are charged to it (net virtual
 //!   growth and count);
-//! - page faults on that thread between start and end are charged to it, exactly, from the
-//!   kernel's per-thread counter read at each boundary; resident growth = faults × page size
-//!   (4 KiB pages; with transparent huge pages one fault can map 2 MiB, not accounted).
+//! - page faults on that thread between start and end are counted for it, exactly, from the
+//!   kernel's per-thread counter read at each boundary (`faults`; `rss_bytes` is that count
+//!   times the machine's page size, a rough figure: a fault may add no page, or a huge one);
+//! - resident growth (`grown`) is the memory the thread made resident meanwhile, each page
+//!   once, from the kernel side's runs of faulted pages and the resident counters: a
+//!   transparent huge page counts whole (2 MiB), and file pages mapped around a fault count
+//!   too (see `memwatch-ebpf/src/fault.rs`). With the heap probes, a heap block's resident
+//!   pages move to whoever holds it; a request the heap probes did not follow (sampled out)
+//!   leaves its growth to the outside-requests row. What becomes of that memory afterwards is
+//!   [`origin`]'s.
 //!
 //! That is exact for thread-per-request servers. When a thread starts another request before
 //! the current one ends (event loops such as nginx, pipelining), each event is charged to the
@@ -924,7 +931,7 @@ impl Correlator {
 
 #[cfg(test)]
 mod tests {
-    use memwatch_common::{EventHeader, net::NetMeta};
+    use memwatch_common::{EventHeader, mem::MemOp, net::NetMeta};
 
     use super::{vm_origin::VmEffect, *};
 
@@ -991,7 +998,7 @@ mod tests {
             ts_ns: ts,
             pid: PID,
             tid: TID,
-            op: "mmap",
+            op: MemOp::Mmap,
             addr: 0,
             len: len as u64,
             new_len: 0,

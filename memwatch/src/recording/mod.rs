@@ -1,9 +1,12 @@
 //! The recording file: SQLite, the contract between capture and every view.
 //!
-//! [`schema`] defines it (documented in `docs/recording.md`), [`writer`] fills it in batched
-//! transactions from a thread of its own, [`reader`] opens it with every check a user's file
+//! [`schema`] defines it (documented in `docs/recording.md`), [`create`] checks the output and
+//! creates the file whole, [`writer`] fills it in batched transactions from a thread of its own,
+//! storing each kind of row as `insert` says, [`reader`] opens it with every check a user's file
 //! deserves, and [`query`] holds every question the views ask of it.
 
+pub mod create;
+mod insert;
 pub mod query;
 pub mod reader;
 pub mod schema;

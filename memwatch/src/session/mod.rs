@@ -16,7 +16,10 @@ mod gc;
 mod heap;
 mod signals;
 
-use memwatch_common::stack::{AT_HEAP, AT_SYSCALL};
+use memwatch_common::{
+    mem::MemOp,
+    stack::{AT_HEAP, AT_SYSCALL},
+};
 pub use signals::StopSignals;
 
 use crate::{
@@ -39,12 +42,12 @@ use crate::{
         route::{self, Router},
     },
     error::{SetupError, UsageError},
-    model::{ProcessRow, Row, meta},
+    model::{CountersRow, ProcessOrigin, ProcessRow, Row, meta},
     recording::{
         Writer,
-        writer::{Reserve, check_output},
+        create::{Reserve, check_output},
     },
-    units,
+    units::{self, NS_PER_SEC},
 };
 
 /// How often the ring buffer is drained when the kernel has not woken us.
@@ -73,7 +76,7 @@ fn monotonic_ns() -> u64 {
     };
     // SAFETY: valid out-pointer.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    ts.tv_sec as u64 * NS_PER_SEC as u64 + ts.tv_nsec as u64
 }
 
 /// Now, in wall-clock nanoseconds since the Unix epoch.
@@ -169,7 +172,7 @@ impl Session {
         mono as i64 + self.offset
     }
 
-    fn add_process(&mut self, pid: u32, origin: &'static str) {
+    fn add_process(&mut self, pid: u32, origin: ProcessOrigin) {
         let info = procfs::info(pid);
         if let Some(end) = procfs::heap_end(pid) {
             self.mem.known_break(pid, end);
@@ -186,7 +189,7 @@ impl Session {
         self.seen.insert(pid);
         // The process named (or started) is followed at once, and so are its descendants that
         // hold a socket (a prefork server's workers); the others once they serve.
-        if origin == "descendant" && !procfs::holds_socket(pid) {
+        if origin == ProcessOrigin::Descendant && !procfs::holds_socket(pid) {
             self.defer_heap(pid);
         } else {
             self.follow_heap(pid);
@@ -305,7 +308,7 @@ impl Session {
                             let released =
                                 self.correlator
                                     .release(ts_ns, pid, start, len, &mut self.rows);
-                            if row.op == "madvise" {
+                            if row.op == MemOp::Madvise {
                                 self.madvise_released_bytes =
                                     self.madvise_released_bytes.saturating_add(released);
                             }
@@ -329,7 +332,7 @@ impl Session {
                     comm: comm_str(&p.comm),
                     cmdline: None,
                     started_ns: Some(self.wall(p.header.ts_ns)),
-                    origin: "forked",
+                    origin: ProcessOrigin::Forked,
                 }));
                 self.alive.insert(child);
                 if !self.seen.insert(child) {
@@ -363,7 +366,7 @@ impl Session {
                     comm: comm_str(&p.comm),
                     cmdline: info.and_then(|i| i.cmdline),
                     started_ns: None,
-                    origin: "forked",
+                    origin: ProcessOrigin::Forked,
                 }));
             }
             Event::Exit(p) => {
@@ -671,7 +674,7 @@ impl Session {
         let alive: Vec<u32> = self.alive.iter().copied().collect();
         for pid in procfs::with_descendants(&alive) {
             if !self.alive.contains(&pid) && pid != std::process::id() {
-                self.add_process(pid, "descendant");
+                self.add_process(pid, ProcessOrigin::Descendant);
             }
         }
     }
@@ -705,7 +708,7 @@ impl Session {
             // Written with the other stack counts when the recording closes.
             stacks_lost: _,
         } = self.counters;
-        self.rows.push(Row::Counters {
+        self.rows.push(Row::Counters(CountersRow {
             ts_ns: wall_ns(),
             events: self.events,
             dropped: dropped_events,
@@ -715,7 +718,7 @@ impl Session {
             untracked_bytes: origin.untracked_bytes,
             unmatched_release_bytes: origin.unmatched_release_bytes,
             unseen_release_bytes: origin.unseen_release_bytes,
-        });
+        }));
         // The heap budget's figures so far, for /metrics and the page while recording.
         if let Some(heap) = &self.heap {
             self.rows.extend(heap.progress());
@@ -908,8 +911,8 @@ async fn attach(
         .map(|offsets| Probe::load(config, offsets))
         .transpose()?;
     let (roots, origin) = match &held {
-        Some(child) => (vec![child.pid], "spawned"),
-        None => (args.pids.clone(), "attached"),
+        Some(child) => (vec![child.pid], ProcessOrigin::Spawned),
+        None => (args.pids.clone(), ProcessOrigin::Attached),
     };
     let self_pid = std::process::id();
     let generation = monotonic_ns();
@@ -1098,7 +1101,7 @@ async fn attach(
         let origin = if i < roots.len() {
             origin
         } else {
-            "descendant"
+            ProcessOrigin::Descendant
         };
         session.add_process(pid, origin);
     }
@@ -1229,10 +1232,17 @@ impl Session {
             .as_ref()
             .map_or_else(Vec::new, Probe::pending_runs);
         let now = wall_ns();
-        for (tid, tgid, start, end, run_ns) in pending {
-            let first_ns = self.wall(run_ns);
-            self.correlator
-                .grow(now, tgid, tid, start, end - start, first_ns, &mut self.rows);
+        for run in pending {
+            let first_ns = self.wall(run.first_ns);
+            self.correlator.grow(
+                now,
+                run.tgid,
+                run.tid,
+                run.start,
+                run.end - run.start,
+                first_ns,
+                &mut self.rows,
+            );
         }
         self.read_logs(true);
         let faults = self.thread_faults();

@@ -286,11 +286,11 @@ pub fn render(rec: &Recording, labels: &mut RouteLabels) -> Result<String, Recor
 mod tests {
     use super::*;
     use crate::{
-        model::{ProcessRow, RequestRow, Row},
+        model::{ProcessOrigin, ProcessRow, RequestRow, Row},
         recording::Writer,
     };
 
-    const S: i64 = 1_000_000_000;
+    use crate::units::NS_PER_SEC as S;
     const B: i64 = 1_800_000_000;
 
     fn request(id: i64, route: &str, grown: u64) -> Row {
@@ -321,7 +321,7 @@ mod tests {
                 comm: "server\"x".into(),
                 cmdline: None,
                 started_ns: Some(B * S),
-                origin: "attached",
+                origin: ProcessOrigin::Attached,
             }),
             Row::Sample {
                 ts_ns: B * S,

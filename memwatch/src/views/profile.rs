@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     recording::Recording,
     units::signed,
-    views::report::{Endpoint, Report},
+    views::report::{Endpoint, Report, Retention},
 };
 
 /// The `format` field of every profile.
@@ -91,14 +91,10 @@ pub struct RouteFigures {
     /// Made resident by the route's requests (each page once).
     #[serde(default)]
     pub grown_bytes: i64,
-    /// `keeps`, `high-water`, `none`, or `unknown` (a recording without retained figures, or a
-    /// version 1 profile).
-    #[serde(default = "unknown")]
-    pub retention: String,
-}
-
-fn unknown() -> String {
-    "unknown".into()
+    /// `keeps`, `high-water`, `none`, `too-few`, or `unknown` (a recording without retained
+    /// figures, or a version 1 profile).
+    #[serde(default)]
+    pub retention: Retention,
 }
 
 impl From<Endpoint> for RouteFigures {
@@ -156,7 +152,7 @@ impl From<Endpoint> for RouteFigures {
             kept_per_request_bytes,
             retained_bytes,
             grown_bytes,
-            retention: retention.into(),
+            retention,
         }
     }
 }
@@ -279,7 +275,11 @@ impl Profile {
         }
         let why = if self.version < 2 {
             format!("it is a version {} profile", self.version)
-        } else if self.routes.values().any(|r| r.retention == "unknown") {
+        } else if self
+            .routes
+            .values()
+            .any(|r| r.retention == Retention::Unknown)
+        {
             "its recording has none: recorded before memwatch kept them, or with --no-ebpf".into()
         } else {
             return Ok(());
@@ -572,7 +572,7 @@ mod tests {
         let Ok(old) = Profile::parse(v1) else {
             panic!("a version 1 profile reads")
         };
-        assert_eq!(old.routes["GET /leak"].retention, "unknown");
+        assert_eq!(old.routes["GET /leak"].retention, Retention::Unknown);
         let path = Path::new("base.json");
         assert!(old.check_metric(path, Metric::Rss).is_ok());
         let err = old
@@ -586,7 +586,7 @@ mod tests {
         assert!(err.contains("--metric rss"), "{err}");
         let mut new = profile(&[("/leak", 20, 0)], 0);
         for r in new.routes.values_mut() {
-            r.retention = "keeps".into();
+            r.retention = Retention::Keeps;
             r.kept_per_request_bytes = 262_144;
         }
         assert!(new.check_metric(path, Metric::Kept).is_ok());

@@ -443,6 +443,7 @@ pub mod over_recording {
             Recording,
             query::{Range, requests::rollup_seconds},
         },
+        units::NS_PER_SEC,
         views::report::{EXACT_LIMIT, Endpoint},
     };
 
@@ -457,7 +458,7 @@ pub mod over_recording {
     /// bias without removing it: on the resident set, a heap's reuse misleads the regression
     /// as it misleads page faults (seen on gunicorn with `--no-heap`); a live-heap signal
     /// would not.
-    const MIN_INTERVAL_NS: i64 = 1_000_000_000;
+    const MIN_INTERVAL_NS: i64 = NS_PER_SEC;
     /// Fewer intervals than this cannot be fitted with any confidence: 30 of a second at
     /// least.
     const MIN_INTERVALS: usize = 30;
@@ -734,7 +735,7 @@ pub mod over_recording {
             // Too many requests to read one by one: whole seconds from the rollup, each
             // second's requests at its middle, all of them the one reporting process's.
             for (second, method, route, count) in rec.route_counts_per_second(first_s, last_s)? {
-                let t = second * 1_000_000_000 + 500_000_000;
+                let t = second * NS_PER_SEC + 500_000_000;
                 let k = v.partition_point(|&(ts, _)| ts < t);
                 if let Some(c) = columns.of(&method, &route)
                     && k >= 1
@@ -795,7 +796,7 @@ pub mod over_recording {
             // Whole seconds from the rollup: each second's requests at its middle.
             for (second, method, route, count) in rec.route_counts_per_second(first_s, last_s)? {
                 add(
-                    second * 1_000_000_000 + 500_000_000,
+                    second * NS_PER_SEC + 500_000_000,
                     &method,
                     &route,
                     count as f64,

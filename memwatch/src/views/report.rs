@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use crate::recording::query::{
     Lost, Process,
@@ -22,7 +22,7 @@ use crate::{
             retained::{LaterRelease, RetainedSecond},
         },
     },
-    units::{count, signed},
+    units::{NS_PER_SEC, count, signed},
     views::call_sites::CallSiteReport,
 };
 
@@ -262,9 +262,8 @@ pub struct Endpoint {
     /// The slope of retained memory against the route's request count: what each further
     /// request keeps. A leak keeps a steady amount per request; a high-water mark does not.
     pub kept_per_request_bytes: i64,
-    /// `keeps` (retained grows with the count), `high-water` (memory retained once and reused),
-    /// `none` (at most a page per request), or `unknown` (a recording before schema 3).
-    pub retention: &'static str,
+    /// How the route retains memory: see [`Retention`].
+    pub retention: Retention,
     /// Address space these requests mapped and still held when they ended (null before
     /// schema 4).
     pub vm_mapped_bytes: Option<i64>,
@@ -285,6 +284,44 @@ pub struct Endpoint {
     /// or `regression` (on a JVM, whose objects neither page faults nor the heap probes see
     /// one by one: the live heap after each collection against the routes' request counts).
     pub kept_from: &'static str,
+}
+
+/// How a route retains memory ([`Endpoint::retention`]), spelt in the report JSON, the API and
+/// a profile as its serde name.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Retention {
+    /// `keeps`: retained memory grows with the request count, a leak.
+    Keeps,
+    /// `high-water`: memory retained once and reused.
+    HighWater,
+    /// `none`: at most a page per request.
+    None,
+    /// `too-few`: it holds memory, but has too few requests to tell which of the above.
+    TooFew,
+    /// `unknown`: a recording without retained figures (before schema 3, or `--no-ebpf`), or a
+    /// version 1 profile.
+    #[default]
+    Unknown,
+}
+
+impl Retention {
+    /// The name the JSON and the text give it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Keeps => "keeps",
+            Self::HighWater => "high-water",
+            Self::None => "none",
+            Self::TooFew => "too-few",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for Retention {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// How much of a route the heap probes followed, and how far its kept-per-request figure can
@@ -679,7 +716,7 @@ fn add_rows(
 /// partial seconds at the edges from the rows, and percentiles from a sample of about
 /// [`EXACT_LIMIT`] requests (every k-th by id).
 pub fn endpoints(rec: &Recording, range: Range) -> Q<Vec<Endpoint>> {
-    const S: i64 = 1_000_000_000;
+    const S: i64 = NS_PER_SEC;
     let (from, to) = range.bounds();
     let (first_s, last_s) = rollup_seconds(from, to);
     let estimate = rec.rollup_request_count(first_s, last_s)?;
@@ -782,7 +819,7 @@ pub fn endpoints(rec: &Recording, range: Range) -> Q<Vec<Endpoint>> {
                 released_bytes: r.released,
                 retained_bytes: r.grown.saturating_sub(r.released),
                 kept_per_request_bytes: r.slope(),
-                retention: "unknown",
+                retention: Retention::Unknown,
                 vm_mapped_bytes: None,
                 vm_released_bytes: None,
                 vm_retained_bytes: None,
@@ -866,13 +903,13 @@ fn kept_from_regression(endpoints: &mut [Endpoint], page: i64, which: impl Fn(&E
         e.kept_from = "regression";
         e.kept_per_request_bytes = r.kept_per_request_bytes;
         e.retention = if !judged(e) {
-            "too-few"
+            Retention::TooFew
         } else if r.kept_per_request_bytes > page
             && r.kept_per_request_low_bytes.is_none_or(|lo| lo > 0)
         {
-            "keeps"
+            Retention::Keeps
         } else {
-            "none"
+            Retention::None
         };
     }
     rank(endpoints);
@@ -1026,7 +1063,7 @@ fn retained_from_rollups(
     groups: &mut BTreeMap<(String, String), Acc>,
     (from, to): (i64, i64),
 ) -> Q<()> {
-    const S: i64 = 1_000_000_000;
+    const S: i64 = NS_PER_SEC;
     for s in rec.retained_seconds(from, to)? {
         let RetainedSecond {
             method,
@@ -1073,18 +1110,18 @@ pub fn judged(e: &Endpoint) -> bool {
 
 /// How a route retains memory: steadily per request, once, or not at all; `too-few` when it
 /// holds memory but has too few requests to tell which.
-fn retention(e: &Endpoint, page: i64) -> &'static str {
+fn retention(e: &Endpoint, page: i64) -> Retention {
     let n = signed(e.requests).max(1);
     if e.retained_bytes <= page.saturating_mul(n) {
-        "none"
+        Retention::None
     } else if !judged(e) {
-        "too-few"
+        Retention::TooFew
     } else if e.kept_per_request_bytes.saturating_mul(2) >= e.retained_bytes / n
         && e.kept_per_request_bytes > page
     {
-        "keeps"
+        Retention::Keeps
     } else {
-        "high-water"
+        Retention::HighWater
     }
 }
 
@@ -1242,7 +1279,7 @@ impl Report {
                 .map_or(0, |n| n.max(0) as u64),
             started_ns,
             ended_ns,
-            duration_s: ended_ns.saturating_sub(started_ns).max(0) as f64 / 1e9,
+            duration_s: ended_ns.saturating_sub(started_ns).max(0) as f64 / NS_PER_SEC as f64,
             redact_query: redact_query(rec)?,
             processes,
             dropped_events: counters.lost.dropped_events,
@@ -1402,8 +1439,8 @@ mod tests {
                     method: Some("GET".into()),
                     route: Some("/big".into()),
                     status: Some(200),
-                    start_ns: id * 1_000_000_000,
-                    end_ns: id * 1_000_000_000 + 500,
+                    start_ns: id * NS_PER_SEC,
+                    end_ns: id * NS_PER_SEC + 500,
                     exact: true,
                     ..RequestRow::default()
                 }))
@@ -1496,7 +1533,7 @@ mod tests {
         writer.send(rows);
         writer.finish().unwrap();
         let rec = Recording::open(&path).unwrap();
-        let ranked: Vec<(String, i64, i64, &str)> = endpoints(&rec, Range::default())
+        let ranked: Vec<(String, i64, i64, Retention)> = endpoints(&rec, Range::default())
             .unwrap()
             .into_iter()
             .map(|e| {
@@ -1511,10 +1548,10 @@ mod tests {
         assert_eq!(
             ranked,
             vec![
-                ("/leak".into(), 64 * 1024, 50 * 64 * 1024, "keeps"),
-                ("/reuse".into(), 0, 1024 * 1024, "high-water"),
-                ("/churn".into(), 0, 0, "none"),
-                ("/deferred".into(), 0, 0, "none"),
+                ("/leak".into(), 64 * 1024, 50 * 64 * 1024, Retention::Keeps),
+                ("/reuse".into(), 0, 1024 * 1024, Retention::HighWater),
+                ("/churn".into(), 0, 0, Retention::None),
+                ("/deferred".into(), 0, 0, Retention::None),
             ]
         );
     }

@@ -9,7 +9,7 @@ use super::{
     call_sites::{CallSiteReport, route_label},
     report::{Endpoint, Memory, Report, RetainedSummary},
 };
-use crate::units::bytes;
+use crate::units::{NS_PER_SEC, bytes};
 
 /// The widest line the summary writes, in characters.
 pub const WIDTH: usize = 100;
@@ -108,7 +108,7 @@ impl Report {
             );
         }
         if let Some(stopped) = self.command_stopped_ns {
-            let at = stopped.saturating_sub(self.started_ns).max(0) as f64 / 1e9;
+            let at = stopped.saturating_sub(self.started_ns).max(0) as f64 / NS_PER_SEC as f64;
             words(
                 s,
                 "",
@@ -292,7 +292,7 @@ impl Report {
             let state = if p.process.exited_ns.is_some() {
                 format!("{}, exited", p.process.origin)
             } else {
-                p.process.origin.clone()
+                p.process.origin.to_string()
             };
             let _ = writeln!(
                 s,
@@ -767,7 +767,7 @@ mod tests {
     #[test]
     fn the_summary_leads_with_what_is_kept() {
         use crate::{
-            model::{ProcessRow, RequestRow, Row, meta},
+            model::{ProcessOrigin, ProcessRow, RequestRow, Row, meta},
             recording::{Recording, Writer},
         };
         const KIB: u64 = 1024;
@@ -789,7 +789,7 @@ mod tests {
                 comm: "bash".into(),
                 cmdline: None,
                 started_ns: Some(base),
-                origin: "spawned",
+                origin: ProcessOrigin::Spawned,
             }),
             Row::Process(ProcessRow {
                 pid: 101,
@@ -797,7 +797,7 @@ mod tests {
                 comm: "python3".into(),
                 cmdline: None,
                 started_ns: Some(base + 1),
-                origin: "descendant",
+                origin: ProcessOrigin::Descendant,
             }),
         ];
         let mut id = 0;
@@ -893,7 +893,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.db");
         let base = 1_800_000_000_000_000_000i64;
-        const S: i64 = 1_000_000_000;
+        use crate::units::NS_PER_SEC as S;
         let writer = Writer::create(
             &path,
             &[

@@ -175,7 +175,7 @@ fn log_bench(rounds: usize, mb: usize, md: &mut String) {
 fn big_recording(path: &std::path::Path, n: i64) {
     use memwatch::{
         model::{RequestRow, Row},
-        recording::{Writer, writer::check_output},
+        recording::{Writer, create::check_output},
     };
     let start = 1_700_000_000_000_000_000i64;
     let span = 1_000_000_000_000i64;

@@ -290,6 +290,20 @@ impl MapEntries {
     }
 }
 
+/// A run of adjacent pages a thread faulted in that the kernel side has not sent yet (it sends
+/// a run when a fault breaks it, or before the thread's next event that could change whom the
+/// memory is charged to).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingRun {
+    pub tid: u32,
+    pub tgid: u32,
+    /// The run is `[start, end)`.
+    pub start: u64,
+    pub end: u64,
+    /// When its first page was faulted in (`bpf_ktime_get_ns`, CLOCK_MONOTONIC).
+    pub first_ns: u64,
+}
+
 /// The loaded, attached kernel side.
 pub struct Probe {
     ebpf: Ebpf,
@@ -490,11 +504,6 @@ impl Probe {
         self.heap.forget(&mut self.ebpf, pid);
     }
 
-    /// Processes whose heap is followed now.
-    pub fn heap_followed(&self) -> usize {
-        self.heap.followed()
-    }
-
     /// The processes whose heap is followed.
     pub fn heap_pids(&self) -> Vec<u32> {
         self.heap.pids()
@@ -540,10 +549,9 @@ impl Probe {
         Some(super::heap::calibrate::measure(&mut self.ebpf))
     }
 
-    /// Runs of pages faulted in but not yet sent, per live traced thread: (tid, tgid, start,
-    /// end, when the first was faulted). Read at the end of a recording, so that the last
-    /// growth of idle threads is not lost.
-    pub fn pending_runs(&self) -> Vec<(u32, u32, u64, u64, u64)> {
+    /// Runs of pages faulted in but not yet sent, one per live traced thread that has one. Read
+    /// at the end of a recording, so that the last growth of idle threads is not lost.
+    pub fn pending_runs(&self) -> Vec<PendingRun> {
         let Some(map) = self.ebpf.map(config::MAP_THREAD_FAULTS) else {
             return Vec::new();
         };
@@ -553,7 +561,13 @@ impl Probe {
         map.iter()
             .filter_map(Result::ok)
             .filter(|(_, v)| v.run_end > v.run_start)
-            .map(|(tid, v)| (tid, v.tgid, v.run_start, v.run_end, v.run_ns))
+            .map(|(tid, v)| PendingRun {
+                tid,
+                tgid: v.tgid,
+                start: v.run_start,
+                end: v.run_end,
+                first_ns: v.run_ns,
+            })
             .collect()
     }
 

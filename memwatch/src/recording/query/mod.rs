@@ -32,7 +32,10 @@ use rusqlite::{Connection, OptionalExtension as _, Params, Row};
 use serde::Serialize;
 
 use super::Recording;
-use crate::{error::RecordingError, model::meta};
+use crate::{
+    error::RecordingError,
+    model::{ProcessOrigin, meta},
+};
 
 /// A time range in wall-clock ns; `None` ends are open.
 #[derive(Debug, Clone, Copy, Default)]
@@ -91,10 +94,23 @@ pub struct Process {
     pub ppid: Option<u32>,
     pub comm: String,
     pub cmdline: Option<String>,
-    pub origin: String,
+    pub origin: ProcessOrigin,
     pub started_ns: Option<i64>,
     pub exited_ns: Option<i64>,
     pub exit_code: Option<i32>,
+}
+
+/// `processes.origin` as memwatch writes it ([`ProcessOrigin::name`]); any other value does not
+/// decode.
+impl rusqlite::types::FromSql for ProcessOrigin {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let name = value.as_str()?;
+        Self::from_name(name).ok_or_else(|| {
+            rusqlite::types::FromSqlError::Other(
+                format!("{:?} is not a process origin", crate::units::cut(name, 40)).into(),
+            )
+        })
+    }
 }
 
 impl Recording {

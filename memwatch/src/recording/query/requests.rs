@@ -3,9 +3,7 @@
 use rusqlite::params;
 
 use super::Decoded;
-use crate::{error::RecordingError, recording::Recording};
-
-const NS_PER_S: i64 = 1_000_000_000;
+use crate::{error::RecordingError, recording::Recording, units::NS_PER_SEC};
 
 /// What one request was charged, for per-route figures.
 #[derive(Debug, Clone)]
@@ -398,5 +396,5 @@ impl Recording {
 
 /// The rollup's seconds that hold `[from_ns, to_ns]`.
 pub fn rollup_seconds(from_ns: i64, to_ns: i64) -> (i64, i64) {
-    (from_ns.div_euclid(NS_PER_S), to_ns.div_euclid(NS_PER_S))
+    (from_ns.div_euclid(NS_PER_SEC), to_ns.div_euclid(NS_PER_SEC))
 }

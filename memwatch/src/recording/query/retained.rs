@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use rusqlite::params;
 
 use super::requests::rollup_seconds;
-use crate::{error::RecordingError, recording::Recording};
+use crate::{error::RecordingError, recording::Recording, units::NS_PER_SEC};
 
 /// One route's requests that ended in one second, with what they made resident and released.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -274,7 +274,6 @@ pub struct RetainedOverTime {
 /// per-second rollups (steps of whole seconds) rather than from each request's end.
 pub const FINE_RETAINED_LIMIT: i64 = 200_000;
 
-const NS_PER_S: i64 = 1_000_000_000;
 const NS_PER_MS: i64 = 1_000_000;
 
 impl Recording {
@@ -320,7 +319,7 @@ impl Recording {
             let seconds = last_s.saturating_sub(first_s).saturating_add(1).max(1) as u64;
             let width = seconds.div_ceil(max_steps as u64);
             let n = (seconds.div_ceil(width) as usize).clamp(1, max_steps);
-            (NS_PER_S, first_s, width as i64, n)
+            (NS_PER_SEC, first_s, width as i64, n)
         };
         let mut out = RetainedOverTime {
             ends: (1..=n as i64)
@@ -344,7 +343,7 @@ impl Recording {
         let (rollup_to_s, rows_from_ns, rows_to_ns) = if fine {
             (
                 first_s.saturating_sub(1),
-                first_s.saturating_mul(NS_PER_S),
+                first_s.saturating_mul(NS_PER_SEC),
                 to_ns,
             )
         } else {
@@ -456,7 +455,7 @@ mod tests {
         recording::Writer,
     };
 
-    const S: i64 = 1_000_000_000;
+    use crate::units::NS_PER_SEC as S;
     const KIB: i64 = 1024;
     /// The first second of the range the tests ask about.
     const B: i64 = 1_800_000_000;

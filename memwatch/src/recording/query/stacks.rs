@@ -211,7 +211,7 @@ pub mod fixture {
         recording::Writer,
     };
 
-    pub const S: i64 = 1_000_000_000;
+    pub use crate::units::NS_PER_SEC as S;
     /// The second the fixture's requests end in.
     pub const B: i64 = 1_800_000_000;
     pub const KIB: u64 = 1024;

@@ -288,6 +288,7 @@ impl Budget {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::units::NS_PER_SEC;
 
     const MS: u64 = 1_000_000;
 
@@ -356,7 +357,9 @@ mod tests {
         );
         // 60 s recorded: at most the budget, plus what was saved up at the start and one
         // window's overshoot.
-        let allowed = 0.02 * 60e9 + 0.02 * START.as_nanos() as f64 + 0.2 * 1e9;
+        let allowed = 0.02 * (60 * NS_PER_SEC) as f64
+            + 0.02 * START.as_nanos() as f64
+            + 0.2 * NS_PER_SEC as f64;
         assert!(s.cost_ns <= allowed, "{s:?}");
         assert!(s.cost_share() > 0.015, "the budget is used: {s:?}");
         assert!((0.02..0.10).contains(&s.on_fraction()), "{s:?}");

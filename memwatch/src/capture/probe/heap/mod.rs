@@ -205,11 +205,6 @@ fn place(path: &Path, probes: &[(&'static str, &'static str)], kind: Kind) -> Op
 }
 
 impl HeapProbes {
-    /// Processes whose heap is followed.
-    pub fn followed(&self) -> usize {
-        self.points.len()
-    }
-
     /// The processes followed.
     pub fn pids(&self) -> Vec<u32> {
         self.points.keys().copied().collect()

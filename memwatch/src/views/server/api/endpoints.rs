@@ -13,7 +13,7 @@ use super::{
 use crate::{
     recording::{Recording, query::Range},
     views::{
-        report,
+        report::{self, Retention},
         server::{ApiError, AppState},
     },
 };
@@ -71,7 +71,7 @@ pub(crate) struct Endpoint {
     pub released_bytes: i64,
     pub requests: u64,
     pub retained_bytes: i64,
-    pub retention: &'static str,
+    pub retention: Retention,
     pub route: String,
     pub rss_bytes: i64,
     pub rss_bytes_mean: i64,
@@ -200,7 +200,7 @@ mod tests {
                 released_bytes: 4096,
                 requests: 1,
                 retained_bytes: 4096,
-                retention: "keeps",
+                retention: Retention::Keeps,
                 route: "/".into(),
                 rss_bytes: 4096,
                 rss_bytes_mean: 4096,

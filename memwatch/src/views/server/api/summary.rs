@@ -11,7 +11,9 @@ use serde::Serialize;
 
 use super::{ApiResult, MS, answer, bounds, ms};
 use crate::{
+    model::ProcessOrigin,
     recording::{Recording, query},
+    units::NS_PER_SEC,
     views::{
         report,
         server::{ApiError, AppState},
@@ -90,7 +92,7 @@ pub(crate) struct Memory {
 pub(crate) struct Process {
     pub comm: String,
     pub exited_ms: Option<i64>,
-    pub origin: String,
+    pub origin: ProcessOrigin,
     pub pid: u32,
     pub ppid: Option<u32>,
     pub started_ms: Option<i64>,
@@ -194,7 +196,8 @@ impl Summary {
             access_log: access_log.map(AccessLog::from),
             approximate_requests: rec.approximate_request_count()?,
             dropped_events: counters.lost.dropped_events,
-            duration_s: ended.unwrap_or(latest).saturating_sub(started).max(0) as f64 / 1e9,
+            duration_s: ended.unwrap_or(latest).saturating_sub(started).max(0) as f64
+                / NS_PER_SEC as f64,
             ended_ms: ms(ended),
             events: counters.events,
             latest_ms: latest / MS,
@@ -265,7 +268,7 @@ mod tests {
             processes: vec![Process {
                 comm: "server".into(),
                 exited_ms: None,
-                origin: "attached".into(),
+                origin: ProcessOrigin::Attached,
                 pid: 1,
                 ppid: Some(0),
                 started_ms: Some(0),

@@ -8,6 +8,7 @@ use axum::{
     http::{Request, StatusCode},
 };
 use futures_util::FutureExt as _;
+use memwatch_common::mem::MemOp;
 use serde::{
     Serialize,
     de::{
@@ -123,7 +124,7 @@ fn unsorted_keys_are_found_at_any_depth() {
 /// request, an access-log line and a memory event, each at 1, 2 and 3 s. The directory holds
 /// the file.
 pub(super) fn undecodable_rows() -> (TempDir, Recording) {
-    const S: i64 = 1_000_000_000;
+    use crate::units::NS_PER_SEC as S;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("r.db");
     let writer = Writer::create(&path, &[(meta::ACCESS_LOGS, "access.log".to_owned())]).unwrap();
@@ -160,7 +161,7 @@ pub(super) fn undecodable_rows() -> (TempDir, Recording) {
             ts_ns: i * S,
             pid: 1,
             tid: 1,
-            op: "mmap",
+            op: MemOp::Mmap,
             addr: 0,
             len: 2 << 20,
             new_len: 0,
