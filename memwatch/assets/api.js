@@ -107,6 +107,7 @@ import { $, clear, el } from './dom.js';
  * @property {number | null} released_bytes
  * @property {number | null} retained_bytes
  * @property {number | null} kept_per_request_bytes
+ * @property {string} [kept_from] origin or regression: which estimate kept per request is
  * @property {string} retention keeps, high-water, none, too-few or unknown
  * @property {{followed_requests: number, kept_per_request_low_bytes: number | null,
  *   kept_per_request_high_bytes: number | null}} [sampled]

@@ -171,6 +171,14 @@ function keptCell(e, tr) {
     kept.appendChild(b);
     tr.classList.add('sampled-row');
   }
+  if (known && e.kept_from === 'regression') {
+    // The figure is the regression's: a JVM's, or requests that shared a thread.
+    const b = el('span', 'sampled', ' ®');
+    b.title = 'by regression: the live heap fitted against the routes\' request counts, as ' +
+      'neither page faults nor the heap probes could tell this route\'s memory from its ' +
+      'neighbours\' (a JVM\'s objects, or requests sharing an event loop\'s thread)';
+    kept.appendChild(b);
+  }
   return kept;
 }
 

@@ -213,12 +213,12 @@ fn jvm(port: u16, clients: usize) {
 
 #[test]
 fn jvm_c1() {
-    jvm(18_512, 1);
+    jvm(18_519, 1);
 }
 
 #[test]
 fn jvm_c8() {
-    jvm(18_513, 8);
+    jvm(18_520, 8);
 }
 
 /// Requests per route on the event-loop servers: at -c8 their figures come from the regression

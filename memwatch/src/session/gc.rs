@@ -18,6 +18,9 @@ use crate::{
 pub(super) struct GcFollow {
     pools: JvmPools,
     runtimes: HashMap<u32, GcRuntime>,
+    /// Processes whose garbage waits for a collector memwatch does not hook (Node.js, Ruby):
+    /// their followed heap is no retained signal.
+    collects_unseen: HashSet<u32>,
     /// Processes looked at again at their first request (a JVM maps `libjvm.so` only after
     /// its launcher starts, so a command memwatch starts has none at its exec).
     looked_again: HashSet<u32>,
@@ -29,6 +32,9 @@ impl GcFollow {
     /// Attaches `pid`'s runtime probes if it has a collected runtime memwatch knows. A failure
     /// is said once and the process is recorded all the same.
     pub(super) fn follow(&mut self, probe: &mut Probe, pid: u32) {
+        if crate::capture::probe::gc::collects_unseen(pid) {
+            self.collects_unseen.insert(pid);
+        }
         match probe.follow_gc(pid) {
             Ok(Some(runtime)) => {
                 tracing::info!(
@@ -43,10 +49,11 @@ impl GcFollow {
         }
     }
 
-    /// Whether `pid`'s runtime reports its collections (then its followed heap is no signal of
-    /// its own).
-    pub(super) fn reports(&self, pid: u32) -> bool {
-        self.runtimes.contains_key(&pid)
+    /// Whether `pid`'s followed heap is a retained signal of its own: not where its runtime
+    /// reports its collections (that is the signal), nor where garbage waits for a collector
+    /// memwatch does not hook.
+    pub(super) fn heap_is_signal(&self, pid: u32) -> bool {
+        !self.runtimes.contains_key(&pid) && !self.collects_unseen.contains(&pid)
     }
 
     /// `pid` served a request: looked at once more if it had no runtime memwatch knew.
@@ -61,6 +68,7 @@ impl GcFollow {
         probe.forget_gc(pid);
         self.pools.forget(pid);
         self.runtimes.remove(&pid);
+        self.collects_unseen.remove(&pid);
         self.looked_again.remove(&pid);
     }
 

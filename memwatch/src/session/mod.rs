@@ -656,7 +656,7 @@ impl Session {
             .filter(|h| h.attached() && heap_ts_ns > 0)
         {
             for (pid, bytes) in heap.live_bytes() {
-                if self.alive.contains(&pid) && !self.gc.reports(pid) {
+                if self.alive.contains(&pid) && self.gc.heap_is_signal(pid) {
                     self.rows.push(Row::LiveHeap {
                         ts_ns: heap_ts_ns,
                         pid,

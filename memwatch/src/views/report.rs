@@ -870,11 +870,11 @@ pub fn endpoints(rec: &Recording, range: Range) -> Q<Vec<Endpoint>> {
     Ok(out)
 }
 
-/// The share of the live heap's variation a regression must explain for routes whose
+/// The share of the followed heap's variation a regression must explain for routes whose
 /// requests shared a thread to take its figures. Fitted robustly, the followed heap of
-/// Starlette under uvicorn at -c8 explains 0.75 to 0.8 (and is right within 5%), while a heap
-/// whose garbage waits for a collector (Node.js's buffers) explains about a quarter, and the
-/// origin's guess is then the better one.
+/// Starlette under uvicorn at -c8 explains 0.75 to 0.8 (and is right within 5%). (A heap
+/// whose garbage waits for a collector memwatch does not hook, Node.js's or Ruby's, is no
+/// signal at all, and is not sampled: `capture::probe::gc::collects_unseen`.)
 const SHARED_THREAD_EXPLAINED: f64 = 0.5;
 
 /// Ranks routes by what they keep: per further request first, then in total; routes with
@@ -1143,10 +1143,12 @@ impl RetainedSummary {
             let page = page_size(rec)?;
             if r.primary {
                 kept_from_regression(endpoints, page, |_| true);
-            } else if r.signal != "rss" && r.explained >= SHARED_THREAD_EXPLAINED {
+            } else if r.signal == "heap" && r.explained >= SHARED_THREAD_EXPLAINED {
                 // Requests that shared a thread (an event loop): the origin could only guess
-                // whose memory was whose, and is biased however many requests it sees; a live
-                // heap's regression needs no such guess, and its interval says how sure it is.
+                // whose memory was whose, and is biased however many requests it sees; the
+                // followed heap's regression needs no such guess, and its interval says how
+                // sure it is. Not on Go, whose goroutines share threads too: its span hooks
+                // follow each span to its request, and are exact at -c8.
                 kept_from_regression(endpoints, page, |e| {
                     e.approximate.saturating_mul(2) > e.requests
                 });

@@ -198,6 +198,29 @@ fn find(pid: u32) -> Option<(GcRuntime, Vec<Point>)> {
     ))
 }
 
+/// Whether `pid` runs a runtime whose garbage waits for a collector memwatch does not hook
+/// (V8 in Node.js, Ruby): the blocks its heap probes follow stay live after their program has
+/// dropped them, until a collection frees them, so the followed heap is no retained signal
+/// there. Read from its executable's name and its mappings.
+pub fn collects_unseen(pid: u32) -> bool {
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+    let name = exe
+        .as_ref()
+        .and_then(|p| p.file_name())
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    if matches!(name, "node" | "nodejs" | "ruby") || name.starts_with("ruby") {
+        return true;
+    }
+    let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
+        return false;
+    };
+    maps.lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .filter_map(|p| Path::new(p).file_name().and_then(|n| n.to_str()))
+        .any(|n| n.starts_with("libnode.so") || n.starts_with("libruby"))
+}
+
 /// A USDT probe's note: where it is, and its arguments as the note spells them (`8@%r8`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Usdt {
