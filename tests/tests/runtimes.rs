@@ -203,7 +203,11 @@ fn at_the_maximum_rate_the_budget_samples_and_says_so() {
     // bounded here: it is corrected by the targets' CPU per request with the probes on and
     // off, and with other tests sharing the two cores that correction swings by a factor of
     // several.)
-    assert_eq!(int(sampling, "pauses"), 1, "one window, not a second: {heap:#}");
+    assert_eq!(
+        int(sampling, "pauses"),
+        1,
+        "one window, not a second: {heap:#}"
+    );
     assert!(heap["on_fraction"].as_f64().unwrap() < 0.5, "{heap:#}");
 }
 
