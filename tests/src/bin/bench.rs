@@ -948,6 +948,124 @@ fn heap_bench(rounds: usize, (warm, secs): (f64, f64), md: &mut String) {
     );
 }
 
+/// The runtimes section's timing, in seconds: the load a JVM gets once before the first round (its
+/// JIT compiles the request path under load), then each row's warm-up (past memwatch's start
+/// and the heap budget's first window) and measurement.
+struct RuntimeSecs {
+    jit: f64,
+    warm: f64,
+    secs: f64,
+}
+
+fn runtime_secs(quick: bool) -> RuntimeSecs {
+    if quick {
+        RuntimeSecs {
+            jit: 2.0,
+            warm: 1.0,
+            secs: 1.0,
+        }
+    } else {
+        RuntimeSecs {
+            jit: 20.0,
+            warm: 5.0,
+            secs: 15.0,
+        }
+    }
+}
+
+/// The JVM fixture as [`memwatch_tests::runtimes::Runtime::Jvm`] starts it, with
+/// `sun.net.httpserver.nodelay`: without it `com.sun.net.httpserver` writes a response's head and
+/// body in two segments, the second waits (Nagle) for wrk's delayed ACK of the first, and each
+/// keep-alive connection makes one request per 40 ms (about 350 req/s over 16), its CPU idle:
+/// a timer's rate, not the server's.
+fn jvm_nodelay(port: u16) -> memwatch_tests::Server {
+    let server = memwatch_tests::start_server(
+        Command::new("java")
+            .arg("-Dsun.net.httpserver.nodelay=true")
+            .arg("-cp")
+            .arg(memwatch_tests::runtimes::java_fixture())
+            .arg("Server")
+            .env("PORT", port.to_string()),
+    );
+    memwatch_tests::wait_until_answering(port, std::time::Duration::from_secs(60));
+    server
+}
+
+/// The Go and the JVM fixture servers at their maximum rate, trivial route `/`: untraced,
+/// memwatch with default flags, and `--no-heap` (which shows what following the heap adds),
+/// interleaved round by round.
+fn runtimes_bench(rounds: usize, t: &RuntimeSecs, md: &mut String) {
+    use memwatch_tests::runtimes::Runtime;
+    let RuntimeSecs { jit, warm, secs } = *t;
+    let _ = writeln!(
+        md,
+        "\n## Go and the JVM at full speed, default flags (issue 26)\n\n\
+         `cargo xtask bench` (or `target/release/bench --only-runtimes` for this section). The \
+         runtime tests' fixture servers (`tests/fixtures/runtimes/`), each on its own, at the \
+         rate wrk can drive on the trivial route `/` (wrk -t2 -c16). Each server first gets \
+         {jit} s of the same load (the JVM's JIT compiles the request path; Go gets the same \
+         for symmetry). Each round then measures every row one after the other for {secs} s, \
+         each after {warm} s of the same load, so that memwatch's start and the heap budget's \
+         first window are not measured (as in the heap section above). memwatch records \
+         `-p PID` of the server's one process. The JVM runs with \
+         `-Dsun.net.httpserver.nodelay=true`: without it `com.sun.net.httpserver` sends a \
+         response's head and body in two segments, the second waits for the client's delayed \
+         ACK, and each keep-alive connection makes one request per 40 ms with the CPU idle \
+         (about 350 req/s here), which no tracer could slow. The paragraph under each table gives default \
+         flags' throughput ratio minus `--no-heap`'s, paired round by round (median \
+         [spread])."
+    );
+    let tracers = [Tracer::None, Tracer::Memwatch, Tracer::MemwatchNoHeap];
+    for (runtime, title) in [
+        (
+            Runtime::Go,
+            "Go 1.19 `net/http`, trivial route `/` (wrk -t2 -c16)",
+        ),
+        (
+            Runtime::Jvm,
+            "OpenJDK 17 `com.sun.net.httpserver` (4 threads, G1, \
+             `-Dsun.net.httpserver.nodelay=true`), trivial route `/` (wrk -t2 -c16)",
+        ),
+    ] {
+        let server = if runtime == Runtime::Jvm {
+            jvm_nodelay(memwatch_tests::free_port())
+        } else {
+            runtime.start(memwatch_tests::free_port())
+        };
+        let (pid, port) = (server.pid(), server.port);
+        let (jit_rate, _, _) = wrk_with(port, jit, None);
+        eprintln!(
+            "{}: {jit_rate:.0} req/s over its {jit} s warm-up",
+            runtime.name()
+        );
+        let (base, rows) = compare_with(
+            &tracers,
+            rounds,
+            &|| vec![pid],
+            (warm + secs).max(1.0).floor(),
+            &mut || {
+                // Past memwatch's start and the heap budget's first window.
+                let _ = wrk_with(port, warm, None);
+                let (rate, _, p99) = wrk_with(port, secs, None);
+                (rate, p99)
+            },
+        );
+        heap_table(title, base, &rows, md);
+        let default = rows
+            .iter()
+            .find(|r| r.tracer == Tracer::Memwatch)
+            .map(|r| median(r.ratio.clone()))
+            .unwrap_or(0.0);
+        let _ = writeln!(
+            md,
+            "\nmemwatch with default flags: {default:.3} of untraced throughput (issue 26's goal: \
+             at least 0.80, {}).",
+            if default >= 0.80 { "met" } else { "missed" }
+        );
+        drop(server);
+    }
+}
+
 /// A [`heap_bench`] table: each row's ratio, and default flags against `--no-heap`.
 fn heap_table(title: &str, base: f64, rows: &[Row], md: &mut String) {
     table(title, "req/s", base, rows, md);
@@ -1229,9 +1347,19 @@ fn main() {
         print!("{md}");
         return;
     }
+    // `--only-runtimes`: the Go and JVM section alone, printed and not written.
+    if std::env::args().any(|a| a == "--only-runtimes") {
+        let mut md = String::new();
+        runtimes_bench(rounds, &runtime_secs(quick), &mut md);
+        print!("{md}");
+        return;
+    }
     let mut md = String::new();
     tracer_bench(rounds, secs, quick, &mut md);
     heap_bench(if quick { 1 } else { 3 }, heap_secs(quick), &mut md);
+    // `--quick` runs it too, one short round: enough to show that both servers start and that
+    // memwatch attaches to them.
+    runtimes_bench(rounds, &runtime_secs(quick), &mut md);
     log_bench(
         if quick { 1 } else { 3 },
         if quick { 5 } else { 200 },
