@@ -56,7 +56,10 @@ fn record_with(
 
 /// The acceptance on `r`: the leak first and within 15% of 256 KiB per request, the churn
 /// under 5% of the 2 MiB it allocates, every request counted, nothing dropped.
-fn leak_first_and_right(name: &str, r: &Value, n: usize) {
+/// What every runtime test asks: `/leak` ranks first with its kept per request within
+/// `within_pct`% of the 256 KiB the app keeps, `/churn` keeps under `churn_pct`% of the 2 MiB it
+/// allocates, every route's `n` requests are counted, and no event was dropped.
+fn leak_ranks_first(name: &str, r: &Value, n: usize, within_pct: i64, churn_pct: i64) {
     let routes: Vec<&str> = r["endpoints"]
         .as_array()
         .unwrap()
@@ -67,22 +70,28 @@ fn leak_first_and_right(name: &str, r: &Value, n: usize) {
     let leak = endpoint(r, "GET", "/leak");
     let kept = int(leak, "kept_per_request_bytes");
     assert!(
-        (kept - 256 * KIB).abs() <= 256 * KIB * 15 / 100,
-        "{name}: /leak keeps {kept} B per request, the truth is 256 KiB: {leak:#}"
+        (kept - 256 * KIB).abs() <= 256 * KIB * within_pct / 100,
+        "{name}: /leak keeps {kept} B per request, the truth is 256 KiB (within {within_pct}%): \
+         {leak:#}"
     );
-    assert_eq!(leak["retention"], "keeps", "{name}: {leak:#}");
     let churn = endpoint(r, "GET", "/churn");
     let churn_kept = int(churn, "kept_per_request_bytes");
     assert!(
-        churn_kept * 20 < 2048 * KIB,
-        "{name}: /churn keeps {churn_kept} B per request of the 2 MiB it allocates: {churn:#}"
+        churn_kept * 100 < 2048 * KIB * churn_pct,
+        "{name}: /churn keeps {churn_kept} B per request of the 2 MiB it allocates (under \
+         {churn_pct}%): {churn:#}"
     );
     for route in ["/leak", "/churn", "/"] {
         let e = endpoint(r, "GET", route);
         assert_eq!(e["requests"], n, "{name}: {route}: {e:#}");
     }
-    assert_eq!(r["requests"], 3 * n, "{name}");
     assert_eq!(r["dropped_events"], 0, "{name}");
+}
+
+fn leak_first_and_right(name: &str, r: &Value, n: usize) {
+    leak_ranks_first(name, r, n, 15, 5);
+    assert_eq!(endpoint(r, "GET", "/leak")["retention"], "keeps", "{name}");
+    assert_eq!(r["requests"], 3 * n, "{name}");
     let heap = &r["retained"]["heap"];
     assert_eq!(heap["followed"], true, "{name}: {heap:#}");
     assert_eq!(heap["processes_not_followed"], 0, "{name}: {heap:#}");
@@ -234,36 +243,18 @@ fn shared_thread(rt: Runtime, port: u16, clients: usize) {
     let name = format!("{} c{clients}", rt.name());
     let r = record(rt, port, clients, SHARED_N, Some(RATE));
     say(&name, &r);
-    let routes: Vec<&str> = r["endpoints"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["route"].as_str().unwrap())
-        .collect();
-    assert_eq!(routes[0], "/leak", "{name}: {:#}", r["endpoints"]);
-    let leak = endpoint(&r, "GET", "/leak");
-    let kept = int(leak, "kept_per_request_bytes");
+    // The event-loop issue's bounds: within 15% at -c1, 25% with requests in flight together,
+    // and the churn under 10%.
     let within = if clients == 1 { 15 } else { 25 };
-    assert!(
-        (kept - 256 * KIB).abs() <= 256 * KIB * within / 100,
-        "{name}: /leak keeps {kept} B per request, the truth is 256 KiB: {leak:#}"
-    );
-    let churn = endpoint(&r, "GET", "/churn");
-    let churn_kept = int(churn, "kept_per_request_bytes");
-    assert!(
-        churn_kept * 10 < 2048 * KIB,
-        "{name}: /churn keeps {churn_kept} B per request of the 2 MiB it allocates: {churn:#}"
-    );
+    leak_ranks_first(&name, &r, SHARED_N, within, 10);
     for route in ["/leak", "/churn", "/"] {
         let e = endpoint(&r, "GET", route);
-        assert_eq!(e["requests"], SHARED_N, "{name}: {route}: {e:#}");
         // The estimate is named, and it is the regression where the requests shared the
         // thread.
         let shared = int(e, "approximate") * 2 > SHARED_N as i64;
         let from = if shared { "regression" } else { "origin" };
         assert_eq!(e["kept_from"], from, "{name}: {route}: {e:#}");
     }
-    assert_eq!(r["dropped_events"], 0, "{name}");
 }
 
 #[test]

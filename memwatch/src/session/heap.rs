@@ -49,6 +49,29 @@ struct Block {
     chunk: u64,
 }
 
+/// One process's followed blocks by address, with their total kept as they come and go: the
+/// session reads it every sample, and a sum over every block there would grow with the heap.
+#[derive(Debug, Default)]
+struct Followed {
+    blocks: BTreeMap<u64, Block>,
+    bytes: u64,
+}
+
+impl Followed {
+    fn insert(&mut self, addr: u64, block: Block) {
+        self.bytes += block.len;
+        if let Some(old) = self.blocks.insert(addr, block) {
+            self.bytes -= old.len;
+        }
+    }
+
+    fn remove(&mut self, addr: u64) {
+        if let Some(old) = self.blocks.remove(&addr) {
+            self.bytes -= old.len;
+        }
+    }
+}
+
 /// What following the heap came to, for the recording.
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct HeapCounts {
@@ -69,7 +92,7 @@ pub(super) struct HeapFollow {
     budget: Budget,
     costs: Costs,
     /// Followed blocks per process, by address.
-    blocks: HashMap<u32, BTreeMap<u64, Block>>,
+    blocks: HashMap<u32, Followed>,
     /// Where the next check of blocks resumes while the probes are off: (pid, address).
     cursor: Option<(u32, u64)>,
     /// Stacks taken at a heap allocation's return, per thread, for the block that follows.
@@ -144,13 +167,14 @@ impl HeapFollow {
             // probes were off): its pages change hands below, its entry goes.
             let end = h.addr.saturating_add(h.len);
             let overlapped: Vec<u64> = blocks
+                .blocks
                 .range(..end)
                 .rev()
                 .take_while(|(a, b)| a.saturating_add(b.len) > h.addr)
                 .map(|(a, _)| *a)
                 .collect();
             for a in overlapped {
-                blocks.remove(&a);
+                blocks.remove(a);
                 self.counts.frees_overlapped += 1;
                 if a != h.addr {
                     probe.forget_heap_block(pid, a);
@@ -164,7 +188,7 @@ impl HeapFollow {
                 },
             );
         } else {
-            blocks.remove(&h.addr);
+            blocks.remove(h.addr);
         }
         correlator.heap(
             ts_ns,
@@ -305,6 +329,7 @@ impl HeapFollow {
         'outer: for pid in pids.into_iter().filter(|&p| p >= start_pid) {
             let from = if pid == start_pid { start_addr } else { 0 };
             let candidates: Vec<(u64, Block)> = self.blocks[&pid]
+                .blocks
                 .range(from..)
                 .filter(|(_, b)| b.chunk != 0)
                 .map(|(a, b)| (*a, *b))
@@ -319,7 +344,7 @@ impl HeapFollow {
                     State::InUse => {}
                     State::Freed | State::Unreadable => {
                         if let Some(b) = self.blocks.get_mut(&pid) {
-                            b.remove(&addr);
+                            b.remove(addr);
                         }
                         probe.forget_heap_block(pid, addr);
                         self.counts.frees_found += 1;
@@ -340,9 +365,7 @@ impl HeapFollow {
     /// The bytes of each process's followed blocks (glibc blocks of a page or more, Go spans):
     /// the heap that is live as far as the probes can tell, while they are attached.
     pub(super) fn live_bytes(&self) -> impl Iterator<Item = (u32, u64)> + '_ {
-        self.blocks
-            .iter()
-            .map(|(&pid, blocks)| (pid, blocks.values().map(|b| b.len).sum()))
+        self.blocks.iter().map(|(&pid, f)| (pid, f.bytes))
     }
 
     /// What the budget did.
@@ -428,5 +451,45 @@ impl HeapFollow {
         rows.into_iter()
             .map(|(k, v)| Row::Meta(k.into(), v))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Block, Followed};
+
+    #[test]
+    fn the_followed_total_moves_with_each_block() {
+        let mut f = Followed::default();
+        f.insert(
+            0x1000,
+            Block {
+                len: 4096,
+                chunk: 4113,
+            },
+        );
+        f.insert(
+            0x3000,
+            Block {
+                len: 8192,
+                chunk: 0,
+            },
+        );
+        assert_eq!(f.bytes, 12288);
+        // The same address handed out again (its release unseen) replaces the old block.
+        f.insert(
+            0x1000,
+            Block {
+                len: 16384,
+                chunk: 16401,
+            },
+        );
+        assert_eq!(f.bytes, 24576);
+        f.remove(0x3000);
+        f.remove(0x3000);
+        f.remove(0x9000);
+        assert_eq!(f.bytes, 16384);
+        f.remove(0x1000);
+        assert_eq!((f.bytes, f.blocks.len()), (0, 0));
     }
 }

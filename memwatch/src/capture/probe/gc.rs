@@ -61,12 +61,15 @@ impl GcRuntime {
 pub enum GcSkip {
     #[error(
         "cannot load the garbage-collection probe program: collected runtimes' live heap is not \
-         followed, and each route's regression estimate rests on the resident set"
+         followed, and each route's regression estimate rests on the resident set; this kernel \
+         may lack uprobes (CONFIG_UPROBES): run with -vv for the verifier's log"
     )]
     Load(#[source] Box<aya::programs::ProgramError>),
     #[error(
         "cannot attach the garbage-collection probe at {path}+{offset:#x} for process {pid}: its \
-         live heap is not followed (the process is recorded all the same)"
+         live heap is not followed (the process is recorded all the same); check that the file \
+         is the process's own libjvm.so or Go binary and readable, or run with -vv for the \
+         kernel's reason"
     )]
     Attach {
         pid: u32,
