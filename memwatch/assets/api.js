@@ -42,6 +42,8 @@ import { $, clear, el } from './dom.js';
  * @property {{dropped_events: number, unpaired_exits: number, map_full: number, undecodable: number}} lost
  * @property {number} requests
  * @property {number} approximate_requests
+ * @property {number | null} [command_stopped_ms] when memwatch stopped the command it started;
+ *   the routes' figures end there
  * @property {Record<string, number>} non_http
  * @property {{rss_start_bytes: number, rss_end_bytes: number, rss_peak_bytes: number,
  *   vm_start_bytes: number, vm_end_bytes: number, vm_peak_bytes: number}} memory

@@ -116,6 +116,10 @@ function renderLosses(s) {
   if (shed > 0) {
     notes.push(`⚠ the recording writer fell behind and shed ${fmtInt(shed)} row${shed === 1 ? '' : 's'}.`);
   }
+  if (isNum(s.command_stopped_ms)) {
+    notes.push(`Routes' figures end at ${fmtTime(s.command_stopped_ms)}, when memwatch stopped the ` +
+      'command it started: what its exit freed after that is no route\'s release.');
+  }
   if (reused > 0) {
     notes.push(`${fmtInt(reused)} PID${reused === 1 ? ' was' : 's were'} given to a new process: ` +
       'their per-process figures cover every process that held them.');

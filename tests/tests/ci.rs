@@ -325,4 +325,31 @@ fn diff_rejects_malformed_and_newer_profiles() {
     let done = run(&["diff", good.to_str().unwrap(), "/nonexistent.json"], T);
     assert_eq!(done.code(), 2);
     assert!(done.stderr.contains("/nonexistent.json"), "{}", done.stderr);
+    // A directory and an empty file are called what they are, as `report` and `view` call them.
+    let shown = dir.path().display().to_string();
+    let done = run(&["diff", good.to_str().unwrap(), &shown], T);
+    assert_eq!(done.code(), 2);
+    assert_eq!(
+        done.stderr.lines().next().unwrap_or(""),
+        format!("error: {shown} is a directory, not a memwatch profile or recording."),
+        "{}",
+        done.stderr
+    );
+    let empty = dir.path().join("empty.json");
+    std::fs::write(&empty, "").unwrap();
+    let done = run(
+        &["diff", good.to_str().unwrap(), empty.to_str().unwrap()],
+        T,
+    );
+    assert_eq!(done.code(), 2);
+    assert_eq!(
+        done.stderr.lines().next().unwrap_or(""),
+        format!(
+            "error: {} is empty: not a memwatch profile or recording (was it cut off while \
+             being written?).",
+            empty.display()
+        ),
+        "{}",
+        done.stderr
+    );
 }

@@ -3,8 +3,8 @@
 use std::{io::Write as _, net::TcpStream, process::Command, time::Duration};
 
 use memwatch_tests::{
-    MIB, Running, bin, endpoint, free_port, hit, int, read_response, report, start_server, tempdir,
-    wait_until_answering,
+    MIB, Running, Value, bin, endpoint, free_port, hit, http_json, int, read_response, report, run,
+    start_server, tempdir, wait_until_answering,
 };
 
 const T: Duration = Duration::from_secs(120);
@@ -78,7 +78,7 @@ fn demo_server_leak_churn_and_root_are_attributed() {
 
 /// `record -- CMD --duration N` stops the command itself at the end, and its exit frees
 /// everything: the routes' figures are those of the moment memwatch stopped it, not zero, and
-/// the summary says why.
+/// the summary says why. So do the call sites (`report --stacks`, `pprof`) and the page's API.
 #[test]
 fn a_started_commands_exit_is_no_routes_release() {
     let dir = tempdir();
@@ -91,6 +91,7 @@ fn a_started_commands_exit_is_no_routes_release() {
         out.to_str().unwrap(),
         "--duration",
         "4",
+        "--stacks",
         "--",
         bin("memwatch-demo").to_str().unwrap(),
         "--listen",
@@ -120,4 +121,63 @@ fn a_started_commands_exit_is_no_routes_release() {
         "{}",
         done.stdout
     );
+
+    // The call sites of the leak keep what it kept, not what was left after the exit.
+    let stacks = run(
+        &[
+            "report",
+            out.to_str().unwrap(),
+            "--stacks",
+            "--format",
+            "json",
+        ],
+        T,
+    );
+    assert_eq!(stacks.code(), 0, "{}", stacks.stderr);
+    let stacks: Value = serde_json::from_str(&stacks.stdout).unwrap();
+    let leak_sites = stacks["stacks"]["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["route"] == "/leak")
+        .unwrap_or_else(|| panic!("no /leak call sites: {:#}", stacks["stacks"]));
+    let site_retained: i64 = leak_sites["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| int(s, "retained_bytes"))
+        .sum::<i64>()
+        + int(leak_sites, "more_retained_bytes");
+    assert!(site_retained >= 10 * 256 * 1024, "{leak_sites:#}");
+    let pb = dir.path().join("started.pb.gz");
+    let pprof = run(
+        &[
+            "pprof",
+            out.to_str().unwrap(),
+            "--route",
+            "/leak",
+            "-o",
+            pb.to_str().unwrap(),
+        ],
+        T,
+    );
+    assert_eq!(pprof.code(), 0, "{}", pprof.stderr);
+    assert!(pprof.stderr.contains(" 2.5 MiB retained"), "{}", pprof.stderr);
+
+    // The page's figures end there too, and its summary says when.
+    let mut view = Running::start(&["view", out.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    let port = view.wait_page(T);
+    let (_, summary) = http_json(port, "/api/summary");
+    assert_eq!(
+        summary["command_stopped_ms"],
+        stopped / 1_000_000,
+        "{summary:#}"
+    );
+    let (_, endpoints) = http_json(port, "/api/endpoints");
+    let leak = endpoint(&endpoints, "GET", "/leak");
+    let kept = int(leak, "kept_per_request_bytes");
+    assert!((256 * 1024..=260 * 1024).contains(&kept), "{leak:#}");
+    assert!(int(leak, "retained_bytes") >= 10 * 256 * 1024, "{leak:#}");
+    view.signal(libc::SIGTERM);
+    assert_eq!(view.wait(T).code(), 0);
 }

@@ -58,7 +58,9 @@ fn range(rec: &Recording, from: Option<TimeArg>, to: Option<TimeArg>) -> anyhow:
         ))
         .into());
     }
-    Ok(range)
+    // The routes' figures end when memwatch stopped the command it started: its exit freed
+    // everything, which is no call site's release.
+    Ok(rec.figures_range(range)?)
 }
 
 #[cfg(test)]

@@ -139,7 +139,9 @@ impl CallSiteReport {
                 top,
             });
         }
-        let (from, to) = Range::default().bounds();
+        // The routes' figures end when memwatch stopped the command it started, as the
+        // report's do: its exit frees everything, and that is no call site's release.
+        let (from, to) = rec.figures_range(Range::default())?.bounds();
         // (method, route) → stack → bytes, summed over processes.
         let mut by_route: BTreeMap<(String, String), BTreeMap<i64, Bytes>> = BTreeMap::new();
         for c in rec.stack_charges(from, to, None)? {

@@ -22,6 +22,17 @@ pub const VERSION: u32 = 2;
 /// Failures reading a profile or recording for `diff`.
 #[derive(Debug, thiserror::Error)]
 pub enum ProfileError {
+    #[error(
+        "{path} is a directory, not a memwatch profile or recording.\n  Pass a file written by \
+         `memwatch profile -o FILE` or `memwatch record -o FILE`"
+    )]
+    IsDirectory { path: String },
+    #[error(
+        "{path} is empty: not a memwatch profile or recording (was it cut off while being \
+         written?).\n  Pass a file written by `memwatch profile -o FILE` or `memwatch record -o \
+         FILE`"
+    )]
+    Empty { path: String },
     #[error("{path}: cannot read it: {source}")]
     Read {
         path: String,
@@ -212,10 +223,16 @@ impl Profile {
     /// header.
     pub fn load(path: &Path) -> Result<Self, ProfileError> {
         let shown = path.display().to_string();
+        if path.is_dir() {
+            return Err(ProfileError::IsDirectory { path: shown });
+        }
         let bytes = std::fs::read(path).map_err(|source| ProfileError::Read {
             path: shown.clone(),
             source,
         })?;
+        if bytes.is_empty() {
+            return Err(ProfileError::Empty { path: shown });
+        }
         if bytes.starts_with(b"SQLite format 3\0") {
             return Self::from_recording(&Recording::open(path)?);
         }

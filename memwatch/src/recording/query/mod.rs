@@ -45,6 +45,17 @@ pub struct Range {
 }
 
 impl Range {
+    /// This range, ending no later than `end` when there is one: a range that starts after
+    /// `end` holds nothing.
+    pub fn until(self, end: Option<i64>) -> Self {
+        let Some(end) = end else { return self };
+        let to_ns = self.to_ns.map_or(end, |t| t.min(end));
+        Self {
+            from_ns: self.from_ns,
+            to_ns: Some(to_ns),
+        }
+    }
+
     /// Both ends, open ends as the extreme values.
     pub fn bounds(self) -> (i64, i64) {
         (
@@ -122,6 +133,19 @@ impl Recording {
     /// A `meta` value that holds an integer; `None` when absent or not an integer.
     pub fn meta_i64(&self, key: &str) -> Result<Option<i64>, RecordingError> {
         Ok(self.meta(key)?.and_then(|v| v.parse::<i64>().ok()))
+    }
+
+    /// When memwatch stopped the command it started (wall ns), if it did: after that moment the
+    /// command's exit frees everything, which is no route's release, so the routes' figures
+    /// end there.
+    pub fn command_stopped_ns(&self) -> Result<Option<i64>, RecordingError> {
+        self.meta_i64(meta::COMMAND_STOPPED_NS)
+    }
+
+    /// The range the routes' figures of `range` cover: it ends no later than the moment memwatch
+    /// stopped the command it started ([`Self::command_stopped_ns`]).
+    pub fn figures_range(&self, range: Range) -> Result<Range, RecordingError> {
+        Ok(range.until(self.command_stopped_ns()?))
     }
 
     /// Start and end as recorded in `meta`.

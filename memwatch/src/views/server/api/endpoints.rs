@@ -158,6 +158,7 @@ impl From<report::Endpoint> for Endpoint {
 impl Endpoints {
     /// The routes hit by requests that ended in `range`.
     pub(crate) fn read(rec: &Recording, range: Range) -> Result<Self, ApiError> {
+        let range = rec.figures_range(range)?;
         let (from, to) = (range.from_ns.unwrap_or(0), range.to_ns.unwrap_or(i64::MAX));
         let mut endpoints = report::endpoints(rec, range)?;
         let retained = report::RetainedSummary::read(rec, range, &mut endpoints)?;

@@ -145,6 +145,7 @@ impl Stacks {
         route: Option<&str>,
         method: Option<&str>,
     ) -> Result<Self, ApiError> {
+        let range = rec.figures_range(range)?;
         let (from, to) = (range.from_ns.unwrap_or(0), range.to_ns.unwrap_or(i64::MAX));
         let flame::CallTree {
             recorded,

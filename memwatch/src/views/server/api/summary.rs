@@ -30,6 +30,10 @@ pub(super) async fn handler(State(state): State<Arc<AppState>>) -> ApiResult<Sum
 pub(crate) struct Summary {
     pub access_log: Option<AccessLog>,
     pub approximate_requests: u64,
+    /// When memwatch stopped the command it started (`record -- CMD`, at Ctrl-C or the end of
+    /// `--duration`); the routes' figures end there, before the exit freed everything. `null`
+    /// when memwatch attached to a running process or the command exited on its own.
+    pub command_stopped_ms: Option<i64>,
     pub dropped_events: u64,
     pub duration_s: f64,
     pub ended_ms: Option<i64>,
@@ -195,6 +199,7 @@ impl Summary {
         Ok(Self {
             access_log: access_log.map(AccessLog::from),
             approximate_requests: rec.approximate_request_count()?,
+            command_stopped_ms: ms(rec.command_stopped_ns()?),
             dropped_events: counters.lost.dropped_events,
             duration_s: ended.unwrap_or(latest).saturating_sub(started).max(0) as f64
                 / NS_PER_SEC as f64,
@@ -239,6 +244,7 @@ mod tests {
                 unmatched_requests: 0,
             }),
             approximate_requests: 0,
+            command_stopped_ms: Some(1_700_000_000_000),
             dropped_events: 0,
             duration_s: 1.5,
             ended_ms: Some(2),
