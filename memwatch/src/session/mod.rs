@@ -28,6 +28,8 @@ mod run;
 mod sample;
 mod signals;
 mod targets;
+#[cfg(test)]
+mod tests;
 
 pub use access_logs::check_access_logs;
 pub use attach::start;
