@@ -10,7 +10,7 @@ use std::{
 
 use super::{
     Hooks, RecordOptions, Session, StopSignals, check_access_logs, clock::monotonic_ns, gc, heap,
-    meta::redact_tokens, wall_ns,
+    meta::head_meta, wall_ns,
 };
 use crate::{
     capture::{
@@ -26,7 +26,7 @@ use crate::{
         route::Router,
     },
     error::{SetupError, UsageError},
-    model::{ProcessOrigin, Row, meta},
+    model::{ProcessOrigin, Row},
     recording::{
         Writer,
         create::{Reserve, check_output},
@@ -234,42 +234,8 @@ async fn attach(
         _ => None,
     };
     let offset = wall_ns() - monotonic_ns() as i64;
-    let started_ns = wall_ns();
-    let argv = redact_tokens(std::env::args());
     let page_size = ::procfs::page_size();
-    let meta = [
-        (meta::MEMWATCH_VERSION, env!("CARGO_PKG_VERSION").to_owned()),
-        (meta::STARTED_NS, started_ns.to_string()),
-        (meta::CLOCK_OFFSET_NS, offset.to_string()),
-        (meta::COMMAND_LINE, argv.join(" ")),
-        (meta::REDACT_QUERY, args.redact_query.to_string()),
-        (
-            meta::SAMPLE_INTERVAL_MS,
-            args.sample_interval.as_millis().to_string(),
-        ),
-        (meta::CAPTURE_BYTES, config.capture_len.to_string()),
-        (meta::FOLLOW_FORKS, config.follow_forks.to_string()),
-        (meta::NET, config.net.to_string()),
-        (meta::EBPF, args.ebpf.to_string()),
-        (
-            meta::ACCESS_LOGS,
-            args.access_logs
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join("\n"),
-        ),
-        (
-            meta::KERNEL,
-            procfs::kernel_release().unwrap_or_else(|| "unknown".into()),
-        ),
-        (meta::PAGE_SIZE, page_size.to_string()),
-        (meta::HEAP, heap.is_some().to_string()),
-        (meta::HEAP_BUDGET, args.heap_budget.to_string()),
-    ]
-    .into_iter()
-    .chain((config.stack_every != 0).then(|| (meta::STACK_EVERY, config.stack_every.to_string())))
-    .collect::<Vec<_>>();
+    let meta = head_meta(&args, config, offset, page_size, heap.is_some());
     let reserve = std::mem::take(&mut out.reserve);
     let writer = Writer::create_reserved(&output, args.force, reserve, &meta)?;
     out.created = true;

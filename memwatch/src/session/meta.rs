@@ -1,14 +1,104 @@
-//! What the recording says about the run itself: memwatch's own state at stop, and the command
-//! line with its tokens hidden.
+//! What the recording says about the run itself: its head (how memwatch was run, the command
+//! line with its tokens hidden) and the rows that close it (its end, memwatch's own state, the
+//! heap budget's and the stacks' figures, why it stopped).
 
-use super::Session;
+use super::{RecordOptions, Session, Stop, wall_ns};
 use crate::{
-    capture::procfs,
+    capture::{probe::ProbeConfig, procfs},
     correlate::StateSizes,
     model::{Row, meta},
 };
 
+/// The recording's head: which memwatch, when, how it was run, on what, and with which
+/// options. `heap`: the heap probes could be loaded.
+pub(super) fn head_meta(
+    args: &RecordOptions,
+    config: &ProbeConfig,
+    clock_offset: i64,
+    page_size: u64,
+    heap: bool,
+) -> Vec<(&'static str, String)> {
+    let started_ns = wall_ns();
+    let argv = redact_tokens(std::env::args());
+    [
+        (meta::MEMWATCH_VERSION, env!("CARGO_PKG_VERSION").to_owned()),
+        (meta::STARTED_NS, started_ns.to_string()),
+        (meta::CLOCK_OFFSET_NS, clock_offset.to_string()),
+        (meta::COMMAND_LINE, argv.join(" ")),
+        (meta::REDACT_QUERY, args.redact_query.to_string()),
+        (
+            meta::SAMPLE_INTERVAL_MS,
+            args.sample_interval.as_millis().to_string(),
+        ),
+        (meta::CAPTURE_BYTES, config.capture_len.to_string()),
+        (meta::FOLLOW_FORKS, config.follow_forks.to_string()),
+        (meta::NET, config.net.to_string()),
+        (meta::EBPF, args.ebpf.to_string()),
+        (
+            meta::ACCESS_LOGS,
+            args.access_logs
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        ),
+        (
+            meta::KERNEL,
+            procfs::kernel_release().unwrap_or_else(|| "unknown".into()),
+        ),
+        (meta::PAGE_SIZE, page_size.to_string()),
+        (meta::HEAP, heap.to_string()),
+        (meta::HEAP_BUDGET, args.heap_budget.to_string()),
+    ]
+    .into_iter()
+    .chain((config.stack_every != 0).then(|| (meta::STACK_EVERY, config.stack_every.to_string())))
+    .collect()
+}
+
 impl Session {
+    /// The rows that close the recording: its end, the correlator's and memwatch's own figures,
+    /// the heap budget's, the stacks' last rows and counts, and why it stopped.
+    pub(super) fn close_rows(&mut self, stop: Stop) {
+        let ended_ns = wall_ns();
+        self.rows
+            .push(Row::Meta(meta::ENDED_NS.into(), ended_ns.to_string()));
+        self.rows.push(Row::Meta(
+            meta::ORIGIN_SPANS.into(),
+            self.correlator.origin_spans().to_string(),
+        ));
+        self.rows.push(Row::Meta(
+            meta::VM_UNMATCHED_RELEASE_BYTES.into(),
+            self.correlator.vm_unmatched_release_bytes().to_string(),
+        ));
+        let state = self.state_meta();
+        self.rows.extend(state);
+        if let Some(heap) = &self.heap {
+            self.rows.extend(heap.meta(self.probe.as_ref()));
+        }
+        if let Some(stacks) = self.stacks.take() {
+            let (rows, counts) = stacks.finish();
+            self.rows.extend(rows);
+            let kernel_lost = self.counters.stacks_lost;
+            tracing::info!(?counts, kernel_lost, "stacks");
+            for (key, value) in [
+                (meta::STACK_SAMPLES, counts.samples),
+                (meta::STACKS_LOST, counts.lost + kernel_lost),
+                (meta::STACKS_SKIPPED, counts.skipped),
+                (meta::STACK_FALLBACKS, counts.fallbacks),
+                (meta::STACKS_CUT_AT_NO_CODE, counts.cut_at_no_code),
+                (meta::FRAMES_UNSYMBOLIZED, counts.unsymbolized),
+                (meta::STACK_RESOLVE_US, counts.resolve.as_micros() as u64),
+                (meta::SYMBOLIZE_US, counts.symbolize.as_micros() as u64),
+            ] {
+                self.rows.push(Row::Meta(key.into(), value.to_string()));
+            }
+        }
+        self.rows.push(Row::Meta(
+            meta::STOP_REASON.into(),
+            format!("{stop:?}").to_lowercase(),
+        ));
+    }
+
     /// What memwatch's own state came to: its peak resident set, the correlator's peak sizes,
     /// and what the kernel maps hold now that the targets' traffic is over.
     pub(super) fn state_meta(&mut self) -> Vec<Row> {

@@ -157,44 +157,7 @@ impl Session {
         let faults = self.thread_faults();
         self.write_counters(&faults);
         self.correlator.finish_all(&mut self.rows);
-        let ended_ns = wall_ns();
-        self.rows
-            .push(Row::Meta(meta::ENDED_NS.into(), ended_ns.to_string()));
-        self.rows.push(Row::Meta(
-            meta::ORIGIN_SPANS.into(),
-            self.correlator.origin_spans().to_string(),
-        ));
-        self.rows.push(Row::Meta(
-            meta::VM_UNMATCHED_RELEASE_BYTES.into(),
-            self.correlator.vm_unmatched_release_bytes().to_string(),
-        ));
-        let state = self.state_meta();
-        self.rows.extend(state);
-        if let Some(heap) = &self.heap {
-            self.rows.extend(heap.meta(self.probe.as_ref()));
-        }
-        if let Some(stacks) = self.stacks.take() {
-            let (rows, counts) = stacks.finish();
-            self.rows.extend(rows);
-            let kernel_lost = self.counters.stacks_lost;
-            tracing::info!(?counts, kernel_lost, "stacks");
-            for (key, value) in [
-                (meta::STACK_SAMPLES, counts.samples),
-                (meta::STACKS_LOST, counts.lost + kernel_lost),
-                (meta::STACKS_SKIPPED, counts.skipped),
-                (meta::STACK_FALLBACKS, counts.fallbacks),
-                (meta::STACKS_CUT_AT_NO_CODE, counts.cut_at_no_code),
-                (meta::FRAMES_UNSYMBOLIZED, counts.unsymbolized),
-                (meta::STACK_RESOLVE_US, counts.resolve.as_micros() as u64),
-                (meta::SYMBOLIZE_US, counts.symbolize.as_micros() as u64),
-            ] {
-                self.rows.push(Row::Meta(key.into(), value.to_string()));
-            }
-        }
-        self.rows.push(Row::Meta(
-            meta::STOP_REASON.into(),
-            format!("{stop:?}").to_lowercase(),
-        ));
+        self.close_rows(stop);
         self.flush();
         if let Some(pid) = self.spawned {
             // Give a command we just signalled a moment to go, then record its exit code.

@@ -21,7 +21,7 @@ use super::{RecordOptions, Session, gc};
 use crate::{
     capture::probe::{Event, event::NetRecord, loader::KernelCounters},
     correlate::{Correlator, StateSizes, join::Joiner, mem::MemAccounting, route::Router},
-    model::{ProcessOrigin, Row},
+    model::{ProcessOrigin, Row, meta},
     recording::Writer,
 };
 
@@ -659,4 +659,31 @@ fn a_sample_ends_a_target_gone_from_proc() {
         exit_code: None,
     }));
     assert_eq!(s.alive, HashSet::from([me]));
+}
+
+/// The rows that close the recording carry the session's own counts, and end with why it
+/// stopped.
+#[test]
+fn the_closing_rows_count_reused_pids_and_say_why_it_stopped() {
+    let (_dir, mut s) = serving();
+    s.on_event(fork(SERVER, CHILD, 1_000, "sh"));
+    s.on_event(exit(CHILD, CHILD, 2_000, 0, true));
+    s.on_event(fork(SERVER, CHILD, 3_000, "sh"));
+    s.take_rows();
+    s.close_rows(super::Stop::TargetsExited);
+    let meta: HashMap<String, String> = s
+        .take_rows()
+        .into_iter()
+        .filter_map(|r| match r {
+            Row::Meta(key, value) => Some((key, value)),
+            _ => None,
+        })
+        .collect();
+    let value = |key: &str| meta.get(key).map(String::as_str);
+    assert_eq!(value(meta::PIDS_REUSED), Some("1"));
+    assert_eq!(value(meta::CONNS_SWEPT), Some("0"));
+    assert_eq!(value(meta::PEAK_CONNS), Some("0"));
+    assert_eq!(value(meta::STOP_REASON), Some("targetsexited"));
+    // No probe: nothing of the kernel's maps to report.
+    assert_eq!(value(meta::KERNEL_MAP_ENTRIES), None);
 }
