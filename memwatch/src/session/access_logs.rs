@@ -1,0 +1,68 @@
+//! Access logs: checked before anything is loaded, then read at each sample, their lines routed
+//! and joined to captured requests (or, without eBPF, to the interval's growth).
+
+use std::path::PathBuf;
+
+use super::{Session, wall_ns};
+use crate::{
+    capture::accesslog::Format,
+    correlate::route,
+    model::{Row, meta},
+};
+
+/// `--log-format` and `--access-log`, checked before anything is loaded: the format parses and
+/// every log is readable (or its directory exists, to wait for it).
+pub fn check_access_logs(
+    log_format: Option<&str>,
+    logs: &[PathBuf],
+) -> anyhow::Result<Option<Format>> {
+    let format = log_format
+        .map(Format::from_name_or_log_format)
+        .transpose()?;
+    for log in logs {
+        crate::capture::logtail::check(log)?;
+    }
+    Ok(format)
+}
+
+impl Session {
+    /// Reads the access logs: each line is routed, then joined to a captured request (or, with
+    /// `--no-ebpf`, queued for the interval's growth). `done` flushes everything held.
+    pub(super) fn read_logs(&mut self, done: bool) {
+        let now = wall_ns();
+        for i in 0..self.logs.len() {
+            let lines = self.logs[i].0.poll(now);
+            if !self.logs[i].1
+                && let Some(name) = self.logs[i].0.format_name().map(str::to_owned)
+            {
+                self.logs[i].1 = true;
+                self.rows.push(Row::Meta(meta::access_log_format(i), name));
+            }
+            for mut line in lines {
+                if let Some(t) = line.target.as_mut() {
+                    if self.redact_query {
+                        *t = route::redact_query(t.as_str()).into_owned();
+                    }
+                    line.route = Some(self.router.route(t.as_str()));
+                }
+                match self.interval.as_mut() {
+                    Some(interval) => interval.line(line, &mut self.rows),
+                    None => {
+                        let rows = self.joiner.line(line, now);
+                        self.rows.extend(rows);
+                    }
+                }
+            }
+        }
+        for c in self.correlator.take_candidates() {
+            let rows = self.joiner.request(c, now);
+            self.rows.extend(rows);
+        }
+        let rows = if done {
+            self.joiner.finish()
+        } else {
+            self.joiner.tick(now)
+        };
+        self.rows.extend(rows);
+    }
+}
