@@ -64,8 +64,8 @@ pub struct Endpoint {
     /// followed requests alone.
     pub sampled: Option<Sampled>,
     /// The second estimate of kept per request, by regression of the resident set on the
-    /// routes' request counts (`regression.rs`); `None` when the range is too short to fit, or
-    /// the route is not among those fitted.
+    /// routes' request counts (`views/regression/`); `None` when the range is too short to
+    /// fit, or the route is not among those fitted.
     pub regression: Option<RouteEstimate>,
     /// Which estimate `kept_per_request_bytes` (and the rank and `retention` that follow from
     /// it) comes from: `origin` (the memory each request made resident and what became of it)
