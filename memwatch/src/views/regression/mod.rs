@@ -9,9 +9,11 @@
 //! told apart, and it says so.
 //!
 //! `fit.rs` holds the fit itself, on plain numbers; `over_recording.rs` builds what is fitted
-//! from a recording and sets each route's estimate.
+//! from a recording and sets each route's estimate; `kept_from.rs` decides which routes take
+//! it as their figure.
 
 mod fit;
+pub mod kept_from;
 pub mod over_recording;
 
 pub use fit::{Coefficient, Fit, fit, fit_robust, nnls};

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 
 use super::{
-    Q, RouteEstimate, page_size,
+    KeptFrom, Q, RouteEstimate, page_size,
     rank::{Retention, rank, retention},
     trend::{RouteRetained, retained_from_rollups},
 };
@@ -71,7 +71,8 @@ pub struct Endpoint {
     /// it) comes from: `origin` (the memory each request made resident and what became of it)
     /// or `regression` (on a JVM, whose objects neither page faults nor the heap probes see
     /// one by one: the live heap after each collection against the routes' request counts).
-    pub kept_from: &'static str,
+    /// Chosen next to the regression, by `regression::kept_from::choose`.
+    pub kept_from: KeptFrom,
 }
 
 /// How much of a route the heap probes followed, and how far its kept-per-request figure can
@@ -338,7 +339,7 @@ pub fn endpoints(rec: &Recording, range: Range) -> Q<Vec<Endpoint>> {
                 vm_released_bytes: None,
                 vm_retained_bytes: None,
                 regression: None,
-                kept_from: "origin",
+                kept_from: KeptFrom::Origin,
                 sampled: (a.sampled_out > 0).then(|| {
                     let (low, high) = r.slope_interval().unzip();
                     Sampled {

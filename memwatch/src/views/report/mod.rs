@@ -15,7 +15,10 @@ pub use crate::recording::query::{
     Lost, Process,
     memory::{SizeBucket, ThreadStats},
 };
-pub use crate::views::regression::over_recording::{RouteEstimate, Summary as RegressionSummary};
+pub use crate::views::regression::{
+    kept_from::KeptFrom,
+    over_recording::{RouteEstimate, Summary as RegressionSummary},
+};
 use crate::{
     error::RecordingError,
     model::meta,
@@ -36,6 +39,7 @@ mod trend;
 pub use endpoints::{EXACT_LIMIT, Endpoint, Sampled, endpoints, percentile};
 pub use heap::{HeapFollowing, HeapSampling};
 pub use memory::Memory;
+pub(crate) use rank::rank;
 pub use rank::{MIN_REQUESTS_TO_JUDGE, Retention, judged};
 pub use retained::RetainedSummary;
 

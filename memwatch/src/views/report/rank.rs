@@ -45,7 +45,7 @@ impl std::fmt::Display for Retention {
 
 /// Ranks routes by what they keep: per further request first, then in total; routes with
 /// too few requests to judge after all the others.
-pub(super) fn rank(out: &mut [Endpoint]) {
+pub(crate) fn rank(out: &mut [Endpoint]) {
     out.sort_by(|a, b| {
         judged(b)
             .cmp(&judged(a))

@@ -2,13 +2,11 @@
 
 use serde::Serialize;
 
-use super::{
-    Endpoint, HeapFollowing, Q, RegressionSummary, Retention, judged, meta_num, page_size,
-    rank::rank,
-};
+use super::{Endpoint, HeapFollowing, Q, RegressionSummary, meta_num, page_size};
 use crate::{
     model::meta,
     recording::{Recording, query::Range},
+    views::regression::kept_from,
 };
 
 /// Retained memory over a range, and how it reconciles with the resident set.
@@ -60,41 +58,9 @@ pub struct RetainedSummary {
     pub vm_unmatched_release_bytes: i64,
 }
 
-/// The share of the followed heap's variation a regression must explain for routes whose
-/// requests shared a thread to take its figures. Fitted robustly, the followed heap of
-/// Starlette under uvicorn at -c8 explains 0.75 to 0.8 (and is right within 5%). (A heap
-/// whose garbage waits for a collector memwatch does not hook, Node.js's or Ruby's, is no
-/// signal at all, and is not sampled: `capture::probe::gc::collects_unseen`.)
-const SHARED_THREAD_EXPLAINED: f64 = 0.5;
-
-/// Makes the regression the figure of each route `which` picks (all of a JVM's; those whose
-/// requests mostly shared a thread: see [`Endpoint::kept_from`]), and ranks the routes again.
-/// A route the regression did not fit keeps its origin figure. `keeps` needs the interval's
-/// lower end above 0 where there is one; a regression cannot tell a high-water mark from
-/// nothing, so the rest read `none`.
-fn kept_from_regression(endpoints: &mut [Endpoint], page: i64, which: impl Fn(&Endpoint) -> bool) {
-    for e in endpoints.iter_mut() {
-        let Some(r) = e.regression.filter(|_| which(e)) else {
-            continue;
-        };
-        e.kept_from = "regression";
-        e.kept_per_request_bytes = r.kept_per_request_bytes;
-        e.retention = if !judged(e) {
-            Retention::TooFew
-        } else if r.kept_per_request_bytes > page
-            && r.kept_per_request_low_bytes.is_none_or(|lo| lo > 0)
-        {
-            Retention::Keeps
-        } else {
-            Retention::None
-        };
-    }
-    rank(endpoints);
-}
-
 impl RetainedSummary {
     /// Retained memory over `range`, reconciled with the resident set's change; also sets each
-    /// endpoint's regression estimate.
+    /// endpoint's regression estimate, and which figure it takes (`regression::kept_from`).
     pub fn read(rec: &Recording, range: Range, endpoints: &mut [Endpoint]) -> Q<Option<Self>> {
         if !rec.has_origin() {
             return Ok(None);
@@ -107,19 +73,7 @@ impl RetainedSummary {
             heap.followed && heap.processes_not_followed == 0,
         )?;
         if let Some(r) = &regression {
-            let page = page_size(rec)?;
-            if r.primary {
-                kept_from_regression(endpoints, page, |_| true);
-            } else if r.signal == "heap" && r.explained >= SHARED_THREAD_EXPLAINED {
-                // Requests that shared a thread (an event loop): the origin could only guess
-                // whose memory was whose, and is biased however many requests it sees; the
-                // followed heap's regression needs no such guess, and its interval says how
-                // sure it is. Not on Go, whose goroutines share threads too: its span hooks
-                // follow each span to its request, and are exact at -c8.
-                kept_from_regression(endpoints, page, |e| {
-                    e.approximate.saturating_mul(2) > e.requests
-                });
-            }
+            kept_from::choose(endpoints, r, page_size(rec)?);
         }
         let (from, to) = range.bounds();
         let outside = rec.outside_totals(from, to)?;
