@@ -7,7 +7,7 @@ use std::{collections::BTreeMap, fmt::Write as _};
 
 use super::{
     call_sites::{CallSiteReport, route_label},
-    report::{Endpoint, Memory, Report, RetainedSummary},
+    report::{Endpoint, KeptFrom, Memory, Report, RetainedSummary},
 };
 use crate::units::{NS_PER_SEC, bytes};
 
@@ -386,7 +386,7 @@ fn answer_notes(s: &mut String, r: &RetainedSummary, endpoints: &[Endpoint]) {
     if let Some(g) = &r.regression {
         let shared: Vec<String> = endpoints
             .iter()
-            .filter(|e| e.kept_from == "regression")
+            .filter(|e| e.kept_from == KeptFrom::Regression)
             .map(|e| format!("{} {}", e.method, e.route))
             .collect();
         if !g.primary && !shared.is_empty() {

@@ -61,7 +61,7 @@ pub(crate) struct Endpoint {
     pub duration_ms_p95: f64,
     pub grown_bytes: i64,
     /// `origin` or `regression`: see [`report::Endpoint::kept_from`].
-    pub kept_from: &'static str,
+    pub kept_from: report::KeptFrom,
     pub kept_per_request_bytes: i64,
     pub mem_calls: u64,
     pub method: String,
@@ -188,7 +188,7 @@ mod tests {
                 duration_ms_p50: 0.1,
                 duration_ms_p95: 0.2,
                 grown_bytes: 8192,
-                kept_from: "origin",
+                kept_from: report::KeptFrom::Origin,
                 kept_per_request_bytes: 4096,
                 mem_calls: 1,
                 method: "GET".into(),

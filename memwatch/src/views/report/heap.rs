@@ -1,0 +1,106 @@
+//! Whether the recording followed the targets' heaps, within what budget, and what the figures
+//! cannot see for it.
+
+use serde::Serialize;
+
+use super::{Q, meta_f64, meta_num};
+use crate::{model::meta, recording::Recording};
+
+/// Whether the recording followed the targets' heap allocators, within what budget, and what
+/// that could not cover.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct HeapFollowing {
+    /// Heap blocks (glibc) and spans (Go) handed out or given back, whole recording.
+    pub blocks: u64,
+    /// The share of one core the heap probes were allowed (`--heap-budget`); `None` in
+    /// recordings made before the budget.
+    pub budget_share: Option<f64>,
+    /// What the probes cost the targets, as a share of one core over the recording (estimated
+    /// from their hits and what a hit costs, measured at start).
+    pub cost_share: Option<f64>,
+    pub followed: bool,
+    /// What the figures cannot see, and what to do; absent when nothing is missing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<&'static str>,
+    /// The share of the recording the probes were attached (1: throughout, exact).
+    pub on_fraction: Option<f64>,
+    /// Traced processes whose allocator could not be followed (musl, another static binary).
+    pub processes_not_followed: u64,
+    /// Present when the budget had the probes off part of the time: the figures are sampled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sampling: Option<HeapSampling>,
+}
+
+/// How the heap was sampled when following every call would have cost more than the budget.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct HeapSampling {
+    /// Followed blocks found given back while the probes were off (their glibc chunk header),
+    /// and ones whose release was missed and found when a later followed block took their
+    /// memory: both released to the allocator then.
+    pub frees_found: u64,
+    pub frees_overlapped: u64,
+    /// Times the budget detached the probes.
+    pub pauses: u64,
+    /// Requests the probes followed (started while they were on), whole recording.
+    pub requests_followed: u64,
+    /// Requests they did not: their memory is in the outside-requests row.
+    pub requests_sampled_out: u64,
+}
+
+/// Said when the heap was not followed.
+const HEAP_NOT_FOLLOWED: &str = "heap reuse was not followed (--no-heap): memory a runtime frees \
+     to its heap and hands to a later allocation stays with the request that first faulted it \
+     in, so a route that reuses another's freed heap (Node.js, Go, threaded Python) can look like \
+     it keeps nothing while the other looks like a leak. Record without --no-heap to follow \
+     glibc's malloc and free and Go's spans";
+
+/// Said when some processes' heaps could not be followed.
+const HEAP_PARTLY: &str = "some processes' heap allocators could not be followed (no glibc and \
+     no Go runtime memwatch knows): in those, heap reuse stays with the request that first \
+     faulted the memory in; memwatch's log says which";
+
+/// Said when the budget sampled the heap.
+const HEAP_SAMPLED: &str = "the heap probes would have cost more than their budget, so they \
+     followed the heap part of the time: requests that started while they were off are not \
+     counted in kept per request (their memory is in the outside row), and each route's \
+     sampled figures carry a 95% interval. A larger --heap-budget follows more";
+
+impl HeapFollowing {
+    pub(super) fn read(rec: &Recording) -> Q<Self> {
+        let num = |key: &str| meta_num(rec, key);
+        let followed = rec.meta(meta::HEAP)?.as_deref() == Some("true");
+        let processes_not_followed = num(meta::HEAP_NOT_FOLLOWED)?;
+        let pauses = num(meta::HEAP_PAUSES)?;
+        let sampling = if followed && pauses > 0 {
+            let (requests, sampled_out) = rec.sampled_out_count()?;
+            Some(HeapSampling {
+                frees_found: num(meta::HEAP_FREES_FOUND)?,
+                frees_overlapped: num(meta::HEAP_FREES_OVERLAPPED)?,
+                pauses,
+                requests_followed: requests.saturating_sub(sampled_out),
+                requests_sampled_out: sampled_out,
+            })
+        } else {
+            None
+        };
+        let note = if !followed {
+            Some(HEAP_NOT_FOLLOWED)
+        } else if processes_not_followed > 0 {
+            Some(HEAP_PARTLY)
+        } else if sampling.is_some() {
+            Some(HEAP_SAMPLED)
+        } else {
+            None
+        };
+        Ok(Self {
+            blocks: num(meta::HEAP_EVENTS)?,
+            budget_share: meta_f64(rec, meta::HEAP_BUDGET)?,
+            cost_share: meta_f64(rec, meta::HEAP_COST_SHARE)?,
+            followed,
+            note,
+            on_fraction: meta_f64(rec, meta::HEAP_ON_FRACTION)?,
+            processes_not_followed,
+            sampling,
+        })
+    }
+}
