@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::{
-    capture::{accesslog::Format, logtail::LogSource},
+    capture::{accesslog::Format, log_source::LogSource},
     cli::ViewArgs,
     correlate::{interval::IntervalAttributor, route::Router},
     model::{Row, meta},

@@ -1,4 +1,6 @@
-//! Following a log file by name, through rotation, by polling.
+//! Following a log file by name, through rotation, by polling. Bytes only: the [`Tailer`]
+//! returns whole lines and knows nothing of formats (`capture::log_source` parses them while
+//! recording).
 //!
 //! - **rename-and-create** (logrotate's default, `mv access.log access.log.1; reopen`): noticed
 //!   when the path's (device, inode) changes. The old file is read to its end first, then kept

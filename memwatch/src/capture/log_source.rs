@@ -1,6 +1,8 @@
-//! Following one access log while recording: tail, pick the format, parse, and turn every line
-//! (parsed or rejected) into a [`LogLineRow`]. Nothing is dropped: a reject is a row with its
-//! reason and bounded raw text.
+//! One access log as a source of the recording's rows: its lines taken from a [`Tailer`]
+//! (which follows the file through rotation and knows nothing of formats), its format given or
+//! detected, and every line (parsed or rejected) turned into a [`LogLineRow`]. Nothing is
+//! dropped: a reject is a row with its reason and bounded raw text. Also the check of a log's
+//! path before anything is loaded.
 
 use std::{path::PathBuf, sync::Arc};
 
