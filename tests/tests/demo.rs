@@ -162,7 +162,11 @@ fn a_started_commands_exit_is_no_routes_release() {
         T,
     );
     assert_eq!(pprof.code(), 0, "{}", pprof.stderr);
-    assert!(pprof.stderr.contains(" 2.5 MiB retained"), "{}", pprof.stderr);
+    assert!(
+        pprof.stderr.contains(" 2.5 MiB retained"),
+        "{}",
+        pprof.stderr
+    );
 
     // The page's figures end there too, and its summary says when.
     let mut view = Running::start(&["view", out.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
@@ -180,4 +184,60 @@ fn a_started_commands_exit_is_no_routes_release() {
     assert!(int(leak, "retained_bytes") >= 10 * 256 * 1024, "{leak:#}");
     view.signal(libc::SIGTERM);
     assert_eq!(view.wait(T).code(), 0);
+}
+
+/// A command started through a shim (a shell that runs helpers, then the server, as pyenv's
+/// does): the summary and the report lead with the process that served the requests, not the
+/// shell or its helpers, which come after it with none.
+#[test]
+fn a_shims_server_leads_the_processes() {
+    let dir = tempdir();
+    let out = dir.path().join("shim.db");
+    let port = free_port();
+    let script = format!(
+        "readlink -f /bin/sh > /dev/null; uname > /dev/null; {} --listen 127.0.0.1:{port} \
+         --quiet",
+        bin("memwatch-demo").display()
+    );
+    let rec = Running::start(&[
+        "record",
+        "-o",
+        out.to_str().unwrap(),
+        "--duration",
+        "4",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    wait_until_answering(port, Duration::from_secs(20));
+    hit(port, "/", 10);
+    let done = rec.wait(T);
+    assert_eq!(done.code(), 0, "{}", done.stderr);
+    let r = report(&out);
+    let processes = r["processes"].as_array().unwrap();
+    let comms: Vec<(&str, u64)> = processes
+        .iter()
+        .map(|p| (p["comm"].as_str().unwrap(), p["requests"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(comms[0], ("memwatch-demo", 10), "{comms:?}");
+    let rest: Vec<&str> = comms[1..].iter().map(|(c, _)| *c).collect();
+    assert!(
+        comms[1..].iter().all(|(_, n)| *n == 0),
+        "only the server served requests: {comms:?}"
+    );
+    assert!(rest.contains(&"sh"), "{comms:?}");
+    // The summary's first line (the demo's own "listening on" comes before it, on the same
+    // terminal).
+    let first = done
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("memwatch: "))
+        .unwrap_or("");
+    let pid = processes[0]["pid"].as_u64().unwrap();
+    assert!(
+        first.contains(&format!(" of memwatch-demo (pid {pid}), 10 requests, ")),
+        "{}",
+        done.stdout
+    );
 }

@@ -10,7 +10,3 @@ pub mod probe;
 pub mod procfs;
 pub mod spawn;
 pub mod stacks;
-
-/// The former name of [`log_source`], kept only because `session/` still imports it by that
-/// name; it goes when `session/` says `log_source`.
-pub use log_source as logtail;

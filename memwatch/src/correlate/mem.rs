@@ -59,6 +59,16 @@ impl MemAccounting {
         }
     }
 
+    /// The process is gone: its break goes with it (a PID given again must not start from it).
+    pub fn exit(&mut self, pid: u32) {
+        self.brk.remove(&pid);
+    }
+
+    /// Processes whose break is known (the map returns to empty as they exit).
+    pub fn known_breaks(&self) -> usize {
+        self.brk.len()
+    }
+
     /// An exec gives the process a new heap, whose break is learnt from its next brk.
     pub fn exec(&mut self, pid: u32) {
         self.brk.remove(&pid);

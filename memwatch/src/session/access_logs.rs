@@ -20,7 +20,7 @@ pub fn check_access_logs(
         .map(Format::from_name_or_log_format)
         .transpose()?;
     for log in logs {
-        crate::capture::logtail::check(log)?;
+        crate::capture::log_source::check(log)?;
     }
     Ok(format)
 }

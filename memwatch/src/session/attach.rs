@@ -15,7 +15,7 @@ use super::{
 use crate::{
     capture::{
         accesslog::Format,
-        logtail::LogSource,
+        log_source::LogSource,
         probe::{Probe, ProbeConfig, format::Offsets, loader::KernelCounters, preflight},
         procfs,
         spawn::{self, HeldChild},

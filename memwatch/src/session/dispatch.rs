@@ -116,6 +116,10 @@ impl Session {
                         .address_space_gone(ts_ns, pid, &mut self.rows);
                     self.forget_heap(pid);
                     self.heap_deferred.remove(&pid);
+                    // Only live processes are sampled: the gone one's per-process state goes,
+                    // so memwatch's memory does not grow with every process that ever exited.
+                    self.exited_faults.remove(&pid);
+                    self.mem.exit(pid);
                     if let Some(probe) = self.probe.as_mut() {
                         self.gc.forget(probe, pid);
                     }

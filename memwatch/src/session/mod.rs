@@ -40,7 +40,7 @@ pub use signals::StopSignals;
 
 use crate::{
     capture::{
-        logtail::LogSource,
+        log_source::LogSource,
         probe::{Event, Probe, loader::KernelCounters},
         stacks::Stacks,
     },

@@ -5,7 +5,7 @@ use std::{ffi::OsString, path::PathBuf, sync::Arc, time::Duration};
 use crate::capture::spawn::SpawnOptions;
 
 /// What one recording does: the options of `memwatch record`, as plain values (the command line
-/// in `cli.rs` turns arguments into these).
+/// in `cli/record.rs` turns arguments into these).
 #[derive(Debug, Clone)]
 pub struct RecordOptions {
     /// Processes to trace, with their current descendants.

@@ -114,9 +114,11 @@ impl Session {
             signals.escalate();
         }
 
-        // Stop the command we started if it outlived the recording.
+        // Stop the command we started, and what it started, if they outlived the recording: a
+        // server started through a shim (a shell, pyenv's) is the shim's child, and stopping the
+        // shim alone would leave it running after memwatch is gone, as `timeout` would not.
         if let Some(pid) = self.spawned
-            && self.alive.contains(&pid)
+            && !self.alive.is_empty()
             && stop != Stop::TargetsExited
         {
             // The figures are taken as of now: everything the command's exit frees after this
@@ -125,8 +127,35 @@ impl Session {
                 meta::COMMAND_STOPPED_NS.into(),
                 wall_ns().to_string(),
             ));
-            // SAFETY: plain syscall on a PID we forked and have not reaped.
-            unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+            // The command first, then its descendants (every other traced process: with
+            // `-- CMD` only the command's tree is traced). A descendant is signalled only while
+            // it is still in the command's process group (memwatch's own, or the command's
+            // when it has one of its own, as under `memwatch ci`): had its exit been missed and
+            // its PID gone to another process, that process would be in neither.
+            // SAFETY: getpgid on this process, no preconditions.
+            let groups = [unsafe { libc::getpgid(0) }, pid as i32];
+            let mut targets: Vec<u32> = self
+                .alive
+                .iter()
+                .copied()
+                .filter(|&p| {
+                    // SAFETY: plain syscall; -1 (gone) is in neither group.
+                    p != pid && groups.contains(&unsafe { libc::getpgid(p as i32) })
+                })
+                .collect();
+            targets.sort_unstable();
+            if self.alive.contains(&pid) {
+                targets.insert(0, pid);
+            }
+            tracing::info!(
+                ?targets,
+                "stopping the command memwatch started, and its descendants"
+            );
+            for target in targets {
+                // SAFETY: plain syscall on the command (forked by memwatch, not reaped) or a
+                // descendant in its group.
+                unsafe { libc::kill(target as i32, libc::SIGTERM) };
+            }
         }
         self.drain();
         // A last sample, so the recording ends with the targets' final memory whatever stopped

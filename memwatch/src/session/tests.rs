@@ -576,7 +576,9 @@ fn a_process_exit_ends_its_requests_and_forgets_it() {
     s.on_event(net(SERVER, WORKER, NetOp::Accept, 10, b"", 0));
     s.on_event(net(SERVER, WORKER, NetOp::ReadStart, 100, GET, 0));
     s.on_event(growth(SERVER, WORKER, 150, 0x7000_0000, 4096));
+    s.mem.known_break(SERVER, 0x5000_0000);
     s.on_event(exit(SERVER, WORKER, 550, 3, false));
+    assert_eq!(s.exited_faults, HashMap::from([(SERVER, 3)]));
     s.on_event(exit(SERVER, SERVER, 600, 4, true));
     assert_eq!(
         seen(&s.take_rows()),
@@ -619,7 +621,9 @@ fn a_process_exit_ends_its_requests_and_forgets_it() {
     );
     assert!(s.alive.is_empty());
     assert_eq!(s.gone, HashSet::from([SERVER]));
-    assert_eq!(s.exited_faults, HashMap::from([(SERVER, 7)]));
+    // Nothing of the process stays: its exited threads' faults and its program break go.
+    assert!(s.exited_faults.is_empty());
+    assert_eq!(s.mem.known_breaks(), 0);
     assert_eq!(s.correlator.state_sizes(), StateSizes::default());
     // The next drain sweeps them (without a probe there is nothing to sweep).
     s.sweep_conns();
