@@ -114,6 +114,15 @@ impl Session {
             signals.escalate();
         }
 
+        // Everything up to now, and a last sample, so the recording ends with the targets' final
+        // memory whatever stopped it (the reconciliation compares the samples with the events up
+        // to here).
+        self.drain();
+        if stop != Stop::TargetsExited {
+            let faults = self.thread_faults();
+            self.sample(&faults);
+        }
+
         // Stop the command we started, and what it started, if they outlived the recording: a
         // server started through a shim (a shell, pyenv's) is the shim's child, and stopping the
         // shim alone would leave it running after memwatch is gone, as `timeout` would not.
@@ -122,10 +131,12 @@ impl Session {
             && stop != Stop::TargetsExited
         {
             // The figures are taken as of now: everything the command's exit frees after this
-            // would otherwise read as every route giving its memory back.
+            // would otherwise read as every route giving its memory back. Now on the events'
+            // clock (the kernel's, offset as they are): the wall clock may have been slewed
+            // since the offset was taken, by more than the exit takes to follow the signal.
             self.rows.push(Row::Meta(
                 meta::COMMAND_STOPPED_NS.into(),
-                wall_ns().to_string(),
+                self.wall(monotonic_ns()).to_string(),
             ));
             // The command first, then its descendants (every other traced process: with
             // `-- CMD` only the command's tree is traced). A descendant is signalled only while
@@ -134,13 +145,16 @@ impl Session {
             // its PID gone to another process, that process would be in neither.
             // SAFETY: getpgid on this process, no preconditions.
             let groups = [unsafe { libc::getpgid(0) }, pid as i32];
+            // `memwatch ci` (`Stop::Asked`) stops the server's group itself once the recording
+            // is closed, gracefully and with its own timeout: there only the command is told.
+            let descendants = stop != Stop::Asked;
             let mut targets: Vec<u32> = self
                 .alive
                 .iter()
                 .copied()
                 .filter(|&p| {
                     // SAFETY: plain syscall; -1 (gone) is in neither group.
-                    p != pid && groups.contains(&unsafe { libc::getpgid(p as i32) })
+                    descendants && p != pid && groups.contains(&unsafe { libc::getpgid(p as i32) })
                 })
                 .collect();
             targets.sort_unstable();
@@ -156,13 +170,9 @@ impl Session {
                 // descendant in its group.
                 unsafe { libc::kill(target as i32, libc::SIGTERM) };
             }
-        }
-        self.drain();
-        // A last sample, so the recording ends with the targets' final memory whatever stopped
-        // it (the reconciliation compares the samples with the events up to here).
-        if stop != Stop::TargetsExited {
-            let faults = self.thread_faults();
-            self.sample(&faults);
+            // Nothing is drained after this: what the exits free is no route's release, and
+            // the routes' figures, kept per second, could not tell it from what came before
+            // within the same second. (Only the command's exit code is recorded, below.)
         }
         // Growth the kernel side has not sent yet (a thread idle since its last faults).
         let pending = self
