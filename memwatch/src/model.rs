@@ -309,6 +309,45 @@ pub enum Row {
     },
 }
 
+/// One BPF program's runs and run time since it was loaded, as the kernel counts them while BPF
+/// statistics are on (`--bpf-stats`). Stored in `meta::BPF_PROGRAMS`, one line per program:
+/// `NAME RUNS RUN_NS`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ProgramStats {
+    pub name: String,
+    pub runs: u64,
+    pub run_ns: u64,
+}
+
+impl ProgramStats {
+    /// The `meta::BPF_PROGRAMS` value.
+    pub fn encode(stats: &[Self]) -> String {
+        stats
+            .iter()
+            .map(|s| format!("{} {} {}", s.name, s.runs, s.run_ns))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// A `meta::BPF_PROGRAMS` value read back; lines that do not parse are left out.
+    pub fn decode(value: &str) -> Vec<Self> {
+        value
+            .lines()
+            .filter_map(|line| {
+                let mut parts = line.split(' ');
+                let name = parts.next()?;
+                let runs = parts.next()?.parse().ok()?;
+                let run_ns = parts.next()?.parse().ok()?;
+                parts.next().is_none().then(|| Self {
+                    name: crate::units::cut(name, 64).to_owned(),
+                    runs,
+                    run_ns,
+                })
+            })
+            .collect()
+    }
+}
+
 /// The keys of the recording's `meta` table (documented in `docs/recording.md`), written by the
 /// session and `view --access-log`, read by the views.
 pub mod meta {
@@ -421,9 +460,58 @@ pub mod meta {
     /// not written (those of the failed transaction and all that came after it).
     pub const WRITE_ERROR: &str = "write_error";
     pub const UNWRITTEN_ROWS: &str = "unwritten_rows";
+    /// memwatch's own CPU time by stage (µs, written when the recording closes): reading and
+    /// decoding the ring buffer, handing each event on (correlating), handing rows to the
+    /// writer, and the writer thread's inserts and commits.
+    pub const CPU_DECODE_US: &str = "cpu_decode_us";
+    pub const CPU_CORRELATE_US: &str = "cpu_correlate_us";
+    pub const CPU_FLUSH_US: &str = "cpu_flush_us";
+    pub const CPU_WRITE_US: &str = "cpu_write_us";
+    /// memwatch's whole CPU time (µs, user and system, every thread), as the kernel counts it.
+    pub const CPU_TOTAL_US: &str = "cpu_total_us";
+    /// Ring-buffer bytes read, the drains that read them, and how many of those the kernel
+    /// side woke (the rest came on memwatch's 50 ms tick).
+    pub const RING_BYTES: &str = "ring_bytes";
+    pub const RING_DRAINS: &str = "ring_drains";
+    pub const RING_WAKEUPS: &str = "ring_wakeups";
+    /// With `--bpf-stats`: each BPF program's runs and run time (see [`super::ProgramStats`]).
+    pub const BPF_PROGRAMS: &str = "bpf_programs";
 
     /// The format detected or given for the `index`th access log.
     pub fn access_log_format(index: usize) -> String {
         format!("access_log_format.{index}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ProgramStats;
+
+    #[test]
+    fn program_stats_read_back_and_bad_lines_are_left_out() {
+        let stats = vec![
+            ProgramStats {
+                name: "sys_enter_mmap".into(),
+                runs: 12,
+                run_ns: 3400,
+            },
+            ProgramStats {
+                name: "page_fault_user".into(),
+                runs: 0,
+                run_ns: 0,
+            },
+        ];
+        let value = ProgramStats::encode(&stats);
+        assert_eq!(value, "sys_enter_mmap 12 3400\npage_fault_user 0 0");
+        assert_eq!(ProgramStats::decode(&value), stats);
+        let one = |name: &str, runs, run_ns| ProgramStats {
+            name: name.into(),
+            runs,
+            run_ns,
+        };
+        assert_eq!(
+            ProgramStats::decode("a 1 2\nb x 3\nc 1\nd 1 2 3\ne 4 5"),
+            vec![one("a", 1, 2), one("e", 4, 5)]
+        );
     }
 }

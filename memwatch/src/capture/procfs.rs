@@ -91,6 +91,30 @@ pub fn own_peak_rss() -> Option<u64> {
         .map(|kib| kib * 1024)
 }
 
+/// memwatch's own CPU time so far, user and system, every thread, in µs.
+pub fn own_cpu_us() -> Option<u64> {
+    let stat = Process::myself().ok()?.stat().ok()?;
+    let ticks = procfs::ticks_per_second();
+    Some((stat.utime + stat.stime).saturating_mul(1_000_000) / ticks.max(1))
+}
+
+/// The calling thread's CPU time so far, in ns (`CLOCK_THREAD_CPUTIME_ID`): what one stage of
+/// memwatch's own work costs, read around it.
+pub fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant the kernel knows.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &raw mut ts) };
+    if rc != 0 {
+        return 0;
+    }
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64)
+}
+
 /// End of the `[heap]` mapping: the current program break, so that brk growth can be measured
 /// from the first brk memwatch sees.
 pub fn heap_end(pid: u32) -> Option<u64> {

@@ -122,6 +122,13 @@ pub struct RecordArgs {
     #[arg(long, default_value_t = 8, value_name = "MIB", value_parser = parse_ring_mib,
           help_heading = "What to follow")]
     pub ring_mib: u32,
+    /// Count each BPF program's runs and run time, for memwatch's own cost.
+    ///
+    /// Turns the kernel's BPF statistics on while recording (as `sysctl
+    /// kernel.bpf_stats_enabled=1` does: every BPF program on the machine then pays a clock read
+    /// per run); the report lists what each of memwatch's programs cost.
+    #[arg(long, help_heading = "What to follow")]
+    pub bpf_stats: bool,
     /// The server's access log, joined to the captured requests (repeatable).
     ///
     /// A file that does not exist yet is waited for; rotation is followed.
@@ -219,6 +226,7 @@ impl RecordArgs {
             no_net,
             capture_bytes,
             ring_mib,
+            bpf_stats,
             routes,
             redact_query,
             access_logs,
@@ -256,6 +264,7 @@ impl RecordArgs {
             heap_budget,
             stack_every: stacks.then_some(stack_every),
             stack_rate,
+            bpf_stats,
         }
     }
 

@@ -54,6 +54,8 @@ struct Shared {
     shed: AtomicU64,
     /// A commit failed: the writer writes nothing more.
     failed: AtomicBool,
+    /// The writer thread's CPU time so far (ns), updated after each commit.
+    cpu_ns: AtomicU64,
 }
 
 /// Why the writer thread stopped writing: the commit that failed, and the rows captured since
@@ -160,6 +162,11 @@ impl Writer {
         self.shared.shed.load(Ordering::Relaxed)
     }
 
+    /// The writer thread's CPU time so far (ns), as of its last commit.
+    pub fn cpu_ns(&self) -> u64 {
+        self.shared.cpu_ns.load(Ordering::Relaxed)
+    }
+
     /// Whether writing has failed (the disk is full, or an I/O error): the recording must stop;
     /// [`Self::finish`] returns the error.
     pub fn failed(&self) -> bool {
@@ -221,7 +228,11 @@ fn run(
         };
         if !pending.is_empty() && (finish || since.elapsed() >= COMMIT_EVERY) {
             let batch = pending.len() as u64;
-            match commit(&mut conn, &mut hosts, &mut pending) {
+            let result = commit(&mut conn, &mut hosts, &mut pending);
+            shared
+                .cpu_ns
+                .store(crate::capture::procfs::thread_cpu_ns(), Ordering::Relaxed);
+            match result {
                 Ok(n) => written += n,
                 Err(source) => {
                     pending.clear();

@@ -10,7 +10,7 @@ use std::{
 
 use super::{
     Hooks, RecordOptions, Session, StopSignals, check_access_logs, clock::monotonic_ns, gc, heap,
-    meta::head_meta, wall_ns,
+    meta::head_meta, own_cost, wall_ns,
 };
 use crate::{
     capture::{
@@ -289,6 +289,7 @@ async fn attach(
         madvise_released_bytes: 0,
         gc: gc::GcFollow::default(),
         last_event_mono: 0,
+        own: own_cost::OwnCost::new(args.bpf_stats),
         // `start` hands over the ones it made before the attach.
         signals: None,
     };

@@ -72,6 +72,8 @@ impl Session {
         ));
         let state = self.state_meta();
         self.rows.extend(state);
+        let own = self.own.meta(self.writer.cpu_ns(), self.probe.as_ref());
+        self.rows.extend(own);
         if let Some(heap) = &self.heap {
             self.rows.extend(heap.meta(self.probe.as_ref()));
         }

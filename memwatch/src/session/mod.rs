@@ -7,7 +7,8 @@
 //! attach, the recording created), `targets.rs` (processes becoming targets, their heaps
 //! followed), `dispatch.rs` (each kernel event handed on), `run.rs` (the loop, drains and
 //! flushes, the stop), `sample.rs` (/proc samples and counters), `access_logs.rs`, `meta.rs`
-//! (what the recording says about the run) and `clock.rs`.
+//! (what the recording says about the run), `own_cost.rs` (what memwatch's work costs, by
+//! stage) and `clock.rs`.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -24,6 +25,7 @@ mod gc;
 mod heap;
 mod meta;
 mod options;
+mod own_cost;
 mod run;
 mod sample;
 mod signals;
@@ -111,6 +113,8 @@ pub struct Session {
     /// The kernel's stamp of the last event handled (monotonic ns): what the followed heap
     /// reflects, which may lag the clock by what the ring buffer still holds.
     last_event_mono: u64,
+    /// What memwatch's own work costs, by stage.
+    own: own_cost::OwnCost,
 }
 
 impl std::fmt::Debug for Session {

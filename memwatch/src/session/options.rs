@@ -49,6 +49,9 @@ pub struct RecordOptions {
     pub stack_every: Option<u64>,
     /// At most this many stacks per CPU per second (`--stack-rate`).
     pub stack_rate: u64,
+    /// Turn the kernel's BPF statistics on while recording, for each program's cost
+    /// (`--bpf-stats`).
+    pub bpf_stats: bool,
 }
 
 /// What `memwatch ci` needs from a recording it drives.

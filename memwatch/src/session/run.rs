@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{Session, StopSignals, clock::monotonic_ns, heap, wall_ns};
+use super::{Session, StopSignals, clock::monotonic_ns, heap, own_cost::Lap, wall_ns};
 use crate::{
     capture::{
         probe::{Probe, linger},
@@ -52,14 +52,19 @@ impl Session {
         let Some(probe) = self.probe.as_mut() else {
             return;
         };
+        let mut lap = Lap::start();
         let mut events = std::mem::take(&mut self.pending);
         probe.drain(|e| events.push(e));
+        lap.lap(&mut self.own.decode_ns);
         for e in events.drain(..) {
             self.on_event(e);
         }
         self.pending = events;
         self.sweep_conns();
+        lap.lap(&mut self.own.correlate_ns);
         self.flush();
+        lap.lap(&mut self.own.flush_ns);
+        self.own.drains += 1;
     }
 
     /// Drops the kernel-side connections of processes that exited, once per drain rather than
@@ -292,6 +297,7 @@ async fn event_loop(session: &mut Session, signals: &mut StopSignals) -> anyhow:
                     None => std::future::pending().await,
                 }
             } => {
+                session.own.wakeups += 1;
                 session.drain();
                 session.heap_look();
             }

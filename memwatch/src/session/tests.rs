@@ -75,6 +75,7 @@ impl Session {
             madvise_released_bytes: 0,
             gc: gc::GcFollow::default(),
             last_event_mono: 0,
+            own: super::own_cost::OwnCost::default(),
         }
     }
 
@@ -106,6 +107,7 @@ fn options() -> RecordOptions {
         heap_budget: 0.02,
         stack_every: None,
         stack_rate: 0,
+        bpf_stats: false,
     }
 }
 

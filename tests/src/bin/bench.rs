@@ -15,6 +15,8 @@ use std::{
 
 use memwatch_tests::{Running, bin, memwatch, nginx, tempdir};
 
+mod tax;
+
 fn rate(stdout: &str) -> f64 {
     stdout
         .lines()
@@ -1347,6 +1349,13 @@ fn main() {
         print!("{md}");
         return;
     }
+    // `--only-tax`: where memwatch's own time goes, alone, printed and not written.
+    if std::env::args().any(|a| a == "--only-tax") {
+        let mut md = String::new();
+        tax::tax_bench(if quick { 2.0 } else { 10.0 }, quick, &mut md);
+        print!("{md}");
+        return;
+    }
     // `--only-runtimes`: the Go and JVM section alone, printed and not written.
     if std::env::args().any(|a| a == "--only-runtimes") {
         let mut md = String::new();
@@ -1356,6 +1365,7 @@ fn main() {
     }
     let mut md = String::new();
     tracer_bench(rounds, secs, quick, &mut md);
+    tax::tax_bench(if quick { 2.0 } else { 10.0 }, quick, &mut md);
     heap_bench(if quick { 1 } else { 3 }, heap_secs(quick), &mut md);
     // `--quick` runs it too, one short round: enough to show that both servers start and that
     // memwatch attaches to them.

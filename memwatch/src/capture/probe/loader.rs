@@ -306,10 +306,12 @@ pub struct PendingRun {
 
 /// The loaded, attached kernel side.
 pub struct Probe {
-    ebpf: Ebpf,
+    pub(super) ebpf: Ebpf,
     ring: AsyncFd<RingBuf<MapData>>,
     /// Records that could not be decoded.
     pub undecodable: u64,
+    /// Bytes of ring-buffer records read (memwatch's own cost: what the kernel side sent).
+    pub ring_bytes: u64,
     /// glibc's allocator and Go's spans, per process (unless `--no-heap`).
     heap: HeapProbes,
     /// Collected runtimes' live-heap reports, per process.
@@ -397,6 +399,7 @@ impl Probe {
             ebpf,
             ring,
             undecodable: 0,
+            ring_bytes: 0,
             heap: HeapProbes::default(),
             gc: super::gc::GcProbes::default(),
         })
@@ -689,9 +692,11 @@ impl Probe {
     pub fn drain(&mut self, mut sink: impl FnMut(Event)) -> usize {
         let mut n = 0;
         let mut bad = 0;
+        let mut bytes = 0;
         let ring = self.ring.get_mut();
         while let Some(item) = ring.next() {
             n += 1;
+            bytes += item.len() as u64;
             match Event::decode(&item) {
                 Ok(ev) => sink(ev),
                 Err(e) => {
@@ -701,6 +706,7 @@ impl Probe {
             }
         }
         self.undecodable += bad;
+        self.ring_bytes += bytes;
         n
     }
 }

@@ -3,7 +3,8 @@
 //! events from the ring buffer ([`event`]); glibc's allocator and Go's spans, per process,
 //! unless `--no-heap` ([`heap`]); collected runtimes' own live-heap reports ([`gc`]); the
 //! probes' slow detach left to a child at the end
-//! ([`linger`]). Failures are typed in [`error`].
+//! ([`linger`]); what each program cost the kernel, with `--bpf-stats` ([`stats`]). Failures
+//! are typed in [`error`].
 
 pub mod error;
 pub mod event;
@@ -13,6 +14,7 @@ pub mod heap;
 pub mod linger;
 pub mod loader;
 pub mod preflight;
+pub mod stats;
 
 pub use event::{Event, NetRecord};
 pub use loader::{Probe, ProbeConfig};

@@ -122,8 +122,16 @@ pub struct ServedProcess {
 /// the API's keys are sorted.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct OwnState {
+    /// With `--bpf-stats`: each of memwatch's BPF programs, its runs and run time, the costliest
+    /// first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub bpf_programs: Vec<crate::model::ProgramStats>,
     /// Connections of exited processes removed from the kernel side's map.
     pub conns_swept: u64,
+    /// memwatch's CPU time by stage and what the ring buffer carried; absent in recordings
+    /// made before memwatch measured them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<OwnCpu>,
     /// Each kernel map's entries when the recording closed (`targets`, `thread_faults`,
     /// `pending_mem`, `conns`, `heap_pending`, `heap_live`, `rss_seen`); empty without eBPF.
     pub kernel_map_entries: BTreeMap<String, u64>,
@@ -140,6 +148,47 @@ pub struct OwnState {
     pub pids_reused: u64,
     /// Rows the recording writer shed because its queue stayed full.
     pub writer_shed_rows: u64,
+}
+
+/// memwatch's CPU time by stage (µs) over the whole recording, and the ring buffer's traffic.
+/// Fields in alphabetical order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct OwnCpu {
+    /// Handing each decoded event on: the correlator, the heap budget, the rows.
+    pub correlate_us: u64,
+    /// Reading and decoding the ring buffer.
+    pub decode_us: u64,
+    /// Handing rows to the writer thread.
+    pub flush_us: u64,
+    /// Bytes of ring-buffer records read.
+    pub ring_bytes: u64,
+    /// Drains of the ring buffer, and how many the kernel side woke (the rest came on the 50 ms
+    /// tick).
+    pub ring_drains: u64,
+    pub ring_wakeups: u64,
+    /// memwatch's whole CPU time, every thread (stacks, the page, /proc samples included).
+    pub total_us: u64,
+    /// The writer thread: inserts and commits.
+    pub write_us: u64,
+}
+
+impl OwnCpu {
+    fn read(rec: &Recording) -> Q<Option<Self>> {
+        if rec.meta(meta::CPU_DECODE_US)?.is_none() {
+            return Ok(None);
+        }
+        let num = |key: &str| meta_num(rec, key);
+        Ok(Some(Self {
+            correlate_us: num(meta::CPU_CORRELATE_US)?,
+            decode_us: num(meta::CPU_DECODE_US)?,
+            flush_us: num(meta::CPU_FLUSH_US)?,
+            ring_bytes: num(meta::RING_BYTES)?,
+            ring_drains: num(meta::RING_DRAINS)?,
+            ring_wakeups: num(meta::RING_WAKEUPS)?,
+            total_us: num(meta::CPU_TOTAL_US)?,
+            write_us: num(meta::CPU_WRITE_US)?,
+        }))
+    }
 }
 
 impl OwnState {
@@ -167,6 +216,11 @@ impl OwnState {
             writer_shed_rows: num(meta::WRITER_SHED_ROWS)?,
             pids_reused: num(meta::PIDS_REUSED)?,
             kernel_map_entries,
+            cpu: OwnCpu::read(rec)?,
+            bpf_programs: rec
+                .meta(meta::BPF_PROGRAMS)?
+                .map(|v| crate::model::ProgramStats::decode(&v))
+                .unwrap_or_default(),
         }))
     }
 }

@@ -7,7 +7,7 @@ use std::{collections::BTreeMap, fmt::Write as _};
 
 use super::{
     call_sites::{CallSiteReport, route_label},
-    report::{Endpoint, KeptFrom, Memory, Report, RetainedSummary},
+    report::{Endpoint, KeptFrom, Memory, OwnCpu, Report, RetainedSummary},
 };
 use crate::units::{NS_PER_SEC, bytes};
 
@@ -335,7 +335,67 @@ impl Report {
                     format!("{} requests holding memory", own.peak_retaining),
                 ],
             );
+            if let Some(cpu) = &own.cpu {
+                own_cpu(s, cpu, self.duration_s);
+            }
+            if !own.bpf_programs.is_empty() {
+                bpf_programs(s, &own.bpf_programs, self.duration_s);
+            }
         }
+    }
+}
+
+/// memwatch's CPU by stage, as a share of one core over the recording, and the ring buffer's
+/// traffic.
+fn own_cpu(s: &mut String, cpu: &OwnCpu, duration_s: f64) {
+    let share = |us: u64| {
+        if duration_s > 0.0 {
+            format!("{:.1}%", us as f64 / 1e4 / duration_s)
+        } else {
+            "-".to_owned()
+        }
+    };
+    field(
+        s,
+        "CPU",
+        &[
+            format!("{} of a core in all", share(cpu.total_us)),
+            format!("decode {}", share(cpu.decode_us)),
+            format!("correlate {}", share(cpu.correlate_us)),
+            format!("hand to writer {}", share(cpu.flush_us)),
+            format!("write {}", share(cpu.write_us)),
+        ],
+    );
+    field(
+        s,
+        "ring buffer",
+        &[
+            format!("{} read", bytes(cpu.ring_bytes as i64)),
+            format!(
+                "{} drains, {} woken by the kernel side",
+                cpu.ring_drains, cpu.ring_wakeups
+            ),
+        ],
+    );
+}
+
+/// Each BPF program's runs and mean run time (`--bpf-stats`), the costliest five.
+fn bpf_programs(s: &mut String, programs: &[crate::model::ProgramStats], duration_s: f64) {
+    let items: Vec<String> = programs
+        .iter()
+        .filter(|p| p.runs > 0)
+        .take(5)
+        .map(|p| {
+            format!(
+                "{} {}/s at {} ns",
+                truncate(&p.name, 24),
+                (p.runs as f64 / duration_s.max(1e-3)).round() as u64,
+                p.run_ns / p.runs.max(1)
+            )
+        })
+        .collect();
+    if !items.is_empty() {
+        field(s, "BPF programs", &items);
     }
 }
 

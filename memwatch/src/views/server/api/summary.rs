@@ -268,6 +268,12 @@ mod tests {
             },
             memwatch: Some(report::OwnState {
                 kernel_map_entries: counts.clone(),
+                cpu: Some(report::OwnCpu::default()),
+                bpf_programs: vec![crate::model::ProgramStats {
+                    name: "p".into(),
+                    runs: 1,
+                    run_ns: 2,
+                }],
                 ..report::OwnState::default()
             }),
             non_http: counts,
