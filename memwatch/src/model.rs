@@ -315,8 +315,9 @@ pub enum Row {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ProgramStats {
     pub name: String,
-    pub runs: u64,
+    /// Keys in alphabetical order, as the API sends them.
     pub run_ns: u64,
+    pub runs: u64,
 }
 
 impl ProgramStats {

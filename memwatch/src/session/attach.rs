@@ -203,6 +203,8 @@ async fn attach(
     {
         tokio::time::sleep(Duration::from_millis(ms.min(10_000))).await;
     }
+    // BPF statistics go on before the probes are attached, so every run they make is counted.
+    let own = own_cost::OwnCost::new(args.bpf_stats && probe.is_some());
     if let Some(probe) = probe.as_mut() {
         probe.attach(config)?;
     }
@@ -289,7 +291,7 @@ async fn attach(
         madvise_released_bytes: 0,
         gc: gc::GcFollow::default(),
         last_event_mono: 0,
-        own: own_cost::OwnCost::new(args.bpf_stats),
+        own,
         // `start` hands over the ones it made before the attach.
         signals: None,
     };

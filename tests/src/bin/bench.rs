@@ -15,6 +15,8 @@ use std::{
 
 use memwatch_tests::{Running, bin, memwatch, nginx, tempdir};
 
+// The bench's sections beside this file (a binary's modules are looked for beside `src/bin`).
+#[path = "bench/tax.rs"]
 mod tax;
 
 fn rate(stdout: &str) -> f64 {

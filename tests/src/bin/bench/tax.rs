@@ -84,9 +84,15 @@ fn record(title: &'static str, pids: &[u32], secs: f64, load: &mut dyn FnMut(f64
             .output()
             .ok()?;
         let text = String::from_utf8_lossy(&out.stdout);
-        let top: Vec<&str> = text
+        // "    12.40%  [.] sqlite3VdbeExec    -    -": the share, where, and the symbol.
+        let top: Vec<String> = text
             .lines()
-            .filter(|l| !l.trim().is_empty())
+            .filter_map(|l| {
+                let mut words = l.split_whitespace();
+                let (share, at) = (words.next()?, words.next()?);
+                let symbol: Vec<&str> = words.take_while(|w| *w != "-").collect();
+                (!symbol.is_empty()).then(|| format!("{share:>7} {at} {}", symbol.join(" ")))
+            })
             .take(15)
             .collect();
         (!top.is_empty()).then(|| top.join("\n"))
@@ -108,7 +114,7 @@ fn record(title: &'static str, pids: &[u32], secs: f64, load: &mut dyn FnMut(f64
 }
 
 /// The section: nginx at full speed, and (unless `quick`) the demo's mix.
-pub fn tax_bench(secs: f64, quick: bool, md: &mut String) {
+pub(crate) fn tax_bench(secs: f64, quick: bool, md: &mut String) {
     let _ = writeln!(
         md,
         "## Where memwatch's own time goes\n\n\
