@@ -1189,14 +1189,7 @@ fn tracer_bench(rounds: usize, secs: f64, quick: bool, md: &mut String) {
 
     // The demo server: thread per connection, a steady mix of /, /churn and a small /leak.
     let demo = memwatch_tests::start_server(Command::new(bin("memwatch-demo")).arg("--quiet"));
-    let script = dir.path().join("mix.lua");
-    std::fs::write(
-        &script,
-        "local paths = {'/', '/', '/', '/churn?kb=64', '/', '/', '/', '/', '/', '/leak?kb=4'}\n\
-         local i = 0\nrequest = function()\n  i = i + 1\n  \
-         return wrk.format('GET', paths[(i % #paths) + 1])\nend\n",
-    )
-    .expect("write the wrk script");
+    let script = demo_mix(dir.path());
     let (dpid, dport) = (demo.pid(), demo.port);
     let (base, rows) = compare(rounds, &|| vec![dpid], secs.max(1.0).floor(), &mut || {
         let (rate, _, p99) = wrk_with(dport, secs, Some(&script));
@@ -1262,6 +1255,20 @@ fn tracer_bench(rounds: usize, secs: f64, quick: bool, md: &mut String) {
         let _ = child.wait();
     }
     let _ = quick;
+}
+
+/// The wrk script of the demo's mix, written into `dir`: a steady mix of /, /churn and a small
+/// /leak.
+fn demo_mix(dir: &std::path::Path) -> std::path::PathBuf {
+    let script = dir.join("mix.lua");
+    std::fs::write(
+        &script,
+        "local paths = {'/', '/', '/', '/churn?kb=64', '/', '/', '/', '/', '/', '/leak?kb=4'}\n\
+         local i = 0\nrequest = function()\n  i = i + 1\n  \
+         return wrk.format('GET', paths[(i % #paths) + 1])\nend\n",
+    )
+    .expect("write the wrk script");
+    script
 }
 
 /// memwatch's own memory over a long run: nginx at full speed until wrk has made `target`

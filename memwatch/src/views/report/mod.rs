@@ -365,11 +365,8 @@ impl Report {
         let unattributed = rec.unattributed_mem()?;
         // memwatch stopped the command it started: the routes' figures are those of that
         // moment, before the exit freed everything.
-        let command_stopped_ns = rec.meta_i64(meta::COMMAND_STOPPED_NS)?;
-        let range = Range {
-            from_ns: None,
-            to_ns: command_stopped_ns,
-        };
+        let command_stopped_ns = rec.command_stopped_ns()?;
+        let range = rec.figures_range(Range::default())?;
         let mut endpoints = endpoints(rec, range)?;
         let retained = RetainedSummary::read(rec, range, &mut endpoints)?;
         Ok(Self {

@@ -7,7 +7,7 @@ use std::{fmt::Write as _, process::Command, time::Duration};
 use memwatch_tests::{Running, bin, nginx, tempdir};
 use serde_json::Value;
 
-use super::{cpu_seconds, family, report_json, wrk_with};
+use super::{cpu_seconds, demo_mix, family, report_json, wrk_with};
 
 /// What one recording at full speed said it cost.
 struct Spent {
@@ -138,14 +138,7 @@ pub(crate) fn tax_bench(secs: f64, quick: bool, md: &mut String) {
     drop(server);
     if !quick {
         let demo = memwatch_tests::start_server(Command::new(bin("memwatch-demo")).arg("--quiet"));
-        let script = dir.path().join("mix.lua");
-        std::fs::write(
-            &script,
-            "local paths = {'/', '/', '/', '/churn?kb=64', '/', '/', '/', '/', '/', '/leak?kb=4'}\n\
-             local i = 0\nrequest = function()\n  i = i + 1\n  \
-             return wrk.format('GET', paths[(i % #paths) + 1])\nend\n",
-        )
-        .expect("write the wrk script");
+        let script = demo_mix(dir.path());
         let (dpid, dport) = (demo.pid(), demo.port);
         spent.push(record(
             "memwatch-demo, mix of /, /churn and /leak (wrk -t2 -c16)",
