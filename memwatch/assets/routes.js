@@ -306,6 +306,8 @@ function heapExtra(heap) {
     heap.followed
       ? `followed: ${fmtInt(heap.blocks)} blocks changed hands` +
         (heap.processes_not_followed > 0 ? `, ${fmtInt(heap.processes_not_followed)} processes not followed` : '') +
+        (heap.runtimes_not_followed > 0
+          ? `, ${fmtInt(heap.runtimes_not_followed)} collected runtimes not followed` : '') +
         (isNum(heap.cost_share) ? `; probes cost ${pct(heap.cost_share)} of a core (budget ${pct(heap.budget_share)})` : '') +
         (sampling
           ? `; SAMPLED: on ${pct(heap.on_fraction)} of the time, ` +

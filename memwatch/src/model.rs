@@ -381,6 +381,9 @@ pub mod meta {
     /// could not be followed (a static binary, no glibc), written when the recording closes.
     pub const HEAP_EVENTS: &str = "heap_events";
     pub const HEAP_NOT_FOLLOWED: &str = "heap_not_followed";
+    /// Processes with a collected runtime memwatch knows (a JVM, Go) whose live-heap probes
+    /// could not be attached: their collections are not followed.
+    pub const GC_NOT_FOLLOWED: &str = "gc_not_followed";
     /// The share of one core the heap probes may cost (`--heap-budget`), as a fraction.
     pub const HEAP_BUDGET: &str = "heap_budget";
     /// Written when the recording closes, with the heap followed: the share of the time the

@@ -95,6 +95,7 @@ fn leak_first_and_right(name: &str, r: &Value, n: usize) {
     let heap = &r["retained"]["heap"];
     assert_eq!(heap["followed"], true, "{name}: {heap:#}");
     assert_eq!(heap["processes_not_followed"], 0, "{name}: {heap:#}");
+    assert_eq!(heap["runtimes_not_followed"], 0, "{name}: {heap:#}");
 }
 
 /// The figures each test measured, for the record (`--nocapture` shows them).

@@ -26,6 +26,9 @@ pub(super) struct GcFollow {
     looked_again: HashSet<u32>,
     /// Live-heap figures recorded.
     pub(super) reports: u64,
+    /// Processes with a collected runtime memwatch knows whose probes could not be attached
+    /// (`meta::GC_NOT_FOLLOWED`).
+    pub(super) not_followed: u64,
 }
 
 impl GcFollow {
@@ -45,7 +48,10 @@ impl GcFollow {
                 self.runtimes.insert(pid, runtime);
             }
             Ok(None) => {}
-            Err(e) => tracing::warn!("{:#}", anyhow::Error::from(e)),
+            Err(e) => {
+                self.not_followed += 1;
+                tracing::warn!("{:#}", anyhow::Error::from(e));
+            }
         }
     }
 

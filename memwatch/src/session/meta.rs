@@ -74,6 +74,10 @@ impl Session {
         self.rows.extend(state);
         let own = self.own.meta(self.writer.cpu_ns(), self.probe.as_ref());
         self.rows.extend(own);
+        self.rows.push(Row::Meta(
+            meta::GC_NOT_FOLLOWED.into(),
+            self.gc.not_followed.to_string(),
+        ));
         if let Some(heap) = &self.heap {
             self.rows.extend(heap.meta(self.probe.as_ref()));
         }

@@ -26,6 +26,9 @@ pub struct HeapFollowing {
     pub on_fraction: Option<f64>,
     /// Traced processes whose allocator could not be followed (musl, another static binary).
     pub processes_not_followed: u64,
+    /// Processes with a collected runtime memwatch knows (a JVM, Go) whose live-heap probes
+    /// could not be attached: their collections are not followed.
+    pub runtimes_not_followed: u64,
     /// Present when the budget had the probes off part of the time: the figures are sampled.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sampling: Option<HeapSampling>,
@@ -59,6 +62,12 @@ const HEAP_PARTLY: &str = "some processes' heap allocators could not be followed
      no Go runtime memwatch knows): in those, heap reuse stays with the request that first \
      faulted the memory in; memwatch's log says which";
 
+/// Said when some collected runtimes' reports could not be followed.
+const RUNTIMES_PARTLY: &str = "some processes' collected runtimes (a JVM, Go) could not be \
+     followed after each collection: their probes did not attach (memwatch's log says which and \
+     why), so the regression on their live heap is missing and each route's figure rests on \
+     the heap probes and page faults alone";
+
 /// Said when the budget sampled the heap.
 const HEAP_SAMPLED: &str = "the heap probes would have cost more than their budget, so they \
      followed the heap part of the time: requests that started while they were off are not \
@@ -87,6 +96,8 @@ impl HeapFollowing {
             Some(HEAP_NOT_FOLLOWED)
         } else if processes_not_followed > 0 {
             Some(HEAP_PARTLY)
+        } else if num(meta::GC_NOT_FOLLOWED)? > 0 {
+            Some(RUNTIMES_PARTLY)
         } else if sampling.is_some() {
             Some(HEAP_SAMPLED)
         } else {
@@ -100,6 +111,7 @@ impl HeapFollowing {
             note,
             on_fraction: meta_f64(rec, meta::HEAP_ON_FRACTION)?,
             processes_not_followed,
+            runtimes_not_followed: num(meta::GC_NOT_FOLLOWED)?,
             sampling,
         })
     }

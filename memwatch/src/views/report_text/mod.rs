@@ -588,7 +588,15 @@ fn retained_fields(s: &mut String, r: &RetainedSummary) {
             "heap",
             &[
                 format!("followed: {} blocks changed hands", h.blocks),
-                format!("{} processes not followed", h.processes_not_followed),
+                if h.runtimes_not_followed > 0 {
+                    format!(
+                        "{} processes not followed ({} collected runtimes)",
+                        h.processes_not_followed + h.runtimes_not_followed,
+                        h.runtimes_not_followed
+                    )
+                } else {
+                    format!("{} processes not followed", h.processes_not_followed)
+                },
                 format!(
                     "probes cost {} of a core (budget {})",
                     pct(h.cost_share),
