@@ -142,7 +142,7 @@ import { $, clear, el } from './dom.js';
  * @property {boolean} followed
  * @property {number} blocks
  * @property {number} processes_not_followed
- * @property {number} [runtimes_not_followed] processes whose JVM or Go collections could not be
+ * @property {number} runtimes_not_followed processes whose JVM or Go collections could not be
  *   followed (their probes did not attach)
  * @property {number | null} budget_share
  * @property {number | null} cost_share
