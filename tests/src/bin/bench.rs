@@ -932,18 +932,7 @@ fn heap_bench(rounds: usize, (warm, secs): (f64, f64), md: &mut String) {
     drop(server);
     let node = memwatch_tests::runtimes::Runtime::Node.start(memwatch_tests::free_port());
     let (pid, port) = (node.pid(), node.port);
-    let (base, rows) = compare_with(
-        &tracers,
-        rounds,
-        &|| vec![pid],
-        (warm + secs).max(1.0).floor(),
-        &mut || {
-            // Past the budget's first window, which opens as memwatch starts.
-            let _ = wrk_with(port, warm, None);
-            let (rate, _, p99) = wrk_with(port, secs, None);
-            (rate, p99)
-        },
-    );
+    let (base, rows) = compare_warmed(&tracers, rounds, pid, port, (warm, secs));
     heap_table(
         "Node.js 20 `http`, trivial route `/` (wrk -t2 -c16)",
         base,
@@ -1042,18 +1031,7 @@ fn runtimes_bench(rounds: usize, t: &RuntimeSecs, md: &mut String) {
             "{}: {jit_rate:.0} req/s over its {jit} s warm-up",
             runtime.name()
         );
-        let (base, rows) = compare_with(
-            &tracers,
-            rounds,
-            &|| vec![pid],
-            (warm + secs).max(1.0).floor(),
-            &mut || {
-                // Past memwatch's start and the heap budget's first window.
-                let _ = wrk_with(port, warm, None);
-                let (rate, _, p99) = wrk_with(port, secs, None);
-                (rate, p99)
-            },
-        );
+        let (base, rows) = compare_warmed(&tracers, rounds, pid, port, (warm, secs));
         heap_table(title, base, &rows, md);
         let default = rows
             .iter()
@@ -1255,6 +1233,28 @@ fn tracer_bench(rounds: usize, secs: f64, quick: bool, md: &mut String) {
         let _ = child.wait();
     }
     let _ = quick;
+}
+
+/// `tracers` on one server process at full speed: each row measures `secs` of wrk after `warm`
+/// seconds of the same load, past memwatch's start and the heap budget's first window.
+fn compare_warmed(
+    tracers: &[Tracer],
+    rounds: usize,
+    pid: u32,
+    port: u16,
+    (warm, secs): (f64, f64),
+) -> (f64, Vec<Row>) {
+    compare_with(
+        tracers,
+        rounds,
+        &|| vec![pid],
+        (warm + secs).max(1.0).floor(),
+        &mut || {
+            let _ = wrk_with(port, warm, None);
+            let (rate, _, p99) = wrk_with(port, secs, None);
+            (rate, p99)
+        },
+    )
 }
 
 /// The wrk script of the demo's mix, written into `dir`: a steady mix of /, /churn and a small

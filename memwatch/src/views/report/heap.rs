@@ -79,6 +79,7 @@ impl HeapFollowing {
         let num = |key: &str| meta_num(rec, key);
         let followed = rec.meta(meta::HEAP)?.as_deref() == Some("true");
         let processes_not_followed = num(meta::HEAP_NOT_FOLLOWED)?;
+        let runtimes_not_followed = num(meta::GC_NOT_FOLLOWED)?;
         let pauses = num(meta::HEAP_PAUSES)?;
         let sampling = if followed && pauses > 0 {
             let (requests, sampled_out) = rec.sampled_out_count()?;
@@ -96,7 +97,7 @@ impl HeapFollowing {
             Some(HEAP_NOT_FOLLOWED)
         } else if processes_not_followed > 0 {
             Some(HEAP_PARTLY)
-        } else if num(meta::GC_NOT_FOLLOWED)? > 0 {
+        } else if runtimes_not_followed > 0 {
             Some(RUNTIMES_PARTLY)
         } else if sampling.is_some() {
             Some(HEAP_SAMPLED)
@@ -111,7 +112,7 @@ impl HeapFollowing {
             note,
             on_fraction: meta_f64(rec, meta::HEAP_ON_FRACTION)?,
             processes_not_followed,
-            runtimes_not_followed: num(meta::GC_NOT_FOLLOWED)?,
+            runtimes_not_followed,
             sampling,
         })
     }
