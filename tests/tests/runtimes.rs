@@ -81,11 +81,23 @@ fn leak_ranks_first(name: &str, r: &Value, n: usize, within_pct: i64, churn_pct:
         "{name}: /churn keeps {churn_kept} B per request of the 2 MiB it allocates (under \
          {churn_pct}%): {churn:#}"
     );
+    assert_eq!(r["dropped_events"], 0, "{name}: {:#}", r["lost"]);
+    let counts: Vec<(&str, &Value)> = r["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["route"].as_str().unwrap(), &e["requests"]))
+        .collect();
     for route in ["/leak", "/churn", "/"] {
         let e = endpoint(r, "GET", route);
-        assert_eq!(e["requests"], n, "{name}: {route}: {e:#}");
+        // Where a request went missing, say what else was counted: every route, what was
+        // not HTTP, and what was lost.
+        assert_eq!(
+            e["requests"], n,
+            "{name}: {route}: {e:#}\nall routes: {counts:?}\nnot HTTP: {}\nlost: {}",
+            r["non_http"], r["lost"]
+        );
     }
-    assert_eq!(r["dropped_events"], 0, "{name}");
 }
 
 fn leak_first_and_right(name: &str, r: &Value, n: usize) {

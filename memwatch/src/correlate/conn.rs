@@ -62,6 +62,9 @@ pub struct ConnTrack {
     /// The phase's bytes were already counted as not a request (oversized, malformed): its end
     /// is not an incomplete head as well.
     phase_counted: bool,
+    /// The phase that just ended left the start of the next head buffered: the next phase
+    /// carries it on rather than parsing afresh (see [`Self::abandon_phase`]).
+    carry_head: bool,
 }
 
 impl ConnTrack {
@@ -77,7 +80,7 @@ impl ConnTrack {
     /// the connection's first): the parser starts afresh at a head boundary there, since body
     /// bytes beyond the capture are not sent by the kernel side.
     pub fn push(&mut self, captured: &[u8], real_len: u64, start: bool) -> Parsed {
-        if start {
+        if start && !std::mem::take(&mut self.carry_head) {
             self.stream = RequestStream::new();
         }
         self.phase_bytes += real_len;
@@ -109,7 +112,14 @@ impl ConnTrack {
     }
 
     /// Ends the current phase; `Some` when bytes were read but no request completed.
+    ///
+    /// A phase that completed a request and then buffered the start of another head ends with
+    /// that start kept for the next: a server thread can read the first bytes of the next
+    /// request before the thread that wrote the response has left its write (Go's net/http
+    /// reads one byte in the background while a handler runs), so the kernel side counts that
+    /// read as more of the last request and the rest of the head as a new one.
     pub fn abandon_phase(&mut self) -> Option<NonHttp> {
+        self.carry_head = self.phase_requests > 0 && self.stream.partial_head();
         let incomplete = self.phase_bytes > 0 && self.phase_requests == 0 && !self.phase_counted;
         self.phase_bytes = 0;
         self.phase_requests = 0;
@@ -190,6 +200,34 @@ mod tests {
             c.push(&hello, 517, true),
             Parsed::NonHttp(NonHttp::Http(NonHttpKind::Tls))
         );
+    }
+
+    /// The first byte of the next request read before the response's write was seen to end
+    /// (so as more of the last request), the rest read after it: one request, not a malformed
+    /// head.
+    #[test]
+    fn a_heads_first_byte_read_before_the_response_ended_is_kept() {
+        let mut c = ConnTrack::default();
+        let first = b"GET /a HTTP/1.1\r\n\r\n";
+        assert!(matches!(c.push(first, 19, true), Parsed::Requests(h) if h.len() == 1));
+        assert_eq!(c.push(b"G", 1, false), Parsed::More);
+        assert_eq!(c.abandon_phase(), None);
+        assert_eq!(
+            c.push(b"ET /b HTTP/1.1\r\n\r\n", 18, true),
+            Parsed::Requests(vec![Head {
+                method: Some("GET".into()),
+                target: Some("/b".into()),
+                host: None,
+            }])
+        );
+        // The phase after it parses afresh again.
+        assert_eq!(c.abandon_phase(), None);
+        assert_eq!(c.push(b"GET /c", 6, true), Parsed::More);
+        assert_eq!(c.abandon_phase(), Some(NonHttp::Incomplete));
+        assert!(matches!(
+            c.push(b"GET /d HTTP/1.1\r\n\r\n", 19, true),
+            Parsed::Requests(h) if h.len() == 1
+        ));
     }
 
     #[test]

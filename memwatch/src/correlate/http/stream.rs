@@ -333,6 +333,11 @@ impl<T: Clone> RequestStream<T> {
         }
     }
 
+    /// Whether the bytes buffered are the start of a head still incomplete.
+    pub fn partial_head(&self) -> bool {
+        self.state == State::Head && !self.buf.is_empty()
+    }
+
     /// Requests reported so far.
     pub fn requests_seen(&self) -> u64 {
         self.requests
