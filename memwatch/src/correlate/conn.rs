@@ -91,11 +91,16 @@ impl ConnTrack {
         let mut heads = Vec::new();
         for ev in self.stream.push(captured, ReadMeta::new(real_len, ())) {
             match ev {
-                StreamEvent::Request(r) => heads.push(Head {
-                    method: Some(r.method.clone()),
-                    target: Some(r.target_lossy().into_owned()),
-                    host: r.host.clone(),
-                }),
+                StreamEvent::Request(r) => {
+                    // The target's bytes become the string without a copy when valid UTF-8.
+                    let target = String::from_utf8(r.target)
+                        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+                    heads.push(Head {
+                        method: Some(r.method),
+                        target: Some(target),
+                        host: r.host,
+                    });
+                }
                 StreamEvent::NotRequest { kind, .. } if heads.is_empty() => {
                     self.phase_counted = true;
                     return Parsed::NonHttp(NonHttp::Http(kind));

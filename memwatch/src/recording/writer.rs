@@ -41,6 +41,8 @@ pub const QUEUE_BATCHES: usize = 256;
 /// it waits the session does not drain the ring buffer, so the kernel side absorbs (and counts)
 /// the pressure rather than memwatch's memory.
 pub const SEND_PATIENCE: Duration = Duration::from_millis(250);
+/// Emptied batches the writer hands back for the session to fill again.
+const SPARE_BATCHES: usize = 4;
 
 enum Msg {
     Rows(Vec<Row>),
@@ -70,6 +72,9 @@ struct Failure {
 /// buffered without bound.
 pub struct Writer {
     tx: mpsc::SyncSender<Msg>,
+    /// Batches the writer has emptied, capacity kept: filling one again allocates nothing,
+    /// where a new vector grows by reallocation through every drain.
+    spare: mpsc::Receiver<Vec<Row>>,
     handle: Option<JoinHandle<Result<u64, Failure>>>,
     path: PathBuf,
     shared: Arc<Shared>,
@@ -109,18 +114,26 @@ impl Writer {
         };
         init().map_err(|e| sqlite_err(path, &e))?;
         let (tx, rx) = mpsc::sync_channel(QUEUE_BATCHES);
+        let (spare_tx, spare) = mpsc::sync_channel(SPARE_BATCHES);
         let shared = Arc::new(Shared::default());
         let thread_shared = Arc::clone(&shared);
         let thread_path = path.to_owned();
         let handle = std::thread::Builder::new()
             .name("memwatch-writer".into())
-            .spawn(move || run(conn, &thread_path, &rx, &thread_shared, reserve))
+            .spawn(move || {
+                let queue = Queue {
+                    rx,
+                    spare: spare_tx,
+                };
+                run(conn, &thread_path, &queue, &thread_shared, reserve)
+            })
             .map_err(|source| SetupError::OutputNotWritable {
                 path: path.to_owned(),
                 source,
             })?;
         Ok(Self {
             tx,
+            spare,
             handle: Some(handle),
             path: path.to_owned(),
             shared,
@@ -155,6 +168,11 @@ impl Writer {
                 }
             }
         }
+    }
+
+    /// An empty batch to fill: one the writer has emptied when there is one.
+    pub fn spare(&self) -> Vec<Row> {
+        self.spare.try_recv().unwrap_or_default()
     }
 
     /// Rows shed so far because the writer's queue stayed full.
@@ -202,10 +220,16 @@ impl Writer {
     }
 }
 
+/// The writer thread's ends of the channels: batches in, emptied batches back.
+struct Queue {
+    rx: mpsc::Receiver<Msg>,
+    spare: mpsc::SyncSender<Vec<Row>>,
+}
+
 fn run(
     mut conn: Connection,
     path: &Path,
-    rx: &mpsc::Receiver<Msg>,
+    queue: &Queue,
     shared: &Shared,
     mut reserve: Reserve,
 ) -> Result<u64, Failure> {
@@ -214,13 +238,15 @@ fn run(
     let mut pending: Vec<Row> = Vec::new();
     let mut since = Instant::now();
     loop {
-        let msg = rx.recv_timeout(COMMIT_EVERY);
+        let msg = queue.rx.recv_timeout(COMMIT_EVERY);
         let finish = match msg {
-            Ok(Msg::Rows(rows)) => {
+            Ok(Msg::Rows(mut rows)) => {
                 if pending.is_empty() {
                     since = Instant::now();
                 }
-                pending.extend(rows);
+                pending.append(&mut rows);
+                // Back to the session, or dropped when it holds enough already.
+                let _ = queue.spare.try_send(rows);
                 false
             }
             Ok(Msg::Finish) | Err(mpsc::RecvTimeoutError::Disconnected) => true,
@@ -239,7 +265,7 @@ fn run(
                     let failure = stop_writing(
                         conn,
                         path,
-                        rx,
+                        &queue.rx,
                         shared,
                         reserve,
                         Failure {
@@ -385,6 +411,7 @@ mod tests {
         let (tx, rx) = mpsc::sync_channel(1);
         let writer = Writer {
             tx,
+            spare: mpsc::sync_channel(1).1,
             handle: None,
             path: PathBuf::from("unused.db"),
             shared: Arc::new(Shared::default()),

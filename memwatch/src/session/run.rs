@@ -87,7 +87,8 @@ impl Session {
             self.rows.extend(stacks.take_rows());
         }
         if !self.rows.is_empty() {
-            self.writer.send(std::mem::take(&mut self.rows));
+            let rows = std::mem::replace(&mut self.rows, self.writer.spare());
+            self.writer.send(rows);
         }
     }
 }
