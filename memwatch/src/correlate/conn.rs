@@ -15,11 +15,14 @@ pub struct Head {
     pub host: Option<String>,
 }
 
+/// The request heads one read completed: one, held inline, unless pipelined.
+pub type Heads = smallvec::SmallVec<[Head; 1]>;
+
 /// What a read told us.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Parsed {
     /// One or more request heads completed (several when pipelined).
-    Requests(Vec<Head>),
+    Requests(Heads),
     /// Nothing new yet: a head still incomplete, or body bytes.
     More,
     /// The bytes are not HTTP/1.x; the kind's stable name.
@@ -88,7 +91,7 @@ impl ConnTrack {
     }
 
     fn feed(&mut self, captured: &[u8], real_len: u64) -> Parsed {
-        let mut heads = Vec::new();
+        let mut heads = Heads::new();
         for ev in self.stream.push(captured, ReadMeta::new(real_len, ())) {
             match ev {
                 StreamEvent::Request(r) => {
@@ -219,7 +222,7 @@ mod tests {
         assert_eq!(c.abandon_phase(), None);
         assert_eq!(
             c.push(b"ET /b HTTP/1.1\r\n\r\n", 18, true),
-            Parsed::Requests(vec![Head {
+            Parsed::Requests(smallvec::smallvec![Head {
                 method: Some("GET".into()),
                 target: Some("/b".into()),
                 host: None,

@@ -69,7 +69,7 @@ struct InFlight {
     /// Memory rows charged so far, held until the end is known.
     mem: Vec<MemRow>,
     /// Threads whose `current` was set to this request, to clear at its end.
-    serving: Vec<u32>,
+    serving: smallvec::SmallVec<[u32; 2]>,
     /// Address space it mapped, and of that, unmapped before it ended ([`vm_origin`]).
     vm_grown: u64,
     vm_released: u64,
@@ -99,6 +99,7 @@ struct ThreadState {
 #[derive(Debug)]
 pub struct Correlator {
     router: Router,
+    routes: route::RouteCache,
     redact_query: bool,
     /// The target's page size: resident growth is faults × this (one fault, one page).
     page_size: i64,
@@ -200,6 +201,7 @@ impl Correlator {
     pub fn new(router: Router, redact_query: bool, page_size: u64) -> Self {
         Self {
             router,
+            routes: route::RouteCache::default(),
             redact_query,
             page_size: i64::try_from(page_size).unwrap_or(4096),
             next_id: 1,

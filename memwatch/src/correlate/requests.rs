@@ -187,7 +187,9 @@ impl Correlator {
                                     t
                                 }
                             });
-                            let route = target.as_deref().map(|t| self.router.route(t));
+                            let route = target
+                                .as_deref()
+                                .map(|t| self.routes.route(&self.router, t));
                             let row = RequestRow {
                                 id,
                                 pid,
@@ -210,7 +212,7 @@ impl Correlator {
                                     row,
                                     key,
                                     mem: Vec::new(),
-                                    serving: Vec::new(),
+                                    serving: smallvec::SmallVec::new(),
                                     vm_grown: 0,
                                     stacks: Vec::new(),
                                     vm_released: 0,

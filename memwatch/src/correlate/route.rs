@@ -256,6 +256,31 @@ impl Router {
     }
 }
 
+/// Routes already worked out, by the target's path: a busy server asks for the same few paths
+/// over and over, and working a route out takes three allocations. Bounded: once it holds
+/// [`RouteCache::CAPACITY`] paths (hostile traffic can send endless distinct ones), further
+/// paths are worked out each time.
+#[derive(Debug, Default)]
+pub struct RouteCache(rustc_hash::FxHashMap<Box<[u8]>, String>);
+
+impl RouteCache {
+    pub const CAPACITY: usize = 4096;
+
+    /// `router.route(target)`, from the cache when its path was seen before.
+    pub fn route(&mut self, router: &Router, target: &str) -> String {
+        let bytes = target.as_bytes();
+        let path = strip_query(bytes.get(..MAX_TARGET_SCAN).unwrap_or(bytes));
+        if let Some(route) = self.0.get(path) {
+            return route.clone();
+        }
+        let route = router.route(target);
+        if self.0.len() < Self::CAPACITY {
+            self.0.insert(path.into(), route.clone());
+        }
+        route
+    }
+}
+
 /// The target without its query string (and without a fragment, which clients should not send
 /// but hostile ones may), as text with invalid UTF-8 replaced. Used when `--redact-query` is on,
 /// before the target is stored anywhere. Borrows when the kept part is valid UTF-8.
@@ -579,5 +604,37 @@ mod tests {
         let p: RoutePattern = "/users/{id}".parse().unwrap();
         assert_eq!(format!("{p:?}"), "RoutePattern(\"/users/{id}\")");
         assert_eq!(p.to_string(), "/users/{id}");
+    }
+
+    /// The cache answers what the router does, whatever the query, and stops growing at its
+    /// bound.
+    #[test]
+    fn the_route_cache_answers_as_the_router_and_is_bounded() {
+        let router = Router::new(["/users/{name}"]).unwrap();
+        let mut cache = RouteCache::default();
+        for target in [
+            "/users/ann?x=1",
+            "/users/ann",
+            "/item/42?a",
+            "/item/42",
+            "*",
+            "/a\u{7}b",
+        ] {
+            assert_eq!(
+                cache.route(&router, target),
+                router.route(target),
+                "{target}"
+            );
+            assert_eq!(
+                cache.route(&router, target),
+                router.route(target),
+                "{target}"
+            );
+        }
+        for i in 0..RouteCache::CAPACITY + 10 {
+            let target = format!("/p{i}");
+            assert_eq!(cache.route(&router, &target), router.route(&target));
+        }
+        assert_eq!(cache.0.len(), RouteCache::CAPACITY);
     }
 }

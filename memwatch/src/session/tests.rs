@@ -212,7 +212,7 @@ fn net(pid: u32, tid: u32, op: NetOp, ts_ns: u64, data: &[u8], last_write_ns: u6
             ..NetMeta::default()
         },
         op,
-        data: data.to_vec(),
+        data: data.into(),
     })
 }
 

@@ -5,10 +5,11 @@ use memwatch_common::{
     gc::GcEvent,
     heap::HeapEvent,
     mem::MemEvent,
-    net::{NetMeta, NetOp},
+    net::{NetMeta, NetOp, SMALL_CAPTURE},
     proc::{FilePagesEvent, GrowthEvent, ProcEvent},
     stack::{STACK_COPY, StackCopyEvent, StackEvent},
 };
+use smallvec::SmallVec;
 
 /// One decoded record.
 #[derive(Debug, Clone)]
@@ -62,7 +63,9 @@ pub struct NetRecord {
     pub meta: NetMeta,
     /// `meta.op`, decoded.
     pub op: NetOp,
-    pub data: Vec<u8>,
+    /// The captured bytes. Most are a request head or a status line, held inline: two socket
+    /// events a request, at the target's rate, would otherwise be two allocations.
+    pub data: SmallVec<[u8; SMALL_CAPTURE]>,
 }
 
 impl std::fmt::Debug for NetRecord {
@@ -165,7 +168,7 @@ impl Event {
                 Self::Net(NetRecord {
                     meta,
                     op,
-                    data: room[..n].to_vec(),
+                    data: SmallVec::from_slice(&room[..n]),
                 })
             }
         })
@@ -236,7 +239,7 @@ mod tests {
         match Event::decode(&bytes_of(&small)) {
             Ok(Event::Net(n)) => {
                 assert_eq!(n.op, NetOp::WriteStart);
-                assert_eq!(n.data, b"HTTP/1.1 200");
+                assert_eq!(&n.data[..], b"HTTP/1.1 200");
                 assert_eq!((n.meta.fd, n.meta.generation), (3, 0));
             }
             other => panic!("unexpected {other:?}"),

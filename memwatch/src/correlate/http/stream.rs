@@ -205,6 +205,10 @@ pub enum SyncState {
     NotHttp(NonHttpKind),
 }
 
+/// What one push found: one request most of the time, held inline (a push is made for every
+/// read that starts a request, at the target's rate).
+pub type StreamEvents<T> = smallvec::SmallVec<[StreamEvent<T>; 1]>;
+
 /// Incremental HTTP/1.x request parser for one connection's read side.
 ///
 /// Push every read of the connection, in order, with [`push`](Self::push): the captured bytes and
@@ -349,8 +353,8 @@ impl<T: Clone> RequestStream<T> {
     }
 
     /// Feeds one read: `captured` is the copied prefix, `meta.real_len` what the read returned.
-    pub fn push(&mut self, captured: &[u8], meta: ReadMeta<T>) -> Vec<StreamEvent<T>> {
-        let mut out = Vec::new();
+    pub fn push(&mut self, captured: &[u8], meta: ReadMeta<T>) -> StreamEvents<T> {
+        let mut out = StreamEvents::new();
         let captured_len = captured.len() as u64;
         let ReadMeta { real_len, tag } = meta;
         let gap = real_len.saturating_sub(captured_len);
@@ -387,7 +391,7 @@ impl<T: Clone> RequestStream<T> {
     }
 
     /// Processes captured bytes from `buf[*cur..]`; returns whether to call again.
-    fn step(&mut self, cur: &mut usize, tag: &T, out: &mut Vec<StreamEvent<T>>) -> bool {
+    fn step(&mut self, cur: &mut usize, tag: &T, out: &mut StreamEvents<T>) -> bool {
         let avail = self.buf.len().saturating_sub(*cur);
         match self.state {
             State::Lost | State::NotHttp(_) => false,
@@ -543,7 +547,7 @@ impl<T: Clone> RequestStream<T> {
 
     /// Handles `gap` uncaptured bytes after all captured bytes were processed (`buf[cur..]` is
     /// what is left unconsumed).
-    fn apply_gap(&mut self, gap: u64, cur: usize, tag: &T, out: &mut Vec<StreamEvent<T>>) {
+    fn apply_gap(&mut self, gap: u64, cur: usize, tag: &T, out: &mut StreamEvents<T>) {
         match self.state {
             State::Lost | State::NotHttp(_) => {}
             State::Head => {
@@ -599,7 +603,7 @@ impl<T: Clone> RequestStream<T> {
 
     /// In the lost state, decides whether this read starts a request. Returns true when the
     /// stream is synchronised again (state `Head`, nothing buffered).
-    fn try_resync(&mut self, captured: &[u8], tag: &T, out: &mut Vec<StreamEvent<T>>) -> bool {
+    fn try_resync(&mut self, captured: &[u8], tag: &T, out: &mut StreamEvents<T>) -> bool {
         let not_http = if self.requests == 0 && is_tls_record_header(captured) {
             Some(NonHttpKind::Tls)
         } else if is_h2_preface(captured) {
@@ -637,7 +641,7 @@ impl<T: Clone> RequestStream<T> {
     }
 
     /// A complete head `buf[cur..cur + end]`: report it and move to its body.
-    fn finish_head(&mut self, cur: usize, end: usize, tag: &T, out: &mut Vec<StreamEvent<T>>) {
+    fn finish_head(&mut self, cur: usize, end: usize, tag: &T, out: &mut StreamEvents<T>) {
         let scan = self.scan;
         self.scan = HeadScan::new();
         let tag = self.take_head_tag(tag);
@@ -692,7 +696,7 @@ impl<T: Clone> RequestStream<T> {
     }
 
     /// The head starting at `buf[cur]` cannot be completed: report what is known and get lost.
-    fn head_cut(&mut self, cur: usize, reason: LostReason, tag: &T, out: &mut Vec<StreamEvent<T>>) {
+    fn head_cut(&mut self, cur: usize, reason: LostReason, tag: &T, out: &mut StreamEvents<T>) {
         let scan = self.scan;
         self.scan = HeadScan::new();
         let head_tag = self.take_head_tag(tag);
@@ -729,7 +733,7 @@ impl<T: Clone> RequestStream<T> {
     }
 
     /// The current message (head and body) ended at `buf[at]`.
-    fn end_of_message(&mut self, at: usize, tag: &T, out: &mut Vec<StreamEvent<T>>) {
+    fn end_of_message(&mut self, at: usize, tag: &T, out: &mut StreamEvents<T>) {
         if std::mem::take(&mut self.switch_after_body) {
             self.lose(LostReason::ProtocolSwitch, at, tag, out);
         } else {
@@ -739,12 +743,12 @@ impl<T: Clone> RequestStream<T> {
         }
     }
 
-    fn lose(&mut self, reason: LostReason, at: usize, tag: &T, out: &mut Vec<StreamEvent<T>>) {
+    fn lose(&mut self, reason: LostReason, at: usize, tag: &T, out: &mut StreamEvents<T>) {
         let offset = self.offset_of(at);
         self.lose_at(reason, offset, tag, out);
     }
 
-    fn lose_at(&mut self, reason: LostReason, offset: u64, tag: &T, out: &mut Vec<StreamEvent<T>>) {
+    fn lose_at(&mut self, reason: LostReason, offset: u64, tag: &T, out: &mut StreamEvents<T>) {
         out.push(StreamEvent::LostSync {
             reason,
             offset,

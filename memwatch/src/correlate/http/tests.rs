@@ -2,7 +2,9 @@ use super::{response::*, sniff::*, stream::*, *};
 
 /// Pushes `data` as one fully captured read tagged `tag`.
 fn push_all(stream: &mut RequestStream<u32>, data: &[u8], tag: u32) -> Vec<StreamEvent<u32>> {
-    stream.push(data, ReadMeta::new(data.len() as u64, tag))
+    stream
+        .push(data, ReadMeta::new(data.len() as u64, tag))
+        .into_vec()
 }
 
 fn requests(events: &[StreamEvent<u32>]) -> Vec<&ParsedRequest<u32>> {
@@ -204,7 +206,7 @@ fn tls_client_hello() {
     let mut s = RequestStream::new();
     let events = s.push(&hello, ReadMeta::new(517, 0));
     assert_eq!(
-        events,
+        &events[..],
         [StreamEvent::NotRequest {
             kind: NonHttpKind::Tls,
             offset: 0,
@@ -308,7 +310,7 @@ fn huge_url_with_512_byte_capture_is_oversized() {
     let mut s = RequestStream::new();
     let events = s.push(&req[..512], ReadMeta::new(req.len() as u64, 4));
     assert_eq!(
-        events,
+        &events[..],
         [StreamEvent::NotRequest {
             kind: NonHttpKind::Oversized,
             offset: 0,

@@ -57,7 +57,7 @@ fn ev_on(
             captured: data.len() as u32,
         },
         op,
-        data: data.to_vec(),
+        data: data.into(),
     }
 }
 
