@@ -252,7 +252,9 @@ pub(super) fn parse_header_section(
         substitute = [b"GET / HTTP/1.1\r\n".as_slice(), rest].concat();
         &substitute
     };
-    let mut headers = vec![httparse::EMPTY_HEADER; scan.header_lines];
+    // Held inline for a usual head's count of headers: this runs for every request.
+    let mut headers: smallvec::SmallVec<[httparse::Header<'_>; 16]> =
+        smallvec::smallvec![httparse::EMPTY_HEADER; scan.header_lines];
     let mut request = httparse::Request::new(&mut headers);
     let mut config = httparse::ParserConfig::default();
     config.ignore_invalid_headers_in_requests(true);
