@@ -1365,6 +1365,14 @@ fn main() {
         print!("{md}");
         return;
     }
+    // `--only-ratios`: the tax's acceptance ratios alone (memwatch and bpftrace against
+    // untraced), printed and not written.
+    if std::env::args().any(|a| a == "--only-ratios") {
+        let mut md = String::new();
+        tax::ratio_bench(if quick { 1 } else { 7 }, if quick { 1.0 } else { 3.0 }, &mut md);
+        print!("{md}");
+        return;
+    }
     // `--only-runtimes`: the Go and JVM section alone, printed and not written.
     if std::env::args().any(|a| a == "--only-runtimes") {
         let mut md = String::new();

@@ -7,7 +7,7 @@ use std::{fmt::Write as _, process::Command, time::Duration};
 use memwatch_tests::{Running, bin, nginx, tempdir};
 use serde_json::Value;
 
-use super::{cpu_seconds, demo_mix, family, report_json, wrk_with};
+use super::{Tracer, compare_with, cpu_seconds, demo_mix, family, report_json, table, wrk_with};
 
 /// What one recording at full speed said it cost.
 struct Spent {
@@ -225,4 +225,50 @@ fn write_spent(s: &Spent, md: &mut String) {
              MEMWATCH`, then `perf report --no-children --sort symbol`):\n\n```\n{perf}\n```\n"
         );
     }
+}
+
+/// The tax's acceptance figures alone: nginx and the demo's mix at full speed, untraced,
+/// under memwatch with default flags and under bpftrace counting the same tracepoints,
+/// interleaved round by round; throughput and p99 latency as ratios to untraced.
+pub(crate) fn ratio_bench(rounds: usize, secs: f64, md: &mut String) {
+    let _ = writeln!(
+        md,
+        "## The tax's ratios: memwatch beside bpftrace at full speed\n\n\
+         `target/release/bench --only-ratios`: {rounds} interleaved rounds of {secs:.0} s each."
+    );
+    let tracers = [
+        Tracer::None,
+        Tracer::Memwatch,
+        Tracer::MemwatchNoHeap,
+        Tracer::Bpftrace,
+    ];
+    let dir = tempdir();
+    let server = nginx(dir.path());
+    let (pid, port) = (server.pid(), server.port);
+    let (base, rows) = compare_with(&tracers, rounds, &|| family(pid), secs.floor(), &mut || {
+        let (rate, _, p99) = wrk_with(port, secs, None);
+        (rate, p99)
+    });
+    table(
+        "nginx 1.22, 2 workers, static file (wrk -t2 -c16)",
+        "req/s",
+        base,
+        &rows,
+        md,
+    );
+    drop(server);
+    let demo = memwatch_tests::start_server(Command::new(bin("memwatch-demo")).arg("--quiet"));
+    let script = demo_mix(dir.path());
+    let (dpid, dport) = (demo.pid(), demo.port);
+    let (base, rows) = compare_with(&tracers, rounds, &|| vec![dpid], secs.floor(), &mut || {
+        let (rate, _, p99) = wrk_with(dport, secs, Some(&script));
+        (rate, p99)
+    });
+    table(
+        "memwatch-demo, mix of /, /churn and /leak (wrk -t2 -c16)",
+        "req/s",
+        base,
+        &rows,
+        md,
+    );
 }
