@@ -1369,7 +1369,11 @@ fn main() {
     // untraced), printed and not written.
     if std::env::args().any(|a| a == "--only-ratios") {
         let mut md = String::new();
-        tax::ratio_bench(if quick { 1 } else { 7 }, if quick { 1.0 } else { 3.0 }, &mut md);
+        tax::ratio_bench(
+            if quick { 1 } else { 7 },
+            if quick { 1.0 } else { 3.0 },
+            &mut md,
+        );
         print!("{md}");
         return;
     }

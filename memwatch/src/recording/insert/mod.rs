@@ -38,9 +38,9 @@ pub(super) fn batch(
         rollup.write(tx)?;
         sums.write(tx)?;
     }
-    // Requests are most of the rows: their statement is looked up once per batch, not per row
-    // (the cache lookup hashes the SQL text).
-    let mut requests = tx.prepare_cached(requests::INSERT_REQUEST)?;
+    // Requests are most of the rows: their statements are looked up once per batch, not per
+    // row (the cache lookup hashes the SQL text), and they are inserted several to a statement.
+    let mut requests = requests::Requests::new(tx)?;
     for row in rows.drain(..) {
         match row {
             Row::Meta(key, value) => meta(tx, &key, &value)?,
@@ -58,7 +58,7 @@ pub(super) fn batch(
                 kind,
                 bytes,
             } => non_http(tx, ts_ns, pid, conn, kind, bytes)?,
-            Row::Request(r) => requests::insert(tx, &mut requests, hosts, *r)?,
+            Row::Request(r) => requests.insert(tx, hosts, *r)?,
             // Summed per batch above.
             Row::Release(_)
             | Row::OutsideGrowth { .. }
@@ -89,7 +89,7 @@ pub(super) fn batch(
             Row::Frame(f) => stacks::frame(tx, *f)?,
         }
     }
-    Ok(())
+    requests.flush()
 }
 
 /// A `meta` key and its value, replacing an earlier one: in a batch, and as the writer
