@@ -1090,6 +1090,28 @@ fn heap_table(title: &str, base: f64, rows: &[Row], md: &mut String) {
     }
 }
 
+/// The server a full-speed comparison drives: its processes (asked again each round), its
+/// port, and the wrk script of its mix (none: `/` alone).
+type Target<'a> = (&'a dyn Fn() -> Vec<u32>, u16, Option<&'a std::path::Path>);
+
+/// `tracers` compared on `target` driven by wrk as fast as it answers, interleaved over
+/// `rounds`, as one table titled `title`.
+fn full_speed(
+    tracers: &[Tracer],
+    rounds: usize,
+    secs: f64,
+    target: Target<'_>,
+    title: &str,
+    md: &mut String,
+) {
+    let (pids, port, script) = target;
+    let (base, rows) = compare_with(tracers, rounds, pids, secs.max(1.0).floor(), &mut || {
+        let (rate, _, p99) = wrk_with(port, secs, script);
+        (rate, p99)
+    });
+    table(title, "req/s", base, &rows, md);
+}
+
 fn tracer_bench(rounds: usize, secs: f64, quick: bool, md: &mut String) {
     let _ = writeln!(
         md,
@@ -1100,15 +1122,12 @@ fn tracer_bench(rounds: usize, secs: f64, quick: bool, md: &mut String) {
     let server = nginx(dir.path());
     let pid = server.pid();
     let port = server.port;
-    let (base, rows) = compare(rounds, &|| family(pid), secs.max(1.0).floor(), &mut || {
-        let (rate, _, p99) = wrk_with(port, secs, None);
-        (rate, p99)
-    });
-    table(
+    full_speed(
+        &Tracer::ALL,
+        rounds,
+        secs,
+        (&|| family(pid), port, None),
         "nginx 1.22, 2 workers, static file (wrk -t2 -c16)",
-        "req/s",
-        base,
-        &rows,
         md,
     );
     // The same nginx at a steady 1,000 requests/s: what a typical production rate pays.
@@ -1169,15 +1188,12 @@ fn tracer_bench(rounds: usize, secs: f64, quick: bool, md: &mut String) {
     let demo = memwatch_tests::start_server(Command::new(bin("memwatch-demo")).arg("--quiet"));
     let script = demo_mix(dir.path());
     let (dpid, dport) = (demo.pid(), demo.port);
-    let (base, rows) = compare(rounds, &|| vec![dpid], secs.max(1.0).floor(), &mut || {
-        let (rate, _, p99) = wrk_with(dport, secs, Some(&script));
-        (rate, p99)
-    });
-    table(
+    full_speed(
+        &Tracer::ALL,
+        rounds,
+        secs,
+        (&|| vec![dpid], dport, Some(&script)),
         "memwatch-demo, thread per connection, mix of /, /churn and /leak (wrk -t2 -c16)",
-        "req/s",
-        base,
-        &rows,
         md,
     );
     drop(demo);

@@ -7,7 +7,7 @@ use std::{fmt::Write as _, process::Command, time::Duration};
 use memwatch_tests::{Running, bin, nginx, tempdir};
 use serde_json::Value;
 
-use super::{Tracer, compare_with, cpu_seconds, demo_mix, family, report_json, table, wrk_with};
+use super::{Tracer, cpu_seconds, demo_mix, family, full_speed, report_json, wrk_with};
 
 /// What one recording at full speed said it cost.
 struct Spent {
@@ -245,30 +245,24 @@ pub(crate) fn ratio_bench(rounds: usize, secs: f64, md: &mut String) {
     let dir = tempdir();
     let server = nginx(dir.path());
     let (pid, port) = (server.pid(), server.port);
-    let (base, rows) = compare_with(&tracers, rounds, &|| family(pid), secs.floor(), &mut || {
-        let (rate, _, p99) = wrk_with(port, secs, None);
-        (rate, p99)
-    });
-    table(
+    full_speed(
+        &tracers,
+        rounds,
+        secs,
+        (&|| family(pid), port, None),
         "nginx 1.22, 2 workers, static file (wrk -t2 -c16)",
-        "req/s",
-        base,
-        &rows,
         md,
     );
     drop(server);
     let demo = memwatch_tests::start_server(Command::new(bin("memwatch-demo")).arg("--quiet"));
     let script = demo_mix(dir.path());
-    let (dpid, dport) = (demo.pid(), demo.port);
-    let (base, rows) = compare_with(&tracers, rounds, &|| vec![dpid], secs.floor(), &mut || {
-        let (rate, _, p99) = wrk_with(dport, secs, Some(&script));
-        (rate, p99)
-    });
-    table(
+    let dpid = demo.pid();
+    full_speed(
+        &tracers,
+        rounds,
+        secs,
+        (&|| vec![dpid], demo.port, Some(&script)),
         "memwatch-demo, mix of /, /churn and /leak (wrk -t2 -c16)",
-        "req/s",
-        base,
-        &rows,
         md,
     );
 }
