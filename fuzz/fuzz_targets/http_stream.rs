@@ -315,7 +315,7 @@ fn event(op: NetOp, ts: u64, data: &[u8], real: usize) -> NetRecord {
             ..NetMeta::default()
         },
         op,
-        data: data.to_vec(),
+        data: data.into(),
     }
 }
 
