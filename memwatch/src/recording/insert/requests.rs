@@ -2,6 +2,8 @@
 //! only where it differs from its route), and the per-second sums of a batch's requests added
 //! to `request_rollup`, which range queries over millions of requests read instead.
 
+use std::sync::LazyLock;
+
 use rusqlite::{CachedStatement, Transaction, params};
 
 use crate::{model::RequestRow, units::NS_PER_SEC};
@@ -129,14 +131,17 @@ pub(super) struct Requests<'tx> {
 
 impl<'tx> Requests<'tx> {
     pub(super) fn new(tx: &'tx Transaction<'_>) -> rusqlite::Result<Self> {
-        let row = format!("({})", vec!["?"; COLUMNS].join(", "));
-        let many = INSERT_REQUEST
-            .split_once("VALUES")
-            .map(|(head, _)| format!("{head}VALUES {}", vec![row; CHUNK].join(", ")))
-            .unwrap_or_default();
+        // INSERT_REQUEST's column list with CHUNK rows of anonymous parameters, made once.
+        static MANY: LazyLock<String> = LazyLock::new(|| {
+            let (head, _) = INSERT_REQUEST
+                .split_once("VALUES")
+                .unwrap_or((INSERT_REQUEST, ""));
+            let row = format!("({})", vec!["?"; COLUMNS].join(", "));
+            format!("{head}VALUES {}", vec![row; CHUNK].join(", "))
+        });
         Ok(Self {
             one: tx.prepare_cached(INSERT_REQUEST)?,
-            many: tx.prepare_cached(&many)?,
+            many: tx.prepare_cached(&MANY)?,
             held: Vec::with_capacity(CHUNK),
         })
     }
@@ -217,6 +222,49 @@ mod tests {
 
     use super::*;
     use crate::{model::Row, recording::Writer};
+
+    /// A batch of more requests than a statement run takes: every one is written once, with its
+    /// own figures, whether it went in a full chunk or in the remainder.
+    #[test]
+    fn a_batch_across_chunks_is_written_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        let writer = Writer::create(&path, &[]).unwrap();
+        let n = 2 * CHUNK as i64 + 5;
+        writer.send(
+            (1..=n)
+                .map(|id| {
+                    Row::Request(Box::new(RequestRow {
+                        id,
+                        conn: 1,
+                        method: Some("GET".into()),
+                        target: Some(format!("/item/{id}")),
+                        route: Some("/item/:n".into()),
+                        host: Some(format!("h{}", id % 3)),
+                        status: Some(200),
+                        start_ns: 1000 * id,
+                        end_ns: 1000 * id + id,
+                        vm_bytes: id,
+                        ..RequestRow::default()
+                    }))
+                })
+                .collect(),
+        );
+        writer.finish().unwrap();
+        let db = Connection::open(&path).unwrap();
+        let (rows, sum_dur, sum_vm, hosts, targets): (i64, i64, i64, i64, i64) = db
+            .query_row(
+                "SELECT COUNT(*), SUM(end_ns - start_ns), SUM(vm_bytes), COUNT(DISTINCT host),
+                        SUM(target = '/item/' || id) FROM requests",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            (rows, sum_dur, sum_vm, hosts, targets),
+            (n, n * (n + 1) / 2, n * (n + 1) / 2, 3, n)
+        );
+    }
 
     /// The compact `request_rows` must read back through the `requests` view exactly as written.
     #[test]
