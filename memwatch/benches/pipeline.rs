@@ -11,7 +11,10 @@
 use std::time::Instant;
 
 use memwatch::{
-    capture::probe::Event,
+    capture::{
+        probe::Event,
+        procfs::{process_cpu_ns, thread_cpu_ns},
+    },
     correlate::{Correlator, route::Router},
     model::Row,
     recording::Writer,
@@ -28,26 +31,6 @@ const THREADS: u32 = 2;
 /// Records handed over per drain: about what one 50 ms drain holds at 100,000 requests a second.
 const PER_DRAIN: usize = 10_000;
 const PID: u32 = 4_000_000;
-
-fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes the timespec it is given.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-fn process_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: as above.
-    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
 
 /// One record as the ring buffer holds it.
 fn record(op: NetOp, fd: u32, tid: u32, ts_ns: u64, data: &[u8], last_write_ns: u64) -> Vec<u8> {

@@ -101,12 +101,23 @@ pub fn own_cpu_us() -> Option<u64> {
 /// The calling thread's CPU time so far, in ns (`CLOCK_THREAD_CPUTIME_ID`): what one stage of
 /// memwatch's own work costs, read around it.
 pub fn thread_cpu_ns() -> u64 {
+    clock_ns(libc::CLOCK_THREAD_CPUTIME_ID)
+}
+
+/// This process's CPU time so far, all threads, in ns (`CLOCK_PROCESS_CPUTIME_ID`).
+pub fn process_cpu_ns() -> u64 {
+    clock_ns(libc::CLOCK_PROCESS_CPUTIME_ID)
+}
+
+/// `clock`'s time in ns; 0 if the kernel refuses it.
+fn clock_ns(clock: libc::clockid_t) -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant the kernel knows.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &raw mut ts) };
+    // SAFETY: `ts` is a valid, writable timespec; the clock ids used are constants the kernel
+    // knows.
+    let rc = unsafe { libc::clock_gettime(clock, &raw mut ts) };
     if rc != 0 {
         return 0;
     }
