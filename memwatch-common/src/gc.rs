@@ -10,7 +10,10 @@
 //!   USDT probe fires once per memory pool after each collection ([`GcOp::JvmPool`], with the
 //!   pool's name), and `hotspot:gc__end` once the collection is over ([`GcOp::JvmEnd`]);
 //! * Go's `runtime.(*gcControllerState).resetLive(bytesMarked)` runs at each mark termination
-//!   with the bytes marked live ([`GcOp::GoLive`]).
+//!   with the bytes marked live ([`GcOp::GoLive`]);
+//! * V8's `v8::internal::ArrayBufferSweeper::Finalize()` runs on a Node.js process's main thread
+//!   once the array buffers a collection found dead have been freed ([`GcOp::NodeSwept`]): it
+//!   reports no figure, but the heap the probes follow holds no collected garbage just then.
 
 use crate::event::EventHeader;
 
@@ -24,6 +27,8 @@ pub enum GcOp {
     JvmEnd = 2,
     /// The Go runtime's bytes marked live at a mark termination.
     GoLive = 3,
+    /// V8 (Node.js) has freed the array buffers a collection found dead; no bytes of its own.
+    NodeSwept = 4,
 }
 
 impl GcOp {
@@ -32,6 +37,7 @@ impl GcOp {
             1 => Self::JvmPool,
             2 => Self::JvmEnd,
             3 => Self::GoLive,
+            4 => Self::NodeSwept,
             _ => return None,
         })
     }

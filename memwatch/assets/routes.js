@@ -319,6 +319,21 @@ function heapExtra(heap) {
 }
 
 /**
+ * What a regression fitted, in words: the report's `retained.regression.signal`, which came
+ * from the recording and is shown as text whatever it is.
+ * @param {unknown} signal
+ */
+export function signalLabel(signal) {
+  switch (signal) {
+    case 'live_heap': return 'live heap the runtime reported after each collection';
+    case 'swept_heap': return 'followed heap each time V8 had swept its dead buffers';
+    case 'heap': return 'followed heap';
+    case 'rss': return 'resident set';
+    default: return String(signal);
+  }
+}
+
+/**
  * The second estimate's fit: how much of the resident set it explains, what it cannot
  * separate, and where it disagrees with the origin figures.
  * @param {import('./api.js').RegressionFit} reg
@@ -331,7 +346,7 @@ function regressionExtra(reg) {
   const weak = !isNum(reg.explained) || reg.explained < 0.5;
   g.appendChild(el('span', disagreements.length || weak || collinear.length ? 'count-chip warn' : 'count-chip',
     `${fmtInt(reg.intervals)} intervals of ${fmtMs(reg.interval_ms)}, explains ` +
-    `${isNum(reg.explained) ? (reg.explained * 100).toFixed(0) : '?'}% of the ${String(reg.signal)}` +
+    `${isNum(reg.explained) ? (reg.explained * 100).toFixed(0) : '?'}% of the ${signalLabel(reg.signal)}` +
     (collinear.length ? `; cannot separate ${collinear.map(String).join(', ')}` : '') +
     (disagreements.length ? `; disagrees with the origin figure on ${fmtInt(disagreements.length)} route(s)` : '')));
   g.title = disagreements.map((d) => `${String(d.method)} ${String(d.route)}: origin ${fmtBytes(d.origin_bytes)}, ` +

@@ -78,11 +78,20 @@ impl GcFollow {
         self.looked_again.remove(&pid);
     }
 
-    /// One report, stamped `ts_ns` (wall): a collection's live heap becomes a row.
-    pub(super) fn event(&mut self, ts_ns: i64, e: &GcEvent, rows: &mut Vec<Row>) {
+    /// One report, stamped `ts_ns` (wall): a collection's live heap becomes a row. `followed`
+    /// gives a process's followed heap now, while the heap probes see every block change hands
+    /// (`None` otherwise): what a Node.js process holds once V8 has swept its dead buffers.
+    pub(super) fn event(
+        &mut self,
+        ts_ns: i64,
+        e: &GcEvent,
+        followed: impl FnOnce(u32) -> Option<u64>,
+        rows: &mut Vec<Row>,
+    ) {
         let pid = e.header.tgid;
         let live = match GcOp::from_u32(e.op) {
             Some(GcOp::GoLive) => Some((e.bytes, GcRuntime::Go)),
+            Some(GcOp::NodeSwept) => followed(pid).map(|b| (b, GcRuntime::Node)),
             Some(GcOp::JvmPool | GcOp::JvmEnd) => {
                 self.pools.report(pid, e).map(|b| (b, GcRuntime::Jvm))
             }

@@ -368,6 +368,11 @@ impl HeapFollow {
         self.blocks.iter().map(|(&pid, f)| (pid, f.bytes))
     }
 
+    /// The bytes of `pid`'s followed blocks, if it has any.
+    pub(super) fn live_bytes_of(&self, pid: u32) -> Option<u64> {
+        self.blocks.get(&pid).map(|f| f.bytes)
+    }
+
     /// What the budget did.
     pub(super) fn spent(&self) -> Spent {
         self.budget.spent()

@@ -1,7 +1,7 @@
 // Unit tests of memwatch/assets/routes.js: the routes table's order.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { errorShare, sortEndpoints } from '../../../memwatch/assets/routes.js';
+import { errorShare, signalLabel, sortEndpoints } from '../../../memwatch/assets/routes.js';
 
 const KiB = 1024;
 const route = (path, fields) => ({
@@ -62,4 +62,12 @@ test('by the regression: routes without an estimate last', () => {
     route('/more', { regression: { kept_per_request_bytes: 20 } }),
   ];
   assert.deepEqual(order(sortEndpoints(list, { key: 'regression', dir: -1 })), ['GET /more', 'GET /some', 'GET /none']);
+});
+
+test('each regression signal is named in words; an unknown one is shown as it came', () => {
+  assert.equal(signalLabel('swept_heap'), 'followed heap each time V8 had swept its dead buffers');
+  assert.equal(signalLabel('live_heap'), 'live heap the runtime reported after each collection');
+  assert.equal(signalLabel('heap'), 'followed heap');
+  assert.equal(signalLabel('rss'), 'resident set');
+  assert.equal(signalLabel('<b>x</b>'), '<b>x</b>');
 });

@@ -9,6 +9,11 @@
 //!   the target). A USDT probe sits on a nop, which the kernel emulates.
 //! - Go: `runtime.(*gcControllerState).resetLive`, probed on the emulated branch of its
 //!   stack-bound check ([`super::heap::sites`]).
+//! - Node.js: V8's `v8::internal::ArrayBufferSweeper::Finalize()` (exported, so in `.dynsym`
+//!   even where `.symtab` is stripped), probed on its first `push`. It runs on the main thread
+//!   once the array buffers a collection found dead have been freed: a `Buffer`'s bytes are
+//!   one, allocated with glibc's `malloc`, so the heap the probes follow holds no collected
+//!   garbage just then. It reports no figure; the session reads the followed heap there.
 //!
 //! Collections are rare (a few a second at most), so these probes stay on throughout, at a
 //! cost the heap budget does not need to count. Optional, bpftop style: a process without such
@@ -36,6 +41,9 @@ use super::heap::sites::{self, Kind, Needs};
 const PROGRAM: &str = "gc_report";
 /// Go's function called with the bytes marked live at each mark termination.
 const GO_RESET_LIVE: &str = "runtime.(*gcControllerState).resetLive";
+/// V8's function run once a collection's dead array buffers are freed:
+/// `v8::internal::ArrayBufferSweeper::Finalize()`, mangled.
+const V8_SWEPT: &str = "_ZN2v88internal18ArrayBufferSweeper8FinalizeEv";
 
 /// Which runtime a process's GC probes report for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +52,9 @@ pub enum GcRuntime {
     Jvm,
     /// Go: the bytes marked live at each mark termination.
     Go,
+    /// Node.js: the moment V8 has freed a collection's dead array buffers (the figure is the
+    /// followed heap's then).
+    Node,
 }
 
 impl GcRuntime {
@@ -52,6 +63,7 @@ impl GcRuntime {
         match self {
             Self::Jvm => "jvm",
             Self::Go => "go",
+            Self::Node => "node",
         }
     }
 }
@@ -93,6 +105,9 @@ struct Point {
 pub struct GcProbes {
     links: HashMap<u32, Vec<UProbeLink>>,
     loaded: bool,
+    /// Node.js binaries looked at, by (device, inode): where their probe goes, if anywhere.
+    /// Each is about 100 MB, and every worker of a cluster maps the same one.
+    node: HashMap<(u64, u64), Option<u64>>,
 }
 
 impl GcProbes {
@@ -101,7 +116,7 @@ impl GcProbes {
         if self.links.contains_key(&pid) {
             return Ok(None);
         }
-        let Some((runtime, points)) = find(pid) else {
+        let Some((runtime, points)) = find(pid, &mut self.node) else {
             return Ok(None);
         };
         let program: &mut UProbe = ebpf
@@ -154,9 +169,10 @@ impl GcProbes {
     }
 }
 
-/// `pid`'s collected runtime and where its probes go: a `libjvm.so` among its mappings, or a
-/// Go executable with the function memwatch knows.
-fn find(pid: u32) -> Option<(GcRuntime, Vec<Point>)> {
+/// `pid`'s collected runtime and where its probes go: a `libjvm.so` among its mappings, a
+/// Node.js binary (`node` itself, or a `libnode.so` it maps), or a Go executable with the
+/// function memwatch knows. `node` caches the Node.js binaries looked at.
+fn find(pid: u32, node: &mut HashMap<(u64, u64), Option<u64>>) -> Option<(GcRuntime, Vec<Point>)> {
     let root = PathBuf::from(format!("/proc/{pid}/root"));
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
     let jvm = maps
@@ -175,6 +191,23 @@ fn find(pid: u32) -> Option<(GcRuntime, Vec<Point>)> {
             );
         }
         return points.map(|p| (GcRuntime::Jvm, p));
+    }
+    if let Some(path) = node_binary(pid, &maps) {
+        return node_point(&path, node).map(|file_offset| {
+            (
+                GcRuntime::Node,
+                vec![Point {
+                    path,
+                    file_offset,
+                    cookie: Cookie {
+                        op: GcOp::NodeSwept,
+                        bytes: Reg::Rax,
+                        name: Reg::Rax,
+                        name_len: Reg::Rax,
+                    },
+                }],
+            )
+        });
     }
     let exe = PathBuf::from(format!("/proc/{pid}/exe"));
     let f = sites::functions(&exe, &[GO_RESET_LIVE], Kind::Go)?;
@@ -201,10 +234,60 @@ fn find(pid: u32) -> Option<(GcRuntime, Vec<Point>)> {
     ))
 }
 
-/// Whether `pid` runs a runtime whose garbage waits for a collector memwatch does not hook
-/// (V8 in Node.js, Ruby): the blocks its heap probes follow stay live after their program has
+/// The file holding `pid`'s V8, if it is a Node.js process: a `libnode.so` among its mappings
+/// (`maps`), or its executable when that is named `node` or `nodejs`. As a path this process
+/// can open whatever its mount namespace.
+fn node_binary(pid: u32, maps: &str) -> Option<PathBuf> {
+    let lib = maps
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .find(|p| {
+            Path::new(p)
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("libnode.so"))
+        });
+    if let Some(lib) = lib {
+        return Some(PathBuf::from(format!("/proc/{pid}/root")).join(lib.trim_start_matches('/')));
+    }
+    let exe = PathBuf::from(format!("/proc/{pid}/exe"));
+    let target = std::fs::read_link(&exe).ok()?;
+    let name = target.file_name()?.to_str()?;
+    matches!(name, "node" | "nodejs").then_some(exe)
+}
+
+/// Where the probe on V8's sweep goes in the Node.js binary at `path` (a file offset), found
+/// once per file: `None` when the binary lacks the function (another V8 version) or cannot be
+/// read.
+fn node_point(path: &Path, cache: &mut HashMap<(u64, u64), Option<u64>>) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt as _;
+    let meta = std::fs::metadata(path).ok()?;
+    *cache.entry((meta.dev(), meta.ino())).or_insert_with(|| {
+        let Some(f) = sites::functions(path, &[V8_SWEPT], Kind::Any) else {
+            tracing::info!(
+                path = %path.display(),
+                "this Node.js has no v8::internal::ArrayBufferSweeper::Finalize: its collections \
+                 are not seen, and its followed heap is no retained signal"
+            );
+            return None;
+        };
+        let f = f.first()?;
+        let site = sites::place(
+            &f.code,
+            Needs {
+                registers: &[],
+                returns: false,
+            },
+        );
+        Some(f.file_offset + site.offset)
+    })
+}
+
+/// Whether `pid` runs a runtime whose garbage waits for a collector (V8 in Node.js, Ruby): the
+/// blocks its heap probes follow stay live after their program has
 /// dropped them, until a collection frees them, so the followed heap is no retained signal
-/// there. Read from its executable's name and its mappings.
+/// there, except at the moments a probe says a collection's garbage is gone (Node.js, where V8's
+/// sweep can be probed: [`GcRuntime::Node`]). Read from its executable's name and its mappings.
 pub fn collects_unseen(pid: u32) -> bool {
     let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
     let name = exe
@@ -398,7 +481,7 @@ impl JvmPools {
                     .collect();
                 (!heap.is_empty()).then(|| heap.iter().sum())
             }
-            GcOp::GoLive => None,
+            GcOp::GoLive | GcOp::NodeSwept => None,
         }
     }
 
@@ -490,5 +573,28 @@ mod tests {
             let at = usize::try_from(p.file_offset).unwrap();
             assert_eq!(data[at], 0x90, "{p:?}");
         }
+    }
+
+    /// This machine's Node.js, when there is one: the probe on V8's sweep is found (in
+    /// `.dynsym`), once per file, on an instruction the kernel emulates.
+    #[test]
+    fn this_machines_node_has_its_sweep() {
+        let Ok(node) = std::fs::canonicalize("/usr/bin/node") else {
+            return;
+        };
+        let mut cache = HashMap::new();
+        let offset = node_point(&node, &mut cache).expect("V8's ArrayBufferSweeper::Finalize");
+        assert_eq!(cache.len(), 1);
+        assert_eq!(node_point(&node, &mut cache), Some(offset));
+        let f = sites::functions(&node, &[V8_SWEPT], Kind::Any).unwrap();
+        let site = sites::place(
+            &f[0].code,
+            Needs {
+                registers: &[],
+                returns: false,
+            },
+        );
+        assert_eq!(site.handling, sites::Handling::Emulated, "{site:?}");
+        assert_eq!(offset, f[0].file_offset + site.offset);
     }
 }

@@ -11,7 +11,8 @@ pub struct LiveHeapPoint {
     pub ts_ns: i64,
     pub pid: u32,
     pub bytes: i64,
-    /// `jvm` or `go`.
+    /// `jvm`, `go`, `node` (the followed heap when V8 had swept), or `heap` (the followed heap,
+    /// sampled).
     pub source: String,
 }
 

@@ -66,15 +66,39 @@ pub struct Summary {
     /// Intervals fitted, and their length.
     pub interval_ms: i64,
     pub intervals: usize,
-    /// What was regressed: `live_heap`, what collected runtimes report live after each
-    /// collection, from one collection to the next; `heap`, the blocks the heap probes
-    /// followed, sampled while they were on; `rss`, the targets' summed resident set over
-    /// even intervals.
-    pub signal: &'static str,
+    /// What was regressed.
+    pub signal: Signal,
     /// Whether the regression is each route's figure (`kept_from: regression`): the
     /// recording's live heap is a JVM's, whose objects neither page faults nor the heap
     /// probes see one by one.
     pub primary: bool,
+}
+
+/// What a regression fits: the retained signal whose change per interval is regressed on the
+/// routes' request counts. Spelt in snake case in the report JSON and the API.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Signal {
+    /// What collected runtimes (the JVM, Go) report live after each collection, from one
+    /// collection to the next.
+    LiveHeap,
+    /// The blocks the heap probes followed in a Node.js process, read each time V8 had freed
+    /// the array buffers a collection found dead: live, as far as the probes can tell.
+    SweptHeap,
+    /// The blocks the heap probes followed, sampled each sample interval while they were on,
+    /// in processes whose garbage no collector holds back.
+    Heap,
+    /// The targets' summed resident set over even intervals.
+    #[default]
+    Rss,
+}
+
+impl Signal {
+    /// Whether it is the heap the probes followed (sampled, or at a sweep's end): a fit good
+    /// enough on it gives its figure to routes whose requests shared a thread.
+    pub fn is_followed_heap(self) -> bool {
+        matches!(self, Self::Heap | Self::SweptHeap)
+    }
 }
 
 /// A route whose two estimates disagree.
@@ -131,7 +155,7 @@ pub fn estimate(
     let Some(rows) = rows else {
         return Ok(None);
     };
-    let f = if rows.signal == "rss" {
+    let f = if rows.signal == Signal::Rss {
         fit(&rows.x, rows.n, rows.cols, &rows.y)
     } else {
         fit_robust(&rows.x, rows.n, rows.cols, &rows.y)
@@ -201,7 +225,7 @@ struct Rows {
     cols: usize,
     /// The rows' mean length.
     interval_ns: i64,
-    signal: &'static str,
+    signal: Signal,
     /// The regression is each route's figure: the runtime's objects are not seen one by one.
     primary: bool,
 }
@@ -228,7 +252,8 @@ struct Rows {
 /// new series.
 fn live_heap_rows(rec: &Recording, from: i64, to: i64, columns: &Columns) -> Q<Option<Rows>> {
     let points = rec.live_heap(from, to)?;
-    let collected = points.iter().any(|p| p.source != "heap");
+    let signal = signal_of(points.iter().map(|p| p.source.as_str()));
+    let collected = signal != Signal::Heap;
     let jvm = points.iter().any(|p| p.source == "jvm");
     let gap = rec
         .meta_i64(meta::SAMPLE_INTERVAL_MS)?
@@ -331,9 +356,23 @@ fn live_heap_rows(rec: &Recording, from: i64, to: i64, columns: &Columns) -> Q<O
         n,
         cols,
         interval_ns: (t1 - t0) / n as i64,
-        signal: if collected { "live_heap" } else { "heap" },
+        signal,
         primary: jvm,
     }))
+}
+
+/// What the live-heap rows of these `sources` are, as a signal: the heap sampled as it goes
+/// (`heap`) only where no process has reports at collections; the followed heap at V8's sweeps
+/// where those (`node`) are all there is; otherwise what the runtimes reported (`jvm`, `go`).
+/// Sampled rows are left out wherever collections are reported.
+fn signal_of<'a>(sources: impl Iterator<Item = &'a str> + Clone) -> Signal {
+    if sources.clone().all(|s| s == "heap") {
+        Signal::Heap
+    } else if sources.filter(|&s| s != "heap").all(|s| s == "node") {
+        Signal::SweptHeap
+    } else {
+        Signal::LiveHeap
+    }
 }
 
 /// Rows from the targets' summed resident set, over even intervals of at least
@@ -394,7 +433,7 @@ fn rss_rows(rec: &Recording, from: i64, to: i64, columns: &Columns) -> Q<Option<
         n,
         cols,
         interval_ns: width,
-        signal: "rss",
+        signal: Signal::Rss,
         primary: false,
     }))
 }
@@ -434,4 +473,29 @@ fn disagreement(e: &Endpoint, r: &RouteEstimate, origin_trusted: bool) -> Option
              request that first made it resident"
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A Node.js process's rows at V8's sweeps are a followed heap, not a runtime's report;
+    /// beside a runtime's reports, the reports are the signal; samples count only alone.
+    #[test]
+    fn the_signal_is_named_by_its_sources() {
+        let of = |sources: &[&str]| signal_of(sources.iter().copied());
+        assert_eq!(of(&["heap", "heap"]), Signal::Heap);
+        assert_eq!(of(&["node", "node"]), Signal::SweptHeap);
+        assert_eq!(of(&["heap", "node"]), Signal::SweptHeap);
+        assert_eq!(of(&["go", "node"]), Signal::LiveHeap);
+        assert_eq!(of(&["jvm", "heap"]), Signal::LiveHeap);
+        assert_eq!(
+            serde_json::to_string(&Signal::SweptHeap).unwrap(),
+            "\"swept_heap\""
+        );
+        assert_eq!(
+            serde_json::to_string(&Signal::LiveHeap).unwrap(),
+            "\"live_heap\""
+        );
+    }
 }

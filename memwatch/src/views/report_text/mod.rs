@@ -7,6 +7,7 @@ use std::{collections::BTreeMap, fmt::Write as _};
 
 use super::{
     call_sites::{CallSiteReport, route_label},
+    regression::over_recording::Signal,
     report::{Endpoint, KeptFrom, Memory, OwnCpu, Report, RetainedSummary},
 };
 use crate::units::{NS_PER_SEC, bytes};
@@ -459,10 +460,12 @@ fn answer_notes(s: &mut String, r: &RetainedSummary, endpoints: &[Endpoint]) {
                      regression fits the {} over {} intervals (R² {:.2}) against the requests \
                      that ended and ran in each",
                     shared.join(", "),
-                    if g.signal == "heap" {
-                        "heap the probes followed"
-                    } else {
-                        "live heap the runtime reported"
+                    match g.signal {
+                        Signal::Heap => "heap the probes followed",
+                        Signal::SweptHeap =>
+                            "heap the probes followed, read each time V8 had freed a \
+                             collection's dead buffers,",
+                        Signal::LiveHeap | Signal::Rss => "live heap the runtime reported",
                     },
                     g.intervals,
                     g.explained
@@ -482,7 +485,7 @@ fn answer_notes(s: &mut String, r: &RetainedSummary, endpoints: &[Endpoint]) {
                     g.explained
                 ),
             );
-        } else if g.signal == "live_heap" {
+        } else if g.signal == Signal::LiveHeap {
             words(
                 s,
                 "",
