@@ -13,7 +13,10 @@
 //!   with the bytes marked live ([`GcOp::GoLive`]);
 //! * V8's `v8::internal::ArrayBufferSweeper::Finalize()` runs on a Node.js process's main thread
 //!   once the array buffers a collection found dead have been freed ([`GcOp::NodeSwept`]): it
-//!   reports no figure, but the heap the probes follow holds no collected garbage just then.
+//!   reports no figure, but the heap the probes follow holds no collected garbage just then;
+//! * Ruby's `ruby:gc__mark__begin` USDT probe, behind a semaphore the kernel counts
+//!   ([`GcOp::RubyMark`]): what the heap probes followed from before one marking and still
+//!   hold when the next begins (the sweep between them done) is what that collection kept.
 
 use crate::event::EventHeader;
 
@@ -29,6 +32,8 @@ pub enum GcOp {
     GoLive = 3,
     /// V8 (Node.js) has freed the array buffers a collection found dead; no bytes of its own.
     NodeSwept = 4,
+    /// Ruby began a collection's marking (`ruby:gc__mark__begin`); no bytes of its own.
+    RubyMark = 5,
 }
 
 impl GcOp {
@@ -38,6 +43,7 @@ impl GcOp {
             2 => Self::JvmEnd,
             3 => Self::GoLive,
             4 => Self::NodeSwept,
+            5 => Self::RubyMark,
             _ => return None,
         })
     }

@@ -326,7 +326,7 @@ function heapExtra(heap) {
 export function signalLabel(signal) {
   switch (signal) {
     case 'live_heap': return 'live heap the runtime reported after each collection';
-    case 'swept_heap': return 'followed heap each time V8 had swept its dead buffers';
+    case 'swept_heap': return 'followed heap as each collection left it';
     case 'heap': return 'followed heap';
     case 'rss': return 'resident set';
     default: return String(signal);

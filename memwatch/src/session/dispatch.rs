@@ -192,9 +192,8 @@ impl Session {
             }
             Event::Gc(e) => {
                 let ts_ns = self.wall(e.header.ts_ns);
-                let heap = self.heap.as_ref().filter(|h| h.attached());
-                let followed = |pid| heap.and_then(|h| h.live_bytes_of(pid));
-                self.gc.event(ts_ns, &e, followed, &mut self.rows);
+                let heap = self.heap.as_mut().filter(|h| h.attached());
+                self.gc.event(ts_ns, &e, heap, &mut self.rows);
             }
         }
     }

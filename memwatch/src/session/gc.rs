@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use memwatch_common::gc::{GcEvent, GcOp};
 
+use super::heap::HeapFollow;
 use crate::{
     capture::probe::{
         Probe,
@@ -24,6 +25,9 @@ pub(super) struct GcFollow {
     /// Processes looked at again at their first request (a JVM maps `libjvm.so` only after
     /// its launcher starts, so a command memwatch starts has none at its exec).
     looked_again: HashSet<u32>,
+    /// Per Ruby process, when its last marking began: the stamp of the figure the next one
+    /// gives (what that collection kept).
+    ruby_marked: HashMap<u32, i64>,
     /// Live-heap figures recorded.
     pub(super) reports: u64,
     /// Processes with a collected runtime memwatch knows whose probes could not be attached
@@ -76,22 +80,47 @@ impl GcFollow {
         self.runtimes.remove(&pid);
         self.collects_unseen.remove(&pid);
         self.looked_again.remove(&pid);
+        self.ruby_marked.remove(&pid);
     }
 
-    /// One report, stamped `ts_ns` (wall): a collection's live heap becomes a row. `followed`
-    /// gives a process's followed heap now, while the heap probes see every block change hands
-    /// (`None` otherwise): what a Node.js process holds once V8 has swept its dead buffers.
+    /// One report, stamped `ts_ns` (wall): a collection's live heap becomes a row. `heap` is
+    /// the followed heap while the probes see every block change hands (`None` otherwise):
+    /// what a Node.js process holds once V8 has swept its dead buffers, and what a Ruby
+    /// process still holds of the blocks it had when its last marking began.
     pub(super) fn event(
         &mut self,
         ts_ns: i64,
         e: &GcEvent,
-        followed: impl FnOnce(u32) -> Option<u64>,
+        heap: Option<&mut HeapFollow>,
         rows: &mut Vec<Row>,
     ) {
         let pid = e.header.tgid;
         let live = match GcOp::from_u32(e.op) {
             Some(GcOp::GoLive) => Some((e.bytes, GcRuntime::Go)),
-            Some(GcOp::NodeSwept) => followed(pid).map(|b| (b, GcRuntime::Node)),
+            Some(GcOp::NodeSwept) => heap
+                .and_then(|h| h.live_bytes_of(pid))
+                .map(|b| (b, GcRuntime::Node)),
+            Some(GcOp::RubyMark) => {
+                let kept = heap.and_then(|h| h.next_marking(pid));
+                // The last collection's figure, stamped when its marking began; none when the
+                // probes were off at either end.
+                match (self.ruby_marked.insert(pid, ts_ns), kept) {
+                    (Some(marked_ns), Some(bytes)) => {
+                        self.reports += 1;
+                        rows.push(Row::LiveHeap {
+                            ts_ns: marked_ns,
+                            pid,
+                            bytes,
+                            source: GcRuntime::Ruby.name(),
+                        });
+                    }
+                    (_, None) => {
+                        self.ruby_marked.remove(&pid);
+                    }
+                    (None, Some(_)) => {}
+                }
+                None
+            }
             Some(GcOp::JvmPool | GcOp::JvmEnd) => {
                 self.pools.report(pid, e).map(|b| (b, GcRuntime::Jvm))
             }

@@ -42,33 +42,64 @@ const ATTACH_SLICE: std::time::Duration = std::time::Duration::from_millis(100);
 /// While they are off: when to attach them again is not urgent.
 const LOOK_OFF_NS: u64 = 50_000_000;
 
-/// A followed block: its length and glibc chunk size word (0 for a Go span, never checked).
+/// A followed block: its length, glibc chunk size word (0 for a Go span, never checked), and
+/// the process's marking epoch it was handed out in.
 #[derive(Debug, Clone, Copy)]
 struct Block {
     len: u64,
     chunk: u64,
+    epoch: u32,
 }
 
 /// One process's followed blocks by address, with their total kept as they come and go: the
 /// session reads it every sample, and a sum over every block there would grow with the heap.
+/// Where a collector says when it begins marking (Ruby), blocks are also told apart by the
+/// marking they came after ([`Followed::next_marking`]).
 #[derive(Debug, Default)]
 struct Followed {
     blocks: BTreeMap<u64, Block>,
     bytes: u64,
+    /// Markings begun so far.
+    epoch: u32,
+    /// Bytes of the blocks handed out since the last marking began, still held.
+    young: u64,
 }
 
 impl Followed {
-    fn insert(&mut self, addr: u64, block: Block) {
-        self.bytes += block.len;
+    fn insert(&mut self, addr: u64, len: u64, chunk: u64) {
+        self.bytes += len;
+        self.young += len;
+        let block = Block {
+            len,
+            chunk,
+            epoch: self.epoch,
+        };
         if let Some(old) = self.blocks.insert(addr, block) {
-            self.bytes -= old.len;
+            self.forgot(old);
         }
     }
 
     fn remove(&mut self, addr: u64) {
         if let Some(old) = self.blocks.remove(&addr) {
-            self.bytes -= old.len;
+            self.forgot(old);
         }
+    }
+
+    fn forgot(&mut self, old: Block) {
+        self.bytes -= old.len;
+        if old.epoch == self.epoch {
+            self.young -= old.len;
+        }
+    }
+
+    /// A marking begins: returns the bytes of the blocks handed out before the last one began
+    /// that are still held (what that collection, its sweep now over, kept), and starts a new
+    /// epoch.
+    fn next_marking(&mut self) -> u64 {
+        let kept = self.bytes - self.young;
+        self.epoch = self.epoch.wrapping_add(1);
+        self.young = 0;
+        kept
     }
 }
 
@@ -180,13 +211,7 @@ impl HeapFollow {
                     probe.forget_heap_block(pid, a);
                 }
             }
-            blocks.insert(
-                h.addr,
-                Block {
-                    len: h.len,
-                    chunk: h.chunk,
-                },
-            );
+            blocks.insert(h.addr, h.len, h.chunk);
         } else {
             blocks.remove(h.addr);
         }
@@ -373,6 +398,12 @@ impl HeapFollow {
         self.blocks.get(&pid).map(|f| f.bytes)
     }
 
+    /// `pid`'s collector began marking: the bytes of its followed blocks handed out before its
+    /// last marking began and still held (see `Followed::next_marking`).
+    pub(super) fn next_marking(&mut self, pid: u32) -> Option<u64> {
+        Some(self.blocks.entry(pid).or_default().next_marking())
+    }
+
     /// What the budget did.
     pub(super) fn spent(&self) -> Spent {
         self.budget.spent()
@@ -461,34 +492,16 @@ impl HeapFollow {
 
 #[cfg(test)]
 mod tests {
-    use super::{Block, Followed};
+    use super::Followed;
 
     #[test]
     fn the_followed_total_moves_with_each_block() {
         let mut f = Followed::default();
-        f.insert(
-            0x1000,
-            Block {
-                len: 4096,
-                chunk: 4113,
-            },
-        );
-        f.insert(
-            0x3000,
-            Block {
-                len: 8192,
-                chunk: 0,
-            },
-        );
+        f.insert(0x1000, 4096, 4113);
+        f.insert(0x3000, 8192, 0);
         assert_eq!(f.bytes, 12288);
         // The same address handed out again (its release unseen) replaces the old block.
-        f.insert(
-            0x1000,
-            Block {
-                len: 16384,
-                chunk: 16401,
-            },
-        );
+        f.insert(0x1000, 16384, 16401);
         assert_eq!(f.bytes, 24576);
         f.remove(0x3000);
         f.remove(0x3000);
@@ -496,5 +509,31 @@ mod tests {
         assert_eq!(f.bytes, 16384);
         f.remove(0x1000);
         assert_eq!((f.bytes, f.blocks.len()), (0, 0));
+    }
+
+    /// Ruby's collections: what a marking kept is what was held when it began and is still held
+    /// when the next begins; blocks handed out in between (its sweep frees none of them) are
+    /// the next collection's to judge.
+    #[test]
+    fn a_collection_keeps_what_was_held_at_its_marking_and_still_is() {
+        let mut f = Followed::default();
+        f.insert(0x1000, 4096, 0);
+        f.insert(0x2000, 8192, 0);
+        // Marking 1 begins; what came before it is not judged by anything yet.
+        f.next_marking();
+        // Its sweep frees the block at 0x2000; a new block comes, and one of the new goes.
+        f.remove(0x2000);
+        f.insert(0x5000, 65536, 0);
+        f.insert(0x9000, 16384, 0);
+        f.remove(0x9000);
+        // Marking 2: collection 1 kept the block at 0x1000 alone.
+        assert_eq!(f.next_marking(), 4096);
+        // The block at 0x5000, handed out after marking 1, is collection 2's: kept if still
+        // held; one handed out now is not judged yet.
+        f.insert(0xa000, 8192, 0);
+        assert_eq!(f.next_marking(), 4096 + 65536);
+        f.remove(0x5000);
+        assert_eq!(f.next_marking(), 4096 + 8192);
+        assert_eq!(f.bytes, 4096 + 8192);
     }
 }

@@ -65,7 +65,7 @@ test('by the regression: routes without an estimate last', () => {
 });
 
 test('each regression signal is named in words; an unknown one is shown as it came', () => {
-  assert.equal(signalLabel('swept_heap'), 'followed heap each time V8 had swept its dead buffers');
+  assert.equal(signalLabel('swept_heap'), 'followed heap as each collection left it');
   assert.equal(signalLabel('live_heap'), 'live heap the runtime reported after each collection');
   assert.equal(signalLabel('heap'), 'followed heap');
   assert.equal(signalLabel('rss'), 'resident set');

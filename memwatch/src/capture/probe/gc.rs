@@ -4,9 +4,8 @@
 //! collection is the retained signal the regression estimate fits routes against.
 //!
 //! - HotSpot: the `hotspot:mem__pool__gc__end` and `hotspot:gc__end` USDT probes of the
-//!   `libjvm.so` a process maps, read from its `.note.stapsdt` notes (they need no semaphore in
-//!   the builds checked; a probe behind a semaphore is not used, as setting it would write to
-//!   the target). A USDT probe sits on a nop, which the kernel emulates.
+//!   `libjvm.so` a process maps, read from its `.note.stapsdt` notes ([`super::usdt`]; they need
+//!   no semaphore in the builds checked). A USDT probe sits on a nop, which the kernel emulates.
 //! - Go: `runtime.(*gcControllerState).resetLive`, probed on the emulated branch of its
 //!   stack-bound check ([`super::heap::sites`]).
 //! - Node.js: V8's `v8::internal::ArrayBufferSweeper::Finalize()` (exported, so in `.dynsym`
@@ -14,6 +13,14 @@
 //!   once the array buffers a collection found dead have been freed: a `Buffer`'s bytes are
 //!   one, allocated with glibc's `malloc`, so the heap the probes follow holds no collected
 //!   garbage just then. It reports no figure; the session reads the followed heap there.
+//! - Ruby: the `ruby:gc__mark__begin` USDT probe of the `libruby` a process maps. It sits
+//!   behind a semaphore, which the kernel raises while it is attached ([`super::perf_link`]).
+//!   Ruby sweeps lazily, a step at a time between allocations, while new garbage piles up, so
+//!   no moment of the sweep sees the heap without garbage. But a sweep is over before the next
+//!   marking begins, and it frees nothing allocated after its own marking began: so what the
+//!   heap probes followed from before one marking and still hold at the next is what that
+//!   collection found live (a string's bytes come from glibc's `malloc`). The session keeps
+//!   each followed block's marking epoch (`session/heap.rs`).
 //!
 //! Collections are rare (a few a second at most), so these probes stay on throughout, at a
 //! cost the heap budget does not need to count. Optional, bpftop style: a process without such
@@ -22,6 +29,7 @@
 use std::{
     collections::HashMap,
     num::NonZeroU32,
+    os::fd::AsFd as _,
     path::{Path, PathBuf},
 };
 
@@ -35,7 +43,11 @@ use aya::{
 use iced_x86::Register;
 use memwatch_common::gc::{Cookie, GcEvent, GcOp, Reg};
 
-use super::heap::sites::{self, Kind, Needs};
+use super::{
+    heap::sites::{self, Kind, Needs},
+    perf_link::{self, PerfLink},
+    usdt,
+};
 
 /// The program every GC probe runs.
 const PROGRAM: &str = "gc_report";
@@ -55,6 +67,9 @@ pub enum GcRuntime {
     /// Node.js: the moment V8 has freed a collection's dead array buffers (the figure is the
     /// followed heap's then).
     Node,
+    /// Ruby: each marking's start (the figure is what the heap probes followed from before
+    /// the last marking and still hold).
+    Ruby,
 }
 
 impl GcRuntime {
@@ -64,6 +79,7 @@ impl GcRuntime {
             Self::Jvm => "jvm",
             Self::Go => "go",
             Self::Node => "node",
+            Self::Ruby => "ruby",
         }
     }
 }
@@ -90,6 +106,28 @@ pub enum GcSkip {
         #[source]
         source: Box<aya::programs::ProgramError>,
     },
+    #[error(
+        "cannot attach the garbage-collection probe at {path}+{offset:#x} for process {pid}, \
+         with its USDT semaphore at {semaphore:#x}: its live heap is not followed (the process \
+         is recorded all the same); this needs uprobe reference counters (Linux 4.20 or later) \
+         and BPF links on perf events (5.15 or later), and the file must be the process's own \
+         and readable"
+    )]
+    AttachCounted {
+        pid: u32,
+        path: PathBuf,
+        offset: u64,
+        semaphore: u64,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// An attached GC probe: through aya, or with its USDT semaphore counted by the kernel.
+#[derive(Debug)]
+enum Link {
+    Aya(#[expect(dead_code, reason = "held to keep the probe attached")] UProbeLink),
+    Counted(#[expect(dead_code, reason = "held to keep the probe attached")] PerfLink),
 }
 
 /// One probe to attach: where, and what it reports.
@@ -97,13 +135,15 @@ pub enum GcSkip {
 struct Point {
     path: PathBuf,
     file_offset: u64,
+    /// The USDT semaphore's file offset, for the kernel to count; 0 when there is none.
+    semaphore: u64,
     cookie: Cookie,
 }
 
 /// The GC probes of every traced process with a collected runtime memwatch knows.
 #[derive(Debug, Default)]
 pub struct GcProbes {
-    links: HashMap<u32, Vec<UProbeLink>>,
+    links: HashMap<u32, Vec<Link>>,
     loaded: bool,
     /// Node.js binaries looked at, by (device, inode): where their probe goes, if anywhere.
     /// Each is about 100 MB, and every worker of a cluster maps the same one.
@@ -135,6 +175,27 @@ impl GcProbes {
         let scope = UProbeScope::OneProcess(NonZeroU32::new(pid).unwrap_or(NonZeroU32::MIN));
         let mut links = Vec::with_capacity(points.len());
         for point in &points {
+            if point.semaphore != 0 {
+                let counted_error = |source| GcSkip::AttachCounted {
+                    pid,
+                    path: point.path.clone(),
+                    offset: point.file_offset,
+                    semaphore: point.semaphore,
+                    source,
+                };
+                let fd = program.fd().map_err(|e| GcSkip::Load(Box::new(e)))?.as_fd();
+                let link = perf_link::attach(
+                    fd,
+                    &point.path,
+                    point.file_offset,
+                    point.semaphore,
+                    pid,
+                    point.cookie.pack(),
+                )
+                .map_err(counted_error)?;
+                links.push(Link::Counted(link));
+                continue;
+            }
             let attach_error = |source| GcSkip::Attach {
                 pid,
                 path: point.path.clone(),
@@ -151,7 +212,7 @@ impl GcProbes {
                     scope,
                 )
                 .map_err(attach_error)?;
-            links.push(program.take_link(id).map_err(attach_error)?);
+            links.push(Link::Aya(program.take_link(id).map_err(attach_error)?));
         }
         tracing::debug!(
             pid,
@@ -192,6 +253,19 @@ fn find(pid: u32, node: &mut HashMap<(u64, u64), Option<u64>>) -> Option<(GcRunt
         }
         return points.map(|p| (GcRuntime::Jvm, p));
     }
+    if let Some(path) = ruby_library(pid, &maps) {
+        let points = ruby_points(&path);
+        if points.is_none() {
+            tracing::info!(
+                pid,
+                path = %path.display(),
+                "this Ruby has no ruby:gc__mark__begin USDT probe (built \
+                 without --enable-dtrace?): its collections are not seen, and its followed heap \
+                 is no retained signal"
+            );
+        }
+        return points.map(|p| (GcRuntime::Ruby, p));
+    }
     if let Some(path) = node_binary(pid, &maps) {
         return node_point(&path, node).map(|file_offset| {
             (
@@ -199,6 +273,7 @@ fn find(pid: u32, node: &mut HashMap<(u64, u64), Option<u64>>) -> Option<(GcRunt
                 vec![Point {
                     path,
                     file_offset,
+                    semaphore: 0,
                     cookie: Cookie {
                         op: GcOp::NodeSwept,
                         bytes: Reg::Rax,
@@ -224,6 +299,7 @@ fn find(pid: u32, node: &mut HashMap<(u64, u64), Option<u64>>) -> Option<(GcRunt
         vec![Point {
             path: exe,
             file_offset: f.file_offset + site.offset,
+            semaphore: 0,
             cookie: Cookie {
                 op: GcOp::GoLive,
                 bytes: Reg::Rbx,
@@ -232,6 +308,44 @@ fn find(pid: u32, node: &mut HashMap<(u64, u64), Option<u64>>) -> Option<(GcRunt
             },
         }],
     ))
+}
+
+/// The file holding `pid`'s Ruby, if it runs one: a `libruby` among its mappings (`maps`), as
+/// a path this process can open whatever its mount namespace.
+fn ruby_library(pid: u32, maps: &str) -> Option<PathBuf> {
+    let lib = maps
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .find(|p| {
+            Path::new(p)
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("libruby") && n.contains(".so"))
+        })?;
+    Some(PathBuf::from(format!("/proc/{pid}/root")).join(lib.trim_start_matches('/')))
+}
+
+/// Ruby's mark-begin probe in the file at `path`, with its semaphore.
+fn ruby_points(path: &Path) -> Option<Vec<Point>> {
+    let data = std::fs::read(path).ok()?;
+    let notes = usdt::notes(&data)?;
+    let point = |name: &str, op: GcOp| {
+        notes
+            .iter()
+            .find(|n| n.provider == "ruby" && n.name == name)
+            .map(|n| Point {
+                path: path.to_owned(),
+                file_offset: n.file_offset,
+                semaphore: n.semaphore,
+                cookie: Cookie {
+                    op,
+                    bytes: Reg::Rax,
+                    name: Reg::Rax,
+                    name_len: Reg::Rax,
+                },
+            })
+    };
+    Some(vec![point("gc__mark__begin", GcOp::RubyMark)?])
 }
 
 /// The file holding `pid`'s V8, if it is a Node.js process: a `libnode.so` among its mappings
@@ -286,8 +400,8 @@ fn node_point(path: &Path, cache: &mut HashMap<(u64, u64), Option<u64>>) -> Opti
 /// Whether `pid` runs a runtime whose garbage waits for a collector (V8 in Node.js, Ruby): the
 /// blocks its heap probes follow stay live after their program has
 /// dropped them, until a collection frees them, so the followed heap is no retained signal
-/// there, except at the moments a probe says a collection's garbage is gone (Node.js, where V8's
-/// sweep can be probed: [`GcRuntime::Node`]). Read from its executable's name and its mappings.
+/// there, except as a probe on the collector lets it be read ([`GcRuntime::Node`],
+/// [`GcRuntime::Ruby`]). Read from its executable's name and its mappings.
 pub fn collects_unseen(pid: u32) -> bool {
     let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
     let name = exe
@@ -307,20 +421,10 @@ pub fn collects_unseen(pid: u32) -> bool {
         .any(|n| n.starts_with("libnode.so") || n.starts_with("libruby"))
 }
 
-/// A USDT probe's note: where it is, and its arguments as the note spells them (`8@%r8`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Usdt {
-    provider: String,
-    name: String,
-    file_offset: u64,
-    semaphore: u64,
-    args: Vec<String>,
-}
-
 /// HotSpot's two probes in the file at `path`, with their cookies.
 fn jvm_points(path: &Path) -> Option<Vec<Point>> {
     let data = std::fs::read(path).ok()?;
-    let notes = usdt_notes(&data)?;
+    let notes = usdt::notes(&data)?;
     let probe = |name: &str| {
         notes
             .iter()
@@ -329,7 +433,7 @@ fn jvm_points(path: &Path) -> Option<Vec<Point>> {
     let pool = probe("mem__pool__gc__end")?;
     let end = probe("gc__end")?;
     // (manager, len, pool, len, init, used, committed, max)
-    let reg_of = |i: usize| pool.args.get(i).and_then(|a| register(a));
+    let reg_of = |i: usize| pool.args.get(i).and_then(|a| usdt::register(a));
     let cookie = Cookie {
         op: GcOp::JvmPool,
         bytes: reg_of(5)?,
@@ -340,11 +444,13 @@ fn jvm_points(path: &Path) -> Option<Vec<Point>> {
         Point {
             path: path.to_owned(),
             file_offset: pool.file_offset,
+            semaphore: 0,
             cookie,
         },
         Point {
             path: path.to_owned(),
             file_offset: end.file_offset,
+            semaphore: 0,
             cookie: Cookie {
                 op: GcOp::JvmEnd,
                 bytes: Reg::Rax,
@@ -353,101 +459,6 @@ fn jvm_points(path: &Path) -> Option<Vec<Point>> {
             },
         },
     ])
-}
-
-/// The register of a USDT argument held whole in a 64-bit register (`8@%r8`, `-8@%rdx`);
-/// `None` for any other form (a narrower register, memory, a constant).
-fn register(arg: &str) -> Option<Reg> {
-    let (size, operand) = arg.split_once('@')?;
-    if size.trim_start_matches('-') != "8" {
-        return None;
-    }
-    Some(match operand.strip_prefix('%')? {
-        "rax" => Reg::Rax,
-        "rbx" => Reg::Rbx,
-        "rcx" => Reg::Rcx,
-        "rdx" => Reg::Rdx,
-        "rsi" => Reg::Rsi,
-        "rdi" => Reg::Rdi,
-        "rbp" => Reg::Rbp,
-        "rsp" => Reg::Rsp,
-        "r8" => Reg::R8,
-        "r9" => Reg::R9,
-        "r10" => Reg::R10,
-        "r11" => Reg::R11,
-        "r12" => Reg::R12,
-        "r13" => Reg::R13,
-        "r14" => Reg::R14,
-        "r15" => Reg::R15,
-        _ => return None,
-    })
-}
-
-/// The SystemTap SDT notes of an ELF file (`.note.stapsdt`), each probe's address turned into
-/// the file offset a uprobe is attached at (adjusted by `.stapsdt.base` for a prelinked file).
-fn usdt_notes(data: &[u8]) -> Option<Vec<Usdt>> {
-    use object::{Object as _, ObjectSection as _};
-    let elf = object::File::parse(data).ok()?;
-    let notes = elf.section_by_name(".note.stapsdt")?.data().ok()?;
-    let base_section = elf.section_by_name(".stapsdt.base").map(|s| s.address());
-    let to_offset = |addr: u64| {
-        elf.sections().find_map(|s| {
-            let (offset, size) = s.file_range()?;
-            let within = addr.checked_sub(s.address())?;
-            (within < size && s.address() != 0).then_some(offset + within)
-        })
-    };
-    let u32_at = |b: &[u8], at: usize| -> Option<u32> {
-        Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
-    };
-    let u64_at = |b: &[u8], at: usize| -> Option<u64> {
-        Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
-    };
-    let align4 = |n: usize| n.div_ceil(4) * 4;
-    let mut out = Vec::new();
-    let mut at = 0;
-    while at + 12 <= notes.len() {
-        let namesz = u32_at(notes, at)? as usize;
-        let descsz = u32_at(notes, at + 4)? as usize;
-        let kind = u32_at(notes, at + 8)?;
-        let name = notes.get(at + 12..at + 12 + namesz)?;
-        let desc_at = at + 12 + align4(namesz);
-        let desc = notes.get(desc_at..desc_at + descsz)?;
-        at = desc_at + align4(descsz);
-        // NT_STAPSDT, owner "stapsdt".
-        if kind != 3 || name.strip_suffix(&[0]) != Some(b"stapsdt") {
-            continue;
-        }
-        let (Some(pc), Some(base), Some(semaphore)) =
-            (u64_at(desc, 0), u64_at(desc, 8), u64_at(desc, 16))
-        else {
-            continue;
-        };
-        let mut strings = desc.get(24..)?.split(|&b| b == 0);
-        let mut next = || {
-            strings
-                .next()
-                .map(|s| String::from_utf8_lossy(s).into_owned())
-        };
-        let (Some(provider), Some(probe), Some(args)) = (next(), next(), next()) else {
-            continue;
-        };
-        let pc = match base_section {
-            Some(actual) => pc.wrapping_add(actual.wrapping_sub(base)),
-            None => pc,
-        };
-        let Some(file_offset) = to_offset(pc) else {
-            continue;
-        };
-        out.push(Usdt {
-            provider,
-            name: probe,
-            file_offset,
-            semaphore,
-            args: args.split_whitespace().map(str::to_owned).collect(),
-        });
-    }
-    Some(out)
 }
 
 /// A JVM's pool reports summed into its heap's used bytes at each collection's end.
@@ -481,7 +492,7 @@ impl JvmPools {
                     .collect();
                 (!heap.is_empty()).then(|| heap.iter().sum())
             }
-            GcOp::GoLive | GcOp::NodeSwept => None,
+            GcOp::GoLive | GcOp::NodeSwept | GcOp::RubyMark => None,
         }
     }
 
@@ -503,16 +514,6 @@ fn is_heap_pool(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn usdt_arguments_in_whole_registers_only() {
-        assert_eq!(register("8@%r8"), Some(Reg::R8));
-        assert_eq!(register("-8@%rdx"), Some(Reg::Rdx));
-        assert_eq!(register("1@%dil"), None);
-        assert_eq!(register("4@%eax"), None);
-        assert_eq!(register("8@-16(%rbp)"), None);
-        assert_eq!(register("8@$5"), None);
-    }
 
     fn pool(name: &str, used: u64) -> GcEvent {
         let mut e = GcEvent {

@@ -26,9 +26,9 @@ pub enum KeptFrom {
 /// The share of the followed heap's variation a regression must explain for routes whose
 /// requests shared a thread to take its figures. Fitted robustly, the followed heap of
 /// Starlette under uvicorn at -c8 explains 0.75 to 0.8 (and is right within 5%); Node.js's,
-/// read at V8's sweeps, 0.62 to 0.79 with async handlers at -c8 (within 14%). (Ruby's heap,
-/// whose garbage waits for a collector memwatch does not hook, is no signal at all, and is
-/// not sampled: `capture::probe::gc::collects_unseen`.)
+/// read at V8's sweeps, 0.62 to 0.79 with async handlers at -c8 (within 14%). (A heap whose
+/// garbage waits for a collector memwatch does not hook is no signal at all, and is not
+/// sampled: `capture::probe::gc::collects_unseen`.)
 const SHARED_THREAD_EXPLAINED: f64 = 0.5;
 
 /// Gives the regression's figure to the routes that should take it, given the fit over the

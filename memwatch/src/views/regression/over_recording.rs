@@ -82,8 +82,10 @@ pub enum Signal {
     /// What collected runtimes (the JVM, Go) report live after each collection, from one
     /// collection to the next.
     LiveHeap,
-    /// The blocks the heap probes followed in a Node.js process, read each time V8 had freed
-    /// the array buffers a collection found dead: live, as far as the probes can tell.
+    /// The blocks the heap probes followed, as each collection left them: in Node.js, read when
+    /// V8 had freed the array buffers a collection found dead; in Ruby, those held when a
+    /// marking began and still held when the next began, its sweep over. Live, as far as the
+    /// probes can tell.
     SweptHeap,
     /// The blocks the heap probes followed, sampled each sample interval while they were on,
     /// in processes whose garbage no collector holds back.
@@ -245,7 +247,8 @@ struct Rows {
 /// event loop), whose memory the origin cannot tell apart. Not on a JVM, whose collections
 /// stop the world when an allocation finds no room: the request in flight then is mostly
 /// the one whose allocation started it, before it holds anything, and modelling it fitted
-/// worse (at -c8: 200 to 270 KiB of 256, against 264 to 274). What the model misses (a
+/// worse (at -c8: 200 to 270 KiB of 256, against 264 to 274). (Ruby's collections start from an allocation
+/// too, but once it is made: the request that made it holds it, as the model has it.) What the model misses (a
 /// buffer still referenced just after its request's last write) shows as spikes (+2 MiB,
 /// then −2 MiB) that the robust fit ([`fit_robust`]) weighs down. A gap of more than
 /// [`HEAP_GAP`] sample intervals between followed-heap samples (the probes off) starts a
@@ -362,13 +365,17 @@ fn live_heap_rows(rec: &Recording, from: i64, to: i64, columns: &Columns) -> Q<O
 }
 
 /// What the live-heap rows of these `sources` are, as a signal: the heap sampled as it goes
-/// (`heap`) only where no process has reports at collections; the followed heap at V8's sweeps
-/// where those (`node`) are all there is; otherwise what the runtimes reported (`jvm`, `go`).
+/// (`heap`) only where no process has reports at collections; the followed heap at collectors'
+/// sweeps where those (`node`, `ruby`) are all there is; otherwise what the runtimes reported
+/// (`jvm`, `go`).
 /// Sampled rows are left out wherever collections are reported.
 fn signal_of<'a>(sources: impl Iterator<Item = &'a str> + Clone) -> Signal {
     if sources.clone().all(|s| s == "heap") {
         Signal::Heap
-    } else if sources.filter(|&s| s != "heap").all(|s| s == "node") {
+    } else if sources
+        .filter(|&s| s != "heap")
+        .all(|s| s == "node" || s == "ruby")
+    {
         Signal::SweptHeap
     } else {
         Signal::LiveHeap
@@ -487,6 +494,7 @@ mod tests {
         assert_eq!(of(&["heap", "heap"]), Signal::Heap);
         assert_eq!(of(&["node", "node"]), Signal::SweptHeap);
         assert_eq!(of(&["heap", "node"]), Signal::SweptHeap);
+        assert_eq!(of(&["ruby", "node"]), Signal::SweptHeap);
         assert_eq!(of(&["go", "node"]), Signal::LiveHeap);
         assert_eq!(of(&["jvm", "heap"]), Signal::LiveHeap);
         assert_eq!(

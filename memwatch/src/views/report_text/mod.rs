@@ -463,8 +463,7 @@ fn answer_notes(s: &mut String, r: &RetainedSummary, endpoints: &[Endpoint]) {
                     match g.signal {
                         Signal::Heap => "heap the probes followed",
                         Signal::SweptHeap =>
-                            "heap the probes followed, read each time V8 had freed a \
-                             collection's dead buffers,",
+                            "heap the probes followed, as each collection left it,",
                         Signal::LiveHeap | Signal::Rss => "live heap the runtime reported",
                     },
                     g.intervals,
