@@ -34,6 +34,8 @@ pub enum GcOp {
     NodeSwept = 4,
     /// Ruby began a collection's marking (`ruby:gc__mark__begin`); no bytes of its own.
     RubyMark = 5,
+    /// Go began a cycle's marking (`runtime.gcMarkRootPrepare`); no bytes of its own.
+    GoMark = 6,
 }
 
 impl GcOp {
@@ -44,6 +46,7 @@ impl GcOp {
             3 => Self::GoLive,
             4 => Self::NodeSwept,
             5 => Self::RubyMark,
+            6 => Self::GoMark,
             _ => return None,
         })
     }

@@ -128,7 +128,7 @@ import { $, clear, el } from './dom.js';
 
 /**
  * @typedef {object} RegressionFit
- * @property {string} signal live_heap, swept_heap, heap or rss
+ * @property {string} signal live_heap, swept_heap, kept_heap, kept_spans, heap or rss
  * @property {number} intervals
  * @property {number} interval_ms
  * @property {number | null} explained

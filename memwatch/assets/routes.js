@@ -327,6 +327,8 @@ export function signalLabel(signal) {
   switch (signal) {
     case 'live_heap': return 'live heap the runtime reported after each collection';
     case 'swept_heap': return 'followed heap as each collection left it';
+    case 'kept_heap': return 'followed heap each collection kept';
+    case 'kept_spans': return 'followed spans each collection kept';
     case 'heap': return 'followed heap';
     case 'rss': return 'resident set';
     default: return String(signal);

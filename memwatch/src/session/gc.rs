@@ -14,6 +14,10 @@ use crate::{
     model::Row,
 };
 
+/// The source of a Go process's rows of what each cycle kept of its followed spans (beside
+/// `go`, the live heap its runtime reports).
+const GO_KEPT: &str = "go_kept";
+
 /// The collected runtimes followed, and their reports in progress.
 #[derive(Debug, Default)]
 pub(super) struct GcFollow {
@@ -25,9 +29,9 @@ pub(super) struct GcFollow {
     /// Processes looked at again at their first request (a JVM maps `libjvm.so` only after
     /// its launcher starts, so a command memwatch starts has none at its exec).
     looked_again: HashSet<u32>,
-    /// Per Ruby process, when its last marking began: the stamp of the figure the next one
-    /// gives (what that collection kept).
-    ruby_marked: HashMap<u32, i64>,
+    /// Per Ruby or Go process, when its last marking began: the stamp of the figure the next
+    /// one gives (what that collection kept).
+    marked: HashMap<u32, i64>,
     /// Live-heap figures recorded.
     pub(super) reports: u64,
     /// Processes with a collected runtime memwatch knows whose probes could not be attached
@@ -80,7 +84,7 @@ impl GcFollow {
         self.runtimes.remove(&pid);
         self.collects_unseen.remove(&pid);
         self.looked_again.remove(&pid);
-        self.ruby_marked.remove(&pid);
+        self.marked.remove(&pid);
     }
 
     /// One report, stamped `ts_ns` (wall): a collection's live heap becomes a row. `heap` is
@@ -100,22 +104,26 @@ impl GcFollow {
             Some(GcOp::NodeSwept) => heap
                 .and_then(|h| h.live_bytes_of(pid))
                 .map(|b| (b, GcRuntime::Node)),
-            Some(GcOp::RubyMark) => {
+            Some(op @ (GcOp::RubyMark | GcOp::GoMark)) => {
                 let kept = heap.and_then(|h| h.next_marking(pid));
                 // The last collection's figure, stamped when its marking began; none when the
                 // probes were off at either end.
-                match (self.ruby_marked.insert(pid, ts_ns), kept) {
+                match (self.marked.insert(pid, ts_ns), kept) {
                     (Some(marked_ns), Some(bytes)) => {
                         self.reports += 1;
                         rows.push(Row::LiveHeap {
                             ts_ns: marked_ns,
                             pid,
                             bytes,
-                            source: GcRuntime::Ruby.name(),
+                            source: if op == GcOp::GoMark {
+                                GO_KEPT
+                            } else {
+                                GcRuntime::Ruby.name()
+                            },
                         });
                     }
                     (_, None) => {
-                        self.ruby_marked.remove(&pid);
+                        self.marked.remove(&pid);
                     }
                     (None, Some(_)) => {}
                 }

@@ -67,6 +67,8 @@ test('by the regression: routes without an estimate last', () => {
 test('each regression signal is named in words; an unknown one is shown as it came', () => {
   assert.equal(signalLabel('swept_heap'), 'followed heap as each collection left it');
   assert.equal(signalLabel('live_heap'), 'live heap the runtime reported after each collection');
+  assert.equal(signalLabel('kept_heap'), 'followed heap each collection kept');
+  assert.equal(signalLabel('kept_spans'), 'followed spans each collection kept');
   assert.equal(signalLabel('heap'), 'followed heap');
   assert.equal(signalLabel('rss'), 'resident set');
   assert.equal(signalLabel('<b>x</b>'), '<b>x</b>');

@@ -7,7 +7,10 @@
 //!   `libjvm.so` a process maps, read from its `.note.stapsdt` notes ([`super::usdt`]; they need
 //!   no semaphore in the builds checked). A USDT probe sits on a nop, which the kernel emulates.
 //! - Go: `runtime.(*gcControllerState).resetLive`, probed on the emulated branch of its
-//!   stack-bound check ([`super::heap::sites`]).
+//!   stack-bound check ([`super::heap::sites`]), and `runtime.gcMarkRootPrepare`, which each
+//!   cycle calls once as its marking begins, the last sweep over: what the span probes
+//!   followed from before one marking and still hold at the next is what that cycle kept,
+//!   as for Ruby below.
 //! - Node.js: V8's `v8::internal::ArrayBufferSweeper::Finalize()` (exported, so in `.dynsym`
 //!   even where `.symtab` is stripped), probed on its first `push`. It runs on the main thread
 //!   once the array buffers a collection found dead have been freed: a `Buffer`'s bytes are
@@ -53,6 +56,9 @@ use super::{
 const PROGRAM: &str = "gc_report";
 /// Go's function called with the bytes marked live at each mark termination.
 const GO_RESET_LIVE: &str = "runtime.(*gcControllerState).resetLive";
+/// Go's function called once per cycle as marking begins, with the world stopped and the last
+/// cycle's sweep finished (`gcStart` calls it right after `setGCPhase(_GCmark)`).
+const GO_MARK_START: &str = "runtime.gcMarkRootPrepare";
 /// V8's function run once a collection's dead array buffers are freed:
 /// `v8::internal::ArrayBufferSweeper::Finalize()`, mangled.
 const V8_SWEPT: &str = "_ZN2v88internal18ArrayBufferSweeper8FinalizeEv";
@@ -294,20 +300,41 @@ fn find(pid: u32, node: &mut HashMap<(u64, u64), Option<u64>>) -> Option<(GcRunt
             returns: false,
         },
     );
-    Some((
-        GcRuntime::Go,
-        vec![Point {
+    let mut points = vec![Point {
+        path: exe.clone(),
+        file_offset: f.file_offset + site.offset,
+        semaphore: 0,
+        cookie: Cookie {
+            op: GcOp::GoLive,
+            bytes: Reg::Rbx,
+            name: Reg::Rax,
+            name_len: Reg::Rax,
+        },
+    }];
+    // Where the runtime has it, the start of each marking too (without it, the live heap
+    // alone).
+    if let Some(f) = sites::functions(&exe, &[GO_MARK_START], Kind::Go) {
+        let f = &f[0];
+        let site = sites::place(
+            &f.code,
+            Needs {
+                registers: &[],
+                returns: false,
+            },
+        );
+        points.push(Point {
             path: exe,
             file_offset: f.file_offset + site.offset,
             semaphore: 0,
             cookie: Cookie {
-                op: GcOp::GoLive,
-                bytes: Reg::Rbx,
+                op: GcOp::GoMark,
+                bytes: Reg::Rax,
                 name: Reg::Rax,
                 name_len: Reg::Rax,
             },
-        }],
-    ))
+        });
+    }
+    Some((GcRuntime::Go, points))
 }
 
 /// The file holding `pid`'s Ruby, if it runs one: a `libruby` among its mappings (`maps`), as
@@ -492,7 +519,7 @@ impl JvmPools {
                     .collect();
                 (!heap.is_empty()).then(|| heap.iter().sum())
             }
-            GcOp::GoLive | GcOp::NodeSwept | GcOp::RubyMark => None,
+            GcOp::GoLive | GcOp::GoMark | GcOp::NodeSwept | GcOp::RubyMark => None,
         }
     }
 

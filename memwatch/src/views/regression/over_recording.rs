@@ -82,11 +82,14 @@ pub enum Signal {
     /// What collected runtimes (the JVM, Go) report live after each collection, from one
     /// collection to the next.
     LiveHeap,
-    /// The blocks the heap probes followed, as each collection left them: in Node.js, read when
-    /// V8 had freed the array buffers a collection found dead; in Ruby, those held when a
-    /// marking began and still held when the next began, its sweep over. Live, as far as the
-    /// probes can tell.
+    /// The blocks the heap probes followed in Node.js, read when V8 had freed the array
+    /// buffers a collection found dead: live, as far as the probes can tell.
     SweptHeap,
+    /// What each Ruby collection kept of the blocks the heap probes followed: those held when
+    /// its marking began and still held when the next began, its sweep over.
+    KeptHeap,
+    /// What each Go cycle kept of the spans the heap probes followed, likewise.
+    KeptSpans,
     /// The blocks the heap probes followed, sampled each sample interval while they were on,
     /// in processes whose garbage no collector holds back.
     Heap,
@@ -96,10 +99,12 @@ pub enum Signal {
 }
 
 impl Signal {
-    /// Whether it is the heap the probes followed (sampled, or at a sweep's end): a fit good
-    /// enough on it gives its figure to routes whose requests shared a thread.
+    /// Whether it is the heap the probes followed, of a runtime whose requests' memory the
+    /// origin can only guess when they share a thread: a fit good enough on it gives its
+    /// figure to routes whose requests shared a thread. Not Go's spans: the span probes follow
+    /// each span to the request its goroutine serves, and the origin is exact there.
     pub fn is_followed_heap(self) -> bool {
-        matches!(self, Self::Heap | Self::SweptHeap)
+        matches!(self, Self::Heap | Self::SweptHeap | Self::KeptHeap)
     }
 }
 
@@ -254,8 +259,16 @@ struct Rows {
 /// [`HEAP_GAP`] sample intervals between followed-heap samples (the probes off) starts a
 /// new series.
 fn live_heap_rows(rec: &Recording, from: i64, to: i64, columns: &Columns) -> Q<Option<Rows>> {
-    let points = rec.live_heap(from, to)?;
+    let mut points = rec.live_heap(from, to)?;
     let signal = signal_of(points.iter().map(|p| p.source.as_str()));
+    // A followed heap as collections left it, where there is one, is fitted alone: a Go
+    // process reports its live heap too, and the two are not one series.
+    if matches!(
+        signal,
+        Signal::SweptHeap | Signal::KeptHeap | Signal::KeptSpans
+    ) {
+        points.retain(|p| is_swept(&p.source));
+    }
     let collected = signal != Signal::Heap;
     let jvm = points.iter().any(|p| p.source == "jvm");
     let gap = rec
@@ -365,21 +378,31 @@ fn live_heap_rows(rec: &Recording, from: i64, to: i64, columns: &Columns) -> Q<O
 }
 
 /// What the live-heap rows of these `sources` are, as a signal: the heap sampled as it goes
-/// (`heap`) only where no process has reports at collections; the followed heap at collectors'
-/// sweeps where those (`node`, `ruby`) are all there is; otherwise what the runtimes reported
-/// (`jvm`, `go`).
-/// Sampled rows are left out wherever collections are reported.
+/// (`heap`) only where no process has reports at collections; the followed heap as collections
+/// left it wherever there is one ([`is_swept`]: it follows each block, where a runtime's own
+/// figure counts what its collector marked, including what was allocated while it marked);
+/// otherwise what the runtimes reported (`jvm`, `go`).
 fn signal_of<'a>(sources: impl Iterator<Item = &'a str> + Clone) -> Signal {
     if sources.clone().all(|s| s == "heap") {
         Signal::Heap
-    } else if sources
-        .filter(|&s| s != "heap")
-        .all(|s| s == "node" || s == "ruby")
-    {
-        Signal::SweptHeap
+    } else if sources.clone().any(is_swept) {
+        let mut swept = sources.filter(|s| is_swept(s));
+        if swept.clone().all(|s| s == "go_kept") {
+            Signal::KeptSpans
+        } else if swept.all(|s| s == "ruby") {
+            Signal::KeptHeap
+        } else {
+            Signal::SweptHeap
+        }
     } else {
         Signal::LiveHeap
     }
+}
+
+/// Whether rows of `source` are a followed heap as a collection left it: read at V8's sweep
+/// (`node`), or what a Ruby or Go collection kept of the followed blocks (`ruby`, `go_kept`).
+fn is_swept(source: &str) -> bool {
+    matches!(source, "node" | "ruby" | "go_kept")
 }
 
 /// Rows from the targets' summed resident set, over even intervals of at least
@@ -495,7 +518,10 @@ mod tests {
         assert_eq!(of(&["node", "node"]), Signal::SweptHeap);
         assert_eq!(of(&["heap", "node"]), Signal::SweptHeap);
         assert_eq!(of(&["ruby", "node"]), Signal::SweptHeap);
-        assert_eq!(of(&["go", "node"]), Signal::LiveHeap);
+        assert_eq!(of(&["ruby", "ruby"]), Signal::KeptHeap);
+        assert_eq!(of(&["go", "node"]), Signal::SweptHeap);
+        assert_eq!(of(&["go", "go_kept"]), Signal::KeptSpans);
+        assert_eq!(of(&["go", "heap"]), Signal::LiveHeap);
         assert_eq!(of(&["jvm", "heap"]), Signal::LiveHeap);
         assert_eq!(
             serde_json::to_string(&Signal::SweptHeap).unwrap(),

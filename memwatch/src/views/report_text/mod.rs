@@ -462,7 +462,7 @@ fn answer_notes(s: &mut String, r: &RetainedSummary, endpoints: &[Endpoint]) {
                     shared.join(", "),
                     match g.signal {
                         Signal::Heap => "heap the probes followed",
-                        Signal::SweptHeap =>
+                        Signal::SweptHeap | Signal::KeptHeap | Signal::KeptSpans =>
                             "heap the probes followed, as each collection left it,",
                         Signal::LiveHeap | Signal::Rss => "live heap the runtime reported",
                     },
@@ -490,6 +490,17 @@ fn answer_notes(s: &mut String, r: &RetainedSummary, endpoints: &[Endpoint]) {
                 "",
                 "by regression: fitted from the live heap the runtime reported after each \
                  collection",
+            );
+        } else if matches!(
+            g.signal,
+            Signal::SweptHeap | Signal::KeptHeap | Signal::KeptSpans
+        ) && shared.is_empty()
+        {
+            words(
+                s,
+                "",
+                "by regression: fitted from the heap the probes followed, as each collection \
+                 left it",
             );
         }
         for d in &g.disagreements {
