@@ -142,8 +142,10 @@ import { $, clear, el } from './dom.js';
  * @property {boolean} followed
  * @property {number} blocks
  * @property {number} processes_not_followed
- * @property {number} runtimes_not_followed processes whose JVM or Go collections could not be
- *   followed (their probes did not attach)
+ * @property {number} runtimes_not_followed processes whose JVM, Go, Node.js or Ruby
+ *   collections could not be followed (their probes did not attach)
+ * @property {number} [collections] collections the collection probes saw
+ * @property {number} [collections_recorded] the live-heap figures they gave
  * @property {number | null} budget_share
  * @property {number | null} cost_share
  * @property {number | null} on_fraction

@@ -309,6 +309,8 @@ function heapExtra(heap) {
         (heap.runtimes_not_followed > 0
           ? `, ${fmtInt(heap.runtimes_not_followed)} collected runtimes not followed` : '') +
         (isNum(heap.cost_share) ? `; probes cost ${pct(heap.cost_share)} of a core (budget ${pct(heap.budget_share)})` : '') +
+        (isNum(heap.collections) && heap.collections > 0
+          ? `; ${fmtInt(heap.collections)} collections seen, ${fmtInt(heap.collections_recorded)} recorded` : '') +
         (sampling
           ? `; SAMPLED: on ${pct(heap.on_fraction)} of the time, ` +
             `${fmtInt(sampling.requests_followed)} of ${fmtInt(sampling.requests_followed + sampling.requests_sampled_out)} requests followed`

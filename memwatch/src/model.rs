@@ -384,6 +384,10 @@ pub mod meta {
     /// Processes with a collected runtime memwatch knows (a JVM, Go) whose live-heap probes
     /// could not be attached: their collections are not followed.
     pub const GC_NOT_FOLLOWED: &str = "gc_not_followed";
+    /// Hits on the collector probes, and the live-heap rows they gave (fewer where the heap
+    /// probes were off at a collection whose figure needs them).
+    pub const GC_EVENTS: &str = "gc_events";
+    pub const GC_REPORTS: &str = "gc_reports";
     /// The share of one core the heap probes may cost (`--heap-budget`), as a fraction.
     pub const HEAP_BUDGET: &str = "heap_budget";
     /// Written when the recording closes, with the heap followed: the share of the time the

@@ -32,7 +32,9 @@ pub(super) struct GcFollow {
     /// Per Ruby or Go process, when its last marking began: the stamp of the figure the next
     /// one gives (what that collection kept).
     marked: HashMap<u32, i64>,
-    /// Live-heap figures recorded.
+    /// Hits on the collector probes (`meta::GC_EVENTS`).
+    pub(super) events: u64,
+    /// Live-heap figures recorded (`meta::GC_REPORTS`).
     pub(super) reports: u64,
     /// Processes with a collected runtime memwatch knows whose probes could not be attached
     /// (`meta::GC_NOT_FOLLOWED`).
@@ -98,6 +100,7 @@ impl GcFollow {
         heap: Option<&mut HeapFollow>,
         rows: &mut Vec<Row>,
     ) {
+        self.events += 1;
         let pid = e.header.tgid;
         let live = match GcOp::from_u32(e.op) {
             Some(GcOp::GoLive) => Some((e.bytes, GcRuntime::Go)),

@@ -78,6 +78,14 @@ impl Session {
             meta::GC_NOT_FOLLOWED.into(),
             self.gc.not_followed.to_string(),
         ));
+        self.rows.push(Row::Meta(
+            meta::GC_EVENTS.into(),
+            self.gc.events.to_string(),
+        ));
+        self.rows.push(Row::Meta(
+            meta::GC_REPORTS.into(),
+            self.gc.reports.to_string(),
+        ));
         if let Some(heap) = &self.heap {
             self.rows.extend(heap.meta(self.probe.as_ref()));
         }

@@ -16,6 +16,8 @@ use std::{
 use memwatch_tests::{Running, bin, memwatch, nginx, tempdir};
 
 // The bench's sections beside this file (a binary's modules are looked for beside `src/bin`).
+#[path = "bench/collectors.rs"]
+mod collectors;
 #[path = "bench/tax.rs"]
 mod tax;
 
@@ -413,6 +415,10 @@ struct TracerStats {
     heap_on: f64,
     heap_cost: f64,
     heap_followed: f64,
+    /// Collections reported by the collector probes (`live_heap` rows), and what a heap
+    /// probe's hit was measured to cost at start (ns).
+    collections: f64,
+    hit_ns: f64,
 }
 
 /// A numeric `meta` value of a recording (0 when absent).
@@ -621,6 +627,19 @@ fn detach(a: Attached) -> TracerStats {
         stats.heap_followed = heap["sampling"]["requests_followed"]
             .as_f64()
             .unwrap_or(stats.requests);
+        if let Ok(rec) = memwatch::recording::Recording::open(&file) {
+            stats.collections = meta_f64(&file, memwatch::model::meta::GC_EVENTS);
+            stats.hit_ns = rec
+                .meta(memwatch::model::meta::HEAP_HIT_NS)
+                .ok()
+                .flatten()
+                .and_then(|v| {
+                    v.split_whitespace()
+                        .find_map(|kv| kv.strip_prefix("entry="))
+                        .and_then(|n| n.parse().ok())
+                })
+                .unwrap_or(0.0);
+        }
     }
     if let Some(mut child) = a.other {
         if a.tracer == Tracer::MemwatchIdle {
@@ -1260,14 +1279,25 @@ fn compare_warmed(
     port: u16,
     (warm, secs): (f64, f64),
 ) -> (f64, Vec<Row>) {
+    compare_warmed_mix(tracers, rounds, pid, (port, None), (warm, secs))
+}
+
+/// [`compare_warmed`] driven with wrk's Lua `script`, where there is one.
+fn compare_warmed_mix(
+    tracers: &[Tracer],
+    rounds: usize,
+    pid: u32,
+    (port, script): (u16, Option<&std::path::Path>),
+    (warm, secs): (f64, f64),
+) -> (f64, Vec<Row>) {
     compare_with(
         tracers,
         rounds,
         &|| vec![pid],
         (warm + secs).max(1.0).floor(),
         &mut || {
-            let _ = wrk_with(port, warm, None);
-            let (rate, _, p99) = wrk_with(port, secs, None);
+            let _ = wrk_with(port, warm, script);
+            let (rate, _, p99) = wrk_with(port, secs, script);
             (rate, p99)
         },
     )
@@ -1393,6 +1423,13 @@ fn main() {
         print!("{md}");
         return;
     }
+    // `--only-collectors`: the collector probes' section alone, printed and not written.
+    if std::env::args().any(|a| a == "--only-collectors") {
+        let mut md = String::new();
+        collectors::collectors_bench(if quick { 1 } else { 3 }, &runtime_secs(quick), &mut md);
+        print!("{md}");
+        return;
+    }
     // `--only-runtimes`: the Go and JVM section alone, printed and not written.
     if std::env::args().any(|a| a == "--only-runtimes") {
         let mut md = String::new();
@@ -1407,6 +1444,7 @@ fn main() {
     // `--quick` runs it too, one short round: enough to show that both servers start and that
     // memwatch attaches to them.
     runtimes_bench(rounds, &runtime_secs(quick), &mut md);
+    collectors::collectors_bench(if quick { 1 } else { 3 }, &runtime_secs(quick), &mut md);
     log_bench(
         if quick { 1 } else { 3 },
         if quick { 5 } else { 200 },

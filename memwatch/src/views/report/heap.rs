@@ -15,6 +15,11 @@ pub struct HeapFollowing {
     /// The share of one core the heap probes were allowed (`--heap-budget`); `None` in
     /// recordings made before the budget.
     pub budget_share: Option<f64>,
+    /// Collections the collector probes saw (hits), and the live-heap figures they gave:
+    /// fewer where a figure needs the heap probes (Node.js, Ruby, Go's kept spans) and the
+    /// budget had them off.
+    pub collections: u64,
+    pub collections_recorded: u64,
     /// What the probes cost the targets, as a share of one core over the recording (estimated
     /// from their hits and what a hit costs, measured at start).
     pub cost_share: Option<f64>,
@@ -26,7 +31,7 @@ pub struct HeapFollowing {
     pub on_fraction: Option<f64>,
     /// Traced processes whose allocator could not be followed (musl, another static binary).
     pub processes_not_followed: u64,
-    /// Processes with a collected runtime memwatch knows (a JVM, Go) whose live-heap probes
+    /// Processes with a collected runtime memwatch knows (a JVM, Go, Node.js, Ruby) whose probes
     /// could not be attached: their collections are not followed.
     pub runtimes_not_followed: u64,
     /// Present when the budget had the probes off part of the time: the figures are sampled.
@@ -63,7 +68,7 @@ const HEAP_PARTLY: &str = "some processes' heap allocators could not be followed
      faulted the memory in; memwatch's log says which";
 
 /// Said when some collected runtimes' reports could not be followed.
-const RUNTIMES_PARTLY: &str = "some processes' collected runtimes (a JVM, Go) could not be \
+const RUNTIMES_PARTLY: &str = "some processes' collected runtimes (a JVM, Go, Node.js, Ruby) could not be \
      followed after each collection: their probes did not attach (memwatch's log says which and \
      why), so the regression on their live heap is missing and each route's figure rests on \
      the heap probes and page faults alone";
@@ -106,6 +111,8 @@ impl HeapFollowing {
         };
         Ok(Self {
             blocks: num(meta::HEAP_EVENTS)?,
+            collections: num(meta::GC_EVENTS)?,
+            collections_recorded: num(meta::GC_REPORTS)?,
             budget_share: meta_f64(rec, meta::HEAP_BUDGET)?,
             cost_share: meta_f64(rec, meta::HEAP_COST_SHARE)?,
             followed,

@@ -616,6 +616,10 @@ fn retained_fields(s: &mut String, r: &RetainedSummary) {
                     pct(h.budget_share)
                 ),
                 format!("on {} of the time", pct(h.on_fraction)),
+                format!(
+                    "{} collections seen, {} recorded",
+                    h.collections, h.collections_recorded
+                ),
             ],
         );
     } else {
