@@ -240,14 +240,8 @@ impl GcProbes {
 /// Node.js binary (`node` itself, or a `libnode.so` it maps), or a Go executable with the
 /// function memwatch knows. `node` caches the Node.js binaries looked at.
 fn find(pid: u32, node: &mut HashMap<(u64, u64), Option<u64>>) -> Option<(GcRuntime, Vec<Point>)> {
-    let root = PathBuf::from(format!("/proc/{pid}/root"));
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
-    let jvm = maps
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(5))
-        .find(|p| Path::new(p).file_name().is_some_and(|n| n == "libjvm.so"));
-    if let Some(jvm) = jvm {
-        let path = root.join(jvm.trim_start_matches('/'));
+    if let Some(path) = mapped(pid, &maps, |n| n == "libjvm.so") {
         let points = jvm_points(&path);
         if points.is_none() {
             tracing::info!(
@@ -340,16 +334,22 @@ fn find(pid: u32, node: &mut HashMap<(u64, u64), Option<u64>>) -> Option<(GcRunt
 /// The file holding `pid`'s Ruby, if it runs one: a `libruby` among its mappings (`maps`), as
 /// a path this process can open whatever its mount namespace.
 fn ruby_library(pid: u32, maps: &str) -> Option<PathBuf> {
-    let lib = maps
+    mapped(pid, maps, |n| n.starts_with("libruby") && n.contains(".so"))
+}
+
+/// The first file among `pid`'s mappings (`maps`) whose name `is` picks, as a path this
+/// process can open whatever its mount namespace: through `/proc/PID/root`.
+fn mapped(pid: u32, maps: &str, is: impl Fn(&str) -> bool) -> Option<PathBuf> {
+    let file = maps
         .lines()
         .filter_map(|l| l.split_whitespace().nth(5))
         .find(|p| {
             Path::new(p)
                 .file_name()
                 .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("libruby") && n.contains(".so"))
+                .is_some_and(&is)
         })?;
-    Some(PathBuf::from(format!("/proc/{pid}/root")).join(lib.trim_start_matches('/')))
+    Some(PathBuf::from(format!("/proc/{pid}/root")).join(file.trim_start_matches('/')))
 }
 
 /// Ruby's mark-begin probe in the file at `path`, with its semaphore.
@@ -379,17 +379,8 @@ fn ruby_points(path: &Path) -> Option<Vec<Point>> {
 /// (`maps`), or its executable when that is named `node` or `nodejs`. As a path this process
 /// can open whatever its mount namespace.
 fn node_binary(pid: u32, maps: &str) -> Option<PathBuf> {
-    let lib = maps
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(5))
-        .find(|p| {
-            Path::new(p)
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("libnode.so"))
-        });
-    if let Some(lib) = lib {
-        return Some(PathBuf::from(format!("/proc/{pid}/root")).join(lib.trim_start_matches('/')));
+    if let Some(lib) = mapped(pid, maps, |n| n.starts_with("libnode.so")) {
+        return Some(lib);
     }
     let exe = PathBuf::from(format!("/proc/{pid}/exe"));
     let target = std::fs::read_link(&exe).ok()?;
