@@ -108,27 +108,25 @@ impl GcFollow {
                 .and_then(|h| h.live_bytes_of(pid))
                 .map(|b| (b, GcRuntime::Node)),
             Some(op @ (GcOp::RubyMark | GcOp::GoMark)) => {
-                let kept = heap.and_then(|h| h.next_marking(pid));
-                // The last collection's figure, stamped when its marking began; none when the
-                // probes were off at either end.
-                match (self.marked.insert(pid, ts_ns), kept) {
-                    (Some(marked_ns), Some(bytes)) => {
-                        self.reports += 1;
-                        rows.push(Row::LiveHeap {
-                            ts_ns: marked_ns,
-                            pid,
-                            bytes,
-                            source: if op == GcOp::GoMark {
-                                GO_KEPT
-                            } else {
-                                GcRuntime::Ruby.name()
-                            },
-                        });
-                    }
-                    (_, None) => {
-                        self.marked.remove(&pid);
-                    }
-                    (None, Some(_)) => {}
+                // The last collection's figure, stamped when its marking began. With the
+                // probes off now, no epoch begins, and the next marking gives none either.
+                let Some(heap) = heap else {
+                    self.marked.remove(&pid);
+                    return;
+                };
+                let kept = heap.next_marking(pid);
+                if let (Some(marked_ns), Some(bytes)) = (self.marked.insert(pid, ts_ns), kept) {
+                    self.reports += 1;
+                    rows.push(Row::LiveHeap {
+                        ts_ns: marked_ns,
+                        pid,
+                        bytes,
+                        source: if op == GcOp::GoMark {
+                            GO_KEPT
+                        } else {
+                            GcRuntime::Ruby.name()
+                        },
+                    });
                 }
                 None
             }

@@ -61,6 +61,8 @@ struct Followed {
     bytes: u64,
     /// Markings begun so far.
     epoch: u32,
+    /// The session's count of detaches when the current epoch began.
+    epoch_detaches: u64,
     /// Bytes of the blocks handed out since the last marking began, still held.
     young: u64,
 }
@@ -92,12 +94,14 @@ impl Followed {
         }
     }
 
-    /// A marking begins: returns the bytes of the blocks handed out before the last one began
-    /// that are still held (what that collection, its sweep now over, kept), and starts a new
-    /// epoch.
-    fn next_marking(&mut self) -> u64 {
-        let kept = self.bytes - self.young;
+    /// A marking begins, with the probes detached `detaches` times so far: returns the bytes
+    /// of the blocks handed out before the last one began that are still held (what that
+    /// collection, its sweep now over, kept), or `None` when the probes were detached in
+    /// between (blocks may have gone unseen), and starts a new epoch.
+    fn next_marking(&mut self, detaches: u64) -> Option<u64> {
+        let kept = (self.epoch_detaches == detaches).then_some(self.bytes - self.young);
         self.epoch = self.epoch.wrapping_add(1);
+        self.epoch_detaches = detaches;
         self.young = 0;
         kept
     }
@@ -141,6 +145,9 @@ pub(super) struct HeapFollow {
     last_pass_ns: u64,
     /// A window's probes are being attached, a slice per look.
     attaching: bool,
+    /// Times the probes were detached: a marking epoch across which this moved saw blocks
+    /// change hands unseen, and gives no figure.
+    detaches: u64,
     pub(super) counts: HeapCounts,
 }
 
@@ -158,6 +165,7 @@ impl HeapFollow {
             settle_at: None,
             last_pass_ns: 0,
             attaching: false,
+            detaches: 0,
             counts: HeapCounts::default(),
         }
     }
@@ -263,6 +271,7 @@ impl HeapFollow {
                 correlator.heap_probes(wall, false);
             }
             Some(Action::Detach) => {
+                self.detaches += 1;
                 // The window's cost is judged once the lingering breakpoints are gone.
                 self.settle_at = Some(mono + SETTLE_NS);
                 self.attaching = false;
@@ -401,7 +410,8 @@ impl HeapFollow {
     /// `pid`'s collector began marking: the bytes of its followed blocks handed out before its
     /// last marking began and still held (see `Followed::next_marking`).
     pub(super) fn next_marking(&mut self, pid: u32) -> Option<u64> {
-        Some(self.blocks.entry(pid).or_default().next_marking())
+        let detaches = self.detaches;
+        self.blocks.entry(pid).or_default().next_marking(detaches)
     }
 
     /// What the budget did.
@@ -520,20 +530,24 @@ mod tests {
         f.insert(0x1000, 4096, 0);
         f.insert(0x2000, 8192, 0);
         // Marking 1 begins; what came before it is not judged by anything yet.
-        f.next_marking();
+        f.next_marking(0);
         // Its sweep frees the block at 0x2000; a new block comes, and one of the new goes.
         f.remove(0x2000);
         f.insert(0x5000, 65536, 0);
         f.insert(0x9000, 16384, 0);
         f.remove(0x9000);
         // Marking 2: collection 1 kept the block at 0x1000 alone.
-        assert_eq!(f.next_marking(), 4096);
+        assert_eq!(f.next_marking(0), Some(4096));
         // The block at 0x5000, handed out after marking 1, is collection 2's: kept if still
         // held; one handed out now is not judged yet.
         f.insert(0xa000, 8192, 0);
-        assert_eq!(f.next_marking(), 4096 + 65536);
+        assert_eq!(f.next_marking(0), Some(4096 + 65536));
         f.remove(0x5000);
-        assert_eq!(f.next_marking(), 4096 + 8192);
+        assert_eq!(f.next_marking(0), Some(4096 + 8192));
         assert_eq!(f.bytes, 4096 + 8192);
+        // The probes were detached (and attached again) before the next marking: blocks may
+        // have gone unseen, so that collection gives no figure; the one after does.
+        assert_eq!(f.next_marking(1), None);
+        assert_eq!(f.next_marking(1), Some(4096 + 8192));
     }
 }
