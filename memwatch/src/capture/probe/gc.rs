@@ -285,48 +285,37 @@ fn find(pid: u32, node: &mut HashMap<(u64, u64), Option<u64>>) -> Option<(GcRunt
         });
     }
     let exe = PathBuf::from(format!("/proc/{pid}/exe"));
-    let f = sites::functions(&exe, &[GO_RESET_LIVE], Kind::Go)?;
-    let f = f.first()?;
-    let site = sites::place(
-        &f.code,
-        Needs {
-            registers: &[Register::RBX],
-            returns: false,
-        },
-    );
-    let mut points = vec![Point {
+    // Both functions in one read of the binary's symbols; where the runtime lacks the second,
+    // the live heap alone (one more read, for an older or newer Go only).
+    let found = sites::functions(&exe, &[GO_RESET_LIVE, GO_MARK_START], Kind::Go)
+        .or_else(|| sites::functions(&exe, &[GO_RESET_LIVE], Kind::Go))?;
+    let place = |f: &sites::Function, registers: &'static [Register], cookie: Cookie| Point {
         path: exe.clone(),
-        file_offset: f.file_offset + site.offset,
+        file_offset: f.file_offset
+            + sites::place(
+                &f.code,
+                Needs {
+                    registers,
+                    returns: false,
+                },
+            )
+            .offset,
         semaphore: 0,
-        cookie: Cookie {
-            op: GcOp::GoLive,
-            bytes: Reg::Rbx,
-            name: Reg::Rax,
-            name_len: Reg::Rax,
-        },
-    }];
-    // Where the runtime has it, the start of each marking too (without it, the live heap
-    // alone).
-    if let Some(f) = sites::functions(&exe, &[GO_MARK_START], Kind::Go) {
-        let f = &f[0];
-        let site = sites::place(
-            &f.code,
-            Needs {
-                registers: &[],
-                returns: false,
-            },
-        );
-        points.push(Point {
-            path: exe,
-            file_offset: f.file_offset + site.offset,
-            semaphore: 0,
-            cookie: Cookie {
-                op: GcOp::GoMark,
-                bytes: Reg::Rax,
-                name: Reg::Rax,
-                name_len: Reg::Rax,
-            },
-        });
+        cookie,
+    };
+    let cookie = |op, bytes| Cookie {
+        op,
+        bytes,
+        name: Reg::Rax,
+        name_len: Reg::Rax,
+    };
+    let mut points = vec![place(
+        &found[0],
+        &[Register::RBX],
+        cookie(GcOp::GoLive, Reg::Rbx),
+    )];
+    if let Some(mark) = found.get(1) {
+        points.push(place(mark, &[], cookie(GcOp::GoMark, Reg::Rax)));
     }
     Some((GcRuntime::Go, points))
 }
