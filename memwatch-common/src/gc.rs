@@ -16,7 +16,12 @@
 //!   reports no figure, but the heap the probes follow holds no collected garbage just then;
 //! * Ruby's `ruby:gc__mark__begin` USDT probe, behind a semaphore the kernel counts
 //!   ([`GcOp::RubyMark`]): what the heap probes followed from before one marking and still
-//!   hold when the next begins (the sweep between them done) is what that collection kept.
+//!   hold when the next begins (the sweep between them done) is what that collection kept;
+//! * Go's own sampled heap: `runtime.mProf_Malloc(p, size)` runs for the one allocation in
+//!   about `runtime.MemProfileRate` bytes the runtime samples ([`GcOp::GoSample`], the
+//!   object's address in [`GcEvent::addr`]), and `runtime.freeSpecial(s, p, size)` when the
+//!   sweeper frees an object with a special record, a sampled one's among them
+//!   ([`GcOp::GoSampleFree`]). Go 1.17 to 1.22 pass `(p, size)` to the first in RAX and RBX.
 
 use crate::event::EventHeader;
 
@@ -36,6 +41,12 @@ pub enum GcOp {
     RubyMark = 5,
     /// Go began a cycle's marking (`runtime.gcMarkRootPrepare`); no bytes of its own.
     GoMark = 6,
+    /// Go sampled an allocation of [`GcEvent::bytes`] at [`GcEvent::addr`]
+    /// (`runtime.mProf_Malloc`).
+    GoSample = 7,
+    /// Go's sweeper freed the object at [`GcEvent::addr`], of [`GcEvent::bytes`], which had a
+    /// special record (`runtime.freeSpecial`): a sampled object, or one with a finalizer.
+    GoSampleFree = 8,
 }
 
 impl GcOp {
@@ -47,6 +58,8 @@ impl GcOp {
             4 => Self::NodeSwept,
             5 => Self::RubyMark,
             6 => Self::GoMark,
+            7 => Self::GoSample,
+            8 => Self::GoSampleFree,
             _ => return None,
         })
     }
@@ -64,8 +77,10 @@ pub struct GcEvent {
     pub op: u32,
     /// Bytes of [`GcEvent::name`] in use.
     pub name_len: u32,
-    /// The bytes reported (a pool's used bytes, or the live bytes marked).
+    /// The bytes reported (a pool's used bytes, the live bytes marked, a sampled object's size).
     pub bytes: u64,
+    /// A sampled object's address ([`GcOp::GoSample`], [`GcOp::GoSampleFree`]); 0 otherwise.
+    pub addr: u64,
     /// A JVM pool's name, not NUL-terminated; zeros past `name_len`.
     pub name: [u8; GC_NAME_LEN],
 }
@@ -77,6 +92,7 @@ impl Default for GcEvent {
             op: 0,
             name_len: 0,
             bytes: 0,
+            addr: 0,
             name: [0; GC_NAME_LEN],
         }
     }
@@ -106,7 +122,8 @@ pub enum Reg {
 
 /// What a probe on `gc_report` reports, packed in its attach cookie: the [`GcOp`] in bits
 /// 0–7, the register holding the bytes in 8–15, and for [`GcOp::JvmPool`] the registers of the
-/// pool name's address and length in 16–23 and 24–31.
+/// pool name's address and length in 16–23 and 24–31. For Go's sampled heap, the register in
+/// 16–23 holds the object's address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Cookie {
     pub op: GcOp,

@@ -174,13 +174,14 @@ fn connection_key() {
 
 #[test]
 fn gc_event_layout() {
-    assert_eq!(size_of::<GcEvent>(), 80);
+    assert_eq!(size_of::<GcEvent>(), 88);
     assert_eq!(align_of::<GcEvent>(), 8);
     assert_eq!(offset_of!(GcEvent, header), 0);
     assert_eq!(offset_of!(GcEvent, op), 24);
     assert_eq!(offset_of!(GcEvent, name_len), 28);
     assert_eq!(offset_of!(GcEvent, bytes), 32);
-    assert_eq!(offset_of!(GcEvent, name), 40);
+    assert_eq!(offset_of!(GcEvent, addr), 40);
+    assert_eq!(offset_of!(GcEvent, name), 48);
 }
 
 #[test]

@@ -1,13 +1,16 @@
 //! A collected runtime's live heap after each collection (`memwatch_common::gc`): one uprobe
 //! program for every such probe, told by its attach cookie what it reports and in which
-//! registers. These fire a few times a second at most (once per collection, or per memory
-//! pool of one), so the program does nothing to save time.
+//! registers. These fire a few times a second (once per collection, or per memory pool of
+//! one), or once per sampled allocation of Go's (one in about 512 KiB allocated, by default),
+//! so the program does nothing to save time.
 //!
 //! HotSpot's `hotspot:mem__pool__gc__end` USDT probe, as its note describes it:
 //! `mem__pool__gc__end(char *manager, size_t len, char *pool, size_t len, size_t init,
 //! size_t used, size_t committed, size_t max)`; `hotspot:gc__end()` takes nothing. Go's
 //! `runtime.(*gcControllerState).resetLive(c, bytesMarked uint64)` takes `c` in RAX and
-//! `bytesMarked` in RBX.
+//! `bytesMarked` in RBX. Go's `runtime.mProf_Malloc(p, size)` (up to Go 1.22) takes the sampled
+//! object in RAX and its size in RBX; `runtime.freeSpecial(s, p, size)` takes the special
+//! record in RAX, the object in RBX and its size in RCX.
 
 use aya_ebpf::{
     EbpfContext as _,
@@ -72,8 +75,12 @@ pub(crate) fn gc_report(ctx: ProbeContext) -> u32 {
         op,
         name_len: 0,
         bytes,
+        addr: 0,
         name: [0; GC_NAME_LEN],
     };
+    if op == GcOp::GoSample as u32 || op == GcOp::GoSampleFree as u32 {
+        event.addr = reg(regs, name_reg);
+    }
     if op == GcOp::JvmPool as u32 {
         // The whole buffer is read, whatever the name's length: a read of a constant size is
         // what the verifier takes, and HotSpot's pool names are static strings with more

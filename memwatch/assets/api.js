@@ -109,11 +109,14 @@ import { $, clear, el } from './dom.js';
  * @property {number | null} released_bytes
  * @property {number | null} retained_bytes
  * @property {number | null} kept_per_request_bytes
- * @property {string} [kept_from] origin or regression: which estimate kept per request is
+ * @property {string} [kept_from] origin, regression or sampled_heap: which estimate kept per request is
  * @property {string} retention keeps, high-water, none, too-few or unknown
  * @property {{followed_requests: number, kept_per_request_low_bytes: number | null,
  *   kept_per_request_high_bytes: number | null}} [sampled]
  * @property {Regression | null} [regression]
+ * @property {{kept_per_request_bytes: number, kept_per_request_low_bytes: number,
+ *   kept_per_request_high_bytes: number, requests: number, samples: number,
+ *   samples_kept: number} | null} [sampled_heap] kept per request from a Go program's own sampled heap
  */
 
 /**
@@ -146,6 +149,8 @@ import { $, clear, el } from './dom.js';
  *   collections could not be followed (their probes did not attach)
  * @property {number} [collections] collections the collection probes saw
  * @property {number} [collections_recorded] the live-heap figures they gave
+ * @property {{samples: number, samples_outside: number, freed: number, unknown_frees: number,
+ *   rates: string}} [go_samples] what a Go program's own sampled heap came to
  * @property {number | null} budget_share
  * @property {number | null} cost_share
  * @property {number | null} on_fraction

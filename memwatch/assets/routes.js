@@ -179,6 +179,16 @@ function keptCell(e, tr) {
       'neighbours\' (a JVM\'s objects, or requests sharing an event loop\'s thread)';
     kept.appendChild(b);
   }
+  const sh = e.sampled_heap;
+  if (known && e.kept_from === 'sampled_heap' && sh && typeof sh === 'object') {
+    // The figure is a Go program's own sampled heap.
+    const b = el('span', 'sampled', ' ≈');
+    b.title = `by Go's sampled heap: the allocations its runtime sampled, each weighed by what it ` +
+      `stands for, not freed by the range's end (${fmtInt(sh.samples_kept)} of ` +
+      `${fmtInt(sh.samples)} samples kept over ${fmtInt(sh.requests)} requests judged); 95% ` +
+      `interval ${fmtBytes(sh.kept_per_request_low_bytes)} to ${fmtBytes(sh.kept_per_request_high_bytes)}`;
+    kept.appendChild(b);
+  }
   return kept;
 }
 
@@ -311,6 +321,9 @@ function heapExtra(heap) {
         (isNum(heap.cost_share) ? `; probes cost ${pct(heap.cost_share)} of a core (budget ${pct(heap.budget_share)})` : '') +
         (isNum(heap.collections) && heap.collections > 0
           ? `; ${fmtInt(heap.collections)} collections seen, ${fmtInt(heap.collections_recorded)} recorded` : '') +
+        (heap.go_samples && typeof heap.go_samples === 'object'
+          ? `; Go's sampled heap: ${fmtInt(heap.go_samples.samples)} allocations sampled, ` +
+            `${fmtInt(heap.go_samples.samples_outside)} outside any request, ${fmtInt(heap.go_samples.freed)} freed` : '') +
         (sampling
           ? `; SAMPLED: on ${pct(heap.on_fraction)} of the time, ` +
             `${fmtInt(sampling.requests_followed)} of ${fmtInt(sampling.requests_followed + sampling.requests_sampled_out)} requests followed`

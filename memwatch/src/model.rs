@@ -299,6 +299,13 @@ pub enum Row {
         kind: &'static str,
         bytes: u64,
     },
+    /// An allocation Go's runtime sampled for its memory profile (`session/go_samples.rs`).
+    HeapSample(Box<HeapSampleRow>),
+    /// The sampled allocation `id` was freed by Go's sweeper.
+    HeapSampleFreed {
+        id: u64,
+        ts_ns: i64,
+    },
     /// A collected runtime's live heap right after a collection, as the runtime reports it
     /// (`capture::probe::gc`): `source` is `jvm` or `go`.
     LiveHeap {
@@ -307,6 +314,24 @@ pub enum Row {
         bytes: u64,
         source: &'static str,
     },
+}
+
+/// An allocation Go's runtime sampled, charged to the request its thread served.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeapSampleRow {
+    /// Numbered from 1 in the recording; its free names it.
+    pub id: u64,
+    pub ts_ns: i64,
+    pub pid: u32,
+    /// The request its thread served, with that request's method and route; `None` outside
+    /// any request.
+    pub request_id: Option<i64>,
+    pub method: Option<String>,
+    pub route: Option<String>,
+    /// The object's bytes.
+    pub size: u64,
+    /// The bytes it stands for at the process's sampling rate (`go_profile::weight`).
+    pub weight: u64,
 }
 
 /// One BPF program's runs and run time since it was loaded, as the kernel counts them while BPF
@@ -388,6 +413,16 @@ pub mod meta {
     /// probes were off at a collection whose figure needs them).
     pub const GC_EVENTS: &str = "gc_events";
     pub const GC_REPORTS: &str = "gc_reports";
+    /// Go programs that sample their allocations, with their rate (`PID=BYTES`, space
+    /// separated; absent where none did), and what their sampled heap came to, written when
+    /// the recording closes: allocations sampled, those on a thread that served no request,
+    /// those freed, and frees of objects with no sample seen (a finalizer's record, or sampled
+    /// before the attach).
+    pub const GO_SAMPLE_RATES: &str = "go_sample_rates";
+    pub const GO_SAMPLES: &str = "go_samples";
+    pub const GO_SAMPLES_OUTSIDE: &str = "go_samples_outside";
+    pub const GO_SAMPLES_FREED: &str = "go_samples_freed";
+    pub const GO_SAMPLE_UNKNOWN_FREES: &str = "go_sample_unknown_frees";
     /// The share of one core the heap probes may cost (`--heap-budget`), as a fraction.
     pub const HEAP_BUDGET: &str = "heap_budget";
     /// Written when the recording closes, with the heap followed: the share of the time the

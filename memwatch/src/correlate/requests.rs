@@ -63,6 +63,17 @@ impl Correlator {
             .filter(|id| self.inflight.contains_key(id))
     }
 
+    /// The request thread `tid` serves, with its method and route as parsed so far: where Go's
+    /// sampled allocations are charged (`session/go_samples.rs`).
+    pub fn serving_route(
+        &self,
+        tid: u32,
+    ) -> Option<(Option<ReqId>, Option<String>, Option<String>)> {
+        let id = self.serving(tid)?;
+        let row = &self.inflight.get(&id)?.row;
+        Some((Some(id), row.method.clone(), row.route.clone()))
+    }
+
     /// Requests whose response has started since the last call, for the access-log join.
     pub fn take_candidates(&mut self) -> Vec<join::Candidate> {
         std::mem::take(&mut self.candidates)

@@ -17,8 +17,10 @@ pub const APPLICATION_ID: i64 = 0x4D57_4154;
 /// did not follow because their budget was spent (`sampled_out` in `request_rows` and
 /// `request_rollup`): per-request figures leave them out; in older files every request counts
 /// ([`HAS_SAMPLED_OUT`]). Version 8 adds `live_heap`, what collected runtimes (the JVM, Go)
-/// report live after each collection; older files have none ([`HAS_LIVE_HEAP`]).
-pub const SCHEMA_VERSION: i64 = 8;
+/// report live after each collection; older files have none ([`HAS_LIVE_HEAP`]). Version 9
+/// adds `heap_samples`, the allocations a Go runtime sampled, per request; older files have
+/// none ([`HAS_HEAP_SAMPLES`]).
+pub const SCHEMA_VERSION: i64 = 9;
 /// The first schema version whose recordings carry retained-memory figures.
 pub const HAS_ORIGIN: i64 = 3;
 /// The first schema version whose recordings carry the origin of address space.
@@ -31,6 +33,8 @@ pub const HAS_UNSEEN: i64 = 6;
 pub const HAS_SAMPLED_OUT: i64 = 7;
 /// The first schema version with collected runtimes' live heap.
 pub const HAS_LIVE_HEAP: i64 = 8;
+/// The first schema version with Go's sampled heap.
+pub const HAS_HEAP_SAMPLES: i64 = 9;
 
 /// All times are wall-clock nanoseconds since the Unix epoch, derived from the kernel's
 /// monotonic clock through an offset measured once at start (`meta.clock_offset_ns`).
@@ -87,6 +91,18 @@ CREATE TABLE live_heap (
     bytes  INTEGER NOT NULL,          -- live (or in use) right after it, as the runtime says
     source TEXT NOT NULL              -- jvm (its heap pools' used bytes), go (bytes marked)
 );
+CREATE TABLE heap_samples (
+    id         INTEGER PRIMARY KEY,   -- numbered from 1
+    ts_ns      INTEGER NOT NULL,      -- when the runtime sampled it
+    pid        INTEGER NOT NULL,
+    request_id INTEGER,               -- the request its thread served; NULL: none
+    method     TEXT,                  -- that request's, as parsed when it was sampled
+    route      TEXT,
+    size       INTEGER NOT NULL,      -- the object's bytes
+    weight     INTEGER NOT NULL,      -- the bytes it stands for at the process's sampling rate
+    freed_ns   INTEGER                -- when the sweeper freed it; NULL: not seen freed
+);
+CREATE INDEX heap_samples_ts ON heap_samples (ts_ns);
 CREATE TABLE counters (
     ts_ns          INTEGER NOT NULL,
     events         INTEGER NOT NULL,  -- cumulative ring-buffer records read

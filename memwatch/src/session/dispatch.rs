@@ -193,7 +193,8 @@ impl Session {
             Event::Gc(e) => {
                 let ts_ns = self.wall(e.header.ts_ns);
                 let heap = self.heap.as_mut().filter(|h| h.attached());
-                self.gc.event(ts_ns, &e, heap, &mut self.rows);
+                self.gc
+                    .event(ts_ns, &e, heap, &self.correlator, &mut self.rows);
             }
         }
     }

@@ -5,12 +5,13 @@ use std::collections::{HashMap, HashSet};
 
 use memwatch_common::gc::{GcEvent, GcOp};
 
-use super::heap::HeapFollow;
+use super::{go_samples::GoSamples, heap::HeapFollow};
 use crate::{
     capture::probe::{
         Probe,
         gc::{GcRuntime, JvmPools},
     },
+    correlate::Correlator,
     model::Row,
 };
 
@@ -34,6 +35,8 @@ pub(super) struct GcFollow {
     marked: HashMap<u32, i64>,
     /// Hits on the collector probes (`meta::GC_EVENTS`).
     pub(super) events: u64,
+    /// Go's sampled heap, where a Go program samples its allocations.
+    pub(super) samples: GoSamples,
     /// Live-heap figures recorded (`meta::GC_REPORTS`).
     pub(super) reports: u64,
     /// Processes with a collected runtime memwatch knows whose probes could not be attached
@@ -49,13 +52,17 @@ impl GcFollow {
             self.collects_unseen.insert(pid);
         }
         match probe.follow_gc(pid) {
-            Ok(Some(runtime)) => {
+            Ok(Some(found)) => {
                 tracing::info!(
                     pid,
-                    runtime = runtime.name(),
+                    runtime = found.runtime.name(),
+                    sample_rate = found.sample_rate,
                     "following the live heap this runtime reports after each collection"
                 );
-                self.runtimes.insert(pid, runtime);
+                if let Some(rate) = found.sample_rate {
+                    self.samples.follow(pid, rate);
+                }
+                self.runtimes.insert(pid, found.runtime);
             }
             Ok(None) => {}
             Err(e) => {
@@ -87,26 +94,40 @@ impl GcFollow {
         self.collects_unseen.remove(&pid);
         self.looked_again.remove(&pid);
         self.marked.remove(&pid);
+        self.samples.forget(pid);
     }
 
     /// One report, stamped `ts_ns` (wall): a collection's live heap becomes a row. `heap` is
     /// the followed heap while the probes see every block change hands (`None` otherwise):
     /// what a Node.js process holds once V8 has swept its dead buffers, and what a Ruby
-    /// process still holds of the blocks it had when its last marking began.
+    /// process still holds of the blocks it had when its last marking began. Go's sampled
+    /// allocations are charged to the request `correlator` says their thread serves.
     pub(super) fn event(
         &mut self,
         ts_ns: i64,
         e: &GcEvent,
         heap: Option<&mut HeapFollow>,
+        correlator: &Correlator,
         rows: &mut Vec<Row>,
     ) {
+        // Sampled allocations are counted apart (`GoSamples::counts`): `events` counts the
+        // collector's own hits.
+        match GcOp::from_u32(e.op) {
+            Some(GcOp::GoSample) => return self.samples.sampled(ts_ns, e, correlator, rows),
+            Some(GcOp::GoSampleFree) => return self.samples.freed(ts_ns, e, rows),
+            _ => {}
+        }
         self.events += 1;
         let pid = e.header.tgid;
         let live = match GcOp::from_u32(e.op) {
+            Some(GcOp::GoSample | GcOp::GoSampleFree) => None,
             Some(GcOp::GoLive) => Some((e.bytes, GcRuntime::Go)),
             Some(GcOp::NodeSwept) => heap
                 .and_then(|h| h.live_bytes_of(pid))
                 .map(|b| (b, GcRuntime::Node)),
+            // A Go program whose sampled heap is followed has no span probes: what its spans
+            // kept is no figure there.
+            Some(GcOp::GoMark) if self.samples.samples(pid) => None,
             Some(op @ (GcOp::RubyMark | GcOp::GoMark)) => {
                 // The last collection's figure, stamped when its marking began. With the
                 // probes off now, no epoch begins, and the next marking gives none either.

@@ -86,6 +86,18 @@ impl Session {
             meta::GC_REPORTS.into(),
             self.gc.reports.to_string(),
         ));
+        if self.gc.samples.any() {
+            let c = self.gc.samples.counts;
+            for (key, value) in [
+                (meta::GO_SAMPLE_RATES, self.gc.samples.rates()),
+                (meta::GO_SAMPLES, c.samples.to_string()),
+                (meta::GO_SAMPLES_OUTSIDE, c.outside.to_string()),
+                (meta::GO_SAMPLES_FREED, c.freed.to_string()),
+                (meta::GO_SAMPLE_UNKNOWN_FREES, c.unknown_frees.to_string()),
+            ] {
+                self.rows.push(Row::Meta(key.into(), value));
+            }
+        }
         if let Some(heap) = &self.heap {
             self.rows.extend(heap.meta(self.probe.as_ref()));
         }

@@ -22,6 +22,7 @@ mod attach;
 mod clock;
 mod dispatch;
 mod gc;
+mod go_samples;
 mod heap;
 mod meta;
 mod options;

@@ -41,13 +41,15 @@ impl Session {
         self.seen.insert(pid);
         // The process named (or started) is followed at once, and so are its descendants that
         // hold a socket (a prefork server's workers); the others once they serve.
+        // The collector's probes first: a Go program whose own sampled heap they follow needs
+        // no span probes.
+        if let Some(probe) = self.probe.as_mut() {
+            self.gc.follow(probe, pid);
+        }
         if origin == ProcessOrigin::Descendant && !procfs::holds_socket(pid) {
             self.defer_heap(pid);
         } else {
             self.follow_heap(pid);
-        }
-        if let Some(probe) = self.probe.as_mut() {
-            self.gc.follow(probe, pid);
         }
         // A command memwatch starts is traced from its exec on: it has nothing resident from
         // before (what the held child has now is a copy of memwatch, gone at the exec).
@@ -88,7 +90,7 @@ impl Session {
         let (Some(heap), Some(probe)) = (self.heap.as_mut(), self.probe.as_mut()) else {
             return;
         };
-        match probe.follow_heap(pid) {
+        match probe.follow_heap(pid, self.gc.samples.samples(pid)) {
             Ok(()) => heap.placed(probe),
             Err(e) => {
                 heap.counts.not_followed += 1;

@@ -143,6 +143,7 @@ impl From<Endpoint> for RouteFigures {
             sampled: _,
             regression: _,
             kept_from: _,
+            sampled_heap: _,
         } = e;
         Self {
             method,

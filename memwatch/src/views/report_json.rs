@@ -14,8 +14,8 @@ use memwatch_common::mem::MemOp;
 
 use crate::{
     model::{
-        CountersRow, FrameRow, LogLineRow, MemRow, ProcessOrigin, ProcessRow, ReleaseRow,
-        RequestRow, Row, StackChargeRow, Unwind, VmOriginRow, meta,
+        CountersRow, FrameRow, HeapSampleRow, LogLineRow, MemRow, ProcessOrigin, ProcessRow,
+        ReleaseRow, RequestRow, Row, StackChargeRow, Unwind, VmOriginRow, meta,
     },
     recording::{Recording, Writer},
     units::NS_PER_SEC,
@@ -209,6 +209,28 @@ fn write(path: &Path) {
             bytes: 3 << 20,
             source: "go",
         },
+        Row::HeapSample(Box::new(HeapSampleRow {
+            id: 1,
+            ts_ns: BASE + 1_000_000,
+            pid: 101,
+            request_id: Some(1),
+            method: Some("GET".into()),
+            route: Some("/leak".into()),
+            size: 64 * KIB,
+            weight: 586_016,
+        })),
+        Row::HeapSample(Box::new(HeapSampleRow {
+            id: 2,
+            ts_ns: BASE + 5_000_000,
+            pid: 101,
+            size: 4 * KIB,
+            weight: 526_336,
+            ..HeapSampleRow::default()
+        })),
+        Row::HeapSampleFreed {
+            id: 2,
+            ts_ns: BASE + 500_000_000,
+        },
         Row::Frame(Box::new(FrameRow {
             id: 1,
             module: Arc::from("/srv/server"),
@@ -279,6 +301,11 @@ fn write(path: &Path) {
     }
     rows.extend([
         Row::Meta(meta::STOP_REASON.into(), "signal".into()),
+        Row::Meta(meta::GO_SAMPLE_RATES.into(), "101=524288".into()),
+        Row::Meta(meta::GO_SAMPLES.into(), "2".into()),
+        Row::Meta(meta::GO_SAMPLES_OUTSIDE.into(), "1".into()),
+        Row::Meta(meta::GO_SAMPLES_FREED.into(), "1".into()),
+        Row::Meta(meta::GO_SAMPLE_UNKNOWN_FREES.into(), "0".into()),
         Row::Meta(meta::ENDED_NS.into(), (BASE + 2 * NS_PER_SEC).to_string()),
     ]);
     writer.send(rows);

@@ -10,7 +10,8 @@
 //!   stack-bound check ([`super::heap::sites`]), and `runtime.gcMarkRootPrepare`, which each
 //!   cycle calls once as its marking begins, the last sweep over: what the span probes
 //!   followed from before one marking and still hold at the next is what that cycle kept,
-//!   as for Ruby below.
+//!   as for Ruby below. Where the runtime samples its allocations (a binary that links a
+//!   memory profiler), its sampled allocations and their frees too ([`super::go_profile`]).
 //! - Node.js: V8's `v8::internal::ArrayBufferSweeper::Finalize()` (exported, so in `.dynsym`
 //!   even where `.symtab` is stripped), probed on its first `push`. It runs on the main thread
 //!   once the array buffers a collection found dead have been freed: a `Buffer`'s bytes are
@@ -31,7 +32,7 @@
 
 use std::{
     collections::HashMap,
-    num::NonZeroU32,
+    num::{NonZeroU32, NonZeroU64},
     os::fd::AsFd as _,
     path::{Path, PathBuf},
 };
@@ -47,6 +48,7 @@ use iced_x86::Register;
 use memwatch_common::gc::{Cookie, GcEvent, GcOp, Reg};
 
 use super::{
+    go_profile,
     heap::sites::{self, Kind, Needs},
     perf_link::{self, PerfLink},
     usdt,
@@ -86,6 +88,23 @@ impl GcRuntime {
             Self::Go => "go",
             Self::Node => "node",
             Self::Ruby => "ruby",
+        }
+    }
+}
+
+/// A process's collected runtime, as found: which, and for Go, the rate its runtime samples
+/// allocations at (`None` where it samples none, or is no Go).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Found {
+    pub runtime: GcRuntime,
+    pub sample_rate: Option<NonZeroU64>,
+}
+
+impl Found {
+    fn of(runtime: GcRuntime) -> Self {
+        Self {
+            runtime,
+            sample_rate: None,
         }
     }
 }
@@ -158,11 +177,11 @@ pub struct GcProbes {
 
 impl GcProbes {
     /// Attaches the probes of `pid`'s runtime, if it has one memwatch knows (`None` if not).
-    pub fn follow(&mut self, ebpf: &mut Ebpf, pid: u32) -> Result<Option<GcRuntime>, GcSkip> {
+    pub fn follow(&mut self, ebpf: &mut Ebpf, pid: u32) -> Result<Option<Found>, GcSkip> {
         if self.links.contains_key(&pid) {
             return Ok(None);
         }
-        let Some((runtime, points)) = find(pid, &mut self.node) else {
+        let Some((found, points)) = find(pid, &mut self.node) else {
             return Ok(None);
         };
         let program: &mut UProbe = ebpf
@@ -222,12 +241,12 @@ impl GcProbes {
         }
         tracing::debug!(
             pid,
-            ?runtime,
+            ?found,
             probes = links.len(),
             "garbage-collection probes attached"
         );
         self.links.insert(pid, links);
-        Ok(Some(runtime))
+        Ok(Some(found))
     }
 
     /// `pid` is gone or exec'd: its probes go.
@@ -239,9 +258,9 @@ impl GcProbes {
 /// `pid`'s collected runtime and where its probes go: a `libjvm.so` among its mappings, a
 /// Node.js binary (`node` itself, or a `libnode.so` it maps), or a Go executable with the
 /// function memwatch knows. `node` caches the Node.js binaries looked at.
-fn find(pid: u32, node: &mut HashMap<(u64, u64), Option<u64>>) -> Option<(GcRuntime, Vec<Point>)> {
-    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
-    if let Some(path) = mapped(pid, &maps, |n| n == "libjvm.so") {
+fn find(pid: u32, node: &mut HashMap<(u64, u64), Option<u64>>) -> Option<(Found, Vec<Point>)> {
+    let maps = &std::fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
+    if let Some(path) = mapped(pid, maps, |n| n == "libjvm.so") {
         let points = jvm_points(&path);
         if points.is_none() {
             tracing::info!(
@@ -251,9 +270,9 @@ fn find(pid: u32, node: &mut HashMap<(u64, u64), Option<u64>>) -> Option<(GcRunt
                  live heap is not followed"
             );
         }
-        return points.map(|p| (GcRuntime::Jvm, p));
+        return points.map(|p| (Found::of(GcRuntime::Jvm), p));
     }
-    if let Some(path) = ruby_library(pid, &maps) {
+    if let Some(path) = ruby_library(pid, maps) {
         let points = ruby_points(&path);
         if points.is_none() {
             tracing::info!(
@@ -264,12 +283,12 @@ fn find(pid: u32, node: &mut HashMap<(u64, u64), Option<u64>>) -> Option<(GcRunt
                  is no retained signal"
             );
         }
-        return points.map(|p| (GcRuntime::Ruby, p));
+        return points.map(|p| (Found::of(GcRuntime::Ruby), p));
     }
-    if let Some(path) = node_binary(pid, &maps) {
+    if let Some(path) = node_binary(pid, maps) {
         return node_point(&path, node).map(|file_offset| {
             (
-                GcRuntime::Node,
+                Found::of(GcRuntime::Node),
                 vec![Point {
                     path,
                     file_offset,
@@ -285,10 +304,17 @@ fn find(pid: u32, node: &mut HashMap<(u64, u64), Option<u64>>) -> Option<(GcRunt
         });
     }
     let exe = PathBuf::from(format!("/proc/{pid}/exe"));
-    // Both functions in one read of the binary's symbols; where the runtime lacks the second,
-    // the live heap alone (one more read, for an older or newer Go only).
-    let found = sites::functions(&exe, &[GO_RESET_LIVE, GO_MARK_START], Kind::Go)
-        .or_else(|| sites::functions(&exe, &[GO_RESET_LIVE], Kind::Go))?;
+    // Every function in one read of the binary's symbols; where the runtime lacks some, fewer
+    // (one more read, for an older or newer Go only).
+    let names = [
+        GO_RESET_LIVE,
+        GO_MARK_START,
+        go_profile::MPROF_MALLOC,
+        go_profile::FREE_SPECIAL,
+    ];
+    let found = sites::functions(&exe, &names, Kind::Go)
+        .or_else(|| sites::functions(&exe, &names[..2], Kind::Go))
+        .or_else(|| sites::functions(&exe, &names[..1], Kind::Go))?;
     let place = |f: &sites::Function, registers: &'static [Register], cookie: Cookie| Point {
         path: exe.clone(),
         file_offset: f.file_offset
@@ -303,21 +329,59 @@ fn find(pid: u32, node: &mut HashMap<(u64, u64), Option<u64>>) -> Option<(GcRunt
         semaphore: 0,
         cookie,
     };
-    let cookie = |op, bytes| Cookie {
+    let cookie = |op, bytes, name| Cookie {
         op,
         bytes,
-        name: Reg::Rax,
+        name,
         name_len: Reg::Rax,
     };
     let mut points = vec![place(
         &found[0],
         &[Register::RBX],
-        cookie(GcOp::GoLive, Reg::Rbx),
+        cookie(GcOp::GoLive, Reg::Rbx, Reg::Rax),
     )];
     if let Some(mark) = found.get(1) {
-        points.push(place(mark, &[], cookie(GcOp::GoMark, Reg::Rax)));
+        points.push(place(mark, &[], cookie(GcOp::GoMark, Reg::Rax, Reg::Rax)));
     }
-    Some((GcRuntime::Go, points))
+    let mut sample_rate = None;
+    if let [.., malloc, free] = &found[..]
+        && found.len() == names.len()
+    {
+        // The rate's symbol is data the runtime sets as it starts: one more read of the
+        // symbols, for a Go program that has the sampling functions.
+        let own = std::fs::read_link(&exe).ok();
+        let rate = own
+            .as_deref()
+            .and_then(|own| go_profile::rate(pid, maps, own, go_profile::rate_symbol(&exe)?));
+        match rate {
+            Some(rate) if rate > 0 => {
+                points.push(place(
+                    malloc,
+                    &[Register::RAX, Register::RBX],
+                    cookie(GcOp::GoSample, Reg::Rbx, Reg::Rax),
+                ));
+                points.push(place(
+                    free,
+                    &[Register::RBX, Register::RCX],
+                    cookie(GcOp::GoSampleFree, Reg::Rcx, Reg::Rbx),
+                ));
+                sample_rate = NonZeroU64::new(rate);
+            }
+            _ => tracing::info!(
+                pid,
+                ?rate,
+                "this Go program samples no allocations (runtime.MemProfileRate is 0: it links \
+                 no runtime/pprof or net/http/pprof): its heap is followed by its spans alone"
+            ),
+        }
+    }
+    Some((
+        Found {
+            runtime: GcRuntime::Go,
+            sample_rate,
+        },
+        points,
+    ))
 }
 
 /// The file holding `pid`'s Ruby, if it runs one: a `libruby` among its mappings (`maps`), as
@@ -499,7 +563,12 @@ impl JvmPools {
                     .collect();
                 (!heap.is_empty()).then(|| heap.iter().sum())
             }
-            GcOp::GoLive | GcOp::GoMark | GcOp::NodeSwept | GcOp::RubyMark => None,
+            GcOp::GoLive
+            | GcOp::GoMark
+            | GcOp::GoSample
+            | GcOp::GoSampleFree
+            | GcOp::NodeSwept
+            | GcOp::RubyMark => None,
         }
     }
 

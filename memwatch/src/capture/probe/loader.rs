@@ -484,16 +484,13 @@ impl Probe {
     }
 
     /// Follows `pid`'s heap allocator (unless `--no-heap`); see [`HeapProbes::follow`].
-    pub fn follow_heap(&mut self, pid: u32) -> Result<(), HeapSkip> {
-        self.heap.follow(&mut self.ebpf, pid)
+    pub fn follow_heap(&mut self, pid: u32, go_sampled: bool) -> Result<(), HeapSkip> {
+        self.heap.follow(&mut self.ebpf, pid, go_sampled)
     }
 
     /// Follows the live heap that `pid`'s collected runtime reports, if it has one memwatch
     /// knows; see [`super::gc::GcProbes::follow`].
-    pub fn follow_gc(
-        &mut self,
-        pid: u32,
-    ) -> Result<Option<super::gc::GcRuntime>, super::gc::GcSkip> {
+    pub fn follow_gc(&mut self, pid: u32) -> Result<Option<super::gc::Found>, super::gc::GcSkip> {
         self.gc.follow(&mut self.ebpf, pid)
     }
 

@@ -1,7 +1,8 @@
 //! The kernel side from user space: checks before loading ([`preflight`], which reads this
 //! kernel's tracepoint formats with [`format`]), loading and attaching ([`loader`]), and typed
 //! events from the ring buffer ([`event`]); glibc's allocator and Go's spans, per process,
-//! unless `--no-heap` ([`heap`]); collected runtimes' own live-heap reports ([`gc`]); the
+//! unless `--no-heap` ([`heap`]); collected runtimes' own live-heap reports ([`gc`]), and Go's
+//! own sampled heap ([`go_profile`]); the
 //! probes' slow detach left to a child at the end
 //! ([`linger`]); what each program cost the kernel, with `--bpf-stats` ([`stats`]). USDT notes
 //! are read in [`usdt`], and a probe behind a semaphore attached through [`perf_link`].
@@ -11,6 +12,7 @@ pub mod error;
 pub mod event;
 pub mod format;
 pub mod gc;
+pub mod go_profile;
 pub mod heap;
 pub mod linger;
 pub mod loader;

@@ -4,7 +4,7 @@
 
 use rusqlite::{Transaction, params};
 
-use crate::model::{MemRow, mem_op_name};
+use crate::model::{HeapSampleRow, MemRow, mem_op_name};
 
 /// One memory syscall, its op stored by name.
 pub(super) fn mem(tx: &Transaction<'_>, m: &MemRow) -> rusqlite::Result<()> {
@@ -102,5 +102,31 @@ pub(super) fn live_heap(
 ) -> rusqlite::Result<()> {
     tx.prepare_cached("INSERT INTO live_heap (ts_ns, pid, bytes, source) VALUES (?1, ?2, ?3, ?4)")?
         .execute(params![ts_ns, pid, bytes as i64, source])?;
+    Ok(())
+}
+
+/// An allocation Go's runtime sampled.
+pub(super) fn heap_sample(tx: &Transaction<'_>, h: &HeapSampleRow) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO heap_samples (id, ts_ns, pid, request_id, method, route, size, weight)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        h.id as i64,
+        h.ts_ns,
+        h.pid,
+        h.request_id,
+        h.method,
+        h.route,
+        h.size as i64,
+        h.weight as i64
+    ])?;
+    Ok(())
+}
+
+/// A sampled allocation freed.
+pub(super) fn heap_sample_freed(tx: &Transaction<'_>, id: u64, ts_ns: i64) -> rusqlite::Result<()> {
+    tx.prepare_cached("UPDATE heap_samples SET freed_ns = ?2 WHERE id = ?1")?
+        .execute(params![id as i64, ts_ns])?;
     Ok(())
 }

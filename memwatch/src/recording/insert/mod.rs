@@ -84,6 +84,8 @@ pub(super) fn batch(
                 bytes,
                 source,
             } => memory::live_heap(tx, ts_ns, pid, bytes, source)?,
+            Row::HeapSample(h) => memory::heap_sample(tx, &h)?,
+            Row::HeapSampleFreed { id, ts_ns } => memory::heap_sample_freed(tx, id, ts_ns)?,
             Row::LogLine(line) => log_lines::insert(tx, *line)?,
             Row::Stack { id, frames, unwind } => stacks::stack(tx, id, &frames, unwind)?,
             Row::Frame(f) => stacks::frame(tx, *f)?,

@@ -3,7 +3,7 @@
 //! Each query is a method on [`Recording`] that returns plain rows; the views build their models
 //! (the report, the profile, the API's responses) from those rows and never see SQL. Queries are
 //! grouped by what they read: the run itself here (meta, processes, counters, non-HTTP traffic),
-//! [`live_heap`],
+//! [`live_heap`], [`heap_samples`],
 //! [`memory`], [`requests`] and [`log_lines`].
 //!
 //! Every SQLite error becomes a [`RecordingError`] naming the file in one place (the private
@@ -19,6 +19,7 @@
 //!
 //! Single values (counts, sums, `meta`) always fail on a value that does not decode.
 
+pub mod heap_samples;
 pub mod live_heap;
 pub mod log_lines;
 pub mod memory;

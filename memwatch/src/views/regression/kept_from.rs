@@ -21,6 +21,11 @@ pub enum KeptFrom {
     /// objects neither page faults nor the heap probes see one by one, and for routes whose
     /// requests mostly shared a thread.
     Regression,
+    /// A Go program's own sampled allocations, each weighed by its sampling rate, that the
+    /// collector had not freed: its span hooks charge a span to whoever took it, whatever
+    /// objects it holds. Spelt `sampled_heap`.
+    #[serde(rename = "sampled_heap")]
+    SampledHeap,
 }
 
 /// The share of the followed heap's variation a regression must explain for routes whose
@@ -124,6 +129,7 @@ mod tests {
                 kept_per_request_low_bytes: Some(low),
             }),
             kept_from: KeptFrom::Origin,
+            sampled_heap: None,
         }
     }
 

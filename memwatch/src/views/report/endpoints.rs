@@ -68,11 +68,16 @@ pub struct Endpoint {
     /// fit, or the route is not among those fitted.
     pub regression: Option<RouteEstimate>,
     /// Which estimate `kept_per_request_bytes` (and the rank and `retention` that follow from
-    /// it) comes from: `origin` (the memory each request made resident and what became of it)
-    /// or `regression` (on a JVM, whose objects neither page faults nor the heap probes see
-    /// one by one: the live heap after each collection against the routes' request counts).
-    /// Chosen next to the regression, by `regression::kept_from::choose`.
+    /// it) comes from: `origin` (the memory each request made resident and what became of it),
+    /// `regression` (on a JVM, whose objects neither page faults nor the heap probes see
+    /// one by one: the live heap after each collection against the routes' request counts),
+    /// or `sampled_heap` (a Go program's own sampled allocations: [`Endpoint::sampled_heap`]).
+    /// Chosen next to the regression, by `regression::kept_from::choose`, then by
+    /// `sampled_heap::apply`.
     pub kept_from: KeptFrom,
+    /// Kept per request from a Go program's own sampled heap, where it samples its
+    /// allocations (`None` elsewhere, or with fewer than 10 requests judged).
+    pub sampled_heap: Option<super::SampledHeapEstimate>,
 }
 
 /// How much of a route the heap probes followed, and how far its kept-per-request figure can
@@ -340,6 +345,7 @@ pub fn endpoints(rec: &Recording, range: Range) -> Q<Vec<Endpoint>> {
                 vm_retained_bytes: None,
                 regression: None,
                 kept_from: KeptFrom::Origin,
+                sampled_heap: None,
                 sampled: (a.sampled_out > 0).then(|| {
                     let (low, high) = r.slope_interval().unzip();
                     Sampled {

@@ -24,6 +24,15 @@ pub struct HeapFollowing {
     /// from their hits and what a hit costs, measured at start).
     pub cost_share: Option<f64>,
     pub followed: bool,
+    /// What Go's own sampled heap came to, whole recording, where a Go program sampled its
+    /// allocations; absent elsewhere.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub go_samples: Option<GoSamples>,
+    /// Whether a Go program's heap was followed by its spans (`go_span_alloc` among the heap
+    /// probes' sites): the fallback for a Go program that samples no allocations (it links no
+    /// memory profiler). One that does is followed by its own sampled heap instead
+    /// (`retained.sampled_heap`).
+    pub go_spans: bool,
     /// What the figures cannot see, and what to do; absent when nothing is missing.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<&'static str>,
@@ -37,6 +46,22 @@ pub struct HeapFollowing {
     /// Present when the budget had the probes off part of the time: the figures are sampled.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sampling: Option<HeapSampling>,
+}
+
+/// Go's own sampled heap over the whole recording (`meta::GO_SAMPLES` and the keys beside it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct GoSamples {
+    /// Sampled allocations freed by the sweeper.
+    pub freed: u64,
+    /// Each sampling process's rate, in bytes (`PID=BYTES`, space separated).
+    pub rates: String,
+    /// Allocations sampled.
+    pub samples: u64,
+    /// Of those, on a thread that served no request: charged to no route.
+    pub samples_outside: u64,
+    /// Frees of objects no sample was seen for: objects with a finalizer (they have a special
+    /// record too), or sampled before memwatch attached.
+    pub unknown_frees: u64,
 }
 
 /// How the heap was sampled when following every call would have cost more than the budget.
@@ -109,7 +134,22 @@ impl HeapFollowing {
         } else {
             None
         };
+        let go_spans = rec
+            .meta(meta::HEAP_SITES)?
+            .is_some_and(|sites| sites.contains("go_span_alloc"));
+        let go_samples = match rec.meta(meta::GO_SAMPLE_RATES)? {
+            Some(rates) => Some(GoSamples {
+                freed: num(meta::GO_SAMPLES_FREED)?,
+                rates,
+                samples: num(meta::GO_SAMPLES)?,
+                samples_outside: num(meta::GO_SAMPLES_OUTSIDE)?,
+                unknown_frees: num(meta::GO_SAMPLE_UNKNOWN_FREES)?,
+            }),
+            None => None,
+        };
         Ok(Self {
+            go_samples,
+            go_spans,
             blocks: num(meta::HEAP_EVENTS)?,
             collections: num(meta::GC_EVENTS)?,
             collections_recorded: num(meta::GC_REPORTS)?,

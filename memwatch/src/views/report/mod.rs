@@ -32,16 +32,18 @@ mod heap;
 mod memory;
 mod rank;
 mod retained;
+mod sampled_heap;
 #[cfg(test)]
 mod tests;
 mod trend;
 
 pub use endpoints::{EXACT_LIMIT, Endpoint, Sampled, endpoints, percentile};
-pub use heap::{HeapFollowing, HeapSampling};
+pub use heap::{GoSamples, HeapFollowing, HeapSampling};
 pub use memory::Memory;
 pub(crate) use rank::rank;
 pub use rank::{MIN_REQUESTS_TO_JUDGE, Retention, judged};
 pub use retained::RetainedSummary;
+pub use sampled_heap::{SampledHeapEstimate, SampledHeapRange};
 
 /// `meta.redact_query`: whether the recording dropped query strings; `None` when it does not say.
 pub fn redact_query(rec: &Recording) -> Result<Option<bool>, RecordingError> {

@@ -38,6 +38,10 @@ pub struct RetainedSummary {
     pub retained_bytes: i64,
     /// The change of the resident set over the range (/proc samples).
     pub rss_change_bytes: i64,
+    /// What a Go program's own sampled heap covered, where one sampled its allocations in the
+    /// range (each route's figure is then its `sampled_heap`); `None` elsewhere.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sampled_heap: Option<super::SampledHeapRange>,
     /// `rss_change_bytes - attributed_change_bytes`: growth memwatch did not see made by a user
     /// fault (kernel-populated pages, huge pages counted as one page, file pages) and sampling
     /// lag.
@@ -75,6 +79,7 @@ impl RetainedSummary {
         if let Some(r) = &regression {
             kept_from::choose(endpoints, r, page_size(rec)?);
         }
+        let sampled_heap = super::sampled_heap::apply(rec, range, endpoints, page_size(rec)?)?;
         let (from, to) = range.bounds();
         let outside = rec.outside_totals(from, to)?;
         let loss = rec.origin_loss()?;
@@ -107,6 +112,7 @@ impl RetainedSummary {
             origin_spans: meta_num(rec, meta::ORIGIN_SPANS)?,
             vm_unmatched_release_bytes: meta_num(rec, meta::VM_UNMATCHED_RELEASE_BYTES)? as i64,
             regression,
+            sampled_heap,
         }))
     }
 }

@@ -428,6 +428,19 @@ fn kept_row(s: &mut String, e: &Endpoint) {
             }
         );
     }
+    if let Some(h) = &e.sampled_heap {
+        let _ = writeln!(
+            s,
+            "        by Go's sampled heap: {} per request (95% interval {} to {}; {} of {} \
+             samples kept over {} requests judged)",
+            signed_bytes(h.kept_per_request_bytes),
+            signed_bytes(h.kept_per_request_low_bytes),
+            signed_bytes(h.kept_per_request_high_bytes),
+            h.samples_kept,
+            h.samples,
+            h.requests
+        );
+    }
     if let Some(sm) = &e.sampled {
         let _ = writeln!(
             s,

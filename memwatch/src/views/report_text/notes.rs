@@ -97,6 +97,42 @@ pub(super) fn answer_notes(s: &mut String, r: &RetainedSummary, endpoints: &[End
             );
         }
     }
+    if let Some(g) = &r.sampled_heap {
+        let sampled: Vec<String> = endpoints
+            .iter()
+            .filter(|e| e.kept_from == KeptFrom::SampledHeap)
+            .map(|e| format!("{} {}", e.method, e.route))
+            .collect();
+        let judged = g.processes - g.processes_unjudged;
+        words(
+            s,
+            "",
+            &format!(
+                "kept/req{} is Go's own sampled heap: the allocations its runtime sampled \
+                 (runtime.MemProfileRate: {}), each weighed by what it stands for, not freed by \
+                 the range's end, judged in {} of {} Go processes up to their third-last \
+                 collection; {} samples were taken outside any request",
+                if sampled.is_empty() {
+                    String::new()
+                } else {
+                    format!(" of {}", sampled.join(", "))
+                },
+                g.rates,
+                judged,
+                g.processes,
+                g.samples_outside
+            ),
+        );
+    }
+    if r.heap.go_spans {
+        words(
+            s,
+            "",
+            "Go's heap was followed by its spans: a Go program that links no memory profiler \
+             (runtime/pprof, net/http/pprof) samples no allocations (runtime.MemProfileRate is \
+             0), so its objects are charged span by span, to the request that took each span",
+        );
+    }
     if let Some(sm) = &r.heap.sampling {
         words(
             s,

@@ -278,8 +278,10 @@ impl HeapProbes {
     }
 
     /// Places the heap probes for `pid`'s glibc and, if it is a Go program, its Go runtime, and
-    /// attaches them for `pid` alone unless the budget has them off.
-    pub fn follow(&mut self, ebpf: &mut Ebpf, pid: u32) -> Result<(), HeapSkip> {
+    /// attaches them for `pid` alone unless the budget has them off. A Go program whose own
+    /// sampled heap is followed (`go_sampled`: `super::go_profile`) gets no span probes: its
+    /// samples are its figure, at a small part of the span probes' hits.
+    pub fn follow(&mut self, ebpf: &mut Ebpf, pid: u32, go_sampled: bool) -> Result<(), HeapSkip> {
         if self.points.contains_key(&pid) {
             return Ok(());
         }
@@ -287,7 +289,11 @@ impl HeapProbes {
         let mut points = Vec::new();
         // A Go program (statically linked, or with cgo and glibc as well).
         let exe = PathBuf::from(format!("/proc/{pid}/exe"));
-        let go = self.placed(&exe, GO_PROBES, Kind::Go);
+        let go = if go_sampled {
+            None
+        } else {
+            self.placed(&exe, GO_PROBES, Kind::Go)
+        };
         if let Some(go) = &go {
             points.extend(go.iter().cloned());
         }
@@ -297,6 +303,10 @@ impl HeapProbes {
             points.extend(glibc.iter().cloned());
         }
         if points.is_empty() {
+            if go_sampled {
+                // A static Go program: its sampled heap is all there is to follow.
+                return Ok(());
+            }
             return Err(HeapSkip::NoAllocator { pid });
         }
         if !self.off {

@@ -60,7 +60,7 @@ pub(crate) struct Endpoint {
     pub duration_ms_p50: f64,
     pub duration_ms_p95: f64,
     pub grown_bytes: i64,
-    /// `origin` or `regression`: see [`report::Endpoint::kept_from`].
+    /// `origin`, `regression` or `sampled_heap`: see [`report::Endpoint::kept_from`].
     pub kept_from: report::KeptFrom,
     pub kept_per_request_bytes: i64,
     pub mem_calls: u64,
@@ -80,6 +80,8 @@ pub(crate) struct Endpoint {
     /// Present when the heap budget left some of the route's requests unfollowed: its figures
     /// rest on the followed ones (keys as in the report).
     pub sampled: Option<report::Sampled>,
+    /// Kept per request from a Go program's own sampled heap (keys as in the report).
+    pub sampled_heap: Option<report::SampledHeapEstimate>,
     pub statuses: BTreeMap<String, u64>,
     pub vm_bytes: i64,
     pub vm_bytes_mean: i64,
@@ -121,6 +123,7 @@ impl From<report::Endpoint> for Endpoint {
             sampled,
             regression,
             kept_from,
+            sampled_heap,
         } = e;
         Self {
             approximate,
@@ -143,6 +146,7 @@ impl From<report::Endpoint> for Endpoint {
             rss_bytes_per_request_p50,
             rss_bytes_per_request_p95,
             sampled,
+            sampled_heap,
             statuses,
             vm_bytes,
             vm_bytes_mean,
@@ -211,6 +215,14 @@ mod tests {
                     followed_requests: 1,
                     kept_per_request_low_bytes: Some(0),
                     kept_per_request_high_bytes: Some(1),
+                }),
+                sampled_heap: Some(report::SampledHeapEstimate {
+                    kept_per_request_bytes: 4096,
+                    kept_per_request_high_bytes: 5000,
+                    kept_per_request_low_bytes: 3000,
+                    requests: 12,
+                    samples: 3,
+                    samples_kept: 2,
                 }),
                 statuses: counts.clone(),
                 vm_bytes: 0,
