@@ -15,6 +15,9 @@ pub enum Runtime {
     GunicornGthread,
     Node,
     Go,
+    /// The Go server built with `net/http/pprof` linked, as many are in production: its
+    /// runtime samples its allocations for the memory profile.
+    GoPprof,
     Puma,
     /// HotSpot (Debian's openjdk-17, its default collector, G1), `com.sun.net.httpserver` on a
     /// pool of 4 threads.
@@ -33,6 +36,7 @@ impl Runtime {
             Self::GunicornGthread => "gunicorn gthread",
             Self::Node => "node",
             Self::Go => "go",
+            Self::GoPprof => "go with pprof",
             Self::Puma => "puma",
             Self::Jvm => "jvm",
             Self::Uvicorn => "uvicorn",
@@ -78,6 +82,9 @@ impl Runtime {
                     .env("PORT", port.to_string()),
             ),
             Self::Go => start_server(Command::new(go_fixture()).env("PORT", port.to_string())),
+            Self::GoPprof => {
+                start_server(Command::new(go_pprof_fixture()).env("PORT", port.to_string()))
+            }
             Self::Puma => {
                 let script = format!(
                     "echo listening on 127.0.0.1:{port}; exec puma --quiet -t 4:4 -b \
@@ -132,21 +139,32 @@ fn fixtures() -> PathBuf {
 /// The Go fixture, built once with Debian's Go into the target directory.
 pub fn go_fixture() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| go_build("go-fixture", &[])).clone()
+}
+
+/// The Go fixture with `net/http/pprof` linked (`-tags pprof`).
+pub fn go_pprof_fixture() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
-        .get_or_init(|| {
-            let out = root().join("target/runtimes/go-fixture");
-            let status = Command::new("go")
-                .args(["build", "-o"])
-                .arg(&out)
-                .arg(".")
-                .current_dir(fixtures().join("go"))
-                .env("GOCACHE", root().join("target/runtimes/gocache"))
-                .status()
-                .expect("go on PATH: run `cargo xtask setup --test` (cargo xtask test does)");
-            assert!(status.success(), "go build of the fixture failed");
-            out
-        })
+        .get_or_init(|| go_build("go-pprof-fixture", &["-tags", "pprof"]))
         .clone()
+}
+
+/// Builds the Go fixture with Debian's Go into `target/runtimes/NAME`, with `flags`.
+fn go_build(name: &str, flags: &[&str]) -> PathBuf {
+    let out = root().join("target/runtimes").join(name);
+    let status = Command::new("go")
+        .arg("build")
+        .args(flags)
+        .arg("-o")
+        .arg(&out)
+        .arg(".")
+        .current_dir(fixtures().join("go"))
+        .env("GOCACHE", root().join("target/runtimes/gocache"))
+        .status()
+        .expect("go on PATH: run `cargo xtask setup --test` (cargo xtask test does)");
+    assert!(status.success(), "go build of the fixture ({name}) failed");
+    out
 }
 
 /// The JVM fixture, compiled once with Debian's javac into the target directory.

@@ -308,7 +308,7 @@ fn node_async_c8() {
 /// few dozen requests), the regression on one of `signals` also names the leak first, lands within 25%
 /// of it, and keeps the churn under a quarter of that, while the origin stays each route's
 /// figure.
-fn second_estimate_agrees(rt: Runtime, port: u16, signals: &[&str]) {
+fn second_estimate_agrees(rt: Runtime, port: u16, signals: &[&str]) -> Value {
     let name = format!("{} regression", rt.name());
     let r = record(rt, port, 1, JVM_N, Some(RATE));
     say(&name, &r);
@@ -334,13 +334,99 @@ fn second_estimate_agrees(rt: Runtime, port: u16, signals: &[&str]) {
         churn < by_regression / 4,
         "{name}: /churn by regression {churn}: {r:#}"
     );
+    r
 }
 
 /// Go: what each cycle kept of the spans the heap probes follow, by marking epoch, or the live
 /// heap the runtime reports at each mark termination, whichever the fit explains better.
 #[test]
 fn go_kept_spans_regression_agrees() {
-    second_estimate_agrees(Runtime::Go, 18_514, &["kept_spans", "live_heap"]);
+    let r = second_estimate_agrees(Runtime::Go, 18_514, &["kept_spans", "live_heap"]);
+    // A Go program that links no profiler samples nothing: its spans are followed instead,
+    // and the report says so.
+    let heap = &r["retained"]["heap"];
+    assert_eq!(heap["go_spans"], true, "{heap:#}");
+    assert!(heap["go_samples"].is_null(), "{heap:#}");
+    assert!(
+        r["retained"]["sampled_heap"].is_null(),
+        "{:#}",
+        r["retained"]
+    );
+}
+
+/// Go with a memory profiler linked (`net/http/pprof`), default flags: its runtime samples one
+/// allocation in about 512 KiB, and each route's kept per request is what its requests kept of
+/// those samples, each weighed by what it stands for (`kept_from: sampled_heap`). The sampled
+/// figure is the origin's count of a random draw: with 800 requests per route, about 250 of
+/// the leak's judged requests are sampled, so it lands within 15% by about three standard
+/// deviations.
+fn go_sampled_heap(port: u16, clients: usize) {
+    let name = format!("go sampled heap c{clients}");
+    let (r, _dir, out) = record_with(Runtime::GoPprof, port, clients, JVM_N, Some(RATE), &[]);
+    say(&name, &r);
+    leak_first_and_right(&name, &r, JVM_N);
+    let heap = &r["retained"]["heap"];
+    assert_eq!(heap["go_spans"], false, "{name}: no span probes: {heap:#}");
+    assert!(int(&heap["go_samples"], "samples") > 0, "{name}: {heap:#}");
+    let sampled = &r["retained"]["sampled_heap"];
+    assert_eq!(int(sampled, "processes"), 1, "{name}: {sampled:#}");
+    assert_eq!(int(sampled, "processes_unjudged"), 0, "{name}: {sampled:#}");
+    assert!(
+        sampled["rates"].as_str().unwrap().ends_with("=524288"),
+        "{name}: {sampled:#}"
+    );
+    for route in ["/leak", "/churn", "/"] {
+        let e = endpoint(&r, "GET", route);
+        assert_eq!(e["kept_from"], "sampled_heap", "{name}: {route}: {e:#}");
+        let h = &e["sampled_heap"];
+        assert_eq!(
+            e["kept_per_request_bytes"], h["kept_per_request_bytes"],
+            "{name}: {route}: {e:#}"
+        );
+        assert!(int(h, "requests") >= 100, "{name}: {route}: {e:#}");
+    }
+    let leak = &endpoint(&r, "GET", "/leak")["sampled_heap"];
+    eprintln!(
+        "{name}: /leak by the sampled heap {:.1} KiB per request (95% interval {:.1} to {:.1}; \
+         {} of {} samples kept over {} requests judged)",
+        int(leak, "kept_per_request_bytes") as f64 / 1024.0,
+        int(leak, "kept_per_request_low_bytes") as f64 / 1024.0,
+        int(leak, "kept_per_request_high_bytes") as f64 / 1024.0,
+        int(leak, "samples_kept"),
+        int(leak, "samples"),
+        int(leak, "requests")
+    );
+    assert!(
+        int(leak, "kept_per_request_low_bytes") <= 256 * KIB
+            && 256 * KIB <= int(leak, "kept_per_request_high_bytes"),
+        "{name}: the 95% interval holds the truth: {leak:#}"
+    );
+    // The churn's 2 MiB is sampled nearly every time, and the sweeper frees every sample.
+    let churn = &endpoint(&r, "GET", "/churn")["sampled_heap"];
+    assert!(
+        int(churn, "samples") * 10 >= int(churn, "requests") * 9,
+        "{name}: {churn:#}"
+    );
+    // The summary says which figure each route took, and on what.
+    let done = memwatch_tests::run(&["report", out.to_str().unwrap()], Duration::from_secs(60));
+    assert_eq!(done.code(), 0, "{}", done.stderr);
+    assert!(
+        done.stdout.contains("kept/req of GET /leak")
+            && done.stdout.contains("is Go's own sampled heap")
+            && done.stdout.contains("by Go's sampled heap: "),
+        "{name}: {}",
+        done.stdout
+    );
+}
+
+#[test]
+fn go_sampled_heap_c1() {
+    go_sampled_heap(18_523, 1);
+}
+
+#[test]
+fn go_sampled_heap_c8() {
+    go_sampled_heap(18_524, 8);
 }
 
 /// Ruby: what each collection kept of the followed heap, by marking epoch (its
