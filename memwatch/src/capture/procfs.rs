@@ -126,6 +126,22 @@ fn clock_ns(clock: libc::clockid_t) -> u64 {
         .saturating_add(ts.tv_nsec as u64)
 }
 
+/// The first file among `pid`'s mappings (`maps`, the text of its `/proc/PID/maps`) whose
+/// file name `is` picks, as a path this process can open whatever its mount namespace: through
+/// `/proc/PID/root`.
+pub fn mapped_file(pid: u32, maps: &str, is: impl Fn(&str) -> bool) -> Option<std::path::PathBuf> {
+    let file = maps
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .find(|p| {
+            std::path::Path::new(p)
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(&is)
+        })?;
+    Some(std::path::PathBuf::from(format!("/proc/{pid}/root")).join(file.trim_start_matches('/')))
+}
+
 /// End of the `[heap]` mapping: the current program break, so that brk growth can be measured
 /// from the first brk memwatch sees.
 pub fn heap_end(pid: u32) -> Option<u64> {

@@ -48,6 +48,7 @@ use iced_x86::Register;
 use memwatch_common::gc::{Cookie, GcEvent, GcOp, Reg};
 
 use super::{
+    super::procfs::mapped_file,
     go_profile,
     heap::sites::{self, Kind, Needs},
     perf_link::{self, PerfLink},
@@ -260,7 +261,7 @@ impl GcProbes {
 /// function memwatch knows. `node` caches the Node.js binaries looked at.
 fn find(pid: u32, node: &mut HashMap<(u64, u64), Option<u64>>) -> Option<(Found, Vec<Point>)> {
     let maps = &std::fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
-    if let Some(path) = mapped(pid, maps, |n| n == "libjvm.so") {
+    if let Some(path) = mapped_file(pid, maps, |n| n == "libjvm.so") {
         let points = jvm_points(&path);
         if points.is_none() {
             tracing::info!(
@@ -387,22 +388,7 @@ fn find(pid: u32, node: &mut HashMap<(u64, u64), Option<u64>>) -> Option<(Found,
 /// The file holding `pid`'s Ruby, if it runs one: a `libruby` among its mappings (`maps`), as
 /// a path this process can open whatever its mount namespace.
 fn ruby_library(pid: u32, maps: &str) -> Option<PathBuf> {
-    mapped(pid, maps, |n| n.starts_with("libruby") && n.contains(".so"))
-}
-
-/// The first file among `pid`'s mappings (`maps`) whose name `is` picks, as a path this
-/// process can open whatever its mount namespace: through `/proc/PID/root`.
-fn mapped(pid: u32, maps: &str, is: impl Fn(&str) -> bool) -> Option<PathBuf> {
-    let file = maps
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(5))
-        .find(|p| {
-            Path::new(p)
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(&is)
-        })?;
-    Some(PathBuf::from(format!("/proc/{pid}/root")).join(file.trim_start_matches('/')))
+    mapped_file(pid, maps, |n| n.starts_with("libruby") && n.contains(".so"))
 }
 
 /// Ruby's mark-begin probe in the file at `path`, with its semaphore.
@@ -432,7 +418,7 @@ fn ruby_points(path: &Path) -> Option<Vec<Point>> {
 /// (`maps`), or its executable when that is named `node` or `nodejs`. As a path this process
 /// can open whatever its mount namespace.
 fn node_binary(pid: u32, maps: &str) -> Option<PathBuf> {
-    if let Some(lib) = mapped(pid, maps, |n| n.starts_with("libnode.so")) {
+    if let Some(lib) = mapped_file(pid, maps, |n| n.starts_with("libnode.so")) {
         return Some(lib);
     }
     let exe = PathBuf::from(format!("/proc/{pid}/exe"));

@@ -467,15 +467,9 @@ fn live_blocks(ebpf: &mut Ebpf) -> Option<BpfHashMap<&mut MapData, HeapKey, u64>
 /// through `/proc/PID/root`.
 fn glibc_of(pid: u32) -> Option<PathBuf> {
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
-    maps.lines()
-        .filter_map(|l| l.split_whitespace().nth(5))
-        .find(|p| {
-            Path::new(p)
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n == "libc.so.6" || (n.starts_with("libc-") && n.ends_with(".so")))
-        })
-        .map(|p| PathBuf::from(format!("/proc/{pid}/root{p}")))
+    crate::capture::procfs::mapped_file(pid, &maps, |n| {
+        n == "libc.so.6" || (n.starts_with("libc-") && n.ends_with(".so"))
+    })
 }
 
 fn uprobe<'a>(ebpf: &'a mut Ebpf, program: &'static str) -> Result<&'a mut UProbe, HeapSkip> {
