@@ -70,6 +70,7 @@ struct RouteFamilies {
     kept: Family<Labels, Gauge>,
     followed: Family<Labels, Counter>,
     regression: Family<Labels, Gauge>,
+    sampled_heap: Family<Labels, Gauge>,
 }
 
 impl RouteFamilies {
@@ -91,6 +92,11 @@ impl RouteFamilies {
                     .get_or_create(labels)
                     .set(g.kept_per_request_bytes);
             }
+            if let Some(h) = e.sampled_heap {
+                self.sampled_heap
+                    .get_or_create(labels)
+                    .set(h.kept_per_request_bytes);
+            }
         }
     }
 }
@@ -108,6 +114,9 @@ pub fn render(rec: &Recording, labels: &mut RouteLabels) -> Result<String, Recor
         &mut endpoints,
         false,
     )?;
+    // A Go program's own sampled heap, where one samples its allocations: then each of its
+    // routes' kept per request (it has no span probes, so the origin figure is no figure).
+    report::apply_sampled_heap(rec, Range::default(), &mut endpoints)?;
     // New routes take the room left, largest retained first.
     endpoints.sort_by(|a, b| {
         b.retained_bytes
@@ -160,6 +169,14 @@ pub fn render(rec: &Recording, labels: &mut RouteLabels) -> Result<String, Recor
          the targets' resident set on the routes' request counts (no probe needed)",
         Unit::Bytes,
         routes.regression,
+    );
+    registry.register_with_unit(
+        "route_kept_per_request_sampled_heap",
+        "What each further request of the route keeps, from a Go program's own sampled heap: \
+         the allocations its runtime sampled that the collector had not freed, each weighed by \
+         what it stands for (only where the program links a memory profiler)",
+        Unit::Bytes,
+        routes.sampled_heap,
     );
     registry.register(
         "route_heap_followed_requests",

@@ -45,6 +45,16 @@ pub use rank::{MIN_REQUESTS_TO_JUDGE, Retention, judged};
 pub use retained::RetainedSummary;
 pub use sampled_heap::{SampledHeapEstimate, SampledHeapRange};
 
+/// Gives each route of a sampling Go program its sampled figure as its kept per request (see
+/// `sampled_heap::apply`).
+pub fn apply_sampled_heap(
+    rec: &Recording,
+    range: Range,
+    endpoints: &mut [Endpoint],
+) -> Result<Option<SampledHeapRange>, RecordingError> {
+    sampled_heap::apply(rec, range, endpoints, page_size(rec)?)
+}
+
 /// `meta.redact_query`: whether the recording dropped query strings; `None` when it does not say.
 pub fn redact_query(rec: &Recording) -> Result<Option<bool>, RecordingError> {
     Ok(rec.meta(meta::REDACT_QUERY)?.map(|v| v == "true"))

@@ -79,7 +79,7 @@ impl RetainedSummary {
         if let Some(r) = &regression {
             kept_from::choose(endpoints, r, page_size(rec)?);
         }
-        let sampled_heap = super::sampled_heap::apply(rec, range, endpoints, page_size(rec)?)?;
+        let sampled_heap = super::apply_sampled_heap(rec, range, endpoints)?;
         let (from, to) = range.bounds();
         let outside = rec.outside_totals(from, to)?;
         let loss = rec.origin_loss()?;
