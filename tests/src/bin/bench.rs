@@ -1003,7 +1003,8 @@ fn jvm_nodelay(port: u16) -> memwatch_tests::Server {
     server
 }
 
-/// The Go and the JVM fixture servers at their maximum rate, trivial route `/`: untraced,
+/// The Go (without and with a profiler linked) and the JVM fixture servers at their maximum
+/// rate, trivial route `/`: untraced,
 /// memwatch with default flags, and `--no-heap` (which shows what following the heap adds),
 /// interleaved round by round.
 fn runtimes_bench(rounds: usize, t: &RuntimeSecs, md: &mut String) {
@@ -1032,6 +1033,11 @@ fn runtimes_bench(rounds: usize, t: &RuntimeSecs, md: &mut String) {
         (
             Runtime::Go,
             "Go 1.19 `net/http`, trivial route `/` (wrk -t2 -c16)",
+        ),
+        (
+            Runtime::GoPprof,
+            "Go 1.19 `net/http` with `net/http/pprof` linked (its sampled heap followed, no \
+             span probes), trivial route `/` (wrk -t2 -c16)",
         ),
         (
             Runtime::Jvm,
