@@ -32,8 +32,12 @@ pub const DEFAULT_SHARE: f64 = 0.02;
 /// leaves breakpoints trapping for a few grace periods), so fewer, longer windows cost less.
 pub const BURST: Duration = Duration::from_secs(10);
 /// What the budget starts with, at its rate: a busy server is sampled from its first fraction
-/// of a second, and a quiet one is followed throughout anyway.
-pub const START: Duration = Duration::from_millis(250);
+/// of a second (at ten times the budget, after 0.2 s), and a quiet one is followed throughout
+/// anyway. Two seconds' worth, so that a server whose probes cost just under the budget on
+/// average is not cut off by its first burst: with 250 ms' worth, Starlette under uvicorn at
+/// 300 requests a second from 8 clients (90% of the budget, with bursts above it) lost its
+/// probes in its first seconds on a loaded machine, and was sampled for the rest.
+pub const START: Duration = Duration::from_secs(2);
 /// What attaching and detaching one probe costs besides its hits, in CPU ns: the kernel
 /// registers and unregisters a uprobe under a global lock, walking every process that maps the
 /// file and waiting out an RCU grace period, and the targets (every process mapping glibc,
