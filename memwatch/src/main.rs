@@ -31,6 +31,10 @@ fn main() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(ansi)
+        // A log line that cannot be written (stderr closed: `2>&1 | head -1`) is dropped. By
+        // default the subscriber reports that failure with `eprintln!`, which panics on the
+        // same closed pipe, and memwatch would exit 101 mid-recording.
+        .log_internal_errors(false)
         .init();
     let result = match cli.command {
         Command::Report(args) => commands::report::run(&args).map(|()| exit::OK),

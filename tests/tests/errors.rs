@@ -317,6 +317,32 @@ fn report_rejects_bad_files() {
     assert_error(&done, 2, &["truncated or corrupt"]);
 }
 
+/// Log lines written after stderr was closed (`2>&1 | head -1` with `-vv`) are dropped: the
+/// logger's own report of the failed write would panic on the same closed pipe.
+#[test]
+fn logging_to_a_closed_pipe_is_not_a_panic() {
+    use std::io::{BufRead as _, BufReader};
+    use std::process::Stdio;
+    let dir = tempdir();
+    let file = dir.path().join("r.db");
+    let pid = std::process::id().to_string();
+    let mut rec = Command::new(memwatch())
+        .args(["record", "-p", &pid, "--duration", "1", "-o"])
+        .arg(&file)
+        .env("RUST_LOG", "memwatch=debug")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(rec.stderr.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.contains("DEBUG"), "{first}");
+    let status = rec.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{status}");
+}
+
 /// A reader that goes away (`| head -1`) ends the output, not memwatch: no panic, exit 0, and a
 /// recording whose stdout and stderr were both cut off is still whole.
 #[test]
