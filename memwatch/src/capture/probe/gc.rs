@@ -345,9 +345,8 @@ fn find(pid: u32, node: &mut HashMap<(u64, u64), Option<u64>>) -> Option<(Found,
         points.push(place(mark, &[], cookie(GcOp::GoMark, Reg::Rax, Reg::Rax)));
     }
     let mut sample_rate = None;
-    if let [.., malloc, free] = &found[..]
-        && found.len() == names.len()
-    {
+    if let [_, _, malloc, free] = &found[..] {
+        let version = go_profile::version(&exe);
         // The rate's symbol is data the runtime sets as it starts: one more read of the
         // symbols, for a Go program that has the sampling functions.
         let own = std::fs::read_link(&exe).ok();
@@ -355,6 +354,12 @@ fn find(pid: u32, node: &mut HashMap<(u64, u64), Option<u64>>) -> Option<(Found,
             .as_deref()
             .and_then(|own| go_profile::rate(pid, maps, own, go_profile::rate_symbol(&exe)?));
         match rate {
+            _ if !go_profile::reads(version) => tracing::info!(
+                pid,
+                ?version,
+                "this Go's runtime.mProf_Malloc takes arguments memwatch does not read (it reads \
+                 Go 1.18 to 1.22): its heap is followed by its spans"
+            ),
             Some(rate) if rate > 0 => {
                 points.push(place(
                     malloc,

@@ -16,8 +16,9 @@
 
 use std::{os::unix::fs::FileExt as _, path::Path};
 
-/// The function the runtime calls with each sampled allocation: `(p, size)` in RAX, RBX up to
-/// Go 1.22 (`(mp, p, size)` from 1.23, which memwatch does not read yet).
+/// The function the runtime calls with each sampled allocation: `(p, size)` in RAX, RBX from
+/// Go 1.17 (its register ABI) to 1.22; `(mp, p, size)` from 1.23, which memwatch does not read
+/// yet ([`reads`]).
 pub const MPROF_MALLOC: &str = "runtime.mProf_Malloc";
 /// The function the sweeper calls for each special record of an object it frees: `(s, p,
 /// size)` in RAX, RBX, RCX.
@@ -37,6 +38,42 @@ pub fn rate_symbol(path: &Path) -> Option<(u64, bool)> {
     elf.symbols()
         .find(|s| s.name() == Ok(RATE))
         .map(|s| (s.address(), pie))
+}
+
+/// The Go version that built the executable at `path` (`(1, 19)` for go1.19.8), from the
+/// version string Go 1.18 and later keep inline in `.go.buildinfo`: a 14-byte magic, the
+/// pointer size, a flags byte (2: strings inline), then at offset 32 the version as a
+/// varint-prefixed string. `None` for an older Go, or a binary without it.
+pub fn version(path: &Path) -> Option<(u32, u32)> {
+    use object::{Object as _, ObjectSection as _, read::ReadCache};
+    let file = std::fs::File::open(path).ok()?;
+    let cache = ReadCache::new(file);
+    let elf = object::File::parse(&cache).ok()?;
+    let data = elf.section_by_name(".go.buildinfo")?.data().ok()?;
+    parse_version(data)
+}
+
+fn parse_version(data: &[u8]) -> Option<(u32, u32)> {
+    const MAGIC: &[u8] = b"\xff Go buildinf:";
+    if !data.starts_with(MAGIC) || data.get(15)? & 2 == 0 {
+        return None;
+    }
+    let len = usize::from(*data.get(32)?);
+    // A version string is short: its length is a one-byte varint.
+    if len >= 0x80 {
+        return None;
+    }
+    let text = std::str::from_utf8(data.get(33..33 + len)?).ok()?;
+    let mut parts = text.strip_prefix("go")?.split(['.', 'r', 'b', '-', ' ']);
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+/// Whether memwatch reads `runtime.mProf_Malloc`'s arguments in a Go of `version`: the
+/// register ABI with `(p, size)`, Go 1.18 (the first with its version inline) to 1.22.
+pub fn reads(version: Option<(u32, u32)>) -> bool {
+    version.is_some_and(|v| ((1, 18)..=(1, 22)).contains(&v))
 }
 
 /// The address in a process of the link-time address `addr` of its executable `path`, from its
@@ -110,8 +147,31 @@ c000000000-c000400000 rw-p 00000000 00:00 0
         );
     }
 
+    #[test]
+    fn the_go_version_is_read_from_its_build_info() {
+        let mut data = b"\xff Go buildinf:\x08\x02".to_vec();
+        data.resize(32, 0);
+        data.push(8);
+        data.extend_from_slice(b"go1.19.8");
+        assert_eq!(parse_version(&data), Some((1, 19)));
+        let release = |v: &str| {
+            let mut d = data[..32].to_vec();
+            d.push(v.len() as u8);
+            d.extend_from_slice(v.as_bytes());
+            parse_version(&d)
+        };
+        assert_eq!(release("go1.23rc1"), Some((1, 23)));
+        assert_eq!(release("go1.22 X:boringcrypto"), Some((1, 22)));
+        assert_eq!(release("devel +abc"), None);
+        // Before Go 1.18 the strings are not inline.
+        data[15] = 0;
+        assert_eq!(parse_version(&data), None);
+        assert!(reads(Some((1, 19))) && reads(Some((1, 22))));
+        assert!(!reads(Some((1, 23))) && !reads(Some((1, 17))) && !reads(None));
+    }
+
     /// The runtime tests' Go fixture, when it has been built with `-tags pprof`: its rate is
-    /// found in `.noptrbss`.
+    /// found in `.noptrbss`, and its version read.
     #[test]
     fn the_pprof_fixture_has_its_rate_symbol() {
         let fixture =
@@ -121,6 +181,7 @@ c000000000-c000400000 rw-p 00000000 00:00 0
         }
         let (addr, pie) = rate_symbol(&fixture).expect("runtime.MemProfileRate");
         assert!(addr > 0 && !pie, "{addr:#x}");
+        assert!(reads(version(&fixture)), "{:?}", version(&fixture));
     }
 
     #[test]
