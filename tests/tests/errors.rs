@@ -317,29 +317,47 @@ fn report_rejects_bad_files() {
     assert_error(&done, 2, &["truncated or corrupt"]);
 }
 
-/// Log lines written after stderr was closed (`2>&1 | head -1` with `-vv`) are dropped: the
-/// logger's own report of the failed write would panic on the same closed pipe.
-#[test]
-fn logging_to_a_closed_pipe_is_not_a_panic() {
+/// Records this test process for a second, with `RUST_LOG` set to `log` if given, and reads the
+/// first line of its stderr; then closes its stdout and stderr, as a reader that goes away
+/// (`| head -1`) does, so that every later line it writes fails with EPIPE. Returns how it
+/// exited, that first line, and the recording (with the directory holding it).
+fn record_into_closed_pipes(
+    log: Option<&str>,
+) -> (
+    std::process::ExitStatus,
+    String,
+    tempfile::TempDir,
+    std::path::PathBuf,
+) {
     use std::io::{BufRead as _, BufReader};
     use std::process::Stdio;
     let dir = tempdir();
     let file = dir.path().join("r.db");
     let pid = std::process::id().to_string();
-    let mut rec = Command::new(memwatch())
+    let mut command = Command::new(memwatch());
+    command
         .args(["record", "-p", &pid, "--duration", "1", "-o"])
         .arg(&file)
-        .env("RUST_LOG", "memwatch=debug")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(log) = log {
+        command.env("RUST_LOG", log);
+    }
+    let mut rec = command.spawn().unwrap();
     let mut first = String::new();
     BufReader::new(rec.stderr.take().unwrap())
         .read_line(&mut first)
         .unwrap();
+    drop(rec.stdout.take());
+    (rec.wait().unwrap(), first, dir, file)
+}
+
+/// Log lines written after stderr was closed (`2>&1 | head -1` with `-vv`) are dropped: the
+/// logger's own report of the failed write would panic on the same closed pipe.
+#[test]
+fn logging_to_a_closed_pipe_is_not_a_panic() {
+    let (status, first, _dir, _file) = record_into_closed_pipes(Some("memwatch=debug"));
     assert!(first.contains("DEBUG"), "{first}");
-    let status = rec.wait().unwrap();
     assert_eq!(status.code(), Some(0), "{status}");
 }
 
@@ -347,26 +365,9 @@ fn logging_to_a_closed_pipe_is_not_a_panic() {
 /// recording whose stdout and stderr were both cut off is still whole.
 #[test]
 fn a_closed_pipe_is_not_a_panic() {
-    use std::io::{BufRead as _, BufReader};
     use std::process::Stdio;
-    let dir = tempdir();
-    let file = dir.path().join("r.db");
-    let pid = std::process::id().to_string();
-    let mut rec = Command::new(memwatch())
-        .args(["record", "-p", &pid, "--duration", "1", "-o"])
-        .arg(&file)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(rec.stderr.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
+    let (status, first, _dir, file) = record_into_closed_pipes(None);
     assert!(first.contains("recording"), "{first}");
-    // Both pipes closed: every later line memwatch writes fails with EPIPE.
-    drop(rec.stdout.take());
-    let status = rec.wait().unwrap();
     assert_eq!(status.code(), Some(0), "{status}");
     let mut report = Command::new(memwatch())
         .args(["report", "--format", "json"])
