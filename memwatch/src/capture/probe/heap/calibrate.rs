@@ -95,22 +95,31 @@ const N_STEP: u64 = 100;
 /// made the budget detach the probes from a server it could afford to follow.
 const ROUNDS: usize = 21;
 
-/// The helper: reads a count per line from stdin, runs that many `malloc(64)`/`free` pairs,
-/// and answers with the ns they took. Ends at end of input.
+/// The helper: reads `N ROUNDS` per line from stdin, runs `ROUNDS` rounds of `N`
+/// `malloc(64)`/`free` pairs, and answers with the ns the fastest round took. The rounds are
+/// timed here, one answer for all of them: a round trip to memwatch per round would wait for
+/// the CPU each time on a loaded machine, and stretch memwatch's start. Ends at end of input.
 pub fn child_main() -> anyhow::Result<i32> {
     let stdin = std::io::stdin();
     let mut out = std::io::stdout().lock();
     for line in stdin.lock().lines() {
-        let n: u64 = line?.trim().parse()?;
-        let start = Instant::now();
-        for _ in 0..n {
-            // SAFETY: a plain allocation, freed at once.
-            unsafe {
-                let p = libc::malloc(std::hint::black_box(64));
-                libc::free(std::hint::black_box(p));
+        let line = line?;
+        let mut words = line.split_whitespace();
+        let n: u64 = words.next().unwrap_or("0").parse()?;
+        let rounds: u32 = words.next().unwrap_or("1").parse()?;
+        let mut fastest = u128::MAX;
+        for _ in 0..rounds.max(1) {
+            let start = Instant::now();
+            for _ in 0..n {
+                // SAFETY: a plain allocation, freed at once.
+                unsafe {
+                    let p = libc::malloc(std::hint::black_box(64));
+                    libc::free(std::hint::black_box(p));
+                }
             }
+            fastest = fastest.min(start.elapsed().as_nanos());
         }
-        writeln!(out, "{}", start.elapsed().as_nanos())?;
+        writeln!(out, "{fastest}")?;
         out.flush()?;
     }
     Ok(0)
@@ -139,9 +148,9 @@ impl Helper {
         })
     }
 
-    /// ns per iteration of `n`.
-    fn run(&mut self, n: u64) -> std::io::Result<f64> {
-        writeln!(self.stdin, "{n}")?;
+    /// ns per iteration of `n`, in the fastest of `rounds` rounds.
+    fn run(&mut self, n: u64, rounds: usize) -> std::io::Result<f64> {
+        writeln!(self.stdin, "{n} {rounds}")?;
         self.stdin.flush()?;
         let mut line = String::new();
         self.stdout.read_line(&mut line)?;
@@ -158,10 +167,6 @@ impl Drop for Helper {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn fastest(v: &[f64]) -> f64 {
-    v.iter().copied().fold(f64::INFINITY, f64::min)
 }
 
 /// Measures what hits cost with the heap programs of `ebpf` (loaded) at the sites placed in
@@ -196,7 +201,7 @@ fn try_measure(ebpf: &mut Ebpf) -> anyhow::Result<Costs> {
     let mut helpers = [Helper::start()?, Helper::start()?, Helper::start()?];
     for h in &mut helpers {
         // Once it has answered, its glibc is mapped.
-        h.run(N)?;
+        h.run(N, 1)?;
     }
     let pids = helpers.each_ref().map(|h| h.child.id());
     let libc =
@@ -222,11 +227,7 @@ fn try_measure(ebpf: &mut Ebpf) -> anyhow::Result<Costs> {
     // program reads garbage there, and returns at once for a process it does not trace).
     let step = stepped_site(&entry).ok_or_else(|| anyhow::anyhow!("no single-stepped site"))?;
     let timed = |helpers: &mut [Helper; 3], i: usize, n: u64| -> anyhow::Result<f64> {
-        let mut v = Vec::with_capacity(ROUNDS);
-        for _ in 0..ROUNDS {
-            v.push(helpers[i].run(n)?);
-        }
-        Ok(fastest(&v))
+        Ok(helpers[i].run(n, ROUNDS)?)
     };
     let base = [
         timed(&mut helpers, 0, N)?,
