@@ -396,10 +396,12 @@ fn go_sampled_heap(port: u16, clients: usize) {
         int(leak, "samples"),
         int(leak, "requests")
     );
+    // A 95% interval misses the truth one run in twenty by its nature: the truth is asserted
+    // within twice its half-width (about 3.9 standard deviations).
+    let width = int(leak, "kept_per_request_high_bytes") - int(leak, "kept_per_request_low_bytes");
     assert!(
-        int(leak, "kept_per_request_low_bytes") <= 256 * KIB
-            && 256 * KIB <= int(leak, "kept_per_request_high_bytes"),
-        "{name}: the 95% interval holds the truth: {leak:#}"
+        (int(leak, "kept_per_request_bytes") - 256 * KIB).abs() <= width,
+        "{name}: the truth within twice the interval's half-width: {leak:#}"
     );
     // The churn's 2 MiB is sampled nearly every time, and the sweeper frees every sample.
     let churn = &endpoint(&r, "GET", "/churn")["sampled_heap"];
