@@ -53,7 +53,7 @@ fn page_in_headless_chromium() {
         .execute_batch(
             "UPDATE request_rollup SET route = '/<img src=x onerror=alert(1)>'
              WHERE route = '/leak';
-             UPDATE request_rows SET route = '/<img src=x onerror=alert(1)>'
+             UPDATE request_kinds SET route = '/<img src=x onerror=alert(1)>'
              WHERE route = '/leak';",
         )
         .unwrap();

@@ -19,8 +19,11 @@ pub const APPLICATION_ID: i64 = 0x4D57_4154;
 /// ([`HAS_SAMPLED_OUT`]). Version 8 adds `live_heap`, what collected runtimes (the JVM, Go)
 /// report live after each collection; older files have none ([`HAS_LIVE_HEAP`]). Version 9
 /// adds `heap_samples`, the allocations a Go runtime sampled, per request; older files have
-/// none ([`HAS_HEAP_SAMPLES`]).
-pub const SCHEMA_VERSION: i64 = 9;
+/// none ([`HAS_HEAP_SAMPLES`]). Version 10 stores requests in three tables behind the same
+/// `requests` view: what many share in `request_kinds`, the memory figures only of the
+/// requests that changed memory in `request_memory`; the views read every version through the
+/// view.
+pub const SCHEMA_VERSION: i64 = 10;
 /// The first schema version whose recordings carry retained-memory figures.
 pub const HAS_ORIGIN: i64 = 3;
 /// The first schema version whose recordings carry the origin of address space.
@@ -114,45 +117,60 @@ CREATE TABLE counters (
     unmatched_release_bytes INTEGER NOT NULL DEFAULT 0, -- releases of memory of no known origin
     unseen_release_bytes    INTEGER NOT NULL DEFAULT 0  -- released address space never seen resident
 );
--- Requests are stored compactly in `request_rows` and read through the `requests` view, which
--- has the readable shape. The table is clustered by end time (range queries and the page's
--- newest-first lists need no separate index); looking a request up by id alone scans.
+-- Requests are stored compactly and read through the `requests` view, which has the readable
+-- shape. What many requests share (the thread that served them, method, route, Host, status,
+-- how their memory was charged) is interned in `request_kinds`; `request_rows` holds what is each
+-- request's own, clustered by end time (range queries and the page's newest-first lists need no
+-- separate index; looking a request up by id alone scans); `request_memory` holds the memory
+-- figures of the requests that changed memory, most requests having none.
 CREATE TABLE hosts (
     id   INTEGER PRIMARY KEY,
     host TEXT NOT NULL UNIQUE
 );
+CREATE TABLE request_kinds (
+    id          INTEGER PRIMARY KEY,
+    pid         INTEGER NOT NULL,
+    tid         INTEGER NOT NULL,
+    method      TEXT,
+    route       TEXT,
+    host_id     INTEGER,               -- hosts.id
+    status      INTEGER,
+    exact       INTEGER NOT NULL,      -- 1 exact, 0 approximate attribution
+    sampled_out INTEGER NOT NULL       -- 1: the heap probes were off as it started
+);
 CREATE TABLE request_rows (
-    id        INTEGER NOT NULL,
-    pid       INTEGER NOT NULL,
-    tid       INTEGER NOT NULL,
-    conn      INTEGER NOT NULL,      -- connection number in this recording; 0: from an access log
-    method    TEXT,
-    target    TEXT,                  -- NULL when equal to route
-    route     TEXT,
-    host_id   INTEGER,               -- hosts.id
-    status    INTEGER,
     end_ns    INTEGER NOT NULL,
+    id        INTEGER NOT NULL,
+    kind      INTEGER NOT NULL,      -- request_kinds.id
+    conn      INTEGER NOT NULL,      -- connection number in this recording; 0: from an access log
     dur_ns    INTEGER NOT NULL,      -- end_ns - start_ns
     ttfb_ns   INTEGER,               -- first_byte_ns - start_ns
     bytes_in  INTEGER NOT NULL,
     bytes_out INTEGER NOT NULL,
+    target    TEXT,                  -- NULL when equal to route
+    PRIMARY KEY (end_ns, id)
+) WITHOUT ROWID;
+CREATE TABLE request_memory (
+    end_ns    INTEGER NOT NULL,      -- request_rows.end_ns
+    id        INTEGER NOT NULL,      -- request_rows.id
     vm_bytes  INTEGER NOT NULL,
     rss_bytes INTEGER NOT NULL,
     faults    INTEGER NOT NULL,
     mem_calls INTEGER NOT NULL,
-    exact     INTEGER NOT NULL,      -- 1 exact, 0 approximate attribution
     grown     INTEGER NOT NULL,      -- bytes it made resident (each page once)
     released  INTEGER NOT NULL,      -- of those, released before it ended
-    sampled_out INTEGER NOT NULL DEFAULT 0, -- 1: the heap probes were off as it started
     PRIMARY KEY (end_ns, id)
 ) WITHOUT ROWID;
 CREATE VIEW requests AS
-SELECT r.id, r.pid, r.tid, r.conn, r.method, COALESCE(r.target, r.route) AS target, r.route,
-       h.host, r.status, r.end_ns - r.dur_ns AS start_ns,
+SELECT r.id, k.pid, k.tid, r.conn, k.method, COALESCE(r.target, k.route) AS target, k.route,
+       h.host, k.status, r.end_ns - r.dur_ns AS start_ns,
        r.end_ns - r.dur_ns + r.ttfb_ns AS first_byte_ns, r.end_ns, r.bytes_in, r.bytes_out,
-       r.vm_bytes, r.rss_bytes, r.faults, r.mem_calls, r.exact, r.grown, r.released,
-       r.sampled_out
-FROM request_rows r LEFT JOIN hosts h ON h.id = r.host_id;
+       COALESCE(m.vm_bytes, 0) AS vm_bytes, COALESCE(m.rss_bytes, 0) AS rss_bytes,
+       COALESCE(m.faults, 0) AS faults, COALESCE(m.mem_calls, 0) AS mem_calls, k.exact,
+       COALESCE(m.grown, 0) AS grown, COALESCE(m.released, 0) AS released, k.sampled_out
+FROM request_rows r JOIN request_kinds k ON k.id = r.kind
+     LEFT JOIN hosts h ON h.id = k.host_id
+     LEFT JOIN request_memory m ON m.end_ns = r.end_ns AND m.id = r.id;
 -- Requests summed per second of their end, kept by the writer: range queries over many
 -- requests read these instead of every row.
 CREATE TABLE request_rollup (

@@ -25,7 +25,7 @@ use rusqlite::Connection;
 
 use super::{
     create::{Reserve, create_file, sqlite_err},
-    insert::{self, Hosts},
+    insert::{self, Interned},
 };
 use crate::{
     error::{SetupError, WriteError},
@@ -234,7 +234,7 @@ fn run(
     mut reserve: Reserve,
 ) -> Result<u64, Failure> {
     let mut written = 0u64;
-    let mut hosts = Hosts::default();
+    let mut interned = Interned::default();
     let mut pending: Vec<Row> = Vec::new();
     let mut since = Instant::now();
     loop {
@@ -254,7 +254,7 @@ fn run(
         };
         if !pending.is_empty() && (finish || since.elapsed() >= COMMIT_EVERY) {
             let batch = pending.len() as u64;
-            let result = commit(&mut conn, &mut hosts, &mut pending);
+            let result = commit(&mut conn, &mut interned, &mut pending);
             shared
                 .cpu_ns
                 .store(crate::capture::procfs::thread_cpu_ns(), Ordering::Relaxed);
@@ -389,10 +389,14 @@ fn leave_wal(conn: &Connection) -> rusqlite::Result<()> {
 }
 
 /// Stores `rows` (which it empties) in one transaction; returns how many there were.
-fn commit(conn: &mut Connection, hosts: &mut Hosts, rows: &mut Vec<Row>) -> rusqlite::Result<u64> {
+fn commit(
+    conn: &mut Connection,
+    interned: &mut Interned,
+    rows: &mut Vec<Row>,
+) -> rusqlite::Result<u64> {
     let tx = conn.transaction()?;
     let n = rows.len() as u64;
-    insert::batch(&tx, hosts, rows)?;
+    insert::batch(&tx, interned, rows)?;
     tx.commit()?;
     Ok(n)
 }

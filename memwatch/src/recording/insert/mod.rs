@@ -15,14 +15,14 @@ mod stacks;
 
 use rusqlite::{Connection, Transaction, params};
 
-pub(super) use self::requests::Hosts;
+pub(super) use self::requests::Interned;
 use crate::model::{CountersRow, ProcessRow, Row};
 
 /// Stores `rows` (which it empties) in `tx`: first what is summed per batch by key, the
 /// requests' per-second rollup and [`retained::BatchSums`], then each row by its kind.
 pub(super) fn batch(
     tx: &Transaction<'_>,
-    hosts: &mut Hosts,
+    interned: &mut Interned,
     rows: &mut Vec<Row>,
 ) -> rusqlite::Result<()> {
     {
@@ -58,7 +58,7 @@ pub(super) fn batch(
                 kind,
                 bytes,
             } => non_http(tx, ts_ns, pid, conn, kind, bytes)?,
-            Row::Request(r) => requests.insert(tx, hosts, *r)?,
+            Row::Request(r) => requests.insert(tx, interned, *r)?,
             // Summed per batch above.
             Row::Release(_)
             | Row::OutsideGrowth { .. }

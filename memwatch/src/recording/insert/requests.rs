@@ -1,10 +1,12 @@
-//! Requests: each one's row (`request_rows`, its host interned in `hosts`, its target stored
-//! only where it differs from its route), and the per-second sums of a batch's requests added
+//! Requests: each one's row (`request_rows`, what it shares with others interned in
+//! `request_kinds` and `hosts`, its target stored only where it differs from its route, its
+//! memory figures in `request_memory` only when it changed memory), and the per-second sums of a batch's requests added
 //! to `request_rollup`, which range queries over millions of requests read instead.
 
 use std::sync::LazyLock;
 
 use rusqlite::{CachedStatement, Transaction, params};
+use rustc_hash::FxHashMap;
 
 use crate::{model::RequestRow, units::NS_PER_SEC};
 
@@ -17,12 +19,21 @@ const INSERT_ROLLUP: &str = "INSERT INTO request_rollup (second, method, route, 
        mem_calls = mem_calls + excluded.mem_calls, grown = grown + excluded.grown,
        released = released + excluded.released, sampled_out = sampled_out + excluded.sampled_out";
 
-pub(super) const INSERT_REQUEST: &str =
-    "INSERT INTO request_rows (id, pid, tid, conn, method, target,
-       route, host_id, status, end_ns, dur_ns, ttfb_ns, bytes_in, bytes_out, vm_bytes, rss_bytes,
-       faults, mem_calls, exact, grown, released, sampled_out)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
-       ?20, ?21, ?22)";
+/// What many requests share, interned: [`Interned::kind`].
+const INSERT_KIND: &str = "INSERT INTO request_kinds (pid, tid, method, route, host_id, status,
+       exact, sampled_out) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+
+/// What is each request's own.
+const INSERT_ROW: &str = "INSERT INTO request_rows (end_ns, id, kind, conn, dur_ns, ttfb_ns,
+       bytes_in, bytes_out, target) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+/// `request_rows`' columns, as [`INSERT_ROW`] and [`OwnFields::bind`] list them.
+const ROW_COLUMNS: usize = 9;
+
+/// The memory figures of a request that changed memory.
+const INSERT_MEMORY: &str = "INSERT INTO request_memory (end_ns, id, vm_bytes, rss_bytes,
+       faults, mem_calls, grown, released) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+/// `request_memory`'s columns, as [`INSERT_MEMORY`] lists them.
+const MEMORY_COLUMNS: usize = 8;
 
 /// What one second's requests of one (method, route, status) add to `request_rollup`.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -95,13 +106,35 @@ impl<'a> Rollup<'a> {
     }
 }
 
-/// Host names seen so far and their `hosts.id`: a request row stores the small id.
-#[derive(Debug, Default)]
-pub(in crate::recording) struct Hosts(rustc_hash::FxHashMap<String, i64>);
+/// A request kind as the writer keys it: process, thread, method and route (as [`Interned`]'s
+/// numbers for them), host id, status, exact, sampled out.
+type KindKey = (
+    u32,
+    u32,
+    Option<u32>,
+    Option<u32>,
+    Option<i64>,
+    Option<u16>,
+    bool,
+    bool,
+);
 
-impl Hosts {
-    fn intern(&mut self, tx: &Transaction<'_>, host: String) -> rusqlite::Result<i64> {
-        if let Some(&id) = self.0.get(&host) {
+/// What the writer has interned so far: host names and their `hosts.id`, request kinds and
+/// their `request_kinds.id`, and, to key the kinds without copying strings, a number for each
+/// method and route string seen (never stored). A request row then stores small ids.
+///
+/// Valid for the writer's life: a commit that fails stops the writer, so no id here can name a
+/// row that was rolled back and then used again.
+#[derive(Debug, Default)]
+pub(in crate::recording) struct Interned {
+    hosts: FxHashMap<String, i64>,
+    names: FxHashMap<Box<str>, u32>,
+    kinds: FxHashMap<KindKey, i64>,
+}
+
+impl Interned {
+    fn host(&mut self, tx: &Transaction<'_>, host: &str) -> rusqlite::Result<i64> {
+        if let Some(&id) = self.hosts.get(host) {
             return Ok(id);
         }
         let id = tx
@@ -110,57 +143,99 @@ impl Hosts {
                  ON CONFLICT (host) DO UPDATE SET host = host RETURNING id",
             )?
             .query_row(params![host], |r| r.get(0))?;
-        self.0.insert(host, id);
+        self.hosts.insert(host.to_owned(), id);
+        Ok(id)
+    }
+
+    fn name(&mut self, s: Option<&str>) -> Option<u32> {
+        let s = s?;
+        if let Some(&n) = self.names.get(s) {
+            return Some(n);
+        }
+        let n = self.names.len() as u32;
+        self.names.insert(s.into(), n);
+        Some(n)
+    }
+
+    /// The `request_kinds.id` of what `r` shares with other requests, added when new.
+    fn kind(&mut self, tx: &Transaction<'_>, r: &RequestRow) -> rusqlite::Result<i64> {
+        let host_id = match r.host.as_deref() {
+            Some(h) => Some(self.host(tx, h)?),
+            None => None,
+        };
+        let key = (
+            r.pid,
+            r.tid,
+            self.name(r.method.as_deref()),
+            self.name(r.route.as_deref()),
+            host_id,
+            r.status,
+            r.exact,
+            r.sampled_out,
+        );
+        if let Some(&id) = self.kinds.get(&key) {
+            return Ok(id);
+        }
+        tx.prepare_cached(INSERT_KIND)?.execute(params![
+            r.pid,
+            r.tid,
+            r.method,
+            r.route,
+            host_id,
+            r.status,
+            r.exact,
+            r.sampled_out
+        ])?;
+        let id = tx.last_insert_rowid();
+        self.kinds.insert(key, id);
         Ok(id)
     }
 }
 
-/// Request rows inserted by one statement: SQLite's work per statement run (reset, start, halt,
+/// Rows inserted by one statement: SQLite's work per statement run (reset, start, halt,
 /// unbinding) is paid once for them rather than for each row.
 const CHUNK: usize = 32;
-/// `request_rows`' columns, as [`INSERT_REQUEST`] and [`bind`] list them.
-const COLUMNS: usize = 22;
 
-/// Inserts a batch's requests, [`CHUNK`] rows to a statement run.
-pub(super) struct Requests<'tx> {
-    one: CachedStatement<'tx>,
-    many: CachedStatement<'tx>,
-    /// Rows waiting for a full chunk, each with its host's id.
-    held: Vec<(RequestRow, Option<i64>)>,
+/// `insert`, one row of `columns` anonymous parameters, made into an insert of [`CHUNK`] rows.
+fn chunk_of(insert: &str, columns: usize) -> String {
+    let (head, _) = insert.split_once("VALUES").unwrap_or((insert, ""));
+    let row = format!("({})", vec!["?"; columns].join(", "));
+    format!("{head}VALUES {}", vec![row; CHUNK].join(", "))
 }
 
-impl<'tx> Requests<'tx> {
-    pub(super) fn new(tx: &'tx Transaction<'_>) -> rusqlite::Result<Self> {
-        // INSERT_REQUEST's column list with CHUNK rows of anonymous parameters, made once.
-        static MANY: LazyLock<String> = LazyLock::new(|| {
-            let (head, _) = INSERT_REQUEST
-                .split_once("VALUES")
-                .unwrap_or((INSERT_REQUEST, ""));
-            let row = format!("({})", vec!["?"; COLUMNS].join(", "));
-            format!("{head}VALUES {}", vec![row; CHUNK].join(", "))
-        });
+/// A row that binds its values from parameter `base + 1` on.
+trait Bind {
+    fn bind(&self, stmt: &mut CachedStatement<'_>, base: usize) -> rusqlite::Result<()>;
+}
+
+/// Rows of one table inserted [`CHUNK`] to a statement run, the rest one by one at the end.
+struct Chunked<'tx, T> {
+    one: CachedStatement<'tx>,
+    many: CachedStatement<'tx>,
+    columns: usize,
+    held: Vec<T>,
+}
+
+impl<'tx, T: Bind> Chunked<'tx, T> {
+    fn new(
+        tx: &'tx Transaction<'_>,
+        one: &str,
+        many: &str,
+        columns: usize,
+    ) -> rusqlite::Result<Self> {
         Ok(Self {
-            one: tx.prepare_cached(INSERT_REQUEST)?,
-            many: tx.prepare_cached(&MANY)?,
+            one: tx.prepare_cached(one)?,
+            many: tx.prepare_cached(many)?,
+            columns,
             held: Vec::with_capacity(CHUNK),
         })
     }
 
-    /// One request row; written once [`CHUNK`] are held, or by [`Self::flush`].
-    pub(super) fn insert(
-        &mut self,
-        tx: &Transaction<'_>,
-        hosts: &mut Hosts,
-        mut r: RequestRow,
-    ) -> rusqlite::Result<()> {
-        let host_id = match r.host.take() {
-            Some(h) => Some(hosts.intern(tx, h)?),
-            None => None,
-        };
-        self.held.push((r, host_id));
+    fn push(&mut self, row: T) -> rusqlite::Result<()> {
+        self.held.push(row);
         if self.held.len() == CHUNK {
-            for (i, (r, host_id)) in self.held.iter().enumerate() {
-                bind(&mut self.many, i * COLUMNS, r, *host_id)?;
+            for (i, r) in self.held.iter().enumerate() {
+                r.bind(&mut self.many, i * self.columns)?;
             }
             self.many.raw_execute()?;
             self.held.clear();
@@ -168,52 +243,114 @@ impl<'tx> Requests<'tx> {
         Ok(())
     }
 
-    /// Writes the rows held back.
-    pub(super) fn flush(&mut self) -> rusqlite::Result<()> {
-        for (r, host_id) in self.held.drain(..) {
-            bind(&mut self.one, 0, &r, host_id)?;
+    fn flush(&mut self) -> rusqlite::Result<()> {
+        for r in self.held.drain(..) {
+            r.bind(&mut self.one, 0)?;
             self.one.raw_execute()?;
         }
         Ok(())
     }
 }
 
-/// Binds one request row's [`COLUMNS`] values from parameter `base + 1` on.
-fn bind(
-    stmt: &mut CachedStatement<'_>,
-    base: usize,
-    r: &RequestRow,
-    host_id: Option<i64>,
-) -> rusqlite::Result<()> {
-    // Stored once when the route is the target itself (no query, no normalisation).
-    let target = r
-        .target
-        .as_deref()
-        .filter(|t| r.route.as_deref() != Some(*t));
-    let at = |i: usize| base + i;
-    stmt.raw_bind_parameter(at(1), r.id)?;
-    stmt.raw_bind_parameter(at(2), r.pid)?;
-    stmt.raw_bind_parameter(at(3), r.tid)?;
-    stmt.raw_bind_parameter(at(4), r.conn as i64)?;
-    stmt.raw_bind_parameter(at(5), r.method.as_deref())?;
-    stmt.raw_bind_parameter(at(6), target)?;
-    stmt.raw_bind_parameter(at(7), r.route.as_deref())?;
-    stmt.raw_bind_parameter(at(8), host_id)?;
-    stmt.raw_bind_parameter(at(9), r.status)?;
-    stmt.raw_bind_parameter(at(10), r.end_ns)?;
-    stmt.raw_bind_parameter(at(11), r.end_ns - r.start_ns)?;
-    stmt.raw_bind_parameter(at(12), r.first_byte_ns.map(|f| f - r.start_ns))?;
-    stmt.raw_bind_parameter(at(13), r.bytes_in as i64)?;
-    stmt.raw_bind_parameter(at(14), r.bytes_out as i64)?;
-    stmt.raw_bind_parameter(at(15), r.vm_bytes)?;
-    stmt.raw_bind_parameter(at(16), r.rss_bytes)?;
-    stmt.raw_bind_parameter(at(17), r.faults as i64)?;
-    stmt.raw_bind_parameter(at(18), r.mem_calls as i64)?;
-    stmt.raw_bind_parameter(at(19), r.exact)?;
-    stmt.raw_bind_parameter(at(20), r.grown as i64)?;
-    stmt.raw_bind_parameter(at(21), r.released as i64)?;
-    stmt.raw_bind_parameter(at(22), r.sampled_out)?;
-    Ok(())
+/// What `request_rows` holds of one request.
+struct OwnFields {
+    end_ns: i64,
+    id: i64,
+    kind: i64,
+    conn: i64,
+    dur_ns: i64,
+    ttfb_ns: Option<i64>,
+    bytes_in: i64,
+    bytes_out: i64,
+    /// `None` when it is the route itself (no query, no normalisation).
+    target: Option<String>,
+}
+
+impl Bind for OwnFields {
+    fn bind(&self, stmt: &mut CachedStatement<'_>, base: usize) -> rusqlite::Result<()> {
+        stmt.raw_bind_parameter(base + 1, self.end_ns)?;
+        stmt.raw_bind_parameter(base + 2, self.id)?;
+        stmt.raw_bind_parameter(base + 3, self.kind)?;
+        stmt.raw_bind_parameter(base + 4, self.conn)?;
+        stmt.raw_bind_parameter(base + 5, self.dur_ns)?;
+        stmt.raw_bind_parameter(base + 6, self.ttfb_ns)?;
+        stmt.raw_bind_parameter(base + 7, self.bytes_in)?;
+        stmt.raw_bind_parameter(base + 8, self.bytes_out)?;
+        stmt.raw_bind_parameter(base + 9, self.target.as_deref())
+    }
+}
+
+/// What `request_memory` holds of a request that changed memory, in [`INSERT_MEMORY`]'s order.
+struct MemoryFields([i64; MEMORY_COLUMNS]);
+
+impl Bind for MemoryFields {
+    fn bind(&self, stmt: &mut CachedStatement<'_>, base: usize) -> rusqlite::Result<()> {
+        for (i, v) in self.0.iter().enumerate() {
+            stmt.raw_bind_parameter(base + i + 1, *v)?;
+        }
+        Ok(())
+    }
+}
+
+/// Inserts a batch's requests: each one's own fields, its kind interned, and its memory
+/// figures when it changed memory.
+pub(super) struct Requests<'tx> {
+    rows: Chunked<'tx, OwnFields>,
+    memory: Chunked<'tx, MemoryFields>,
+}
+
+impl<'tx> Requests<'tx> {
+    pub(super) fn new(tx: &'tx Transaction<'_>) -> rusqlite::Result<Self> {
+        // Made once: the statement cache is keyed by the SQL text.
+        static ROWS: LazyLock<String> = LazyLock::new(|| chunk_of(INSERT_ROW, ROW_COLUMNS));
+        static MEMORY: LazyLock<String> = LazyLock::new(|| chunk_of(INSERT_MEMORY, MEMORY_COLUMNS));
+        Ok(Self {
+            rows: Chunked::new(tx, INSERT_ROW, &ROWS, ROW_COLUMNS)?,
+            memory: Chunked::new(tx, INSERT_MEMORY, &MEMORY, MEMORY_COLUMNS)?,
+        })
+    }
+
+    /// One request; written once [`CHUNK`] are held, or by [`Self::flush`].
+    pub(super) fn insert(
+        &mut self,
+        tx: &Transaction<'_>,
+        interned: &mut Interned,
+        r: RequestRow,
+    ) -> rusqlite::Result<()> {
+        let kind = interned.kind(tx, &r)?;
+        let memory = [
+            r.vm_bytes,
+            r.rss_bytes,
+            r.faults as i64,
+            r.mem_calls as i64,
+            r.grown as i64,
+            r.released as i64,
+        ];
+        if memory.iter().any(|&v| v != 0) {
+            let [vm, rss, faults, calls, grown, released] = memory;
+            self.memory.push(MemoryFields([
+                r.end_ns, r.id, vm, rss, faults, calls, grown, released,
+            ]))?;
+        }
+        let target = r.target.filter(|t| r.route.as_deref() != Some(t.as_str()));
+        self.rows.push(OwnFields {
+            end_ns: r.end_ns,
+            id: r.id,
+            kind,
+            conn: r.conn as i64,
+            dur_ns: r.end_ns - r.start_ns,
+            ttfb_ns: r.first_byte_ns.map(|f| f - r.start_ns),
+            bytes_in: r.bytes_in as i64,
+            bytes_out: r.bytes_out as i64,
+            target,
+        })
+    }
+
+    /// Writes the rows held back.
+    pub(super) fn flush(&mut self) -> rusqlite::Result<()> {
+        self.rows.flush()?;
+        self.memory.flush()
+    }
 }
 
 #[cfg(test)]

@@ -98,7 +98,7 @@ impl Recording {
                 },
             )?;
             self.each(
-                "SELECT COALESCE(method, '-'), COALESCE(route, '-'), COUNT(*) FROM request_rows
+                "SELECT COALESCE(method, '-'), COALESCE(route, '-'), COUNT(*) FROM requests
                  WHERE pid = ?1 AND end_ns >= ?2 AND end_ns < ?3 GROUP BY 1, 2",
                 params![pid, from_ns, cut],
                 |r| {

@@ -128,7 +128,7 @@ impl Recording {
     ) -> Result<std::collections::BTreeMap<u32, u64>, RecordingError> {
         Ok(self
             .counts_by(
-                "SELECT CAST(pid AS TEXT), COUNT(*) FROM request_rows GROUP BY pid",
+                "SELECT CAST(pid AS TEXT), COUNT(*) FROM requests GROUP BY pid",
                 [],
             )?
             .into_iter()

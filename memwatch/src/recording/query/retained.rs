@@ -359,7 +359,7 @@ impl Recording {
                  FROM request_rollup WHERE second <= ?3
                  UNION ALL
                  SELECT COALESCE(method, '-'), COALESCE(route, '-'), end_ns, grown - released
-                 FROM request_rows WHERE end_ns BETWEEN ?4 AND ?5
+                 FROM requests WHERE end_ns BETWEEN ?4 AND ?5
                  UNION ALL
                  SELECT method, route, second * 1000000000 + 999999999, -bytes FROM release_rollup
                  WHERE route != '' AND second <= ?2),

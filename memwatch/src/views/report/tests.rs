@@ -87,8 +87,8 @@ fn extreme_figures_saturate() {
     writer.finish().unwrap();
     let db = rusqlite::Connection::open(&path).unwrap();
     db.execute(
-        "UPDATE request_rows SET rss_bytes = ?1, vm_bytes = ?2, grown = ?1, released = ?2,
-             faults = -5, mem_calls = ?1",
+        "INSERT INTO request_memory (end_ns, id, rss_bytes, vm_bytes, grown, released, faults,
+             mem_calls) SELECT end_ns, id, ?1, ?2, ?1, ?2, -5, ?1 FROM request_rows",
         [i64::MAX, i64::MIN],
     )
     .unwrap();
