@@ -26,7 +26,7 @@ use crate::{
         route::Router,
     },
     error::{SetupError, UsageError},
-    model::{ProcessOrigin, Row},
+    model::{ProcessOrigin, Row, meta},
     recording::{
         Writer,
         create::{Reserve, check_output},
@@ -220,6 +220,16 @@ async fn attach(
             }
         }
     }
+    let offset = wall_ns() - monotonic_ns() as i64;
+    let page_size = ::procfs::page_size();
+    // The heap is said followed if it is to be; measuring what a hit costs comes after the
+    // recording exists, so that memwatch's start (what a kill before it loses) is not
+    // lengthened by it, and a failed measurement corrects the meta below.
+    let heap_wanted = args.heap && probe.is_some();
+    let meta = head_meta(&args, config, offset, page_size, heap_wanted);
+    let reserve = std::mem::take(&mut out.reserve);
+    let writer = Writer::create_reserved(&output, args.force, reserve, &meta)?;
+    out.created = true;
     // The heaps are followed within a budget, whose unit (what a hit costs here) is measured
     // once, before any target's heap probe is attached.
     let heap = match probe.as_mut() {
@@ -235,12 +245,9 @@ async fn attach(
         },
         _ => None,
     };
-    let offset = wall_ns() - monotonic_ns() as i64;
-    let page_size = ::procfs::page_size();
-    let meta = head_meta(&args, config, offset, page_size, heap.is_some());
-    let reserve = std::mem::take(&mut out.reserve);
-    let writer = Writer::create_reserved(&output, args.force, reserve, &meta)?;
-    out.created = true;
+    if heap_wanted && heap.is_none() {
+        baseline.push(Row::Meta(meta::HEAP.into(), false.to_string()));
+    }
     let mut session = Session {
         probe,
         writer,
