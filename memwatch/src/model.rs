@@ -101,10 +101,11 @@ pub struct RequestRow {
     pub tid: u32,
     /// Connection number in this recording; 0 for a request derived from an access log.
     pub conn: u64,
-    pub method: Option<String>,
+    /// Shared with other requests (as are `route` and `host`): interned by the correlator.
+    pub method: Option<std::sync::Arc<str>>,
     pub target: Option<String>,
-    pub route: Option<String>,
-    pub host: Option<String>,
+    pub route: Option<std::sync::Arc<str>>,
+    pub host: Option<std::sync::Arc<str>>,
     pub status: Option<u16>,
     pub start_ns: i64,
     pub first_byte_ns: Option<i64>,

@@ -60,9 +60,9 @@ impl IntervalAttributor {
                 pid: self.pid,
                 tid: 0,
                 conn: 0, // derived from the access log, no connection
-                method: line.method.clone(),
+                method: line.method.as_deref().map(Into::into),
                 target: line.target.clone(),
-                route: line.route.clone(),
+                route: line.route.as_deref().map(Into::into),
                 status: line.status,
                 start_ns: start,
                 first_byte_ns: None,

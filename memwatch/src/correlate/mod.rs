@@ -34,6 +34,7 @@
 pub mod conn;
 pub mod heap_window;
 pub mod http;
+pub mod intern;
 pub mod interval;
 pub mod join;
 pub mod mem;
@@ -100,6 +101,8 @@ struct ThreadState {
 pub struct Correlator {
     router: Router,
     routes: route::RouteCache,
+    /// Methods and Host headers, shared by the rows that carry them.
+    names: intern::Interner,
     redact_query: bool,
     /// The target's page size: resident growth is faults × this (one fault, one page).
     page_size: i64,
@@ -202,6 +205,7 @@ impl Correlator {
         Self {
             router,
             routes: route::RouteCache::default(),
+            names: intern::Interner::default(),
             redact_query,
             page_size: i64::try_from(page_size).unwrap_or(4096),
             next_id: 1,

@@ -71,7 +71,11 @@ impl Correlator {
     ) -> Option<(Option<ReqId>, Option<String>, Option<String>)> {
         let id = self.serving(tid)?;
         let row = &self.inflight.get(&id)?.row;
-        Some((Some(id), row.method.clone(), row.route.clone()))
+        Some((
+            Some(id),
+            row.method.as_deref().map(str::to_owned),
+            row.route.as_deref().map(str::to_owned),
+        ))
     }
 
     /// Requests whose response has started since the last call, for the access-log join.
@@ -206,10 +210,10 @@ impl Correlator {
                                 pid,
                                 tid,
                                 conn: serial,
-                                method: head.method,
+                                method: head.method.as_deref().map(|m| self.names.get(m)),
                                 target,
                                 route,
-                                host: head.host,
+                                host: head.host.as_deref().map(|h| self.names.get(h)),
                                 start_ns: now,
                                 end_ns: now,
                                 bytes_in: m.bytes,
@@ -285,7 +289,7 @@ impl Correlator {
                     {
                         self.candidates.push(join::Candidate {
                             id,
-                            method: method.clone(),
+                            method: method.to_string(),
                             target: target.clone(),
                             status,
                             start_ns: r.row.start_ns,

@@ -261,19 +261,19 @@ impl Router {
 /// [`RouteCache::CAPACITY`] paths (hostile traffic can send endless distinct ones), further
 /// paths are worked out each time.
 #[derive(Debug, Default)]
-pub struct RouteCache(rustc_hash::FxHashMap<Box<[u8]>, String>);
+pub struct RouteCache(rustc_hash::FxHashMap<Box<[u8]>, std::sync::Arc<str>>);
 
 impl RouteCache {
     pub const CAPACITY: usize = 4096;
 
     /// `router.route(target)`, from the cache when its path was seen before.
-    pub fn route(&mut self, router: &Router, target: &str) -> String {
+    pub fn route(&mut self, router: &Router, target: &str) -> std::sync::Arc<str> {
         let bytes = target.as_bytes();
         let path = strip_query(bytes.get(..MAX_TARGET_SCAN).unwrap_or(bytes));
         if let Some(route) = self.0.get(path) {
             return route.clone();
         }
-        let route = router.route(target);
+        let route: std::sync::Arc<str> = router.route(target).into();
         if self.0.len() < Self::CAPACITY {
             self.0.insert(path.into(), route.clone());
         }
@@ -622,18 +622,18 @@ mod tests {
         ] {
             assert_eq!(
                 cache.route(&router, target),
-                router.route(target),
+                router.route(target).into(),
                 "{target}"
             );
             assert_eq!(
                 cache.route(&router, target),
-                router.route(target),
+                router.route(target).into(),
                 "{target}"
             );
         }
         for i in 0..RouteCache::CAPACITY + 10 {
             let target = format!("/p{i}");
-            assert_eq!(cache.route(&router, &target), router.route(&target));
+            assert_eq!(cache.route(&router, &target), router.route(&target).into());
         }
         assert_eq!(cache.0.len(), RouteCache::CAPACITY);
     }

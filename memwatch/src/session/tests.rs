@@ -316,7 +316,7 @@ fn seen(rows: &[Row]) -> Vec<Seen> {
                 id: r.id,
                 tid: r.tid,
                 target: r.target.clone(),
-                route: r.route.clone(),
+                route: r.route.as_deref().map(str::to_owned),
                 status: r.status,
                 times: (r.start_ns, r.first_byte_ns, r.end_ns),
                 vm_bytes: r.vm_bytes,

@@ -23,7 +23,7 @@ fn rollup_totals_equal_exact_totals() {
                 id: i + 1,
                 conn: 1,
                 method: Some(if i % 3 == 0 { "POST" } else { "GET" }.into()),
-                route: Some(format!("/r{}", i % 5)),
+                route: Some(format!("/r{}", i % 5).into()),
                 status: (i % 7 != 0).then_some(200 + (i % 4) as u16 * 100),
                 start_ns: i * 1_000_000,
                 end_ns: i * 1_000_000 + 500,
