@@ -52,13 +52,13 @@ fn scratch_dir() -> PathBuf {
 }
 
 fn request(id: i64, method: &str, route: &str, status: u16, start_s: i64, grown: u64) -> Row {
-    Row::Request(Box::new(RequestRow {
+    Row::Request(RequestRow {
         id,
         pid: 42,
         tid: 43 + (id % 2) as u32,
         conn: 1 + (id % 3) as u64,
         method: Some(method.into()),
-        target: Some(format!("{route}?n={id}")),
+        target: Some(format!("{route}?n={id}").into()),
         route: Some(route.into()),
         host: Some("example.test".into()),
         status: Some(status),
@@ -75,7 +75,7 @@ fn request(id: i64, method: &str, route: &str, status: u16, start_s: i64, grown:
         grown,
         released: grown / 4,
         sampled_out: id % 7 == 0,
-    }))
+    })
 }
 
 fn mem(ts_s: i64, op: MemOp, len: u64, request_id: Option<i64>) -> Row {

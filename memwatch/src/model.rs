@@ -103,7 +103,8 @@ pub struct RequestRow {
     pub conn: u64,
     /// Shared with other requests (as are `route` and `host`): interned by the correlator.
     pub method: Option<std::sync::Arc<str>>,
-    pub target: Option<String>,
+    /// Shared with `route` when it is the route itself.
+    pub target: Option<std::sync::Arc<str>>,
     pub route: Option<std::sync::Arc<str>>,
     pub host: Option<std::sync::Arc<str>>,
     pub status: Option<u16>,
@@ -268,7 +269,9 @@ pub enum Row {
         faults: u64,
     },
     Counters(CountersRow),
-    Request(Box<RequestRow>),
+    /// Not boxed: a box made on the event loop and freed on the writer's thread went back
+    /// through the event loop's malloc arena under its lock, for every request.
+    Request(RequestRow),
     LogLine(Box<LogLineRow>),
     /// Resident memory released after the request that made it resident had ended (or, with
     /// `request_id` 0, memory made resident outside any request), by whatever thread.

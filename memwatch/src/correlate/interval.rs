@@ -55,13 +55,13 @@ impl IntervalAttributor {
             self.next_id += 1;
             let end = line.ts_ns.unwrap_or(line.arrived_ns).max(0);
             let start = end - line.duration_us.map_or(0, |d| d as i64 * 1000);
-            out.push(Row::Request(Box::new(RequestRow {
+            out.push(Row::Request(RequestRow {
                 id,
                 pid: self.pid,
                 tid: 0,
                 conn: 0, // derived from the access log, no connection
                 method: line.method.as_deref().map(Into::into),
-                target: line.target.clone(),
+                target: line.target.as_deref().map(Into::into),
                 route: line.route.as_deref().map(Into::into),
                 status: line.status,
                 start_ns: start,
@@ -72,7 +72,7 @@ impl IntervalAttributor {
                 rss_bytes: share(d_rss),
                 exact: false,
                 ..RequestRow::default()
-            })));
+            }));
             line.request_id = Some(id);
             out.push(Row::LogLine(Box::new(line)));
             self.completed += 1;
@@ -101,9 +101,11 @@ mod tests {
     fn charged(rows: &[Row]) -> Vec<(String, i64, bool)> {
         rows.iter()
             .filter_map(|r| match r {
-                Row::Request(q) => {
-                    Some((q.target.clone().unwrap_or_default(), q.rss_bytes, q.exact))
-                }
+                Row::Request(q) => Some((
+                    q.target.as_deref().unwrap_or_default().to_owned(),
+                    q.rss_bytes,
+                    q.exact,
+                )),
                 _ => None,
             })
             .collect()

@@ -205,6 +205,12 @@ impl Correlator {
                             let route = target
                                 .as_deref()
                                 .map(|t| self.routes.route(&self.router, t));
+                            // A target that is its route (no query, nothing normalised) shares
+                            // the route's string.
+                            let target = target.map(|t| match &route {
+                                Some(r) if **r == *t => Arc::clone(r),
+                                _ => Arc::from(t),
+                            });
                             let row = RequestRow {
                                 id,
                                 pid,
@@ -290,7 +296,7 @@ impl Correlator {
                         self.candidates.push(join::Candidate {
                             id,
                             method: method.to_string(),
-                            target: target.clone(),
+                            target: target.to_string(),
                             status,
                             start_ns: r.row.start_ns,
                             first_byte_ns: now,
@@ -354,7 +360,7 @@ impl Correlator {
             );
         }
         self.completed += 1;
-        out.push(Row::Request(Box::new(req.row)));
+        out.push(Row::Request(req.row));
     }
 
     /// A traced thread exited.

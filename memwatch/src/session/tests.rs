@@ -315,7 +315,7 @@ fn seen(rows: &[Row]) -> Vec<Seen> {
             Row::Request(r) => Seen::Request {
                 id: r.id,
                 tid: r.tid,
-                target: r.target.clone(),
+                target: r.target.as_deref().map(str::to_owned),
                 route: r.route.as_deref().map(str::to_owned),
                 status: r.status,
                 times: (r.start_ns, r.first_byte_ns, r.end_ns),

@@ -311,7 +311,7 @@ mod tests {
     const B: i64 = 1_800_000_000;
 
     fn request(id: i64, route: &str, grown: u64) -> Row {
-        Row::Request(Box::new(RequestRow {
+        Row::Request(RequestRow {
             id,
             pid: 42,
             method: Some("GET".into()),
@@ -323,7 +323,7 @@ mod tests {
             exact: true,
             grown,
             ..RequestRow::default()
-        }))
+        })
     }
 
     /// Four requests of /leak keep 8 KiB each; /big once 100 KiB; /a and /b nothing; a

@@ -34,7 +34,7 @@ fn request(id: i64, route: &str, i: i64, grown: u64, released: u64) -> RequestRo
         tid: 101,
         conn: 1,
         method: Some("GET".into()),
-        target: Some(format!("{route}?q={i}")),
+        target: Some(format!("{route}?q={i}").into()),
         route: Some(route.into()),
         host: Some("example.org".into()),
         status: Some(if route == "/typo" { 404 } else { 200 }),
@@ -126,9 +126,7 @@ fn write(path: &Path) {
         let t = i * 4;
         let mut add = |route: &str, t: i64, grown: u64, released: u64| {
             id += 1;
-            rows.push(Row::Request(Box::new(request(
-                id, route, t, grown, released,
-            ))));
+            rows.push(Row::Request(request(id, route, t, grown, released)));
             id
         };
         let leak = add("/leak", t, 64 * KIB, 0);
@@ -150,13 +148,7 @@ fn write(path: &Path) {
             rows.push(mem(t + 2, MemOp::Brk, 8 * KIB as i64, Some(leak + 2)));
         }
     }
-    rows.push(Row::Request(Box::new(request(
-        id + 1,
-        "/typo",
-        201,
-        512 * KIB,
-        0,
-    ))));
+    rows.push(Row::Request(request(id + 1, "/typo", 201, 512 * KIB, 0)));
     rows.extend([
         mem(5, MemOp::Mremap, 64 * KIB as i64, None),
         mem(6, MemOp::Mprotect, 0, None),

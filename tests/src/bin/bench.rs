@@ -205,7 +205,7 @@ fn big_recording(path: &std::path::Path, n: i64) {
     for i in 0..n {
         let end = start + span * i / n;
         let route = routes[(i as usize * 7919) % routes.len()];
-        batch.push(Row::Request(Box::new(RequestRow {
+        batch.push(Row::Request(RequestRow {
             id: i + 1,
             pid: 1,
             tid: 1 + (i % 16) as u32,
@@ -220,7 +220,7 @@ fn big_recording(path: &std::path::Path, n: i64) {
             rss_bytes: (i % 11) * 4096,
             exact: true,
             ..RequestRow::default()
-        })));
+        }));
         if i % 1000 == 0 {
             batch.push(Row::Sample {
                 ts_ns: end,

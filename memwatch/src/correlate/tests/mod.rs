@@ -68,7 +68,7 @@ fn correlator() -> Correlator {
 fn requests(rows: &[Row]) -> Vec<&RequestRow> {
     rows.iter()
         .filter_map(|r| match r {
-            Row::Request(r) => Some(&**r),
+            Row::Request(r) => Some(r),
             _ => None,
         })
         .collect()

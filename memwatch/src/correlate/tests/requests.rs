@@ -100,7 +100,7 @@ fn a_process_gone_ends_its_requests_and_connections() {
     let requests: Vec<_> = out
         .iter()
         .filter_map(|r| match r {
-            Row::Request(r) => Some((r.target.clone(), r.end_ns)),
+            Row::Request(r) => Some((r.target.as_deref().map(str::to_owned), r.end_ns)),
             _ => None,
         })
         .collect();

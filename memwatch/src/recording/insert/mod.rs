@@ -58,7 +58,7 @@ pub(super) fn batch(
                 kind,
                 bytes,
             } => non_http(tx, ts_ns, pid, conn, kind, bytes)?,
-            Row::Request(r) => requests.insert(tx, interned, *r)?,
+            Row::Request(r) => requests.insert(tx, interned, r)?,
             // Summed per batch above.
             Row::Release(_)
             | Row::OutsideGrowth { .. }

@@ -263,7 +263,7 @@ struct OwnFields {
     bytes_in: i64,
     bytes_out: i64,
     /// `None` when it is the route itself (no query, no normalisation).
-    target: Option<String>,
+    target: Option<std::sync::Arc<str>>,
 }
 
 impl Bind for OwnFields {
@@ -332,7 +332,7 @@ impl<'tx> Requests<'tx> {
                 r.end_ns, r.id, vm, rss, faults, calls, grown, released,
             ]))?;
         }
-        let target = r.target.filter(|t| r.route.as_deref() != Some(t.as_str()));
+        let target = r.target.filter(|t| r.route.as_deref() != Some(&**t));
         self.rows.push(OwnFields {
             end_ns: r.end_ns,
             id: r.id,
@@ -371,11 +371,11 @@ mod tests {
         writer.send(
             (1..=n)
                 .map(|id| {
-                    Row::Request(Box::new(RequestRow {
+                    Row::Request(RequestRow {
                         id,
                         conn: 1,
                         method: Some("GET".into()),
-                        target: Some(format!("/item/{id}")),
+                        target: Some(format!("/item/{id}").into()),
                         route: Some("/item/:n".into()),
                         host: Some(format!("h{}", id % 3).into()),
                         status: Some(200),
@@ -383,7 +383,7 @@ mod tests {
                         end_ns: 1000 * id + id,
                         vm_bytes: id,
                         ..RequestRow::default()
-                    }))
+                    })
                 })
                 .collect(),
         );
@@ -443,10 +443,7 @@ mod tests {
             end_ns: 9,
             ..RequestRow::default()
         };
-        writer.send(vec![
-            Row::Request(Box::new(full.clone())),
-            Row::Request(Box::new(plain)),
-        ]);
+        writer.send(vec![Row::Request(full.clone()), Row::Request(plain)]);
         writer.finish().unwrap();
 
         let db = Connection::open(&path).unwrap();
@@ -474,7 +471,7 @@ mod tests {
             read(7),
             (
                 3,
-                full.target,
+                full.target.as_deref().map(str::to_owned),
                 full.route.as_deref().map(str::to_owned),
                 full.host.as_deref().map(str::to_owned),
                 full.start_ns,

@@ -499,32 +499,20 @@ mod tests {
         let writer = Writer::create(path, &[]).unwrap();
         let deferred = request(6, "/deferred", (B + 1) * S + 200_000_000, 512 * KIB, 0);
         let rows = vec![
-            Row::Request(Box::new(request(1, "/leak", (B - 10) * S, 4 * KIB, 0))),
-            Row::Request(Box::new(request(
-                2,
-                "/leak",
-                B * S + 500_000_000,
-                64 * KIB,
-                0,
-            ))),
-            Row::Request(Box::new(request(3, "/leak", (B + 2) * S + 1, 64 * KIB, 0))),
-            Row::Request(Box::new(request(4, "/leak", (B + 4) * S + 9, 64 * KIB, 0))),
-            Row::Request(Box::new(request(
-                5,
-                "/reuse",
-                B * S + 900_000_000,
-                100 * KIB,
-                0,
-            ))),
+            Row::Request(request(1, "/leak", (B - 10) * S, 4 * KIB, 0)),
+            Row::Request(request(2, "/leak", B * S + 500_000_000, 64 * KIB, 0)),
+            Row::Request(request(3, "/leak", (B + 2) * S + 1, 64 * KIB, 0)),
+            Row::Request(request(4, "/leak", (B + 4) * S + 9, 64 * KIB, 0)),
+            Row::Request(request(5, "/reuse", B * S + 900_000_000, 100 * KIB, 0)),
             release((B + 3) * S + 100_000_000, Some(&deferred), 512 * KIB),
-            Row::Request(Box::new(deferred)),
-            Row::Request(Box::new(request(
+            Row::Request(deferred),
+            Row::Request(request(
                 7,
                 "/churn",
                 (B + 1) * S + 700_000_000,
                 2048 * KIB,
                 2048 * KIB,
-            ))),
+            )),
             Row::OutsideGrowth {
                 ts_ns: B * S + 100_000_000,
                 pid: 1,

@@ -279,7 +279,7 @@ pub mod fixture {
                 frames: vec![5, 1],
                 unwind: Unwind::Dwarf,
             },
-            Row::Request(Box::new(RequestRow {
+            Row::Request(RequestRow {
                 id: 1,
                 method: Some("GET".into()),
                 route: Some("/a".into()),
@@ -289,7 +289,7 @@ pub mod fixture {
                 exact: true,
                 grown: 264 * KIB,
                 ..RequestRow::default()
-            })),
+            }),
             charge("/a", 1, (B, B), (256 * KIB, 0)),
             charge("/a", 1, (B + 1, B + 1), (256 * KIB, 0)),
             charge("/a", 0, (B, B), (8 * KIB, 0)),

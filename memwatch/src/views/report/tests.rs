@@ -19,7 +19,7 @@ fn rollup_totals_equal_exact_totals() {
     let n = EXACT_LIMIT + 20_000;
     let rows = (0..n)
         .map(|i| {
-            Row::Request(Box::new(RequestRow {
+            Row::Request(RequestRow {
                 id: i + 1,
                 conn: 1,
                 method: Some(if i % 3 == 0 { "POST" } else { "GET" }.into()),
@@ -32,7 +32,7 @@ fn rollup_totals_equal_exact_totals() {
                 faults: (i % 9) as u64,
                 exact: i % 11 != 0,
                 ..RequestRow::default()
-            }))
+            })
         })
         .collect();
     writer.send(rows);
@@ -71,7 +71,7 @@ fn extreme_figures_saturate() {
     let writer = Writer::create(&path, &[]).unwrap();
     let rows = (1..=3)
         .map(|id| {
-            Row::Request(Box::new(RequestRow {
+            Row::Request(RequestRow {
                 id,
                 method: Some("GET".into()),
                 route: Some("/big".into()),
@@ -80,7 +80,7 @@ fn extreme_figures_saturate() {
                 end_ns: id * NS_PER_SEC + 500,
                 exact: true,
                 ..RequestRow::default()
-            }))
+            })
         })
         .collect();
     writer.send(rows);
@@ -141,20 +141,15 @@ fn routes_rank_by_what_they_keep() {
     };
     for i in 0..50 {
         let t = i * 4;
-        rows.push(Row::Request(Box::new(request("/leak", t, 64 * KIB, 0))));
+        rows.push(Row::Request(request("/leak", t, 64 * KIB, 0)));
         let reuse_growth = if i == 0 { 1024 * KIB } else { 0 };
-        rows.push(Row::Request(Box::new(request(
-            "/reuse",
-            t + 1,
-            reuse_growth,
-            0,
-        ))));
-        rows.push(Row::Request(Box::new(request(
+        rows.push(Row::Request(request("/reuse", t + 1, reuse_growth, 0)));
+        rows.push(Row::Request(request(
             "/churn",
             t + 2,
             2048 * KIB,
             2048 * KIB,
-        ))));
+        )));
         let deferred = request("/deferred", t + 3, 512 * KIB, 0);
         rows.push(Row::Release(Box::new(ReleaseRow {
             ts_ns: deferred.end_ns + 200_000_000,
@@ -165,7 +160,7 @@ fn routes_rank_by_what_they_keep() {
             route: Some("/deferred".into()),
             bytes: 512 * KIB,
         })));
-        rows.push(Row::Request(Box::new(deferred)));
+        rows.push(Row::Request(deferred));
     }
     writer.send(rows);
     writer.finish().unwrap();

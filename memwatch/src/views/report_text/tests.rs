@@ -76,7 +76,7 @@ fn the_summary_leads_with_what_is_kept() {
     let mut id = 0;
     let mut request = |route: &str, i: i64, grown: u64, released: u64| {
         id += 1;
-        Row::Request(Box::new(RequestRow {
+        Row::Request(RequestRow {
             id,
             pid: 101,
             tid: 101,
@@ -90,7 +90,7 @@ fn the_summary_leads_with_what_is_kept() {
             grown,
             released,
             ..RequestRow::default()
-        }))
+        })
     };
     for i in 0..50 {
         let t = i * 3;
@@ -180,7 +180,7 @@ fn the_summary_says_where_the_estimates_disagree() {
     let mut id = 0;
     let mut request = |route: &str, t: i64, grown: u64| {
         id += 1;
-        Row::Request(Box::new(RequestRow {
+        Row::Request(RequestRow {
             id,
             pid: 1,
             tid: 1,
@@ -193,7 +193,7 @@ fn the_summary_says_where_the_estimates_disagree() {
             exact: true,
             grown,
             ..RequestRow::default()
-        }))
+        })
     };
     // Counts per second that vary independently (a fixed LCG), so the routes separate.
     let mut seed = 12345u64;

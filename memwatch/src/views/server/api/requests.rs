@@ -236,7 +236,7 @@ mod tests {
             tid: 1,
             method: Some("GET".into()),
             route: Some("/leak".into()),
-            target: Some(format!("/leak?n={id}")),
+            target: Some(format!("/leak?n={id}").into()),
             status: Some(200),
             start_ns: (end_ms - 1) * MS,
             end_ns: end_ms * MS,
@@ -262,9 +262,9 @@ mod tests {
             bytes: 16 * KIB,
         }));
         writer.send(vec![
-            Row::Request(Box::new(first)),
-            Row::Request(Box::new(second)),
-            Row::Request(Box::new(third)),
+            Row::Request(first),
+            Row::Request(second),
+            Row::Request(third),
             release,
         ]);
         writer.finish().unwrap();

@@ -201,7 +201,7 @@ mod tests {
                 faults: 0,
             })
             .collect();
-        rows.push(Row::Request(Box::new(RequestRow {
+        rows.push(Row::Request(RequestRow {
             id: 1,
             method: Some("GET".into()),
             route: Some("/leak".into()),
@@ -210,7 +210,7 @@ mod tests {
             exact: true,
             grown: 262_144,
             ..RequestRow::default()
-        })));
+        }));
         writer.send(rows);
         writer.finish().unwrap();
         let rec = Recording::open(&path).unwrap();

@@ -137,7 +137,7 @@ pub(super) fn undecodable_rows() -> (TempDir, Recording) {
             vm_bytes: 8192,
             faults: 0,
         });
-        rows.push(Row::Request(Box::new(RequestRow {
+        rows.push(Row::Request(RequestRow {
             id: i,
             pid: 1,
             tid: 1,
@@ -149,7 +149,7 @@ pub(super) fn undecodable_rows() -> (TempDir, Recording) {
             end_ns: i * S + 1000,
             exact: true,
             ..RequestRow::default()
-        })));
+        }));
         rows.push(Row::LogLine(Box::new(LogLineRow {
             source: "access.log".into(),
             arrived_ns: i * S,
