@@ -3,7 +3,7 @@
 //! memory figures in `request_memory` only when it changed memory), and the per-second sums of a batch's requests added
 //! to `request_rollup`, which range queries over millions of requests read instead.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use rusqlite::{CachedStatement, Transaction, params};
 use rustc_hash::FxHashMap;
@@ -124,15 +124,36 @@ type KindKey = (
 /// method and route string seen (never stored). A request row then stores small ids.
 ///
 /// Valid for the writer's life: a commit that fails stops the writer, so no id here can name a
-/// row that was rolled back and then used again.
+/// row that was rolled back and then used again. Bounded: hostile traffic can send endless
+/// distinct hosts and routes, so each map is emptied when it reaches [`Interned::CAPACITY`],
+/// and what it held is looked up or added again (a kind added twice is harmless: the view
+/// joins by id).
 #[derive(Debug, Default)]
 pub(in crate::recording) struct Interned {
     hosts: FxHashMap<String, i64>,
     names: FxHashMap<Box<str>, u32>,
     kinds: FxHashMap<KindKey, i64>,
+    /// The same kinds keyed by the addresses of the row's shared strings (the correlator
+    /// interns them), so that a hit hashes no string. It holds the strings themselves: an
+    /// address that is a key cannot be given to another string.
+    by_address: FxHashMap<AddressKey, (i64, HeldStrings)>,
+}
+
+/// A kind's method, route and host, held while their addresses key it.
+type HeldStrings = [Option<Arc<str>>; 3];
+
+/// A request kind keyed as [`KindKey`], with the addresses of its method, route and host.
+type AddressKey = (u32, u32, usize, usize, usize, Option<u16>, bool, bool);
+
+/// The address of a shared string, 0 for none.
+fn address(s: &Option<Arc<str>>) -> usize {
+    s.as_ref()
+        .map_or(0, |s| Arc::as_ptr(s).cast::<u8>() as usize)
 }
 
 impl Interned {
+    const CAPACITY: usize = 1 << 16;
+
     fn host(&mut self, tx: &Transaction<'_>, host: &str) -> rusqlite::Result<i64> {
         if let Some(&id) = self.hosts.get(host) {
             return Ok(id);
@@ -143,6 +164,9 @@ impl Interned {
                  ON CONFLICT (host) DO UPDATE SET host = host RETURNING id",
             )?
             .query_row(params![host], |r| r.get(0))?;
+        if self.hosts.len() >= Self::CAPACITY {
+            self.hosts.clear();
+        }
         self.hosts.insert(host.to_owned(), id);
         Ok(id)
     }
@@ -152,6 +176,11 @@ impl Interned {
         if let Some(&n) = self.names.get(s) {
             return Some(n);
         }
+        if self.names.len() >= Self::CAPACITY {
+            // Its numbers key the kinds: both start again.
+            self.names.clear();
+            self.kinds.clear();
+        }
         let n = self.names.len() as u32;
         self.names.insert(s.into(), n);
         Some(n)
@@ -159,6 +188,30 @@ impl Interned {
 
     /// The `request_kinds.id` of what `r` shares with other requests, added when new.
     fn kind(&mut self, tx: &Transaction<'_>, r: &RequestRow) -> rusqlite::Result<i64> {
+        let fast = (
+            r.pid,
+            r.tid,
+            address(&r.method),
+            address(&r.route),
+            address(&r.host),
+            r.status,
+            r.exact,
+            r.sampled_out,
+        );
+        if let Some(&(id, _)) = self.by_address.get(&fast) {
+            return Ok(id);
+        }
+        let id = self.kind_by_value(tx, r)?;
+        if self.by_address.len() >= Self::CAPACITY {
+            self.by_address.clear();
+        }
+        let held = [r.method.clone(), r.route.clone(), r.host.clone()];
+        self.by_address.insert(fast, (id, held));
+        Ok(id)
+    }
+
+    /// [`Self::kind`] by the strings' values.
+    fn kind_by_value(&mut self, tx: &Transaction<'_>, r: &RequestRow) -> rusqlite::Result<i64> {
         let host_id = match r.host.as_deref() {
             Some(h) => Some(self.host(tx, h)?),
             None => None,
@@ -187,6 +240,9 @@ impl Interned {
             r.sampled_out
         ])?;
         let id = tx.last_insert_rowid();
+        if self.kinds.len() >= Self::CAPACITY {
+            self.kinds.clear();
+        }
         self.kinds.insert(key, id);
         Ok(id)
     }
@@ -401,6 +457,48 @@ mod tests {
             (rows, sum_dur, sum_vm, hosts, targets),
             (n, n * (n + 1) / 2, n * (n + 1) / 2, 3, n)
         );
+    }
+
+    /// Requests that share a thread, method, route and host share one kind, whether their
+    /// strings are one shared allocation (as the correlator makes them) or equal copies; a
+    /// different status is a different kind.
+    #[test]
+    fn requests_sharing_their_strings_or_equal_copies_share_a_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        let writer = Writer::create(&path, &[]).unwrap();
+        let route: Arc<str> = "/a".into();
+        let row = |id: i64, route: Arc<str>, status: u16| {
+            Row::Request(RequestRow {
+                id,
+                tid: 7,
+                method: Some("GET".into()),
+                target: Some(route.clone()),
+                route: Some(route),
+                status: Some(status),
+                start_ns: id,
+                end_ns: id + 1,
+                ..RequestRow::default()
+            })
+        };
+        writer.send(vec![
+            row(1, route.clone(), 200),
+            row(2, route.clone(), 200),
+            row(3, "/a".into(), 200),
+            row(4, route, 404),
+        ]);
+        writer.finish().unwrap();
+        let db = Connection::open(&path).unwrap();
+        let (kinds, requests, not_found): (i64, i64, i64) = db
+            .query_row(
+                "SELECT (SELECT COUNT(*) FROM request_kinds), (SELECT COUNT(*) FROM requests
+                         WHERE route = '/a' AND target = '/a' AND method = 'GET'),
+                        (SELECT COUNT(*) FROM requests WHERE status = 404)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!((kinds, requests, not_found), (2, 4, 1));
     }
 
     /// The compact `request_rows` must read back through the `requests` view exactly as written.
