@@ -34,8 +34,38 @@ fn median(mut v: Vec<f64>) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
-/// wrk, optionally with a Lua script; (requests/s, requests completed, p99 latency in ms).
-fn wrk_with(port: u16, secs: f64, script: Option<&std::path::Path>) -> (f64, f64, f64) {
+/// The tail of a load's latencies, in ms (0: not measured).
+#[derive(Debug, Clone, Copy, Default)]
+struct Latency {
+    p99: f64,
+    p999: f64,
+}
+
+/// What wrk's `done` hook prints: the 99.9th percentile, which `--latency` does not show.
+const WRK_P999: &str = "
+done = function(summary, latency, requests)
+  io.write(string.format(\"p99.9 %.0f us\\n\", latency:percentile(99.9)))
+end
+";
+
+/// `script` (or none) with [`WRK_P999`] added, written beside it or in the temp directory.
+fn with_p999(script: Option<&std::path::Path>) -> std::path::PathBuf {
+    let (text, path) = match script {
+        Some(s) => (
+            std::fs::read_to_string(s).expect("read the wrk script"),
+            s.with_extension("p999.lua"),
+        ),
+        None => (
+            String::new(),
+            std::env::temp_dir().join(format!("memwatch-bench-p999-{}.lua", std::process::id())),
+        ),
+    };
+    std::fs::write(&path, text + WRK_P999).expect("write the wrk script");
+    path
+}
+
+/// wrk, optionally with a Lua script; (requests/s, requests completed, latency's tail).
+fn wrk_with(port: u16, secs: f64, script: Option<&std::path::Path>) -> (f64, f64, Latency) {
     let mut cmd = Command::new("wrk");
     cmd.args([
         "-t2",
@@ -43,13 +73,14 @@ fn wrk_with(port: u16, secs: f64, script: Option<&std::path::Path>) -> (f64, f64
         "--latency",
         &format!("-d{}s", secs.max(1.0) as u64),
     ]);
-    if let Some(script) = script {
-        cmd.arg("-s").arg(script);
-    }
+    let script = with_p999(script);
+    cmd.arg("-s").arg(&script);
     let out = cmd
         .arg(format!("http://127.0.0.1:{port}/"))
         .output()
         .expect("wrk (Debian package wrk)");
+    // The copy is made anew for each run.
+    let _ = std::fs::remove_file(&script);
     let text = String::from_utf8_lossy(&out.stdout);
     let rate = text
         .lines()
@@ -79,7 +110,12 @@ fn wrk_with(port: u16, secs: f64, script: Option<&std::path::Path>) -> (f64, f64
             })
         })
         .unwrap_or(0.0);
-    (rate, total, p99)
+    let p999 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("p99.9 ")?.strip_suffix(" us"))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0.0, |us| us / 1000.0);
+    (rate, total, Latency { p99, p999 })
 }
 
 /// CPU seconds (user + system) a process has used so far.
@@ -660,6 +696,7 @@ struct Row {
     tracer: Tracer,
     ratio: Vec<f64>,
     p99_ratio: Vec<f64>,
+    p999_ratio: Vec<f64>,
     stats: Vec<TracerStats>,
     window_s: f64,
 }
@@ -673,8 +710,9 @@ fn table(title: &str, unit: &str, base_rate: f64, rows: &[Row], md: &mut String)
     );
     let _ = writeln!(
         md,
-        "| tracer | throughput ratio | p99 latency ratio | events/s | dropped | memwatch CPU % | \
-         memwatch peak RSS | recording bytes/request |\n|---|---|---|---|---|---|---|---|"
+        "| tracer | throughput ratio | p99 latency ratio | p99.9 latency ratio | events/s | \
+         dropped | memwatch CPU % | memwatch peak RSS | recording bytes/request |\n\
+         |---|---|---|---|---|---|---|---|---|"
     );
     let spread = |v: &[f64]| {
         format!(
@@ -696,11 +734,14 @@ fn table(title: &str, unit: &str, base_rate: f64, rows: &[Row], md: &mut String)
                 | Tracer::MemwatchScraped
         );
         let med = |f: &dyn Fn(&TracerStats) -> f64| median(r.stats.iter().map(f).collect());
-        let p99 = if r.p99_ratio.iter().all(|v| *v == 0.0) {
-            "–".to_owned()
-        } else {
-            spread(&r.p99_ratio)
+        let tail = |v: &[f64]| {
+            if v.iter().all(|v| *v == 0.0) {
+                "–".to_owned()
+            } else {
+                spread(v)
+            }
         };
+        let (p99, p999) = (tail(&r.p99_ratio), tail(&r.p999_ratio));
         let (events, dropped, cpu, rss, bpr) = if is_mw {
             let requests = med(&|s| s.requests);
             (
@@ -719,7 +760,7 @@ fn table(title: &str, unit: &str, base_rate: f64, rows: &[Row], md: &mut String)
         };
         let _ = writeln!(
             md,
-            "| {} | {} | {p99} | {events} | {dropped} | {cpu} | {rss} | {bpr} |",
+            "| {} | {} | {p99} | {p999} | {events} | {dropped} | {cpu} | {rss} | {bpr} |",
             r.tracer.name(),
             spread(&r.ratio)
         );
@@ -743,7 +784,7 @@ fn compare(
     rounds: usize,
     pids: &dyn Fn() -> Vec<u32>,
     window_s: f64,
-    measure: &mut dyn FnMut() -> (f64, f64),
+    measure: &mut dyn FnMut() -> (f64, Latency),
 ) -> (f64, Vec<Row>) {
     compare_with(&Tracer::ALL, rounds, pids, window_s, measure)
 }
@@ -754,7 +795,7 @@ fn compare_with(
     rounds: usize,
     pids: &dyn Fn() -> Vec<u32>,
     window_s: f64,
-    measure: &mut dyn FnMut() -> (f64, f64),
+    measure: &mut dyn FnMut() -> (f64, Latency),
 ) -> (f64, Vec<Row>) {
     let dir = tempdir();
     let mut rows: Vec<Row> = tracers
@@ -763,16 +804,17 @@ fn compare_with(
             tracer,
             ratio: Vec::new(),
             p99_ratio: Vec::new(),
+            p999_ratio: Vec::new(),
             stats: Vec::new(),
             window_s,
         })
         .collect();
     let mut bases = Vec::new();
     for round in 0..rounds {
-        let (base, base_p99) = measure();
+        let (base, base_lat) = measure();
         bases.push(base);
         for row in rows.iter_mut() {
-            let (rate, p99, stats) = if row.tracer == Tracer::None {
+            let (rate, lat, stats) = if row.tracer == Tracer::None {
                 let (r, p) = measure();
                 (r, p, TracerStats::default())
             } else {
@@ -781,8 +823,9 @@ fn compare_with(
                 (r, p, detach(a))
             };
             row.ratio.push(if base > 0.0 { rate / base } else { 0.0 });
-            row.p99_ratio
-                .push(if base_p99 > 0.0 { p99 / base_p99 } else { 0.0 });
+            let ratio = |of: f64, to: f64| if to > 0.0 { of / to } else { 0.0 };
+            row.p99_ratio.push(ratio(lat.p99, base_lat.p99));
+            row.p999_ratio.push(ratio(lat.p999, base_lat.p999));
             row.stats.push(stats);
             eprintln!("round {round}: {:<36} {rate:.0}", row.tracer.name());
         }
@@ -803,8 +846,8 @@ fn family(pid: u32) -> Vec<u32> {
 }
 
 /// A paced load: `rate` requests/s over 4 keep-alive connections for `secs`; returns the
-/// achieved rate and the p99 latency in ms.
-fn paced(port: u16, rate: f64, secs: f64) -> (f64, f64) {
+/// achieved rate and the latency's tail.
+fn paced(port: u16, rate: f64, secs: f64) -> (f64, Latency) {
     use std::io::Write as _;
     let threads: u32 = 4;
     let interval = std::time::Duration::from_secs_f64(f64::from(threads) / rate);
@@ -840,8 +883,16 @@ fn paced(port: u16, rate: f64, secs: f64) -> (f64, f64) {
         .flat_map(|h| h.join().unwrap_or_default())
         .collect();
     all.sort_by(f64::total_cmp);
-    let p99 = all.get(all.len() * 99 / 100).copied().unwrap_or(0.0);
-    (all.len() as f64 / secs, p99)
+    let at = |per_mille: usize| {
+        all.get(all.len() * per_mille / 1000)
+            .copied()
+            .unwrap_or(0.0)
+    };
+    let tail = Latency {
+        p99: at(990),
+        p999: at(999),
+    };
+    (all.len() as f64 / secs, tail)
 }
 
 /// Workloads × tracers: nginx, the demo server, and an allocation storm.
@@ -1253,12 +1304,15 @@ fn tracer_bench(rounds: usize, secs: f64, quick: bool, md: &mut String) {
         secs,
         &mut || {
             let Some((child, trigger)) = current.borrow_mut().take() else {
-                return (0.0, 0.0);
+                return (0.0, Latency::default());
             };
             std::fs::write(&trigger, b"").expect("trigger");
             let out = child.wait_with_output().expect("storm");
             *current.borrow_mut() = Some(spawn(&mut n));
-            (rate(&String::from_utf8_lossy(&out.stdout)), 0.0)
+            (
+                rate(&String::from_utf8_lossy(&out.stdout)),
+                Latency::default(),
+            )
         },
     );
     table(
