@@ -1,7 +1,8 @@
 //! Requests: each one's row (`request_rows`, what it shares with others interned in
 //! `request_kinds` and `hosts`, its target stored only where it differs from its route, its
-//! memory figures in `request_memory` only when it changed memory), and the per-second sums of a batch's requests added
-//! to `request_rollup`, which range queries over millions of requests read instead.
+//! memory figures in `request_memory` only when it changed memory), and the per-second sums of
+//! a batch's requests added to `request_rollup`, which range queries over millions of requests
+//! read instead.
 
 use std::sync::{Arc, LazyLock};
 
@@ -132,6 +133,9 @@ type KindKey = (
 pub(in crate::recording) struct Interned {
     hosts: FxHashMap<String, i64>,
     names: FxHashMap<Box<str>, u32>,
+    /// The next name's number. Never reused, even after `names` is emptied: a number handed
+    /// out before that may still be in a key being built.
+    next_name: u32,
     kinds: FxHashMap<KindKey, i64>,
     /// The same kinds keyed by the addresses of the row's shared strings (the correlator
     /// interns them), so that a hit hashes no string. It holds the strings themselves: an
@@ -177,11 +181,12 @@ impl Interned {
             return Some(n);
         }
         if self.names.len() >= Self::CAPACITY {
-            // Its numbers key the kinds: both start again.
+            // The kinds keyed by its numbers can no longer be found: both start again.
             self.names.clear();
             self.kinds.clear();
         }
-        let n = self.names.len() as u32;
+        let n = self.next_name;
+        self.next_name = self.next_name.wrapping_add(1);
         self.names.insert(s.into(), n);
         Some(n)
     }
@@ -499,6 +504,25 @@ mod tests {
             )
             .unwrap();
         assert_eq!((kinds, requests, not_found), (2, 4, 1));
+    }
+
+    /// Once the names are emptied at their bound, a number handed out before is never given to
+    /// another string (a key half built with it would name the wrong kind).
+    #[test]
+    fn a_name_number_is_never_reused_after_the_bound() {
+        let mut interned = Interned::default();
+        let first = interned.name(Some("GET"));
+        for i in 0..Interned::CAPACITY {
+            interned.name(Some(&format!("/r{i}")));
+        }
+        let after = interned.name(Some("/new"));
+        assert_ne!(first, after);
+        assert_eq!(
+            interned.names.len(),
+            2,
+            "emptied once, then the last route and /new"
+        );
+        assert_ne!(interned.name(Some("GET")), first);
     }
 
     /// The compact `request_rows` must read back through the `requests` view exactly as written.
