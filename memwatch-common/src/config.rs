@@ -9,6 +9,9 @@ pub const GLOBAL_SELF_TGID: &str = "SELF_TGID";
 pub const GLOBAL_FOLLOW_FORKS: &str = "FOLLOW_FORKS";
 /// `u32`: bytes of socket payload to copy per read or write, at most [`crate::net::MAX_CAPTURE`].
 pub const GLOBAL_CAPTURE_LEN: &str = "CAPTURE_LEN";
+/// `u32`: 1 when a response's start may be folded into its connection's next event (see
+/// `net::ConnState::response_ns`); 0 sends every start at once, as the access-log join needs.
+pub const GLOBAL_DEFER_RESPONSES: &str = "DEFER_RESPONSES";
 /// `u64`: the target's page size; faults are followed at this granularity.
 pub const GLOBAL_PAGE_SIZE: &str = "PAGE_SIZE";
 /// `u64`: ring-buffer fill (bytes) above which a submit wakes the reader; below it, user space

@@ -72,7 +72,61 @@ pub struct ConnState {
     pub bytes_in: u64,
     /// Bytes written since the current response started.
     pub bytes_out: u64,
+    /// Tid of the last read of the current request that was sent to user space.
+    pub read_tid: u32,
+    /// Status code of a response whose start was not sent (see [`ConnState::response_ns`]).
+    pub response_status: u32,
+    /// Monotonic ns of the current request's first read: with the connection's key, what
+    /// names the request in [`crate::proc::ThreadFaults::serving_conn`].
+    pub request_ns: u64,
+    /// Monotonic ns of the first write of a response whose start was not sent as its own
+    /// event, 0 when none is pending. A response start is folded into the connection's next
+    /// event when user space would learn nothing else from it: the thread that writes is the
+    /// one that read the request, and it has sent no boundary of another request since, so
+    /// user space already charges that thread to this request. Only the first byte's time and
+    /// the status are then missing, and they ride on the next event as
+    /// [`NetMeta::response_ns`] and [`NetMeta::response_status`] (or are read from this map
+    /// when recording stops). One event per keep-alive request instead of two.
+    pub response_ns: u64,
 }
+
+/// Parses the status code of a response from the first [`STATUS_LINE_HEAD`] bytes of its
+/// first write: `HTTP/1.0 ` or `HTTP/1.1 `, three digits (the first one 1 to 5), then the space
+/// before a reason phrase. Anything else is `None`, and the response's start is sent whole for
+/// user space to parse. Accepting only this strict form keeps the code equal to what user
+/// space's parser reads from the same bytes (one difference: a reason phrase with control
+/// bytes, where user space reads no code and this reads the code before it).
+#[inline(always)]
+pub fn status_code(head: &[u8; STATUS_LINE_HEAD]) -> Option<u32> {
+    if head[0] != b'H'
+        || head[1] != b'T'
+        || head[2] != b'T'
+        || head[3] != b'P'
+        || head[4] != b'/'
+        || head[5] != b'1'
+        || head[6] != b'.'
+        || (head[7] != b'0' && head[7] != b'1')
+        || head[8] != b' '
+        || head[12] != b' '
+    {
+        return None;
+    }
+    let digit = |b: u8| {
+        if b.is_ascii_digit() {
+            Some(u32::from(b - b'0'))
+        } else {
+            None
+        }
+    };
+    let hundreds = digit(head[9])?;
+    if !(1..=5).contains(&hundreds) {
+        return None;
+    }
+    Some(hundreds * 100 + digit(head[10])? * 10 + digit(head[11])?)
+}
+
+/// Bytes of a response's first write that [`status_code`] reads.
+pub const STATUS_LINE_HEAD: usize = 13;
 
 /// Connection phases, stored in [`ConnState::phase`].
 pub const PHASE_IDLE: u32 = 0;
@@ -101,6 +155,12 @@ pub struct NetMeta {
     pub last_write_tid: u32,
     /// How many bytes of the payload were copied.
     pub captured: u32,
+    /// A response on this connection whose start was not sent ([`ConnState::response_ns`]):
+    /// its first write's monotonic ns, 0 when none, and its status code. User space applies it
+    /// before this event's own operation.
+    pub response_ns: u64,
+    pub response_status: u32,
+    pub _pad: u32,
 }
 
 /// A boundary on a connection with room for `N` bytes of payload. Fixed size so it can be

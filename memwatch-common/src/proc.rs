@@ -53,6 +53,12 @@ pub struct ThreadFaults {
     pub stack_due: u64,
     /// The same for address space mapped, and stacks at memory syscalls.
     pub map_due: u64,
+    /// The request user space charges this thread to, as far as the kernel side can tell: the
+    /// connection ([`crate::net::conn_key`]) and [`crate::net::ConnState::request_ns`] of the
+    /// last request boundary this thread sent (a read of a request, or a response's start).
+    /// 0 when none.
+    pub serving_conn: u64,
+    pub serving_since: u64,
 }
 
 /// The last resident counters (`kmem:rss_stat`, bytes) seen per traced process.

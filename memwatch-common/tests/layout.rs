@@ -82,7 +82,7 @@ fn proc_event_and_thread_faults() {
     assert_eq!(offset_of!(ProcEvent, faults), 32);
     assert_eq!(offset_of!(ProcEvent, comm), 40);
 
-    assert_eq!(size_of::<ThreadFaults>(), 80);
+    assert_eq!(size_of::<ThreadFaults>(), 96);
     assert_eq!(align_of::<ThreadFaults>(), 8);
     assert_eq!(offset_of!(ThreadFaults, tgid), 0);
     assert_eq!(offset_of!(ThreadFaults, _pad), 4);
@@ -95,6 +95,8 @@ fn proc_event_and_thread_faults() {
     assert_eq!(offset_of!(ThreadFaults, run_ns), 56);
     assert_eq!(offset_of!(ThreadFaults, stack_due), 64);
     assert_eq!(offset_of!(ThreadFaults, map_due), 72);
+    assert_eq!(offset_of!(ThreadFaults, serving_conn), 80);
+    assert_eq!(offset_of!(ThreadFaults, serving_since), 88);
 
     assert_eq!(size_of::<GrowthEvent>(), 48);
     assert_eq!(align_of::<GrowthEvent>(), 8);
@@ -127,7 +129,7 @@ fn heap_events() {
 
 #[test]
 fn conn_state() {
-    assert_eq!(size_of::<ConnState>(), 48);
+    assert_eq!(size_of::<ConnState>(), 72);
     assert_eq!(align_of::<ConnState>(), 8);
     assert_eq!(offset_of!(ConnState, generation), 0);
     assert_eq!(offset_of!(ConnState, phase), 8);
@@ -136,11 +138,15 @@ fn conn_state() {
     assert_eq!(offset_of!(ConnState, last_write_faults), 24);
     assert_eq!(offset_of!(ConnState, bytes_in), 32);
     assert_eq!(offset_of!(ConnState, bytes_out), 40);
+    assert_eq!(offset_of!(ConnState, read_tid), 48);
+    assert_eq!(offset_of!(ConnState, response_status), 52);
+    assert_eq!(offset_of!(ConnState, request_ns), 56);
+    assert_eq!(offset_of!(ConnState, response_ns), 64);
 }
 
 #[test]
 fn net_meta_and_events() {
-    assert_eq!(size_of::<NetMeta>(), 88);
+    assert_eq!(size_of::<NetMeta>(), 104);
     assert_eq!(align_of::<NetMeta>(), 8);
     assert_eq!(offset_of!(NetMeta, header), 0);
     assert_eq!(offset_of!(NetMeta, op), 24);
@@ -153,16 +159,19 @@ fn net_meta_and_events() {
     assert_eq!(offset_of!(NetMeta, last_bytes_out), 72);
     assert_eq!(offset_of!(NetMeta, last_write_tid), 80);
     assert_eq!(offset_of!(NetMeta, captured), 84);
+    assert_eq!(offset_of!(NetMeta, response_ns), 88);
+    assert_eq!(offset_of!(NetMeta, response_status), 96);
+    assert_eq!(offset_of!(NetMeta, _pad), 100);
 
     // The payload follows the meta directly, and the sizes leave no tail padding: user space
     // takes the payload room from a record's length.
     assert_eq!((SMALL_CAPTURE, MAX_CAPTURE), (64, 1024));
-    assert_eq!(size_of::<NetEventSmall>(), 88 + 64);
+    assert_eq!(size_of::<NetEventSmall>(), 104 + 64);
     assert_eq!(offset_of!(NetEventSmall, meta), 0);
-    assert_eq!(offset_of!(NetEventSmall, data), 88);
-    assert_eq!(size_of::<NetEvent>(), 88 + 1024);
+    assert_eq!(offset_of!(NetEventSmall, data), 104);
+    assert_eq!(size_of::<NetEvent>(), 104 + 1024);
     assert_eq!(offset_of!(NetEvent, meta), 0);
-    assert_eq!(offset_of!(NetEvent, data), 88);
+    assert_eq!(offset_of!(NetEvent, data), 104);
 }
 
 #[test]

@@ -86,6 +86,8 @@ pub(crate) fn page_fault_user(ctx: TracePointContext) -> u32 {
             run_ns: 0,
             stack_due: DUE_NOW,
             map_due: DUE_NOW,
+            serving_conn: 0,
+            serving_since: 0,
         };
         if THREAD_FAULTS.insert(tid, value, 0).is_err() {
             count(Counter::MapFull);
@@ -166,30 +168,30 @@ pub(crate) fn end_fault(tid: u32) {
 /// (0 when it has taken none yet): one map lookup for both, on paths that run per transfer.
 #[inline(always)]
 pub(crate) fn flush_run(tid: u32) -> u64 {
-    flush(tid, false)
-}
-
-/// [`flush_run`] at a socket boundary, where the request a thread serves may change: the
-/// thread's next growth takes a stack (`--stacks`), so that it is not charged to the call site of
-/// growth before the boundary.
-#[inline(always)]
-pub(crate) fn flush_at_boundary(tid: u32) -> u64 {
-    flush(tid, true)
-}
-
-#[inline(always)]
-fn flush(tid: u32, boundary: bool) -> u64 {
     let Some(slot) = THREAD_FAULTS.get_ptr_mut(tid) else {
         return 0;
     };
     // SAFETY: only this thread writes its own slot, and a thread runs on one CPU at a time.
     let t = unsafe { &mut *slot };
-    if boundary {
-        t.stack_due = DUE_NOW;
-        t.map_due = DUE_NOW;
-    }
     send_open_run(t, tid);
     t.faults
+}
+
+/// [`flush_run`] at a socket boundary, where the request a thread serves may change: the
+/// thread's next growth takes a stack (`--stacks`), so that it is not charged to the call site of
+/// growth before the boundary. Also returns the thread's slot (null when it has none), for the
+/// boundary's own bookkeeping ([`ThreadFaults::serving_conn`]) without a second lookup.
+#[inline(always)]
+pub(crate) fn flush_at_boundary(tid: u32) -> (u64, *mut ThreadFaults) {
+    let Some(slot) = THREAD_FAULTS.get_ptr_mut(tid) else {
+        return (0, core::ptr::null_mut());
+    };
+    // SAFETY: only this thread writes its own slot, and a thread runs on one CPU at a time.
+    let t = unsafe { &mut *slot };
+    t.stack_due = DUE_NOW;
+    t.map_due = DUE_NOW;
+    send_open_run(t, tid);
+    (t.faults, slot)
 }
 
 /// Resident counters of a traced process changed, in the thread that changed them. This is

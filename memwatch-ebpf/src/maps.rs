@@ -21,6 +21,8 @@ pub(crate) static FOLLOW_FORKS: u32 = 1;
 #[unsafe(no_mangle)]
 pub(crate) static CAPTURE_LEN: u32 = memwatch_common::net::DEFAULT_CAPTURE;
 #[unsafe(no_mangle)]
+pub(crate) static DEFER_RESPONSES: u32 = 1;
+#[unsafe(no_mangle)]
 pub(crate) static WAKEUP_BYTES: u64 = 64 * 1024;
 #[unsafe(no_mangle)]
 pub(crate) static PAGE_SIZE: u64 = 4096;

@@ -19,15 +19,16 @@ use memwatch_common::{
     config::Counter,
     net::{
         ConnState, MAX_CAPTURE, NetEventOf, NetMeta, NetOp, PHASE_IDLE, PHASE_READING,
-        PHASE_WRITING, SMALL_CAPTURE, conn_key,
+        PHASE_WRITING, SMALL_CAPTURE, STATUS_LINE_HEAD, conn_key, status_code,
     },
+    proc::ThreadFaults,
 };
 
 use crate::{
     ctx::{syscall_arg, syscall_ret},
     emit::{count, header_at, reserve, submit},
     fault::flush_at_boundary,
-    maps::{CAPTURE_LEN, CONNS, global},
+    maps::{CAPTURE_LEN, CONNS, DEFER_RESPONSES, global},
     target::{current, is_target},
 };
 
@@ -132,23 +133,53 @@ struct Now {
     tid: u32,
     ns: u64,
     faults: u64,
+    /// The thread's fault slot, null when it has none (it has not faulted since memwatch
+    /// attached): where the request it serves is kept.
+    thread: *mut ThreadFaults,
 }
 
 impl Now {
     #[inline(always)]
     fn read(tgid: u32, tid: u32) -> Self {
+        let (faults, thread) = flush_at_boundary(tid);
         Self {
             tgid,
             tid,
             // SAFETY: helper with no preconditions.
             ns: unsafe { bpf_ktime_get_ns() },
-            faults: flush_at_boundary(tid),
+            faults,
+            thread,
         }
+    }
+
+    /// This thread has sent a boundary of request `since` on connection `key`: user space
+    /// charges the thread to that request from now on.
+    #[inline(always)]
+    fn serve(&self, key: u64, since: u64) {
+        if !self.thread.is_null() {
+            // SAFETY: a map value pointer, valid for this program run; only this thread writes
+            // its own slot.
+            unsafe {
+                (*self.thread).serving_conn = key;
+                (*self.thread).serving_since = since;
+            }
+        }
+    }
+
+    /// Whether the last boundary this thread sent was of request `since` on connection `key`.
+    #[inline(always)]
+    fn serves(&self, key: u64, since: u64) -> bool {
+        // SAFETY: as in `serve`.
+        !self.thread.is_null()
+            && unsafe {
+                (*self.thread).serving_conn == key && (*self.thread).serving_since == since
+            }
     }
 }
 
 /// Sends one boundary event, copying up to `want` bytes from `buf`, in the smallest event that
-/// holds them.
+/// holds them. A response start pending on `conn` rides along: callers that keep `conn` clear it
+/// ([`sent`]).
 #[inline(always)]
 fn send(op: NetOp, now: Now, fd: u32, conn: &ConnState, bytes: u64, buf: u64, want: u64) {
     let want = if buf == 0 { 0 } else { want };
@@ -164,12 +195,34 @@ fn send(op: NetOp, now: Now, fd: u32, conn: &ConnState, bytes: u64, buf: u64, wa
         last_bytes_out: conn.bytes_out,
         last_write_tid: conn.last_write_tid,
         captured: 0,
+        response_ns: conn.response_ns,
+        response_status: conn.response_status,
+        _pad: 0,
     };
     if want <= SMALL_CAPTURE as u64 {
         send_sized::<SMALL_CAPTURE>(meta, buf, want);
     } else {
         send_sized::<MAX_CAPTURE>(meta, buf, want);
     }
+}
+
+/// `conn`'s pending response start went out with the event just sent.
+#[inline(always)]
+fn sent(conn: &mut ConnState) {
+    conn.response_ns = 0;
+    conn.response_status = 0;
+}
+
+/// The status code of a response whose first write is `buf`, if its status line is in the
+/// strict form [`status_code`] reads.
+#[inline(always)]
+fn status_of(buf: u64, avail: u64) -> Option<u32> {
+    if buf == 0 || avail < STATUS_LINE_HEAD as u64 {
+        return None;
+    }
+    // SAFETY: reading user memory through the helper, which fails safely.
+    let head = unsafe { bpf_probe_read_user(buf as *const [u8; STATUS_LINE_HEAD]) }.ok()?;
+    status_code(&head)
 }
 
 #[inline(always)]
@@ -235,7 +288,8 @@ fn transfer(ret: i64) {
         return;
     };
     let ret = ret as u64;
-    let Some(conn) = CONNS.get_ptr_mut(conn_key(tgid, p.fd)) else {
+    let key = conn_key(tgid, p.fd);
+    let Some(conn) = CONNS.get_ptr_mut(key) else {
         return;
     };
     // SAFETY: map value pointer valid for this program run; races with another thread of the
@@ -254,7 +308,14 @@ fn transfer(ret: i64) {
         };
         if start || room > 0 {
             let want = if avail < room { avail } else { room };
-            send(op, Now::read(tgid, tid), p.fd, conn, ret, p.buf, want);
+            let now = Now::read(tgid, tid);
+            send(op, now, p.fd, conn, ret, p.buf, want);
+            sent(conn);
+            if start {
+                conn.request_ns = now.ns;
+            }
+            conn.read_tid = tid;
+            now.serve(key, conn.request_ns);
         }
         if start {
             conn.phase = PHASE_READING;
@@ -269,24 +330,47 @@ fn transfer(ret: i64) {
     let now = Now::read(tgid, tid);
     // A new response starts after a read, or wherever a write begins with "HTTP/"
     // (pipelined responses written back to back).
-    let mut starts = conn.phase != PHASE_WRITING;
+    let first = conn.phase != PHASE_WRITING;
+    let mut starts = first;
     if !starts && p.buf != 0 && avail >= 5 {
         // SAFETY: reading user memory through the helper, which fails safely.
         let head = unsafe { bpf_probe_read_user(p.buf as *const [u8; 5]) }.unwrap_or([0; 5]);
         starts = head == *b"HTTP/";
     }
     if starts {
-        // Only the status line is read from a response.
-        let want = if p.buf != 0 {
-            if avail < SMALL_CAPTURE as u64 {
-                avail
-            } else {
-                SMALL_CAPTURE as u64
-            }
+        // The first response after a request, written by the thread that read it with no
+        // other request's boundary in between: user space already charges this thread to the
+        // request, so the start waits for the connection's next event (`ConnState::response_ns`).
+        let folded = first
+            && global(&DEFER_RESPONSES) != 0
+            && conn.response_ns == 0
+            && conn.read_tid == tid
+            && now.serves(key, conn.request_ns);
+        match if folded {
+            status_of(p.buf, avail)
         } else {
-            0
-        };
-        send(NetOp::WriteStart, now, p.fd, conn, ret, p.buf, want);
+            None
+        } {
+            Some(code) => {
+                conn.response_ns = now.ns;
+                conn.response_status = code;
+            }
+            None => {
+                // Only the status line is read from a response.
+                let want = if p.buf != 0 {
+                    if avail < SMALL_CAPTURE as u64 {
+                        avail
+                    } else {
+                        SMALL_CAPTURE as u64
+                    }
+                } else {
+                    0
+                };
+                send(NetOp::WriteStart, now, p.fd, conn, ret, p.buf, want);
+                sent(conn);
+                now.serve(key, conn.request_ns);
+            }
+        }
         conn.phase = PHASE_WRITING;
         conn.bytes_out = 0;
     }

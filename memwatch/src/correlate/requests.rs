@@ -13,7 +13,7 @@ use super::{
     heap_window, http, join, route,
 };
 use crate::{
-    capture::probe::NetRecord,
+    capture::probe::{NetRecord, conns::FoldedResponse},
     model::{MemRow, RequestRow, Row},
 };
 
@@ -150,6 +150,12 @@ impl Correlator {
         let wall = |mono: u64| mono as i64 + offset;
         let now = wall(m.header.ts_ns);
 
+        // A response whose start the kernel side folded into this event: it came first.
+        if m.response_ns != 0 {
+            let status = u16::try_from(m.response_status).ok().filter(|&s| s != 0);
+            self.response_starts(key, wall(m.response_ns), status, None, out);
+        }
+
         // The previous response on this connection is complete: its last write is known.
         if matches!(ev.op, NetOp::ReadStart | NetOp::Close)
             && let Some(id) = self.conns.get_mut(&key).and_then(|c| c.responding.take())
@@ -272,43 +278,74 @@ impl Correlator {
                 }
             }
             NetOp::WriteStart => {
-                let Some(conn) = self.conns.get_mut(&key) else {
-                    return;
-                };
-                if conn.non_http.is_some() {
-                    return;
-                }
-                let Some(id) = conn.awaiting.pop_front() else {
-                    return;
-                };
-                let previous = conn.responding.replace(id);
-                if let Some(prev) = previous {
-                    // Pipelined responses written back to back: the previous one ended here.
-                    self.finish(prev, now, None, out);
-                }
-                if let Some(r) = self.inflight.get_mut(&id) {
-                    r.row.first_byte_ns = Some(now);
-                    r.row.status = http::response::parse_status(&ev.data).map(|s| s.code);
-                    if self.joining
-                        && let (Some(method), Some(target), Some(status)) =
-                            (&r.row.method, &r.row.target, r.row.status)
-                    {
-                        self.candidates.push(join::Candidate {
-                            id,
-                            method: method.to_string(),
-                            target: target.to_string(),
-                            status,
-                            start_ns: r.row.start_ns,
-                            first_byte_ns: now,
-                        });
-                    }
-                    if r.row.tid != tid {
-                        r.row.exact = false;
-                    }
-                }
-                self.set_current(tid, id);
+                let status = http::response::parse_status(&ev.data).map(|s| s.code);
+                self.response_starts(key, now, status, Some(tid), out);
             }
             NetOp::Close => self.close_conn(key, now, out),
+        }
+    }
+
+    /// A response starts on connection `key` at `ts_ns`: the oldest request awaiting one gets
+    /// it. `writer` is the thread that writes it, which from now on serves that request; `None`
+    /// for a start the kernel side folded into a later event (`ConnState::response_ns` in the
+    /// common crate), whose thread already served that request when it wrote.
+    pub(super) fn response_starts(
+        &mut self,
+        key: ConnKey,
+        ts_ns: i64,
+        status: Option<u16>,
+        writer: Option<u32>,
+        out: &mut Vec<Row>,
+    ) {
+        let Some(conn) = self.conns.get_mut(&key) else {
+            return;
+        };
+        if conn.non_http.is_some() {
+            return;
+        }
+        let Some(id) = conn.awaiting.pop_front() else {
+            return;
+        };
+        let previous = conn.responding.replace(id);
+        if let Some(prev) = previous {
+            // Pipelined responses written back to back: the previous one ended here.
+            self.finish(prev, ts_ns, None, out);
+        }
+        if let Some(r) = self.inflight.get_mut(&id) {
+            r.row.first_byte_ns = Some(ts_ns);
+            r.row.status = status;
+            if self.joining
+                && let (Some(method), Some(target), Some(status)) =
+                    (&r.row.method, &r.row.target, r.row.status)
+            {
+                self.candidates.push(join::Candidate {
+                    id,
+                    method: method.to_string(),
+                    target: target.to_string(),
+                    status,
+                    start_ns: r.row.start_ns,
+                    first_byte_ns: ts_ns,
+                });
+            }
+            if let Some(tid) = writer
+                && r.row.tid != tid
+            {
+                r.row.exact = false;
+            }
+        }
+        if let Some(tid) = writer {
+            self.set_current(tid, id);
+        }
+    }
+
+    /// Responses whose start the kernel side folded and still holds when recording stops or
+    /// a process goes. Applied before the requests still open are ended, so that they keep
+    /// their status and first byte. `offset` turns monotonic into wall-clock ns.
+    pub fn folded_responses(&mut self, folded: &[FoldedResponse], offset: i64, out: &mut Vec<Row>) {
+        for f in folded {
+            let key = (f.pid, f.fd, f.generation);
+            let status = Some(f.status).filter(|&s| s != 0);
+            self.response_starts(key, f.first_write_ns as i64 + offset, status, None, out);
         }
     }
 

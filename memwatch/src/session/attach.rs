@@ -78,6 +78,7 @@ pub async fn start(args: RecordOptions, hooks: Hooks) -> anyhow::Result<Session>
         ring_bytes: args.ring_mib * 1024 * 1024,
         stack_every: args.stack_every.filter(|_| args.ebpf).unwrap_or(0),
         stack_rate: args.stack_rate,
+        fold_responses: args.access_logs.is_empty(),
     };
     // Where this kernel's records hold the fields the kernel side reads.
     let offsets = if args.ebpf {

@@ -110,6 +110,7 @@ impl Session {
                 self.correlator.thread_exit(tid);
                 self.syscall_stacks.remove(&tid);
                 if p.group_dead != 0 {
+                    self.apply_folded_responses(Some(pid));
                     self.correlator.process_gone(ts_ns, pid, &mut self.rows);
                     self.gone.insert(pid);
                     self.correlator

@@ -82,6 +82,17 @@ impl Session {
         self.gone.clear();
     }
 
+    /// Responses whose start the kernel side still holds, of `pid` or of every process: read
+    /// before the requests still open are ended, since no later event will carry them.
+    pub(super) fn apply_folded_responses(&mut self, pid: Option<u32>) {
+        let Some(probe) = self.probe.as_ref() else {
+            return;
+        };
+        let folded = probe.folded_responses(pid);
+        self.correlator
+            .folded_responses(&folded, self.offset, &mut self.rows);
+    }
+
     pub(super) fn flush(&mut self) {
         if let Some(stacks) = self.stacks.as_mut() {
             self.rows.extend(stacks.take_rows());
@@ -201,6 +212,7 @@ impl Session {
         self.read_logs(true);
         let faults = self.thread_faults();
         self.write_counters(&faults);
+        self.apply_folded_responses(None);
         self.correlator.finish_all(&mut self.rows);
         self.close_rows(stop);
         self.flush();

@@ -12,7 +12,7 @@ use memwatch_common::{
     config::{self, COUNTER_SLOTS, Counter},
     heap::{HeapKey, HeapPending},
     mem::MemArgs,
-    net::{ConnState, MAX_CAPTURE, conn_key},
+    net::{ConnState, MAX_CAPTURE},
     proc::{RssSeen, ThreadFaults},
     stack::{TARGET_COPY_STACK, TARGET_TRACED},
     tracepoint,
@@ -201,6 +201,10 @@ pub struct ProbeConfig {
     pub stack_every: u64,
     /// Stacks each CPU may take per second (`--stack-rate`).
     pub stack_rate: u64,
+    /// A response's start may wait for its connection's next event when it tells user space
+    /// nothing but its time and status (`ConnState::response_ns`). Off when an access log is
+    /// joined: the join matches a line to a request once its response starts.
+    pub fold_responses: bool,
 }
 
 impl Default for ProbeConfig {
@@ -212,6 +216,7 @@ impl Default for ProbeConfig {
             ring_bytes: 8 * 1024 * 1024,
             stack_every: 0,
             stack_rate: memwatch_common::stack::DEFAULT_STACK_RATE,
+            fold_responses: true,
         }
     }
 }
@@ -332,7 +337,7 @@ fn program<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Program
         .ok_or(LoadError::MissingProgram { program: name })
 }
 
-fn map<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Map, LoadError> {
+pub(super) fn map<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Map, LoadError> {
     ebpf.map_mut(name)
         .ok_or(LoadError::MissingMap { map: name })
 }
@@ -344,6 +349,7 @@ impl Probe {
     pub fn load(config: &ProbeConfig, offsets: &Offsets) -> Result<Self, SetupError> {
         let self_tgid = std::process::id();
         let follow = u32::from(config.follow_forks);
+        let fold = u32::from(config.fold_responses);
         let capture = config.capture_len.min(MAX_CAPTURE as u32);
         let wakeup = u64::from(config.ring_bytes / 8);
         let page_size = ::procfs::page_size();
@@ -354,6 +360,7 @@ impl Probe {
             .override_global(config::GLOBAL_SELF_TGID, &self_tgid, true)
             .override_global(config::GLOBAL_FOLLOW_FORKS, &follow, true)
             .override_global(config::GLOBAL_CAPTURE_LEN, &capture, true)
+            .override_global(config::GLOBAL_DEFER_RESPONSES, &fold, true)
             .override_global(config::GLOBAL_WAKEUP_BYTES, &wakeup, true)
             .override_global(config::GLOBAL_PAGE_SIZE, &page_size, true)
             .override_global(config::GLOBAL_STACK_EVERY, &config.stack_every, true)
@@ -459,30 +466,6 @@ impl Probe {
         Some(trace.frames().iter().map(|f| f.ip).collect())
     }
 
-    /// Registers connections that were open before memwatch attached, so their traffic is seen
-    /// (including a read their thread was already blocked in).
-    pub fn add_connections(
-        &mut self,
-        pid: u32,
-        fds: &[u32],
-        generation: u64,
-    ) -> Result<(), SetupError> {
-        let name = config::MAP_CONNS;
-        let mut conns: HashMap<&mut MapData, u64, ConnState> =
-            HashMap::try_from(map(&mut self.ebpf, name)?)
-                .map_err(|source| LoadError::MapType { map: name, source })?;
-        for &fd in fds {
-            let state = ConnState {
-                generation,
-                ..ConnState::default()
-            };
-            conns
-                .insert(conn_key(pid, fd), state, 0)
-                .map_err(|source| LoadError::AddConnection { pid, fd, source })?;
-        }
-        Ok(())
-    }
-
     /// Follows `pid`'s heap allocator (unless `--no-heap`); see [`HeapProbes::follow`].
     pub fn follow_heap(&mut self, pid: u32, go_sampled: bool) -> Result<(), HeapSkip> {
         self.heap.follow(&mut self.ebpf, pid, go_sampled)
@@ -583,26 +566,6 @@ impl Probe {
             .filter_map(Result::ok)
             .map(|(tid, v)| (tid, v.tgid, v.faults))
             .collect()
-    }
-
-    /// Removes the connections of processes that are gone (`pids`): an exit closes a process's
-    /// sockets without the close syscall the kernel side watches. Returns how many went.
-    pub fn forget_conns(&mut self, pids: &std::collections::HashSet<u32>) -> u64 {
-        if pids.is_empty() {
-            return 0;
-        }
-        let Some(map) = self.ebpf.map_mut(config::MAP_CONNS) else {
-            return 0;
-        };
-        let Ok(mut conns) = HashMap::<&mut MapData, u64, ConnState>::try_from(map) else {
-            return 0;
-        };
-        let gone: Vec<u64> = conns
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|key| pids.contains(&((key >> 32) as u32)))
-            .collect();
-        gone.iter().filter(|key| conns.remove(key).is_ok()).count() as u64
     }
 
     /// Counts the entries of the kernel side's hash maps (a walk of each: call it rarely).

@@ -8,6 +8,7 @@
 //! are read in [`usdt`], and a probe behind a semaphore attached through [`perf_link`].
 //! Failures are typed in [`error`].
 
+pub mod conns;
 pub mod error;
 pub mod event;
 pub mod format;

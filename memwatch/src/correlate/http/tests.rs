@@ -712,3 +712,56 @@ fn names_are_stable() {
         format!("\"{}\"", LostReason::UncapturedBoundary)
     );
 }
+
+/// The kernel side reads a response's status itself when it folds the response's start
+/// (`memwatch_common::net::status_code`, on the first 13 bytes). Wherever it reads a code, user
+/// space's parser reads the same one from the same bytes, cut there or followed by a reason
+/// phrase and the line's end.
+#[test]
+fn the_kernel_sides_status_reading_agrees_with_user_space() {
+    use memwatch_common::net::{STATUS_LINE_HEAD, status_code};
+    let bytes = b"HTP/1.0 2345\r\n\tx09";
+    let mut read = 0;
+    let mut heads: Vec<[u8; STATUS_LINE_HEAD]> = Vec::new();
+    for code in [
+        b"200", b"404", b"101", b"599", b"099", b"600", b"2x0", b"000",
+    ] {
+        for version in [b"1.1", b"1.0", b"2.0", b"1.2", b"1,1"] {
+            for after in *bytes {
+                let mut head = *b"HTTP/1.1 200 ";
+                head[5..8].copy_from_slice(version);
+                head[9..12].copy_from_slice(code);
+                head[12] = after;
+                heads.push(head);
+            }
+        }
+    }
+    // Every single-byte change of a good line.
+    for at in 0..STATUS_LINE_HEAD {
+        for b in *bytes {
+            let mut head = *b"HTTP/1.1 200 ";
+            head[at] = b;
+            heads.push(head);
+        }
+    }
+    for head in heads {
+        let Some(code) = status_code(&head) else {
+            continue;
+        };
+        read += 1;
+        for tail in [b"".as_slice(), b"OK\r\n", b"\r\n", b"\n"] {
+            let whole = [head.as_slice(), tail].concat();
+            assert_eq!(
+                parse_status(&whole).map(|s| u32::from(s.code)),
+                Some(code),
+                "{:?}",
+                String::from_utf8_lossy(&whole)
+            );
+        }
+    }
+    assert_eq!(read, 41);
+    // A status line without a reason phrase is left to user space.
+    assert_eq!(status_code(b"HTTP/1.1 204\r"), None);
+    assert_eq!(status_code(b"HTTP/2.0 200 "), None);
+    assert_eq!(status_code(b"HTTP/1.1 200O"), None);
+}

@@ -1,6 +1,7 @@
 //! The correlator's tests: hand-built event sequences in, rows out. What they share is here;
 //! the tests sit in the file named as the part of the correlator they test.
 
+mod folded;
 mod requests;
 mod resident;
 
@@ -55,6 +56,7 @@ fn ev_on(
             last_bytes_out: 300,
             last_write_tid: if last_write_ns == 0 { 0 } else { writer },
             captured: data.len() as u32,
+            ..NetMeta::default()
         },
         op,
         data: data.into(),
