@@ -390,8 +390,8 @@ impl Correlator {
                 id,
                 Retained {
                     end_ns: req.row.end_ns,
-                    method: req.row.method.as_deref().map(Arc::from),
-                    route: req.row.route.as_deref().map(Arc::from),
+                    method: req.row.method.clone(),
+                    route: req.row.route.clone(),
                     held,
                 },
             );

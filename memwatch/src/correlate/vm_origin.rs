@@ -7,7 +7,6 @@
 //! Same bounded [`OriginMap`] as resident memory: ranges mapped before memwatch attached are of
 //! no known origin, and unmapping them is counted, not credited.
 
-use std::sync::Arc;
 
 use super::{
     Correlator, InFlight, ReqId, Retained,
@@ -98,8 +97,8 @@ impl Correlator {
         }
         let r = Retained {
             end_ns: req.row.end_ns,
-            method: req.row.method.as_deref().map(Arc::from),
-            route: req.row.route.as_deref().map(Arc::from),
+            method: req.row.method.clone(),
+            route: req.row.route.clone(),
             held,
         };
         out.push(Row::VmOrigin(Box::new(VmOriginRow {
