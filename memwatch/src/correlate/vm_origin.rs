@@ -7,7 +7,6 @@
 //! Same bounded [`OriginMap`] as resident memory: ranges mapped before memwatch attached are of
 //! no known origin, and unmapping them is counted, not credited.
 
-
 use super::{
     Correlator, InFlight, ReqId, Retained,
     origin::{Credits, OUTSIDE},

@@ -15,7 +15,15 @@ fn with_fold(mut rec: NetRecord, ns: u64, status: u32) -> NetRecord {
 }
 
 /// `(target, status, start, first byte, end, vm bytes, faults)` of a request row.
-type Figures<'a> = (Option<&'a str>, Option<u16>, i64, Option<i64>, i64, i64, u64);
+type Figures<'a> = (
+    Option<&'a str>,
+    Option<u16>,
+    i64,
+    Option<i64>,
+    i64,
+    i64,
+    u64,
+);
 
 fn figures(out: &[Row]) -> Vec<Figures<'_>> {
     requests(out)

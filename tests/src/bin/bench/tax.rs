@@ -234,7 +234,8 @@ pub(crate) fn ratio_bench(rounds: usize, secs: f64, md: &mut String) {
     let _ = writeln!(
         md,
         "## The tax's ratios: memwatch beside bpftrace at full speed\n\n\
-         `target/release/bench --only-ratios`: {rounds} interleaved rounds of {secs:.0} s each."
+         `target/release/bench --only-ratios`: {rounds} interleaved rounds; each row measured \
+         for {secs:.0} s after {secs:.0} s of the same load under its tracer."
     );
     let tracers = [
         Tracer::None,
