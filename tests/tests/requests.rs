@@ -184,6 +184,54 @@ fn attach_mid_flight_catches_open_keepalive_connections() {
     assert_eq!(requests_per_conn(&out), vec![2, 2, 2]);
 }
 
+/// A thread-per-connection server answers each request from the thread that read it, so the
+/// kernel side folds each response's start into the connection's next event. Requests whose
+/// connection is still open and idle when memwatch stops have no next event: their starts are
+/// read from the kernel's map at stop, and each request keeps its status and first byte.
+#[test]
+fn requests_idle_on_open_connections_at_stop_keep_their_status() {
+    let server = python_server();
+    let port = server.port;
+    let dir = tempdir();
+    let out = dir.path().join("idle.db");
+    let rec = attach(server.pid(), &out);
+    let mut conns: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    for (s, path, status) in [
+        (0, "/hello/1", 200),
+        (1, "/missing/2", 404),
+        (0, "/hello/3", 200),
+        (1, "/hello/4", 200),
+    ] {
+        write!(conns[s], "GET {path} HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+        assert_eq!(read_response(&mut conns[s]), status);
+    }
+    // Both connections stay open and idle while memwatch stops.
+    stop(rec);
+    drop(conns);
+    let db = rusqlite::Connection::open(&out).unwrap();
+    let mut stmt = db
+        .prepare(
+            "SELECT target, status, first_byte_ns IS NOT NULL AND first_byte_ns >= start_ns \
+             FROM requests ORDER BY start_ns",
+        )
+        .unwrap();
+    let rows: Vec<(String, Option<i64>, bool)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let expected = [
+        ("/hello/1", 200),
+        ("/missing/2", 404),
+        ("/hello/3", 200),
+        ("/hello/4", 200),
+    ]
+    .map(|(t, s)| (t.to_owned(), Some(s), true));
+    assert_eq!(rows, expected);
+}
+
 /// Requests on each connection number, sorted.
 fn requests_per_conn(file: &std::path::Path) -> Vec<i64> {
     let db = rusqlite::Connection::open(file).unwrap();
