@@ -13,7 +13,10 @@ use super::{
     heap_window, http, join, route,
 };
 use crate::{
-    capture::probe::{NetRecord, conns::FoldedResponse},
+    capture::probe::{
+        NetRecord,
+        conns::{ConnId, FoldedResponse},
+    },
     model::{MemRow, RequestRow, Row},
 };
 
@@ -338,12 +341,27 @@ impl Correlator {
         }
     }
 
+    /// The connections, of `pid` or of every process, with a request awaiting its response:
+    /// where the kernel side may still hold a folded start when recording stops or the process
+    /// goes ([`Self::folded_responses`]).
+    pub fn awaiting_conns(&self, pid: Option<u32>) -> Vec<ConnId> {
+        self.conns
+            .iter()
+            .filter(|&(&(p, _, _), c)| pid.is_none_or(|pid| pid == p) && !c.awaiting.is_empty())
+            .map(|(&(pid, fd, generation), _)| ConnId {
+                pid,
+                fd,
+                generation,
+            })
+            .collect()
+    }
+
     /// Responses whose start the kernel side folded and still holds when recording stops or
     /// a process goes. Applied before the requests still open are ended, so that they keep
     /// their status and first byte. `offset` turns monotonic into wall-clock ns.
     pub fn folded_responses(&mut self, folded: &[FoldedResponse], offset: i64, out: &mut Vec<Row>) {
         for f in folded {
-            let key = (f.pid, f.fd, f.generation);
+            let key = (f.conn.pid, f.conn.fd, f.conn.generation);
             let status = Some(f.status).filter(|&s| s != 0);
             self.response_starts(key, f.first_write_ns as i64 + offset, status, None, out);
         }

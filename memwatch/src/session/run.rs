@@ -83,12 +83,13 @@ impl Session {
     }
 
     /// Responses whose start the kernel side still holds, of `pid` or of every process: read
-    /// before the requests still open are ended, since no later event will carry them.
+    /// before the requests still open are ended, since no later event will carry them. Only
+    /// the connections with a request awaiting its response are looked up.
     pub(super) fn apply_folded_responses(&mut self, pid: Option<u32>) {
         let Some(probe) = self.probe.as_ref() else {
             return;
         };
-        let folded = probe.folded_responses(pid);
+        let folded = probe.folded_responses(&self.correlator.awaiting_conns(pid));
         self.correlator
             .folded_responses(&folded, self.offset, &mut self.rows);
     }

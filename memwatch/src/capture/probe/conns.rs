@@ -11,15 +11,21 @@ use memwatch_common::{
 use super::{Probe, error::LoadError, loader::map};
 use crate::error::SetupError;
 
+/// A connection as both sides name it: its process, its fd, and the generation that tells it
+/// from an earlier connection on the same fd (`ConnState::generation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnId {
+    pub pid: u32,
+    pub fd: u32,
+    pub generation: u64,
+}
+
 /// A response whose start the kernel side folded into its connection's next event
 /// (`ConnState::response_ns`) and still holds: read from the map when recording stops or the
 /// process goes, since no next event will carry it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FoldedResponse {
-    pub pid: u32,
-    pub fd: u32,
-    /// The connection's generation (`ConnState::generation`).
-    pub generation: u64,
+    pub conn: ConnId,
     /// The response's first write (`bpf_ktime_get_ns`, CLOCK_MONOTONIC).
     pub first_write_ns: u64,
     /// Its status code, as the kernel side read it from the status line.
@@ -51,27 +57,29 @@ impl Probe {
         Ok(())
     }
 
-    /// The responses whose start the kernel side still holds ([`FoldedResponse`]), of `pid`
-    /// or of every process. A walk of the connections map: call it rarely.
-    pub fn folded_responses(&self, pid: Option<u32>) -> Vec<FoldedResponse> {
+    /// The responses whose start the kernel side still holds ([`FoldedResponse`]) on `conns`,
+    /// oldest first: one lookup each, so it costs nothing when no request awaits a response.
+    pub fn folded_responses(&self, conns: &[ConnId]) -> Vec<FoldedResponse> {
+        if conns.is_empty() {
+            return Vec::new();
+        }
         let Some(map) = self.ebpf.map(config::MAP_CONNS) else {
             return Vec::new();
         };
-        let Ok(conns) = HashMap::<&MapData, u64, ConnState>::try_from(map) else {
+        let Ok(map) = HashMap::<&MapData, u64, ConnState>::try_from(map) else {
             return Vec::new();
         };
         let mut folded: Vec<FoldedResponse> = conns
             .iter()
-            .filter_map(Result::ok)
-            .filter(|(key, c)| {
-                c.response_ns != 0 && pid.is_none_or(|pid| (key >> 32) as u32 == pid)
-            })
-            .map(|(key, c)| FoldedResponse {
-                pid: (key >> 32) as u32,
-                fd: key as u32,
-                generation: c.generation,
-                first_write_ns: c.response_ns,
-                status: u16::try_from(c.response_status).unwrap_or(0),
+            .filter_map(|&conn| {
+                let state = map.get(&conn_key(conn.pid, conn.fd), 0).ok()?;
+                (state.generation == conn.generation && state.response_ns != 0).then(|| {
+                    FoldedResponse {
+                        conn,
+                        first_write_ns: state.response_ns,
+                        status: u16::try_from(state.response_status).unwrap_or(0),
+                    }
+                })
             })
             .collect();
         folded.sort_unstable_by_key(|f| f.first_write_ns);

@@ -2,7 +2,7 @@
 //! gets the same figures as from a start sent on its own, and the fold never moves a thread.
 
 use super::*;
-use crate::capture::probe::conns::FoldedResponse;
+use crate::capture::probe::conns::{ConnId, FoldedResponse};
 
 const GET_A: &[u8] = b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n";
 const GET_B: &[u8] = b"GET /b HTTP/1.1\r\nHost: h\r\n\r\n";
@@ -178,27 +178,44 @@ fn folds_still_held_at_stop_are_applied() {
     );
     let held = [
         FoldedResponse {
-            pid: PID,
-            fd: 5,
-            generation: 1,
+            conn: ConnId {
+                pid: PID,
+                fd: 5,
+                generation: 1,
+            },
             first_write_ns: 150,
             status: 200,
         },
         FoldedResponse {
-            pid: PID,
-            fd: 6,
-            generation: 1,
+            conn: ConnId {
+                pid: PID,
+                fd: 6,
+                generation: 1,
+            },
             first_write_ns: 160,
             status: 0,
         },
         FoldedResponse {
-            pid: PID,
-            fd: 9,
-            generation: 1,
+            conn: ConnId {
+                pid: PID,
+                fd: 9,
+                generation: 1,
+            },
             first_write_ns: 170,
             status: 500,
         },
     ];
+    // Where the kernel side is asked: the two connections whose request awaits a response.
+    let mut awaiting = c.awaiting_conns(Some(PID));
+    awaiting.sort_unstable_by_key(|c| c.fd);
+    assert_eq!(
+        awaiting
+            .iter()
+            .map(|c| (c.fd, c.generation))
+            .collect::<Vec<_>>(),
+        [(5, 1), (6, 1)]
+    );
+    assert!(c.awaiting_conns(Some(PID + 1)).is_empty());
     c.folded_responses(&held, 1000, &mut out);
     c.finish_all(&mut out);
     let got: Vec<_> = requests(&out)
