@@ -25,6 +25,29 @@ type Figures<'a> = (
     u64,
 );
 
+/// `(target, status, first byte, end)` of a request row.
+type Response<'a> = (Option<&'a str>, Option<u16>, Option<i64>, i64);
+
+fn responses(out: &[Row]) -> Vec<Response<'_>> {
+    requests(out)
+        .iter()
+        .map(|r| (r.target.as_deref(), r.status, r.first_byte_ns, r.end_ns))
+        .collect()
+}
+
+/// A start held for connection `fd` of PID (generation 1).
+fn held(fd: u32, first_write_ns: u64, status: u16) -> FoldedResponse {
+    FoldedResponse {
+        conn: ConnId {
+            pid: PID,
+            fd,
+            generation: 1,
+        },
+        first_write_ns,
+        status,
+    }
+}
+
 fn figures(out: &[Row]) -> Vec<Figures<'_>> {
     requests(out)
         .iter()
@@ -150,12 +173,8 @@ fn a_fold_comes_before_the_event_that_carries_it() {
     let second = ev(NetOp::WriteStart, 300, 0, b"HTTP/1.1 404 Not Found\r\n", 0);
     c.net(&with_fold(second, 200, 200), 0, &mut out);
     c.net(&ev(NetOp::Close, 400, 0, b"", 350), 0, &mut out);
-    let got: Vec<_> = requests(&out)
-        .iter()
-        .map(|r| (r.target.as_deref(), r.status, r.first_byte_ns, r.end_ns))
-        .collect();
     assert_eq!(
-        got,
+        responses(&out),
         [
             (Some("/a"), Some(200), Some(200), 300),
             (Some("/b"), Some(404), Some(300), 350)
@@ -176,35 +195,7 @@ fn folds_still_held_at_stop_are_applied() {
         0,
         &mut out,
     );
-    let held = [
-        FoldedResponse {
-            conn: ConnId {
-                pid: PID,
-                fd: 5,
-                generation: 1,
-            },
-            first_write_ns: 150,
-            status: 200,
-        },
-        FoldedResponse {
-            conn: ConnId {
-                pid: PID,
-                fd: 6,
-                generation: 1,
-            },
-            first_write_ns: 160,
-            status: 0,
-        },
-        FoldedResponse {
-            conn: ConnId {
-                pid: PID,
-                fd: 9,
-                generation: 1,
-            },
-            first_write_ns: 170,
-            status: 500,
-        },
-    ];
+    let held = [held(5, 150, 200), held(6, 160, 0), held(9, 170, 500)];
     // Where the kernel side is asked: the two connections whose request awaits a response.
     let mut awaiting = c.awaiting_conns(Some(PID));
     awaiting.sort_unstable_by_key(|c| c.fd);
@@ -218,12 +209,8 @@ fn folds_still_held_at_stop_are_applied() {
     assert!(c.awaiting_conns(Some(PID + 1)).is_empty());
     c.folded_responses(&held, 1000, &mut out);
     c.finish_all(&mut out);
-    let got: Vec<_> = requests(&out)
-        .iter()
-        .map(|r| (r.target.as_deref(), r.status, r.first_byte_ns, r.end_ns))
-        .collect();
     assert_eq!(
-        got,
+        responses(&out),
         [
             (Some("/a"), Some(200), Some(1150), 1150),
             (Some("/b"), None, Some(1160), 1160)
