@@ -1185,17 +1185,7 @@ fn full_speed(
     md: &mut String,
 ) {
     let (pids, port, script) = target;
-    let (base, rows) = compare_with(
-        tracers,
-        rounds,
-        pids,
-        (2.0 * secs).max(1.0).floor(),
-        &mut || {
-            let _ = wrk_with(port, secs, script);
-            let (rate, _, p99) = wrk_with(port, secs, script);
-            (rate, p99)
-        },
-    );
+    let (base, rows) = compare_warmed_mix(tracers, rounds, pids, (port, script), (secs, secs));
     table(title, "req/s", base, &rows, md);
 }
 
@@ -1350,21 +1340,21 @@ fn compare_warmed(
     port: u16,
     (warm, secs): (f64, f64),
 ) -> (f64, Vec<Row>) {
-    compare_warmed_mix(tracers, rounds, pid, (port, None), (warm, secs))
+    compare_warmed_mix(tracers, rounds, &|| vec![pid], (port, None), (warm, secs))
 }
 
 /// [`compare_warmed`] driven with wrk's Lua `script`, where there is one.
 fn compare_warmed_mix(
     tracers: &[Tracer],
     rounds: usize,
-    pid: u32,
+    pids: &dyn Fn() -> Vec<u32>,
     (port, script): (u16, Option<&std::path::Path>),
     (warm, secs): (f64, f64),
 ) -> (f64, Vec<Row>) {
     compare_with(
         tracers,
         rounds,
-        &|| vec![pid],
+        pids,
         (warm + secs).max(1.0).floor(),
         &mut || {
             let _ = wrk_with(port, warm, script);

@@ -65,7 +65,7 @@ pub(crate) fn collectors_bench(rounds: usize, t: &RuntimeSecs, md: &mut String) 
         let (base, rows) = compare_warmed_mix(
             &[Tracer::None, Tracer::Memwatch],
             rounds,
-            pid,
+            &|| vec![pid],
             (port, Some(&script)),
             (warm, secs),
         );
