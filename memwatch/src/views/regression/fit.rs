@@ -280,7 +280,6 @@ pub fn fit(x: &[f64], rows: usize, cols: usize, y: &[f64]) -> Fit {
     }
     // Residual variance with the non-zero coefficients as the fitted parameters.
     let set: Vec<usize> = (0..cols).filter(|&j| beta[j] > 0.0).collect();
-    let all: Vec<usize> = (0..cols).collect();
     let dof = rows.saturating_sub(set.len().max(1));
     let rss: f64 = (0..rows)
         .map(|i| {
@@ -296,16 +295,26 @@ pub fn fit(x: &[f64], rows: usize, cols: usize, y: &[f64]) -> Fit {
     } else {
         0.0
     };
-    let (a, _) = normal_equations(x, rows, cols, y, &all);
-    let inv = inverse(&a);
+    // The covariance over the columns with any requests: one that is 0 in every row (a
+    // route never caught running at a report) says nothing and would make it singular, which
+    // would take every route's interval away. Failing that, over the columns the fit uses.
+    let nonzero: Vec<usize> = (0..cols)
+        .filter(|&j| (0..rows).any(|i| x[i * cols + j] != 0.0))
+        .collect();
+    let covariance = |on: &[usize]| {
+        let (a, _) = normal_equations(x, rows, cols, y, on);
+        inverse(&a).map(|inv| (on.to_vec(), inv))
+    };
+    let inv = covariance(&nonzero).or_else(|| covariance(&set));
     let coefficients = (0..cols)
         .map(|j| {
             let interval = inv
                 .as_ref()
                 .filter(|_| sigma2.is_finite() && !collinear.iter().any(|&(c, _)| c == j))
-                .map(|inv| {
-                    let se = (sigma2 * inv[j][j]).max(0.0).sqrt();
-                    ((beta[j] - 1.96 * se).max(0.0), beta[j] + 1.96 * se)
+                .and_then(|(on, inv)| {
+                    let k = on.iter().position(|&c| c == j)?;
+                    let se = (sigma2 * inv[k][k]).max(0.0).sqrt();
+                    Some(((beta[j] - 1.96 * se).max(0.0), beta[j] + 1.96 * se))
                 });
             Coefficient {
                 per_request: beta[j],
@@ -369,6 +378,26 @@ mod tests {
         let f = fit(&x, 20, 2, &y);
         assert_eq!(f.collinear, vec![(0, 1), (1, 0)]);
         assert!(f.coefficients.iter().all(|c| c.interval.is_none()), "{f:?}");
+    }
+
+    /// A column that is 0 in every row (a route never caught running at a report) has no
+    /// interval, and takes none away from the others.
+    #[test]
+    fn an_empty_column_leaves_the_others_their_intervals() {
+        let kib = 1024.0;
+        let mut x = Vec::new();
+        let mut y = Vec::new();
+        for i in 0..30u32 {
+            let (a, b) = (f64::from(i % 7), f64::from((i * 3) % 5));
+            x.extend([a, b, 0.0]);
+            let noise = if i % 2 == 0 { 16.0 * kib } else { -16.0 * kib };
+            y.push(256.0 * kib * a + noise);
+        }
+        let f = fit(&x, 30, 3, &y);
+        let (lo, hi) = f.coefficients[0].interval.unwrap();
+        assert!(lo > 240.0 * kib && hi < 272.0 * kib, "{f:?}");
+        assert!(f.coefficients[1].interval.is_some(), "{f:?}");
+        assert_eq!(f.coefficients[2].interval, None, "{f:?}");
     }
 
     /// A leak of 256 KiB a request and a churn of 2 MiB whose buffers, in flight at a few
