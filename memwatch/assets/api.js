@@ -137,6 +137,8 @@ import { $, clear, el } from './dom.js';
  * @property {number | null} explained
  * @property {boolean} primary
  * @property {string[]} collinear
+ * @property {string[]} [overlapping] pairs of routes whose intervals overlap, so that routes
+ *   whose requests shared a thread keep the origin's figure
  * @property {Disagreement[]} disagreements
  */
 

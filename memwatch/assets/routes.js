@@ -360,11 +360,14 @@ function regressionExtra(reg) {
   g.appendChild(el('span', 'extra-label', 'Regression'));
   const disagreements = Array.isArray(reg.disagreements) ? reg.disagreements : [];
   const collinear = Array.isArray(reg.collinear) ? reg.collinear : [];
+  const overlapping = Array.isArray(reg.overlapping) ? reg.overlapping : [];
   const weak = !isNum(reg.explained) || reg.explained < 0.5;
-  g.appendChild(el('span', disagreements.length || weak || collinear.length ? 'count-chip warn' : 'count-chip',
+  const warn = disagreements.length || weak || collinear.length || overlapping.length;
+  g.appendChild(el('span', warn ? 'count-chip warn' : 'count-chip',
     `${fmtInt(reg.intervals)} intervals of ${fmtMs(reg.interval_ms)}, explains ` +
     `${isNum(reg.explained) ? (reg.explained * 100).toFixed(0) : '?'}% of the ${signalLabel(reg.signal)}` +
     (collinear.length ? `; cannot separate ${collinear.map(String).join(', ')}` : '') +
+    (overlapping.length ? `; too loose to rank ${overlapping.map(String).join(', ')}: the origin's figures stand` : '') +
     (disagreements.length ? `; disagrees with the origin figure on ${fmtInt(disagreements.length)} route(s)` : '')));
   g.title = disagreements.map((d) => `${String(d.method)} ${String(d.route)}: origin ${fmtBytes(d.origin_bytes)}, ` +
     `regression ${fmtBytes(d.regression_bytes)}; trust the ${String(d.trust)}: ${String(d.why)}`).join('\n');

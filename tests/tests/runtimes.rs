@@ -124,17 +124,26 @@ fn say(name: &str, r: &Value) {
     );
     let regression = &r["retained"]["regression"];
     if regression.is_object() {
-        let by = |route: &str| {
-            endpoint(r, "GET", route)["regression"]["kept_per_request_bytes"]
+        let kib = |route: &str, field: &str| {
+            endpoint(r, "GET", route)["regression"][field]
                 .as_i64()
                 .map_or(f64::NAN, |b| b as f64 / 1024.0)
         };
+        let by = |route: &str| {
+            format!(
+                "{:.1} KiB ({:.1} to {:.1})",
+                kib(route, "kept_per_request_bytes"),
+                kib(route, "kept_per_request_low_bytes"),
+                kib(route, "kept_per_request_high_bytes")
+            )
+        };
         eprintln!(
-            "{name}: by regression on {} over {} intervals (R² {}): /leak {:.1} KiB, /churn \
-             {:.1} KiB",
+            "{name}: by regression on {} over {} intervals (R² {}, collinear: {}): /leak {}, \
+             /churn {}",
             regression["signal"],
             regression["intervals"],
             regression["explained"],
+            regression["collinear"],
             by("/leak"),
             by("/churn"),
         );
@@ -445,7 +454,7 @@ fn puma_kept_heap_regression_agrees() {
 #[test]
 fn at_the_maximum_rate_the_budget_samples_and_says_so() {
     const MAX_N: usize = 2000;
-    let r = record(Runtime::Node, 18_511, 8, MAX_N, None);
+    let (r, _dir, out) = record_with(Runtime::Node, 18_511, 8, MAX_N, None, &[]);
     say("node at its maximum rate", &r);
     let heap = &r["retained"]["heap"];
     let sampling = &heap["sampling"];
@@ -467,6 +476,24 @@ fn at_the_maximum_rate_the_budget_samples_and_says_so() {
     assert!(int(&leak["sampled"], "followed_requests") > 0, "{leak:#}");
     assert_eq!(leak["requests"], MAX_N, "{leak:#}");
     assert_eq!(r["requests"], 3 * MAX_N, "every request counted");
+    // With the heap followed for about a second, the regression on it is often too loose to
+    // rank the routes (its intervals 110 to 360 KiB wide): then the origin's figures stand,
+    // and the report says why.
+    let overlapping = &r["retained"]["regression"]["overlapping"];
+    if overlapping.as_array().is_some_and(|o| !o.is_empty()) {
+        assert_eq!(leak["kept_from"], "origin", "{overlapping:#}");
+        let done = memwatch_tests::run(&["report", out.to_str().unwrap()], Duration::from_secs(60));
+        assert_eq!(done.code(), 0, "{}", done.stderr);
+        let said = done.stdout.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            said.contains(
+                "kept/req is the origin's, though requests shared a thread: the \
+                 regression's intervals overlap for GET /leak ~ GET /churn"
+            ),
+            "{}",
+            done.stdout
+        );
+    }
     // The probes cost about the budget, not what following everything would: the first
     // window spends what the budget starts with, and its toll (attaching and detaching five
     // probes, charged at 0.25 s of CPU each) is more than a 2% budget earns back in a recording

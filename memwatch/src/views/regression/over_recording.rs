@@ -58,6 +58,11 @@ pub struct Summary {
     /// Routes whose request counts moved together with another's, too closely to tell
     /// their effects apart: `"GET /a ~ GET /b"`.
     pub collinear: Vec<String>,
+    /// Where the fit would have been the figure of routes whose requests shared a thread, a
+    /// route it finds keeping memory whose interval reaches into that of one it finds keeping
+    /// none: `"GET /leak ~ GET /churn"`. The fit cannot rank them, and every route keeps the
+    /// origin's figure (`kept_from::choose`).
+    pub overlapping: Vec<String>,
     /// Where the origin figure and the regression disagree beyond their bounds, and which
     /// to trust.
     pub disagreements: Vec<Disagreement>,
@@ -183,6 +188,7 @@ pub fn estimate(
     let Some((rows, f)) = best else {
         return Ok(None);
     };
+
     let name = |c: usize| {
         let e = &endpoints[order[c]];
         format!("{} {}", e.method, e.route)
@@ -194,6 +200,7 @@ pub fn estimate(
             .filter(|(a, b)| a < b && *b < order.len())
             .map(|&(a, b)| format!("{} ~ {}", name(a), name(b)))
             .collect(),
+        overlapping: Vec::new(),
         disagreements: Vec::new(),
         explained: (f.explained * 1000.0).round() / 1000.0,
         interval_ms: rows.interval_ns / 1_000_000,

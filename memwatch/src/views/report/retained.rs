@@ -70,13 +70,13 @@ impl RetainedSummary {
             return Ok(None);
         }
         let heap = HeapFollowing::read(rec)?;
-        let regression = crate::views::regression::over_recording::estimate(
+        let mut regression = crate::views::regression::over_recording::estimate(
             rec,
             range,
             endpoints,
             heap.followed && heap.processes_not_followed == 0,
         )?;
-        if let Some(r) = &regression {
+        if let Some(r) = &mut regression {
             kept_from::choose(endpoints, r, page_size(rec)?);
         }
         let sampled_heap = super::apply_sampled_heap(rec, range, endpoints)?;
