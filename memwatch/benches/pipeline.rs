@@ -6,7 +6,9 @@
 //! are shared with the target and the load generator; this one is steady enough to compare a
 //! change against the one before it.
 //!
-//! `cargo bench -p memwatch --bench pipeline [-- REQUESTS]`
+//! `cargo bench -p memwatch --bench pipeline [-- REQUESTS] [--browser]`: with `--browser`, each
+//! request's head is a browser's (about 420 bytes, cut at the default capture of 256), not the
+//! 40 bytes `wrk` sends.
 
 use std::time::Instant;
 
@@ -21,7 +23,7 @@ use memwatch::{
 };
 use memwatch_common::{
     EventHeader, EventKind,
-    net::{NetEventSmall, NetMeta, NetOp, SMALL_CAPTURE},
+    net::{NetEventOf, NetMeta, NetOp, SMALL_CAPTURE},
 };
 
 /// Keep-alive connections, as `wrk -c16`.
@@ -31,10 +33,36 @@ const THREADS: u32 = 2;
 /// Records handed over per drain: about what one 50 ms drain holds at 100,000 requests a second.
 const PER_DRAIN: usize = 10_000;
 const PID: u32 = 4_000_000;
+/// What the kernel side copies of a request by default (`--capture-bytes`).
+const CAPTURE: usize = 256;
+/// The rest of a browser's request head after its request line.
+const BROWSER: &str = "Host: shop.example.com\r\n\
+    User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) \
+    Chrome/131.0.0.0 Safari/537.36\r\n\
+    Accept: text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8\r\n\
+    Accept-Language: en-GB,en;q=0.9\r\nAccept-Encoding: gzip, deflate, br, zstd\r\n\
+    Connection: keep-alive\r\nCookie: session=4f6c2a9e1b7d4c0a8e3f; theme=dark\r\n\r\n";
 
-/// One record as the ring buffer holds it.
+/// One record as the ring buffer holds it, in the smallest event that holds `data`'s first
+/// [`CAPTURE`] bytes.
 fn record(op: NetOp, fd: u32, tid: u32, ts_ns: u64, data: &[u8], last_write_ns: u64) -> Vec<u8> {
-    let mut ev = NetEventSmall {
+    if data.len() > SMALL_CAPTURE {
+        record_of::<{ memwatch_common::net::MAX_CAPTURE }>(op, fd, tid, ts_ns, data, last_write_ns)
+    } else {
+        record_of::<SMALL_CAPTURE>(op, fd, tid, ts_ns, data, last_write_ns)
+    }
+}
+
+fn record_of<const N: usize>(
+    op: NetOp,
+    fd: u32,
+    tid: u32,
+    ts_ns: u64,
+    data: &[u8],
+    last_write_ns: u64,
+) -> Vec<u8> {
+    let n = data.len().min(N).min(CAPTURE);
+    let mut ev = NetEventOf::<N> {
         meta: NetMeta {
             header: EventHeader {
                 kind: EventKind::Net as u32,
@@ -50,20 +78,19 @@ fn record(op: NetOp, fd: u32, tid: u32, ts_ns: u64, data: &[u8], last_write_ns: 
             last_write_ns,
             last_write_tid: if last_write_ns == 0 { 0 } else { tid },
             last_bytes_out: if last_write_ns == 0 { 0 } else { 853 },
-            captured: data.len().min(SMALL_CAPTURE) as u32,
+            captured: n as u32,
             ..NetMeta::default()
         },
-        data: [0; SMALL_CAPTURE],
+        data: [0; N],
     };
-    let n = data.len().min(SMALL_CAPTURE);
     ev.data[..n].copy_from_slice(&data[..n]);
     // SAFETY: reading the bytes of a plain repr(C) value, as the ring buffer hands them over.
-    unsafe { std::slice::from_raw_parts((&raw const ev).cast::<u8>(), size_of::<NetEventSmall>()) }
+    unsafe { std::slice::from_raw_parts((&raw const ev).cast::<u8>(), size_of::<NetEventOf<N>>()) }
         .to_vec()
 }
 
 /// `n` requests round-robin over the connections: each a read, then a write 20 µs later.
-fn workload(n: usize) -> Vec<Vec<u8>> {
+fn workload(n: usize, browser: bool) -> Vec<Vec<u8>> {
     let paths = ["/", "/index.html", "/static/app.js?v=3", "/api/items/42"];
     let mut out = Vec::with_capacity(2 * n);
     let mut ts = 1_000_000_000u64;
@@ -71,10 +98,12 @@ fn workload(n: usize) -> Vec<Vec<u8>> {
     for i in 0..n {
         let c = (i as u32) % CONNS;
         let (fd, tid) = (10 + c, PID + 1 + c % THREADS);
-        let head = format!(
-            "GET {} HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n",
-            paths[i % paths.len()]
-        );
+        let rest = if browser {
+            BROWSER
+        } else {
+            "Host: 127.0.0.1:8080\r\n\r\n"
+        };
+        let head = format!("GET {} HTTP/1.1\r\n{rest}", paths[i % paths.len()]);
         ts += 5_000;
         out.push(record(
             NetOp::ReadStart,
@@ -103,7 +132,8 @@ fn main() -> anyhow::Result<()> {
         .skip(1)
         .find(|a| !a.starts_with('-'))
         .map_or(Ok(400_000), |a| a.parse())?;
-    let records = workload(n);
+    let browser = std::env::args().any(|a| a == "--browser");
+    let records = workload(n, browser);
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("pipeline.db");
     let writer = Writer::create(&path, &[])?;
