@@ -84,7 +84,7 @@ impl ConnTrack {
     /// bytes beyond the capture are not sent by the kernel side.
     pub fn push(&mut self, captured: &[u8], real_len: u64, start: bool) -> Parsed {
         if start && !std::mem::take(&mut self.carry_head) {
-            self.stream = RequestStream::new();
+            self.stream.restart();
         }
         self.phase_bytes += real_len;
         self.feed(captured, real_len)

@@ -102,6 +102,23 @@ impl HeadScan {
     pub(super) fn advance(&mut self, buf: &[u8]) -> ScanResult {
         let limit = buf.len().min(MAX_HEAD_LEN);
         while self.pos < limit {
+            if self.phase == ScanPhase::Headers(LinePhase::Line) {
+                // Inside a header line only its LF matters: jump to it rather than step through
+                // every byte (most of a browser's head is such lines).
+                let rest = buf.get(self.pos..limit).unwrap_or_default();
+                match memchr::memchr(b'\n', rest) {
+                    Some(at) => {
+                        self.pos += at + 1;
+                        self.header_lines += 1;
+                        self.phase = ScanPhase::Headers(LinePhase::LineStart);
+                        continue;
+                    }
+                    None => {
+                        self.pos = limit;
+                        break;
+                    }
+                }
+            }
             let i = self.pos;
             let Some(&b) = buf.get(i) else { break };
             self.pos += 1;

@@ -318,6 +318,15 @@ impl<T: Clone> RequestStream<T> {
         }
     }
 
+    /// Back to [`new`](Self::new)'s state, keeping the buffer's room: a keep-alive connection
+    /// starts a parser per request, and would otherwise allocate the buffer for each.
+    pub fn restart(&mut self) {
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        *self = Self::new();
+        self.buf = buf;
+    }
+
     /// A parser for a connection that was already open: it starts lost and resynchronises on the
     /// first read that begins with a request line.
     pub fn mid_stream() -> Self {
