@@ -596,7 +596,11 @@ fn counts(map: &BTreeMap<String, u64>) -> String {
 
 /// An evidence line: `  label         item, item, item`, wrapped between items.
 fn field(s: &mut String, label: &str, items: &[String]) {
-    let head = format!("  {label:<w$}", w = LABEL - 2);
+    // A label as wide as the column still gets a space before its items.
+    let head = format!(
+        "  {label:<w$}",
+        w = (LABEL - 2).max(label.chars().count() + 1)
+    );
     wrap(s, &head, items, ", ");
 }
 

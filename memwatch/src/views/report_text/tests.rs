@@ -10,6 +10,22 @@ fn formats_bytes() {
     assert_eq!(signed_bytes(0), "0 B");
 }
 
+/// A label as wide as the label column keeps a space before its first item: "BPF programs"
+/// ran into "sock_recv".
+#[test]
+fn a_label_as_wide_as_its_column_is_set_apart() {
+    let mut s = String::new();
+    field(
+        &mut s,
+        "BPF programs",
+        &["sock_recv 1/s at 300 ns".to_owned()],
+    );
+    assert_eq!(s, "  BPF programs sock_recv 1/s at 300 ns\n");
+    let mut s = String::new();
+    field(&mut s, "CPU", &["1%".to_owned()]);
+    assert_eq!(s, format!("  {:<w$}1%\n", "CPU", w = LABEL - 2));
+}
+
 #[test]
 fn lists_wrap_between_items_within_the_width() {
     let mut s = String::new();
