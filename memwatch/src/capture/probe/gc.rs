@@ -398,8 +398,7 @@ fn ruby_library(pid: u32, maps: &str) -> Option<PathBuf> {
 
 /// Ruby's mark-begin probe in the file at `path`, with its semaphore.
 fn ruby_points(path: &Path) -> Option<Vec<Point>> {
-    let data = std::fs::read(path).ok()?;
-    let notes = usdt::notes(&data)?;
+    let notes = usdt::notes_in(path)?;
     let point = |name: &str, op: GcOp| {
         notes
             .iter()
@@ -485,8 +484,7 @@ pub fn collects_unseen(pid: u32) -> bool {
 
 /// HotSpot's two probes in the file at `path`, with their cookies.
 fn jvm_points(path: &Path) -> Option<Vec<Point>> {
-    let data = std::fs::read(path).ok()?;
-    let notes = usdt::notes(&data)?;
+    let notes = usdt::notes_in(path)?;
     let probe = |name: &str| {
         notes
             .iter()

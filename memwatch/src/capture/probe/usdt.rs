@@ -45,9 +45,17 @@ pub fn register(arg: &str) -> Option<Reg> {
     })
 }
 
+/// [`notes`] of the ELF file at `path`, reading only its headers and the note section, not the
+/// whole file: Debian's libjvm.so is about 20 MiB, which memwatch held at once to find two
+/// probes.
+pub fn notes_in(path: &std::path::Path) -> Option<Vec<Usdt>> {
+    let file = std::fs::File::open(path).ok()?;
+    notes(&object::read::ReadCache::new(file))
+}
+
 /// The SystemTap SDT notes of an ELF file (`.note.stapsdt`), each probe's address turned into
 /// the file offset a uprobe is attached at (adjusted by `.stapsdt.base` for a prelinked file).
-pub fn notes(data: &[u8]) -> Option<Vec<Usdt>> {
+pub fn notes<'data, R: object::ReadRef<'data>>(data: R) -> Option<Vec<Usdt>> {
     use object::{Object as _, ObjectSection as _};
     let elf = object::File::parse(data).ok()?;
     let notes = elf.section_by_name(".note.stapsdt")?.data().ok()?;
