@@ -201,6 +201,17 @@ impl Recorder {
             stderr,
         }
     }
+
+    /// Waits up to `patience` for memwatch to say it is recording; returns early if it exits.
+    fn wait_recording(&mut self, patience: Duration) {
+        let deadline = Instant::now() + patience;
+        while self.recording_ns.lock().unwrap().is_none()
+            && Instant::now() < deadline
+            && self.child.try_wait().unwrap().is_none()
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
 }
 
 /// How a recording that stopped by itself on a write error ended.
@@ -321,8 +332,10 @@ fn median(sorted: &[f64]) -> f64 {
 /// generator's own count. The goal is 1 second or less."
 ///
 /// A quarter of the instants fall in memwatch's first 400 ms (loading, attaching, creating the
-/// file: start-up takes 60 to 200 ms here when idle, over 400 ms beside another test's load),
-/// the rest anywhere in its first 4 s, so that most land while it records. Killed before
+/// file: start-up takes 60 to 200 ms here when idle, and 0.4 to 2.3 s beside another test's
+/// load), the rest anywhere in the 3.6 s after it says it is recording, so that most land
+/// while it records however long its start took. (They were drawn from its first 4 s, and
+/// with a start of a second or two fewer than half landed while it recorded.) Killed before
 /// the recording exists, memwatch must leave no file at all; killed later, a file that reports.
 #[test]
 fn killed_at_any_instant() {
@@ -336,14 +349,20 @@ fn killed_at_any_instant() {
     let mut before_recording = 0;
     for i in 0..instants {
         let out = dir.path().join(format!("killed-{i}.db"));
-        let delay = Duration::from_millis(if i % 4 == 0 {
+        let early = i % 4 == 0;
+        let delay = Duration::from_millis(if early {
             rng.below(400)
         } else {
-            rng.below(4000)
+            rng.below(3600)
         });
         let started = Instant::now();
         let mut rec = Recorder::start(demo.pid(), &out);
-        std::thread::sleep(delay.saturating_sub(started.elapsed()));
+        if early {
+            std::thread::sleep(delay.saturating_sub(started.elapsed()));
+        } else {
+            rec.wait_recording(Duration::from_secs(60));
+            std::thread::sleep(delay);
+        }
         rec.child.kill().expect("SIGKILL memwatch");
         let kill_ns = now_ns();
         rec.child.wait().expect("reap memwatch");
