@@ -484,7 +484,13 @@ fn at_the_maximum_rate_the_budget_samples_and_says_so() {
         assert_eq!(leak["kept_from"], "origin", "{overlapping:#}");
         let done = memwatch_tests::run(&["report", out.to_str().unwrap()], Duration::from_secs(60));
         assert_eq!(done.code(), 0, "{}", done.stderr);
-        let said = done.stdout.split_whitespace().collect::<Vec<_>>().join(" ");
+        // Lines joined, each trimmed: the note's own spacing is kept.
+        let said = done
+            .stdout
+            .lines()
+            .map(str::trim)
+            .collect::<Vec<_>>()
+            .join(" ");
         assert!(
             said.contains(
                 "kept/req is the origin's, though requests shared a thread: the \

@@ -74,11 +74,11 @@ fn overlapping(endpoints: &[Endpoint], page: i64) -> Vec<String> {
             .filter(|e| judged(e))
             .filter_map(|e| Some((e, e.regression?)))
     };
-    let keeps = |r: &RouteEstimate| r.kept_per_request_low_bytes.is_some_and(|lo| lo > page);
+    // The lower end of a route it finds keeping; `None` for the others.
+    let keeps = |r: &RouteEstimate| r.kept_per_request_low_bytes.filter(|&lo| lo > page);
     let mut out = Vec::new();
-    for (k, rk) in fitted().filter(|(_, r)| keeps(r)) {
-        let low = rk.kept_per_request_low_bytes.unwrap_or(0);
-        for (o, ro) in fitted().filter(|(_, r)| !keeps(r)) {
+    for (k, low) in fitted().filter_map(|(e, r)| Some((e, keeps(&r)?))) {
+        for (o, ro) in fitted().filter(|(_, r)| keeps(r).is_none()) {
             if ro.kept_per_request_high_bytes.is_none_or(|hi| hi >= low) {
                 out.push(format!(
                     "{} {} ~ {} {}",

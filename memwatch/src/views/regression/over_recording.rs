@@ -188,7 +188,6 @@ pub fn estimate(
     let Some((rows, f)) = best else {
         return Ok(None);
     };
-
     let name = |c: usize| {
         let e = &endpoints[order[c]];
         format!("{} {}", e.method, e.route)

@@ -26,6 +26,45 @@ fn a_label_as_wide_as_its_column_is_set_apart() {
     assert_eq!(s, format!("  {:<w$}1%\n", "CPU", w = LABEL - 2));
 }
 
+/// Where the regression's intervals overlap, the summary says the figures are the origin's
+/// and why, in prose that wraps like the rest: one space between words, within the width.
+#[test]
+fn the_summary_says_when_the_regression_cannot_rank() {
+    use crate::views::{
+        regression::over_recording::{Signal, Summary},
+        report::RetainedSummary,
+    };
+    let r = RetainedSummary {
+        regression: Some(Summary {
+            overlapping: vec!["GET /leak ~ GET /churn".to_owned()],
+            explained: 0.63,
+            intervals: 40,
+            signal: Signal::SweptHeap,
+            ..Summary::default()
+        }),
+        ..RetainedSummary::default()
+    };
+    let mut s = String::new();
+    notes::answer_notes(&mut s, &r, &[]);
+    let note: Vec<&str> = s
+        .lines()
+        .skip_while(|l| !l.starts_with("kept/req is the origin's"))
+        .collect();
+    assert!(!note.is_empty(), "{s}");
+    assert!(
+        note.iter()
+            .all(|l| !l.trim_start().contains("  ") && l.chars().count() <= WIDTH),
+        "{s}"
+    );
+    assert_eq!(
+        note.iter().map(|l| l.trim()).collect::<Vec<_>>().join(" "),
+        "kept/req is the origin's, though requests shared a thread: the regression's intervals \
+         overlap for GET /leak ~ GET /churn (a route it finds keeping memory and one it finds \
+         keeping none), too loose to rank them; record longer or at a lower rate for a tighter \
+         fit"
+    );
+}
+
 #[test]
 fn lists_wrap_between_items_within_the_width() {
     let mut s = String::new();
