@@ -298,7 +298,7 @@ fn check_statuses(script: &Script<'_>) {
     }
 }
 
-fn event(op: NetOp, ts: u64, data: &[u8], real: usize) -> NetRecord {
+fn event(op: NetOp, ts: u64, data: &[u8], real: usize) -> NetRecord<'_> {
     NetRecord {
         meta: NetMeta {
             header: EventHeader {
@@ -315,7 +315,7 @@ fn event(op: NetOp, ts: u64, data: &[u8], real: usize) -> NetRecord {
             ..NetMeta::default()
         },
         op,
-        data: data.into(),
+        data,
     }
 }
 

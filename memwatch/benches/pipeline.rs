@@ -14,7 +14,10 @@ use std::time::Instant;
 
 use memwatch::{
     capture::{
-        probe::Event,
+        probe::{
+            Event,
+            event::{DRAIN_BATCH, Records},
+        },
         procfs::{process_cpu_ns, thread_cpu_ns},
     },
     correlate::{Correlator, route::Router},
@@ -139,22 +142,29 @@ fn main() -> anyhow::Result<()> {
     let writer = Writer::create(&path, &[])?;
     let mut correlator = Correlator::new(Router::new(Vec::<String>::new())?, false, 4096);
     let (mut decode_ns, mut correlate_ns) = (0u64, 0u64);
-    let mut events = Vec::new();
+    let mut copied = Records::default();
     let mut rows: Vec<Row> = Vec::new();
     let cpu_before = process_cpu_ns();
     let wall = Instant::now();
     for drain in records.chunks(PER_DRAIN) {
-        let t0 = thread_cpu_ns();
-        events.extend(drain.iter().filter_map(|r| Event::decode(r).ok()));
-        let t1 = thread_cpu_ns();
-        for e in events.drain(..) {
-            if let Event::Net(net) = e {
-                correlator.net(&net, 0, &mut rows);
+        // As a session drains: a batch of records copied out of the ring, then each decoded
+        // as it is handled.
+        for batch in drain.chunks(DRAIN_BATCH) {
+            let t0 = thread_cpu_ns();
+            copied.clear();
+            for r in batch {
+                copied.push(r);
             }
+            let t1 = thread_cpu_ns();
+            for r in copied.iter() {
+                if let Ok(Event::Net(net)) = Event::decode(r) {
+                    correlator.net(&net, 0, &mut rows);
+                }
+            }
+            let t2 = thread_cpu_ns();
+            decode_ns += t1 - t0;
+            correlate_ns += t2 - t1;
         }
-        let t2 = thread_cpu_ns();
-        decode_ns += t1 - t0;
-        correlate_ns += t2 - t1;
         let batch = std::mem::replace(&mut rows, writer.spare());
         writer.send(batch);
     }

@@ -24,7 +24,7 @@ use crate::{
 pub(super) const MAX_HELD_ROWS: usize = 100_000;
 
 /// A connection's traffic that is not HTTP/1.x, as a row.
-fn non_http_row(ev: &NetRecord, conn: u64, ts_ns: i64, kind: conn::NonHttp, bytes: u64) -> Row {
+fn non_http_row(ev: &NetRecord<'_>, conn: u64, ts_ns: i64, kind: conn::NonHttp, bytes: u64) -> Row {
     Row::NonHttp {
         ts_ns,
         pid: ev.meta.header.tgid,
@@ -145,7 +145,7 @@ impl Correlator {
     }
 
     /// A socket boundary event. `offset` turns monotonic into wall-clock ns.
-    pub fn net(&mut self, ev: &NetRecord, offset: i64, out: &mut Vec<Row>) {
+    pub fn net(&mut self, ev: &NetRecord<'_>, offset: i64, out: &mut Vec<Row>) {
         let m = &ev.meta;
         let tid = m.header.tid;
         let pid = m.header.tgid;
@@ -196,7 +196,7 @@ impl Correlator {
                 {
                     out.push(non_http_row(ev, serial, now, kind, 0));
                 }
-                let parsed = conn.push(&ev.data, m.bytes, ev.op == NetOp::ReadStart);
+                let parsed = conn.push(ev.data, m.bytes, ev.op == NetOp::ReadStart);
                 match parsed {
                     Parsed::Requests(heads) => {
                         let pipelined = heads.len() > 1;
@@ -281,7 +281,7 @@ impl Correlator {
                 }
             }
             NetOp::WriteStart => {
-                let status = http::response::parse_status(&ev.data).map(|s| s.code);
+                let status = http::response::parse_status(ev.data).map(|s| s.code);
                 self.response_starts(key, now, status, Some(tid), out);
             }
             NetOp::Close => self.close_conn(key, now, out),

@@ -16,7 +16,9 @@ use crate::{
     capture::{
         accesslog::Format,
         log_source::LogSource,
-        probe::{Probe, ProbeConfig, format::Offsets, loader::KernelCounters, preflight},
+        probe::{
+            Probe, ProbeConfig, event::Records, format::Offsets, loader::KernelCounters, preflight,
+        },
         procfs,
         spawn::{self, HeldChild},
         stacks::Stacks,
@@ -268,7 +270,8 @@ async fn attach(
         mem: MemAccounting::new(page_size),
         exited_faults: HashMap::new(),
         events: 0,
-        pending: Vec::new(),
+        pending: Records::default(),
+        undecodable: 0,
         rows: Vec::new(),
         counters: KernelCounters::default(),
         logs: args

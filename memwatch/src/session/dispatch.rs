@@ -18,7 +18,7 @@ use crate::{
 };
 
 impl Session {
-    pub(super) fn on_event(&mut self, ev: Event) {
+    pub(super) fn on_event(&mut self, ev: Event<'_>) {
         self.events += 1;
         self.last_event_mono = ev.header().ts_ns;
         match ev {

@@ -44,7 +44,7 @@ pub use signals::StopSignals;
 use crate::{
     capture::{
         log_source::LogSource,
-        probe::{Event, Probe, loader::KernelCounters},
+        probe::{Probe, event::Records, loader::KernelCounters},
         stacks::Stacks,
     },
     correlate::{
@@ -70,8 +70,10 @@ pub struct Session {
     /// Page faults of threads that have exited, per process.
     exited_faults: HashMap<u32, u64>,
     events: u64,
-    /// Decoded events waiting for `on_event` (reused between drains).
-    pending: Vec<Event>,
+    /// Records read in the current drain, waiting for `on_event` (reused between drains).
+    pending: Records,
+    /// Records that could not be decoded.
+    undecodable: u64,
     rows: Vec<Row>,
     counters: KernelCounters,
     /// Access logs being followed, and whether each one's format is in the recording yet.

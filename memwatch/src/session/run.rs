@@ -10,7 +10,7 @@ use std::{
 use super::{Session, StopSignals, clock::monotonic_ns, heap, own_cost::Lap, wall_ns};
 use crate::{
     capture::{
-        probe::{Probe, linger},
+        probe::{Event, Probe, event::DRAIN_BATCH, linger},
         spawn,
     },
     model::{Row, meta},
@@ -47,19 +47,30 @@ impl Session {
     }
 
     fn drain(&mut self) {
-        // The probe and the handlers both need `self`: collect first, into a buffer whose
-        // capacity is kept between drains.
-        let Some(probe) = self.probe.as_mut() else {
-            return;
-        };
+        // The probe and the handlers both need `self`: records are copied out a batch at a
+        // time (`DRAIN_BATCH`), into a buffer whose capacity is kept between drains, then each
+        // is decoded as it is handled.
         let mut lap = Lap::start();
-        let mut events = std::mem::take(&mut self.pending);
-        probe.drain(|e| events.push(e));
-        lap.lap(&mut self.own.decode_ns);
-        for e in events.drain(..) {
-            self.on_event(e);
+        let mut records = std::mem::take(&mut self.pending);
+        while let Some(probe) = self.probe.as_mut() {
+            records.clear();
+            let n = probe.drain(&mut records, DRAIN_BATCH);
+            lap.lap(&mut self.own.decode_ns);
+            for record in records.iter() {
+                match Event::decode(record) {
+                    Ok(e) => self.on_event(e),
+                    Err(e) => {
+                        self.undecodable += 1;
+                        tracing::debug!("undecodable ring-buffer record: {e}");
+                    }
+                }
+            }
+            lap.lap(&mut self.own.correlate_ns);
+            if n < DRAIN_BATCH {
+                break;
+            }
         }
-        self.pending = events;
+        self.pending = records;
         self.sweep_conns();
         lap.lap(&mut self.own.correlate_ns);
         self.flush();

@@ -128,7 +128,7 @@ impl Session {
             dropped: dropped_events,
             unpaired_exits,
             map_full,
-            undecodable: self.probe.as_ref().map_or(0, |p| p.undecodable),
+            undecodable: self.undecodable,
             untracked_bytes: origin.untracked_bytes,
             unmatched_release_bytes: origin.unmatched_release_bytes,
             unseen_release_bytes: origin.unseen_release_bytes,

@@ -19,7 +19,11 @@ use memwatch_common::{
 
 use super::{RecordOptions, Session, gc};
 use crate::{
-    capture::probe::{Event, event::NetRecord, loader::KernelCounters},
+    capture::probe::{
+        Event,
+        event::{NetRecord, Records},
+        loader::KernelCounters,
+    },
     correlate::{Correlator, StateSizes, join::Joiner, mem::MemAccounting, route::Router},
     model::{ProcessOrigin, Row, meta},
     recording::Writer,
@@ -51,7 +55,8 @@ impl Session {
             mem: MemAccounting::new(PAGE),
             exited_faults: HashMap::new(),
             events: 0,
-            pending: Vec::new(),
+            pending: Records::default(),
+            undecodable: 0,
             rows: Vec::new(),
             counters: KernelCounters::default(),
             logs: Vec::new(),
@@ -127,7 +132,7 @@ fn comm(name: &str) -> [u8; 16] {
     comm
 }
 
-fn fork(parent: u32, child: u32, ts_ns: u64, name: &str) -> Event {
+fn fork(parent: u32, child: u32, ts_ns: u64, name: &str) -> Event<'_> {
     Event::Fork(ProcEvent {
         header: header(EventKind::Fork, parent, parent, ts_ns),
         child,
@@ -136,7 +141,7 @@ fn fork(parent: u32, child: u32, ts_ns: u64, name: &str) -> Event {
     })
 }
 
-fn exec(pid: u32, ts_ns: u64, name: &str) -> Event {
+fn exec(pid: u32, ts_ns: u64, name: &str) -> Event<'_> {
     Event::Exec(ProcEvent {
         header: header(EventKind::Exec, pid, pid, ts_ns),
         comm: comm(name),
@@ -145,7 +150,7 @@ fn exec(pid: u32, ts_ns: u64, name: &str) -> Event {
 }
 
 /// Thread `tid` of `pid` exits having taken `faults`; `last`: the last of its process.
-fn exit(pid: u32, tid: u32, ts_ns: u64, faults: u64, last: bool) -> Event {
+fn exit(pid: u32, tid: u32, ts_ns: u64, faults: u64, last: bool) -> Event<'static> {
     Event::Exit(ProcEvent {
         header: header(EventKind::Exit, pid, tid, ts_ns),
         group_dead: u32::from(last),
@@ -154,7 +159,7 @@ fn exit(pid: u32, tid: u32, ts_ns: u64, faults: u64, last: bool) -> Event {
     })
 }
 
-fn mem(pid: u32, tid: u32, ts_ns: u64, args: MemArgs, ret: i64) -> Event {
+fn mem(pid: u32, tid: u32, ts_ns: u64, args: MemArgs, ret: i64) -> Event<'static> {
     Event::Mem(MemEvent {
         header: header(EventKind::Mem, pid, tid, ts_ns),
         args,
@@ -163,7 +168,7 @@ fn mem(pid: u32, tid: u32, ts_ns: u64, args: MemArgs, ret: i64) -> Event {
 }
 
 /// An anonymous private mmap of `len` bytes that returned `at`.
-fn mmap(pid: u32, tid: u32, ts_ns: u64, len: u64, at: u64) -> Event {
+fn mmap(pid: u32, tid: u32, ts_ns: u64, len: u64, at: u64) -> Event<'static> {
     let args = MemArgs {
         op: MemOp::Mmap as u32,
         prot: 3,
@@ -176,7 +181,7 @@ fn mmap(pid: u32, tid: u32, ts_ns: u64, len: u64, at: u64) -> Event {
 }
 
 /// A brk that moved the break to `to`.
-fn brk(pid: u32, ts_ns: u64, to: u64) -> Event {
+fn brk(pid: u32, ts_ns: u64, to: u64) -> Event<'static> {
     let args = MemArgs {
         op: MemOp::Brk as u32,
         addr: to,
@@ -186,7 +191,7 @@ fn brk(pid: u32, ts_ns: u64, to: u64) -> Event {
 }
 
 /// Pages `[start, start + len)` thread `tid` faulted in, the run sent at `ts_ns`.
-fn growth(pid: u32, tid: u32, ts_ns: u64, start: u64, len: u64) -> Event {
+fn growth(pid: u32, tid: u32, ts_ns: u64, start: u64, len: u64) -> Event<'static> {
     Event::Growth(GrowthEvent {
         header: header(EventKind::Growth, pid, tid, ts_ns),
         start,
@@ -197,7 +202,7 @@ fn growth(pid: u32, tid: u32, ts_ns: u64, start: u64, len: u64) -> Event {
 
 /// A socket boundary on fd 7 of `pid`, on thread `tid`; `last_write_ns` (0: none) is when the
 /// previous response's last write was, carried by a read or a close.
-fn net(pid: u32, tid: u32, op: NetOp, ts_ns: u64, data: &[u8], last_write_ns: u64) -> Event {
+fn net(pid: u32, tid: u32, op: NetOp, ts_ns: u64, data: &[u8], last_write_ns: u64) -> Event<'_> {
     Event::Net(NetRecord {
         meta: NetMeta {
             header: header(EventKind::Net, pid, tid, ts_ns),
@@ -212,7 +217,7 @@ fn net(pid: u32, tid: u32, op: NetOp, ts_ns: u64, data: &[u8], last_write_ns: u6
             ..NetMeta::default()
         },
         op,
-        data: data.into(),
+        data,
     })
 }
 

@@ -21,7 +21,7 @@ use tokio::io::unix::AsyncFd;
 
 use super::{
     error::LoadError,
-    event::Event,
+    event::Records,
     format::{FieldRead, Offsets},
     heap::{HeapProbes, HeapSkip},
 };
@@ -313,8 +313,6 @@ pub struct PendingRun {
 pub struct Probe {
     pub(super) ebpf: Ebpf,
     ring: AsyncFd<RingBuf<MapData>>,
-    /// Records that could not be decoded.
-    pub undecodable: u64,
     /// Bytes of ring-buffer records read (memwatch's own cost: what the kernel side sent).
     pub ring_bytes: u64,
     /// glibc's allocator and Go's spans, per process (unless `--no-heap`).
@@ -327,7 +325,7 @@ impl std::fmt::Debug for Probe {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Probe")
             .field("ring_fd", &self.ring.get_ref().as_raw_fd())
-            .field("undecodable", &self.undecodable)
+            .field("ring_bytes", &self.ring_bytes)
             .finish_non_exhaustive()
     }
 }
@@ -405,7 +403,6 @@ impl Probe {
         Ok(Self {
             ebpf,
             ring,
-            undecodable: 0,
             ring_bytes: 0,
             heap: HeapProbes::default(),
             gc: super::gc::GcProbes::default(),
@@ -648,24 +645,19 @@ impl Probe {
         }
     }
 
-    /// Decodes every waiting record into `sink`; returns how many were read.
-    pub fn drain(&mut self, mut sink: impl FnMut(Event)) -> usize {
+    /// Copies up to `most` waiting records into `out`; returns how many were read.
+    pub fn drain(&mut self, out: &mut Records, most: usize) -> usize {
         let mut n = 0;
-        let mut bad = 0;
         let mut bytes = 0;
         let ring = self.ring.get_mut();
-        while let Some(item) = ring.next() {
+        while n < most {
+            let Some(item) = ring.next() else {
+                break;
+            };
             n += 1;
             bytes += item.len() as u64;
-            match Event::decode(&item) {
-                Ok(ev) => sink(ev),
-                Err(e) => {
-                    bad += 1;
-                    tracing::debug!("undecodable ring-buffer record: {e}");
-                }
-            }
+            out.push(&item);
         }
-        self.undecodable += bad;
         self.ring_bytes += bytes;
         n
     }

@@ -8,7 +8,7 @@ const GET_A: &[u8] = b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n";
 const GET_B: &[u8] = b"GET /b HTTP/1.1\r\nHost: h\r\n\r\n";
 
 /// `rec` carrying a folded response start at `ns` with `status`.
-fn with_fold(mut rec: NetRecord, ns: u64, status: u32) -> NetRecord {
+fn with_fold(mut rec: NetRecord<'_>, ns: u64, status: u32) -> NetRecord<'_> {
     rec.meta.response_ns = ns;
     rec.meta.response_status = status;
     rec

@@ -22,7 +22,7 @@ const TID: u32 = 101;
 const PAGE: u64 = 4096;
 
 /// A socket event on fd 5 of thread TID at `ts` with the thread's fault counter `faults`.
-fn ev(op: NetOp, ts: u64, faults: u64, data: &[u8], last_write_ns: u64) -> NetRecord {
+fn ev(op: NetOp, ts: u64, faults: u64, data: &[u8], last_write_ns: u64) -> NetRecord<'_> {
     ev_on(5, TID, op, ts, faults, data, (last_write_ns, TID))
 }
 
@@ -36,7 +36,7 @@ fn ev_on(
     faults: u64,
     data: &[u8],
     last_write: (u64, u32),
-) -> NetRecord {
+) -> NetRecord<'_> {
     let (last_write_ns, writer) = last_write;
     NetRecord {
         meta: NetMeta {
@@ -59,7 +59,7 @@ fn ev_on(
             ..NetMeta::default()
         },
         op,
-        data: data.into(),
+        data,
     }
 }
 
