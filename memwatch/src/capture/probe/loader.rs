@@ -315,6 +315,8 @@ pub struct Probe {
     ring: AsyncFd<RingBuf<MapData>>,
     /// Bytes of ring-buffer records read (memwatch's own cost: what the kernel side sent).
     pub ring_bytes: u64,
+    /// The ring buffer's size in bytes.
+    pub ring_capacity: u64,
     /// glibc's allocator and Go's spans, per process (unless `--no-heap`).
     heap: HeapProbes,
     /// Collected runtimes' live-heap reports, per process.
@@ -404,6 +406,7 @@ impl Probe {
             ebpf,
             ring,
             ring_bytes: 0,
+            ring_capacity: u64::from(config.ring_bytes),
             heap: HeapProbes::default(),
             gc: super::gc::GcProbes::default(),
         })
