@@ -70,7 +70,8 @@ pub struct Session {
     /// Page faults of threads that have exited, per process.
     exited_faults: HashMap<u32, u64>,
     events: u64,
-    /// Records read in the current drain, waiting for `on_event` (reused between drains).
+    /// Records copied out of the ring in a drain's current batch, each decoded as it is handed
+    /// to `on_event` (the buffer is kept between drains).
     pending: Records,
     /// Records that could not be decoded.
     undecodable: u64,

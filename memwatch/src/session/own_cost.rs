@@ -1,7 +1,8 @@
 //! What memwatch's own work costs, by stage: the CPU time of reading the ring buffer (its
-//! records copied out), of decoding and handing each event on (correlating), and of handing rows to the writer, measured
-//! around each drain with the thread's CPU clock; the writer thread's own; and what the kernel
-//! side sent. Written when the recording closes, for the report's own-cost lines and the bench.
+//! records copied out), of decoding and handing each event on (correlating), and of handing
+//! rows to the writer, measured around each batch and drain with the thread's CPU clock; the
+//! writer thread's own; and what the kernel side sent. Written when the recording closes, for
+//! the report's own-cost lines and the bench.
 
 use crate::{
     capture::{

@@ -132,7 +132,7 @@ fn comm(name: &str) -> [u8; 16] {
     comm
 }
 
-fn fork(parent: u32, child: u32, ts_ns: u64, name: &str) -> Event<'_> {
+fn fork(parent: u32, child: u32, ts_ns: u64, name: &str) -> Event<'static> {
     Event::Fork(ProcEvent {
         header: header(EventKind::Fork, parent, parent, ts_ns),
         child,
@@ -141,7 +141,7 @@ fn fork(parent: u32, child: u32, ts_ns: u64, name: &str) -> Event<'_> {
     })
 }
 
-fn exec(pid: u32, ts_ns: u64, name: &str) -> Event<'_> {
+fn exec(pid: u32, ts_ns: u64, name: &str) -> Event<'static> {
     Event::Exec(ProcEvent {
         header: header(EventKind::Exec, pid, pid, ts_ns),
         comm: comm(name),
