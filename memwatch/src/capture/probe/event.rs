@@ -246,22 +246,28 @@ mod tests {
         unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }.to_vec()
     }
 
+    /// A socket event's head: `op` on fd 3 of thread 8 of process 7, `captured` bytes.
+    fn net_meta(op: NetOp, captured: u32) -> NetMeta {
+        NetMeta {
+            header: EventHeader {
+                kind: EventKind::Net as u32,
+                tgid: 7,
+                tid: 8,
+                _pad: 0,
+                ts_ns: 5,
+            },
+            op: op as u32,
+            fd: 3,
+            captured,
+            ..NetMeta::default()
+        }
+    }
+
     #[test]
     fn records_come_back_whole_and_in_order_after_a_clear() {
         use memwatch_common::net::NetEventSmall;
         let mut head = NetEventSmall {
-            meta: NetMeta {
-                header: EventHeader {
-                    kind: EventKind::Net as u32,
-                    tgid: 7,
-                    tid: 8,
-                    _pad: 0,
-                    ts_ns: 5,
-                },
-                op: NetOp::ReadStart as u32,
-                captured: 14,
-                ..NetMeta::default()
-            },
+            meta: net_meta(NetOp::ReadStart, 14),
             data: [0; 64],
         };
         head.data[..14].copy_from_slice(b"GET / HTTP/1.1");
@@ -311,19 +317,7 @@ mod tests {
     #[test]
     fn decodes_net_events_of_either_size() {
         use memwatch_common::net::{NetEvent, NetEventSmall};
-        let meta = NetMeta {
-            header: EventHeader {
-                kind: EventKind::Net as u32,
-                tgid: 7,
-                tid: 8,
-                _pad: 0,
-                ts_ns: 5,
-            },
-            op: NetOp::WriteStart as u32,
-            fd: 3,
-            captured: 12,
-            ..NetMeta::default()
-        };
+        let meta = net_meta(NetOp::WriteStart, 12);
         let mut small = NetEventSmall {
             meta,
             data: [0; 64],
