@@ -59,8 +59,9 @@ pub struct Summary {
     /// their effects apart: `"GET /a ~ GET /b"`.
     pub collinear: Vec<String>,
     /// Where the fit would have been the figure of routes whose requests shared a thread, a
-    /// route it finds keeping memory whose interval reaches into that of one it finds keeping
-    /// none: `"GET /leak ~ GET /churn"`. The fit cannot rank them, and every route keeps the
+    /// route it puts above a page whose interval reaches into that of one it cannot tell from
+    /// nothing (where it finds no route keeping, a route whose estimate alone is above a page):
+    /// `"GET /leak ~ GET /churn"`. The fit cannot rank them, and every route keeps the
     /// origin's figure (`kept_from::choose`).
     pub overlapping: Vec<String>,
     /// Where the origin figure and the regression disagree beyond their bounds, and which

@@ -102,9 +102,9 @@ pub(super) fn answer_notes(s: &mut String, r: &RetainedSummary, endpoints: &[End
                 "",
                 &format!(
                     "kept/req is the origin's, though requests shared a thread: the \
-                     regression's intervals overlap for {} (a route it finds keeping memory and \
-                     one it finds keeping none), too loose to rank them; record longer or at a \
-                     lower rate for a tighter fit",
+                     regression's intervals overlap for {} (a route it puts above a page and \
+                     one it cannot tell from nothing), too loose to rank them; record longer or \
+                     at a lower rate for a tighter fit",
                     g.overlapping.join(", ")
                 ),
             );

@@ -59,9 +59,9 @@ fn the_summary_says_when_the_regression_cannot_rank() {
     assert_eq!(
         note.iter().map(|l| l.trim()).collect::<Vec<_>>().join(" "),
         "kept/req is the origin's, though requests shared a thread: the regression's intervals \
-         overlap for GET /leak ~ GET /churn (a route it finds keeping memory and one it finds \
-         keeping none), too loose to rank them; record longer or at a lower rate for a tighter \
-         fit"
+         overlap for GET /leak ~ GET /churn (a route it puts above a page and one it cannot \
+         tell from nothing), too loose to rank them; record longer or at a lower rate for a \
+         tighter fit"
     );
 }
 
