@@ -49,6 +49,11 @@ pub struct MemArgs {
     pub new_len: u64,
     /// `fd` for mmap (-1 for anonymous); zero otherwise.
     pub fd: i64,
+    /// When the syscall began (`bpf_ktime_get_ns` at `sys_enter_*`). A release takes effect
+    /// somewhere between this and the event's own time (its return): another thread may map the
+    /// same addresses again and fault them in before this thread returns, and those pages are
+    /// that thread's, not gone.
+    pub began_ns: u64,
 }
 
 /// A completed memory syscall.

@@ -55,7 +55,7 @@ fn stack_events() {
 
 #[test]
 fn mem_args_and_event() {
-    assert_eq!(size_of::<MemArgs>(), 48);
+    assert_eq!(size_of::<MemArgs>(), 56);
     assert_eq!(align_of::<MemArgs>(), 8);
     assert_eq!(offset_of!(MemArgs, op), 0);
     assert_eq!(offset_of!(MemArgs, prot), 4);
@@ -64,12 +64,13 @@ fn mem_args_and_event() {
     assert_eq!(offset_of!(MemArgs, len), 24);
     assert_eq!(offset_of!(MemArgs, new_len), 32);
     assert_eq!(offset_of!(MemArgs, fd), 40);
+    assert_eq!(offset_of!(MemArgs, began_ns), 48);
 
-    assert_eq!(size_of::<MemEvent>(), 80);
+    assert_eq!(size_of::<MemEvent>(), 88);
     assert_eq!(align_of::<MemEvent>(), 8);
     assert_eq!(offset_of!(MemEvent, header), 0);
     assert_eq!(offset_of!(MemEvent, args), 24);
-    assert_eq!(offset_of!(MemEvent, ret), 72);
+    assert_eq!(offset_of!(MemEvent, ret), 80);
 }
 
 #[test]

@@ -6,7 +6,7 @@
 //! hook table (`capture/probe/loader.rs`), and preflight checks each against this kernel's
 //! format files before anything is loaded.
 
-use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
+use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::tracepoint, programs::TracePointContext};
 use memwatch_common::{
     EventKind,
     config::Counter,
@@ -22,12 +22,14 @@ use crate::{
 };
 
 #[inline(always)]
-fn stash(args: MemArgs) {
+fn stash(mut args: MemArgs) {
     let (tgid, tid) = current();
     if !is_target(tgid) {
         return;
     }
     end_fault(tid);
+    // SAFETY: helper with no preconditions.
+    args.began_ns = unsafe { bpf_ktime_get_ns() };
     if PENDING_MEM.insert(tid, args, 0).is_err() {
         count(Counter::MapFull);
     }
@@ -81,7 +83,7 @@ pub(crate) fn mmap_enter(ctx: TracePointContext) -> u32 {
         prot: syscall_arg(&ctx, 2) as u32,
         flags: syscall_arg(&ctx, 3),
         fd: i64::from(syscall_arg(&ctx, 4) as i32),
-        new_len: 0,
+        ..MemArgs::default()
     });
     0
 }

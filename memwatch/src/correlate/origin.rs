@@ -32,8 +32,25 @@ pub const DEFAULT_MAX_SPANS: usize = 1 << 20;
 /// Releases remembered per process, to check runs of faulted pages that arrive late against.
 const RECENT_RELEASES: usize = 1024;
 
+/// When a release took effect: somewhere from its syscall's start to its return.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Between {
+    pub began: i64,
+    pub ended: i64,
+}
+
+impl Between {
+    /// A release known to the instant (a test's, or one whose syscall start is not known).
+    pub fn at(ts: i64) -> Self {
+        Self {
+            began: ts,
+            ended: ts,
+        }
+    }
+}
+
 /// A release remembered for [`OriginMap::grow_run`]: `(when, start, end, resident)`.
-type Recent = (i64, u64, u64, Resident);
+type Recent = (Between, u64, u64, Resident);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Span<O> {
@@ -83,7 +100,8 @@ pub struct OriginMap<O = i64> {
     processes: HashMap<u32, BTreeMap<u64, Span<O>>>,
     max_spans: usize,
     counts: OriginCounts,
-    /// The latest releases per process: `(when, start, end, resident)`, newest last.
+    /// The latest releases per process: `(when, start, end, resident)`, in the order their
+    /// syscalls returned, newest last.
     recent: HashMap<u32, VecDeque<Recent>>,
 }
 
@@ -97,14 +115,21 @@ impl<O: Owner> OriginMap<O> {
         }
     }
 
-    /// Remembers that `[start, start + len)` of `pid` was released at `ts`, for
+    /// Remembers that `[start, start + len)` of `pid` was released `when`, for
     /// [`OriginMap::grow_run`].
-    pub fn note_release(&mut self, pid: u32, ts: i64, start: u64, len: u64, resident: Resident) {
+    pub fn note_release(
+        &mut self,
+        pid: u32,
+        when: Between,
+        start: u64,
+        len: u64,
+        resident: Resident,
+    ) {
         let recent = self.recent.entry(pid).or_default();
         if recent.len() == RECENT_RELEASES {
             recent.pop_front();
         }
-        recent.push_back((ts, start, start.saturating_add(len), resident));
+        recent.push_back((when, start, start.saturating_add(len), resident));
     }
 
     /// The counter of released bytes no span covered other than the `before` ones: pages made
@@ -141,40 +166,48 @@ impl<O: Owner> OriginMap<O> {
     /// another thread released since `first_ts` are gone again and are not counted (their
     /// release was counted as not covered, which is taken back). The rest is
     /// [`OriginMap::grow`]n. Returns the bytes newly tracked.
+    ///
+    /// Only a release whose syscall began after `first_ts` took the run's pages. One that was
+    /// under way by then (it returned later) had unmapped them before the run's first fault:
+    /// two threads that map, fill and unmap blocks of one size get each other's addresses, and
+    /// a thread can fault in the addresses another unmapped before that one has returned. Its
+    /// pages are new, and stay.
     pub fn grow_run(&mut self, pid: u32, (start, len): (u64, u64), owner: O, first_ts: i64) -> u64 {
         let end = start.saturating_add(len);
-        let late = |recent: &VecDeque<Recent>| {
+        // The releases that took pages of the run: newest first, while their syscalls returned
+        // after the run began (older ones cannot have).
+        let took: Vec<Recent> = self.recent.get(&pid).map_or_else(Vec::new, |recent| {
             recent
                 .iter()
                 .rev()
-                .take_while(|r| r.0 >= first_ts)
-                .any(|&(_, rs, re, _)| rs < end && re > start)
-        };
+                .take_while(|r| r.0.ended >= first_ts)
+                .filter(|&&(when, rs, re, _)| when.began >= first_ts && rs < end && re > start)
+                .copied()
+                .collect()
+        });
         // The usual case, on every growth event: nothing released since the run began.
-        if !self.recent.get(&pid).is_some_and(late) {
+        if took.is_empty() {
             return self.grow(pid, start, len, owner);
         }
         let mut pieces = vec![(start, end)];
         // What each release took from the run, taken back from the counter it went to.
         let mut taken: Vec<(Resident, u64)> = Vec::new();
-        if let Some(recent) = self.recent.get(&pid) {
-            for &(_, rs, re, resident) in recent.iter().rev().take_while(|r| r.0 >= first_ts) {
-                let mut next = Vec::with_capacity(pieces.len() + 1);
-                for (a, b) in pieces {
-                    if re <= a || rs >= b {
-                        next.push((a, b));
-                        continue;
-                    }
-                    let (cut_start, cut_end) = (rs.max(a), re.min(b));
-                    taken.push((resident, cut_end - cut_start));
-                    next.extend(
-                        [(a, cut_start), (cut_end, b)]
-                            .into_iter()
-                            .filter(|(x, y)| y > x),
-                    );
+        for (_, rs, re, resident) in took {
+            let mut next = Vec::with_capacity(pieces.len() + 1);
+            for (a, b) in pieces {
+                if re <= a || rs >= b {
+                    next.push((a, b));
+                    continue;
                 }
-                pieces = next;
+                let (cut_start, cut_end) = (rs.max(a), re.min(b));
+                taken.push((resident, cut_end - cut_start));
+                next.extend(
+                    [(a, cut_start), (cut_end, b)]
+                        .into_iter()
+                        .filter(|(x, y)| y > x),
+                );
             }
+            pieces = next;
         }
         // Pages faulted in after memwatch began are not among the `before` bytes.
         for (resident, bytes) in taken {
@@ -512,7 +545,7 @@ mod tests {
         // Thread A faults 8 pages from t=100; thread B releases the middle 4 at t=150, before
         // A's run is reported at t=200: those 4 are gone, and their release was not unmatched.
         assert_eq!(m.release(1, 12 * P, 4 * P), vec![]);
-        m.note_release(1, 150, 12 * P, 4 * P, Resident::Unknown);
+        m.note_release(1, Between::at(150), 12 * P, 4 * P, Resident::Unknown);
         assert_eq!(m.counts().unmatched_release_bytes, 4 * P);
         assert_eq!(m.grow_run(1, (10 * P, 8 * P), 7, 100), 4 * P);
         assert_eq!(m.held(), BTreeMap::from([(7, 4 * P)]));
@@ -521,6 +554,38 @@ mod tests {
         assert_eq!(m.grow_run(1, (12 * P, 4 * P), 8, 160), 4 * P);
         // Another process's releases do not matter.
         assert_eq!(m.grow_run(2, (12 * P, 4 * P), 9, 100), 4 * P);
+    }
+
+    /// Two threads that each map, fill and unmap 2 MiB get each other's addresses: B maps the
+    /// block A unmaps and faults it in before A's munmap has returned. B's pages are new. (The
+    /// demo's churn lost three such requests' growth when a release counted from its return.)
+    #[test]
+    fn a_run_that_began_while_a_release_was_under_way_keeps_its_pages() {
+        let mut m = OriginMap::new(DEFAULT_MAX_SPANS);
+        m.grow(1, 0, 512 * P, 7);
+        // A's munmap begins at t=100 and returns at t=300; B's first fault there is at t=200.
+        let unmapped = Between {
+            began: 100,
+            ended: 300,
+        };
+        m.note_release(1, unmapped, 0, 512 * P, Resident::Known { before: 0 });
+        assert_eq!(
+            m.release_as(1, 0, 512 * P, Resident::Known { before: 0 }),
+            vec![(7, 512 * P)]
+        );
+        assert_eq!(m.grow_run(1, (0, 512 * P), 8, 200), 512 * P);
+        assert_eq!(m.held(), BTreeMap::from([(8, 512 * P)]));
+        // A release that began after B's first fault still takes what it overlaps.
+        let later = Between {
+            began: 250,
+            ended: 260,
+        };
+        m.note_release(1, later, 600 * P, 2 * P, Resident::Known { before: 0 });
+        m.release_as(1, 600 * P, 2 * P, Resident::Known { before: 0 });
+        assert_eq!(m.counts().unseen_release_bytes, 2 * P);
+        assert_eq!(m.grow_run(1, (600 * P, 4 * P), 9, 200), 2 * P);
+        assert_eq!(m.counts().unseen_release_bytes, 0);
+        assert_eq!(m.held(), BTreeMap::from([(8, 512 * P), (9, 2 * P)]));
     }
 
     /// Uncovered bytes of address space mapped while recording are counted apart from those
@@ -541,9 +606,15 @@ mod tests {
         assert_eq!(m.release(1, 1000 * P, 3 * P), vec![]);
         assert_eq!(m.counts().unmatched_release_bytes, 3 * P);
         // A run from t=100 reported at t=200 overlaps a release of each kind made meanwhile.
-        m.note_release(1, 150, 2000 * P, 2 * P, Resident::Known { before: 0 });
+        m.note_release(
+            1,
+            Between::at(150),
+            2000 * P,
+            2 * P,
+            Resident::Known { before: 0 },
+        );
         m.release_as(1, 2000 * P, 2 * P, Resident::Known { before: 0 });
-        m.note_release(1, 160, 2003 * P, P, Resident::Unknown);
+        m.note_release(1, Between::at(160), 2003 * P, P, Resident::Unknown);
         m.release(1, 2003 * P, P);
         assert_eq!(m.grow_run(1, (2000 * P, 5 * P), 8, 100), 2 * P);
         assert_eq!(m.counts().unseen_release_bytes, 510 * P);

@@ -5,7 +5,7 @@
 
 use super::{
     Charge, Correlator, HeapBlock, ReqId,
-    origin::{self, OUTSIDE, OriginCounts, Resident},
+    origin::{self, Between, OUTSIDE, OriginCounts, Resident},
 };
 use crate::model::{ReleaseRow, Row};
 
@@ -100,20 +100,26 @@ impl Correlator {
         }
     }
 
-    /// `[start, start + len)` of `pid` was released (munmap, madvise, a brk shrink). Called
-    /// before the same syscall's effect on the address space ([`Correlator::vm`]), which an
-    /// unmapping would remove. Returns the resident bytes known to be released: pages seen made
-    /// resident, and pages resident before memwatch began to trace the process.
+    /// `[start, start + len)` of `pid` was released (munmap, madvise, a brk shrink) by a
+    /// syscall that began at `began_ns` and returned at `ts_ns`. Called before the same
+    /// syscall's effect on the address space ([`Correlator::vm`]), which an unmapping would
+    /// remove. Returns the resident bytes known to be released: pages seen made resident, and
+    /// pages resident before memwatch began to trace the process.
     pub fn release(
         &mut self,
         ts_ns: i64,
+        began_ns: i64,
         pid: u32,
         start: u64,
         len: u64,
         out: &mut Vec<Row>,
     ) -> u64 {
         let resident = self.resident(pid, start, len);
-        self.origin.note_release(pid, ts_ns, start, len, resident);
+        let when = Between {
+            began: began_ns,
+            ended: ts_ns,
+        };
+        self.origin.note_release(pid, when, start, len, resident);
         let credits = self.origin.release_as(pid, start, len, resident);
         let seen: u64 = credits.iter().map(|&(_, bytes)| bytes).sum();
         let before = match resident {
@@ -147,10 +153,12 @@ impl Correlator {
         }
     }
 
-    /// mremap moved or resized `[old, old + old_len)` to `[new, new + new_len)`.
+    /// mremap, begun at `began_ns` and returned at `ts_ns`, moved or resized
+    /// `[old, old + old_len)` to `[new, new + new_len)`.
     pub fn remap(
         &mut self,
         ts_ns: i64,
+        began_ns: i64,
         pid: u32,
         (old, old_len): (u64, u64),
         (new, new_len): (u64, u64),
@@ -160,8 +168,12 @@ impl Correlator {
         let resident = if new_len < old_len {
             let (tail, tail_len) = (old.saturating_add(new_len), old_len - new_len);
             let resident = self.resident(pid, tail, tail_len);
+            let when = Between {
+                began: began_ns,
+                ended: ts_ns,
+            };
             self.origin
-                .note_release(pid, ts_ns, tail, tail_len, resident);
+                .note_release(pid, when, tail, tail_len, resident);
             resident
         } else {
             Resident::Unknown

@@ -24,6 +24,7 @@ impl Session {
         match ev {
             Event::Mem(m) => {
                 let ts_ns = self.wall(m.header.ts_ns);
+                let began_ns = self.wall(m.args.began_ns).min(ts_ns);
                 let pid = m.header.tgid;
                 if let Some((mut row, effect, vm)) = self.mem.account(ts_ns, &m) {
                     row.stack = self.syscall_stacks.remove(&m.header.tid);
@@ -33,16 +34,22 @@ impl Session {
                     match effect {
                         ResidentEffect::None => {}
                         ResidentEffect::Release { start, len } => {
-                            let released =
-                                self.correlator
-                                    .release(ts_ns, pid, start, len, &mut self.rows);
+                            let released = self.correlator.release(
+                                ts_ns,
+                                began_ns,
+                                pid,
+                                start,
+                                len,
+                                &mut self.rows,
+                            );
                             if row.op == MemOp::Madvise {
                                 self.madvise_released_bytes =
                                     self.madvise_released_bytes.saturating_add(released);
                             }
                         }
                         ResidentEffect::Remap { old, new } => {
-                            self.correlator.remap(ts_ns, pid, old, new, &mut self.rows);
+                            self.correlator
+                                .remap(ts_ns, began_ns, pid, old, new, &mut self.rows);
                         }
                     }
                     self.correlator

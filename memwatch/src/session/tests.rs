@@ -159,10 +159,17 @@ fn exit(pid: u32, tid: u32, ts_ns: u64, faults: u64, last: bool) -> Event<'stati
     })
 }
 
+/// A memory syscall that returned at `ts_ns`, begun when `args` says (at its return when it
+/// says nothing).
 fn mem(pid: u32, tid: u32, ts_ns: u64, args: MemArgs, ret: i64) -> Event<'static> {
+    let began_ns = if args.began_ns == 0 {
+        ts_ns
+    } else {
+        args.began_ns
+    };
     Event::Mem(MemEvent {
         header: header(EventKind::Mem, pid, tid, ts_ns),
-        args,
+        args: MemArgs { began_ns, ..args },
         ret,
     })
 }
@@ -445,6 +452,58 @@ fn memory_and_socket_events_reach_the_correlator() {
     assert_eq!((s.events, s.last_event_mono), (8, 450));
     assert_eq!(s.correlator.requests(), 1);
     assert_eq!(s.correlator.state_sizes().conns, 0);
+}
+
+/// Two threads churning blocks of one size: the request's thread maps the block another thread
+/// is unmapping, and faults it in before that munmap has returned. Its pages are the request's:
+/// the release counts from when its syscall began, not from its return.
+#[test]
+fn pages_faulted_in_where_an_unmap_under_way_left_off_are_the_request_s() {
+    const BLOCK: u64 = 0x7000_0000;
+    let (_dir, mut s) = serving();
+    s.on_event(mmap(SERVER, SERVER, 50, 8192, BLOCK));
+    s.on_event(growth(SERVER, SERVER, 60, BLOCK, 8192));
+    s.on_event(net(SERVER, WORKER, NetOp::Accept, 70, b"", 0));
+    s.on_event(net(SERVER, WORKER, NetOp::ReadStart, 100, GET, 0));
+    // The request's mmap returns the block at 160, while the munmap that freed it (begun at
+    // 150) has yet to return, at 300; the request's first fault there is at 200.
+    s.on_event(mmap(SERVER, WORKER, 160, 8192, BLOCK));
+    let unmap = MemArgs {
+        op: MemOp::Munmap as u32,
+        addr: BLOCK,
+        len: 8192,
+        began_ns: 150,
+        ..MemArgs::default()
+    };
+    s.on_event(mem(SERVER, SERVER, 300, unmap, 0));
+    s.on_event(Event::Growth(GrowthEvent {
+        header: header(EventKind::Growth, SERVER, WORKER, 350),
+        start: BLOCK,
+        len: 8192,
+        first_ns: 200,
+    }));
+    s.on_event(net(
+        SERVER,
+        WORKER,
+        NetOp::WriteStart,
+        400,
+        b"HTTP/1.1 200 OK\r\n",
+        0,
+    ));
+    s.on_event(net(SERVER, WORKER, NetOp::Close, 500, b"", 450));
+    let grown: Vec<u64> = seen(&s.take_rows())
+        .into_iter()
+        .filter_map(|row| match row {
+            Seen::Request { grown, .. } => Some(grown),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(grown, [8192]);
+    let counts = s.correlator.origin_counts();
+    assert_eq!(
+        (counts.unmatched_release_bytes, counts.unseen_release_bytes),
+        (0, 0)
+    );
 }
 
 /// A fork of a traced process: the child is traced from then on, a forked process with the

@@ -124,7 +124,7 @@ fn growth_is_charged_to_its_call_site_with_the_origin_model() {
     c.grow(110, PID, TID, 10 * p, 4 * p, 110, &mut out);
     c.set_stack(TID, Some(2));
     c.grow(112, PID, TID, 50 * p, 8 * p, 112, &mut out);
-    c.release(113, PID, 50 * p, 8 * p, &mut out);
+    c.release(113, 113, PID, 50 * p, 8 * p, &mut out);
     c.net(
         &ev(NetOp::WriteStart, 120, 0, b"HTTP/1.1 200 OK\r\n", 0),
         0,
@@ -143,8 +143,8 @@ fn growth_is_charged_to_its_call_site_with_the_origin_model() {
     );
     out.clear();
     // Another thread frees half of stack 1's pages, and one startup page.
-    c.release(500, PID, 10 * p, 2 * p, &mut out);
-    c.release(510, PID, 900 * p, p, &mut out);
+    c.release(500, 500, PID, 10 * p, 2 * p, &mut out);
+    c.release(510, 510, PID, 900 * p, p, &mut out);
     assert_eq!(
         stack_rows(&out),
         vec![(Some("/leak"), 1, 0, 2 * p), (Some(""), 9, 0, p)]
@@ -173,8 +173,8 @@ fn untouched_address_space_mapped_while_recording_is_not_of_unknown_origin() {
     };
     c.vm(10, PID, TID, stack, &mut out);
     c.grow(20, PID, TID, 1510 * p, 2 * p, 20, &mut out);
-    c.release(30, PID, 1000 * p, 512 * p, &mut out);
-    c.release(40, PID, 1000 * p, 512 * p, &mut out);
+    c.release(30, 30, PID, 1000 * p, 512 * p, &mut out);
+    c.release(40, 40, PID, 1000 * p, 512 * p, &mut out);
     c.vm(
         40,
         PID,
@@ -191,9 +191,9 @@ fn untouched_address_space_mapped_while_recording_is_not_of_unknown_origin() {
         (510 * p + 512 * p, 0)
     );
     assert_eq!(releases(&out), vec![(0, 0, None, 2 * p)]);
-    c.release(50, PID, 1000 * p, p, &mut out);
+    c.release(50, 50, PID, 1000 * p, p, &mut out);
     c.vm(60, PID, TID, stack, &mut out);
-    c.release(70, PID, 1000 * p, 513 * p, &mut out);
+    c.release(70, 70, PID, 1000 * p, 513 * p, &mut out);
     let counts = c.origin_counts();
     assert_eq!(
         (counts.unseen_release_bytes, counts.unmatched_release_bytes),
@@ -213,20 +213,20 @@ fn pages_resident_before_tracing_are_the_releases_of_unknown_origin() {
     // Resident before: 4 pages of a heap at 100, 2 of an arena at 1000.
     assert!(c.resident_before(PID, &[(100 * p, 104 * p), (1000 * p, 1002 * p)]));
     // The heap's 8 pages released: 4 were resident.
-    c.release(10, PID, 100 * p, 8 * p, &mut out);
+    c.release(10, 10, PID, 100 * p, 8 * p, &mut out);
     let counts = c.origin_counts();
     assert_eq!(
         (counts.unmatched_release_bytes, counts.unseen_release_bytes),
         (4 * p, 4 * p)
     );
     // Released again: nothing of them is resident any more.
-    c.release(20, PID, 100 * p, 4 * p, &mut out);
+    c.release(20, 20, PID, 100 * p, 4 * p, &mut out);
     assert_eq!(c.origin_counts().unmatched_release_bytes, 4 * p);
     // One arena page faults in again (swapped out meanwhile): it is the thread's now.
     c.grow(30, PID, TID, 1000 * p, p, 30, &mut out);
     // The arena moves to 5000, its 2 pages with it; then it is released there.
-    c.remap(40, PID, (1000 * p, 2 * p), (5000 * p, 2 * p), &mut out);
-    c.release(50, PID, 5000 * p, 16 * p, &mut out);
+    c.remap(40, 40, PID, (1000 * p, 2 * p), (5000 * p, 2 * p), &mut out);
+    c.release(50, 50, PID, 5000 * p, 16 * p, &mut out);
     let counts = c.origin_counts();
     assert_eq!(
         (counts.unmatched_release_bytes, counts.unseen_release_bytes),
@@ -236,15 +236,15 @@ fn pages_resident_before_tracing_are_the_releases_of_unknown_origin() {
     // After an exec nothing is known of the new image's releases but its own mappings.
     c.resident_before(PID, &[(200 * p, 201 * p)]);
     c.address_space_gone(60, PID, &mut out);
-    c.release(70, PID, 200 * p, p, &mut out);
+    c.release(70, 70, PID, 200 * p, p, &mut out);
     assert_eq!(c.origin_counts().unmatched_release_bytes, 6 * p);
     // Another process, never read: every uncovered byte is of unknown origin.
-    c.release(80, PID + 1, 0, 3 * p, &mut out);
+    c.release(80, 80, PID + 1, 0, 3 * p, &mut out);
     assert_eq!(c.origin_counts().unmatched_release_bytes, 9 * p);
     // A PID read at attach and given to a forked child (its exit unseen): nothing known.
     c.resident_before(PID + 2, &[(0, p)]);
     c.forked(PID + 2);
-    c.release(90, PID + 2, 10 * p, 2 * p, &mut out);
+    c.release(90, 90, PID + 2, 10 * p, 2 * p, &mut out);
     assert_eq!(c.origin_counts().unmatched_release_bytes, 11 * p);
 }
 
@@ -265,7 +265,7 @@ fn releases_are_credited_back_to_the_request_that_grew_the_memory() {
     c.grow(111, PID, TID, 11 * p, p, 111, &mut out);
     // Churn: grown and released within the request.
     c.grow(112, PID, TID, 50 * p, 8 * p, 112, &mut out);
-    c.release(113, PID, 50 * p, 8 * p, &mut out);
+    c.release(113, 113, PID, 50 * p, 8 * p, &mut out);
     c.net(
         &ev(NetOp::WriteStart, 120, 0, b"HTTP/1.1 200 OK\r\n", 0),
         0,
@@ -276,9 +276,9 @@ fn releases_are_credited_back_to_the_request_that_grew_the_memory() {
     assert_eq!((leak.grown, leak.released), (12 * p, 8 * p));
     // Later another thread (a collector) frees half of what /leak kept, and some startup
     // memory, and memory memwatch never saw resident.
-    c.release(500, PID, 10 * p, 2 * p, &mut out);
-    c.release(510, PID, 900 * p, p, &mut out);
-    c.release(520, PID, 5000 * p, 3 * p, &mut out);
+    c.release(500, 500, PID, 10 * p, 2 * p, &mut out);
+    c.release(510, 510, PID, 900 * p, p, &mut out);
+    c.release(520, 520, PID, 5000 * p, 3 * p, &mut out);
     assert_eq!(
         releases(&out),
         vec![(leak.id, 150, Some("/leak"), 2 * p), (0, 0, None, p)]
@@ -342,6 +342,6 @@ fn a_warm_heap_block_handed_to_a_request_is_its_own() {
         .sum();
     assert_eq!(outside_released, 8 * p, "taken from the outside row");
     // The rest stays resident from before: released later, it is of unknown origin.
-    c.release(130, PID, 100 * p, 100 * p, &mut out);
+    c.release(130, 130, PID, 100 * p, 100 * p, &mut out);
     assert_eq!(c.origin_counts().unmatched_release_bytes, 92 * p);
 }
