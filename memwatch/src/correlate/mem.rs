@@ -154,6 +154,7 @@ impl MemAccounting {
             MemOp::Mmap => VmEffect::Map {
                 start: m.ret as u64,
                 len,
+                replaces: a.flags & MAP_FIXED != 0,
             },
             MemOp::Munmap => VmEffect::Unmap { start: a.addr, len },
             MemOp::Mremap => VmEffect::Remap {
@@ -163,6 +164,7 @@ impl MemAccounting {
             MemOp::Brk if delta > 0 => VmEffect::Map {
                 start: (m.ret as u64).saturating_sub(delta as u64),
                 len: delta as u64,
+                replaces: false,
             },
             MemOp::Brk if delta < 0 => VmEffect::Unmap {
                 start: m.ret as u64,

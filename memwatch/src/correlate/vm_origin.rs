@@ -9,7 +9,7 @@
 
 use super::{
     Correlator, InFlight, ReqId, Retained,
-    origin::{Credits, OUTSIDE},
+    origin::{Credits, OUTSIDE, Resident},
 };
 use crate::model::{Row, VmOriginRow};
 
@@ -18,8 +18,13 @@ use crate::model::{Row, VmOriginRow};
 pub enum VmEffect {
     /// Nothing mapped or unmapped (mprotect, madvise, a failed call).
     None,
-    /// `[start, start + len)` was mapped (replacing anything there: MAP_FIXED).
-    Map { start: u64, len: u64 },
+    /// `[start, start + len)` was mapped. With `replaces` (MAP_FIXED) whatever was mapped there
+    /// is gone; without it, the kernel chose a range where nothing was.
+    Map {
+        start: u64,
+        len: u64,
+        replaces: bool,
+    },
     /// `[start, start + len)` was unmapped.
     Unmap { start: u64, len: u64 },
     /// mremap: `old` now lives at `new`; growth is new address space, a shrink unmaps the tail.
@@ -31,8 +36,20 @@ impl Correlator {
     pub fn vm(&mut self, ts_ns: i64, pid: u32, tid: u32, effect: VmEffect, out: &mut Vec<Row>) {
         match effect {
             VmEffect::None => {}
-            VmEffect::Map { start, len } => {
-                let credits = self.vm_origin.release(pid, start, len);
+            VmEffect::Map {
+                start,
+                len,
+                replaces,
+            } => {
+                // A range the kernel chose was free: what the map still holds there is a stale
+                // span (an unmapping that returned after this mapping was made), credited back,
+                // and its other bytes were never mapped, not address space of unknown origin.
+                let credits = if replaces {
+                    self.vm_origin.release(pid, start, len)
+                } else {
+                    self.vm_origin
+                        .release_as(pid, start, len, Resident::Known { before: 0 })
+                };
                 self.vm_credit(ts_ns, credits, out);
                 self.vm_map(pid, tid, start, len);
             }
