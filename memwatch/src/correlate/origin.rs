@@ -49,6 +49,9 @@ impl Between {
     }
 }
 
+/// Mappings remembered per process, for unmappings that return after them.
+const RECENT_MAPPINGS: usize = 1024;
+
 /// A release remembered for [`OriginMap::grow_run`]: `(when, start, end, resident)`.
 type Recent = (Between, u64, u64, Resident);
 
@@ -103,6 +106,9 @@ pub struct OriginMap<O = i64> {
     /// The latest releases per process: `(when, start, end, resident)`, in the order their
     /// syscalls returned, newest last.
     recent: HashMap<u32, VecDeque<Recent>>,
+    /// The latest mappings per process: `(returned, start, end)`, newest last (the address-space
+    /// map's, for [`OriginMap::release_since`]).
+    mapped: HashMap<u32, VecDeque<(i64, u64, u64)>>,
 }
 
 impl<O: Owner> OriginMap<O> {
@@ -112,7 +118,39 @@ impl<O: Owner> OriginMap<O> {
             max_spans,
             counts: OriginCounts::default(),
             recent: HashMap::new(),
+            mapped: HashMap::new(),
         }
+    }
+
+    /// Remembers that `[start, start + len)` of `pid` was mapped by a syscall that returned at
+    /// `ts`, for [`OriginMap::release_since`].
+    pub fn note_mapped(&mut self, pid: u32, ts: i64, start: u64, len: u64) {
+        let mapped = self.mapped.entry(pid).or_default();
+        if mapped.len() == RECENT_MAPPINGS {
+            mapped.pop_front();
+        }
+        mapped.push_back((ts, start, start.saturating_add(len)));
+    }
+
+    /// [`OriginMap::release`] by an unmapping that began at `began`. What a mapping that
+    /// returned since then holds in the range is newer than the unmapping: the kernel gave it
+    /// addresses the unmapping had already freed (two threads that map and unmap blocks of one
+    /// size get each other's), and it is left alone.
+    pub fn release_since(&mut self, pid: u32, began: i64, start: u64, len: u64) -> Credits<O> {
+        let end = start.saturating_add(len);
+        let mut pieces = vec![(start, end)];
+        if let Some(mapped) = self.mapped.get(&pid) {
+            for &(_, ms, me) in mapped.iter().rev().take_while(|m| m.0 >= began) {
+                pieces = cut_out(pieces, (ms, me)).0;
+            }
+        }
+        let mut credits: Credits<O> = Vec::new();
+        for (a, b) in pieces {
+            for (owner, bytes) in self.release(pid, a, b - a) {
+                add_credit(&mut credits, owner, bytes);
+            }
+        }
+        credits
     }
 
     /// Remembers that `[start, start + len)` of `pid` was released `when`, for
@@ -193,21 +231,9 @@ impl<O: Owner> OriginMap<O> {
         // What each release took from the run, taken back from the counter it went to.
         let mut taken: Vec<(Resident, u64)> = Vec::new();
         for (_, rs, re, resident) in took {
-            let mut next = Vec::with_capacity(pieces.len() + 1);
-            for (a, b) in pieces {
-                if re <= a || rs >= b {
-                    next.push((a, b));
-                    continue;
-                }
-                let (cut_start, cut_end) = (rs.max(a), re.min(b));
-                taken.push((resident, cut_end - cut_start));
-                next.extend(
-                    [(a, cut_start), (cut_end, b)]
-                        .into_iter()
-                        .filter(|(x, y)| y > x),
-                );
-            }
-            pieces = next;
+            let (rest, bytes) = cut_out(pieces, (rs, re));
+            taken.push((resident, bytes));
+            pieces = rest;
         }
         // Pages faulted in after memwatch began are not among the `before` bytes.
         for (resident, bytes) in taken {
@@ -385,6 +411,7 @@ impl<O: Owner> OriginMap<O> {
     /// The process exited: everything it held is released.
     pub fn exit(&mut self, pid: u32) -> Credits<O> {
         self.recent.remove(&pid);
+        self.mapped.remove(&pid);
         let mut credits: Credits<O> = Vec::new();
         if let Some(spans) = self.processes.remove(&pid) {
             for (s, span) in spans {
@@ -411,6 +438,22 @@ impl<O: Owner> OriginMap<O> {
         }
         out
     }
+}
+
+/// `pieces` (disjoint ranges) less `[cut_start, cut_end)`, and the bytes that took from them.
+fn cut_out(pieces: Vec<(u64, u64)>, (cut_start, cut_end): (u64, u64)) -> (Vec<(u64, u64)>, u64) {
+    let mut rest = Vec::with_capacity(pieces.len() + 1);
+    let mut taken = 0;
+    for (a, b) in pieces {
+        if cut_end <= a || cut_start >= b {
+            rest.push((a, b));
+            continue;
+        }
+        let (from, to) = (cut_start.max(a), cut_end.min(b));
+        taken += to - from;
+        rest.extend([(a, from), (to, b)].into_iter().filter(|(x, y)| y > x));
+    }
+    (rest, taken)
 }
 
 fn add_credit<O: Owner>(credits: &mut Credits<O>, owner: O, bytes: u64) {

@@ -32,8 +32,17 @@ pub enum VmEffect {
 }
 
 impl Correlator {
-    /// Applies a memory syscall's effect on the address space, made on thread `tid`.
-    pub fn vm(&mut self, ts_ns: i64, pid: u32, tid: u32, effect: VmEffect, out: &mut Vec<Row>) {
+    /// Applies a memory syscall's effect on the address space, made on thread `tid` by a call
+    /// that began at `began_ns` and returned at `ts_ns`.
+    pub fn vm(
+        &mut self,
+        ts_ns: i64,
+        began_ns: i64,
+        pid: u32,
+        tid: u32,
+        effect: VmEffect,
+        out: &mut Vec<Row>,
+    ) {
         match effect {
             VmEffect::None => {}
             VmEffect::Map {
@@ -52,9 +61,10 @@ impl Correlator {
                 };
                 self.vm_credit(ts_ns, credits, out);
                 self.vm_map(pid, tid, start, len);
+                self.vm_origin.note_mapped(pid, ts_ns, start, len);
             }
             VmEffect::Unmap { start, len } => {
-                let credits = self.vm_origin.release(pid, start, len);
+                let credits = self.vm_origin.release_since(pid, began_ns, start, len);
                 self.vm_credit(ts_ns, credits, out);
             }
             VmEffect::Remap {

@@ -53,7 +53,7 @@ impl Session {
                         }
                     }
                     self.correlator
-                        .vm(ts_ns, pid, m.header.tid, vm, &mut self.rows);
+                        .vm(ts_ns, began_ns, pid, m.header.tid, vm, &mut self.rows);
                     self.correlator.mem(row, &mut self.rows);
                 }
             }

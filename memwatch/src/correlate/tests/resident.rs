@@ -172,11 +172,12 @@ fn untouched_address_space_mapped_while_recording_is_not_of_unknown_origin() {
         len: 512 * p,
         replaces: false,
     };
-    c.vm(10, PID, TID, stack, &mut out);
+    c.vm(10, 10, PID, TID, stack, &mut out);
     c.grow(20, PID, TID, 1510 * p, 2 * p, 20, &mut out);
     c.release(30, 30, PID, 1000 * p, 512 * p, &mut out);
     c.release(40, 40, PID, 1000 * p, 512 * p, &mut out);
     c.vm(
+        40,
         40,
         PID,
         TID,
@@ -193,7 +194,7 @@ fn untouched_address_space_mapped_while_recording_is_not_of_unknown_origin() {
     );
     assert_eq!(releases(&out), vec![(0, 0, None, 2 * p)]);
     c.release(50, 50, PID, 1000 * p, p, &mut out);
-    c.vm(60, PID, TID, stack, &mut out);
+    c.vm(60, 60, PID, TID, stack, &mut out);
     c.release(70, 70, PID, 1000 * p, 513 * p, &mut out);
     let counts = c.origin_counts();
     assert_eq!(
@@ -203,9 +204,10 @@ fn untouched_address_space_mapped_while_recording_is_not_of_unknown_origin() {
 }
 
 /// Address space of no known origin is what is unmapped having been mapped before memwatch
-/// attached. A range the kernel chose for a new mapping was free: mapping it releases nothing.
-/// (Every mmap had counted its length there: 12.6 GB for two threads that mapped and unmapped
-/// 2 MiB 3,000 times each.) A MAP_FIXED mapping does replace what was there.
+/// attached. A range the kernel chose for a new mapping was free: mapping it releases nothing,
+/// and an unmapping under way as it was made did not unmap it. (Every mmap had counted its
+/// length there: 12.6 GB for two threads that mapped and unmapped 2 MiB 3,000 times each.) A
+/// MAP_FIXED mapping does replace what was there.
 #[test]
 fn a_new_mapping_is_not_address_space_of_unknown_origin() {
     let p = PAGE;
@@ -221,18 +223,23 @@ fn a_new_mapping_is_not_address_space_of_unknown_origin() {
         len: 512 * p,
     };
     for ts in [10, 20] {
-        c.vm(ts, PID, TID, map(1000 * p, false), &mut out);
-        c.vm(ts + 5, PID, TID, unmap, &mut out);
+        c.vm(ts, ts, PID, TID, map(1000 * p, false), &mut out);
+        c.vm(ts + 5, ts + 5, PID, TID, unmap, &mut out);
     }
     assert_eq!(c.vm_unmatched_release_bytes(), 0);
-    // A new mapping where the map still holds a span (its unmapping not seen yet): the span
-    // goes, credited back, and is not of unknown origin either.
-    c.vm(30, PID, TID, map(1000 * p, false), &mut out);
-    c.vm(35, PID, TID, map(1000 * p, false), &mut out);
-    c.vm(36, PID, TID, unmap, &mut out);
+    // Another thread maps the addresses an unmapping under way has freed (it began at 31, and
+    // returns at 40, after the new mapping's return at 35): the map still holds the old span
+    // as the new mapping comes, which credits it back, and the unmapping leaves the new one.
+    // Then the new one's own unmapping finds it.
+    c.vm(30, 30, PID, TID, map(1000 * p, false), &mut out);
+    c.vm(35, 35, PID, TID, map(1000 * p, false), &mut out);
+    c.vm(40, 31, PID, TID, unmap, &mut out);
+    assert!(c.vm_origin.covers(PID, 1000 * p, 1512 * p));
+    c.vm(50, 45, PID, TID, unmap, &mut out);
+    assert!(!c.vm_origin.covers(PID, 1000 * p, 1001 * p));
     assert_eq!(c.vm_unmatched_release_bytes(), 0);
     // MAP_FIXED over address space mapped before the attach replaces it.
-    c.vm(40, PID, TID, map(5000 * p, true), &mut out);
+    c.vm(40, 40, PID, TID, map(5000 * p, true), &mut out);
     assert_eq!(c.vm_unmatched_release_bytes(), 512 * p);
 }
 
