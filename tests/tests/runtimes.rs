@@ -124,14 +124,18 @@ fn say(name: &str, r: &Value) {
     );
     let regression = &r["retained"]["regression"];
     if regression.is_object() {
+        // A bound the fit could not give (routes too collinear) is null in the JSON.
         let kib = |route: &str, field: &str| {
             endpoint(r, "GET", route)["regression"][field]
                 .as_i64()
-                .map_or(f64::NAN, |b| b as f64 / 1024.0)
+                .map_or_else(
+                    || "none".to_owned(),
+                    |b| format!("{:.1}", b as f64 / 1024.0),
+                )
         };
         let by = |route: &str| {
             format!(
-                "{:.1} KiB ({:.1} to {:.1})",
+                "{} KiB ({} to {})",
                 kib(route, "kept_per_request_bytes"),
                 kib(route, "kept_per_request_low_bytes"),
                 kib(route, "kept_per_request_high_bytes")
