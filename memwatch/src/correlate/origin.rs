@@ -32,6 +32,9 @@ pub const DEFAULT_MAX_SPANS: usize = 1 << 20;
 /// Releases remembered per process, to check runs of faulted pages that arrive late against.
 const RECENT_RELEASES: usize = 1024;
 
+/// Mappings remembered per process, for unmappings that return after them.
+const RECENT_MAPPINGS: usize = 1024;
+
 /// When a release took effect: somewhere from its syscall's start to its return.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Between {
@@ -39,8 +42,9 @@ pub struct Between {
     pub ended: i64,
 }
 
+#[cfg(test)]
 impl Between {
-    /// A release known to the instant (a test's, or one whose syscall start is not known).
+    /// A release known to the instant.
     pub fn at(ts: i64) -> Self {
         Self {
             began: ts,
@@ -48,9 +52,6 @@ impl Between {
         }
     }
 }
-
-/// Mappings remembered per process, for unmappings that return after them.
-const RECENT_MAPPINGS: usize = 1024;
 
 /// A release remembered for [`OriginMap::grow_run`]: `(when, start, end, resident)`.
 type Recent = (Between, u64, u64, Resident);
