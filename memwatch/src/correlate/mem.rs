@@ -95,9 +95,11 @@ impl MemAccounting {
         let page = |n: u64| n.div_ceil(page_size).saturating_mul(page_size) as i64;
         let is_err = (-4095..0).contains(&m.ret);
         let len = page(a.len) as u64;
+        // An mmap that replaces whatever was mapped there.
+        let fixed = op == MemOp::Mmap && a.flags & MAP_FIXED != 0;
         let (ok, delta, effect) = match op {
             MemOp::Mmap => {
-                let effect = if a.flags & MAP_FIXED != 0 {
+                let effect = if fixed {
                     ResidentEffect::Release {
                         start: m.ret as u64,
                         len,
@@ -154,7 +156,7 @@ impl MemAccounting {
             MemOp::Mmap => VmEffect::Map {
                 start: m.ret as u64,
                 len,
-                replaces: a.flags & MAP_FIXED != 0,
+                replaces: fixed,
             },
             MemOp::Munmap => VmEffect::Unmap { start: a.addr, len },
             MemOp::Mremap => VmEffect::Remap {

@@ -24,6 +24,8 @@ impl Session {
         match ev {
             Event::Mem(m) => {
                 let ts_ns = self.wall(m.header.ts_ns);
+                // When the syscall began: its release took effect between then and `ts_ns`
+                // (both on the kernel's one monotonic clock; `min` only guards the order).
                 let began_ns = self.wall(m.args.began_ns).min(ts_ns);
                 let pid = m.header.tgid;
                 if let Some((mut row, effect, vm)) = self.mem.account(ts_ns, &m) {
