@@ -5,7 +5,7 @@
 //! The probes are placed and attached in `capture::probe::heap`; requests are judged followed
 //! or sampled out in `correlate::heap_window`. This file ties them together in time.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use memwatch_common::heap::{HEAP_SITES, HeapEvent, HeapOp};
 
@@ -31,6 +31,16 @@ const SETTLE_NS: u64 = 700_000_000;
 /// soon enough a second or two later.
 const PASS_EVERY_NS: u64 = 2_000_000_000;
 
+/// How long a followed block must live to count in the settled heap, the followed heap's
+/// retained signal (`Followed::settled`): longer than a request holds what it drops. A buffer a
+/// handler builds and drops, read at a sample instant while its request runs, made the sampled
+/// heap jump by its size and back: uvicorn at -c8, its `/churn` holding 2 MiB for half of each
+/// request, gave a fit that explained half the heap's changes.
+pub(super) const SETTLE_AFTER_NS: i64 = 1_000_000_000;
+/// Recent blocks remembered per process for the settled heap, at most: at the heap budget's
+/// rates a second holds far fewer; past it the oldest count as settled early.
+const RECENT_BLOCKS: usize = 1 << 18;
+
 /// Blocks checked per look while the probes are off.
 const VERIFY_PER_LOOK: usize = 256;
 /// How often the budget looks at the probes' hits while they are attached, in ns: at a busy
@@ -42,19 +52,24 @@ const ATTACH_SLICE: std::time::Duration = std::time::Duration::from_millis(100);
 /// While they are off: when to attach them again is not urgent.
 const LOOK_OFF_NS: u64 = 50_000_000;
 
-/// A followed block: its length, glibc chunk size word (0 for a Go span, never checked), and
-/// the process's marking epoch it was handed out in.
+/// A followed block: its length, glibc chunk size word (0 for a Go span, never checked), the
+/// process's marking epoch it was handed out in, when (wall ns), and its place among the
+/// process's blocks in the order they were handed out (what the settled heap's queue names it
+/// by).
 #[derive(Debug, Clone, Copy)]
 struct Block {
     len: u64,
     chunk: u64,
     epoch: u32,
+    seq: u64,
+    born_ns: i64,
 }
 
 /// One process's followed blocks by address, with their total kept as they come and go: the
 /// session reads it every sample, and a sum over every block there would grow with the heap.
 /// Where a collector says when it begins marking (Ruby), blocks are also told apart by the
-/// marking they came after ([`Followed::next_marking`]).
+/// marking they came after ([`Followed::next_marking`]); and blocks handed out lately from the
+/// rest, for the settled heap ([`Followed::settled`]).
 #[derive(Debug, Default)]
 struct Followed {
     blocks: BTreeMap<u64, Block>,
@@ -65,17 +80,42 @@ struct Followed {
     epoch_detaches: u64,
     /// Bytes of the blocks handed out since the last marking began, still held.
     young: u64,
+    /// Blocks handed out after `horizon_ns`, oldest first: (handed out, address, seq). An
+    /// entry whose block went stays until it is reached; the seq tells it from a later block
+    /// at the same address.
+    recent: VecDeque<(i64, u64, u64)>,
+    /// Bytes of the blocks handed out after `horizon_ns`, still held.
+    recent_bytes: u64,
+    /// Blocks handed out up to this instant (wall ns) are settled.
+    horizon_ns: i64,
+    /// Blocks handed out so far: the next block's seq.
+    seq: u64,
+    /// When (wall ns) the process's probes were placed: its settled heap before then is not
+    /// known.
+    since_ns: i64,
 }
 
 impl Followed {
-    fn insert(&mut self, addr: u64, len: u64, chunk: u64) {
+    fn insert(&mut self, ts_ns: i64, addr: u64, len: u64, chunk: u64) {
         self.bytes += len;
         self.young += len;
+        self.seq += 1;
         let block = Block {
             len,
             chunk,
             epoch: self.epoch,
+            seq: self.seq,
+            born_ns: ts_ns,
         };
+        if ts_ns > self.horizon_ns {
+            self.recent_bytes += len;
+            self.recent.push_back((ts_ns, addr, self.seq));
+            if self.recent.len() > RECENT_BLOCKS
+                && let Some((oldest, _, _)) = self.recent.front().copied()
+            {
+                self.settle(oldest);
+            }
+        }
         if let Some(old) = self.blocks.insert(addr, block) {
             self.forgot(old);
         }
@@ -92,6 +132,31 @@ impl Followed {
         if old.epoch == self.epoch {
             self.young -= old.len;
         }
+        if old.born_ns > self.horizon_ns {
+            self.recent_bytes -= old.len;
+        }
+    }
+
+    /// Blocks handed out up to `until_ns` count as settled from now on.
+    fn settle(&mut self, until_ns: i64) {
+        while let Some(&(born, addr, seq)) = self.recent.front() {
+            if born > until_ns {
+                break;
+            }
+            self.recent.pop_front();
+            if let Some(b) = self.blocks.get(&addr).filter(|b| b.seq == seq) {
+                self.recent_bytes -= b.len;
+            }
+        }
+        self.horizon_ns = self.horizon_ns.max(until_ns);
+    }
+
+    /// The settled heap at `at_ns`, read now: the bytes of the blocks handed out by then and
+    /// still held. Read [`SETTLE_AFTER_NS`] after it, what a request built and dropped is not
+    /// in it, while what one keeps is, from when it was handed out on.
+    fn settled(&mut self, at_ns: i64) -> u64 {
+        self.settle(at_ns);
+        self.bytes - self.recent_bytes
     }
 
     /// A marking begins, with the probes detached `detaches` times so far: returns the bytes
@@ -148,6 +213,9 @@ pub(super) struct HeapFollow {
     /// Times the probes were detached: a marking epoch across which this moved saw blocks
     /// change hands unseen, and gives no figure.
     detaches: u64,
+    /// Since when (wall ns) the probes have been attached, while they are (from the start: the
+    /// budget begins attached).
+    followed_since: Option<i64>,
     pub(super) counts: HeapCounts,
 }
 
@@ -166,6 +234,7 @@ impl HeapFollow {
             last_pass_ns: 0,
             attaching: false,
             detaches: 0,
+            followed_since: Some(super::wall_ns()),
             counts: HeapCounts::default(),
         }
     }
@@ -175,6 +244,11 @@ impl HeapFollow {
     pub(super) fn placed(&mut self, probe: &Probe) {
         self.budget
             .set_costs(self.costs.per_site(&probe.heap_sites()));
+    }
+
+    /// `pid`'s probes were placed now: its settled heap is known from now on.
+    pub(super) fn following(&mut self, pid: u32) {
+        self.blocks.entry(pid).or_default().since_ns = super::wall_ns();
     }
 
     /// A stack was taken at a heap allocation's return on `tid`: the call site of its block.
@@ -219,7 +293,7 @@ impl HeapFollow {
                     probe.forget_heap_block(pid, a);
                 }
             }
-            blocks.insert(h.addr, h.len, h.chunk);
+            blocks.insert(ts_ns, h.addr, h.len, h.chunk);
         } else {
             blocks.remove(h.addr);
         }
@@ -272,6 +346,7 @@ impl HeapFollow {
             }
             Some(Action::Detach) => {
                 self.detaches += 1;
+                self.followed_since = None;
                 // The window's cost is judged once the lingering breakpoints are gone.
                 self.settle_at = Some(mono + SETTLE_NS);
                 self.attaching = false;
@@ -342,7 +417,9 @@ impl HeapFollow {
         if complete {
             self.attaching = false;
             // Requests that start from now on are followed: the probes are attached.
-            correlator.heap_probes(super::wall_ns(), true);
+            let now = super::wall_ns();
+            correlator.heap_probes(now, true);
+            self.followed_since = Some(now);
         }
     }
 
@@ -396,10 +473,17 @@ impl HeapFollow {
         self.budget.attached()
     }
 
-    /// The bytes of each process's followed blocks (glibc blocks of a page or more, Go spans):
-    /// the heap that is live as far as the probes can tell, while they are attached.
-    pub(super) fn live_bytes(&self) -> impl Iterator<Item = (u32, u64)> + '_ {
-        self.blocks.iter().map(|(&pid, f)| (pid, f.bytes))
+    /// Each process's settled heap at `at_ns` (see `Followed::settled`), where the probes have
+    /// seen every block change hands since then; none otherwise.
+    pub(super) fn settled_bytes(&mut self, at_ns: i64) -> Vec<(u32, u64)> {
+        if self.followed_since.is_none_or(|since| since > at_ns) {
+            return Vec::new();
+        }
+        self.blocks
+            .iter_mut()
+            .filter(|(_, f)| f.since_ns <= at_ns)
+            .map(|(&pid, f)| (pid, f.settled(at_ns)))
+            .collect()
     }
 
     /// The bytes of `pid`'s followed blocks, if it has any.
@@ -507,11 +591,11 @@ mod tests {
     #[test]
     fn the_followed_total_moves_with_each_block() {
         let mut f = Followed::default();
-        f.insert(0x1000, 4096, 4113);
-        f.insert(0x3000, 8192, 0);
+        f.insert(0, 0x1000, 4096, 4113);
+        f.insert(0, 0x3000, 8192, 0);
         assert_eq!(f.bytes, 12288);
         // The same address handed out again (its release unseen) replaces the old block.
-        f.insert(0x1000, 16384, 16401);
+        f.insert(0, 0x1000, 16384, 16401);
         assert_eq!(f.bytes, 24576);
         f.remove(0x3000);
         f.remove(0x3000);
@@ -521,26 +605,57 @@ mod tests {
         assert_eq!((f.bytes, f.blocks.len()), (0, 0));
     }
 
+    /// The settled heap: a block counts from when it was handed out, once it has outlived the
+    /// instant read; one given back before the read never counts, nor does a block handed out
+    /// after it.
+    #[test]
+    fn the_settled_heap_leaves_out_what_was_dropped_soon_after() {
+        let mut f = Followed::default();
+        // Kept; built and dropped; handed out after the instant read.
+        f.insert(100, 0x1000, 4096, 0);
+        f.insert(150, 0x2000, 8192, 0);
+        f.remove(0x2000);
+        f.insert(250, 0x3000, 16384, 0);
+        assert_eq!(f.settled(200), 4096);
+        assert_eq!(f.bytes, 4096 + 16384);
+        // The block after the instant read goes before the next read: it never counted.
+        f.remove(0x3000);
+        assert_eq!(f.settled(260), 4096);
+        // A block dropped, and its address handed out again before the read reaches the first:
+        // the first's place in the queue does not take the second's bytes.
+        f.insert(270, 0x4000, 8192, 0);
+        f.remove(0x4000);
+        f.insert(280, 0x4000, 65536, 0);
+        assert_eq!(f.settled(275), 4096);
+        assert_eq!(f.settled(300), 4096 + 65536);
+        // A block whose event was read after an instant later than it is settled at once.
+        f.insert(290, 0x5000, 4096, 0);
+        assert_eq!(f.settled(300), 4096 + 65536 + 4096);
+        f.remove(0x5000);
+        f.remove(0x1000);
+        assert_eq!((f.settled(400), f.recent_bytes), (65536, 0));
+    }
+
     /// Ruby's collections: what a marking kept is what was held when it began and is still held
     /// when the next begins; blocks handed out in between (its sweep frees none of them) are
     /// the next collection's to judge.
     #[test]
     fn a_collection_keeps_what_was_held_at_its_marking_and_still_is() {
         let mut f = Followed::default();
-        f.insert(0x1000, 4096, 0);
-        f.insert(0x2000, 8192, 0);
+        f.insert(0, 0x1000, 4096, 0);
+        f.insert(0, 0x2000, 8192, 0);
         // Marking 1 begins; what came before it is not judged by anything yet.
         f.next_marking(0);
         // Its sweep frees the block at 0x2000; a new block comes, and one of the new goes.
         f.remove(0x2000);
-        f.insert(0x5000, 65536, 0);
-        f.insert(0x9000, 16384, 0);
+        f.insert(0, 0x5000, 65536, 0);
+        f.insert(0, 0x9000, 16384, 0);
         f.remove(0x9000);
         // Marking 2: collection 1 kept the block at 0x1000 alone.
         assert_eq!(f.next_marking(0), Some(4096));
         // The block at 0x5000, handed out after marking 1, is collection 2's: kept if still
         // held; one handed out now is not judged yet.
-        f.insert(0xa000, 8192, 0);
+        f.insert(0, 0xa000, 8192, 0);
         assert_eq!(f.next_marking(0), Some(4096 + 65536));
         f.remove(0x5000);
         assert_eq!(f.next_marking(0), Some(4096 + 8192));

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::{Session, wall_ns};
+use super::{Session, heap, wall_ns};
 use crate::{
     capture::{
         probe::{Probe, loader::KernelCounters},
@@ -70,19 +70,21 @@ impl Session {
             interval.sample(total, total_vm, &mut self.rows);
         }
         // The followed heap, a retained signal for the regression where a runtime reports no
-        // collections of its own; only while the probes see every block change hands.
-        // Stamped with the last event handled, not now: requests are timed by the kernel's
+        // collections of its own: as it had settled a while ago (what requests built and
+        // dropped since is not in it), and only where the probes saw every block change hands
+        // since. Timed by the last event handled, not now: requests are timed by the kernel's
         // clock, and one that ended in events not yet read is not in the sum yet either.
         let heap_ts_ns = self.wall(self.last_event_mono);
         if let Some(heap) = self
             .heap
-            .as_ref()
+            .as_mut()
             .filter(|h| h.attached() && heap_ts_ns > 0)
         {
-            for (pid, bytes) in heap.live_bytes() {
+            let at = heap_ts_ns - heap::SETTLE_AFTER_NS;
+            for (pid, bytes) in heap.settled_bytes(at) {
                 if self.alive.contains(&pid) && self.gc.heap_is_signal(pid) {
                     self.rows.push(Row::LiveHeap {
-                        ts_ns: heap_ts_ns,
+                        ts_ns: at,
                         pid,
                         bytes,
                         source: "heap",

@@ -91,7 +91,10 @@ impl Session {
             return;
         };
         match probe.follow_heap(pid, self.gc.samples.samples(pid)) {
-            Ok(()) => heap.placed(probe),
+            Ok(()) => {
+                heap.placed(probe);
+                heap.following(pid);
+            }
             Err(e) => {
                 heap.counts.not_followed += 1;
                 tracing::warn!("{:#}", anyhow::Error::from(e));

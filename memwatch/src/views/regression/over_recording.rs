@@ -96,8 +96,10 @@ pub enum Signal {
     KeptHeap,
     /// What each Go cycle kept of the spans the heap probes followed, likewise.
     KeptSpans,
-    /// The blocks the heap probes followed, sampled each sample interval while they were on,
-    /// in processes whose garbage no collector holds back.
+    /// The blocks the heap probes followed, in processes whose garbage no collector holds
+    /// back: read each sample interval while they were on, as they had settled a second
+    /// before (handed out by then, still held), so that what requests built and dropped is
+    /// not in it.
     Heap,
     /// The targets' summed resident set over even intervals.
     #[default]
