@@ -128,7 +128,7 @@ fn kept_from_regression(endpoints: &mut [Endpoint], page: i64, which: impl Fn(&E
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
@@ -136,7 +136,7 @@ mod tests {
     const PAGE: i64 = 4096;
 
     /// A route ranked on its origin figure, with `regression` as the fit's estimate.
-    fn route(
+    pub(in crate::views::regression) fn route(
         name: &str,
         requests: u64,
         approximate: u64,
