@@ -99,8 +99,9 @@ impl GcFollow {
 
     /// One report, stamped `ts_ns` (wall): a collection's live heap becomes a row. `heap` is
     /// the followed heap while the probes see every block change hands (`None` otherwise):
-    /// what a Node.js process holds once V8 has swept its dead buffers, and what a Ruby
-    /// process still holds of the blocks it had when its last marking began. Go's sampled
+    /// what a Ruby process still holds of the blocks it had when its last marking began, and
+    /// likewise what a Node.js process still holds of the blocks it had when V8 last swept its
+    /// dead buffers. Go's sampled
     /// allocations are charged to the request `correlator` says their thread serves.
     pub(super) fn event(
         &mut self,
@@ -122,15 +123,17 @@ impl GcFollow {
         let live = match GcOp::from_u32(e.op) {
             Some(GcOp::GoSample | GcOp::GoSampleFree) => None,
             Some(GcOp::GoLive) => Some((e.bytes, GcRuntime::Go)),
-            Some(GcOp::NodeSwept) => heap
-                .and_then(|h| h.live_bytes_of(pid))
-                .map(|b| (b, GcRuntime::Node)),
             // A Go program whose sampled heap is followed has no span probes: what its spans
             // kept is no figure there.
             Some(GcOp::GoMark) if self.samples.samples(pid) => None,
-            Some(op @ (GcOp::RubyMark | GcOp::GoMark)) => {
-                // The last collection's figure, stamped when its marking began. With the
-                // probes off now, no epoch begins, and the next marking gives none either.
+            // Node.js: what was held when V8 last swept its dead buffers and still is now. Read
+            // at one sweep alone, the figure held the buffers of requests in flight then (the
+            // churn's 2 MiB, freed by the next sweep): the fit on it explained 0.62 to 0.79 at
+            // -c8 with async handlers, and 0.55 to 0.68 at the maximum rate; on what the next
+            // sweep found still held, 0.96 and 1.0.
+            Some(op @ (GcOp::RubyMark | GcOp::GoMark | GcOp::NodeSwept)) => {
+                // The last collection's figure, stamped when its marking (or sweep) began.
+                // With the probes off now, no epoch begins, and the next gives none either.
                 let Some(heap) = heap else {
                     self.marked.remove(&pid);
                     return;
@@ -144,6 +147,8 @@ impl GcFollow {
                         bytes,
                         source: if op == GcOp::GoMark {
                             GO_KEPT
+                        } else if op == GcOp::NodeSwept {
+                            GcRuntime::Node.name()
                         } else {
                             GcRuntime::Ruby.name()
                         },

@@ -486,13 +486,9 @@ impl HeapFollow {
             .collect()
     }
 
-    /// The bytes of `pid`'s followed blocks, if it has any.
-    pub(super) fn live_bytes_of(&self, pid: u32) -> Option<u64> {
-        self.blocks.get(&pid).map(|f| f.bytes)
-    }
-
-    /// `pid`'s collector began marking: the bytes of its followed blocks handed out before its
-    /// last marking began and still held (see `Followed::next_marking`).
+    /// `pid`'s collector began marking (or, in Node.js, V8 swept its dead buffers): the bytes
+    /// of its followed blocks handed out before its last marking (or sweep) began and still
+    /// held (see `Followed::next_marking`).
     pub(super) fn next_marking(&mut self, pid: u32) -> Option<u64> {
         let detaches = self.detaches;
         self.blocks.entry(pid).or_default().next_marking(detaches)

@@ -30,8 +30,9 @@ pub enum KeptFrom {
 
 /// The share of the followed heap's variation a regression must explain for routes whose
 /// requests shared a thread to take its figures. Fitted robustly, the followed heap of
-/// Starlette under uvicorn at -c8 explains 0.75 to 0.8 (and is right within 5%); Node.js's,
-/// read at V8's sweeps, 0.62 to 0.79 with async handlers at -c8 (within 14%). (A heap whose
+/// Starlette under uvicorn at -c8 explains 0.97 to 0.98 as it had settled a second before
+/// (0.62 to 0.8 sampled as it stood); Node.js's, what each of V8's sweeps kept, 0.96 with
+/// async handlers at -c8 (0.62 to 0.79 read at one sweep alone). (A heap whose
 /// garbage waits for a collector memwatch does not hook is no signal at all, and is not
 /// sampled: `capture::probe::gc::collects_unseen`.)
 const SHARED_THREAD_EXPLAINED: f64 = 0.5;
@@ -53,8 +54,9 @@ pub fn choose(endpoints: &mut [Endpoint], fit: &mut Summary, page: i64) {
         //
         // A fit that explains enough can still be too loose to rank: Node.js at its
         // maximum rate, its heap followed only in the budget's first second, gave about 40
-        // intervals whose 95% intervals ran 110 to 360 KiB wide, and ranked the churn above
-        // the leak one run in four. The origin's figure stands there.
+        // intervals whose 95% intervals ran 110 to 360 KiB wide (read at one sweep alone,
+        // the buffers in flight in it), and ranked the churn above the leak one run in four.
+        // The origin's figure stands there.
         fit.overlapping = overlapping(endpoints, page);
         if fit.overlapping.is_empty() {
             kept_from_regression(endpoints, page, |e| {

@@ -88,8 +88,9 @@ pub enum Signal {
     /// What collected runtimes (the JVM, Go) report live after each collection, from one
     /// collection to the next.
     LiveHeap,
-    /// The blocks the heap probes followed in Node.js, read when V8 had freed the array
-    /// buffers a collection found dead: live, as far as the probes can tell.
+    /// The blocks the heap probes followed in Node.js that were held when V8 had freed the
+    /// array buffers a collection found dead, and still were when it next had: what each
+    /// sweep kept, the buffers of requests in flight at it left out.
     SweptHeap,
     /// What each Ruby collection kept of the blocks the heap probes followed: those held when
     /// its marking began and still held when the next began, its sweep over.
