@@ -582,7 +582,30 @@ impl HeapFollow {
 
 #[cfg(test)]
 mod tests {
-    use super::Followed;
+    use super::{Costs, Followed, HeapFollow};
+
+    /// The settled heap is read only where the probes saw every block change hands since the
+    /// instant read: not before they were attached, not before a process's were placed, and not
+    /// while they are off.
+    #[test]
+    fn a_settled_heap_is_read_only_where_the_probes_were_on_since() {
+        let mut h = HeapFollow::new(0.02, Costs::default());
+        h.followed_since = Some(1000);
+        h.blocks.entry(7).or_default().since_ns = 2000;
+        if let Some(f) = h.blocks.get_mut(&7) {
+            f.insert(2100, 0x1000, 4096, 0);
+        }
+        assert_eq!(h.settled_bytes(500), vec![]);
+        assert_eq!(h.settled_bytes(1500), vec![]);
+        assert_eq!(h.settled_bytes(2050), vec![(7, 0)]);
+        assert_eq!(h.settled_bytes(2500), vec![(7, 4096)]);
+        // Detached, then attached again at 4000.
+        h.followed_since = None;
+        assert_eq!(h.settled_bytes(3000), vec![]);
+        h.followed_since = Some(4000);
+        assert_eq!(h.settled_bytes(3500), vec![]);
+        assert_eq!(h.settled_bytes(4000), vec![(7, 4096)]);
+    }
 
     #[test]
     fn the_followed_total_moves_with_each_block() {
