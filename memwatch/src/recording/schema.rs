@@ -93,8 +93,8 @@ CREATE TABLE live_heap (
     pid    INTEGER NOT NULL,
     bytes  INTEGER NOT NULL,          -- live (or in use) right after it, as the runtime says
     source TEXT NOT NULL              -- jvm (its heap pools' used bytes), go (bytes marked),
-                                      -- heap (followed blocks held at ts_ns that outlived it
-                                      -- by a second), node, ruby, go_kept
+                                      -- heap (followed blocks handed out by ts_ns and still
+                                      -- held a second later), node, ruby, go_kept
 );
 CREATE TABLE heap_samples (
     id         INTEGER PRIMARY KEY,   -- numbered from 1

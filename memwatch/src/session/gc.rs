@@ -101,8 +101,8 @@ impl GcFollow {
     /// the followed heap while the probes see every block change hands (`None` otherwise):
     /// what a Ruby process still holds of the blocks it had when its last marking began, and
     /// likewise what a Node.js process still holds of the blocks it had when V8 last swept its
-    /// dead buffers. Go's sampled
-    /// allocations are charged to the request `correlator` says their thread serves.
+    /// dead buffers. Go's sampled allocations are charged to the request `correlator` says
+    /// their thread serves.
     pub(super) fn event(
         &mut self,
         ts_ns: i64,
