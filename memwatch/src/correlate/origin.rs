@@ -11,7 +11,8 @@
 //! [`OriginCounts::unmatched_release_bytes`] when they were resident before memwatch began to
 //! trace the process, or may have been (nothing known of them), else in
 //! [`OriginCounts::unseen_release_bytes`] (address space memwatch never saw resident, such as
-//! the untouched part of a thread stack). Nothing is dropped silently.
+//! the untouched part of a thread stack, or the padding glibc's `sbrk` took and a trim of the
+//! heap's top gives back unused). Nothing is dropped silently.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
