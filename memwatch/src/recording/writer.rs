@@ -32,6 +32,14 @@ use crate::{
     model::{Row, meta},
 };
 
+/// Rows inserted between two yields of the CPU. A commit holds up to `COMMIT_EVERY` of rows
+/// (about 12,000 at nginx's full speed): inserted in one go, that is several ms of CPU, which
+/// the scheduler hands out in slices of up to a tick (4 ms at HZ=250) while a target's thread
+/// preempted on the same CPU waits, and the requests it serves wait with it. Yielding every
+/// 512 rows (a few hundred µs) lets it run in between; when nothing else waits, a yield
+/// returns at once. Measured in BENCHMARKS.md (the tax's sixth cut).
+const PACE_ROWS: usize = 512;
+
 /// Longest time a row waits in memory before it is committed.
 pub const COMMIT_EVERY: Duration = Duration::from_millis(250);
 /// Batches the queue to the writer thread holds. The session sends one batch per drain (every
@@ -396,7 +404,11 @@ fn commit(
 ) -> rusqlite::Result<u64> {
     let tx = conn.transaction()?;
     let n = rows.len() as u64;
-    insert::batch(&tx, interned, rows)?;
+    insert::batch(&tx, interned, rows, |i| {
+        if i > 0 && i % PACE_ROWS == 0 {
+            std::thread::yield_now();
+        }
+    })?;
     tx.commit()?;
     Ok(n)
 }

@@ -20,10 +20,13 @@ use crate::model::{CountersRow, ProcessRow, Row};
 
 /// Stores `rows` (which it empties) in `tx`: first what is summed per batch by key, the
 /// requests' per-second rollup and [`retained::BatchSums`], then each row by its kind.
+/// `pace` is called before each row with its index in the batch: where the writer may give up
+/// the CPU (see `writer::PACE_ROWS`).
 pub(super) fn batch(
     tx: &Transaction<'_>,
     interned: &mut Interned,
     rows: &mut Vec<Row>,
+    mut pace: impl FnMut(usize),
 ) -> rusqlite::Result<()> {
     {
         let mut rollup = requests::Rollup::default();
@@ -41,7 +44,8 @@ pub(super) fn batch(
     // Requests are most of the rows: their statements are looked up once per batch, not per
     // row (the cache lookup hashes the SQL text), and they are inserted several to a statement.
     let mut requests = requests::Requests::new(tx)?;
-    for row in rows.drain(..) {
+    for (i, row) in rows.drain(..).enumerate() {
+        pace(i);
         match row {
             Row::Meta(key, value) => meta(tx, &key, &value)?,
             Row::Process(p) => process(tx, p)?,
