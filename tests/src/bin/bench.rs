@@ -20,6 +20,8 @@ use memwatch_tests::{Running, bin, memwatch, nginx, tempdir};
 mod collectors;
 #[path = "bench/tax.rs"]
 mod tax;
+#[path = "bench/waits.rs"]
+mod waits;
 
 fn rate(stdout: &str) -> f64 {
     stdout
@@ -1479,6 +1481,17 @@ fn main() {
         tax::ratio_bench(
             if quick { 1 } else { 7 },
             if quick { 1.0 } else { 3.0 },
+            &mut md,
+        );
+        print!("{md}");
+        return;
+    }
+    // `--only-waits`: what nginx's slowest requests wait for, alone, printed and not written.
+    if std::env::args().any(|a| a == "--only-waits") {
+        let mut md = String::new();
+        waits::waits_bench(
+            if quick { 1 } else { 5 },
+            if quick { 1 } else { 5 },
             &mut md,
         );
         print!("{md}");
