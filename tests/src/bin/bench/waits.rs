@@ -138,10 +138,11 @@ pub(crate) fn waits_bench(rounds: usize, secs: u64, md: &mut String) {
             got[t].push(measure(*tracer, pid, port, (3.0, secs)));
         }
     }
-    let cell = |v: Vec<f64>| {
+    // Median [spread] with `places` decimals.
+    let cell = |v: Vec<f64>, places: usize| {
         let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
         let hi = v.iter().copied().fold(0.0, f64::max);
-        format!("{:.0} [{lo:.0}–{hi:.0}]", median(v))
+        format!("{:.places$} [{lo:.places$}–{hi:.places$}]", median(v))
     };
     let _ = writeln!(
         md,
@@ -153,15 +154,12 @@ pub(crate) fn waits_bench(rounds: usize, secs: u64, md: &mut String) {
     );
     for (t, tracer) in tracers.iter().enumerate() {
         let rows = &got[t];
-        let col = |f: &dyn Fn(&Waits) -> f64| cell(rows.iter().map(f).collect());
-        let p99: Vec<f64> = rows.iter().map(|w| w.p99_ms).collect();
+        let col = |f: &dyn Fn(&Waits) -> f64| cell(rows.iter().map(f).collect(), 0);
         let _ = writeln!(
             md,
-            "| {} | {:.2} [{:.2}–{:.2}] | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
             tracer.name(),
-            median(p99.clone()),
-            p99.iter().copied().fold(f64::INFINITY, f64::min),
-            p99.iter().copied().fold(0.0, f64::max),
+            cell(rows.iter().map(|w| w.p99_ms).collect(), 2),
             col(&|w| w.over_1ms[0]),
             col(&|w| w.over_1ms[1]),
             col(&|w| w.over_1ms[2]),
