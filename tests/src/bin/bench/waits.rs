@@ -88,13 +88,14 @@ fn parse(out: &str, name: &str, scale: f64, into: &mut [f64; 3]) {
 /// One window of `secs` at full speed under `tracer`, after `warm` seconds of the same load.
 fn measure(tracer: Tracer, pid: u32, port: u16, (warm, secs): (f64, u64)) -> Waits {
     let dir = tempdir();
-    let a = attach(tracer, &family(pid), dir.path());
+    let nginx = family(pid);
+    let a = attach(tracer, &nginx, dir.path());
     let _ = wrk_with(port, warm, None);
     let memwatch = a
         .memwatch
         .as_ref()
         .map_or_else(Vec::new, |(rec, _)| threads(rec.child.id()));
-    let servers: Vec<u32> = family(pid).into_iter().flat_map(threads).collect();
+    let servers: Vec<u32> = nginx.into_iter().flat_map(threads).collect();
     let path = dir.path().join("waits.bt");
     std::fs::write(&path, script(&servers, &memwatch, secs)).expect("write the waits script");
     // The load runs a little longer than the window, on both sides of it.
@@ -102,12 +103,20 @@ fn measure(tracer: Tracer, pid: u32, port: u16, (warm, secs): (f64, u64)) -> Wai
     std::thread::sleep(std::time::Duration::from_millis(500));
     let out = Command::new("bpftrace")
         .arg(&path)
-        .stderr(Stdio::null())
+        .stdin(Stdio::null())
         .output()
         .expect("bpftrace (Debian package bpftrace)");
     let (_, _, latency) = load.join().expect("wrk");
     let _ = detach(a);
     let text = String::from_utf8_lossy(&out.stdout);
+    // A script that failed (or crashed printing its maps) would read as a window with no
+    // waits at all.
+    assert!(
+        out.status.success() && text.contains("Attaching"),
+        "the waits script failed ({}); its output:\n{text}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut w = Waits {
         p99_ms: latency.p99,
         ..Waits::default()
