@@ -328,10 +328,10 @@ pub struct HeapSampleRow {
     pub ts_ns: i64,
     pub pid: u32,
     /// The request its thread served, with that request's method and route; `None` outside
-    /// any request.
+    /// any request. The strings are the request's own, shared (interned by the correlator).
     pub request_id: Option<i64>,
-    pub method: Option<String>,
-    pub route: Option<String>,
+    pub method: Option<std::sync::Arc<str>>,
+    pub route: Option<std::sync::Arc<str>>,
     /// The object's bytes.
     pub size: u64,
     /// The bytes it stands for at the process's sampling rate (`go_profile::weight`).

@@ -71,14 +71,10 @@ impl Correlator {
     pub fn serving_route(
         &self,
         tid: u32,
-    ) -> Option<(Option<ReqId>, Option<String>, Option<String>)> {
+    ) -> Option<(Option<ReqId>, Option<Arc<str>>, Option<Arc<str>>)> {
         let id = self.serving(tid)?;
         let row = &self.inflight.get(&id)?.row;
-        Some((
-            Some(id),
-            row.method.as_deref().map(str::to_owned),
-            row.route.as_deref().map(str::to_owned),
-        ))
+        Some((Some(id), row.method.clone(), row.route.clone()))
     }
 
     /// Requests whose response has started since the last call, for the access-log join.

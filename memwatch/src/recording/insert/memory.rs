@@ -116,8 +116,8 @@ pub(super) fn heap_sample(tx: &Transaction<'_>, h: &HeapSampleRow) -> rusqlite::
         h.ts_ns,
         h.pid,
         h.request_id,
-        h.method,
-        h.route,
+        h.method.as_deref(),
+        h.route.as_deref(),
         h.size as i64,
         h.weight as i64
     ])?;
