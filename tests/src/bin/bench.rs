@@ -343,9 +343,19 @@ enum Tracer {
     Bpftrace,
     Strace,
     ProcSampler,
+    /// No tracer: a loop in the bench's own process that keeps one core busy for
+    /// [`BUSY_SHARE`] of the time. What any process using that much CPU costs the server
+    /// on this machine, beside what memwatch, using about as much, costs it.
+    Busy,
 }
 
+/// The busy loop's share of one core: about what memwatch's own process uses at a Go
+/// server's maximum rate here.
+const BUSY_SHARE: f64 = 0.10;
+
 impl Tracer {
+    /// The tracers users would use instead, and memwatch's modes: the control row
+    /// ([`Self::Busy`]) runs only where named.
     const ALL: [Self; 11] = [
         Self::None,
         Self::Memwatch,
@@ -373,6 +383,7 @@ impl Tracer {
             Self::Bpftrace => "bpftrace script",
             Self::Strace => "strace -f (same syscalls)",
             Self::ProcSampler => "/proc RSS sampling (psrecord-like)",
+            Self::Busy => "no tracer, a busy loop taking 10% of one core",
         }
     }
 }
@@ -432,6 +443,8 @@ struct Attached {
     memwatch: Option<(Running, std::path::PathBuf)>,
     other: Option<std::process::Child>,
     sampler: Option<(Arc<AtomicBool>, std::thread::JoinHandle<()>)>,
+    /// The busy loop, which returns the CPU seconds it used.
+    busy: Option<(Arc<AtomicBool>, std::thread::JoinHandle<f64>)>,
     cpu_before: f64,
 }
 
@@ -488,6 +501,7 @@ fn attach(tracer: Tracer, pids: &[u32], dir: &std::path::Path) -> Attached {
         memwatch: None,
         other: None,
         sampler: None,
+        busy: None,
         cpu_before: 0.0,
     };
     match tracer {
@@ -624,8 +638,35 @@ fn attach(tracer: Tracer, pids: &[u32], dir: &std::path::Path) -> Attached {
             });
             a.sampler = Some((stop, handle));
         }
+        Tracer::Busy => {
+            let stop = Arc::new(AtomicBool::new(false));
+            let flag = Arc::clone(&stop);
+            let handle = std::thread::spawn(move || busy_loop(&flag));
+            a.busy = Some((stop, handle));
+        }
     }
     a
+}
+
+/// Keeps one core busy for [`BUSY_SHARE`] of the time, in 1 ms spins, until `stop`; returns the
+/// CPU seconds it used (its thread's clock).
+fn busy_loop(stop: &AtomicBool) -> f64 {
+    let spin = std::time::Duration::from_millis(1);
+    let rest = spin.mul_f64((1.0 - BUSY_SHARE) / BUSY_SHARE);
+    while !stop.load(Ordering::Relaxed) {
+        let t = Instant::now();
+        while t.elapsed() < spin {
+            std::hint::spin_loop();
+        }
+        std::thread::sleep(rest);
+    }
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec for the calling thread's CPU clock.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
 }
 
 /// `memwatch report FILE --format json`, or `null` when it printed nothing readable.
@@ -643,6 +684,10 @@ fn detach(a: Attached) -> TracerStats {
     if let Some((stop, handle)) = a.sampler {
         stop.store(true, Ordering::Relaxed);
         let _ = handle.join();
+    }
+    if let Some((stop, handle)) = a.busy {
+        stop.store(true, Ordering::Relaxed);
+        stats.cpu_s = handle.join().unwrap_or(0.0);
     }
     if let Some((rec, file)) = a.memwatch {
         let pid = rec.child.id();
@@ -744,7 +789,15 @@ fn table(title: &str, unit: &str, base_rate: f64, rows: &[Row], md: &mut String)
             }
         };
         let (p99, p999) = (tail(&r.p99_ratio), tail(&r.p999_ratio));
-        let (events, dropped, cpu, rss, bpr) = if is_mw {
+        let (events, dropped, cpu, rss, bpr) = if r.tracer == Tracer::Busy {
+            (
+                "–".into(),
+                "–".into(),
+                format!("{:.0} (its own)", med(&|s| s.cpu_s) / r.window_s * 100.0),
+                "–".into(),
+                "–".into(),
+            )
+        } else if is_mw {
             let requests = med(&|s| s.requests);
             (
                 format!("{:.0}", med(&|s| s.events) / r.window_s),
@@ -1079,9 +1132,12 @@ fn runtimes_bench(rounds: usize, t: &RuntimeSecs, md: &mut String) {
          ACK, and each keep-alive connection makes one request per 40 ms with the CPU idle \
          (about 350 req/s here), which no tracer could slow. The paragraph under each table gives default \
          flags' throughput ratio minus `--no-heap`'s, paired round by round (median \
-         [spread])."
+         [spread]). On plain Go a control row traces nothing: a loop in the bench's own \
+         process keeps one core busy {:.0}% of the time, in 1 ms spins (about what memwatch's \
+         own process uses there), to show what that much CPU, taken by anyone, costs the server \
+         on this machine.",
+        BUSY_SHARE * 100.0
     );
-    let tracers = [Tracer::None, Tracer::Memwatch, Tracer::MemwatchNoHeap];
     for (runtime, title) in [
         (
             Runtime::Go,
@@ -1104,12 +1160,24 @@ fn runtimes_bench(rounds: usize, t: &RuntimeSecs, md: &mut String) {
             runtime.start(memwatch_tests::free_port())
         };
         let (pid, port) = (server.pid(), server.port);
+        // The busy loop's row on plain Go alone, where the goal is missed: what CPU taken
+        // from this machine costs that server, whoever takes it.
+        let tracers: &[Tracer] = if runtime == Runtime::Go {
+            &[
+                Tracer::None,
+                Tracer::Memwatch,
+                Tracer::MemwatchNoHeap,
+                Tracer::Busy,
+            ]
+        } else {
+            &[Tracer::None, Tracer::Memwatch, Tracer::MemwatchNoHeap]
+        };
         let (jit_rate, _, _) = wrk_with(port, jit, None);
         eprintln!(
             "{}: {jit_rate:.0} req/s over its {jit} s warm-up",
             runtime.name()
         );
-        let (base, rows) = compare_warmed(&tracers, rounds, pid, port, (warm, secs));
+        let (base, rows) = compare_warmed(tracers, rounds, pid, port, (warm, secs));
         heap_table(title, base, &rows, md);
         let default = rows
             .iter()
