@@ -51,6 +51,7 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::sync::Arc;
 
 use conn::ConnTrack;
+pub use requests::ServedRequest;
 
 use crate::model::{MemRow, RequestRow};
 use origin::OriginMap;

@@ -34,6 +34,15 @@ fn non_http_row(ev: &NetRecord<'_>, conn: u64, ts_ns: i64, kind: conn::NonHttp, 
     }
 }
 
+/// A request in flight as a thread serves it: its id, and its method and route as parsed so
+/// far, shared with its row (interned).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServedRequest {
+    pub id: ReqId,
+    pub method: Option<Arc<str>>,
+    pub route: Option<Arc<str>>,
+}
+
 impl Correlator {
     /// From `ts_ns` on the heap probes are `on`, or off: requests that start while they are
     /// off are sampled out.
@@ -68,13 +77,14 @@ impl Correlator {
 
     /// The request thread `tid` serves, with its method and route as parsed so far: where Go's
     /// sampled allocations are charged (`session/go_samples.rs`).
-    pub fn serving_route(
-        &self,
-        tid: u32,
-    ) -> Option<(Option<ReqId>, Option<Arc<str>>, Option<Arc<str>>)> {
+    pub fn serving_route(&self, tid: u32) -> Option<ServedRequest> {
         let id = self.serving(tid)?;
         let row = &self.inflight.get(&id)?.row;
-        Some((Some(id), row.method.clone(), row.route.clone()))
+        Some(ServedRequest {
+            id,
+            method: row.method.clone(),
+            route: row.route.clone(),
+        })
     }
 
     /// Requests whose response has started since the last call, for the access-log join.

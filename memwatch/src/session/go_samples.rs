@@ -91,11 +91,13 @@ impl GoSamples {
         let id = self.next_id;
         // The same address sampled again: its last object was freed unseen.
         self.live.insert((pid, e.addr), id);
-        let serving = correlator.serving_route(e.header.tid);
-        if serving.is_none() {
-            self.counts.outside += 1;
-        }
-        let (request_id, method, route) = serving.unwrap_or_default();
+        let (request_id, method, route) = match correlator.serving_route(e.header.tid) {
+            Some(served) => (Some(served.id), served.method, served.route),
+            None => {
+                self.counts.outside += 1;
+                (None, None, None)
+            }
+        };
         rows.push(Row::HeapSample(Box::new(HeapSampleRow {
             id,
             ts_ns,
