@@ -451,7 +451,10 @@ struct Attached {
 /// What the tracer reported over the run.
 #[derive(Default)]
 struct TracerStats {
+    /// Events over the whole recording, and the recording's length in seconds: it runs from
+    /// the attach to the detach, longer than the measured window.
     events: f64,
+    recorded_s: f64,
     dropped: u64,
     requests: f64,
     cpu_s: f64,
@@ -698,6 +701,7 @@ fn detach(a: Attached) -> TracerStats {
         memwatch_tests::wait_detached();
         let json = report_json(&file);
         stats.events = json["events"].as_f64().unwrap_or(0.0);
+        stats.recorded_s = json["duration_s"].as_f64().unwrap_or(0.0);
         stats.dropped = json["dropped_events"].as_u64().unwrap_or(0);
         stats.requests = json["requests"].as_f64().unwrap_or(0.0);
         stats.file_bytes = std::fs::metadata(&file).map_or(0.0, |m| m.len() as f64);
@@ -800,7 +804,14 @@ fn table(title: &str, unit: &str, base_rate: f64, rows: &[Row], md: &mut String)
         } else if is_mw {
             let requests = med(&|s| s.requests);
             (
-                format!("{:.0}", med(&|s| s.events) / r.window_s),
+                format!(
+                    "{:.0}",
+                    med(&|s| if s.recorded_s > 0.0 {
+                        s.events / s.recorded_s
+                    } else {
+                        0.0
+                    })
+                ),
                 r.stats.iter().map(|s| s.dropped).sum::<u64>().to_string(),
                 format!("{:.0}", med(&|s| s.cpu_s) / r.window_s * 100.0),
                 format!("{:.0} MB", med(&|s| s.peak_rss_mb)),
