@@ -162,6 +162,14 @@ impl Joiner {
         out
     }
 
+    /// Requests offered at or after `since_ns` that still wait for their line.
+    pub fn waiting_since(&self, since_ns: i64) -> usize {
+        self.buckets
+            .values()
+            .map(|b| b.requests.iter().filter(|(_, at)| *at >= since_ns).count())
+            .sum()
+    }
+
     /// End of recording: every waiting line is written, unmatched.
     pub fn finish(&mut self) -> Vec<Row> {
         let mut lines: Vec<LogLineRow> = self.buckets.drain().flat_map(|(_, b)| b.lines).collect();
@@ -222,6 +230,22 @@ mod tests {
         // Timestamp truncated to the second, like a log's.
         let rows = j.line(line("/a", 200, 100 * S, 101 * S, None), 101 * S);
         assert_eq!(matched(&rows), vec![(Some("/a".into()), Some(1))]);
+    }
+
+    /// What the stop waits on: requests offered since an instant that have no line yet.
+    #[test]
+    fn waiting_since_counts_the_recent_requests_still_without_a_line() {
+        let mut j = Joiner::default();
+        j.request(cand(1, "/a", 200, 10 * S, 10 * S), 10 * S);
+        j.request(cand(2, "/b", 200, 12 * S, 12 * S), 12 * S);
+        j.request(cand(3, "/b", 200, 13 * S, 13 * S), 13 * S);
+        assert_eq!(j.waiting_since(0), 3);
+        assert_eq!(j.waiting_since(12 * S), 2);
+        // The line takes the oldest of the two /b requests.
+        j.line(line("/b", 200, 12 * S, 13 * S, None), 13 * S);
+        assert_eq!(j.waiting_since(12 * S), 1);
+        assert_eq!(j.waiting_since(0), 2);
+        assert_eq!(j.waiting_since(14 * S), 0);
     }
 
     #[test]

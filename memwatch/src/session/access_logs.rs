@@ -25,7 +25,34 @@ pub fn check_access_logs(
     Ok(format)
 }
 
+/// How long the stop waits for the log lines of the last requests: a server writes a
+/// request's line after its response, so a stop right after the last response can come
+/// before the line: the test that sends nginx 2000 requests with `ab`, then stops, once read
+/// 1999 lines and left the last request unmatched.
+const LAST_LINES_GRACE: std::time::Duration = std::time::Duration::from_millis(250);
+/// Requests offered this recently count as the last ones, whose lines may still come.
+const LAST_REQUESTS_NS: i64 = 1_000_000_000;
+
 impl Session {
+    /// At the stop: reads the logs until no request of the last second waits for its line, for
+    /// at most [`LAST_LINES_GRACE`] (a request no log names waits it out). Then everything
+    /// held is flushed, as [`Self::read_logs`] with `done`.
+    pub(super) async fn read_last_logs(&mut self) {
+        let deadline = std::time::Instant::now() + LAST_LINES_GRACE;
+        loop {
+            self.read_logs(false);
+            let waiting = self.joiner.waiting_since(wall_ns() - LAST_REQUESTS_NS);
+            if self.logs.is_empty() || waiting == 0 || std::time::Instant::now() >= deadline {
+                if waiting > 0 {
+                    tracing::debug!(waiting, "requests still without their log line at stop");
+                }
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        self.read_logs(true);
+    }
+
     /// Reads the access logs: each line is routed, then joined to a captured request (or, with
     /// `--no-ebpf`, queued for the interval's growth). `done` flushes everything held.
     pub(super) fn read_logs(&mut self, done: bool) {

@@ -233,7 +233,7 @@ impl Session {
                 &mut self.rows,
             );
         }
-        self.read_logs(true);
+        self.read_last_logs().await;
         let faults = self.thread_faults();
         self.write_counters(&faults);
         self.apply_folded_responses(None);
