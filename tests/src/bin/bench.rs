@@ -1171,8 +1171,8 @@ fn runtimes_bench(rounds: usize, t: &RuntimeSecs, md: &mut String) {
             runtime.start(memwatch_tests::free_port())
         };
         let (pid, port) = (server.pid(), server.port);
-        // The busy loop's row on plain Go alone, where the goal is missed: what CPU taken
-        // from this machine costs that server, whoever takes it.
+        // The busy loop's row on plain Go alone, the server nearest the goal's line: what CPU
+        // taken from this machine costs that server, whoever takes it.
         let tracers: &[Tracer] = if runtime == Runtime::Go {
             &[
                 Tracer::None,
