@@ -18,6 +18,14 @@ pub struct ProcInfo {
     pub started_ns: Option<i64>,
 }
 
+/// Whether process `pid` is still alive: it exists and is no zombie (an exited process not yet
+/// reaped, whose address space is gone).
+pub fn alive(pid: u32) -> bool {
+    Process::new(pid as i32)
+        .and_then(|p| p.stat())
+        .is_ok_and(|s| !matches!(s.state, 'Z' | 'X' | 'x'))
+}
+
 /// Reads a process's identity; `None` when it is gone.
 pub fn info(pid: u32) -> Option<ProcInfo> {
     let proc = Process::new(pid as i32).ok()?;
@@ -350,6 +358,24 @@ pub fn kernel_release() -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A process is alive until it exits: a zombie (exited, not yet reaped) is not, nor is one
+    /// reaped.
+    #[test]
+    fn a_zombie_and_a_reaped_process_are_not_alive() {
+        assert!(alive(std::process::id()));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        // Not reaped yet: a zombie once it has exited.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while alive(pid) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+        assert!(!alive(pid));
+        child.wait().unwrap();
+        assert!(!alive(pid));
+    }
 
     /// Of a fresh 16-page private mapping of this process with pages 0 to 3 and 8 written, the
     /// resident ranges hold exactly those pages.

@@ -97,7 +97,17 @@ impl Session {
             }
             Err(e) => {
                 heap.counts.not_followed += 1;
-                tracing::warn!("{:#}", anyhow::Error::from(e));
+                if procfs::alive(pid) {
+                    tracing::warn!("{:#}", anyhow::Error::from(e));
+                } else {
+                    // It exited while its probes were being placed (a short-lived child of a
+                    // followed process): nothing the user can mend, so not a warning.
+                    tracing::debug!(
+                        pid,
+                        error = format!("{:#}", anyhow::Error::from(e)),
+                        "process exited before its heap could be followed"
+                    );
+                }
             }
         }
     }
