@@ -18,12 +18,10 @@ pub struct ProcInfo {
     pub started_ns: Option<i64>,
 }
 
-/// Whether process `pid` is still alive: it exists and is no zombie (an exited process not yet
-/// reaped, whose address space is gone).
+/// Whether process `pid` still runs: it has an address space. A zombie (exited, not yet
+/// reaped) has none, nor has a process that is exiting.
 pub fn alive(pid: u32) -> bool {
-    Process::new(pid as i32)
-        .and_then(|p| p.stat())
-        .is_ok_and(|s| !matches!(s.state, 'Z' | 'X' | 'x'))
+    memory(pid).is_some_and(|(rss, vm)| rss > 0 || vm > 0)
 }
 
 /// Reads a process's identity; `None` when it is gone.

@@ -16,9 +16,9 @@ use std::{
 
 use tokio::sync::{Notify, oneshot};
 
-use self::{group::alive, ready::ReadyUrl};
+use self::ready::ReadyUrl;
 use crate::{
-    capture::spawn::SpawnOptions,
+    capture::{procfs::alive, spawn::SpawnOptions},
     cli::CiArgs,
     commands::record,
     error::exit,

@@ -24,11 +24,6 @@ fn signal(pgid: u32, sig: i32) {
     unsafe { libc::kill(-(pgid as i32), sig) };
 }
 
-/// Whether `pid` still runs (has memory; a zombie has none).
-pub(super) fn alive(pid: u32) -> bool {
-    crate::capture::procfs::memory(pid).is_some_and(|(rss, vm)| rss > 0 || vm > 0)
-}
-
 /// Waits up to `timeout` for the group to be empty; returns who is left.
 async fn left_after(pgid: u32, timeout: Duration) -> Vec<u32> {
     let deadline = Instant::now() + timeout;
