@@ -39,13 +39,14 @@ impl Session {
     /// held is flushed, as [`Self::read_logs`] with `done`.
     pub(super) async fn read_last_logs(&mut self) {
         let deadline = std::time::Instant::now() + LAST_LINES_GRACE;
-        loop {
+        while !self.logs.is_empty() {
             self.read_logs(false);
             let waiting = self.joiner.waiting_since(wall_ns() - LAST_REQUESTS_NS);
-            if self.logs.is_empty() || waiting == 0 || std::time::Instant::now() >= deadline {
-                if waiting > 0 {
-                    tracing::debug!(waiting, "requests still without their log line at stop");
-                }
+            if waiting == 0 {
+                break;
+            }
+            if std::time::Instant::now() >= deadline {
+                tracing::debug!(waiting, "requests still without their log line at stop");
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
